@@ -1,0 +1,176 @@
+//! Plugins: read a file, hash it, validate it, compile it through the
+//! sandbox. Knows nothing of queues.
+//!
+//! A plugin is `tenant/name`; its version is the blake3 digest of its bytes.
+//! Validation runs cheapest first — magic bytes, component or core module,
+//! SDK version, import policy — and only then compiles, so a bad file is
+//! named with a specific reason before any expensive work.
+
+mod error;
+pub mod inspect;
+pub mod policy;
+
+pub use error::LoadError;
+pub use policy::Capabilities;
+
+use crate::sandbox::{Compiled, JobInput, JobRun, Limits, PluginConfig, Sandbox};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// SDK versions this host runs: any `0.1.x`.
+pub const SUPPORTED_SDK: &str = "0.1";
+
+/// A plugin version: the blake3 digest of the component bytes, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(pub String);
+
+impl Version {
+    /// Digest `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Version(blake3::hash(bytes).to_hex().to_string())
+    }
+
+    /// The first 12 hex digits, enough to tell versions apart in logs.
+    pub fn short(&self) -> &str {
+        &self.0[..12.min(self.0.len())]
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A loaded, compiled plugin version.
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// Digest of its bytes.
+    pub version: Version,
+    /// The SDK version that built it, when it says.
+    pub sdk_version: Option<String>,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// How long compiling took.
+    pub compile_time: Duration,
+    compiled: Compiled,
+}
+
+impl Plugin {
+    /// Run one job on this version, in its own span.
+    pub fn run(&self, job: JobInput, limits: &Limits, config: PluginConfig) -> JobRun {
+        let span = tracing::info_span!(
+            "job",
+            id = %job.id,
+            tenant = %job.tenant,
+            plugin = %job.plugin,
+            version = %self.version.short(),
+            attempt = job.attempt,
+        );
+        let _entered = span.enter();
+        self.compiled.run(job, limits, config)
+    }
+}
+
+/// Read, validate and compile the plugin at `path`.
+pub fn load(sandbox: &Sandbox, path: &Path, caps: &Capabilities) -> Result<Plugin, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    load_bytes(sandbox, path, &bytes, caps)
+}
+
+/// Validate and compile plugin bytes; `path` names them in errors.
+pub fn load_bytes(
+    sandbox: &Sandbox,
+    path: &Path,
+    bytes: &[u8],
+    caps: &Capabilities,
+) -> Result<Plugin, LoadError> {
+    let path = path.to_path_buf();
+    if bytes.is_empty() {
+        return Err(LoadError::Empty { path });
+    }
+    if !bytes.starts_with(b"\0asm") {
+        let found = bytes[..bytes.len().min(8)].escape_ascii().to_string();
+        return Err(LoadError::NotWasm { path, found });
+    }
+    let info = inspect::inspect(bytes).map_err(|e| LoadError::Malformed {
+        path: path.clone(),
+        reason: e.0,
+    })?;
+    if info.core_module {
+        return Err(LoadError::CoreModule { path });
+    }
+    if let Some(found) = &info.sdk_version
+        && !sdk_compatible(found)
+    {
+        return Err(LoadError::IncompatibleSdk {
+            path,
+            found: found.clone(),
+            supported: format!("{SUPPORTED_SDK}.x"),
+        });
+    }
+    for import in &info.imports {
+        match policy::judge(import, caps) {
+            policy::Verdict::Allowed => {}
+            policy::Verdict::Forbidden(reason) => {
+                return Err(LoadError::ForbiddenImport {
+                    path,
+                    import: import.clone(),
+                    reason: reason.to_string(),
+                });
+            }
+            policy::Verdict::Unknown => {
+                return Err(LoadError::UnknownImport {
+                    path,
+                    import: import.clone(),
+                });
+            }
+        }
+    }
+    let started = Instant::now();
+    let compiled = sandbox.compile(bytes).map_err(|source| LoadError::Compile {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Plugin {
+        path,
+        version: Version::of(bytes),
+        sdk_version: info.sdk_version,
+        size: bytes.len(),
+        compile_time: started.elapsed(),
+        compiled,
+    })
+}
+
+/// `0.1.x` for any x; nothing else.
+fn sdk_compatible(found: &str) -> bool {
+    found
+        .strip_prefix(SUPPORTED_SDK)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .is_some_and(|patch| !patch.is_empty() && patch.chars().all(|c| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_supported_minor_is_compatible() {
+        assert!(sdk_compatible("0.1.0"));
+        assert!(sdk_compatible("0.1.17"));
+        assert!(!sdk_compatible("0.2.0"));
+        assert!(!sdk_compatible("0.10.0"));
+        assert!(!sdk_compatible("0.1"));
+        assert!(!sdk_compatible("garbage"));
+    }
+}

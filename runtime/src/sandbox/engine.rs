@@ -1,0 +1,71 @@
+//! The one wasmtime `Engine` a process uses, configured for many short jobs,
+//! and the thread that advances its epoch so deadlines fire.
+
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Process-wide sandbox settings: the ceilings that per-job [`super::Limits`]
+/// must stay under, and the size of the instance pool.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Largest memory any job may be allowed (`--memory` cannot exceed it).
+    pub max_memory: u64,
+    /// Size of the wasm stack of every job, in bytes.
+    pub max_wasm_stack: usize,
+    /// How many jobs may hold a sandbox at once (pool slots).
+    pub pool_size: u32,
+    /// Epoch tick: the granularity of deadlines.
+    pub tick: Duration,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            max_memory: 1024 * 1024 * 1024,
+            max_wasm_stack: 1024 * 1024,
+            pool_size: 256,
+            tick: Duration::from_millis(2),
+        }
+    }
+}
+
+/// Build the engine: pooling allocator (instantiation in microseconds,
+/// memory reused across jobs), epoch interruption (preemptive deadlines at
+/// no measurable cost), a capped wasm stack, and only the wasm features a
+/// `wasm32-wasip2` Rust guest needs.
+pub(crate) fn build(config: &SandboxConfig) -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    // A Rust component instantiates its main module plus a few small shim
+    // modules; four core instances and tables per component leave headroom.
+    pool.total_component_instances(config.pool_size)
+        .total_core_instances(config.pool_size * 4)
+        .total_memories(config.pool_size)
+        .total_tables(config.pool_size * 4)
+        .total_stacks(0)
+        .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX));
+
+    let mut wasm = Config::new();
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        .wasm_component_model(true);
+    Engine::new(&wasm)
+}
+
+/// Advances the engine's epoch every `tick` until the engine is dropped.
+/// Holds only a weak reference, so it never keeps an engine alive.
+pub(crate) fn start_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("spool-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}

@@ -1,0 +1,112 @@
+//! The store's data for one job and the host side of the `spool:job`
+//! imports: logging, progress and config. WASI is linked too, but with an
+//! empty context: no preopened directories, no environment, no network, and
+//! stdout/stderr captured into the job's log.
+
+use super::bindings::spool::job::{config, log, progress, types};
+use super::capture::Capture;
+use super::limits::{JobLimiter, Limits};
+use super::report::{JobLog, LogLevel, Progress};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// A plugin's configuration values, shared by all of its jobs.
+pub type PluginConfig = Arc<BTreeMap<String, String>>;
+
+/// Everything one job's `Store` holds. Created per job, dropped with it.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: JobLimiter,
+    pub(crate) log: JobLog,
+    pub(crate) progress: Option<Progress>,
+    pub(crate) stdout: Capture,
+    pub(crate) stderr: Capture,
+    config: PluginConfig,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState").finish_non_exhaustive()
+    }
+}
+
+impl HostState {
+    pub(crate) fn new(limits: &Limits, config: PluginConfig) -> Self {
+        // Each stream may fill at most half the log's byte budget.
+        let stream_cap = limits.max_log_bytes / 2;
+        let stdout = Capture::new(stream_cap);
+        let stderr = Capture::new(stream_cap);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: JobLimiter::new(limits.memory),
+            log: JobLog::new(limits.max_log_lines, limits.max_log_bytes),
+            progress: None,
+            stdout,
+            stderr,
+            config,
+        }
+    }
+
+    /// Move captured stdout/stderr into the log, after the call.
+    pub(crate) fn finish_log(&mut self) -> JobLog {
+        let (out, out_dropped) = self.stdout.take();
+        self.log.push_stream(LogLevel::Stdout, &out, out_dropped);
+        let (err, err_dropped) = self.stderr.take();
+        self.log.push_stream(LogLevel::Stderr, &err, err_dropped);
+        std::mem::take(&mut self.log)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        // Tagged by the caller's job span (tenant, plugin, version, job id).
+        match level {
+            LogLevel::Error => tracing::error!(target: "spool::guest", "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "spool::guest", "{message}"),
+            LogLevel::Info => tracing::info!(target: "spool::guest", "{message}"),
+            _ => tracing::debug!(target: "spool::guest", "{message}"),
+        }
+        self.log.push(level, message);
+    }
+}
+
+impl progress::Host for HostState {
+    fn report(&mut self, done: u64, total: u64) {
+        self.progress = Some(Progress { done, total });
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+}

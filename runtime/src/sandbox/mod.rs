@@ -1,0 +1,225 @@
+//! The sandbox: the only module that touches wasmtime.
+//!
+//! One [`Sandbox`] per process holds the engine (pooling allocator, epoch
+//! interruption) and the linker with every host import. A plugin is compiled
+//! once into a [`Compiled`] (an `InstancePre` with its exports resolved);
+//! each job then gets a fresh `Store`, an epoch deadline, a memory cap and
+//! capped log capture, and the store is dropped after the call — a trapped
+//! store is never reused.
+//!
+//! Guests get WASI with nothing behind it: no preopened directories, no
+//! environment, no sockets, no inherited stdio.
+
+mod bindings;
+mod capture;
+mod engine;
+mod error;
+mod host;
+mod limits;
+mod report;
+
+pub use engine::SandboxConfig;
+pub use error::{CompileError, JobFailure};
+pub use host::PluginConfig;
+pub use limits::Limits;
+pub use report::{JobLog, LogLevel, LogLine, Progress, Timings};
+
+use bindings::{HandlerPre, Job};
+use host::HostState;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store};
+
+/// The process-wide sandbox: engine, linker and epoch ticker.
+#[derive(Clone)]
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: SandboxConfig,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("config", &self.config).finish()
+    }
+}
+
+/// The sandbox could not be set up (an engine setting this machine rejects).
+#[derive(Debug, thiserror::Error)]
+#[error("could not set up the wasm sandbox: {reason}")]
+pub struct SandboxError {
+    reason: String,
+}
+
+impl Sandbox {
+    /// Build the engine and linker and start the epoch ticker.
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let fail = |e: wasmtime::Error| SandboxError {
+            reason: format!("{e:#}"),
+        };
+        let engine = engine::build(&config).map_err(fail)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
+        bindings::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(fail)?;
+        engine::start_ticker(&engine, config.tick);
+        Ok(Sandbox {
+            engine,
+            linker,
+            config,
+        })
+    }
+
+    /// The process-wide settings.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Compile a component and resolve its imports and exports. Slow
+    /// (milliseconds): do it once per plugin version, off the job path.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, CompileError> {
+        let component = Component::new(&self.engine, bytes).map_err(|e| CompileError::Invalid {
+            reason: format!("{e:#}"),
+        })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| CompileError::Imports {
+                reason: format!("{e:#}"),
+            })?;
+        let pre = HandlerPre::new(pre).map_err(|e| CompileError::WrongWorld {
+            reason: format!("{e:#}"),
+        })?;
+        Ok(Compiled {
+            pre,
+            tick: self.config.tick,
+            stack: self.config.max_wasm_stack,
+            max_memory: self.config.max_memory,
+        })
+    }
+}
+
+/// One job as the sandbox runs it.
+#[derive(Debug, Clone, Default)]
+pub struct JobInput {
+    /// Job id.
+    pub id: String,
+    /// Tenant owning the plugin.
+    pub tenant: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// MIME type of the payload.
+    pub content_type: String,
+    /// The input bytes.
+    pub payload: Vec<u8>,
+}
+
+/// The result of one run: output or failure, plus log, progress and timings.
+#[derive(Debug)]
+pub struct JobRun {
+    /// The output bytes, or why there are none.
+    pub result: Result<Vec<u8>, JobFailure>,
+    /// Guest log lines and captured stdout/stderr, capped.
+    pub log: JobLog,
+    /// The last progress the guest reported.
+    pub progress: Option<Progress>,
+    /// Where the time went.
+    pub timings: Timings,
+}
+
+/// A compiled plugin version, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Compiled {
+    pre: HandlerPre<HostState>,
+    tick: Duration,
+    stack: usize,
+    max_memory: u64,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").finish_non_exhaustive()
+    }
+}
+
+impl Compiled {
+    /// Run one job in a fresh store under `limits`.
+    pub fn run(&self, job: JobInput, limits: &Limits, config: PluginConfig) -> JobRun {
+        let mut timings = Timings::default();
+        if job.payload.len() > limits.max_input {
+            return JobRun {
+                result: Err(JobFailure::InputTooLarge {
+                    size: job.payload.len(),
+                    limit: limits.max_input,
+                }),
+                log: JobLog::default(),
+                progress: None,
+                timings,
+            };
+        }
+        let mut limits = limits.clone();
+        limits.memory = limits.memory.min(self.max_memory);
+
+        let started = Instant::now();
+        let mut store = Store::new(self.pre.engine(), HostState::new(&limits, config));
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(self.deadline_ticks(limits.timeout));
+        let instance = self.pre.instantiate(&mut store);
+        timings.instantiate = started.elapsed();
+
+        let started = Instant::now();
+        let outcome = instance.and_then(|handler| {
+            let job = Job {
+                id: job.id,
+                tenant: job.tenant,
+                plugin: job.plugin,
+                attempt: job.attempt,
+                content_type: job.content_type,
+                payload: job.payload,
+            };
+            handler.call_handle(&mut store, &job)
+        });
+        timings.run = started.elapsed();
+
+        let state = store.data_mut();
+        let log = state.finish_log();
+        let progress = state.progress;
+        let result = match outcome {
+            Ok(Ok(output)) if output.len() > limits.max_output => Err(JobFailure::OutputTooLarge {
+                size: output.len(),
+                limit: limits.max_output,
+            }),
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(error)) => Err(JobFailure::from_guest(error)),
+            Err(error) => {
+                let stderr: Vec<&str> = log
+                    .lines
+                    .iter()
+                    .filter(|line| line.level == LogLevel::Stderr)
+                    .map(|line| line.message.as_str())
+                    .collect();
+                Err(JobFailure::from_trap(
+                    &error,
+                    limits.timeout,
+                    self.stack,
+                    &stderr.join("\n"),
+                ))
+            }
+        };
+        // The store (and its pool slot) is dropped here, trapped or not.
+        drop(store);
+        JobRun {
+            result,
+            log,
+            progress,
+            timings,
+        }
+    }
+
+    fn deadline_ticks(&self, timeout: Duration) -> u64 {
+        let ticks = timeout.as_nanos().div_ceil(self.tick.as_nanos().max(1));
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+}
