@@ -154,15 +154,11 @@ impl JobFailure {
         let backtrace = error
             .downcast_ref::<wasmtime::WasmBacktrace>()
             .map(|trace| {
-                trace
-                    .frames()
-                    .iter()
-                    .map(|frame| {
-                        let name = frame.func_name().unwrap_or("<unnamed>");
-                        let module = frame.module().name().unwrap_or("<module>");
-                        format!("{module}!{name}")
-                    })
-                    .collect()
+                let names = trace.frames().iter().map(|frame| {
+                    let name = frame.func_name().unwrap_or("<unnamed>");
+                    format!("{:#}", rustc_demangle::demangle(name))
+                });
+                render_backtrace(names)
             })
             .unwrap_or_default();
         match error.downcast_ref::<wasmtime::Trap>() {
@@ -180,6 +176,36 @@ impl JobFailure {
             },
         }
     }
+}
+
+/// Most frames kept in a failure's backtrace.
+const MAX_FRAMES: usize = 24;
+
+/// Guest frames, innermost first, made readable: the panic and abort
+/// machinery at the top is skipped (it is the same for every panic), runs of
+/// one frame (recursion) collapse into `name (×N)`, and the list is capped.
+fn render_backtrace(names: impl Iterator<Item = String>) -> Vec<String> {
+    const MACHINERY: &[&str] = &["abort", "std::", "core::", "__rustc", "__rust_", "rust_"];
+    let mut out: Vec<(String, usize)> = Vec::new();
+    let mut names = names.skip_while(|n| MACHINERY.iter().any(|m| n.starts_with(m))).peekable();
+    while let Some(name) = names.next() {
+        let mut count = 1;
+        while names.peek() == Some(&name) {
+            names.next();
+            count += 1;
+        }
+        out.push((name, count));
+    }
+    let hidden = out.len().saturating_sub(MAX_FRAMES);
+    let mut lines: Vec<String> = out
+        .into_iter()
+        .take(MAX_FRAMES)
+        .map(|(name, count)| if count > 1 { format!("{name} (×{count})") } else { name })
+        .collect();
+    if hidden > 0 {
+        lines.push(format!("… {hidden} more frames"));
+    }
+    lines
 }
 
 /// The message of a Rust panic as printed by std's default hook:
@@ -231,6 +257,15 @@ mod tests {
             Some("boom: 42 (at src/lib.rs:12:5)")
         );
         assert_eq!(panic_message("just some output"), None);
+    }
+
+    #[test]
+    fn backtraces_skip_panic_machinery_and_collapse_recursion() {
+        let frames = ["abort", "std::process::abort", "core::panicking::panic_fmt", "app::f", "app::f", "app::f", "handle"];
+        assert_eq!(
+            render_backtrace(frames.iter().map(|s| s.to_string())),
+            vec!["app::f (×3)".to_string(), "handle".to_string()]
+        );
     }
 
     #[test]
