@@ -1,0 +1,51 @@
+//! Spool's end-to-end tests: one binary, one module per topic. Every test
+//! runs real components built from `plugins/` by `tests/build.rs`.
+
+mod cli;
+mod hostile;
+mod limits;
+mod loading;
+mod plugins;
+mod sdk;
+
+use spool_runtime::sandbox::{JobInput, JobRun, Limits};
+use std::sync::Arc;
+
+/// A job with a JSON payload, as `spool call` would make it.
+fn json_job(payload: &str) -> JobInput {
+    job("application/json", payload.as_bytes().to_vec())
+}
+
+fn job(content_type: &str, payload: Vec<u8>) -> JobInput {
+    JobInput {
+        id: "test-job".into(),
+        tenant: "acme".into(),
+        plugin: "fixture".into(),
+        attempt: 1,
+        content_type: content_type.into(),
+        payload,
+    }
+}
+
+/// Run `payload` on the named plugin with default limits and no config.
+fn run(plugin: &str, payload: &str) -> JobRun {
+    run_with(plugin, json_job(payload), &Limits::default(), &[])
+}
+
+fn run_with(plugin: &str, job: JobInput, limits: &Limits, config: &[(&str, &str)]) -> JobRun {
+    let config = Arc::new(
+        config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    spool_tests::plugin(plugin).run(job, limits, config)
+}
+
+/// The output of a successful run as JSON; panics with the failure otherwise.
+fn output_json(run: &JobRun) -> serde_json::Value {
+    match &run.result {
+        Ok(bytes) => serde_json::from_slice(bytes).expect("output is JSON"),
+        Err(failure) => panic!("expected success, got {failure:?}"),
+    }
+}
