@@ -10,7 +10,9 @@ use std::process::Command;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let root = manifest.parent().expect("tests/ lives in the workspace root");
+    let root = manifest
+        .parent()
+        .expect("tests/ lives in the workspace root");
     let plugins = root.join("plugins");
     let target_dir = root.join("target").join("wasm");
     let out_dir = root.join("target").join("plugins");
@@ -22,7 +24,13 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(plugins.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);

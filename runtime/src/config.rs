@@ -24,7 +24,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        _ => return Err(format!("invalid size {text:?}: unknown unit {unit:?}; expected {expected}")),
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: unknown unit {unit:?}; expected {expected}"
+            ));
+        }
     };
     number
         .checked_mul(factor)
@@ -60,7 +64,11 @@ mod tests {
         assert_eq!(parse_size("2MB"), Ok(2_000_000));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("lots").unwrap_err().contains("\"lots\""));
-        assert!(parse_size("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_size("5 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
     }
 
     #[test]

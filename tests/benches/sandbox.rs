@@ -35,7 +35,10 @@ struct Output {
 
 fn native(payload: &[u8]) -> Vec<u8> {
     let input: Input = serde_json::from_slice(payload).unwrap();
-    serde_json::to_vec(&Output { greeting: format!("Hello, {}!", input.name) }).unwrap()
+    serde_json::to_vec(&Output {
+        greeting: format!("Hello, {}!", input.name),
+    })
+    .unwrap()
 }
 
 fn per_job(c: &mut Criterion) {
@@ -48,7 +51,9 @@ fn per_job(c: &mut Criterion) {
     group.bench_function("hello_wasm", |b| {
         b.iter(|| black_box(plugin.run(job(), &limits, config.clone()).result.unwrap()))
     });
-    group.bench_function("hello_native", |b| b.iter(|| black_box(native(black_box(PAYLOAD)))));
+    group.bench_function("hello_native", |b| {
+        b.iter(|| black_box(native(black_box(PAYLOAD))))
+    });
     group.finish();
 }
 

@@ -30,6 +30,9 @@ pub fn plugin(name: &str) -> Plugin {
     }
     let plugin = plugins::load(sandbox(), &plugin_path(name), &Capabilities::default())
         .unwrap_or_else(|e| panic!("loading fixture {name}: {e}"));
-    cache.lock().unwrap().insert(name.to_string(), plugin.clone());
+    cache
+        .lock()
+        .unwrap()
+        .insert(name.to_string(), plugin.clone());
     plugin
 }

@@ -21,7 +21,11 @@ struct Output {
 #[handler]
 fn greet(input: Input) -> Result<Output, JobError> {
     if input.name.is_empty() {
-        return Err(JobError::invalid_input("name", "a non-empty string", "\"\""));
+        return Err(JobError::invalid_input(
+            "name",
+            "a non-empty string",
+            "\"\"",
+        ));
     }
     spool_sdk::log::info!("greeting {}", input.name);
     Ok(Output {

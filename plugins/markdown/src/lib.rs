@@ -10,9 +10,8 @@ use spool_sdk::{JobError, handler};
 
 #[handler(bytes)]
 fn render(input: &[u8]) -> Result<Vec<u8>, JobError> {
-    let text = std::str::from_utf8(input).map_err(|e| {
-        JobError::invalid_input("$", "UTF-8 Markdown text", e.to_string())
-    })?;
+    let text = std::str::from_utf8(input)
+        .map_err(|e| JobError::invalid_input("$", "UTF-8 Markdown text", e.to_string()))?;
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_TASKLISTS

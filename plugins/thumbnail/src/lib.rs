@@ -46,9 +46,8 @@ fn thumbnail(input: Vec<u8>, job: &Job) -> Result<Vec<u8>, JobError> {
     let width = side("width", width.unwrap_or(128))?;
     let height = side("height", height.unwrap_or(128))?;
 
-    let image = image::load_from_memory(&bytes).map_err(|e| {
-        JobError::invalid_input("$", "PNG or JPEG image bytes", e.to_string())
-    })?;
+    let image = image::load_from_memory(&bytes)
+        .map_err(|e| JobError::invalid_input("$", "PNG or JPEG image bytes", e.to_string()))?;
     progress::report(1, 2);
     let thumb = if image.width() <= width && image.height() <= height {
         image

@@ -162,7 +162,8 @@ fn job_name(args: &CallArgs) -> (String, String) {
 /// A usage or load error: exit 2, as plain text or as JSON.
 fn usage_error(args: &CallArgs, message: &str) -> u8 {
     if args.json {
-        let doc = json!({"ok": false, "error": {"kind": "load", "message": message, "retryable": false}});
+        let doc =
+            json!({"ok": false, "error": {"kind": "load", "message": message, "retryable": false}});
         println!("{doc}");
     } else {
         eprintln!("error: {message}");
@@ -181,7 +182,10 @@ fn print_plain(args: &CallArgs, run: &JobRun) {
         Ok(output) => {
             if let Some(path) = &args.output {
                 if let Err(e) = std::fs::write(path, output) {
-                    eprintln!("error: could not write the output to {}: {e}", path.display());
+                    eprintln!(
+                        "error: could not write the output to {}: {e}",
+                        path.display()
+                    );
                 }
                 return;
             }
@@ -206,7 +210,10 @@ fn print_plain(args: &CallArgs, run: &JobRun) {
                 eprintln!("(a retry may help)");
             }
             if std::io::stderr().is_terminal() && !args.logs && !run.log.lines.is_empty() {
-                eprintln!("({} guest log lines; add --logs to see them)", run.log.lines.len());
+                eprintln!(
+                    "({} guest log lines; add --logs to see them)",
+                    run.log.lines.len()
+                );
             }
         }
     }

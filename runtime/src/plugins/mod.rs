@@ -138,10 +138,12 @@ pub fn load_bytes(
         }
     }
     let started = Instant::now();
-    let compiled = sandbox.compile(bytes).map_err(|source| LoadError::Compile {
-        path: path.clone(),
-        source,
-    })?;
+    let compiled = sandbox
+        .compile(bytes)
+        .map_err(|source| LoadError::Compile {
+            path: path.clone(),
+            source,
+        })?;
     Ok(Plugin {
         path,
         version: Version::of(bytes),

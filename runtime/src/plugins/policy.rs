@@ -56,9 +56,15 @@ mod tests {
     fn sockets_need_the_network_capability() {
         let none = Capabilities::default();
         let net = Capabilities { network: true };
-        assert!(matches!(judge("wasi:sockets/tcp@0.2.6", &none), Verdict::Forbidden(_)));
+        assert!(matches!(
+            judge("wasi:sockets/tcp@0.2.6", &none),
+            Verdict::Forbidden(_)
+        ));
         assert_eq!(judge("wasi:sockets/tcp@0.2.6", &net), Verdict::Allowed);
         assert_eq!(judge("wasi:cli/stdout@0.2.0", &none), Verdict::Allowed);
-        assert_eq!(judge("wasi:http/outgoing-handler@0.2.0", &net), Verdict::Unknown);
+        assert_eq!(
+            judge("wasi:http/outgoing-handler@0.2.0", &net),
+            Verdict::Unknown
+        );
     }
 }

@@ -187,7 +187,9 @@ const MAX_FRAMES: usize = 24;
 fn render_backtrace(names: impl Iterator<Item = String>) -> Vec<String> {
     const MACHINERY: &[&str] = &["abort", "std::", "core::", "__rustc", "__rust_", "rust_"];
     let mut out: Vec<(String, usize)> = Vec::new();
-    let mut names = names.skip_while(|n| MACHINERY.iter().any(|m| n.starts_with(m))).peekable();
+    let mut names = names
+        .skip_while(|n| MACHINERY.iter().any(|m| n.starts_with(m)))
+        .peekable();
     while let Some(name) = names.next() {
         let mut count = 1;
         while names.peek() == Some(&name) {
@@ -200,7 +202,13 @@ fn render_backtrace(names: impl Iterator<Item = String>) -> Vec<String> {
     let mut lines: Vec<String> = out
         .into_iter()
         .take(MAX_FRAMES)
-        .map(|(name, count)| if count > 1 { format!("{name} (×{count})") } else { name })
+        .map(|(name, count)| {
+            if count > 1 {
+                format!("{name} (×{count})")
+            } else {
+                name
+            }
+        })
         .collect();
     if hidden > 0 {
         lines.push(format!("… {hidden} more frames"));
@@ -238,7 +246,9 @@ pub enum CompileError {
         reason: String,
     },
     /// The component does not export `handle` with the `spool:job` signature.
-    #[error("it does not implement the spool:job/handler world (expected an export `handle: func(job) -> result<list<u8>, job-error>`): {reason}")]
+    #[error(
+        "it does not implement the spool:job/handler world (expected an export `handle: func(job) -> result<list<u8>, job-error>`): {reason}"
+    )]
     WrongWorld {
         /// wasmtime's reason.
         reason: String,
@@ -261,7 +271,15 @@ mod tests {
 
     #[test]
     fn backtraces_skip_panic_machinery_and_collapse_recursion() {
-        let frames = ["abort", "std::process::abort", "core::panicking::panic_fmt", "app::f", "app::f", "app::f", "handle"];
+        let frames = [
+            "abort",
+            "std::process::abort",
+            "core::panicking::panic_fmt",
+            "app::f",
+            "app::f",
+            "app::f",
+            "handle",
+        ];
         assert_eq!(
             render_backtrace(frames.iter().map(|s| s.to_string())),
             vec!["app::f (×3)".to_string(), "handle".to_string()]
@@ -270,9 +288,24 @@ mod tests {
 
     #[test]
     fn only_transient_failures_are_retryable() {
-        assert!(JobFailure::Timeout { limit: Duration::from_secs(1) }.is_retryable());
-        assert!(JobFailure::Retryable { message: "busy".into() }.is_retryable());
-        assert!(!JobFailure::Fatal { message: "no".into() }.is_retryable());
+        assert!(
+            JobFailure::Timeout {
+                limit: Duration::from_secs(1)
+            }
+            .is_retryable()
+        );
+        assert!(
+            JobFailure::Retryable {
+                message: "busy".into()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !JobFailure::Fatal {
+                message: "no".into()
+            }
+            .is_retryable()
+        );
         assert!(!JobFailure::StackOverflow { limit: 1 }.is_retryable());
     }
 }

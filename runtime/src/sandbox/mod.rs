@@ -40,7 +40,9 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("config", &self.config).finish()
+        f.debug_struct("Sandbox")
+            .field("config", &self.config)
+            .finish()
     }
 }
 

@@ -85,7 +85,10 @@ fn check_signature(mode: Mode, function: &ItemFn) -> syn::Result<(Input, bool)> 
         ));
     }
     if let Some(variadic) = &sig.variadic {
-        return Err(syn::Error::new_spanned(variadic, "a handler cannot be variadic"));
+        return Err(syn::Error::new_spanned(
+            variadic,
+            "a handler cannot be variadic",
+        ));
     }
     let args: Vec<&FnArg> = sig.inputs.iter().collect();
     if args.is_empty() || args.len() > 2 {

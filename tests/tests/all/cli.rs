@@ -41,35 +41,68 @@ fn invalid_input_exits_1_with_the_error_on_stderr() {
 
 #[test]
 fn retryable_error_exits_75() {
-    let out = spool(&["call", &plugin("introspect"), "--input", r#"{"fail":"retryable"}"#]);
+    let out = spool(&[
+        "call",
+        &plugin("introspect"),
+        "--input",
+        r#"{"fail":"retryable"}"#,
+    ]);
     assert_eq!(out.status.code(), Some(75));
     assert!(text(&out.stderr).starts_with("error: retryable: the fixture asked for a retry\n"));
 }
 
 #[test]
 fn timeout_exits_75_and_trap_exits_1() {
-    let out = spool(&["call", &plugin("spin"), "--input", "{}", "--timeout", "100ms"]);
+    let out = spool(&[
+        "call",
+        &plugin("spin"),
+        "--input",
+        "{}",
+        "--timeout",
+        "100ms",
+    ]);
     assert_eq!(out.status.code(), Some(75));
-    assert!(text(&out.stderr).starts_with("error: timeout: "), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("error: timeout: "),
+        "{}",
+        text(&out.stderr)
+    );
     let out = spool(&["call", &plugin("panics"), "--input", "{}"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.starts_with("error: panic: the handler panicked: fixture panicked"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: panic: the handler panicked: fixture panicked"),
+        "{stderr}"
+    );
     assert!(stderr.contains("    at panics::explode\n"), "{stderr}");
 }
 
 #[test]
 fn memory_flag_sets_the_cap() {
-    let out = spool(&["call", &plugin("memory_hog"), "--input", "{}", "--memory", "8MiB"]);
+    let out = spool(&[
+        "call",
+        &plugin("memory_hog"),
+        "--input",
+        "{}",
+        "--memory",
+        "8MiB",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("the limit is 8388608 bytes"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the limit is 8388608 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn load_errors_exit_2_and_name_the_file() {
     let out = spool(&["call", "/nonexistent.wasm", "--input", "{}"]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(text(&out.stderr), "error: plugin /nonexistent.wasm: no such file\n");
+    assert_eq!(
+        text(&out.stderr),
+        "error: plugin /nonexistent.wasm: no such file\n"
+    );
     let out = spool(&["call", &plugin("old_sdk"), "--input", "{}"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("built with spool-sdk 0.0.9"));
@@ -79,8 +112,19 @@ fn load_errors_exit_2_and_name_the_file() {
 fn usage_errors_exit_2() {
     let out = spool(&["call", &plugin("hello")]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--input"), "{}", text(&out.stderr));
-    let out = spool(&["call", &plugin("hello"), "--input", "{}", "--timeout", "soon"]);
+    assert!(
+        text(&out.stderr).contains("--input"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = spool(&[
+        "call",
+        &plugin("hello"),
+        "--input",
+        "{}",
+        "--timeout",
+        "soon",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("invalid duration \"soon\""));
     let out = spool(&["call", &plugin("hello"), "--input", "@/nonexistent.json"]);
@@ -90,22 +134,43 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn json_mode_reports_output_logs_and_timings() {
-    let out = spool(&["call", &plugin("hello"), "--input", r#"{"name":"Ada"}"#, "--json"]);
+    let out = spool(&[
+        "call",
+        &plugin("hello"),
+        "--input",
+        r#"{"name":"Ada"}"#,
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["ok"], true);
-    assert_eq!(doc["output"], serde_json::json!({"greeting": "Hello, Ada!"}));
+    assert_eq!(
+        doc["output"],
+        serde_json::json!({"greeting": "Hello, Ada!"})
+    );
     assert_eq!(doc["error"], serde_json::Value::Null);
-    assert_eq!(doc["logs"], serde_json::json!([{"level": "info", "message": "greeting Ada"}]));
+    assert_eq!(
+        doc["logs"],
+        serde_json::json!([{"level": "info", "message": "greeting Ada"}])
+    );
     assert_eq!(doc["plugin"]["sdk_version"], "0.1.0");
     for timing in ["compile", "instantiate", "run"] {
-        assert!(doc["timings_us"][timing].is_u64(), "{timing} missing: {doc}");
+        assert!(
+            doc["timings_us"][timing].is_u64(),
+            "{timing} missing: {doc}"
+        );
     }
 }
 
 #[test]
 fn json_mode_reports_typed_errors() {
-    let out = spool(&["call", &plugin("hello"), "--input", r#"{"name":""}"#, "--json"]);
+    let out = spool(&[
+        "call",
+        &plugin("hello"),
+        "--input",
+        r#"{"name":""}"#,
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["ok"], false);
@@ -122,8 +187,16 @@ fn file_input_config_and_output_file() {
     std::fs::write(&input, r#"{"echo":"from a file"}"#).unwrap();
     let output = dir.join("out.json");
     let out = spool(&[
-        "call", &plugin("introspect"), "--input", &format!("@{}", input.display()),
-        "-c", "greeting=hey", "--as", "acme/intro", "-o", &output.display().to_string(),
+        "call",
+        &plugin("introspect"),
+        "--input",
+        &format!("@{}", input.display()),
+        "-c",
+        "greeting=hey",
+        "--as",
+        "acme/intro",
+        "-o",
+        &output.display().to_string(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&output).unwrap()).unwrap();

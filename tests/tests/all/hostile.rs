@@ -8,8 +8,14 @@ use std::sync::Arc;
 #[test]
 fn host_files_are_not_reachable() {
     let out = output_json(&run("reads_file", "{}"));
-    assert!(out["etc_passwd"].as_str().unwrap().starts_with("denied:"), "{out}");
-    assert!(out["root_dir"].as_str().unwrap().starts_with("denied:"), "{out}");
+    assert!(
+        out["etc_passwd"].as_str().unwrap().starts_with("denied:"),
+        "{out}"
+    );
+    assert!(
+        out["root_dir"].as_str().unwrap().starts_with("denied:"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -23,7 +29,11 @@ fn socket_import_is_rejected_at_load_time() {
     let path = spool_tests::plugin_path("opens_socket");
     let error = plugins::load(spool_tests::sandbox(), &path, &Capabilities::default()).unwrap_err();
     match error {
-        LoadError::ForbiddenImport { import, path: named, .. } => {
+        LoadError::ForbiddenImport {
+            import,
+            path: named,
+            ..
+        } => {
             assert!(import.starts_with("wasi:sockets/"), "{import}");
             assert_eq!(named, path);
         }
@@ -37,11 +47,19 @@ fn with_the_network_capability_connections_are_still_refused() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let path = spool_tests::plugin_path("opens_socket");
-    let plugin = plugins::load(spool_tests::sandbox(), &path, &Capabilities { network: true }).unwrap();
+    let plugin = plugins::load(
+        spool_tests::sandbox(),
+        &path,
+        &Capabilities { network: true },
+    )
+    .unwrap();
     let job = super::json_job(&format!(r#"{{"addr":"{addr}"}}"#));
     let run = plugin.run(job, &Limits::default(), Arc::default());
     let out = output_json(&run);
     assert!(out["denied"].is_string(), "{out}");
     listener.set_nonblocking(true).unwrap();
-    assert!(listener.accept().is_err(), "the guest connected to the host");
+    assert!(
+        listener.accept().is_err(),
+        "the guest connected to the host"
+    );
 }

@@ -7,11 +7,16 @@ use std::time::Duration;
 
 #[test]
 fn endless_loop_is_stopped_by_the_deadline() {
-    let limits = Limits { timeout: Duration::from_millis(200), ..Limits::default() };
+    let limits = Limits {
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
     let run = run_with("spin", json_job("{}"), &limits, &[]);
     assert_eq!(
         run.result.unwrap_err(),
-        JobFailure::Timeout { limit: Duration::from_millis(200) }
+        JobFailure::Timeout {
+            limit: Duration::from_millis(200)
+        }
     );
     // What the guest logged before it was stopped is kept.
     assert_eq!(run.log.lines[0].message, "spinning forever");
@@ -19,7 +24,10 @@ fn endless_loop_is_stopped_by_the_deadline() {
 
 #[test]
 fn unbounded_memory_growth_hits_the_memory_cap() {
-    let limits = Limits { memory: 16 << 20, ..Limits::default() };
+    let limits = Limits {
+        memory: 16 << 20,
+        ..Limits::default()
+    };
     let run = run_with("memory_hog", json_job("{}"), &limits, &[]);
     match run.result.unwrap_err() {
         JobFailure::MemoryLimit { requested, limit } => {
@@ -35,7 +43,9 @@ fn unbounded_recursion_overflows_the_wasm_stack() {
     let run = run("deep_recursion", "{}");
     assert_eq!(
         run.result.unwrap_err(),
-        JobFailure::StackOverflow { limit: spool_tests::sandbox().config().max_wasm_stack }
+        JobFailure::StackOverflow {
+            limit: spool_tests::sandbox().config().max_wasm_stack
+        }
     );
 }
 
@@ -44,9 +54,15 @@ fn panic_reports_message_location_and_guest_backtrace() {
     let run = run("panics", "{}");
     match run.result.unwrap_err() {
         JobFailure::Panic { message, backtrace } => {
-            assert!(message.starts_with("fixture panicked on purpose (answer 42)"), "{message}");
+            assert!(
+                message.starts_with("fixture panicked on purpose (answer 42)"),
+                "{message}"
+            );
             assert!(message.contains("src/lib.rs:"), "{message}");
-            assert_eq!(backtrace.first().map(String::as_str), Some("panics::explode"));
+            assert_eq!(
+                backtrace.first().map(String::as_str),
+                Some("panics::explode")
+            );
             assert_eq!(backtrace.last().map(String::as_str), Some("handle"));
         }
         other => panic!("expected a panic, got {other:?}"),
@@ -55,26 +71,52 @@ fn panic_reports_message_location_and_guest_backtrace() {
 
 #[test]
 fn output_over_the_cap_is_refused() {
-    let run = run_with("big_output", job("text/plain", b"20971520".to_vec()), &Limits::default(), &[]);
+    let run = run_with(
+        "big_output",
+        job("text/plain", b"20971520".to_vec()),
+        &Limits::default(),
+        &[],
+    );
     assert_eq!(
         run.result.unwrap_err(),
-        JobFailure::OutputTooLarge { size: 20 << 20, limit: Limits::default().max_output }
+        JobFailure::OutputTooLarge {
+            size: 20 << 20,
+            limit: Limits::default().max_output
+        }
     );
-    let small = run_with("big_output", job("text/plain", b"1000".to_vec()), &Limits::default(), &[]);
+    let small = run_with(
+        "big_output",
+        job("text/plain", b"1000".to_vec()),
+        &Limits::default(),
+        &[],
+    );
     assert_eq!(small.result.unwrap().len(), 1000);
 }
 
 #[test]
 fn input_over_the_cap_never_reaches_the_guest() {
-    let limits = Limits { max_input: 10, ..Limits::default() };
+    let limits = Limits {
+        max_input: 10,
+        ..Limits::default()
+    };
     let run = run_with("hello", json_job(r#"{"name":"a long name"}"#), &limits, &[]);
-    assert_eq!(run.result.unwrap_err(), JobFailure::InputTooLarge { size: 22, limit: 10 });
+    assert_eq!(
+        run.result.unwrap_err(),
+        JobFailure::InputTooLarge {
+            size: 22,
+            limit: 10
+        }
+    );
     assert_eq!(run.timings.instantiate, Duration::ZERO);
 }
 
 #[test]
 fn chatty_guest_keeps_its_job_and_its_log_is_capped() {
-    let limits = Limits { max_log_lines: 100, max_log_bytes: 4096, ..Limits::default() };
+    let limits = Limits {
+        max_log_lines: 100,
+        max_log_bytes: 4096,
+        ..Limits::default()
+    };
     let run = run_with("chatty", json_job("{}"), &limits, &[]);
     assert_eq!(run.result.as_deref().unwrap(), b"done");
     assert!(run.log.lines.len() <= 100);

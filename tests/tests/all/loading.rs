@@ -22,7 +22,10 @@ fn missing_file() {
     let path = PathBuf::from("/nonexistent/plugin.wasm");
     let error = load(&path).unwrap_err();
     assert!(matches!(&error, LoadError::NotFound { path: p } if *p == path));
-    assert_eq!(error.to_string(), "plugin /nonexistent/plugin.wasm: no such file");
+    assert_eq!(
+        error.to_string(),
+        "plugin /nonexistent/plugin.wasm: no such file"
+    );
 }
 
 #[test]
@@ -44,7 +47,10 @@ fn not_wasm() {
 fn core_module_instead_of_component() {
     let module = wat::parse_str("(module (func (export \"handle\")))").unwrap();
     let path = temp_file("core.wasm", &module);
-    assert!(matches!(load(&path).unwrap_err(), LoadError::CoreModule { .. }));
+    assert!(matches!(
+        load(&path).unwrap_err(),
+        LoadError::CoreModule { .. }
+    ));
 }
 
 #[test]
@@ -67,14 +73,20 @@ fn random_bytes_after_the_magic() {
         bytes.push(x as u8);
     }
     let path = temp_file("random.wasm", &bytes);
-    assert!(matches!(load(&path).unwrap_err(), LoadError::Malformed { .. }));
+    assert!(matches!(
+        load(&path).unwrap_err(),
+        LoadError::Malformed { .. }
+    ));
 }
 
 #[test]
 fn wrong_world() {
     let error = load(&spool_tests::plugin_path("wrong_world")).unwrap_err();
     match &error {
-        LoadError::Compile { source: CompileError::WrongWorld { reason }, .. } => {
+        LoadError::Compile {
+            source: CompileError::WrongWorld { reason },
+            ..
+        } => {
             assert!(reason.contains("handle"), "{reason}")
         }
         other => panic!("expected wrong world, got {other}"),
@@ -92,7 +104,9 @@ fn import_the_host_does_not_provide() {
 #[test]
 fn incompatible_sdk_version() {
     match load(&spool_tests::plugin_path("old_sdk")).unwrap_err() {
-        LoadError::IncompatibleSdk { found, supported, .. } => {
+        LoadError::IncompatibleSdk {
+            found, supported, ..
+        } => {
             assert_eq!(found, "0.0.9");
             assert_eq!(supported, "0.1.x");
         }

@@ -20,7 +20,12 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
 #[test]
 fn thumbnail_of_a_jpeg_fits_the_configured_box() {
     let input = job("image/jpeg", encoded(400, 200, ImageFormat::Jpeg));
-    let run = run_with("thumbnail", input, &Limits::default(), &[("width", "100"), ("height", "100")]);
+    let run = run_with(
+        "thumbnail",
+        input,
+        &Limits::default(),
+        &[("width", "100"), ("height", "100")],
+    );
     let output = run.result.expect("a thumbnail");
     assert_eq!(png_size(&output), (100, 50));
     assert_eq!(run.progress, Some(Progress { done: 2, total: 2 }));
@@ -28,7 +33,12 @@ fn thumbnail_of_a_jpeg_fits_the_configured_box() {
 
 #[test]
 fn thumbnail_of_a_png_defaults_to_128() {
-    let run = run_with("thumbnail", job("image/png", encoded(300, 600, ImageFormat::Png)), &Limits::default(), &[]);
+    let run = run_with(
+        "thumbnail",
+        job("image/png", encoded(300, 600, ImageFormat::Png)),
+        &Limits::default(),
+        &[],
+    );
     assert_eq!(png_size(&run.result.unwrap()), (64, 128));
 }
 
@@ -37,45 +47,92 @@ fn thumbnail_from_a_json_wrapper() {
     use base64_shim::encode;
     let png = encoded(50, 50, ImageFormat::Png);
     let payload = format!(r#"{{"image":"{}","width":10,"height":20}}"#, encode(&png));
-    let run = run_with("thumbnail", job("application/json", payload.into_bytes()), &Limits::default(), &[]);
+    let run = run_with(
+        "thumbnail",
+        job("application/json", payload.into_bytes()),
+        &Limits::default(),
+        &[],
+    );
     assert_eq!(png_size(&run.result.unwrap()), (10, 10));
 }
 
 #[test]
 fn thumbnail_rejects_non_images_and_bad_sizes() {
-    let run = run_with("thumbnail", job("image/png", b"not an image".to_vec()), &Limits::default(), &[]);
-    assert!(matches!(run.result.unwrap_err(), JobFailure::InvalidInput { field, .. } if field == "$"));
+    let run = run_with(
+        "thumbnail",
+        job("image/png", b"not an image".to_vec()),
+        &Limits::default(),
+        &[],
+    );
+    assert!(
+        matches!(run.result.unwrap_err(), JobFailure::InvalidInput { field, .. } if field == "$")
+    );
     let png = encoded(10, 10, ImageFormat::Png);
-    let run = run_with("thumbnail", job("image/png", png), &Limits::default(), &[("width", "wide")]);
-    assert!(matches!(run.result.unwrap_err(), JobFailure::InvalidInput { field, .. } if field == "config.width"));
+    let run = run_with(
+        "thumbnail",
+        job("image/png", png),
+        &Limits::default(),
+        &[("width", "wide")],
+    );
+    assert!(
+        matches!(run.result.unwrap_err(), JobFailure::InvalidInput { field, .. } if field == "config.width")
+    );
 }
 
 #[test]
 fn markdown_renders_html() {
-    let run = run_with("markdown", job("text/markdown", b"# Title\n\nSome *text* and ~~old~~.\n".to_vec()), &Limits::default(), &[]);
+    let run = run_with(
+        "markdown",
+        job(
+            "text/markdown",
+            b"# Title\n\nSome *text* and ~~old~~.\n".to_vec(),
+        ),
+        &Limits::default(),
+        &[],
+    );
     let html = String::from_utf8(run.result.unwrap()).unwrap();
-    assert_eq!(html, "<h1>Title</h1>\n<p>Some <em>text</em> and <del>old</del>.</p>\n");
+    assert_eq!(
+        html,
+        "<h1>Title</h1>\n<p>Some <em>text</em> and <del>old</del>.</p>\n"
+    );
 }
 
 #[test]
 fn markdown_rejects_invalid_utf8() {
-    let run = run_with("markdown", job("text/markdown", vec![b'#', 0xff, 0xfe]), &Limits::default(), &[]);
-    assert!(matches!(run.result.unwrap_err(), JobFailure::InvalidInput { expected, .. } if expected == "UTF-8 Markdown text"));
+    let run = run_with(
+        "markdown",
+        job("text/markdown", vec![b'#', 0xff, 0xfe]),
+        &Limits::default(),
+        &[],
+    );
+    assert!(
+        matches!(run.result.unwrap_err(), JobFailure::InvalidInput { expected, .. } if expected == "UTF-8 Markdown text")
+    );
 }
 
 #[test]
 fn hello_output_is_plain_json() {
-    let run = run_with("hello", super::json_job(r#"{"name":"Grace"}"#), &Limits::default(), &[]);
+    let run = run_with(
+        "hello",
+        super::json_job(r#"{"name":"Grace"}"#),
+        &Limits::default(),
+        &[],
+    );
     assert_eq!(output_json(&run)["greeting"], "Hello, Grace!");
 }
 
 /// Standard base64, enough for a test payload (keeps a dependency out).
 mod base64_shim {
     pub fn encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {

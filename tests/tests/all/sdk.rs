@@ -7,7 +7,10 @@ use spool_runtime::sandbox::{JobFailure, Limits, LogLevel, Progress};
 #[test]
 fn hello_greets_and_logs() {
     let run = run("hello", r#"{"name":"Ada"}"#);
-    assert_eq!(output_json(&run), serde_json::json!({"greeting": "Hello, Ada!"}));
+    assert_eq!(
+        output_json(&run),
+        serde_json::json!({"greeting": "Hello, Ada!"})
+    );
     assert_eq!(run.log.lines.len(), 1);
     assert_eq!(run.log.lines[0].level, LogLevel::Info);
     assert_eq!(run.log.lines[0].message, "greeting Ada");
@@ -30,7 +33,11 @@ fn handler_rejects_empty_name_as_invalid_input() {
 fn undecodable_json_names_the_missing_field() {
     let run = run("hello", r#"{"nom":"Ada"}"#);
     match run.result.unwrap_err() {
-        JobFailure::InvalidInput { field, expected, got } => {
+        JobFailure::InvalidInput {
+            field,
+            expected,
+            got,
+        } => {
             assert_eq!(field, "name");
             assert_eq!(expected, "JSON input for Input");
             assert!(got.contains("missing field `name`"), "{got}");
@@ -85,14 +92,23 @@ fn missing_config_is_none() {
 
 #[test]
 fn retryable_and_fatal_errors_keep_their_kind() {
-    let retry = run("introspect", r#"{"fail":"retryable"}"#).result.unwrap_err();
+    let retry = run("introspect", r#"{"fail":"retryable"}"#)
+        .result
+        .unwrap_err();
     assert_eq!(
         retry,
-        JobFailure::Retryable { message: "the fixture asked for a retry".into() }
+        JobFailure::Retryable {
+            message: "the fixture asked for a retry".into()
+        }
     );
     assert!(retry.is_retryable());
     let fatal = run("introspect", r#"{"fail":"fatal"}"#).result.unwrap_err();
-    assert_eq!(fatal, JobFailure::Fatal { message: "the fixture failed for good".into() });
+    assert_eq!(
+        fatal,
+        JobFailure::Fatal {
+            message: "the fixture failed for good".into()
+        }
+    );
     assert!(!fatal.is_retryable());
 }
 

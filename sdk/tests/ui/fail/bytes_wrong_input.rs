@@ -1,0 +1,8 @@
+use spool_sdk::{JobError, handler};
+
+#[handler(bytes)]
+fn run(input: String) -> Result<Vec<u8>, JobError> {
+    Ok(input.into_bytes())
+}
+
+fn main() {}

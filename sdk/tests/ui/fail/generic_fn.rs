@@ -1,0 +1,8 @@
+use spool_sdk::{JobError, handler};
+
+#[handler]
+fn run<T: serde::de::DeserializeOwned>(input: T) -> Result<String, JobError> {
+    Ok(String::new())
+}
+
+fn main() {}

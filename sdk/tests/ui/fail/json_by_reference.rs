@@ -1,0 +1,8 @@
+use spool_sdk::{JobError, handler};
+
+#[handler]
+fn run(input: &str) -> Result<String, JobError> {
+    Ok(input.to_string())
+}
+
+fn main() {}

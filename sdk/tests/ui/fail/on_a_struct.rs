@@ -1,0 +1,6 @@
+use spool_sdk::{JobError, handler};
+
+#[handler]
+struct NotAFunction;
+
+fn main() {}

@@ -1,0 +1,8 @@
+use spool_sdk::{JobError, handler};
+
+#[handler]
+fn run(input: String, job: spool_sdk::Job) -> Result<String, JobError> {
+    Ok(input)
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use spool_sdk::{JobError, handler};
+
+#[handler]
+fn run(a: String, b: &spool_sdk::Job, c: u32) -> Result<String, JobError> {
+    Ok(a)
+}
+
+fn main() {}
