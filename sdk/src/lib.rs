@@ -61,7 +61,7 @@ pub const VERSION_SECTION: &str = "spool-sdk-version";
 
 /// The WIT bindings, generated from `wit/` at the repository root.
 #[doc(hidden)]
-#[allow(unsafe_code, missing_docs)]
+#[allow(unsafe_code, missing_docs, clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "handler",
