@@ -2,7 +2,12 @@
 //! and the thread that advances its epoch so deadlines fire.
 
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Bytes of each memory and table slot kept resident between jobs (reset in
+/// place). Enough for a typical handler's stack top, data and small heap;
+/// past it, pages go back to the kernel as usual.
+const KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 
 /// Process-wide sandbox settings: the ceilings that per-job [`super::Limits`]
 /// must stay under, and the size of the instance pool.
@@ -42,7 +47,14 @@ pub(crate) fn build(config: &SandboxConfig) -> wasmtime::Result<Engine> {
         .total_memories(config.pool_size)
         .total_tables(config.pool_size * 4)
         .total_stacks(0)
-        .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX));
+        .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX))
+        // Reset a returned slot by rewriting only its dirty pages (found with
+        // PAGEMAP_SCAN on Linux 6.7+) instead of `madvise`: the next job then
+        // takes no page faults on them. Profiling `hello` showed faults and
+        // madvise as ~70% of the per-job cost before this.
+        .pagemap_scan(Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT);
 
     let mut wasm = Config::new();
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
