@@ -1,6 +1,7 @@
 //! The example plugins do their real work.
 
 use super::{job, output_json, run_with};
+use base64::Engine as _;
 use image::{GenericImageView, ImageFormat, RgbImage};
 use spool_runtime::sandbox::{JobFailure, Limits, Progress};
 use std::io::Cursor;
@@ -44,9 +45,11 @@ fn thumbnail_of_a_png_defaults_to_128() {
 
 #[test]
 fn thumbnail_from_a_json_wrapper() {
-    use base64_shim::encode;
     let png = encoded(50, 50, ImageFormat::Png);
-    let payload = format!(r#"{{"image":"{}","width":10,"height":20}}"#, encode(&png));
+    let payload = format!(
+        r#"{{"image":"{}","width":10,"height":20}}"#,
+        base64::engine::general_purpose::STANDARD.encode(&png)
+    );
     let run = run_with(
         "thumbnail",
         job("application/json", payload.into_bytes()),
@@ -119,29 +122,4 @@ fn hello_output_is_plain_json() {
         &[],
     );
     assert_eq!(output_json(&run)["greeting"], "Hello, Grace!");
-}
-
-/// Standard base64, enough for a test payload (keeps a dependency out).
-mod base64_shim {
-    pub fn encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
 }
