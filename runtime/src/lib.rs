@@ -11,5 +11,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod kv;
 pub mod plugins;
+pub mod queue;
+pub mod redis_server;
 pub mod sandbox;
+pub mod worker;

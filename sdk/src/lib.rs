@@ -43,6 +43,7 @@
 pub mod config;
 mod error;
 mod job;
+pub mod kv;
 pub mod log;
 pub mod progress;
 

@@ -1,6 +1,8 @@
 //! Shared helpers of Spool's end-to-end tests: where the plugins built from
 //! `plugins/` are, and one sandbox per test binary.
 
+pub mod fleet;
+
 use spool_runtime::plugins::{self, Capabilities, Plugin};
 use spool_runtime::sandbox::{Sandbox, SandboxConfig};
 use std::path::PathBuf;

@@ -3,8 +3,9 @@
 
 use super::exit;
 use crate::config::{parse_duration, parse_key_value, parse_size};
+use crate::kv::MemoryKv;
 use crate::plugins::{self, Capabilities, Plugin};
-use crate::sandbox::{JobFailure, JobInput, JobRun, Limits, Sandbox, SandboxConfig};
+use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices, Limits, Sandbox, SandboxConfig};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Read, Write};
@@ -98,7 +99,12 @@ pub(crate) fn run(args: CallArgs) -> u8 {
         ..Limits::default()
     };
     let config = Arc::new(args.config.iter().cloned().collect());
-    let run = plugin.run(job, &limits, config);
+    // Key-value calls work under `spool call` too, in memory for this call.
+    let services = JobServices {
+        config,
+        kv: Some(Arc::new(MemoryKv::default())),
+    };
+    let run = plugin.run_with(job, &limits, &services);
     if args.json {
         print_json(&plugin, &run);
     } else {
@@ -112,7 +118,7 @@ pub(crate) fn run(args: CallArgs) -> u8 {
 }
 
 /// The payload and the content type it implies.
-fn read_input(input: &str) -> Result<(Vec<u8>, String), String> {
+pub(crate) fn read_input(input: &str) -> Result<(Vec<u8>, String), String> {
     let Some(file) = input.strip_prefix('@') else {
         return Ok((input.as_bytes().to_vec(), "application/json".into()));
     };

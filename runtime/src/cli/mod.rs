@@ -2,7 +2,14 @@
 //! arguments into validated settings and runs. Exit codes are part of the
 //! interface (see [`exit`]).
 
+mod bench;
 mod call;
+mod connect;
+mod dead;
+mod dev;
+mod enqueue;
+mod job;
+mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +38,18 @@ pub struct Cli {
 enum Command {
     /// Run one job on a plugin file, right here, and print its output.
     Call(call::CallArgs),
+    /// Put a job on the queue (or a JSON-lines file of jobs); --wait for it.
+    Enqueue(enqueue::EnqueueArgs),
+    /// Show a job's record: status, attempts, timings, output or error, logs.
+    Job(job::JobArgs),
+    /// List, retry or purge dead letters.
+    Dead(dead::DeadArgs),
+    /// Serve the queue with the plugins in a directory.
+    Worker(worker::WorkerArgs),
+    /// Local development: a private redis-server plus a worker, in one command.
+    Dev(dev::DevArgs),
+    /// Measure end-to-end throughput and latency with a real Redis and worker.
+    Bench(bench::BenchArgs),
 }
 
 /// Parse the arguments and run; returns the process exit code.
@@ -46,17 +65,25 @@ pub fn run() -> u8 {
             };
         }
     };
-    init_tracing();
+    // Long-running commands say what they do; one-shot ones stay quiet.
+    let long_running = matches!(cli.command, Command::Worker(_) | Command::Dev(_));
+    init_tracing(if long_running { "info" } else { "warn" });
     match cli.command {
         Command::Call(args) => call::run(args),
+        Command::Enqueue(args) => enqueue::run(args),
+        Command::Job(args) => job::run(args),
+        Command::Dead(args) => dead::run(args),
+        Command::Worker(args) => worker::run(args),
+        Command::Dev(args) => dev::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 
-/// Log to stderr, filtered by `SPOOL_LOG` (default: warnings only, so the
-/// command's own output stays clean).
-fn init_tracing() {
+/// Log to stderr, filtered by `SPOOL_LOG` (default: `info` for `worker` and
+/// `dev`, warnings only otherwise, so a command's own output stays clean).
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -13,7 +13,7 @@ pub mod policy;
 pub use error::LoadError;
 pub use policy::Capabilities;
 
-use crate::sandbox::{Compiled, JobInput, JobRun, Limits, PluginConfig, Sandbox};
+use crate::sandbox::{Compiled, JobInput, JobRun, JobServices, Limits, PluginConfig, Sandbox};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,12 @@ pub struct Plugin {
 impl Plugin {
     /// Run one job on this version, in its own span.
     pub fn run(&self, job: JobInput, limits: &Limits, config: PluginConfig) -> JobRun {
+        let services = JobServices { config, kv: None };
+        self.run_with(job, limits, &services)
+    }
+
+    /// Run one job on this version with `services` (config, key-value).
+    pub fn run_with(&self, job: JobInput, limits: &Limits, services: &JobServices) -> JobRun {
         let span = tracing::info_span!(
             "job",
             id = %job.id,
@@ -70,7 +76,7 @@ impl Plugin {
             attempt = job.attempt,
         );
         let _entered = span.enter();
-        self.compiled.run(job, limits, config)
+        self.compiled.run_with(job, limits, services)
     }
 }
 

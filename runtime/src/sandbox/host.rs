@@ -3,17 +3,38 @@
 //! empty context: no preopened directories, no environment, no network, and
 //! stdout/stderr captured into the job's log.
 
-use super::bindings::spool::job::{config, log, progress, types};
+use super::bindings::spool::job::{config, kv, log, progress, types};
 use super::capture::Capture;
 use super::limits::{JobLimiter, Limits};
 use super::report::{JobLog, LogLevel, Progress};
+use crate::kv::{KeyValue, KvError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// A plugin's configuration values, shared by all of its jobs.
 pub type PluginConfig = Arc<BTreeMap<String, String>>;
+
+/// What the host offers one job besides WASI: the plugin's config and the
+/// tenant's key-value store.
+#[derive(Clone, Default)]
+pub struct JobServices {
+    /// The plugin's configuration values.
+    pub config: PluginConfig,
+    /// The key-value store; without one, `kv` calls answer `unavailable`.
+    pub kv: Option<Arc<dyn KeyValue>>,
+}
+
+impl std::fmt::Debug for JobServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobServices")
+            .field("config", &self.config)
+            .field("kv", &self.kv.is_some())
+            .finish()
+    }
+}
 
 /// Everything one job's `Store` holds. Created per job, dropped with it.
 pub struct HostState {
@@ -25,6 +46,11 @@ pub struct HostState {
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
     config: PluginConfig,
+    kv: Option<Arc<dyn KeyValue>>,
+    /// The running job's tenant: the only tenant its `kv` calls reach.
+    tenant: String,
+    /// Calls to `spool:job` imports, for the job record.
+    pub(crate) host_calls: u64,
 }
 
 impl std::fmt::Debug for HostState {
@@ -34,7 +60,7 @@ impl std::fmt::Debug for HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(limits: &Limits, config: PluginConfig) -> Self {
+    pub(crate) fn new(limits: &Limits, services: &JobServices, tenant: &str) -> Self {
         // Each stream may fill at most half the log's byte budget.
         let stream_cap = limits.max_log_bytes / 2;
         let stdout = Capture::new(stream_cap);
@@ -54,7 +80,10 @@ impl HostState {
             progress: None,
             stdout,
             stderr,
-            config,
+            config: services.config.clone(),
+            kv: services.kv.clone(),
+            tenant: tenant.to_string(),
+            host_calls: 0,
         }
     }
 
@@ -81,6 +110,7 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
+        self.host_calls += 1;
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
             log::Level::Debug => LogLevel::Debug,
@@ -101,12 +131,56 @@ impl log::Host for HostState {
 
 impl progress::Host for HostState {
     fn report(&mut self, done: u64, total: u64) {
+        self.host_calls += 1;
         self.progress = Some(Progress { done, total });
     }
 }
 
 impl config::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {
+        self.host_calls += 1;
         self.config.get(&key).cloned()
+    }
+}
+
+impl HostState {
+    fn kv(&mut self) -> Result<(&dyn KeyValue, &str), kv::KvError> {
+        self.host_calls += 1;
+        match &self.kv {
+            Some(store) => Ok((store.as_ref(), self.tenant.as_str())),
+            None => Err(kv::KvError::Unavailable(
+                "this host has no key-value store".to_string(),
+            )),
+        }
+    }
+}
+
+fn to_guest(error: KvError) -> kv::KvError {
+    match error {
+        KvError::Invalid(m) => kv::KvError::Invalid(m),
+        KvError::Unavailable(m) => kv::KvError::Unavailable(m),
+    }
+}
+
+impl kv::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::KvError> {
+        let (store, tenant) = self.kv()?;
+        store.get(tenant, &key).map_err(to_guest)
+    }
+
+    fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_seconds: Option<u32>,
+    ) -> Result<(), kv::KvError> {
+        let (store, tenant) = self.kv()?;
+        let ttl = ttl_seconds.map(|s| Duration::from_secs(u64::from(s.max(1))));
+        store.set(tenant, &key, &value, ttl).map_err(to_guest)
+    }
+
+    fn delete(&mut self, key: String) -> Result<bool, kv::KvError> {
+        let (store, tenant) = self.kv()?;
+        store.delete(tenant, &key).map_err(to_guest)
     }
 }

@@ -20,7 +20,7 @@ mod report;
 
 pub use engine::SandboxConfig;
 pub use error::{CompileError, JobFailure};
-pub use host::PluginConfig;
+pub use host::{JobServices, PluginConfig};
 pub use limits::Limits;
 pub use report::{JobLog, LogLevel, LogLine, Progress, Timings};
 
@@ -129,6 +129,8 @@ pub struct JobRun {
     pub progress: Option<Progress>,
     /// Where the time went.
     pub timings: Timings,
+    /// Calls the guest made to `spool:job` imports (log, progress, config, kv).
+    pub host_calls: u64,
 }
 
 /// A compiled plugin version, ready to instantiate. Cheap to clone.
@@ -147,8 +149,15 @@ impl std::fmt::Debug for Compiled {
 }
 
 impl Compiled {
-    /// Run one job in a fresh store under `limits`.
+    /// Run one job in a fresh store under `limits`, with `config` and no
+    /// key-value store.
     pub fn run(&self, job: JobInput, limits: &Limits, config: PluginConfig) -> JobRun {
+        let services = JobServices { config, kv: None };
+        self.run_with(job, limits, &services)
+    }
+
+    /// Run one job in a fresh store under `limits`, with `services`.
+    pub fn run_with(&self, job: JobInput, limits: &Limits, services: &JobServices) -> JobRun {
         let mut timings = Timings::default();
         if job.payload.len() > limits.max_input {
             return JobRun {
@@ -159,13 +168,17 @@ impl Compiled {
                 log: JobLog::default(),
                 progress: None,
                 timings,
+                host_calls: 0,
             };
         }
         let mut limits = limits.clone();
         limits.memory = limits.memory.min(self.max_memory);
 
         let started = Instant::now();
-        let mut store = Store::new(self.pre.engine(), HostState::new(&limits, config));
+        let mut store = Store::new(
+            self.pre.engine(),
+            HostState::new(&limits, services, &job.tenant),
+        );
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(self.deadline_ticks(limits.timeout));
         let instance = self.pre.instantiate(&mut store);
@@ -188,6 +201,7 @@ impl Compiled {
         let state = store.data_mut();
         let log = state.finish_log();
         let progress = state.progress;
+        let host_calls = state.host_calls;
         let result = match outcome {
             Ok(Ok(output)) if output.len() > limits.max_output => Err(JobFailure::OutputTooLarge {
                 size: output.len(),
@@ -217,6 +231,7 @@ impl Compiled {
             log,
             progress,
             timings,
+            host_calls,
         }
     }
 

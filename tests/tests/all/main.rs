@@ -6,7 +6,13 @@ mod hostile;
 mod limits;
 mod loading;
 mod plugins;
+mod queue;
+mod reliability;
 mod sdk;
+mod tenants;
+
+/// The `spool` binary built from runtime/src/main.rs.
+const SPOOL: &str = env!("CARGO_BIN_EXE_spool-under-test");
 
 use spool_runtime::sandbox::{JobInput, JobRun, Limits};
 use std::sync::Arc;

@@ -1,0 +1,92 @@
+//! Options every queue command shares (`--redis`, `--prefix`, TTLs) and the
+//! small async runtime the commands run on.
+
+use crate::config::parse_duration;
+use crate::queue::{Queue, QueueConfig, QueueError};
+use std::path::Path;
+use std::time::Duration;
+
+/// Where `spool dev` writes the URL of its private Redis, so that other
+/// commands run in the same directory find it.
+pub(crate) const DEV_URL_FILE: &str = ".spool/redis.url";
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RedisArgs {
+    /// Redis URL [default: $SPOOL_REDIS, else the Redis of a `spool dev`
+    /// running in this directory, else redis://127.0.0.1:6379]
+    #[arg(long, env = "SPOOL_REDIS", global = true)]
+    pub redis: Option<String>,
+
+    /// First part of every Redis key.
+    #[arg(long, env = "SPOOL_PREFIX", default_value = "spool", global = true)]
+    pub prefix: String,
+
+    /// How long finished job records are kept.
+    #[arg(long, env = "SPOOL_RECORD_TTL", default_value = "24h", value_parser = parse_duration, global = true)]
+    pub record_ttl: Duration,
+
+    /// How long dead-lettered job records are kept.
+    #[arg(long, env = "SPOOL_DEAD_TTL", default_value = "7d", value_parser = parse_duration, global = true)]
+    pub dead_ttl: Duration,
+
+    /// Most dead letters kept; the oldest are dropped beyond it.
+    #[arg(long, env = "SPOOL_DEAD_CAP", default_value_t = 10_000, global = true)]
+    pub dead_cap: u64,
+}
+
+impl RedisArgs {
+    /// The queue settings these options name.
+    pub fn queue_config(&self) -> QueueConfig {
+        let url = self.redis.clone().unwrap_or_else(|| {
+            std::fs::read_to_string(Path::new(DEV_URL_FILE))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+        });
+        QueueConfig {
+            prefix: self.prefix.clone(),
+            record_ttl: self.record_ttl,
+            dead_ttl: self.dead_ttl,
+            dead_cap: self.dead_cap,
+            ..QueueConfig::new(url)
+        }
+    }
+
+    /// Connect to the queue.
+    pub async fn connect(&self) -> Result<Queue, QueueError> {
+        Queue::connect(self.queue_config()).await
+    }
+}
+
+/// A single-threaded runtime: the commands do little but wait on Redis.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime")
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+/// Print an error with its retry hint, return the matching exit code.
+pub(crate) fn fail(error: &QueueError) -> u8 {
+    eprintln!("spool: {error}");
+    if error.is_retryable() {
+        super::exit::RETRYABLE
+    } else {
+        super::exit::FAILED
+    }
+}

@@ -1,0 +1,80 @@
+//! `spool dev`: everything for local development in one command — a private
+//! `redis-server` (data and AOF under `./.spool/redis`), a worker, and the
+//! plugins directory rescanned every second. Other `spool` commands run in
+//! the same directory find this Redis through `./.spool/redis.url`.
+
+use super::connect::{DEV_URL_FILE, runtime, stop_signal};
+use super::exit;
+use super::worker::WorkerArgs;
+use crate::redis_server::RedisServer;
+use crate::worker;
+use std::path::Path;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DevArgs {
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+pub(crate) fn run(mut args: DevArgs) -> u8 {
+    let mut server = None;
+    if args.worker.redis.redis.is_none() {
+        let dir = Path::new(".spool/redis");
+        match RedisServer::start(dir, "everysec") {
+            Ok(s) => {
+                let url = s.url();
+                if let Err(e) = std::fs::write(DEV_URL_FILE, format!("{url}\n")) {
+                    eprintln!("spool: could not write {DEV_URL_FILE}: {e}");
+                }
+                args.worker.redis.redis = Some(url);
+                server = Some(s);
+            }
+            Err(e) => {
+                eprintln!("spool: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
+    let config = args.worker.worker_config();
+    let sandbox = match args.worker.sandbox() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("spool: {e}");
+            return exit::FAILED;
+        }
+    };
+    eprintln!("spool dev");
+    eprintln!(
+        "  redis    {}{}",
+        config.queue.url,
+        if server.is_some() {
+            " (private, data in .spool/redis)"
+        } else {
+            ""
+        }
+    );
+    eprintln!(
+        "  plugins  {} (rescanned every second)",
+        config.plugins_dir.display()
+    );
+    eprintln!("  try      spool enqueue hello --input '{{\"name\":\"Ada\"}}' --wait");
+    eprintln!("  stop     Ctrl-C");
+    let result = runtime().block_on(worker::run(config, sandbox, stop_signal()));
+    if let Some(mut s) = server {
+        s.stop();
+        let _ = std::fs::remove_file(DEV_URL_FILE);
+    }
+    match result {
+        Ok(report) => {
+            eprintln!(
+                "spool dev stopped: {} succeeded, {} retried, {} dead",
+                report.succeeded, report.retried, report.dead
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("spool: {e}");
+            exit::USAGE
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `spool enqueue PLUGIN --input …`: put one job (or a JSON-lines file of
+//! them) on the queue; optionally wait for the result.
+
+use super::call::read_input;
+use super::connect::{RedisArgs, fail, runtime};
+use super::exit;
+use super::job::print_record;
+use crate::config::parse_duration;
+use crate::queue::{NewJob, PluginName, Priority, Queue, Status, now_us};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct EnqueueArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+
+    /// The plugin to run the job: NAME or TENANT/NAME.
+    plugin: String,
+
+    /// The job's input: inline JSON, or @FILE (@- reads standard input).
+    #[arg(long, short, required_unless_present = "bulk")]
+    input: Option<String>,
+
+    /// A JSON-lines file: one job input per line (a JSON value), all for
+    /// PLUGIN with the same options. Enqueued in pipelined batches.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "wait", "idempotency_key"])]
+    bulk: Option<PathBuf>,
+
+    /// MIME type of the input [default: application/json for inline input,
+    /// guessed from the extension for @FILE]
+    #[arg(long)]
+    content_type: Option<String>,
+
+    /// Wait for the job to finish and print its output (or error). Takes an
+    /// optional timeout, e.g. --wait=10s.
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "5m", value_parser = parse_duration)]
+    wait: Option<Duration>,
+
+    /// Run no earlier than this long from now, e.g. 30s or 2h.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "at")]
+    delay: Option<Duration>,
+
+    /// Run no earlier than this time (RFC 3339, e.g. 2026-11-27T09:00:00Z).
+    #[arg(long, value_parser = parse_time)]
+    at: Option<SystemTime>,
+
+    /// How the job shares workers: high, normal or low (6:3:1, no starvation).
+    #[arg(long, value_enum, default_value_t = Priority::Normal)]
+    priority: Priority,
+
+    /// Attempts before the job goes to the dead letters.
+    #[arg(long, default_value_t = crate::queue::DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+
+    /// Enqueueing again with the same key (within the record TTL) returns
+    /// the first job's id instead of a new job.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+
+    /// Print JSON: {"id", "created"}, or the whole job record with --wait.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_time(text: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(text).map_err(|e| {
+        format!("invalid time {text:?}: {e}; expected RFC 3339 such as 2026-11-27T09:00:00Z")
+    })
+}
+
+pub(crate) fn run(args: EnqueueArgs) -> u8 {
+    let plugin = match PluginName::parse(&args.plugin) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("spool: {e}");
+            return exit::USAGE;
+        }
+    };
+    let run_at_us = match (args.delay, args.at) {
+        (Some(d), _) => now_us() + u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+        (None, Some(t)) => t
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+        (None, None) => 0,
+    };
+    let template = NewJob {
+        priority: args.priority,
+        max_attempts: args.max_attempts,
+        run_at_us,
+        idempotency_key: args.idempotency_key.clone(),
+        wait: args.wait.is_some(),
+        ..NewJob::new(plugin, Vec::new())
+    };
+    runtime().block_on(async {
+        let queue = match args.redis.connect().await {
+            Ok(q) => q,
+            Err(e) => return fail(&e),
+        };
+        match &args.bulk {
+            Some(file) => bulk(&queue, &args, template, file).await,
+            None => one(&queue, &args, template).await,
+        }
+    })
+}
+
+async fn one(queue: &Queue, args: &EnqueueArgs, mut job: NewJob) -> u8 {
+    let input = args.input.as_deref().unwrap_or_default();
+    let (payload, guessed) = match read_input(input) {
+        Ok(i) => i,
+        Err(message) => {
+            eprintln!("spool: {message}");
+            return exit::USAGE;
+        }
+    };
+    job.payload = payload;
+    job.content_type = args.content_type.clone().unwrap_or(guessed);
+    let enqueued = match queue.enqueue(&job).await {
+        Ok(e) => e,
+        Err(e) => return fail(&e),
+    };
+    let Some(timeout) = args.wait else {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"id": enqueued.id, "created": enqueued.created})
+            );
+        } else {
+            println!("{}", enqueued.id);
+        }
+        return exit::OK;
+    };
+    let record = match queue.wait_for(&enqueued.id, timeout).await {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    if args.json {
+        print_record(&record, true);
+    } else if let Some(output) = record.output_bytes() {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(output);
+        if output.last() != Some(&b'\n') && std::io::IsTerminal::is_terminal(&stdout) {
+            let _ = stdout.write_all(b"\n");
+        }
+    } else {
+        let error = record
+            .error
+            .as_ref()
+            .and_then(|e| e.get("message"))
+            .and_then(|m| m.as_str())
+            .unwrap_or("no error recorded");
+        eprintln!("spool: job {} is dead: {error}", record.id);
+    }
+    match record.status {
+        Some(Status::Succeeded) => exit::OK,
+        _ => exit::FAILED,
+    }
+}
+
+async fn bulk(queue: &Queue, args: &EnqueueArgs, template: NewJob, file: &PathBuf) -> u8 {
+    let reader = match std::fs::File::open(file) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => {
+            eprintln!(
+                "spool: could not open the jobs file {}: {e}",
+                file.display()
+            );
+            return exit::USAGE;
+        }
+    };
+    let size = std::fs::metadata(file).map_or(0, |m| m.len());
+    let bar = indicatif::ProgressBar::new(size).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} enqueueing [{bar:30}] {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let content_type = args
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/json".to_string());
+    let mut batch = Vec::with_capacity(1000);
+    let mut ids = Vec::new();
+    let mut read = 0u64;
+    for (n, line) in reader.lines().enumerate() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                bar.abandon();
+                eprintln!("spool: {}:{}: could not read: {e}", file.display(), n + 1);
+                return exit::USAGE;
+            }
+        };
+        read += line.len() as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(&line) {
+            bar.abandon();
+            eprintln!(
+                "spool: {}:{}: not a JSON value ({e}); nothing after line {} was enqueued",
+                file.display(),
+                n + 1,
+                n
+            );
+            return exit::USAGE;
+        }
+        batch.push(NewJob {
+            payload: line.into_bytes(),
+            content_type: content_type.clone(),
+            ..template.clone()
+        });
+        if batch.len() == 1000 {
+            match queue.enqueue_many(&batch).await {
+                Ok(done) => ids.extend(done.into_iter().map(|e| e.id)),
+                Err(e) => {
+                    bar.abandon();
+                    eprintln!("spool: {} jobs were enqueued before the failure", ids.len());
+                    return fail(&e);
+                }
+            }
+            batch.clear();
+            bar.set_position(read);
+            bar.set_message(format!("{} jobs", ids.len()));
+        }
+    }
+    match queue.enqueue_many(&batch).await {
+        Ok(done) => ids.extend(done.into_iter().map(|e| e.id)),
+        Err(e) => {
+            bar.abandon();
+            eprintln!("spool: {} jobs were enqueued before the failure", ids.len());
+            return fail(&e);
+        }
+    }
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::json!({"enqueued": ids.len(), "ids": ids}));
+    } else {
+        for id in &ids {
+            println!("{id}");
+        }
+        eprintln!("enqueued {} jobs for {}", ids.len(), template.plugin);
+    }
+    exit::OK
+}

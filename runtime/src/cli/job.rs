@@ -1,0 +1,126 @@
+//! `spool job ID`: show a job's record — status, attempts, timings, worker,
+//! plugin version, output or error, guest logs.
+
+use super::connect::{RedisArgs, fail, runtime};
+use super::exit;
+use crate::queue::JobRecord;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct JobArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+
+    /// The job id `spool enqueue` printed.
+    id: String,
+
+    /// Print the record as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: JobArgs) -> u8 {
+    runtime().block_on(async {
+        let queue = match args.redis.connect().await {
+            Ok(q) => q,
+            Err(e) => return fail(&e),
+        };
+        match queue.record(&args.id).await {
+            Ok(record) => {
+                print_record(&record, args.json);
+                exit::OK
+            }
+            Err(e) => fail(&e),
+        }
+    })
+}
+
+/// Print a record as JSON, or as aligned `key: value` lines.
+pub(crate) fn print_record(record: &JobRecord, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(record).unwrap_or_default()
+        );
+        return;
+    }
+    let status = record
+        .status
+        .map_or("unknown".to_string(), |s| s.to_string());
+    let ms = |from: Option<u64>, to: Option<u64>| match (from, to) {
+        (Some(a), Some(b)) if b >= a => format!("{:.1}ms", (b - a) as f64 / 1000.0),
+        _ => "-".to_string(),
+    };
+    println!("job        {}", record.id);
+    println!("plugin     {}", record.plugin);
+    println!("status     {status}");
+    println!(
+        "attempts   {} of {}",
+        record.attempts,
+        record.max_attempts.map_or("?".into(), |m| m.to_string())
+    );
+    if let Some(at) = record.enqueued_us {
+        println!("enqueued   {}", time(at));
+    }
+    if let Some(at) = record.run_at_us {
+        println!("due        {}", time(at));
+    }
+    if let Some(at) = record.started_us {
+        println!(
+            "started    {} (waited {})",
+            time(at),
+            ms(record.enqueued_us, record.started_us)
+        );
+    }
+    if let Some(at) = record.finished_us {
+        println!(
+            "finished   {} (ran {})",
+            time(at),
+            ms(record.started_us, record.finished_us)
+        );
+    }
+    if let Some(w) = &record.worker {
+        println!("worker     {w}");
+    }
+    if let Some(v) = &record.version {
+        println!("version    {v}");
+    }
+    if let Some(h) = record.host_calls {
+        println!("host calls {h}");
+    }
+    if let Some(ttl) = record.ttl_seconds {
+        println!("expires in {ttl}s");
+    }
+    if let Some(error) = &record.error {
+        let message = error.get("message").and_then(|m| m.as_str()).unwrap_or("");
+        let kind = error
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("error");
+        println!("error      {kind}: {message}");
+    }
+    if let Some(output) = &record.output {
+        println!("output     {output}");
+    } else if let Some(b64) = &record.output_base64 {
+        println!(
+            "output     ({} bytes of binary, base64 in --json)",
+            b64.len() * 3 / 4
+        );
+    }
+    if let Some(lines) = record
+        .logs
+        .as_ref()
+        .and_then(|l| l.get("lines"))
+        .and_then(|l| l.as_array())
+    {
+        for line in lines {
+            let level = line.get("level").and_then(|v| v.as_str()).unwrap_or("");
+            let message = line.get("message").and_then(|v| v.as_str()).unwrap_or("");
+            println!("log        [{level}] {message}");
+        }
+    }
+}
+
+fn time(us: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
+    humantime::format_rfc3339_millis(t).to_string()
+}

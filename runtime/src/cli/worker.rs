@@ -1,0 +1,130 @@
+//! `spool worker`: serve the queue with the plugins in a directory until
+//! SIGTERM/SIGINT, then stop gracefully.
+
+use super::connect::{RedisArgs, runtime, stop_signal};
+use super::exit;
+use crate::config::{parse_duration, parse_size};
+use crate::plugins::Capabilities;
+use crate::sandbox::{Limits, Sandbox, SandboxConfig};
+use crate::worker::{self, WorkerConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    /// Plugins directory: NAME.wasm is plugin default/NAME,
+    /// TENANT/NAME.wasm is TENANT/NAME. Rescanned every second.
+    #[arg(long, env = "SPOOL_PLUGINS", default_value = "plugins")]
+    pub plugins: PathBuf,
+
+    /// Jobs run at once [default: number of cores]
+    #[arg(long, env = "SPOOL_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+
+    /// Most jobs claimed or acked per Redis round trip.
+    #[arg(long, env = "SPOOL_BATCH", default_value_t = 32)]
+    pub batch: usize,
+
+    /// Lease per attempt: a worker that stops renewing it (crash, kill -9,
+    /// lost network) has its jobs run again by others after this long.
+    #[arg(long, env = "SPOOL_LEASE", default_value = "10s", value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// First retry delay; doubles per attempt, with jitter.
+    #[arg(long, env = "SPOOL_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub backoff: Duration,
+
+    /// How long running jobs may take to finish after SIGTERM/SIGINT before
+    /// they are handed back.
+    #[arg(long, env = "SPOOL_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub grace: Duration,
+
+    /// How long a job waits for its plugin to be loaded before it is
+    /// dead-lettered.
+    #[arg(long, env = "SPOOL_PLUGIN_WAIT", default_value = "1h", value_parser = parse_duration)]
+    pub plugin_wait: Duration,
+
+    /// Deadline per job.
+    #[arg(long, env = "SPOOL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Most linear memory per job.
+    #[arg(long, env = "SPOOL_MEMORY", default_value = "64MiB", value_parser = parse_size)]
+    pub memory: u64,
+
+    /// Let plugins import wasi:sockets (every connection is still refused).
+    #[arg(long)]
+    pub allow_network: bool,
+
+    /// This worker's id in job records [default: HOST:PID:RANDOM]
+    #[arg(long, env = "SPOOL_WORKER_ID")]
+    pub id: Option<String>,
+}
+
+impl WorkerArgs {
+    pub fn worker_config(&self) -> WorkerConfig {
+        let mut config = WorkerConfig::new(self.redis.queue_config(), &self.plugins);
+        if let Some(c) = self.concurrency {
+            config.concurrency = c.max(1);
+        }
+        config.batch = self.batch.max(1);
+        config.lease = self.lease.max(Duration::from_millis(300));
+        config.backoff = self.backoff;
+        config.grace = self.grace;
+        config.plugin_wait = self.plugin_wait;
+        config.limits = Limits {
+            timeout: self.timeout,
+            memory: self.memory,
+            ..Limits::default()
+        };
+        config.capabilities = Capabilities {
+            network: self.allow_network,
+        };
+        if let Some(id) = &self.id {
+            config.worker_id.clone_from(id);
+        }
+        config
+    }
+
+    pub fn sandbox(&self) -> Result<Sandbox, String> {
+        Sandbox::new(SandboxConfig {
+            max_memory: self.memory,
+            ..SandboxConfig::default()
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
+pub(crate) fn run(args: WorkerArgs) -> u8 {
+    let config = args.worker_config();
+    let sandbox = match args.sandbox() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("spool: {e}");
+            return exit::FAILED;
+        }
+    };
+    eprintln!(
+        "spool worker {} serving {} from {} (concurrency {})",
+        config.worker_id,
+        config.queue.url,
+        config.plugins_dir.display(),
+        config.concurrency
+    );
+    match runtime().block_on(worker::run(config, sandbox, stop_signal())) {
+        Ok(report) => {
+            eprintln!(
+                "spool worker stopped: {} succeeded, {} retried, {} dead, {} handed back",
+                report.succeeded, report.retried, report.dead, report.handed_back
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("spool: {e}");
+            exit::USAGE
+        }
+    }
+}

@@ -1,0 +1,58 @@
+-- Shared prelude, prepended to every queue script when it is loaded.
+--
+-- KEYS[1] is always the queue's key prefix, e.g. `spool:{default}`. Every key a
+-- script touches starts with it, so all of them hash to the slot of the
+-- `{default}` tag and the scripts work unchanged on Redis Cluster.
+--
+-- Timestamps are microseconds since the Unix epoch, read from Redis' own clock
+-- (TIME) so that every worker and every client share one clock.
+
+local P = KEYS[1]
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function job_key(id) return P .. ':job:' .. id end
+
+local PRIORITIES = { high = true, normal = true, low = true }
+
+local function ready_key(priority)
+  if not PRIORITIES[priority] then priority = 'normal' end
+  return P .. ':ready:' .. priority
+end
+
+-- Wake one idle worker blocked on the wake list. At most one token waits
+-- there: a busy fleet claims in batches and does not need more.
+local function wake()
+  if redis.call('LLEN', P .. ':wake') == 0 then
+    redis.call('RPUSH', P .. ':wake', '1')
+  end
+end
+
+-- A job reached a terminal state: give its record a TTL and tell a client
+-- blocked in `enqueue --wait` (only when it asked, `wait` = 1).
+local function finish(id, status, ttl, waiting)
+  redis.call('EXPIRE', job_key(id), ttl)
+  if waiting == '1' then
+    local done = P .. ':done:' .. id
+    redis.call('RPUSH', done, status)
+    redis.call('EXPIRE', done, 600)
+  end
+  redis.call('HINCRBY', P .. ':stats', status, 1)
+end
+
+-- Put a job in the dead letters, dropping the oldest beyond `cap` (their
+-- records go with them: the dead letters are bounded).
+local function bury(id, now, ttl, cap, waiting)
+  local dead = P .. ':dead'
+  redis.call('ZADD', dead, now, id)
+  local excess = redis.call('ZCARD', dead) - cap
+  if excess > 0 then
+    local old = redis.call('ZRANGE', dead, 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', dead, 0, excess - 1)
+    for _, o in ipairs(old) do redis.call('DEL', job_key(o)) end
+  end
+  finish(id, 'dead', ttl, waiting)
+end

@@ -1,0 +1,212 @@
+//! One claimed attempt → one [`Outcome`]: validate the envelope, find the
+//! plugin, run it in the sandbox, and decide where the job goes next
+//! (succeeded, retry with backoff, dead letter, or handed back).
+
+use super::registry::Registry;
+use crate::queue::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, Next, Outcome, PluginName, Priority, now_us};
+use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices, Limits};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs claimed jobs; shared by the worker's job threads.
+#[derive(Debug)]
+pub(crate) struct Executor {
+    pub registry: Arc<Registry>,
+    pub limits: Limits,
+    pub services: JobServices,
+    pub worker_id: String,
+    /// First retry delay; doubles per attempt.
+    pub backoff: Duration,
+    /// How long a job waits for its plugin before it is dead-lettered.
+    pub plugin_wait: Duration,
+}
+
+/// Longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+impl Executor {
+    pub fn execute(&self, job: ClaimedJob) -> Outcome {
+        let mut outcome = Outcome {
+            id: job.id.clone(),
+            token: job.token.clone(),
+            wait: job.wait,
+            next: Next::Dead,
+            fields: Vec::new(),
+        };
+        let (plugin_name, max_attempts) = match validate(&job) {
+            Ok(valid) => valid,
+            Err(message) => {
+                tracing::warn!(job = %job.id, "malformed job envelope: {message}");
+                outcome.fields.push((
+                    "error",
+                    error_json("malformed-envelope", &message, false, job.attempt),
+                ));
+                return outcome;
+            }
+        };
+        let Some(plugin) = self.registry.get(&plugin_name) else {
+            return self.not_loaded(outcome, &job, &plugin_name);
+        };
+        let input = JobInput {
+            id: job.id,
+            tenant: plugin_name.tenant,
+            plugin: plugin_name.name,
+            attempt: job.attempt,
+            content_type: job
+                .content_type
+                .unwrap_or_else(|| "application/json".to_string()),
+            payload: job.payload,
+        };
+        let run = plugin.run_with(input, &self.limits, &self.services);
+        outcome
+            .fields
+            .push(("version", plugin.version.0.clone().into_bytes()));
+        record_run(&mut outcome, &run);
+        match run.result {
+            Ok(output) => {
+                outcome.next = Next::Succeeded;
+                outcome.fields.push(("output", output));
+                outcome.fields.push(("error", Vec::new()));
+            }
+            Err(failure) => {
+                let retry = failure.is_retryable() && job.attempt < max_attempts;
+                outcome.fields.push((
+                    "error",
+                    failure_json(&failure, retry, job.attempt, max_attempts),
+                ));
+                outcome.next = if retry {
+                    Next::Retry {
+                        at_us: now_us() + micros(backoff(self.backoff, job.attempt)),
+                    }
+                } else {
+                    Next::Dead
+                };
+            }
+        }
+        outcome
+    }
+
+    /// The plugin is not loaded here: hand the job back without spending an
+    /// attempt (another worker, or this one after a reload, may have it),
+    /// until it has waited `plugin_wait`.
+    fn not_loaded(&self, mut outcome: Outcome, job: &ClaimedJob, name: &PluginName) -> Outcome {
+        let message = format!("plugin {name} is not loaded on worker {}", self.worker_id);
+        let waited = Duration::from_micros(now_us().saturating_sub(job.enqueued_us.unwrap_or(0)));
+        if job.enqueued_us.is_some() && waited > self.plugin_wait {
+            let message = format!(
+                "{message} (waited {}s, more than the {}s allowed)",
+                waited.as_secs(),
+                self.plugin_wait.as_secs()
+            );
+            tracing::warn!(job = %job.id, "{message}; dead-lettered");
+            outcome.fields.push((
+                "error",
+                error_json("plugin-not-loaded", &message, false, job.attempt),
+            ));
+            outcome.next = Next::Dead;
+        } else {
+            tracing::debug!(job = %job.id, "{message}; handed back");
+            outcome.fields.push((
+                "error",
+                error_json("plugin-not-loaded", &message, true, job.attempt),
+            ));
+            let jitter = Duration::from_millis(fastrand::u64(0..500));
+            outcome.next = Next::Requeue {
+                at_us: now_us() + micros(Duration::from_secs(1) + jitter),
+            };
+        }
+        outcome
+    }
+}
+
+/// The plugin name and attempt budget, or what is wrong with the envelope.
+fn validate(job: &ClaimedJob) -> Result<(PluginName, u32), String> {
+    let plugin = job
+        .plugin
+        .as_deref()
+        .ok_or("field \"plugin\" is missing; expected NAME or TENANT/NAME")?;
+    let name = PluginName::parse(plugin).map_err(|e| format!("field \"plugin\": {e}"))?;
+    let max_attempts = match job.max_attempts.as_deref() {
+        None => DEFAULT_MAX_ATTEMPTS,
+        Some(raw) => raw.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            format!("field \"max_attempts\" is {raw:?}; expected a whole number >= 1")
+        })?,
+    };
+    if let Some(priority) = job.priority.as_deref() {
+        priority
+            .parse::<Priority>()
+            .map_err(|e| format!("field \"priority\": {e}"))?;
+    }
+    Ok((name, max_attempts))
+}
+
+/// Fields every run leaves: host calls, timings, logs.
+fn record_run(outcome: &mut Outcome, run: &JobRun) {
+    outcome
+        .fields
+        .push(("host_calls", run.host_calls.to_string().into_bytes()));
+    let timings = serde_json::to_vec(&run.timings).unwrap_or_default();
+    outcome.fields.push(("timings", timings));
+    let logs = serde_json::to_vec(&run.log).unwrap_or_default();
+    outcome.fields.push(("logs", logs));
+    if let Some(progress) = run.progress {
+        let progress = serde_json::to_vec(&progress).unwrap_or_default();
+        outcome.fields.push(("progress", progress));
+    }
+}
+
+/// `base · 2^(attempt-1)`, at most [`MAX_BACKOFF`], times a random factor in
+/// [0.5, 1) so that jobs that failed together do not retry together.
+pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    exp.min(MAX_BACKOFF).mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn error_json(kind: &str, message: &str, retryable: bool, attempt: u32) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "kind": kind,
+        "message": message,
+        "retryable": retryable,
+        "attempt": attempt,
+    }))
+    .unwrap_or_default()
+}
+
+fn failure_json(failure: &JobFailure, retry: bool, attempt: u32, max_attempts: u32) -> Vec<u8> {
+    let mut value = serde_json::to_value(failure).unwrap_or_else(|_| json!({}));
+    if let Some(map) = value.as_object_mut() {
+        map.insert("message".into(), json!(failure.to_string()));
+        map.insert("retryable".into(), json!(failure.is_retryable()));
+        map.insert("attempt".into(), json!(attempt));
+        if failure.is_retryable() && !retry {
+            map.insert(
+                "exhausted".into(),
+                json!(format!(
+                    "gave up after {attempt} of {max_attempts} attempts"
+                )),
+            );
+        }
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let base = Duration::from_millis(100);
+        for attempt in 1..6 {
+            let full = base * (1 << (attempt - 1));
+            let d = backoff(base, attempt);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+        assert!(backoff(base, 40) <= MAX_BACKOFF);
+    }
+}

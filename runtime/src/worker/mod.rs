@@ -1,0 +1,515 @@
+//! The worker: the only place that joins queue, plugins and sandbox.
+//!
+//! ```text
+//!  claimer task ──jobs──▶ job threads (N) ──outcomes──▶ acker task
+//!       ▲  claim.lua (batch)      sandbox run           ack.lua (batch)
+//!       └─ blocks on the wake list when idle
+//!  heartbeat task: renews the leases of every claimed, unacked job
+//! ```
+//!
+//! Redis I/O runs on a small tokio runtime; jobs run on plain threads so
+//! that a long job never stalls claiming, acking or heartbeats. Claims and
+//! acks are batched: under load one round trip carries many jobs, when idle
+//! a job is claimed as soon as an enqueue pushes the wake token.
+//!
+//! At most `concurrency + batch` jobs are claimed and unacked at once. On
+//! shutdown the worker stops claiming, lets running jobs finish within the
+//! grace period, and hands the rest back (without spending their attempt).
+
+mod execute;
+mod registry;
+
+pub use registry::Registry;
+
+use crate::kv::{KeyValue, RedisKv};
+use crate::plugins::Capabilities;
+use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueConfig, QueueError};
+use crate::sandbox::{JobServices, Limits, Sandbox};
+use execute::Executor;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The queue to serve.
+    pub queue: QueueConfig,
+    /// Plugins directory (`NAME.wasm`, `TENANT/NAME.wasm`).
+    pub plugins_dir: PathBuf,
+    /// Jobs run at once (job threads).
+    pub concurrency: usize,
+    /// Most jobs claimed or acked in one round trip.
+    pub batch: usize,
+    /// Lease per attempt; renewed every third of it while the job runs.
+    pub lease: Duration,
+    /// First retry delay (doubles per attempt, with jitter).
+    pub backoff: Duration,
+    /// How long running jobs may take to finish after a stop signal.
+    pub grace: Duration,
+    /// How long a job waits for its plugin to be loaded before it dies.
+    pub plugin_wait: Duration,
+    /// How often to rescan the plugins directory; none = only at start.
+    pub rescan: Option<Duration>,
+    /// Per-job sandbox limits.
+    pub limits: Limits,
+    /// Capabilities granted to every plugin.
+    pub capabilities: Capabilities,
+    /// This worker's id in job records.
+    pub worker_id: String,
+}
+
+impl WorkerConfig {
+    /// Defaults: concurrency = cores, batch 32, lease 10 s, backoff 1 s,
+    /// grace 30 s, plugin wait 1 h, rescan every second.
+    pub fn new(queue: QueueConfig, plugins_dir: impl Into<PathBuf>) -> Self {
+        WorkerConfig {
+            queue,
+            plugins_dir: plugins_dir.into(),
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            batch: 32,
+            lease: Duration::from_secs(10),
+            backoff: Duration::from_secs(1),
+            grace: Duration::from_secs(30),
+            plugin_wait: Duration::from_secs(3600),
+            rescan: Some(Duration::from_secs(1)),
+            limits: Limits::default(),
+            capabilities: Capabilities::default(),
+            worker_id: default_worker_id(),
+        }
+    }
+}
+
+/// `HOST:PID:RANDOM`, unique per process.
+pub fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".to_string());
+    format!("{host}:{}:{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+/// What a worker did, returned when it stops.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct WorkerReport {
+    /// Attempts that succeeded.
+    pub succeeded: u64,
+    /// Attempts scheduled for retry.
+    pub retried: u64,
+    /// Jobs sent to the dead letters.
+    pub dead: u64,
+    /// Jobs handed back (shutdown, or plugin not loaded here).
+    pub handed_back: u64,
+    /// Outcomes refused because the lease had been lost.
+    pub stale: u64,
+}
+
+/// A worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The plugins directory is not a directory.
+    #[error("plugins directory {path} does not exist or is not a directory")]
+    NoPluginsDir {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The key-value store could not be set up.
+    #[error("key-value store: {0}")]
+    Kv(#[from] crate::kv::KvError),
+    /// The queue could not be opened (bad URL).
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+#[derive(Default)]
+struct Counters {
+    succeeded: AtomicU64,
+    retried: AtomicU64,
+    dead: AtomicU64,
+    handed_back: AtomicU64,
+    stale: AtomicU64,
+}
+
+/// Claimed, not yet acked: id → fencing token.
+type InFlight = Arc<Mutex<HashMap<String, String>>>;
+
+/// Run a worker until `shutdown` resolves, then stop gracefully.
+pub async fn run(
+    config: WorkerConfig,
+    sandbox: Sandbox,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<WorkerReport, WorkerError> {
+    if !config.plugins_dir.is_dir() {
+        return Err(WorkerError::NoPluginsDir {
+            path: config.plugins_dir.clone(),
+        });
+    }
+    let registry = Arc::new(Registry::new(
+        sandbox,
+        &config.plugins_dir,
+        config.capabilities.clone(),
+    ));
+    let loading = Arc::clone(&registry);
+    let _ = tokio::task::spawn_blocking(move || loading.refresh()).await;
+    tracing::info!(
+        worker = %config.worker_id,
+        plugins = ?registry.names().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "worker starting"
+    );
+    let queue = connect(&config.queue).await?;
+    let kv: Arc<dyn KeyValue> = Arc::new(RedisKv::new(&config.queue.url, &config.queue.prefix)?);
+    run_on(config, registry, queue, Some(kv), shutdown).await
+}
+
+/// Connect, retrying while Redis is unreachable (a worker may start first).
+async fn connect(config: &QueueConfig) -> Result<Queue, QueueError> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match Queue::connect(config.clone()).await {
+            Ok(queue) => return Ok(queue),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!("{e}; retrying in {}ms", delay.as_millis());
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Run with an existing registry and queue.
+pub async fn run_on(
+    config: WorkerConfig,
+    registry: Arc<Registry>,
+    queue: Queue,
+    kv: Option<Arc<dyn KeyValue>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<WorkerReport, WorkerError> {
+    let concurrency = config.concurrency.max(1);
+    let batch = config.batch.max(1);
+    let capacity = concurrency + batch;
+    let counters = Arc::new(Counters::default());
+    let in_flight: InFlight = Arc::default();
+    let permits = Arc::new(Semaphore::new(capacity));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (job_tx, job_rx) = crossbeam_channel::bounded::<ClaimedJob>(capacity);
+    let (out_tx, out_rx) = mpsc::unbounded_channel::<Outcome>();
+
+    let executor = Arc::new(Executor {
+        registry: Arc::clone(&registry),
+        limits: config.limits.clone(),
+        services: JobServices {
+            config: Arc::default(),
+            kv,
+        },
+        worker_id: config.worker_id.clone(),
+        backoff: config.backoff,
+        plugin_wait: config.plugin_wait,
+    });
+    for n in 0..concurrency {
+        let executor = Arc::clone(&executor);
+        let jobs = job_rx.clone();
+        let outcomes = out_tx.clone();
+        let stopping = Arc::clone(&stopping);
+        std::thread::Builder::new()
+            .name(format!("spool-job-{n}"))
+            .spawn(move || {
+                for job in jobs {
+                    let outcome = if stopping.load(Ordering::Acquire) {
+                        hand_back(&job.id, &job.token, job.wait)
+                    } else {
+                        executor.execute(job)
+                    };
+                    if outcomes.send(outcome).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning a job thread");
+    }
+    drop(job_rx);
+
+    let claimer = tokio::spawn(claim_loop(
+        queue.clone(),
+        config.clone(),
+        Arc::clone(&permits),
+        Arc::clone(&in_flight),
+        job_tx,
+        stop_rx.clone(),
+    ));
+    let acker = tokio::spawn(ack_loop(
+        queue.clone(),
+        batch.max(256),
+        out_rx,
+        Arc::clone(&permits),
+        Arc::clone(&in_flight),
+        Arc::clone(&counters),
+    ));
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        queue.clone(),
+        config.lease,
+        Arc::clone(&in_flight),
+    ));
+    let rescan = config.rescan.map(|every| {
+        let registry = Arc::clone(&registry);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = stop.changed() => break,
+                }
+                let registry = Arc::clone(&registry);
+                let _ = tokio::task::spawn_blocking(move || registry.refresh()).await;
+            }
+        })
+    });
+
+    shutdown.await;
+    tracing::info!(worker = %config.worker_id, "stopping: no new claims; letting running jobs finish");
+    stopping.store(true, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let _ = claimer.await;
+
+    // Wait for running jobs (and the hand-back of unstarted ones) to be acked.
+    let deadline = Instant::now() + config.grace;
+    while !lock(&in_flight).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let left: Vec<(String, String)> = lock(&in_flight)
+        .iter()
+        .map(|(id, token)| (id.clone(), token.clone()))
+        .collect();
+    if !left.is_empty() {
+        tracing::warn!(
+            jobs = left.len(),
+            "grace period over; handing back jobs that are still running"
+        );
+        for (id, token) in &left {
+            let _ = out_tx.send(hand_back(id, token, false));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lock(&in_flight).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    drop(out_tx);
+    heartbeat.abort();
+    acker.abort();
+    if let Some(rescan) = rescan {
+        rescan.abort();
+    }
+    let c = &counters;
+    let report = WorkerReport {
+        succeeded: c.succeeded.load(Ordering::Relaxed),
+        retried: c.retried.load(Ordering::Relaxed),
+        dead: c.dead.load(Ordering::Relaxed),
+        handed_back: c.handed_back.load(Ordering::Relaxed),
+        stale: c.stale.load(Ordering::Relaxed),
+    };
+    tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
+    Ok(report)
+}
+
+fn hand_back(id: &str, token: &str, wait: bool) -> Outcome {
+    Outcome {
+        id: id.to_string(),
+        token: token.to_string(),
+        wait,
+        next: Next::Requeue { at_us: 0 },
+        fields: Vec::new(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Logs an outage once when it starts and once when it ends.
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+    delay: Duration,
+}
+
+impl Outage {
+    fn failed(&mut self, what: &str, error: &QueueError) -> Duration {
+        if self.since.is_none() {
+            tracing::warn!("{what}: {error}");
+            self.since = Some(Instant::now());
+            self.delay = Duration::from_millis(50);
+        } else {
+            tracing::debug!("{what}: {error}");
+            self.delay = (self.delay * 2).min(Duration::from_secs(2));
+        }
+        self.delay
+    }
+
+    fn ok(&mut self, what: &str) {
+        if let Some(since) = self.since.take() {
+            tracing::warn!(
+                "{what}: redis is back after {:.1}s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+async fn claim_loop(
+    queue: Queue,
+    config: WorkerConfig,
+    permits: Arc<Semaphore>,
+    in_flight: InFlight,
+    jobs: crossbeam_channel::Sender<ClaimedJob>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut outage = Outage::default();
+    let mut blocking = None;
+    let batch = config.batch.max(1);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let first = tokio::select! {
+            p = permits.acquire() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        first.forget();
+        let extra = permits.available_permits().min(batch - 1);
+        if extra > 0
+            && let Ok(p) = permits.try_acquire_many(u32::try_from(extra).unwrap_or(0))
+        {
+            p.forget();
+        }
+        let want = 1 + extra;
+        match queue.claim(&config.worker_id, want, config.lease).await {
+            Ok(claim) => {
+                outage.ok("claim");
+                let got = claim.jobs.len();
+                permits.add_permits(want - got);
+                for job in claim.jobs {
+                    lock(&in_flight).insert(job.id.clone(), job.token.clone());
+                    if jobs.send(job).is_err() {
+                        return;
+                    }
+                }
+                if got == 0 {
+                    let timeout = claim
+                        .next_due
+                        .map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)))
+                        .max(Duration::from_millis(1));
+                    if blocking.is_none() {
+                        blocking = queue.blocking_connection().await.ok();
+                    }
+                    let Some(conn) = blocking.as_mut() else {
+                        tokio::time::sleep(timeout).await;
+                        continue;
+                    };
+                    tokio::select! {
+                        r = queue.wait_for_work(conn, timeout) => if let Err(e) = r {
+                            let delay = outage.failed("waiting for work", &e);
+                            tokio::time::sleep(delay).await;
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+            Err(e) => {
+                permits.add_permits(want);
+                let delay = outage.failed("claiming jobs", &e);
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+async fn ack_loop(
+    queue: Queue,
+    batch: usize,
+    mut outcomes: mpsc::UnboundedReceiver<Outcome>,
+    permits: Arc<Semaphore>,
+    in_flight: InFlight,
+    counters: Arc<Counters>,
+) {
+    let mut outage = Outage::default();
+    let mut pending = Vec::with_capacity(batch);
+    while let Some(first) = outcomes.recv().await {
+        pending.push(first);
+        while pending.len() < batch {
+            match outcomes.try_recv() {
+                Ok(o) => pending.push(o),
+                Err(_) => break,
+            }
+        }
+        // Keep trying: an outcome is only dropped once Redis has seen it.
+        // (If the lease lapses meanwhile, the ack is refused as stale and
+        // the job's new attempt decides.)
+        let applied = loop {
+            match queue.ack(&pending).await {
+                Ok(applied) => {
+                    outage.ok("acking jobs");
+                    break applied;
+                }
+                Err(e) => {
+                    let delay = outage.failed("acking jobs", &e);
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        };
+        let mut flight = lock(&in_flight);
+        for (outcome, applied) in pending.iter().zip(applied) {
+            if flight.get(&outcome.id) == Some(&outcome.token) {
+                flight.remove(&outcome.id);
+            }
+            let counter = if !applied {
+                tracing::warn!(job = %outcome.id, "lease was lost before the ack; outcome discarded");
+                &counters.stale
+            } else {
+                match outcome.next {
+                    Next::Succeeded => &counters.succeeded,
+                    Next::Retry { .. } => &counters.retried,
+                    Next::Dead => &counters.dead,
+                    Next::Requeue { .. } => &counters.handed_back,
+                }
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(flight);
+        permits.add_permits(pending.len());
+        pending.clear();
+    }
+}
+
+async fn heartbeat_loop(queue: Queue, lease: Duration, in_flight: InFlight) {
+    let every = lease / 3;
+    let mut outage = Outage::default();
+    loop {
+        // Keeps renewing during shutdown too, until the worker aborts it.
+        tokio::time::sleep(every).await;
+        let running: Vec<(String, String)> = lock(&in_flight)
+            .iter()
+            .map(|(id, token)| (id.clone(), token.clone()))
+            .collect();
+        for chunk in running.chunks(1000) {
+            match queue.heartbeat(chunk, lease).await {
+                Ok(renewed) => {
+                    outage.ok("renewing leases");
+                    for ((id, _), ok) in chunk.iter().zip(renewed) {
+                        if !ok {
+                            tracing::warn!(job = %id, "lease lost; another attempt owns the job now");
+                        }
+                    }
+                }
+                Err(e) => {
+                    outage.failed("renewing leases", &e);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The plugins a worker serves, loaded from a directory:
+//! `DIR/NAME.wasm` is `default/NAME`, `DIR/TENANT/NAME.wasm` is `TENANT/NAME`.
+//!
+//! [`Registry::refresh`] rescans the directory and (re)loads files whose
+//! size or modification time changed, and drops plugins whose file is gone.
+//! A file that fails to load is logged with its reason and never replaces
+//! the version already serving.
+
+use crate::plugins::{self, Capabilities, Plugin};
+use crate::queue::PluginName;
+use crate::sandbox::Sandbox;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+/// Loaded plugins by name.
+#[derive(Debug)]
+pub struct Registry {
+    sandbox: Sandbox,
+    dir: PathBuf,
+    caps: Capabilities,
+    plugins: RwLock<HashMap<PluginName, Entry>>,
+    rejected: RwLock<HashMap<PathBuf, (Stamp, String)>>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    plugin: Arc<Plugin>,
+    /// None for plugins added with [`Registry::insert`]: not from the
+    /// directory, so a rescan leaves them alone.
+    stamp: Option<Stamp>,
+}
+
+/// What tells a changed file: size and modification time.
+type Stamp = (u64, Option<SystemTime>);
+
+impl Registry {
+    /// An empty registry over `dir`; call [`Registry::refresh`] to load.
+    pub fn new(sandbox: Sandbox, dir: impl Into<PathBuf>, caps: Capabilities) -> Self {
+        Registry {
+            sandbox,
+            dir: dir.into(),
+            caps,
+            plugins: RwLock::new(HashMap::new()),
+            rejected: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Serve `plugin` as `name`, whatever the directory holds (embedders and
+    /// tests that compiled it already).
+    pub fn insert(&self, name: PluginName, plugin: Arc<Plugin>) {
+        self.plugins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                name,
+                Entry {
+                    plugin,
+                    stamp: None,
+                },
+            );
+    }
+
+    /// The plugin serving `name`, if loaded.
+    pub fn get(&self, name: &PluginName) -> Option<Arc<Plugin>> {
+        let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
+        plugins.get(name).map(|e| Arc::clone(&e.plugin))
+    }
+
+    /// Names of the loaded plugins, sorted.
+    pub fn names(&self) -> Vec<PluginName> {
+        let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<_> = plugins.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The directory served.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Rescan the directory; returns how many plugins changed.
+    pub fn refresh(&self) -> usize {
+        let found = scan(&self.dir);
+        let mut changed = 0;
+        let current: HashMap<PluginName, Option<Stamp>> = {
+            let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
+            plugins.iter().map(|(k, e)| (k.clone(), e.stamp)).collect()
+        };
+        for (name, path, stamp) in &found {
+            match current.get(name) {
+                Some(Some(s)) if s == stamp => continue,
+                Some(None) => continue,
+                _ => {}
+            }
+            {
+                let rejected = self.rejected.read().unwrap_or_else(|p| p.into_inner());
+                if rejected.get(path).is_some_and(|(s, _)| s == stamp) {
+                    continue;
+                }
+            }
+            match plugins::load(&self.sandbox, path, &self.caps) {
+                Ok(plugin) => {
+                    tracing::info!(
+                        plugin = %name,
+                        version = %plugin.version.short(),
+                        compile_ms = plugin.compile_time.as_millis(),
+                        "plugin loaded"
+                    );
+                    let entry = Entry {
+                        plugin: Arc::new(plugin),
+                        stamp: Some(*stamp),
+                    };
+                    self.plugins
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name.clone(), entry);
+                    self.rejected
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(path);
+                    changed += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(plugin = %name, "plugin rejected: {error}");
+                    self.rejected
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(path.clone(), (*stamp, error.to_string()));
+                }
+            }
+        }
+        let mut plugins = self.plugins.write().unwrap_or_else(|p| p.into_inner());
+        let before = plugins.len();
+        plugins.retain(|name, entry| {
+            let keep = entry.stamp.is_none() || found.iter().any(|(n, _, _)| n == name);
+            if !keep {
+                tracing::info!(plugin = %name, "plugin file removed; no longer served");
+            }
+            keep
+        });
+        changed + (before - plugins.len())
+    }
+}
+
+/// `(name, path, stamp)` of every `.wasm` file one or two levels down.
+fn scan(dir: &Path) -> Vec<(PluginName, PathBuf, Stamp)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            let Some(tenant) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Ok(inner) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            for file in inner.flatten() {
+                push(&mut found, Some(tenant), file.path());
+            }
+        } else {
+            push(&mut found, None, path);
+        }
+    }
+    found
+}
+
+fn push(found: &mut Vec<(PluginName, PathBuf, Stamp)>, tenant: Option<&str>, path: PathBuf) {
+    if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+        return;
+    }
+    let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+        return;
+    };
+    let full = match tenant {
+        Some(tenant) => format!("{tenant}/{stem}"),
+        None => stem.to_string(),
+    };
+    let Ok(name) = PluginName::parse(&full) else {
+        tracing::warn!(path = %path.display(), "ignoring plugin file: {full:?} is not a valid plugin name");
+        return;
+    };
+    let Ok(meta) = std::fs::metadata(&path) else {
+        return;
+    };
+    found.push((name, path, (meta.len(), meta.modified().ok())));
+}

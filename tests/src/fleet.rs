@@ -1,0 +1,291 @@
+//! Helpers for the queue tests: a real `redis-server` per test on a free
+//! loopback port (AOF with fsync always), a queue handle with a prefix of
+//! its own, plugin directories, and workers — in process, or as real
+//! `spool worker` processes that can be killed.
+
+use spool_runtime::queue::{JobRecord, NewJob, PluginName, Queue, QueueConfig};
+use spool_runtime::redis_server::RedisServer;
+use spool_runtime::worker::{self, Registry, WorkerConfig, WorkerReport};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A fresh directory under the system temp dir, removed by the caller's
+/// [`Env`] on drop.
+pub fn temp_dir(label: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join("spool-tests").join(format!(
+        "{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
+    dir
+}
+
+/// One test's world: Redis, a queue handle, a runtime to drive it.
+#[derive(Debug)]
+pub struct Env {
+    /// The Redis server (restart or kill it to test recovery).
+    pub redis: RedisServer,
+    /// The test's own directory (plugins dirs, Redis data).
+    pub dir: PathBuf,
+    /// The runtime that drives [`Env::queue`].
+    pub rt: tokio::runtime::Runtime,
+    /// A client handle on the queue.
+    pub queue: Queue,
+}
+
+impl Env {
+    /// Start Redis and connect.
+    pub fn new(label: &str) -> Self {
+        let dir = temp_dir(label);
+        let redis =
+            RedisServer::start(&dir.join("redis"), "always").expect("starting redis-server");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let queue = rt
+            .block_on(Queue::connect(QueueConfig::new(redis.url())))
+            .expect("connecting to the test redis");
+        Env {
+            redis,
+            dir,
+            rt,
+            queue,
+        }
+    }
+
+    /// The queue's settings (URL, prefix, TTLs).
+    pub fn queue_config(&self) -> QueueConfig {
+        self.queue.config().clone()
+    }
+
+    /// Enqueue a JSON job for `plugin`; returns its id.
+    pub fn enqueue(&self, plugin: &str, payload: &str) -> String {
+        self.enqueue_job(self.job(plugin, payload))
+    }
+
+    /// A job with defaults, to adjust before [`Env::enqueue_job`].
+    pub fn job(&self, plugin: &str, payload: &str) -> NewJob {
+        NewJob::new(
+            PluginName::parse(plugin).expect("plugin name"),
+            payload.as_bytes(),
+        )
+    }
+
+    /// Enqueue `job`; returns its id.
+    pub fn enqueue_job(&self, job: NewJob) -> String {
+        self.rt
+            .block_on(self.queue.enqueue(&job))
+            .expect("enqueue")
+            .id
+    }
+
+    /// The record of `id`.
+    pub fn record(&self, id: &str) -> JobRecord {
+        self.rt.block_on(self.queue.record(id)).expect("job record")
+    }
+
+    /// Poll until `id` is succeeded or dead (at most 60 s), then return it.
+    pub fn wait(&self, id: &str) -> JobRecord {
+        self.wait_until(id, |r| r.status.is_some_and(|s| s.is_terminal()))
+    }
+
+    /// Poll `id`'s record until `done` holds (at most 60 s).
+    pub fn wait_until(&self, id: &str, done: impl Fn(&JobRecord) -> bool) -> JobRecord {
+        for _ in 0..6000 {
+            if let Ok(record) = self.rt.block_on(self.queue.record(id))
+                && done(&record)
+            {
+                return record;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "job {id} did not reach the expected state: {:?}",
+            self.rt.block_on(self.queue.record(id))
+        );
+    }
+
+    /// A raw Redis connection, to look at keys or write malformed ones.
+    pub fn redis_conn(&self) -> redis::Connection {
+        redis::Client::open(self.redis.url())
+            .and_then(|c| c.get_connection())
+            .expect("redis connection")
+    }
+
+    /// A plugins directory holding `(plugin name, fixture)` pairs, e.g.
+    /// `("acme/kv", "kv")` → `DIR/acme/kv.wasm`.
+    pub fn plugins_dir(&self, plugins: &[(&str, &str)]) -> PathBuf {
+        let dir = temp_dir("plugins");
+        for (name, fixture) in plugins {
+            add_plugin(&dir, name, fixture);
+        }
+        dir
+    }
+
+    /// Worker settings for tests: short lease and backoff.
+    pub fn worker_config(&self, dir: &Path) -> WorkerConfig {
+        let mut config = WorkerConfig::new(self.queue_config(), dir);
+        config.concurrency = 2;
+        config.lease = Duration::from_secs(2);
+        config.backoff = Duration::from_millis(20);
+        config.grace = Duration::from_secs(5);
+        config.rescan = Some(Duration::from_millis(200));
+        config
+    }
+
+    /// A worker in this process serving `plugins` (`(name, fixture)`), with
+    /// the fixtures compiled once per test binary.
+    pub fn worker(
+        &self,
+        plugins: &[(&str, &str)],
+        tweak: impl FnOnce(&mut WorkerConfig),
+    ) -> TestWorker {
+        let dir = temp_dir("empty-plugins");
+        let mut config = self.worker_config(&dir);
+        tweak(&mut config);
+        let registry = Arc::new(Registry::new(
+            crate::sandbox().clone(),
+            &config.plugins_dir,
+            config.capabilities.clone(),
+        ));
+        for (name, fixture) in plugins {
+            registry.insert(
+                PluginName::parse(name).expect("plugin name"),
+                Arc::new(crate::plugin(fixture)),
+            );
+        }
+        registry.refresh();
+        self.worker_on(config, registry)
+    }
+
+    /// A worker in this process over a prepared registry.
+    pub fn worker_on(&self, config: WorkerConfig, registry: Arc<Registry>) -> TestWorker {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let url = config.queue.url.clone();
+        let prefix = config.queue.prefix.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let queue = Queue::connect(config.queue.clone())
+                    .await
+                    .expect("worker connects");
+                let kv: Arc<dyn spool_runtime::kv::KeyValue> =
+                    Arc::new(spool_runtime::kv::RedisKv::new(&url, &prefix).expect("kv"));
+                worker::run_on(config, registry, queue, Some(kv), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("worker runs")
+            })
+        });
+        TestWorker {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// `spool worker` (the binary at `bin`) as a child process on `dir`,
+    /// with extra arguments.
+    pub fn worker_process(&self, bin: &str, dir: &Path, extra: &[&str]) -> Child {
+        Command::new(bin)
+            .arg("worker")
+            .arg("--redis")
+            .arg(self.redis.url())
+            .arg("--plugins")
+            .arg(dir)
+            .args(
+                [
+                    ["--lease", "1s"],
+                    ["--backoff", "20ms"],
+                    ["--concurrency", "2"],
+                ]
+                .iter()
+                .filter(|[flag, _]| !extra.contains(flag))
+                .flatten(),
+            )
+            .args(extra)
+            .env("SPOOL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting spool worker")
+    }
+
+    /// Wait (at most 60 s) until the queue's counters say `n` jobs have
+    /// finished (succeeded or dead) in all.
+    pub fn wait_finished(&self, n: u64) -> spool_runtime::queue::QueueStats {
+        for _ in 0..6000 {
+            // Errors are retried: tests restart Redis under this client.
+            if let Ok(stats) = self.rt.block_on(self.queue.stats())
+                && stats.succeeded_total + stats.dead_total >= n
+            {
+                return stats;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "only {:?} of {n} jobs finished",
+            self.rt.block_on(self.queue.stats())
+        );
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.redis.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Copy the built `fixture` into `dir` as plugin `name`.
+pub fn add_plugin(dir: &Path, name: &str, fixture: &str) {
+    let name = PluginName::parse(name).expect("plugin name");
+    let target = if name.tenant == spool_runtime::queue::DEFAULT_TENANT {
+        dir.join(format!("{}.wasm", name.name))
+    } else {
+        dir.join(&name.tenant).join(format!("{}.wasm", name.name))
+    };
+    std::fs::create_dir_all(target.parent().expect("parent")).expect("plugin dir");
+    std::fs::copy(crate::plugin_path(fixture), &target).expect("copying a fixture plugin");
+}
+
+/// A worker running in this process; stops (gracefully) on drop.
+#[derive(Debug)]
+pub struct TestWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<WorkerReport>>,
+}
+
+impl TestWorker {
+    /// Stop gracefully and return what the worker did.
+    pub fn stop(mut self) -> WorkerReport {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> WorkerReport {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.thread
+            .take()
+            .map(|t| t.join().expect("worker thread"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

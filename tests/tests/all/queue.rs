@@ -1,0 +1,288 @@
+//! The queue end to end: enqueue → worker → record, retries, dead letters,
+//! delays, priorities, malformed envelopes, missing plugins. Real Redis,
+//! real components.
+
+use spool_runtime::plugins::Version;
+use spool_runtime::queue::{Priority, Status, now_us};
+use spool_tests::fleet::{Env, add_plugin};
+use std::time::Duration;
+
+fn error_kind(record: &spool_runtime::queue::JobRecord) -> String {
+    record
+        .error
+        .as_ref()
+        .and_then(|e| e.get("kind"))
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_job_runs_and_leaves_a_full_record() {
+    let env = Env::new("record");
+    let worker = env.worker(&[("hello", "hello")], |c| c.worker_id = "w-record".into());
+    let before = now_us();
+    let id = env.enqueue("hello", r#"{"name":"Ada"}"#);
+    let record = env.wait(&id);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    assert_eq!(
+        record.output.as_deref(),
+        Some(r#"{"greeting":"Hello, Ada!"}"#)
+    );
+    assert_eq!(record.plugin, "default/hello");
+    assert_eq!(record.attempts, 1);
+    assert_eq!(record.worker.as_deref(), Some("w-record"));
+    let bytes = std::fs::read(spool_tests::plugin_path("hello")).unwrap();
+    assert_eq!(
+        record.version.as_deref(),
+        Some(Version::of(&bytes).0.as_str())
+    );
+    // hello logs one line: one host call, and the line is in the record.
+    assert_eq!(record.host_calls, Some(1));
+    let logs = record.logs.as_ref().unwrap().to_string();
+    assert!(logs.contains("greeting Ada"), "{logs}");
+    let (enq, start, fin) = (
+        record.enqueued_us.unwrap(),
+        record.started_us.unwrap(),
+        record.finished_us.unwrap(),
+    );
+    assert!(
+        before <= enq + 1_000_000 && enq <= start && start <= fin,
+        "{enq} {start} {fin}"
+    );
+    // Finished records expire (24 h by default); live ones do not.
+    let ttl = record.ttl_seconds.expect("a finished record has a TTL");
+    assert!(ttl > 86_000 && ttl <= 86_400, "ttl {ttl}");
+    let report = worker.stop();
+    assert_eq!(report.succeeded, 1);
+}
+
+#[test]
+fn retryable_failures_back_off_then_succeed_or_die() {
+    let env = Env::new("retries");
+    let worker = env.worker(&[("introspect", "introspect")], |_| {});
+    // Fails on attempts 1 and 2, succeeds on 3.
+    let recovers = env.enqueue("introspect", r#"{"fail_before_attempt":3}"#);
+    // Always fails: dead after 3 attempts.
+    let mut job = env.job("introspect", r#"{"fail":"retryable"}"#);
+    job.max_attempts = 3;
+    let dies = env.enqueue_job(job);
+
+    let ok = env.wait(&recovers);
+    assert_eq!(ok.status, Some(Status::Succeeded));
+    assert_eq!(ok.attempts, 3);
+    let seen: serde_json::Value = serde_json::from_str(ok.output.as_deref().unwrap()).unwrap();
+    assert_eq!(seen["attempt"], 3, "the handler saw its attempt number");
+
+    let dead = env.wait(&dies);
+    assert_eq!(dead.status, Some(Status::Dead));
+    assert_eq!(dead.attempts, 3);
+    assert_eq!(error_kind(&dead), "retryable");
+    let error = dead.error.as_ref().unwrap();
+    assert_eq!(error["exhausted"], "gave up after 3 of 3 attempts");
+    let (_, dead_letters) = env.rt.block_on(env.queue.dead_list(10)).unwrap();
+    assert_eq!(dead_letters.len(), 1);
+    assert_eq!(dead_letters[0].id, dies);
+    let report = worker.stop();
+    assert_eq!(report.retried, 4, "two retries each");
+}
+
+#[test]
+fn invalid_input_and_fatal_errors_are_not_retried() {
+    let env = Env::new("no-retry");
+    let _worker = env.worker(&[("hello", "hello"), ("introspect", "introspect")], |_| {});
+    let invalid = env.enqueue("hello", r#"{"name":""}"#);
+    let fatal = env.enqueue("introspect", r#"{"fail":"fatal"}"#);
+    let record = env.wait(&invalid);
+    assert_eq!(record.status, Some(Status::Dead));
+    assert_eq!(record.attempts, 1);
+    assert_eq!(error_kind(&record), "invalid-input");
+    assert_eq!(record.error.as_ref().unwrap()["field"], "name");
+    let record = env.wait(&fatal);
+    assert_eq!((record.status, record.attempts), (Some(Status::Dead), 1));
+    assert_eq!(error_kind(&record), "fatal");
+}
+
+#[test]
+fn dead_letters_can_be_retried_and_purged() {
+    let env = Env::new("dead");
+    let mut job = env.job("introspect", r#"{"fail_before_attempt":2}"#);
+    job.max_attempts = 1;
+    let id = env.enqueue_job(job);
+    let gone = env.enqueue("hello", r#"{"name":""}"#);
+    let _worker = env.worker(&[("introspect", "introspect"), ("hello", "hello")], |_| {});
+    let first = env.wait(&id);
+    assert_eq!(first.status, Some(Status::Dead));
+    assert_eq!(env.wait(&gone).status, Some(Status::Dead));
+    // Retried with fresh attempts: attempt 1 runs again (and fails again).
+    let moved = env
+        .rt
+        .block_on(env.queue.dead_retry(std::slice::from_ref(&id)))
+        .unwrap();
+    assert_eq!(moved, vec![id.clone()]);
+    let record = env.wait_until(&id, |r| {
+        r.status == Some(Status::Dead) && r.started_us > first.finished_us
+    });
+    assert_eq!(record.attempts, 1);
+    // Purge one: its record goes too; the other stays listed.
+    let purged = env
+        .rt
+        .block_on(env.queue.dead_purge(std::slice::from_ref(&gone)))
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert!(env.rt.block_on(env.queue.record(&gone)).is_err());
+    let (total, entries) = env.rt.block_on(env.queue.dead_list(10)).unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(entries[0].id, id);
+}
+
+#[test]
+fn a_delayed_job_runs_once_at_its_time() {
+    let env = Env::new("delayed");
+    let w1 = env.worker(&[("hello", "hello")], |c| c.worker_id = "w1".into());
+    let w2 = env.worker(&[("hello", "hello")], |c| c.worker_id = "w2".into());
+    let mut job = env.job("hello", r#"{"name":"Later"}"#);
+    let due = now_us() + 800_000;
+    job.run_at_us = due;
+    let id = env.enqueue_job(job);
+    assert_eq!(env.record(&id).status, Some(Status::Delayed));
+    let record = env.wait(&id);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    assert_eq!(record.attempts, 1, "promoted and run exactly once");
+    let started = record.started_us.unwrap();
+    assert!(
+        started >= due,
+        "started {}us before its time",
+        due - started
+    );
+    let reports = [w1.stop(), w2.stop()];
+    assert_eq!(reports.iter().map(|r| r.succeeded).sum::<u64>(), 1);
+}
+
+#[test]
+fn priorities_share_one_worker_six_three_one() {
+    let env = Env::new("priorities");
+    let mut ids = Vec::new();
+    for priority in [Priority::Low, Priority::Normal, Priority::High] {
+        for _ in 0..20 {
+            let mut job = env.job("hello", r#"{"name":"p"}"#);
+            job.priority = priority;
+            ids.push((priority, env.enqueue_job(job)));
+        }
+    }
+    // One job at a time, one per claim: the claim order is the schedule.
+    let worker = env.worker(&[("hello", "hello")], |c| {
+        c.concurrency = 1;
+        c.batch = 1;
+    });
+    env.wait_finished(60);
+    worker.stop();
+    let mut order: Vec<(u64, Priority)> = ids
+        .iter()
+        .map(|(p, id)| (env.record(id).started_us.unwrap(), *p))
+        .collect();
+    order.sort_by_key(|(t, _)| *t);
+    let first_ten: Vec<Priority> = order[..10].iter().map(|(_, p)| *p).collect();
+    let count = |p| first_ten.iter().filter(|q| **q == p).count();
+    assert_eq!(
+        (
+            count(Priority::High),
+            count(Priority::Normal),
+            count(Priority::Low)
+        ),
+        (6, 3, 1),
+        "first ten claims: {first_ten:?}"
+    );
+    // Low is not starved: its first job runs long before high runs dry.
+    let first_low = order.iter().position(|(_, p)| *p == Priority::Low).unwrap();
+    assert!(first_low < 10, "first low job ran at position {first_low}");
+}
+
+#[test]
+fn an_idempotency_key_enqueues_once() {
+    let env = Env::new("idem");
+    let mut job = env.job("hello", r#"{"name":"Once"}"#);
+    job.idempotency_key = Some("order-42".into());
+    let first = env.rt.block_on(env.queue.enqueue(&job)).unwrap();
+    let second = env.rt.block_on(env.queue.enqueue(&job)).unwrap();
+    assert!(first.created);
+    assert!(!second.created);
+    assert_eq!(first.id, second.id);
+    assert_eq!(env.rt.block_on(env.queue.stats()).unwrap().queued, 1);
+}
+
+#[test]
+fn a_malformed_envelope_is_dead_lettered_and_the_worker_carries_on() {
+    let env = Env::new("malformed");
+    let prefix = env.queue.key_prefix().to_string();
+    let mut conn = env.redis_conn();
+    // No plugin field at all, and a bad max_attempts.
+    let _: () = redis::pipe()
+        .hset(format!("{prefix}:job:bad1"), "payload", "{}")
+        .hset_multiple(
+            format!("{prefix}:job:bad2"),
+            &[("plugin", "hello"), ("max_attempts", "many")],
+        )
+        .lpush(format!("{prefix}:ready:normal"), &["bad1", "bad2", "ghost"])
+        .query(&mut conn)
+        .unwrap();
+    let _worker = env.worker(&[("hello", "hello")], |_| {});
+    let good = env.enqueue("hello", r#"{"name":"After"}"#);
+    assert_eq!(env.wait(&good).status, Some(Status::Succeeded));
+    for (id, field) in [
+        ("bad1", "plugin"),
+        ("bad2", "max_attempts"),
+        ("ghost", "plugin"),
+    ] {
+        let record = env.wait(id);
+        assert_eq!(record.status, Some(Status::Dead), "{id}");
+        assert_eq!(error_kind(&record), "malformed-envelope");
+        let message = record.error.as_ref().unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains(&format!("\"{field}\"")), "{id}: {message}");
+    }
+}
+
+#[test]
+fn a_job_for_a_missing_plugin_waits_until_the_plugin_arrives() {
+    let env = Env::new("missing");
+    let dir = env.plugins_dir(&[("hello", "hello")]);
+    let mut config = env.worker_config(&dir);
+    config.worker_id = "w-missing".into();
+    let registry = std::sync::Arc::new(spool_runtime::worker::Registry::new(
+        spool_tests::sandbox().clone(),
+        &dir,
+        config.capabilities.clone(),
+    ));
+    registry.refresh();
+    let _worker = env.worker_on(config, registry);
+    let id = env.enqueue("acme/resize", r#"{"name":"Late"}"#);
+    let waiting = env.wait_until(&id, |r| r.error.is_some());
+    assert_eq!(
+        waiting.error.as_ref().unwrap()["message"],
+        "plugin acme/resize is not loaded on worker w-missing"
+    );
+    assert_eq!(waiting.attempts, 0, "waiting spends no attempt");
+    assert!(matches!(
+        waiting.status,
+        Some(Status::Delayed | Status::Queued | Status::Running)
+    ));
+    // Deploy it: the rescan picks it up and the job runs.
+    add_plugin(&dir, "acme/resize", "hello");
+    let record = env.wait(&id);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    assert_eq!(record.attempts, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_plugin_that_never_arrives_is_dead_lettered_after_the_wait() {
+    let env = Env::new("never");
+    let _worker = env.worker(&[], |c| c.plugin_wait = Duration::from_millis(300));
+    let id = env.enqueue("acme/nowhere", "{}");
+    let record = env.wait(&id);
+    assert_eq!(record.status, Some(Status::Dead));
+    assert_eq!(error_kind(&record), "plugin-not-loaded");
+}

@@ -1,0 +1,202 @@
+//! No job is lost: a worker killed with SIGKILL mid-run, a worker whose
+//! lease expired, Redis restarted mid-run, a graceful shutdown.
+
+use spool_runtime::queue::{Next, Outcome, Status};
+use spool_tests::fleet::Env;
+use std::time::{Duration, Instant};
+
+fn sigterm(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success());
+}
+
+#[test]
+fn a_worker_killed_mid_run_loses_no_job_and_none_succeeds_twice() {
+    let env = Env::new("kill9");
+    let dir = env.plugins_dir(&[("introspect", "introspect")]);
+    let n = 200;
+    let ids: Vec<String> = (0..n)
+        .map(|i| env.enqueue("introspect", &format!(r#"{{"sleep_ms":10,"echo":{i}}}"#)))
+        .collect();
+    let mut first = env.worker_process(crate::SPOOL, &dir, &["--id", "doomed"]);
+    // Kill it once it is well into the run, with jobs in flight.
+    let started = Instant::now();
+    loop {
+        let stats = env.rt.block_on(env.queue.stats()).unwrap();
+        if stats.succeeded_total >= 30 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first worker made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().expect("kill -9");
+    first.wait().unwrap();
+    let at_kill = env.rt.block_on(env.queue.stats()).unwrap();
+    assert!(
+        at_kill.running > 0,
+        "jobs were in flight at the kill: {at_kill:?}"
+    );
+
+    let mut second = env.worker_process(crate::SPOOL, &dir, &["--id", "survivor"]);
+    let stats = env.wait_finished(n);
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(stats.succeeded_total, n, "{stats:?}");
+    assert_eq!((stats.dead_total, stats.running, stats.queued), (0, 0, 0));
+    let mut rerun = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let record = env.record(id);
+        assert_eq!(record.status, Some(Status::Succeeded), "job {i}");
+        let seen: serde_json::Value =
+            serde_json::from_str(record.output.as_deref().unwrap()).unwrap();
+        assert_eq!(seen["echo"], i, "job {i} has its own output");
+        if record.attempts > 1 {
+            rerun += 1;
+            assert_eq!(record.worker.as_deref(), Some("survivor"));
+            let error = record
+                .error
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                error.is_empty() || error == "null",
+                "a success clears the error: {error}"
+            );
+        }
+    }
+    assert!(rerun > 0, "the jobs in flight at the kill ran again");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_worker_whose_lease_expired_can_neither_ack_nor_renew() {
+    let env = Env::new("stale");
+    let id = env.enqueue("hello", r#"{"name":"Zombie"}"#);
+    let lease = Duration::from_millis(100);
+    let zombie = env
+        .rt
+        .block_on(env.queue.claim("zombie", 10, lease))
+        .unwrap();
+    assert_eq!(zombie.jobs.len(), 1);
+    let old = zombie.jobs[0].clone();
+    std::thread::sleep(Duration::from_millis(250));
+    // The next claim requeues the expired lease and hands the job out again.
+    let fresh = env
+        .rt
+        .block_on(env.queue.claim("fresh", 10, Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(fresh.jobs.len(), 1);
+    let new = fresh.jobs[0].clone();
+    assert_eq!(new.id, old.id);
+    assert_eq!(new.attempt, 2);
+    assert_ne!(new.token, old.token);
+    let outcome = |token: &str, output: &str| Outcome {
+        id: id.clone(),
+        token: token.to_string(),
+        wait: false,
+        next: Next::Succeeded,
+        fields: vec![("output", output.as_bytes().to_vec())],
+    };
+    let renewed = env
+        .rt
+        .block_on(
+            env.queue
+                .heartbeat(&[(id.clone(), old.token.clone())], lease),
+        )
+        .unwrap();
+    assert_eq!(renewed, vec![false]);
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[outcome(&old.token, "stale")]))
+        .unwrap();
+    assert_eq!(applied, vec![false], "the zombie's ack is refused");
+    assert_eq!(env.record(&id).status, Some(Status::Running));
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[outcome(&new.token, "fresh")]))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    // And a late zombie ack cannot overwrite the newer attempt's result.
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[outcome(&old.token, "stale")]))
+        .unwrap();
+    assert_eq!(applied, vec![false]);
+    let record = env.record(&id);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    assert_eq!(record.output.as_deref(), Some("fresh"));
+    assert_eq!(record.worker.as_deref(), Some("fresh"));
+}
+
+#[test]
+fn redis_restarted_mid_run_loses_nothing() {
+    let mut env = Env::new("redis-restart");
+    let worker = env.worker(&[("introspect", "introspect")], |_| {});
+    let n = 150;
+    let ids: Vec<String> = (0..n)
+        .map(|i| env.enqueue("introspect", &format!(r#"{{"sleep_ms":5,"echo":{i}}}"#)))
+        .collect();
+    loop {
+        let stats = env.rt.block_on(env.queue.stats()).unwrap();
+        if stats.succeeded_total >= 20 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A crash, not a clean shutdown: AOF with fsync always keeps every write.
+    env.redis.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    env.redis.restart().expect("restarting redis");
+    let stats = env.wait_finished(n);
+    assert_eq!(stats.succeeded_total, n, "{stats:?}");
+    for id in &ids {
+        assert_eq!(env.record(id).status, Some(Status::Succeeded));
+    }
+    worker.stop();
+}
+
+#[test]
+fn sigterm_finishes_running_jobs_and_hands_back_the_rest() {
+    let env = Env::new("shutdown");
+    let dir = env.plugins_dir(&[("introspect", "introspect")]);
+    let long = env.enqueue("introspect", r#"{"sleep_ms":1500,"echo":"long"}"#);
+    let mut child = env.worker_process(
+        crate::SPOOL,
+        &dir,
+        &["--concurrency", "1", "--batch", "8", "--grace", "10s"],
+    );
+    env.wait_until(&long, |r| r.status == Some(Status::Running));
+    let rest: Vec<String> = (0..5)
+        .map(|i| env.enqueue("introspect", &format!(r#"{{"echo":{i}}}"#)))
+        .collect();
+    sigterm(child.id());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "worker exited with {status}");
+    // The running job finished within the grace period...
+    let record = env.record(&long);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    // ...and nothing else was lost: each other job either ran or is queued again
+    // with no attempt spent.
+    for id in &rest {
+        let r = env.record(id);
+        assert!(
+            r.status == Some(Status::Succeeded)
+                || (r.status == Some(Status::Queued) && r.attempts == 0),
+            "{id}: {:?} after {} attempts",
+            r.status,
+            r.attempts
+        );
+    }
+    let mut next = env.worker_process(crate::SPOOL, &dir, &[]);
+    let stats = env.wait_finished(6);
+    next.kill().unwrap();
+    next.wait().unwrap();
+    assert_eq!(stats.succeeded_total, 6);
+    let _ = std::fs::remove_dir_all(dir);
+}
