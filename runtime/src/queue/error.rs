@@ -54,7 +54,7 @@ pub enum QueueError {
         reason: &'static str,
     },
     /// `--wait` ran out of time; the job is still queued or running.
-    #[error("job {id} did not finish within {}s; it is still {status}", waited.as_secs_f64())]
+    #[error("job {id} did not finish within {}s; it is still {status}{}; it stays on the queue", waited.as_secs_f64(), last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
     WaitTimeout {
         /// The job id.
         id: String,
@@ -62,6 +62,8 @@ pub enum QueueError {
         waited: std::time::Duration,
         /// Its status when we gave up.
         status: String,
+        /// The error of its latest attempt, if any.
+        last_error: Option<String>,
     },
 }
 

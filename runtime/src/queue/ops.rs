@@ -65,11 +65,10 @@ impl Queue {
             .arg("content_type")
             .arg(&job.content_type)
             .arg("max_attempts")
-            .arg(job.max_attempts)
-            .arg("attempt")
-            .arg(0)
-            .arg("wait")
-            .arg(u8::from(job.wait));
+            .arg(job.max_attempts);
+        if job.wait {
+            inv.arg("wait").arg(1);
+        }
         inv
     }
 
@@ -257,6 +256,12 @@ impl Queue {
                     id: id.to_string(),
                     waited: timeout,
                     status: record.status.map_or("unknown".into(), |s| s.to_string()),
+                    last_error: record
+                        .error
+                        .as_ref()
+                        .and_then(|e| e.get("message"))
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string),
                 });
             }
             self.count_round_trip();

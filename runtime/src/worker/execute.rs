@@ -67,7 +67,10 @@ impl Executor {
             Ok(output) => {
                 outcome.next = Next::Succeeded;
                 outcome.fields.push(("output", output));
-                outcome.fields.push(("error", Vec::new()));
+                if job.attempt > 1 {
+                    // Clear the error a failed earlier attempt left.
+                    outcome.fields.push(("error", Vec::new()));
+                }
             }
             Err(failure) => {
                 let retry = failure.is_retryable() && job.attempt < max_attempts;

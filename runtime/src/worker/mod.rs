@@ -396,7 +396,11 @@ async fn claim_loop(
                         return;
                     }
                 }
-                if got == 0 {
+                // Fewer than asked: every list was empty. Block until an
+                // enqueue into an empty list pushes the wake token (or the
+                // next delayed job is due, or a second passes, so that
+                // expired leases are reaped).
+                if got < want {
                     let timeout = claim
                         .next_due
                         .map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)))

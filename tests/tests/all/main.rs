@@ -7,6 +7,7 @@ mod limits;
 mod loading;
 mod plugins;
 mod queue;
+mod queue_cli;
 mod reliability;
 mod sdk;
 mod tenants;

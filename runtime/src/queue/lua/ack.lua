@@ -21,6 +21,7 @@ local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_us()
 local leases = P .. ':leases'
 local applied = {}
+local released = {}
 local i = 4
 while i <= #ARGV do
   local id, token, outcome, run_at, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
@@ -28,7 +29,11 @@ while i <= #ARGV do
   local key = job_key(id)
   local current = redis.call('HMGET', key, 'token', 'status')
   if current[1] == token and current[2] == 'running' then
-    redis.call('ZREM', leases, id)
+    released[#released + 1] = id
+    if #released >= 1000 then
+      redis.call('ZREM', leases, unpack(released))
+      released = {}
+    end
     local fields = { 'status', outcome, 'finished_us', now }
     for j = i + 6, i + 5 + nfields * 2 do fields[#fields + 1] = ARGV[j] end
     if outcome == 'requeue' then
@@ -43,7 +48,7 @@ while i <= #ARGV do
       bury(id, now, dead_ttl, dead_cap, waiting)
     elseif outcome == 'retrying' then
       redis.call('ZADD', P .. ':delayed', run_at, id)
-      redis.call('HINCRBY', P .. ':stats', 'retried', 1)
+      count('retried')
     elseif run_at > now then
       redis.call('ZADD', P .. ':delayed', run_at, id)
     else
@@ -57,4 +62,6 @@ while i <= #ARGV do
   end
   i = i + 6 + nfields * 2
 end
+if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
+flush_counts()
 return applied

@@ -56,32 +56,55 @@ for _, id in ipairs(expired) do
   end
 end
 
--- 3. Claim.
-local order = {
-  { P .. ':ready:high', P .. ':ready:normal', P .. ':ready:low' },
-  { P .. ':ready:normal', P .. ':ready:high', P .. ':ready:low' },
-  { P .. ':ready:low', P .. ':ready:high', P .. ':ready:normal' },
-}
-local out = { -1 }
+-- 3. Claim. Each of the N claim slots prefers one list (6:3:1 by the
+-- rotating slot counter); each list is popped once for its share, and what
+-- a list could not supply is filled from the others in priority order.
+local names = { 'high', 'normal', 'low' }
 local base = tonumber(redis.call('HGET', P .. ':stats', 'rr') or 0)
-local claimed = 0
-local lease_until = now + lease
+local share = { 0, 0, 0 }
 for k = 0, n - 1 do
   local slot = (base + k) % 10
-  local lists = order[slot < 6 and 1 or (slot < 9 and 2 or 3)]
-  local id = redis.call('RPOP', lists[1]) or redis.call('RPOP', lists[2]) or redis.call('RPOP', lists[3])
-  if not id then break end
-  claimed = claimed + 1
+  local band = slot < 6 and 1 or (slot < 9 and 2 or 3)
+  share[band] = share[band] + 1
+end
+local ids = {}
+local short = 0
+for band = 1, 3 do
+  if share[band] > 0 then
+    local got = redis.call('RPOP', P .. ':ready:' .. names[band], share[band]) or {}
+    for _, id in ipairs(got) do ids[#ids + 1] = id end
+    short = short + share[band] - #got
+  end
+end
+for band = 1, 3 do
+  if short <= 0 then break end
+  local got = redis.call('RPOP', P .. ':ready:' .. names[band], short) or {}
+  for _, id in ipairs(got) do ids[#ids + 1] = id end
+  short = short - #got
+end
+
+local out = { -1 }
+local lease_until = now + lease
+local lease_args = {}
+for _, id in ipairs(ids) do
   local key = job_key(id)
-  local token = redis.call('HINCRBY', key, 'token', 1)
-  local attempt = redis.call('HINCRBY', key, 'attempt', 1)
-  redis.call('HSET', key, 'status', 'running', 'worker', worker, 'started_us', now)
-  redis.call('ZADD', leases, lease_until, id)
   local f = redis.call('HMGET', key, 'plugin', 'content_type', 'payload', 'max_attempts',
-    'enqueued_us', 'wait', 'priority')
+    'enqueued_us', 'wait', 'priority', 'attempt', 'token')
+  local attempt = (tonumber(f[8]) or 0) + 1
+  local token = (tonumber(f[9]) or 0) + 1
+  redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
+    'worker', worker, 'started_us', now)
+  lease_args[#lease_args + 1] = lease_until
+  lease_args[#lease_args + 1] = id
+  if #lease_args >= 1000 then
+    redis.call('ZADD', leases, unpack(lease_args))
+    lease_args = {}
+  end
   out[#out + 1] = { id, token, attempt, f[1], f[2], f[3], f[4], f[5], f[6], f[7] }
 end
-if claimed > 0 then redis.call('HINCRBY', P .. ':stats', 'rr', claimed) end
+if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end
+if #ids > 0 then redis.call('HINCRBY', P .. ':stats', 'rr', #ids) end
+flush_counts()
 
 local next_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 if next_due[2] then out[1] = math.max(0, tonumber(next_due[2]) - now) end

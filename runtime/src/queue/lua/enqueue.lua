@@ -32,7 +32,8 @@ if run_at > now then
 else
   fields[#fields + 1] = 'status'; fields[#fields + 1] = 'queued'
   redis.call('HSET', key, unpack(fields))
-  redis.call('LPUSH', ready_key(ARGV[5]), id)
-  wake()
+  -- Only a push into an empty list can find workers idle: they block only
+  -- after a claim found every list empty.
+  if redis.call('LPUSH', ready_key(ARGV[5]), id) == 1 then wake() end
 end
 return { id, 1 }

@@ -31,6 +31,14 @@ local function wake()
   end
 end
 
+-- Counters for the stats hash, written once per script call (see count()
+-- and flush_counts()) rather than once per job.
+local counts = {}
+local function count(name) counts[name] = (counts[name] or 0) + 1 end
+local function flush_counts()
+  for name, n in pairs(counts) do redis.call('HINCRBY', P .. ':stats', name, n) end
+end
+
 -- A job reached a terminal state: give its record a TTL and tell a client
 -- blocked in `enqueue --wait` (only when it asked, `wait` = 1).
 local function finish(id, status, ttl, waiting)
@@ -40,7 +48,7 @@ local function finish(id, status, ttl, waiting)
     redis.call('RPUSH', done, status)
     redis.call('EXPIRE', done, 600)
   end
-  redis.call('HINCRBY', P .. ':stats', status, 1)
+  count(status)
 end
 
 -- Put a job in the dead letters, dropping the oldest beyond `cap` (their

@@ -1,0 +1,306 @@
+//! The queue commands as a user runs them: `spool enqueue`, `job`, `dead`,
+//! `dev`, bulk enqueue, a missing Redis, and the Python enqueuer.
+
+use spool_runtime::queue::Status;
+use spool_tests::fleet::{Env, temp_dir};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn spool_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(crate::SPOOL)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SPOOL_REDIS")
+        .env_remove("SPOOL_PREFIX")
+        .output()
+        .expect("running spool")
+}
+
+fn spool(env: &Env, args: &[&str]) -> Output {
+    let url = env.redis.url();
+    let mut all = args.to_vec();
+    all.extend(["--redis", url.as_str()]);
+    spool_in(&env.dir, &all)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn enqueue_wait_job_and_dead_letters_from_the_command_line() {
+    let env = Env::new("cli-queue");
+    let _worker = env.worker(&[("hello", "hello")], |_| {});
+
+    let out = spool(
+        &env,
+        &["enqueue", "hello", "--input", r#"{"name":"Ada"}"#, "--wait"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), r#"{"greeting":"Hello, Ada!"}"#);
+
+    let out = spool(&env, &["enqueue", "hello", "--input", r#"{"name":"Bo"}"#]);
+    let id = text(&out.stdout).trim().to_string();
+    assert_eq!(id.len(), 26, "a ULID: {id:?}");
+    env.wait(&id);
+    let out = spool(&env, &["job", &id, "--json"]);
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(record["output"], r#"{"greeting":"Hello, Bo!"}"#);
+    assert_eq!(record["attempts"], 1);
+    assert!(record["version"].as_str().unwrap().len() == 64);
+    let out = spool(&env, &["job", &id]);
+    let plain = text(&out.stdout);
+    assert!(plain.contains("status     succeeded"), "{plain}");
+    assert!(plain.contains("[info] greeting Bo"), "{plain}");
+
+    // A dead job: --wait exits 1 and names the error; then dead list/retry/purge.
+    let out = spool(
+        &env,
+        &[
+            "enqueue",
+            "hello",
+            "--input",
+            r#"{"name":""}"#,
+            "--wait",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let dead: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dead["status"], "dead");
+    assert_eq!(dead["error"]["kind"], "invalid-input");
+    let dead_id = dead["id"].as_str().unwrap().to_string();
+    let out = spool(&env, &["dead", "list"]);
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains(&dead_id) && listing.contains("expected a non-empty string"),
+        "{listing}"
+    );
+    let out = spool(&env, &["dead", "retry", &dead_id]);
+    assert_eq!(text(&out.stdout).trim(), "requeued 1 dead letters");
+    env.wait_until(&dead_id, |r| {
+        r.status == Some(Status::Dead)
+            && r.attempts == 1
+            && r.started_us > dead["started_us"].as_u64()
+    });
+    let out = spool(&env, &["dead", "retry", "01NOTADEADJOB0000000000000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not in the dead letters: 01NOTADEADJOB0000000000000"));
+    let out = spool(&env, &["dead", "purge", "--all"]);
+    assert_eq!(text(&out.stdout).trim(), "purged 1 dead letters");
+    let out = spool(&env, &["job", &dead_id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(&format!("job {dead_id} not found")));
+}
+
+#[test]
+fn wait_times_out_with_the_reason_and_the_job_stays_queued() {
+    let env = Env::new("cli-wait");
+    let _worker = env.worker(&[], |c| c.worker_id = "w-empty".into());
+    let out = spool(
+        &env,
+        &["enqueue", "acme/resize", "--input", "{}", "--wait=1500ms"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "retryable: the job may still run"
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("did not finish within 1.5s"), "{stderr}");
+    assert!(
+        stderr.contains("plugin acme/resize is not loaded on worker w-empty"),
+        "{stderr}"
+    );
+    let stats = env.rt.block_on(env.queue.stats()).unwrap();
+    assert_eq!(stats.queued + stats.delayed + stats.running, 1, "{stats:?}");
+}
+
+#[test]
+fn bulk_enqueue_reads_json_lines() {
+    let env = Env::new("cli-bulk");
+    let _worker = env.worker(&[("hello", "hello")], |_| {});
+    let file = env.dir.join("jobs.jsonl");
+    let lines: String = (0..120)
+        .map(|i| format!("{{\"name\":\"n{i}\"}}\n"))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let out = spool(
+        &env,
+        &[
+            "enqueue",
+            "hello",
+            "--bulk",
+            file.to_str().unwrap(),
+            "--priority",
+            "low",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["enqueued"], 120);
+    let stats = env.wait_finished(120);
+    assert_eq!(stats.succeeded_total, 120);
+    let first = summary["ids"][0].as_str().unwrap();
+    let record = env.record(first);
+    assert_eq!(
+        record.output.as_deref(),
+        Some(r#"{"greeting":"Hello, n0!"}"#)
+    );
+    assert_eq!(record.priority.as_deref(), Some("low"));
+
+    // A bad line stops the enqueue and names the line.
+    std::fs::write(&file, "{\"name\":\"ok\"}\nnot json\n").unwrap();
+    let out = spool(
+        &env,
+        &["enqueue", "hello", "--bulk", file.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("jobs.jsonl:2: not a JSON value"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_redis_is_a_retryable_error_that_names_the_url() {
+    let dir = temp_dir("no-redis");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let out = spool_in(
+        &dir,
+        &["enqueue", "hello", "--input", "{}", "--redis", &url],
+    );
+    assert_eq!(out.status.code(), Some(75));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("redis at {url} is unavailable")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("retrying later can help"), "{stderr}");
+    let out = spool_in(
+        &dir,
+        &[
+            "enqueue",
+            "hello",
+            "--input",
+            "{}",
+            "--redis",
+            "http://nope",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("invalid redis url \"http://nope\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn spool_dev_runs_a_private_redis_and_a_worker() {
+    let dir = temp_dir("dev");
+    let plugins = dir.join("plugins");
+    spool_tests::fleet::add_plugin(&plugins, "hello", "hello");
+    std::fs::create_dir_all(dir.join(".spool")).unwrap();
+    let mut dev = Command::new(crate::SPOOL)
+        .args(["dev", "--plugins", "plugins"])
+        .current_dir(&dir)
+        .env_remove("SPOOL_REDIS")
+        .env("SPOOL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url_file = dir.join(".spool/redis.url");
+    let started = Instant::now();
+    while !url_file.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "spool dev wrote no redis url"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // No --redis: the command finds the dev Redis through .spool/redis.url.
+    let out = spool_in(
+        &dir,
+        &[
+            "enqueue",
+            "hello",
+            "--input",
+            r#"{"name":"Dev"}"#,
+            "--wait=60s",
+        ],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        r#"{"greeting":"Hello, Dev!"}"#,
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(dir.join(".spool/redis/appendonlydir").is_dir(), "AOF is on");
+    let url = std::fs::read_to_string(&url_file).unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &dev.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = dev.wait().unwrap();
+    assert!(status.success(), "spool dev exited with {status}");
+    assert!(!url_file.exists(), "the url file is removed on exit");
+    let client = redis::Client::open(url.trim()).unwrap();
+    assert!(
+        client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .is_err(),
+        "its redis stopped too"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_python_enqueuer_speaks_the_documented_protocol() {
+    let env = Env::new("python");
+    let _worker = env.worker(&[("hello", "hello")], |_| {});
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/enqueue.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([
+            "--redis",
+            &env.redis.url(),
+            "hello",
+            r#"{"name":"Py"}"#,
+            "--wait",
+        ])
+        .output()
+        .expect("running python3 (and redis-py: pip install redis)");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), r#"{"greeting":"Hello, Py!"}"#);
+    // A job it enqueues without waiting is a normal job to every Spool tool.
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([
+            "--redis",
+            &env.redis.url(),
+            "hello",
+            r#"{"name":""}"#,
+            "--priority",
+            "low",
+        ])
+        .output()
+        .unwrap();
+    let id = text(&out.stdout).trim().to_string();
+    let record = env.wait(&id);
+    assert_eq!(record.status, Some(Status::Dead));
+    assert_eq!(record.priority.as_deref(), Some("low"));
+    assert_eq!(record.plugin, "default/hello");
+}
