@@ -1,26 +1,36 @@
 #!/usr/bin/env bash
-# Quick start, part one: build everything and run the example plugins.
+# Quick start, part one: build everything, start `spool dev` (a private
+# redis-server plus a worker), and put jobs through the queue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "==> building the plugins (wasm32-wasip2 components)"
 scripts/build-plugins.sh
 echo "==> building spool"
-cargo build -p spool-runtime
-spool=target/debug/spool
+cargo build --release -p spool-runtime
+spool=$PWD/target/release/spool
 show() { printf '\n$ spool %s\n' "$*"; "$spool" "$@"; }
 
+echo "==> one job, right here, no queue"
 show call target/plugins/hello.wasm --input '{"name":"Ada"}'
-show call target/plugins/markdown.wasm --input @examples/data/hello.md
-show call target/plugins/thumbnail.wasm --input @examples/data/gradient.png \
-  -c width=64 -c height=64 -o target/thumbnail.png
-echo "(wrote target/thumbnail.png: $(wc -c < target/thumbnail.png) bytes)"
 
 echo
-echo "==> what the sandbox does to hostile handlers"
-show call target/plugins/hello.wasm --input '{"name":""}' || echo "(exit $?)"
-show call target/plugins/spin.wasm --input '{}' --timeout 300ms || echo "(exit $?)"
-show call target/plugins/memory_hog.wasm --input '{}' --memory 16MiB || echo "(exit $?)"
-show call target/plugins/panics.wasm --input '{}' || echo "(exit $?)"
-show call target/plugins/opens_socket.wasm --input '{"addr":"127.0.0.1:6379"}' || echo "(exit $?)"
-show call target/plugins/hello.wasm --input '{"name":"Ada"}' --json
+echo "==> spool dev: private redis-server (data in .spool/redis) and a worker on target/plugins"
+mkdir -p .spool
+"$spool" dev --plugins target/plugins --backoff 200ms > .spool/dev.log 2>&1 &
+dev=$!
+trap 'kill -INT $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do [ -f .spool/redis.url ] && break; sleep 0.1; done
+echo "(worker log: .spool/dev.log)"
+
+show enqueue hello --input '{"name":"Ada"}' --wait
+show enqueue markdown --input @examples/data/hello.md --wait
+id=$("$spool" enqueue thumbnail --input @examples/data/gradient.png --content-type image/png)
+printf '\n$ spool enqueue thumbnail --input @examples/data/gradient.png --content-type image/png\n%s\n' "$id"
+sleep 1
+show job "$id"
+show enqueue hello --input '{"name":"Later"}' --delay 1s --wait
+show enqueue introspect --input '{"fail_before_attempt":3}' --wait
+show enqueue hello --input '{"name":""}' --wait || echo "(exit $?)"
+show dead list
+show bench --plugins target/plugins --plugin hello --jobs 20000

@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
 # Install what building and testing Spool needs and a fresh machine may lack:
-# the wasm32-wasip2 Rust target (plugins are built for it).
+# the wasm32-wasip2 Rust target (plugins are built for it), redis-server
+# (the queue; tests start their own on free ports) and redis-py (the Python
+# enqueuer example, run by the tests).
 set -euo pipefail
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "==> installing the wasm32-wasip2 Rust target"
   rustup target add wasm32-wasip2
+fi
+if ! command -v redis-server >/dev/null; then
+  echo "==> installing redis-server"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  if command -v apt-get >/dev/null; then
+    $sudo apt-get install -y redis-server >/dev/null 2>&1 \
+      || { $sudo apt-get update >/dev/null && $sudo apt-get install -y redis-server >/dev/null; }
+  elif command -v brew >/dev/null; then
+    brew install redis
+  else
+    echo "setup: install redis-server (https://redis.io/docs/latest/operate/oss_and_stack/install/)" >&2
+    exit 1
+  fi
+fi
+if ! python3 -c 'import redis' 2>/dev/null; then
+  echo "==> installing redis-py (for examples/python)"
+  python3 -m pip install --quiet redis
 fi

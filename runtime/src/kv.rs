@@ -61,10 +61,13 @@ pub fn check(key: &str, value: Option<&[u8]>) -> Result<(), KvError> {
     Ok(())
 }
 
+/// `(tenant, key)` → `(value, expires at)`.
+type Entries = HashMap<(String, String), (Vec<u8>, Option<Instant>)>;
+
 /// Keys in process memory, for `spool call`.
 #[derive(Debug, Default)]
 pub struct MemoryKv {
-    entries: Mutex<HashMap<(String, String), (Vec<u8>, Option<Instant>)>>,
+    entries: Mutex<Entries>,
 }
 
 impl KeyValue for MemoryKv {

@@ -118,24 +118,18 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
     queue_config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
 
     let sandbox = Sandbox::new(SandboxConfig::default()).map_err(|e| e.to_string())?;
-    let registry = Arc::new(Registry::new(
-        sandbox,
-        &args.plugins,
-        crate::plugins::Capabilities::default(),
-    ));
-    registry.refresh();
-    if registry.get(&plugin).is_none() {
-        let loaded: Vec<String> = registry.names().iter().map(ToString::to_string).collect();
-        return Err(format!(
-            "plugin {plugin} is not in {} (loaded: {})",
-            args.plugins.display(),
-            if loaded.is_empty() {
-                "none".into()
-            } else {
-                loaded.join(", ")
-            }
-        ));
-    }
+    // Only the plugin under test is loaded (not the whole directory).
+    let file = if plugin.tenant == crate::queue::DEFAULT_TENANT {
+        args.plugins.join(format!("{}.wasm", plugin.name))
+    } else {
+        args.plugins
+            .join(&plugin.tenant)
+            .join(format!("{}.wasm", plugin.name))
+    };
+    let caps = crate::plugins::Capabilities::default();
+    let loaded = crate::plugins::load(&sandbox, &file, &caps).map_err(|e| e.to_string())?;
+    let registry = Arc::new(Registry::new(sandbox, &args.plugins, caps));
+    registry.insert(plugin.clone(), Arc::new(loaded));
     let mut config = WorkerConfig::new(queue_config.clone(), &args.plugins);
     if let Some(c) = args.concurrency {
         config.concurrency = c.max(1);

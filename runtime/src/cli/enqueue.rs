@@ -6,10 +6,10 @@ use super::connect::{RedisArgs, fail, runtime};
 use super::exit;
 use super::job::print_record;
 use crate::config::parse_duration;
-use crate::queue::{NewJob, PluginName, Priority, Queue, Status, now_us};
+use crate::queue::{NewJob, PluginName, Priority, Queue, Status};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct EnqueueArgs {
@@ -78,17 +78,17 @@ pub(crate) fn run(args: EnqueueArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let run_at_us = match (args.delay, args.at) {
-        (Some(d), _) => now_us() + u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
-        (None, Some(t)) => t
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
-        (None, None) => 0,
+    // --at is turned into a delay by this machine's clock; Redis' clock
+    // then decides when it is due.
+    let delay = match (args.delay, args.at) {
+        (Some(d), _) => d,
+        (None, Some(t)) => t.duration_since(SystemTime::now()).unwrap_or_default(),
+        (None, None) => Duration::ZERO,
     };
     let template = NewJob {
         priority: args.priority,
         max_attempts: args.max_attempts,
-        run_at_us,
+        delay,
         idempotency_key: args.idempotency_key.clone(),
         wait: args.wait.is_some(),
         ..NewJob::new(plugin, Vec::new())

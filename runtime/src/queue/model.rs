@@ -158,8 +158,9 @@ pub struct NewJob {
     pub priority: Priority,
     /// Attempts before it goes to the dead letters (retryable failures).
     pub max_attempts: u32,
-    /// Run no earlier than this (microseconds since the epoch); 0 = now.
-    pub run_at_us: u64,
+    /// Run no earlier than this long after Redis receives the job (measured
+    /// on Redis' clock, like every queue timestamp); zero = now.
+    pub delay: std::time::Duration,
     /// Enqueueing twice with the same key yields one job (for the record TTL).
     pub idempotency_key: Option<String>,
     /// Push a completion notice for `enqueue --wait`.
@@ -175,7 +176,7 @@ impl NewJob {
             content_type: "application/json".to_string(),
             priority: Priority::Normal,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
-            run_at_us: 0,
+            delay: std::time::Duration::ZERO,
             idempotency_key: None,
             wait: false,
         }

@@ -56,7 +56,7 @@ impl Queue {
         inv.arg(&id)
             .arg(job.idempotency_key.as_deref().unwrap_or(""))
             .arg(self.inner.config.record_ttl.as_secs().max(1))
-            .arg(job.run_at_us)
+            .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
             .arg(job.priority.as_str())
             .arg("plugin")
             .arg(job.plugin.to_string())
@@ -380,7 +380,8 @@ impl Queue {
                 ]);
             }
             self.count_round_trip();
-            let rows: Vec<(Option<String>, Option<u64>, Option<u64>, Option<u64>)> = pipe
+            type Row = (Option<String>, Option<u64>, Option<u64>, Option<u64>);
+            let rows: Vec<Row> = pipe
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error("read job times", e))?;

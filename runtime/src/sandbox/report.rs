@@ -110,7 +110,7 @@ pub struct Timings {
     pub run: Duration,
 }
 
-/// Durations as whole microseconds in JSON (`"run_us": 41`).
+/// Durations as whole microseconds in JSON (`"run": 41`).
 pub(crate) mod micros {
     use serde::Serializer;
     use std::time::Duration;

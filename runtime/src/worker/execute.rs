@@ -67,10 +67,9 @@ impl Executor {
             Ok(output) => {
                 outcome.next = Next::Succeeded;
                 outcome.fields.push(("output", output));
-                if job.attempt > 1 {
-                    // Clear the error a failed earlier attempt left.
-                    outcome.fields.push(("error", Vec::new()));
-                }
+                // Clear the error an earlier attempt, a hand-back or a dead
+                // letter left (the worker cannot know which happened).
+                outcome.fields.push(("error", Vec::new()));
             }
             Err(failure) => {
                 let retry = failure.is_retryable() && job.attempt < max_attempts;

@@ -142,10 +142,12 @@ fn a_delayed_job_runs_once_at_its_time() {
     let w1 = env.worker(&[("hello", "hello")], |c| c.worker_id = "w1".into());
     let w2 = env.worker(&[("hello", "hello")], |c| c.worker_id = "w2".into());
     let mut job = env.job("hello", r#"{"name":"Later"}"#);
-    let due = now_us() + 800_000;
-    job.run_at_us = due;
+    job.delay = Duration::from_millis(800);
     let id = env.enqueue_job(job);
-    assert_eq!(env.record(&id).status, Some(Status::Delayed));
+    let parked = env.record(&id);
+    assert_eq!(parked.status, Some(Status::Delayed));
+    let due = parked.run_at_us.unwrap();
+    assert_eq!(due - parked.enqueued_us.unwrap(), 800_000);
     let record = env.wait(&id);
     assert_eq!(record.status, Some(Status::Succeeded));
     assert_eq!(record.attempts, 1, "promoted and run exactly once");

@@ -172,6 +172,9 @@ fn sigterm_finishes_running_jobs_and_hands_back_the_rest() {
         &["--concurrency", "1", "--batch", "8", "--grace", "10s"],
     );
     env.wait_until(&long, |r| r.status == Some(Status::Running));
+    // Claimed is not yet started: give the job thread time to pick it up
+    // (it then sleeps 1.5 s), so the signal lands mid-run.
+    std::thread::sleep(Duration::from_millis(300));
     let rest: Vec<String> = (0..5)
         .map(|i| env.enqueue("introspect", &format!(r#"{{"echo":{i}}}"#)))
         .collect();

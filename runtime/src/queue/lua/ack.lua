@@ -36,6 +36,9 @@ while i <= #ARGV do
     end
     local fields = { 'status', outcome, 'finished_us', now }
     for j = i + 6, i + 5 + nfields * 2 do fields[#fields + 1] = ARGV[j] end
+    if run_at > now then
+      fields[#fields + 1] = 'run_at_us'; fields[#fields + 1] = run_at
+    end
     if outcome == 'requeue' then
       fields[2] = run_at > now and 'delayed' or 'queued'
       fields[3] = 'requeued_us'

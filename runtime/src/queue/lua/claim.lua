@@ -15,10 +15,12 @@
 -- {id, token, attempt, plugin, content_type, payload, max_attempts,
 --  enqueued_us, wait, priority}. `false` (nil) marks a missing field.
 --
--- Priorities share workers 6:3:1. Claim slot k (a counter kept in the stats
--- hash) prefers high for k mod 10 in 0..5, normal for 6..8 and low for 9,
--- and falls back to the other lists in priority order when the preferred
--- one is empty: low gets at least a tenth of the claims while it has work.
+-- Priorities share workers 6:3:1. The N claim slots of a call continue a
+-- counter kept in the stats hash (`rr`): slot k prefers high for k mod 10 in
+-- 0..5, normal for 6..8 and low for 9. Each list is popped once for its
+-- share (RPOP with a count, Redis >= 6.2), and what a list could not supply
+-- is taken from the others in priority order: low gets at least a tenth of
+-- the claims while it has work.
 
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])

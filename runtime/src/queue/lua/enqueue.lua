@@ -4,7 +4,7 @@
 -- ARGV[1]  job id (a ULID)
 -- ARGV[2]  idempotency key, or '' for none
 -- ARGV[3]  idempotency key TTL in seconds
--- ARGV[4]  run at, microseconds since the epoch; 0 = now
+-- ARGV[4]  delay in microseconds, from now by Redis' clock; 0 = now
 -- ARGV[5]  priority: high | normal | low
 -- ARGV[6..] field, value, ... of the envelope (plugin, payload, content_type, ...)
 --
@@ -20,7 +20,7 @@ if ARGV[2] ~= '' then
 end
 
 local now = now_us()
-local run_at = tonumber(ARGV[4])
+local run_at = now + tonumber(ARGV[4])
 local key = job_key(id)
 local fields = { 'enqueued_us', now, 'priority', ARGV[5] }
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
