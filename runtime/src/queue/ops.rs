@@ -50,73 +50,61 @@ impl Queue {
         ]
     }
 
-    fn enqueue_invocation<'a>(&'a self, job: &NewJob) -> redis::ScriptInvocation<'a> {
-        let id = ulid::Ulid::new().to_string();
-        let mut inv = self.inner.scripts.enqueue.key(&self.inner.keys);
-        inv.arg(&id)
-            .arg(job.idempotency_key.as_deref().unwrap_or(""))
-            .arg(self.inner.config.record_ttl.as_secs().max(1))
-            .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
-            .arg(job.priority.as_str())
-            .arg("plugin")
-            .arg(job.plugin.to_string())
-            .arg("payload")
-            .arg(job.payload.as_slice())
-            .arg("content_type")
-            .arg(&job.content_type)
-            .arg("max_attempts")
-            .arg(job.max_attempts);
-        if job.wait {
-            inv.arg("wait").arg(1);
-        }
-        inv
-    }
-
     /// Enqueue one job; one round trip.
     pub async fn enqueue(&self, job: &NewJob) -> Result<Enqueued, QueueError> {
-        let inv = self.enqueue_invocation(job);
-        let mut conn = self.conn.clone();
-        self.count_round_trip();
-        let (id, created): (String, i64) = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("enqueue", e))?;
-        Ok(Enqueued {
-            id,
-            created: created == 1,
+        let mut done = self.enqueue_many(std::slice::from_ref(job)).await?;
+        done.pop().ok_or(QueueError::Protocol {
+            op: "enqueue",
+            reply: "no id".into(),
         })
     }
 
-    /// Enqueue many jobs in one pipelined round trip.
+    /// Enqueue many jobs: one script call (one round trip) per 200 jobs or
+    /// 4 MiB of payload.
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn.clone();
-        // A pipeline of EVALSHA fails as a whole on NOSCRIPT: load first.
-        self.count_round_trip();
-        self.inner
-            .scripts
-            .enqueue
-            .load_async(&mut conn)
-            .await
-            .map_err(|e| self.error("script load", e))?;
-        let mut pipe = redis::pipe();
-        for job in jobs {
-            pipe.invoke_script(&self.enqueue_invocation(job));
-        }
-        self.count_round_trip();
-        let replies: Vec<(String, i64)> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("enqueue", e))?;
-        Ok(replies
-            .into_iter()
-            .map(|(id, created)| Enqueued {
+        let mut done = Vec::with_capacity(jobs.len());
+        let mut rest = jobs;
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && n < 200 && (n == 0 || bytes < 4 << 20) {
+                bytes += rest[n].payload.len();
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut inv = self.inner.scripts.enqueue.key(&self.inner.keys);
+            inv.arg(self.inner.config.record_ttl.as_secs().max(1));
+            for job in chunk {
+                inv.arg(ulid::Ulid::new().to_string())
+                    .arg(job.idempotency_key.as_deref().unwrap_or(""))
+                    .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
+                    .arg(job.priority.as_str())
+                    .arg(if job.wait { 5 } else { 4 })
+                    .arg("plugin")
+                    .arg(job.plugin.to_string())
+                    .arg("payload")
+                    .arg(job.payload.as_slice())
+                    .arg("content_type")
+                    .arg(&job.content_type)
+                    .arg("max_attempts")
+                    .arg(job.max_attempts);
+                if job.wait {
+                    inv.arg("wait").arg(1);
+                }
+            }
+            let mut conn = self.conn.clone();
+            self.count_round_trip();
+            let reply: Vec<(String, i64)> = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.error("enqueue", e))?;
+            done.extend(reply.into_iter().map(|(id, created)| Enqueued {
                 id,
                 created: created == 1,
-            })
-            .collect())
+            }));
+        }
+        Ok(done)
     }
 
     /// Claim up to `max` jobs for `worker` under a lease of `lease`. Also

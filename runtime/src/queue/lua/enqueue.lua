@@ -1,39 +1,51 @@
--- Enqueue one job.
+-- Enqueue one or many jobs (one call per batch saves a script call per job).
 --
 -- KEYS[1]  queue prefix, e.g. `spool:{default}`
--- ARGV[1]  job id (a ULID)
--- ARGV[2]  idempotency key, or '' for none
--- ARGV[3]  idempotency key TTL in seconds
--- ARGV[4]  delay in microseconds, from now by Redis' clock; 0 = now
--- ARGV[5]  priority: high | normal | low
--- ARGV[6..] field, value, ... of the envelope (plugin, payload, content_type, ...)
+-- ARGV[1]  idempotency key TTL in seconds
+-- then one group per job:
+--   id, idempotency key ('' for none), delay µs (0 = now, on Redis' clock),
+--   priority (high | normal | low), nfields, field, value, ... (nfields pairs
+--   of the envelope: plugin, payload, content_type, max_attempts, wait)
 --
--- Returns {id, created}: created is 0 when the idempotency key already named a
--- job, whose id is returned instead.
-
-local id = ARGV[1]
-if ARGV[2] ~= '' then
-  local ikey = P .. ':idem:' .. ARGV[2]
-  local existing = redis.call('GET', ikey)
-  if existing then return { existing, 0 } end
-  redis.call('SET', ikey, id, 'EX', ARGV[3])
-end
+-- Returns id, created, id, created, ...: created is 0 when the idempotency
+-- key already named a job, whose id is returned instead.
 
 local now = now_us()
-local run_at = now + tonumber(ARGV[4])
-local key = job_key(id)
-local fields = { 'enqueued_us', now, 'priority', ARGV[5] }
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
-if run_at > now then
-  fields[#fields + 1] = 'status'; fields[#fields + 1] = 'delayed'
-  fields[#fields + 1] = 'run_at_us'; fields[#fields + 1] = run_at
-  redis.call('HSET', key, unpack(fields))
-  redis.call('ZADD', P .. ':delayed', run_at, id)
-else
-  fields[#fields + 1] = 'status'; fields[#fields + 1] = 'queued'
-  redis.call('HSET', key, unpack(fields))
-  -- Only a push into an empty list can find workers idle: they block only
-  -- after a claim found every list empty.
-  if redis.call('LPUSH', ready_key(ARGV[5]), id) == 1 then wake() end
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local id, idem, delay, priority = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+  local nfields = tonumber(ARGV[i + 4])
+  local first, last = i + 5, i + 4 + nfields * 2
+  i = last + 1
+  local existing = false
+  if idem ~= '' then
+    local ikey = P .. ':idem:' .. idem
+    existing = redis.call('GET', ikey)
+    if not existing then redis.call('SET', ikey, id, 'EX', ARGV[1]) end
+  end
+  if existing then
+    out[#out + 1] = existing
+    out[#out + 1] = 0
+  else
+    local key = job_key(id)
+    local run_at = now + delay
+    local fields = { 'enqueued_us', now, 'priority', priority }
+    for j = first, last do fields[#fields + 1] = ARGV[j] end
+    if run_at > now then
+      fields[#fields + 1] = 'status'; fields[#fields + 1] = 'delayed'
+      fields[#fields + 1] = 'run_at_us'; fields[#fields + 1] = run_at
+      redis.call('HSET', key, unpack(fields))
+      redis.call('ZADD', P .. ':delayed', run_at, id)
+    else
+      fields[#fields + 1] = 'status'; fields[#fields + 1] = 'queued'
+      redis.call('HSET', key, unpack(fields))
+      -- Only a push into an empty list can find workers idle: they block
+      -- only after a claim found every list empty.
+      if redis.call('LPUSH', ready_key(priority), id) == 1 then wake() end
+    end
+    out[#out + 1] = id
+    out[#out + 1] = 1
+  end
 end
-return { id, 1 }
+return out
