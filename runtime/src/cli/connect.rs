@@ -21,6 +21,11 @@ pub(crate) struct RedisArgs {
     #[arg(long, env = "SPOOL_PREFIX", default_value = "spool", global = true)]
     pub prefix: String,
 
+    /// Queue name: the Redis Cluster hash tag of every key of the queue
+    /// (`PREFIX:{QUEUE}:…`). Workers serve one queue.
+    #[arg(long, env = "SPOOL_QUEUE", default_value = "default", global = true, value_parser = parse_queue)]
+    pub queue: String,
+
     /// How long finished job records are kept.
     #[arg(long, env = "SPOOL_RECORD_TTL", default_value = "24h", value_parser = parse_duration, global = true)]
     pub record_ttl: Duration,
@@ -44,6 +49,7 @@ impl RedisArgs {
         });
         QueueConfig {
             prefix: self.prefix.clone(),
+            queue: self.queue.clone(),
             record_ttl: self.record_ttl,
             dead_ttl: self.dead_ttl,
             dead_cap: self.dead_cap,
@@ -54,6 +60,21 @@ impl RedisArgs {
     /// Connect to the queue.
     pub async fn connect(&self) -> Result<Queue, QueueError> {
         Queue::connect(self.queue_config()).await
+    }
+}
+
+fn parse_queue(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid queue name {text:?}: expected 1-64 letters, digits, '_', '-' or '.'"
+        ))
     }
 }
 

@@ -211,6 +211,9 @@ pub struct ClaimedJob {
     pub wait: bool,
     /// `priority` field, if present.
     pub priority: Option<String>,
+    /// Since when the job has waited for its plugin to be loaded (set at its
+    /// first hand-back for that reason, µs).
+    pub waiting_since_us: Option<u64>,
 }
 
 /// What became of one claimed attempt.

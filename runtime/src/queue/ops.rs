@@ -454,7 +454,7 @@ fn parse_claim(reply: Value) -> Result<Claim, QueueError> {
         let Value::Array(f) = item else {
             return Err(bad("job is not an array"));
         };
-        if f.len() != 10 {
+        if f.len() != 11 {
             return Err(bad("job has the wrong number of fields"));
         }
         let mut f = f.into_iter();
@@ -475,6 +475,7 @@ fn parse_claim(reply: Value) -> Result<Claim, QueueError> {
             enqueued_us: text(next()).and_then(|s| s.parse().ok()),
             wait: text(next()).is_some_and(|w| w == "1"),
             priority: text(next()),
+            waiting_since_us: text(next()).and_then(|s| s.parse().ok()),
         });
     }
     Ok(Claim { jobs, next_due })

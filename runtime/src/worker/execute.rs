@@ -70,6 +70,9 @@ impl Executor {
                 // Clear the error an earlier attempt, a hand-back or a dead
                 // letter left (the worker cannot know which happened).
                 outcome.fields.push(("error", Vec::new()));
+                if job.waiting_since_us.is_some() {
+                    outcome.fields.push(("waiting_since_us", Vec::new()));
+                }
             }
             Err(failure) => {
                 let retry = failure.is_retryable() && job.attempt < max_attempts;
@@ -91,13 +94,15 @@ impl Executor {
 
     /// The plugin is not loaded here: hand the job back without spending an
     /// attempt (another worker, or this one after a reload, may have it),
-    /// until it has waited `plugin_wait`.
+    /// until it has waited `plugin_wait` since its first such hand-back.
     fn not_loaded(&self, mut outcome: Outcome, job: &ClaimedJob, name: &PluginName) -> Outcome {
         let message = format!("plugin {name} is not loaded on worker {}", self.worker_id);
-        let waited = Duration::from_micros(now_us().saturating_sub(job.enqueued_us.unwrap_or(0)));
-        if job.enqueued_us.is_some() && waited > self.plugin_wait {
+        let now = now_us();
+        let since = job.waiting_since_us.unwrap_or(now);
+        let waited = Duration::from_micros(now.saturating_sub(since));
+        if waited > self.plugin_wait {
             let message = format!(
-                "{message} (waited {}s, more than the {}s allowed)",
+                "{message} (no worker served it for {}s; the limit is {}s)",
                 waited.as_secs(),
                 self.plugin_wait.as_secs()
             );
@@ -113,9 +118,14 @@ impl Executor {
                 "error",
                 error_json("plugin-not-loaded", &message, true, job.attempt),
             ));
+            if job.waiting_since_us.is_none() {
+                outcome
+                    .fields
+                    .push(("waiting_since_us", now.to_string().into_bytes()));
+            }
             let jitter = Duration::from_millis(fastrand::u64(0..500));
             outcome.next = Next::Requeue {
-                at_us: now_us() + micros(Duration::from_secs(1) + jitter),
+                at_us: now + micros(Duration::from_secs(1) + jitter),
             };
         }
         outcome

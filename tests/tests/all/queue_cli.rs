@@ -304,3 +304,64 @@ fn the_python_enqueuer_speaks_the_documented_protocol() {
     assert_eq!(record.priority.as_deref(), Some("low"));
     assert_eq!(record.plugin, "default/hello");
 }
+
+#[test]
+fn spool_dev_without_redis_server_says_how_to_install_it() {
+    let dir = temp_dir("dev-no-redis");
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    // A PATH with no redis-server on it.
+    let out = Command::new(crate::SPOOL)
+        .args(["dev", "--plugins", "plugins"])
+        .current_dir(&dir)
+        .env_remove("SPOOL_REDIS")
+        .env("PATH", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("redis-server was not found on PATH")
+            && stderr.contains("apt-get install -y redis-server")
+            && stderr.contains("--redis URL"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn queues_are_separate() {
+    let env = Env::new("queues");
+    let _worker = env.worker(&[("hello", "hello")], |_| {});
+    // Enqueued on queue "batch", which no worker serves: it waits there.
+    let out = spool(
+        &env,
+        &[
+            "enqueue",
+            "hello",
+            "--input",
+            r#"{"name":"B"}"#,
+            "--queue",
+            "batch",
+        ],
+    );
+    let id = text(&out.stdout).trim().to_string();
+    let out = spool(&env, &["job", &id, "--queue", "batch", "--json"]);
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["status"], "queued");
+    let mut conn = env.redis_conn();
+    let len: u64 = redis::cmd("LLEN")
+        .arg("spool:{batch}:ready:normal")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(len, 1);
+    let out = spool(
+        &env,
+        &["enqueue", "hello", "--input", "{}", "--queue", "no{braces}"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("invalid queue name"),
+        "{}",
+        text(&out.stderr)
+    );
+}

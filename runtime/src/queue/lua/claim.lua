@@ -13,7 +13,7 @@
 -- Returns {next_due_us, job, job, ...}: next_due_us is how long until the next
 -- delayed job is due (-1 when none); each job is
 -- {id, token, attempt, plugin, content_type, payload, max_attempts,
---  enqueued_us, wait, priority}. `false` (nil) marks a missing field.
+--  enqueued_us, wait, priority, waiting_since_us}. `false` (nil) marks a missing field.
 --
 -- Priorities share workers 6:3:1. The N claim slots of a call continue a
 -- counter kept in the stats hash (`rr`): slot k prefers high for k mod 10 in
@@ -91,7 +91,7 @@ local lease_args = {}
 for _, id in ipairs(ids) do
   local key = job_key(id)
   local f = redis.call('HMGET', key, 'plugin', 'content_type', 'payload', 'max_attempts',
-    'enqueued_us', 'wait', 'priority', 'attempt', 'token')
+    'enqueued_us', 'wait', 'priority', 'attempt', 'token', 'waiting_since_us')
   local attempt = (tonumber(f[8]) or 0) + 1
   local token = (tonumber(f[9]) or 0) + 1
   redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
@@ -102,7 +102,7 @@ for _, id in ipairs(ids) do
     redis.call('ZADD', leases, unpack(lease_args))
     lease_args = {}
   end
-  out[#out + 1] = { id, token, attempt, f[1], f[2], f[3], f[4], f[5], f[6], f[7] }
+  out[#out + 1] = { id, token, attempt, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[10] }
 end
 if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end
 if #ids > 0 then redis.call('HINCRBY', P .. ':stats', 'rr', #ids) end
