@@ -124,8 +124,10 @@ impl std::fmt::Debug for RedisKv {
 impl RedisKv {
     /// Keys go under `prefix` (e.g. `spool`).
     pub fn new(url: &str, prefix: &str) -> Result<Self, KvError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| KvError::Unavailable(format!("invalid redis url {url:?}: {e}")))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            let url = crate::queue::redact(url);
+            KvError::Unavailable(format!("invalid redis url {url:?}: {e}"))
+        })?;
         Ok(RedisKv {
             client,
             prefix: prefix.to_string(),
@@ -138,25 +140,38 @@ impl RedisKv {
         format!("{}:{{kv:{tenant}}}:{key}", self.prefix)
     }
 
+    fn connect(&self) -> Result<redis::Connection, KvError> {
+        let conn = self
+            .client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .map_err(|e| KvError::Unavailable(e.to_string()))?;
+        let timeout = Some(Duration::from_secs(2));
+        let _ = conn.set_read_timeout(timeout);
+        let _ = conn.set_write_timeout(timeout);
+        Ok(conn)
+    }
+
+    /// Run `f` on a pooled connection. A pooled connection may have died
+    /// with a Redis restart: on a connection error, `f` gets one more try on
+    /// a fresh one before the guest sees `unavailable`.
     fn with_connection<T>(
         &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, KvError> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => {
-                let conn = self
-                    .client
-                    .get_connection_with_timeout(Duration::from_secs(2))
-                    .map_err(|e| KvError::Unavailable(e.to_string()))?;
-                let timeout = Some(Duration::from_secs(2));
-                let _ = conn.set_read_timeout(timeout);
-                let _ = conn.set_write_timeout(timeout);
-                conn
-            }
+        let (mut conn, fresh) = match pooled {
+            Some(conn) => (conn, false),
+            None => (self.connect()?, true),
         };
-        let result = f(&mut conn).map_err(|e| KvError::Unavailable(e.to_string()));
+        let mut result = f(&mut conn);
+        if !fresh
+            && let Err(e) = &result
+            && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal())
+        {
+            conn = self.connect()?;
+            result = f(&mut conn);
+        }
+        let result = result.map_err(|e| KvError::Unavailable(e.to_string()));
         if result.is_ok() {
             self.idle
                 .lock()

@@ -18,6 +18,14 @@ pub(crate) struct DevArgs {
 
 pub(crate) fn run(mut args: DevArgs) -> u8 {
     let mut server = None;
+    if args.worker.redis.redis.is_none()
+        && let Some(url) = running_dev_redis()
+    {
+        // An earlier `spool dev` here still runs (or was killed and left
+        // its Redis behind): use it, never a second server on the same data.
+        eprintln!("spool dev: using the Redis already serving .spool/redis at {url}");
+        args.worker.redis.redis = Some(url);
+    }
     if args.worker.redis.redis.is_none() {
         let dir = Path::new(".spool/redis");
         match RedisServer::start(dir, "everysec") {
@@ -46,7 +54,7 @@ pub(crate) fn run(mut args: DevArgs) -> u8 {
     eprintln!("spool dev");
     eprintln!(
         "  redis    {}{}",
-        config.queue.url,
+        crate::queue::redact(&config.queue.url),
         if server.is_some() {
             " (private, data in .spool/redis)"
         } else {
@@ -77,4 +85,18 @@ pub(crate) fn run(mut args: DevArgs) -> u8 {
             exit::USAGE
         }
     }
+}
+
+/// The URL in `.spool/redis.url`, if a Redis answers there.
+fn running_dev_redis() -> Option<String> {
+    let url = std::fs::read_to_string(DEV_URL_FILE)
+        .ok()?
+        .trim()
+        .to_string();
+    let client = redis::Client::open(url.as_str()).ok()?;
+    let mut conn = client
+        .get_connection_with_timeout(std::time::Duration::from_millis(300))
+        .ok()?;
+    redis::cmd("PING").query::<String>(&mut conn).ok()?;
+    Some(url)
 }

@@ -120,6 +120,13 @@ async fn one(queue: &Queue, args: &EnqueueArgs, mut job: NewJob) -> u8 {
         Ok(e) => e,
         Err(e) => return fail(&e),
     };
+    if !enqueued.created {
+        eprintln!(
+            "spool: idempotency key {:?} already names job {}; nothing new was enqueued",
+            args.idempotency_key.as_deref().unwrap_or_default(),
+            enqueued.id
+        );
+    }
     let Some(timeout) = args.wait else {
         if args.json {
             println!(
@@ -158,89 +165,93 @@ async fn one(queue: &Queue, args: &EnqueueArgs, mut job: NewJob) -> u8 {
     }
 }
 
+/// Read and check every line first, so that a bad line enqueues nothing;
+/// then enqueue in batches. If Redis fails part-way, the ids already
+/// enqueued are printed and the message says where to resume.
 async fn bulk(queue: &Queue, args: &EnqueueArgs, template: NewJob, file: &PathBuf) -> u8 {
-    let reader = match std::fs::File::open(file) {
-        Ok(f) => std::io::BufReader::new(f),
-        Err(e) => {
-            eprintln!(
-                "spool: could not open the jobs file {}: {e}",
-                file.display()
-            );
+    let lines = match read_lines(file) {
+        Ok(lines) => lines,
+        Err(message) => {
+            eprintln!("spool: {message}; nothing was enqueued");
             return exit::USAGE;
         }
     };
-    let size = std::fs::metadata(file).map_or(0, |m| m.len());
-    let bar = indicatif::ProgressBar::new(size).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} enqueueing [{bar:30}] {bytes}/{total_bytes} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
     let content_type = args
         .content_type
         .clone()
         .unwrap_or_else(|| "application/json".to_string());
-    let mut batch = Vec::with_capacity(1000);
-    let mut ids = Vec::new();
-    let mut read = 0u64;
-    for (n, line) in reader.lines().enumerate() {
-        let line = match line {
-            Ok(l) => l,
+    let bar = indicatif::ProgressBar::new(lines.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} enqueueing [{bar:30}] {pos}/{len} jobs {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut ids: Vec<String> = Vec::with_capacity(lines.len());
+    for chunk in lines.chunks(1000) {
+        let batch: Vec<NewJob> = chunk
+            .iter()
+            .map(|(_, payload)| NewJob {
+                payload: payload.clone().into_bytes(),
+                content_type: content_type.clone(),
+                ..template.clone()
+            })
+            .collect();
+        match queue.enqueue_many(&batch).await {
+            Ok(done) => ids.extend(done.into_iter().map(|e| e.id)),
             Err(e) => {
                 bar.abandon();
-                eprintln!("spool: {}:{}: could not read: {e}", file.display(), n + 1);
-                return exit::USAGE;
+                // Enqueued in order, 200 per call: whatever was acknowledged
+                // before the failure is on the queue.
+                print_ids(&ids, args.json);
+                let resume = lines.get(ids.len()).map_or(0, |(n, _)| *n);
+                eprintln!(
+                    "spool: {} of {} jobs were enqueued (ids on standard output); the rest, from line {resume} of {}, were not (a batch in flight may have been)",
+                    ids.len(),
+                    lines.len(),
+                    file.display()
+                );
+                return fail(&e);
             }
-        };
-        read += line.len() as u64 + 1;
+        }
+        bar.set_position(ids.len() as u64);
+    }
+    bar.finish_and_clear();
+    print_ids(&ids, args.json);
+    eprintln!("enqueued {} jobs for {}", ids.len(), template.plugin);
+    exit::OK
+}
+
+/// `(line number, text)` of every non-blank line, each a JSON value.
+fn read_lines(file: &PathBuf) -> Result<Vec<(usize, String)>, String> {
+    let reader = std::fs::File::open(file)
+        .map(std::io::BufReader::new)
+        .map_err(|e| format!("could not open the jobs file {}: {e}", file.display()))?;
+    let mut lines = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line =
+            line.map_err(|e| format!("{}:{}: could not read: {e}", file.display(), n + 1))?;
         if line.trim().is_empty() {
             continue;
         }
         if let Err(e) = serde_json::from_str::<serde_json::Value>(&line) {
-            bar.abandon();
-            eprintln!(
-                "spool: {}:{}: not a JSON value ({e}); nothing after line {} was enqueued",
+            return Err(format!(
+                "{}:{}: not a JSON value ({e})",
                 file.display(),
-                n + 1,
-                n
-            );
-            return exit::USAGE;
+                n + 1
+            ));
         }
-        batch.push(NewJob {
-            payload: line.into_bytes(),
-            content_type: content_type.clone(),
-            ..template.clone()
-        });
-        if batch.len() == 1000 {
-            match queue.enqueue_many(&batch).await {
-                Ok(done) => ids.extend(done.into_iter().map(|e| e.id)),
-                Err(e) => {
-                    bar.abandon();
-                    eprintln!("spool: {} jobs were enqueued before the failure", ids.len());
-                    return fail(&e);
-                }
-            }
-            batch.clear();
-            bar.set_position(read);
-            bar.set_message(format!("{} jobs", ids.len()));
-        }
+        lines.push((n + 1, line));
     }
-    match queue.enqueue_many(&batch).await {
-        Ok(done) => ids.extend(done.into_iter().map(|e| e.id)),
-        Err(e) => {
-            bar.abandon();
-            eprintln!("spool: {} jobs were enqueued before the failure", ids.len());
-            return fail(&e);
-        }
-    }
-    bar.finish_and_clear();
-    if args.json {
+    Ok(lines)
+}
+
+fn print_ids(ids: &[String], json: bool) {
+    if json {
         println!("{}", serde_json::json!({"enqueued": ids.len(), "ids": ids}));
     } else {
-        for id in &ids {
-            println!("{id}");
+        let mut out = std::io::stdout().lock();
+        for id in ids {
+            let _ = writeln!(out, "{id}");
         }
-        eprintln!("enqueued {} jobs for {}", ids.len(), template.plugin);
     }
-    exit::OK
 }

@@ -110,7 +110,7 @@ pub(crate) fn run(args: WorkerArgs) -> u8 {
     eprintln!(
         "spool worker {} serving {} from {} (concurrency {})",
         config.worker_id,
-        config.queue.url,
+        crate::queue::redact(&config.queue.url),
         config.plugins_dir.display(),
         config.concurrency
     );

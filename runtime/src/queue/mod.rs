@@ -101,7 +101,7 @@ struct Inner {
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
-            .field("url", &self.inner.config.url)
+            .field("url", &redact(&self.inner.config.url))
             .field("keys", &self.inner.keys)
             .finish()
     }
@@ -111,16 +111,14 @@ impl Queue {
     /// Connect. The connection reconnects by itself after Redis restarts;
     /// operations in between fail with [`QueueError::Unavailable`].
     pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
+        let shown = redact(&config.url);
         let client = redis::Client::open(config.url.as_str()).map_err(|e| QueueError::BadUrl {
-            url: config.url.clone(),
+            url: shown.clone(),
             reason: e.to_string(),
         })?;
         let conn = ConnectionManager::new_with_config(client.clone(), manager_config())
             .await
-            .map_err(|source| QueueError::Unavailable {
-                url: config.url.clone(),
-                source,
-            })?;
+            .map_err(|source| classify(&shown, "connect", source))?;
         Ok(Queue {
             inner: Arc::new(Inner {
                 keys: config.key_prefix(),
@@ -162,27 +160,51 @@ impl Queue {
 
     /// Map a client error: connection trouble is retryable, the rest is not.
     pub(crate) fn error(&self, op: &'static str, source: redis::RedisError) -> QueueError {
-        if source.is_io_error()
-            || source.is_connection_dropped()
-            || source.is_connection_refusal()
-            || source.is_timeout()
-            || source.is_unrecoverable_error()
-        {
-            self.unavailable(source)
-        } else {
-            QueueError::Redis {
-                url: self.inner.config.url.clone(),
-                op,
-                source,
-            }
-        }
+        classify(&redact(&self.inner.config.url), op, source)
     }
 
     fn unavailable(&self, source: redis::RedisError) -> QueueError {
         QueueError::Unavailable {
-            url: self.inner.config.url.clone(),
+            url: redact(&self.inner.config.url),
             source,
         }
+    }
+}
+
+/// Connection trouble is retryable ([`QueueError::Unavailable`]); a wrong
+/// password, a refused command or a bad reply is not.
+fn classify(url: &str, op: &'static str, source: redis::RedisError) -> QueueError {
+    let auth = source.kind() == redis::ErrorKind::AuthenticationFailed;
+    if !auth
+        && (source.is_io_error()
+            || source.is_connection_dropped()
+            || source.is_connection_refusal()
+            || source.is_timeout())
+    {
+        QueueError::Unavailable {
+            url: url.to_string(),
+            source,
+        }
+    } else {
+        QueueError::Redis {
+            url: url.to_string(),
+            op,
+            source,
+        }
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_string(),
     }
 }
 
@@ -195,4 +217,19 @@ fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_secs(1))
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(10)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("redis://:hunter2@db:6379/0"),
+            "redis://:***@db:6379/0"
+        );
+        assert_eq!(redact("rediss://app:hunter2@db"), "rediss://app:***@db");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
 }

@@ -212,8 +212,10 @@ pub struct ClaimedJob {
     /// `priority` field, if present.
     pub priority: Option<String>,
     /// Since when the job has waited for its plugin to be loaded (set at its
-    /// first hand-back for that reason, µs).
+    /// first hand-back for that reason, µs, Redis' clock).
     pub waiting_since_us: Option<u64>,
+    /// When it was claimed (µs, Redis' clock).
+    pub claimed_us: u64,
 }
 
 /// What became of one claimed attempt.
@@ -236,17 +238,18 @@ pub struct Outcome {
 pub enum Next {
     /// Done, with output.
     Succeeded,
-    /// Retry at this time (microseconds since the epoch).
+    /// Retry after this backoff (counted on Redis' clock).
     Retry {
-        /// When.
-        at_us: u64,
+        /// How long from the ack.
+        delay: std::time::Duration,
     },
     /// To the dead letters.
     Dead,
-    /// Hand back without spending the attempt, runnable at this time (0 = now).
+    /// Hand back without spending the attempt, runnable after this delay
+    /// (zero = now).
     Requeue {
-        /// When.
-        at_us: u64,
+        /// How long from the ack.
+        delay: std::time::Duration,
     },
 }
 

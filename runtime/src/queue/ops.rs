@@ -137,20 +137,38 @@ impl Queue {
 
     /// Record outcomes; returns, per outcome, whether it was applied (false:
     /// the lease was lost and a newer attempt owns the job).
+    ///
+    /// One script call per 500 outcomes or 4 MiB of fields, so that a batch
+    /// of large outputs never outgrows the response timeout.
     pub async fn ack(&self, outcomes: &[Outcome]) -> Result<Vec<bool>, QueueError> {
-        if outcomes.is_empty() {
-            return Ok(Vec::new());
+        let mut applied = Vec::with_capacity(outcomes.len());
+        let mut rest = outcomes;
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && n < 500 && (n == 0 || bytes < 4 << 20) {
+                bytes += rest[n].fields.iter().map(|(_, v)| v.len()).sum::<usize>();
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            applied.extend(self.ack_chunk(chunk).await?);
         }
+        Ok(applied)
+    }
+
+    async fn ack_chunk(&self, outcomes: &[Outcome]) -> Result<Vec<bool>, QueueError> {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let mut inv = self.inner.scripts.ack.key(&self.inner.keys);
         inv.arg(ttl).arg(dead_ttl).arg(cap);
         for o in outcomes {
-            let (name, at) = match o.next {
-                Next::Succeeded => ("succeeded", 0),
-                Next::Retry { at_us } => ("retrying", at_us),
-                Next::Dead => ("dead", 0),
-                Next::Requeue { at_us } => ("requeue", at_us),
+            let (name, delay) = match o.next {
+                Next::Succeeded => ("succeeded", Duration::ZERO),
+                Next::Retry { delay } => ("retrying", delay),
+                Next::Dead => ("dead", Duration::ZERO),
+                Next::Requeue { delay } => ("requeue", delay),
             };
+            let at = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
             inv.arg(&o.id)
                 .arg(&o.token)
                 .arg(name)
@@ -168,6 +186,22 @@ impl Queue {
             .await
             .map_err(|e| self.error("ack", e))?;
         Ok(applied.into_iter().map(|a| a == 1).collect())
+    }
+
+    /// Hand back jobs leased to `worker` that it does not know it holds
+    /// (`known`): a claim whose reply was lost. Returns their ids.
+    pub async fn recover(&self, worker: &str, known: &[String]) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn.clone();
+        self.count_round_trip();
+        self.inner
+            .scripts
+            .recover
+            .key(&self.inner.keys)
+            .arg(worker)
+            .arg(known)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error("recover lost claims", e))
     }
 
     /// Renew the leases of running jobs (`(id, token)` pairs); returns, per
@@ -253,10 +287,19 @@ impl Queue {
                 });
             }
             self.count_round_trip();
-            let _: Option<(String, String)> = conn
-                .blpop(&done, left.min(Duration::from_secs(1)).as_secs_f64())
-                .await
-                .map_err(|e| self.error("wait for job", e))?;
+            let block = left.min(Duration::from_secs(1));
+            let popped = tokio::time::timeout(
+                block + Duration::from_secs(2),
+                conn.blpop::<_, Option<(String, String)>>(&done, block.as_secs_f64()),
+            )
+            .await;
+            match popped {
+                Ok(reply) => {
+                    reply.map_err(|e| self.error("wait for job", e))?;
+                }
+                // No reply at all: the connection is half-open; start over.
+                Err(_) => conn = self.blocking_connection().await?,
+            }
         }
     }
 
@@ -275,7 +318,8 @@ impl Queue {
         for (id, score) in ids {
             let record = match self.record(&id).await {
                 Ok(record) => Some(record),
-                Err(QueueError::NotFound { .. }) => None,
+                // Expired, or not a job hash at all (set aside by a claim).
+                Err(QueueError::NotFound { .. } | QueueError::Redis { .. }) => None,
                 Err(e) => return Err(e),
             };
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -449,6 +493,10 @@ fn parse_claim(reply: Value) -> Result<Claim, QueueError> {
         Some(Value::Int(_)) => None,
         _ => return Err(bad("no next-due time")),
     };
+    let claimed_us = match items.next() {
+        Some(Value::Int(us)) => us.unsigned_abs(),
+        _ => return Err(bad("no time")),
+    };
     let mut jobs = Vec::new();
     for item in items {
         let Value::Array(f) = item else {
@@ -476,6 +524,7 @@ fn parse_claim(reply: Value) -> Result<Claim, QueueError> {
             wait: text(next()).is_some_and(|w| w == "1"),
             priority: text(next()),
             waiting_since_us: text(next()).and_then(|s| s.parse().ok()),
+            claimed_us,
         });
     }
     Ok(Claim { jobs, next_due })

@@ -15,6 +15,7 @@ pub(crate) struct Scripts {
     pub heartbeat: Script,
     pub dead_retry: Script,
     pub dead_purge: Script,
+    pub recover: Script,
 }
 
 fn with_prelude(body: &str) -> Script {
@@ -30,6 +31,7 @@ impl Scripts {
             heartbeat: with_prelude(include_str!("lua/heartbeat.lua")),
             dead_retry: with_prelude(include_str!("lua/dead_retry.lua")),
             dead_purge: with_prelude(include_str!("lua/dead_purge.lua")),
+            recover: with_prelude(include_str!("lua/recover.lua")),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! (succeeded, retry with backoff, dead letter, or handed back).
 
 use super::registry::Registry;
-use crate::queue::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, Next, Outcome, PluginName, Priority, now_us};
+use crate::queue::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, Next, Outcome, PluginName, Priority};
 use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices, Limits};
 use serde_json::json;
 use std::sync::Arc;
@@ -82,7 +82,7 @@ impl Executor {
                 ));
                 outcome.next = if retry {
                     Next::Retry {
-                        at_us: now_us() + micros(backoff(self.backoff, job.attempt)),
+                        delay: backoff(self.backoff, job.attempt),
                     }
                 } else {
                     Next::Dead
@@ -97,7 +97,8 @@ impl Executor {
     /// until it has waited `plugin_wait` since its first such hand-back.
     fn not_loaded(&self, mut outcome: Outcome, job: &ClaimedJob, name: &PluginName) -> Outcome {
         let message = format!("plugin {name} is not loaded on worker {}", self.worker_id);
-        let now = now_us();
+        // Redis' clock, like every time the queue keeps.
+        let now = job.claimed_us;
         let since = job.waiting_since_us.unwrap_or(now);
         let waited = Duration::from_micros(now.saturating_sub(since));
         if waited > self.plugin_wait {
@@ -125,7 +126,7 @@ impl Executor {
             }
             let jitter = Duration::from_millis(fastrand::u64(0..500));
             outcome.next = Next::Requeue {
-                at_us: now + micros(Duration::from_secs(1) + jitter),
+                delay: Duration::from_secs(1) + jitter,
             };
         }
         outcome
@@ -173,10 +174,6 @@ fn record_run(outcome: &mut Outcome, run: &JobRun) {
 pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     exp.min(MAX_BACKOFF).mul_f64(0.5 + fastrand::f64() / 2.0)
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn error_json(kind: &str, message: &str, retryable: bool, attempt: u32) -> Vec<u8> {

@@ -221,7 +221,13 @@ pub async fn run_on(
                     let outcome = if stopping.load(Ordering::Acquire) {
                         hand_back(&job.id, &job.token, job.wait)
                     } else {
-                        executor.execute(job)
+                        // A bug in the host must not strand the job (its
+                        // lease would be renewed forever) or kill the thread.
+                        let (id, token, wait) = (job.id.clone(), job.token.clone(), job.wait);
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            executor.execute(job)
+                        }))
+                        .unwrap_or_else(|panic| host_panic(id, token, wait, &panic))
                     };
                     if outcomes.send(outcome).is_err() {
                         break;
@@ -230,7 +236,8 @@ pub async fn run_on(
             })
             .expect("spawning a job thread");
     }
-    drop(job_rx);
+    // Kept to hand back claimed jobs no thread has started when we stop.
+    let unstarted = job_rx;
 
     let claimer = tokio::spawn(claim_loop(
         queue.clone(),
@@ -273,6 +280,10 @@ pub async fn run_on(
     stopping.store(true, Ordering::Release);
     let _ = stop_tx.send(true);
     let _ = claimer.await;
+    while let Ok(job) = unstarted.try_recv() {
+        let _ = out_tx.send(hand_back(&job.id, &job.token, job.wait));
+    }
+    drop(unstarted);
 
     // Wait for running jobs (and the hand-back of unstarted ones) to be acked.
     let deadline = Instant::now() + config.grace;
@@ -319,8 +330,40 @@ fn hand_back(id: &str, token: &str, wait: bool) -> Outcome {
         id: id.to_string(),
         token: token.to_string(),
         wait,
-        next: Next::Requeue { at_us: 0 },
+        next: Next::Requeue {
+            delay: Duration::ZERO,
+        },
         fields: Vec::new(),
+    }
+}
+
+/// The outcome of an attempt during which the host itself panicked: retried
+/// like any host failure.
+fn host_panic(
+    id: String,
+    token: String,
+    wait: bool,
+    panic: &Box<dyn std::any::Any + Send>,
+) -> Outcome {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(job = %id, "the host panicked running a job: {message}");
+    let error = serde_json::json!({
+        "kind": "host",
+        "message": format!("the host panicked running this job: {message}"),
+        "retryable": true,
+    });
+    Outcome {
+        id,
+        token,
+        wait,
+        next: Next::Retry {
+            delay: Duration::from_secs(1),
+        },
+        fields: vec![("error", error.to_string().into_bytes())],
     }
 }
 
@@ -368,6 +411,7 @@ async fn claim_loop(
 ) {
     let mut outage = Outage::default();
     let mut blocking = None;
+    let mut lost_claim = false;
     let batch = config.batch.max(1);
     loop {
         if *stop.borrow() {
@@ -378,13 +422,39 @@ async fn claim_loop(
             _ = stop.changed() => return,
         };
         first.forget();
-        let extra = permits.available_permits().min(batch - 1);
-        if extra > 0
-            && let Ok(p) = permits.try_acquire_many(u32::try_from(extra).unwrap_or(0))
-        {
-            p.forget();
+        let mut extra = permits.available_permits().min(batch - 1);
+        if extra > 0 {
+            match permits.try_acquire_many(u32::try_from(extra).unwrap_or(0)) {
+                Ok(p) => p.forget(),
+                Err(_) => extra = 0,
+            }
         }
         let want = 1 + extra;
+        if lost_claim {
+            // The last claim failed: it may have been applied with its reply
+            // lost. Hand back whatever it leased to us before claiming more.
+            let known: Vec<String> = lock(&in_flight).keys().cloned().collect();
+            match queue.recover(&config.worker_id, &known).await {
+                Ok(released) => {
+                    lost_claim = false;
+                    if !released.is_empty() {
+                        tracing::warn!(
+                            jobs = released.len(),
+                            "handed back jobs of a claim whose reply was lost"
+                        );
+                    }
+                }
+                Err(e) => {
+                    permits.add_permits(want);
+                    let delay = outage.failed("recovering a lost claim", &e);
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+            }
+        }
         match queue.claim(&config.worker_id, want, config.lease).await {
             Ok(claim) => {
                 outage.ok("claim");
@@ -412,10 +482,20 @@ async fn claim_loop(
                         tokio::time::sleep(timeout).await;
                         continue;
                     };
+                    // Bounded even if the connection went half-open (no
+                    // reply ever comes): then it is rebuilt.
+                    let wait = tokio::time::timeout(
+                        timeout + Duration::from_secs(2),
+                        queue.wait_for_work(conn, timeout),
+                    );
                     tokio::select! {
-                        r = queue.wait_for_work(conn, timeout) => if let Err(e) = r {
-                            let delay = outage.failed("waiting for work", &e);
-                            tokio::time::sleep(delay).await;
+                        r = wait => match r {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                let delay = outage.failed("waiting for work", &e);
+                                tokio::time::sleep(delay).await;
+                            }
+                            Err(_) => blocking = None,
                         },
                         _ = stop.changed() => return,
                     }
@@ -423,6 +503,7 @@ async fn claim_loop(
             }
             Err(e) => {
                 permits.add_permits(want);
+                lost_claim = true;
                 let delay = outage.failed("claiming jobs", &e);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -460,9 +541,20 @@ async fn ack_loop(
                     outage.ok("acking jobs");
                     break applied;
                 }
-                Err(e) => {
+                Err(e) if e.is_retryable() => {
                     let delay = outage.failed("acking jobs", &e);
                     tokio::time::sleep(delay).await;
+                }
+                // Redis refused the batch (a bad key, a script error): ack
+                // one by one so that one bad job cannot wedge the worker. An
+                // outcome Redis refuses alone is dropped; its lease lapses and
+                // the job runs again.
+                Err(e) => {
+                    tracing::error!(
+                        "acking {} jobs failed: {e}; acking them one by one",
+                        pending.len()
+                    );
+                    break ack_one_by_one(&queue, &pending).await;
                 }
             }
         };
@@ -490,6 +582,28 @@ async fn ack_loop(
     }
 }
 
+async fn ack_one_by_one(queue: &Queue, outcomes: &[Outcome]) -> Vec<bool> {
+    let mut applied = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let mut delay = Duration::from_millis(50);
+        let ok = loop {
+            match queue.ack(std::slice::from_ref(outcome)).await {
+                Ok(a) => break a.first().copied().unwrap_or(false),
+                Err(e) if e.is_retryable() => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(job = %outcome.id, "outcome dropped: redis refused it: {e}");
+                    break false;
+                }
+            }
+        };
+        applied.push(ok);
+    }
+    applied
+}
+
 async fn heartbeat_loop(queue: Queue, lease: Duration, in_flight: InFlight) {
     let every = lease / 3;
     let mut outage = Outage::default();
@@ -504,8 +618,9 @@ async fn heartbeat_loop(queue: Queue, lease: Duration, in_flight: InFlight) {
             match queue.heartbeat(chunk, lease).await {
                 Ok(renewed) => {
                     outage.ok("renewing leases");
-                    for ((id, _), ok) in chunk.iter().zip(renewed) {
-                        if !ok {
+                    for ((id, token), ok) in chunk.iter().zip(renewed) {
+                        // Acked since the snapshot: not lost, just done.
+                        if !ok && lock(&in_flight).get(id) == Some(token) {
                             tracing::warn!(job = %id, "lease lost; another attempt owns the job now");
                         }
                     }

@@ -288,3 +288,17 @@ fn a_plugin_that_never_arrives_is_dead_lettered_after_the_wait() {
     assert_eq!(record.status, Some(Status::Dead));
     assert_eq!(error_kind(&record), "plugin-not-loaded");
 }
+
+#[test]
+fn an_idempotency_key_of_a_purged_job_enqueues_anew() {
+    let env = Env::new("idem-purged");
+    let _worker = env.worker(&[("hello", "hello")], |_| {});
+    let mut job = env.job("hello", r#"{"name":""}"#);
+    job.idempotency_key = Some("k".into());
+    let first = env.enqueue_job(job.clone());
+    assert_eq!(env.wait(&first).status, Some(Status::Dead));
+    env.rt.block_on(env.queue.dead_purge(&[])).unwrap();
+    let second = env.rt.block_on(env.queue.enqueue(&job)).unwrap();
+    assert!(second.created, "the key named a job that no longer exists");
+    assert_ne!(second.id, first);
+}

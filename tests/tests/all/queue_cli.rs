@@ -365,3 +365,31 @@ fn queues_are_separate() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_wrong_password_is_not_retryable_and_is_never_printed() {
+    let env = Env::new("auth");
+    let mut conn = env.redis_conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret")
+        .query(&mut conn)
+        .unwrap();
+    let url = format!("redis://:hunter2@127.0.0.1:{}", env.redis.port());
+    let out = spool_in(
+        &env.dir,
+        &["enqueue", "hello", "--input", "{}", "--redis", &url],
+    );
+    assert_eq!(out.status.code(), Some(1), "retrying cannot fix a password");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("redis://:***@127.0.0.1"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("auth"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    let good = format!("redis://:s3cret@127.0.0.1:{}", env.redis.port());
+    let out = spool_in(
+        &env.dir,
+        &["enqueue", "hello", "--input", "{}", "--redis", &good],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

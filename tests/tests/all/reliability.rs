@@ -203,3 +203,137 @@ fn sigterm_finishes_running_jobs_and_hands_back_the_rest() {
     assert_eq!(stats.succeeded_total, 6);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_late_ack_wins_while_no_newer_attempt_was_claimed() {
+    // A worker cut off from Redis past its lease finishes the job; the
+    // lease was reaped meanwhile, but nobody claimed the job again.
+    let env = Env::new("late-ack");
+    let id = env.enqueue("hello", r#"{"name":"Late"}"#);
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("cut-off", 10, Duration::from_millis(100)))
+        .unwrap();
+    let job = claim.jobs[0].clone();
+    std::thread::sleep(Duration::from_millis(250));
+    // Another worker's claim (of nothing) reaps the expired lease.
+    env.rt
+        .block_on(env.queue.claim("other", 0, Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(env.record(&id).status, Some(Status::Queued));
+    let outcome = Outcome {
+        id: id.clone(),
+        token: job.token.clone(),
+        wait: false,
+        next: Next::Succeeded,
+        fields: vec![("output", b"done late".to_vec())],
+    };
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(std::slice::from_ref(&outcome)))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    let record = env.record(&id);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    assert_eq!(record.output.as_deref(), Some("done late"));
+    // It is out of the ready list: it will not run a second time.
+    let stats = env.rt.block_on(env.queue.stats()).unwrap();
+    assert_eq!(
+        (stats.queued, stats.running, stats.succeeded_total),
+        (0, 0, 1)
+    );
+    // Sending the same ack again (its reply was lost) is not "stale".
+    let again = env.rt.block_on(env.queue.ack(&[outcome])).unwrap();
+    assert_eq!(again, vec![true]);
+}
+
+#[test]
+fn a_claim_whose_reply_was_lost_is_handed_back() {
+    let env = Env::new("lost-claim");
+    let id = env.enqueue("hello", r#"{"name":"Lost"}"#);
+    // The claim is applied, but pretend its reply never arrived.
+    let _lost = env
+        .rt
+        .block_on(env.queue.claim("w-lost", 10, Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(env.record(&id).status, Some(Status::Running));
+    let released = env.rt.block_on(env.queue.recover("w-lost", &[])).unwrap();
+    assert_eq!(released, vec![id.clone()]);
+    let record = env.record(&id);
+    assert_eq!(
+        (record.status, record.attempts),
+        (Some(Status::Queued), 0),
+        "no attempt spent"
+    );
+    // Another worker's jobs and the jobs it knows it holds are left alone.
+    let other = env.enqueue("hello", r#"{"name":"Other"}"#);
+    let held = env
+        .rt
+        .block_on(env.queue.claim("w-other", 10, Duration::from_secs(30)))
+        .unwrap();
+    let ids: Vec<String> = held.jobs.iter().map(|j| j.id.clone()).collect();
+    assert!(ids.contains(&other));
+    assert!(
+        env.rt
+            .block_on(env.queue.recover("w-lost", &[]))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        env.rt
+            .block_on(env.queue.recover("w-other", &ids))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn bad_keys_and_duplicate_ids_never_strand_other_jobs() {
+    let env = Env::new("bad-keys");
+    let prefix = env.queue.key_prefix().to_string();
+    let good = env.enqueue("hello", r#"{"name":"Good"}"#);
+    let mut conn = env.redis_conn();
+    let _: () = redis::pipe()
+        // Not a hash at all.
+        .set(format!("{prefix}:job:stringy"), "oops")
+        // A counter that is not a whole number.
+        .hset_multiple(
+            format!("{prefix}:job:odd"),
+            &[
+                ("plugin", "hello"),
+                ("payload", r#"{"name":"Odd"}"#),
+                ("attempt", "1.5"),
+                ("token", "inf"),
+            ],
+        )
+        // The good job's id a second time (a client that retried its push).
+        .lpush(
+            format!("{prefix}:ready:normal"),
+            &["stringy", "odd", good.as_str()],
+        )
+        .query(&mut conn)
+        .unwrap();
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
+        .unwrap();
+    let mut ids: Vec<(String, u32)> = claim
+        .jobs
+        .iter()
+        .map(|j| (j.id.clone(), j.attempt))
+        .collect();
+    ids.sort();
+    let mut expected = vec![(good.clone(), 1), ("odd".to_string(), 2)];
+    expected.sort();
+    assert_eq!(
+        ids, expected,
+        "the duplicate is skipped, the string key is set aside"
+    );
+    let (_, dead) = env.rt.block_on(env.queue.dead_list(10)).unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["stringy"]
+    );
+    let stats = env.rt.block_on(env.queue.stats()).unwrap();
+    assert_eq!((stats.queued, stats.running), (0, 2));
+}

@@ -5,15 +5,20 @@
 -- ARGV[2]  dead-letter record TTL, seconds
 -- ARGV[3]  dead-letter cap
 -- then one group per job:
---   id, token, outcome, run_at_us, wait, nfields, field, value, ... (nfields pairs)
+--   id, token, outcome, delay_us, wait, nfields, field, value, ... (nfields pairs)
 -- outcome: succeeded | retrying | dead | requeue
---   retrying: back to the delayed set until run_at_us (backoff)
+--   retrying: back to the delayed set for delay_us (backoff)
 --   requeue:  handed back without spending an attempt (shutdown, or the plugin
---             is not loaded here); delayed until run_at_us when it is in the future
+--             is not loaded here); delayed for delay_us when it is not 0
+-- Delays are relative, so due times are on Redis' clock, not the worker's.
 --
--- Fencing: an outcome is applied only if the job is still `running` under the
--- same token. A worker whose lease expired (the job was requeued or claimed
--- again) gets 0 for that job and changes nothing.
+-- Fencing: the token changes only when an attempt is claimed, so an outcome
+-- is applied only under the job's current token. Normally the job is then
+-- `running`. If the worker's lease expired (it lost Redis for a while) but
+-- no newer attempt was claimed yet, the job is `queued` again (or `dead` if
+-- that was its last attempt): the outcome still wins, and the job is taken
+-- back out of its ready list or the dead letters. Once a newer attempt was
+-- claimed, the token differs and the outcome is refused (0).
 --
 -- Returns one 1 (applied) or 0 (stale) per group, in order.
 
@@ -22,27 +27,46 @@ local now = now_us()
 local leases = P .. ':leases'
 local applied = {}
 local released = {}
+
+-- Whether the outcome for `key` (under `token`) may be applied.
+local function current_attempt(id, key, token)
+  local f = hmget(key, 'token', 'status', 'priority', 'attempt')
+  if not f or f[1] ~= token then return nil end
+  if f[2] == 'running' then return f end
+  if f[2] == 'queued' and redis.call('LREM', ready_key(f[3]), 1, id) == 1 then return f end
+  if f[2] == 'dead' and redis.call('ZREM', P .. ':dead', id) == 1 then
+    redis.call('PERSIST', key)
+    return f
+  end
+  return nil
+end
+
+-- The status an outcome leaves, to recognise an ack that is sent again after
+-- its reply was lost (it was applied; it is not stale).
+local LEAVES = { succeeded = 'succeeded', retrying = 'retrying', requeue = 'delayed' }
+
 local i = 4
 while i <= #ARGV do
-  local id, token, outcome, run_at, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
-  local nfields = tonumber(ARGV[i + 5])
+  local id, token, outcome, delay, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], int(ARGV[i + 3]), ARGV[i + 4]
+  local nfields = int(ARGV[i + 5])
   local key = job_key(id)
-  local current = redis.call('HMGET', key, 'token', 'status')
-  if current[1] == token and current[2] == 'running' then
+  local current = current_attempt(id, key, token)
+  if current then
     released[#released + 1] = id
     if #released >= 1000 then
       redis.call('ZREM', leases, unpack(released))
       released = {}
     end
+    local run_at = now + delay
     local fields = { 'status', outcome, 'finished_us', now }
     for j = i + 6, i + 5 + nfields * 2 do fields[#fields + 1] = ARGV[j] end
-    if run_at > now then
+    if delay > 0 then
       fields[#fields + 1] = 'run_at_us'; fields[#fields + 1] = run_at
     end
     if outcome == 'requeue' then
-      fields[2] = run_at > now and 'delayed' or 'queued'
+      fields[2] = delay > 0 and 'delayed' or 'queued'
       fields[3] = 'requeued_us'
-      redis.call('HINCRBY', key, 'attempt', -1)
+      fields[#fields + 1] = 'attempt'; fields[#fields + 1] = math.max(0, int(current[4]) - 1)
     end
     redis.call('HSET', key, unpack(fields))
     if outcome == 'succeeded' then
@@ -52,16 +76,17 @@ while i <= #ARGV do
     elseif outcome == 'retrying' then
       redis.call('ZADD', P .. ':delayed', run_at, id)
       count('retried')
-    elseif run_at > now then
+    elseif delay > 0 then
       redis.call('ZADD', P .. ':delayed', run_at, id)
     else
-      local priority = redis.call('HGET', key, 'priority')
-      redis.call('RPUSH', ready_key(priority), id)
+      redis.call('RPUSH', ready_key(current[3]), id)
       wake()
     end
     applied[#applied + 1] = 1
   else
-    applied[#applied + 1] = 0
+    local f = hmget(key, 'token', 'status')
+    local again = f and f[1] == token and f[2] == LEAVES[outcome]
+    applied[#applied + 1] = again and 1 or 0
   end
   i = i + 6 + nfields * 2
 end

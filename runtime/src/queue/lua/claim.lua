@@ -10,8 +10,8 @@
 -- ARGV[5]  N, the most jobs to claim
 -- ARGV[6]  lease, microseconds
 --
--- Returns {next_due_us, job, job, ...}: next_due_us is how long until the next
--- delayed job is due (-1 when none); each job is
+-- Returns {next_due_us, now_us, job, job, ...}: next_due_us is how long until
+-- the next delayed job is due (-1 when none), now_us is Redis' clock; each job is
 -- {id, token, attempt, plugin, content_type, payload, max_attempts,
 --  enqueued_us, wait, priority, waiting_since_us}. `false` (nil) marks a missing field.
 --
@@ -27,15 +27,18 @@ local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = now_us()
 
 -- 1. Promote due delayed jobs. ZREM in the same script: each exactly once.
+-- Ids without a job hash are dropped (nothing to run).
 local delayed = P .. ':delayed'
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   local key = job_key(id)
-  local priority = redis.call('HGET', key, 'priority')
-  redis.call('HSET', key, 'status', 'queued')
-  -- Due jobs are overdue: they go to the consuming end of their list.
-  redis.call('RPUSH', ready_key(priority), id)
+  local f = hmget(key, 'priority', 'status')
+  if f and f[2] then
+    redis.call('HSET', key, 'status', 'queued')
+    -- Due jobs are overdue: they go to the consuming end of their list.
+    redis.call('RPUSH', ready_key(f[1]), id)
+  end
 end
 
 -- 2. Requeue (or bury) jobs whose worker stopped renewing its lease.
@@ -44,17 +47,19 @@ local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100
 for _, id in ipairs(expired) do
   redis.call('ZREM', leases, id)
   local key = job_key(id)
-  local f = redis.call('HMGET', key, 'attempt', 'max_attempts', 'worker', 'priority', 'wait')
-  local attempt, max = tonumber(f[1]) or 0, tonumber(f[2]) or 5
-  local message = 'lease of worker ' .. (f[3] or '?') .. ' expired during attempt '
-    .. attempt .. ' (the worker stopped or lost Redis)'
-  local err = cjson.encode({ kind = 'lease-expired', message = message, retryable = attempt < max })
-  if attempt >= max then
-    redis.call('HSET', key, 'status', 'dead', 'error', err, 'finished_us', now)
-    bury(id, now, dead_ttl, dead_cap, f[5])
-  else
-    redis.call('HSET', key, 'status', 'queued', 'error', err)
-    redis.call('RPUSH', ready_key(f[4]), id)
+  local f = hmget(key, 'attempt', 'max_attempts', 'worker', 'priority', 'wait', 'status')
+  if f and f[6] == 'running' then
+    local attempt, max = int(f[1]), int(f[2] or 5)
+    local message = 'lease of worker ' .. (f[3] or '?') .. ' expired during attempt '
+      .. attempt .. ' (the worker stopped or lost Redis)'
+    local err = cjson.encode({ kind = 'lease-expired', message = message, retryable = attempt < max })
+    if attempt >= max then
+      redis.call('HSET', key, 'status', 'dead', 'error', err, 'finished_us', now)
+      bury(id, now, dead_ttl, dead_cap, f[5])
+    else
+      redis.call('HSET', key, 'status', 'queued', 'error', err)
+      redis.call('RPUSH', ready_key(f[4]), id)
+    end
   end
 end
 
@@ -85,27 +90,47 @@ for band = 1, 3 do
   short = short - #got
 end
 
-local out = { -1 }
+local out = { -1, now }
 local lease_until = now + lease
 local lease_args = {}
+local skipped = 0
 for _, id in ipairs(ids) do
   local key = job_key(id)
-  local f = redis.call('HMGET', key, 'plugin', 'content_type', 'payload', 'max_attempts',
-    'enqueued_us', 'wait', 'priority', 'attempt', 'token', 'waiting_since_us')
-  local attempt = (tonumber(f[8]) or 0) + 1
-  local token = (tonumber(f[9]) or 0) + 1
-  redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
-    'worker', worker, 'started_us', now)
-  lease_args[#lease_args + 1] = lease_until
-  lease_args[#lease_args + 1] = id
-  if #lease_args >= 1000 then
-    redis.call('ZADD', leases, unpack(lease_args))
-    lease_args = {}
+  local f = hmget(key, 'plugin', 'content_type', 'payload', 'max_attempts',
+    'enqueued_us', 'wait', 'priority', 'attempt', 'token', 'waiting_since_us', 'status')
+  if not f then
+    -- Not a hash: nothing can be recorded there. Park the id in the dead
+    -- letters (without a record) so that it is visible, and go on.
+    redis.call('ZADD', P .. ':dead', now, id)
+  elseif f[11] == 'running' or f[11] == 'succeeded' or f[11] == 'dead' then
+    -- A duplicate of an id that is already claimed or finished (a client
+    -- pushed it twice): running it again would be a second attempt at once.
+    skipped = skipped + 1
+  else
+    -- A missing hash (an id pushed without a record) is claimed like any
+    -- other: the worker dead-letters it as a malformed envelope.
+    local attempt = int(f[8]) + 1
+    local token = int(f[9]) + 1
+    redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
+      'worker', worker, 'started_us', now)
+    lease_args[#lease_args + 1] = lease_until
+    lease_args[#lease_args + 1] = id
+    if #lease_args >= 1000 then
+      redis.call('ZADD', leases, unpack(lease_args))
+      lease_args = {}
+    end
+    out[#out + 1] = { id, token, attempt, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[10] }
   end
-  out[#out + 1] = { id, token, attempt, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[10] }
 end
 if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end
 if #ids > 0 then redis.call('HINCRBY', P .. ':stats', 'rr', #ids) end
+-- A full claim may have left work behind: wake another idle worker for it.
+if #ids == n and short <= 0 then
+  if redis.call('LLEN', P .. ':ready:high') + redis.call('LLEN', P .. ':ready:normal')
+      + redis.call('LLEN', P .. ':ready:low') > 0 then
+    wake()
+  end
+end
 flush_counts()
 
 local next_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')

@@ -20,9 +20,15 @@ while i <= #ARGV do
   i = last + 1
   local existing = false
   if idem ~= '' then
+    -- The key names the first job while that job's record lives: for the
+    -- record TTL plus the job's delay, and never a job that is gone
+    -- (purged, or dropped from the capped dead letters).
     local ikey = P .. ':idem:' .. idem
     existing = redis.call('GET', ikey)
-    if not existing then redis.call('SET', ikey, id, 'EX', ARGV[1]) end
+    if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
+    if not existing then
+      redis.call('SET', ikey, id, 'EX', tonumber(ARGV[1]) + math.floor(delay / 1000000))
+    end
   end
   if existing then
     out[#out + 1] = existing

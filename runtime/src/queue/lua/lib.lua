@@ -18,6 +18,26 @@ local function job_key(id) return P .. ':job:' .. id end
 
 local PRIORITIES = { high = true, normal = true, low = true }
 
+-- A counter field as a whole number >= 0: missing, garbage, fractions,
+-- infinities and NaN all become something HSET/arithmetics cannot choke on.
+local function int(value)
+  local n = tonumber(value)
+  if not n or n ~= n or n == math.huge or n == -math.huge then return 0 end
+  n = math.floor(n)
+  if n < 0 then return 0 end
+  return n
+end
+
+-- The fields of a job hash, or nil when the key holds something that is not
+-- a hash (a client wrote a string there): the scripts never fail half-way
+-- because of one bad key, which would leave the ids they already popped in
+-- no list at all.
+local function hmget(key, ...)
+  local ok = redis.pcall('HMGET', key, ...)
+  if type(ok) == 'table' and ok.err then return nil end
+  return ok
+end
+
 local function ready_key(priority)
   if not PRIORITIES[priority] then priority = 'normal' end
   return P .. ':ready:' .. priority
@@ -60,7 +80,10 @@ local function bury(id, now, ttl, cap, waiting)
   if excess > 0 then
     local old = redis.call('ZRANGE', dead, 0, excess - 1)
     redis.call('ZREMRANGEBYRANK', dead, 0, excess - 1)
-    for _, o in ipairs(old) do redis.call('DEL', job_key(o)) end
+    for _, o in ipairs(old) do
+      -- Only records that are still dead (an id may have been reused).
+      if redis.call('HGET', job_key(o), 'status') == 'dead' then redis.call('DEL', job_key(o)) end
+    end
   end
   finish(id, 'dead', ttl, waiting)
 end
