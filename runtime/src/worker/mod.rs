@@ -153,6 +153,12 @@ pub async fn run(
     ));
     let loading = Arc::clone(&registry);
     let _ = tokio::task::spawn_blocking(move || loading.refresh()).await;
+    if registry.names().is_empty() {
+        tracing::warn!(
+            "no plugins in {} yet (expected NAME.wasm or TENANT/NAME.wasm); jobs wait until some arrive",
+            config.plugins_dir.display()
+        );
+    }
     tracing::info!(
         worker = %config.worker_id,
         plugins = ?registry.names().iter().map(ToString::to_string).collect::<Vec<_>>(),

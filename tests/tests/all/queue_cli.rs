@@ -393,3 +393,61 @@ fn a_wrong_password_is_not_retryable_and_is_never_printed() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn spool_bench_runs_end_to_end_and_reports_json() {
+    let dir = temp_dir("bench");
+    spool_tests::fleet::add_plugin(&dir, "hello", "hello");
+    let out = spool_in(
+        &dir,
+        &[
+            "bench",
+            "--plugins",
+            dir.to_str().unwrap(),
+            "--plugin",
+            "hello",
+            "--jobs",
+            "300",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["jobs"], 300);
+    assert_eq!(report["succeeded"], 300);
+    assert_eq!(report["failed"], 0);
+    assert!(report["jobs_per_sec"].as_f64().unwrap() > 0.0);
+    let p50 = report["latency_ms"]["p50"].as_f64().unwrap();
+    let p99 = report["latency_ms"]["p99"].as_f64().unwrap();
+    assert!(p50 <= p99, "{report}");
+    // Measured, not made up: every job costs Redis commands and round trips
+    // (how few is for the release-build benchmark, not for this test).
+    assert!(
+        report["redis_commands_per_job"].as_f64().unwrap() >= 1.0,
+        "{report}"
+    );
+    assert!(
+        report["worker_round_trips_per_job"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    // A plugin that is not there is named.
+    let out = spool_in(
+        &dir,
+        &[
+            "bench",
+            "--plugins",
+            dir.to_str().unwrap(),
+            "--plugin",
+            "acme/nope",
+            "--jobs",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("acme/nope.wasm"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
