@@ -497,9 +497,12 @@ async fn claim_loop(
                     tokio::select! {
                         r = wait => match r {
                             Ok(Ok(())) => {}
+                            // The claim that follows tells whether Redis is
+                            // down; this connection is just rebuilt.
                             Ok(Err(e)) => {
-                                let delay = outage.failed("waiting for work", &e);
-                                tokio::time::sleep(delay).await;
+                                tracing::debug!("waiting for work: {e}");
+                                blocking = None;
+                                tokio::time::sleep(Duration::from_millis(50)).await;
                             }
                             Err(_) => blocking = None,
                         },
