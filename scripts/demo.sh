@@ -20,7 +20,9 @@ mkdir -p .spool
 "$spool" dev --plugins target/plugins --backoff 200ms > .spool/dev.log 2>&1 &
 dev=$!
 trap 'kill -INT $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do [ -f .spool/redis.url ] && break; sleep 0.1; done
+# Ready when the worker says so (a .spool/redis.url left by an earlier,
+# killed run may point at nothing).
+for _ in $(seq 1 600); do grep -q "worker starting" .spool/dev.log 2>/dev/null && break; sleep 0.1; done
 echo "(worker log: .spool/dev.log)"
 
 show enqueue hello --input '{"name":"Ada"}' --wait

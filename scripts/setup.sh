@@ -8,10 +8,10 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "==> installing the wasm32-wasip2 Rust target"
   rustup target add wasm32-wasip2
 fi
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
 if ! command -v redis-server >/dev/null; then
   echo "==> installing redis-server"
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
   if command -v apt-get >/dev/null; then
     $sudo apt-get install -y redis-server >/dev/null 2>&1 \
       || { $sudo apt-get update >/dev/null && $sudo apt-get install -y redis-server >/dev/null; }
@@ -24,5 +24,14 @@ if ! command -v redis-server >/dev/null; then
 fi
 if ! python3 -c 'import redis' 2>/dev/null; then
   echo "==> installing redis-py (for examples/python)"
-  python3 -m pip install --quiet redis
+  # pip where it may install (pyenv, venvs); Debian's package where the
+  # system Python is "externally managed".
+  python3 -m pip install --quiet redis 2>/dev/null \
+    || python3 -m pip install --quiet --user redis 2>/dev/null \
+    || { command -v apt-get >/dev/null && $sudo apt-get install -y python3-redis >/dev/null; } \
+    || true
+  if ! python3 -c 'import redis' 2>/dev/null; then
+    echo "setup: could not install redis-py for $(command -v python3); install it (pip install redis, or apt-get install python3-redis)" >&2
+    exit 1
+  fi
 fi

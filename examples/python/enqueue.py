@@ -78,9 +78,8 @@ def parse_args():
                    help="Redis URL [default: $SPOOL_REDIS, else redis://127.0.0.1:6379]")
     p.add_argument("--prefix", default=os.environ.get("SPOOL_PREFIX", "spool"),
                    help="first part of every key [default: $SPOOL_PREFIX, else spool]")
-    p.add_argument("--queue", default="default",
-                   help="queue name, the {hash tag} of every key; spool worker serves "
-                   "'default' [default: default]")
+    p.add_argument("--queue", default=os.environ.get("SPOOL_QUEUE", "default"),
+                   help="queue name, the {hash tag} of every key (spool worker --queue)")
     p.add_argument("plugin", type=plugin_name, help="NAME or TENANT/NAME")
     p.add_argument("input", help="the job's input, stored as-is (e.g. inline JSON)")
     p.add_argument("--content-type", default="application/json",

@@ -24,7 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let enqueued = queue.enqueue(&job).await?;
     println!("enqueued {}", enqueued.id);
 
-    let record = queue.wait_for(&enqueued.id, Duration::from_secs(60)).await?;
+    let record = queue
+        .wait_for(&enqueued.id, Duration::from_secs(60))
+        .await?;
     match record.status {
         Some(Status::Succeeded) => println!("{}", record.output.unwrap_or_default()),
         _ => println!("job {} is dead: {:?}", record.id, record.error),

@@ -136,14 +136,23 @@ impl RedisServer {
         }
     }
 
+    /// Whether our child answers on the port: the server's own process id
+    /// must be the child's, so that a server someone else started on the
+    /// same port (a race for a free port) is never taken for ours.
     fn ping(&self) -> bool {
         let Ok(client) = redis::Client::open(self.url()) else {
             return false;
         };
+        let Some(pid) = self.pid() else {
+            return false;
+        };
         client
             .get_connection_with_timeout(Duration::from_millis(200))
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-            .is_ok()
+            .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c))
+            .is_ok_and(|info| {
+                info.lines()
+                    .any(|l| l.trim() == format!("process_id:{pid}"))
+            })
     }
 
     /// `redis://127.0.0.1:PORT`.

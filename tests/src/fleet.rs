@@ -7,7 +7,7 @@ use spool_runtime::queue::{JobRecord, NewJob, PluginName, Queue, QueueConfig};
 use spool_runtime::redis_server::RedisServer;
 use spool_runtime::worker::{self, Registry, WorkerConfig, WorkerReport};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -195,9 +195,15 @@ impl Env {
     }
 
     /// `spool worker` (the binary at `bin`) as a child process on `dir`,
-    /// with extra arguments.
-    pub fn worker_process(&self, bin: &str, dir: &Path, extra: &[&str]) -> Child {
-        Command::new(bin)
+    /// with extra arguments. Killed when dropped; its standard error goes
+    /// to a file (see [`WorkerProcess::stderr`]).
+    pub fn worker_process(&self, bin: &str, dir: &Path, extra: &[&str]) -> WorkerProcess {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let log = self
+            .dir
+            .join(format!("worker-{}.log", N.fetch_add(1, Ordering::Relaxed)));
+        let stderr = std::fs::File::create(&log).expect("worker log file");
+        let child = Command::new(bin)
             .arg("worker")
             .arg("--redis")
             .arg(self.redis.url())
@@ -217,9 +223,31 @@ impl Env {
             .env("SPOOL_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
-            .expect("starting spool worker")
+            .expect("starting spool worker");
+        WorkerProcess { child, log }
+    }
+
+    /// Whether tenant `tenant`'s key-value key `key` exists (the introspect
+    /// fixture's `mark`).
+    pub fn kv_exists(&self, tenant: &str, key: &str) -> bool {
+        let mut conn = self.redis_conn();
+        redis::cmd("EXISTS")
+            .arg(format!("spool:{{kv:{tenant}}}:{key}"))
+            .query::<i64>(&mut conn)
+            .is_ok_and(|n| n == 1)
+    }
+
+    /// Poll (at most 60 s) until `done` holds.
+    pub fn wait_for(&self, what: &str, done: impl Fn() -> bool) {
+        for _ in 0..6000 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("timed out waiting for {what}");
     }
 
     /// Wait (at most 60 s) until the queue's counters say `n` jobs have
@@ -287,5 +315,52 @@ impl TestWorker {
 impl Drop for TestWorker {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// A `spool worker` child process; SIGKILLed when dropped, so a failed
+/// assertion never leaves it running.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send `signal` (`TERM`, `INT`, `STOP`, `CONT`, …) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// SIGKILL it, as a crash would, and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Wait for it to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().expect("waiting for spool worker")
+    }
+
+    /// What it wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -37,9 +37,13 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     concurrency: Option<usize>,
 
-    /// Most jobs per claim/ack round trip.
+    /// Most jobs per claim/ack round trip (as `spool worker --batch`).
     #[arg(long, default_value_t = 64)]
     batch: usize,
+
+    /// Most jobs claimed ahead of the job threads (as `spool worker --prefetch`).
+    #[arg(long, default_value_t = 64)]
+    prefetch: usize,
 
     /// Size of each job's JSON payload in bytes ({"name":"xxx…"}).
     #[arg(long, default_value_t = 32)]
@@ -102,12 +106,22 @@ pub(crate) fn run(args: BenchArgs) -> u8 {
     }
 }
 
+/// Removes the private Redis' data directory however the bench ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn bench(args: &BenchArgs) -> Result<Report, String> {
     let plugin = PluginName::parse(&args.plugin).map_err(|e| e.to_string())?;
-    let data = std::env::temp_dir().join(format!("spool-bench-{}", std::process::id()));
+    let data = TempDir(std::env::temp_dir().join(format!("spool-bench-{}", std::process::id())));
+    let data = &data.0;
     let server = match &args.redis {
         Some(_) => None,
-        None => Some(RedisServer::start(&data, "everysec").map_err(|e| e.to_string())?),
+        None => Some(RedisServer::start(data, "everysec").map_err(|e| e.to_string())?),
     };
     let url = args
         .redis
@@ -127,7 +141,14 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
             .join(format!("{}.wasm", plugin.name))
     };
     let caps = crate::plugins::Capabilities::default();
-    let loaded = crate::plugins::load(&sandbox, &file, &caps).map_err(|e| e.to_string())?;
+    let loaded = crate::plugins::load(&sandbox, &file, &caps).map_err(|e| {
+        let built = std::path::Path::new("target/plugins").join(file.strip_prefix(&args.plugins).unwrap_or(&file));
+        if built.exists() && built != file {
+            format!("{e} (this repository builds its plugins into target/plugins: add --plugins target/plugins)")
+        } else {
+            e.to_string()
+        }
+    })?;
     let registry = Arc::new(Registry::new(sandbox, &args.plugins, caps));
     registry.insert(plugin.clone(), Arc::new(loaded));
     let mut config = WorkerConfig::new(queue_config.clone(), &args.plugins);
@@ -135,6 +156,7 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
         config.concurrency = c.max(1);
     }
     config.batch = args.batch.max(1);
+    config.prefetch = args.prefetch;
     config.rescan = None;
     let concurrency = config.concurrency;
 
@@ -160,7 +182,6 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
     let _ = stop_tx.send(());
     let _ = worker_thread.join();
     drop(server);
-    let _ = std::fs::remove_dir_all(&data);
     let (mut report, commands) = result?;
     let jobs = args.jobs.max(1) as f64;
     report.concurrency = concurrency;

@@ -42,7 +42,9 @@ pub(crate) struct RedisArgs {
 impl RedisArgs {
     /// The queue settings these options name.
     pub fn queue_config(&self) -> QueueConfig {
-        let url = self.redis.clone().unwrap_or_else(|| {
+        // SPOOL_REDIS= (set but empty) means "not set".
+        let given = self.redis.clone().filter(|u| !u.trim().is_empty());
+        let url = given.unwrap_or_else(|| {
             std::fs::read_to_string(Path::new(DEV_URL_FILE))
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())

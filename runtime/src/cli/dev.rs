@@ -18,6 +18,15 @@ pub(crate) struct DevArgs {
 
 pub(crate) fn run(mut args: DevArgs) -> u8 {
     let mut server = None;
+    if args
+        .worker
+        .redis
+        .redis
+        .as_deref()
+        .is_some_and(|u| u.trim().is_empty())
+    {
+        args.worker.redis.redis = None;
+    }
     if args.worker.redis.redis.is_none()
         && let Some(url) = running_dev_redis()
     {

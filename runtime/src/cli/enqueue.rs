@@ -24,7 +24,8 @@ pub(crate) struct EnqueueArgs {
     input: Option<String>,
 
     /// A JSON-lines file: one job input per line (a JSON value), all for
-    /// PLUGIN with the same options. Enqueued in pipelined batches.
+    /// PLUGIN with the same options. The whole file is checked first; then
+    /// 200 jobs go per script call.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "wait", "idempotency_key"])]
     bulk: Option<PathBuf>,
 
@@ -42,7 +43,8 @@ pub(crate) struct EnqueueArgs {
     #[arg(long, value_parser = parse_duration, conflicts_with = "at")]
     delay: Option<Duration>,
 
-    /// Run no earlier than this time (RFC 3339, e.g. 2026-11-27T09:00:00Z).
+    /// Run no earlier than this time (RFC 3339 with a zone, e.g.
+    /// 2026-11-27T09:00:00Z or 2026-11-27T10:00:00+01:00).
     #[arg(long, value_parser = parse_time)]
     at: Option<SystemTime>,
 
@@ -64,9 +66,37 @@ pub(crate) struct EnqueueArgs {
     json: bool,
 }
 
+/// RFC 3339 with a zone: `2026-11-27T09:00:00Z` or `…+01:00`. A time
+/// without a zone is refused rather than guessed.
 fn parse_time(text: &str) -> Result<SystemTime, String> {
-    humantime::parse_rfc3339_weak(text).map_err(|e| {
-        format!("invalid time {text:?}: {e}; expected RFC 3339 such as 2026-11-27T09:00:00Z")
+    let expected =
+        "expected RFC 3339 with a zone, such as 2026-11-27T09:00:00Z or 2026-11-27T10:00:00+01:00";
+    let bad = |why: &str| format!("invalid time {text:?}: {why}; {expected}");
+    let t = text.trim();
+    if t.ends_with(['Z', 'z']) {
+        return humantime::parse_rfc3339_weak(&t[..t.len() - 1]).map_err(|e| bad(&e.to_string()));
+    }
+    let date_end = t
+        .find(['T', 't', ' '])
+        .ok_or_else(|| bad("no time of day"))?;
+    let zone_at = t[date_end..]
+        .rfind(['+', '-'])
+        .map(|i| date_end + i)
+        .ok_or_else(|| bad("no zone"))?;
+    let (local, zone) = t.split_at(zone_at);
+    let sign: i64 = if zone.starts_with('-') { -1 } else { 1 };
+    let (hours, minutes) = zone[1..]
+        .split_once(':')
+        .and_then(|(h, m)| Some((h.parse::<i64>().ok()?, m.parse::<i64>().ok()?)))
+        .filter(|(h, m)| *h < 24 && *m < 60)
+        .ok_or_else(|| bad("the zone is not +HH:MM or -HH:MM"))?;
+    let naive = humantime::parse_rfc3339_weak(local).map_err(|e| bad(&e.to_string()))?;
+    let offset = Duration::from_secs(u64::try_from(hours * 3600 + minutes * 60).unwrap_or(0));
+    // Local time = UTC + offset, so UTC = local - offset.
+    Ok(if sign > 0 {
+        naive - offset
+    } else {
+        naive + offset
     })
 }
 
@@ -253,5 +283,26 @@ fn print_ids(ids: &[String], json: bool) {
         for id in ids {
             let _ = writeln!(out, "{id}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn times_need_a_zone_and_offsets_count() {
+        let utc = parse_time("2026-11-27T09:00:00Z").unwrap();
+        assert_eq!(parse_time("2026-11-27T10:00:00+01:00").unwrap(), utc);
+        assert_eq!(parse_time("2026-11-27T04:30:00-04:30").unwrap(), utc);
+        assert_eq!(
+            utc.duration_since(UNIX_EPOCH).unwrap(),
+            Duration::from_secs(1_795_770_000)
+        );
+        let e = parse_time("2026-11-27T09:00:00").unwrap_err();
+        assert!(e.contains("no zone"), "{e}");
+        assert!(parse_time("tomorrow").is_err());
+        assert!(parse_time("2026-11-27T09:00:00+25:00").is_err());
     }
 }

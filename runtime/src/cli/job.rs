@@ -64,11 +64,19 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
     if let Some(at) = record.run_at_us {
         println!("due        {}", time(at));
     }
+    if let Some(at) = record.claimed_us {
+        println!(
+            "claimed    {} by {} (waited {})",
+            time(at),
+            record.worker.as_deref().unwrap_or("?"),
+            ms(record.enqueued_us, record.claimed_us)
+        );
+    }
     if let Some(at) = record.started_us {
         println!(
-            "started    {} (waited {})",
+            "started    {} ({} after the claim)",
             time(at),
-            ms(record.enqueued_us, record.started_us)
+            ms(record.claimed_us, record.started_us)
         );
     }
     if let Some(at) = record.finished_us {
@@ -77,9 +85,6 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
             time(at),
             ms(record.started_us, record.finished_us)
         );
-    }
-    if let Some(w) = &record.worker {
-        println!("worker     {w}");
     }
     if let Some(v) = &record.version {
         println!("version    {v}");

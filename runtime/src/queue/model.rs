@@ -216,6 +216,9 @@ pub struct ClaimedJob {
     pub waiting_since_us: Option<u64>,
     /// When it was claimed (µs, Redis' clock).
     pub claimed_us: u64,
+    /// When the claim's reply arrived here: with `claimed_us`, places the
+    /// moment a job thread starts the job on Redis' clock.
+    pub received: std::time::Instant,
 }
 
 /// What became of one claimed attempt.
@@ -276,7 +279,10 @@ pub struct JobRecord {
     pub enqueued_us: Option<u64>,
     /// When it is due, for delayed jobs.
     pub run_at_us: Option<u64>,
-    /// When the latest attempt started.
+    /// When a worker claimed the latest attempt.
+    pub claimed_us: Option<u64>,
+    /// When a job thread started the latest attempt (after any wait in the
+    /// worker's local queue).
     pub started_us: Option<u64>,
     /// When the latest attempt finished.
     pub finished_us: Option<u64>,
@@ -318,6 +324,7 @@ impl JobRecord {
         let num = |v: Option<String>| v.and_then(|s| s.parse().ok());
         let enqueued_us = num(text("enqueued_us"));
         let run_at_us = num(text("run_at_us"));
+        let claimed_us = num(text("claimed_us"));
         let started_us = num(text("started_us"));
         let finished_us = num(text("finished_us"));
         let worker = text("worker");
@@ -353,6 +360,7 @@ impl JobRecord {
             payload_bytes,
             enqueued_us,
             run_at_us,
+            claimed_us,
             started_us,
             finished_us,
             worker,

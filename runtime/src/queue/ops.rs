@@ -493,6 +493,7 @@ fn parse_claim(reply: Value) -> Result<Claim, QueueError> {
         Some(Value::Int(_)) => None,
         _ => return Err(bad("no next-due time")),
     };
+    let received = Instant::now();
     let claimed_us = match items.next() {
         Some(Value::Int(us)) => us.unsigned_abs(),
         _ => return Err(bad("no time")),
@@ -525,6 +526,7 @@ fn parse_claim(reply: Value) -> Result<Claim, QueueError> {
             priority: text(next()),
             waiting_since_us: text(next()).and_then(|s| s.parse().ok()),
             claimed_us,
+            received,
         });
     }
     Ok(Claim { jobs, next_due })

@@ -27,12 +27,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 impl Executor {
     pub fn execute(&self, job: ClaimedJob) -> Outcome {
+        // On Redis' clock: the claim's time plus the wait in our local queue.
+        let waited = u64::try_from(job.received.elapsed().as_micros()).unwrap_or(0);
+        let started_us = job.claimed_us + waited;
         let mut outcome = Outcome {
             id: job.id.clone(),
             token: job.token.clone(),
             wait: job.wait,
             next: Next::Dead,
-            fields: Vec::new(),
+            fields: vec![("started_us", started_us.to_string().into_bytes())],
         };
         let (plugin_name, max_attempts) = match validate(&job) {
             Ok(valid) => valid,
@@ -102,16 +105,24 @@ impl Executor {
         let since = job.waiting_since_us.unwrap_or(now);
         let waited = Duration::from_micros(now.saturating_sub(since));
         if waited > self.plugin_wait {
+            let round = |d: Duration| {
+                humantime::format_duration(Duration::from_millis(
+                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                ))
+            };
             let message = format!(
-                "{message} (no worker served it for {}s; the limit is {}s)",
-                waited.as_secs(),
-                self.plugin_wait.as_secs()
+                "{message} (no worker served it for {}; the limit is {})",
+                round(waited),
+                round(self.plugin_wait)
             );
             tracing::warn!(job = %job.id, "{message}; dead-lettered");
             outcome.fields.push((
                 "error",
                 error_json("plugin-not-loaded", &message, false, job.attempt),
             ));
+            // It never ran: the attempt the claim counted is not spent.
+            let attempts = job.attempt.saturating_sub(1).to_string();
+            outcome.fields.push(("attempt", attempts.into_bytes()));
             outcome.next = Next::Dead;
         } else {
             tracing::debug!(job = %job.id, "{message}; handed back");

@@ -12,7 +12,7 @@
 //! acks are batched: under load one round trip carries many jobs, when idle
 //! a job is claimed as soon as an enqueue pushes the wake token.
 //!
-//! At most `concurrency + batch` jobs are claimed and unacked at once. On
+//! At most `concurrency + prefetch` jobs are claimed and unacked at once. On
 //! shutdown the worker stops claiming, lets running jobs finish within the
 //! grace period, and hands the rest back (without spending their attempt).
 
@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -44,6 +44,13 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Most jobs claimed or acked in one round trip.
     pub batch: usize,
+    /// Most jobs claimed ahead, beyond one per job thread. They wait in
+    /// this worker's local queue, leased, so no other worker can run them.
+    /// The worker claims ahead only what its threads finish within
+    /// [`PREFETCH_HORIZON`] at the recent job duration: many for jobs of
+    /// microseconds (fewer round trips), none for jobs of seconds (idle
+    /// workers get them).
+    pub prefetch: usize,
     /// Lease per attempt; renewed every third of it while the job runs.
     pub lease: Duration,
     /// First retry delay (doubles per attempt, with jitter).
@@ -63,14 +70,15 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Defaults: concurrency = cores, batch 32, lease 10 s, backoff 1 s,
+    /// Defaults: concurrency = cores, batch 64, prefetch up to 64, lease 10 s, backoff 1 s,
     /// grace 30 s, plugin wait 1 h, rescan every second.
     pub fn new(queue: QueueConfig, plugins_dir: impl Into<PathBuf>) -> Self {
         WorkerConfig {
             queue,
             plugins_dir: plugins_dir.into(),
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            batch: 32,
+            batch: 64,
+            prefetch: 64,
             lease: Duration::from_secs(10),
             backoff: Duration::from_secs(1),
             grace: Duration::from_secs(30),
@@ -135,6 +143,41 @@ struct Counters {
 /// Claimed, not yet acked: id → fencing token.
 type InFlight = Arc<Mutex<HashMap<String, String>>>;
 
+/// How far ahead of its job threads a worker claims, in time.
+pub const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
+
+/// How many jobs this worker may hold (claimed, not yet acked): one per job
+/// thread plus what the threads get through within [`PREFETCH_HORIZON`].
+#[derive(Debug)]
+struct Budget {
+    concurrency: usize,
+    max_prefetch: usize,
+    /// Moving average of a job's duration (µs); 0 until the first job.
+    avg_job_us: AtomicU64,
+    /// Signalled when acks free room.
+    freed: Notify,
+}
+
+impl Budget {
+    fn limit(&self) -> usize {
+        // Until a job has run (average 0) nothing is claimed ahead.
+        let avg = self.avg_job_us.load(Ordering::Relaxed);
+        let horizon = u64::try_from(PREFETCH_HORIZON.as_micros()).unwrap_or(u64::MAX);
+        let ahead = horizon
+            .saturating_mul(self.concurrency as u64)
+            .checked_div(avg)
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        self.concurrency + ahead.min(self.max_prefetch)
+    }
+
+    fn record(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.avg_job_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { (old * 7 + us) / 8 };
+        self.avg_job_us.store(new, Ordering::Relaxed);
+    }
+}
+
 /// Run a worker until `shutdown` resolves, then stop gracefully.
 pub async fn run(
     config: WorkerConfig,
@@ -195,10 +238,15 @@ pub async fn run_on(
 ) -> Result<WorkerReport, WorkerError> {
     let concurrency = config.concurrency.max(1);
     let batch = config.batch.max(1);
-    let capacity = concurrency + batch;
+    let capacity = concurrency + config.prefetch;
+    let budget = Arc::new(Budget {
+        concurrency,
+        max_prefetch: config.prefetch,
+        avg_job_us: AtomicU64::new(0),
+        freed: Notify::new(),
+    });
     let counters = Arc::new(Counters::default());
     let in_flight: InFlight = Arc::default();
-    let permits = Arc::new(Semaphore::new(capacity));
     let stopping = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (job_tx, job_rx) = crossbeam_channel::bounded::<ClaimedJob>(capacity);
@@ -220,6 +268,7 @@ pub async fn run_on(
         let jobs = job_rx.clone();
         let outcomes = out_tx.clone();
         let stopping = Arc::clone(&stopping);
+        let budget = Arc::clone(&budget);
         std::thread::Builder::new()
             .name(format!("spool-job-{n}"))
             .spawn(move || {
@@ -230,10 +279,14 @@ pub async fn run_on(
                         // A bug in the host must not strand the job (its
                         // lease would be renewed forever) or kill the thread.
                         let (id, token, wait) = (job.id.clone(), job.token.clone(), job.wait);
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            executor.execute(job)
-                        }))
-                        .unwrap_or_else(|panic| host_panic(id, token, wait, &panic))
+                        let started = Instant::now();
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                executor.execute(job)
+                            }))
+                            .unwrap_or_else(|panic| host_panic(id, token, wait, &panic));
+                        budget.record(started.elapsed());
+                        outcome
                     };
                     if outcomes.send(outcome).is_err() {
                         break;
@@ -248,7 +301,7 @@ pub async fn run_on(
     let claimer = tokio::spawn(claim_loop(
         queue.clone(),
         config.clone(),
-        Arc::clone(&permits),
+        Arc::clone(&budget),
         Arc::clone(&in_flight),
         job_tx,
         stop_rx.clone(),
@@ -257,7 +310,7 @@ pub async fn run_on(
         queue.clone(),
         batch.max(256),
         out_rx,
-        Arc::clone(&permits),
+        Arc::clone(&budget),
         Arc::clone(&in_flight),
         Arc::clone(&counters),
     ));
@@ -410,7 +463,7 @@ impl Outage {
 async fn claim_loop(
     queue: Queue,
     config: WorkerConfig,
-    permits: Arc<Semaphore>,
+    budget: Arc<Budget>,
     in_flight: InFlight,
     jobs: crossbeam_channel::Sender<ClaimedJob>,
     mut stop: watch::Receiver<bool>,
@@ -423,19 +476,15 @@ async fn claim_loop(
         if *stop.borrow() {
             return;
         }
-        let first = tokio::select! {
-            p = permits.acquire() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
-        first.forget();
-        let mut extra = permits.available_permits().min(batch - 1);
-        if extra > 0 {
-            match permits.try_acquire_many(u32::try_from(extra).unwrap_or(0)) {
-                Ok(p) => p.forget(),
-                Err(_) => extra = 0,
+        let held = lock(&in_flight).len();
+        let limit = budget.limit();
+        if held >= limit {
+            tokio::select! {
+                () = budget.freed.notified() => continue,
+                _ = stop.changed() => return,
             }
         }
-        let want = 1 + extra;
+        let want = (limit - held).min(batch);
         if lost_claim {
             // The last claim failed: it may have been applied with its reply
             // lost. Hand back whatever it leased to us before claiming more.
@@ -451,7 +500,6 @@ async fn claim_loop(
                     }
                 }
                 Err(e) => {
-                    permits.add_permits(want);
                     let delay = outage.failed("recovering a lost claim", &e);
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -465,7 +513,6 @@ async fn claim_loop(
             Ok(claim) => {
                 outage.ok("claim");
                 let got = claim.jobs.len();
-                permits.add_permits(want - got);
                 for job in claim.jobs {
                     lock(&in_flight).insert(job.id.clone(), job.token.clone());
                     if jobs.send(job).is_err() {
@@ -511,7 +558,6 @@ async fn claim_loop(
                 }
             }
             Err(e) => {
-                permits.add_permits(want);
                 lost_claim = true;
                 let delay = outage.failed("claiming jobs", &e);
                 tokio::select! {
@@ -527,7 +573,7 @@ async fn ack_loop(
     queue: Queue,
     batch: usize,
     mut outcomes: mpsc::UnboundedReceiver<Outcome>,
-    permits: Arc<Semaphore>,
+    budget: Arc<Budget>,
     in_flight: InFlight,
     counters: Arc<Counters>,
 ) {
@@ -586,7 +632,7 @@ async fn ack_loop(
             counter.fetch_add(1, Ordering::Relaxed);
         }
         drop(flight);
-        permits.add_permits(pending.len());
+        budget.freed.notify_one();
         pending.clear();
     }
 }

@@ -225,7 +225,14 @@ fn a_malformed_envelope_is_dead_lettered_and_the_worker_carries_on() {
             format!("{prefix}:job:bad2"),
             &[("plugin", "hello"), ("max_attempts", "many")],
         )
-        .lpush(format!("{prefix}:ready:normal"), &["bad1", "bad2", "ghost"])
+        .hset_multiple(
+            format!("{prefix}:job:bad3"),
+            &[("plugin", "hello"), ("priority", "urgent")],
+        )
+        .lpush(
+            format!("{prefix}:ready:normal"),
+            &["bad1", "bad2", "bad3", "ghost"],
+        )
         .query(&mut conn)
         .unwrap();
     let _worker = env.worker(&[("hello", "hello")], |_| {});
@@ -287,6 +294,17 @@ fn a_plugin_that_never_arrives_is_dead_lettered_after_the_wait() {
     let record = env.wait(&id);
     assert_eq!(record.status, Some(Status::Dead));
     assert_eq!(error_kind(&record), "plugin-not-loaded");
+    assert_eq!(record.attempts, 0, "waiting spent no attempt");
+    let message = record.error.as_ref().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("the limit is 300ms"), "{message}");
+    let waited = record.finished_us.unwrap() - record.enqueued_us.unwrap();
+    assert!(
+        waited >= 300_000,
+        "dead after {waited}us, before --plugin-wait"
+    );
 }
 
 #[test]
@@ -301,4 +319,85 @@ fn an_idempotency_key_of_a_purged_job_enqueues_anew() {
     let second = env.rt.block_on(env.queue.enqueue(&job)).unwrap();
     assert!(second.created, "the key named a job that no longer exists");
     assert_ne!(second.id, first);
+}
+
+#[test]
+fn retries_wait_an_exponential_backoff_with_jitter() {
+    let env = Env::new("backoff");
+    let _worker = env.worker(&[("introspect", "introspect")], |c| {
+        c.backoff = Duration::from_secs(2)
+    });
+    let id = env.enqueue("introspect", r#"{"fail_before_attempt":3}"#);
+    // After attempt 1: due base·2^0 = 2 s later, times a jitter in [0.5, 1).
+    let first = env.wait_until(&id, |r| {
+        r.status == Some(Status::Retrying) && r.attempts == 1
+    });
+    let delay = first.run_at_us.unwrap() - first.finished_us.unwrap();
+    assert!(
+        (1_000_000..2_000_000).contains(&delay),
+        "first backoff {delay}us"
+    );
+    // After attempt 2: base·2^1 = 4 s, times the jitter.
+    let second = env.wait_until(&id, |r| {
+        r.status == Some(Status::Retrying) && r.attempts == 2
+    });
+    let delay = second.run_at_us.unwrap() - second.finished_us.unwrap();
+    assert!(
+        (2_000_000..4_000_000).contains(&delay),
+        "second backoff {delay}us"
+    );
+}
+
+#[test]
+fn a_due_job_is_promoted_exactly_once() {
+    let env = Env::new("promote-once");
+    let mut job = env.job("hello", r#"{"name":"Once"}"#);
+    job.delay = Duration::from_millis(200);
+    let id = env.enqueue_job(job);
+    std::thread::sleep(Duration::from_millis(300));
+    // Two workers' claims (claiming nothing) both see the job due.
+    let other = env
+        .rt
+        .block_on(spool_runtime::queue::Queue::connect(env.queue_config()))
+        .unwrap();
+    env.rt
+        .block_on(env.queue.claim("a", 0, Duration::from_secs(10)))
+        .unwrap();
+    env.rt
+        .block_on(other.claim("b", 0, Duration::from_secs(10)))
+        .unwrap();
+    let mut conn = env.redis_conn();
+    let ready: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{}:ready:normal", env.queue.key_prefix()))
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(ready, vec![id.clone()]);
+    assert_eq!(env.record(&id).status, Some(Status::Queued));
+}
+
+#[test]
+fn the_dead_letters_are_capped() {
+    let env = Env::new("dead-cap");
+    let _worker = env.worker(&[("hello", "hello")], |c| c.queue.dead_cap = 3);
+    let ids: Vec<String> = (0..5)
+        .map(|_| {
+            let id = env.enqueue("hello", r#"{"name":""}"#);
+            env.wait(&id);
+            id
+        })
+        .collect();
+    let (total, entries) = env.rt.block_on(env.queue.dead_list(10)).unwrap();
+    assert_eq!(total, 3);
+    let listed: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        listed,
+        vec![ids[4].as_str(), ids[3].as_str(), ids[2].as_str()],
+        "newest first"
+    );
+    // The two oldest went, records and all.
+    for id in &ids[..2] {
+        assert!(env.rt.block_on(env.queue.record(id)).is_err(), "{id}");
+    }
 }

@@ -88,6 +88,9 @@ fn enqueue_wait_job_and_dead_letters_from_the_command_line() {
     let out = spool(&env, &["dead", "retry", "01NOTADEADJOB0000000000000"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("not in the dead letters: 01NOTADEADJOB0000000000000"));
+    let out = spool(&env, &["dead", "retry", "--all"]);
+    assert_eq!(text(&out.stdout).trim(), "requeued 1 dead letters");
+    env.wait_until(&dead_id, |r| r.status == Some(Status::Dead));
     let out = spool(&env, &["dead", "purge", "--all"]);
     assert_eq!(text(&out.stdout).trim(), "purged 1 dead letters");
     let out = spool(&env, &["job", &dead_id]);
@@ -211,16 +214,18 @@ fn spool_dev_runs_a_private_redis_and_a_worker() {
     let plugins = dir.join("plugins");
     spool_tests::fleet::add_plugin(&plugins, "hello", "hello");
     std::fs::create_dir_all(dir.join(".spool")).unwrap();
-    let mut dev = Command::new(crate::SPOOL)
-        .args(["dev", "--plugins", "plugins"])
-        .current_dir(&dir)
-        .env_remove("SPOOL_REDIS")
-        .env("SPOOL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut dev = DevGuard(
+        Command::new(crate::SPOOL)
+            .args(["dev", "--plugins", "plugins"])
+            .current_dir(&dir)
+            .env_remove("SPOOL_REDIS")
+            .env("SPOOL_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let url_file = dir.join(".spool/redis.url");
     let started = Instant::now();
     while !url_file.exists() {
@@ -250,11 +255,11 @@ fn spool_dev_runs_a_private_redis_and_a_worker() {
     assert!(dir.join(".spool/redis/appendonlydir").is_dir(), "AOF is on");
     let url = std::fs::read_to_string(&url_file).unwrap();
     let status = Command::new("kill")
-        .args(["-INT", &dev.id().to_string()])
+        .args(["-INT", &dev.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let status = dev.wait().unwrap();
+    let status = dev.0.wait().unwrap();
     assert!(status.success(), "spool dev exited with {status}");
     assert!(!url_file.exists(), "the url file is removed on exit");
     let client = redis::Client::open(url.trim()).unwrap();
@@ -331,8 +336,8 @@ fn spool_dev_without_redis_server_says_how_to_install_it() {
 #[test]
 fn queues_are_separate() {
     let env = Env::new("queues");
-    let _worker = env.worker(&[("hello", "hello")], |_| {});
-    // Enqueued on queue "batch", which no worker serves: it waits there.
+    let _default_worker = env.worker(&[("hello", "hello")], |_| {});
+    // Enqueued on queue "batch", which no worker serves yet.
     let out = spool(
         &env,
         &[
@@ -344,8 +349,16 @@ fn queues_are_separate() {
             "batch",
         ],
     );
-    let id = text(&out.stdout).trim().to_string();
-    let out = spool(&env, &["job", &id, "--queue", "batch", "--json"]);
+    let batch_id = text(&out.stdout).trim().to_string();
+    // The default queue's worker keeps working, and waits more than its
+    // longest sleep (1 s): it never takes the other queue's job.
+    let out = spool(
+        &env,
+        &["enqueue", "hello", "--input", r#"{"name":"D"}"#, "--wait"],
+    );
+    assert_eq!(text(&out.stdout), r#"{"greeting":"Hello, D!"}"#);
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = spool(&env, &["job", &batch_id, "--queue", "batch", "--json"]);
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["status"], "queued");
     let mut conn = env.redis_conn();
@@ -354,6 +367,30 @@ fn queues_are_separate() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(len, 1);
+    // A worker of queue "batch" runs it.
+    let mut config = env.queue_config();
+    config.queue = "batch".into();
+    let _batch_worker = env.worker(&[("hello", "hello")], |c| c.queue = config);
+    let out = spool(&env, &["job", &batch_id, "--queue", "batch", "--json"]);
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = record["status"].as_str().unwrap().to_string();
+    assert!(
+        status == "running" || status == "succeeded" || status == "queued",
+        "{status}"
+    );
+    let batch_queue = env
+        .rt
+        .block_on(spool_runtime::queue::Queue::connect({
+            let mut c = env.queue_config();
+            c.queue = "batch".into();
+            c
+        }))
+        .unwrap();
+    let done = env
+        .rt
+        .block_on(batch_queue.wait_for(&batch_id, Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(done.output.as_deref(), Some(r#"{"greeting":"Hello, B!"}"#));
     let out = spool(
         &env,
         &["enqueue", "hello", "--input", "{}", "--queue", "no{braces}"],
@@ -408,6 +445,10 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
             "hello",
             "--jobs",
             "300",
+            "--payload-bytes",
+            "100",
+            "--concurrency",
+            "1",
             "--json",
         ],
     );
@@ -417,9 +458,16 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
     assert_eq!(report["succeeded"], 300);
     assert_eq!(report["failed"], 0);
     assert!(report["jobs_per_sec"].as_f64().unwrap() > 0.0);
-    let p50 = report["latency_ms"]["p50"].as_f64().unwrap();
-    let p99 = report["latency_ms"]["p99"].as_f64().unwrap();
-    assert!(p50 <= p99, "{report}");
+    assert_eq!(
+        (
+            report["payload_bytes"].as_u64(),
+            report["concurrency"].as_u64()
+        ),
+        (Some(100), Some(1))
+    );
+    let latency = report["latency_ms"]["p50"].as_f64().unwrap();
+    let pickup = report["pickup_ms"]["p50"].as_f64().unwrap();
+    assert!(latency > 0.0 && pickup <= latency, "{report}");
     // Measured, not made up: every job costs Redis commands and round trips
     // (how few is for the release-build benchmark, not for this test).
     assert!(
@@ -450,4 +498,26 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
         text(&out.stderr)
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `spool dev` under test: stopped with SIGINT (so that it stops its Redis
+/// too) if an assertion fails first, then SIGKILLed if it hangs.
+struct DevGuard(std::process::Child);
+
+impl Drop for DevGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.0.id().to_string()])
+                .status();
+            for _ in 0..500 {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

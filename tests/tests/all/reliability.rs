@@ -5,14 +5,6 @@ use spool_runtime::queue::{Next, Outcome, Status};
 use spool_tests::fleet::Env;
 use std::time::{Duration, Instant};
 
-fn sigterm(pid: u32) {
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("running kill");
-    assert!(status.success());
-}
-
 #[test]
 fn a_worker_killed_mid_run_loses_no_job_and_none_succeeds_twice() {
     let env = Env::new("kill9");
@@ -35,8 +27,7 @@ fn a_worker_killed_mid_run_loses_no_job_and_none_succeeds_twice() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    first.kill().expect("kill -9");
-    first.wait().unwrap();
+    first.kill();
     let at_kill = env.rt.block_on(env.queue.stats()).unwrap();
     assert!(
         at_kill.running > 0,
@@ -45,8 +36,7 @@ fn a_worker_killed_mid_run_loses_no_job_and_none_succeeds_twice() {
 
     let mut second = env.worker_process(crate::SPOOL, &dir, &["--id", "survivor"]);
     let stats = env.wait_finished(n);
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.kill();
     assert_eq!(stats.succeeded_total, n, "{stats:?}");
     assert_eq!((stats.dead_total, stats.running, stats.queued), (0, 0, 0));
     let mut rerun = 0;
@@ -142,15 +132,19 @@ fn redis_restarted_mid_run_loses_nothing() {
     let ids: Vec<String> = (0..n)
         .map(|i| env.enqueue("introspect", &format!(r#"{{"sleep_ms":5,"echo":{i}}}"#)))
         .collect();
-    loop {
+    let at_kill = loop {
         let stats = env.rt.block_on(env.queue.stats()).unwrap();
         if stats.succeeded_total >= 20 {
-            break;
+            break stats;
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
+    };
     // A crash, not a clean shutdown: AOF with fsync always keeps every write.
     env.redis.kill();
+    assert!(
+        at_kill.succeeded_total < n && at_kill.queued + at_kill.running > 0,
+        "work was pending when Redis died: {at_kill:?}"
+    );
     std::thread::sleep(Duration::from_millis(300));
     env.redis.restart().expect("restarting redis");
     let stats = env.wait_finished(n);
@@ -165,42 +159,117 @@ fn redis_restarted_mid_run_loses_nothing() {
 fn sigterm_finishes_running_jobs_and_hands_back_the_rest() {
     let env = Env::new("shutdown");
     let dir = env.plugins_dir(&[("introspect", "introspect")]);
-    let long = env.enqueue("introspect", r#"{"sleep_ms":1500,"echo":"long"}"#);
-    let mut child = env.worker_process(
+    let mut worker = env.worker_process(
         crate::SPOOL,
         &dir,
-        &["--concurrency", "1", "--batch", "8", "--grace", "10s"],
+        &["--concurrency", "1", "--grace", "20s"],
     );
-    env.wait_until(&long, |r| r.status == Some(Status::Running));
-    // Claimed is not yet started: give the job thread time to pick it up
-    // (it then sleeps 1.5 s), so the signal lands mid-run.
-    std::thread::sleep(Duration::from_millis(300));
-    let rest: Vec<String> = (0..5)
+    // Quick jobs first: the worker learns that jobs are short and claims
+    // ahead of its one job thread.
+    for i in 0..5 {
+        env.wait(&env.enqueue("introspect", &format!(r#"{{"echo":{i}}}"#)));
+    }
+    let long = env.enqueue("introspect", r#"{"sleep_ms":1500,"mark":"long"}"#);
+    let rest: Vec<String> = (0..3)
         .map(|i| env.enqueue("introspect", &format!(r#"{{"echo":{i}}}"#)))
         .collect();
-    sigterm(child.id());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "worker exited with {status}");
+    env.wait_for("the long job to start", || env.kv_exists("default", "long"));
+    env.wait_for("the rest to be claimed", || {
+        rest.iter()
+            .all(|id| env.record(id).status == Some(Status::Running))
+    });
+    worker.signal("TERM");
+    let status = worker.wait();
+    assert!(
+        status.success(),
+        "worker exited with {status}: {}",
+        worker.stderr()
+    );
     // The running job finished within the grace period...
-    let record = env.record(&long);
-    assert_eq!(record.status, Some(Status::Succeeded));
-    // ...and nothing else was lost: each other job either ran or is queued again
-    // with no attempt spent.
+    assert_eq!(env.record(&long).status, Some(Status::Succeeded));
+    // ...and the claimed jobs no thread had started went back, attempt unspent.
+    let mut conn = env.redis_conn();
     for id in &rest {
         let r = env.record(id);
-        assert!(
-            r.status == Some(Status::Succeeded)
-                || (r.status == Some(Status::Queued) && r.attempts == 0),
-            "{id}: {:?} after {} attempts",
-            r.status,
-            r.attempts
-        );
+        assert_eq!((r.status, r.attempts), (Some(Status::Queued), 0), "{id}");
+        let requeued: Option<u64> = redis::cmd("HGET")
+            .arg(format!("{}:job:{id}", env.queue.key_prefix()))
+            .arg("requeued_us")
+            .query(&mut conn)
+            .unwrap();
+        assert!(requeued.is_some(), "{id} was handed back");
     }
-    let mut next = env.worker_process(crate::SPOOL, &dir, &[]);
-    let stats = env.wait_finished(6);
-    next.kill().unwrap();
-    next.wait().unwrap();
-    assert_eq!(stats.succeeded_total, 6);
+    let stderr = worker.stderr();
+    assert!(stderr.contains("3 handed back"), "{stderr}");
+    // Nothing was lost: the next worker runs them.
+    let _next = env.worker_process(crate::SPOOL, &dir, &[]);
+    let stats = env.wait_finished(9);
+    assert_eq!(stats.succeeded_total, 9);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_job_still_running_when_the_grace_period_ends_is_handed_back() {
+    let env = Env::new("grace");
+    let dir = env.plugins_dir(&[("introspect", "introspect")]);
+    let mut worker = env.worker_process(
+        crate::SPOOL,
+        &dir,
+        &["--concurrency", "1", "--grace", "300ms"],
+    );
+    let slow = env.enqueue("introspect", r#"{"sleep_ms":3000,"mark":"slow"}"#);
+    env.wait_for("the slow job to start", || env.kv_exists("default", "slow"));
+    worker.signal("TERM");
+    let status = worker.wait();
+    assert!(status.success(), "{}", worker.stderr());
+    let record = env.record(&slow);
+    assert_eq!((record.status, record.attempts), (Some(Status::Queued), 0));
+    assert!(
+        worker
+            .stderr()
+            .contains("handing back jobs that are still running"),
+        "{}",
+        worker.stderr()
+    );
+    let _next = env.worker_process(crate::SPOOL, &dir, &[]);
+    assert_eq!(env.wait(&slow).status, Some(Status::Succeeded));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_worker_frozen_past_its_lease_cannot_overwrite_the_next_attempt() {
+    let env = Env::new("frozen");
+    let dir = env.plugins_dir(&[("introspect", "introspect")]);
+    let frozen = env.worker_process(
+        crate::SPOOL,
+        &dir,
+        &["--id", "frozen", "--lease", "1s", "--concurrency", "1"],
+    );
+    let id = env.enqueue("introspect", r#"{"sleep_ms":2500,"mark":"frozen"}"#);
+    env.wait_for("the job to start", || env.kv_exists("default", "frozen"));
+    frozen.signal("STOP");
+    // Its lease lapses; another worker reaps it and runs the job again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut thawed_later = env.worker_process(crate::SPOOL, &dir, &["--id", "fresh"]);
+    let record = env.wait(&id);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    assert_eq!(
+        (record.attempts, record.worker.as_deref()),
+        (2, Some("fresh"))
+    );
+    let output = record.output.clone();
+    // The frozen worker wakes up, finishes its stale attempt and tries to ack.
+    frozen.signal("CONT");
+    env.wait_for("the frozen worker to notice", || {
+        frozen.stderr().contains("lease was lost")
+    });
+    let after = env.record(&id);
+    assert_eq!(after.worker.as_deref(), Some("fresh"));
+    assert_eq!(after.output, output);
+    assert_eq!(after.attempts, 2);
+    let stats = env.rt.block_on(env.queue.stats()).unwrap();
+    assert_eq!(stats.succeeded_total, 1, "one success, counted once");
+    thawed_later.kill();
     let _ = std::fs::remove_dir_all(dir);
 }
 

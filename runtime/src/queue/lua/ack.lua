@@ -35,7 +35,9 @@ local function current_attempt(id, key, token)
   if f[2] == 'running' then return f end
   if f[2] == 'queued' and redis.call('LREM', ready_key(f[3]), 1, id) == 1 then return f end
   if f[2] == 'dead' and redis.call('ZREM', P .. ':dead', id) == 1 then
+    -- It was buried for its expired lease, and counted dead: not any more.
     redis.call('PERSIST', key)
+    counts['dead'] = (counts['dead'] or 0) - 1
     return f
   end
   return nil

@@ -112,7 +112,7 @@ for _, id in ipairs(ids) do
     local attempt = int(f[8]) + 1
     local token = int(f[9]) + 1
     redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
-      'worker', worker, 'started_us', now)
+      'worker', worker, 'claimed_us', now)
     lease_args[#lease_args + 1] = lease_until
     lease_args[#lease_args + 1] = id
     if #lease_args >= 1000 then
