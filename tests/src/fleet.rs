@@ -60,6 +60,16 @@ impl Env {
         }
     }
 
+    /// A new directory inside the test's own (removed with it).
+    pub fn subdir(&self, label: &str) -> PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = self
+            .dir
+            .join(format!("{label}-{}", N.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir_all(&dir).expect("creating a test directory");
+        dir
+    }
+
     /// The queue's settings (URL, prefix, TTLs).
     pub fn queue_config(&self) -> QueueConfig {
         self.queue.config().clone()
@@ -122,7 +132,7 @@ impl Env {
     /// A plugins directory holding `(plugin name, fixture)` pairs, e.g.
     /// `("acme/kv", "kv")` → `DIR/acme/kv.wasm`.
     pub fn plugins_dir(&self, plugins: &[(&str, &str)]) -> PathBuf {
-        let dir = temp_dir("plugins");
+        let dir = self.subdir("plugins");
         for (name, fixture) in plugins {
             add_plugin(&dir, name, fixture);
         }
@@ -147,7 +157,7 @@ impl Env {
         plugins: &[(&str, &str)],
         tweak: impl FnOnce(&mut WorkerConfig),
     ) -> TestWorker {
-        let dir = temp_dir("empty-plugins");
+        let dir = self.subdir("empty-plugins");
         let mut config = self.worker_config(&dir);
         tweak(&mut config);
         let registry = Arc::new(Registry::new(

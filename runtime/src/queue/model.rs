@@ -216,8 +216,8 @@ pub struct ClaimedJob {
     pub waiting_since_us: Option<u64>,
     /// When it was claimed (µs, Redis' clock).
     pub claimed_us: u64,
-    /// When the claim's reply arrived here: with `claimed_us`, places the
-    /// moment a job thread starts the job on Redis' clock.
+    /// The local instant of `claimed_us` (the middle of the claim's round
+    /// trip): places the moment a job thread starts the job on Redis' clock.
     pub received: std::time::Instant,
 }
 

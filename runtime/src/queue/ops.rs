@@ -118,6 +118,7 @@ impl Queue {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let mut conn = self.conn.clone();
         self.count_round_trip();
+        let sent = Instant::now();
         let reply: Value = self
             .inner
             .scripts
@@ -132,7 +133,10 @@ impl Queue {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error("claim", e))?;
-        parse_claim(reply)
+        // Redis read its clock somewhere between sending and receiving:
+        // take the middle as the local instant of `claimed_us`.
+        let received = sent + sent.elapsed() / 2;
+        parse_claim(reply, received)
     }
 
     /// Record outcomes; returns, per outcome, whether it was applied (false:
@@ -479,7 +483,7 @@ pub struct QueueStats {
     pub retried_total: u64,
 }
 
-fn parse_claim(reply: Value) -> Result<Claim, QueueError> {
+fn parse_claim(reply: Value, received: Instant) -> Result<Claim, QueueError> {
     let bad = |what: &str| QueueError::Protocol {
         op: "claim",
         reply: what.to_string(),
@@ -493,7 +497,6 @@ fn parse_claim(reply: Value) -> Result<Claim, QueueError> {
         Some(Value::Int(_)) => None,
         _ => return Err(bad("no next-due time")),
     };
-    let received = Instant::now();
     let claimed_us = match items.next() {
         Some(Value::Int(us)) => us.unsigned_abs(),
         _ => return Err(bad("no time")),

@@ -181,7 +181,7 @@ fn priorities_share_one_worker_six_three_one() {
     worker.stop();
     let mut order: Vec<(u64, Priority)> = ids
         .iter()
-        .map(|(p, id)| (env.record(id).started_us.unwrap(), *p))
+        .map(|(p, id)| (env.record(id).claimed_us.unwrap(), *p))
         .collect();
     order.sort_by_key(|(t, _)| *t);
     let first_ten: Vec<Priority> = order[..10].iter().map(|(_, p)| *p).collect();

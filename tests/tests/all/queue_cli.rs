@@ -206,6 +206,7 @@ fn a_missing_redis_is_a_retryable_error_that_names_the_url() {
         "{}",
         text(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
