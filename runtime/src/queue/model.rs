@@ -216,8 +216,9 @@ pub struct ClaimedJob {
     pub waiting_since_us: Option<u64>,
     /// When it was claimed (µs, Redis' clock).
     pub claimed_us: u64,
-    /// The local instant of `claimed_us` (the middle of the claim's round
-    /// trip): places the moment a job thread starts the job on Redis' clock.
+    /// When the claim's reply arrived here (no earlier than `claimed_us`):
+    /// places the moment a job thread starts the job on Redis' clock, as a
+    /// lower bound.
     pub received: std::time::Instant,
 }
 

@@ -118,7 +118,6 @@ impl Queue {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let mut conn = self.conn.clone();
         self.count_round_trip();
-        let sent = Instant::now();
         let reply: Value = self
             .inner
             .scripts
@@ -133,9 +132,10 @@ impl Queue {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error("claim", e))?;
-        // Redis read its clock somewhere between sending and receiving:
-        // take the middle as the local instant of `claimed_us`.
-        let received = sent + sent.elapsed() / 2;
+        // Redis read its clock before its reply arrived, so `received` is
+        // no earlier than `claimed_us`: times derived from it never run
+        // ahead of Redis' (a start can never come after its finish).
+        let received = Instant::now();
         parse_claim(reply, received)
     }
 
