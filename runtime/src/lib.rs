@@ -6,6 +6,13 @@
 //!   per-job stores, host imports, trap → error mapping.
 //! - [`plugins`]: read a plugin file, hash it, validate it (component, SDK
 //!   version, allowed imports) and compile it through the sandbox.
+//! - [`queue`]: the Redis job queue — keys, Lua scripts, enqueue, claim,
+//!   ack, leases, delays, dead letters, records. Knows nothing of wasm.
+//! - [`worker`]: the only place that joins queue, plugins and sandbox:
+//!   claim → run → ack, with heartbeats and a graceful stop.
+//! - [`kv`]: the tenant-scoped key-value store behind the `kv` import.
+//! - [`redis_server`]: a private `redis-server` for `spool dev`, `spool
+//!   bench` and the tests.
 //! - [`cli`] and [`config`]: the `spool` command and its parsed, validated
 //!   settings. Nothing else sees raw arguments.
 
