@@ -1,0 +1,44 @@
+//! How many jobs a worker may hold at once — claimed and not yet acked: one
+//! per job thread, plus as many as the threads get through within
+//! [`PREFETCH_HORIZON`] at the recent job duration (at most `--prefetch`).
+//! Microsecond jobs are claimed dozens ahead (fewer round trips); jobs of
+//! seconds are not claimed ahead at all, so idle workers get them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How far ahead of its job threads a worker claims, in time.
+pub const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
+
+/// How many jobs this worker may hold (claimed, not yet acked): one per job
+/// thread plus what the threads get through within [`PREFETCH_HORIZON`].
+#[derive(Debug)]
+pub(super) struct Budget {
+    pub concurrency: usize,
+    pub max_prefetch: usize,
+    /// Moving average of a job's duration (µs); 0 until the first job.
+    pub avg_job_us: AtomicU64,
+    /// Signalled when acks free room.
+    pub freed: Notify,
+}
+
+impl Budget {
+    pub fn limit(&self) -> usize {
+        // Until a job has run (average 0) nothing is claimed ahead.
+        let avg = self.avg_job_us.load(Ordering::Relaxed);
+        let horizon = u64::try_from(PREFETCH_HORIZON.as_micros()).unwrap_or(u64::MAX);
+        let ahead = horizon
+            .saturating_mul(self.concurrency as u64)
+            .checked_div(avg)
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        self.concurrency + ahead.min(self.max_prefetch)
+    }
+
+    pub fn record(&self, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.avg_job_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { (old * 7 + us) / 8 };
+        self.avg_job_us.store(new, Ordering::Relaxed);
+    }
+}
