@@ -230,6 +230,19 @@ impl Env {
                 .flatten(),
             )
             .args(extra)
+            // The test's own artifact cache, never the user's.
+            .args(
+                if extra.iter().any(|a| a.contains("artifact-cache")) {
+                    None
+                } else {
+                    Some([
+                        "--artifact-cache".to_string(),
+                        self.dir.join("artifacts").display().to_string(),
+                    ])
+                }
+                .into_iter()
+                .flatten(),
+            )
             .env("SPOOL_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

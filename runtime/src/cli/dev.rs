@@ -52,6 +52,9 @@ pub(crate) fn run(mut args: DevArgs) -> u8 {
             }
         }
     }
+    if args.worker.artifact_cache.is_none() && !args.worker.no_artifact_cache {
+        args.worker.artifact_cache = Some(".spool/artifacts".into());
+    }
     let config = args.worker.worker_config();
     let sandbox = match args.worker.sandbox() {
         Ok(s) => s,

@@ -65,6 +65,20 @@ pub(crate) struct WorkerArgs {
     #[arg(long)]
     pub allow_network: bool,
 
+    /// Keep compiled plugins here between runs, so that a restart compiles
+    /// nothing it compiled before. Must be private to this user. [default:
+    /// $XDG_CACHE_HOME/spool/artifacts, else ~/.cache/spool/artifacts]
+    #[arg(
+        long,
+        env = "SPOOL_ARTIFACT_CACHE",
+        conflicts_with = "no_artifact_cache"
+    )]
+    pub artifact_cache: Option<PathBuf>,
+
+    /// Compile every plugin at every start.
+    #[arg(long)]
+    pub no_artifact_cache: bool,
+
     /// This worker's id in job records [default: HOST:PID:RANDOM]
     #[arg(long, env = "SPOOL_WORKER_ID")]
     pub id: Option<String>,
@@ -90,6 +104,11 @@ impl WorkerArgs {
         config.capabilities = Capabilities {
             network: self.allow_network,
         };
+        config.artifact_cache = if self.no_artifact_cache {
+            None
+        } else {
+            self.artifact_cache.clone().or_else(default_artifact_cache)
+        };
         if let Some(id) = &self.id {
             config.worker_id.clone_from(id);
         }
@@ -103,6 +122,15 @@ impl WorkerArgs {
         })
         .map_err(|e| e.to_string())
     }
+}
+
+/// `$XDG_CACHE_HOME/spool/artifacts`, else `~/.cache/spool/artifacts`.
+fn default_artifact_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("spool").join("artifacts"))
 }
 
 pub(crate) fn run(args: WorkerArgs) -> u8 {

@@ -6,10 +6,12 @@
 //! SDK version, import policy — and only then compiles, so a bad file is
 //! named with a specific reason before any expensive work.
 
+mod artifacts;
 mod error;
 pub mod inspect;
 pub mod policy;
 
+pub use artifacts::{ArtifactCache, ArtifactCacheError};
 pub use error::LoadError;
 pub use policy::Capabilities;
 
@@ -53,8 +55,10 @@ pub struct Plugin {
     pub sdk_version: Option<String>,
     /// Size of the component in bytes.
     pub size: usize,
-    /// How long compiling took.
+    /// How long compiling (or loading the cached artifact) took.
     pub compile_time: Duration,
+    /// Whether the compiled code came from the artifact cache.
+    pub from_cache: bool,
     compiled: Compiled,
 }
 
@@ -82,6 +86,17 @@ impl Plugin {
 
 /// Read, validate and compile the plugin at `path`.
 pub fn load(sandbox: &Sandbox, path: &Path, caps: &Capabilities) -> Result<Plugin, LoadError> {
+    load_cached(sandbox, path, caps, None)
+}
+
+/// Read, validate and compile the plugin at `path`, through the artifact
+/// cache when one is given.
+pub fn load_cached(
+    sandbox: &Sandbox,
+    path: &Path,
+    caps: &Capabilities,
+    cache: Option<&ArtifactCache>,
+) -> Result<Plugin, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => LoadError::NotFound {
             path: path.to_path_buf(),
@@ -91,7 +106,7 @@ pub fn load(sandbox: &Sandbox, path: &Path, caps: &Capabilities) -> Result<Plugi
             source,
         },
     })?;
-    load_bytes(sandbox, path, &bytes, caps)
+    load_bytes_cached(sandbox, path, &bytes, caps, cache)
 }
 
 /// Validate and compile plugin bytes; `path` names them in errors.
@@ -100,6 +115,18 @@ pub fn load_bytes(
     path: &Path,
     bytes: &[u8],
     caps: &Capabilities,
+) -> Result<Plugin, LoadError> {
+    load_bytes_cached(sandbox, path, bytes, caps, None)
+}
+
+/// [`load_bytes`] through the artifact cache when one is given. The
+/// validation runs either way (it is cheap); only compiling is skipped.
+pub fn load_bytes_cached(
+    sandbox: &Sandbox,
+    path: &Path,
+    bytes: &[u8],
+    caps: &Capabilities,
+    cache: Option<&ArtifactCache>,
 ) -> Result<Plugin, LoadError> {
     let path = path.to_path_buf();
     if bytes.is_empty() {
@@ -144,18 +171,47 @@ pub fn load_bytes(
         }
     }
     let started = Instant::now();
-    let compiled = sandbox
-        .compile(bytes)
-        .map_err(|source| LoadError::Compile {
-            path: path.clone(),
-            source,
-        })?;
+    let version = Version::of(bytes);
+    let cached = cache.and_then(|c| {
+        let artifact = c.get(&version)?;
+        match sandbox.compile_from_artifact(&artifact) {
+            Ok(compiled) => Some(compiled),
+            Err(e) => {
+                tracing::warn!(path = %c.path(&version).display(), "recompiling: {e}");
+                None
+            }
+        }
+    });
+    let from_cache = cached.is_some();
+    let compiled = match (cached, cache) {
+        (Some(compiled), _) => compiled,
+        (None, Some(c)) => {
+            let (compiled, artifact) =
+                sandbox
+                    .compile_to_artifact(bytes)
+                    .map_err(|source| LoadError::Compile {
+                        path: path.clone(),
+                        source,
+                    })?;
+            if let Err(e) = c.put(&version, &artifact) {
+                tracing::warn!(dir = %c.dir().display(), "could not cache the compiled plugin: {e}");
+            }
+            compiled
+        }
+        (None, None) => sandbox
+            .compile(bytes)
+            .map_err(|source| LoadError::Compile {
+                path: path.clone(),
+                source,
+            })?,
+    };
     Ok(Plugin {
         path,
-        version: Version::of(bytes),
+        version,
         sdk_version: info.sdk_version,
         size: bytes.len(),
         compile_time: started.elapsed(),
+        from_cache,
         compiled,
     })
 }

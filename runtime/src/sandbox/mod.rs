@@ -80,12 +80,64 @@ impl Sandbox {
     /// Compile a component and resolve its imports and exports. Slow
     /// (milliseconds): do it once per plugin version, off the job path.
     pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, CompileError> {
-        let component = Component::new(&self.engine, bytes).map_err(|e| CompileError::Invalid {
-            reason: format!("{e:#}"),
+        let component = self.component(bytes)?;
+        self.prepare(&component)
+    }
+
+    /// Compile, and also return the compiled code in wasmtime's serialized
+    /// form, for the on-disk artifact cache.
+    pub fn compile_to_artifact(&self, bytes: &[u8]) -> Result<(Compiled, Vec<u8>), CompileError> {
+        let component = self.component(bytes)?;
+        let artifact = component.serialize().map_err(|e| CompileError::Invalid {
+            reason: format!("could not serialize the compiled component: {e:#}"),
         })?;
+        Ok((self.prepare(&component)?, artifact))
+    }
+
+    /// Load an artifact made by [`Sandbox::compile_to_artifact`] with an
+    /// engine of the same [`Sandbox::artifact_key`]: no compilation.
+    ///
+    /// The bytes are native code that is run as it is, so they must come
+    /// from a place only this host can write: the artifact cache checks its
+    /// directory for that before it hands bytes here. wasmtime still checks
+    /// the header, version and engine settings, so a truncated or foreign
+    /// file is an error, not a crash.
+    pub fn compile_from_artifact(&self, artifact: &[u8]) -> Result<Compiled, CompileError> {
+        // SAFETY: `Component::deserialize` requires bytes produced by
+        // `serialize` of a compatible engine and not tampered with. They
+        // come from the artifact cache, a directory private to this user
+        // (checked on open) written only with `compile_to_artifact` output.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, artifact) }.map_err(|e| {
+            CompileError::Invalid {
+                reason: format!("unusable compiled artifact: {e:#}"),
+            }
+        })?;
+        self.prepare(&component)
+    }
+
+    /// Identifies the engine settings artifacts depend on (wasmtime version,
+    /// target, configuration): artifacts are only shared between sandboxes
+    /// with the same key.
+    pub fn artifact_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+
+    fn component(&self, bytes: &[u8]) -> Result<Component, CompileError> {
+        Component::new(&self.engine, bytes).map_err(|e| CompileError::Invalid {
+            reason: format!("{e:#}"),
+        })
+    }
+
+    fn prepare(&self, component: &Component) -> Result<Compiled, CompileError> {
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| CompileError::Imports {
                 reason: format!("{e:#}"),
             })?;

@@ -70,6 +70,9 @@ pub struct WorkerConfig {
     pub limits: Limits,
     /// Capabilities granted to every plugin.
     pub capabilities: Capabilities,
+    /// Where compiled plugins are kept between runs; none = compile every
+    /// plugin at every start.
+    pub artifact_cache: Option<PathBuf>,
     /// This worker's id in job records.
     pub worker_id: String,
 }
@@ -91,6 +94,7 @@ impl WorkerConfig {
             rescan: Some(Duration::from_secs(1)),
             limits: Limits::default(),
             capabilities: Capabilities::default(),
+            artifact_cache: None,
             worker_id: default_worker_id(),
         }
     }
@@ -128,6 +132,9 @@ pub enum WorkerError {
         /// The path given.
         path: PathBuf,
     },
+    /// The artifact cache directory cannot be used.
+    #[error(transparent)]
+    ArtifactCache(#[from] crate::plugins::ArtifactCacheError),
     /// The key-value store could not be set up.
     #[error("key-value store: {0}")]
     Kv(#[from] crate::kv::KvError),
@@ -159,11 +166,16 @@ pub async fn run(
             path: config.plugins_dir.clone(),
         });
     }
-    let registry = Arc::new(Registry::new(
-        sandbox,
+    let mut registry = Registry::new(
+        sandbox.clone(),
         &config.plugins_dir,
         config.capabilities.clone(),
-    ));
+    );
+    if let Some(dir) = &config.artifact_cache {
+        registry =
+            registry.with_artifact_cache(crate::plugins::ArtifactCache::open(dir, &sandbox)?);
+    }
+    let registry = Arc::new(registry);
     let loading = Arc::clone(&registry);
     let _ = tokio::task::spawn_blocking(move || loading.refresh()).await;
     if registry.names().is_empty() {

@@ -6,7 +6,7 @@
 //! A file that fails to load is logged with its reason and never replaces
 //! the version already serving.
 
-use crate::plugins::{self, Capabilities, Plugin};
+use crate::plugins::{self, ArtifactCache, Capabilities, Plugin};
 use crate::queue::PluginName;
 use crate::sandbox::Sandbox;
 use std::collections::HashMap;
@@ -20,6 +20,7 @@ pub struct Registry {
     sandbox: Sandbox,
     dir: PathBuf,
     caps: Capabilities,
+    cache: Option<ArtifactCache>,
     plugins: RwLock<HashMap<PluginName, Entry>>,
     rejected: RwLock<HashMap<PathBuf, (Stamp, String)>>,
 }
@@ -42,9 +43,17 @@ impl Registry {
             sandbox,
             dir: dir.into(),
             caps,
+            cache: None,
             plugins: RwLock::new(HashMap::new()),
             rejected: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Load through `cache`: a version compiled before is not compiled again.
+    #[must_use]
+    pub fn with_artifact_cache(mut self, cache: ArtifactCache) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// Serve `plugin` as `name`, whatever the directory holds (embedders and
@@ -101,12 +110,13 @@ impl Registry {
                     continue;
                 }
             }
-            match plugins::load(&self.sandbox, path, &self.caps) {
+            match plugins::load_cached(&self.sandbox, path, &self.caps, self.cache.as_ref()) {
                 Ok(plugin) => {
                     tracing::info!(
                         plugin = %name,
                         version = %plugin.version.short(),
-                        compile_ms = plugin.compile_time.as_millis(),
+                        load_ms = plugin.compile_time.as_millis(),
+                        cached = plugin.from_cache,
                         "plugin loaded"
                     );
                     let entry = Entry {

@@ -1,6 +1,7 @@
 //! Spool's end-to-end tests: one binary, one module per topic. Every test
 //! runs real components built from `plugins/` by `tests/build.rs`.
 
+mod artifacts;
 mod cli;
 mod hostile;
 mod limits;

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Worker start-up time with N plugins, with and without the artifact cache:
+# time from `spool worker` starting until it claims (its "worker starting"
+# log line). The plugins are N distinct versions of hello (a custom section
+# makes each digest differ). Needs a release build and redis-server.
+#   scripts/bench-startup.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-100}
+spool=$PWD/target/release/spool
+[ -x "$spool" ] || cargo build --release -p spool-runtime
+work=$(mktemp -d)
+trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+python3 - "$work/plugins" "$n" <<'PY'
+import os, sys
+out, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(out)
+src = open("target/plugins/hello.wasm", "rb").read()
+def leb(v):
+    b = b""
+    while True:
+        byte, v = v & 0x7F, v >> 7
+        if v:
+            b += bytes([byte | 0x80])
+        else:
+            return b + bytes([byte])
+for i in range(n):
+    body = leb(7) + b"variant" + str(i).encode()
+    open(f"{out}/p{i:03}.wasm", "wb").write(src + b"\x00" + leb(len(body)) + body)
+PY
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$port" --save "" --daemonize yes --dir "$work" --logfile "$work/redis.log"
+sleep 0.3
+startup() {
+  local start end
+  start=$(date +%s%N)
+  SPOOL_LOG=info "$spool" worker --redis "redis://127.0.0.1:$port" --plugins "$work/plugins" "$@" 2>&1 |
+    while read -r line; do
+      if [[ $line == *"worker starting"* ]]; then
+        end=$(date +%s%N)
+        echo "$(( (end - start) / 1000000 )) ms"
+        pkill -TERM -f -- "--plugins $work/plugins" || true
+      fi
+    done
+}
+echo "start-up with $n plugins, no artifact cache: $(startup --no-artifact-cache)"
+echo "start-up with $n plugins, cold cache:        $(startup --artifact-cache "$work/cache")"
+for i in 1 2 3; do
+  echo "start-up with $n plugins, warm cache:        $(startup --artifact-cache "$work/cache")"
+done

@@ -1,0 +1,148 @@
+//! The compiled-artifact cache: a restart with a warm cache compiles
+//! nothing; a damaged artifact is compiled again; a cache directory that
+//! others could write to is refused.
+
+use spool_runtime::plugins::{ArtifactCache, ArtifactCacheError, Capabilities, load_cached};
+use spool_runtime::queue::PluginName;
+use spool_runtime::sandbox::Limits;
+use spool_runtime::worker::Registry;
+use spool_tests::fleet::{add_plugin, temp_dir};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+fn registry(plugins: &Path, cache: &Path) -> Registry {
+    let sandbox = spool_tests::sandbox().clone();
+    let cache = ArtifactCache::open(cache, &sandbox).expect("opening the artifact cache");
+    let registry =
+        Registry::new(sandbox, plugins, Capabilities::default()).with_artifact_cache(cache);
+    registry.refresh();
+    registry
+}
+
+fn from_cache(registry: &Registry) -> Vec<(String, bool)> {
+    registry
+        .names()
+        .iter()
+        .map(|n| (n.to_string(), registry.get(n).unwrap().from_cache))
+        .collect()
+}
+
+fn greet(registry: &Registry, name: &str) -> String {
+    let plugin = registry.get(&PluginName::parse(name).unwrap()).unwrap();
+    let job = spool_runtime::sandbox::JobInput {
+        id: "artifact-test".into(),
+        tenant: "default".into(),
+        plugin: name.into(),
+        attempt: 1,
+        content_type: "application/json".into(),
+        payload: br#"{"name":"Cache"}"#.to_vec(),
+    };
+    let run = plugin.run(job, &Limits::default(), Arc::default());
+    String::from_utf8(run.result.expect("the job succeeds")).unwrap()
+}
+
+#[test]
+fn a_restart_with_a_warm_cache_compiles_nothing() {
+    let dir = temp_dir("artifacts");
+    let (plugins, cache) = (dir.join("plugins"), dir.join("cache"));
+    add_plugin(&plugins, "hello", "hello");
+    add_plugin(&plugins, "acme/kv", "kv");
+    add_plugin(&plugins, "introspect", "introspect");
+
+    let cold = registry(&plugins, &cache);
+    assert_eq!(
+        from_cache(&cold),
+        vec![
+            ("acme/kv".into(), false),
+            ("default/hello".into(), false),
+            ("default/introspect".into(), false)
+        ]
+    );
+    // One artifact per version, named by its digest.
+    let mut files: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "{files:?}");
+    let hello = cold.get(&PluginName::parse("hello").unwrap()).unwrap();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with(&hello.version.0) && f.ends_with(".cwasm"))
+    );
+
+    // A new registry (a restarted worker) loads every plugin from the cache.
+    let warm = registry(&plugins, &cache);
+    assert!(
+        from_cache(&warm).iter().all(|(_, cached)| *cached),
+        "{:?}",
+        from_cache(&warm)
+    );
+    assert_eq!(greet(&warm, "hello"), r#"{"greeting":"Hello, Cache!"}"#);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_damaged_artifact_is_compiled_again_and_replaced() {
+    let dir = temp_dir("artifacts-damaged");
+    let (plugins, cache) = (dir.join("plugins"), dir.join("cache"));
+    add_plugin(&plugins, "hello", "hello");
+    let cold = registry(&plugins, &cache);
+    let version = cold
+        .get(&PluginName::parse("hello").unwrap())
+        .unwrap()
+        .version
+        .clone();
+    let file = ArtifactCache::open(&cache, spool_tests::sandbox())
+        .unwrap()
+        .path(&version);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 3]).unwrap();
+
+    let repaired = registry(&plugins, &cache);
+    assert_eq!(from_cache(&repaired), vec![("default/hello".into(), false)]);
+    assert_eq!(greet(&repaired, "hello"), r#"{"greeting":"Hello, Cache!"}"#);
+    assert_eq!(
+        std::fs::read(&file).unwrap().len(),
+        bytes.len(),
+        "the artifact was written again"
+    );
+    let again = registry(&plugins, &cache);
+    assert_eq!(from_cache(&again), vec![("default/hello".into(), true)]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_cache_directory_others_can_write_is_refused() {
+    let dir = temp_dir("artifacts-public");
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    match ArtifactCache::open(&cache, spool_tests::sandbox()) {
+        Err(ArtifactCacheError::NotPrivate { dir: d, mode, .. }) => {
+            assert_eq!(d, cache);
+            assert_eq!(mode, 0o777);
+        }
+        other => panic!("expected NotPrivate, got {other:?}"),
+    }
+    // A fresh one is created private.
+    let fresh = dir.join("fresh");
+    ArtifactCache::open(&fresh, spool_tests::sandbox()).unwrap();
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    // Loading through the cache validates first: a bad file is still named.
+    let bad = dir.join("bad.wasm");
+    std::fs::write(&bad, b"not wasm").unwrap();
+    let cache = ArtifactCache::open(&fresh, spool_tests::sandbox()).unwrap();
+    let err = load_cached(
+        spool_tests::sandbox(),
+        &bad,
+        &Capabilities::default(),
+        Some(&cache),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("bad.wasm"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
