@@ -160,11 +160,14 @@ impl Env {
         let dir = self.subdir("empty-plugins");
         let mut config = self.worker_config(&dir);
         tweak(&mut config);
-        let registry = Arc::new(Registry::new(
-            crate::sandbox().clone(),
-            &config.plugins_dir,
-            config.capabilities.clone(),
-        ));
+        let registry = Arc::new(
+            Registry::new(
+                crate::sandbox().clone(),
+                &config.plugins_dir,
+                config.capabilities.clone(),
+            )
+            .with_limits(config.limits.clone()),
+        );
         for (name, fixture) in plugins {
             registry.insert(
                 PluginName::parse(name).expect("plugin name"),

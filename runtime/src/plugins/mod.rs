@@ -9,10 +9,12 @@
 mod artifacts;
 mod error;
 pub mod inspect;
+pub mod manifest;
 pub mod policy;
 
 pub use artifacts::{ArtifactCache, ArtifactCacheError};
 pub use error::LoadError;
+pub use manifest::{Manifest, ManifestError};
 pub use policy::Capabilities;
 
 use crate::sandbox::{Compiled, JobInput, JobRun, JobServices, Limits, PluginConfig, Sandbox};

@@ -4,7 +4,7 @@
 
 use super::registry::Registry;
 use crate::queue::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, Next, Outcome, PluginName, Priority};
-use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices, Limits};
+use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,6 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) struct Executor {
     pub registry: Arc<Registry>,
-    pub limits: Limits,
     pub services: JobServices,
     pub worker_id: String,
     /// First retry delay; doubles per attempt.
@@ -48,7 +47,7 @@ impl Executor {
                 return outcome;
             }
         };
-        let Some(plugin) = self.registry.get(&plugin_name) else {
+        let Some((plugin, settings)) = self.registry.serve(&plugin_name) else {
             return self.not_loaded(outcome, &job, &plugin_name);
         };
         let input = JobInput {
@@ -61,7 +60,11 @@ impl Executor {
                 .unwrap_or_else(|| "application/json".to_string()),
             payload: job.payload,
         };
-        let run = plugin.run_with(input, &self.limits, &self.services);
+        let services = JobServices {
+            config: Arc::clone(&settings.config),
+            kv: self.services.kv.clone(),
+        };
+        let run = plugin.run_with(input, &settings.limits, &services);
         outcome
             .fields
             .push(("version", plugin.version.0.clone().into_bytes()));

@@ -170,7 +170,8 @@ pub async fn run(
         sandbox.clone(),
         &config.plugins_dir,
         config.capabilities.clone(),
-    );
+    )
+    .with_limits(config.limits.clone());
     if let Some(dir) = &config.artifact_cache {
         registry =
             registry.with_artifact_cache(crate::plugins::ArtifactCache::open(dir, &sandbox)?);
@@ -236,7 +237,6 @@ pub async fn run_on(
 
     let executor = Arc::new(Executor {
         registry: Arc::clone(&registry),
-        limits: config.limits.clone(),
         services: JobServices {
             config: Arc::default(),
             kv,

@@ -1,14 +1,17 @@
 //! The plugins a worker serves, loaded from a directory:
 //! `DIR/NAME.wasm` is `default/NAME`, `DIR/TENANT/NAME.wasm` is `TENANT/NAME`.
 //!
-//! [`Registry::refresh`] rescans the directory and (re)loads files whose
-//! size or modification time changed, and drops plugins whose file is gone.
-//! A file that fails to load is logged with its reason and never replaces
-//! the version already serving.
+//! An optional manifest `NAME.toml` beside `NAME.wasm` sets the plugin's
+//! limits, config values and capabilities (see [`crate::plugins::manifest`]).
+//!
+//! [`Registry::refresh`] rescans the directory and (re)loads plugins whose
+//! file or manifest changed (size or modification time), and drops plugins
+//! whose file is gone. A file or manifest that fails to load is logged with
+//! its reason and never replaces the version already serving.
 
-use crate::plugins::{self, ArtifactCache, Capabilities, Plugin};
+use crate::plugins::{self, ArtifactCache, Capabilities, Plugin, manifest};
 use crate::queue::PluginName;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Limits, PluginConfig, Sandbox};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -20,21 +23,36 @@ pub struct Registry {
     sandbox: Sandbox,
     dir: PathBuf,
     caps: Capabilities,
+    limits: Limits,
     cache: Option<ArtifactCache>,
     plugins: RwLock<HashMap<PluginName, Entry>>,
     rejected: RwLock<HashMap<PathBuf, (Stamp, String)>>,
 }
 
+/// How a plugin's jobs run: the worker's limits with the manifest's
+/// overrides, and the manifest's config values.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Per-job limits.
+    pub limits: Limits,
+    /// Values for `config::get`.
+    pub config: PluginConfig,
+    /// How long results may be cached (manifest `[cache] ttl`).
+    pub cache_ttl: Option<std::time::Duration>,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     plugin: Arc<Plugin>,
+    settings: Arc<Settings>,
     /// None for plugins added with [`Registry::insert`]: not from the
     /// directory, so a rescan leaves them alone.
     stamp: Option<Stamp>,
 }
 
-/// What tells a changed file: size and modification time.
-type Stamp = (u64, Option<SystemTime>);
+/// What tells a changed plugin: size and modification time of its file and
+/// of its manifest (if any).
+type Stamp = [(u64, Option<SystemTime>); 2];
 
 impl Registry {
     /// An empty registry over `dir`; call [`Registry::refresh`] to load.
@@ -43,6 +61,7 @@ impl Registry {
             sandbox,
             dir: dir.into(),
             caps,
+            limits: Limits::default(),
             cache: None,
             plugins: RwLock::new(HashMap::new()),
             rejected: RwLock::new(HashMap::new()),
@@ -56,6 +75,13 @@ impl Registry {
         self
     }
 
+    /// Per-job limits of plugins whose manifest does not set them.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Serve `plugin` as `name`, whatever the directory holds (embedders and
     /// tests that compiled it already).
     pub fn insert(&self, name: PluginName, plugin: Arc<Plugin>) {
@@ -66,6 +92,10 @@ impl Registry {
                 name,
                 Entry {
                     plugin,
+                    settings: Arc::new(Settings {
+                        limits: self.limits.clone(),
+                        ..Settings::default()
+                    }),
                     stamp: None,
                 },
             );
@@ -75,6 +105,27 @@ impl Registry {
     pub fn get(&self, name: &PluginName) -> Option<Arc<Plugin>> {
         let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
         plugins.get(name).map(|e| Arc::clone(&e.plugin))
+    }
+
+    /// The plugin serving `name` with the settings it runs under (one
+    /// lookup, so both belong to the same load).
+    pub fn serve(&self, name: &PluginName) -> Option<(Arc<Plugin>, Arc<Settings>)> {
+        let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
+        plugins
+            .get(name)
+            .map(|e| (Arc::clone(&e.plugin), Arc::clone(&e.settings)))
+    }
+
+    /// Files (or their manifests) that were rejected and why, as of the last
+    /// rescan, sorted by path. A rejected file never replaced a serving one.
+    pub fn rejected(&self) -> Vec<(PathBuf, String)> {
+        let rejected = self.rejected.read().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<_> = rejected
+            .iter()
+            .map(|(path, (_, why))| (path.clone(), why.clone()))
+            .collect();
+        list.sort();
+        list
     }
 
     /// Names of the loaded plugins, sorted.
@@ -110,8 +161,8 @@ impl Registry {
                     continue;
                 }
             }
-            match plugins::load_cached(&self.sandbox, path, &self.caps, self.cache.as_ref()) {
-                Ok(plugin) => {
+            match self.load(path) {
+                Ok((plugin, settings)) => {
                     tracing::info!(
                         plugin = %name,
                         version = %plugin.version.short(),
@@ -121,6 +172,7 @@ impl Registry {
                     );
                     let entry = Entry {
                         plugin: Arc::new(plugin),
+                        settings: Arc::new(settings),
                         stamp: Some(*stamp),
                     };
                     self.plugins
@@ -138,10 +190,14 @@ impl Registry {
                     self.rejected
                         .write()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(path.clone(), (*stamp, error.to_string()));
+                        .insert(path.clone(), (*stamp, error));
                 }
             }
         }
+        self.rejected
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|path, _| found.iter().any(|(_, p, _)| p == path));
         let mut plugins = self.plugins.write().unwrap_or_else(|p| p.into_inner());
         let before = plugins.len();
         plugins.retain(|name, entry| {
@@ -152,6 +208,31 @@ impl Registry {
             keep
         });
         changed + (before - plugins.len())
+    }
+}
+
+impl Registry {
+    /// Read the manifest, then load the plugin with its capabilities.
+    fn load(&self, path: &Path) -> Result<(Plugin, Settings), String> {
+        let manifest = manifest::read_for(path).map_err(|e| e.to_string())?;
+        let caps = Capabilities {
+            network: self.caps.network || manifest.capabilities.network,
+        };
+        let plugin = plugins::load_cached(&self.sandbox, path, &caps, self.cache.as_ref())
+            .map_err(|e| e.to_string())?;
+        let mut limits = self.limits.clone();
+        if let Some(timeout) = manifest.timeout {
+            limits.timeout = timeout;
+        }
+        if let Some(memory) = manifest.memory {
+            limits.memory = memory;
+        }
+        let settings = Settings {
+            limits,
+            config: Arc::new(manifest.config),
+            cache_ttl: manifest.cache_ttl,
+        };
+        Ok((plugin, settings))
     }
 }
 
@@ -198,5 +279,7 @@ fn push(found: &mut Vec<(PluginName, PathBuf, Stamp)>, tenant: Option<&str>, pat
     let Ok(meta) = std::fs::metadata(&path) else {
         return;
     };
-    found.push((name, path, (meta.len(), meta.modified().ok())));
+    let manifest = std::fs::metadata(manifest::path_for(&path))
+        .map_or((0, None), |m| (m.len(), m.modified().ok()));
+    found.push((name, path, [(meta.len(), meta.modified().ok()), manifest]));
 }

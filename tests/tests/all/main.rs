@@ -6,6 +6,7 @@ mod cli;
 mod hostile;
 mod limits;
 mod loading;
+mod manifests;
 mod plugins;
 mod queue;
 mod queue_cli;

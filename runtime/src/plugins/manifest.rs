@@ -1,0 +1,195 @@
+//! A plugin's optional manifest, `NAME.toml` beside `NAME.wasm`:
+//!
+//! ```toml
+//! timeout = "5s"          # per-job deadline (default: the worker's --timeout)
+//! memory = "128MiB"       # per-job memory cap (default: the worker's --memory)
+//!
+//! [config]                # values the handler reads with config::get
+//! width = 128
+//! mode = "fast"
+//!
+//! [capabilities]          # beyond the always-allowed imports
+//! network = false
+//!
+//! [cache]                 # result cache (used by the result cache; off by default)
+//! ttl = "1h"
+//! ```
+//!
+//! Unknown keys are errors (a typo must not silently do nothing), and every
+//! error names the file and the key.
+
+use super::policy::Capabilities;
+use crate::config::{parse_duration, parse_size};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What a manifest sets. Empty when there is no manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// Per-job deadline.
+    pub timeout: Option<Duration>,
+    /// Per-job memory cap in bytes.
+    pub memory: Option<u64>,
+    /// Config values for `config::get`.
+    pub config: BTreeMap<String, String>,
+    /// Capabilities granted beyond the defaults.
+    pub capabilities: Capabilities,
+    /// How long results may be cached; none = not cacheable.
+    pub cache_ttl: Option<Duration>,
+}
+
+/// A manifest that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("manifest {path}: {reason}")]
+pub struct ManifestError {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// What is wrong, naming the key.
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    timeout: Option<String>,
+    memory: Option<toml::Value>,
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    capabilities: RawCapabilities,
+    cache: Option<RawCache>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCapabilities {
+    #[serde(default)]
+    network: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    ttl: String,
+}
+
+/// The manifest path of the plugin file `wasm` (`x.wasm` → `x.toml`).
+pub fn path_for(wasm: &Path) -> PathBuf {
+    wasm.with_extension("toml")
+}
+
+/// Read the manifest beside `wasm`; an absent file is an empty manifest.
+pub fn read_for(wasm: &Path) -> Result<Manifest, ManifestError> {
+    let path = path_for(wasm);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
+        Err(e) => Err(ManifestError {
+            path,
+            reason: format!("could not read it: {e}"),
+        }),
+    }
+}
+
+/// Parse manifest `text`; `path` names it in errors.
+pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+    let fail = |reason: String| ManifestError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let raw: Raw = toml::from_str(text).map_err(|e| fail(e.to_string().trim().to_string()))?;
+    let timeout = raw
+        .timeout
+        .map(|t| parse_duration(&t).map_err(|e| fail(format!("timeout: {e}"))))
+        .transpose()?;
+    let memory = match raw.memory {
+        None => None,
+        Some(toml::Value::Integer(n)) => Some(
+            u64::try_from(n)
+                .map_err(|_| fail(format!("memory: {n} is negative; expected a size")))?,
+        ),
+        Some(toml::Value::String(s)) => {
+            Some(parse_size(&s).map_err(|e| fail(format!("memory: {e}")))?)
+        }
+        Some(other) => {
+            return Err(fail(format!(
+                "memory: expected a size such as \"64MiB\", got a {}",
+                other.type_str()
+            )));
+        }
+    };
+    let mut config = BTreeMap::new();
+    for (key, value) in raw.config {
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(fail(format!(
+                    "config.{key}: expected a string, number or boolean, got {}",
+                    other.type_str()
+                )));
+            }
+        };
+        config.insert(key, text);
+    }
+    let cache_ttl = raw
+        .cache
+        .map(|c| parse_duration(&c.ttl).map_err(|e| fail(format!("cache.ttl: {e}"))))
+        .transpose()?;
+    Ok(Manifest {
+        timeout,
+        memory,
+        config,
+        capabilities: Capabilities {
+            network: raw.capabilities.network,
+        },
+        cache_ttl,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Manifest, ManifestError> {
+        parse(Path::new("acme/resize.toml"), text)
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let m = parse_str(
+            "timeout = \"5s\"\nmemory = \"128MiB\"\n[config]\nwidth = 128\nmode = \"fast\"\nsharp = true\n[capabilities]\nnetwork = true\n[cache]\nttl = \"1h\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(m.memory, Some(128 << 20));
+        assert_eq!(m.config["width"], "128");
+        assert_eq!(m.config["mode"], "fast");
+        assert_eq!(m.config["sharp"], "true");
+        assert!(m.capabilities.network);
+        assert_eq!(m.cache_ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(parse_str("").unwrap(), Manifest::default());
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_the_key() {
+        let e = parse_str("timeuot = \"5s\"").unwrap_err();
+        assert!(
+            e.to_string().starts_with("manifest acme/resize.toml: "),
+            "{e}"
+        );
+        assert!(e.reason.contains("timeuot"), "{e}");
+        let e = parse_str("timeout = \"soon\"").unwrap_err();
+        assert!(e.reason.starts_with("timeout: "), "{e}");
+        let e = parse_str("memory = \"lots\"").unwrap_err();
+        assert!(e.reason.starts_with("memory: "), "{e}");
+        let e = parse_str("[config]\nsizes = [1, 2]").unwrap_err();
+        assert!(e.reason.contains("config.sizes"), "{e}");
+        let e = parse_str("[capabilities]\nsecrets = true").unwrap_err();
+        assert!(e.reason.contains("secrets"), "{e}");
+    }
+}
