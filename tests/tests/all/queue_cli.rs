@@ -28,6 +28,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The command exited with `code` and said `needle` on standard error.
+fn fails_with(out: &Output, code: i32, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
 #[test]
 fn enqueue_wait_job_and_dead_letters_from_the_command_line() {
     let env = Env::new("cli-queue");
@@ -161,12 +168,7 @@ fn bulk_enqueue_reads_json_lines() {
         &env,
         &["enqueue", "hello", "--bulk", file.to_str().unwrap()],
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("jobs.jsonl:2: not a JSON value"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_with(&out, 2, "jobs.jsonl:2: not a JSON value");
 }
 
 #[test]
@@ -200,12 +202,7 @@ fn a_missing_redis_is_a_retryable_error_that_names_the_url() {
             "http://nope",
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("invalid redis url \"http://nope\""),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_with(&out, 1, "invalid redis url \"http://nope\"");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -396,12 +393,7 @@ fn queues_are_separate() {
         &env,
         &["enqueue", "hello", "--input", "{}", "--queue", "no{braces}"],
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("invalid queue name"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_with(&out, 2, "invalid queue name");
 }
 
 #[test]
@@ -492,12 +484,7 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
             "1",
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("acme/nope.wasm"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_with(&out, 1, "acme/nope.wasm");
     let _ = std::fs::remove_dir_all(dir);
 }
 
