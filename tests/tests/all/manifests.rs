@@ -112,3 +112,75 @@ fn manifest_capabilities_let_a_plugin_load() {
     env.wait_for("the plugin to load", || !registry.names().is_empty());
     assert!(registry.rejected().is_empty());
 }
+
+/// A fixture with a custom section appended: the same handler, another digest.
+fn variant(fixture: &str, n: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(spool_tests::plugin_path(fixture)).unwrap();
+    let body = [&[7u8][..], b"variant", n.to_string().as_bytes()].concat();
+    bytes.push(0); // custom section id
+    bytes.push(u8::try_from(body.len()).unwrap()); // LEB128 of a small length
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+#[test]
+fn versions_swap_under_load_and_every_job_names_the_one_it_ran_on() {
+    let env = Env::new("swap");
+    let dir = env.subdir("plugins");
+    let versions: Vec<Vec<u8>> = (0..6).map(|n| variant("introspect", n)).collect();
+    let digests: Vec<String> = versions
+        .iter()
+        .map(|v| spool_runtime::plugins::Version::of(v).0)
+        .collect();
+    let file = dir.join("introspect.wasm");
+    std::fs::write(&file, &versions[0]).unwrap();
+    let (registry, _worker) = serve(&env, &dir);
+    let jobs: Vec<_> = (0..1000)
+        .map(|i| {
+            // ~10 ms each on two threads: about five seconds of work.
+            let mut job = env.job("introspect", &format!(r#"{{"sleep_ms":10,"echo":{i}}}"#));
+            job.max_attempts = 1; // a failure caused by a swap would show as dead
+            job
+        })
+        .collect();
+    let ids: Vec<String> = env
+        .rt
+        .block_on(env.queue.enqueue_many(&jobs))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    // Five swaps while the jobs run, each written aside and renamed in.
+    for (n, version) in versions.iter().enumerate().skip(1) {
+        let tmp = dir.join(".introspect.wasm.tmp");
+        std::fs::write(&tmp, version).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        env.wait_for("the swap", || {
+            registry
+                .get(&spool_runtime::queue::PluginName::parse("introspect").unwrap())
+                .is_some_and(|p| p.version.0 == digests[n])
+        });
+    }
+    let stats = env.wait_finished(1000);
+    assert_eq!((stats.succeeded_total, stats.dead_total), (1000, 0));
+    let mut used = std::collections::BTreeSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        let record = env.record(id);
+        let seen: serde_json::Value =
+            serde_json::from_str(record.output.as_deref().unwrap()).unwrap();
+        assert_eq!(seen["echo"], i);
+        let version = record.version.expect("every record names its version");
+        assert!(
+            digests.contains(&version),
+            "{version} is not a deployed digest"
+        );
+        used.insert(version);
+    }
+    // The test only proves something if jobs ran across the swaps (on this
+    // machine all six versions served jobs; three leaves room for load).
+    assert!(
+        used.len() >= 3,
+        "the jobs ran on only {} versions",
+        used.len()
+    );
+}
