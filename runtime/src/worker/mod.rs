@@ -20,6 +20,7 @@ mod budget;
 mod execute;
 mod loops;
 mod registry;
+mod watch;
 
 pub use budget::PREFETCH_HORIZON;
 pub use registry::Registry;
@@ -31,12 +32,14 @@ use crate::sandbox::{JobServices, Limits, Sandbox};
 use budget::Budget;
 use execute::Executor;
 use loops::{ack_loop, claim_loop, heartbeat_loop};
+use registry::SETTLE;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::watch as watch_channel;
+use tokio::sync::{Notify, mpsc};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -231,7 +234,7 @@ pub async fn run_on(
     let counters = Arc::new(Counters::default());
     let in_flight: InFlight = Arc::default();
     let stopping = Arc::new(AtomicBool::new(false));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch_channel::channel(false);
     let (job_tx, job_rx) = crossbeam_channel::bounded::<ClaimedJob>(capacity);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outcome>();
 
@@ -303,17 +306,8 @@ pub async fn run_on(
     ));
     let rescan = config.rescan.map(|every| {
         let registry = Arc::clone(&registry);
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(every) => {}
-                    _ = stop.changed() => break,
-                }
-                let registry = Arc::clone(&registry);
-                let _ = tokio::task::spawn_blocking(move || registry.refresh()).await;
-            }
-        })
+        let watcher = watch::watch(registry.dir());
+        tokio::spawn(rescan_loop(registry, every, watcher, stop_rx.clone()))
     });
 
     shutdown.await;
@@ -364,6 +358,51 @@ pub async fn run_on(
     };
     tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)
+}
+
+/// Rescan the plugins directory on file-system events (debounced: 50 ms
+/// without a new event) and every `every` in any case. Files changed in the
+/// last moments are left for a recheck shortly after (see
+/// [`Registry::refresh_settled`]), so a file still being written is not
+/// loaded half.
+async fn rescan_loop(
+    registry: Arc<Registry>,
+    every: Duration,
+    watcher: Option<watch::DirWatcher>,
+    mut stop: watch_channel::Receiver<bool>,
+) {
+    let (_watching, mut events) = match watcher {
+        Some(w) => (Some(w.watcher), Some(w.events)),
+        None => (None, None),
+    };
+    let mut recheck = false;
+    loop {
+        let wait = if recheck { SETTLE } else { every };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            Some(()) = next_event(&mut events) => {
+                // Debounce: a copy or a build writes in many steps.
+                while let Ok(Some(())) =
+                    tokio::time::timeout(Duration::from_millis(50), next_event(&mut events)).await
+                {}
+            }
+            _ = stop.changed() => break,
+        }
+        let r = Arc::clone(&registry);
+        recheck = tokio::task::spawn_blocking(move || {
+            r.refresh_settled();
+            r.has_unsettled()
+        })
+        .await
+        .unwrap_or(false);
+    }
+}
+
+async fn next_event(events: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn hand_back(id: &str, token: &str, wait: bool) -> Outcome {

@@ -14,8 +14,13 @@ use crate::queue::PluginName;
 use crate::sandbox::{Limits, PluginConfig, Sandbox};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+/// A file changed less than this long ago may still be being written: it
+/// is loaded at a recheck once it has been left alone this long.
+pub const SETTLE: Duration = Duration::from_millis(100);
 
 /// Loaded plugins by name.
 #[derive(Debug)]
@@ -27,6 +32,8 @@ pub struct Registry {
     cache: Option<ArtifactCache>,
     plugins: RwLock<HashMap<PluginName, Entry>>,
     rejected: RwLock<HashMap<PathBuf, (Stamp, String)>>,
+    /// The last rescan left a changed file for later (it was still fresh).
+    unsettled: AtomicBool,
 }
 
 /// How a plugin's jobs run: the worker's limits with the manifest's
@@ -65,6 +72,7 @@ impl Registry {
             cache: None,
             plugins: RwLock::new(HashMap::new()),
             rejected: RwLock::new(HashMap::new()),
+            unsettled: AtomicBool::new(false),
         }
     }
 
@@ -128,6 +136,12 @@ impl Registry {
         list
     }
 
+    /// Whether the last [`Registry::refresh`] left a changed file for later
+    /// because it was modified within [`SETTLE`]: refresh again after that.
+    pub fn has_unsettled(&self) -> bool {
+        self.unsettled.load(Ordering::Relaxed)
+    }
+
     /// Names of the loaded plugins, sorted.
     pub fn names(&self) -> Vec<PluginName> {
         let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
@@ -141,14 +155,27 @@ impl Registry {
         &self.dir
     }
 
-    /// Rescan the directory; returns how many plugins changed.
+    /// Rescan the directory and load every changed plugin; returns how
+    /// many plugins changed.
     pub fn refresh(&self) -> usize {
+        self.rescan(false)
+    }
+
+    /// Rescan, but leave files changed within [`SETTLE`] for a later call
+    /// (see [`Registry::has_unsettled`]): what the watcher uses, so that a
+    /// file still being written is not loaded (and rejected) half-way.
+    pub fn refresh_settled(&self) -> usize {
+        self.rescan(true)
+    }
+
+    fn rescan(&self, settle: bool) -> usize {
         let found = scan(&self.dir);
         let mut changed = 0;
         let current: HashMap<PluginName, Option<Stamp>> = {
             let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
             plugins.iter().map(|(k, e)| (k.clone(), e.stamp)).collect()
         };
+        let mut unsettled = false;
         for (name, path, stamp) in &found {
             match current.get(name) {
                 Some(Some(s)) if s == stamp => continue,
@@ -160,6 +187,11 @@ impl Registry {
                 if rejected.get(path).is_some_and(|(s, _)| s == stamp) {
                     continue;
                 }
+            }
+            if settle && is_fresh(stamp) {
+                // Possibly still being written: look again once it settles.
+                unsettled = true;
+                continue;
             }
             match self.load(path) {
                 Ok((plugin, settings)) => {
@@ -194,6 +226,7 @@ impl Registry {
                 }
             }
         }
+        self.unsettled.store(unsettled, Ordering::Relaxed);
         self.rejected
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -234,6 +267,15 @@ impl Registry {
         };
         Ok((plugin, settings))
     }
+}
+
+/// Whether the plugin file or its manifest changed within [`SETTLE`].
+fn is_fresh(stamp: &Stamp) -> bool {
+    stamp.iter().any(|(_, modified)| {
+        modified
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age < SETTLE)
+    })
 }
 
 /// `(name, path, stamp)` of every `.wasm` file one or two levels down.

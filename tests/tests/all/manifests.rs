@@ -184,3 +184,38 @@ fn versions_swap_under_load_and_every_job_names_the_one_it_ran_on() {
         used.len()
     );
 }
+
+#[test]
+fn a_half_written_file_never_replaces_the_serving_version() {
+    use std::io::Write;
+    let env = Env::new("half-written");
+    let dir = env.subdir("plugins");
+    let (v0, v1) = (variant("introspect", 0), variant("introspect", 1));
+    let digest = |v: &[u8]| spool_runtime::plugins::Version::of(v).0;
+    let file = dir.join("introspect.wasm");
+    std::fs::write(&file, &v0).unwrap();
+    let (registry, _worker) = serve(&env, &dir);
+    let version_of_a_job = || env.wait(&env.enqueue("introspect", "{}")).version.unwrap();
+    assert_eq!(version_of_a_job(), digest(&v0));
+
+    // Overwrite in place, stopping half-way for a while.
+    let mut out = std::fs::File::create(&file).unwrap();
+    out.write_all(&v1[..v1.len() / 2]).unwrap();
+    out.sync_all().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(
+        version_of_a_job(),
+        digest(&v0),
+        "the old version keeps serving"
+    );
+    out.write_all(&v1[v1.len() / 2..]).unwrap();
+    out.sync_all().unwrap();
+    drop(out);
+    env.wait_for("the completed file to serve", || {
+        registry
+            .get(&spool_runtime::queue::PluginName::parse("introspect").unwrap())
+            .is_some_and(|p| p.version.0 == digest(&v1))
+    });
+    assert_eq!(version_of_a_job(), digest(&v1));
+    assert!(registry.rejected().is_empty(), "{:?}", registry.rejected());
+}
