@@ -11,7 +11,8 @@ spool=$PWD/target/release/spool
 [ -x "$spool" ] || cargo build --release -p spool-runtime
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-trap 'kill $worker 2>/dev/null || true; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+worker=""
+trap 'if [ -n "$worker" ]; then kill "$worker" 2>/dev/null || true; fi; redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 redis-server --port "$port" --save "" --daemonize yes --dir "$work" --logfile "$work/redis.log"
 mkdir -p "$work/plugins"
 cp target/plugins/hello.wasm target/plugins/thumbnail.wasm "$work/plugins/"

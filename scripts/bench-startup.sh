@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Worker start-up time with N plugins, with and without the artifact cache:
-# time from `spool worker` starting until it claims (its "worker starting"
-# log line). The plugins are N distinct versions of hello (a custom section
+# time from `spool worker` starting until its plugins are loaded (its
+# "worker starting" line, logged just before it connects and claims). The plugins are N distinct versions of hello (a custom section
 # makes each digest differ). Needs a release build and redis-server.
 #   scripts/bench-startup.sh [N]
 set -euo pipefail
@@ -10,7 +10,8 @@ n=${1:-100}
 spool=$PWD/target/release/spool
 [ -x "$spool" ] || cargo build --release -p spool-runtime
 work=$(mktemp -d)
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+port=""
+trap 'if [ -n "$port" ]; then redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; fi; rm -rf "$work"' EXIT
 python3 - "$work/plugins" "$n" <<'PY'
 import os, sys
 out, n = sys.argv[1], int(sys.argv[2])

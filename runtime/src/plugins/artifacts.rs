@@ -4,11 +4,15 @@
 //!
 //! Files are `DIR/<version digest>-<engine key>.cwasm`: a new plugin version
 //! or a different engine (wasmtime version, settings, CPU) simply misses.
-//! Artifacts are native code run as they are, so the directory must be
-//! private to the user running Spool: [`ArtifactCache::open`] creates it
-//! with mode 0700 and refuses one that others can write or that belongs to
-//! someone else. A file that does not load (truncated, from another build)
-//! is compiled again and replaced.
+//! Artifacts are native code run as they are, so nobody else may be able to
+//! place one: [`ArtifactCache::open`] creates the directory with mode 0700
+//! and refuses it when it belongs to someone else or others can write it,
+//! or when any directory above it can be written by others without the
+//! sticky bit (they could swap the whole directory). Each artifact is read
+//! without following symlinks and must be a regular file of ours that only
+//! we can write. Each starts with a header holding the plugin's digest and
+//! a blake3 hash of the code: an artifact of another plugin, or one damaged
+//! anywhere, is compiled again and replaced, never run.
 
 use super::Version;
 use crate::sandbox::Sandbox;
@@ -20,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub struct ArtifactCache {
     dir: PathBuf,
     engine_key: String,
+    uid: u32,
 }
 
 /// The cache directory cannot be used.
@@ -63,14 +68,11 @@ impl ArtifactCache {
             .mode(0o700)
             .create(&dir)
             .map_err(io)?;
-        let meta = std::fs::metadata(&dir).map_err(io)?;
-        // Our uid without libc: the owner of a file we create.
-        let probe = dir.join(format!(".owner-{}", std::process::id()));
-        std::fs::write(&probe, b"").map_err(io)?;
-        let us = std::fs::metadata(&probe).map_err(io)?.uid();
-        let _ = std::fs::remove_file(&probe);
+        // Our effective uid, without writing anything: /proc/self is ours.
+        let us = std::fs::metadata("/proc/self").map_err(io)?.uid();
+        let meta = std::fs::symlink_metadata(&dir).map_err(io)?;
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o022 != 0 || meta.uid() != us {
+        if !meta.is_dir() || mode & 0o022 != 0 || meta.uid() != us {
             return Err(ArtifactCacheError::NotPrivate {
                 dir,
                 mode,
@@ -78,9 +80,34 @@ impl ArtifactCache {
                 us,
             });
         }
+        // Every directory above must be safe from others too: whoever can
+        // write one of them can swap this whole directory.
+        let canonical = std::fs::canonicalize(&dir).map_err(io)?;
+        for parent in canonical.ancestors().skip(1) {
+            let m = std::fs::metadata(parent).map_err(io)?;
+            let pmode = m.permissions().mode();
+            let writable_by_others = pmode & 0o022 != 0 && pmode & 0o1000 == 0;
+            if writable_by_others || (m.uid() != us && m.uid() != 0) {
+                return Err(ArtifactCacheError::NotPrivate {
+                    dir: parent.to_path_buf(),
+                    mode: pmode & 0o7777,
+                    owner: m.uid(),
+                    us,
+                });
+            }
+        }
+        // Leftovers of interrupted writes.
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().contains(".tmp-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         Ok(ArtifactCache {
             dir,
             engine_key: sandbox.artifact_key(),
+            uid: us,
         })
     }
 
@@ -95,21 +122,62 @@ impl ArtifactCache {
             .join(format!("{}-{}.cwasm", version.0, self.engine_key))
     }
 
-    /// The cached artifact of `version`, if any.
+    /// The cached artifact of `version`, if there is a sound one: a regular
+    /// file of ours that only we can write, made for this very version, and
+    /// undamaged.
     pub fn get(&self, version: &Version) -> Option<Vec<u8>> {
-        std::fs::read(self.path(version)).ok()
+        let path = self.path(version);
+        let (bytes, meta) =
+            super::safe_read::read_regular(&path, super::MAX_PLUGIN_BYTES * 4, true).ok()?;
+        if meta.uid() != self.uid || meta.permissions().mode() & 0o022 != 0 || meta.nlink() != 1 {
+            tracing::warn!(path = %path.display(), "ignoring an artifact that is not exclusively ours");
+            return None;
+        }
+        match unwrap_artifact(&bytes, version) {
+            Some(code) => Some(code.to_vec()),
+            None => {
+                tracing::warn!(path = %path.display(), "ignoring a damaged or foreign artifact");
+                None
+            }
+        }
     }
 
-    /// Store the artifact of `version`: written to a temporary file and
-    /// renamed, so a reader never sees half a file.
+    /// Store the artifact of `version`: written to a new temporary file
+    /// (mode 0600, never an existing one) and renamed, so a reader never
+    /// sees half a file.
     pub fn put(&self, version: &Version, artifact: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.path(version);
         let tmp = path.with_extension(format!(
             "tmp-{}-{:016x}",
             std::process::id(),
             fastrand::u64(..)
         ));
-        std::fs::write(&tmp, artifact)?;
+        let mut file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        file.write_all(MAGIC)?;
+        file.write_all(version.0.as_bytes())?;
+        file.write_all(blake3::hash(artifact).as_bytes())?;
+        file.write_all(artifact)?;
+        file.sync_all()?;
         std::fs::rename(&tmp, &path)
     }
+}
+
+/// First bytes of every artifact file; then the 64-hex-digit plugin digest,
+/// the 32-byte blake3 hash of the code, and the code.
+const MAGIC: &[u8] = b"spool-artifact-1\n";
+
+/// The code of an artifact file, if its header names `version` and the
+/// code matches its hash.
+fn unwrap_artifact<'a>(bytes: &'a [u8], version: &Version) -> Option<&'a [u8]> {
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let (digest, rest) = rest.split_at_checked(64)?;
+    let (hash, code) = rest.split_at_checked(32)?;
+    (digest == version.0.as_bytes() && blake3::hash(code).as_bytes() == hash).then_some(code)
 }

@@ -83,8 +83,14 @@ pub fn path_for(wasm: &Path) -> PathBuf {
 /// Read the manifest beside `wasm`; an absent file is an empty manifest.
 pub fn read_for(wasm: &Path) -> Result<Manifest, ManifestError> {
     let path = path_for(wasm);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&path, &text),
+    match super::safe_read::read_regular(&path, 64 << 10, false) {
+        Ok((bytes, _)) => match String::from_utf8(bytes) {
+            Ok(text) => parse(&path, &text),
+            Err(_) => Err(ManifestError {
+                path,
+                reason: "not UTF-8 text".into(),
+            }),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
         Err(e) => Err(ManifestError {
             path,

@@ -11,6 +11,7 @@ mod error;
 pub mod inspect;
 pub mod manifest;
 pub mod policy;
+pub(crate) mod safe_read;
 
 pub use artifacts::{ArtifactCache, ArtifactCacheError};
 pub use error::LoadError;
@@ -20,6 +21,9 @@ pub use policy::Capabilities;
 use crate::sandbox::{Compiled, JobInput, JobRun, JobServices, Limits, PluginConfig, Sandbox};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// Largest plugin file read (a component of this size is already unusual).
+pub const MAX_PLUGIN_BYTES: u64 = 256 << 20;
 
 /// SDK versions this host runs: any `0.1.x`.
 pub const SUPPORTED_SDK: &str = "0.1";
@@ -99,15 +103,17 @@ pub fn load_cached(
     caps: &Capabilities,
     cache: Option<&ArtifactCache>,
 ) -> Result<Plugin, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => LoadError::NotFound {
-            path: path.to_path_buf(),
-        },
-        _ => LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        },
-    })?;
+    let bytes = safe_read::read_regular(path, MAX_PLUGIN_BYTES, false)
+        .map(|(bytes, _)| bytes)
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => LoadError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
     load_bytes_cached(sandbox, path, &bytes, caps, cache)
 }
 

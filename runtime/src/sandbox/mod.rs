@@ -105,8 +105,11 @@ impl Sandbox {
     pub fn compile_from_artifact(&self, artifact: &[u8]) -> Result<Compiled, CompileError> {
         // SAFETY: `Component::deserialize` requires bytes produced by
         // `serialize` of a compatible engine and not tampered with. They
-        // come from the artifact cache, a directory private to this user
-        // (checked on open) written only with `compile_to_artifact` output.
+        // come from the artifact cache: a directory only this user can write
+        // (it and every directory above it are checked when it is opened),
+        // files that must be ours and written by no one else, and a header
+        // whose blake3 hash of these very bytes and plugin digest must match
+        // (`plugins::artifacts`).
         #[allow(unsafe_code)]
         let component = unsafe { Component::deserialize(&self.engine, artifact) }.map_err(|e| {
             CompileError::Invalid {

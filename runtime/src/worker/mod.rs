@@ -375,23 +375,47 @@ async fn rescan_loop(
         Some(w) => (Some(w.watcher), Some(w.events)),
         None => (None, None),
     };
+    // The periodic rescan has its own timer: a stream of events (a tenant
+    // writing files all the time) cannot hold it off.
+    let mut periodic = tokio::time::interval(every);
+    periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    periodic.tick().await;
     let mut recheck = false;
     loop {
-        let wait = if recheck { SETTLE } else { every };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+        let settle = if recheck {
+            SETTLE
+        } else {
+            Duration::from_secs(3600)
+        };
+        let settled = tokio::select! {
+            _ = periodic.tick() => false,
+            () = tokio::time::sleep(settle) => true,
             Some(()) = next_event(&mut events) => {
-                // Debounce: a copy or a build writes in many steps.
-                while let Ok(Some(())) =
-                    tokio::time::timeout(Duration::from_millis(50), next_event(&mut events)).await
+                // Debounce (a copy or a build writes in many steps), but
+                // never longer than 250 ms after the first event.
+                let until = tokio::time::Instant::now() + Duration::from_millis(250);
+                while let Ok(Some(())) = tokio::time::timeout_at(
+                    until.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+                    next_event(&mut events),
+                )
+                .await
                 {}
+                true
             }
             _ = stop.changed() => break,
-        }
+        };
         let r = Arc::clone(&registry);
+        // Event-driven rescans leave files written in the last moments for a
+        // recheck; the periodic one loads whatever is there (a half-written
+        // file is then rejected and retried when it changes again).
         recheck = tokio::task::spawn_blocking(move || {
-            r.refresh_settled();
-            r.has_unsettled()
+            if settled {
+                r.refresh_settled();
+                r.has_unsettled()
+            } else {
+                r.refresh();
+                false
+            }
         })
         .await
         .unwrap_or(false);

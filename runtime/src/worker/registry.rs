@@ -34,6 +34,10 @@ pub struct Registry {
     rejected: RwLock<HashMap<PathBuf, (Stamp, String)>>,
     /// The last rescan left a changed file for later (it was still fresh).
     unsettled: AtomicBool,
+    /// Held for a whole rescan.
+    rescanning: std::sync::Mutex<()>,
+    /// Ignored files already warned about (warn once, not every rescan).
+    warned: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// How a plugin's jobs run: the worker's limits with the manifest's
@@ -52,14 +56,41 @@ pub struct Settings {
 struct Entry {
     plugin: Arc<Plugin>,
     settings: Arc<Settings>,
+    /// The capabilities it was loaded with.
+    caps: Capabilities,
     /// None for plugins added with [`Registry::insert`]: not from the
     /// directory, so a rescan leaves them alone.
     stamp: Option<Stamp>,
 }
 
-/// What tells a changed plugin: size and modification time of its file and
-/// of its manifest (if any).
-type Stamp = [(u64, Option<SystemTime>); 2];
+/// What tells a changed plugin: its file's and its manifest's identity.
+type Stamp = [FileStamp; 2];
+
+/// Size, times and identity of one file: a file replaced by another with
+/// the same size and modification time (`cp -p`, `rsync -a`, tar) still
+/// has another inode and change time; a `chmod` changes the change time,
+/// so a file rejected as unreadable is tried again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    dev: u64,
+    ino: u64,
+    ctime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        }
+    }
+}
 
 impl Registry {
     /// An empty registry over `dir`; call [`Registry::refresh`] to load.
@@ -73,6 +104,8 @@ impl Registry {
             plugins: RwLock::new(HashMap::new()),
             rejected: RwLock::new(HashMap::new()),
             unsettled: AtomicBool::new(false),
+            rescanning: std::sync::Mutex::new(()),
+            warned: std::sync::Mutex::default(),
         }
     }
 
@@ -100,6 +133,7 @@ impl Registry {
                 name,
                 Entry {
                     plugin,
+                    caps: self.caps.clone(),
                     settings: Arc::new(Settings {
                         limits: self.limits.clone(),
                         ..Settings::default()
@@ -169,17 +203,45 @@ impl Registry {
     }
 
     fn rescan(&self, settle: bool) -> usize {
-        let found = scan(&self.dir);
+        // One rescan at a time: two would race on inserts and removals.
+        let _one = self.rescanning.lock().unwrap_or_else(|p| p.into_inner());
+        let scan = scan(&self.dir);
+        for (path, why) in &scan.invalid {
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            if warned.insert(path.clone()) {
+                tracing::warn!(path = %path.display(), "ignoring plugin file: {why}");
+            }
+        }
         let mut changed = 0;
-        let current: HashMap<PluginName, Option<Stamp>> = {
+        let current: HashMap<PluginName, (Option<Stamp>, Capabilities)> = {
             let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
-            plugins.iter().map(|(k, e)| (k.clone(), e.stamp)).collect()
+            plugins
+                .iter()
+                .map(|(k, e)| (k.clone(), (e.stamp, e.caps.clone())))
+                .collect()
         };
+        let mut rejected_now: Vec<(PathBuf, Stamp, String)> = Vec::new();
+        for (name, paths) in &scan.conflicts {
+            let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            let why = format!(
+                "plugin {name} is defined twice ({}): remove one",
+                list.join(" and ")
+            );
+            for path in paths {
+                rejected_now.push((path.clone(), Stamp::default(), why.clone()));
+            }
+        }
         let mut unsettled = false;
-        for (name, path, stamp) in &found {
-            match current.get(name) {
-                Some(Some(s)) if s == stamp => continue,
-                Some(None) => continue,
+        let mut settled: Vec<&PathBuf> = Vec::new();
+        for (name, path, stamp) in &scan.found {
+            let serving = current.get(name);
+            match serving {
+                Some((Some(s), _)) if s == stamp => {
+                    // Serving this very file: any old complaint is moot.
+                    settled.push(path);
+                    continue;
+                }
+                Some((None, _)) => continue,
                 _ => {}
             }
             {
@@ -194,7 +256,7 @@ impl Registry {
                 continue;
             }
             match self.load(path) {
-                Ok((plugin, settings)) => {
+                Ok((plugin, settings, caps)) => {
                     tracing::info!(
                         plugin = %name,
                         version = %plugin.version.short(),
@@ -205,6 +267,7 @@ impl Registry {
                     let entry = Entry {
                         plugin: Arc::new(plugin),
                         settings: Arc::new(settings),
+                        caps,
                         stamp: Some(*stamp),
                     };
                     self.plugins
@@ -219,22 +282,49 @@ impl Registry {
                 }
                 Err(error) => {
                     tracing::warn!(plugin = %name, "plugin rejected: {error}");
-                    self.rejected
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(path.clone(), (*stamp, error));
+                    // A bad file never replaces a good version, except when
+                    // the manifest now takes away a capability the serving
+                    // version has: then it must stop serving.
+                    if let Some((_, serving_caps)) = serving
+                        && let Ok(m) = manifest::read_for(path)
+                        && serving_caps.network
+                        && !(self.caps.network || m.capabilities.network)
+                    {
+                        tracing::warn!(plugin = %name, "network capability revoked: no longer served");
+                        self.plugins
+                            .write()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(name);
+                        changed += 1;
+                    }
+                    rejected_now.push((path.clone(), *stamp, error));
                 }
             }
         }
         self.unsettled.store(unsettled, Ordering::Relaxed);
-        self.rejected
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|path, _| found.iter().any(|(_, p, _)| p == path));
+        {
+            let mut rejected = self.rejected.write().unwrap_or_else(|p| p.into_inner());
+            for path in settled {
+                rejected.remove(path);
+            }
+            for (path, stamp, why) in rejected_now {
+                rejected.insert(path, (stamp, why));
+            }
+            rejected.retain(|path, _| {
+                scan.found.iter().any(|(_, p, _)| p == path)
+                    || scan.conflicts.iter().any(|(_, ps)| ps.contains(path))
+                    || scan.unreadable(path)
+            });
+        }
         let mut plugins = self.plugins.write().unwrap_or_else(|p| p.into_inner());
         let before = plugins.len();
         plugins.retain(|name, entry| {
-            let keep = entry.stamp.is_none() || found.iter().any(|(n, _, _)| n == name);
+            let keep = entry.stamp.is_none()
+                || scan.found.iter().any(|(n, _, _)| n == name)
+                // Defined twice: the version serving stays until it is resolved.
+                || scan.conflicts.iter().any(|(n, _)| n == name)
+                // A directory we could not read is not a deletion.
+                || scan.unreadable(&entry.plugin.path);
             if !keep {
                 tracing::info!(plugin = %name, "plugin file removed; no longer served");
             }
@@ -246,7 +336,7 @@ impl Registry {
 
 impl Registry {
     /// Read the manifest, then load the plugin with its capabilities.
-    fn load(&self, path: &Path) -> Result<(Plugin, Settings), String> {
+    fn load(&self, path: &Path) -> Result<(Plugin, Settings, Capabilities), String> {
         let manifest = manifest::read_for(path).map_err(|e| e.to_string())?;
         let caps = Capabilities {
             network: self.caps.network || manifest.capabilities.network,
@@ -258,6 +348,13 @@ impl Registry {
             limits.timeout = timeout;
         }
         if let Some(memory) = manifest.memory {
+            let ceiling = self.sandbox.config().max_memory;
+            if memory > ceiling {
+                return Err(format!(
+                    "manifest {}: memory: {memory} bytes is above this worker's limit of {ceiling} bytes (--memory)",
+                    manifest::path_for(path).display()
+                ));
+            }
             limits.memory = memory;
         }
         let settings = Settings {
@@ -265,24 +362,48 @@ impl Registry {
             config: Arc::new(manifest.config),
             cache_ttl: manifest.cache_ttl,
         };
-        Ok((plugin, settings))
+        Ok((plugin, settings, caps))
     }
 }
 
 /// Whether the plugin file or its manifest changed within [`SETTLE`].
 fn is_fresh(stamp: &Stamp) -> bool {
-    stamp.iter().any(|(_, modified)| {
-        modified
+    stamp.iter().any(|f| {
+        f.modified
             .and_then(|m| m.elapsed().ok())
             .is_some_and(|age| age < SETTLE)
     })
 }
 
-/// `(name, path, stamp)` of every `.wasm` file one or two levels down.
-fn scan(dir: &Path) -> Vec<(PluginName, PathBuf, Stamp)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
+/// What a directory scan found.
+#[derive(Debug, Default)]
+struct Scan {
+    /// `(name, path, stamp)` of every usable `.wasm` file.
+    found: Vec<(PluginName, PathBuf, Stamp)>,
+    /// Names defined by more than one file, with those files.
+    conflicts: Vec<(PluginName, Vec<PathBuf>)>,
+    /// Files ignored, and why.
+    invalid: Vec<(PathBuf, String)>,
+    /// Directories that exist but could not be read (not a deletion).
+    unreadable_dirs: Vec<PathBuf>,
+}
+
+impl Scan {
+    fn unreadable(&self, path: &Path) -> bool {
+        self.unreadable_dirs.iter().any(|d| path.starts_with(d))
+    }
+}
+
+/// Every `.wasm` file one or two levels down.
+fn scan(dir: &Path) -> Scan {
+    let mut scan = Scan::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return scan,
+        Err(_) => {
+            scan.unreadable_dirs.push(dir.to_path_buf());
+            return scan;
+        }
     };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -290,20 +411,37 @@ fn scan(dir: &Path) -> Vec<(PluginName, PathBuf, Stamp)> {
             let Some(tenant) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let Ok(inner) = std::fs::read_dir(&path) else {
-                continue;
+            let inner = match std::fs::read_dir(&path) {
+                Ok(inner) => inner,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => {
+                    scan.unreadable_dirs.push(path.clone());
+                    continue;
+                }
             };
             for file in inner.flatten() {
-                push(&mut found, Some(tenant), file.path());
+                push(&mut scan, Some(tenant), file.path());
             }
         } else {
-            push(&mut found, None, path);
+            push(&mut scan, None, path);
         }
     }
-    found
+    let mut by_name: HashMap<PluginName, Vec<PathBuf>> = HashMap::new();
+    for (name, path, _) in &scan.found {
+        by_name.entry(name.clone()).or_default().push(path.clone());
+    }
+    let mut conflicts: Vec<(PluginName, Vec<PathBuf>)> = by_name
+        .into_iter()
+        .filter(|(_, paths)| paths.len() > 1)
+        .collect();
+    conflicts.sort();
+    scan.found
+        .retain(|(name, _, _)| !conflicts.iter().any(|(n, _)| n == name));
+    scan.conflicts = conflicts;
+    scan
 }
 
-fn push(found: &mut Vec<(PluginName, PathBuf, Stamp)>, tenant: Option<&str>, path: PathBuf) {
+fn push(scan: &mut Scan, tenant: Option<&str>, path: PathBuf) {
     if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
         return;
     }
@@ -314,14 +452,22 @@ fn push(found: &mut Vec<(PluginName, PathBuf, Stamp)>, tenant: Option<&str>, pat
         Some(tenant) => format!("{tenant}/{stem}"),
         None => stem.to_string(),
     };
-    let Ok(name) = PluginName::parse(&full) else {
-        tracing::warn!(path = %path.display(), "ignoring plugin file: {full:?} is not a valid plugin name");
-        return;
+    let name = match PluginName::parse(&full) {
+        Ok(name) => name,
+        Err(e) => {
+            scan.invalid.push((path, e.to_string()));
+            return;
+        }
     };
     let Ok(meta) = std::fs::metadata(&path) else {
         return;
     };
+    if !meta.is_file() {
+        scan.invalid.push((path, "not a regular file".into()));
+        return;
+    }
     let manifest = std::fs::metadata(manifest::path_for(&path))
-        .map_or((0, None), |m| (m.len(), m.modified().ok()));
-    found.push((name, path, [(meta.len(), meta.modified().ok()), manifest]));
+        .map_or(FileStamp::default(), |m| FileStamp::of(&m));
+    scan.found
+        .push((name, path, [FileStamp::of(&meta), manifest]));
 }

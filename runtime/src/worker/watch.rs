@@ -19,9 +19,15 @@ pub(super) struct DirWatcher {
 pub(super) fn watch(dir: &Path) -> Option<DirWatcher> {
     use notify::Watcher as _;
     let (tx, events) = mpsc::unbounded_channel();
+    let shown = dir.display().to_string();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.send(());
+        match event {
+            Ok(event) if relevant(&event) => {
+                let _ = tx.send(());
+            }
+            Ok(_) => {}
+            // Lost events are caught by the periodic rescan; say so.
+            Err(e) => tracing::warn!("watching {shown}: {e}; the periodic rescan goes on"),
         }
     });
     let mut watcher = match watcher {
@@ -42,4 +48,27 @@ pub(super) fn watch(dir: &Path) -> Option<DirWatcher> {
         return None;
     }
     Some(DirWatcher { watcher, events })
+}
+
+/// Changes that can matter: files or directories created, removed, renamed
+/// or written — not reads (a rescan's own reads must not trigger the next
+/// rescan), and only for plugin files, manifests and directories.
+fn relevant(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    let kind = matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(_) | EventKind::Any
+    ) && !matches!(
+        event.kind,
+        EventKind::Modify(notify::event::ModifyKind::Metadata(
+            notify::event::MetadataKind::AccessTime
+        ))
+    );
+    kind && event.paths.iter().any(|p| {
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("wasm" | "toml") => true,
+            Some(_) => false,
+            None => true, // a directory (a tenant) or an extension-less rename target
+        }
+    })
 }

@@ -146,3 +146,48 @@ fn a_cache_directory_others_can_write_is_refused() {
     assert!(err.to_string().contains("bad.wasm"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_artifact_of_another_plugin_is_never_run() {
+    let dir = temp_dir("artifacts-foreign");
+    let (plugins, cache) = (dir.join("plugins"), dir.join("cache"));
+    add_plugin(&plugins, "hello", "hello");
+    add_plugin(&plugins, "introspect", "introspect");
+    let cold = registry(&plugins, &cache);
+    let version = |name: &str| {
+        cold.get(&PluginName::parse(name).unwrap())
+            .unwrap()
+            .version
+            .clone()
+    };
+    let opened = ArtifactCache::open(&cache, spool_tests::sandbox()).unwrap();
+    // Put introspect's compiled code where hello's belongs.
+    std::fs::copy(
+        opened.path(&version("introspect")),
+        opened.path(&version("hello")),
+    )
+    .unwrap();
+    let warm = registry(&plugins, &cache);
+    let hello = warm.get(&PluginName::parse("hello").unwrap()).unwrap();
+    assert!(!hello.from_cache, "the swapped artifact was refused");
+    assert_eq!(greet(&warm, "hello"), r#"{"greeting":"Hello, Cache!"}"#);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_cache_below_a_directory_others_can_write_is_refused() {
+    let dir = temp_dir("artifacts-parent");
+    let open = dir.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    match ArtifactCache::open(open.join("cache"), spool_tests::sandbox()) {
+        Err(ArtifactCacheError::NotPrivate { dir: d, .. }) => {
+            assert_eq!(d, open.canonicalize().unwrap())
+        }
+        other => panic!("expected NotPrivate for the parent, got {other:?}"),
+    }
+    // With the sticky bit (like /tmp) others cannot swap our directory.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    ArtifactCache::open(open.join("cache2"), spool_tests::sandbox()).unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -219,3 +219,88 @@ fn a_half_written_file_never_replaces_the_serving_version() {
     assert_eq!(version_of_a_job(), digest(&v1));
     assert!(registry.rejected().is_empty(), "{:?}", registry.rejected());
 }
+
+#[test]
+fn the_directory_is_read_carefully() {
+    let env = Env::new("careful");
+    let dir = env.subdir("plugins");
+    let (v0, v1) = (variant("introspect", 0), variant("introspect", 1));
+    let digest = |v: &[u8]| spool_runtime::plugins::Version::of(v).0;
+    let file = dir.join("introspect.wasm");
+    std::fs::write(&file, &v0).unwrap();
+    let (registry, _worker) = serve(&env, &dir);
+    let serving = || {
+        registry
+            .get(&spool_runtime::queue::PluginName::parse("introspect").unwrap())
+            .map(|p| p.version.0.clone())
+    };
+    // Same size, same modification time, another file (cp -p, rsync -a).
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let tmp = dir.join(".next");
+    std::fs::write(&tmp, &v1).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(v0.len(), v1.len());
+    std::fs::rename(&tmp, &file).unwrap();
+    env.wait_for("the replaced file to serve", || {
+        serving() == Some(digest(&v1))
+    });
+
+    // The same name twice: both are named, the serving version stays.
+    std::fs::create_dir_all(dir.join("default")).unwrap();
+    std::fs::write(dir.join("default/introspect.wasm"), &v0).unwrap();
+    env.wait_for("the conflict", || registry.rejected().len() == 2);
+    assert!(
+        registry.rejected()[0].1.contains("is defined twice"),
+        "{:?}",
+        registry.rejected()
+    );
+    assert_eq!(serving(), Some(digest(&v1)));
+    std::fs::remove_file(dir.join("default/introspect.wasm")).unwrap();
+    env.wait_for("the conflict to clear", || registry.rejected().is_empty());
+
+    // A FIFO where a manifest belongs neither hangs nor stops the worker.
+    let fifo = dir.join("introspect.toml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    env.wait_for("the FIFO to be refused", || {
+        registry
+            .rejected()
+            .iter()
+            .any(|(_, why)| why.contains("not a regular file"))
+    });
+    std::fs::remove_file(&fifo).unwrap();
+    env.wait_for("the plugin without it", || registry.rejected().is_empty());
+    assert_eq!(
+        env.wait(&env.enqueue("introspect", "{}")).status,
+        Some(Status::Succeeded)
+    );
+}
+
+#[test]
+fn revoking_a_capability_stops_the_plugin() {
+    let env = Env::new("revoke");
+    let dir = env.subdir("plugins");
+    add_plugin(&dir, "opens_socket", "opens_socket");
+    write(
+        &dir.join("opens_socket.toml"),
+        "[capabilities]\nnetwork = true\n",
+    );
+    let (registry, _worker) = serve(&env, &dir);
+    assert_eq!(registry.names().len(), 1);
+    write(
+        &dir.join("opens_socket.toml"),
+        "[capabilities]\nnetwork = false\n",
+    );
+    env.wait_for("the plugin to stop", || registry.names().is_empty());
+    assert!(registry.rejected()[0].1.contains("wasi:sockets"));
+}
