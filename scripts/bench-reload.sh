@@ -22,16 +22,9 @@ worker=$!
 sleep 2
 python3 - "$work" "$swaps" "$spool" <<'PY'
 import json, os, statistics, subprocess, sys, time
+sys.path.insert(0, "scripts")
+from plugin_variant import variant
 work, swaps, spool = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-
-def leb(v):
-    out = b""
-    while True:
-        byte, v = v & 0x7F, v >> 7
-        if v:
-            out += bytes([byte | 0x80])
-        else:
-            return out + bytes([byte])
 
 def version_of_a_job(plugin, inp, ct):
     out = subprocess.run([spool, "enqueue", plugin, "--input", inp, "--content-type", ct,
@@ -45,10 +38,9 @@ for plugin, (inp, ct) in inputs.items():
     latencies = []
     for i in range(swaps):
         before = version_of_a_job(plugin, inp, ct)
-        body = leb(7) + b"variant" + f"{i}-{time.time()}".encode()
         tmp = f"{work}/plugins/.{plugin}.tmp"
         with open(tmp, "wb") as f:
-            f.write(src + b"\x00" + leb(len(body)) + body)
+            f.write(variant(src, f"{i}-{time.time()}"))
         start = time.monotonic()
         os.rename(tmp, f"{work}/plugins/{plugin}.wasm")
         # Only one swap is in flight: any other version is the new one.

@@ -12,23 +12,10 @@ spool=$PWD/target/release/spool
 work=$(mktemp -d)
 port=""
 trap 'if [ -n "$port" ]; then redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; fi; rm -rf "$work"' EXIT
-python3 - "$work/plugins" "$n" <<'PY'
-import os, sys
-out, n = sys.argv[1], int(sys.argv[2])
-os.makedirs(out)
-src = open("target/plugins/hello.wasm", "rb").read()
-def leb(v):
-    b = b""
-    while True:
-        byte, v = v & 0x7F, v >> 7
-        if v:
-            b += bytes([byte | 0x80])
-        else:
-            return b + bytes([byte])
-for i in range(n):
-    body = leb(7) + b"variant" + str(i).encode()
-    open(f"{out}/p{i:03}.wasm", "wb").write(src + b"\x00" + leb(len(body)) + body)
-PY
+mkdir -p "$work/plugins"
+for i in $(seq -w 0 $((n - 1))); do
+  python3 scripts/plugin_variant.py target/plugins/hello.wasm "$work/plugins/p$i.wasm" "$i"
+done
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 redis-server --port "$port" --save "" --daemonize yes --dir "$work" --logfile "$work/redis.log"
 sleep 0.3
