@@ -125,6 +125,7 @@ fn variant(fixture: &str, n: u32) -> Vec<u8> {
 
 #[test]
 fn versions_swap_under_load_and_every_job_names_the_one_it_ran_on() {
+    const BATCH: usize = 150; // ~10 ms each on two threads: ~0.75 s of work
     let env = Env::new("swap");
     let dir = env.subdir("plugins");
     let versions: Vec<Vec<u8>> = (0..6).map(|n| variant("introspect", n)).collect();
@@ -135,54 +136,63 @@ fn versions_swap_under_load_and_every_job_names_the_one_it_ran_on() {
     let file = dir.join("introspect.wasm");
     std::fs::write(&file, &versions[0]).unwrap();
     let (registry, _worker) = serve(&env, &dir);
-    let jobs: Vec<_> = (0..1000)
-        .map(|i| {
-            // ~10 ms each on two threads: about five seconds of work.
-            let mut job = env.job("introspect", &format!(r#"{{"sleep_ms":10,"echo":{i}}}"#));
-            job.max_attempts = 1; // a failure caused by a swap would show as dead
-            job
-        })
-        .collect();
-    let ids: Vec<String> = env
-        .rt
-        .block_on(env.queue.enqueue_many(&jobs))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    // Five swaps while the jobs run, each written aside and renamed in.
-    for (n, version) in versions.iter().enumerate().skip(1) {
-        let tmp = dir.join(".introspect.wasm.tmp");
-        std::fs::write(&tmp, version).unwrap();
-        std::fs::rename(&tmp, &file).unwrap();
+    let name = spool_runtime::queue::PluginName::parse("introspect").unwrap();
+    // Batch n is enqueued once version n serves, and the next swap waits
+    // only until the batch's first job has finished (so it ran on version
+    // n): the rest of the batch is queued or running while the file is
+    // replaced again.
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    for (n, version) in versions.iter().enumerate() {
+        if n > 0 {
+            let tmp = dir.join(".introspect.wasm.tmp");
+            std::fs::write(&tmp, version).unwrap();
+            std::fs::rename(&tmp, &file).unwrap();
+        }
         env.wait_for("the swap", || {
             registry
-                .get(&spool_runtime::queue::PluginName::parse("introspect").unwrap())
+                .get(&name)
                 .is_some_and(|p| p.version.0 == digests[n])
         });
+        let jobs: Vec<_> = (0..BATCH)
+            .map(|i| {
+                let echo = n * BATCH + i;
+                let mut job = env.job("introspect", &format!(r#"{{"sleep_ms":10,"echo":{echo}}}"#));
+                job.max_attempts = 1; // a failure caused by a swap would show as dead
+                job
+            })
+            .collect();
+        let ids: Vec<String> = env
+            .rt
+            .block_on(env.queue.enqueue_many(&jobs))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        env.wait_until(&ids[0], |r| r.started_us.is_some());
+        batches.push(ids);
     }
-    let stats = env.wait_finished(1000);
-    assert_eq!((stats.succeeded_total, stats.dead_total), (1000, 0));
+    let total = u64::try_from(versions.len() * BATCH).unwrap();
+    let stats = env.wait_finished(total);
+    assert_eq!((stats.succeeded_total, stats.dead_total), (total, 0));
     let mut used = std::collections::BTreeSet::new();
-    for (i, id) in ids.iter().enumerate() {
-        let record = env.record(id);
-        let seen: serde_json::Value =
-            serde_json::from_str(record.output.as_deref().unwrap()).unwrap();
-        assert_eq!(seen["echo"], i);
-        let version = record.version.expect("every record names its version");
-        assert!(
-            digests.contains(&version),
-            "{version} is not a deployed digest"
-        );
-        used.insert(version);
+    for (n, ids) in batches.iter().enumerate() {
+        for (i, id) in ids.iter().enumerate() {
+            let record = env.record(id);
+            let seen: serde_json::Value =
+                serde_json::from_str(record.output.as_deref().unwrap()).unwrap();
+            assert_eq!(seen["echo"], n * BATCH + i);
+            let version = record.version.expect("every record names its version");
+            let ran_on = digests
+                .iter()
+                .position(|d| *d == version)
+                .unwrap_or_else(|| panic!("{version} is not a deployed digest"));
+            // Enqueued while version n served: never an older version.
+            assert!(ran_on >= n, "job {id} of batch {n} ran on version {ran_on}");
+            used.insert(ran_on);
+        }
     }
-    // The test only proves something if jobs ran across the swaps (on this
-    // machine all six versions served jobs; three leaves room for load).
-    assert!(
-        used.len() >= 3,
-        "the jobs ran on only {} versions",
-        used.len()
-    );
+    // Each batch's first job finished before the next swap.
+    assert_eq!(used.len(), versions.len(), "versions that served: {used:?}");
 }
 
 #[test]
