@@ -8,6 +8,8 @@
 //!   version, allowed imports) and compile it through the sandbox.
 //! - [`queue`]: the Redis job queue — keys, Lua scripts, enqueue, claim,
 //!   ack, leases, delays, dead letters, records. Knows nothing of wasm.
+//! - [`deploy`]: the fleet store in Redis — plugin versions, history,
+//!   pins (deploy, rollback) and worker reports. Knows nothing of wasm.
 //! - [`worker`]: the only place that joins queue, plugins and sandbox:
 //!   claim → run → ack, with heartbeats and a graceful stop.
 //! - [`kv`]: the tenant-scoped key-value store behind the `kv` import.
@@ -18,6 +20,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod kv;
 pub mod plugins;
 pub mod queue;

@@ -125,7 +125,7 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
     }
 }
 
-fn time(us: u64) -> String {
+pub(crate) fn time(us: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
     humantime::format_rfc3339_millis(t).to_string()
 }

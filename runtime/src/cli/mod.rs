@@ -9,6 +9,7 @@ mod dead;
 mod dev;
 mod enqueue;
 mod job;
+mod plugins;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,8 @@ enum Command {
     Dead(dead::DeadArgs),
     /// Serve the queue with the plugins in a directory.
     Worker(worker::WorkerArgs),
+    /// What the fleet serves; plugin history; deploy, roll back, unpin.
+    Plugins(plugins::PluginsArgs),
     /// Local development: a private redis-server plus a worker, in one command.
     Dev(dev::DevArgs),
     /// Measure end-to-end throughput and latency with a real Redis and worker.
@@ -74,6 +77,7 @@ pub fn run() -> u8 {
         Command::Job(args) => job::run(args),
         Command::Dead(args) => dead::run(args),
         Command::Worker(args) => worker::run(args),
+        Command::Plugins(args) => plugins::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Bench(args) => bench::run(args),
     }

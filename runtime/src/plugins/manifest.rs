@@ -82,22 +82,33 @@ pub fn path_for(wasm: &Path) -> PathBuf {
 
 /// Read the manifest beside `wasm`; an absent file is an empty manifest.
 pub fn read_for(wasm: &Path) -> Result<Manifest, ManifestError> {
+    match read_text_for(wasm)? {
+        Some(text) => parse(&path_for(wasm), &text),
+        None => Ok(Manifest::default()),
+    }
+}
+
+/// The text of the manifest beside `wasm`, none when there is no file.
+pub fn read_text_for(wasm: &Path) -> Result<Option<String>, ManifestError> {
     let path = path_for(wasm);
-    match super::safe_read::read_regular(&path, 64 << 10, false) {
+    match super::safe_read::read_regular(&path, MAX_MANIFEST_BYTES, false) {
         Ok((bytes, _)) => match String::from_utf8(bytes) {
-            Ok(text) => parse(&path, &text),
+            Ok(text) => Ok(Some(text)),
             Err(_) => Err(ManifestError {
                 path,
                 reason: "not UTF-8 text".into(),
             }),
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ManifestError {
             path,
             reason: format!("could not read it: {e}"),
         }),
     }
 }
+
+/// Largest manifest read.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 10;
 
 /// Parse manifest `text`; `path` names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {

@@ -111,14 +111,7 @@ impl Queue {
     /// Connect. The connection reconnects by itself after Redis restarts;
     /// operations in between fail with [`QueueError::Unavailable`].
     pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
-        let shown = redact(&config.url);
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| QueueError::BadUrl {
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config())
-            .await
-            .map_err(|source| classify(&shown, "connect", source))?;
+        let (client, conn) = open(&config.url).await?;
         Ok(Queue {
             inner: Arc::new(Inner {
                 keys: config.key_prefix(),
@@ -171,9 +164,33 @@ impl Queue {
     }
 }
 
+/// A client for `url` and a self-reconnecting connection to it.
+pub(crate) async fn open(url: &str) -> Result<(redis::Client, ConnectionManager), QueueError> {
+    let shown = redact(url);
+    let client = redis::Client::open(url).map_err(|e| QueueError::BadUrl {
+        url: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    let conn = ConnectionManager::new_with_config(client.clone(), manager_config())
+        .await
+        .map_err(|source| classify(&shown, "connect", source))?;
+    Ok((client, conn))
+}
+
+/// A connection for blocking commands on `client`: no response timeout.
+pub(crate) async fn open_blocking(
+    client: &redis::Client,
+    url: &str,
+) -> Result<ConnectionManager, QueueError> {
+    let config = manager_config().set_response_timeout(None);
+    ConnectionManager::new_with_config(client.clone(), config)
+        .await
+        .map_err(|source| classify(&redact(url), "connect", source))
+}
+
 /// Connection trouble is retryable ([`QueueError::Unavailable`]); a wrong
 /// password, a refused command or a bad reply is not.
-fn classify(url: &str, op: &'static str, source: redis::RedisError) -> QueueError {
+pub(crate) fn classify(url: &str, op: &'static str, source: redis::RedisError) -> QueueError {
     let auth = source.kind() == redis::ErrorKind::AuthenticationFailed;
     if !auth
         && (source.is_io_error()

@@ -18,8 +18,10 @@
 
 mod budget;
 mod execute;
+mod fleet;
 mod loops;
 mod registry;
+mod scan;
 mod watch;
 
 pub use budget::PREFETCH_HORIZON;
@@ -78,6 +80,12 @@ pub struct WorkerConfig {
     pub artifact_cache: Option<PathBuf>,
     /// This worker's id in job records.
     pub worker_id: String,
+    /// Versions kept per plugin in the fleet store's history (directory
+    /// versions this worker records).
+    pub keep_versions: u32,
+    /// Follow the fleet store: serve pinned versions, record directory
+    /// versions, publish what this worker serves.
+    pub fleet: bool,
 }
 
 impl WorkerConfig {
@@ -99,6 +107,8 @@ impl WorkerConfig {
             capabilities: Capabilities::default(),
             artifact_cache: None,
             worker_id: default_worker_id(),
+            keep_versions: crate::deploy::DEFAULT_KEEP,
+            fleet: true,
         }
     }
 }
@@ -283,6 +293,13 @@ pub async fn run_on(
     // Kept to hand back claimed jobs no thread has started when we stop.
     let unstarted = job_rx;
 
+    // Pinned versions are loaded before the first claim: a worker that
+    // starts after a deploy never runs a job on an older version.
+    let fleet = if config.fleet {
+        start_fleet(&config, &registry, stop_rx.clone()).await
+    } else {
+        None
+    };
     let claimer = tokio::spawn(claim_loop(
         queue.clone(),
         config.clone(),
@@ -343,6 +360,10 @@ pub async fn run_on(
         }
     }
     drop(out_tx);
+    if let Some(fleet) = fleet {
+        // It withdraws this worker's report on its way out.
+        let _ = tokio::time::timeout(Duration::from_secs(2), fleet).await;
+    }
     heartbeat.abort();
     acker.abort();
     if let Some(rescan) = rescan {
@@ -358,6 +379,27 @@ pub async fn run_on(
     };
     tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)
+}
+
+/// Connect to the fleet store, load the pinned versions, and follow the
+/// store from then on. Trouble is logged: the worker serves its directory.
+async fn start_fleet(
+    config: &WorkerConfig,
+    registry: &Arc<Registry>,
+    stop: watch_channel::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let store = match crate::deploy::Store::connect(&config.queue.url, &config.queue.prefix).await {
+        Ok(store) => store.with_keep(config.keep_versions),
+        Err(e) => {
+            tracing::warn!("fleet store: {e}; serving the plugins directory only");
+            return None;
+        }
+    };
+    let fleet = fleet::Fleet::new(store, Arc::clone(registry), config.worker_id.clone());
+    if let Err(e) = fleet.sync().await {
+        tracing::warn!("fleet store: {e}; pinned versions load once it answers");
+    }
+    Some(tokio::spawn(fleet::fleet_loop(fleet, stop)))
 }
 
 /// Rescan the plugins directory on file-system events (debounced: 50 ms

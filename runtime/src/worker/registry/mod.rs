@@ -8,15 +8,22 @@
 //! file or manifest changed (size or modification time), and drops plugins
 //! whose file is gone. A file or manifest that fails to load is logged with
 //! its reason and never replaces the version already serving.
+//!
+//! Versions pinned through the fleet store ([`crate::deploy`]) are held
+//! beside the directory's (see [`pinned`]) and win over them.
 
+mod pinned;
+
+use super::scan::{self, Stamp, is_fresh};
+use crate::deploy::{Rejection, Serving};
 use crate::plugins::{self, ArtifactCache, Capabilities, Plugin, manifest};
-use crate::queue::PluginName;
+use crate::queue::{PluginName, now_us};
 use crate::sandbox::{Limits, PluginConfig, Sandbox};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// A file changed less than this long ago may still be being written: it
 /// is loaded at a recheck once it has been left alone this long.
@@ -38,6 +45,12 @@ pub struct Registry {
     rescanning: std::sync::Mutex<()>,
     /// Ignored files already warned about (warn once, not every rescan).
     warned: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+    /// Versions pinned through the fleet store; they win over `plugins`.
+    pinned: RwLock<HashMap<PluginName, Entry>>,
+    /// Pinned versions this worker refused: digest, manifest, why.
+    pin_rejected: RwLock<HashMap<PluginName, pinned::Refused>>,
+    /// Bumped on every change of what is served or rejected.
+    generation: AtomicU64,
 }
 
 /// How a plugin's jobs run: the worker's limits with the manifest's
@@ -58,38 +71,13 @@ struct Entry {
     settings: Arc<Settings>,
     /// The capabilities it was loaded with.
     caps: Capabilities,
-    /// None for plugins added with [`Registry::insert`]: not from the
-    /// directory, so a rescan leaves them alone.
+    /// None for plugins added with [`Registry::insert`] or pinned: not
+    /// from the directory, so a rescan leaves them alone.
     stamp: Option<Stamp>,
-}
-
-/// What tells a changed plugin: its file's and its manifest's identity.
-type Stamp = [FileStamp; 2];
-
-/// Size, times and identity of one file: a file replaced by another with
-/// the same size and modification time (`cp -p`, `rsync -a`, tar) still
-/// has another inode and change time; a `chmod` changes the change time,
-/// so a file rejected as unreadable is tried again.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    dev: u64,
-    ino: u64,
-    ctime_ns: i128,
-}
-
-impl FileStamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        FileStamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            dev: meta.dev(),
-            ino: meta.ino(),
-            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        }
-    }
+    /// When it was loaded (µs since the epoch).
+    loaded_us: u64,
+    /// The manifest text it runs with (pinned versions carry theirs).
+    manifest: Option<String>,
 }
 
 impl Registry {
@@ -106,6 +94,9 @@ impl Registry {
             unsettled: AtomicBool::new(false),
             rescanning: std::sync::Mutex::new(()),
             warned: std::sync::Mutex::default(),
+            pinned: RwLock::default(),
+            pin_rejected: RwLock::default(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -139,23 +130,96 @@ impl Registry {
                         ..Settings::default()
                     }),
                     stamp: None,
+                    loaded_us: now_us(),
+                    manifest: None,
                 },
             );
+        self.changed();
+    }
+
+    /// Count a change of what is served or rejected.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A number that changes whenever what is served or rejected changes:
+    /// compare it to know when to report again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// The plugin serving `name`, if loaded.
     pub fn get(&self, name: &PluginName) -> Option<Arc<Plugin>> {
-        let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
-        plugins.get(name).map(|e| Arc::clone(&e.plugin))
+        self.serve(name).map(|(plugin, _)| plugin)
     }
 
     /// The plugin serving `name` with the settings it runs under (one
-    /// lookup, so both belong to the same load).
+    /// lookup, so both belong to the same load). A pinned version wins.
     pub fn serve(&self, name: &PluginName) -> Option<(Arc<Plugin>, Arc<Settings>)> {
-        let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
-        plugins
+        let pick = |e: &Entry| (Arc::clone(&e.plugin), Arc::clone(&e.settings));
+        if let Some(pinned) = self
+            .pinned
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .get(name)
-            .map(|e| (Arc::clone(&e.plugin), Arc::clone(&e.settings)))
+        {
+            return Some(pick(pinned));
+        }
+        let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
+        plugins.get(name).map(pick)
+    }
+
+    /// What this worker serves, sorted by name: for `spool plugins list`.
+    pub fn serving(&self) -> Vec<Serving> {
+        let pinned = self.pinned.read().unwrap_or_else(|p| p.into_inner());
+        let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
+        let describe = |name: &PluginName, e: &Entry, source: &str| Serving {
+            name: name.to_string(),
+            version: e.plugin.version.0.clone(),
+            sdk: e.plugin.sdk_version.clone(),
+            loaded_us: e.loaded_us,
+            source: source.to_string(),
+            path: e.plugin.path.display().to_string(),
+            shadowed: None,
+        };
+        let mut all: Vec<Serving> = pinned
+            .iter()
+            .map(|(name, e)| Serving {
+                shadowed: plugins
+                    .get(name)
+                    .map(|d| format!("{} ({})", d.plugin.path.display(), d.plugin.version.short())),
+                ..describe(name, e, "deployed")
+            })
+            .collect();
+        all.extend(
+            plugins
+                .iter()
+                .filter(|(name, _)| !pinned.contains_key(*name))
+                .map(|(name, e)| {
+                    let source = if e.stamp.is_some() {
+                        "directory"
+                    } else {
+                        "embedded"
+                    };
+                    describe(name, e, source)
+                }),
+        );
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Directory files and pinned versions refused, as of now.
+    pub fn refusals(&self) -> Vec<Rejection> {
+        let mut all: Vec<Rejection> = self
+            .rejected()
+            .into_iter()
+            .map(|(path, why)| Rejection {
+                path: path.display().to_string(),
+                why,
+            })
+            .collect();
+        all.extend(self.pin_refusals());
+        all
     }
 
     /// Files (or their manifests) that were rejected and why, as of the last
@@ -176,11 +240,24 @@ impl Registry {
         self.unsettled.load(Ordering::Relaxed)
     }
 
-    /// Names of the loaded plugins, sorted.
+    /// Names of the loaded plugins (directory and pinned), sorted.
     pub fn names(&self) -> Vec<PluginName> {
-        let plugins = self.plugins.read().unwrap_or_else(|p| p.into_inner());
-        let mut names: Vec<_> = plugins.keys().cloned().collect();
+        let mut names: Vec<_> = self
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.extend(
+            self.pinned
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned(),
+        );
         names.sort();
+        names.dedup();
         names
     }
 
@@ -205,7 +282,7 @@ impl Registry {
     fn rescan(&self, settle: bool) -> usize {
         // One rescan at a time: two would race on inserts and removals.
         let _one = self.rescanning.lock().unwrap_or_else(|p| p.into_inner());
-        let scan = scan(&self.dir);
+        let scan = scan::scan(&self.dir);
         for (path, why) in &scan.invalid {
             let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
             if warned.insert(path.clone()) {
@@ -256,7 +333,14 @@ impl Registry {
                 continue;
             }
             match self.load(path) {
-                Ok((plugin, settings, caps)) => {
+                Ok((plugin, settings, caps, manifest)) => {
+                    if self.is_pinned(name) {
+                        tracing::warn!(
+                            plugin = %name,
+                            file = %path.display(),
+                            "a version is pinned through `spool plugins deploy`/`rollback`: it keeps serving instead of this file (`spool plugins unpin {name}` serves the file)"
+                        );
+                    }
                     tracing::info!(
                         plugin = %name,
                         version = %plugin.version.short(),
@@ -269,6 +353,8 @@ impl Registry {
                         settings: Arc::new(settings),
                         caps,
                         stamp: Some(*stamp),
+                        loaded_us: now_us(),
+                        manifest,
                     };
                     self.plugins
                         .write()
@@ -302,8 +388,13 @@ impl Registry {
             }
         }
         self.unsettled.store(unsettled, Ordering::Relaxed);
+        let rejections_changed;
         {
             let mut rejected = self.rejected.write().unwrap_or_else(|p| p.into_inner());
+            let before: Vec<(PathBuf, String)> = rejected
+                .iter()
+                .map(|(p, (_, why))| (p.clone(), why.clone()))
+                .collect();
             for path in settled {
                 rejected.remove(path);
             }
@@ -315,6 +406,10 @@ impl Registry {
                     || scan.conflicts.iter().any(|(_, ps)| ps.contains(path))
                     || scan.unreadable(path)
             });
+            rejections_changed = before.len() != rejected.len()
+                || before
+                    .iter()
+                    .any(|(p, why)| rejected.get(p).is_none_or(|(_, w)| w != why));
         }
         let mut plugins = self.plugins.write().unwrap_or_else(|p| p.into_inner());
         let before = plugins.len();
@@ -330,19 +425,45 @@ impl Registry {
             }
             keep
         });
-        changed + (before - plugins.len())
+        let changed = changed + (before - plugins.len());
+        drop(plugins);
+        if changed > 0 || rejections_changed {
+            self.changed();
+        }
+        changed
     }
 }
 
 impl Registry {
     /// Read the manifest, then load the plugin with its capabilities.
-    fn load(&self, path: &Path) -> Result<(Plugin, Settings, Capabilities), String> {
-        let manifest = manifest::read_for(path).map_err(|e| e.to_string())?;
+    /// Returns the manifest text too.
+    #[allow(clippy::type_complexity)]
+    fn load(
+        &self,
+        path: &Path,
+    ) -> Result<(Plugin, Settings, Capabilities, Option<String>), String> {
+        let text = manifest::read_text_for(path).map_err(|e| e.to_string())?;
+        let parsed = match &text {
+            Some(text) => manifest::parse(&manifest::path_for(path), text),
+            None => Ok(manifest::Manifest::default()),
+        }
+        .map_err(|e| e.to_string())?;
+        let (settings, caps) = self.settings(path, parsed)?;
+        let plugin = plugins::load_cached(&self.sandbox, path, &caps, self.cache.as_ref())
+            .map_err(|e| e.to_string())?;
+        Ok((plugin, settings, caps, text))
+    }
+
+    /// The limits, config and capabilities a manifest gives the plugin at
+    /// `path` on this worker.
+    fn settings(
+        &self,
+        path: &Path,
+        manifest: manifest::Manifest,
+    ) -> Result<(Settings, Capabilities), String> {
         let caps = Capabilities {
             network: self.caps.network || manifest.capabilities.network,
         };
-        let plugin = plugins::load_cached(&self.sandbox, path, &caps, self.cache.as_ref())
-            .map_err(|e| e.to_string())?;
         let mut limits = self.limits.clone();
         if let Some(timeout) = manifest.timeout {
             limits.timeout = timeout;
@@ -362,112 +483,6 @@ impl Registry {
             config: Arc::new(manifest.config),
             cache_ttl: manifest.cache_ttl,
         };
-        Ok((plugin, settings, caps))
+        Ok((settings, caps))
     }
-}
-
-/// Whether the plugin file or its manifest changed within [`SETTLE`].
-fn is_fresh(stamp: &Stamp) -> bool {
-    stamp.iter().any(|f| {
-        f.modified
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age < SETTLE)
-    })
-}
-
-/// What a directory scan found.
-#[derive(Debug, Default)]
-struct Scan {
-    /// `(name, path, stamp)` of every usable `.wasm` file.
-    found: Vec<(PluginName, PathBuf, Stamp)>,
-    /// Names defined by more than one file, with those files.
-    conflicts: Vec<(PluginName, Vec<PathBuf>)>,
-    /// Files ignored, and why.
-    invalid: Vec<(PathBuf, String)>,
-    /// Directories that exist but could not be read (not a deletion).
-    unreadable_dirs: Vec<PathBuf>,
-}
-
-impl Scan {
-    fn unreadable(&self, path: &Path) -> bool {
-        self.unreadable_dirs.iter().any(|d| path.starts_with(d))
-    }
-}
-
-/// Every `.wasm` file one or two levels down.
-fn scan(dir: &Path) -> Scan {
-    let mut scan = Scan::default();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return scan,
-        Err(_) => {
-            scan.unreadable_dirs.push(dir.to_path_buf());
-            return scan;
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            let Some(tenant) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let inner = match std::fs::read_dir(&path) {
-                Ok(inner) => inner,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(_) => {
-                    scan.unreadable_dirs.push(path.clone());
-                    continue;
-                }
-            };
-            for file in inner.flatten() {
-                push(&mut scan, Some(tenant), file.path());
-            }
-        } else {
-            push(&mut scan, None, path);
-        }
-    }
-    let mut by_name: HashMap<PluginName, Vec<PathBuf>> = HashMap::new();
-    for (name, path, _) in &scan.found {
-        by_name.entry(name.clone()).or_default().push(path.clone());
-    }
-    let mut conflicts: Vec<(PluginName, Vec<PathBuf>)> = by_name
-        .into_iter()
-        .filter(|(_, paths)| paths.len() > 1)
-        .collect();
-    conflicts.sort();
-    scan.found
-        .retain(|(name, _, _)| !conflicts.iter().any(|(n, _)| n == name));
-    scan.conflicts = conflicts;
-    scan
-}
-
-fn push(scan: &mut Scan, tenant: Option<&str>, path: PathBuf) {
-    if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-        return;
-    }
-    let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
-        return;
-    };
-    let full = match tenant {
-        Some(tenant) => format!("{tenant}/{stem}"),
-        None => stem.to_string(),
-    };
-    let name = match PluginName::parse(&full) {
-        Ok(name) => name,
-        Err(e) => {
-            scan.invalid.push((path, e.to_string()));
-            return;
-        }
-    };
-    let Ok(meta) = std::fs::metadata(&path) else {
-        return;
-    };
-    if !meta.is_file() {
-        scan.invalid.push((path, "not a regular file".into()));
-        return;
-    }
-    let manifest = std::fs::metadata(manifest::path_for(&path))
-        .map_or(FileStamp::default(), |m| FileStamp::of(&m));
-    scan.found
-        .push((name, path, [FileStamp::of(&meta), manifest]));
 }

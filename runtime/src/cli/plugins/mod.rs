@@ -1,0 +1,254 @@
+//! `spool plugins list | history | deploy | rollback | unpin`: what the
+//! fleet serves, the versions of a plugin, and changing them on every worker
+//! at once through the fleet store ([`crate::deploy`]).
+
+mod confirm;
+mod show;
+
+use super::connect::{RedisArgs, runtime};
+use super::exit;
+use crate::deploy::{DEFAULT_KEEP, DeployError, MAX_DEPLOY_BYTES, Store};
+use crate::plugins::{self, Capabilities, manifest, safe_read};
+use crate::queue::PluginName;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PluginsArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+
+    /// Versions kept per plugin in the history; older ones are dropped
+    /// with their bytes.
+    #[arg(long, env = "SPOOL_KEEP_VERSIONS", default_value_t = DEFAULT_KEEP, global = true)]
+    keep_versions: u32,
+
+    #[command(subcommand)]
+    command: PluginsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum PluginsCommand {
+    /// What the running workers serve: version, SDK, source, when loaded,
+    /// how many workers; and the files or versions they refused, and why.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The recorded versions of a plugin, newest first.
+    History {
+        /// The plugin: `tenant/name`, or `name` for tenant `default`.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store a component in Redis and pin it on every worker.
+    Deploy {
+        /// The component (`.wasm`). Its manifest is `--manifest`, else the
+        /// `.toml` beside it, if any.
+        file: PathBuf,
+        /// The plugin to deploy it as: `tenant/name` or `name`.
+        #[arg(long = "as", value_name = "NAME")]
+        name: String,
+        /// The manifest to deploy with it (limits, config, capabilities).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        wait: confirm::WaitArgs,
+    },
+    /// Pin the version before the current one (or `--to DIGEST`) on every
+    /// worker. Run it again to go further back.
+    Rollback {
+        /// The plugin.
+        name: String,
+        /// A digest (or a unique prefix of one) from `spool plugins history`.
+        #[arg(long, value_name = "DIGEST")]
+        to: Option<String>,
+        #[command(flatten)]
+        wait: confirm::WaitArgs,
+    },
+    /// Remove the pin a deploy or a rollback set: every worker serves the
+    /// file in its own plugins directory again.
+    Unpin {
+        /// The plugin.
+        name: String,
+        #[command(flatten)]
+        wait: confirm::WaitArgs,
+    },
+}
+
+pub(crate) fn run(args: PluginsArgs) -> u8 {
+    runtime().block_on(async {
+        let url = args.redis.queue_config().url;
+        let store = match Store::connect(&url, &args.redis.prefix).await {
+            Ok(store) => store.with_keep(args.keep_versions),
+            Err(e) => return fail(&e),
+        };
+        match args.command {
+            PluginsCommand::List { json } => show::list(&store, json).await,
+            PluginsCommand::History { name, json } => match parse_name(&name) {
+                Ok(name) => show::history(&store, &name, json).await,
+                Err(code) => code,
+            },
+            PluginsCommand::Deploy {
+                file,
+                name,
+                manifest,
+                wait,
+            } => match parse_name(&name) {
+                Ok(name) => deploy(&store, &file, &name, manifest.as_deref(), &wait).await,
+                Err(code) => code,
+            },
+            PluginsCommand::Rollback { name, to, wait } => match parse_name(&name) {
+                Ok(name) => match store.rollback(&name, to.as_deref(), &who()).await {
+                    Ok((from, to)) => {
+                        println!(
+                            "{name}: rolled back from {} to {} (its {} of {} by {})",
+                            from.short(),
+                            to.short(),
+                            to.action.as_str(),
+                            super::job::time(to.at_us),
+                            to.by
+                        );
+                        confirm::pinned(&store, &name, &to.digest, &wait).await
+                    }
+                    Err(e) => fail(&e),
+                },
+                Err(code) => code,
+            },
+            PluginsCommand::Unpin { name, wait } => match parse_name(&name) {
+                Ok(name) => match store.unpin(&name).await {
+                    Ok(Some(entry)) => {
+                        println!(
+                            "{name}: {} is no longer pinned; workers serve their directory's file",
+                            entry.short()
+                        );
+                        confirm::unpinned(&store, &name, &wait).await
+                    }
+                    Ok(None) => {
+                        println!("{name}: nothing pinned");
+                        exit::OK
+                    }
+                    Err(e) => fail(&e),
+                },
+                Err(code) => code,
+            },
+        }
+    })
+}
+
+/// Validate here (the same checks a worker runs), then store and pin.
+async fn deploy(
+    store: &Store,
+    file: &Path,
+    name: &PluginName,
+    manifest_path: Option<&Path>,
+    wait: &confirm::WaitArgs,
+) -> u8 {
+    let bytes = match safe_read::read_regular(file, MAX_DEPLOY_BYTES, false) {
+        Ok((bytes, _)) => bytes,
+        Err(e) => {
+            eprintln!("spool: {}: {e}", file.display());
+            return exit::USAGE;
+        }
+    };
+    let text = match manifest_path {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                eprintln!("spool: manifest {}: {e}", path.display());
+                return exit::USAGE;
+            }
+        },
+        None => match manifest::read_text_for(file) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("spool: {e}");
+                return exit::USAGE;
+            }
+        },
+    };
+    let manifest_shown = manifest_path.map_or_else(|| manifest::path_for(file), Path::to_path_buf);
+    let parsed = match &text {
+        Some(text) => match manifest::parse(&manifest_shown, text) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("spool: {e}");
+                return exit::USAGE;
+            }
+        },
+        None => manifest::Manifest::default(),
+    };
+    // Workers grant what the manifest grants (and their own defaults).
+    let caps = Capabilities {
+        network: parsed.capabilities.network,
+    };
+    let check = (|| {
+        let sandbox = Sandbox::new(SandboxConfig {
+            pool_size: 1,
+            ..SandboxConfig::default()
+        })
+        .map_err(|e| e.to_string())?;
+        plugins::load_bytes(&sandbox, file, &bytes, &caps).map_err(|e| e.to_string())
+    })();
+    let plugin = match check {
+        Ok(plugin) => plugin,
+        Err(why) => {
+            eprintln!("spool: not deployed: {why}");
+            return exit::FAILED;
+        }
+    };
+    match store
+        .deploy(name, &bytes, plugin.sdk_version.clone(), text, &who())
+        .await
+    {
+        Ok(entry) => {
+            println!(
+                "{name}: deployed {} ({} bytes{})",
+                entry.short(),
+                entry.size,
+                entry
+                    .sdk
+                    .as_ref()
+                    .map(|s| format!(", spool-sdk {s}"))
+                    .unwrap_or_default()
+            );
+            confirm::pinned(store, name, &entry.digest, wait).await
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn parse_name(name: &str) -> Result<PluginName, u8> {
+    PluginName::parse(name).map_err(|e| {
+        eprintln!("spool: {e}");
+        exit::USAGE
+    })
+}
+
+/// `user@host`, for the history.
+fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self")
+                .map_or_else(|_| "unknown".into(), |m| format!("uid {}", m.uid()))
+        });
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host}")
+}
+
+/// Print an error with its retry hint, return the matching exit code.
+fn fail(error: &DeployError) -> u8 {
+    eprintln!("spool: {error}");
+    if error.is_retryable() {
+        exit::RETRYABLE
+    } else {
+        exit::FAILED
+    }
+}

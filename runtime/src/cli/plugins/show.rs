@@ -1,0 +1,193 @@
+//! `spool plugins list` and `spool plugins history`: read-only views of the
+//! fleet store and of the workers' reports.
+
+use super::super::exit;
+use super::super::job::time;
+use super::fail;
+use crate::deploy::{Store, VersionEntry, WorkerStatus};
+use crate::queue::PluginName;
+use std::collections::BTreeMap;
+
+/// One version of one plugin and the workers serving it.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    name: String,
+    version: String,
+    sdk: Option<String>,
+    source: String,
+    workers: Vec<String>,
+    loaded_us: u64,
+}
+
+pub(super) async fn list(store: &Store, json: bool) -> u8 {
+    let (workers, pinned) = match tokio::try_join!(store.workers(), store.pinned()) {
+        Ok(both) => both,
+        Err(e) => return fail(&e),
+    };
+    let rows = rows(&workers, &pinned);
+    if json {
+        let refused: Vec<_> = workers
+            .iter()
+            .flat_map(|w| {
+                w.rejected
+                    .iter()
+                    .map(|r| serde_json::json!({"worker": w.worker, "path": r.path, "why": r.why}))
+            })
+            .collect();
+        let value = serde_json::json!({
+            "plugins": rows,
+            "pinned": pinned.iter().map(|(n, e)| (n.to_string(), e)).collect::<BTreeMap<_, _>>(),
+            "rejected": refused,
+            "workers": workers,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return exit::OK;
+    }
+    if workers.is_empty() {
+        println!("no worker is running (workers report what they serve every few seconds)");
+    } else {
+        println!(
+            "{:<24} {:<12}  {:<7} {:<9} {:<8} LOADED AT",
+            "PLUGIN", "VERSION", "SDK", "SOURCE", "WORKERS"
+        );
+        for row in &rows {
+            println!(
+                "{:<24} {:<12}  {:<7} {:<9} {:<8} {}",
+                row.name,
+                &row.version[..12.min(row.version.len())],
+                row.sdk.as_deref().unwrap_or("-"),
+                row.source,
+                format!("{} of {}", row.workers.len(), workers.len()),
+                if row.loaded_us == 0 {
+                    "-".to_string()
+                } else {
+                    time(row.loaded_us)
+                },
+            );
+        }
+        for w in &workers {
+            for p in w.plugins.iter().filter(|p| p.shadowed.is_some()) {
+                println!(
+                    "  {}: worker {} has {} in its directory; the pinned version wins (`spool plugins unpin {}` serves the file)",
+                    p.name,
+                    w.worker,
+                    p.shadowed.as_deref().unwrap_or_default(),
+                    p.name
+                );
+            }
+        }
+    }
+    let refused: Vec<_> = workers
+        .iter()
+        .flat_map(|w| w.rejected.iter().map(move |r| (w, r)))
+        .collect();
+    if !refused.is_empty() {
+        println!("refused (the version serving before stays):");
+        for (w, r) in refused {
+            println!("  worker {}: {}", w.worker, r.why);
+        }
+    }
+    exit::OK
+}
+
+/// A row per (plugin, version, source) served, plus pinned versions no
+/// worker serves yet.
+fn rows(workers: &[WorkerStatus], pinned: &BTreeMap<PluginName, VersionEntry>) -> Vec<Row> {
+    let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
+    for w in workers {
+        for p in &w.plugins {
+            let row = rows
+                .entry((p.name.clone(), p.source.clone(), p.version.clone()))
+                .or_insert_with(|| Row {
+                    name: p.name.clone(),
+                    version: p.version.clone(),
+                    sdk: p.sdk.clone(),
+                    source: p.source.clone(),
+                    workers: Vec::new(),
+                    loaded_us: 0,
+                });
+            row.workers.push(w.worker.clone());
+            row.loaded_us = row.loaded_us.max(p.loaded_us);
+        }
+    }
+    for (name, entry) in pinned {
+        let key = (
+            name.to_string(),
+            "deployed".to_string(),
+            entry.digest.clone(),
+        );
+        rows.entry(key).or_insert_with(|| Row {
+            name: name.to_string(),
+            version: entry.digest.clone(),
+            sdk: entry.sdk.clone(),
+            source: "deployed".into(),
+            workers: Vec::new(),
+            loaded_us: 0,
+        });
+    }
+    rows.into_values().collect()
+}
+
+pub(super) async fn history(store: &Store, name: &PluginName, json: bool) -> u8 {
+    let (history, mut pinned) = match tokio::try_join!(store.history(name), store.pinned()) {
+        Ok(both) => both,
+        Err(e) => return fail(&e),
+    };
+    let pin = pinned.remove(name);
+    // What serves: the pin, else the newest version loaded from a directory.
+    let current = pin
+        .as_ref()
+        .map(|p| p.digest.clone())
+        .or_else(|| history.first().map(|e| e.digest.clone()));
+    if json {
+        let value = serde_json::json!({
+            "name": name.to_string(),
+            "pinned": pin,
+            "current": current,
+            "versions": history,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return exit::OK;
+    }
+    if history.is_empty() {
+        println!(
+            "{name}: no recorded versions (no worker has loaded it and it was never deployed)"
+        );
+        return exit::OK;
+    }
+    println!(
+        "{name}: {} entries, newest first; * serves{}",
+        history.len(),
+        if pin.is_some() {
+            " (pinned)"
+        } else {
+            " (from the workers' directories)"
+        }
+    );
+    println!(
+        "  {:<12}  {:<9} {:<24} {:>9}  {:<7} BY",
+        "VERSION", "ACTION", "AT", "BYTES", "SDK"
+    );
+    let mut marked = false;
+    for e in &history {
+        let here = !marked && current.as_deref() == Some(e.digest.as_str());
+        marked |= here;
+        println!(
+            "{} {:<12}  {:<9} {:<24} {:>9}  {:<7} {}",
+            if here { "*" } else { " " },
+            e.short(),
+            e.action.as_str(),
+            time(e.at_us),
+            e.size,
+            e.sdk.as_deref().unwrap_or("-"),
+            e.by
+        );
+    }
+    exit::OK
+}

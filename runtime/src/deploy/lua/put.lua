@@ -1,0 +1,77 @@
+-- Record a plugin version: store its bytes (content-addressed), push it on
+-- the plugin's history, and for a deploy or a rollback pin it, telling every
+-- worker through the events stream.
+--
+-- KEYS[1]  PREFIX:{plugins}; every key below starts with it (one slot).
+-- ARGV[1]  plugin name, tenant/name
+-- ARGV[2]  version digest
+-- ARGV[3]  the version entry, JSON (with a "digest" field)
+-- ARGV[4]  '1' to pin it (deploy, rollback), '0' to only record it
+--          (a worker loaded it from its directory)
+-- ARGV[5]  versions kept in the history
+-- ARGV[6]  the component bytes, or '' when they should be stored already
+--
+-- Returns 'recorded', 'unchanged' (a directory version the history already
+-- names as the newest one from a directory) or 'need_blob' (call again with
+-- the bytes).
+
+local P = KEYS[1]
+local name, digest, entry = ARGV[1], ARGV[2], ARGV[3]
+local pin, keep, blob = ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6]
+local function blob_key(d) return P .. ':blob:' .. name .. ':' .. d end
+local history = P .. ':history:' .. name
+local pinned = P .. ':pinned'
+
+local function decode(text)
+  local ok, value = pcall(cjson.decode, text)
+  if ok and type(value) == 'table' then return value end
+  return {}
+end
+
+if not pin then
+  -- Every worker that loads the same file records it: once is enough.
+  for _, e in ipairs(redis.call('LRANGE', history, 0, -1)) do
+    local v = decode(e)
+    if v.action == 'directory' then
+      if v.digest == digest then return 'unchanged' end
+      break
+    end
+  end
+end
+
+if blob ~= '' then
+  redis.call('SET', blob_key(digest), blob)
+elseif redis.call('EXISTS', blob_key(digest)) == 0 then
+  return 'need_blob'
+end
+
+redis.call('LPUSH', history, entry)
+redis.call('SADD', P .. ':names', name)
+if pin then
+  redis.call('HSET', pinned, name, entry)
+  redis.call('XADD', P .. ':events', 'MAXLEN', '~', 1000, '*', 'name', name, 'digest', digest)
+end
+
+-- Keep `keep` entries; drop the bytes of versions no entry names any more.
+local dropped = redis.call('LRANGE', history, keep, -1)
+if #dropped > 0 then
+  redis.call('LTRIM', history, 0, keep - 1)
+  local kept = {}
+  for _, e in ipairs(redis.call('LRANGE', history, 0, -1)) do
+    local d = decode(e).digest
+    if d then kept[d] = true end
+  end
+  local p = redis.call('HGET', pinned, name)
+  if p then
+    local d = decode(p).digest
+    if d then kept[d] = true end
+  end
+  for _, e in ipairs(dropped) do
+    local d = decode(e).digest
+    if d and not kept[d] then
+      redis.call('DEL', blob_key(d))
+      kept[d] = true
+    end
+  end
+end
+return 'recorded'

@@ -1,0 +1,101 @@
+//! What the fleet store keeps: version entries (the history and the pins)
+//! and the reports workers publish about what they serve.
+
+use serde::{Deserialize, Serialize};
+
+/// How a version entered the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// `spool plugins deploy`: pinned on every worker.
+    Deploy,
+    /// `spool plugins rollback`: an earlier version pinned again.
+    Rollback,
+    /// A worker loaded it from its plugins directory (not pinned).
+    Directory,
+}
+
+impl Action {
+    /// `deploy`, `rollback` or `directory`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Rollback => "rollback",
+            Action::Directory => "directory",
+        }
+    }
+}
+
+/// One version of a plugin, as the history and the pins keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionEntry {
+    /// blake3 digest of the component bytes, hex.
+    pub digest: String,
+    /// Size of the component in bytes.
+    pub size: u64,
+    /// The SDK version that built it, when it says.
+    #[serde(default)]
+    pub sdk: Option<String>,
+    /// The manifest (TOML) it runs with; none for defaults.
+    #[serde(default)]
+    pub manifest: Option<String>,
+    /// When it was recorded (µs since the epoch).
+    pub at_us: u64,
+    /// How it was recorded.
+    pub action: Action,
+    /// Who recorded it: `user@host` for a command, the worker id and file
+    /// for a directory load.
+    pub by: String,
+}
+
+impl VersionEntry {
+    /// The first 12 hex digits of the digest.
+    pub fn short(&self) -> &str {
+        &self.digest[..12.min(self.digest.len())]
+    }
+}
+
+/// What one worker serves, published every few seconds and on changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// The worker's id.
+    pub worker: String,
+    /// Its plugins directory.
+    pub dir: String,
+    /// When it published this (µs since the epoch).
+    pub reported_us: u64,
+    /// The plugins it serves.
+    pub plugins: Vec<Serving>,
+    /// Files and deployed versions it refused, and why.
+    pub rejected: Vec<Rejection>,
+}
+
+/// One plugin a worker serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Serving {
+    /// `tenant/name`.
+    pub name: String,
+    /// Version digest.
+    pub version: String,
+    /// The SDK version that built it, when it says.
+    pub sdk: Option<String>,
+    /// When this worker loaded it (µs since the epoch).
+    pub loaded_us: u64,
+    /// `deployed` (pinned through Redis), `directory` or `embedded`.
+    pub source: String,
+    /// The file, or `redis:NAME@DIGEST` for a deployed version.
+    pub path: String,
+    /// A directory file this worker does not serve because a pinned
+    /// version wins, when there is one.
+    #[serde(default)]
+    pub shadowed: Option<String>,
+}
+
+/// A file or deployed version a worker refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The file, or `redis:NAME@DIGEST`.
+    pub path: String,
+    /// Why, naming the file and the reason.
+    pub why: String,
+}
