@@ -38,3 +38,13 @@ pub fn plugin(name: &str) -> Plugin {
         .insert(name.to_string(), plugin.clone());
     plugin
 }
+
+/// A fixture with a custom section appended: the same handler, another digest.
+pub fn variant(fixture: &str, n: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(plugin_path(fixture)).unwrap();
+    let body = [&[7u8][..], b"variant", n.to_string().as_bytes()].concat();
+    bytes.push(0); // custom section id
+    bytes.push(u8::try_from(body.len()).unwrap()); // LEB128 of a small length
+    bytes.extend_from_slice(&body);
+    bytes
+}

@@ -3,6 +3,8 @@
 
 mod artifacts;
 mod cli;
+mod command;
+mod deploys;
 mod hostile;
 mod limits;
 mod loading;

@@ -5,6 +5,7 @@
 use spool_runtime::queue::{Status, now_us};
 use spool_runtime::worker::Registry;
 use spool_tests::fleet::{Env, add_plugin};
+use spool_tests::variant;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -111,16 +112,6 @@ fn manifest_capabilities_let_a_plugin_load() {
     );
     env.wait_for("the plugin to load", || !registry.names().is_empty());
     assert!(registry.rejected().is_empty());
-}
-
-/// A fixture with a custom section appended: the same handler, another digest.
-fn variant(fixture: &str, n: u32) -> Vec<u8> {
-    let mut bytes = std::fs::read(spool_tests::plugin_path(fixture)).unwrap();
-    let body = [&[7u8][..], b"variant", n.to_string().as_bytes()].concat();
-    bytes.push(0); // custom section id
-    bytes.push(u8::try_from(body.len()).unwrap()); // LEB128 of a small length
-    bytes.extend_from_slice(&body);
-    bytes
 }
 
 #[test]

@@ -1,39 +1,12 @@
 //! The queue commands as a user runs them: `spool enqueue`, `job`, `dead`,
 //! `dev`, bulk enqueue, a missing Redis, and the Python enqueuer.
 
+use crate::command::{fails_with, spool, spool_in, text};
 use spool_runtime::queue::Status;
 use spool_tests::fleet::{Env, temp_dir};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn spool_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(crate::SPOOL)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SPOOL_REDIS")
-        .env_remove("SPOOL_PREFIX")
-        .output()
-        .expect("running spool")
-}
-
-fn spool(env: &Env, args: &[&str]) -> Output {
-    let url = env.redis.url();
-    let mut all = args.to_vec();
-    all.extend(["--redis", url.as_str()]);
-    spool_in(&env.dir, &all)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The command exited with `code` and said `needle` on standard error.
-fn fails_with(out: &Output, code: i32, needle: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{stderr}");
-    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
-}
 
 #[test]
 fn enqueue_wait_job_and_dead_letters_from_the_command_line() {

@@ -1,0 +1,389 @@
+//! Fleet deploys through Redis: `spool plugins deploy | rollback | unpin |
+//! history | list` against real `spool worker` processes (and in-process
+//! workers), each with its own plugins directory, as on separate machines.
+
+use crate::SPOOL;
+use crate::command::{fails_with, spool, text};
+use spool_runtime::deploy::{Store, WorkerStatus};
+use spool_runtime::plugins::Version;
+use spool_runtime::worker::Registry;
+use spool_tests::fleet::Env;
+use spool_tests::variant;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn digest(bytes: &[u8]) -> String {
+    Version::of(bytes).0
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..12]
+}
+
+fn store(env: &Env) -> Store {
+    env.rt
+        .block_on(Store::connect(&env.redis.url(), "spool"))
+        .expect("fleet store")
+}
+
+fn workers(env: &Env, store: &Store) -> Vec<WorkerStatus> {
+    env.rt.block_on(store.workers()).expect("worker reports")
+}
+
+/// Wait until `n` workers report serving `plugin` at `version`.
+fn wait_serving(env: &Env, store: &Store, n: usize, plugin: &str, version: &str) {
+    env.wait_for(
+        &format!("{n} workers serving {plugin} {}", short(version)),
+        || {
+            workers(env, store)
+                .iter()
+                .filter(|w| {
+                    w.plugins
+                        .iter()
+                        .any(|p| p.name == plugin && p.version == version)
+                })
+                .count()
+                == n
+        },
+    );
+}
+
+/// A plugins directory holding `bytes` as `hello.wasm`.
+fn plugins_with(env: &Env, label: &str, bytes: &[u8]) -> PathBuf {
+    let dir = env.subdir(label);
+    std::fs::write(dir.join("hello.wasm"), bytes).unwrap();
+    dir
+}
+
+/// A component file outside any plugins directory.
+fn file(env: &Env, name: &str, bytes: &[u8]) -> String {
+    let path = env.subdir("builds").join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.display().to_string()
+}
+
+/// The versions `n` new hello jobs ran on.
+fn versions_of_jobs(env: &Env, n: usize) -> std::collections::BTreeSet<String> {
+    let ids: Vec<String> = (0..n)
+        .map(|i| env.enqueue("hello", &format!(r#"{{"name":"n{i}"}}"#)))
+        .collect();
+    ids.iter()
+        .map(|id| env.wait(id).version.expect("a version in the record"))
+        .collect()
+}
+
+fn one(version: &str) -> std::collections::BTreeSet<String> {
+    [version.to_string()].into()
+}
+
+#[test]
+fn a_deploy_and_a_rollback_reach_every_worker_of_the_fleet() {
+    let env = Env::new("fleet-deploy");
+    let (v0, v1) = (variant("hello", 0), variant("hello", 1));
+    let (d0, d1) = (digest(&v0), digest(&v1));
+    let store = store(&env);
+    // Two workers with their own directories, as on two machines.
+    let _w1 = env.worker_process(SPOOL, &plugins_with(&env, "a", &v0), &["--id", "w1"]);
+    let _w2 = env.worker_process(SPOOL, &plugins_with(&env, "b", &v0), &["--id", "w2"]);
+    wait_serving(&env, &store, 2, "default/hello", &d0);
+
+    let out = spool(
+        &env,
+        &[
+            "plugins",
+            "deploy",
+            &file(&env, "hello-1.wasm", &v1),
+            "--as",
+            "hello",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("default/hello: deployed {}", short(&d1))),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("2 of 2 workers serve {}", short(&d1))),
+        "{said}"
+    );
+    assert_eq!(versions_of_jobs(&env, 20), one(&d1));
+
+    let out = spool(&env, &["plugins", "rollback", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "rolled back from {} to {}",
+            short(&d1),
+            short(&d0)
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("2 of 2 workers serve {}", short(&d0))),
+        "{said}"
+    );
+    assert_eq!(versions_of_jobs(&env, 20), one(&d0));
+
+    // The history: the rollback, the deploy, the directory version (recorded
+    // once although two workers loaded it).
+    let out = spool(&env, &["plugins", "history", "hello", "--json"]);
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries: Vec<(&str, &str)> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["digest"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("rollback", d0.as_str()),
+            ("deploy", &d1),
+            ("directory", &d0)
+        ]
+    );
+    assert_eq!(history["current"], d0.as_str());
+
+    // `list` shows one version on both workers, pinned.
+    let out = spool(&env, &["plugins", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = list["plugins"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{list}");
+    assert_eq!(rows[0]["version"], d0.as_str());
+    assert_eq!(rows[0]["source"], "deployed");
+    assert_eq!(rows[0]["sdk"], "0.1.0");
+    assert_eq!(rows[0]["workers"], serde_json::json!(["w1", "w2"]));
+    let plain = text(&spool(&env, &["plugins", "list"]).stdout);
+    assert!(plain.contains("default/hello"), "{plain}");
+    assert!(plain.contains("2 of 2"), "{plain}");
+}
+
+#[test]
+fn a_worker_that_starts_later_serves_the_pinned_version_from_its_first_job() {
+    let env = Env::new("fleet-late");
+    let (v0, v1) = (variant("hello", 0), variant("hello", 1));
+    let out = spool(
+        &env,
+        &[
+            "plugins",
+            "deploy",
+            &file(&env, "hello-1.wasm", &v1),
+            "--as",
+            "hello",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("no worker is running"));
+    // Queued before any worker exists; the worker's directory has v0.
+    let id = env.enqueue("hello", r#"{"name":"early"}"#);
+    let _worker = env.worker_process(SPOOL, &plugins_with(&env, "late", &v0), &[]);
+    assert_eq!(env.wait(&id).version.as_deref(), Some(digest(&v1).as_str()));
+}
+
+#[test]
+fn a_version_a_worker_refuses_never_replaces_the_one_serving() {
+    let env = Env::new("fleet-refused");
+    let (v0, v1) = (variant("hello", 0), variant("hello", 1));
+    let store = store(&env);
+    let _worker = env.worker_process(SPOOL, &plugins_with(&env, "a", &v0), &["--id", "w1"]);
+    wait_serving(&env, &store, 1, "default/hello", &digest(&v0));
+    let manifest = env.subdir("builds").join("big.toml");
+    std::fs::write(&manifest, "memory = \"1GiB\"\n").unwrap();
+    let out = spool(
+        &env,
+        &[
+            "plugins",
+            "deploy",
+            &file(&env, "hello-1.wasm", &v1),
+            "--as",
+            "hello",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ],
+    );
+    fails_with(&out, 1, "worker w1 refused it");
+    fails_with(&out, 1, "is above this worker's limit");
+    assert_eq!(versions_of_jobs(&env, 5), one(&digest(&v0)));
+    let out = spool(&env, &["plugins", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let refused = &list["rejected"][0];
+    assert_eq!(refused["worker"], "w1");
+    assert_eq!(
+        refused["path"],
+        format!("redis:default/hello@{}", short(&digest(&v1)))
+    );
+}
+
+#[test]
+fn bad_deploys_and_rollbacks_say_what_is_wrong() {
+    let env = Env::new("fleet-bad");
+    let not_wasm = file(&env, "notes.wasm", b"hello, world");
+    fails_with(
+        &spool(&env, &["plugins", "deploy", &not_wasm, "--as", "hello"]),
+        1,
+        "not deployed: plugin",
+    );
+    let missing = env.dir.join("missing.wasm");
+    fails_with(
+        &spool(
+            &env,
+            &[
+                "plugins",
+                "deploy",
+                missing.to_str().unwrap(),
+                "--as",
+                "hello",
+            ],
+        ),
+        2,
+        "missing.wasm",
+    );
+    let good = file(&env, "hello.wasm", &variant("hello", 0));
+    fails_with(
+        &spool(&env, &["plugins", "deploy", &good, "--as", "a/b/c"]),
+        2,
+        "invalid plugin name",
+    );
+    fails_with(
+        &spool(&env, &["plugins", "rollback", "acme/nothing"]),
+        1,
+        "plugin acme/nothing has no recorded versions",
+    );
+    let out = spool(&env, &["plugins", "deploy", &good, "--as", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    fails_with(
+        &spool(&env, &["plugins", "rollback", "hello"]),
+        1,
+        "no version before",
+    );
+    fails_with(
+        &spool(&env, &["plugins", "rollback", "hello", "--to", "ffff"]),
+        1,
+        "no version ffff in its history",
+    );
+    // Redis down: retryable, named.
+    let out = crate::command::spool_in(
+        &env.dir,
+        &["plugins", "list", "--redis", "redis://127.0.0.1:1"],
+    );
+    fails_with(&out, 75, "redis://127.0.0.1:1");
+    // Too big for the store: refused before anything is sent.
+    let store = store(&env);
+    let big = vec![0u8; usize::try_from(spool_runtime::deploy::MAX_DEPLOY_BYTES).unwrap() + 1];
+    let name = spool_runtime::queue::PluginName::parse("hello").unwrap();
+    let refused = env
+        .rt
+        .block_on(store.deploy(&name, &big, None, None, "test"));
+    assert!(
+        matches!(
+            refused,
+            Err(spool_runtime::deploy::DeployError::TooLarge { .. })
+        ),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn the_history_keeps_the_last_versions_and_drops_the_bytes_of_older_ones() {
+    let env = Env::new("fleet-keep");
+    let versions: Vec<Vec<u8>> = (0..5).map(|n| variant("hello", n)).collect();
+    for (n, v) in versions.iter().enumerate() {
+        let path = file(&env, &format!("hello-{n}.wasm"), v);
+        let out = spool(
+            &env,
+            &[
+                "plugins",
+                "deploy",
+                &path,
+                "--as",
+                "acme/hello",
+                "--keep-versions",
+                "3",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let store = store(&env);
+    let name = spool_runtime::queue::PluginName::parse("acme/hello").unwrap();
+    let history = env.rt.block_on(store.history(&name)).unwrap();
+    let kept: Vec<String> = history.iter().map(|e| e.digest.clone()).collect();
+    let newest: Vec<String> = versions.iter().rev().take(3).map(|v| digest(v)).collect();
+    assert_eq!(kept, newest);
+    let mut redis = env.redis_conn();
+    for (n, v) in versions.iter().enumerate() {
+        let key = format!("spool:{{plugins}}:blob:acme/hello:{}", digest(v));
+        let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut redis).unwrap();
+        assert_eq!(exists, n >= 2, "bytes of version {n}");
+    }
+    fails_with(
+        &spool(
+            &env,
+            &[
+                "plugins",
+                "rollback",
+                "acme/hello",
+                "--to",
+                &digest(&versions[0]),
+            ],
+        ),
+        1,
+        "no version",
+    );
+}
+
+/// An in-process worker over `dir` (fleet on), with its registry.
+fn serve(env: &Env, dir: &Path) -> (Arc<Registry>, spool_tests::fleet::TestWorker) {
+    let config = env.worker_config(dir);
+    let registry = Arc::new(Registry::new(
+        spool_tests::sandbox().clone(),
+        dir,
+        config.capabilities.clone(),
+    ));
+    registry.refresh();
+    let worker = env.worker_on(config, Arc::clone(&registry));
+    (registry, worker)
+}
+
+#[test]
+fn directory_versions_are_recorded_and_a_pin_wins_over_the_directory_until_unpinned() {
+    let env = Env::new("fleet-directory");
+    let (v0, v1) = (variant("hello", 0), variant("hello", 1));
+    let (d0, d1) = (digest(&v0), digest(&v1));
+    let dir = plugins_with(&env, "plugins", &v0);
+    let store = store(&env);
+    let name = spool_runtime::queue::PluginName::parse("hello").unwrap();
+    // Two workers on the same directory record its version once.
+    let (_r1, _w1) = serve(&env, &dir);
+    let (_r2, _w2) = serve(&env, &dir);
+    wait_serving(&env, &store, 2, "default/hello", &d0);
+    env.wait_for("the directory version in the history", || {
+        !env.rt.block_on(store.history(&name)).unwrap().is_empty()
+    });
+
+    let tmp = dir.join(".hello.wasm.tmp");
+    std::fs::write(&tmp, &v1).unwrap();
+    std::fs::rename(&tmp, dir.join("hello.wasm")).unwrap();
+    wait_serving(&env, &store, 2, "default/hello", &d1);
+    env.wait_for("the new directory version in the history", || {
+        env.rt.block_on(store.history(&name)).unwrap().len() == 2
+    });
+    let history = env.rt.block_on(store.history(&name)).unwrap();
+    let recorded: Vec<&str> = history.iter().map(|e| e.digest.as_str()).collect();
+    assert_eq!(recorded, [d1.as_str(), d0.as_str()]);
+
+    // Roll back to the old file's version: it serves although the
+    // directory holds the new file.
+    let out = spool(&env, &["plugins", "rollback", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("2 of 2 workers serve {}", short(&d0))));
+    assert_eq!(versions_of_jobs(&env, 5), one(&d0));
+    let plain = text(&spool(&env, &["plugins", "list"]).stdout);
+    assert!(plain.contains("the pinned version wins"), "{plain}");
+
+    let out = spool(&env, &["plugins", "unpin", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("2 of 2 workers serve their directory's file"));
+    assert_eq!(versions_of_jobs(&env, 5), one(&d1));
+}
