@@ -13,11 +13,28 @@
 //! we can write. Each starts with a header holding the plugin's digest and
 //! a blake3 hash of the code: an artifact of another plugin, or one damaged
 //! anywhere, is compiled again and replaced, never run.
+//!
+//! The cache is pruned when it is opened: artifacts unused for
+//! [`UNUSED_FOR`] go, and those of another engine (an older wasmtime, other
+//! settings) once they are [`OTHER_ENGINE_AFTER`] old. An artifact's
+//! modification time is its last use (refreshed at most daily).
 
 use super::Version;
 use crate::sandbox::Sandbox;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Artifacts not used for this long are deleted when a cache is opened.
+pub const UNUSED_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Artifacts of another engine are deleted once unused for this long (not
+/// at once: a worker with other settings may share the directory).
+pub const OTHER_ENGINE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// How stale a used artifact's modification time may get before it is
+/// refreshed (so that loading does not write every time).
+const TOUCH_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// An opened artifact cache.
 #[derive(Debug, Clone)]
@@ -96,19 +113,48 @@ impl ArtifactCache {
                 });
             }
         }
-        // Leftovers of interrupted writes.
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().contains(".tmp-") {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        Ok(ArtifactCache {
+        let cache = ArtifactCache {
             dir,
             engine_key: sandbox.artifact_key(),
             uid: us,
-        })
+        };
+        cache.prune();
+        Ok(cache)
+    }
+
+    /// Delete leftovers of interrupted writes, artifacts unused for
+    /// [`UNUSED_FOR`], and other engines' after [`OTHER_ENGINE_AFTER`].
+    /// Returns how many files went.
+    pub fn prune(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let ours = format!("-{}.cwasm", self.engine_key);
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let age = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            let stale = if name.contains(".tmp-") {
+                age > Duration::from_secs(3600) // not one being written now
+            } else if name.ends_with(&ours) {
+                age > UNUSED_FOR
+            } else {
+                name.ends_with(".cwasm") && age > OTHER_ENGINE_AFTER
+            };
+            if stale && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(dir = %self.dir.display(), removed, "pruned unused compiled artifacts");
+        }
+        removed
     }
 
     /// The directory.
@@ -134,7 +180,10 @@ impl ArtifactCache {
             return None;
         }
         match unwrap_artifact(&bytes, version) {
-            Some(code) => Some(code.to_vec()),
+            Some(code) => {
+                touch(&path, &meta);
+                Some(code.to_vec())
+            }
             None => {
                 tracing::warn!(path = %path.display(), "ignoring a damaged or foreign artifact");
                 None
@@ -166,6 +215,18 @@ impl ArtifactCache {
         file.write_all(artifact)?;
         file.sync_all()?;
         std::fs::rename(&tmp, &path)
+    }
+}
+
+/// Mark an artifact used (its modification time), at most once a day.
+fn touch(path: &Path, meta: &std::fs::Metadata) {
+    let stale = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age > TOUCH_AFTER);
+    if stale && let Ok(file) = std::fs::File::options().append(true).open(path) {
+        let _ = file.set_modified(SystemTime::now());
     }
 }
 

@@ -191,3 +191,45 @@ fn a_cache_below_a_directory_others_can_write_is_refused() {
     ArtifactCache::open(open.join("cache2"), spool_tests::sandbox()).unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn opening_the_cache_prunes_unused_and_foreign_engine_artifacts() {
+    use std::time::{Duration, SystemTime};
+    let dir = temp_dir("artifacts-prune");
+    let (plugins, cache) = (dir.join("plugins"), dir.join("cache"));
+    add_plugin(&plugins, "hello", "hello");
+    add_plugin(&plugins, "introspect", "introspect");
+    let first = registry(&plugins, &cache);
+    let hello = first.get(&PluginName::parse("hello").unwrap()).unwrap();
+    let artifact = |name: &str| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(name))
+    };
+    let old = |path: &Path, days: u64| {
+        let file = std::fs::File::options().append(true).open(path).unwrap();
+        let then = SystemTime::now() - Duration::from_secs(days * 24 * 3600);
+        file.set_modified(then).unwrap();
+    };
+    // hello unused for 40 days; an artifact of another engine 2 days old;
+    // another engine's artifact of an hour ago stays (a worker with other
+    // settings may share the directory).
+    old(&artifact(&hello.version.0).unwrap(), 40);
+    let foreign_old = cache.join(format!("{}-otherengine.cwasm", "a".repeat(64)));
+    let foreign_new = cache.join(format!("{}-otherengine.cwasm", "b".repeat(64)));
+    std::fs::write(&foreign_old, b"x").unwrap();
+    std::fs::write(&foreign_new, b"x").unwrap();
+    old(&foreign_old, 2);
+
+    let opened = ArtifactCache::open(&cache, spool_tests::sandbox()).unwrap();
+    assert!(artifact(&hello.version.0).is_none(), "unused hello pruned");
+    assert!(!foreign_old.exists());
+    assert!(foreign_new.exists());
+    let introspect = first
+        .get(&PluginName::parse("introspect").unwrap())
+        .unwrap();
+    assert!(opened.get(&introspect.version).is_some(), "recent kept");
+    assert_eq!(opened.prune(), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
