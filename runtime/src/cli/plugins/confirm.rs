@@ -93,7 +93,7 @@ async fn settle(
         if pending == 0 || started.elapsed() >= wait.wait {
             return summary(&states, goal, started.elapsed(), wait.wait);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
