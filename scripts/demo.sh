@@ -35,4 +35,13 @@ show enqueue hello --input '{"name":"Later"}' --delay 1s --wait
 show enqueue introspect --input '{"fail_before_attempt":3}' --wait
 show enqueue hello --input '{"name":""}' --wait || echo "(exit $?)"
 show dead list
+
+echo
+echo "==> hot deploys: a new version of hello on every worker, its history, and back"
+python3 scripts/plugin_variant.py target/plugins/hello.wasm .spool/hello-v2.wasm demo-v2
+show plugins deploy .spool/hello-v2.wasm --as hello
+show plugins history hello
+show plugins rollback hello
+show plugins list
+show plugins unpin hello
 show bench --plugins target/plugins --plugin hello --jobs 20000

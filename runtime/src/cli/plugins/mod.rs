@@ -105,7 +105,7 @@ pub(crate) fn run(args: PluginsArgs) -> u8 {
                 Ok(name) => match store.rollback(&name, to.as_deref(), &who()).await {
                     Ok((from, to)) => {
                         println!(
-                            "{name}: rolled back from {} to {} (its {} of {} by {})",
+                            "{name}: rolled back from {} to {} (recorded by {} at {}, {})",
                             from.short(),
                             to.short(),
                             to.action.as_str(),
