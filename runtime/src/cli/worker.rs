@@ -82,11 +82,6 @@ pub(crate) struct WorkerArgs {
     /// This worker's id in job records [default: HOST:PID:RANDOM]
     #[arg(long, env = "SPOOL_WORKER_ID")]
     pub id: Option<String>,
-
-    /// Versions kept per plugin in the fleet history (directory versions
-    /// this worker records; see `spool plugins history`).
-    #[arg(long, env = "SPOOL_KEEP_VERSIONS", default_value_t = crate::deploy::DEFAULT_KEEP)]
-    pub keep_versions: u32,
 }
 
 impl WorkerArgs {
@@ -117,7 +112,6 @@ impl WorkerArgs {
         if let Some(id) = &self.id {
             config.worker_id.clone_from(id);
         }
-        config.keep_versions = self.keep_versions;
         config
     }
 

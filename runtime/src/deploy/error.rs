@@ -67,6 +67,20 @@ pub enum DeployError {
         /// The version.
         digest: String,
     },
+    /// The pin changed between reading it and replacing it.
+    #[error(
+        "plugin {name}: its pinned version changed while rolling back (another deploy or rollback); look at `spool plugins history {name}` and try again"
+    )]
+    Conflict {
+        /// The plugin.
+        name: String,
+    },
+    /// `forget` of a plugin with a pinned version.
+    #[error("plugin {name} has a pinned version: `spool plugins unpin {name}` first")]
+    Pinned {
+        /// The plugin.
+        name: String,
+    },
     /// Stored bytes whose digest is not the one they are stored under.
     #[error("plugin {name}: the bytes stored as version {digest} hash to {found}; refusing them")]
     Corrupt {
@@ -82,6 +96,10 @@ pub enum DeployError {
 impl DeployError {
     /// Whether the same operation may succeed later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, DeployError::Redis(e) if e.is_retryable())
+        match self {
+            DeployError::Redis(e) => e.is_retryable(),
+            DeployError::Conflict { .. } => true,
+            _ => false,
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! | `…:history:NAME` | list | version entries (JSON), newest first, capped |
 //! | `…:names` | set | plugins with a history |
 //! | `…:events` | stream | an entry per pin change; workers block on it |
+//! | `…:keep` | string | versions kept per plugin (default 10) |
 //! | `…:workers` | zset | worker id → time of its last report (ms) |
 //! | `…:worker:ID` | string | the worker's report (JSON), expires |
 //!
@@ -42,7 +43,7 @@ use std::time::Duration;
 /// plugin this size is already a mistake).
 pub const MAX_DEPLOY_BYTES: u64 = 64 << 20;
 
-/// Versions kept per plugin by default.
+/// Versions kept per plugin unless `PREFIX:{plugins}:keep` says otherwise.
 pub const DEFAULT_KEEP: u32 = 10;
 
 /// How long a worker's report outlives its last refresh.
@@ -53,11 +54,16 @@ pub const REPORT_TTL: Duration = Duration::from_secs(30);
 pub struct Store {
     url: String,
     keys: String,
-    keep: u32,
     client: redis::Client,
     conn: ConnectionManager,
-    put: std::sync::Arc<redis::Script>,
-    unpin: std::sync::Arc<redis::Script>,
+    scripts: std::sync::Arc<Scripts>,
+}
+
+#[derive(Debug)]
+struct Scripts {
+    put: redis::Script,
+    unpin: redis::Script,
+    forget: redis::Script,
 }
 
 impl std::fmt::Debug for Store {
@@ -85,19 +91,23 @@ impl Store {
         Ok(Store {
             url: url.to_string(),
             keys: format!("{prefix}:{{plugins}}"),
-            keep: DEFAULT_KEEP,
             client,
             conn,
-            put: std::sync::Arc::new(redis::Script::new(include_str!("lua/put.lua"))),
-            unpin: std::sync::Arc::new(redis::Script::new(include_str!("lua/unpin.lua"))),
+            scripts: std::sync::Arc::new(Scripts {
+                put: redis::Script::new(include_str!("lua/put.lua")),
+                unpin: redis::Script::new(include_str!("lua/unpin.lua")),
+                forget: redis::Script::new(include_str!("lua/forget.lua")),
+            }),
         })
     }
 
-    /// Keep `keep` versions per plugin (at least 2, so a rollback has one).
-    #[must_use]
-    pub fn with_keep(mut self, keep: u32) -> Self {
-        self.keep = keep.max(2);
-        self
+    /// Keep `keep` versions per plugin from now on, fleet-wide (at least 2,
+    /// so a rollback has one). Histories shrink at their next change.
+    pub async fn set_keep(&self, keep: u32) -> Result<(), DeployError> {
+        let mut conn = self.conn.clone();
+        conn.set::<_, _, ()>(self.key("keep"), keep.max(2))
+            .await
+            .map_err(|e| self.error("set the versions kept", e))
     }
 
     /// `PREFIX:{plugins}`.
@@ -120,7 +130,8 @@ impl Store {
         })
     }
 
-    /// Pin `bytes` as the version of `name` on every worker.
+    /// Pin `bytes` as the version of `name` on every worker. Returns the
+    /// entry and whether it was new (false: exactly this was pinned already).
     pub async fn deploy(
         &self,
         name: &PluginName,
@@ -128,10 +139,10 @@ impl Store {
         sdk: Option<String>,
         manifest: Option<String>,
         by: &str,
-    ) -> Result<VersionEntry, DeployError> {
+    ) -> Result<(VersionEntry, bool), DeployError> {
         let entry = self.entry(name, bytes, sdk, manifest, Action::Deploy, by)?;
-        self.put(name, &entry, Some(bytes), true).await?;
-        Ok(entry)
+        let done = self.put(name, &entry, Some(bytes), Some("*")).await?;
+        Ok((entry, done != "unchanged"))
     }
 
     /// Record a version a worker loaded from its directory (bytes sent only
@@ -145,8 +156,8 @@ impl Store {
         by: &str,
     ) -> Result<Recorded, DeployError> {
         let entry = self.entry(name, bytes, sdk, manifest, Action::Directory, by)?;
-        match self.put(name, &entry, None, false).await?.as_str() {
-            "need_blob" => self.put(name, &entry, Some(bytes), false).await.map(|r| {
+        match self.put(name, &entry, None, None).await?.as_str() {
+            "need_blob" => self.put(name, &entry, Some(bytes), None).await.map(|r| {
                 if r == "unchanged" {
                     Recorded::Unchanged
                 } else {
@@ -186,26 +197,36 @@ impl Store {
         })
     }
 
+    /// Run `put.lua`; `pin` is the digest expected pinned now (`""` for
+    /// none, `"*"` for any), or none to record without pinning.
     async fn put(
         &self,
         name: &PluginName,
         entry: &VersionEntry,
         bytes: Option<&[u8]>,
-        pin: bool,
+        pin: Option<&str>,
     ) -> Result<String, DeployError> {
         let json = serde_json::to_string(entry).expect("a version entry serializes");
         let mut conn = self.conn.clone();
-        self.put
+        let done: String = self
+            .scripts
+            .put
             .key(&self.keys)
             .arg(name.to_string())
             .arg(&entry.digest)
             .arg(json)
-            .arg(if pin { "1" } else { "0" })
-            .arg(self.keep)
+            .arg(if pin.is_some() { "1" } else { "0" })
             .arg(bytes.unwrap_or_default())
+            .arg(pin.unwrap_or_default())
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| self.error("record a plugin version", e))
+            .map_err(|e| self.error("record a plugin version", e))?;
+        if done == "conflict" {
+            return Err(DeployError::Conflict {
+                name: name.to_string(),
+            });
+        }
+        Ok(done)
     }
 
     /// Pin an earlier version of `name`: the one before the current version
@@ -220,12 +241,13 @@ impl Store {
     ) -> Result<(VersionEntry, VersionEntry), DeployError> {
         let history = self.history(name).await?;
         let pinned = self.pinned().await?.remove(name);
-        let current =
-            pinned
-                .or_else(|| history.first().cloned())
-                .ok_or_else(|| DeployError::NoHistory {
-                    name: name.to_string(),
-                })?;
+        let expected = pinned
+            .as_ref()
+            .map(|p| p.digest.clone())
+            .unwrap_or_default();
+        let current = current(pinned, &history).ok_or_else(|| DeployError::NoHistory {
+            name: name.to_string(),
+        })?;
         let target = match to {
             Some(prefix) => pick(name, &history, prefix)?,
             None => previous(&history, &current.digest).ok_or_else(|| DeployError::NoPrevious {
@@ -239,7 +261,11 @@ impl Store {
             by: by.to_string(),
             ..target.clone()
         };
-        match self.put(name, &entry, None, true).await?.as_str() {
+        match self
+            .put(name, &entry, None, Some(&expected))
+            .await?
+            .as_str()
+        {
             "need_blob" => Err(DeployError::BlobMissing {
                 name: name.to_string(),
                 digest: entry.digest,
@@ -253,6 +279,7 @@ impl Store {
     pub async fn unpin(&self, name: &PluginName) -> Result<Option<VersionEntry>, DeployError> {
         let mut conn = self.conn.clone();
         let entry: Option<String> = self
+            .scripts
             .unpin
             .key(&self.keys)
             .arg(name.to_string())
@@ -262,6 +289,26 @@ impl Store {
         entry
             .map(|e| serde_json::from_str(&e).map_err(|err| Self::protocol("unpin", err)))
             .transpose()
+    }
+
+    /// Delete the history of `name` and the bytes of its versions (refused
+    /// while a version is pinned). Returns how many versions' bytes went.
+    pub async fn forget(&self, name: &PluginName) -> Result<u64, DeployError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::Value = self
+            .scripts
+            .forget
+            .key(&self.keys)
+            .arg(name.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error("forget a plugin", e))?;
+        match reply {
+            redis::Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
+            _ => Err(DeployError::Pinned {
+                name: name.to_string(),
+            }),
+        }
     }
 
     /// Every pinned version, by plugin. Entries that do not parse are
@@ -454,13 +501,41 @@ impl Store {
     }
 }
 
-/// The version before `current`: skip the rollbacks, find where `current`
-/// was last deployed or loaded, and take the next older, different digest.
-/// So repeated rollbacks walk back through the history.
+/// What serves `name` now: the pin, else the newest version loaded from a
+/// directory.
+pub fn current(pinned: Option<VersionEntry>, history: &[VersionEntry]) -> Option<VersionEntry> {
+    pinned.or_else(|| {
+        history
+            .iter()
+            .find(|e| e.action == Action::Directory)
+            .cloned()
+    })
+}
+
+/// The version before `current`. The history is replayed oldest first as a
+/// stack: a deploy or a directory version goes on top, a rollback to X
+/// takes off what is above X. The answer is the nearest other version below
+/// `current`'s place. So a rollback never returns to a version that was
+/// rolled back from, and rolling back again walks further back.
 fn previous(history: &[VersionEntry], current: &str) -> Option<VersionEntry> {
-    let mut entries = history.iter().filter(|e| e.action != Action::Rollback);
-    entries.by_ref().find(|e| e.digest == current)?;
-    entries.find(|e| e.digest != current).cloned()
+    let mut stack: Vec<&VersionEntry> = Vec::new();
+    for e in history.iter().rev() {
+        if e.action == Action::Rollback
+            && let Some(at) = stack.iter().rposition(|s| s.digest == e.digest)
+        {
+            stack.truncate(at + 1);
+            continue;
+        }
+        if stack.last().is_none_or(|top| top.digest != e.digest) {
+            stack.push(e);
+        }
+    }
+    let at = stack.iter().rposition(|e| e.digest == current)?;
+    stack[..at]
+        .iter()
+        .rev()
+        .find(|e| e.digest != current)
+        .map(|e| (*e).clone())
 }
 
 /// The entry whose digest starts with `prefix`.
@@ -520,6 +595,29 @@ mod tests {
         assert_eq!(previous(&history, "b").unwrap().digest, "a");
         history.insert(0, entry("a", Rollback));
         assert!(previous(&history, "a").is_none());
+    }
+
+    #[test]
+    fn a_rollback_never_returns_to_a_version_rolled_back_from() {
+        use Action::*;
+        // A, B (bad), back to A, C (bad): the version before C is A.
+        let history = vec![
+            entry("c", Deploy),
+            entry("a", Rollback),
+            entry("b", Deploy),
+            entry("a", Deploy),
+        ];
+        assert_eq!(previous(&history, "c").unwrap().digest, "a");
+        assert!(previous(&history, "a").is_none());
+    }
+
+    #[test]
+    fn without_a_pin_the_newest_directory_version_is_current() {
+        use Action::*;
+        let history = vec![entry("x", Deploy), entry("d", Directory)];
+        assert_eq!(current(None, &history).unwrap().digest, "d");
+        let pin = entry("x", Deploy);
+        assert_eq!(current(Some(pin), &history).unwrap().digest, "x");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! (so a deploy or a rollback reaches every worker within milliseconds, with
 //! a full resync every few seconds as a safety net), records the versions it
 //! loads from its directory in their plugin's history, and publishes what it
-//! serves for `spool plugins list`.
+//! serves for `spool plugins list`. Redis trouble is logged and retried; it
+//! never stops the loop.
 
 use super::registry::Registry;
 use crate::deploy::{DeployError, MAX_DEPLOY_BYTES, Recorded, Store, WorkerStatus};
@@ -12,37 +13,40 @@ use crate::queue::{PluginName, now_us};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// How long one blocking wait for pin events lasts.
 const WAIT: Duration = Duration::from_secs(1);
+
+/// A wait that has not answered this long after its own timeout is on a
+/// dead connection: reconnect.
+const WAIT_SLACK: Duration = Duration::from_secs(5);
 
 /// How often the pins are read whole even without events, and the report
 /// refreshed (well inside its TTL).
 const RESYNC: Duration = Duration::from_secs(5);
 
+/// Where the fleet store is.
+pub(crate) struct FleetConfig {
+    pub url: String,
+    pub prefix: String,
+    pub worker: String,
+}
+
 /// One worker's link to the fleet store.
-pub(crate) struct Fleet {
+struct Fleet {
     store: Store,
     registry: Arc<Registry>,
     worker: String,
-    /// Directory versions recorded in the history: name → digest.
+    /// Directory versions recorded in the history (or that cannot be):
+    /// name → digest.
     recorded: HashMap<PluginName, String>,
 }
 
 impl Fleet {
-    pub(crate) fn new(store: Store, registry: Arc<Registry>, worker: String) -> Self {
-        Fleet {
-            store,
-            registry,
-            worker,
-            recorded: HashMap::new(),
-        }
-    }
-
     /// Make the pinned versions this worker serves match the store's pins:
     /// load new ones (off the async threads), drop removed ones.
-    pub(crate) async fn sync(&self) -> Result<(), DeployError> {
+    async fn sync(&self) -> Result<(), DeployError> {
         let pins = self.store.pinned().await?;
         for name in self.registry.pinned_names() {
             if !pins.contains_key(&name) {
@@ -56,14 +60,19 @@ impl Fleet {
             let bytes = match self.store.blob(&name, &entry.digest).await {
                 Ok(bytes) => bytes,
                 Err(e @ (DeployError::BlobMissing { .. } | DeployError::Corrupt { .. })) => {
-                    tracing::warn!(plugin = %name, "pinned version unusable: {e}");
+                    self.registry.refuse_pin(&name, &entry, e.to_string());
                     continue;
                 }
                 Err(e) => return Err(e),
             };
             let registry = Arc::clone(&self.registry);
-            // A refusal is logged and kept by the registry for the report.
-            let _ = tokio::task::spawn_blocking(move || registry.pin(&name, &entry, &bytes)).await;
+            let (n, e) = (name.clone(), entry.clone());
+            // A refusal is kept by the registry for the report.
+            let loaded = tokio::task::spawn_blocking(move || registry.pin(&n, &e, &bytes)).await;
+            if loaded.is_err() {
+                let why = "loading it panicked in the host (a bug: please report it)".to_string();
+                self.registry.refuse_pin(&name, &entry, why);
+            }
         }
         Ok(())
     }
@@ -100,12 +109,12 @@ impl Fleet {
                     }
                     self.recorded.insert(version.name, version.version);
                 }
-                Err(e @ DeployError::TooLarge { .. }) => {
-                    tracing::warn!("not recorded in the history: {e}");
-                    self.recorded.insert(version.name, version.version);
-                }
                 Err(e) => {
-                    tracing::warn!(plugin = %version.name, "recording the version failed: {e}")
+                    tracing::warn!(plugin = %version.name, "recording the version in its history failed: {e}");
+                    // Retry later only what a retry can fix.
+                    if !e.is_retryable() {
+                        self.recorded.insert(version.name, version.version);
+                    }
                 }
             }
         }
@@ -126,7 +135,15 @@ impl Fleet {
 }
 
 /// Follow the store until `stop` turns true, then withdraw the report.
-pub(crate) async fn fleet_loop(mut fleet: Fleet, mut stop: watch::Receiver<bool>) {
+/// `ready` is sent after the first full sync of the pins.
+pub(crate) async fn fleet_loop(
+    config: FleetConfig,
+    registry: Arc<Registry>,
+    ready: oneshot::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ready = Some(ready);
+    let mut fleet: Option<Fleet> = None;
     let mut conn = None;
     let mut after = String::new();
     let mut reported: Option<u64> = None;
@@ -135,19 +152,37 @@ pub(crate) async fn fleet_loop(mut fleet: Fleet, mut stop: watch::Receiver<bool>
     while !*stop.borrow() {
         if conn.is_none() {
             // (Re)connected: events may have been missed; read the pins whole.
-            let ready = async {
-                let c = fleet.store.blocking_connection().await?;
-                let id = fleet.store.last_event().await?;
-                fleet.sync().await?;
-                Ok::<_, DeployError>((c, id))
+            let connected = async {
+                let store = match &fleet {
+                    Some(f) => f.store.clone(),
+                    None => Store::connect(&config.url, &config.prefix).await?,
+                };
+                let c = store.blocking_connection().await?;
+                let id = store.last_event().await?;
+                Ok::<_, DeployError>((store, c, id))
             }
             .await;
-            match ready {
+            let synced = match connected {
+                Ok((store, c, id)) => {
+                    let f = fleet.get_or_insert_with(|| Fleet {
+                        store,
+                        registry: Arc::clone(&registry),
+                        worker: config.worker.clone(),
+                        recorded: HashMap::new(),
+                    });
+                    f.sync().await.map(|()| (c, id))
+                }
+                Err(e) => Err(e),
+            };
+            match synced {
                 Ok((c, id)) => {
                     conn = Some(c);
                     after = id;
                     last_sync = Instant::now();
                     backoff = Duration::from_millis(100);
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("fleet store: {e}; retrying in {}ms", backoff.as_millis());
@@ -160,39 +195,48 @@ pub(crate) async fn fleet_loop(mut fleet: Fleet, mut stop: watch::Receiver<bool>
                 }
             }
         }
-        let Some(c) = conn.as_mut() else { continue };
+        let (Some(f), Some(c)) = (fleet.as_mut(), conn.as_mut()) else {
+            continue;
+        };
         let event = tokio::select! {
-            r = fleet.store.wait_event(c, &after, WAIT) => r,
+            r = tokio::time::timeout(WAIT + WAIT_SLACK, f.store.wait_event(c, &after, WAIT)) => r,
             _ = stop.changed() => break,
         };
         let resync = match event {
-            Ok(Some(id)) => {
+            Ok(Ok(Some(id))) => {
                 after = id;
                 true
             }
-            Ok(None) => last_sync.elapsed() >= RESYNC,
-            Err(e) => {
+            Ok(Ok(None)) => last_sync.elapsed() >= RESYNC,
+            Ok(Err(e)) => {
                 tracing::warn!("fleet store: {e}");
+                conn = None;
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!("fleet store: no answer to a wait for events; reconnecting");
                 conn = None;
                 continue;
             }
         };
         if resync {
             last_sync = Instant::now();
-            if let Err(e) = fleet.sync().await {
+            if let Err(e) = f.sync().await {
                 tracing::warn!("fleet store: {e}");
                 conn = None;
                 continue;
             }
         }
-        fleet.record_directory().await;
-        let generation = fleet.registry.generation();
+        f.record_directory().await;
+        let generation = f.registry.generation();
         if reported != Some(generation) || resync {
-            match fleet.report().await {
+            match f.report().await {
                 Ok(()) => reported = Some(generation),
                 Err(e) => tracing::warn!("fleet store: {e}"),
             }
         }
     }
-    let _ = fleet.store.withdraw(&fleet.worker).await;
+    if let Some(f) = fleet {
+        let _ = f.store.withdraw(&f.worker).await;
+    }
 }

@@ -80,9 +80,6 @@ pub struct WorkerConfig {
     pub artifact_cache: Option<PathBuf>,
     /// This worker's id in job records.
     pub worker_id: String,
-    /// Versions kept per plugin in the fleet store's history (directory
-    /// versions this worker records).
-    pub keep_versions: u32,
     /// Follow the fleet store: serve pinned versions, record directory
     /// versions, publish what this worker serves.
     pub fleet: bool,
@@ -107,7 +104,6 @@ impl WorkerConfig {
             capabilities: Capabilities::default(),
             artifact_cache: None,
             worker_id: default_worker_id(),
-            keep_versions: crate::deploy::DEFAULT_KEEP,
             fleet: true,
         }
     }
@@ -296,7 +292,7 @@ pub async fn run_on(
     // Pinned versions are loaded before the first claim: a worker that
     // starts after a deploy never runs a job on an older version.
     let fleet = if config.fleet {
-        start_fleet(&config, &registry, stop_rx.clone()).await
+        Some(start_fleet(&config, &registry, stop_rx.clone()).await)
     } else {
         None
     };
@@ -381,25 +377,36 @@ pub async fn run_on(
     Ok(report)
 }
 
-/// Connect to the fleet store, load the pinned versions, and follow the
-/// store from then on. Trouble is logged: the worker serves its directory.
+/// How long a starting worker waits for the fleet store before it claims
+/// jobs anyway (with its directory's versions, loudly).
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// Follow the fleet store, and wait until the pinned versions are loaded
+/// (at most [`FIRST_SYNC_WAIT`]). Redis trouble is retried by the loop.
 async fn start_fleet(
     config: &WorkerConfig,
     registry: &Arc<Registry>,
     stop: watch_channel::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let store = match crate::deploy::Store::connect(&config.queue.url, &config.queue.prefix).await {
-        Ok(store) => store.with_keep(config.keep_versions),
-        Err(e) => {
-            tracing::warn!("fleet store: {e}; serving the plugins directory only");
-            return None;
-        }
+) -> tokio::task::JoinHandle<()> {
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let fleet = fleet::FleetConfig {
+        url: config.queue.url.clone(),
+        prefix: config.queue.prefix.clone(),
+        worker: config.worker_id.clone(),
     };
-    let fleet = fleet::Fleet::new(store, Arc::clone(registry), config.worker_id.clone());
-    if let Err(e) = fleet.sync().await {
-        tracing::warn!("fleet store: {e}; pinned versions load once it answers");
+    let task = tokio::spawn(fleet::fleet_loop(
+        fleet,
+        Arc::clone(registry),
+        ready_tx,
+        stop,
+    ));
+    if tokio::time::timeout(FIRST_SYNC_WAIT, ready).await.is_err() {
+        tracing::error!(
+            "the fleet store did not answer within {}s: claiming jobs with this worker's directory versions; pinned versions load once it answers",
+            FIRST_SYNC_WAIT.as_secs()
+        );
     }
-    Some(tokio::spawn(fleet::fleet_loop(fleet, stop)))
+    task
 }
 
 /// Rescan the plugins directory on file-system events (debounced: 50 ms

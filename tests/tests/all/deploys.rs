@@ -3,7 +3,7 @@
 //! workers), each with its own plugins directory, as on separate machines.
 
 use crate::SPOOL;
-use crate::command::{fails_with, spool, text};
+use crate::command::{fails_with, text};
 use spool_runtime::deploy::{Store, WorkerStatus};
 use spool_runtime::plugins::Version;
 use spool_runtime::worker::Registry;
@@ -11,6 +11,17 @@ use spool_tests::fleet::Env;
 use spool_tests::variant;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// `spool ARGS` against the test's Redis; `plugins` commands wait up to
+/// two minutes for the workers (debug builds compile slowly on a busy
+/// machine; the command returns as soon as every worker confirms).
+fn spool(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut all = args.to_vec();
+    if matches!(args.get(1), Some(&("deploy" | "rollback" | "unpin"))) {
+        all.extend(["--wait", "120s"]);
+    }
+    crate::command::spool(env, &all)
+}
 
 fn digest(bytes: &[u8]) -> String {
     Version::of(bytes).0
@@ -222,7 +233,7 @@ fn bad_deploys_and_rollbacks_say_what_is_wrong() {
     let not_wasm = file(&env, "notes.wasm", b"hello, world");
     fails_with(
         &spool(&env, &["plugins", "deploy", &not_wasm, "--as", "hello"]),
-        1,
+        2,
         "not deployed: plugin",
     );
     let missing = env.dir.join("missing.wasm");
@@ -253,6 +264,13 @@ fn bad_deploys_and_rollbacks_say_what_is_wrong() {
     );
     let out = spool(&env, &["plugins", "deploy", &good, "--as", "hello"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The same file again changes nothing.
+    let out = spool(&env, &["plugins", "deploy", &good, "--as", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("is deployed already"));
+    let store = store(&env);
+    let name = spool_runtime::queue::PluginName::parse("hello").unwrap();
+    assert_eq!(env.rt.block_on(store.history(&name)).unwrap().len(), 1);
     fails_with(
         &spool(&env, &["plugins", "rollback", "hello"]),
         1,
@@ -270,9 +288,7 @@ fn bad_deploys_and_rollbacks_say_what_is_wrong() {
     );
     fails_with(&out, 75, "redis://127.0.0.1:1");
     // Too big for the store: refused before anything is sent.
-    let store = store(&env);
     let big = vec![0u8; usize::try_from(spool_runtime::deploy::MAX_DEPLOY_BYTES).unwrap() + 1];
-    let name = spool_runtime::queue::PluginName::parse("hello").unwrap();
     let refused = env
         .rt
         .block_on(store.deploy(&name, &big, None, None, "test"));
@@ -331,6 +347,66 @@ fn the_history_keeps_the_last_versions_and_drops_the_bytes_of_older_ones() {
         1,
         "no version",
     );
+    // A plugin no longer used is forgotten with its bytes, once unpinned.
+    fails_with(
+        &spool(&env, &["plugins", "forget", "acme/hello"]),
+        1,
+        "unpin acme/hello` first",
+    );
+    let out = spool(&env, &["plugins", "unpin", "acme/hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = spool(&env, &["plugins", "forget", "acme/hello"]);
+    let said = text(&out.stdout);
+    assert!(said.contains("with the bytes of 3 versions"), "{said}");
+    assert!(env.rt.block_on(store.history(&name)).unwrap().is_empty());
+    let blobs: Vec<String> = redis::cmd("KEYS")
+        .arg("spool:{plugins}:blob:*")
+        .query(&mut redis)
+        .unwrap();
+    assert!(blobs.is_empty(), "{blobs:?}");
+}
+
+#[test]
+fn a_pin_whose_bytes_are_gone_is_refused_and_named() {
+    let env = Env::new("fleet-gone");
+    let (v0, v1) = (variant("hello", 0), variant("hello", 1));
+    let out = spool(
+        &env,
+        &[
+            "plugins",
+            "deploy",
+            &file(&env, "hello-1.wasm", &v1),
+            "--as",
+            "hello",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Someone deletes the stored bytes; then a worker starts.
+    let key = format!("spool:{{plugins}}:blob:default/hello:{}", digest(&v1));
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let _worker = env.worker_process(SPOOL, &plugins_with(&env, "a", &v0), &["--id", "w1"]);
+    // It serves its directory's version and says why not the pin.
+    assert_eq!(versions_of_jobs(&env, 3), one(&digest(&v0)));
+    let store = store(&env);
+    env.wait_for("the refusal in the report", || {
+        workers(&env, &store).iter().any(|w| {
+            w.rejected
+                .iter()
+                .any(|r| r.why.contains("no longer stored"))
+        })
+    });
+    // A rollback to the directory version (its bytes are kept) fixes it.
+    let d0 = digest(&v0);
+    let out = spool(&env, &["plugins", "rollback", "hello", "--to", &d0[..8]]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("1 of 1 workers serve"), "{said}");
+    env.wait_for("the refusal cleared", || {
+        workers(&env, &store).iter().all(|w| w.rejected.is_empty())
+    });
 }
 
 /// An in-process worker over `dir` (fleet on), with its registry.

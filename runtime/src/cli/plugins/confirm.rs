@@ -28,8 +28,9 @@ enum State {
 pub(crate) async fn pinned(store: &Store, name: &PluginName, digest: &str, wait: &WaitArgs) -> u8 {
     let short = &digest[..12.min(digest.len())];
     let refused_path = format!("redis:{name}@{short}");
+    let name = name.to_string();
     let judge = |w: &WorkerStatus| {
-        let serving = w.plugins.iter().find(|p| p.name == name.to_string());
+        let serving = w.plugins.iter().find(|p| p.name == name);
         if serving.is_some_and(|p| p.version == digest && p.source == "deployed") {
             return State::Done;
         }
@@ -52,13 +53,17 @@ pub(crate) async fn pinned(store: &Store, name: &PluginName, digest: &str, wait:
 
 /// Wait until no worker serves a pinned version of `name`.
 pub(crate) async fn unpinned(store: &Store, name: &PluginName, wait: &WaitArgs) -> u8 {
+    let name = name.to_string();
     let judge = |w: &WorkerStatus| match w
         .plugins
         .iter()
-        .find(|p| p.name == name.to_string() && p.source == "deployed")
+        .find(|p| p.name == name && p.source == "deployed")
     {
         None => State::Done,
-        Some(p) => State::Pending(format!("still serves the pinned {}", &p.version[..12])),
+        Some(p) => State::Pending(format!(
+            "still serves the pinned {}",
+            &p.version[..12.min(p.version.len())]
+        )),
     };
     settle(store, wait, "serve their directory's file", judge).await
 }

@@ -7,7 +7,7 @@ mod show;
 
 use super::connect::{RedisArgs, runtime};
 use super::exit;
-use crate::deploy::{DEFAULT_KEEP, DeployError, MAX_DEPLOY_BYTES, Store};
+use crate::deploy::{DeployError, MAX_DEPLOY_BYTES, Store};
 use crate::plugins::{self, Capabilities, manifest, safe_read};
 use crate::queue::PluginName;
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -18,10 +18,11 @@ pub(crate) struct PluginsArgs {
     #[command(flatten)]
     redis: RedisArgs,
 
-    /// Versions kept per plugin in the history; older ones are dropped
-    /// with their bytes.
-    #[arg(long, env = "SPOOL_KEEP_VERSIONS", default_value_t = DEFAULT_KEEP, global = true)]
-    keep_versions: u32,
+    /// Set the versions kept per plugin, fleet-wide (stored in Redis; the
+    /// default is 10). Older ones are dropped with their bytes at the
+    /// plugin's next change.
+    #[arg(long, global = true)]
+    keep_versions: Option<u32>,
 
     #[command(subcommand)]
     command: PluginsCommand,
@@ -77,15 +78,26 @@ enum PluginsCommand {
         #[command(flatten)]
         wait: confirm::WaitArgs,
     },
+    /// Delete a plugin's history and the stored bytes of its versions (a
+    /// plugin no longer used). Refused while a version is pinned.
+    Forget {
+        /// The plugin.
+        name: String,
+    },
 }
 
 pub(crate) fn run(args: PluginsArgs) -> u8 {
     runtime().block_on(async {
         let url = args.redis.queue_config().url;
         let store = match Store::connect(&url, &args.redis.prefix).await {
-            Ok(store) => store.with_keep(args.keep_versions),
+            Ok(store) => store,
             Err(e) => return fail(&e),
         };
+        if let Some(keep) = args.keep_versions
+            && let Err(e) = store.set_keep(keep).await
+        {
+            return fail(&e);
+        }
         match args.command {
             PluginsCommand::List { json } => show::list(&store, json).await,
             PluginsCommand::History { name, json } => match parse_name(&name) {
@@ -129,6 +141,16 @@ pub(crate) fn run(args: PluginsArgs) -> u8 {
                     }
                     Ok(None) => {
                         println!("{name}: nothing pinned");
+                        exit::OK
+                    }
+                    Err(e) => fail(&e),
+                },
+                Err(code) => code,
+            },
+            PluginsCommand::Forget { name } => match parse_name(&name) {
+                Ok(name) => match store.forget(&name).await {
+                    Ok(n) => {
+                        println!("{name}: history deleted, with the bytes of {n} versions");
                         exit::OK
                     }
                     Err(e) => fail(&e),
@@ -197,14 +219,18 @@ async fn deploy(
         Ok(plugin) => plugin,
         Err(why) => {
             eprintln!("spool: not deployed: {why}");
-            return exit::FAILED;
+            return exit::USAGE;
         }
     };
     match store
         .deploy(name, &bytes, plugin.sdk_version.clone(), text, &who())
         .await
     {
-        Ok(entry) => {
+        Ok((entry, new)) => {
+            if !new {
+                println!("{name}: {} is deployed already", entry.short());
+                return confirm::pinned(store, name, &entry.digest, wait).await;
+            }
             println!(
                 "{name}: deployed {} ({} bytes{})",
                 entry.short(),

@@ -138,10 +138,7 @@ pub(super) async fn history(store: &Store, name: &PluginName, json: bool) -> u8 
     };
     let pin = pinned.remove(name);
     // What serves: the pin, else the newest version loaded from a directory.
-    let current = pin
-        .as_ref()
-        .map(|p| p.digest.clone())
-        .or_else(|| history.first().map(|e| e.digest.clone()));
+    let current = crate::deploy::current(pin.clone(), &history).map(|e| e.digest);
     if json {
         let value = serde_json::json!({
             "name": name.to_string(),

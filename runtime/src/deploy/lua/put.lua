@@ -5,19 +5,24 @@
 -- KEYS[1]  PREFIX:{plugins}; every key below starts with it (one slot).
 -- ARGV[1]  plugin name, tenant/name
 -- ARGV[2]  version digest
--- ARGV[3]  the version entry, JSON (with a "digest" field)
+-- ARGV[3]  the version entry, JSON (with "digest" and "manifest" fields)
 -- ARGV[4]  '1' to pin it (deploy, rollback), '0' to only record it
 --          (a worker loaded it from its directory)
--- ARGV[5]  versions kept in the history
--- ARGV[6]  the component bytes, or '' when they should be stored already
+-- ARGV[5]  the component bytes, or '' when they should be stored already
+-- ARGV[6]  for a pin: the digest expected to be pinned now ('' for none),
+--          or '*' for any
 --
--- Returns 'recorded', 'unchanged' (a directory version the history already
--- names as the newest one from a directory) or 'need_blob' (call again with
--- the bytes).
+-- The number of entries kept is `PREFIX:{plugins}:keep` (default 10).
+--
+-- Returns 'recorded'; 'unchanged' (a directory version the history already
+-- names as the newest one from a directory, or a pin of what is pinned);
+-- 'need_blob' (call again with the bytes); or 'conflict' (the pin changed
+-- since the caller looked).
 
 local P = KEYS[1]
 local name, digest, entry = ARGV[1], ARGV[2], ARGV[3]
-local pin, keep, blob = ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6]
+local pin, blob, expected = ARGV[4] == '1', ARGV[5], ARGV[6]
+local keep = math.max(2, tonumber(redis.call('GET', P .. ':keep')) or 10)
 local function blob_key(d) return P .. ':blob:' .. name .. ':' .. d end
 local history = P .. ':history:' .. name
 local pinned = P .. ':pinned'
@@ -28,7 +33,15 @@ local function decode(text)
   return {}
 end
 
-if not pin then
+if pin then
+  local now = redis.call('HGET', pinned, name)
+  local current = now and decode(now) or {}
+  if expected ~= '*' and (current.digest or '') ~= expected then return 'conflict' end
+  local new = decode(entry)
+  if current.digest == digest and current.manifest == new.manifest then
+    return 'unchanged'
+  end
+else
   -- Every worker that loads the same file records it: once is enough.
   for _, e in ipairs(redis.call('LRANGE', history, 0, -1)) do
     local v = decode(e)

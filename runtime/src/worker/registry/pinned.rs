@@ -43,7 +43,8 @@ impl Registry {
     }
 
     /// Whether `entry` is what serves `name` already, or was refused already:
-    /// either way there is nothing to load.
+    /// either way there is nothing to load. A refusal of another version is
+    /// forgotten once `entry` serves (it is no longer what the fleet asks).
     pub fn pin_is_settled(&self, name: &PluginName, entry: &VersionEntry) -> bool {
         let serving = self
             .pinned
@@ -51,13 +52,34 @@ impl Registry {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             .is_some_and(|e| e.plugin.version.0 == entry.digest && e.manifest == entry.manifest);
-        serving
-            || self
-                .pin_rejected
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(name)
-                .is_some_and(|r| r.digest == entry.digest && r.manifest == entry.manifest)
+        let mut refused = self.pin_rejected.write().unwrap_or_else(|p| p.into_inner());
+        let refused_this = refused
+            .get(name)
+            .is_some_and(|r| r.digest == entry.digest && r.manifest == entry.manifest);
+        if serving && refused.remove(name).is_some() {
+            drop(refused);
+            self.changed();
+        }
+        serving || refused_this
+    }
+
+    /// Record that the pinned `entry` of `name` cannot be served here, and
+    /// why (its bytes are gone, loading it panicked): the version serving
+    /// stays, and the reason shows in `spool plugins list`.
+    pub fn refuse_pin(&self, name: &PluginName, entry: &VersionEntry, why: String) {
+        tracing::warn!(plugin = %name, version = %entry.short(), "pinned version refused: {why}");
+        self.pin_rejected
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                name.clone(),
+                Refused {
+                    digest: entry.digest.clone(),
+                    manifest: entry.manifest.clone(),
+                    why,
+                },
+            );
+        self.changed();
     }
 
     /// Validate and compile `bytes` (version `entry` of `name`) and serve
@@ -106,19 +128,7 @@ impl Registry {
                 Ok(())
             }
             Err(why) => {
-                tracing::warn!(plugin = %name, version = %entry.short(), "pinned version refused: {why}");
-                self.pin_rejected
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        name.clone(),
-                        Refused {
-                            digest: entry.digest.clone(),
-                            manifest: entry.manifest.clone(),
-                            why: why.clone(),
-                        },
-                    );
-                self.changed();
+                self.refuse_pin(name, entry, why.clone());
                 Err(why)
             }
         }
