@@ -178,6 +178,24 @@ impl Env {
         self.worker_on(config, registry)
     }
 
+    /// A worker in this process serving the plugins directory `dir` (with
+    /// its manifests), and its registry; `tweak` adjusts the settings.
+    pub fn serve_dir(
+        &self,
+        dir: &Path,
+        tweak: impl FnOnce(&mut WorkerConfig),
+    ) -> (Arc<Registry>, TestWorker) {
+        let mut config = self.worker_config(dir);
+        tweak(&mut config);
+        let registry = Arc::new(
+            Registry::new(crate::sandbox().clone(), dir, config.capabilities.clone())
+                .with_limits(config.limits.clone()),
+        );
+        registry.refresh();
+        let worker = self.worker_on(config, Arc::clone(&registry));
+        (registry, worker)
+    }
+
     /// A worker in this process over a prepared registry.
     pub fn worker_on(&self, config: WorkerConfig, registry: Arc<Registry>) -> TestWorker {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -6,11 +6,9 @@ use crate::SPOOL;
 use crate::command::{fails_with, text};
 use spool_runtime::deploy::{Store, WorkerStatus};
 use spool_runtime::plugins::Version;
-use spool_runtime::worker::Registry;
 use spool_tests::fleet::Env;
 use spool_tests::variant;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 /// `spool ARGS` against the test's Redis; `plugins` commands wait up to
 /// two minutes for the workers (debug builds compile slowly on a busy
@@ -409,19 +407,6 @@ fn a_pin_whose_bytes_are_gone_is_refused_and_named() {
     });
 }
 
-/// An in-process worker over `dir` (fleet on), with its registry.
-fn serve(env: &Env, dir: &Path) -> (Arc<Registry>, spool_tests::fleet::TestWorker) {
-    let config = env.worker_config(dir);
-    let registry = Arc::new(Registry::new(
-        spool_tests::sandbox().clone(),
-        dir,
-        config.capabilities.clone(),
-    ));
-    registry.refresh();
-    let worker = env.worker_on(config, Arc::clone(&registry));
-    (registry, worker)
-}
-
 #[test]
 fn directory_versions_are_recorded_and_a_pin_wins_over_the_directory_until_unpinned() {
     let env = Env::new("fleet-directory");
@@ -431,8 +416,8 @@ fn directory_versions_are_recorded_and_a_pin_wins_over_the_directory_until_unpin
     let store = store(&env);
     let name = spool_runtime::queue::PluginName::parse("hello").unwrap();
     // Two workers on the same directory record its version once.
-    let (_r1, _w1) = serve(&env, &dir);
-    let (_r2, _w2) = serve(&env, &dir);
+    let (_r1, _w1) = env.serve_dir(&dir, |_| {});
+    let (_r2, _w2) = env.serve_dir(&dir, |_| {});
     wait_serving(&env, &store, 2, "default/hello", &d0);
     env.wait_for("the directory version in the history", || {
         !env.rt.block_on(store.history(&name)).unwrap().is_empty()

@@ -3,26 +3,9 @@
 //! never replaces what is serving.
 
 use spool_runtime::queue::{Status, now_us};
-use spool_runtime::worker::Registry;
 use spool_tests::fleet::{Env, add_plugin};
 use spool_tests::variant;
 use std::path::Path;
-use std::sync::Arc;
-
-fn serve(env: &Env, dir: &Path) -> (Arc<Registry>, spool_tests::fleet::TestWorker) {
-    let config = env.worker_config(dir);
-    let registry = Arc::new(
-        Registry::new(
-            spool_tests::sandbox().clone(),
-            dir,
-            config.capabilities.clone(),
-        )
-        .with_limits(config.limits.clone()),
-    );
-    registry.refresh();
-    let worker = env.worker_on(config, Arc::clone(&registry));
-    (registry, worker)
-}
 
 fn greeting(env: &Env) -> serde_json::Value {
     let record = env.wait(&env.enqueue("introspect", "{}"));
@@ -46,7 +29,7 @@ fn manifest_config_reaches_the_handler_and_edits_are_picked_up() {
         &dir.join("introspect.toml"),
         "[config]\ngreeting = \"hi\"\n",
     );
-    let (registry, _worker) = serve(&env, &dir);
+    let (registry, _worker) = env.serve_dir(&dir, |_| {});
     assert_eq!(greeting(&env), "hi");
 
     write(
@@ -81,7 +64,7 @@ fn manifest_limits_apply_per_plugin() {
     let dir = env.subdir("plugins");
     add_plugin(&dir, "spin", "spin");
     write(&dir.join("spin.toml"), "timeout = \"200ms\"\n");
-    let (_registry, _worker) = serve(&env, &dir);
+    let (_registry, _worker) = env.serve_dir(&dir, |_| {});
     let mut job = env.job("spin", "{}");
     job.max_attempts = 1;
     let started = now_us();
@@ -101,7 +84,7 @@ fn manifest_capabilities_let_a_plugin_load() {
     let env = Env::new("manifest-caps");
     let dir = env.subdir("plugins");
     add_plugin(&dir, "opens_socket", "opens_socket");
-    let (registry, _worker) = serve(&env, &dir);
+    let (registry, _worker) = env.serve_dir(&dir, |_| {});
     assert!(registry.names().is_empty());
     let (_, why) = registry.rejected().remove(0);
     assert!(why.contains("wasi:sockets"), "{why}");
@@ -126,7 +109,7 @@ fn versions_swap_under_load_and_every_job_names_the_one_it_ran_on() {
         .collect();
     let file = dir.join("introspect.wasm");
     std::fs::write(&file, &versions[0]).unwrap();
-    let (registry, _worker) = serve(&env, &dir);
+    let (registry, _worker) = env.serve_dir(&dir, |_| {});
     let name = spool_runtime::queue::PluginName::parse("introspect").unwrap();
     // Batch n is enqueued once version n serves, and the next swap waits
     // only until the batch's first job has finished (so it ran on version
@@ -195,7 +178,7 @@ fn a_half_written_file_never_replaces_the_serving_version() {
     let digest = |v: &[u8]| spool_runtime::plugins::Version::of(v).0;
     let file = dir.join("introspect.wasm");
     std::fs::write(&file, &v0).unwrap();
-    let (registry, _worker) = serve(&env, &dir);
+    let (registry, _worker) = env.serve_dir(&dir, |_| {});
     let version_of_a_job = || env.wait(&env.enqueue("introspect", "{}")).version.unwrap();
     assert_eq!(version_of_a_job(), digest(&v0));
 
@@ -229,7 +212,7 @@ fn the_directory_is_read_carefully() {
     let digest = |v: &[u8]| spool_runtime::plugins::Version::of(v).0;
     let file = dir.join("introspect.wasm");
     std::fs::write(&file, &v0).unwrap();
-    let (registry, _worker) = serve(&env, &dir);
+    let (registry, _worker) = env.serve_dir(&dir, |_| {});
     let serving = || {
         registry
             .get(&spool_runtime::queue::PluginName::parse("introspect").unwrap())
@@ -296,7 +279,7 @@ fn revoking_a_capability_stops_the_plugin() {
         &dir.join("opens_socket.toml"),
         "[capabilities]\nnetwork = true\n",
     );
-    let (registry, _worker) = serve(&env, &dir);
+    let (registry, _worker) = env.serve_dir(&dir, |_| {});
     assert_eq!(registry.names().len(), 1);
     write(
         &dir.join("opens_socket.toml"),
