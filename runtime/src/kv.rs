@@ -6,6 +6,7 @@
 //! choose it, so no key of one tenant is reachable from another's plugins.
 //! [`MemoryKv`] serves `spool call`.
 
+use crate::sync_redis::SyncRedis;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -105,12 +106,11 @@ impl KeyValue for MemoryKv {
     }
 }
 
-/// Keys in Redis, one blocking connection per calling thread at a time
-/// (host calls run on the worker's job threads, outside the async runtime).
+/// Keys in Redis, on the blocking connection pool host calls use (they run
+/// on the worker's job threads, outside the async runtime).
 pub struct RedisKv {
-    client: redis::Client,
+    redis: SyncRedis,
     prefix: String,
-    idle: Mutex<Vec<redis::Connection>>,
 }
 
 impl std::fmt::Debug for RedisKv {
@@ -124,14 +124,9 @@ impl std::fmt::Debug for RedisKv {
 impl RedisKv {
     /// Keys go under `prefix` (e.g. `spool`).
     pub fn new(url: &str, prefix: &str) -> Result<Self, KvError> {
-        let client = redis::Client::open(url).map_err(|e| {
-            let url = crate::queue::redact(url);
-            KvError::Unavailable(format!("invalid redis url {url:?}: {e}"))
-        })?;
         Ok(RedisKv {
-            client,
+            redis: SyncRedis::new(url).map_err(KvError::Unavailable)?,
             prefix: prefix.to_string(),
-            idle: Mutex::new(Vec::new()),
         })
     }
 
@@ -140,45 +135,13 @@ impl RedisKv {
         format!("{}:{{kv:{tenant}}}:{key}", self.prefix)
     }
 
-    fn connect(&self) -> Result<redis::Connection, KvError> {
-        let conn = self
-            .client
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .map_err(|e| KvError::Unavailable(e.to_string()))?;
-        let timeout = Some(Duration::from_secs(2));
-        let _ = conn.set_read_timeout(timeout);
-        let _ = conn.set_write_timeout(timeout);
-        Ok(conn)
-    }
-
-    /// Run `f` on a pooled connection. A pooled connection may have died
-    /// with a Redis restart: on a connection error, `f` gets one more try on
-    /// a fresh one before the guest sees `unavailable`.
     fn with_connection<T>(
         &self,
         f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, KvError> {
-        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (mut conn, fresh) = match pooled {
-            Some(conn) => (conn, false),
-            None => (self.connect()?, true),
-        };
-        let mut result = f(&mut conn);
-        if !fresh
-            && let Err(e) = &result
-            && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal())
-        {
-            conn = self.connect()?;
-            result = f(&mut conn);
-        }
-        let result = result.map_err(|e| KvError::Unavailable(e.to_string()));
-        if result.is_ok() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
-        }
-        result
+        self.redis
+            .with_connection(f)
+            .map_err(|e| KvError::Unavailable(e.to_string()))
     }
 }
 

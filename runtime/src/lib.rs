@@ -10,6 +10,9 @@
 //!   ack, leases, delays, dead letters, records. Knows nothing of wasm.
 //! - [`deploy`]: the fleet store in Redis — plugin versions, history,
 //!   pins (deploy, rollback) and worker reports. Knows nothing of wasm.
+//! - [`cache`]: the content-hash result cache — key recipe, a memory tier
+//!   in front of Redis, single flight, purges, counters. Knows nothing of
+//!   wasm or queues.
 //! - [`worker`]: the only place that joins queue, plugins and sandbox:
 //!   claim → run → ack, with heartbeats and a graceful stop.
 //! - [`kv`]: the tenant-scoped key-value store behind the `kv` import.
@@ -18,6 +21,7 @@
 //! - [`cli`] and [`config`]: the `spool` command and its parsed, validated
 //!   settings. Nothing else sees raw arguments.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod deploy;
@@ -26,4 +30,5 @@ pub mod plugins;
 pub mod queue;
 pub mod redis_server;
 pub mod sandbox;
+pub mod sync_redis;
 pub mod worker;

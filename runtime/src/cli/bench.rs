@@ -49,6 +49,25 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 32)]
     payload_bytes: usize,
 
+    /// The jobs' input instead of {"name":"xxx…"}: JSON, or @FILE.
+    #[arg(long, short)]
+    input: Option<String>,
+
+    /// MIME type of --input [default: application/json, or guessed from
+    /// the file name]
+    #[arg(long)]
+    content_type: Option<String>,
+
+    /// How many different inputs the jobs cycle through (a JSON object
+    /// input gets a field "_n": 0..N-1). With --cache-ttl, 1 makes every
+    /// job after the first a hit; --distinct equal to --jobs, none.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    distinct: u64,
+
+    /// Cache the plugin's results this long (as a manifest's `[cache] ttl`).
+    #[arg(long, value_parser = crate::config::parse_duration)]
+    cache_ttl: Option<Duration>,
+
     /// Enqueue at this many jobs per second (0: as fast as possible). A low
     /// rate measures pickup latency on an idle system.
     #[arg(long, default_value_t = 0)]
@@ -79,6 +98,11 @@ struct Report {
     redis_commands_per_job: f64,
     worker_round_trips_per_job: f64,
     round_trips_per_job: f64,
+    /// Jobs by result-cache status (`hit-memory`, `hit-redis`, `miss`, …).
+    cache: std::collections::BTreeMap<String, usize>,
+    /// Sandbox instances the worker created (one per handler run; none for
+    /// a cache hit).
+    instances: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,7 +174,11 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
         }
     })?;
     let registry = Arc::new(Registry::new(sandbox, &args.plugins, caps));
-    registry.insert(plugin.clone(), Arc::new(loaded));
+    let settings = worker::Settings {
+        cache_ttl: args.cache_ttl,
+        ..worker::Settings::default()
+    };
+    registry.insert_with(plugin.clone(), Arc::new(loaded), settings);
     let mut config = WorkerConfig::new(queue_config.clone(), &args.plugins);
     if let Some(c) = args.concurrency {
         config.concurrency = c.max(1);
@@ -158,6 +186,7 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
     config.batch = args.batch.max(1);
     config.prefetch = args.prefetch;
     config.rescan = None;
+    config.fleet = false;
     let concurrency = config.concurrency;
 
     let rt = runtime();
@@ -178,11 +207,13 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
         }))
     });
 
+    let instances_before = crate::sandbox::instances_created();
     let result = rt.block_on(drive(args, &plugin, &client));
     let _ = stop_tx.send(());
     let _ = worker_thread.join();
     drop(server);
     let (mut report, commands) = result?;
+    report.instances = crate::sandbox::instances_created() - instances_before;
     let jobs = args.jobs.max(1) as f64;
     report.concurrency = concurrency;
     report.redis_commands_per_job = commands as f64 / jobs;
@@ -197,11 +228,7 @@ async fn drive(
     client: &Queue,
 ) -> Result<(Report, u64), String> {
     let err = |e: crate::queue::QueueError| e.to_string();
-    let name_len = args
-        .payload_bytes
-        .saturating_sub(r#"{"name":""}"#.len())
-        .max(1);
-    let payload = format!(r#"{{"name":"{}"}}"#, "x".repeat(name_len)).into_bytes();
+    let (payloads, content_type) = payloads(args)?;
     let commands_before = client.server_command_calls().await.map_err(err)?;
     let bar = indicatif::ProgressBar::new(args.jobs as u64).with_style(
         indicatif::ProgressStyle::with_template(
@@ -215,8 +242,11 @@ async fn drive(
     let chunk = if args.rate > 0 { 1 } else { 500 };
     while ids.len() < args.jobs {
         let n = chunk.min(args.jobs - ids.len());
-        let batch: Vec<NewJob> = (0..n)
-            .map(|_| NewJob::new(plugin.clone(), payload.clone()))
+        let batch: Vec<NewJob> = (ids.len()..ids.len() + n)
+            .map(|i| NewJob {
+                content_type: content_type.clone(),
+                ..NewJob::new(plugin.clone(), payloads[i % payloads.len()].clone())
+            })
             .collect();
         let done = if n == 1 {
             vec![client.enqueue(&batch[0]).await.map_err(err)?]
@@ -275,7 +305,7 @@ async fn drive(
             plugin: plugin.to_string(),
             jobs: args.jobs,
             concurrency: 0,
-            payload_bytes: payload.len(),
+            payload_bytes: payloads[0].len(),
             succeeded,
             failed: args.jobs - succeeded,
             enqueue_jobs_per_sec: args.jobs as f64 / enqueue_secs.max(1e-9),
@@ -286,9 +316,47 @@ async fn drive(
             redis_commands_per_job: 0.0,
             worker_round_trips_per_job: 0.0,
             round_trips_per_job: 0.0,
+            cache: times.iter().filter_map(|t| t.cache.clone()).fold(
+                Default::default(),
+                |mut m, c| {
+                    *m.entry(c).or_default() += 1;
+                    m
+                },
+            ),
+            instances: 0,
         },
         commands,
     ))
+}
+
+/// The distinct inputs the jobs cycle through, and their content type.
+fn payloads(args: &BenchArgs) -> Result<(Vec<Vec<u8>>, String), String> {
+    let (base, guessed) = match &args.input {
+        Some(input) => super::call::read_input(input)?,
+        None => {
+            let name_len = args
+                .payload_bytes
+                .saturating_sub(r#"{"name":""}"#.len())
+                .max(1);
+            let text = format!(r#"{{"name":"{}"}}"#, "x".repeat(name_len));
+            (text.into_bytes(), "application/json".to_string())
+        }
+    };
+    let content_type = args.content_type.clone().unwrap_or(guessed);
+    if args.distinct == 1 {
+        return Ok((vec![base], content_type));
+    }
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(&base) else {
+        return Err("--distinct above 1 needs a JSON object input (it adds a field \"_n\")".into());
+    };
+    let distinct = (0..args.distinct)
+        .map(|n| {
+            let mut object = object.clone();
+            object.insert("_n".into(), n.into());
+            serde_json::to_vec(&object).unwrap_or_default()
+        })
+        .collect();
+    Ok((distinct, content_type))
 }
 
 fn percentiles(sorted: &[f64]) -> Percentiles {
@@ -340,4 +408,7 @@ fn print(r: &Report, json: bool) {
         "  round trips        {:.3} per job by the worker, {:.3} with enqueueing",
         r.worker_round_trips_per_job, r.round_trips_per_job
     );
+    let cache: Vec<String> = r.cache.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("  result cache       {}", cache.join(", "));
+    println!("  sandbox instances  {} for {} jobs", r.instances, r.jobs);
 }

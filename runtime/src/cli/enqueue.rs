@@ -61,6 +61,11 @@ pub(crate) struct EnqueueArgs {
     #[arg(long)]
     idempotency_key: Option<String>,
 
+    /// Skip the result-cache lookup for this job: the handler runs, and a
+    /// success replaces the cached result.
+    #[arg(long)]
+    no_cache: bool,
+
     /// Print JSON: {"id", "created"}, or the whole job record with --wait.
     #[arg(long)]
     json: bool,
@@ -121,6 +126,7 @@ pub(crate) fn run(args: EnqueueArgs) -> u8 {
         delay,
         idempotency_key: args.idempotency_key.clone(),
         wait: args.wait.is_some(),
+        no_cache: args.no_cache,
         ..NewJob::new(plugin, Vec::new())
     };
     runtime().block_on(async {

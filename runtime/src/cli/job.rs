@@ -89,6 +89,19 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
     if let Some(v) = &record.version {
         println!("version    {v}");
     }
+    if let Some(cache) = &record.cache {
+        let by = record
+            .cache_job
+            .as_ref()
+            .map(|job| format!(", computed by job {job}"))
+            .unwrap_or_default();
+        let key = record
+            .cache_key
+            .as_ref()
+            .map(|k| format!(" (key {k}{by})"))
+            .unwrap_or_default();
+        println!("cache      {cache}{key}");
+    }
     if let Some(h) = record.host_calls {
         println!("host calls {h}");
     }

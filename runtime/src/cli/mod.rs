@@ -3,6 +3,7 @@
 //! interface (see [`exit`]).
 
 mod bench;
+mod cache;
 mod call;
 mod connect;
 mod dead;
@@ -49,6 +50,8 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// What the fleet serves; plugin history; deploy, roll back, unpin.
     Plugins(plugins::PluginsArgs),
+    /// The result cache: stats per plugin, purges.
+    Cache(cache::CacheArgs),
     /// Local development: a private redis-server plus a worker, in one command.
     Dev(dev::DevArgs),
     /// Measure end-to-end throughput and latency with a real Redis and worker.
@@ -78,6 +81,7 @@ pub fn run() -> u8 {
         Command::Dead(args) => dead::run(args),
         Command::Worker(args) => worker::run(args),
         Command::Plugins(args) => plugins::run(args),
+        Command::Cache(args) => cache::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Bench(args) => bench::run(args),
     }

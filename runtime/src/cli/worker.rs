@@ -82,6 +82,15 @@ pub(crate) struct WorkerArgs {
     /// This worker's id in job records [default: HOST:PID:RANDOM]
     #[arg(long, env = "SPOOL_WORKER_ID")]
     pub id: Option<String>,
+
+    /// Most bytes of results the result cache keeps in this worker's
+    /// memory, in front of Redis (0: none).
+    #[arg(long, env = "SPOOL_CACHE_MEMORY", default_value = "64MiB", value_parser = parse_cache_size)]
+    pub cache_memory: u64,
+
+    /// Never use the result cache: every job runs its handler.
+    #[arg(long)]
+    pub no_result_cache: bool,
 }
 
 impl WorkerArgs {
@@ -112,6 +121,8 @@ impl WorkerArgs {
         if let Some(id) = &self.id {
             config.worker_id.clone_from(id);
         }
+        config.cache_memory = self.cache_memory;
+        config.result_cache = !self.no_result_cache;
         config
     }
 
@@ -121,6 +132,15 @@ impl WorkerArgs {
             ..SandboxConfig::default()
         })
         .map_err(|e| e.to_string())
+    }
+}
+
+/// A size, where 0 (off) is allowed.
+fn parse_cache_size(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        Ok(0)
+    } else {
+        parse_size(text)
     }
 }
 

@@ -14,7 +14,7 @@
 //! | `…:pinned` | hash | NAME → the version entry every worker serves |
 //! | `…:history:NAME` | list | version entries (JSON), newest first, capped |
 //! | `…:names` | set | plugins with a history |
-//! | `…:events` | stream | an entry per pin change; workers block on it |
+//! | `…:events` | stream | an entry per pin change (or result-cache purge); workers block on it |
 //! | `…:keep` | string | versions kept per plugin (default 10) |
 //! | `…:workers` | zset | worker id → time of its last report (ms) |
 //! | `…:worker:ID` | string | the worker's report (JSON), expires |
@@ -31,7 +31,7 @@ mod error;
 mod model;
 
 pub use error::DeployError;
-pub use model::{Action, Rejection, Serving, VersionEntry, WorkerStatus};
+pub use model::{Action, Rejection, Serving, VersionEntry, WorkerStatus, has_seen};
 
 use crate::queue::{PluginName, QueueError, classify, now_us, open, open_blocking, redact};
 use redis::AsyncCommands;
@@ -73,6 +73,15 @@ impl std::fmt::Debug for Store {
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
+}
+
+/// An entry of the events stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Its stream id.
+    pub id: String,
+    /// A cache purge's scope (JSON); none for a pin change.
+    pub purge: Option<String>,
 }
 
 /// What [`Store::record_directory`] did.
@@ -405,14 +414,14 @@ impl Store {
             .map_or_else(|| "0-0".to_string(), |(id, _)| id))
     }
 
-    /// Block up to `timeout` for pin events after `after`; returns the id of
-    /// the newest one, or none on timeout.
+    /// Block up to `timeout` for events after `after`; returns them, oldest
+    /// first (none on timeout).
     pub async fn wait_event(
         &self,
         conn: &mut ConnectionManager,
         after: &str,
         timeout: Duration,
-    ) -> Result<Option<String>, DeployError> {
+    ) -> Result<Vec<Event>, DeployError> {
         type Reply = Option<Vec<(String, Vec<(String, Vec<(String, String)>)>)>>;
         let reply: Reply = redis::cmd("XREAD")
             .arg("COUNT")
@@ -433,8 +442,32 @@ impl Store {
             .into_iter()
             .flatten()
             .flat_map(|(_, entries)| entries)
-            .map(|(id, _)| id)
-            .next_back())
+            .map(|(id, fields)| Event {
+                id,
+                purge: fields
+                    .into_iter()
+                    .find(|(k, _)| k == "purge")
+                    .map(|(_, v)| v),
+            })
+            .collect())
+    }
+
+    /// Tell every worker to drop what a cache purge removed from its
+    /// memory: `scope` is the purge's scope, JSON. Returns the event's id
+    /// (see [`WorkerStatus::events_seen`]).
+    pub async fn announce_purge(&self, scope: &str) -> Result<String, DeployError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("XADD")
+            .arg(self.key("events"))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(1000)
+            .arg("*")
+            .arg("purge")
+            .arg(scope)
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| self.error("announce a cache purge", e))
     }
 
     /// Publish what a worker serves (expires after [`REPORT_TTL`]).

@@ -68,6 +68,22 @@ pub struct WorkerStatus {
     pub plugins: Vec<Serving>,
     /// Files and deployed versions it refused, and why.
     pub rejected: Vec<Rejection>,
+    /// The id of the last fleet event it has acted on (a pin change or a
+    /// cache purge): a command waits for this to pass its own event.
+    #[serde(default)]
+    pub events_seen: String,
+}
+
+/// Whether stream id `seen` is at or after `event` (ids are `MS-SEQ`).
+pub fn has_seen(seen: &str, event: &str) -> bool {
+    let parse = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    parse(seen) >= parse(event)
 }
 
 /// One plugin a worker serves.

@@ -65,7 +65,26 @@ pub struct Plugin {
     pub compile_time: Duration,
     /// Whether the compiled code came from the artifact cache.
     pub from_cache: bool,
+    /// Its top-level imports (`wasi:clocks/wall-clock@0.2.6`, …).
+    pub imports: Vec<String>,
     compiled: Compiled,
+}
+
+impl Plugin {
+    /// Imports whose results vary from run to run (key-value, clocks,
+    /// random): a cacheable plugin that uses them may cache a result that
+    /// a later run would not give.
+    pub fn varying_imports(&self) -> Vec<&str> {
+        self.imports
+            .iter()
+            .map(String::as_str)
+            .filter(|i| {
+                i.starts_with("spool:job/kv")
+                    || i.starts_with("wasi:clocks/")
+                    || i.starts_with("wasi:random/")
+            })
+            .collect()
+    }
 }
 
 impl Plugin {
@@ -220,6 +239,7 @@ pub fn load_bytes_cached(
         size: bytes.len(),
         compile_time: started.elapsed(),
         from_cache,
+        imports: info.imports,
         compiled,
     })
 }

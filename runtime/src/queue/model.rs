@@ -165,6 +165,9 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// Push a completion notice for `enqueue --wait`.
     pub wait: bool,
+    /// Skip the result-cache lookup (a fresh success is still stored):
+    /// envelope field `no_cache` = `1`.
+    pub no_cache: bool,
 }
 
 impl NewJob {
@@ -179,6 +182,7 @@ impl NewJob {
             delay: std::time::Duration::ZERO,
             idempotency_key: None,
             wait: false,
+            no_cache: false,
         }
     }
 }
@@ -214,6 +218,8 @@ pub struct ClaimedJob {
     /// Since when the job has waited for its plugin to be loaded (set at its
     /// first hand-back for that reason, µs, Redis' clock).
     pub waiting_since_us: Option<u64>,
+    /// The envelope asks to skip the result-cache lookup (`no_cache`).
+    pub no_cache: bool,
     /// When it was claimed (µs, Redis' clock).
     pub claimed_us: u64,
     /// When the claim's reply arrived here (no earlier than `claimed_us`):
@@ -303,6 +309,13 @@ pub struct JobRecord {
     pub error: Option<serde_json::Value>,
     /// Guest log lines of the latest attempt (capped).
     pub logs: Option<serde_json::Value>,
+    /// What the result cache did for the latest attempt: `hit-memory`,
+    /// `hit-redis`, `miss`, `bypass` or `off`.
+    pub cache: Option<String>,
+    /// On a cache hit: the job whose run computed the output.
+    pub cache_job: Option<String>,
+    /// The result-cache key of the work (for `spool cache purge --key`).
+    pub cache_key: Option<String>,
     /// Seconds until the record expires; none while the job is live.
     pub ttl_seconds: Option<i64>,
     #[serde(skip)]
@@ -331,6 +344,9 @@ impl JobRecord {
         let worker = text("worker");
         let version = text("version");
         let host_calls = num(text("host_calls"));
+        let cache = text("cache");
+        let cache_job = text("cache_job").filter(|j| !j.is_empty());
+        let cache_key = text("cache_key").filter(|k| !k.is_empty());
         let json = |v: Option<String>| v.and_then(|s| serde_json::from_str(&s).ok());
         let timings = json(text("timings"));
         let error = json(text("error"));
@@ -372,6 +388,9 @@ impl JobRecord {
             output_base64,
             error,
             logs,
+            cache,
+            cache_job,
+            cache_key,
             ttl_seconds: (ttl >= 0).then_some(ttl),
             output_bytes,
         }

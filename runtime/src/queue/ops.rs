@@ -80,7 +80,7 @@ impl Queue {
                     .arg(job.idempotency_key.as_deref().unwrap_or(""))
                     .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
                     .arg(job.priority.as_str())
-                    .arg(if job.wait { 5 } else { 4 })
+                    .arg(4 + usize::from(job.wait) + usize::from(job.no_cache))
                     .arg("plugin")
                     .arg(job.plugin.to_string())
                     .arg("payload")
@@ -91,6 +91,9 @@ impl Queue {
                     .arg(job.max_attempts);
                 if job.wait {
                     inv.arg("wait").arg(1);
+                }
+                if job.no_cache {
+                    inv.arg("no_cache").arg(1);
                 }
             }
             let mut conn = self.conn.clone();
@@ -400,7 +403,7 @@ impl Queue {
         })
     }
 
-    /// `(status, enqueued_us, started_us, finished_us)` of many jobs, one
+    /// `(status, enqueued_us, started_us, finished_us, cache)` of many jobs, one
     /// pipelined round trip per 1,000 (for `spool bench`).
     pub async fn job_times(&self, ids: &[String]) -> Result<Vec<JobTimes>, QueueError> {
         let mut conn = self.conn.clone();
@@ -413,21 +416,29 @@ impl Queue {
                     "enqueued_us",
                     "started_us",
                     "finished_us",
+                    "cache",
                 ]);
             }
             self.count_round_trip();
-            type Row = (Option<String>, Option<u64>, Option<u64>, Option<u64>);
+            type Row = (
+                Option<String>,
+                Option<u64>,
+                Option<u64>,
+                Option<u64>,
+                Option<String>,
+            );
             let rows: Vec<Row> = pipe
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error("read job times", e))?;
             all.extend(
                 rows.into_iter()
-                    .map(|(status, enqueued, started, finished)| JobTimes {
+                    .map(|(status, enqueued, started, finished, cache)| JobTimes {
                         status: status.as_deref().and_then(Status::parse),
                         enqueued_us: enqueued,
                         started_us: started,
                         finished_us: finished,
+                        cache,
                     }),
             );
         }
@@ -452,7 +463,7 @@ impl Queue {
 }
 
 /// When one job was enqueued, started and finished (µs since the epoch).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct JobTimes {
     /// Its status.
     pub status: Option<Status>,
@@ -462,6 +473,8 @@ pub struct JobTimes {
     pub started_us: Option<u64>,
     /// Latest attempt finished.
     pub finished_us: Option<u64>,
+    /// What the result cache did for it.
+    pub cache: Option<String>,
 }
 
 /// Counters and lengths of one queue.
@@ -506,7 +519,7 @@ fn parse_claim(reply: Value, received: Instant) -> Result<Claim, QueueError> {
         let Value::Array(f) = item else {
             return Err(bad("job is not an array"));
         };
-        if f.len() != 11 {
+        if f.len() != 12 {
             return Err(bad("job has the wrong number of fields"));
         }
         let mut f = f.into_iter();
@@ -528,6 +541,7 @@ fn parse_claim(reply: Value, received: Instant) -> Result<Claim, QueueError> {
             wait: text(next()).is_some_and(|w| w == "1"),
             priority: text(next()),
             waiting_since_us: text(next()).and_then(|s| s.parse().ok()),
+            no_cache: text(next()).is_some_and(|v| v == "1"),
             claimed_us,
             received,
         });

@@ -203,6 +203,15 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
+/// Job stores created in this process (see [`instances_created`]).
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many jobs this process has run in a sandbox (a store and an
+/// instance each): `spool bench` shows that cache hits create none.
+pub fn instances_created() -> u64 {
+    INSTANCES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Compiled {
     /// Run one job in a fresh store under `limits`, with `config` and no
     /// key-value store.
@@ -230,6 +239,7 @@ impl Compiled {
         limits.memory = limits.memory.min(self.max_memory);
 
         let started = Instant::now();
+        INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut store = Store::new(
             self.pre.engine(),
             HostState::new(&limits, services, &job.tenant),

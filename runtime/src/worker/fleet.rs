@@ -7,6 +7,7 @@
 //! never stops the loop.
 
 use super::registry::Registry;
+use crate::cache::{ResultCache, Scope};
 use crate::deploy::{DeployError, MAX_DEPLOY_BYTES, Recorded, Store, WorkerStatus};
 use crate::plugins::safe_read;
 use crate::queue::{PluginName, now_us};
@@ -31,6 +32,8 @@ pub(crate) struct FleetConfig {
     pub url: String,
     pub prefix: String,
     pub worker: String,
+    /// Purge events drop entries from its memory.
+    pub cache: Option<Arc<ResultCache>>,
 }
 
 /// One worker's link to the fleet store.
@@ -120,8 +123,9 @@ impl Fleet {
         }
     }
 
-    /// Publish what this worker serves and refuses.
-    async fn report(&self) -> Result<(), DeployError> {
+    /// Publish what this worker serves and refuses, and the last event it
+    /// acted on.
+    async fn report(&self, events_seen: &str) -> Result<(), DeployError> {
         self.store
             .report(&WorkerStatus {
                 worker: self.worker.clone(),
@@ -129,8 +133,22 @@ impl Fleet {
                 reported_us: now_us(),
                 plugins: self.registry.serving(),
                 rejected: self.registry.refusals(),
+                events_seen: events_seen.to_string(),
             })
             .await
+    }
+}
+
+/// Drop what a cache purge named from this worker's memory.
+fn purge(cache: Option<&ResultCache>, scope: &str) {
+    let Some(cache) = cache else { return };
+    match serde_json::from_str::<Scope>(scope) {
+        Ok(scope) => cache.invalidate(&scope),
+        Err(e) => {
+            // Safer to forget too much than to serve what was purged.
+            tracing::warn!("unreadable purge event ({e}): dropping the whole memory tier");
+            cache.invalidate(&Scope::default());
+        }
     }
 }
 
@@ -183,6 +201,14 @@ pub(crate) async fn fleet_loop(
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(());
                     }
+                    // Say at once what this worker serves.
+                    if let Some(f) = fleet.as_mut() {
+                        f.record_directory().await;
+                        let generation = f.registry.generation();
+                        if f.report(&after).await.is_ok() {
+                            reported = Some(generation);
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("fleet store: {e}; retrying in {}ms", backoff.as_millis());
@@ -202,12 +228,23 @@ pub(crate) async fn fleet_loop(
             r = tokio::time::timeout(WAIT + WAIT_SLACK, f.store.wait_event(c, &after, WAIT)) => r,
             _ = stop.changed() => break,
         };
+        let mut purged = false;
         let resync = match event {
-            Ok(Ok(Some(id))) => {
-                after = id;
-                true
+            Ok(Ok(events)) if !events.is_empty() => {
+                let mut pins = false;
+                for event in events {
+                    after = event.id;
+                    match event.purge {
+                        Some(scope) => {
+                            purge(config.cache.as_deref(), &scope);
+                            purged = true;
+                        }
+                        None => pins = true,
+                    }
+                }
+                pins || last_sync.elapsed() >= RESYNC
             }
-            Ok(Ok(None)) => last_sync.elapsed() >= RESYNC,
+            Ok(Ok(_)) => last_sync.elapsed() >= RESYNC,
             Ok(Err(e)) => {
                 tracing::warn!("fleet store: {e}");
                 conn = None;
@@ -229,8 +266,8 @@ pub(crate) async fn fleet_loop(
         }
         f.record_directory().await;
         let generation = f.registry.generation();
-        if reported != Some(generation) || resync {
-            match f.report().await {
+        if reported != Some(generation) || resync || purged {
+            match f.report(&after).await {
                 Ok(()) => reported = Some(generation),
                 Err(e) => tracing::warn!("fleet store: {e}"),
             }

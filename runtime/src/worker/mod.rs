@@ -17,6 +17,7 @@
 //! grace period, and hands the rest back (without spending their attempt).
 
 mod budget;
+mod cached;
 mod execute;
 mod fleet;
 mod loops;
@@ -25,8 +26,9 @@ mod scan;
 mod watch;
 
 pub use budget::PREFETCH_HORIZON;
-pub use registry::Registry;
+pub use registry::{Registry, Settings};
 
+use crate::cache::{CacheConfig, ResultCache};
 use crate::kv::{KeyValue, RedisKv};
 use crate::plugins::Capabilities;
 use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueConfig, QueueError};
@@ -83,6 +85,11 @@ pub struct WorkerConfig {
     /// Follow the fleet store: serve pinned versions, record directory
     /// versions, publish what this worker serves.
     pub fleet: bool,
+    /// Answer jobs of plugins whose manifest declares `[cache] ttl` from
+    /// the result cache.
+    pub result_cache: bool,
+    /// Most bytes of results the cache keeps in this worker's memory.
+    pub cache_memory: u64,
 }
 
 impl WorkerConfig {
@@ -105,6 +112,8 @@ impl WorkerConfig {
             artifact_cache: None,
             worker_id: default_worker_id(),
             fleet: true,
+            result_cache: true,
+            cache_memory: 64 << 20,
         }
     }
 }
@@ -244,7 +253,24 @@ pub async fn run_on(
     let (job_tx, job_rx) = crossbeam_channel::bounded::<ClaimedJob>(capacity);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outcome>();
 
+    let cache = if config.result_cache {
+        match ResultCache::new(&CacheConfig {
+            url: config.queue.url.clone(),
+            prefix: config.queue.prefix.clone(),
+            memory_bytes: config.cache_memory,
+            owner: config.worker_id.clone(),
+        }) {
+            Ok(cache) => Some(Arc::new(cache)),
+            Err(e) => {
+                tracing::warn!("result cache off: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let executor = Arc::new(Executor {
+        cache: cache.clone(),
         registry: Arc::clone(&registry),
         services: JobServices {
             config: Arc::default(),
@@ -292,7 +318,7 @@ pub async fn run_on(
     // Pinned versions are loaded before the first claim: a worker that
     // starts after a deploy never runs a job on an older version.
     let fleet = if config.fleet {
-        Some(start_fleet(&config, &registry, stop_rx.clone()).await)
+        Some(start_fleet(&config, &registry, cache.clone(), stop_rx.clone()).await)
     } else {
         None
     };
@@ -312,6 +338,7 @@ pub async fn run_on(
         Arc::clone(&in_flight),
         Arc::clone(&counters),
     ));
+    let counting = cache.clone().map(|cache| tokio::spawn(flush_loop(cache)));
     let heartbeat = tokio::spawn(heartbeat_loop(
         queue.clone(),
         config.lease,
@@ -362,6 +389,12 @@ pub async fn run_on(
     }
     heartbeat.abort();
     acker.abort();
+    if let Some(counting) = counting {
+        counting.abort();
+    }
+    if let Some(cache) = cache {
+        let _ = tokio::task::spawn_blocking(move || cache.flush_counts()).await;
+    }
     if let Some(rescan) = rescan {
         rescan.abort();
     }
@@ -377,6 +410,16 @@ pub async fn run_on(
     Ok(report)
 }
 
+/// Send the result cache's counts to Redis every second.
+async fn flush_loop(cache: Arc<ResultCache>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let cache = Arc::clone(&cache);
+        let _ = tokio::task::spawn_blocking(move || cache.flush_counts()).await;
+    }
+}
+
 /// How long a starting worker waits for the fleet store before it claims
 /// jobs anyway (with its directory's versions, loudly).
 const FIRST_SYNC_WAIT: Duration = Duration::from_secs(10);
@@ -386,6 +429,7 @@ const FIRST_SYNC_WAIT: Duration = Duration::from_secs(10);
 async fn start_fleet(
     config: &WorkerConfig,
     registry: &Arc<Registry>,
+    cache: Option<Arc<ResultCache>>,
     stop: watch_channel::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
@@ -393,6 +437,7 @@ async fn start_fleet(
         url: config.queue.url.clone(),
         prefix: config.queue.prefix.clone(),
         worker: config.worker_id.clone(),
+        cache,
     };
     let task = tokio::spawn(fleet::fleet_loop(
         fleet,

@@ -2,6 +2,7 @@
 //! runs real components built from `plugins/` by `tests/build.rs`.
 
 mod artifacts;
+mod cache;
 mod cli;
 mod command;
 mod deploys;

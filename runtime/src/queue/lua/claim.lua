@@ -13,7 +13,8 @@
 -- Returns {next_due_us, now_us, job, job, ...}: next_due_us is how long until
 -- the next delayed job is due (-1 when none), now_us is Redis' clock; each job is
 -- {id, token, attempt, plugin, content_type, payload, max_attempts,
---  enqueued_us, wait, priority, waiting_since_us}. `false` (nil) marks a missing field.
+--  enqueued_us, wait, priority, waiting_since_us, no_cache}. `false` (nil) marks a
+-- missing field.
 --
 -- Priorities share workers 6:3:1. The N claim slots of a call continue a
 -- counter kept in the stats hash (`rr`): slot k prefers high for k mod 10 in
@@ -97,7 +98,8 @@ local skipped = 0
 for _, id in ipairs(ids) do
   local key = job_key(id)
   local f = hmget(key, 'plugin', 'content_type', 'payload', 'max_attempts',
-    'enqueued_us', 'wait', 'priority', 'attempt', 'token', 'waiting_since_us', 'status')
+    'enqueued_us', 'wait', 'priority', 'attempt', 'token', 'waiting_since_us', 'status',
+    'no_cache')
   if not f then
     -- Not a hash: nothing can be recorded there. Park the id in the dead
     -- letters (without a record) so that it is visible, and go on.
@@ -119,7 +121,7 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', leases, unpack(lease_args))
       lease_args = {}
     end
-    out[#out + 1] = { id, token, attempt, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[10] }
+    out[#out + 1] = { id, token, attempt, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[10], f[12] }
   end
 end
 if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end

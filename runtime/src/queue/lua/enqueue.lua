@@ -5,7 +5,8 @@
 -- then one group per job:
 --   id, idempotency key ('' for none), delay µs (0 = now, on Redis' clock),
 --   priority (high | normal | low), nfields, field, value, ... (nfields pairs
---   of the envelope: plugin, payload, content_type, max_attempts, wait)
+--   of the envelope: plugin, payload, content_type, max_attempts, wait,
+--   no_cache)
 --
 -- Returns id, created, id, created, ...: created is 0 when the idempotency
 -- key already named a job, whose id is returned instead.

@@ -114,9 +114,8 @@ impl Registry {
         self
     }
 
-    /// Serve `plugin` as `name`, whatever the directory holds (embedders and
-    /// tests that compiled it already).
-    pub fn insert(&self, name: PluginName, plugin: Arc<Plugin>) {
+    /// [`Registry::insert`] with its own settings (limits, config, cache).
+    pub fn insert_with(&self, name: PluginName, plugin: Arc<Plugin>, settings: Settings) {
         self.plugins
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -125,16 +124,23 @@ impl Registry {
                 Entry {
                     plugin,
                     caps: self.caps.clone(),
-                    settings: Arc::new(Settings {
-                        limits: self.limits.clone(),
-                        ..Settings::default()
-                    }),
+                    settings: Arc::new(settings),
                     stamp: None,
                     loaded_us: now_us(),
                     manifest: None,
                 },
             );
         self.changed();
+    }
+
+    /// Serve `plugin` as `name`, whatever the directory holds (embedders and
+    /// tests that compiled it already).
+    pub fn insert(&self, name: PluginName, plugin: Arc<Plugin>) {
+        let settings = Settings {
+            limits: self.limits.clone(),
+            ..Settings::default()
+        };
+        self.insert_with(name, plugin, settings);
     }
 
     /// Count a change of what is served or rejected.
@@ -451,6 +457,7 @@ impl Registry {
         let (settings, caps) = self.settings(path, parsed)?;
         let plugin = plugins::load_cached(&self.sandbox, path, &caps, self.cache.as_ref())
             .map_err(|e| e.to_string())?;
+        warn_if_varying(&plugin, &settings);
         Ok((plugin, settings, caps, text))
     }
 
@@ -484,5 +491,21 @@ impl Registry {
             cache_ttl: manifest.cache_ttl,
         };
         Ok((settings, caps))
+    }
+}
+
+/// A cacheable plugin's purity is its author's promise; say so when its
+/// imports make results vary (a cached result may differ from a new run).
+pub(super) fn warn_if_varying(plugin: &Plugin, settings: &Settings) {
+    if settings.cache_ttl.is_none() {
+        return;
+    }
+    let varying = plugin.varying_imports();
+    if !varying.is_empty() {
+        tracing::warn!(
+            file = %plugin.path.display(),
+            imports = %varying.join(", "),
+            "results are cached ([cache] ttl) but the plugin imports what can make them vary: a cached result is served as if the handler were pure"
+        );
     }
 }

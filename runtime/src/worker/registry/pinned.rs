@@ -97,6 +97,7 @@ impl Registry {
             let plugin =
                 plugins::load_bytes_cached(&self.sandbox, &path, bytes, &caps, self.cache.as_ref())
                     .map_err(|e| e.to_string())?;
+            super::warn_if_varying(&plugin, &settings);
             Ok::<_, String>((plugin, settings, caps))
         })();
         match loaded {

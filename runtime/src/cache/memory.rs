@@ -1,0 +1,101 @@
+//! The in-process tier: recent results in this worker's memory, bounded in
+//! bytes, each expiring when its Redis entry does. A hit here costs no
+//! Redis round trip and no sandbox.
+
+use super::key::EntryKey;
+use super::purge::Scope;
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One cached result.
+#[derive(Debug)]
+pub(crate) struct Cached {
+    pub key: EntryKey,
+    pub output: Arc<Vec<u8>>,
+    /// The job that computed it.
+    pub job: String,
+    expires: Instant,
+}
+
+impl Cached {
+    pub fn new(key: EntryKey, output: Arc<Vec<u8>>, job: String, ttl: Duration) -> Self {
+        Cached {
+            key,
+            output,
+            job,
+            expires: Instant::now() + ttl,
+        }
+    }
+
+    /// Time left to live.
+    pub fn ttl(&self) -> Duration {
+        self.expires.saturating_duration_since(Instant::now())
+    }
+}
+
+struct UntilExpiry;
+
+impl moka::Expiry<EntryKey, Arc<Cached>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &EntryKey,
+        value: &Arc<Cached>,
+        created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.expires.saturating_duration_since(created_at))
+    }
+}
+
+/// Results by key, at most a number of bytes.
+pub(crate) struct Memory {
+    cache: Cache<EntryKey, Arc<Cached>>,
+}
+
+impl Memory {
+    /// A tier holding at most `bytes` of outputs (and their keys).
+    pub fn new(bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(bytes)
+            .weigher(|k: &EntryKey, v: &Arc<Cached>| {
+                let size = v.output.len() + k.hash.len() + k.version.len() + v.job.len() + 64;
+                u32::try_from(size).unwrap_or(u32::MAX)
+            })
+            .expire_after(UntilExpiry)
+            .support_invalidation_closures()
+            .build();
+        Memory { cache }
+    }
+
+    pub fn get(&self, key: &EntryKey) -> Option<Arc<Cached>> {
+        self.cache.get(key)
+    }
+
+    pub fn insert(&self, cached: Arc<Cached>) {
+        self.cache.insert(cached.key.clone(), cached);
+    }
+
+    /// Drop every entry `scope` names; none is returned from now on.
+    pub fn invalidate(&self, scope: &Scope) {
+        let scope = scope.clone();
+        if self
+            .cache
+            .invalidate_entries_if(move |k, _| scope.matches(k))
+            .is_err()
+        {
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Entries and bytes held (approximate until pending work is done).
+    pub fn size(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks();
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,400 @@
+//! The content-hash result cache: identical work done once. Knows nothing
+//! of wasm or queues; the worker asks it before running a job and tells it
+//! the result after.
+//!
+//! # Tiers
+//!
+//! 1. This worker's memory ([`memory`]): bounded in bytes, no round trip.
+//! 2. Redis, shared by all workers, each entry with its plugin's TTL:
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `PREFIX:{cache:TENANT}:r:PLUGIN:VERSION:HASH` | hash | `out` (the output), `job` (the job that computed it), `at` (µs) |
+//! | `PREFIX:{cache:TENANT}:l:PLUGIN:VERSION:HASH` | string | single-flight lock: who computes it now (expires) |
+//! | `PREFIX:{cache}:stats` | hash | counters `TENANT/PLUGIN:STATUS` |
+//!
+//! `HASH` is [`key::EntryKey`]'s recipe (see [`key`]). The tenant is the
+//! hash tag: a tenant's entries share a slot, tenants spread over a Cluster.
+//!
+//! # Single flight
+//!
+//! Identical jobs in flight on one worker run once ([`flight`]); across
+//! workers, the first to miss takes a short-lived lock in Redis and the
+//! others poll for its result, up to the job's deadline, then compute
+//! themselves. Redis trouble never fails a job: the cache is skipped.
+
+mod flight;
+pub mod key;
+mod memory;
+pub mod purge;
+mod stats;
+
+pub use key::{EntryKey, WORLD};
+pub use purge::Scope;
+pub use purge::purge;
+pub use stats::{PluginStats, read as read_stats};
+
+use crate::queue::{now_us, redact};
+use crate::sync_redis::SyncRedis;
+use flight::{Flights, Leader, Role};
+use memory::{Cached, Memory};
+use redis::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the cache did for one job (the job record's `cache` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// Answered from this worker's memory (or by an identical job that ran
+    /// on this worker at the same time).
+    HitMemory,
+    /// Answered from Redis.
+    HitRedis,
+    /// The handler ran; a success was stored.
+    Miss,
+    /// The job asked to skip the lookup; a success was stored.
+    Bypass,
+    /// The plugin's manifest declares no cache.
+    Off,
+}
+
+impl Status {
+    /// `hit-memory`, `hit-redis`, `miss`, `bypass` or `off`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::HitMemory => "hit-memory",
+            Status::HitRedis => "hit-redis",
+            Status::Miss => "miss",
+            Status::Bypass => "bypass",
+            Status::Off => "off",
+        }
+    }
+
+    /// The status named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Status::HitMemory,
+            Status::HitRedis,
+            Status::Miss,
+            Status::Bypass,
+            Status::Off,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A cached result.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// The output.
+    pub output: Arc<Vec<u8>>,
+    /// The job that computed it.
+    pub job: String,
+    /// Which tier answered.
+    pub status: Status,
+}
+
+/// What [`ResultCache::lookup`] found.
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    /// The result.
+    Hit(Hit),
+    /// Run the handler, then [`Ticket::finish`].
+    Compute(Ticket<'a>),
+}
+
+/// The right (and duty) to compute one result: [`Ticket::finish`] stores a
+/// success, releases the single-flight lock and wakes identical jobs
+/// waiting here. Dropped unfinished (a failure, a panic), it releases them
+/// with no result.
+#[derive(Debug)]
+pub struct Ticket<'a> {
+    cache: &'a ResultCache,
+    key: EntryKey,
+    leader: Option<Leader>,
+    /// The lock owner, when this worker holds the Redis lock.
+    lock: Option<String>,
+}
+
+impl Ticket<'_> {
+    /// Store `output` (computed by job `job`) for `ttl`, or nothing.
+    pub fn finish(mut self, result: Option<(Vec<u8>, String, Duration)>) {
+        let cached = result.map(|(output, job, ttl)| {
+            Arc::new(Cached::new(self.key.clone(), Arc::new(output), job, ttl))
+        });
+        self.cache
+            .store(&self.key, cached.as_deref(), self.lock.take());
+        if let (Some(memory), Some(cached)) = (&self.cache.memory, &cached) {
+            memory.insert(Arc::clone(cached));
+        }
+        if let Some(leader) = self.leader.take() {
+            leader.finish(cached);
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Some(owner) = self.lock.take() {
+            self.cache.store(&self.key, None, Some(owner));
+        }
+    }
+}
+
+/// Settings of a worker's cache.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Redis URL.
+    pub url: String,
+    /// First part of every key.
+    pub prefix: String,
+    /// Most bytes of results kept in this worker's memory (0: none).
+    pub memory_bytes: u64,
+    /// Names the holder of single-flight locks.
+    pub owner: String,
+}
+
+/// Both tiers, single flight and the counters.
+pub struct ResultCache {
+    prefix: String,
+    url: String,
+    redis: SyncRedis,
+    memory: Option<Memory>,
+    flights: Arc<Flights>,
+    counters: stats::Counters,
+    owner: String,
+    lookup: redis::Script,
+    store: redis::Script,
+    /// Redis trouble was logged; log again only after it recovered.
+    warned: AtomicBool,
+}
+
+impl std::fmt::Debug for ResultCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultCache")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResultCache {
+    /// A cache over the Redis at `config.url`.
+    pub fn new(config: &CacheConfig) -> Result<Self, String> {
+        Ok(ResultCache {
+            prefix: config.prefix.clone(),
+            url: config.url.clone(),
+            redis: SyncRedis::new(&config.url)?,
+            memory: (config.memory_bytes > 0).then(|| Memory::new(config.memory_bytes)),
+            flights: Arc::default(),
+            counters: stats::Counters::default(),
+            owner: config.owner.clone(),
+            lookup: redis::Script::new(include_str!("lua/lookup.lua")),
+            store: redis::Script::new(include_str!("lua/store.lua")),
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    /// The result for `key`, or a ticket to compute it. Waits at most
+    /// `wait` for an identical job running here or on another worker.
+    pub fn lookup(&self, key: &EntryKey, wait: Duration) -> Lookup<'_> {
+        let deadline = Instant::now() + wait;
+        let leader = loop {
+            if let Some(hit) = self.memory_hit(key) {
+                return Lookup::Hit(hit);
+            }
+            match self.flights.join(key) {
+                Role::Leader(leader) => break Some(leader),
+                Role::Follower(flight) => match flight.wait(deadline) {
+                    Some(Some(cached)) => return Lookup::Hit(hit(&cached, Status::HitMemory)),
+                    // The leader failed: try again (perhaps as the leader).
+                    Some(None) if Instant::now() < deadline => {}
+                    // Out of patience: compute without coordinating.
+                    _ => break None,
+                },
+            }
+        };
+        let lock_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) + 5_000;
+        let owner = format!("{}:{:016x}", self.owner, fastrand::u64(..));
+        let mut delay = Duration::from_millis(5);
+        loop {
+            match self.redis_lookup(key, &owner, lock_ms, leader.is_some()) {
+                Ok(Found::Hit(cached)) => {
+                    let cached = Arc::new(cached);
+                    if let Some(memory) = &self.memory {
+                        memory.insert(Arc::clone(&cached));
+                    }
+                    let hit = hit(&cached, Status::HitRedis);
+                    if let Some(leader) = leader {
+                        leader.finish(Some(cached));
+                    }
+                    return Lookup::Hit(hit);
+                }
+                Ok(Found::Claimed) => {
+                    return Lookup::Compute(self.ticket(key, leader, Some(owner)));
+                }
+                Ok(Found::Busy) if Instant::now() + delay < deadline => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(50));
+                }
+                Ok(Found::Busy | Found::Miss) => {
+                    return Lookup::Compute(self.ticket(key, leader, None));
+                }
+                Err(e) => {
+                    self.trouble(&e);
+                    return Lookup::Compute(self.ticket(key, leader, None));
+                }
+            }
+        }
+    }
+
+    /// Store a result computed without a lookup (a `bypass` job).
+    pub fn put(&self, key: &EntryKey, output: &[u8], job: &str, ttl: Duration) {
+        self.ticket(key, None, None)
+            .finish(Some((output.to_vec(), job.to_string(), ttl)));
+    }
+
+    /// Count one job's status for `spool cache stats`.
+    pub fn count(&self, plugin: String, status: Status) {
+        self.counters.count(plugin, status);
+    }
+
+    /// Send the counts to Redis (the worker calls this every second).
+    pub fn flush_counts(&self) {
+        let counts = self.counters.take();
+        if counts.is_empty() {
+            return;
+        }
+        let key = format!("{}:{{cache}}:stats", self.prefix);
+        let sent = self.redis.with_connection(|c| {
+            let mut pipe = redis::pipe();
+            for ((plugin, status), n) in &counts {
+                pipe.hincr(&key, format!("{plugin}:{}", status.as_str()), *n)
+                    .ignore();
+            }
+            pipe.query::<()>(c)
+        });
+        if let Err(e) = sent {
+            self.trouble(&e);
+            self.counters.restore(counts);
+        }
+    }
+
+    /// Drop what `scope` names from this worker's memory.
+    pub fn invalidate(&self, scope: &Scope) {
+        if let Some(memory) = &self.memory {
+            memory.invalidate(scope);
+        }
+    }
+
+    /// Entries and bytes in this worker's memory.
+    pub fn memory_size(&self) -> (u64, u64) {
+        self.memory.as_ref().map_or((0, 0), Memory::size)
+    }
+
+    fn memory_hit(&self, key: &EntryKey) -> Option<Hit> {
+        let cached = self.memory.as_ref()?.get(key)?;
+        Some(hit(&cached, Status::HitMemory))
+    }
+
+    fn ticket(&self, key: &EntryKey, leader: Option<Leader>, lock: Option<String>) -> Ticket<'_> {
+        Ticket {
+            cache: self,
+            key: key.clone(),
+            leader,
+            lock,
+        }
+    }
+
+    /// Store `cached` in Redis (if any) and release the lock `owner` holds
+    /// (if any), in one round trip.
+    fn store(&self, key: &EntryKey, cached: Option<&Cached>, owner: Option<String>) {
+        if cached.is_none() && owner.is_none() {
+            return;
+        }
+        let ttl_ms = cached.map_or(0, |c| {
+            u64::try_from(c.ttl().as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1)
+        });
+        let stored = self.redis.with_connection(|c| {
+            self.store
+                .key(key.redis_key(&self.prefix, 'r'))
+                .key(key.redis_key(&self.prefix, 'l'))
+                .arg(cached.map_or(&[][..], |c| c.output.as_slice()))
+                .arg(cached.map_or("", |c| c.job.as_str()))
+                .arg(now_us())
+                .arg(ttl_ms)
+                .arg(owner.as_deref().unwrap_or(""))
+                .invoke::<i64>(c)
+        });
+        if let Err(e) = stored {
+            self.trouble(&e);
+        }
+    }
+
+    fn redis_lookup(
+        &self,
+        key: &EntryKey,
+        owner: &str,
+        lock_ms: u64,
+        claim: bool,
+    ) -> redis::RedisResult<Found> {
+        let reply: Vec<Value> = self.redis.with_connection(|c| {
+            self.lookup
+                .key(key.redis_key(&self.prefix, 'r'))
+                .key(key.redis_key(&self.prefix, 'l'))
+                .arg(owner)
+                .arg(lock_ms)
+                .arg(if claim { "1" } else { "0" })
+                .invoke(c)
+        })?;
+        self.warned.store(false, Ordering::Relaxed);
+        let text = |v: Option<&Value>| match v {
+            Some(Value::BulkString(b)) => Some(b.clone()),
+            Some(Value::SimpleString(s)) => Some(s.clone().into_bytes()),
+            _ => None,
+        };
+        let kind = text(reply.first()).unwrap_or_default();
+        Ok(match kind.as_slice() {
+            b"hit" => {
+                let output = text(reply.get(1)).unwrap_or_default();
+                let job =
+                    String::from_utf8(text(reply.get(2)).unwrap_or_default()).unwrap_or_default();
+                let ttl = match reply.get(3) {
+                    Some(Value::Int(ms)) if *ms > 0 => Duration::from_millis(ms.unsigned_abs()),
+                    _ => Duration::from_secs(1),
+                };
+                Found::Hit(Cached::new(key.clone(), Arc::new(output), job, ttl))
+            }
+            b"claimed" => Found::Claimed,
+            b"busy" => Found::Busy,
+            _ => Found::Miss,
+        })
+    }
+
+    fn trouble(&self, e: &redis::RedisError) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "result cache: redis at {} failed ({e}); running jobs without the cache until it answers",
+                redact(&self.url)
+            );
+        }
+    }
+}
+
+enum Found {
+    Hit(Cached),
+    Claimed,
+    Busy,
+    Miss,
+}
+
+fn hit(cached: &Arc<Cached>, status: Status) -> Hit {
+    Hit {
+        output: Arc::clone(&cached.output),
+        job: cached.job.clone(),
+        status,
+    }
+}

@@ -1,0 +1,180 @@
+//! Purges: delete exactly the entries a scope names, in Redis (a `SCAN`
+//! over the matching keys) and, through an event every worker follows, in
+//! the workers' memory.
+
+use super::key::EntryKey;
+use serde::{Deserialize, Serialize};
+
+/// Which entries a purge removes: all the given conditions hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Entries of this tenant.
+    pub tenant: Option<String>,
+    /// Entries of this plugin (within `tenant`, which it sets).
+    pub plugin: Option<String>,
+    /// Entries of this plugin version digest.
+    pub version: Option<String>,
+    /// The entry with this key hash.
+    pub key: Option<String>,
+}
+
+impl Scope {
+    /// Whether the scope names nothing (it would purge everything).
+    pub fn is_everything(&self) -> bool {
+        *self == Scope::default()
+    }
+
+    /// Whether `key` is in the scope.
+    pub fn matches(&self, key: &EntryKey) -> bool {
+        self.tenant.as_ref().is_none_or(|t| *t == key.tenant)
+            && self.plugin.as_ref().is_none_or(|p| *p == key.plugin)
+            && self.version.as_ref().is_none_or(|v| *v == key.version)
+            && self.key.as_ref().is_none_or(|h| *h == key.hash)
+    }
+
+    /// The `SCAN MATCH` pattern of the result keys in the scope under
+    /// `prefix` (every entry it matches is checked with [`Scope::matches`]).
+    pub fn pattern(&self, prefix: &str) -> String {
+        let part = |v: &Option<String>| v.as_deref().map_or_else(|| "*".to_string(), glob_escape);
+        format!(
+            "{}:{{cache:{}}}:r:{}:{}:{}",
+            glob_escape(prefix),
+            part(&self.tenant),
+            part(&self.plugin),
+            part(&self.version),
+            part(&self.key)
+        )
+    }
+
+    /// A scope's description for messages: `plugin acme/resize, version …`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        match (&self.tenant, &self.plugin) {
+            (Some(t), Some(p)) => parts.push(format!("plugin {t}/{p}")),
+            (Some(t), None) => parts.push(format!("tenant {t}")),
+            (None, Some(p)) => parts.push(format!("plugin {p} of any tenant")),
+            (None, None) => {}
+        }
+        if let Some(v) = &self.version {
+            parts.push(format!("version {v}"));
+        }
+        if let Some(k) = &self.key {
+            parts.push(format!("key {k}"));
+        }
+        if parts.is_empty() {
+            "every entry".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// The entry named by the result key `key` under `prefix`, if it is one.
+pub fn parse_key(prefix: &str, key: &str) -> Option<EntryKey> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix(":{cache:")?;
+    let (tenant, rest) = rest.split_once("}:r:")?;
+    let mut parts = rest.splitn(3, ':');
+    let (plugin, version, hash) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(EntryKey {
+        tenant: tenant.to_string(),
+        plugin: plugin.to_string(),
+        version: version.to_string(),
+        hash: hash.to_string(),
+    })
+}
+
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Delete the result entries `scope` names under `prefix`; `progress` gets
+/// the number of keys scanned and deleted so far. Returns the number
+/// deleted. Workers drop the same entries from memory when they see the
+/// purge event (see `spool cache purge`).
+pub fn purge(
+    redis: &crate::sync_redis::SyncRedis,
+    prefix: &str,
+    scope: &Scope,
+    mut progress: impl FnMut(u64, u64),
+) -> redis::RedisResult<u64> {
+    let pattern = scope.pattern(prefix);
+    let (mut cursor, mut scanned, mut deleted) = (0u64, 0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis.with_connection(|c| {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(c)
+        })?;
+        scanned += keys.len() as u64;
+        let doomed: Vec<&String> = keys
+            .iter()
+            .filter(|k| parse_key(prefix, k).is_some_and(|e| scope.matches(&e)))
+            .collect();
+        if !doomed.is_empty() {
+            let n: u64 = redis.with_connection(|c| redis::cmd("UNLINK").arg(&doomed).query(c))?;
+            deleted += n;
+        }
+        progress(scanned, deleted);
+        cursor = next;
+        if cursor == 0 {
+            return Ok(deleted);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(tenant: &str, plugin: &str, version: &str, hash: &str) -> EntryKey {
+        EntryKey {
+            tenant: tenant.into(),
+            plugin: plugin.into(),
+            version: version.into(),
+            hash: hash.into(),
+        }
+    }
+
+    #[test]
+    fn scopes_match_only_what_they_name() {
+        let k = key("acme", "resize", "v1", "h1");
+        assert!(Scope::default().matches(&k));
+        let plugin = Scope {
+            tenant: Some("acme".into()),
+            plugin: Some("resize".into()),
+            ..Scope::default()
+        };
+        assert!(plugin.matches(&k));
+        assert!(!plugin.matches(&key("beta", "resize", "v1", "h1")));
+        assert!(!plugin.matches(&key("acme", "crop", "v1", "h1")));
+        let version = Scope {
+            version: Some("v2".into()),
+            ..Scope::default()
+        };
+        assert!(!version.matches(&k));
+    }
+
+    #[test]
+    fn keys_round_trip_and_patterns_escape_globs() {
+        let k = key("acme", "resize", "v1", "h1");
+        let redis_key = k.redis_key("spool", 'r');
+        assert_eq!(parse_key("spool", &redis_key), Some(k));
+        assert_eq!(parse_key("spool", "spool:{cache:acme}:l:a:b:c"), None);
+        let scope = Scope {
+            tenant: Some("acme".into()),
+            ..Scope::default()
+        };
+        assert_eq!(scope.pattern("sp*ol"), "sp\\*ol:{cache:acme}:r:*:*:*");
+    }
+}

@@ -1,0 +1,141 @@
+//! Cache counters: what each plugin's jobs got from the cache. Job threads
+//! count in memory; the worker flushes the counts to Redis every second
+//! (`PREFIX:{cache}:stats`, fields `TENANT/PLUGIN:STATUS`), so a hit from
+//! memory costs no round trip.
+
+use super::Status;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Counts by plugin and status, not yet flushed.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pending: Mutex<BTreeMap<(String, Status), u64>>,
+}
+
+impl Counters {
+    pub fn count(&self, plugin: String, status: Status) {
+        *self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((plugin, status))
+            .or_default() += 1;
+    }
+
+    /// Take the counts to flush.
+    pub fn take(&self) -> BTreeMap<(String, Status), u64> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Put back counts whose flush failed.
+    pub fn restore(&self, counts: BTreeMap<(String, Status), u64>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, n) in counts {
+            *pending.entry(k).or_default() += n;
+        }
+    }
+}
+
+/// One plugin's cache figures, as `spool cache stats` shows them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct PluginStats {
+    /// `tenant/plugin`.
+    pub plugin: String,
+    /// Entries in Redis now.
+    pub entries: u64,
+    /// Bytes of their outputs.
+    pub bytes: u64,
+    /// Jobs answered from a worker's memory.
+    pub hit_memory: u64,
+    /// Jobs answered from Redis.
+    pub hit_redis: u64,
+    /// Jobs that ran the handler (and stored a success).
+    pub miss: u64,
+    /// Jobs that asked to skip the cache.
+    pub bypass: u64,
+}
+
+impl PluginStats {
+    /// Hits over hits and misses; none before any lookup.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let hits = self.hit_memory + self.hit_redis;
+        let total = hits + self.miss;
+        (total > 0).then(|| hits as f64 / total as f64)
+    }
+
+    pub(crate) fn add(&mut self, status: Status, n: u64) {
+        match status {
+            Status::HitMemory => self.hit_memory += n,
+            Status::HitRedis => self.hit_redis += n,
+            Status::Miss => self.miss += n,
+            Status::Bypass => self.bypass += n,
+            Status::Off => {}
+        }
+    }
+}
+
+/// Every plugin's figures under `prefix`: the counters, and the entries and
+/// bytes now in Redis (a `SCAN`; `progress` gets the keys seen so far).
+pub fn read(
+    redis: &crate::sync_redis::SyncRedis,
+    prefix: &str,
+    mut progress: impl FnMut(u64),
+) -> redis::RedisResult<Vec<PluginStats>> {
+    let mut by_plugin: BTreeMap<String, PluginStats> = BTreeMap::new();
+    let counters: BTreeMap<String, u64> = redis.with_connection(|c| {
+        redis::cmd("HGETALL")
+            .arg(format!("{prefix}:{{cache}}:stats"))
+            .query(c)
+    })?;
+    for (field, n) in counters {
+        if let Some((plugin, status)) = field.rsplit_once(':')
+            && let Some(status) = Status::parse(status)
+        {
+            let entry = by_plugin.entry(plugin.to_string()).or_default();
+            entry.add(status, n);
+        }
+    }
+    let pattern = super::Scope::default().pattern(prefix);
+    let (mut cursor, mut seen) = (0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis.with_connection(|c| {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(c)
+        })?;
+        let entries: Vec<(String, super::EntryKey)> = keys
+            .into_iter()
+            .filter_map(|k| super::purge::parse_key(prefix, &k).map(|e| (k, e)))
+            .collect();
+        if !entries.is_empty() {
+            let sizes: Vec<u64> = redis.with_connection(|c| {
+                let mut pipe = redis::pipe();
+                for (k, _) in &entries {
+                    pipe.cmd("HSTRLEN").arg(k).arg("out");
+                }
+                pipe.query(c)
+            })?;
+            for ((_, e), size) in entries.iter().zip(sizes) {
+                let s = by_plugin.entry(e.plugin_name()).or_default();
+                s.entries += 1;
+                s.bytes += size;
+            }
+        }
+        seen += entries.len() as u64;
+        progress(seen);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    Ok(by_plugin
+        .into_iter()
+        .map(|(plugin, s)| PluginStats { plugin, ..s })
+        .collect())
+}

@@ -1,0 +1,270 @@
+//! `spool cache stats | purge`: what the result cache holds and how often
+//! it answers, and deleting exactly the entries a scope names.
+
+use super::connect::{RedisArgs, fail, runtime};
+use super::exit;
+use crate::cache::{self, PluginStats, Scope};
+use crate::queue::{PluginName, QueueError, classify, redact};
+use crate::sync_redis::SyncRedis;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CacheArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+
+    #[command(subcommand)]
+    command: CacheCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CacheCommand {
+    /// Entries, bytes and hits per plugin.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete cached results. The options combine: `--plugin acme/resize
+    /// --version D` deletes that version's entries only.
+    Purge {
+        /// Entries of this plugin (`tenant/name`, or `name` for tenant
+        /// `default`).
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Entries of this plugin version (the 64-digit digest that job
+        /// records and `spool plugins history` show).
+        #[arg(long, value_name = "DIGEST")]
+        version: Option<String>,
+        /// Entries of this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The entry with this cache key (`cache_key` in a job record).
+        #[arg(long)]
+        key: Option<String>,
+        /// Every entry.
+        #[arg(long, conflicts_with_all = ["plugin", "version", "tenant", "key"])]
+        all: bool,
+        /// How long to wait for the running workers to drop the entries
+        /// from their memory (0s: do not wait).
+        #[arg(long, default_value = "10s", value_parser = crate::config::parse_duration)]
+        wait: std::time::Duration,
+    },
+}
+
+pub(crate) fn run(args: CacheArgs) -> u8 {
+    let config = args.redis.queue_config();
+    let redis = match SyncRedis::new(&config.url) {
+        Ok(redis) => redis,
+        Err(e) => {
+            eprintln!("spool: {e}");
+            return exit::USAGE;
+        }
+    };
+    let error = |e: redis::RedisError| classify(&redact(&config.url), "read the result cache", e);
+    match args.command {
+        CacheCommand::Stats { json } => {
+            let bar = spinner("scanning the cache");
+            match cache::read_stats(&redis, &config.prefix, |n| {
+                bar.set_message(format!("{n} entries"));
+            }) {
+                Ok(stats) => {
+                    bar.finish_and_clear();
+                    print_stats(&stats, json);
+                    exit::OK
+                }
+                Err(e) => fail(&error(e)),
+            }
+        }
+        CacheCommand::Purge {
+            plugin,
+            version,
+            tenant,
+            key,
+            all,
+            wait,
+        } => {
+            let scope = match scope(plugin, version, tenant, key) {
+                Ok(scope) => scope,
+                Err(message) => {
+                    eprintln!("spool: {message}");
+                    return exit::USAGE;
+                }
+            };
+            if scope.is_everything() && !all {
+                eprintln!(
+                    "spool: name what to purge (--plugin, --version, --tenant, --key), or --all"
+                );
+                return exit::USAGE;
+            }
+            let bar = spinner("purging");
+            let purged = cache::purge(&redis, &config.prefix, &scope, |scanned, deleted| {
+                bar.set_message(format!("{scanned} keys scanned, {deleted} deleted"));
+            });
+            bar.finish_and_clear();
+            let deleted = match purged {
+                Ok(n) => n,
+                Err(e) => return fail(&error(e)),
+            };
+            println!("purged {deleted} cached results ({})", scope.describe());
+            // Workers drop the same entries from their memory.
+            let json = serde_json::to_string(&scope).expect("a scope serializes");
+            let told = runtime().block_on(async {
+                let store = crate::deploy::Store::connect(&config.url, &config.prefix).await?;
+                let event = store.announce_purge(&json).await?;
+                Ok::<_, crate::deploy::DeployError>(workers_dropped(&store, &event, wait).await)
+            });
+            match told {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!(
+                        "spool: workers were not told to drop them from memory ({e}); there they expire with their TTL"
+                    );
+                    if e.is_retryable() {
+                        exit::RETRYABLE
+                    } else {
+                        exit::FAILED
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Wait (up to `wait`) until every running worker has acted on the purge
+/// event `event`, and say so.
+async fn workers_dropped(
+    store: &crate::deploy::Store,
+    event: &str,
+    wait: std::time::Duration,
+) -> u8 {
+    if wait.is_zero() {
+        return exit::OK;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let workers = match store.workers().await {
+            Ok(workers) => workers,
+            Err(e) => {
+                eprintln!("spool: could not check the workers: {e}");
+                return exit::RETRYABLE;
+            }
+        };
+        if workers.is_empty() {
+            println!("no worker is running");
+            return exit::OK;
+        }
+        let late: Vec<&str> = workers
+            .iter()
+            .filter(|w| !crate::deploy::has_seen(&w.events_seen, event))
+            .map(|w| w.worker.as_str())
+            .collect();
+        if late.is_empty() {
+            println!(
+                "{} of {} workers dropped them from memory ({} ms)",
+                workers.len(),
+                workers.len(),
+                started.elapsed().as_millis()
+            );
+            return exit::OK;
+        }
+        if started.elapsed() >= wait {
+            eprintln!(
+                "spool: {} of {} workers did not confirm within {}s ({}); they drop the entries when they read the event, or the entries expire there",
+                late.len(),
+                workers.len(),
+                wait.as_secs_f64(),
+                late.join(", ")
+            );
+            return exit::RETRYABLE;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The scope the options name, checked.
+fn scope(
+    plugin: Option<String>,
+    version: Option<String>,
+    tenant: Option<String>,
+    key: Option<String>,
+) -> Result<Scope, String> {
+    let hex64 = |what: &str, v: &str| {
+        if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(v.to_ascii_lowercase())
+        } else {
+            Err(format!(
+                "--{what} {v:?}: expected 64 hex digits (as job records show it)"
+            ))
+        }
+    };
+    let mut scope = Scope {
+        tenant,
+        version: version.map(|v| hex64("version", &v)).transpose()?,
+        key: key.map(|k| hex64("key", &k)).transpose()?,
+        plugin: None,
+    };
+    if let Some(plugin) = plugin {
+        let name = PluginName::parse(&plugin).map_err(|e: QueueError| e.to_string())?;
+        if scope.tenant.as_ref().is_some_and(|t| *t != name.tenant) {
+            return Err(format!(
+                "--plugin {name} is not in --tenant {}",
+                scope.tenant.as_deref().unwrap_or_default()
+            ));
+        }
+        scope.tenant = Some(name.tenant);
+        scope.plugin = Some(name.name);
+    }
+    Ok(scope)
+}
+
+fn print_stats(stats: &[PluginStats], json: bool) {
+    if json {
+        let rows: Vec<serde_json::Value> = stats
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                v["hit_ratio"] = serde_json::json!(s.hit_ratio());
+                v
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+        return;
+    }
+    if stats.is_empty() {
+        println!("the result cache is empty and has answered no job");
+        return;
+    }
+    println!(
+        "{:<28} {:>8} {:>12} {:>10} {:>10} {:>8} {:>7} {:>9}",
+        "PLUGIN", "ENTRIES", "BYTES", "HIT-MEM", "HIT-REDIS", "MISS", "BYPASS", "HIT RATIO"
+    );
+    for s in stats {
+        println!(
+            "{:<28} {:>8} {:>12} {:>10} {:>10} {:>8} {:>7} {:>9}",
+            s.plugin,
+            s.entries,
+            s.bytes,
+            s.hit_memory,
+            s.hit_redis,
+            s.miss,
+            s.bypass,
+            s.hit_ratio()
+                .map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0))
+        );
+    }
+}
+
+fn spinner(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.set_prefix(what.to_string());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}

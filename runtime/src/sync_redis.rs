@@ -1,0 +1,73 @@
+//! A small pool of blocking Redis connections, for code that runs on the
+//! worker's job threads (host calls, the result cache) rather than on the
+//! async runtime: a thread takes an idle connection, uses it, and puts it
+//! back.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Blocking connections to one Redis, reused across calls.
+pub struct SyncRedis {
+    client: redis::Client,
+    idle: Mutex<Vec<redis::Connection>>,
+}
+
+impl std::fmt::Debug for SyncRedis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncRedis").finish_non_exhaustive()
+    }
+}
+
+impl SyncRedis {
+    /// A pool for `url`; connects on first use. The error names the URL
+    /// (without its password).
+    pub fn new(url: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| {
+            let url = crate::queue::redact(url);
+            format!("invalid redis url {url:?}: {e}")
+        })?;
+        Ok(SyncRedis {
+            client,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let conn = self
+            .client
+            .get_connection_with_timeout(Duration::from_secs(2))?;
+        let timeout = Some(Duration::from_secs(2));
+        let _ = conn.set_read_timeout(timeout);
+        let _ = conn.set_write_timeout(timeout);
+        Ok(conn)
+    }
+
+    /// Run `f` on a pooled connection. A pooled connection may have died
+    /// with a Redis restart: on a connection error, `f` gets one more try on
+    /// a fresh one.
+    pub fn with_connection<T>(
+        &self,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (mut conn, fresh) = match pooled {
+            Some(conn) => (conn, false),
+            None => (self.connect()?, true),
+        };
+        let mut result = f(&mut conn);
+        if !fresh
+            && let Err(e) = &result
+            && (e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal())
+        {
+            conn = self.connect()?;
+            result = f(&mut conn);
+        }
+        if result.is_ok() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+        }
+        result
+    }
+}

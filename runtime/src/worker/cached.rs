@@ -1,0 +1,68 @@
+//! A job through the result cache: a cacheable plugin's job is looked up
+//! first (memory, then Redis, with single flight) and runs only on a miss;
+//! a success is stored with the plugin's TTL. Errors are never cached.
+
+use super::registry::Settings;
+use crate::cache::{EntryKey, Hit, Lookup, ResultCache, Status};
+use crate::plugins::Plugin;
+use crate::sandbox::{JobInput, JobRun, JobServices};
+use std::time::Duration;
+
+/// How one job was answered.
+pub(crate) enum Answer {
+    /// The handler ran (with the cache key, when the plugin is cacheable).
+    Ran(JobRun, Status, Option<String>),
+    /// The cache answered the key; nothing was instantiated.
+    Hit(Hit, String),
+}
+
+/// Longest wait for an identical job that is computing the same result.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Answer `input` on `plugin`, through `cache` when the plugin's manifest
+/// declares a cache TTL. `no_cache` skips the lookup (the job asked to).
+pub(crate) fn answer(
+    cache: Option<&ResultCache>,
+    plugin: &Plugin,
+    settings: &Settings,
+    services: &JobServices,
+    input: JobInput,
+    no_cache: bool,
+) -> Answer {
+    let (Some(cache), Some(ttl)) = (cache, settings.cache_ttl) else {
+        let run = plugin.run_with(input, &settings.limits, services);
+        return Answer::Ran(run, Status::Off, None);
+    };
+    let key = EntryKey::new(
+        &input.tenant,
+        &input.plugin,
+        &plugin.version.0,
+        &input.content_type,
+        &settings.config,
+        &input.payload,
+    );
+    let name = format!("{}/{}", input.tenant, input.plugin);
+    let job = input.id.clone();
+    if no_cache {
+        let run = plugin.run_with(input, &settings.limits, services);
+        if let Ok(output) = &run.result {
+            cache.put(&key, output, &job, ttl);
+        }
+        cache.count(name, Status::Bypass);
+        return Answer::Ran(run, Status::Bypass, Some(key.hash));
+    }
+    let wait = (settings.limits.timeout + Duration::from_secs(2)).min(MAX_WAIT);
+    match cache.lookup(&key, wait) {
+        Lookup::Hit(hit) => {
+            cache.count(name, hit.status);
+            Answer::Hit(hit, key.hash)
+        }
+        Lookup::Compute(ticket) => {
+            let run = plugin.run_with(input, &settings.limits, services);
+            let stored = run.result.as_ref().ok().map(|o| (o.clone(), job, ttl));
+            ticket.finish(stored);
+            cache.count(name, Status::Miss);
+            Answer::Ran(run, Status::Miss, Some(key.hash))
+        }
+    }
+}
