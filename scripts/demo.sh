@@ -15,9 +15,12 @@ echo "==> one job, right here, no queue"
 show call target/plugins/hello.wasm --input '{"name":"Ada"}'
 
 echo
-echo "==> spool dev: private redis-server (data in .spool/redis) and a worker on target/plugins"
-mkdir -p .spool
-"$spool" dev --plugins target/plugins --backoff 200ms > .spool/dev.log 2>&1 &
+echo "==> spool dev: private redis-server (data in .spool/redis) and a worker on .spool/plugins"
+mkdir -p .spool/plugins
+cp target/plugins/{hello,markdown,thumbnail,introspect}.wasm .spool/plugins/
+# thumbnail's results are cached for an hour (its manifest).
+printf '[cache]\nttl = "1h"\n' > .spool/plugins/thumbnail.toml
+"$spool" dev --plugins .spool/plugins --backoff 200ms > .spool/dev.log 2>&1 &
 dev=$!
 trap 'kill -INT $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT
 # Ready when the worker says so (a .spool/redis.url left by an earlier,
@@ -31,6 +34,13 @@ id=$("$spool" enqueue thumbnail --input @examples/data/gradient.png --content-ty
 printf '\n$ spool enqueue thumbnail --input @examples/data/gradient.png --content-type image/png\n%s\n' "$id"
 sleep 1
 show job "$id"
+
+echo
+echo "==> the result cache: the same thumbnail again is answered without running anything"
+printf '\n$ spool enqueue thumbnail --input @examples/data/gradient.png --content-type image/png --wait --json | grep cache\n'
+"$spool" enqueue thumbnail --input @examples/data/gradient.png --content-type image/png --wait --json | grep '"cache'
+sleep 1.2  # workers send their counts every second
+show cache stats
 show enqueue hello --input '{"name":"Later"}' --delay 1s --wait
 show enqueue introspect --input '{"fail_before_attempt":3}' --wait
 show enqueue hello --input '{"name":""}' --wait || echo "(exit $?)"

@@ -68,6 +68,11 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_parser = crate::config::parse_duration)]
     cache_ttl: Option<Duration>,
 
+    /// The worker's in-memory result cache, in bytes (0: every hit comes
+    /// from Redis).
+    #[arg(long, default_value_t = 64 << 20)]
+    cache_memory: u64,
+
     /// Enqueue at this many jobs per second (0: as fast as possible). A low
     /// rate measures pickup latency on an idle system.
     #[arg(long, default_value_t = 0)]
@@ -187,6 +192,7 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
     config.prefetch = args.prefetch;
     config.rescan = None;
     config.fleet = false;
+    config.cache_memory = args.cache_memory;
     let concurrency = config.concurrency;
 
     let rt = runtime();
