@@ -45,6 +45,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Parse a wait: a duration, where `0s` means "do not wait".
+pub fn parse_wait(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration {text:?}: {e}; expected e.g. 0s, 10s or 2m"))
+}
+
 /// Parse `key=value`.
 pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {

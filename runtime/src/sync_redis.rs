@@ -42,6 +42,27 @@ impl SyncRedis {
         Ok(conn)
     }
 
+    /// Run `f` on a pooled connection, once: for commands that must not be
+    /// sent twice (a retry after a lost reply would apply them twice).
+    pub fn once<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect()?,
+        };
+        let result = f(&mut conn);
+        if result.is_ok() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+        }
+        result
+    }
+
     /// Run `f` on a pooled connection. A pooled connection may have died
     /// with a Redis restart: on a connection error, `f` gets one more try on
     /// a fresh one.

@@ -1,12 +1,12 @@
 //! In-process single-flight: identical jobs running at once on one worker
 //! run the handler once. The first becomes the leader; the others wait for
-//! its result (bounded), and compute themselves only if it has none.
+//! its result (the leader is bounded by its own wait and the job's
+//! deadline), and try again only if it has none.
 
 use super::key::EntryKey;
 use super::memory::Cached;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
 
 /// One computation in progress.
 #[derive(Debug, Default)]
@@ -17,22 +17,15 @@ pub(crate) struct Flight {
 }
 
 impl Flight {
-    /// Wait until the leader finishes or `deadline` passes. `Some(None)`:
-    /// it finished without a result; `None`: still running at the deadline.
-    pub fn wait(&self, deadline: Instant) -> Option<Option<Arc<Cached>>> {
+    /// Wait until the leader finishes: its result, or none if it failed.
+    pub fn wait_done(&self) -> Option<Arc<Cached>> {
         let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        while done.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
+        loop {
+            if let Some(result) = done.as_ref() {
+                return result.clone();
             }
-            done = self
-                .ready
-                .wait_timeout(done, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            done = self.ready.wait(done).unwrap_or_else(|p| p.into_inner());
         }
-        done.clone()
     }
 
     fn finish(&self, result: Option<Arc<Cached>>) {

@@ -5,15 +5,16 @@
 //! as its length (8 bytes, little-endian) and then its bytes:
 //!
 //! 1. the WIT world version (`spool:job@0.1.0`): a new contract misses;
-//! 2. the plugin version digest (hex): a new plugin version misses;
-//! 3. the content type;
-//! 4. the number of config values (8 bytes, little-endian), then each key
+//! 2. the tenant and 3. the plugin name: each entry belongs to one plugin of
+//!    one tenant, so a key names one entry;
+//! 4. the plugin version digest (hex): a new plugin version misses;
+//! 5. the content type;
+//! 6. the number of config values (8 bytes, little-endian), then each key
 //!    and value in key order: other settings miss;
-//! 5. the input bytes.
+//! 7. the input bytes.
 //!
-//! The tenant and the plugin name are not hashed: they are part of the
-//! Redis key around the hash, so the same input under two tenants gives two
-//! entries, and purges can name a tenant, plugin or version.
+//! The tenant, plugin and version are also parts of the Redis key around the
+//! hash, so that purges can name a tenant, plugin or version.
 
 use std::collections::BTreeMap;
 
@@ -52,6 +53,8 @@ impl EntryKey {
             h.update(bytes);
         };
         field(WORLD.as_bytes());
+        field(tenant.as_bytes());
+        field(plugin.as_bytes());
         field(version.as_bytes());
         field(content_type.as_bytes());
         h.update(&(config.len() as u64).to_le_bytes());
@@ -109,6 +112,9 @@ mod tests {
         // Lengths frame every field: moving bytes between fields changes it.
         assert_ne!(key("a", &[("b", "")], b""), key("ab", &[], b""));
         let config = BTreeMap::new();
+        let hash = |t: &str, p: &str| EntryKey::new(t, p, "v", "x", &config, b"").hash;
+        assert_ne!(hash("acme", "resize"), hash("beta", "resize"));
+        assert_ne!(hash("acme", "resize"), hash("acme", "crop"));
         assert_ne!(
             EntryKey::new("t", "p", "v1", "x", &config, b"").hash,
             EntryKey::new("t", "p", "v2", "x", &config, b"").hash

@@ -20,11 +20,13 @@ pub(crate) struct Cached {
 
 impl Cached {
     pub fn new(key: EntryKey, output: Arc<Vec<u8>>, job: String, ttl: Duration) -> Self {
+        let now = Instant::now();
         Cached {
             key,
             output,
             job,
-            expires: Instant::now() + ttl,
+            // (Manifests cap the TTL at a year; never overflow anyway.)
+            expires: now.checked_add(ttl).unwrap_or(now + MAX_TTL),
         }
     }
 
@@ -45,7 +47,21 @@ impl moka::Expiry<EntryKey, Arc<Cached>> for UntilExpiry {
     ) -> Option<Duration> {
         Some(value.expires.saturating_duration_since(created_at))
     }
+
+    /// A replaced entry lives as long as the new value says.
+    fn expire_after_update(
+        &self,
+        _key: &EntryKey,
+        value: &Arc<Cached>,
+        updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.expires.saturating_duration_since(updated_at))
+    }
 }
+
+/// Longest time an entry stays in memory.
+const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Results by key, at most a number of bytes.
 pub(crate) struct Memory {

@@ -19,9 +19,10 @@
 //! # Single flight
 //!
 //! Identical jobs in flight on one worker run once ([`flight`]); across
-//! workers, the first to miss takes a short-lived lock in Redis and the
-//! others poll for its result, up to the job's deadline, then compute
-//! themselves. Redis trouble never fails a job: the cache is skipped.
+//! workers, the first to miss takes a short-lived lock in Redis (for the
+//! job's timeout and a margin) and the others poll for its result, for the
+//! job's timeout plus 2 s (at most 60 s), then compute themselves. Redis
+//! trouble never fails a job: the cache is skipped.
 
 mod flight;
 pub mod key;
@@ -40,7 +41,7 @@ use flight::{Flights, Leader, Role};
 use memory::{Cached, Memory};
 use redis::Value;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What the cache did for one job (the job record's `cache` field).
@@ -51,7 +52,7 @@ pub enum Status {
     HitMemory,
     /// Answered from Redis.
     HitRedis,
-    /// The handler ran; a success was stored.
+    /// The handler ran (a success was stored).
     Miss,
     /// The job asked to skip the lookup; a success was stored.
     Bypass,
@@ -169,6 +170,8 @@ pub struct ResultCache {
     store: redis::Script,
     /// Redis trouble was logged; log again only after it recovered.
     warned: AtomicBool,
+    /// Purges applied to the memory tier so far.
+    purges: AtomicU64,
 }
 
 impl std::fmt::Debug for ResultCache {
@@ -193,57 +196,63 @@ impl ResultCache {
             lookup: redis::Script::new(include_str!("lua/lookup.lua")),
             store: redis::Script::new(include_str!("lua/store.lua")),
             warned: AtomicBool::new(false),
+            purges: AtomicU64::new(0),
         })
     }
 
     /// The result for `key`, or a ticket to compute it. Waits at most
-    /// `wait` for an identical job running here or on another worker.
-    pub fn lookup(&self, key: &EntryKey, wait: Duration) -> Lookup<'_> {
-        let deadline = Instant::now() + wait;
+    /// `wait` for another worker computing the same result (an identical job
+    /// on this worker is followed to its end: it is bounded by its own wait
+    /// and deadline). On a miss, other workers wait on this one for at most
+    /// `lock_for`.
+    pub fn lookup(&self, key: &EntryKey, wait: Duration, lock_for: Duration) -> Lookup<'_> {
         let leader = loop {
             if let Some(hit) = self.memory_hit(key) {
                 return Lookup::Hit(hit);
             }
             match self.flights.join(key) {
-                Role::Leader(leader) => break Some(leader),
-                Role::Follower(flight) => match flight.wait(deadline) {
-                    Some(Some(cached)) => return Lookup::Hit(hit(&cached, Status::HitMemory)),
+                Role::Leader(leader) => break leader,
+                Role::Follower(flight) => {
+                    if let Some(cached) = flight.wait_done() {
+                        return Lookup::Hit(hit(&cached, Status::HitMemory));
+                    }
                     // The leader failed: try again (perhaps as the leader).
-                    Some(None) if Instant::now() < deadline => {}
-                    // Out of patience: compute without coordinating.
-                    _ => break None,
-                },
+                }
             }
         };
-        let lock_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) + 5_000;
+        let started = Instant::now();
+        let lock_ms = u64::try_from(lock_for.as_millis()).unwrap_or(u64::MAX);
         let owner = format!("{}:{:016x}", self.owner, fastrand::u64(..));
         let mut delay = Duration::from_millis(5);
         loop {
-            match self.redis_lookup(key, &owner, lock_ms, leader.is_some()) {
+            // A purge that lands while Redis answers must not be undone by
+            // putting what it removed back into memory.
+            let purges = self.purges.load(Ordering::Acquire);
+            match self.redis_lookup(key, &owner, lock_ms) {
                 Ok(Found::Hit(cached)) => {
                     let cached = Arc::new(cached);
-                    if let Some(memory) = &self.memory {
+                    if let Some(memory) = &self.memory
+                        && self.purges.load(Ordering::Acquire) == purges
+                    {
                         memory.insert(Arc::clone(&cached));
                     }
                     let hit = hit(&cached, Status::HitRedis);
-                    if let Some(leader) = leader {
-                        leader.finish(Some(cached));
-                    }
+                    leader.finish(Some(cached));
                     return Lookup::Hit(hit);
                 }
                 Ok(Found::Claimed) => {
-                    return Lookup::Compute(self.ticket(key, leader, Some(owner)));
+                    return Lookup::Compute(self.ticket(key, Some(leader), Some(owner)));
                 }
-                Ok(Found::Busy) if Instant::now() + delay < deadline => {
+                Ok(Found::Busy) if started.elapsed() + delay < wait => {
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_millis(50));
                 }
-                Ok(Found::Busy | Found::Miss) => {
-                    return Lookup::Compute(self.ticket(key, leader, None));
+                Ok(Found::Busy) => {
+                    return Lookup::Compute(self.ticket(key, Some(leader), None));
                 }
                 Err(e) => {
                     self.trouble(&e);
-                    return Lookup::Compute(self.ticket(key, leader, None));
+                    return Lookup::Compute(self.ticket(key, Some(leader), None));
                 }
             }
         }
@@ -267,7 +276,8 @@ impl ResultCache {
             return;
         }
         let key = format!("{}:{{cache}}:stats", self.prefix);
-        let sent = self.redis.with_connection(|c| {
+        // Once, not retried: a retry after a lost reply would count twice.
+        let sent = self.redis.once(|c| {
             let mut pipe = redis::pipe();
             for ((plugin, status), n) in &counts {
                 pipe.hincr(&key, format!("{plugin}:{}", status.as_str()), *n)
@@ -277,12 +287,16 @@ impl ResultCache {
         });
         if let Err(e) = sent {
             self.trouble(&e);
-            self.counters.restore(counts);
+            // Put back only what surely never reached Redis.
+            if e.is_connection_refusal() {
+                self.counters.restore(counts);
+            }
         }
     }
 
     /// Drop what `scope` names from this worker's memory.
     pub fn invalidate(&self, scope: &Scope) {
+        self.purges.fetch_add(1, Ordering::AcqRel);
         if let Some(memory) = &self.memory {
             memory.invalidate(scope);
         }
@@ -334,20 +348,13 @@ impl ResultCache {
         }
     }
 
-    fn redis_lookup(
-        &self,
-        key: &EntryKey,
-        owner: &str,
-        lock_ms: u64,
-        claim: bool,
-    ) -> redis::RedisResult<Found> {
+    fn redis_lookup(&self, key: &EntryKey, owner: &str, lock_ms: u64) -> redis::RedisResult<Found> {
         let reply: Vec<Value> = self.redis.with_connection(|c| {
             self.lookup
                 .key(key.redis_key(&self.prefix, 'r'))
                 .key(key.redis_key(&self.prefix, 'l'))
                 .arg(owner)
-                .arg(lock_ms)
-                .arg(if claim { "1" } else { "0" })
+                .arg(lock_ms.max(1))
                 .invoke(c)
         })?;
         self.warned.store(false, Ordering::Relaxed);
@@ -368,9 +375,8 @@ impl ResultCache {
                 };
                 Found::Hit(Cached::new(key.clone(), Arc::new(output), job, ttl))
             }
-            b"claimed" => Found::Claimed,
             b"busy" => Found::Busy,
-            _ => Found::Miss,
+            _ => Found::Claimed,
         })
     }
 
@@ -388,7 +394,6 @@ enum Found {
     Hit(Cached),
     Claimed,
     Busy,
-    Miss,
 }
 
 fn hit(cached: &Arc<Cached>, status: Status) -> Hit {

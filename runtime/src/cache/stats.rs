@@ -51,7 +51,7 @@ pub struct PluginStats {
     pub hit_memory: u64,
     /// Jobs answered from Redis.
     pub hit_redis: u64,
-    /// Jobs that ran the handler (and stored a success).
+    /// Jobs that ran the handler (successes were stored).
     pub miss: u64,
     /// Jobs that asked to skip the cache.
     pub bypass: u64,

@@ -119,7 +119,15 @@ struct Percentiles {
 }
 
 pub(crate) fn run(args: BenchArgs) -> u8 {
-    match bench(&args) {
+    // Bad input is a usage error, found before anything starts.
+    let inputs = match payloads(&args) {
+        Ok(inputs) => inputs,
+        Err(message) => {
+            eprintln!("spool bench: {message}");
+            return exit::USAGE;
+        }
+    };
+    match bench(&args, inputs) {
         Ok(report) => {
             print(&report, args.json);
             if report.failed > 0 {
@@ -144,7 +152,7 @@ impl Drop for TempDir {
     }
 }
 
-fn bench(args: &BenchArgs) -> Result<Report, String> {
+fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, String> {
     let plugin = PluginName::parse(&args.plugin).map_err(|e| e.to_string())?;
     let data = TempDir(std::env::temp_dir().join(format!("spool-bench-{}", std::process::id())));
     let data = &data.0;
@@ -214,7 +222,7 @@ fn bench(args: &BenchArgs) -> Result<Report, String> {
     });
 
     let instances_before = crate::sandbox::instances_created();
-    let result = rt.block_on(drive(args, &plugin, &client));
+    let result = rt.block_on(drive(args, &plugin, &client, inputs));
     let _ = stop_tx.send(());
     let _ = worker_thread.join();
     drop(server);
@@ -232,9 +240,9 @@ async fn drive(
     args: &BenchArgs,
     plugin: &PluginName,
     client: &Queue,
+    (payloads, content_type): (Vec<Vec<u8>>, String),
 ) -> Result<(Report, u64), String> {
     let err = |e: crate::queue::QueueError| e.to_string();
-    let (payloads, content_type) = payloads(args)?;
     let commands_before = client.server_command_calls().await.map_err(err)?;
     let bar = indicatif::ProgressBar::new(args.jobs as u64).with_style(
         indicatif::ProgressStyle::with_template(

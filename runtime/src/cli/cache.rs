@@ -46,7 +46,7 @@ enum CacheCommand {
         all: bool,
         /// How long to wait for the running workers to drop the entries
         /// from their memory (0s: do not wait).
-        #[arg(long, default_value = "10s", value_parser = crate::config::parse_duration)]
+        #[arg(long, default_value = "10s", value_parser = crate::config::parse_wait)]
         wait: std::time::Duration,
     },
 }
@@ -97,15 +97,23 @@ pub(crate) fn run(args: CacheArgs) -> u8 {
                 return exit::USAGE;
             }
             let bar = spinner("purging");
-            let purged = cache::purge(&redis, &config.prefix, &scope, |scanned, deleted| {
-                bar.set_message(format!("{scanned} keys scanned, {deleted} deleted"));
+            let mut deleted = 0;
+            let purged = cache::purge(&redis, &config.prefix, &scope, |scanned, n| {
+                deleted = n;
+                bar.set_message(format!("{scanned} keys scanned, {n} deleted"));
             });
             bar.finish_and_clear();
-            let deleted = match purged {
-                Ok(n) => n,
-                Err(e) => return fail(&error(e)),
+            let failed = match purged {
+                Ok(_) => None,
+                Err(e) => Some(error(e)),
             };
-            println!("purged {deleted} cached results ({})", scope.describe());
+            if let Some(e) = &failed {
+                // Some entries may be gone already: the workers are told
+                // below all the same.
+                eprintln!("spool: the purge stopped after {deleted} deletions: {e}");
+            } else {
+                println!("purged {deleted} cached results ({})", scope.describe());
+            }
             // Workers drop the same entries from their memory.
             let json = serde_json::to_string(&scope).expect("a scope serializes");
             let told = runtime().block_on(async {
@@ -113,6 +121,9 @@ pub(crate) fn run(args: CacheArgs) -> u8 {
                 let event = store.announce_purge(&json).await?;
                 Ok::<_, crate::deploy::DeployError>(workers_dropped(&store, &event, wait).await)
             });
+            if let Some(e) = failed {
+                return fail(&e);
+            }
             match told {
                 Ok(code) => code,
                 Err(e) => {
@@ -197,6 +208,11 @@ fn scope(
             ))
         }
     };
+    if let Some(t) = &tenant {
+        PluginName::parse(&format!("{t}/x")).map_err(|_| {
+            format!("--tenant {t:?}: expected 1-64 of [A-Za-z0-9_.-], not starting with '.'")
+        })?;
+    }
     let mut scope = Scope {
         tenant,
         version: version.map(|v| hex64("version", &v)).transpose()?,

@@ -75,6 +75,9 @@ struct RawCache {
     ttl: String,
 }
 
+/// Longest `[cache] ttl`.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The manifest path of the plugin file `wasm` (`x.wasm` → `x.toml`).
 pub fn path_for(wasm: &Path) -> PathBuf {
     wasm.with_extension("toml")
@@ -157,6 +160,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         .cache
         .map(|c| parse_duration(&c.ttl).map_err(|e| fail(format!("cache.ttl: {e}"))))
         .transpose()?;
+    if let Some(ttl) = cache_ttl
+        && ttl > MAX_CACHE_TTL
+    {
+        return Err(fail(format!(
+            "cache.ttl: {} is longer than the longest allowed, 365 days",
+            humantime::format_duration(ttl)
+        )));
+    }
     Ok(Manifest {
         timeout,
         memory,

@@ -51,8 +51,10 @@ pub(crate) fn answer(
         cache.count(name, Status::Bypass);
         return Answer::Ran(run, Status::Bypass, Some(key.hash));
     }
-    let wait = (settings.limits.timeout + Duration::from_secs(2)).min(MAX_WAIT);
-    match cache.lookup(&key, wait) {
+    let timeout = settings.limits.timeout;
+    let wait = timeout.saturating_add(Duration::from_secs(2)).min(MAX_WAIT);
+    let lock_for = timeout.saturating_add(Duration::from_secs(5));
+    match cache.lookup(&key, wait, lock_for) {
         Lookup::Hit(hit) => {
             cache.count(name, hit.status);
             Answer::Hit(hit, key.hash)

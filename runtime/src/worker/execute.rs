@@ -48,10 +48,12 @@ impl Executor {
                     "error",
                     error_json("malformed-envelope", &message, false, job.attempt),
                 ));
+                clear_cache_fields(&mut outcome);
                 return outcome;
             }
         };
         let Some((plugin, settings)) = self.registry.serve(&plugin_name) else {
+            clear_cache_fields(&mut outcome);
             return self.not_loaded(outcome, &job, &plugin_name);
         };
         let input = JobInput {
@@ -185,6 +187,13 @@ impl Executor {
             };
         }
         outcome
+    }
+}
+
+/// Nothing was looked up this attempt: clear what an earlier one recorded.
+fn clear_cache_fields(outcome: &mut Outcome) {
+    for field in ["cache", "cache_key", "cache_job"] {
+        outcome.fields.push((field, Vec::new()));
     }
 }
 

@@ -201,6 +201,11 @@ pub(crate) async fn fleet_loop(
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(());
                     }
+                    // Purge events may have passed while we were away: what
+                    // the memory tier holds may have been purged.
+                    if let Some(cache) = &config.cache {
+                        cache.invalidate(&Scope::default());
+                    }
                     // Say at once what this worker serves.
                     if let Some(f) = fleet.as_mut() {
                         f.record_directory().await;

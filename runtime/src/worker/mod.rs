@@ -83,7 +83,9 @@ pub struct WorkerConfig {
     /// This worker's id in job records.
     pub worker_id: String,
     /// Follow the fleet store: serve pinned versions, record directory
-    /// versions, publish what this worker serves.
+    /// versions, publish what this worker serves, and drop what cache
+    /// purges name from the memory tier (without it, purged results stay
+    /// in this worker's memory until they expire).
     pub fleet: bool,
     /// Answer jobs of plugins whose manifest declares `[cache] ttl` from
     /// the result cache.

@@ -201,16 +201,16 @@ fn the_same_input_under_two_tenants_is_two_entries() {
 #[test]
 fn entries_expire_with_the_plugins_ttl() {
     let env = Env::new("cache-ttl");
-    let dir = cacheable(&env, &["introspect"], "1s");
+    let dir = cacheable(&env, &["introspect"], "3s");
     let (_registry, _worker) = env.serve_dir(&dir, |_| {});
     let first = run(&env, "introspect", "{}");
     assert_eq!(cache_of(&first), "miss");
     let ttl: i64 = redis::cmd("PTTL")
-        .arg(entries(&env).iter().next().unwrap())
+        .arg(entries(&env).iter().next().expect("the entry"))
         .query(&mut env.redis_conn())
         .unwrap();
-    assert!((1..=1000).contains(&ttl), "Redis TTL {ttl} ms");
-    std::thread::sleep(std::time::Duration::from_millis(1300));
+    assert!((1..=3000).contains(&ttl), "Redis TTL {ttl} ms");
+    std::thread::sleep(std::time::Duration::from_millis(3300));
     let later = run(&env, "introspect", "{}");
     assert_eq!(cache_of(&later), "miss", "expired in memory and in Redis");
     assert_eq!(computed_by(&later), later.id);
@@ -350,6 +350,17 @@ fn identical_jobs_on_two_workers_run_the_handler_once() {
     let args = ["--concurrency", "1", "--prefetch", "0"];
     let w1 = env.worker_process(SPOOL, &dir, &args);
     let w2 = env.worker_process(SPOOL, &dir, &args);
+    // Both up (they report once connected) before the jobs arrive.
+    let store = env
+        .rt
+        .block_on(spool_runtime::deploy::Store::connect(
+            &env.redis.url(),
+            "spool",
+        ))
+        .unwrap();
+    env.wait_for("both workers", || {
+        env.rt.block_on(store.workers()).unwrap().len() == 2
+    });
     let jobs: Vec<_> = (0..2)
         .map(|_| env.job("introspect", r#"{"sleep_ms":1000}"#))
         .collect();

@@ -4,7 +4,7 @@
 //! the slowest worker needs to compile the version.
 
 use super::super::exit;
-use crate::config::parse_duration;
+use crate::config::parse_wait;
 use crate::deploy::{Store, WorkerStatus};
 use crate::queue::PluginName;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct WaitArgs {
     /// How long to wait for the running workers to confirm (0s: do not
     /// wait).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_wait)]
     wait: Duration,
 }
 
