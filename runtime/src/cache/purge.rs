@@ -104,18 +104,8 @@ pub fn purge(
     scope: &Scope,
     mut progress: impl FnMut(u64, u64),
 ) -> redis::RedisResult<u64> {
-    let pattern = scope.pattern(prefix);
-    let (mut cursor, mut scanned, mut deleted) = (0u64, 0u64, 0u64);
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis.with_connection(|c| {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(c)
-        })?;
+    let (mut scanned, mut deleted) = (0u64, 0u64);
+    scan(redis, &scope.pattern(prefix), |keys| {
         scanned += keys.len() as u64;
         let doomed: Vec<&String> = keys
             .iter()
@@ -126,9 +116,32 @@ pub fn purge(
             deleted += n;
         }
         progress(scanned, deleted);
+        Ok(())
+    })?;
+    Ok(deleted)
+}
+
+/// Every key matching `pattern`, a batch (one `SCAN` call) at a time.
+pub(crate) fn scan(
+    redis: &crate::sync_redis::SyncRedis,
+    pattern: &str,
+    mut each: impl FnMut(Vec<String>) -> redis::RedisResult<()>,
+) -> redis::RedisResult<()> {
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis.with_connection(|c| {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(c)
+        })?;
+        each(keys)?;
         cursor = next;
         if cursor == 0 {
-            return Ok(deleted);
+            return Ok(());
         }
     }
 }

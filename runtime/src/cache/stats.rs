@@ -97,18 +97,8 @@ pub fn read(
             entry.add(status, n);
         }
     }
-    let pattern = super::Scope::default().pattern(prefix);
-    let (mut cursor, mut seen) = (0u64, 0u64);
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis.with_connection(|c| {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(c)
-        })?;
+    let mut seen = 0u64;
+    super::purge::scan(redis, &super::Scope::default().pattern(prefix), |keys| {
         let entries: Vec<(String, super::EntryKey)> = keys
             .into_iter()
             .filter_map(|k| super::purge::parse_key(prefix, &k).map(|e| (k, e)))
@@ -129,11 +119,8 @@ pub fn read(
         }
         seen += entries.len() as u64;
         progress(seen);
-        cursor = next;
-        if cursor == 0 {
-            break;
-        }
-    }
+        Ok(())
+    })?;
     Ok(by_plugin
         .into_iter()
         .map(|(plugin, s)| PluginStats { plugin, ..s })

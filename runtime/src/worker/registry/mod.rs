@@ -53,6 +53,35 @@ pub struct Registry {
     generation: AtomicU64,
 }
 
+impl Entry {
+    /// A version just loaded (`what`: "plugin" or "pinned version"), logged.
+    fn loaded(
+        name: &PluginName,
+        what: &str,
+        plugin: Plugin,
+        settings: Settings,
+        caps: Capabilities,
+        stamp: Option<Stamp>,
+        manifest: Option<String>,
+    ) -> Self {
+        tracing::info!(
+            plugin = %name,
+            version = %plugin.version.short(),
+            load_ms = plugin.compile_time.as_millis(),
+            cached = plugin.from_cache,
+            "{what} loaded"
+        );
+        Entry {
+            plugin: Arc::new(plugin),
+            settings: Arc::new(settings),
+            caps,
+            stamp,
+            loaded_us: now_us(),
+            manifest,
+        }
+    }
+}
+
 /// How a plugin's jobs run: the worker's limits with the manifest's
 /// overrides, and the manifest's config values.
 #[derive(Debug, Clone, Default)]
@@ -347,21 +376,15 @@ impl Registry {
                             "a version is pinned through `spool plugins deploy`/`rollback`: it keeps serving instead of this file (`spool plugins unpin {name}` serves the file)"
                         );
                     }
-                    tracing::info!(
-                        plugin = %name,
-                        version = %plugin.version.short(),
-                        load_ms = plugin.compile_time.as_millis(),
-                        cached = plugin.from_cache,
-                        "plugin loaded"
-                    );
-                    let entry = Entry {
-                        plugin: Arc::new(plugin),
-                        settings: Arc::new(settings),
+                    let entry = Entry::loaded(
+                        name,
+                        "plugin",
+                        plugin,
+                        settings,
                         caps,
-                        stamp: Some(*stamp),
-                        loaded_us: now_us(),
+                        Some(*stamp),
                         manifest,
-                    };
+                    );
                     self.plugins
                         .write()
                         .unwrap_or_else(|p| p.into_inner())

@@ -5,9 +5,8 @@
 use super::{Entry, Registry};
 use crate::deploy::{Rejection, VersionEntry};
 use crate::plugins::{self, manifest};
-use crate::queue::{PluginName, now_us};
+use crate::queue::PluginName;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// A version loaded from the plugins directory.
 #[derive(Debug, Clone)]
@@ -102,21 +101,15 @@ impl Registry {
         })();
         match loaded {
             Ok((plugin, settings, caps)) => {
-                tracing::info!(
-                    plugin = %name,
-                    version = %plugin.version.short(),
-                    load_ms = plugin.compile_time.as_millis(),
-                    cached = plugin.from_cache,
-                    "pinned version loaded"
-                );
-                let entry = Entry {
-                    plugin: Arc::new(plugin),
-                    settings: Arc::new(settings),
+                let entry = Entry::loaded(
+                    name,
+                    "pinned version",
+                    plugin,
+                    settings,
                     caps,
-                    stamp: None,
-                    loaded_us: now_us(),
-                    manifest: entry.manifest.clone(),
-                };
+                    None,
+                    entry.manifest.clone(),
+                );
                 self.pinned
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
