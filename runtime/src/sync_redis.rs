@@ -42,18 +42,21 @@ impl SyncRedis {
         Ok(conn)
     }
 
-    /// Run `f` on a pooled connection, once: for commands that must not be
-    /// sent twice (a retry after a lost reply would apply them twice).
-    pub fn once<T>(
-        &self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> redis::RedisResult<T> {
+    /// An idle connection (false) or a new one (true).
+    fn take(&self) -> redis::RedisResult<(redis::Connection, bool)> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => self.connect()?,
-        };
-        let result = f(&mut conn);
+        match pooled {
+            Some(conn) => Ok((conn, false)),
+            None => Ok((self.connect()?, true)),
+        }
+    }
+
+    /// Keep `conn` for the next call if it served `result` well.
+    fn give_back<T>(
+        &self,
+        conn: redis::Connection,
+        result: redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
         if result.is_ok() {
             self.idle
                 .lock()
@@ -63,6 +66,17 @@ impl SyncRedis {
         result
     }
 
+    /// Run `f` on a pooled connection, once: for commands that must not be
+    /// sent twice (a retry after a lost reply would apply them twice).
+    pub fn once<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        let (mut conn, _) = self.take()?;
+        let result = f(&mut conn);
+        self.give_back(conn, result)
+    }
+
     /// Run `f` on a pooled connection. A pooled connection may have died
     /// with a Redis restart: on a connection error, `f` gets one more try on
     /// a fresh one.
@@ -70,11 +84,7 @@ impl SyncRedis {
         &self,
         f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> redis::RedisResult<T> {
-        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (mut conn, fresh) = match pooled {
-            Some(conn) => (conn, false),
-            None => (self.connect()?, true),
-        };
+        let (mut conn, fresh) = self.take()?;
         let mut result = f(&mut conn);
         if !fresh
             && let Err(e) = &result
@@ -83,12 +93,6 @@ impl SyncRedis {
             conn = self.connect()?;
             result = f(&mut conn);
         }
-        if result.is_ok() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
-        }
-        result
+        self.give_back(conn, result)
     }
 }

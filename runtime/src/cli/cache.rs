@@ -3,6 +3,7 @@
 
 use super::connect::{RedisArgs, fail, runtime};
 use super::exit;
+use super::fleet_wait::{State, WaitArgs, settle};
 use crate::cache::{self, PluginStats, Scope};
 use crate::queue::{PluginName, QueueError, classify, redact};
 use crate::sync_redis::SyncRedis;
@@ -44,10 +45,8 @@ enum CacheCommand {
         /// Every entry.
         #[arg(long, conflicts_with_all = ["plugin", "version", "tenant", "key"])]
         all: bool,
-        /// How long to wait for the running workers to drop the entries
-        /// from their memory (0s: do not wait).
-        #[arg(long, default_value = "10s", value_parser = crate::config::parse_wait)]
-        wait: std::time::Duration,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
 }
 
@@ -119,7 +118,7 @@ pub(crate) fn run(args: CacheArgs) -> u8 {
             let told = runtime().block_on(async {
                 let store = crate::deploy::Store::connect(&config.url, &config.prefix).await?;
                 let event = store.announce_purge(&json).await?;
-                Ok::<_, crate::deploy::DeployError>(workers_dropped(&store, &event, wait).await)
+                Ok::<_, crate::deploy::DeployError>(workers_dropped(&store, &event, &wait).await)
             });
             if let Some(e) = failed {
                 return fail(&e);
@@ -143,53 +142,25 @@ pub(crate) fn run(args: CacheArgs) -> u8 {
 
 /// Wait (up to `wait`) until every running worker has acted on the purge
 /// event `event`, and say so.
-async fn workers_dropped(
-    store: &crate::deploy::Store,
-    event: &str,
-    wait: std::time::Duration,
-) -> u8 {
-    if wait.is_zero() {
-        return exit::OK;
-    }
-    let started = std::time::Instant::now();
-    loop {
-        let workers = match store.workers().await {
-            Ok(workers) => workers,
-            Err(e) => {
-                eprintln!("spool: could not check the workers: {e}");
-                return exit::RETRYABLE;
-            }
-        };
-        if workers.is_empty() {
-            println!("no worker is running");
-            return exit::OK;
+async fn workers_dropped(store: &crate::deploy::Store, event: &str, wait: &WaitArgs) -> u8 {
+    let judge = |w: &crate::deploy::WorkerStatus| {
+        if crate::deploy::has_seen(&w.events_seen, event) {
+            State::Done
+        } else {
+            State::Pending(
+                "has not read the purge; it drops the entries when it does, or they expire there"
+                    .to_string(),
+            )
         }
-        let late: Vec<&str> = workers
-            .iter()
-            .filter(|w| !crate::deploy::has_seen(&w.events_seen, event))
-            .map(|w| w.worker.as_str())
-            .collect();
-        if late.is_empty() {
-            println!(
-                "{} of {} workers dropped them from memory ({} ms)",
-                workers.len(),
-                workers.len(),
-                started.elapsed().as_millis()
-            );
-            return exit::OK;
-        }
-        if started.elapsed() >= wait {
-            eprintln!(
-                "spool: {} of {} workers did not confirm within {}s ({}); they drop the entries when they read the event, or the entries expire there",
-                late.len(),
-                workers.len(),
-                wait.as_secs_f64(),
-                late.join(", ")
-            );
-            return exit::RETRYABLE;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    };
+    settle(
+        store,
+        wait,
+        "dropped them from memory",
+        "no worker is running",
+        judge,
+    )
+    .await
 }
 
 /// The scope the options name, checked.

@@ -9,6 +9,7 @@ mod connect;
 mod dead;
 mod dev;
 mod enqueue;
+mod fleet_wait;
 mod job;
 mod plugins;
 mod worker;

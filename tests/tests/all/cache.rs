@@ -4,7 +4,7 @@
 //! the handler really ran.
 
 use crate::SPOOL;
-use crate::command::{fails_with, spool, text};
+use crate::command::{fails_with, spool, succeeds, text};
 use spool_runtime::queue::{JobRecord, Status};
 use spool_tests::fleet::{Env, add_plugin};
 use spool_tests::variant;
@@ -166,7 +166,7 @@ fn a_bypass_job_runs_and_refreshes_the_entry() {
             "--json",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     let bypass: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(bypass["cache"], "bypass");
     let bypass_id = bypass["id"].as_str().unwrap().to_string();
@@ -227,7 +227,7 @@ fn purge(env: &Env, args: &[&str]) -> String {
     let mut all = vec!["cache", "purge"];
     all.extend(args);
     let out = spool(env, &all);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     let said = text(&out.stdout);
     assert!(
         said.contains("1 of 1 workers dropped them from memory"),
@@ -398,7 +398,7 @@ fn bench_shows_that_hits_instantiate_nothing() {
             "--json",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["instances"], 1, "{report}");
     assert_eq!(report["cache"]["miss"], 1, "{report}");

@@ -31,3 +31,9 @@ pub fn fails_with(out: &Output, code: i32, needle: &str) {
     assert_eq!(out.status.code(), Some(code), "{stderr}");
     assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
 }
+
+/// The command exited 0; its standard output.
+pub fn succeeds(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+}

@@ -3,7 +3,7 @@
 //! workers), each with its own plugins directory, as on separate machines.
 
 use crate::SPOOL;
-use crate::command::{fails_with, text};
+use crate::command::{fails_with, succeeds, text};
 use spool_runtime::deploy::{Store, WorkerStatus};
 use spool_runtime::plugins::Version;
 use spool_tests::fleet::Env;
@@ -106,7 +106,7 @@ fn a_deploy_and_a_rollback_reach_every_worker_of_the_fleet() {
             "hello",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     let said = text(&out.stdout);
     assert!(
         said.contains(&format!("default/hello: deployed {}", short(&d1))),
@@ -119,7 +119,7 @@ fn a_deploy_and_a_rollback_reach_every_worker_of_the_fleet() {
     assert_eq!(versions_of_jobs(&env, 20), one(&d1));
 
     let out = spool(&env, &["plugins", "rollback", "hello"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     let said = text(&out.stdout);
     assert!(
         said.contains(&format!(
@@ -183,7 +183,7 @@ fn a_worker_that_starts_later_serves_the_pinned_version_from_its_first_job() {
             "hello",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     assert!(text(&out.stdout).contains("no worker is running"));
     // Queued before any worker exists; the worker's directory has v0.
     let id = env.enqueue("hello", r#"{"name":"early"}"#);
@@ -261,10 +261,10 @@ fn bad_deploys_and_rollbacks_say_what_is_wrong() {
         "plugin acme/nothing has no recorded versions",
     );
     let out = spool(&env, &["plugins", "deploy", &good, "--as", "hello"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     // The same file again changes nothing.
     let out = spool(&env, &["plugins", "deploy", &good, "--as", "hello"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     assert!(text(&out.stdout).contains("is deployed already"));
     let store = store(&env);
     let name = spool_runtime::queue::PluginName::parse("hello").unwrap();
@@ -317,7 +317,7 @@ fn the_history_keeps_the_last_versions_and_drops_the_bytes_of_older_ones() {
                 "3",
             ],
         );
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        succeeds(&out);
     }
     let store = store(&env);
     let name = spool_runtime::queue::PluginName::parse("acme/hello").unwrap();
@@ -352,7 +352,7 @@ fn the_history_keeps_the_last_versions_and_drops_the_bytes_of_older_ones() {
         "unpin acme/hello` first",
     );
     let out = spool(&env, &["plugins", "unpin", "acme/hello"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     let out = spool(&env, &["plugins", "forget", "acme/hello"]);
     let said = text(&out.stdout);
     assert!(said.contains("with the bytes of 3 versions"), "{said}");
@@ -378,7 +378,7 @@ fn a_pin_whose_bytes_are_gone_is_refused_and_named() {
             "hello",
         ],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     // Someone deletes the stored bytes; then a worker starts.
     let key = format!("spool:{{plugins}}:blob:default/hello:{}", digest(&v1));
     let _: () = redis::cmd("DEL")
@@ -399,7 +399,7 @@ fn a_pin_whose_bytes_are_gone_is_refused_and_named() {
     // A rollback to the directory version (its bytes are kept) fixes it.
     let d0 = digest(&v0);
     let out = spool(&env, &["plugins", "rollback", "hello", "--to", &d0[..8]]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     let said = text(&out.stdout);
     assert!(said.contains("1 of 1 workers serve"), "{said}");
     env.wait_for("the refusal cleared", || {
@@ -437,14 +437,14 @@ fn directory_versions_are_recorded_and_a_pin_wins_over_the_directory_until_unpin
     // Roll back to the old file's version: it serves although the
     // directory holds the new file.
     let out = spool(&env, &["plugins", "rollback", "hello"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     assert!(text(&out.stdout).contains(&format!("2 of 2 workers serve {}", short(&d0))));
     assert_eq!(versions_of_jobs(&env, 5), one(&d0));
     let plain = text(&spool(&env, &["plugins", "list"]).stdout);
     assert!(plain.contains("the pinned version wins"), "{plain}");
 
     let out = spool(&env, &["plugins", "unpin", "hello"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeds(&out);
     assert!(text(&out.stdout).contains("2 of 2 workers serve their directory's file"));
     assert_eq!(versions_of_jobs(&env, 5), one(&d1));
 }

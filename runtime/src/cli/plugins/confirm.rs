@@ -4,25 +4,9 @@
 //! the slowest worker needs to compile the version.
 
 use super::super::exit;
-use crate::config::parse_wait;
+use super::super::fleet_wait::{State, WaitArgs, settle};
 use crate::deploy::{Store, WorkerStatus};
 use crate::queue::PluginName;
-use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone, clap::Args)]
-pub(crate) struct WaitArgs {
-    /// How long to wait for the running workers to confirm (0s: do not
-    /// wait).
-    #[arg(long, default_value = "10s", value_parser = parse_wait)]
-    wait: Duration,
-}
-
-/// Where one worker stands.
-enum State {
-    Done,
-    Refused(String),
-    Pending(String),
-}
 
 /// Wait until every worker serves `digest` as the pinned `name`.
 pub(crate) async fn pinned(store: &Store, name: &PluginName, digest: &str, wait: &WaitArgs) -> u8 {
@@ -37,7 +21,7 @@ pub(crate) async fn pinned(store: &Store, name: &PluginName, digest: &str, wait:
         if let Some(r) = w.rejected.iter().find(|r| r.path == refused_path) {
             return State::Refused(r.why.clone());
         }
-        State::Pending(serving.map_or_else(
+        let now = serving.map_or_else(
             || "serves nothing under that name".to_string(),
             |p| {
                 format!(
@@ -46,9 +30,19 @@ pub(crate) async fn pinned(store: &Store, name: &PluginName, digest: &str, wait:
                     p.source
                 )
             },
+        );
+        State::Pending(format!(
+            "{now}; it may still be compiling (see `spool plugins list`)"
         ))
     };
-    settle(store, wait, &format!("serve {short}"), judge).await
+    let idle = "no worker is running; each worker loads it when it starts";
+    let code = settle(store, wait, &format!("serve {short}"), idle, judge).await;
+    if code == exit::FAILED {
+        eprintln!(
+            "spool: the pin stays for workers that can serve it; `spool plugins rollback NAME` or `unpin NAME` undoes it"
+        );
+    }
+    code
 }
 
 /// Wait until no worker serves a pinned version of `name`.
@@ -65,81 +59,6 @@ pub(crate) async fn unpinned(store: &Store, name: &PluginName, wait: &WaitArgs) 
             &p.version[..12.min(p.version.len())]
         )),
     };
-    settle(store, wait, "serve their directory's file", judge).await
-}
-
-async fn settle(
-    store: &Store,
-    wait: &WaitArgs,
-    goal: &str,
-    judge: impl Fn(&WorkerStatus) -> State,
-) -> u8 {
-    if wait.wait.is_zero() {
-        return exit::OK;
-    }
-    let started = Instant::now();
-    loop {
-        let workers = match store.workers().await {
-            Ok(workers) => workers,
-            Err(e) => {
-                eprintln!("spool: could not check the workers: {e}");
-                return exit::RETRYABLE;
-            }
-        };
-        if workers.is_empty() {
-            println!("no worker is running; each worker loads it when it starts");
-            return exit::OK;
-        }
-        let states: Vec<(&WorkerStatus, State)> = workers.iter().map(|w| (w, judge(w))).collect();
-        let pending = states
-            .iter()
-            .filter(|(_, s)| matches!(s, State::Pending(_)))
-            .count();
-        if pending == 0 || started.elapsed() >= wait.wait {
-            return summary(&states, goal, started.elapsed(), wait.wait);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn summary(states: &[(&WorkerStatus, State)], goal: &str, took: Duration, wait: Duration) -> u8 {
-    let done = states
-        .iter()
-        .filter(|(_, s)| matches!(s, State::Done))
-        .count();
-    println!(
-        "{done} of {} workers {goal} ({} ms)",
-        states.len(),
-        took.as_millis()
-    );
-    let mut code = exit::OK;
-    let refused = states.iter().any(|(_, s)| matches!(s, State::Refused(_)));
-    for (worker, state) in states {
-        match state {
-            State::Done => {}
-            State::Refused(why) => {
-                eprintln!(
-                    "spool: worker {} refused it (it keeps serving what it served): {why}",
-                    worker.worker
-                );
-                code = exit::FAILED;
-            }
-            State::Pending(what) => {
-                eprintln!(
-                    "spool: worker {} {what} after {}s; it may still be compiling (see `spool plugins list`)",
-                    worker.worker,
-                    wait.as_secs_f64()
-                );
-                if code == exit::OK {
-                    code = exit::RETRYABLE;
-                }
-            }
-        }
-    }
-    if refused {
-        eprintln!(
-            "spool: the pin stays for workers that can serve it; `spool plugins rollback NAME` or `unpin NAME` undoes it"
-        );
-    }
-    code
+    let idle = "no worker is running";
+    settle(store, wait, "serve their directory's file", idle, judge).await
 }

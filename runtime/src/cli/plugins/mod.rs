@@ -57,7 +57,7 @@ enum PluginsCommand {
         #[arg(long)]
         manifest: Option<PathBuf>,
         #[command(flatten)]
-        wait: confirm::WaitArgs,
+        wait: super::fleet_wait::WaitArgs,
     },
     /// Pin the version before the current one (or `--to DIGEST`) on every
     /// worker. Run it again to go further back.
@@ -68,7 +68,7 @@ enum PluginsCommand {
         #[arg(long, value_name = "DIGEST")]
         to: Option<String>,
         #[command(flatten)]
-        wait: confirm::WaitArgs,
+        wait: super::fleet_wait::WaitArgs,
     },
     /// Remove the pin a deploy or a rollback set: every worker serves the
     /// file in its own plugins directory again.
@@ -76,7 +76,7 @@ enum PluginsCommand {
         /// The plugin.
         name: String,
         #[command(flatten)]
-        wait: confirm::WaitArgs,
+        wait: super::fleet_wait::WaitArgs,
     },
     /// Delete a plugin's history and the stored bytes of its versions (a
     /// plugin no longer used). Refused while a version is pinned.
@@ -167,7 +167,7 @@ async fn deploy(
     file: &Path,
     name: &PluginName,
     manifest_path: Option<&Path>,
-    wait: &confirm::WaitArgs,
+    wait: &super::fleet_wait::WaitArgs,
 ) -> u8 {
     let bytes = match safe_read::read_regular(file, MAX_DEPLOY_BYTES, false) {
         Ok((bytes, _)) => bytes,

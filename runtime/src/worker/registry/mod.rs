@@ -277,23 +277,7 @@ impl Registry {
 
     /// Names of the loaded plugins (directory and pinned), sorted.
     pub fn names(&self) -> Vec<PluginName> {
-        let mut names: Vec<_> = self
-            .plugins
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        names.extend(
-            self.pinned
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys()
-                .cloned(),
-        );
-        names.sort();
-        names.dedup();
-        names
+        sorted_names(&self.plugins, &self.pinned)
     }
 
     /// The directory served.
@@ -531,4 +515,21 @@ pub(super) fn warn_if_varying(plugin: &Plugin, settings: &Settings) {
             "results are cached ([cache] ttl) but the plugin imports what can make them vary: a cached result is served as if the handler were pure"
         );
     }
+}
+
+/// The names in either map, sorted, each once.
+pub(super) fn sorted_names<A, B>(
+    a: &RwLock<HashMap<PluginName, A>>,
+    b: &RwLock<HashMap<PluginName, B>>,
+) -> Vec<PluginName> {
+    let mut names: Vec<PluginName> = a
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .keys()
+        .cloned()
+        .collect();
+    names.extend(b.read().unwrap_or_else(|p| p.into_inner()).keys().cloned());
+    names.sort();
+    names.dedup();
+    names
 }

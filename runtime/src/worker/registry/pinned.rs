@@ -149,23 +149,7 @@ impl Registry {
 
     /// Names with a pinned version serving or refused.
     pub fn pinned_names(&self) -> Vec<PluginName> {
-        let mut names: Vec<PluginName> = self
-            .pinned
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        names.extend(
-            self.pin_rejected
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys()
-                .cloned(),
-        );
-        names.sort();
-        names.dedup();
-        names
+        super::sorted_names(&self.pinned, &self.pin_rejected)
     }
 
     /// Directory plugins loaded from a file, for recording them in the
