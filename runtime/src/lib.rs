@@ -2,22 +2,30 @@
 //!
 //! # Layout
 //!
+//! From the ground up; each module imports only from the ones above it in
+//! this list (`scripts/check-layout.py` keeps it so):
+//!
+//! - [`ids`]: plugin names, version digests, the clock. Imports nothing.
+//! - [`locks`]: poison-tolerant locking. Imports nothing.
+//! - [`redis`]: connections (async and blocking), URL redaction, error
+//!   classification, reply decoding, a private `redis-server`.
 //! - [`sandbox`]: the only module that touches wasmtime. Engine, limits,
-//!   per-job stores, host imports, trap → error mapping.
-//! - [`plugins`]: read a plugin file, hash it, validate it (component, SDK
-//!   version, allowed imports) and compile it through the sandbox.
-//! - [`queue`]: the Redis job queue — keys, Lua scripts, enqueue, claim,
-//!   ack, leases, delays, dead letters, records. Knows nothing of wasm.
+//!   per-job stores, host imports (it defines the key-value trait they
+//!   call), trap → error mapping. No Redis.
+//! - [`kv`]: the tenant-scoped key-value stores behind the `kv` import.
+//! - [`plugins`]: read, hash, validate and compile a plugin through the
+//!   sandbox; the registry of loaded versions, the directory scan and
+//!   watcher, the artifact cache. Knows nothing of queues.
 //! - [`deploy`]: the fleet store in Redis — plugin versions, history,
-//!   pins (deploy, rollback) and worker reports. Knows nothing of wasm.
+//!   pins (deploy, rollback), events and worker reports. Knows nothing of
+//!   wasm or queues.
 //! - [`cache`]: the content-hash result cache — key recipe, a memory tier
 //!   in front of Redis, single flight, purges, counters. Knows nothing of
 //!   wasm or queues.
-//! - [`worker`]: the only place that joins queue, plugins and sandbox:
-//!   claim → run → ack, with heartbeats and a graceful stop.
-//! - [`kv`]: the tenant-scoped key-value store behind the `kv` import.
-//! - [`redis_server`]: a private `redis-server` for `spool dev`, `spool
-//!   bench` and the tests.
+//! - [`queue`]: the Redis job queue — keys, Lua scripts, enqueue, claim,
+//!   ack, leases, delays, dead letters, records. Knows nothing of wasm.
+//! - [`worker`]: the only place that joins queue, plugins, cache and
+//!   sandbox: claim → run → ack, with heartbeats and a graceful stop.
 //! - [`cli`] and [`config`]: the `spool` command and its parsed, validated
 //!   settings. Nothing else sees raw arguments.
 
@@ -25,10 +33,11 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod deploy;
+pub mod ids;
 pub mod kv;
+pub mod locks;
 pub mod plugins;
 pub mod queue;
-pub mod redis_server;
+pub mod redis;
 pub mod sandbox;
-pub mod sync_redis;
 pub mod worker;

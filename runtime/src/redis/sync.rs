@@ -3,11 +3,15 @@
 //! async runtime: a thread takes an idle connection, uses it, and puts it
 //! back.
 
+use super::{RedisError, redact};
+use crate::locks::lock;
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// Blocking connections to one Redis, reused across calls.
 pub struct SyncRedis {
+    /// The URL without its password, for messages.
+    shown: String,
     client: redis::Client,
     idle: Mutex<Vec<redis::Connection>>,
 }
@@ -21,15 +25,22 @@ impl std::fmt::Debug for SyncRedis {
 impl SyncRedis {
     /// A pool for `url`; connects on first use. The error names the URL
     /// (without its password).
-    pub fn new(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| {
-            let url = crate::queue::redact(url);
-            format!("invalid redis url {url:?}: {e}")
+    pub fn new(url: &str) -> Result<Self, RedisError> {
+        let shown = redact(url);
+        let client = redis::Client::open(url).map_err(|e| RedisError::BadUrl {
+            url: shown.clone(),
+            reason: e.to_string(),
         })?;
         Ok(SyncRedis {
+            shown,
             client,
             idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The URL without its password.
+    pub fn url(&self) -> &str {
+        &self.shown
     }
 
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
@@ -44,7 +55,7 @@ impl SyncRedis {
 
     /// An idle connection (false) or a new one (true).
     fn take(&self) -> redis::RedisResult<(redis::Connection, bool)> {
-        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let pooled = lock(&self.idle).pop();
         match pooled {
             Some(conn) => Ok((conn, false)),
             None => Ok((self.connect()?, true)),
@@ -58,10 +69,7 @@ impl SyncRedis {
         result: redis::RedisResult<T>,
     ) -> redis::RedisResult<T> {
         if result.is_ok() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+            lock(&self.idle).push(conn);
         }
         result
     }

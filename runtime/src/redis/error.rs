@@ -1,0 +1,71 @@
+//! What can go wrong talking to Redis, and whether trying again can help.
+//! Every variant names the (redacted) URL or the operation.
+
+/// A Redis operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    /// Redis could not be reached or dropped the connection.
+    #[error("redis at {url} is unavailable ({source}); retrying later can help")]
+    Unavailable {
+        /// The Redis URL (without password).
+        url: String,
+        /// The client's error.
+        source: redis::RedisError,
+    },
+    /// Redis answered with an error.
+    #[error("redis at {url} refused {op}: {source}")]
+    Refused {
+        /// The Redis URL (without password).
+        url: String,
+        /// What was attempted.
+        op: &'static str,
+        /// The server's error.
+        source: redis::RedisError,
+    },
+    /// The Redis URL is not one the client accepts.
+    #[error("invalid redis url {url:?}: {reason}; expected redis://HOST[:PORT][/DB]")]
+    BadUrl {
+        /// The URL as given (without password).
+        url: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A script or command answered with something it never returns.
+    #[error("unexpected reply from redis to {op}: {reply}")]
+    Protocol {
+        /// What was attempted.
+        op: &'static str,
+        /// The reply, shortened.
+        reply: String,
+    },
+}
+
+impl RedisError {
+    /// Connection trouble is retryable ([`RedisError::Unavailable`]); a
+    /// wrong password, a refused command or a bad reply is not.
+    pub fn classify(url: &str, op: &'static str, source: redis::RedisError) -> Self {
+        let auth = source.kind() == redis::ErrorKind::AuthenticationFailed;
+        if !auth && is_connection_trouble(&source) {
+            RedisError::Unavailable {
+                url: url.to_string(),
+                source,
+            }
+        } else {
+            RedisError::Refused {
+                url: url.to_string(),
+                op,
+                source,
+            }
+        }
+    }
+
+    /// Whether the same operation may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RedisError::Unavailable { .. })
+    }
+}
+
+/// The connection (not the command) failed: a retry on a new one can help.
+pub(crate) fn is_connection_trouble(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+}
