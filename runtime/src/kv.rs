@@ -1,66 +1,18 @@
-//! The tenant-scoped key-value store behind the `spool:job/kv` import.
+//! The tenant-scoped key-value stores behind the `spool:job/kv` import.
 //!
-//! The sandbox calls a [`KeyValue`] with the tenant of the running job; the
-//! guest only names keys. [`RedisKv`] stores them at
+//! The sandbox defines the [`KeyValue`] trait, checks keys and values
+//! against its limits, and calls the store with the tenant of the running
+//! job; the guest only names keys. [`RedisKv`] stores them at
 //! `PREFIX:{kv:TENANT}:KEY` — the tenant is the hash tag, and a guest cannot
 //! choose it, so no key of one tenant is reachable from another's plugins.
 //! [`MemoryKv`] serves `spool call`.
 
-use crate::sync_redis::SyncRedis;
+use crate::locks::lock;
+use crate::redis::SyncRedis;
+use crate::sandbox::kv::{KeyValue, KvError};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Longest key, in bytes.
-pub const MAX_KEY: usize = 512;
-/// Largest value, in bytes.
-pub const MAX_VALUE: usize = 1 << 20;
-
-/// Why a key-value call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KvError {
-    /// The key or value breaks a limit.
-    #[error("{0}")]
-    Invalid(String),
-    /// The backing store is unreachable.
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-/// A store of keys per tenant.
-pub trait KeyValue: Send + Sync {
-    /// The value of `key` for `tenant`.
-    fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
-    /// Set `key` for `tenant`, expiring after `ttl` when given.
-    fn set(
-        &self,
-        tenant: &str,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-    ) -> Result<(), KvError>;
-    /// Delete `key` for `tenant`; true when it existed.
-    fn delete(&self, tenant: &str, key: &str) -> Result<bool, KvError>;
-}
-
-/// Check a key (and value) against the limits.
-pub fn check(key: &str, value: Option<&[u8]>) -> Result<(), KvError> {
-    if key.is_empty() || key.len() > MAX_KEY {
-        return Err(KvError::Invalid(format!(
-            "key of {} bytes: expected 1 to {MAX_KEY} bytes",
-            key.len()
-        )));
-    }
-    if let Some(value) = value
-        && value.len() > MAX_VALUE
-    {
-        return Err(KvError::Invalid(format!(
-            "value of {} bytes for key {key:?}: the limit is {MAX_VALUE} bytes",
-            value.len()
-        )));
-    }
-    Ok(())
-}
 
 /// `(tenant, key)` → `(value, expires at)`.
 type Entries = HashMap<(String, String), (Vec<u8>, Option<Instant>)>;
@@ -73,8 +25,7 @@ pub struct MemoryKv {
 
 impl KeyValue for MemoryKv {
     fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        check(key, None)?;
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = lock(&self.entries);
         Ok(entries
             .get(&(tenant.to_string(), key.to_string()))
             .filter(|(_, expires)| expires.is_none_or(|at| at > Instant::now()))
@@ -88,8 +39,7 @@ impl KeyValue for MemoryKv {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
-        check(key, Some(value))?;
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = lock(&self.entries);
         entries.insert(
             (tenant.to_string(), key.to_string()),
             (value.to_vec(), ttl.map(|t| Instant::now() + t)),
@@ -98,8 +48,7 @@ impl KeyValue for MemoryKv {
     }
 
     fn delete(&self, tenant: &str, key: &str) -> Result<bool, KvError> {
-        check(key, None)?;
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = lock(&self.entries);
         Ok(entries
             .remove(&(tenant.to_string(), key.to_string()))
             .is_some())
@@ -125,7 +74,7 @@ impl RedisKv {
     /// Keys go under `prefix` (e.g. `spool`).
     pub fn new(url: &str, prefix: &str) -> Result<Self, KvError> {
         Ok(RedisKv {
-            redis: SyncRedis::new(url).map_err(KvError::Unavailable)?,
+            redis: SyncRedis::new(url).map_err(|e| KvError::Unavailable(e.to_string()))?,
             prefix: prefix.to_string(),
         })
     }
@@ -147,7 +96,6 @@ impl RedisKv {
 
 impl KeyValue for RedisKv {
     fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        check(key, None)?;
         let rkey = self.redis_key(tenant, key);
         self.with_connection(|c| redis::cmd("GET").arg(&rkey).query(c))
     }
@@ -159,7 +107,6 @@ impl KeyValue for RedisKv {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
-        check(key, Some(value))?;
         let rkey = self.redis_key(tenant, key);
         self.with_connection(|c| {
             let mut cmd = redis::cmd("SET");
@@ -172,7 +119,6 @@ impl KeyValue for RedisKv {
     }
 
     fn delete(&self, tenant: &str, key: &str) -> Result<bool, KvError> {
-        check(key, None)?;
         let rkey = self.redis_key(tenant, key);
         let removed: i64 = self.with_connection(|c| redis::cmd("DEL").arg(&rkey).query(c))?;
         Ok(removed == 1)

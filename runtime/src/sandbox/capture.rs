@@ -4,6 +4,7 @@
 //! that prints too much should lose the excess output, not its job. So this
 //! buffer keeps the first `cap` bytes, drops the rest, and says it did.
 
+use crate::locks::lock;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -33,7 +34,7 @@ impl Capture {
     }
 
     fn push(&self, bytes: &[u8]) {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = lock(&self.buffer);
         let room = self.cap.saturating_sub(buffer.bytes.len());
         let keep = room.min(bytes.len());
         buffer.bytes.extend_from_slice(&bytes[..keep]);
@@ -42,7 +43,7 @@ impl Capture {
 
     /// What was captured, and how many bytes were dropped past the cap.
     pub(crate) fn take(&self) -> (Vec<u8>, usize) {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buffer = lock(&self.buffer);
         let dropped = std::mem::take(&mut buffer.dropped);
         (std::mem::take(&mut buffer.bytes), dropped)
     }

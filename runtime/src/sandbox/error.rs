@@ -281,7 +281,7 @@ mod tests {
             "handle",
         ];
         assert_eq!(
-            render_backtrace(frames.iter().map(|s| s.to_string())),
+            render_backtrace(frames.iter().map(ToString::to_string)),
             vec!["app::f (×3)".to_string(), "handle".to_string()]
         );
     }

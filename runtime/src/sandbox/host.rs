@@ -5,9 +5,9 @@
 
 use super::bindings::spool::job::{config, kv, log, progress, types};
 use super::capture::Capture;
+use super::kv::{KeyValue, KvError, check};
 use super::limits::{JobLimiter, Limits};
 use super::report::{JobLog, LogLevel, Progress};
-use crate::kv::{KeyValue, KvError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,6 +165,7 @@ fn to_guest(error: KvError) -> kv::KvError {
 impl kv::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::KvError> {
         let (store, tenant) = self.kv()?;
+        check(&key, None).map_err(to_guest)?;
         store.get(tenant, &key).map_err(to_guest)
     }
 
@@ -175,12 +176,14 @@ impl kv::Host for HostState {
         ttl_seconds: Option<u32>,
     ) -> Result<(), kv::KvError> {
         let (store, tenant) = self.kv()?;
+        check(&key, Some(&value)).map_err(to_guest)?;
         let ttl = ttl_seconds.map(|s| Duration::from_secs(u64::from(s.max(1))));
         store.set(tenant, &key, &value, ttl).map_err(to_guest)
     }
 
     fn delete(&mut self, key: String) -> Result<bool, kv::KvError> {
         let (store, tenant) = self.kv()?;
+        check(&key, None).map_err(to_guest)?;
         store.delete(tenant, &key).map_err(to_guest)
     }
 }

@@ -15,12 +15,14 @@ mod capture;
 mod engine;
 mod error;
 mod host;
+pub mod kv;
 mod limits;
 mod report;
 
 pub use engine::SandboxConfig;
 pub use error::{CompileError, JobFailure};
 pub use host::{JobServices, PluginConfig};
+pub use kv::{KeyValue, KvError};
 pub use limits::Limits;
 pub use report::{JobLog, LogLevel, LogLine, Progress, Timings};
 
