@@ -28,19 +28,24 @@
 //! lease expired and promotes due delayed jobs, so no scheduler process is
 //! needed and a killed worker's jobs run again once its leases lapse.
 
+mod chunk;
 mod error;
 mod model;
 mod ops;
+mod record;
+mod records;
+mod reply;
 mod scripts;
 
 pub use error::QueueError;
-pub use model::{
-    ClaimedJob, DEFAULT_MAX_ATTEMPTS, DEFAULT_TENANT, JobRecord, NewJob, Next, Outcome, PluginName,
-    Priority, Status, now_us,
-};
-pub use ops::{Claim, DeadEntry, Enqueued, JobTimes, QueueStats};
+pub use model::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority};
+pub use ops::Enqueued;
+pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};
+pub use records::{DeadEntry, QueueStats};
+pub use reply::Claim;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use crate::redis::AsyncRedis;
+use redis::aio::ConnectionManager;
 use scripts::Scripts;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,12 +92,11 @@ impl QueueConfig {
 #[derive(Clone)]
 pub struct Queue {
     inner: Arc<Inner>,
-    conn: ConnectionManager,
+    redis: AsyncRedis,
 }
 
 struct Inner {
     config: QueueConfig,
-    client: redis::Client,
     keys: String,
     scripts: Scripts,
     round_trips: AtomicU64,
@@ -101,7 +105,7 @@ struct Inner {
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Queue")
-            .field("url", &redact(&self.inner.config.url))
+            .field("url", &self.redis.url())
             .field("keys", &self.inner.keys)
             .finish()
     }
@@ -109,18 +113,17 @@ impl std::fmt::Debug for Queue {
 
 impl Queue {
     /// Connect. The connection reconnects by itself after Redis restarts;
-    /// operations in between fail with [`QueueError::Unavailable`].
+    /// operations in between fail with a retryable [`crate::redis::RedisError::Unavailable`].
     pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
-        let (client, conn) = open(&config.url).await?;
+        let redis = AsyncRedis::open(&config.url).await?;
         Ok(Queue {
             inner: Arc::new(Inner {
                 keys: config.key_prefix(),
                 config,
-                client,
                 scripts: Scripts::load(),
                 round_trips: AtomicU64::new(0),
             }),
-            conn,
+            redis,
         })
     }
 
@@ -134,119 +137,29 @@ impl Queue {
         &self.inner.keys
     }
 
+    /// The connection this queue uses (for read-only queries of tools such
+    /// as `spool bench`; queue state changes go through the scripts).
+    pub fn redis(&self) -> &AsyncRedis {
+        &self.redis
+    }
+
     /// Round trips to Redis made through this handle and its clones.
     pub fn round_trips(&self) -> u64 {
         self.inner.round_trips.load(Ordering::Relaxed)
     }
 
-    /// A connection for blocking commands: no response timeout.
-    pub(crate) async fn blocking_connection(&self) -> Result<ConnectionManager, QueueError> {
-        let config = manager_config().set_response_timeout(None);
-        ConnectionManager::new_with_config(self.inner.client.clone(), config)
-            .await
-            .map_err(|source| self.unavailable(source))
-    }
-
-    pub(crate) fn count_round_trip(&self) {
+    /// Count one round trip made on this queue's behalf.
+    pub fn count_round_trip(&self) {
         self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Map a client error: connection trouble is retryable, the rest is not.
+    /// A connection for blocking commands: no response timeout.
+    pub(crate) async fn blocking_connection(&self) -> Result<ConnectionManager, QueueError> {
+        Ok(self.redis.blocking().await?)
+    }
+
+    /// Name a failed operation (connection trouble is retryable).
     pub(crate) fn error(&self, op: &'static str, source: redis::RedisError) -> QueueError {
-        classify(&redact(&self.inner.config.url), op, source)
-    }
-
-    fn unavailable(&self, source: redis::RedisError) -> QueueError {
-        QueueError::Unavailable {
-            url: redact(&self.inner.config.url),
-            source,
-        }
-    }
-}
-
-/// A client for `url` and a self-reconnecting connection to it.
-pub(crate) async fn open(url: &str) -> Result<(redis::Client, ConnectionManager), QueueError> {
-    let shown = redact(url);
-    let client = redis::Client::open(url).map_err(|e| QueueError::BadUrl {
-        url: shown.clone(),
-        reason: e.to_string(),
-    })?;
-    let conn = ConnectionManager::new_with_config(client.clone(), manager_config())
-        .await
-        .map_err(|source| classify(&shown, "connect", source))?;
-    Ok((client, conn))
-}
-
-/// A connection for blocking commands on `client`: no response timeout.
-pub(crate) async fn open_blocking(
-    client: &redis::Client,
-    url: &str,
-) -> Result<ConnectionManager, QueueError> {
-    let config = manager_config().set_response_timeout(None);
-    ConnectionManager::new_with_config(client.clone(), config)
-        .await
-        .map_err(|source| classify(&redact(url), "connect", source))
-}
-
-/// Connection trouble is retryable ([`QueueError::Unavailable`]); a wrong
-/// password, a refused command or a bad reply is not.
-pub(crate) fn classify(url: &str, op: &'static str, source: redis::RedisError) -> QueueError {
-    let auth = source.kind() == redis::ErrorKind::AuthenticationFailed;
-    if !auth
-        && (source.is_io_error()
-            || source.is_connection_dropped()
-            || source.is_connection_refusal()
-            || source.is_timeout())
-    {
-        QueueError::Unavailable {
-            url: url.to_string(),
-            source,
-        }
-    } else {
-        QueueError::Redis {
-            url: url.to_string(),
-            op,
-            source,
-        }
-    }
-}
-
-/// The URL with any password replaced by `***`, for messages and logs.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_string(),
-    }
-}
-
-/// Short reconnect backoff (a worker retries on its own too) and a response
-/// timeout long enough for a batch of large payloads.
-fn manager_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_secs(1))
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(10)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact("redis://:hunter2@db:6379/0"),
-            "redis://:***@db:6379/0"
-        );
-        assert_eq!(redact("rediss://app:hunter2@db"), "rediss://app:***@db");
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        QueueError::Redis(self.redis.error(op, source))
     }
 }

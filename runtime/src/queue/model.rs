@@ -1,66 +1,11 @@
-//! The queue's data: plugin names, priorities, statuses, what a worker
-//! claims and reports, and the job record `spool job` shows.
-//!
-//! The envelope a job is stored as (a Redis hash at `PREFIX:{QUEUE}:job:ID`)
-//! is documented field by field in `docs/queue.md`; [`JobRecord`] reads it
-//! back.
+//! The queue's data: priorities, statuses, what a client enqueues and what
+//! a worker claims and reports. The job record itself is in
+//! [`super::record`].
 
-use super::error::QueueError;
+use super::record::RecordUpdate;
+use crate::ids::PluginName;
 use serde::Serialize;
-use std::collections::HashMap;
-use std::fmt;
 use std::str::FromStr;
-
-/// A plugin's full name: `tenant/name`. `name` alone means tenant `default`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct PluginName {
-    /// The owning tenant.
-    pub tenant: String,
-    /// The plugin within the tenant.
-    pub name: String,
-}
-
-/// The tenant a plugin name without a `/` belongs to.
-pub const DEFAULT_TENANT: &str = "default";
-
-impl PluginName {
-    /// Parse `name` or `tenant/name`. Both parts are 1–64 characters of
-    /// `[A-Za-z0-9_.-]`, so they are safe in Redis keys and file paths.
-    pub fn parse(text: &str) -> Result<Self, QueueError> {
-        let bad = |reason| QueueError::BadPluginName {
-            name: text.to_string(),
-            reason,
-        };
-        let (tenant, name) = match text.split_once('/') {
-            Some((tenant, name)) => (tenant, name),
-            None => (DEFAULT_TENANT, text),
-        };
-        for part in [tenant, name] {
-            if part.is_empty() || part.len() > 64 {
-                return Err(bad("expected NAME or TENANT/NAME, each 1-64 characters"));
-            }
-            if !part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                || part.starts_with('.')
-            {
-                return Err(bad(
-                    "only letters, digits, '_', '-' and '.' are allowed (not leading '.')",
-                ));
-            }
-        }
-        Ok(PluginName {
-            tenant: tenant.to_string(),
-            name: name.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for PluginName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.tenant, self.name)
-    }
-}
 
 /// How a job shares workers with others (see `claim.lua`: 6:3:1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
@@ -97,51 +42,6 @@ impl FromStr for Priority {
                 "invalid priority {text:?}: expected high, normal or low"
             )),
         }
-    }
-}
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Waiting in a ready list.
-    Queued,
-    /// Waiting for its `--delay`/`--at` time (or a plugin to be loaded).
-    Delayed,
-    /// Claimed by a worker under a lease.
-    Running,
-    /// Finished with output.
-    Succeeded,
-    /// Failed with a retryable error; waiting for its backoff to pass.
-    Retrying,
-    /// In the dead letters: failed for good, or out of attempts.
-    Dead,
-}
-
-impl Status {
-    /// Parse the envelope's `status` field.
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "queued" => Status::Queued,
-            "delayed" => Status::Delayed,
-            "running" => Status::Running,
-            "succeeded" => Status::Succeeded,
-            "retrying" => Status::Retrying,
-            "dead" => Status::Dead,
-            _ => return None,
-        })
-    }
-
-    /// Whether the job will not run again by itself.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Succeeded | Status::Dead)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = serde_json::to_value(self).ok();
-        f.write_str(text.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
     }
 }
 
@@ -239,8 +139,8 @@ pub struct Outcome {
     pub wait: bool,
     /// Where the job goes next.
     pub next: Next,
-    /// Fields to store on the record (output, error, logs, version, …).
-    pub fields: Vec<(&'static str, Vec<u8>)>,
+    /// What it writes into the job's record.
+    pub record: RecordUpdate,
 }
 
 /// Where a job goes after an attempt.
@@ -263,148 +163,16 @@ pub enum Next {
     },
 }
 
-/// A job record as `spool job` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobRecord {
-    /// Job id.
-    pub id: String,
-    /// `tenant/name` as enqueued.
-    pub plugin: String,
-    /// Current status.
-    pub status: Option<Status>,
-    /// Attempts started so far.
-    pub attempts: u32,
-    /// Attempts allowed.
-    pub max_attempts: Option<u32>,
-    /// Priority.
-    pub priority: Option<String>,
-    /// MIME type of the payload.
-    pub content_type: Option<String>,
-    /// Payload size in bytes.
-    pub payload_bytes: usize,
-    /// When it was enqueued (µs since the epoch).
-    pub enqueued_us: Option<u64>,
-    /// When it is due, for delayed jobs.
-    pub run_at_us: Option<u64>,
-    /// When a worker claimed the latest attempt.
-    pub claimed_us: Option<u64>,
-    /// When a job thread started the latest attempt (after any wait in the
-    /// worker's local queue).
-    pub started_us: Option<u64>,
-    /// When the latest attempt finished.
-    pub finished_us: Option<u64>,
-    /// The worker of the latest attempt.
-    pub worker: Option<String>,
-    /// Digest of the plugin version the latest attempt ran on.
-    pub version: Option<String>,
-    /// Calls the guest made to `spool:job` host imports in the latest attempt.
-    pub host_calls: Option<u64>,
-    /// Sandbox timings of the latest attempt (µs).
-    pub timings: Option<serde_json::Value>,
-    /// The output, as text when it is UTF-8 (else see `output_base64`).
-    pub output: Option<String>,
-    /// The output in base64 when it is not UTF-8.
-    pub output_base64: Option<String>,
-    /// The last error (a JSON object with `kind` and details).
-    pub error: Option<serde_json::Value>,
-    /// Guest log lines of the latest attempt (capped).
-    pub logs: Option<serde_json::Value>,
-    /// What the result cache did for the latest attempt: `hit-memory`,
-    /// `hit-redis`, `miss`, `bypass` or `off`.
-    pub cache: Option<String>,
-    /// On a cache hit: the job whose run computed the output.
-    pub cache_job: Option<String>,
-    /// The result-cache key of the work (for `spool cache purge --key`).
-    pub cache_key: Option<String>,
-    /// Seconds until the record expires; none while the job is live.
-    pub ttl_seconds: Option<i64>,
-    #[serde(skip)]
-    pub(crate) output_bytes: Option<Vec<u8>>,
-}
-
-impl JobRecord {
-    /// Build from the hash's fields.
-    pub(crate) fn from_hash(id: &str, mut h: HashMap<String, Vec<u8>>, ttl: i64) -> Self {
-        let mut text = |k: &str| {
-            h.remove(k)
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-        };
-        let plugin = text("plugin").unwrap_or_default();
-        let status = text("status").and_then(|s| Status::parse(&s));
-        let attempts = text("attempt").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let max_attempts = text("max_attempts").and_then(|s| s.parse().ok());
-        let priority = text("priority");
-        let content_type = text("content_type");
-        let num = |v: Option<String>| v.and_then(|s| s.parse().ok());
-        let enqueued_us = num(text("enqueued_us"));
-        let run_at_us = num(text("run_at_us"));
-        let claimed_us = num(text("claimed_us"));
-        let started_us = num(text("started_us"));
-        let finished_us = num(text("finished_us"));
-        let worker = text("worker");
-        let version = text("version");
-        let host_calls = num(text("host_calls"));
-        let cache = text("cache");
-        let cache_job = text("cache_job").filter(|j| !j.is_empty());
-        let cache_key = text("cache_key").filter(|k| !k.is_empty());
-        let json = |v: Option<String>| v.and_then(|s| serde_json::from_str(&s).ok());
-        let timings = json(text("timings"));
-        let error = json(text("error"));
-        let logs = json(text("logs"));
-        let payload_bytes = h.get("payload").map_or(0, Vec::len);
-        let output_bytes = h.remove("output");
-        let (output, output_base64) = match &output_bytes {
-            None => (None, None),
-            Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(s) => (Some(s.to_string()), None),
-                Err(_) => {
-                    use base64::Engine as _;
-                    (
-                        None,
-                        Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-                    )
-                }
-            },
-        };
-        JobRecord {
-            id: id.to_string(),
-            plugin,
-            status,
-            attempts,
-            max_attempts,
-            priority,
-            content_type,
-            payload_bytes,
-            enqueued_us,
-            run_at_us,
-            claimed_us,
-            started_us,
-            finished_us,
-            worker,
-            version,
-            host_calls,
-            timings,
-            output,
-            output_base64,
-            error,
-            logs,
-            cache,
-            cache_job,
-            cache_key,
-            ttl_seconds: (ttl >= 0).then_some(ttl),
-            output_bytes,
+impl Outcome {
+    /// An outcome that writes nothing but its `next` (and what the ack
+    /// itself records: status, times).
+    pub fn new(id: impl Into<String>, token: impl Into<String>, wait: bool, next: Next) -> Self {
+        Outcome {
+            id: id.into(),
+            token: token.into(),
+            wait,
+            next,
+            record: RecordUpdate::default(),
         }
     }
-
-    /// The raw output bytes, if the job succeeded.
-    pub fn output_bytes(&self) -> Option<&[u8]> {
-        self.output_bytes.as_deref()
-    }
-}
-
-/// Microseconds since the Unix epoch, by this machine's clock.
-pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

@@ -1,7 +1,7 @@
 //! The queue's Lua scripts, each loaded once with the shared prelude
-//! (`lua/lib.lua`) in front. `redis::Script` sends `EVALSHA` and falls back
-//! to loading the script when Redis answers `NOSCRIPT` (after a restart).
+//! (`lua/lib.lua`) in front.
 
+use crate::redis::script_with_prelude;
 use redis::Script;
 
 const PRELUDE: &str = include_str!("lua/lib.lua");
@@ -18,12 +18,9 @@ pub(crate) struct Scripts {
     pub recover: Script,
 }
 
-fn with_prelude(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
-}
-
 impl Scripts {
     pub fn load() -> Self {
+        let with_prelude = |body| script_with_prelude(PRELUDE, body);
         Scripts {
             enqueue: with_prelude(include_str!("lua/enqueue.lua")),
             claim: with_prelude(include_str!("lua/claim.lua")),

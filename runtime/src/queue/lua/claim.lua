@@ -10,11 +10,12 @@
 -- ARGV[5]  N, the most jobs to claim
 -- ARGV[6]  lease, microseconds
 --
--- Returns {next_due_us, now_us, job, job, ...}: next_due_us is how long until
--- the next delayed job is due (-1 when none), now_us is Redis' clock; each job is
--- {id, token, attempt, plugin, content_type, payload, max_attempts,
---  enqueued_us, wait, priority, waiting_since_us, no_cache}. `false` (nil) marks a
--- missing field.
+-- Returns {next_due_us, now_us, FIELDS, job, job, ...}: next_due_us is how
+-- long until the next delayed job is due (-1 when none), now_us is Redis'
+-- clock, FIELDS names the envelope fields each job carries after its first
+-- three; each job is {id, token, attempt, <one value per name in FIELDS>}.
+-- `false` (nil) marks a missing field. The worker decodes jobs by these
+-- names, so a field added here cannot shift another.
 --
 -- Priorities share workers 6:3:1. The N claim slots of a call continue a
 -- counter kept in the stats hash (`rr`): slot k prefers high for k mod 10 in
@@ -91,28 +92,30 @@ for band = 1, 3 do
   short = short - #got
 end
 
-local out = { -1, now }
+-- The envelope fields a claimed job carries, by name (see the header).
+local FIELDS = { 'plugin', 'content_type', 'payload', 'max_attempts', 'enqueued_us',
+  'wait', 'priority', 'waiting_since_us', 'no_cache' }
+local out = { -1, now, FIELDS }
 local lease_until = now + lease
 local lease_args = {}
 local skipped = 0
 for _, id in ipairs(ids) do
   local key = job_key(id)
-  local f = hmget(key, 'plugin', 'content_type', 'payload', 'max_attempts',
-    'enqueued_us', 'wait', 'priority', 'attempt', 'token', 'waiting_since_us', 'status',
-    'no_cache')
+  -- f[1..3]: what the claim itself needs; f[4..]: FIELDS, for the reply.
+  local f = hmget(key, 'attempt', 'token', 'status', unpack(FIELDS))
   if not f then
     -- Not a hash: nothing can be recorded there. Park the id in the dead
     -- letters (without a record) so that it is visible, and go on.
     redis.call('ZADD', P .. ':dead', now, id)
-  elseif f[11] == 'running' or f[11] == 'succeeded' or f[11] == 'dead' then
+  elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.
     skipped = skipped + 1
   else
     -- A missing hash (an id pushed without a record) is claimed like any
     -- other: the worker dead-letters it as a malformed envelope.
-    local attempt = int(f[8]) + 1
-    local token = int(f[9]) + 1
+    local attempt = int(f[1]) + 1
+    local token = int(f[2]) + 1
     redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
       'worker', worker, 'claimed_us', now)
     lease_args[#lease_args + 1] = lease_until
@@ -121,7 +124,7 @@ for _, id in ipairs(ids) do
       redis.call('ZADD', leases, unpack(lease_args))
       lease_args = {}
     end
-    out[#out + 1] = { id, token, attempt, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[10], f[12] }
+    out[#out + 1] = { id, token, attempt, unpack(f, 4, 3 + #FIELDS) }
   end
 end
 if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end

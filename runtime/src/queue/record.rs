@@ -1,0 +1,403 @@
+//! The job record: the Redis hash at `PREFIX:{QUEUE}:job:ID` holds a
+//! job's envelope (documented field by field in `docs/queue.md`) and what
+//! its attempts left. Both directions live here: [`RecordUpdate`] is what
+//! one attempt writes (serialised in [`RecordUpdate::fields`]), and
+//! [`JobRecord`] reads the whole hash back for `spool job`.
+
+use crate::ids::Version;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting in a ready list.
+    Queued,
+    /// Waiting for its `--delay`/`--at` time (or a plugin to be loaded).
+    Delayed,
+    /// Claimed by a worker under a lease.
+    Running,
+    /// Finished with output.
+    Succeeded,
+    /// Failed with a retryable error; waiting for its backoff to pass.
+    Retrying,
+    /// In the dead letters: failed for good, or out of attempts.
+    Dead,
+}
+
+impl Status {
+    /// Parse the envelope's `status` field.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "queued" => Status::Queued,
+            "delayed" => Status::Delayed,
+            "running" => Status::Running,
+            "succeeded" => Status::Succeeded,
+            "retrying" => Status::Retrying,
+            "dead" => Status::Dead,
+            _ => return None,
+        })
+    }
+
+    /// Whether the job will not run again by itself.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Dead)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_value(self).ok();
+        f.write_str(text.as_ref().and_then(|v| v.as_str()).unwrap_or("?"))
+    }
+}
+
+/// One record field as an attempt leaves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Field<T> {
+    /// Untouched: what an earlier attempt wrote stays.
+    #[default]
+    Keep,
+    /// Emptied: what an earlier attempt wrote must not show on this one.
+    Clear,
+    /// Written.
+    Set(T),
+}
+
+impl<T> Field<T> {
+    /// `Set(value)` for `Some`, `Clear` for `None`.
+    pub fn set_or_clear(value: Option<T>) -> Self {
+        value.map_or(Field::Clear, Field::Set)
+    }
+}
+
+/// A value already encoded as JSON (timings, logs, progress): encoded once,
+/// on the job thread, and stored as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json(String);
+
+impl Json {
+    /// `value` as JSON text (`null` if it cannot be encoded).
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
+        Json(serde_json::to_string(value).unwrap_or_else(|_| "null".to_string()))
+    }
+}
+
+/// An attempt's error, as the record's `error` field holds it (JSON): what
+/// failed, whether a retry can help, and the details of its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    /// `invalid-input`, `timeout`, `plugin-not-loaded`, `host`, …
+    pub kind: String,
+    /// What failed and what was expected, for a person.
+    pub message: String,
+    /// Whether running the job again can help.
+    pub retryable: bool,
+    /// The attempt that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Set when the job was retryable but ran out of attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhausted: Option<String>,
+    /// The details of the kind (`field`, `expected`, `got`, `limit_us`, …).
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ErrorRecord {
+    /// An error of `kind` with no details.
+    pub fn new(kind: &str, message: impl Into<String>, retryable: bool) -> Self {
+        ErrorRecord {
+            kind: kind.to_string(),
+            message: message.into(),
+            retryable,
+            attempt: None,
+            exhausted: None,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    /// The same error, naming the attempt that failed.
+    #[must_use]
+    pub fn at_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = Some(attempt);
+        self
+    }
+}
+
+/// What one attempt writes into its job's record, besides what the ack
+/// script records itself (status, times of the ack, run-at). Every field
+/// is [`Field::Keep`] unless set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordUpdate {
+    /// When a job thread started the attempt (µs, Redis' clock).
+    pub started_us: Field<u64>,
+    /// The plugin version it ran on.
+    pub version: Field<Version>,
+    /// What the result cache did: `hit-memory`, `hit-redis`, `miss`, …
+    pub cache: Field<String>,
+    /// On a cache hit: the job whose run computed the output.
+    pub cache_job: Field<String>,
+    /// The result-cache key of the work.
+    pub cache_key: Field<String>,
+    /// The output of a success.
+    pub output: Field<Vec<u8>>,
+    /// The error of a failure.
+    pub error: Field<ErrorRecord>,
+    /// Since when the job has waited for its plugin to be loaded.
+    pub waiting_since_us: Field<u64>,
+    /// Calls the guest made to `spool:job` imports.
+    pub host_calls: Field<u64>,
+    /// Sandbox timings.
+    pub timings: Field<Json>,
+    /// Guest log lines.
+    pub logs: Field<Json>,
+    /// The guest's last progress report.
+    pub progress: Field<Json>,
+    /// The attempt count, when the attempt is given back unspent.
+    pub attempt: Field<u32>,
+}
+
+impl RecordUpdate {
+    /// Clear the cache fields: nothing was looked up this attempt.
+    pub fn clear_cache(&mut self) {
+        self.cache = Field::Clear;
+        self.cache_key = Field::Clear;
+        self.cache_job = Field::Clear;
+    }
+
+    /// The hash fields to write, in the ack script's `field, value` form:
+    /// a cleared field is written empty (the reader takes empty for none).
+    pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = Vec::new();
+        let num = |n: &u64| n.to_string().into_bytes();
+        let json = |v: &Json| v.0.as_bytes().to_vec();
+        push(&mut out, "started_us", &self.started_us, num);
+        push(&mut out, "version", &self.version, |v| {
+            v.as_str().as_bytes().to_vec()
+        });
+        push(&mut out, "cache", &self.cache, |s| s.as_bytes().to_vec());
+        push(&mut out, "cache_job", &self.cache_job, |s| {
+            s.as_bytes().to_vec()
+        });
+        push(&mut out, "cache_key", &self.cache_key, |s| {
+            s.as_bytes().to_vec()
+        });
+        push(&mut out, "output", &self.output, Clone::clone);
+        push(&mut out, "error", &self.error, |e| {
+            serde_json::to_vec(e).unwrap_or_default()
+        });
+        push(&mut out, "waiting_since_us", &self.waiting_since_us, num);
+        push(&mut out, "host_calls", &self.host_calls, num);
+        push(&mut out, "timings", &self.timings, json);
+        push(&mut out, "logs", &self.logs, json);
+        push(&mut out, "progress", &self.progress, json);
+        push(&mut out, "attempt", &self.attempt, |n| {
+            n.to_string().into_bytes()
+        });
+        out
+    }
+}
+
+fn push<T>(
+    out: &mut Vec<(&'static str, Vec<u8>)>,
+    name: &'static str,
+    field: &Field<T>,
+    encode: impl Fn(&T) -> Vec<u8>,
+) {
+    match field {
+        Field::Keep => {}
+        Field::Clear => out.push((name, Vec::new())),
+        Field::Set(value) => out.push((name, encode(value))),
+    }
+}
+
+/// A job record as `spool job` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: String,
+    /// `tenant/name` as enqueued.
+    pub plugin: String,
+    /// Current status.
+    pub status: Option<Status>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed.
+    pub max_attempts: Option<u32>,
+    /// Priority.
+    pub priority: Option<String>,
+    /// MIME type of the payload.
+    pub content_type: Option<String>,
+    /// Payload size in bytes.
+    pub payload_bytes: usize,
+    /// When it was enqueued (µs since the epoch).
+    pub enqueued_us: Option<u64>,
+    /// When it is due, for delayed jobs.
+    pub run_at_us: Option<u64>,
+    /// When a worker claimed the latest attempt.
+    pub claimed_us: Option<u64>,
+    /// When a job thread started the latest attempt (after any wait in the
+    /// worker's local queue).
+    pub started_us: Option<u64>,
+    /// When the latest attempt finished.
+    pub finished_us: Option<u64>,
+    /// The worker of the latest attempt.
+    pub worker: Option<String>,
+    /// Digest of the plugin version the latest attempt ran on.
+    pub version: Option<String>,
+    /// Calls the guest made to `spool:job` host imports in the latest attempt.
+    pub host_calls: Option<u64>,
+    /// Sandbox timings of the latest attempt (µs).
+    pub timings: Option<serde_json::Value>,
+    /// The output, as text when it is UTF-8 (else see `output_base64`).
+    pub output: Option<String>,
+    /// The output in base64 when it is not UTF-8.
+    pub output_base64: Option<String>,
+    /// The last error (a JSON object with `kind` and details).
+    pub error: Option<serde_json::Value>,
+    /// Guest log lines of the latest attempt (capped).
+    pub logs: Option<serde_json::Value>,
+    /// What the result cache did for the latest attempt: `hit-memory`,
+    /// `hit-redis`, `miss`, `bypass` or `off`.
+    pub cache: Option<String>,
+    /// On a cache hit: the job whose run computed the output.
+    pub cache_job: Option<String>,
+    /// The result-cache key of the work (for `spool cache purge --key`).
+    pub cache_key: Option<String>,
+    /// Seconds until the record expires; none while the job is live.
+    pub ttl_seconds: Option<i64>,
+    #[serde(skip)]
+    pub(crate) output_bytes: Option<Vec<u8>>,
+}
+
+impl JobRecord {
+    /// Build from the hash's fields.
+    pub(crate) fn from_hash(id: &str, mut h: HashMap<String, Vec<u8>>, ttl: i64) -> Self {
+        let mut text = |k: &str| {
+            h.remove(k)
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        };
+        let plugin = text("plugin").unwrap_or_default();
+        let status = text("status").and_then(|s| Status::parse(&s));
+        let attempts = text("attempt").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let max_attempts = text("max_attempts").and_then(|s| s.parse().ok());
+        let priority = text("priority");
+        let content_type = text("content_type");
+        let num = |v: Option<String>| v.and_then(|s| s.parse().ok());
+        let enqueued_us = num(text("enqueued_us"));
+        let run_at_us = num(text("run_at_us"));
+        let claimed_us = num(text("claimed_us"));
+        let started_us = num(text("started_us"));
+        let finished_us = num(text("finished_us"));
+        let worker = text("worker");
+        let version = text("version");
+        let host_calls = num(text("host_calls"));
+        let cache = text("cache");
+        let cache_job = text("cache_job").filter(|j| !j.is_empty());
+        let cache_key = text("cache_key").filter(|k| !k.is_empty());
+        let json = |v: Option<String>| v.and_then(|s| serde_json::from_str(&s).ok());
+        let timings = json(text("timings"));
+        let error = json(text("error"));
+        let logs = json(text("logs"));
+        let payload_bytes = h.get("payload").map_or(0, Vec::len);
+        let output_bytes = h.remove("output");
+        let (output, output_base64) = match &output_bytes {
+            None => (None, None),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(s) => (Some(s.to_string()), None),
+                Err(_) => {
+                    use base64::Engine as _;
+                    (
+                        None,
+                        Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                    )
+                }
+            },
+        };
+        JobRecord {
+            id: id.to_string(),
+            plugin,
+            status,
+            attempts,
+            max_attempts,
+            priority,
+            content_type,
+            payload_bytes,
+            enqueued_us,
+            run_at_us,
+            claimed_us,
+            started_us,
+            finished_us,
+            worker,
+            version,
+            host_calls,
+            timings,
+            output,
+            output_base64,
+            error,
+            logs,
+            cache,
+            cache_job,
+            cache_key,
+            ttl_seconds: (ttl >= 0).then_some(ttl),
+            output_bytes,
+        }
+    }
+
+    /// The raw output bytes, if the job succeeded.
+    pub fn output_bytes(&self) -> Option<&[u8]> {
+        self.output_bytes.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_writes_what_it_sets_clears_what_it_clears_and_nothing_else() {
+        let mut update = RecordUpdate {
+            started_us: Field::Set(7),
+            output: Field::Set(b"ok".to_vec()),
+            error: Field::Clear,
+            ..RecordUpdate::default()
+        };
+        update.clear_cache();
+        let fields = update.fields();
+        let has = |name: &str, value: &[u8]| fields.iter().any(|(k, v)| *k == name && v == value);
+        assert_eq!(fields.len(), 6);
+        assert!(has("started_us", b"7") && has("output", b"ok"));
+        for cleared in ["error", "cache", "cache_key", "cache_job"] {
+            assert!(has(cleared, b""), "{cleared}");
+        }
+    }
+
+    #[test]
+    fn an_error_round_trips_through_the_record_with_its_details() {
+        let mut details = serde_json::Map::new();
+        details.insert("field".into(), "name".into());
+        let error = ErrorRecord {
+            details,
+            ..ErrorRecord::new("invalid-input", "name: expected text", false).at_attempt(2)
+        };
+        let update = RecordUpdate {
+            error: Field::Set(error.clone()),
+            ..RecordUpdate::default()
+        };
+        let hash: HashMap<String, Vec<u8>> = update
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let record = JobRecord::from_hash("j", hash, -1);
+        let read = record.error.unwrap();
+        assert_eq!(read["kind"], "invalid-input");
+        assert_eq!(read["field"], "name");
+        assert_eq!(read["attempt"], 2);
+        assert_eq!(read.get("exhausted"), None);
+        assert_eq!(serde_json::from_value::<ErrorRecord>(read).unwrap(), error);
+    }
+}
