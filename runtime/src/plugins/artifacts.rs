@@ -19,7 +19,7 @@
 //! settings) once they are [`OTHER_ENGINE_AFTER`] old. An artifact's
 //! modification time is its last use (refreshed at most daily).
 
-use super::Version;
+use crate::ids::Version;
 use crate::sandbox::Sandbox;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -165,7 +165,7 @@ impl ArtifactCache {
     /// Where the artifact of `version` lives.
     pub fn path(&self, version: &Version) -> PathBuf {
         self.dir
-            .join(format!("{}-{}.cwasm", version.0, self.engine_key))
+            .join(format!("{}-{}.cwasm", version.as_str(), self.engine_key))
     }
 
     /// The cached artifact of `version`, if there is a sound one: a regular
@@ -210,7 +210,7 @@ impl ArtifactCache {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
         file.write_all(MAGIC)?;
-        file.write_all(version.0.as_bytes())?;
+        file.write_all(version.as_str().as_bytes())?;
         file.write_all(blake3::hash(artifact).as_bytes())?;
         file.write_all(artifact)?;
         file.sync_all()?;
@@ -240,5 +240,5 @@ fn unwrap_artifact<'a>(bytes: &'a [u8], version: &Version) -> Option<&'a [u8]> {
     let rest = bytes.strip_prefix(MAGIC)?;
     let (digest, rest) = rest.split_at_checked(64)?;
     let (hash, code) = rest.split_at_checked(32)?;
-    (digest == version.0.as_bytes() && blake3::hash(code).as_bytes() == hash).then_some(code)
+    (digest == version.as_str().as_bytes() && blake3::hash(code).as_bytes() == hash).then_some(code)
 }

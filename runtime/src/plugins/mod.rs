@@ -1,23 +1,39 @@
 //! Plugins: read a file, hash it, validate it, compile it through the
-//! sandbox. Knows nothing of queues.
+//! sandbox; and the plugins a worker serves, from its directory and from
+//! the fleet's pins. Knows nothing of queues.
 //!
-//! A plugin is `tenant/name`; its version is the blake3 digest of its bytes.
-//! Validation runs cheapest first — magic bytes, component or core module,
-//! SDK version, import policy — and only then compiles, so a bad file is
-//! named with a specific reason before any expensive work.
+//! A plugin is `tenant/name`; its version is the blake3 digest of its bytes
+//! ([`crate::ids::Version`]). Validation runs cheapest first — magic bytes,
+//! component or core module, SDK version, import policy — and only then
+//! compiles, so a bad file is named with a specific reason before any
+//! expensive work.
+//!
+//! - this file: one component's bytes → a compiled [`Plugin`];
+//! - [`loader`]: bytes + manifest + the worker's settings → a served version;
+//! - [`registry`]: the versions a worker serves, by name;
+//! - [`scan`] and [`watcher`]: the plugins directory, rescanned on events;
+//! - [`artifacts`]: compiled code kept on disk between runs;
+//! - [`manifest`], [`policy`], [`inspect`], [`safe_read`]: the pieces.
 
 mod artifacts;
 mod error;
 pub mod inspect;
+pub mod loader;
 pub mod manifest;
 pub mod policy;
+pub mod registry;
 pub(crate) mod safe_read;
+pub(crate) mod scan;
+pub mod watcher;
 
 pub use artifacts::{ArtifactCache, ArtifactCacheError};
 pub use error::LoadError;
+pub use loader::{LoadedVersion, Loader, Settings, VersionError};
 pub use manifest::{Manifest, ManifestError};
 pub use policy::Capabilities;
+pub use registry::{DirectoryVersion, Registry, Rejection, Serving};
 
+use crate::ids::Version;
 use crate::sandbox::{Compiled, JobInput, JobRun, JobServices, Limits, PluginConfig, Sandbox};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,28 +43,6 @@ pub const MAX_PLUGIN_BYTES: u64 = 256 << 20;
 
 /// SDK versions this host runs: any `0.1.x`.
 pub const SUPPORTED_SDK: &str = "0.1";
-
-/// A plugin version: the blake3 digest of the component bytes, in hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Version(pub String);
-
-impl Version {
-    /// Digest `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Version(blake3::hash(bytes).to_hex().to_string())
-    }
-
-    /// The first 12 hex digits, enough to tell versions apart in logs.
-    pub fn short(&self) -> &str {
-        &self.0[..12.min(self.0.len())]
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A loaded, compiled plugin version.
 #[derive(Debug, Clone)]
@@ -122,7 +116,14 @@ pub fn load_cached(
     caps: &Capabilities,
     cache: Option<&ArtifactCache>,
 ) -> Result<Plugin, LoadError> {
-    let bytes = safe_read::read_regular(path, MAX_PLUGIN_BYTES, false)
+    let bytes = read_file(path)?;
+    load_bytes_cached(sandbox, path, &bytes, caps, cache)
+}
+
+/// The bytes of the plugin file at `path` (a regular file, at most
+/// [`MAX_PLUGIN_BYTES`]).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    safe_read::read_regular(path, MAX_PLUGIN_BYTES, false)
         .map(|(bytes, _)| bytes)
         .map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => LoadError::NotFound {
@@ -132,8 +133,7 @@ pub fn load_cached(
                 path: path.to_path_buf(),
                 source,
             },
-        })?;
-    load_bytes_cached(sandbox, path, &bytes, caps, cache)
+        })
 }
 
 /// Validate and compile plugin bytes; `path` names them in errors.
@@ -155,6 +155,29 @@ pub fn load_bytes_cached(
     caps: &Capabilities,
     cache: Option<&ArtifactCache>,
 ) -> Result<Plugin, LoadError> {
+    let info = validate(path, bytes, caps)?;
+    let started = Instant::now();
+    let version = Version::of(bytes);
+    let (compiled, from_cache) = compile(sandbox, path, bytes, &version, cache)?;
+    Ok(Plugin {
+        path: path.to_path_buf(),
+        version,
+        sdk_version: info.sdk_version,
+        size: bytes.len(),
+        compile_time: started.elapsed(),
+        from_cache,
+        imports: info.imports,
+        compiled,
+    })
+}
+
+/// The cheap checks, cheapest first: not empty, wasm magic, a component
+/// (not a core module), a supported SDK, imports the capabilities allow.
+fn validate(
+    path: &Path,
+    bytes: &[u8],
+    caps: &Capabilities,
+) -> Result<inspect::Inspection, LoadError> {
     let path = path.to_path_buf();
     if bytes.is_empty() {
         return Err(LoadError::Empty { path });
@@ -197,51 +220,36 @@ pub fn load_bytes_cached(
             }
         }
     }
-    let started = Instant::now();
-    let version = Version::of(bytes);
-    let cached = cache.and_then(|c| {
-        let artifact = c.get(&version)?;
-        match sandbox.compile_from_artifact(&artifact) {
-            Ok(compiled) => Some(compiled),
-            Err(e) => {
-                tracing::warn!(path = %c.path(&version).display(), "recompiling: {e}");
-                None
-            }
-        }
-    });
-    let from_cache = cached.is_some();
-    let compiled = match (cached, cache) {
-        (Some(compiled), _) => compiled,
-        (None, Some(c)) => {
-            let (compiled, artifact) =
-                sandbox
-                    .compile_to_artifact(bytes)
-                    .map_err(|source| LoadError::Compile {
-                        path: path.clone(),
-                        source,
-                    })?;
-            if let Err(e) = c.put(&version, &artifact) {
-                tracing::warn!(dir = %c.dir().display(), "could not cache the compiled plugin: {e}");
-            }
-            compiled
-        }
-        (None, None) => sandbox
-            .compile(bytes)
-            .map_err(|source| LoadError::Compile {
-                path: path.clone(),
-                source,
-            })?,
+    Ok(info)
+}
+
+/// Compile, or load the compiled code from the artifact cache (and put it
+/// there after compiling). Returns whether it came from the cache.
+fn compile(
+    sandbox: &Sandbox,
+    path: &Path,
+    bytes: &[u8],
+    version: &Version,
+    cache: Option<&ArtifactCache>,
+) -> Result<(Compiled, bool), LoadError> {
+    let failed = |source| LoadError::Compile {
+        path: path.to_path_buf(),
+        source,
     };
-    Ok(Plugin {
-        path,
-        version,
-        sdk_version: info.sdk_version,
-        size: bytes.len(),
-        compile_time: started.elapsed(),
-        from_cache,
-        imports: info.imports,
-        compiled,
-    })
+    let Some(cache) = cache else {
+        return sandbox.compile(bytes).map(|c| (c, false)).map_err(failed);
+    };
+    if let Some(artifact) = cache.get(version) {
+        match sandbox.compile_from_artifact(&artifact) {
+            Ok(compiled) => return Ok((compiled, true)),
+            Err(e) => tracing::warn!(path = %cache.path(version).display(), "recompiling: {e}"),
+        }
+    }
+    let (compiled, artifact) = sandbox.compile_to_artifact(bytes).map_err(failed)?;
+    if let Err(e) = cache.put(version, &artifact) {
+        tracing::warn!(dir = %cache.dir().display(), "could not cache the compiled plugin: {e}");
+    }
+    Ok((compiled, false))
 }
 
 /// `0.1.x` for any x; nothing else.

@@ -1,12 +1,13 @@
 //! The directory scan behind [`super::registry::Registry`]: which plugin
 //! files are there, with what identity, and which of them conflict.
+//! `DIR/NAME.wasm` is `default/NAME`, `DIR/TENANT/NAME.wasm` is
+//! `TENANT/NAME` ([`plugin_name`]).
 
-use super::registry::SETTLE;
-use crate::plugins::manifest;
-use crate::queue::PluginName;
+use super::manifest;
+use crate::ids::{NameError, PluginName};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// What tells a changed plugin: its file's and its manifest's identity.
 pub(crate) type Stamp = [FileStamp; 2];
@@ -35,13 +36,29 @@ impl FileStamp {
             ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
         }
     }
+
+    /// A stamp of a file of `len` bytes last written at `modified` (for
+    /// tests of decisions made on stamps).
+    #[cfg(test)]
+    pub(crate) fn written(len: u64, modified: SystemTime) -> Self {
+        FileStamp {
+            len,
+            modified: Some(modified),
+            ..FileStamp::default()
+        }
+    }
 }
 
-/// Whether the plugin file or its manifest changed within [`SETTLE`].
-pub(crate) fn is_fresh(stamp: &Stamp) -> bool {
+/// A file changed less than this long ago may still be being written: it
+/// is loaded at a recheck once it has been left alone this long.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// Whether the plugin file or its manifest changed within [`SETTLE`] of
+/// `now`.
+pub(crate) fn is_fresh(stamp: &Stamp, now: SystemTime) -> bool {
     stamp.iter().any(|f| {
         f.modified
-            .and_then(|m| m.elapsed().ok())
+            .and_then(|m| now.duration_since(m).ok())
             .is_some_and(|age| age < SETTLE)
     })
 }
@@ -56,12 +73,24 @@ pub(crate) struct Scan {
     /// Files ignored, and why.
     pub invalid: Vec<(PathBuf, String)>,
     /// Directories that exist but could not be read (not a deletion).
-    unreadable_dirs: Vec<PathBuf>,
+    pub unreadable_dirs: Vec<PathBuf>,
 }
 
 impl Scan {
+    /// Whether `path` lies in a directory that could not be read (so its
+    /// absence from the scan is no deletion).
     pub fn unreadable(&self, path: &Path) -> bool {
         self.unreadable_dirs.iter().any(|d| path.starts_with(d))
+    }
+
+    /// Whether the scan saw `path`: found, in a conflict, or unreadable.
+    pub fn mentions(&self, path: &Path) -> bool {
+        self.found.iter().any(|(_, p, _)| p == path)
+            || self
+                .conflicts
+                .iter()
+                .any(|(_, ps)| ps.iter().any(|p| p == path))
+            || self.unreadable(path)
     }
 }
 
@@ -112,6 +141,25 @@ pub(crate) fn scan(dir: &Path) -> Scan {
     scan
 }
 
+/// The plugin a file serves: `TENANT/STEM` in a tenant's folder, `STEM`
+/// (tenant `default`) at the top.
+pub fn plugin_name(tenant: Option<&str>, stem: &str) -> Result<PluginName, NameError> {
+    match tenant {
+        Some(tenant) => PluginName::parse(&format!("{tenant}/{stem}")),
+        None => PluginName::parse(stem),
+    }
+}
+
+/// The file that serves `name` in `dir` (the inverse of [`plugin_name`]).
+pub fn file_for(dir: &Path, name: &PluginName) -> PathBuf {
+    let file = format!("{}.wasm", name.name);
+    if name.tenant == crate::ids::DEFAULT_TENANT {
+        dir.join(file)
+    } else {
+        dir.join(&name.tenant).join(file)
+    }
+}
+
 fn push(scan: &mut Scan, tenant: Option<&str>, path: PathBuf) {
     if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
         return;
@@ -119,11 +167,7 @@ fn push(scan: &mut Scan, tenant: Option<&str>, path: PathBuf) {
     let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
         return;
     };
-    let full = match tenant {
-        Some(tenant) => format!("{tenant}/{stem}"),
-        None => stem.to_string(),
-    };
-    let name = match PluginName::parse(&full) {
+    let name = match plugin_name(tenant, stem) {
         Ok(name) => name,
         Err(e) => {
             scan.invalid.push((path, e.to_string()));
