@@ -1,14 +1,15 @@
 //! What can go wrong with fleet deploys. Variants name the plugin and the
 //! version; [`DeployError::is_retryable`] says whether trying again helps.
 
-use crate::queue::QueueError;
+use crate::ids::Version;
+use crate::redis::RedisError;
 
 /// A fleet-store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     /// Redis is unreachable, refused the command, or the URL is bad.
     #[error(transparent)]
-    Redis(#[from] QueueError),
+    Redis(#[from] RedisError),
     /// The component is bigger than the store takes.
     #[error("plugin {name}: the component is {size} bytes; fleet deploys take at most {max} bytes")]
     TooLarge {
@@ -65,7 +66,7 @@ pub enum DeployError {
         /// The plugin.
         name: String,
         /// The version.
-        digest: String,
+        digest: Version,
     },
     /// The pin changed between reading it and replacing it.
     #[error(
@@ -87,9 +88,9 @@ pub enum DeployError {
         /// The plugin.
         name: String,
         /// The digest they are stored under.
-        digest: String,
+        digest: Version,
         /// Their real digest.
-        found: String,
+        found: Version,
     },
 }
 

@@ -1,6 +1,8 @@
 //! What the fleet store keeps: version entries (the history and the pins)
 //! and the reports workers publish about what they serve.
 
+use crate::ids::Version;
+use crate::plugins::{Rejection, Serving};
 use serde::{Deserialize, Serialize};
 
 /// How a version entered the history.
@@ -29,8 +31,8 @@ impl Action {
 /// One version of a plugin, as the history and the pins keep it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionEntry {
-    /// blake3 digest of the component bytes, hex.
-    pub digest: String,
+    /// blake3 digest of the component bytes.
+    pub digest: Version,
     /// Size of the component in bytes.
     pub size: u64,
     /// The SDK version that built it, when it says.
@@ -51,7 +53,7 @@ pub struct VersionEntry {
 impl VersionEntry {
     /// The first 12 hex digits of the digest.
     pub fn short(&self) -> &str {
-        &self.digest[..12.min(self.digest.len())]
+        self.digest.short()
     }
 }
 
@@ -84,34 +86,4 @@ pub fn has_seen(seen: &str, event: &str) -> bool {
         )
     };
     parse(seen) >= parse(event)
-}
-
-/// One plugin a worker serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Serving {
-    /// `tenant/name`.
-    pub name: String,
-    /// Version digest.
-    pub version: String,
-    /// The SDK version that built it, when it says.
-    pub sdk: Option<String>,
-    /// When this worker loaded it (µs since the epoch).
-    pub loaded_us: u64,
-    /// `deployed` (pinned through Redis), `directory` or `embedded`.
-    pub source: String,
-    /// The file, or `redis:NAME@DIGEST` for a deployed version.
-    pub path: String,
-    /// A directory file this worker does not serve because a pinned
-    /// version wins, when there is one.
-    #[serde(default)]
-    pub shadowed: Option<String>,
-}
-
-/// A file or deployed version a worker refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejection {
-    /// The file, or `redis:NAME@DIGEST`.
-    pub path: String,
-    /// Why, naming the file and the reason.
-    pub why: String,
 }

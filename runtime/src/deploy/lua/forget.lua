@@ -6,17 +6,16 @@
 --
 -- Returns the number of versions whose bytes were deleted, or 'pinned'.
 
-local P = KEYS[1]
 local name = ARGV[1]
-if redis.call('HEXISTS', P .. ':pinned', name) == 1 then return 'pinned' end
-local history = P .. ':history:' .. name
+if redis.call('HEXISTS', PINNED, name) == 1 then return 'pinned' end
+local history = history_key(name)
 local deleted = 0
 local seen = {}
 for _, e in ipairs(redis.call('LRANGE', history, 0, -1)) do
-  local ok, v = pcall(cjson.decode, e)
-  if ok and type(v) == 'table' and v.digest and not seen[v.digest] then
-    seen[v.digest] = true
-    deleted = deleted + redis.call('DEL', P .. ':blob:' .. name .. ':' .. v.digest)
+  local digest = decode(e).digest
+  if digest and not seen[digest] then
+    seen[digest] = true
+    deleted = deleted + redis.call('DEL', blob_key(name, digest))
   end
 end
 redis.call('DEL', history)

@@ -11,27 +11,21 @@
 -- ARGV[5]  the component bytes, or '' when they should be stored already
 -- ARGV[6]  for a pin: the digest expected to be pinned now ('' for none),
 --          or '*' for any
+-- ARGV[7]  entries kept when `PREFIX:{plugins}:keep` is not set (the
+--          host's default, so it lives in one place)
 --
--- The number of entries kept is `PREFIX:{plugins}:keep` (default 10).
+-- The number of entries kept is `PREFIX:{plugins}:keep`, at least 2.
 --
 -- Returns 'recorded'; 'unchanged' (a directory version the history already
 -- names as the newest one from a directory, or a pin of what is pinned);
 -- 'need_blob' (call again with the bytes); or 'conflict' (the pin changed
 -- since the caller looked).
 
-local P = KEYS[1]
 local name, digest, entry = ARGV[1], ARGV[2], ARGV[3]
 local pin, blob, expected = ARGV[4] == '1', ARGV[5], ARGV[6]
-local keep = math.max(2, tonumber(redis.call('GET', P .. ':keep')) or 10)
-local function blob_key(d) return P .. ':blob:' .. name .. ':' .. d end
-local history = P .. ':history:' .. name
-local pinned = P .. ':pinned'
-
-local function decode(text)
-  local ok, value = pcall(cjson.decode, text)
-  if ok and type(value) == 'table' then return value end
-  return {}
-end
+local keep = math.max(2, tonumber(redis.call('GET', P .. ':keep')) or tonumber(ARGV[7]))
+local history = history_key(name)
+local pinned = PINNED
 
 if pin then
   local now = redis.call('HGET', pinned, name)
@@ -53,8 +47,8 @@ else
 end
 
 if blob ~= '' then
-  redis.call('SET', blob_key(digest), blob)
-elseif redis.call('EXISTS', blob_key(digest)) == 0 then
+  redis.call('SET', blob_key(name, digest), blob)
+elseif redis.call('EXISTS', blob_key(name, digest)) == 0 then
   return 'need_blob'
 end
 
@@ -62,7 +56,7 @@ redis.call('LPUSH', history, entry)
 redis.call('SADD', P .. ':names', name)
 if pin then
   redis.call('HSET', pinned, name, entry)
-  redis.call('XADD', P .. ':events', 'MAXLEN', '~', 1000, '*', 'name', name, 'digest', digest)
+  announce_pin(name, digest)
 end
 
 -- Keep `keep` entries; drop the bytes of versions no entry names any more.
@@ -82,7 +76,7 @@ if #dropped > 0 then
   for _, e in ipairs(dropped) do
     local d = decode(e).digest
     if d and not kept[d] then
-      redis.call('DEL', blob_key(d))
+      redis.call('DEL', blob_key(name, d))
       kept[d] = true
     end
   end

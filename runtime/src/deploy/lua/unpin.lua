@@ -5,10 +5,9 @@
 --
 -- Returns the entry that was pinned, or false when none was.
 
-local P = KEYS[1]
 local name = ARGV[1]
-local entry = redis.call('HGET', P .. ':pinned', name)
+local entry = redis.call('HGET', PINNED, name)
 if not entry then return false end
-redis.call('HDEL', P .. ':pinned', name)
-redis.call('XADD', P .. ':events', 'MAXLEN', '~', 1000, '*', 'name', name, 'digest', '')
+redis.call('HDEL', PINNED, name)
+announce_pin(name, '')
 return entry

@@ -1,0 +1,427 @@
+//! Versions, history and pins: deploy, record, roll back, unpin, forget,
+//! and read them back. The bytes of a version are stored once per digest
+//! and checked against it when read.
+
+use super::model::{Action, VersionEntry};
+use super::{DEFAULT_KEEP, DeployError, FleetStore, MAX_DEPLOY_BYTES};
+use crate::ids::{PluginName, Version, now_us};
+use redis::AsyncCommands;
+use std::collections::BTreeMap;
+
+/// What [`FleetStore::record_directory`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new history entry.
+    New,
+    /// The history already names it as the newest directory version.
+    Unchanged,
+}
+
+impl FleetStore {
+    /// Keep `keep` versions per plugin from now on, fleet-wide (at least 2,
+    /// so a rollback has one). Histories shrink at their next change.
+    pub async fn set_keep(&self, keep: u32) -> Result<(), DeployError> {
+        let mut conn = self.redis.conn();
+        conn.set::<_, _, ()>(self.key("keep"), keep.max(2))
+            .await
+            .map_err(|e| self.error("set the versions kept", e))
+    }
+
+    /// Pin `bytes` as the version of `name` on every worker. Returns the
+    /// entry and whether it was new (false: exactly this was pinned already).
+    pub async fn deploy(
+        &self,
+        name: &PluginName,
+        bytes: &[u8],
+        sdk: Option<String>,
+        manifest: Option<String>,
+        by: &str,
+    ) -> Result<(VersionEntry, bool), DeployError> {
+        let entry = self.entry(name, bytes, sdk, manifest, Action::Deploy, by)?;
+        let done = self.put(name, &entry, Some(bytes), Some("*")).await?;
+        Ok((entry, done != "unchanged"))
+    }
+
+    /// Record a version a worker loaded from its directory (bytes sent only
+    /// when the store lacks them).
+    pub async fn record_directory(
+        &self,
+        name: &PluginName,
+        bytes: &[u8],
+        sdk: Option<String>,
+        manifest: Option<String>,
+        by: &str,
+    ) -> Result<Recorded, DeployError> {
+        let entry = self.entry(name, bytes, sdk, manifest, Action::Directory, by)?;
+        match self.put(name, &entry, None, None).await?.as_str() {
+            "need_blob" => self.put(name, &entry, Some(bytes), None).await.map(|r| {
+                if r == "unchanged" {
+                    Recorded::Unchanged
+                } else {
+                    Recorded::New
+                }
+            }),
+            "unchanged" => Ok(Recorded::Unchanged),
+            _ => Ok(Recorded::New),
+        }
+    }
+
+    fn entry(
+        &self,
+        name: &PluginName,
+        bytes: &[u8],
+        sdk: Option<String>,
+        manifest: Option<String>,
+        action: Action,
+        by: &str,
+    ) -> Result<VersionEntry, DeployError> {
+        let size = bytes.len() as u64;
+        if size > MAX_DEPLOY_BYTES {
+            return Err(DeployError::TooLarge {
+                name: name.to_string(),
+                size,
+                max: MAX_DEPLOY_BYTES,
+            });
+        }
+        Ok(VersionEntry {
+            digest: Version::of(bytes),
+            size,
+            sdk,
+            manifest,
+            at_us: now_us(),
+            action,
+            by: by.to_string(),
+        })
+    }
+
+    /// Run `put.lua`; `pin` is the digest expected pinned now (`""` for
+    /// none, `"*"` for any), or none to record without pinning.
+    async fn put(
+        &self,
+        name: &PluginName,
+        entry: &VersionEntry,
+        bytes: Option<&[u8]>,
+        pin: Option<&str>,
+    ) -> Result<String, DeployError> {
+        let json = serde_json::to_string(entry).expect("a version entry serializes");
+        let mut conn = self.redis.conn();
+        let done: String = self
+            .scripts
+            .put
+            .key(&self.keys)
+            .arg(name.to_string())
+            .arg(entry.digest.as_str())
+            .arg(json)
+            .arg(if pin.is_some() { "1" } else { "0" })
+            .arg(bytes.unwrap_or_default())
+            .arg(pin.unwrap_or_default())
+            .arg(DEFAULT_KEEP)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error("record a plugin version", e))?;
+        if done == "conflict" {
+            return Err(DeployError::Conflict {
+                name: name.to_string(),
+            });
+        }
+        Ok(done)
+    }
+
+    /// Pin an earlier version of `name`: the one before the current version
+    /// when `to` is none, else the one whose digest starts with `to`.
+    /// Returns `(from, to)`: the entry that was current and the history
+    /// entry rolled back to.
+    pub async fn rollback(
+        &self,
+        name: &PluginName,
+        to: Option<&str>,
+        by: &str,
+    ) -> Result<(VersionEntry, VersionEntry), DeployError> {
+        let history = self.history(name).await?;
+        let pinned = self.pinned().await?.remove(name);
+        let expected = pinned
+            .as_ref()
+            .map(|p| p.digest.as_str().to_string())
+            .unwrap_or_default();
+        let current = current(pinned, &history).ok_or_else(|| DeployError::NoHistory {
+            name: name.to_string(),
+        })?;
+        let target = match to {
+            Some(prefix) => pick(name, &history, prefix)?,
+            None => previous(&history, &current.digest).ok_or_else(|| DeployError::NoPrevious {
+                name: name.to_string(),
+                current: current.short().to_string(),
+            })?,
+        };
+        let entry = VersionEntry {
+            at_us: now_us(),
+            action: Action::Rollback,
+            by: by.to_string(),
+            ..target.clone()
+        };
+        match self
+            .put(name, &entry, None, Some(&expected))
+            .await?
+            .as_str()
+        {
+            "need_blob" => Err(DeployError::BlobMissing {
+                name: name.to_string(),
+                digest: entry.digest,
+            }),
+            _ => Ok((current, target)),
+        }
+    }
+
+    /// Remove the pin of `name`; workers serve their directory file again.
+    /// Returns the entry that was pinned, if any.
+    pub async fn unpin(&self, name: &PluginName) -> Result<Option<VersionEntry>, DeployError> {
+        let mut conn = self.redis.conn();
+        let entry: Option<String> = self
+            .scripts
+            .unpin
+            .key(&self.keys)
+            .arg(name.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error("unpin a plugin", e))?;
+        entry
+            .map(|e| serde_json::from_str(&e).map_err(|err| Self::protocol("unpin", err)))
+            .transpose()
+    }
+
+    /// Delete the history of `name` and the bytes of its versions (refused
+    /// while a version is pinned). Returns how many versions' bytes went.
+    pub async fn forget(&self, name: &PluginName) -> Result<u64, DeployError> {
+        let mut conn = self.redis.conn();
+        let reply: redis::Value = self
+            .scripts
+            .forget
+            .key(&self.keys)
+            .arg(name.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error("forget a plugin", e))?;
+        match reply {
+            redis::Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
+            _ => Err(DeployError::Pinned {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// Every pinned version, by plugin. Entries that do not parse are
+    /// skipped with a warning (someone wrote the hash by hand).
+    pub async fn pinned(&self) -> Result<BTreeMap<PluginName, VersionEntry>, DeployError> {
+        let mut conn = self.redis.conn();
+        let raw: BTreeMap<String, String> = conn
+            .hgetall(self.key("pinned"))
+            .await
+            .map_err(|e| self.error("read the pinned versions", e))?;
+        let mut pins = BTreeMap::new();
+        for (name, json) in raw {
+            match (PluginName::parse(&name), serde_json::from_str(&json)) {
+                (Ok(name), Ok(entry)) => {
+                    pins.insert(name, entry);
+                }
+                _ => tracing::warn!(plugin = %name, "ignoring an unreadable pinned version"),
+            }
+        }
+        Ok(pins)
+    }
+
+    /// The history of `name`, newest first.
+    pub async fn history(&self, name: &PluginName) -> Result<Vec<VersionEntry>, DeployError> {
+        let mut conn = self.redis.conn();
+        let raw: Vec<String> = conn
+            .lrange(self.key(&format!("history:{name}")), 0, -1)
+            .await
+            .map_err(|e| self.error("read a plugin history", e))?;
+        Ok(raw
+            .iter()
+            .filter_map(|e| serde_json::from_str(e).ok())
+            .collect())
+    }
+
+    /// Plugins with a history, sorted.
+    pub async fn names(&self) -> Result<Vec<PluginName>, DeployError> {
+        let mut conn = self.redis.conn();
+        let raw: Vec<String> = conn
+            .smembers(self.key("names"))
+            .await
+            .map_err(|e| self.error("list plugins", e))?;
+        let mut names: Vec<_> = raw
+            .iter()
+            .filter_map(|n| PluginName::parse(n).ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The bytes of version `digest` of `name`, checked against the digest.
+    pub async fn blob(&self, name: &PluginName, digest: &Version) -> Result<Vec<u8>, DeployError> {
+        let mut conn = self.redis.conn();
+        let bytes: Option<Vec<u8>> = conn
+            .get(self.key(&format!("blob:{name}:{digest}")))
+            .await
+            .map_err(|e| self.error("read a plugin version", e))?;
+        let bytes = bytes.ok_or_else(|| DeployError::BlobMissing {
+            name: name.to_string(),
+            digest: digest.clone(),
+        })?;
+        let found = Version::of(&bytes);
+        if found != *digest {
+            return Err(DeployError::Corrupt {
+                name: name.to_string(),
+                digest: digest.clone(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// What serves `name` now: the pin, else the newest version loaded from a
+/// directory.
+pub fn current(pinned: Option<VersionEntry>, history: &[VersionEntry]) -> Option<VersionEntry> {
+    pinned.or_else(|| {
+        history
+            .iter()
+            .find(|e| e.action == Action::Directory)
+            .cloned()
+    })
+}
+
+/// The version before `current`. The history is replayed oldest first as a
+/// stack: a deploy or a directory version goes on top, a rollback to X
+/// takes off what is above X. The answer is the nearest other version below
+/// `current`'s place. So a rollback never returns to a version that was
+/// rolled back from, and rolling back again walks further back.
+fn previous(history: &[VersionEntry], current: &Version) -> Option<VersionEntry> {
+    let mut stack: Vec<&VersionEntry> = Vec::new();
+    for e in history.iter().rev() {
+        if e.action == Action::Rollback
+            && let Some(at) = stack.iter().rposition(|s| s.digest == e.digest)
+        {
+            stack.truncate(at + 1);
+            continue;
+        }
+        if stack.last().is_none_or(|top| top.digest != e.digest) {
+            stack.push(e);
+        }
+    }
+    let at = stack.iter().rposition(|e| e.digest == *current)?;
+    stack[..at]
+        .iter()
+        .rev()
+        .find(|e| e.digest != *current)
+        .map(|e| (*e).clone())
+}
+
+/// The entry whose digest starts with `prefix`.
+fn pick(
+    name: &PluginName,
+    history: &[VersionEntry],
+    prefix: &str,
+) -> Result<VersionEntry, DeployError> {
+    let prefix = prefix.to_ascii_lowercase();
+    let matches: Vec<&VersionEntry> = history
+        .iter()
+        .filter(|e| !prefix.is_empty() && e.digest.as_str().starts_with(&prefix))
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> =
+        matches.iter().map(|e| e.digest.as_str()).collect();
+    match distinct.len() {
+        0 => Err(DeployError::UnknownVersion {
+            name: name.to_string(),
+            digest: prefix,
+        }),
+        1 => Ok(matches[0].clone()),
+        n => Err(DeployError::AmbiguousVersion {
+            name: name.to_string(),
+            digest: prefix,
+            matches: n,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(digest: &str) -> Version {
+        Version::from_hex(digest)
+    }
+
+    fn entry(digest: &str, action: Action) -> VersionEntry {
+        VersionEntry {
+            digest: Version::from_hex(digest),
+            size: 1,
+            sdk: None,
+            manifest: None,
+            at_us: 0,
+            action,
+            by: "t".into(),
+        }
+    }
+
+    #[test]
+    fn repeated_rollbacks_walk_back_through_the_history() {
+        use Action::*;
+        // Newest first: C deployed after B after A; then rolled back to B.
+        let mut history = vec![
+            entry("c", Deploy),
+            entry("b", Deploy),
+            entry("a", Directory),
+        ];
+        assert_eq!(previous(&history, &v("c")).unwrap().digest.as_str(), "b");
+        history.insert(0, entry("b", Rollback));
+        assert_eq!(previous(&history, &v("b")).unwrap().digest.as_str(), "a");
+        history.insert(0, entry("a", Rollback));
+        assert!(previous(&history, &v("a")).is_none());
+    }
+
+    #[test]
+    fn a_rollback_never_returns_to_a_version_rolled_back_from() {
+        use Action::*;
+        // A, B (bad), back to A, C (bad): the version before C is A.
+        let history = vec![
+            entry("c", Deploy),
+            entry("a", Rollback),
+            entry("b", Deploy),
+            entry("a", Deploy),
+        ];
+        assert_eq!(previous(&history, &v("c")).unwrap().digest.as_str(), "a");
+        assert!(previous(&history, &v("a")).is_none());
+    }
+
+    #[test]
+    fn without_a_pin_the_newest_directory_version_is_current() {
+        use Action::*;
+        let history = vec![entry("x", Deploy), entry("d", Directory)];
+        assert_eq!(current(None, &history).unwrap().digest.as_str(), "d");
+        let pin = entry("x", Deploy);
+        assert_eq!(current(Some(pin), &history).unwrap().digest.as_str(), "x");
+    }
+
+    #[test]
+    fn a_digest_prefix_must_name_one_version() {
+        let name = PluginName::parse("acme/resize").unwrap();
+        let history = vec![
+            entry("abc1", Action::Deploy),
+            entry("abc2", Action::Deploy),
+            entry("abc1", Action::Rollback),
+        ];
+        assert_eq!(
+            pick(&name, &history, "ABC1").unwrap().digest.as_str(),
+            "abc1"
+        );
+        assert!(matches!(
+            pick(&name, &history, "abc"),
+            Err(DeployError::AmbiguousVersion { matches: 2, .. })
+        ));
+        assert!(matches!(
+            pick(&name, &history, "f"),
+            Err(DeployError::UnknownVersion { .. })
+        ));
+    }
+}
