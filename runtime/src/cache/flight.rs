@@ -5,6 +5,7 @@
 
 use super::key::EntryKey;
 use super::memory::Cached;
+use crate::locks::lock;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -19,17 +20,20 @@ pub(crate) struct Flight {
 impl Flight {
     /// Wait until the leader finishes: its result, or none if it failed.
     pub fn wait_done(&self) -> Option<Arc<Cached>> {
-        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        let mut done = lock(&self.done);
         loop {
             if let Some(result) = done.as_ref() {
                 return result.clone();
             }
-            done = self.ready.wait(done).unwrap_or_else(|p| p.into_inner());
+            done = self
+                .ready
+                .wait(done)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
     }
 
     fn finish(&self, result: Option<Arc<Cached>>) {
-        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        let mut done = lock(&self.done);
         if done.is_none() {
             *done = Some(result);
             self.ready.notify_all();
@@ -53,7 +57,7 @@ pub(crate) enum Role {
 
 impl Flights {
     pub fn join(self: &Arc<Self>, key: &EntryKey) -> Role {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = lock(&self.running);
         if let Some(flight) = running.get(key) {
             return Role::Follower(Arc::clone(flight));
         }
@@ -85,11 +89,7 @@ impl Leader {
 impl Drop for Leader {
     fn drop(&mut self) {
         self.flight.finish(None);
-        let mut running = self
-            .flights
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut running = lock(&self.flights.running);
         if running
             .get(&self.key)
             .is_some_and(|f| Arc::ptr_eq(f, &self.flight))

@@ -16,6 +16,7 @@
 //! The tenant, plugin and version are also parts of the Redis key around the
 //! hash, so that purges can name a tenant, plugin or version.
 
+use crate::ids::Version;
 use std::collections::BTreeMap;
 
 /// The version of the WIT package the key includes (`wit/job.wit`).
@@ -31,7 +32,7 @@ pub struct EntryKey {
     /// The plugin name within the tenant.
     pub plugin: String,
     /// The plugin version digest.
-    pub version: String,
+    pub version: Version,
     /// The hash of the work (see the module docs).
     pub hash: String,
 }
@@ -42,7 +43,7 @@ impl EntryKey {
     pub fn new(
         tenant: &str,
         plugin: &str,
-        version: &str,
+        version: &Version,
         content_type: &str,
         config: &BTreeMap<String, String>,
         input: &[u8],
@@ -55,7 +56,7 @@ impl EntryKey {
         field(WORLD.as_bytes());
         field(tenant.as_bytes());
         field(plugin.as_bytes());
-        field(version.as_bytes());
+        field(version.as_str().as_bytes());
         field(content_type.as_bytes());
         h.update(&(config.len() as u64).to_le_bytes());
         for (k, v) in config {
@@ -69,7 +70,7 @@ impl EntryKey {
         EntryKey {
             tenant: tenant.to_string(),
             plugin: plugin.to_string(),
-            version: version.to_string(),
+            version: version.clone(),
             hash: h.finalize().to_hex().to_string(),
         }
     }
@@ -98,7 +99,15 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        EntryKey::new("acme", "resize", "v1", content_type, &config, input).hash
+        EntryKey::new(
+            "acme",
+            "resize",
+            &Version::from_hex("v1"),
+            content_type,
+            &config,
+            input,
+        )
+        .hash
     }
 
     #[test]
@@ -112,12 +121,13 @@ mod tests {
         // Lengths frame every field: moving bytes between fields changes it.
         assert_ne!(key("a", &[("b", "")], b""), key("ab", &[], b""));
         let config = BTreeMap::new();
-        let hash = |t: &str, p: &str| EntryKey::new(t, p, "v", "x", &config, b"").hash;
+        let v = |hex: &str| Version::from_hex(hex);
+        let hash = |t: &str, p: &str| EntryKey::new(t, p, &v("v"), "x", &config, b"").hash;
         assert_ne!(hash("acme", "resize"), hash("beta", "resize"));
         assert_ne!(hash("acme", "resize"), hash("acme", "crop"));
         assert_ne!(
-            EntryKey::new("t", "p", "v1", "x", &config, b"").hash,
-            EntryKey::new("t", "p", "v2", "x", &config, b"").hash
+            EntryKey::new("t", "p", &v("v1"), "x", &config, b"").hash,
+            EntryKey::new("t", "p", &v("v2"), "x", &config, b"").hash
         );
     }
 }

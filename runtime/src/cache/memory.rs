@@ -64,23 +64,24 @@ impl moka::Expiry<EntryKey, Arc<Cached>> for UntilExpiry {
 const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Results by key, at most a number of bytes.
-pub(crate) struct Memory {
+pub(crate) struct MemoryTier {
     cache: Cache<EntryKey, Arc<Cached>>,
 }
 
-impl Memory {
+impl MemoryTier {
     /// A tier holding at most `bytes` of outputs (and their keys).
     pub fn new(bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(bytes)
             .weigher(|k: &EntryKey, v: &Arc<Cached>| {
-                let size = v.output.len() + k.hash.len() + k.version.len() + v.job.len() + 64;
+                let size =
+                    v.output.len() + k.hash.len() + k.version.as_str().len() + v.job.len() + 64;
                 u32::try_from(size).unwrap_or(u32::MAX)
             })
             .expire_after(UntilExpiry)
             .support_invalidation_closures()
             .build();
-        Memory { cache }
+        MemoryTier { cache }
     }
 
     pub fn get(&self, key: &EntryKey) -> Option<Arc<Cached>> {
@@ -110,8 +111,8 @@ impl Memory {
     }
 }
 
-impl std::fmt::Debug for Memory {
+impl std::fmt::Debug for MemoryTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Memory").finish_non_exhaustive()
+        f.debug_struct("MemoryTier").finish_non_exhaustive()
     }
 }

@@ -35,10 +35,11 @@ pub use purge::Scope;
 pub use purge::purge;
 pub use stats::{PluginStats, read as read_stats};
 
-use crate::queue::{now_us, redact};
-use crate::sync_redis::SyncRedis;
+use crate::ids::now_us;
+use crate::redis::value::bytes_ref;
+use crate::redis::{RedisError, SyncRedis};
 use flight::{Flights, Leader, Role};
-use memory::{Cached, Memory};
+use memory::{Cached, MemoryTier};
 use redis::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,7 +47,7 @@ use std::time::{Duration, Instant};
 
 /// What the cache did for one job (the job record's `cache` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Status {
+pub enum CacheStatus {
     /// Answered from this worker's memory (or by an identical job that ran
     /// on this worker at the same time).
     HitMemory,
@@ -60,26 +61,26 @@ pub enum Status {
     Off,
 }
 
-impl Status {
+impl CacheStatus {
     /// `hit-memory`, `hit-redis`, `miss`, `bypass` or `off`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::HitMemory => "hit-memory",
-            Status::HitRedis => "hit-redis",
-            Status::Miss => "miss",
-            Status::Bypass => "bypass",
-            Status::Off => "off",
+            CacheStatus::HitMemory => "hit-memory",
+            CacheStatus::HitRedis => "hit-redis",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+            CacheStatus::Off => "off",
         }
     }
 
     /// The status named `text`.
     pub fn parse(text: &str) -> Option<Self> {
         [
-            Status::HitMemory,
-            Status::HitRedis,
-            Status::Miss,
-            Status::Bypass,
-            Status::Off,
+            CacheStatus::HitMemory,
+            CacheStatus::HitRedis,
+            CacheStatus::Miss,
+            CacheStatus::Bypass,
+            CacheStatus::Off,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -94,7 +95,7 @@ pub struct Hit {
     /// The job that computed it.
     pub job: String,
     /// Which tier answered.
-    pub status: Status,
+    pub status: CacheStatus,
 }
 
 /// What [`ResultCache::lookup`] found.
@@ -160,9 +161,8 @@ pub struct CacheConfig {
 /// Both tiers, single flight and the counters.
 pub struct ResultCache {
     prefix: String,
-    url: String,
     redis: SyncRedis,
-    memory: Option<Memory>,
+    memory: Option<MemoryTier>,
     flights: Arc<Flights>,
     counters: stats::Counters,
     owner: String,
@@ -184,12 +184,11 @@ impl std::fmt::Debug for ResultCache {
 
 impl ResultCache {
     /// A cache over the Redis at `config.url`.
-    pub fn new(config: &CacheConfig) -> Result<Self, String> {
+    pub fn new(config: &CacheConfig) -> Result<Self, RedisError> {
         Ok(ResultCache {
             prefix: config.prefix.clone(),
-            url: config.url.clone(),
             redis: SyncRedis::new(&config.url)?,
-            memory: (config.memory_bytes > 0).then(|| Memory::new(config.memory_bytes)),
+            memory: (config.memory_bytes > 0).then(|| MemoryTier::new(config.memory_bytes)),
             flights: Arc::default(),
             counters: stats::Counters::default(),
             owner: config.owner.clone(),
@@ -214,7 +213,7 @@ impl ResultCache {
                 Role::Leader(leader) => break leader,
                 Role::Follower(flight) => {
                     if let Some(cached) = flight.wait_done() {
-                        return Lookup::Hit(hit(&cached, Status::HitMemory));
+                        return Lookup::Hit(hit(&cached, CacheStatus::HitMemory));
                     }
                     // The leader failed: try again (perhaps as the leader).
                 }
@@ -236,7 +235,7 @@ impl ResultCache {
                     {
                         memory.insert(Arc::clone(&cached));
                     }
-                    let hit = hit(&cached, Status::HitRedis);
+                    let hit = hit(&cached, CacheStatus::HitRedis);
                     leader.finish(Some(cached));
                     return Lookup::Hit(hit);
                 }
@@ -265,7 +264,7 @@ impl ResultCache {
     }
 
     /// Count one job's status for `spool cache stats`.
-    pub fn count(&self, plugin: String, status: Status) {
+    pub fn count(&self, plugin: String, status: CacheStatus) {
         self.counters.count(plugin, status);
     }
 
@@ -304,12 +303,12 @@ impl ResultCache {
 
     /// Entries and bytes in this worker's memory.
     pub fn memory_size(&self) -> (u64, u64) {
-        self.memory.as_ref().map_or((0, 0), Memory::size)
+        self.memory.as_ref().map_or((0, 0), MemoryTier::size)
     }
 
     fn memory_hit(&self, key: &EntryKey) -> Option<Hit> {
         let cached = self.memory.as_ref()?.get(key)?;
-        Some(hit(&cached, Status::HitMemory))
+        Some(hit(&cached, CacheStatus::HitMemory))
     }
 
     fn ticket(&self, key: &EntryKey, leader: Option<Leader>, lock: Option<String>) -> Ticket<'_> {
@@ -358,17 +357,11 @@ impl ResultCache {
                 .invoke(c)
         })?;
         self.warned.store(false, Ordering::Relaxed);
-        let text = |v: Option<&Value>| match v {
-            Some(Value::BulkString(b)) => Some(b.clone()),
-            Some(Value::SimpleString(s)) => Some(s.clone().into_bytes()),
-            _ => None,
-        };
-        let kind = text(reply.first()).unwrap_or_default();
-        Ok(match kind.as_slice() {
+        Ok(match bytes_ref(reply.first()).unwrap_or_default() {
             b"hit" => {
-                let output = text(reply.get(1)).unwrap_or_default();
-                let job =
-                    String::from_utf8(text(reply.get(2)).unwrap_or_default()).unwrap_or_default();
+                let output = bytes_ref(reply.get(1)).unwrap_or_default().to_vec();
+                let job = String::from_utf8_lossy(bytes_ref(reply.get(2)).unwrap_or_default())
+                    .into_owned();
                 let ttl = match reply.get(3) {
                     Some(Value::Int(ms)) if *ms > 0 => Duration::from_millis(ms.unsigned_abs()),
                     _ => Duration::from_secs(1),
@@ -384,7 +377,7 @@ impl ResultCache {
         if !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "result cache: redis at {} failed ({e}); running jobs without the cache until it answers",
-                redact(&self.url)
+                self.redis.url()
             );
         }
     }
@@ -396,7 +389,7 @@ enum Found {
     Busy,
 }
 
-fn hit(cached: &Arc<Cached>, status: Status) -> Hit {
+fn hit(cached: &Arc<Cached>, status: CacheStatus) -> Hit {
     Hit {
         output: Arc::clone(&cached.output),
         job: cached.job.clone(),

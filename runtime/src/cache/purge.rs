@@ -3,6 +3,7 @@
 //! the workers' memory.
 
 use super::key::EntryKey;
+use crate::ids::Version;
 use serde::{Deserialize, Serialize};
 
 /// Which entries a purge removes: all the given conditions hold.
@@ -13,7 +14,7 @@ pub struct Scope {
     /// Entries of this plugin (within `tenant`, which it sets).
     pub plugin: Option<String>,
     /// Entries of this plugin version digest.
-    pub version: Option<String>,
+    pub version: Option<Version>,
     /// The entry with this key hash.
     pub key: Option<String>,
 }
@@ -41,7 +42,7 @@ impl Scope {
             glob_escape(prefix),
             part(&self.tenant),
             part(&self.plugin),
-            part(&self.version),
+            part(&self.version.as_ref().map(|v| v.as_str().to_string())),
             part(&self.key)
         )
     }
@@ -78,7 +79,7 @@ pub fn parse_key(prefix: &str, key: &str) -> Option<EntryKey> {
     Some(EntryKey {
         tenant: tenant.to_string(),
         plugin: plugin.to_string(),
-        version: version.to_string(),
+        version: Version::from_hex(version),
         hash: hash.to_string(),
     })
 }
@@ -99,7 +100,7 @@ fn glob_escape(text: &str) -> String {
 /// deleted. Workers drop the same entries from memory when they see the
 /// purge event (see `spool cache purge`).
 pub fn purge(
-    redis: &crate::sync_redis::SyncRedis,
+    redis: &crate::redis::SyncRedis,
     prefix: &str,
     scope: &Scope,
     mut progress: impl FnMut(u64, u64),
@@ -123,7 +124,7 @@ pub fn purge(
 
 /// Every key matching `pattern`, a batch (one `SCAN` call) at a time.
 pub(crate) fn scan(
-    redis: &crate::sync_redis::SyncRedis,
+    redis: &crate::redis::SyncRedis,
     pattern: &str,
     mut each: impl FnMut(Vec<String>) -> redis::RedisResult<()>,
 ) -> redis::RedisResult<()> {
@@ -154,7 +155,7 @@ mod tests {
         EntryKey {
             tenant: tenant.into(),
             plugin: plugin.into(),
-            version: version.into(),
+            version: Version::from_hex(version),
             hash: hash.into(),
         }
     }
@@ -172,7 +173,7 @@ mod tests {
         assert!(!plugin.matches(&key("beta", "resize", "v1", "h1")));
         assert!(!plugin.matches(&key("acme", "crop", "v1", "h1")));
         let version = Scope {
-            version: Some("v2".into()),
+            version: Some(Version::from_hex("v2")),
             ..Scope::default()
         };
         assert!(!version.matches(&k));

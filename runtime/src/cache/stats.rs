@@ -3,7 +3,8 @@
 //! (`PREFIX:{cache}:stats`, fields `TENANT/PLUGIN:STATUS`), so a hit from
 //! memory costs no round trip.
 
-use super::Status;
+use super::CacheStatus;
+use crate::locks::lock;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -11,27 +12,22 @@ use std::sync::Mutex;
 /// Counts by plugin and status, not yet flushed.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pending: Mutex<BTreeMap<(String, Status), u64>>,
+    pending: Mutex<BTreeMap<(String, CacheStatus), u64>>,
 }
 
 impl Counters {
-    pub fn count(&self, plugin: String, status: Status) {
-        *self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((plugin, status))
-            .or_default() += 1;
+    pub fn count(&self, plugin: String, status: CacheStatus) {
+        *lock(&self.pending).entry((plugin, status)).or_default() += 1;
     }
 
     /// Take the counts to flush.
-    pub fn take(&self) -> BTreeMap<(String, Status), u64> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()))
+    pub fn take(&self) -> BTreeMap<(String, CacheStatus), u64> {
+        std::mem::take(&mut *lock(&self.pending))
     }
 
     /// Put back counts whose flush failed.
-    pub fn restore(&self, counts: BTreeMap<(String, Status), u64>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn restore(&self, counts: BTreeMap<(String, CacheStatus), u64>) {
+        let mut pending = lock(&self.pending);
         for (k, n) in counts {
             *pending.entry(k).or_default() += n;
         }
@@ -65,13 +61,13 @@ impl PluginStats {
         (total > 0).then(|| hits as f64 / total as f64)
     }
 
-    pub(crate) fn add(&mut self, status: Status, n: u64) {
+    pub(crate) fn add(&mut self, status: CacheStatus, n: u64) {
         match status {
-            Status::HitMemory => self.hit_memory += n,
-            Status::HitRedis => self.hit_redis += n,
-            Status::Miss => self.miss += n,
-            Status::Bypass => self.bypass += n,
-            Status::Off => {}
+            CacheStatus::HitMemory => self.hit_memory += n,
+            CacheStatus::HitRedis => self.hit_redis += n,
+            CacheStatus::Miss => self.miss += n,
+            CacheStatus::Bypass => self.bypass += n,
+            CacheStatus::Off => {}
         }
     }
 }
@@ -79,7 +75,7 @@ impl PluginStats {
 /// Every plugin's figures under `prefix`: the counters, and the entries and
 /// bytes now in Redis (a `SCAN`; `progress` gets the keys seen so far).
 pub fn read(
-    redis: &crate::sync_redis::SyncRedis,
+    redis: &crate::redis::SyncRedis,
     prefix: &str,
     mut progress: impl FnMut(u64),
 ) -> redis::RedisResult<Vec<PluginStats>> {
@@ -91,7 +87,7 @@ pub fn read(
     })?;
     for (field, n) in counters {
         if let Some((plugin, status)) = field.rsplit_once(':')
-            && let Some(status) = Status::parse(status)
+            && let Some(status) = CacheStatus::parse(status)
         {
             let entry = by_plugin.entry(plugin.to_string()).or_default();
             entry.add(status, n);
