@@ -2,16 +2,15 @@
 //! first (memory, then Redis, with single flight) and runs only on a miss;
 //! a success is stored with the plugin's TTL. Errors are never cached.
 
-use super::registry::Settings;
-use crate::cache::{EntryKey, Hit, Lookup, ResultCache, Status};
-use crate::plugins::Plugin;
+use crate::cache::{CacheStatus, EntryKey, Hit, Lookup, ResultCache};
+use crate::plugins::{Plugin, Settings};
 use crate::sandbox::{JobInput, JobRun, JobServices};
 use std::time::Duration;
 
 /// How one job was answered.
 pub(crate) enum Answer {
     /// The handler ran (with the cache key, when the plugin is cacheable).
-    Ran(JobRun, Status, Option<String>),
+    Ran(JobRun, CacheStatus, Option<String>),
     /// The cache answered the key; nothing was instantiated.
     Hit(Hit, String),
 }
@@ -31,12 +30,12 @@ pub(crate) fn answer(
 ) -> Answer {
     let (Some(cache), Some(ttl)) = (cache, settings.cache_ttl) else {
         let run = plugin.run_with(input, &settings.limits, services);
-        return Answer::Ran(run, Status::Off, None);
+        return Answer::Ran(run, CacheStatus::Off, None);
     };
     let key = EntryKey::new(
         &input.tenant,
         &input.plugin,
-        &plugin.version.0,
+        &plugin.version,
         &input.content_type,
         &settings.config,
         &input.payload,
@@ -48,8 +47,8 @@ pub(crate) fn answer(
         if let Ok(output) = &run.result {
             cache.put(&key, output, &job, ttl);
         }
-        cache.count(name, Status::Bypass);
-        return Answer::Ran(run, Status::Bypass, Some(key.hash));
+        cache.count(name, CacheStatus::Bypass);
+        return Answer::Ran(run, CacheStatus::Bypass, Some(key.hash));
     }
     let timeout = settings.limits.timeout;
     let wait = timeout.saturating_add(Duration::from_secs(2)).min(MAX_WAIT);
@@ -63,8 +62,8 @@ pub(crate) fn answer(
             let run = plugin.run_with(input, &settings.limits, services);
             let stored = run.result.as_ref().ok().map(|o| (o.clone(), job, ttl));
             ticket.finish(stored);
-            cache.count(name, Status::Miss);
-            Answer::Ran(run, Status::Miss, Some(key.hash))
+            cache.count(name, CacheStatus::Miss);
+            Answer::Ran(run, CacheStatus::Miss, Some(key.hash))
         }
     }
 }

@@ -1,13 +1,17 @@
 //! One claimed attempt → one [`Outcome`]: validate the envelope, find the
-//! plugin, run it in the sandbox, and decide where the job goes next
-//! (succeeded, retry with backoff, dead letter, or handed back).
+//! plugin, run it in the sandbox (or answer it from the result cache), and
+//! decide where the job goes next (succeeded, retry with backoff, dead
+//! letter, or handed back).
 
 use super::cached::{self, Answer};
-use super::registry::Registry;
 use crate::cache::{Hit, ResultCache};
-use crate::queue::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, Next, Outcome, PluginName, Priority};
-use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices};
-use serde_json::json;
+use crate::ids::PluginName;
+use crate::plugins::Registry;
+use crate::queue::{
+    ClaimedJob, DEFAULT_MAX_ATTEMPTS, ErrorRecord, Field, Json, Next, Outcome, Priority,
+    RecordUpdate,
+};
+use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices, KeyValue};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,38 +33,50 @@ pub(crate) struct Executor {
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 impl Executor {
+    pub fn new(
+        config: &super::WorkerConfig,
+        registry: &Arc<Registry>,
+        cache: Option<Arc<ResultCache>>,
+        kv: Option<Arc<dyn KeyValue>>,
+    ) -> Self {
+        Executor {
+            cache,
+            registry: Arc::clone(registry),
+            services: JobServices {
+                config: Arc::default(),
+                kv,
+            },
+            worker_id: config.worker_id.clone(),
+            backoff: config.backoff,
+            plugin_wait: config.plugin_wait,
+        }
+    }
+
     pub fn execute(&self, job: ClaimedJob) -> Outcome {
         // On Redis' clock: the claim's time plus the wait in our local queue.
         let waited = u64::try_from(job.received.elapsed().as_micros()).unwrap_or(0);
-        let started_us = job.claimed_us + waited;
-        let mut outcome = Outcome {
-            id: job.id.clone(),
-            token: job.token.clone(),
-            wait: job.wait,
-            next: Next::Dead,
-            fields: vec![("started_us", started_us.to_string().into_bytes())],
-        };
+        let mut outcome = Outcome::new(job.id.clone(), job.token.clone(), job.wait, Next::Dead);
+        outcome.record.started_us = Field::Set(job.claimed_us + waited);
         let (plugin_name, max_attempts) = match validate(&job) {
             Ok(valid) => valid,
             Err(message) => {
                 tracing::warn!(job = %job.id, "malformed job envelope: {message}");
-                outcome.fields.push((
-                    "error",
-                    error_json("malformed-envelope", &message, false, job.attempt),
-                ));
-                clear_cache_fields(&mut outcome);
+                let error = ErrorRecord::new("malformed-envelope", message, false);
+                outcome.record.error = Field::Set(error.at_attempt(job.attempt));
+                outcome.record.clear_cache();
                 return outcome;
             }
         };
         let Some((plugin, settings)) = self.registry.serve(&plugin_name) else {
-            clear_cache_fields(&mut outcome);
+            outcome.record.clear_cache();
             return self.not_loaded(outcome, &job, &plugin_name);
         };
+        let (attempt, waiting_since, no_cache) = (job.attempt, job.waiting_since_us, job.no_cache);
         let input = JobInput {
             id: job.id,
             tenant: plugin_name.tenant,
             plugin: plugin_name.name,
-            attempt: job.attempt,
+            attempt,
             content_type: job
                 .content_type
                 .unwrap_or_else(|| "application/json".to_string()),
@@ -70,73 +86,51 @@ impl Executor {
             config: Arc::clone(&settings.config),
             kv: self.services.kv.clone(),
         };
-        outcome
-            .fields
-            .push(("version", plugin.version.0.clone().into_bytes()));
+        outcome.record.version = Field::Set(plugin.version.clone());
         let cache = self.cache.as_deref();
-        let run = match cached::answer(cache, &plugin, &settings, &services, input, job.no_cache) {
-            Answer::Ran(run, status, key) => {
-                outcome
-                    .fields
-                    .push(("cache", status.as_str().as_bytes().to_vec()));
-                outcome.fields.push(("cache_job", Vec::new()));
-                outcome
-                    .fields
-                    .push(("cache_key", key.unwrap_or_default().into_bytes()));
-                run
-            }
-            Answer::Hit(hit, key) => {
-                outcome.fields.push(("cache_key", key.into_bytes()));
-                return self.hit(outcome, &job.waiting_since_us, hit);
-            }
-        };
-        record_run(&mut outcome, &run);
+        let mut outcome =
+            match cached::answer(cache, &plugin, &settings, &services, input, no_cache) {
+                Answer::Ran(run, status, key) => {
+                    outcome.record.cache = Field::Set(status.as_str().to_string());
+                    outcome.record.cache_job = Field::Clear;
+                    outcome.record.cache_key = Field::Set(key.unwrap_or_default());
+                    self.ran(outcome, run, attempt, max_attempts)
+                }
+                Answer::Hit(hit, key) => {
+                    outcome.record.cache_key = Field::Set(key);
+                    hit_outcome(outcome, hit)
+                }
+            };
+        if waiting_since.is_some() && outcome.next == Next::Succeeded {
+            // It waited for its plugin; that wait is over.
+            outcome.record.waiting_since_us = Field::Clear;
+        }
+        outcome
+    }
+
+    /// A run's outcome: success, retry with backoff, or a dead letter.
+    fn ran(&self, mut outcome: Outcome, run: JobRun, attempt: u32, max_attempts: u32) -> Outcome {
+        record_run(&mut outcome.record, &run);
         match run.result {
             Ok(output) => {
                 outcome.next = Next::Succeeded;
-                outcome.fields.push(("output", output));
+                outcome.record.output = Field::Set(output);
                 // Clear the error an earlier attempt, a hand-back or a dead
                 // letter left (the worker cannot know which happened).
-                outcome.fields.push(("error", Vec::new()));
-                if job.waiting_since_us.is_some() {
-                    outcome.fields.push(("waiting_since_us", Vec::new()));
-                }
+                outcome.record.error = Field::Clear;
             }
             Err(failure) => {
-                let retry = failure.is_retryable() && job.attempt < max_attempts;
-                outcome.fields.push((
-                    "error",
-                    failure_json(&failure, retry, job.attempt, max_attempts),
-                ));
+                let retry = failure.is_retryable() && attempt < max_attempts;
+                outcome.record.error =
+                    Field::Set(failure_record(&failure, retry, attempt, max_attempts));
                 outcome.next = if retry {
                     Next::Retry {
-                        delay: backoff(self.backoff, job.attempt),
+                        delay: backoff(self.backoff, attempt),
                     }
                 } else {
                     Next::Dead
                 };
             }
-        }
-        outcome
-    }
-
-    /// A success answered by the cache: the output, and who computed it.
-    fn hit(&self, mut outcome: Outcome, waiting_since: &Option<u64>, hit: Hit) -> Outcome {
-        outcome.next = Next::Succeeded;
-        let fields = [
-            ("cache", hit.status.as_str().as_bytes().to_vec()),
-            ("cache_job", hit.job.into_bytes()),
-            ("output", hit.output.to_vec()),
-            ("host_calls", b"0".to_vec()),
-            ("logs", b"[]".to_vec()),
-            // What an earlier attempt left: nothing ran this time.
-            ("timings", Vec::new()),
-            ("progress", Vec::new()),
-            ("error", Vec::new()),
-        ];
-        outcome.fields.extend(fields);
-        if waiting_since.is_some() {
-            outcome.fields.push(("waiting_since_us", Vec::new()));
         }
         outcome
     }
@@ -151,35 +145,23 @@ impl Executor {
         let since = job.waiting_since_us.unwrap_or(now);
         let waited = Duration::from_micros(now.saturating_sub(since));
         if waited > self.plugin_wait {
-            let round = |d: Duration| {
-                humantime::format_duration(Duration::from_millis(
-                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-                ))
-            };
             let message = format!(
                 "{message} (no worker served it for {}; the limit is {})",
                 round(waited),
                 round(self.plugin_wait)
             );
             tracing::warn!(job = %job.id, "{message}; dead-lettered");
-            outcome.fields.push((
-                "error",
-                error_json("plugin-not-loaded", &message, false, job.attempt),
-            ));
+            let error = ErrorRecord::new("plugin-not-loaded", message, false);
+            outcome.record.error = Field::Set(error.at_attempt(job.attempt));
             // It never ran: the attempt the claim counted is not spent.
-            let attempts = job.attempt.saturating_sub(1).to_string();
-            outcome.fields.push(("attempt", attempts.into_bytes()));
+            outcome.record.attempt = Field::Set(job.attempt.saturating_sub(1));
             outcome.next = Next::Dead;
         } else {
             tracing::debug!(job = %job.id, "{message}; handed back");
-            outcome.fields.push((
-                "error",
-                error_json("plugin-not-loaded", &message, true, job.attempt),
-            ));
+            let error = ErrorRecord::new("plugin-not-loaded", message, true);
+            outcome.record.error = Field::Set(error.at_attempt(job.attempt));
             if job.waiting_since_us.is_none() {
-                outcome
-                    .fields
-                    .push(("waiting_since_us", now.to_string().into_bytes()));
+                outcome.record.waiting_since_us = Field::Set(now);
             }
             let jitter = Duration::from_millis(fastrand::u64(0..500));
             outcome.next = Next::Requeue {
@@ -190,11 +172,27 @@ impl Executor {
     }
 }
 
-/// Nothing was looked up this attempt: clear what an earlier one recorded.
-fn clear_cache_fields(outcome: &mut Outcome) {
-    for field in ["cache", "cache_key", "cache_job"] {
-        outcome.fields.push((field, Vec::new()));
-    }
+/// A success answered by the cache: the output, and who computed it.
+fn hit_outcome(mut outcome: Outcome, hit: Hit) -> Outcome {
+    outcome.next = Next::Succeeded;
+    let record = &mut outcome.record;
+    record.cache = Field::Set(hit.status.as_str().to_string());
+    record.cache_job = Field::Set(hit.job);
+    record.output = Field::Set(hit.output.to_vec());
+    record.host_calls = Field::Set(0);
+    record.logs = Field::Set(Json::of(&[] as &[u8]));
+    // What an earlier attempt left: nothing ran this time.
+    record.timings = Field::Clear;
+    record.progress = Field::Clear;
+    record.error = Field::Clear;
+    outcome
+}
+
+/// A duration to the millisecond, for messages.
+fn round(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    ))
 }
 
 /// The plugin name and attempt budget, or what is wrong with the envelope.
@@ -218,18 +216,13 @@ fn validate(job: &ClaimedJob) -> Result<(PluginName, u32), String> {
     Ok((name, max_attempts))
 }
 
-/// Fields every run leaves: host calls, timings, logs.
-fn record_run(outcome: &mut Outcome, run: &JobRun) {
-    outcome
-        .fields
-        .push(("host_calls", run.host_calls.to_string().into_bytes()));
-    let timings = serde_json::to_vec(&run.timings).unwrap_or_default();
-    outcome.fields.push(("timings", timings));
-    let logs = serde_json::to_vec(&run.log).unwrap_or_default();
-    outcome.fields.push(("logs", logs));
-    if let Some(progress) = run.progress {
-        let progress = serde_json::to_vec(&progress).unwrap_or_default();
-        outcome.fields.push(("progress", progress));
+/// Fields every run leaves: host calls, timings, logs, progress.
+fn record_run(record: &mut RecordUpdate, run: &JobRun) {
+    record.host_calls = Field::Set(run.host_calls);
+    record.timings = Field::Set(Json::of(&run.timings));
+    record.logs = Field::Set(Json::of(&run.log));
+    if let Some(progress) = &run.progress {
+        record.progress = Field::Set(Json::of(progress));
     }
 }
 
@@ -240,32 +233,36 @@ pub(crate) fn backoff(base: Duration, attempt: u32) -> Duration {
     exp.min(MAX_BACKOFF).mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
-fn error_json(kind: &str, message: &str, retryable: bool, attempt: u32) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "kind": kind,
-        "message": message,
-        "retryable": retryable,
-        "attempt": attempt,
-    }))
-    .unwrap_or_default()
-}
-
-fn failure_json(failure: &JobFailure, retry: bool, attempt: u32, max_attempts: u32) -> Vec<u8> {
-    let mut value = serde_json::to_value(failure).unwrap_or_else(|_| json!({}));
-    if let Some(map) = value.as_object_mut() {
-        map.insert("message".into(), json!(failure.to_string()));
-        map.insert("retryable".into(), json!(failure.is_retryable()));
-        map.insert("attempt".into(), json!(attempt));
-        if failure.is_retryable() && !retry {
-            map.insert(
-                "exhausted".into(),
-                json!(format!(
-                    "gave up after {attempt} of {max_attempts} attempts"
-                )),
-            );
-        }
+/// The record of a handler's failure: its kind and details, the message,
+/// and whether it ran out of attempts.
+fn failure_record(
+    failure: &JobFailure,
+    retry: bool,
+    attempt: u32,
+    max_attempts: u32,
+) -> ErrorRecord {
+    let mut details = match serde_json::to_value(failure) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let kind = match details.remove("kind") {
+        Some(serde_json::Value::String(kind)) => kind,
+        _ => "error".to_string(),
+    };
+    // The record's own fields win over any detail of the same name.
+    for own in ["message", "retryable", "attempt", "exhausted"] {
+        details.remove(own);
     }
-    serde_json::to_vec(&value).unwrap_or_default()
+    let exhausted = (failure.is_retryable() && !retry)
+        .then(|| format!("gave up after {attempt} of {max_attempts} attempts"));
+    ErrorRecord {
+        kind,
+        message: failure.to_string(),
+        retryable: failure.is_retryable(),
+        attempt: Some(attempt),
+        exhausted,
+        details,
+    }
 }
 
 #[cfg(test)]
@@ -281,5 +278,27 @@ mod tests {
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }
         assert!(backoff(base, 40) <= MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_failure_record_keeps_the_details_of_its_kind() {
+        let failure = JobFailure::InvalidInput {
+            field: "name".into(),
+            expected: "text".into(),
+            got: "1".into(),
+        };
+        let record = failure_record(&failure, false, 2, 5);
+        assert_eq!(record.kind, "invalid-input");
+        assert_eq!(record.details["field"], "name");
+        assert_eq!(record.attempt, Some(2));
+        assert!(!record.retryable && record.exhausted.is_none());
+        let retryable = JobFailure::Retryable {
+            message: "busy".into(),
+        };
+        let record = failure_record(&retryable, false, 5, 5);
+        assert_eq!(
+            record.exhausted.as_deref(),
+            Some("gave up after 5 of 5 attempts")
+        );
     }
 }

@@ -6,11 +6,11 @@
 //! serves for `spool plugins list`. Redis trouble is logged and retried; it
 //! never stops the loop.
 
-use super::registry::Registry;
 use crate::cache::{ResultCache, Scope};
-use crate::deploy::{DeployError, MAX_DEPLOY_BYTES, Recorded, Store, WorkerStatus};
-use crate::plugins::safe_read;
-use crate::queue::{PluginName, now_us};
+use crate::deploy::{DeployError, Event, FleetStore, MAX_DEPLOY_BYTES, Recorded, WorkerStatus};
+use crate::ids::{PluginName, Version, now_us};
+use crate::plugins::{Registry, safe_read};
+use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,12 +38,12 @@ pub(crate) struct FleetConfig {
 
 /// One worker's link to the fleet store.
 struct Fleet {
-    store: Store,
+    store: FleetStore,
     registry: Arc<Registry>,
     worker: String,
     /// Directory versions recorded in the history (or that cannot be):
     /// name → digest.
-    recorded: HashMap<PluginName, String>,
+    recorded: HashMap<PluginName, Version>,
 }
 
 impl Fleet {
@@ -53,17 +53,19 @@ impl Fleet {
         let pins = self.store.pinned().await?;
         for name in self.registry.pinned_names() {
             if !pins.contains_key(&name) {
-                self.registry.unpin(&name);
+                self.registry.drop_pin(&name);
             }
         }
         for (name, entry) in pins {
-            if self.registry.pin_is_settled(&name, &entry) {
+            let manifest = entry.manifest.as_deref();
+            if self.registry.pin_is_settled(&name, &entry.digest, manifest) {
                 continue;
             }
             let bytes = match self.store.blob(&name, &entry.digest).await {
                 Ok(bytes) => bytes,
                 Err(e @ (DeployError::BlobMissing { .. } | DeployError::Corrupt { .. })) => {
-                    self.registry.refuse_pin(&name, &entry, e.to_string());
+                    self.registry
+                        .refuse_pin(&name, &entry.digest, manifest, e.to_string());
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -71,10 +73,14 @@ impl Fleet {
             let registry = Arc::clone(&self.registry);
             let (n, e) = (name.clone(), entry.clone());
             // A refusal is kept by the registry for the report.
-            let loaded = tokio::task::spawn_blocking(move || registry.pin(&n, &e, &bytes)).await;
+            let loaded = tokio::task::spawn_blocking(move || {
+                registry.pin(&n, &e.digest, e.manifest.as_deref(), &bytes)
+            })
+            .await;
             if loaded.is_err() {
                 let why = "loading it panicked in the host (a bug: please report it)".to_string();
-                self.registry.refuse_pin(&name, &entry, why);
+                self.registry
+                    .refuse_pin(&name, &entry.digest, manifest, why);
             }
         }
         Ok(())
@@ -97,7 +103,7 @@ impl Fleet {
                 self.recorded.insert(version.name, version.version);
                 continue;
             };
-            if blake3::hash(&bytes).to_hex().as_str() != version.version {
+            if !version.version.matches(&bytes) {
                 continue; // changed since it was loaded: the rescan reloads it
             }
             let by = format!("worker {}: {}", self.worker, version.path.display());
@@ -108,7 +114,7 @@ impl Fleet {
             {
                 Ok(recorded) => {
                     if recorded == Recorded::New {
-                        tracing::info!(plugin = %version.name, version = %&version.version[..12], "version recorded in the plugin's history");
+                        tracing::info!(plugin = %version.name, version = %version.version.short(), "version recorded in the plugin's history");
                     }
                     self.recorded.insert(version.name, version.version);
                 }
@@ -160,61 +166,21 @@ pub(crate) async fn fleet_loop(
     ready: oneshot::Sender<()>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ready = Some(ready);
-    let mut fleet: Option<Fleet> = None;
-    let mut conn = None;
-    let mut after = String::new();
-    let mut reported: Option<u64> = None;
-    let mut last_sync = Instant::now();
+    let mut follower = Follower {
+        config,
+        registry,
+        ready: Some(ready),
+        fleet: None,
+        conn: None,
+        after: String::new(),
+        reported: None,
+        last_sync: Instant::now(),
+    };
     let mut backoff = Duration::from_millis(100);
     while !*stop.borrow() {
-        if conn.is_none() {
-            // (Re)connected: events may have been missed; read the pins whole.
-            let connected = async {
-                let store = match &fleet {
-                    Some(f) => f.store.clone(),
-                    None => Store::connect(&config.url, &config.prefix).await?,
-                };
-                let c = store.blocking_connection().await?;
-                let id = store.last_event().await?;
-                Ok::<_, DeployError>((store, c, id))
-            }
-            .await;
-            let synced = match connected {
-                Ok((store, c, id)) => {
-                    let f = fleet.get_or_insert_with(|| Fleet {
-                        store,
-                        registry: Arc::clone(&registry),
-                        worker: config.worker.clone(),
-                        recorded: HashMap::new(),
-                    });
-                    f.sync().await.map(|()| (c, id))
-                }
-                Err(e) => Err(e),
-            };
-            match synced {
-                Ok((c, id)) => {
-                    conn = Some(c);
-                    after = id;
-                    last_sync = Instant::now();
-                    backoff = Duration::from_millis(100);
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
-                    // Purge events may have passed while we were away: what
-                    // the memory tier holds may have been purged.
-                    if let Some(cache) = &config.cache {
-                        cache.invalidate(&Scope::default());
-                    }
-                    // Say at once what this worker serves.
-                    if let Some(f) = fleet.as_mut() {
-                        f.record_directory().await;
-                        let generation = f.registry.generation();
-                        if f.report(&after).await.is_ok() {
-                            reported = Some(generation);
-                        }
-                    }
-                }
+        if follower.conn.is_none() {
+            match follower.connect().await {
+                Ok(()) => backoff = Duration::from_millis(100),
                 Err(e) => {
                     tracing::warn!("fleet store: {e}; retrying in {}ms", backoff.as_millis());
                     tokio::select! {
@@ -222,63 +188,129 @@ pub(crate) async fn fleet_loop(
                         _ = stop.changed() => break,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
                 }
             }
-        }
-        let (Some(f), Some(c)) = (fleet.as_mut(), conn.as_mut()) else {
             continue;
-        };
-        let event = tokio::select! {
-            r = tokio::time::timeout(WAIT + WAIT_SLACK, f.store.wait_event(c, &after, WAIT)) => r,
+        }
+        let turn = tokio::select! {
+            r = follower.turn() => r,
             _ = stop.changed() => break,
         };
-        let mut purged = false;
-        let resync = match event {
-            Ok(Ok(events)) if !events.is_empty() => {
-                let mut pins = false;
-                for event in events {
-                    after = event.id;
-                    match event.purge {
-                        Some(scope) => {
-                            purge(config.cache.as_deref(), &scope);
-                            purged = true;
-                        }
-                        None => pins = true,
-                    }
-                }
-                pins || last_sync.elapsed() >= RESYNC
-            }
-            Ok(Ok(_)) => last_sync.elapsed() >= RESYNC,
-            Ok(Err(e)) => {
-                tracing::warn!("fleet store: {e}");
-                conn = None;
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!("fleet store: no answer to a wait for events; reconnecting");
-                conn = None;
-                continue;
-            }
-        };
-        if resync {
-            last_sync = Instant::now();
-            if let Err(e) = f.sync().await {
-                tracing::warn!("fleet store: {e}");
-                conn = None;
-                continue;
-            }
+        if let Err(e) = turn {
+            tracing::warn!("fleet store: {e}");
+            // Reconnect (and read the pins whole) on the next turn.
+            follower.conn = None;
         }
-        f.record_directory().await;
-        let generation = f.registry.generation();
-        if reported != Some(generation) || resync || purged {
-            match f.report(&after).await {
-                Ok(()) => reported = Some(generation),
+    }
+    if let Some(f) = &follower.fleet {
+        let _ = f.store.withdraw(&f.worker).await;
+    }
+}
+
+/// The loop's state between turns.
+struct Follower {
+    config: FleetConfig,
+    registry: Arc<Registry>,
+    ready: Option<oneshot::Sender<()>>,
+    /// The store, once it answered; kept across reconnects.
+    fleet: Option<Fleet>,
+    /// The connection blocked on events; none after any Redis trouble.
+    conn: Option<ConnectionManager>,
+    /// The last event acted on.
+    after: String,
+    /// The registry generation last reported.
+    reported: Option<u64>,
+    last_sync: Instant,
+}
+
+/// Why a turn ended the connection.
+#[derive(Debug, thiserror::Error)]
+enum TurnError {
+    #[error(transparent)]
+    Store(#[from] DeployError),
+    #[error("no answer to a wait for events; reconnecting")]
+    NoAnswer,
+}
+
+impl Follower {
+    /// (Re)connect: events may have been missed, so read the pins whole,
+    /// forget what the memory tier holds (a purge may have passed), and
+    /// say at once what this worker serves.
+    async fn connect(&mut self) -> Result<(), DeployError> {
+        let fleet = match self.fleet.take() {
+            Some(fleet) => fleet,
+            None => Fleet {
+                store: FleetStore::connect(&self.config.url, &self.config.prefix).await?,
+                registry: Arc::clone(&self.registry),
+                worker: self.config.worker.clone(),
+                recorded: HashMap::new(),
+            },
+        };
+        let fleet = self.fleet.insert(fleet);
+        let conn = fleet.store.blocking_connection().await?;
+        let after = fleet.store.last_event().await?;
+        fleet.sync().await?;
+        self.conn = Some(conn);
+        self.after = after;
+        self.last_sync = Instant::now();
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(());
+        }
+        if let Some(cache) = &self.config.cache {
+            cache.invalidate(&Scope::default());
+        }
+        fleet.record_directory().await;
+        let generation = self.registry.generation();
+        if fleet.report(&self.after).await.is_ok() {
+            self.reported = Some(generation);
+        }
+        Ok(())
+    }
+
+    /// One turn: wait for events (at most [`WAIT`]), act on them, resync
+    /// the pins when one changed or [`RESYNC`] passed, record directory
+    /// versions, and report when anything changed.
+    async fn turn(&mut self) -> Result<(), TurnError> {
+        let (Some(fleet), Some(conn)) = (self.fleet.as_mut(), self.conn.as_mut()) else {
+            return Ok(());
+        };
+        let events = tokio::time::timeout(
+            WAIT + WAIT_SLACK,
+            fleet.store.wait_event(conn, &self.after, WAIT),
+        )
+        .await
+        .map_err(|_| TurnError::NoAnswer)??;
+        let (pins, purged) = act_on(events, &mut self.after, self.config.cache.as_deref());
+        let resync = pins || self.last_sync.elapsed() >= RESYNC;
+        if resync {
+            self.last_sync = Instant::now();
+            fleet.sync().await?;
+        }
+        fleet.record_directory().await;
+        let generation = self.registry.generation();
+        if self.reported != Some(generation) || resync || purged {
+            match fleet.report(&self.after).await {
+                Ok(()) => self.reported = Some(generation),
                 Err(e) => tracing::warn!("fleet store: {e}"),
             }
         }
+        Ok(())
     }
-    if let Some(f) = fleet {
-        let _ = f.store.withdraw(&f.worker).await;
+}
+
+/// Apply purges and move `after` past `events`; returns (a pin changed, a
+/// purge ran).
+fn act_on(events: Vec<Event>, after: &mut String, cache: Option<&ResultCache>) -> (bool, bool) {
+    let (mut pins, mut purged) = (false, false);
+    for event in events {
+        *after = event.id;
+        match event.purge {
+            Some(scope) => {
+                purge(cache, &scope);
+                purged = true;
+            }
+            None => pins = true,
+        }
     }
+    (pins, purged)
 }

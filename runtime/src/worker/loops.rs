@@ -3,7 +3,8 @@
 //! dropping an outcome Redis has not seen) and renewing leases.
 
 use super::budget::Budget;
-use super::{Counters, InFlight, lock};
+use super::{Counters, InFlight};
+use crate::locks::lock;
 use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -40,112 +41,164 @@ impl Outage {
     }
 }
 
+/// Claim jobs into the local queue while there is room, until `stop`.
 pub(super) async fn claim_loop(
     queue: Queue,
     config: super::WorkerConfig,
     budget: Arc<Budget>,
     in_flight: InFlight,
     jobs: crossbeam_channel::Sender<ClaimedJob>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut outage = Outage::default();
-    let mut blocking = None;
-    let mut lost_claim = false;
-    let batch = config.batch.max(1);
-    loop {
-        if *stop.borrow() {
+    let mut claimer = Claimer {
+        queue,
+        config,
+        budget,
+        in_flight,
+        jobs,
+        stop,
+        outage: Outage::default(),
+        blocking: None,
+        lost_claim: false,
+    };
+    while !*claimer.stop.borrow() {
+        if let Step::Stop = claimer.step().await {
             return;
         }
-        let held = lock(&in_flight).len();
-        let limit = budget.limit();
+    }
+}
+
+/// What the claim loop does next.
+enum Step {
+    Continue,
+    Stop,
+}
+
+/// The claim loop's state.
+struct Claimer {
+    queue: Queue,
+    config: super::WorkerConfig,
+    budget: Arc<Budget>,
+    in_flight: InFlight,
+    jobs: crossbeam_channel::Sender<ClaimedJob>,
+    stop: watch::Receiver<bool>,
+    outage: Outage,
+    /// The connection idle waits block on; rebuilt when it fails.
+    blocking: Option<redis::aio::ConnectionManager>,
+    /// The last claim failed: it may have been applied with its reply lost.
+    lost_claim: bool,
+}
+
+impl Claimer {
+    /// One turn: wait for room, recover a lost claim, claim, and wait for
+    /// work when the queue ran dry. Waits end at the stop signal; a claim
+    /// under way is never cut off (its jobs would stay leased to nobody).
+    async fn step(&mut self) -> Step {
+        let held = lock(&self.in_flight).len();
+        let limit = self.budget.limit();
         if held >= limit {
-            tokio::select! {
-                () = budget.freed.notified() => continue,
-                _ = stop.changed() => return,
-            }
+            let freed = Arc::clone(&self.budget);
+            return self.until_stopped(freed.freed.notified()).await;
         }
-        let want = (limit - held).min(batch);
-        if lost_claim {
-            // The last claim failed: it may have been applied with its reply
-            // lost. Hand back whatever it leased to us before claiming more.
-            let known: Vec<String> = lock(&in_flight).keys().cloned().collect();
-            match queue.recover(&config.worker_id, &known).await {
-                Ok(released) => {
-                    lost_claim = false;
-                    if !released.is_empty() {
-                        tracing::warn!(
-                            jobs = released.len(),
-                            "handed back jobs of a claim whose reply was lost"
-                        );
-                    }
-                }
-                Err(e) => {
-                    let delay = outage.failed("recovering a lost claim", &e);
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = stop.changed() => return,
-                    }
-                    continue;
-                }
-            }
+        let want = (limit - held).min(self.config.batch.max(1));
+        if self.lost_claim {
+            return self.recover().await;
         }
-        match queue.claim(&config.worker_id, want, config.lease).await {
+        match self
+            .queue
+            .claim(&self.config.worker_id, want, self.config.lease)
+            .await
+        {
             Ok(claim) => {
-                outage.ok("claim");
+                self.outage.ok("claim");
                 let got = claim.jobs.len();
                 for job in claim.jobs {
-                    lock(&in_flight).insert(job.id.clone(), job.token.clone());
-                    if jobs.send(job).is_err() {
-                        return;
+                    lock(&self.in_flight).insert(job.id.clone(), job.token.clone());
+                    if self.jobs.send(job).is_err() {
+                        return Step::Stop;
                     }
                 }
-                // Fewer than asked: every list was empty. Block until an
-                // enqueue into an empty list pushes the wake token (or the
-                // next delayed job is due, or a second passes, so that
-                // expired leases are reaped).
+                // Fewer than asked: every list was empty.
                 if got < want {
-                    let timeout = claim
-                        .next_due
-                        .map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)))
-                        .max(Duration::from_millis(1));
-                    if blocking.is_none() {
-                        blocking = queue.blocking_connection().await.ok();
-                    }
-                    let Some(conn) = blocking.as_mut() else {
-                        tokio::time::sleep(timeout).await;
-                        continue;
-                    };
-                    // Bounded even if the connection went half-open (no
-                    // reply ever comes): then it is rebuilt.
-                    let wait = tokio::time::timeout(
-                        timeout + Duration::from_secs(2),
-                        queue.wait_for_work(conn, timeout),
-                    );
-                    tokio::select! {
-                        r = wait => match r {
-                            Ok(Ok(())) => {}
-                            // The claim that follows tells whether Redis is
-                            // down; this connection is just rebuilt.
-                            Ok(Err(e)) => {
-                                tracing::debug!("waiting for work: {e}");
-                                blocking = None;
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                            }
-                            Err(_) => blocking = None,
-                        },
-                        _ = stop.changed() => return,
-                    }
+                    return self.idle(claim.next_due).await;
                 }
+                Step::Continue
             }
             Err(e) => {
-                lost_claim = true;
-                let delay = outage.failed("claiming jobs", &e);
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => return,
-                }
+                self.lost_claim = true;
+                let delay = self.outage.failed("claiming jobs", &e);
+                self.until_stopped(tokio::time::sleep(delay)).await
             }
         }
+    }
+
+    /// Wait for `wait`, or until the stop signal.
+    async fn until_stopped(&mut self, wait: impl std::future::Future) -> Step {
+        tokio::select! {
+            _ = wait => Step::Continue,
+            _ = self.stop.changed() => Step::Stop,
+        }
+    }
+
+    /// Hand back whatever a claim whose reply was lost leased to us, before
+    /// claiming more.
+    async fn recover(&mut self) -> Step {
+        let known: Vec<String> = lock(&self.in_flight).keys().cloned().collect();
+        match self.queue.recover(&self.config.worker_id, &known).await {
+            Ok(released) => {
+                self.lost_claim = false;
+                if !released.is_empty() {
+                    tracing::warn!(
+                        jobs = released.len(),
+                        "handed back jobs of a claim whose reply was lost"
+                    );
+                }
+                Step::Continue
+            }
+            Err(e) => {
+                let delay = self.outage.failed("recovering a lost claim", &e);
+                self.until_stopped(tokio::time::sleep(delay)).await
+            }
+        }
+    }
+
+    /// Block until an enqueue into an empty list pushes the wake token, or
+    /// the next delayed job is due, or a second passes (so that expired
+    /// leases are reaped).
+    async fn idle(&mut self, next_due: Option<Duration>) -> Step {
+        let timeout = next_due
+            .map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)))
+            .max(Duration::from_millis(1));
+        if self.blocking.is_none() {
+            self.blocking = self.queue.blocking_connection().await.ok();
+        }
+        let Some(mut conn) = self.blocking.take() else {
+            // No blocking connection: wait out the (short) timeout instead.
+            tokio::time::sleep(timeout).await;
+            return Step::Continue;
+        };
+        // Bounded even if the connection went half-open (no reply ever
+        // comes): then it is rebuilt.
+        let queue = self.queue.clone();
+        let wait = tokio::time::timeout(
+            timeout + Duration::from_secs(2),
+            queue.wait_for_work(&mut conn, timeout),
+        );
+        let waited = tokio::select! {
+            r = wait => r,
+            _ = self.stop.changed() => return Step::Stop,
+        };
+        match waited {
+            Ok(Ok(())) => self.blocking = Some(conn),
+            // The claim that follows tells whether Redis is down; this
+            // connection is just rebuilt.
+            Ok(Err(e)) => {
+                tracing::debug!("waiting for work: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(_) => {}
+        }
+        Step::Continue
     }
 }
 

@@ -21,29 +21,25 @@ mod cached;
 mod execute;
 mod fleet;
 mod loops;
-mod registry;
-mod scan;
-mod watch;
+mod shutdown;
+mod threads;
 
 pub use budget::PREFETCH_HORIZON;
-pub use registry::{Registry, Settings};
 
 use crate::cache::{CacheConfig, ResultCache};
-use crate::kv::{KeyValue, RedisKv};
-use crate::plugins::Capabilities;
-use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueConfig, QueueError};
-use crate::sandbox::{JobServices, Limits, Sandbox};
+use crate::kv::RedisKv;
+use crate::plugins::{ArtifactCache, Capabilities, Registry, watcher};
+use crate::queue::{ClaimedJob, Outcome, Queue, QueueConfig, QueueError};
+use crate::sandbox::{KeyValue, Limits, Sandbox};
 use budget::Budget;
 use execute::Executor;
 use loops::{ack_loop, claim_loop, heartbeat_loop};
-use registry::SETTLE;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::watch as watch_channel;
-use tokio::sync::{Notify, mpsc};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -101,7 +97,7 @@ impl WorkerConfig {
         WorkerConfig {
             queue,
             plugins_dir: plugins_dir.into(),
-            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            concurrency: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             batch: 64,
             prefetch: 64,
             lease: Duration::from_secs(10),
@@ -157,7 +153,7 @@ pub enum WorkerError {
     ArtifactCache(#[from] crate::plugins::ArtifactCacheError),
     /// The key-value store could not be set up.
     #[error("key-value store: {0}")]
-    Kv(#[from] crate::kv::KvError),
+    Kv(#[from] crate::sandbox::KvError),
     /// The queue could not be opened (bad URL).
     #[error(transparent)]
     Queue(#[from] QueueError),
@@ -174,6 +170,52 @@ struct Counters {
 
 /// Claimed, not yet acked: id → fencing token.
 type InFlight = Arc<Mutex<HashMap<String, String>>>;
+
+/// What the worker's threads and tasks share.
+struct Shared {
+    budget: Arc<Budget>,
+    counters: Arc<Counters>,
+    in_flight: InFlight,
+    /// Set at shutdown: job threads hand back what they have not started.
+    stopping: Arc<AtomicBool>,
+}
+
+impl Shared {
+    fn new(config: &WorkerConfig) -> Self {
+        Shared {
+            budget: Arc::new(Budget {
+                concurrency: config.concurrency.max(1),
+                max_prefetch: config.prefetch,
+                avg_job_us: AtomicU64::new(0),
+                freed: Notify::new(),
+            }),
+            counters: Arc::default(),
+            in_flight: Arc::default(),
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn report(&self) -> WorkerReport {
+        let c = &self.counters;
+        WorkerReport {
+            succeeded: c.succeeded.load(Ordering::Relaxed),
+            retried: c.retried.load(Ordering::Relaxed),
+            dead: c.dead.load(Ordering::Relaxed),
+            handed_back: c.handed_back.load(Ordering::Relaxed),
+            stale: c.stale.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The worker's async tasks, stopped in order at shutdown.
+struct Tasks {
+    claimer: tokio::task::JoinHandle<()>,
+    acker: tokio::task::JoinHandle<()>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    counting: Option<tokio::task::JoinHandle<()>>,
+    rescan: Option<tokio::task::JoinHandle<()>>,
+    fleet: Option<tokio::task::JoinHandle<()>>,
+}
 
 /// Run a worker until `shutdown` resolves, then stop gracefully.
 pub async fn run(
@@ -193,8 +235,7 @@ pub async fn run(
     )
     .with_limits(config.limits.clone());
     if let Some(dir) = &config.artifact_cache {
-        registry =
-            registry.with_artifact_cache(crate::plugins::ArtifactCache::open(dir, &sandbox)?);
+        registry = registry.with_artifact_cache(ArtifactCache::open(dir, &sandbox)?);
     }
     let registry = Arc::new(registry);
     let loading = Arc::clone(&registry);
@@ -239,84 +280,14 @@ pub async fn run_on(
     kv: Option<Arc<dyn KeyValue>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<WorkerReport, WorkerError> {
-    let concurrency = config.concurrency.max(1);
-    let batch = config.batch.max(1);
-    let capacity = concurrency + config.prefetch;
-    let budget = Arc::new(Budget {
-        concurrency,
-        max_prefetch: config.prefetch,
-        avg_job_us: AtomicU64::new(0),
-        freed: Notify::new(),
-    });
-    let counters = Arc::new(Counters::default());
-    let in_flight: InFlight = Arc::default();
-    let stopping = Arc::new(AtomicBool::new(false));
-    let (stop_tx, stop_rx) = watch_channel::channel(false);
+    let shared = Shared::new(&config);
+    let capacity = config.concurrency.max(1) + config.prefetch;
+    let (stop_tx, stop_rx) = watch::channel(false);
     let (job_tx, job_rx) = crossbeam_channel::bounded::<ClaimedJob>(capacity);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outcome>();
-
-    let cache = if config.result_cache {
-        match ResultCache::new(&CacheConfig {
-            url: config.queue.url.clone(),
-            prefix: config.queue.prefix.clone(),
-            memory_bytes: config.cache_memory,
-            owner: config.worker_id.clone(),
-        }) {
-            Ok(cache) => Some(Arc::new(cache)),
-            Err(e) => {
-                tracing::warn!("result cache off: {e}");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let executor = Arc::new(Executor {
-        cache: cache.clone(),
-        registry: Arc::clone(&registry),
-        services: JobServices {
-            config: Arc::default(),
-            kv,
-        },
-        worker_id: config.worker_id.clone(),
-        backoff: config.backoff,
-        plugin_wait: config.plugin_wait,
-    });
-    for n in 0..concurrency {
-        let executor = Arc::clone(&executor);
-        let jobs = job_rx.clone();
-        let outcomes = out_tx.clone();
-        let stopping = Arc::clone(&stopping);
-        let budget = Arc::clone(&budget);
-        std::thread::Builder::new()
-            .name(format!("spool-job-{n}"))
-            .spawn(move || {
-                for job in jobs {
-                    let outcome = if stopping.load(Ordering::Acquire) {
-                        hand_back(&job.id, &job.token, job.wait)
-                    } else {
-                        // A bug in the host must not strand the job (its
-                        // lease would be renewed forever) or kill the thread.
-                        let (id, token, wait) = (job.id.clone(), job.token.clone(), job.wait);
-                        let started = Instant::now();
-                        let outcome =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                executor.execute(job)
-                            }))
-                            .unwrap_or_else(|panic| host_panic(id, token, wait, &panic));
-                        budget.record(started.elapsed());
-                        outcome
-                    };
-                    if outcomes.send(outcome).is_err() {
-                        break;
-                    }
-                }
-            })
-            .expect("spawning a job thread");
-    }
-    // Kept to hand back claimed jobs no thread has started when we stop.
-    let unstarted = job_rx;
-
+    let cache = open_result_cache(&config);
+    let executor = Arc::new(Executor::new(&config, &registry, cache.clone(), kv));
+    threads::spawn(&config, &executor, &job_rx, &out_tx, &shared);
     // Pinned versions are loaded before the first claim: a worker that
     // starts after a deploy never runs a job on an older version.
     let fleet = if config.fleet {
@@ -324,92 +295,63 @@ pub async fn run_on(
     } else {
         None
     };
-    let claimer = tokio::spawn(claim_loop(
-        queue.clone(),
-        config.clone(),
-        Arc::clone(&budget),
-        Arc::clone(&in_flight),
-        job_tx,
-        stop_rx.clone(),
-    ));
-    let acker = tokio::spawn(ack_loop(
-        queue.clone(),
-        batch.max(256),
-        out_rx,
-        Arc::clone(&budget),
-        Arc::clone(&in_flight),
-        Arc::clone(&counters),
-    ));
-    let counting = cache.clone().map(|cache| tokio::spawn(flush_loop(cache)));
-    let heartbeat = tokio::spawn(heartbeat_loop(
-        queue.clone(),
-        config.lease,
-        Arc::clone(&in_flight),
-    ));
-    let rescan = config.rescan.map(|every| {
-        let registry = Arc::clone(&registry);
-        let watcher = watch::watch(registry.dir());
-        tokio::spawn(rescan_loop(registry, every, watcher, stop_rx.clone()))
-    });
-
+    let tasks = Tasks {
+        claimer: tokio::spawn(claim_loop(
+            queue.clone(),
+            config.clone(),
+            Arc::clone(&shared.budget),
+            Arc::clone(&shared.in_flight),
+            job_tx,
+            stop_rx.clone(),
+        )),
+        acker: tokio::spawn(ack_loop(
+            queue.clone(),
+            config.batch.max(256),
+            out_rx,
+            Arc::clone(&shared.budget),
+            Arc::clone(&shared.in_flight),
+            Arc::clone(&shared.counters),
+        )),
+        heartbeat: tokio::spawn(heartbeat_loop(
+            queue,
+            config.lease,
+            Arc::clone(&shared.in_flight),
+        )),
+        counting: cache.clone().map(|cache| tokio::spawn(flush_loop(cache))),
+        rescan: config
+            .rescan
+            .map(|every| tokio::spawn(watcher::follow(registry, every, stop_rx))),
+        fleet,
+    };
     shutdown.await;
     tracing::info!(worker = %config.worker_id, "stopping: no new claims; letting running jobs finish");
-    stopping.store(true, Ordering::Release);
+    shared.stopping.store(true, Ordering::Release);
     let _ = stop_tx.send(true);
-    let _ = claimer.await;
-    while let Ok(job) = unstarted.try_recv() {
-        let _ = out_tx.send(hand_back(&job.id, &job.token, job.wait));
-    }
-    drop(unstarted);
-
-    // Wait for running jobs (and the hand-back of unstarted ones) to be acked.
-    let deadline = Instant::now() + config.grace;
-    while !lock(&in_flight).is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let left: Vec<(String, String)> = lock(&in_flight)
-        .iter()
-        .map(|(id, token)| (id.clone(), token.clone()))
-        .collect();
-    if !left.is_empty() {
-        tracing::warn!(
-            jobs = left.len(),
-            "grace period over; handing back jobs that are still running"
-        );
-        for (id, token) in &left {
-            let _ = out_tx.send(hand_back(id, token, false));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !lock(&in_flight).is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-    drop(out_tx);
-    if let Some(fleet) = fleet {
-        // It withdraws this worker's report on its way out.
-        let _ = tokio::time::timeout(Duration::from_secs(2), fleet).await;
-    }
-    heartbeat.abort();
-    acker.abort();
-    if let Some(counting) = counting {
-        counting.abort();
-    }
-    if let Some(cache) = cache {
-        let _ = tokio::task::spawn_blocking(move || cache.flush_counts()).await;
-    }
-    if let Some(rescan) = rescan {
-        rescan.abort();
-    }
-    let c = &counters;
-    let report = WorkerReport {
-        succeeded: c.succeeded.load(Ordering::Relaxed),
-        retried: c.retried.load(Ordering::Relaxed),
-        dead: c.dead.load(Ordering::Relaxed),
-        handed_back: c.handed_back.load(Ordering::Relaxed),
-        stale: c.stale.load(Ordering::Relaxed),
-    };
+    shutdown::drain(&config, tasks, job_rx, out_tx, &shared, cache).await;
+    let report = shared.report();
     tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)
+}
+
+/// The result cache, if the worker uses one and it can be opened (a bad
+/// URL turns it off with a warning: jobs still run).
+fn open_result_cache(config: &WorkerConfig) -> Option<Arc<ResultCache>> {
+    if !config.result_cache {
+        return None;
+    }
+    let opened = ResultCache::new(&CacheConfig {
+        url: config.queue.url.clone(),
+        prefix: config.queue.prefix.clone(),
+        memory_bytes: config.cache_memory,
+        owner: config.worker_id.clone(),
+    });
+    match opened {
+        Ok(cache) => Some(Arc::new(cache)),
+        Err(e) => {
+            tracing::warn!("result cache off: {e}");
+            None
+        }
+    }
 }
 
 /// Send the result cache's counts to Redis every second.
@@ -432,7 +374,7 @@ async fn start_fleet(
     config: &WorkerConfig,
     registry: &Arc<Registry>,
     cache: Option<Arc<ResultCache>>,
-    stop: watch_channel::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
     let fleet = fleet::FleetConfig {
@@ -454,119 +396,4 @@ async fn start_fleet(
         );
     }
     task
-}
-
-/// Rescan the plugins directory on file-system events (debounced: 50 ms
-/// without a new event) and every `every` in any case. Files changed in the
-/// last moments are left for a recheck shortly after (see
-/// [`Registry::refresh_settled`]), so a file still being written is not
-/// loaded half.
-async fn rescan_loop(
-    registry: Arc<Registry>,
-    every: Duration,
-    watcher: Option<watch::DirWatcher>,
-    mut stop: watch_channel::Receiver<bool>,
-) {
-    let (_watching, mut events) = match watcher {
-        Some(w) => (Some(w.watcher), Some(w.events)),
-        None => (None, None),
-    };
-    // The periodic rescan has its own timer: a stream of events (a tenant
-    // writing files all the time) cannot hold it off.
-    let mut periodic = tokio::time::interval(every);
-    periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    periodic.tick().await;
-    let mut recheck = false;
-    loop {
-        let settle = if recheck {
-            SETTLE
-        } else {
-            Duration::from_secs(3600)
-        };
-        let settled = tokio::select! {
-            _ = periodic.tick() => false,
-            () = tokio::time::sleep(settle) => true,
-            Some(()) = next_event(&mut events) => {
-                // Debounce (a copy or a build writes in many steps), but
-                // never longer than 250 ms after the first event.
-                let until = tokio::time::Instant::now() + Duration::from_millis(250);
-                while let Ok(Some(())) = tokio::time::timeout_at(
-                    until.min(tokio::time::Instant::now() + Duration::from_millis(50)),
-                    next_event(&mut events),
-                )
-                .await
-                {}
-                true
-            }
-            _ = stop.changed() => break,
-        };
-        let r = Arc::clone(&registry);
-        // Event-driven rescans leave files written in the last moments for a
-        // recheck; the periodic one loads whatever is there (a half-written
-        // file is then rejected and retried when it changes again).
-        recheck = tokio::task::spawn_blocking(move || {
-            if settled {
-                r.refresh_settled();
-                r.has_unsettled()
-            } else {
-                r.refresh();
-                false
-            }
-        })
-        .await
-        .unwrap_or(false);
-    }
-}
-
-async fn next_event(events: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
-    match events {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-fn hand_back(id: &str, token: &str, wait: bool) -> Outcome {
-    Outcome {
-        id: id.to_string(),
-        token: token.to_string(),
-        wait,
-        next: Next::Requeue {
-            delay: Duration::ZERO,
-        },
-        fields: Vec::new(),
-    }
-}
-
-/// The outcome of an attempt during which the host itself panicked: retried
-/// like any host failure.
-fn host_panic(
-    id: String,
-    token: String,
-    wait: bool,
-    panic: &Box<dyn std::any::Any + Send>,
-) -> Outcome {
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown panic");
-    tracing::error!(job = %id, "the host panicked running a job: {message}");
-    let error = serde_json::json!({
-        "kind": "host",
-        "message": format!("the host panicked running this job: {message}"),
-        "retryable": true,
-    });
-    Outcome {
-        id,
-        token,
-        wait,
-        next: Next::Retry {
-            delay: Duration::from_secs(1),
-        },
-        fields: vec![("error", error.to_string().into_bytes())],
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
