@@ -5,8 +5,11 @@ use super::connect::{RedisArgs, fail, runtime};
 use super::exit;
 use super::fleet_wait::{State, WaitArgs, settle};
 use crate::cache::{self, PluginStats, Scope};
-use crate::queue::{PluginName, QueueError, classify, redact};
-use crate::sync_redis::SyncRedis;
+use crate::deploy::{DeployError, FleetStore, WorkerStatus};
+use crate::ids::{PluginName, Version};
+use crate::queue::{QueueConfig, QueueError};
+use crate::redis::RedisError;
+use crate::redis::SyncRedis;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CacheArgs {
@@ -59,21 +62,8 @@ pub(crate) fn run(args: CacheArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let error = |e: redis::RedisError| classify(&redact(&config.url), "read the result cache", e);
     match args.command {
-        CacheCommand::Stats { json } => {
-            let bar = spinner("scanning the cache");
-            match cache::read_stats(&redis, &config.prefix, |n| {
-                bar.set_message(format!("{n} entries"));
-            }) {
-                Ok(stats) => {
-                    bar.finish_and_clear();
-                    print_stats(&stats, json);
-                    exit::OK
-                }
-                Err(e) => fail(&error(e)),
-            }
-        }
+        CacheCommand::Stats { json } => stats(&redis, &config.prefix, json),
         CacheCommand::Purge {
             plugin,
             version,
@@ -95,46 +85,73 @@ pub(crate) fn run(args: CacheArgs) -> u8 {
                 );
                 return exit::USAGE;
             }
-            let bar = spinner("purging");
-            let mut deleted = 0;
-            let purged = cache::purge(&redis, &config.prefix, &scope, |scanned, n| {
-                deleted = n;
-                bar.set_message(format!("{scanned} keys scanned, {n} deleted"));
-            });
+            purge(&redis, &config, &scope, &wait)
+        }
+    }
+}
+
+/// A Redis error of the cache commands, classified.
+fn error(redis: &SyncRedis, e: redis::RedisError) -> QueueError {
+    QueueError::Redis(RedisError::classify(
+        redis.url(),
+        "read the result cache",
+        e,
+    ))
+}
+
+/// `spool cache stats`.
+fn stats(redis: &SyncRedis, prefix: &str, json: bool) -> u8 {
+    let bar = spinner("scanning the cache");
+    match cache::read_stats(redis, prefix, |n| {
+        bar.set_message(format!("{n} entries"));
+    }) {
+        Ok(stats) => {
             bar.finish_and_clear();
-            let failed = match purged {
-                Ok(_) => None,
-                Err(e) => Some(error(e)),
-            };
-            if let Some(e) = &failed {
-                // Some entries may be gone already: the workers are told
-                // below all the same.
-                eprintln!("spool: the purge stopped after {deleted} deletions: {e}");
+            print_stats(&stats, json);
+            exit::OK
+        }
+        Err(e) => fail(&error(redis, e)),
+    }
+}
+
+/// `spool cache purge`: delete the entries in Redis, then tell the workers
+/// to drop them from memory and wait for them to confirm.
+fn purge(redis: &SyncRedis, config: &QueueConfig, scope: &Scope, wait: &WaitArgs) -> u8 {
+    let bar = spinner("purging");
+    let mut deleted = 0;
+    let purged = cache::purge(redis, &config.prefix, scope, |scanned, n| {
+        deleted = n;
+        bar.set_message(format!("{scanned} keys scanned, {n} deleted"));
+    });
+    bar.finish_and_clear();
+    let failed = purged.err().map(|e| error(redis, e));
+    if let Some(e) = &failed {
+        // Some entries may be gone already: the workers are told below all
+        // the same.
+        eprintln!("spool: the purge stopped after {deleted} deletions: {e}");
+    } else {
+        println!("purged {deleted} cached results ({})", scope.describe());
+    }
+    // Workers drop the same entries from their memory.
+    let json = serde_json::to_string(scope).expect("a scope serializes");
+    let told = runtime().block_on(async {
+        let store = FleetStore::connect(&config.url, &config.prefix).await?;
+        let event = store.announce_purge(&json).await?;
+        Ok::<_, DeployError>(workers_dropped(&store, &event, wait).await)
+    });
+    if let Some(e) = failed {
+        return fail(&e);
+    }
+    match told {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!(
+                "spool: workers were not told to drop them from memory ({e}); there they expire with their TTL"
+            );
+            if e.is_retryable() {
+                exit::RETRYABLE
             } else {
-                println!("purged {deleted} cached results ({})", scope.describe());
-            }
-            // Workers drop the same entries from their memory.
-            let json = serde_json::to_string(&scope).expect("a scope serializes");
-            let told = runtime().block_on(async {
-                let store = crate::deploy::Store::connect(&config.url, &config.prefix).await?;
-                let event = store.announce_purge(&json).await?;
-                Ok::<_, crate::deploy::DeployError>(workers_dropped(&store, &event, &wait).await)
-            });
-            if let Some(e) = failed {
-                return fail(&e);
-            }
-            match told {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!(
-                        "spool: workers were not told to drop them from memory ({e}); there they expire with their TTL"
-                    );
-                    if e.is_retryable() {
-                        exit::RETRYABLE
-                    } else {
-                        exit::FAILED
-                    }
-                }
+                exit::FAILED
             }
         }
     }
@@ -142,8 +159,8 @@ pub(crate) fn run(args: CacheArgs) -> u8 {
 
 /// Wait (up to `wait`) until every running worker has acted on the purge
 /// event `event`, and say so.
-async fn workers_dropped(store: &crate::deploy::Store, event: &str, wait: &WaitArgs) -> u8 {
-    let judge = |w: &crate::deploy::WorkerStatus| {
+async fn workers_dropped(store: &FleetStore, event: &str, wait: &WaitArgs) -> u8 {
+    let judge = |w: &WorkerStatus| {
         if crate::deploy::has_seen(&w.events_seen, event) {
             State::Done
         } else {
@@ -171,13 +188,11 @@ fn scope(
     key: Option<String>,
 ) -> Result<Scope, String> {
     let hex64 = |what: &str, v: &str| {
-        if v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
-            Ok(v.to_ascii_lowercase())
-        } else {
-            Err(format!(
-                "--{what} {v:?}: expected 64 hex digits (as job records show it)"
-            ))
-        }
+        Version::parse_hex(v)
+            .map(|v| v.as_str().to_string())
+            .ok_or_else(|| {
+                format!("--{what} {v:?}: expected 64 hex digits (as job records show it)")
+            })
     };
     if let Some(t) = &tenant {
         PluginName::parse(&format!("{t}/x")).map_err(|_| {
@@ -186,12 +201,18 @@ fn scope(
     }
     let mut scope = Scope {
         tenant,
-        version: version.map(|v| hex64("version", &v)).transpose()?,
+        version: version
+            .map(|v| {
+                Version::parse_hex(&v).ok_or_else(|| {
+                    format!("--version {v:?}: expected 64 hex digits (as job records show it)")
+                })
+            })
+            .transpose()?,
         key: key.map(|k| hex64("key", &k)).transpose()?,
         plugin: None,
     };
     if let Some(plugin) = plugin {
-        let name = PluginName::parse(&plugin).map_err(|e: QueueError| e.to_string())?;
+        let name = PluginName::parse(&plugin).map_err(|e| e.to_string())?;
         if scope.tenant.as_ref().is_some_and(|t| *t != name.tenant) {
             return Err(format!(
                 "--plugin {name} is not in --tenant {}",

@@ -256,7 +256,7 @@ fn print_json(plugin: &Plugin, run: &JobRun) {
         "progress": run.progress,
         "plugin": {
             "path": plugin.path,
-            "version": plugin.version.0,
+            "version": plugin.version.as_str(),
             "sdk_version": plugin.sdk_version,
             "size": plugin.size,
         },

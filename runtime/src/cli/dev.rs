@@ -6,7 +6,7 @@
 use super::connect::{DEV_URL_FILE, runtime, stop_signal};
 use super::exit;
 use super::worker::WorkerArgs;
-use crate::redis_server::RedisServer;
+use crate::redis::RedisServer;
 use crate::worker;
 use std::path::Path;
 
@@ -17,41 +17,10 @@ pub(crate) struct DevArgs {
 }
 
 pub(crate) fn run(mut args: DevArgs) -> u8 {
-    let mut server = None;
-    if args
-        .worker
-        .redis
-        .redis
-        .as_deref()
-        .is_some_and(|u| u.trim().is_empty())
-    {
-        args.worker.redis.redis = None;
-    }
-    if args.worker.redis.redis.is_none()
-        && let Some(url) = running_dev_redis()
-    {
-        // An earlier `spool dev` here still runs (or was killed and left
-        // its Redis behind): use it, never a second server on the same data.
-        eprintln!("spool dev: using the Redis already serving .spool/redis at {url}");
-        args.worker.redis.redis = Some(url);
-    }
-    if args.worker.redis.redis.is_none() {
-        let dir = Path::new(".spool/redis");
-        match RedisServer::start(dir, "everysec") {
-            Ok(s) => {
-                let url = s.url();
-                if let Err(e) = std::fs::write(DEV_URL_FILE, format!("{url}\n")) {
-                    eprintln!("spool: could not write {DEV_URL_FILE}: {e}");
-                }
-                args.worker.redis.redis = Some(url);
-                server = Some(s);
-            }
-            Err(e) => {
-                eprintln!("spool: {e}");
-                return exit::USAGE;
-            }
-        }
-    }
+    let server = match choose_redis(&mut args) {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
     if args.worker.artifact_cache.is_none() && !args.worker.no_artifact_cache {
         args.worker.artifact_cache = Some(".spool/artifacts".into());
     }
@@ -63,22 +32,7 @@ pub(crate) fn run(mut args: DevArgs) -> u8 {
             return exit::FAILED;
         }
     };
-    eprintln!("spool dev");
-    eprintln!(
-        "  redis    {}{}",
-        crate::queue::redact(&config.queue.url),
-        if server.is_some() {
-            " (private, data in .spool/redis)"
-        } else {
-            ""
-        }
-    );
-    eprintln!(
-        "  plugins  {} (rescanned every second)",
-        config.plugins_dir.display()
-    );
-    eprintln!("  try      spool enqueue hello --input '{{\"name\":\"Ada\"}}' --wait");
-    eprintln!("  stop     Ctrl-C");
+    banner(&config, server.is_some());
     let result = runtime().block_on(worker::run(config, sandbox, stop_signal()));
     if let Some(mut s) = server {
         s.stop();
@@ -111,4 +65,64 @@ fn running_dev_redis() -> Option<String> {
         .ok()?;
     redis::cmd("PING").query::<String>(&mut conn).ok()?;
     Some(url)
+}
+
+/// The Redis to use: `--redis`, a dev Redis an earlier `spool dev` left
+/// running here, or a new private one (returned, to stop with us).
+fn choose_redis(args: &mut DevArgs) -> Result<Option<RedisServer>, u8> {
+    if args
+        .worker
+        .redis
+        .redis
+        .as_deref()
+        .is_some_and(|u| u.trim().is_empty())
+    {
+        args.worker.redis.redis = None;
+    }
+    if args.worker.redis.redis.is_none()
+        && let Some(url) = running_dev_redis()
+    {
+        // An earlier `spool dev` here still runs (or was killed and left
+        // its Redis behind): use it, never a second server on the same data.
+        eprintln!("spool dev: using the Redis already serving .spool/redis at {url}");
+        args.worker.redis.redis = Some(url);
+    }
+    if args.worker.redis.redis.is_none() {
+        let dir = Path::new(".spool/redis");
+        match RedisServer::start(dir, "everysec") {
+            Ok(s) => {
+                let url = s.url();
+                if let Err(e) = std::fs::write(DEV_URL_FILE, format!("{url}\n")) {
+                    eprintln!("spool: could not write {DEV_URL_FILE}: {e}");
+                }
+                args.worker.redis.redis = Some(url);
+                return Ok(Some(s));
+            }
+            Err(e) => {
+                eprintln!("spool: {e}");
+                return Err(exit::USAGE);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// What runs where, and how to try it.
+fn banner(config: &crate::worker::WorkerConfig, private: bool) {
+    eprintln!("spool dev");
+    eprintln!(
+        "  redis    {}{}",
+        crate::redis::redact(&config.queue.url),
+        if private {
+            " (private, data in .spool/redis)"
+        } else {
+            ""
+        }
+    );
+    eprintln!(
+        "  plugins  {} (rescanned every second)",
+        config.plugins_dir.display()
+    );
+    eprintln!("  try      spool enqueue hello --input '{{\"name\":\"Ada\"}}' --wait");
+    eprintln!("  stop     Ctrl-C");
 }

@@ -4,7 +4,7 @@
 
 use super::exit;
 use crate::config::parse_wait;
-use crate::deploy::{Store, WorkerStatus};
+use crate::deploy::{FleetStore, WorkerStatus};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -28,7 +28,7 @@ pub(crate) enum State {
 /// when no worker runs. Returns the exit code: 1 on a refusal, 75 when a
 /// worker is late.
 pub(crate) async fn settle(
-    store: &Store,
+    store: &FleetStore,
     wait: &WaitArgs,
     goal: &str,
     idle: &str,

@@ -46,10 +46,6 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
     let status = record
         .status
         .map_or("unknown".to_string(), |s| s.to_string());
-    let ms = |from: Option<u64>, to: Option<u64>| match (from, to) {
-        (Some(a), Some(b)) if b >= a => format!("{:.1}ms", (b - a) as f64 / 1000.0),
-        _ => "-".to_string(),
-    };
     println!("job        {}", record.id);
     println!("plugin     {}", record.plugin);
     println!("status     {status}");
@@ -58,6 +54,43 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
         record.attempts,
         record.max_attempts.map_or("?".into(), |m| m.to_string())
     );
+    print_times(record);
+    if let Some(v) = &record.version {
+        println!("version    {v}");
+    }
+    if let Some(cache) = &record.cache {
+        let by = record
+            .cache_job
+            .as_ref()
+            .map(|job| format!(", computed by job {job}"))
+            .unwrap_or_default();
+        let key = record
+            .cache_key
+            .as_ref()
+            .map(|k| format!(" (key {k}{by})"))
+            .unwrap_or_default();
+        println!("cache      {cache}{key}");
+    }
+    if let Some(h) = record.host_calls {
+        println!("host calls {h}");
+    }
+    if let Some(ttl) = record.ttl_seconds {
+        println!("expires in {ttl}s");
+    }
+    print_outcome(record);
+}
+
+pub(crate) fn time(us: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The record's times: enqueued, due, claimed, started, finished.
+fn print_times(record: &JobRecord) {
+    let ms = |from: Option<u64>, to: Option<u64>| match (from, to) {
+        (Some(a), Some(b)) if b >= a => format!("{:.1}ms", (b - a) as f64 / 1000.0),
+        _ => "-".to_string(),
+    };
     if let Some(at) = record.enqueued_us {
         println!("enqueued   {}", time(at));
     }
@@ -86,28 +119,10 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
             ms(record.started_us, record.finished_us)
         );
     }
-    if let Some(v) = &record.version {
-        println!("version    {v}");
-    }
-    if let Some(cache) = &record.cache {
-        let by = record
-            .cache_job
-            .as_ref()
-            .map(|job| format!(", computed by job {job}"))
-            .unwrap_or_default();
-        let key = record
-            .cache_key
-            .as_ref()
-            .map(|k| format!(" (key {k}{by})"))
-            .unwrap_or_default();
-        println!("cache      {cache}{key}");
-    }
-    if let Some(h) = record.host_calls {
-        println!("host calls {h}");
-    }
-    if let Some(ttl) = record.ttl_seconds {
-        println!("expires in {ttl}s");
-    }
+}
+
+/// The error, the output and the guest's log lines.
+fn print_outcome(record: &JobRecord) {
     if let Some(error) = &record.error {
         let message = error.get("message").and_then(|m| m.as_str()).unwrap_or("");
         let kind = error
@@ -136,9 +151,4 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
             println!("log        [{level}] {message}");
         }
     }
-}
-
-pub(crate) fn time(us: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us);
-    humantime::format_rfc3339_millis(t).to_string()
 }

@@ -165,7 +165,7 @@ pub(crate) fn run(args: WorkerArgs) -> u8 {
     eprintln!(
         "spool worker {} serving {} from {} (concurrency {})",
         config.worker_id,
-        crate::queue::redact(&config.queue.url),
+        crate::redis::redact(&config.queue.url),
         config.plugins_dir.display(),
         config.concurrency
     );

@@ -5,17 +5,22 @@
 
 use super::super::exit;
 use super::super::fleet_wait::{State, WaitArgs, settle};
-use crate::deploy::{Store, WorkerStatus};
-use crate::queue::PluginName;
+use crate::deploy::{FleetStore, WorkerStatus};
+use crate::ids::{PluginName, Version};
 
 /// Wait until every worker serves `digest` as the pinned `name`.
-pub(crate) async fn pinned(store: &Store, name: &PluginName, digest: &str, wait: &WaitArgs) -> u8 {
-    let short = &digest[..12.min(digest.len())];
+pub(crate) async fn pinned(
+    store: &FleetStore,
+    name: &PluginName,
+    digest: &Version,
+    wait: &WaitArgs,
+) -> u8 {
+    let short = digest.short();
     let refused_path = format!("redis:{name}@{short}");
     let name = name.to_string();
     let judge = |w: &WorkerStatus| {
         let serving = w.plugins.iter().find(|p| p.name == name);
-        if serving.is_some_and(|p| p.version == digest && p.source == "deployed") {
+        if serving.is_some_and(|p| p.version == *digest && p.source == "deployed") {
             return State::Done;
         }
         if let Some(r) = w.rejected.iter().find(|r| r.path == refused_path) {
@@ -23,13 +28,7 @@ pub(crate) async fn pinned(store: &Store, name: &PluginName, digest: &str, wait:
         }
         let now = serving.map_or_else(
             || "serves nothing under that name".to_string(),
-            |p| {
-                format!(
-                    "still serves {} ({})",
-                    &p.version[..12.min(p.version.len())],
-                    p.source
-                )
-            },
+            |p| format!("still serves {} ({})", p.version.short(), p.source),
         );
         State::Pending(format!(
             "{now}; it may still be compiling (see `spool plugins list`)"
@@ -46,7 +45,7 @@ pub(crate) async fn pinned(store: &Store, name: &PluginName, digest: &str, wait:
 }
 
 /// Wait until no worker serves a pinned version of `name`.
-pub(crate) async fn unpinned(store: &Store, name: &PluginName, wait: &WaitArgs) -> u8 {
+pub(crate) async fn unpinned(store: &FleetStore, name: &PluginName, wait: &WaitArgs) -> u8 {
     let name = name.to_string();
     let judge = |w: &WorkerStatus| match w
         .plugins
@@ -54,10 +53,7 @@ pub(crate) async fn unpinned(store: &Store, name: &PluginName, wait: &WaitArgs) 
         .find(|p| p.name == name && p.source == "deployed")
     {
         None => State::Done,
-        Some(p) => State::Pending(format!(
-            "still serves the pinned {}",
-            &p.version[..12.min(p.version.len())]
-        )),
+        Some(p) => State::Pending(format!("still serves the pinned {}", p.version.short())),
     };
     let idle = "no worker is running";
     settle(store, wait, "serve their directory's file", idle, judge).await

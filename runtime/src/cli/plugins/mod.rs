@@ -7,9 +7,9 @@ mod show;
 
 use super::connect::{RedisArgs, runtime};
 use super::exit;
-use crate::deploy::{DeployError, MAX_DEPLOY_BYTES, Store};
-use crate::plugins::{self, Capabilities, manifest, safe_read};
-use crate::queue::PluginName;
+use crate::deploy::{DeployError, FleetStore, MAX_DEPLOY_BYTES};
+use crate::ids::PluginName;
+use crate::plugins::{Loader, Plugin, VersionError, manifest, safe_read};
 use crate::sandbox::{Sandbox, SandboxConfig};
 use std::path::{Path, PathBuf};
 
@@ -89,7 +89,7 @@ enum PluginsCommand {
 pub(crate) fn run(args: PluginsArgs) -> u8 {
     runtime().block_on(async {
         let url = args.redis.queue_config().url;
-        let store = match Store::connect(&url, &args.redis.prefix).await {
+        let store = match FleetStore::connect(&url, &args.redis.prefix).await {
             Ok(store) => store,
             Err(e) => return fail(&e),
         };
@@ -163,7 +163,7 @@ pub(crate) fn run(args: PluginsArgs) -> u8 {
 
 /// Validate here (the same checks a worker runs), then store and pin.
 async fn deploy(
-    store: &Store,
+    store: &FleetStore,
     file: &Path,
     name: &PluginName,
     manifest_path: Option<&Path>,
@@ -193,31 +193,17 @@ async fn deploy(
         },
     };
     let manifest_shown = manifest_path.map_or_else(|| manifest::path_for(file), Path::to_path_buf);
-    let parsed = match &text {
-        Some(text) => match manifest::parse(&manifest_shown, text) {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("spool: {e}");
-                return exit::USAGE;
-            }
-        },
-        None => manifest::Manifest::default(),
-    };
-    // Workers grant what the manifest grants (and their own defaults).
-    let caps = Capabilities {
-        network: parsed.capabilities.network,
-    };
-    let check = (|| {
-        let sandbox = Sandbox::new(SandboxConfig {
-            pool_size: 1,
-            ..SandboxConfig::default()
-        })
-        .map_err(|e| e.to_string())?;
-        plugins::load_bytes(&sandbox, file, &bytes, &caps).map_err(|e| e.to_string())
-    })();
-    let plugin = match check {
+    let plugin = match check(
+        file,
+        &bytes,
+        text.as_deref().map(|t| (manifest_shown.as_path(), t)),
+    ) {
         Ok(plugin) => plugin,
-        Err(why) => {
+        Err(CheckError::Manifest(e)) => {
+            eprintln!("spool: {e}");
+            return exit::USAGE;
+        }
+        Err(CheckError::Plugin(why)) => {
             eprintln!("spool: not deployed: {why}");
             return exit::USAGE;
         }
@@ -244,6 +230,33 @@ async fn deploy(
             confirm::pinned(store, name, &entry.digest, wait).await
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// Why a version is not deployed.
+enum CheckError {
+    /// Its manifest does not parse.
+    Manifest(crate::plugins::ManifestError),
+    /// The component itself (or the sandbox) failed.
+    Plugin(String),
+}
+
+/// Load the version as a worker would (workers grant what the manifest
+/// grants, and their own defaults; their `--memory` is not known here).
+fn check(file: &Path, bytes: &[u8], manifest: Option<(&Path, &str)>) -> Result<Plugin, CheckError> {
+    let sandbox = Sandbox::new(SandboxConfig {
+        pool_size: 1,
+        ..SandboxConfig::default()
+    })
+    .map_err(|e| CheckError::Plugin(e.to_string()))?;
+    let loader = Loader {
+        memory_ceiling: None,
+        ..Loader::new(sandbox)
+    };
+    match loader.load_version(file, bytes, manifest) {
+        Ok(loaded) => Ok(loaded.plugin),
+        Err(VersionError::Manifest(e)) => Err(CheckError::Manifest(e)),
+        Err(e) => Err(CheckError::Plugin(e.to_string())),
     }
 }
 

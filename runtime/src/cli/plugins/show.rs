@@ -4,8 +4,8 @@
 use super::super::exit;
 use super::super::job::time;
 use super::fail;
-use crate::deploy::{Store, VersionEntry, WorkerStatus};
-use crate::queue::PluginName;
+use crate::deploy::{FleetStore, VersionEntry, WorkerStatus};
+use crate::ids::PluginName;
 use std::collections::BTreeMap;
 
 /// One version of one plugin and the workers serving it.
@@ -19,7 +19,7 @@ struct Row {
     loaded_us: u64,
 }
 
-pub(super) async fn list(store: &Store, json: bool) -> u8 {
+pub(super) async fn list(store: &FleetStore, json: bool) -> u8 {
     let (workers, pinned) = match tokio::try_join!(store.workers(), store.pinned()) {
         Ok(both) => both,
         Err(e) => return fail(&e),
@@ -100,10 +100,10 @@ fn rows(workers: &[WorkerStatus], pinned: &BTreeMap<PluginName, VersionEntry>) -
     for w in workers {
         for p in &w.plugins {
             let row = rows
-                .entry((p.name.clone(), p.source.clone(), p.version.clone()))
+                .entry((p.name.clone(), p.source.clone(), p.version.to_string()))
                 .or_insert_with(|| Row {
                     name: p.name.clone(),
-                    version: p.version.clone(),
+                    version: p.version.to_string(),
                     sdk: p.sdk.clone(),
                     source: p.source.clone(),
                     workers: Vec::new(),
@@ -117,11 +117,11 @@ fn rows(workers: &[WorkerStatus], pinned: &BTreeMap<PluginName, VersionEntry>) -
         let key = (
             name.to_string(),
             "deployed".to_string(),
-            entry.digest.clone(),
+            entry.digest.to_string(),
         );
         rows.entry(key).or_insert_with(|| Row {
             name: name.to_string(),
-            version: entry.digest.clone(),
+            version: entry.digest.to_string(),
             sdk: entry.sdk.clone(),
             source: "deployed".into(),
             workers: Vec::new(),
@@ -131,7 +131,7 @@ fn rows(workers: &[WorkerStatus], pinned: &BTreeMap<PluginName, VersionEntry>) -
     rows.into_values().collect()
 }
 
-pub(super) async fn history(store: &Store, name: &PluginName, json: bool) -> u8 {
+pub(super) async fn history(store: &FleetStore, name: &PluginName, json: bool) -> u8 {
     let (history, mut pinned) = match tokio::try_join!(store.history(name), store.pinned()) {
         Ok(both) => both,
         Err(e) => return fail(&e),
@@ -173,7 +173,7 @@ pub(super) async fn history(store: &Store, name: &PluginName, json: bool) -> u8 
     );
     let mut marked = false;
     for e in &history {
-        let here = !marked && current.as_deref() == Some(e.digest.as_str());
+        let here = !marked && current.as_ref() == Some(&e.digest);
         marked |= here;
         println!(
             "{} {:<12}  {:<9} {:<24} {:>9}  {:<7} {}",

@@ -1,0 +1,147 @@
+//! The measured part of `spool bench`: enqueue every job (at `--rate` or as
+//! fast as possible), wait until all have finished, then read their times
+//! back and summarise them.
+
+use super::BenchArgs;
+use super::queries::{JobTimes, job_times, server_command_calls};
+use super::report::{Percentiles, Report, percentiles};
+use crate::ids::PluginName;
+use crate::queue::{NewJob, Queue, QueueError, Status};
+use indicatif::ProgressBar;
+use std::time::{Duration, Instant};
+
+/// Run the jobs through `client`'s queue; returns the report (worker
+/// figures still to fill in) and the Redis commands they took.
+pub(super) async fn drive(
+    args: &BenchArgs,
+    plugin: &PluginName,
+    client: &Queue,
+    (payloads, content_type): (Vec<Vec<u8>>, String),
+) -> Result<(Report, u64), QueueError> {
+    let commands_before = server_command_calls(client).await?;
+    let bar = progress(args.jobs);
+    bar.set_message("enqueue");
+    let started = Instant::now();
+    let ids = enqueue_all(args, plugin, client, &payloads, &content_type, &bar).await?;
+    let enqueue_secs = started.elapsed().as_secs_f64();
+    bar.set_message("run");
+    wait_finished(client, args.jobs as u64, &bar).await?;
+    bar.finish_and_clear();
+    let commands = server_command_calls(client).await? - commands_before;
+    let times = job_times(client, &ids).await?;
+    let mut report = summarize(&times, args.jobs, enqueue_secs);
+    report.plugin = plugin.to_string();
+    report.payload_bytes = payloads[0].len();
+    Ok((report, commands))
+}
+
+fn progress(jobs: usize) -> ProgressBar {
+    ProgressBar::new(jobs as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg:10} [{bar:30}] {pos}/{len} jobs, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    )
+}
+
+/// Enqueue `args.jobs` jobs cycling through `payloads`: 500 per round trip,
+/// or one at a time at `--rate`. Returns their ids.
+async fn enqueue_all(
+    args: &BenchArgs,
+    plugin: &PluginName,
+    client: &Queue,
+    payloads: &[Vec<u8>],
+    content_type: &str,
+    bar: &ProgressBar,
+) -> Result<Vec<String>, QueueError> {
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(args.jobs);
+    let chunk = if args.rate > 0 { 1 } else { 500 };
+    while ids.len() < args.jobs {
+        let n = chunk.min(args.jobs - ids.len());
+        let batch: Vec<NewJob> = (ids.len()..ids.len() + n)
+            .map(|i| NewJob {
+                content_type: content_type.to_string(),
+                ..NewJob::new(plugin.clone(), payloads[i % payloads.len()].clone())
+            })
+            .collect();
+        let done = if n == 1 {
+            vec![client.enqueue(&batch[0]).await?]
+        } else {
+            client.enqueue_many(&batch).await?
+        };
+        ids.extend(done.into_iter().map(|e| e.id));
+        bar.set_position(ids.len() as u64);
+        if args.rate > 0 {
+            let due = Duration::from_secs_f64(ids.len() as f64 / args.rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Poll the queue's counters until `jobs` jobs succeeded or died.
+async fn wait_finished(client: &Queue, jobs: u64, bar: &ProgressBar) -> Result<(), QueueError> {
+    loop {
+        let stats = client.stats().await?;
+        let finished = stats.succeeded_total + stats.dead_total;
+        bar.set_position(finished);
+        if finished >= jobs {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Rates, latencies and cache counts from the jobs' records.
+fn summarize(times: &[JobTimes], jobs: usize, enqueue_secs: f64) -> Report {
+    let succeeded = times
+        .iter()
+        .filter(|t| t.status == Some(Status::Succeeded))
+        .count();
+    let first = times
+        .iter()
+        .filter_map(|t| t.enqueued_us)
+        .min()
+        .unwrap_or(0);
+    let last = times
+        .iter()
+        .filter_map(|t| t.finished_us)
+        .max()
+        .unwrap_or(first);
+    let wall = (last.saturating_sub(first)) as f64 / 1e6;
+    let span = |a: fn(&JobTimes) -> Option<u64>, b: fn(&JobTimes) -> Option<u64>| -> Percentiles {
+        let mut v: Vec<f64> = times
+            .iter()
+            .filter_map(|t| Some(b(t)?.saturating_sub(a(t)?) as f64 / 1000.0))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        percentiles(&v)
+    };
+    Report {
+        plugin: String::new(),
+        jobs,
+        concurrency: 0,
+        payload_bytes: 0,
+        succeeded,
+        failed: jobs - succeeded,
+        enqueue_jobs_per_sec: jobs as f64 / enqueue_secs.max(1e-9),
+        jobs_per_sec: jobs as f64 / wall.max(1e-9),
+        wall_seconds: wall,
+        latency_ms: span(|t| t.enqueued_us, |t| t.finished_us),
+        pickup_ms: span(|t| t.enqueued_us, |t| t.started_us),
+        redis_commands_per_job: 0.0,
+        worker_round_trips_per_job: 0.0,
+        round_trips_per_job: 0.0,
+        cache: times
+            .iter()
+            .filter_map(|t| t.cache.clone())
+            .fold(Default::default(), |mut m, c| {
+                *m.entry(c).or_default() += 1;
+                m
+            }),
+        instances: 0,
+    }
+}

@@ -1,0 +1,247 @@
+//! `spool bench`: end-to-end throughput and latency of the whole path —
+//! enqueue → claim → sandbox → result record → ack — with one in-process
+//! worker on a real Redis (a private `redis-server` unless `--redis`).
+//!
+//! Reports the enqueue rate, jobs/s from the first enqueue to the last
+//! finish, latency percentiles (enqueue → finished, and enqueue → started),
+//! Redis commands per job (from `INFO commandstats`, which counts the
+//! commands inside scripts too) and round trips per job.
+
+mod drive;
+mod queries;
+mod report;
+
+use super::connect::runtime;
+use super::exit;
+use crate::ids::PluginName;
+use crate::kv::RedisKv;
+use crate::plugins::{Capabilities, Registry, Settings, scan};
+use crate::queue::{Queue, QueueConfig};
+use crate::redis::RedisServer;
+use crate::sandbox::{KeyValue, Sandbox, SandboxConfig};
+use crate::worker::{self, WorkerConfig};
+use report::{Report, print};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BenchArgs {
+    /// The plugin to run: NAME or TENANT/NAME, from --plugins.
+    #[arg(long, default_value = "hello")]
+    plugin: String,
+
+    /// Plugins directory.
+    #[arg(long, env = "SPOOL_PLUGINS", default_value = "plugins")]
+    plugins: PathBuf,
+
+    /// How many jobs.
+    #[arg(long, default_value_t = 10_000)]
+    jobs: usize,
+
+    /// Job threads of the worker [default: number of cores]
+    #[arg(long)]
+    concurrency: Option<usize>,
+
+    /// Most jobs per claim/ack round trip (as `spool worker --batch`).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+
+    /// Most jobs claimed ahead of the job threads (as `spool worker --prefetch`).
+    #[arg(long, default_value_t = 64)]
+    prefetch: usize,
+
+    /// Size of each job's JSON payload in bytes ({"name":"xxx…"}).
+    #[arg(long, default_value_t = 32)]
+    payload_bytes: usize,
+
+    /// The jobs' input instead of {"name":"xxx…"}: JSON, or @FILE.
+    #[arg(long, short)]
+    input: Option<String>,
+
+    /// MIME type of --input [default: application/json, or guessed from
+    /// the file name]
+    #[arg(long)]
+    content_type: Option<String>,
+
+    /// How many different inputs the jobs cycle through (a JSON object
+    /// input gets a field "_n": 0..N-1). With --cache-ttl, 1 makes every
+    /// job after the first a hit; --distinct equal to --jobs, none.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    distinct: u64,
+
+    /// Cache the plugin's results this long (as a manifest's `[cache] ttl`).
+    #[arg(long, value_parser = crate::config::parse_duration)]
+    cache_ttl: Option<Duration>,
+
+    /// The worker's in-memory result cache, in bytes (0: every hit comes
+    /// from Redis).
+    #[arg(long, default_value_t = 64 << 20)]
+    cache_memory: u64,
+
+    /// Enqueue at this many jobs per second (0: as fast as possible). A low
+    /// rate measures pickup latency on an idle system.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+
+    /// Redis URL [default: a private redis-server with AOF on]
+    #[arg(long)]
+    redis: Option<String>,
+
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: BenchArgs) -> u8 {
+    // Bad input is a usage error, found before anything starts.
+    let inputs = match payloads(&args) {
+        Ok(inputs) => inputs,
+        Err(message) => {
+            eprintln!("spool bench: {message}");
+            return exit::USAGE;
+        }
+    };
+    match bench(&args, inputs) {
+        Ok(report) => {
+            print(&report, args.json);
+            if report.failed > 0 {
+                exit::FAILED
+            } else {
+                exit::OK
+            }
+        }
+        Err(message) => {
+            eprintln!("spool bench: {message}");
+            exit::FAILED
+        }
+    }
+}
+
+/// Removes the private Redis' data directory however the bench ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, String> {
+    let plugin = PluginName::parse(&args.plugin).map_err(|e| e.to_string())?;
+    let data = TempDir(std::env::temp_dir().join(format!("spool-bench-{}", std::process::id())));
+    let server = match &args.redis {
+        Some(_) => None,
+        None => Some(RedisServer::start(&data.0, "everysec").map_err(|e| e.to_string())?),
+    };
+    let url = args
+        .redis
+        .clone()
+        .or_else(|| server.as_ref().map(RedisServer::url))
+        .unwrap_or_default();
+    let mut queue_config = QueueConfig::new(url.clone());
+    queue_config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
+    let registry = load_plugin(args, &plugin)?;
+    let config = worker_config(args, &queue_config);
+    let concurrency = config.concurrency;
+
+    let rt = runtime();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (worker_queue, client) = rt.block_on(async {
+        let w = Queue::connect(queue_config.clone()).await;
+        let c = Queue::connect(queue_config.clone()).await;
+        (w, c)
+    });
+    let worker_queue = worker_queue.map_err(|e| e.to_string())?;
+    let client = client.map_err(|e| e.to_string())?;
+    let kv: Arc<dyn KeyValue> =
+        Arc::new(RedisKv::new(&url, &queue_config.prefix).map_err(|e| e.to_string())?);
+    let wq = worker_queue.clone();
+    let worker_thread = std::thread::spawn(move || {
+        runtime().block_on(worker::run_on(config, registry, wq, Some(kv), async {
+            let _ = stop_rx.await;
+        }))
+    });
+
+    let instances_before = crate::sandbox::instances_created();
+    let result = rt.block_on(drive::drive(args, &plugin, &client, inputs));
+    let _ = stop_tx.send(());
+    let _ = worker_thread.join();
+    drop(server);
+    let (mut report, commands) = result.map_err(|e| e.to_string())?;
+    report.instances = crate::sandbox::instances_created() - instances_before;
+    let jobs = args.jobs.max(1) as f64;
+    report.concurrency = concurrency;
+    report.redis_commands_per_job = commands as f64 / jobs;
+    report.worker_round_trips_per_job = worker_queue.round_trips() as f64 / jobs;
+    report.round_trips_per_job = (worker_queue.round_trips() + client.round_trips()) as f64 / jobs;
+    Ok(report)
+}
+
+/// A registry serving only the plugin under test (not the whole
+/// directory), with `--cache-ttl` as its manifest would set it.
+fn load_plugin(args: &BenchArgs, plugin: &PluginName) -> Result<Arc<Registry>, String> {
+    let sandbox = Sandbox::new(SandboxConfig::default()).map_err(|e| e.to_string())?;
+    let file = scan::file_for(&args.plugins, plugin);
+    let caps = Capabilities::default();
+    let loaded = crate::plugins::load(&sandbox, &file, &caps).map_err(|e| {
+        let built = Path::new("target/plugins").join(file.strip_prefix(&args.plugins).unwrap_or(&file));
+        if built.exists() && built != file {
+            format!("{e} (this repository builds its plugins into target/plugins: add --plugins target/plugins)")
+        } else {
+            e.to_string()
+        }
+    })?;
+    let registry = Arc::new(Registry::new(sandbox, &args.plugins, caps));
+    let settings = Settings {
+        cache_ttl: args.cache_ttl,
+        ..Settings::default()
+    };
+    registry.insert_with(plugin.clone(), Arc::new(loaded), settings);
+    Ok(registry)
+}
+
+/// The in-process worker's settings: the bench's options, no rescans, no
+/// fleet store.
+fn worker_config(args: &BenchArgs, queue: &QueueConfig) -> WorkerConfig {
+    let mut config = WorkerConfig::new(queue.clone(), &args.plugins);
+    if let Some(c) = args.concurrency {
+        config.concurrency = c.max(1);
+    }
+    config.batch = args.batch.max(1);
+    config.prefetch = args.prefetch;
+    config.rescan = None;
+    config.fleet = false;
+    config.cache_memory = args.cache_memory;
+    config
+}
+
+/// The distinct inputs the jobs cycle through, and their content type.
+fn payloads(args: &BenchArgs) -> Result<(Vec<Vec<u8>>, String), String> {
+    let (base, guessed) = match &args.input {
+        Some(input) => super::call::read_input(input)?,
+        None => {
+            let name_len = args
+                .payload_bytes
+                .saturating_sub(r#"{"name":""}"#.len())
+                .max(1);
+            let text = format!(r#"{{"name":"{}"}}"#, "x".repeat(name_len));
+            (text.into_bytes(), "application/json".to_string())
+        }
+    };
+    let content_type = args.content_type.clone().unwrap_or(guessed);
+    if args.distinct == 1 {
+        return Ok((vec![base], content_type));
+    }
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(&base) else {
+        return Err("--distinct above 1 needs a JSON object input (it adds a field \"_n\")".into());
+    };
+    let distinct = (0..args.distinct)
+        .map(|n| {
+            let mut object = object.clone();
+            object.insert("_n".into(), n.into());
+            serde_json::to_vec(&object).unwrap_or_default()
+        })
+        .collect();
+    Ok((distinct, content_type))
+}

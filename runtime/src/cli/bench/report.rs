@@ -1,0 +1,88 @@
+//! What `spool bench` reports, and how it prints it.
+
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub(super) struct Report {
+    pub plugin: String,
+    pub jobs: usize,
+    pub concurrency: usize,
+    pub payload_bytes: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub enqueue_jobs_per_sec: f64,
+    pub jobs_per_sec: f64,
+    pub wall_seconds: f64,
+    pub latency_ms: Percentiles,
+    pub pickup_ms: Percentiles,
+    pub redis_commands_per_job: f64,
+    pub worker_round_trips_per_job: f64,
+    pub round_trips_per_job: f64,
+    /// Jobs by result-cache status (`hit-memory`, `hit-redis`, `miss`, …).
+    pub cache: std::collections::BTreeMap<String, usize>,
+    /// Sandbox instances the worker created (one per handler run; none for
+    /// a cache hit).
+    pub instances: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+pub(super) fn percentiles(sorted: &[f64]) -> Percentiles {
+    let at = |q: f64| {
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        (sorted[i] * 100.0).round() / 100.0
+    };
+    Percentiles {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}
+
+pub(super) fn print(r: &Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    println!(
+        "spool bench: {} jobs of {} ({}-byte payloads), concurrency {}",
+        r.jobs, r.plugin, r.payload_bytes, r.concurrency
+    );
+    println!("  succeeded          {} ({} failed)", r.succeeded, r.failed);
+    println!("  enqueue            {:.0} jobs/s", r.enqueue_jobs_per_sec);
+    println!(
+        "  end to end         {:.0} jobs/s ({:.2}s from first enqueue to last finish)",
+        r.jobs_per_sec, r.wall_seconds
+    );
+    let p = &r.latency_ms;
+    println!(
+        "  enqueue→finished   p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+        p.p50, p.p95, p.p99, p.max
+    );
+    let p = &r.pickup_ms;
+    println!(
+        "  enqueue→started    p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+        p.p50, p.p95, p.p99, p.max
+    );
+    println!(
+        "  redis commands     {:.2} per job (INFO commandstats, inside scripts included)",
+        r.redis_commands_per_job
+    );
+    println!(
+        "  round trips        {:.3} per job by the worker, {:.3} with enqueueing",
+        r.worker_round_trips_per_job, r.round_trips_per_job
+    );
+    let cache: Vec<String> = r.cache.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("  result cache       {}", cache.join(", "));
+    println!("  sandbox instances  {} for {} jobs", r.instances, r.jobs);
+}
