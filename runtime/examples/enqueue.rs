@@ -8,7 +8,8 @@
 //! The Redis URL comes from `SPOOL_REDIS`, else `redis://127.0.0.1:6379`
 //! (`spool dev` prints the URL of its private Redis).
 
-use spool_runtime::queue::{NewJob, PluginName, Queue, QueueConfig, Status};
+use spool_runtime::ids::PluginName;
+use spool_runtime::queue::{NewJob, Queue, QueueConfig, Status};
 use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]

@@ -49,10 +49,10 @@ fn per_job(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("per_job");
     group.bench_function("hello_wasm", |b| {
-        b.iter(|| black_box(plugin.run(job(), &limits, config.clone()).result.unwrap()))
+        b.iter(|| black_box(plugin.run(job(), &limits, config.clone()).result.unwrap()));
     });
     group.bench_function("hello_native", |b| {
-        b.iter(|| black_box(native(black_box(PAYLOAD))))
+        b.iter(|| black_box(native(black_box(PAYLOAD))));
     });
     group.finish();
 }

@@ -3,9 +3,11 @@
 //! its own, plugin directories, and workers — in process, or as real
 //! `spool worker` processes that can be killed.
 
-use spool_runtime::queue::{JobRecord, NewJob, PluginName, Queue, QueueConfig};
-use spool_runtime::redis_server::RedisServer;
-use spool_runtime::worker::{self, Registry, WorkerConfig, WorkerReport};
+use spool_runtime::ids::PluginName;
+use spool_runtime::plugins::Registry;
+use spool_runtime::queue::{JobRecord, NewJob, Queue, QueueConfig, Status};
+use spool_runtime::redis::RedisServer;
+use spool_runtime::worker::{self, WorkerConfig, WorkerReport};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -103,7 +105,7 @@ impl Env {
 
     /// Poll until `id` is succeeded or dead (at most 60 s), then return it.
     pub fn wait(&self, id: &str) -> JobRecord {
-        self.wait_until(id, |r| r.status.is_some_and(|s| s.is_terminal()))
+        self.wait_until(id, |r| r.status.is_some_and(Status::is_terminal))
     }
 
     /// Poll `id`'s record until `done` holds (at most 60 s).
@@ -210,7 +212,7 @@ impl Env {
                 let queue = Queue::connect(config.queue.clone())
                     .await
                     .expect("worker connects");
-                let kv: Arc<dyn spool_runtime::kv::KeyValue> =
+                let kv: Arc<dyn spool_runtime::sandbox::KeyValue> =
                     Arc::new(spool_runtime::kv::RedisKv::new(&url, &prefix).expect("kv"));
                 worker::run_on(config, registry, queue, Some(kv), async {
                     let _ = stopped.await;
@@ -323,7 +325,7 @@ impl Drop for Env {
 /// Copy the built `fixture` into `dir` as plugin `name`.
 pub fn add_plugin(dir: &Path, name: &str, fixture: &str) {
     let name = PluginName::parse(name).expect("plugin name");
-    let target = if name.tenant == spool_runtime::queue::DEFAULT_TENANT {
+    let target = if name.tenant == spool_runtime::ids::DEFAULT_TENANT {
         dir.join(format!("{}.wasm", name.name))
     } else {
         dir.join(&name.tenant).join(format!("{}.wasm", name.name))

@@ -2,10 +2,10 @@
 //! nothing; a damaged artifact is compiled again; a cache directory that
 //! others could write to is refused.
 
+use spool_runtime::ids::PluginName;
+use spool_runtime::plugins::Registry;
 use spool_runtime::plugins::{ArtifactCache, ArtifactCacheError, Capabilities, load_cached};
-use spool_runtime::queue::PluginName;
 use spool_runtime::sandbox::Limits;
-use spool_runtime::worker::Registry;
 use spool_tests::fleet::{add_plugin, temp_dir};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -70,7 +70,7 @@ fn a_restart_with_a_warm_cache_compiles_nothing() {
     assert!(
         files
             .iter()
-            .any(|f| f.starts_with(&hello.version.0) && f.ends_with(".cwasm"))
+            .any(|f| f.starts_with(hello.version.as_str()) && f.ends_with(".cwasm"))
     );
 
     // A new registry (a restarted worker) loads every plugin from the cache.
@@ -182,7 +182,7 @@ fn a_cache_below_a_directory_others_can_write_is_refused() {
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
     match ArtifactCache::open(open.join("cache"), spool_tests::sandbox()) {
         Err(ArtifactCacheError::NotPrivate { dir: d, .. }) => {
-            assert_eq!(d, open.canonicalize().unwrap())
+            assert_eq!(d, open.canonicalize().unwrap());
         }
         other => panic!("expected NotPrivate for the parent, got {other:?}"),
     }
@@ -215,7 +215,7 @@ fn opening_the_cache_prunes_unused_and_foreign_engine_artifacts() {
     // hello unused for 40 days; an artifact of another engine 2 days old;
     // another engine's artifact of an hour ago stays (a worker with other
     // settings may share the directory).
-    old(&artifact(&hello.version.0).unwrap(), 40);
+    old(&artifact(hello.version.as_str()).unwrap(), 40);
     let foreign_old = cache.join(format!("{}-otherengine.cwasm", "a".repeat(64)));
     let foreign_new = cache.join(format!("{}-otherengine.cwasm", "b".repeat(64)));
     std::fs::write(&foreign_old, b"x").unwrap();
@@ -223,7 +223,10 @@ fn opening_the_cache_prunes_unused_and_foreign_engine_artifacts() {
     old(&foreign_old, 2);
 
     let opened = ArtifactCache::open(&cache, spool_tests::sandbox()).unwrap();
-    assert!(artifact(&hello.version.0).is_none(), "unused hello pruned");
+    assert!(
+        artifact(hello.version.as_str()).is_none(),
+        "unused hello pruned"
+    );
     assert!(!foreign_old.exists());
     assert!(foreign_new.exists());
     let introspect = first

@@ -106,11 +106,11 @@ fn a_new_plugin_version_and_another_config_miss() {
     let tmp = dir.join(".introspect.tmp");
     std::fs::write(&tmp, variant("introspect", 1)).unwrap();
     std::fs::rename(&tmp, dir.join("introspect.wasm")).unwrap();
-    let name = spool_runtime::queue::PluginName::parse("introspect").unwrap();
+    let name = spool_runtime::ids::PluginName::parse("introspect").unwrap();
     env.wait_for("the new version", || {
         registry
             .get(&name)
-            .is_some_and(|p| Some(&p.version.0) != before.version.as_ref())
+            .is_some_and(|p| Some(p.version.as_str()) != before.version.as_deref())
     });
     let after = run(&env, "introspect", "{}");
     assert_eq!(cache_of(&after), "miss");
@@ -269,17 +269,17 @@ fn each_purge_removes_only_what_it_names_from_redis_and_from_memory() {
     assert_eq!(hits(&env, &jobs), [true, true, false, true]);
 
     // --version: acme/other gets a version of its own first.
-    let name = spool_runtime::queue::PluginName::parse("acme/introspect").unwrap();
-    let version = registry.get(&name).unwrap().version.0.clone();
+    let name = spool_runtime::ids::PluginName::parse("acme/introspect").unwrap();
+    let version = registry.get(&name).unwrap().version.clone();
     std::fs::write(dir.join("acme/other.wasm"), variant("introspect", 7)).unwrap();
-    let other = spool_runtime::queue::PluginName::parse("acme/other").unwrap();
+    let other = spool_runtime::ids::PluginName::parse("acme/other").unwrap();
     env.wait_for("acme/other's new version", || {
-        registry.get(&other).is_some_and(|p| p.version.0 != version)
+        registry.get(&other).is_some_and(|p| p.version != version)
     });
     fill(&env);
     // Every entry of that digest (acme/introspect, beta/introspect and
     // acme/other's old version all run these bytes), none of another.
-    assert!(purge(&env, &["--version", &version]).starts_with("purged 4 "));
+    assert!(purge(&env, &["--version", version.as_str()]).starts_with("purged 4 "));
     assert_eq!(hits(&env, &jobs), [false, false, false, true]);
 
     // --tenant: everything of acme, nothing of beta.
@@ -353,7 +353,7 @@ fn identical_jobs_on_two_workers_run_the_handler_once() {
     // Both up (they report once connected) before the jobs arrive.
     let store = env
         .rt
-        .block_on(spool_runtime::deploy::Store::connect(
+        .block_on(spool_runtime::deploy::FleetStore::connect(
             &env.redis.url(),
             "spool",
         ))

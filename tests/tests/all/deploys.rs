@@ -4,8 +4,8 @@
 
 use crate::SPOOL;
 use crate::command::{fails_with, succeeds, text};
-use spool_runtime::deploy::{Store, WorkerStatus};
-use spool_runtime::plugins::Version;
+use spool_runtime::deploy::{FleetStore, WorkerStatus};
+use spool_runtime::ids::Version;
 use spool_tests::fleet::Env;
 use spool_tests::variant;
 use std::path::PathBuf;
@@ -22,25 +22,25 @@ fn spool(env: &Env, args: &[&str]) -> std::process::Output {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    Version::of(bytes).0
+    Version::of(bytes).as_str().to_string()
 }
 
 fn short(digest: &str) -> &str {
     &digest[..12]
 }
 
-fn store(env: &Env) -> Store {
+fn store(env: &Env) -> FleetStore {
     env.rt
-        .block_on(Store::connect(&env.redis.url(), "spool"))
+        .block_on(FleetStore::connect(&env.redis.url(), "spool"))
         .expect("fleet store")
 }
 
-fn workers(env: &Env, store: &Store) -> Vec<WorkerStatus> {
+fn workers(env: &Env, store: &FleetStore) -> Vec<WorkerStatus> {
     env.rt.block_on(store.workers()).expect("worker reports")
 }
 
 /// Wait until `n` workers report serving `plugin` at `version`.
-fn wait_serving(env: &Env, store: &Store, n: usize, plugin: &str, version: &str) {
+fn wait_serving(env: &Env, store: &FleetStore, n: usize, plugin: &str, version: &str) {
     env.wait_for(
         &format!("{n} workers serving {plugin} {}", short(version)),
         || {
@@ -49,7 +49,7 @@ fn wait_serving(env: &Env, store: &Store, n: usize, plugin: &str, version: &str)
                 .filter(|w| {
                     w.plugins
                         .iter()
-                        .any(|p| p.name == plugin && p.version == version)
+                        .any(|p| p.name == plugin && p.version.as_str() == version)
                 })
                 .count()
                 == n
@@ -267,7 +267,7 @@ fn bad_deploys_and_rollbacks_say_what_is_wrong() {
     succeeds(&out);
     assert!(text(&out.stdout).contains("is deployed already"));
     let store = store(&env);
-    let name = spool_runtime::queue::PluginName::parse("hello").unwrap();
+    let name = spool_runtime::ids::PluginName::parse("hello").unwrap();
     assert_eq!(env.rt.block_on(store.history(&name)).unwrap().len(), 1);
     fails_with(
         &spool(&env, &["plugins", "rollback", "hello"]),
@@ -320,9 +320,9 @@ fn the_history_keeps_the_last_versions_and_drops_the_bytes_of_older_ones() {
         succeeds(&out);
     }
     let store = store(&env);
-    let name = spool_runtime::queue::PluginName::parse("acme/hello").unwrap();
+    let name = spool_runtime::ids::PluginName::parse("acme/hello").unwrap();
     let history = env.rt.block_on(store.history(&name)).unwrap();
-    let kept: Vec<String> = history.iter().map(|e| e.digest.clone()).collect();
+    let kept: Vec<String> = history.iter().map(|e| e.digest.to_string()).collect();
     let newest: Vec<String> = versions.iter().rev().take(3).map(|v| digest(v)).collect();
     assert_eq!(kept, newest);
     let mut redis = env.redis_conn();
@@ -414,7 +414,7 @@ fn directory_versions_are_recorded_and_a_pin_wins_over_the_directory_until_unpin
     let (d0, d1) = (digest(&v0), digest(&v1));
     let dir = plugins_with(&env, "plugins", &v0);
     let store = store(&env);
-    let name = spool_runtime::queue::PluginName::parse("hello").unwrap();
+    let name = spool_runtime::ids::PluginName::parse("hello").unwrap();
     // Two workers on the same directory record its version once.
     let (_r1, _w1) = env.serve_dir(&dir, |_| {});
     let (_r2, _w2) = env.serve_dir(&dir, |_| {});

@@ -1,6 +1,7 @@
 //! A bad plugin file gets an error that names the file and the reason.
 
-use spool_runtime::plugins::{self, Capabilities, LoadError, Version};
+use spool_runtime::ids::Version;
+use spool_runtime::plugins::{self, Capabilities, LoadError};
 use spool_runtime::sandbox::CompileError;
 use std::path::{Path, PathBuf};
 
@@ -87,7 +88,7 @@ fn wrong_world() {
             source: CompileError::WrongWorld { reason },
             ..
         } => {
-            assert!(reason.contains("handle"), "{reason}")
+            assert!(reason.contains("handle"), "{reason}");
         }
         other => panic!("expected wrong world, got {other}"),
     }
@@ -119,5 +120,5 @@ fn version_is_the_blake3_digest_of_the_bytes() {
     let path = spool_tests::plugin_path("hello");
     let plugin = spool_tests::plugin("hello");
     assert_eq!(plugin.version, Version::of(&std::fs::read(path).unwrap()));
-    assert_eq!(plugin.version.0.len(), 64);
+    assert_eq!(plugin.version.as_str().len(), 64);
 }

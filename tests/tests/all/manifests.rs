@@ -2,7 +2,8 @@
 //! config values and capabilities, picked up by the rescan; a bad manifest
 //! never replaces what is serving.
 
-use spool_runtime::queue::{Status, now_us};
+use spool_runtime::ids::now_us;
+use spool_runtime::queue::Status;
 use spool_tests::fleet::{Env, add_plugin};
 use spool_tests::variant;
 use std::path::Path;
@@ -105,12 +106,12 @@ fn versions_swap_under_load_and_every_job_names_the_one_it_ran_on() {
     let versions: Vec<Vec<u8>> = (0..6).map(|n| variant("introspect", n)).collect();
     let digests: Vec<String> = versions
         .iter()
-        .map(|v| spool_runtime::plugins::Version::of(v).0)
+        .map(|v| spool_runtime::ids::Version::of(v).as_str().to_string())
         .collect();
     let file = dir.join("introspect.wasm");
     std::fs::write(&file, &versions[0]).unwrap();
     let (registry, _worker) = env.serve_dir(&dir, |_| {});
-    let name = spool_runtime::queue::PluginName::parse("introspect").unwrap();
+    let name = spool_runtime::ids::PluginName::parse("introspect").unwrap();
     // Batch n is enqueued once version n serves, and the next swap waits
     // only until the batch's first job has finished (so it ran on version
     // n): the rest of the batch is queued or running while the file is
@@ -125,7 +126,7 @@ fn versions_swap_under_load_and_every_job_names_the_one_it_ran_on() {
         env.wait_for("the swap", || {
             registry
                 .get(&name)
-                .is_some_and(|p| p.version.0 == digests[n])
+                .is_some_and(|p| p.version.as_str() == digests[n])
         });
         let jobs: Vec<_> = (0..BATCH)
             .map(|i| {
@@ -175,7 +176,7 @@ fn a_half_written_file_never_replaces_the_serving_version() {
     let env = Env::new("half-written");
     let dir = env.subdir("plugins");
     let (v0, v1) = (variant("introspect", 0), variant("introspect", 1));
-    let digest = |v: &[u8]| spool_runtime::plugins::Version::of(v).0;
+    let digest = |v: &[u8]| spool_runtime::ids::Version::of(v).as_str().to_string();
     let file = dir.join("introspect.wasm");
     std::fs::write(&file, &v0).unwrap();
     let (registry, _worker) = env.serve_dir(&dir, |_| {});
@@ -197,8 +198,8 @@ fn a_half_written_file_never_replaces_the_serving_version() {
     drop(out);
     env.wait_for("the completed file to serve", || {
         registry
-            .get(&spool_runtime::queue::PluginName::parse("introspect").unwrap())
-            .is_some_and(|p| p.version.0 == digest(&v1))
+            .get(&spool_runtime::ids::PluginName::parse("introspect").unwrap())
+            .is_some_and(|p| p.version.as_str() == digest(&v1))
     });
     assert_eq!(version_of_a_job(), digest(&v1));
     assert!(registry.rejected().is_empty(), "{:?}", registry.rejected());
@@ -209,14 +210,14 @@ fn the_directory_is_read_carefully() {
     let env = Env::new("careful");
     let dir = env.subdir("plugins");
     let (v0, v1) = (variant("introspect", 0), variant("introspect", 1));
-    let digest = |v: &[u8]| spool_runtime::plugins::Version::of(v).0;
+    let digest = |v: &[u8]| spool_runtime::ids::Version::of(v).as_str().to_string();
     let file = dir.join("introspect.wasm");
     std::fs::write(&file, &v0).unwrap();
     let (registry, _worker) = env.serve_dir(&dir, |_| {});
     let serving = || {
         registry
-            .get(&spool_runtime::queue::PluginName::parse("introspect").unwrap())
-            .map(|p| p.version.0.clone())
+            .get(&spool_runtime::ids::PluginName::parse("introspect").unwrap())
+            .map(|p| p.version.to_string())
     };
     // Same size, same modification time, another file (cp -p, rsync -a).
     let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();

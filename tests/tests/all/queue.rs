@@ -2,8 +2,9 @@
 //! delays, priorities, malformed envelopes, missing plugins. Real Redis,
 //! real components.
 
-use spool_runtime::plugins::Version;
-use spool_runtime::queue::{Priority, Status, now_us};
+use spool_runtime::ids::Version;
+use spool_runtime::ids::now_us;
+use spool_runtime::queue::{Priority, Status};
 use spool_tests::fleet::{Env, add_plugin};
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ fn a_job_runs_and_leaves_a_full_record() {
     let bytes = std::fs::read(spool_tests::plugin_path("hello")).unwrap();
     assert_eq!(
         record.version.as_deref(),
-        Some(Version::of(&bytes).0.as_str())
+        Some(Version::of(&bytes).as_str())
     );
     // hello logs one line: one host call, and the line is in the record.
     assert_eq!(record.host_calls, Some(1));
@@ -260,7 +261,7 @@ fn a_job_for_a_missing_plugin_waits_until_the_plugin_arrives() {
     let dir = env.plugins_dir(&[("hello", "hello")]);
     let mut config = env.worker_config(&dir);
     config.worker_id = "w-missing".into();
-    let registry = std::sync::Arc::new(spool_runtime::worker::Registry::new(
+    let registry = std::sync::Arc::new(spool_runtime::plugins::Registry::new(
         spool_tests::sandbox().clone(),
         &dir,
         config.capabilities.clone(),
@@ -325,7 +326,7 @@ fn an_idempotency_key_of_a_purged_job_enqueues_anew() {
 fn retries_wait_an_exponential_backoff_with_jitter() {
     let env = Env::new("backoff");
     let _worker = env.worker(&[("introspect", "introspect")], |c| {
-        c.backoff = Duration::from_secs(2)
+        c.backoff = Duration::from_secs(2);
     });
     let id = env.enqueue("introspect", r#"{"fail_before_attempt":3}"#);
     // After attempt 1: due base·2^0 = 2 s later, times a jitter in [0.5, 1).

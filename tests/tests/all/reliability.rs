@@ -1,7 +1,7 @@
 //! No job is lost: a worker killed with SIGKILL mid-run, a worker whose
 //! lease expired, Redis restarted mid-run, a graceful shutdown.
 
-use spool_runtime::queue::{Next, Outcome, Status};
+use spool_runtime::queue::{Field, Next, Outcome, RecordUpdate, Status};
 use spool_tests::fleet::Env;
 use std::time::{Duration, Instant};
 
@@ -91,7 +91,10 @@ fn a_worker_whose_lease_expired_can_neither_ack_nor_renew() {
         token: token.to_string(),
         wait: false,
         next: Next::Succeeded,
-        fields: vec![("output", output.as_bytes().to_vec())],
+        record: RecordUpdate {
+            output: Field::Set(output.as_bytes().to_vec()),
+            ..RecordUpdate::default()
+        },
     };
     let renewed = env
         .rt
@@ -295,7 +298,10 @@ fn a_late_ack_wins_while_no_newer_attempt_was_claimed() {
         token: job.token.clone(),
         wait: false,
         next: Next::Succeeded,
-        fields: vec![("output", b"done late".to_vec())],
+        record: RecordUpdate {
+            output: Field::Set(b"done late".to_vec()),
+            ..RecordUpdate::default()
+        },
     };
     let applied = env
         .rt
