@@ -2,14 +2,15 @@
 //!
 //! The sandbox defines the [`KeyValue`] trait, checks keys and values
 //! against its limits, and calls the store with the tenant of the running
-//! job; the guest only names keys. [`RedisKv`] stores them at
+//! job; the guest only names keys. The stores check the limits again, for
+//! embedders that call them directly. [`RedisKv`] stores them at
 //! `PREFIX:{kv:TENANT}:KEY` — the tenant is the hash tag, and a guest cannot
 //! choose it, so no key of one tenant is reachable from another's plugins.
 //! [`MemoryKv`] serves `spool call`.
 
 use crate::locks::lock;
 use crate::redis::SyncRedis;
-use crate::sandbox::kv::{KeyValue, KvError};
+pub use crate::sandbox::kv::{KeyValue, KvError, MAX_KEY, MAX_VALUE, check};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ pub struct MemoryKv {
 
 impl KeyValue for MemoryKv {
     fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        check(key, None)?;
         let entries = lock(&self.entries);
         Ok(entries
             .get(&(tenant.to_string(), key.to_string()))
@@ -39,6 +41,7 @@ impl KeyValue for MemoryKv {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
+        check(key, Some(value))?;
         let mut entries = lock(&self.entries);
         entries.insert(
             (tenant.to_string(), key.to_string()),
@@ -48,6 +51,7 @@ impl KeyValue for MemoryKv {
     }
 
     fn delete(&self, tenant: &str, key: &str) -> Result<bool, KvError> {
+        check(key, None)?;
         let mut entries = lock(&self.entries);
         Ok(entries
             .remove(&(tenant.to_string(), key.to_string()))
@@ -96,6 +100,7 @@ impl RedisKv {
 
 impl KeyValue for RedisKv {
     fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        check(key, None)?;
         let rkey = self.redis_key(tenant, key);
         self.with_connection(|c| redis::cmd("GET").arg(&rkey).query(c))
     }
@@ -107,6 +112,7 @@ impl KeyValue for RedisKv {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), KvError> {
+        check(key, Some(value))?;
         let rkey = self.redis_key(tenant, key);
         self.with_connection(|c| {
             let mut cmd = redis::cmd("SET");
@@ -119,6 +125,7 @@ impl KeyValue for RedisKv {
     }
 
     fn delete(&self, tenant: &str, key: &str) -> Result<bool, KvError> {
+        check(key, None)?;
         let rkey = self.redis_key(tenant, key);
         let removed: i64 = self.with_connection(|c| redis::cmd("DEL").arg(&rkey).query(c))?;
         Ok(removed == 1)

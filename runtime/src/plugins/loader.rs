@@ -95,13 +95,46 @@ impl Loader {
         bytes: &[u8],
         manifest: Option<(&Path, &str)>,
     ) -> Result<LoadedVersion, VersionError> {
+        let (settings, caps) = self.prepare(path, manifest)?;
+        self.compile(path, bytes, settings, caps, manifest)
+    }
+
+    /// [`Loader::load_version`] of the plugin file at `path`, read only
+    /// once its manifest passed (a bad manifest is named first).
+    pub fn load_file(
+        &self,
+        path: &Path,
+        manifest: Option<(&Path, &str)>,
+    ) -> Result<LoadedVersion, VersionError> {
+        let (settings, caps) = self.prepare(path, manifest)?;
+        let bytes = super::read_file(path)?;
+        self.compile(path, &bytes, settings, caps, manifest)
+    }
+
+    /// Parse the manifest and derive what the version runs with.
+    fn prepare(
+        &self,
+        path: &Path,
+        manifest: Option<(&Path, &str)>,
+    ) -> Result<(Settings, Capabilities), VersionError> {
         let parsed = match manifest {
             Some((manifest_path, text)) => manifest::parse(manifest_path, text)?,
             None => manifest::Manifest::default(),
         };
         let manifest_path =
             manifest.map_or_else(|| manifest::path_for(path), |(p, _)| p.to_path_buf());
-        let (settings, caps) = self.settings(&manifest_path, parsed)?;
+        self.settings(&manifest_path, parsed)
+    }
+
+    /// Validate and compile (through the artifact cache, if any).
+    fn compile(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        settings: Settings,
+        caps: Capabilities,
+        manifest: Option<(&Path, &str)>,
+    ) -> Result<LoadedVersion, VersionError> {
         let plugin =
             super::load_bytes_cached(&self.sandbox, path, bytes, &caps, self.artifacts.as_ref())?;
         Ok(LoadedVersion {

@@ -85,8 +85,24 @@ fn relevant(event: &notify::Event) -> bool {
 /// [`Registry::refresh_settled`]), so a file still being written is not
 /// loaded half; the periodic one loads whatever is there (a half-written
 /// file is then rejected and retried when it changes again).
-pub async fn follow(registry: Arc<Registry>, every: Duration, mut stop: watch::Receiver<bool>) {
+///
+/// The directory is watched from the call on, before the returned future
+/// first runs, so no change made after the call is missed.
+pub fn follow(
+    registry: Arc<Registry>,
+    every: Duration,
+    stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> {
     let watcher = watch(registry.dir());
+    rescan_loop(registry, every, watcher, stop)
+}
+
+async fn rescan_loop(
+    registry: Arc<Registry>,
+    every: Duration,
+    watcher: Option<DirWatcher>,
+    mut stop: watch::Receiver<bool>,
+) {
     let (_watching, mut events) = match watcher {
         Some(w) => (Some(w.watcher), Some(w.events)),
         None => (None, None),

@@ -41,10 +41,45 @@ pub(crate) fn parse_claim(reply: Value, received: Instant) -> Result<Claim, Queu
         Some(Value::Array(names)) => names.into_iter().filter_map(text).collect(),
         _ => return Err(bad("no field names")),
     };
+    check_names(&names)?;
     let jobs = items
         .map(|item| job(item, &names, claimed_us, received))
         .collect::<Result<_, _>>()?;
     Ok(Claim { jobs, next_due })
+}
+
+/// The envelope fields every claimed job carries (a newer script may send
+/// more).
+const REQUIRED: [&str; 9] = [
+    "plugin",
+    "content_type",
+    "payload",
+    "max_attempts",
+    "enqueued_us",
+    "wait",
+    "priority",
+    "waiting_since_us",
+    "no_cache",
+];
+
+/// Each required name once, none twice: a script that drops or repeats a
+/// field is a protocol error, not jobs with a field silently missing.
+fn check_names(names: &[String]) -> Result<(), QueueError> {
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(QueueError::protocol(
+                "claim",
+                format!("field {name:?} sent twice"),
+            ));
+        }
+    }
+    match REQUIRED.iter().find(|r| !names.iter().any(|n| n == *r)) {
+        Some(missing) => Err(QueueError::protocol(
+            "claim",
+            format!("no field {missing:?}"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// One job: `{id, token, attempt, value per name}`.
@@ -109,23 +144,28 @@ mod tests {
         Value::BulkString(text.as_bytes().to_vec())
     }
 
+    fn claim(names: &[&str], jobs: Vec<Value>) -> Result<Claim, QueueError> {
+        let mut reply = vec![Value::Int(-1), Value::Int(42)];
+        reply.push(Value::Array(names.iter().map(|n| s(n)).collect()));
+        reply.extend(jobs);
+        parse_claim(Value::Array(reply), Instant::now())
+    }
+
     #[test]
     fn jobs_are_decoded_by_the_names_the_script_sends() {
-        let names = Value::Array(vec![s("wait"), s("plugin"), s("future"), s("payload")]);
-        let job = Value::Array(vec![
-            s("01J"),
-            Value::Int(3),
-            Value::Int(2),
-            s("1"),
-            s("acme/x"),
-            s("?"),
-            s("{}"),
-        ]);
-        let claim = parse_claim(
-            Value::Array(vec![Value::Int(-1), Value::Int(42), names, job]),
-            Instant::now(),
-        )
-        .unwrap();
+        // Any order, and a field this decoder does not know ("future").
+        let mut order: Vec<&str> = REQUIRED.iter().rev().copied().collect();
+        order.insert(3, "future");
+        let value = |n: &str| match n {
+            "wait" => s("1"),
+            "plugin" => s("acme/x"),
+            "payload" => s("{}"),
+            "future" => s("?"),
+            _ => Value::Nil,
+        };
+        let mut job = vec![s("01J"), Value::Int(3), Value::Int(2)];
+        job.extend(order.iter().map(|n| value(n)));
+        let claim = claim(&order, vec![Value::Array(job)]).unwrap();
         assert_eq!(claim.next_due, None);
         let job = &claim.jobs[0];
         assert_eq!(
@@ -141,15 +181,24 @@ mod tests {
 
     #[test]
     fn a_job_with_a_missing_value_is_a_protocol_error() {
-        let names = Value::Array(vec![s("plugin"), s("payload")]);
         let short = Value::Array(vec![s("01J"), Value::Int(1), Value::Int(1), s("x")]);
-        let reply = Value::Array(vec![Value::Int(5), Value::Int(1), names, short]);
+        let e = claim(&REQUIRED, vec![short]).unwrap_err();
         assert!(matches!(
-            parse_claim(reply, Instant::now()),
-            Err(QueueError::Redis(crate::redis::RedisError::Protocol {
-                op: "claim",
-                ..
-            }))
+            e,
+            QueueError::Redis(crate::redis::RedisError::Protocol { op: "claim", .. })
         ));
+    }
+
+    #[test]
+    fn a_reply_missing_or_repeating_a_field_name_is_a_protocol_error() {
+        let mut missing: Vec<&str> = REQUIRED.to_vec();
+        missing.retain(|n| *n != "payload");
+        let e = claim(&missing, Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("no field \"payload\""), "{e}");
+        let mut twice: Vec<&str> = REQUIRED.to_vec();
+        twice.push("plugin");
+        let e = claim(&twice, Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("sent twice"), "{e}");
+        assert!(claim(&REQUIRED, Vec::new()).unwrap().jobs.is_empty());
     }
 }

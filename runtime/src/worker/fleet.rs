@@ -192,14 +192,14 @@ pub(crate) async fn fleet_loop(
             }
             continue;
         }
-        let turn = tokio::select! {
-            r = follower.turn() => r,
-            _ = stop.changed() => break,
-        };
-        if let Err(e) = turn {
-            tracing::warn!("fleet store: {e}");
-            // Reconnect (and read the pins whole) on the next turn.
-            follower.conn = None;
+        match follower.turn(&mut stop).await {
+            Ok(Turn::Done) => {}
+            Ok(Turn::Stopped) => break,
+            Err(e) => {
+                tracing::warn!("fleet store: {e}");
+                // Reconnect (and read the pins whole) on the next turn.
+                follower.conn = None;
+            }
         }
     }
     if let Some(f) = &follower.fleet {
@@ -221,6 +221,13 @@ struct Follower {
     /// The registry generation last reported.
     reported: Option<u64>,
     last_sync: Instant,
+}
+
+/// How a turn ended.
+enum Turn {
+    Done,
+    /// The stop signal came during the wait for events.
+    Stopped,
 }
 
 /// Why a turn ended the connection.
@@ -267,19 +274,22 @@ impl Follower {
         Ok(())
     }
 
-    /// One turn: wait for events (at most [`WAIT`]), act on them, resync
-    /// the pins when one changed or [`RESYNC`] passed, record directory
-    /// versions, and report when anything changed.
-    async fn turn(&mut self) -> Result<(), TurnError> {
+    /// One turn: wait for events (at most [`WAIT`], or until `stop`), act
+    /// on them, resync the pins when one changed or [`RESYNC`] passed,
+    /// record directory versions, and report when anything changed. Only
+    /// the wait is cut short by `stop`: a sync or a report under way ends.
+    async fn turn(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Turn, TurnError> {
         let (Some(fleet), Some(conn)) = (self.fleet.as_mut(), self.conn.as_mut()) else {
-            return Ok(());
+            return Ok(Turn::Done);
         };
-        let events = tokio::time::timeout(
+        let wait = tokio::time::timeout(
             WAIT + WAIT_SLACK,
             fleet.store.wait_event(conn, &self.after, WAIT),
-        )
-        .await
-        .map_err(|_| TurnError::NoAnswer)??;
+        );
+        let events = tokio::select! {
+            r = wait => r.map_err(|_| TurnError::NoAnswer)??,
+            _ = stop.changed() => return Ok(Turn::Stopped),
+        };
         let (pins, purged) = act_on(events, &mut self.after, self.config.cache.as_deref());
         let resync = pins || self.last_sync.elapsed() >= RESYNC;
         if resync {
@@ -294,7 +304,7 @@ impl Follower {
                 Err(e) => tracing::warn!("fleet store: {e}"),
             }
         }
-        Ok(())
+        Ok(Turn::Done)
     }
 }
 

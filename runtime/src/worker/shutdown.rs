@@ -32,14 +32,16 @@ pub(super) async fn drain(
             .iter()
             .map(|(id, token)| (id.clone(), token.clone()))
             .collect();
-        tracing::warn!(
-            jobs = left.len(),
-            "grace period over; handing back jobs that are still running"
-        );
-        for (id, token) in &left {
-            let _ = outcomes.send(hand_back(id, token, false));
+        if !left.is_empty() {
+            tracing::warn!(
+                jobs = left.len(),
+                "grace period over; handing back jobs that are still running"
+            );
+            for (id, token) in &left {
+                let _ = outcomes.send(hand_back(id, token, false));
+            }
+            acked_within(shared, Duration::from_secs(10)).await;
         }
-        acked_within(shared, Duration::from_secs(10)).await;
     }
     drop(outcomes);
     if let Some(fleet) = tasks.fleet {

@@ -13,12 +13,12 @@ mod report;
 
 use super::connect::runtime;
 use super::exit;
-use crate::ids::PluginName;
+use crate::ids::{NameError, PluginName};
 use crate::kv::RedisKv;
-use crate::plugins::{Capabilities, Registry, Settings, scan};
-use crate::queue::{Queue, QueueConfig};
-use crate::redis::RedisServer;
-use crate::sandbox::{KeyValue, Sandbox, SandboxConfig};
+use crate::plugins::{Capabilities, LoadError, Registry, Settings, scan};
+use crate::queue::{Queue, QueueConfig, QueueError};
+use crate::redis::{RedisServer, RedisServerError};
+use crate::sandbox::{KeyValue, KvError, Sandbox, SandboxConfig, SandboxError};
 use crate::worker::{self, WorkerConfig};
 use report::{Report, print};
 use std::path::{Path, PathBuf};
@@ -127,12 +127,33 @@ impl Drop for TempDir {
     }
 }
 
-fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, String> {
-    let plugin = PluginName::parse(&args.plugin).map_err(|e| e.to_string())?;
+/// Why a bench could not run (each names what failed).
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Redis(#[from] RedisServerError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("{source}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    Load {
+        source: LoadError,
+        /// How to point the bench at the plugins, when that is the cause.
+        hint: Option<&'static str>,
+    },
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Kv(#[from] KvError),
+}
+
+fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, BenchError> {
+    let plugin = PluginName::parse(&args.plugin)?;
     let data = TempDir(std::env::temp_dir().join(format!("spool-bench-{}", std::process::id())));
     let server = match &args.redis {
         Some(_) => None,
-        None => Some(RedisServer::start(&data.0, "everysec").map_err(|e| e.to_string())?),
+        None => Some(RedisServer::start(&data.0, "everysec")?),
     };
     let url = args
         .redis
@@ -152,10 +173,9 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Str
         let c = Queue::connect(queue_config.clone()).await;
         (w, c)
     });
-    let worker_queue = worker_queue.map_err(|e| e.to_string())?;
-    let client = client.map_err(|e| e.to_string())?;
-    let kv: Arc<dyn KeyValue> =
-        Arc::new(RedisKv::new(&url, &queue_config.prefix).map_err(|e| e.to_string())?);
+    let worker_queue = worker_queue?;
+    let client = client?;
+    let kv: Arc<dyn KeyValue> = Arc::new(RedisKv::new(&url, &queue_config.prefix)?);
     let wq = worker_queue.clone();
     let worker_thread = std::thread::spawn(move || {
         runtime().block_on(worker::run_on(config, registry, wq, Some(kv), async {
@@ -168,7 +188,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Str
     let _ = stop_tx.send(());
     let _ = worker_thread.join();
     drop(server);
-    let (mut report, commands) = result.map_err(|e| e.to_string())?;
+    let (mut report, commands) = result?;
     report.instances = crate::sandbox::instances_created() - instances_before;
     let jobs = args.jobs.max(1) as f64;
     report.concurrency = concurrency;
@@ -180,17 +200,17 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Str
 
 /// A registry serving only the plugin under test (not the whole
 /// directory), with `--cache-ttl` as its manifest would set it.
-fn load_plugin(args: &BenchArgs, plugin: &PluginName) -> Result<Arc<Registry>, String> {
-    let sandbox = Sandbox::new(SandboxConfig::default()).map_err(|e| e.to_string())?;
+fn load_plugin(args: &BenchArgs, plugin: &PluginName) -> Result<Arc<Registry>, BenchError> {
+    let sandbox = Sandbox::new(SandboxConfig::default())?;
     let file = scan::file_for(&args.plugins, plugin);
     let caps = Capabilities::default();
-    let loaded = crate::plugins::load(&sandbox, &file, &caps).map_err(|e| {
-        let built = Path::new("target/plugins").join(file.strip_prefix(&args.plugins).unwrap_or(&file));
-        if built.exists() && built != file {
-            format!("{e} (this repository builds its plugins into target/plugins: add --plugins target/plugins)")
-        } else {
-            e.to_string()
-        }
+    let loaded = crate::plugins::load(&sandbox, &file, &caps).map_err(|source| {
+        let built =
+            Path::new("target/plugins").join(file.strip_prefix(&args.plugins).unwrap_or(&file));
+        let hint = (built.exists() && built != file).then_some(
+            "this repository builds its plugins into target/plugins: add --plugins target/plugins",
+        );
+        BenchError::Load { source, hint }
     })?;
     let registry = Arc::new(Registry::new(sandbox, &args.plugins, caps));
     let settings = Settings {

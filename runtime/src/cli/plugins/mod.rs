@@ -244,6 +244,10 @@ enum CheckError {
 /// Load the version as a worker would (workers grant what the manifest
 /// grants, and their own defaults; their `--memory` is not known here).
 fn check(file: &Path, bytes: &[u8], manifest: Option<(&Path, &str)>) -> Result<Plugin, CheckError> {
+    // The manifest is named first, before any other check.
+    if let Some((path, text)) = manifest {
+        manifest::parse(path, text).map_err(CheckError::Manifest)?;
+    }
     let sandbox = Sandbox::new(SandboxConfig {
         pool_size: 1,
         ..SandboxConfig::default()

@@ -6,8 +6,8 @@ use super::{Entry, Registry};
 use crate::ids::PluginName;
 use crate::locks::{lock, read, write};
 use crate::plugins::loader::{LoadedVersion, VersionError};
+use crate::plugins::manifest;
 use crate::plugins::scan::{self, Scan, Stamp};
-use crate::plugins::{manifest, read_file};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -98,10 +98,9 @@ impl Registry {
     /// Read the file and its manifest, and load the version.
     fn load_file(&self, path: &Path) -> Result<LoadedVersion, VersionError> {
         let text = manifest::read_text_for(path)?;
-        let bytes = read_file(path)?;
         let manifest_path = manifest::path_for(path);
         let manifest = text.as_deref().map(|t| (manifest_path.as_path(), t));
-        self.loader.load_version(path, &bytes, manifest)
+        self.loader.load_file(path, manifest)
     }
 
     fn serve_file(&self, name: &PluginName, path: &Path, stamp: Stamp, loaded: LoadedVersion) {
