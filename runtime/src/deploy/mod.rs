@@ -4,6 +4,7 @@
 //! hands them.
 //!
 //! - [`versions`]: the history, pins, deploys, rollbacks and blobs;
+//! - [`history`]: what serves now, and what a rollback returns to;
 //! - [`events`]: the stream workers block on (pin changes, cache purges);
 //! - [`reports`]: what each worker says it serves.
 //!
@@ -34,14 +35,16 @@
 
 mod error;
 mod events;
+mod history;
 mod model;
 mod reports;
 mod versions;
 
 pub use error::DeployError;
 pub use events::Event;
+pub use history::current;
 pub use model::{Action, VersionEntry, WorkerStatus, has_seen};
-pub use versions::{Recorded, current};
+pub use versions::Recorded;
 
 use crate::redis::{AsyncRedis, RedisError, script_with_prelude};
 use std::sync::Arc;

@@ -2,9 +2,11 @@
 //! and read them back. The bytes of a version are stored once per digest
 //! and checked against it when read.
 
+use super::history::{current, pick, previous};
 use super::model::{Action, VersionEntry};
 use super::{DEFAULT_KEEP, DeployError, FleetStore, MAX_DEPLOY_BYTES};
 use crate::ids::{PluginName, Version, now_us};
+use crate::redis::value::text;
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
 
@@ -175,16 +177,10 @@ impl FleetStore {
     /// Remove the pin of `name`; workers serve their directory file again.
     /// Returns the entry that was pinned, if any.
     pub async fn unpin(&self, name: &PluginName) -> Result<Option<VersionEntry>, DeployError> {
-        let mut conn = self.redis.conn();
-        let entry: Option<String> = self
-            .scripts
-            .unpin
-            .key(&self.keys)
-            .arg(name.to_string())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("unpin a plugin", e))?;
-        entry
+        let reply = self
+            .for_plugin(&self.scripts.unpin, name, "unpin a plugin")
+            .await?;
+        text(reply)
             .map(|e| serde_json::from_str(&e).map_err(|err| Self::protocol("unpin", err)))
             .transpose()
     }
@@ -192,15 +188,9 @@ impl FleetStore {
     /// Delete the history of `name` and the bytes of its versions (refused
     /// while a version is pinned). Returns how many versions' bytes went.
     pub async fn forget(&self, name: &PluginName) -> Result<u64, DeployError> {
-        let mut conn = self.redis.conn();
-        let reply: redis::Value = self
-            .scripts
-            .forget
-            .key(&self.keys)
-            .arg(name.to_string())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("forget a plugin", e))?;
+        let reply = self
+            .for_plugin(&self.scripts.forget, name, "forget a plugin")
+            .await?;
         match reply {
             redis::Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
             _ => Err(DeployError::Pinned {
@@ -278,150 +268,20 @@ impl FleetStore {
         }
         Ok(bytes)
     }
-}
 
-/// What serves `name` now: the pin, else the newest version loaded from a
-/// directory.
-pub fn current(pinned: Option<VersionEntry>, history: &[VersionEntry]) -> Option<VersionEntry> {
-    pinned.or_else(|| {
-        history
-            .iter()
-            .find(|e| e.action == Action::Directory)
-            .cloned()
-    })
-}
-
-/// The version before `current`. The history is replayed oldest first as a
-/// stack: a deploy or a directory version goes on top, a rollback to X
-/// takes off what is above X. The answer is the nearest other version below
-/// `current`'s place. So a rollback never returns to a version that was
-/// rolled back from, and rolling back again walks further back.
-fn previous(history: &[VersionEntry], current: &Version) -> Option<VersionEntry> {
-    let mut stack: Vec<&VersionEntry> = Vec::new();
-    for e in history.iter().rev() {
-        if e.action == Action::Rollback
-            && let Some(at) = stack.iter().rposition(|s| s.digest == e.digest)
-        {
-            stack.truncate(at + 1);
-            continue;
-        }
-        if stack.last().is_none_or(|top| top.digest != e.digest) {
-            stack.push(e);
-        }
-    }
-    let at = stack.iter().rposition(|e| e.digest == *current)?;
-    stack[..at]
-        .iter()
-        .rev()
-        .find(|e| e.digest != *current)
-        .map(|e| (*e).clone())
-}
-
-/// The entry whose digest starts with `prefix`.
-fn pick(
-    name: &PluginName,
-    history: &[VersionEntry],
-    prefix: &str,
-) -> Result<VersionEntry, DeployError> {
-    let prefix = prefix.to_ascii_lowercase();
-    let matches: Vec<&VersionEntry> = history
-        .iter()
-        .filter(|e| !prefix.is_empty() && e.digest.as_str().starts_with(&prefix))
-        .collect();
-    let distinct: std::collections::BTreeSet<&str> =
-        matches.iter().map(|e| e.digest.as_str()).collect();
-    match distinct.len() {
-        0 => Err(DeployError::UnknownVersion {
-            name: name.to_string(),
-            digest: prefix,
-        }),
-        1 => Ok(matches[0].clone()),
-        n => Err(DeployError::AmbiguousVersion {
-            name: name.to_string(),
-            digest: prefix,
-            matches: n,
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(digest: &str) -> Version {
-        Version::from_hex(digest)
-    }
-
-    fn entry(digest: &str, action: Action) -> VersionEntry {
-        VersionEntry {
-            digest: Version::from_hex(digest),
-            size: 1,
-            sdk: None,
-            manifest: None,
-            at_us: 0,
-            action,
-            by: "t".into(),
-        }
-    }
-
-    #[test]
-    fn repeated_rollbacks_walk_back_through_the_history() {
-        use Action::*;
-        // Newest first: C deployed after B after A; then rolled back to B.
-        let mut history = vec![
-            entry("c", Deploy),
-            entry("b", Deploy),
-            entry("a", Directory),
-        ];
-        assert_eq!(previous(&history, &v("c")).unwrap().digest.as_str(), "b");
-        history.insert(0, entry("b", Rollback));
-        assert_eq!(previous(&history, &v("b")).unwrap().digest.as_str(), "a");
-        history.insert(0, entry("a", Rollback));
-        assert!(previous(&history, &v("a")).is_none());
-    }
-
-    #[test]
-    fn a_rollback_never_returns_to_a_version_rolled_back_from() {
-        use Action::*;
-        // A, B (bad), back to A, C (bad): the version before C is A.
-        let history = vec![
-            entry("c", Deploy),
-            entry("a", Rollback),
-            entry("b", Deploy),
-            entry("a", Deploy),
-        ];
-        assert_eq!(previous(&history, &v("c")).unwrap().digest.as_str(), "a");
-        assert!(previous(&history, &v("a")).is_none());
-    }
-
-    #[test]
-    fn without_a_pin_the_newest_directory_version_is_current() {
-        use Action::*;
-        let history = vec![entry("x", Deploy), entry("d", Directory)];
-        assert_eq!(current(None, &history).unwrap().digest.as_str(), "d");
-        let pin = entry("x", Deploy);
-        assert_eq!(current(Some(pin), &history).unwrap().digest.as_str(), "x");
-    }
-
-    #[test]
-    fn a_digest_prefix_must_name_one_version() {
-        let name = PluginName::parse("acme/resize").unwrap();
-        let history = vec![
-            entry("abc1", Action::Deploy),
-            entry("abc2", Action::Deploy),
-            entry("abc1", Action::Rollback),
-        ];
-        assert_eq!(
-            pick(&name, &history, "ABC1").unwrap().digest.as_str(),
-            "abc1"
-        );
-        assert!(matches!(
-            pick(&name, &history, "abc"),
-            Err(DeployError::AmbiguousVersion { matches: 2, .. })
-        ));
-        assert!(matches!(
-            pick(&name, &history, "f"),
-            Err(DeployError::UnknownVersion { .. })
-        ));
+    /// Run one of the store's scripts on plugin `name` (its only argument).
+    async fn for_plugin(
+        &self,
+        script: &redis::Script,
+        name: &PluginName,
+        op: &'static str,
+    ) -> Result<redis::Value, DeployError> {
+        let mut conn = self.redis.conn();
+        script
+            .key(&self.keys)
+            .arg(name.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(op, e))
     }
 }
