@@ -52,7 +52,7 @@ FORBIDDEN_CRATES = {
     "wasmtime_wasi": lambda top: top != "sandbox",
     "redis": lambda top: top in {"sandbox", "plugins", "ids", "locks"},
 }
-MAX_FN_LINES = 80
+MAX_FN_LINES = 60
 
 COMMENT = re.compile(r"^\s*//")
 CRATE_REF = re.compile(r"\bcrate::([a-z_]+)")

@@ -3,6 +3,7 @@
 
 use super::connect::{RedisArgs, fail, runtime};
 use super::exit;
+use crate::queue::DeadEntry;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DeadArgs {
@@ -53,33 +54,7 @@ pub(crate) fn run(args: DeadArgs) -> u8 {
         match args.command {
             DeadCommand::List { limit, json } => match queue.dead_list(limit).await {
                 Ok((total, entries)) => {
-                    if json {
-                        let value = serde_json::json!({"total": total, "jobs": entries});
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&value).unwrap_or_default()
-                        );
-                    } else if entries.is_empty() {
-                        println!("no dead letters");
-                    } else {
-                        println!("{total} dead letters (showing {})", entries.len());
-                        for entry in entries {
-                            let (plugin, attempts, error) = entry.record.as_ref().map_or(
-                                ("?".to_string(), 0, "record expired".to_string()),
-                                |r| {
-                                    let error = r
-                                        .error
-                                        .as_ref()
-                                        .and_then(|e| e.get("message"))
-                                        .and_then(|m| m.as_str())
-                                        .unwrap_or("")
-                                        .to_string();
-                                    (r.plugin.clone(), r.attempts, error)
-                                },
-                            );
-                            println!("{}  {plugin}  attempts {attempts}  {error}", entry.id);
-                        }
-                    }
+                    print_list(total, &entries, json);
                     exit::OK
                 }
                 Err(e) => fail(&e),
@@ -112,4 +87,38 @@ pub(crate) fn run(args: DeadArgs) -> u8 {
             },
         }
     })
+}
+
+/// `spool dead list`: JSON, or a line per dead letter.
+fn print_list(total: u64, entries: &[DeadEntry], json: bool) {
+    if json {
+        let value = serde_json::json!({"total": total, "jobs": entries});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+        return;
+    }
+    if entries.is_empty() {
+        println!("no dead letters");
+        return;
+    }
+    println!("{total} dead letters (showing {})", entries.len());
+    for entry in entries {
+        let (plugin, attempts, error) =
+            entry
+                .record
+                .as_ref()
+                .map_or(("?".to_string(), 0, "record expired".to_string()), |r| {
+                    let error = r
+                        .error
+                        .as_ref()
+                        .and_then(|e| e.get("message"))
+                        .and_then(|m| m.as_str())
+                        .unwrap_or("")
+                        .to_string();
+                    (r.plugin.clone(), r.attempts, error)
+                });
+        println!("{}  {plugin}  attempts {attempts}  {error}", entry.id);
+    }
 }

@@ -113,6 +113,43 @@ pub fn read_text_for(wasm: &Path) -> Result<Option<String>, ManifestError> {
 /// Largest manifest read.
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 10;
 
+/// `memory`: bytes as a whole number, or a size such as "64MiB".
+fn memory_size(value: toml::Value) -> Result<u64, String> {
+    match value {
+        toml::Value::Integer(n) => {
+            u64::try_from(n).map_err(|_| format!("memory: {n} is negative; expected a size"))
+        }
+        toml::Value::String(s) => parse_size(&s).map_err(|e| format!("memory: {e}")),
+        other => Err(format!(
+            "memory: expected a size such as \"64MiB\", got a {}",
+            other.type_str()
+        )),
+    }
+}
+
+/// `[config]`: each value a string, number or boolean, kept as text.
+fn config_values(
+    raw: impl IntoIterator<Item = (String, toml::Value)>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut config = BTreeMap::new();
+    for (key, value) in raw {
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "config.{key}: expected a string, number or boolean, got {}",
+                    other.type_str()
+                ));
+            }
+        };
+        config.insert(key, text);
+    }
+    Ok(config)
+}
+
 /// Parse manifest `text`; `path` names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let fail = |reason: String| ManifestError {
@@ -124,38 +161,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         .timeout
         .map(|t| parse_duration(&t).map_err(|e| fail(format!("timeout: {e}"))))
         .transpose()?;
-    let memory = match raw.memory {
-        None => None,
-        Some(toml::Value::Integer(n)) => Some(
-            u64::try_from(n)
-                .map_err(|_| fail(format!("memory: {n} is negative; expected a size")))?,
-        ),
-        Some(toml::Value::String(s)) => {
-            Some(parse_size(&s).map_err(|e| fail(format!("memory: {e}")))?)
-        }
-        Some(other) => {
-            return Err(fail(format!(
-                "memory: expected a size such as \"64MiB\", got a {}",
-                other.type_str()
-            )));
-        }
-    };
-    let mut config = BTreeMap::new();
-    for (key, value) in raw.config {
-        let text = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(n) => n.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            other => {
-                return Err(fail(format!(
-                    "config.{key}: expected a string, number or boolean, got {}",
-                    other.type_str()
-                )));
-            }
-        };
-        config.insert(key, text);
-    }
+    let memory = raw.memory.map(memory_size).transpose().map_err(fail)?;
+    let config = config_values(raw.config).map_err(fail)?;
     let cache_ttl = raw
         .cache
         .map(|c| parse_duration(&c.ttl).map_err(|e| fail(format!("cache.ttl: {e}"))))

@@ -276,72 +276,42 @@ pub struct JobRecord {
 impl JobRecord {
     /// Build from the hash's fields.
     pub(crate) fn from_hash(id: &str, mut h: HashMap<String, Vec<u8>>, ttl: i64) -> Self {
+        let payload_bytes = h.get("payload").map_or(0, Vec::len);
+        let output_bytes = h.remove("output");
+        let (output, output_base64) = output_text(output_bytes.as_deref());
         let mut text = |k: &str| {
             h.remove(k)
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
         };
-        let plugin = text("plugin").unwrap_or_default();
-        let status = text("status").and_then(|s| Status::parse(&s));
-        let attempts = text("attempt").and_then(|s| s.parse().ok()).unwrap_or(0);
-        let max_attempts = text("max_attempts").and_then(|s| s.parse().ok());
-        let priority = text("priority");
-        let content_type = text("content_type");
-        let num = |v: Option<String>| v.and_then(|s| s.parse().ok());
-        let enqueued_us = num(text("enqueued_us"));
-        let run_at_us = num(text("run_at_us"));
-        let claimed_us = num(text("claimed_us"));
-        let started_us = num(text("started_us"));
-        let finished_us = num(text("finished_us"));
-        let worker = text("worker");
-        let version = text("version");
-        let host_calls = num(text("host_calls"));
-        let cache = text("cache");
-        let cache_job = text("cache_job").filter(|j| !j.is_empty());
-        let cache_key = text("cache_key").filter(|k| !k.is_empty());
+        fn num<T: std::str::FromStr>(v: Option<String>) -> Option<T> {
+            v.and_then(|s| s.parse().ok())
+        }
         let json = |v: Option<String>| v.and_then(|s| serde_json::from_str(&s).ok());
-        let timings = json(text("timings"));
-        let error = json(text("error"));
-        let logs = json(text("logs"));
-        let payload_bytes = h.get("payload").map_or(0, Vec::len);
-        let output_bytes = h.remove("output");
-        let (output, output_base64) = match &output_bytes {
-            None => (None, None),
-            Some(bytes) => match std::str::from_utf8(bytes) {
-                Ok(s) => (Some(s.to_string()), None),
-                Err(_) => {
-                    use base64::Engine as _;
-                    (
-                        None,
-                        Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
-                    )
-                }
-            },
-        };
         JobRecord {
             id: id.to_string(),
-            plugin,
-            status,
-            attempts,
-            max_attempts,
-            priority,
-            content_type,
+            plugin: text("plugin").unwrap_or_default(),
+            status: text("status").and_then(|s| Status::parse(&s)),
+            attempts: num(text("attempt")).unwrap_or(0),
+            max_attempts: num(text("max_attempts")),
+            priority: text("priority"),
+            content_type: text("content_type"),
             payload_bytes,
-            enqueued_us,
-            run_at_us,
-            claimed_us,
-            started_us,
-            finished_us,
-            worker,
-            version,
-            host_calls,
-            timings,
+            enqueued_us: num(text("enqueued_us")),
+            run_at_us: num(text("run_at_us")),
+            claimed_us: num(text("claimed_us")),
+            started_us: num(text("started_us")),
+            finished_us: num(text("finished_us")),
+            worker: text("worker"),
+            version: text("version"),
+            host_calls: num(text("host_calls")),
+            timings: json(text("timings")),
             output,
             output_base64,
-            error,
-            logs,
-            cache,
-            cache_job,
-            cache_key,
+            error: json(text("error")),
+            logs: json(text("logs")),
+            cache: text("cache"),
+            cache_job: text("cache_job").filter(|j| !j.is_empty()),
+            cache_key: text("cache_key").filter(|k| !k.is_empty()),
             ttl_seconds: (ttl >= 0).then_some(ttl),
             output_bytes,
         }
@@ -350,6 +320,20 @@ impl JobRecord {
     /// The raw output bytes, if the job succeeded.
     pub fn output_bytes(&self) -> Option<&[u8]> {
         self.output_bytes.as_deref()
+    }
+}
+
+/// The output as text when it is UTF-8, else in base64.
+fn output_text(bytes: Option<&[u8]>) -> (Option<String>, Option<String>) {
+    use base64::Engine as _;
+    match bytes.map(std::str::from_utf8) {
+        None => (None, None),
+        Some(Ok(text)) => (Some(text.to_string()), None),
+        Some(Err(_)) => {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(bytes.unwrap_or_default());
+            (None, Some(encoded))
+        }
     }
 }
 

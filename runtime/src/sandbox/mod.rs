@@ -269,7 +269,27 @@ impl Compiled {
         let log = state.finish_log();
         let progress = state.progress;
         let host_calls = state.host_calls;
-        let result = match outcome {
+        let result = self.judge(outcome, &log, &limits);
+        // The store (and its pool slot) is dropped here, trapped or not.
+        drop(store);
+        JobRun {
+            result,
+            log,
+            progress,
+            timings,
+            host_calls,
+        }
+    }
+
+    /// What the call's outcome means for the job: its output (within the
+    /// output cap), the guest's error, or the trap explained.
+    fn judge(
+        &self,
+        outcome: wasmtime::Result<Result<Vec<u8>, bindings::JobError>>,
+        log: &JobLog,
+        limits: &Limits,
+    ) -> Result<Vec<u8>, JobFailure> {
+        match outcome {
             Ok(Ok(output)) if output.len() > limits.max_output => Err(JobFailure::OutputTooLarge {
                 size: output.len(),
                 limit: limits.max_output,
@@ -290,15 +310,6 @@ impl Compiled {
                     &stderr.join("\n"),
                 ))
             }
-        };
-        // The store (and its pool slot) is dropped here, trapped or not.
-        drop(store);
-        JobRun {
-            result,
-            log,
-            progress,
-            timings,
-            host_calls,
         }
     }
 

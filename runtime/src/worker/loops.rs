@@ -220,53 +220,62 @@ pub(super) async fn ack_loop(
                 Err(_) => break,
             }
         }
-        // Keep trying: an outcome is only dropped once Redis has seen it.
-        // (If the lease lapses meanwhile, the ack is refused as stale and
-        // the job's new attempt decides.)
-        let applied = loop {
-            match queue.ack(&pending).await {
-                Ok(applied) => {
-                    outage.ok("acking jobs");
-                    break applied;
-                }
-                Err(e) if e.is_retryable() => {
-                    let delay = outage.failed("acking jobs", &e);
-                    tokio::time::sleep(delay).await;
-                }
-                // Redis refused the batch (a bad key, a script error): ack
-                // one by one so that one bad job cannot wedge the worker. An
-                // outcome Redis refuses alone is dropped; its lease lapses and
-                // the job runs again.
-                Err(e) => {
-                    tracing::error!(
-                        "acking {} jobs failed: {e}; acking them one by one",
-                        pending.len()
-                    );
-                    break ack_one_by_one(&queue, &pending).await;
-                }
-            }
-        };
-        let mut flight = lock(&in_flight);
-        for (outcome, applied) in pending.iter().zip(applied) {
-            if flight.get(&outcome.id) == Some(&outcome.token) {
-                flight.remove(&outcome.id);
-            }
-            let counter = if !applied {
-                tracing::warn!(job = %outcome.id, "lease was lost before the ack; outcome discarded");
-                &counters.stale
-            } else {
-                match outcome.next {
-                    Next::Succeeded => &counters.succeeded,
-                    Next::Retry { .. } => &counters.retried,
-                    Next::Dead => &counters.dead,
-                    Next::Requeue { .. } => &counters.handed_back,
-                }
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        drop(flight);
+        let applied = ack_until_seen(&queue, &pending, &mut outage).await;
+        settle(&pending, &applied, &in_flight, &counters);
         budget.freed.notify_one();
         pending.clear();
+    }
+}
+
+/// Ack a batch, trying again while Redis is away: an outcome is only
+/// dropped once Redis has seen it. (If the lease lapses meanwhile, the ack
+/// is refused as stale and the job's new attempt decides.) Returns, per
+/// outcome, whether it was applied.
+async fn ack_until_seen(queue: &Queue, pending: &[Outcome], outage: &mut Outage) -> Vec<bool> {
+    loop {
+        match queue.ack(pending).await {
+            Ok(applied) => {
+                outage.ok("acking jobs");
+                return applied;
+            }
+            Err(e) if e.is_retryable() => {
+                let delay = outage.failed("acking jobs", &e);
+                tokio::time::sleep(delay).await;
+            }
+            // Redis refused the batch (a bad key, a script error): ack one
+            // by one so that one bad job cannot wedge the worker. An outcome
+            // Redis refuses alone is dropped; its lease lapses and the job
+            // runs again.
+            Err(e) => {
+                tracing::error!(
+                    "acking {} jobs failed: {e}; acking them one by one",
+                    pending.len()
+                );
+                return ack_one_by_one(queue, pending).await;
+            }
+        }
+    }
+}
+
+/// Forget acked jobs (under the same token only) and count the outcomes.
+fn settle(pending: &[Outcome], applied: &[bool], in_flight: &InFlight, counters: &Counters) {
+    let mut flight = lock(in_flight);
+    for (outcome, applied) in pending.iter().zip(applied) {
+        if flight.get(&outcome.id) == Some(&outcome.token) {
+            flight.remove(&outcome.id);
+        }
+        let counter = if *applied {
+            match outcome.next {
+                Next::Succeeded => &counters.succeeded,
+                Next::Retry { .. } => &counters.retried,
+                Next::Dead => &counters.dead,
+                Next::Requeue { .. } => &counters.handed_back,
+            }
+        } else {
+            tracing::warn!(job = %outcome.id, "lease was lost before the ack; outcome discarded");
+            &counters.stale
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -114,51 +114,72 @@ pub(crate) fn run(args: PluginsArgs) -> u8 {
                 Err(code) => code,
             },
             PluginsCommand::Rollback { name, to, wait } => match parse_name(&name) {
-                Ok(name) => match store.rollback(&name, to.as_deref(), &who()).await {
-                    Ok((from, to)) => {
-                        println!(
-                            "{name}: rolled back from {} to {} (recorded by {} at {}, {})",
-                            from.short(),
-                            to.short(),
-                            to.action.as_str(),
-                            super::job::time(to.at_us),
-                            to.by
-                        );
-                        confirm::pinned(&store, &name, &to.digest, &wait).await
-                    }
-                    Err(e) => fail(&e),
-                },
+                Ok(name) => rollback(&store, &name, to.as_deref(), &wait).await,
                 Err(code) => code,
             },
             PluginsCommand::Unpin { name, wait } => match parse_name(&name) {
-                Ok(name) => match store.unpin(&name).await {
-                    Ok(Some(entry)) => {
-                        println!(
-                            "{name}: {} is no longer pinned; workers serve their directory's file",
-                            entry.short()
-                        );
-                        confirm::unpinned(&store, &name, &wait).await
-                    }
-                    Ok(None) => {
-                        println!("{name}: nothing pinned");
-                        exit::OK
-                    }
-                    Err(e) => fail(&e),
-                },
+                Ok(name) => unpin(&store, &name, &wait).await,
                 Err(code) => code,
             },
             PluginsCommand::Forget { name } => match parse_name(&name) {
-                Ok(name) => match store.forget(&name).await {
-                    Ok(n) => {
-                        println!("{name}: history deleted, with the bytes of {n} versions");
-                        exit::OK
-                    }
-                    Err(e) => fail(&e),
-                },
+                Ok(name) => forget(&store, &name).await,
                 Err(code) => code,
             },
         }
     })
+}
+
+/// Pin an earlier version (the previous one, or `to`), then wait for the
+/// workers to serve it.
+async fn rollback(
+    store: &FleetStore,
+    name: &PluginName,
+    to: Option<&str>,
+    wait: &super::fleet_wait::WaitArgs,
+) -> u8 {
+    match store.rollback(name, to, &who()).await {
+        Ok((from, to)) => {
+            println!(
+                "{name}: rolled back from {} to {} (recorded by {} at {}, {})",
+                from.short(),
+                to.short(),
+                to.action.as_str(),
+                super::job::time(to.at_us),
+                to.by
+            );
+            confirm::pinned(store, name, &to.digest, wait).await
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Remove the pin, then wait for the workers to serve their files.
+async fn unpin(store: &FleetStore, name: &PluginName, wait: &super::fleet_wait::WaitArgs) -> u8 {
+    match store.unpin(name).await {
+        Ok(Some(entry)) => {
+            println!(
+                "{name}: {} is no longer pinned; workers serve their directory's file",
+                entry.short()
+            );
+            confirm::unpinned(store, name, wait).await
+        }
+        Ok(None) => {
+            println!("{name}: nothing pinned");
+            exit::OK
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Delete the history and the stored bytes.
+async fn forget(store: &FleetStore, name: &PluginName) -> u8 {
+    match store.forget(name).await {
+        Ok(n) => {
+            println!("{name}: history deleted, with the bytes of {n} versions");
+            exit::OK
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 /// Validate here (the same checks a worker runs), then store and pin.
@@ -169,28 +190,12 @@ async fn deploy(
     manifest_path: Option<&Path>,
     wait: &super::fleet_wait::WaitArgs,
 ) -> u8 {
-    let bytes = match safe_read::read_regular(file, MAX_DEPLOY_BYTES, false) {
-        Ok((bytes, _)) => bytes,
-        Err(e) => {
-            eprintln!("spool: {}: {e}", file.display());
+    let (bytes, text) = match read_inputs(file, manifest_path) {
+        Ok(inputs) => inputs,
+        Err(message) => {
+            eprintln!("spool: {message}");
             return exit::USAGE;
         }
-    };
-    let text = match manifest_path {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Some(text),
-            Err(e) => {
-                eprintln!("spool: manifest {}: {e}", path.display());
-                return exit::USAGE;
-            }
-        },
-        None => match manifest::read_text_for(file) {
-            Ok(text) => text,
-            Err(e) => {
-                eprintln!("spool: {e}");
-                return exit::USAGE;
-            }
-        },
     };
     let manifest_shown = manifest_path.map_or_else(|| manifest::path_for(file), Path::to_path_buf);
     let plugin = match check(
@@ -231,6 +236,24 @@ async fn deploy(
         }
         Err(e) => fail(&e),
     }
+}
+
+/// The component's bytes and its manifest's text (`--manifest`, else the
+/// one beside the file, if any); the error says which could not be read.
+fn read_inputs(
+    file: &Path,
+    manifest_path: Option<&Path>,
+) -> Result<(Vec<u8>, Option<String>), String> {
+    let (bytes, _) = safe_read::read_regular(file, MAX_DEPLOY_BYTES, false)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let text = match manifest_path {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("manifest {}: {e}", path.display()))?,
+        ),
+        None => manifest::read_text_for(file).map_err(|e| e.to_string())?,
+    };
+    Ok((bytes, text))
 }
 
 /// Why a version is not deployed.

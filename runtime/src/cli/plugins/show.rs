@@ -26,59 +26,13 @@ pub(super) async fn list(store: &FleetStore, json: bool) -> u8 {
     };
     let rows = rows(&workers, &pinned);
     if json {
-        let refused: Vec<_> = workers
-            .iter()
-            .flat_map(|w| {
-                w.rejected
-                    .iter()
-                    .map(|r| serde_json::json!({"worker": w.worker, "path": r.path, "why": r.why}))
-            })
-            .collect();
-        let value = serde_json::json!({
-            "plugins": rows,
-            "pinned": pinned.iter().map(|(n, e)| (n.to_string(), e)).collect::<BTreeMap<_, _>>(),
-            "rejected": refused,
-            "workers": workers,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        print_list_json(&rows, &pinned, &workers);
         return exit::OK;
     }
     if workers.is_empty() {
         println!("no worker is running (workers report what they serve every few seconds)");
     } else {
-        println!(
-            "{:<24} {:<12}  {:<7} {:<9} {:<8} LOADED AT",
-            "PLUGIN", "VERSION", "SDK", "SOURCE", "WORKERS"
-        );
-        for row in &rows {
-            println!(
-                "{:<24} {:<12}  {:<7} {:<9} {:<8} {}",
-                row.name,
-                &row.version[..12.min(row.version.len())],
-                row.sdk.as_deref().unwrap_or("-"),
-                row.source,
-                format!("{} of {}", row.workers.len(), workers.len()),
-                if row.loaded_us == 0 {
-                    "-".to_string()
-                } else {
-                    time(row.loaded_us)
-                },
-            );
-        }
-        for w in &workers {
-            for p in w.plugins.iter().filter(|p| p.shadowed.is_some()) {
-                println!(
-                    "  {}: worker {} has {} in its directory; the pinned version wins (`spool plugins unpin {}` serves the file)",
-                    p.name,
-                    w.worker,
-                    p.shadowed.as_deref().unwrap_or_default(),
-                    p.name
-                );
-            }
-        }
+        print_rows(&rows, &workers);
     }
     let refused: Vec<_> = workers
         .iter()
@@ -91,6 +45,66 @@ pub(super) async fn list(store: &FleetStore, json: bool) -> u8 {
         }
     }
     exit::OK
+}
+
+/// `spool plugins list --json`: rows, pins, refusals and the raw reports.
+fn print_list_json(
+    rows: &[Row],
+    pinned: &BTreeMap<PluginName, VersionEntry>,
+    workers: &[WorkerStatus],
+) {
+    let refused: Vec<_> = workers
+        .iter()
+        .flat_map(|w| {
+            w.rejected
+                .iter()
+                .map(|r| serde_json::json!({"worker": w.worker, "path": r.path, "why": r.why}))
+        })
+        .collect();
+    let value = serde_json::json!({
+        "plugins": rows,
+        "pinned": pinned.iter().map(|(n, e)| (n.to_string(), e)).collect::<BTreeMap<_, _>>(),
+        "rejected": refused,
+        "workers": workers,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
+}
+
+/// The table of what the workers serve, and which pins shadow a file.
+fn print_rows(rows: &[Row], workers: &[WorkerStatus]) {
+    println!(
+        "{:<24} {:<12}  {:<7} {:<9} {:<8} LOADED AT",
+        "PLUGIN", "VERSION", "SDK", "SOURCE", "WORKERS"
+    );
+    for row in rows {
+        println!(
+            "{:<24} {:<12}  {:<7} {:<9} {:<8} {}",
+            row.name,
+            &row.version[..12.min(row.version.len())],
+            row.sdk.as_deref().unwrap_or("-"),
+            row.source,
+            format!("{} of {}", row.workers.len(), workers.len()),
+            if row.loaded_us == 0 {
+                "-".to_string()
+            } else {
+                time(row.loaded_us)
+            },
+        );
+    }
+    for w in workers {
+        for p in w.plugins.iter().filter(|p| p.shadowed.is_some()) {
+            println!(
+                "  {}: worker {} has {} in its directory; the pinned version wins (`spool plugins unpin {}` serves the file)",
+                p.name,
+                w.worker,
+                p.shadowed.as_deref().unwrap_or_default(),
+                p.name
+            );
+        }
+    }
 }
 
 /// A row per (plugin, version, source) served, plus pinned versions no
