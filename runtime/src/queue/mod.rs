@@ -44,7 +44,7 @@ pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};
 pub use records::{DeadEntry, QueueStats};
 pub use reply::Claim;
 
-use crate::redis::AsyncRedis;
+use crate::redis::{AsyncRedis, RedisError};
 use redis::aio::ConnectionManager;
 use scripts::Scripts;
 use std::sync::Arc;
@@ -153,9 +153,14 @@ impl Queue {
         self.inner.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A connection for blocking commands: no response timeout.
+    /// A connection for blocking commands: no response timeout. Failing
+    /// to open one to the server this queue already reached is retryable.
     pub(crate) async fn blocking_connection(&self) -> Result<ConnectionManager, QueueError> {
-        Ok(self.redis.blocking().await?)
+        Ok(self
+            .redis
+            .blocking()
+            .await
+            .map_err(RedisError::as_unavailable)?)
     }
 
     /// Name a failed operation (connection trouble is retryable).

@@ -190,6 +190,17 @@ mod tests {
     }
 
     #[test]
+    fn the_claim_script_sends_exactly_the_required_fields() {
+        let script = include_str!("lua/claim.lua");
+        let start = script
+            .find("local FIELDS = {")
+            .expect("claim.lua defines FIELDS");
+        let end = start + script[start..].find('}').expect("FIELDS ends");
+        let sent: Vec<&str> = script[start..end].split('\'').skip(1).step_by(2).collect();
+        assert_eq!(sent, REQUIRED);
+    }
+
+    #[test]
     fn a_reply_missing_or_repeating_a_field_name_is_a_protocol_error() {
         let mut missing: Vec<&str> = REQUIRED.to_vec();
         missing.retain(|n| *n != "payload");

@@ -51,16 +51,11 @@ impl AsyncRedis {
 
     /// A connection of its own for blocking commands (`BLPOP`, `XREAD
     /// BLOCK`): no response timeout, so callers bound the wait themselves.
-    /// Failing to open one to a server that answered before (too many
-    /// clients, `LOADING` after a restart) is taken as retryable.
     pub async fn blocking(&self) -> Result<ConnectionManager, RedisError> {
         let config = manager_config().set_response_timeout(None);
         ConnectionManager::new_with_config(self.client.clone(), config)
             .await
-            .map_err(|source| RedisError::Unavailable {
-                url: self.shown.to_string(),
-                source,
-            })
+            .map_err(|source| RedisError::classify(&self.shown, "connect", source))
     }
 
     /// The URL without its password.

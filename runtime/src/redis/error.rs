@@ -59,6 +59,17 @@ impl RedisError {
         }
     }
 
+    /// The same error, as retryable: for a caller that knows the server
+    /// answered before, so a refusal now (too many clients, `LOADING`
+    /// after a restart) is passing.
+    #[must_use]
+    pub fn as_unavailable(self) -> Self {
+        match self {
+            RedisError::Refused { url, source, .. } => RedisError::Unavailable { url, source },
+            other => other,
+        }
+    }
+
     /// Whether the same operation may succeed later.
     pub fn is_retryable(&self) -> bool {
         matches!(self, RedisError::Unavailable { .. })
