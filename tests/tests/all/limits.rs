@@ -2,7 +2,7 @@
 //! and the worker keeps serving afterwards.
 
 use super::{job, json_job, output_json, run, run_with};
-use spool_runtime::sandbox::{JobFailure, Limits};
+use spool_runtime::sandbox::{JobFailure, Limits, LogLevel};
 use std::time::Duration;
 
 #[test]
@@ -119,10 +119,15 @@ fn chatty_guest_keeps_its_job_and_its_log_is_capped() {
     };
     let run = run_with("chatty", json_job("{}"), &limits, &[]);
     assert_eq!(run.result.as_deref().unwrap(), b"done");
-    assert!(run.log.lines.len() <= 100);
+    // The first 100 of its 5,000 log lines are kept (a log that dropped
+    // everything, or kept the wrong lines, fails here), the rest counted.
+    assert_eq!(run.log.lines.len(), 100);
+    assert_eq!(run.log.lines[0].message, "log line 0");
+    assert_eq!(run.log.lines[99].message, "log line 99");
+    assert!(run.log.lines.iter().all(|l| l.level == LogLevel::Info));
     let bytes: usize = run.log.lines.iter().map(|l| l.message.len()).sum();
     assert!(bytes <= 4096, "{bytes} log bytes kept");
-    assert!(run.log.dropped > 0);
+    assert!(run.log.dropped >= 4_900, "{} dropped", run.log.dropped);
 }
 
 #[test]

@@ -242,6 +242,7 @@ fn a_malformed_envelope_is_dead_lettered_and_the_worker_carries_on() {
     for (id, field) in [
         ("bad1", "plugin"),
         ("bad2", "max_attempts"),
+        ("bad3", "priority"),
         ("ghost", "plugin"),
     ] {
         let record = env.wait(id);

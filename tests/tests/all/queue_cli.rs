@@ -60,7 +60,7 @@ fn enqueue_wait_job_and_dead_letters_from_the_command_line() {
     );
     let out = spool(&env, &["dead", "retry", &dead_id]);
     assert_eq!(text(&out.stdout).trim(), "requeued 1 dead letters");
-    env.wait_until(&dead_id, |r| {
+    let retried = env.wait_until(&dead_id, |r| {
         r.status == Some(Status::Dead)
             && r.attempts == 1
             && r.started_us > dead["started_us"].as_u64()
@@ -70,7 +70,10 @@ fn enqueue_wait_job_and_dead_letters_from_the_command_line() {
     assert!(text(&out.stderr).contains("not in the dead letters: 01NOTADEADJOB0000000000000"));
     let out = spool(&env, &["dead", "retry", "--all"]);
     assert_eq!(text(&out.stdout).trim(), "requeued 1 dead letters");
-    env.wait_until(&dead_id, |r| r.status == Some(Status::Dead));
+    // Dead again after a new attempt: the old record does not satisfy this.
+    env.wait_until(&dead_id, |r| {
+        r.status == Some(Status::Dead) && r.attempts == 1 && r.started_us > retried.started_us
+    });
     let out = spool(&env, &["dead", "purge", "--all"]);
     assert_eq!(text(&out.stdout).trim(), "purged 1 dead letters");
     let out = spool(&env, &["job", &dead_id]);
@@ -344,11 +347,7 @@ fn queues_are_separate() {
     let _batch_worker = env.worker(&[("hello", "hello")], |c| c.queue = config);
     let out = spool(&env, &["job", &batch_id, "--queue", "batch", "--json"]);
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let status = record["status"].as_str().unwrap().to_string();
-    assert!(
-        status == "running" || status == "succeeded" || status == "queued",
-        "{status}"
-    );
+    assert_eq!(record["id"], batch_id.as_str(), "{record}");
     let batch_queue = env
         .rt
         .block_on(spool_runtime::queue::Queue::connect({
@@ -434,16 +433,19 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
     let latency = report["latency_ms"]["p50"].as_f64().unwrap();
     let pickup = report["pickup_ms"]["p50"].as_f64().unwrap();
     assert!(latency > 0.0 && pickup <= latency, "{report}");
-    // Measured, not made up: every job costs Redis commands and round trips
-    // (how few is for the release-build benchmark, not for this test).
-    assert!(
-        report["redis_commands_per_job"].as_f64().unwrap() >= 1.0,
-        "{report}"
-    );
-    assert!(
-        report["worker_round_trips_per_job"].as_f64().unwrap() > 0.0,
-        "{report}"
-    );
+    // Measured, not made up: every job costs a few Redis commands (an
+    // enqueue, a claim and an ack touch several keys each) and batching
+    // keeps round trips under two per job (a claim and an ack). How few
+    // exactly is for the release-build benchmark, not for this test.
+    let commands = report["redis_commands_per_job"].as_f64().unwrap();
+    assert!((4.0..=30.0).contains(&commands), "{report}");
+    let worker_trips = report["worker_round_trips_per_job"].as_f64().unwrap();
+    let all_trips = report["round_trips_per_job"].as_f64().unwrap();
+    assert!(worker_trips > 0.0 && worker_trips <= 2.5, "{report}");
+    assert!(all_trips > worker_trips, "{report}");
+    // No cache for hello: every job ran in its own sandbox instance.
+    assert_eq!(report["cache"]["off"], 300, "{report}");
+    assert_eq!(report["instances"], 300, "{report}");
     // A plugin that is not there is named.
     let out = spool_in(
         &dir,

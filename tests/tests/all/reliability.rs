@@ -135,13 +135,25 @@ fn redis_restarted_mid_run_loses_nothing() {
     let ids: Vec<String> = (0..n)
         .map(|i| env.enqueue("introspect", &format!(r#"{{"sleep_ms":5,"echo":{i}}}"#)))
         .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let at_kill = loop {
         let stats = env.rt.block_on(env.queue.stats()).unwrap();
         if stats.succeeded_total >= 20 {
             break stats;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "20 jobs did not succeed within 60 s: {stats:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
+    // Jobs whose success Redis acknowledged before the crash: their outcome
+    // must survive it, so they never run again.
+    let done_before: Vec<&String> = ids
+        .iter()
+        .filter(|id| env.record(id).status == Some(Status::Succeeded))
+        .collect();
+    assert!(done_before.len() >= 20, "{} done", done_before.len());
     // A crash, not a clean shutdown: AOF with fsync always keeps every write.
     env.redis.kill();
     assert!(
@@ -154,6 +166,10 @@ fn redis_restarted_mid_run_loses_nothing() {
     assert_eq!(stats.succeeded_total, n, "{stats:?}");
     for id in &ids {
         assert_eq!(env.record(id).status, Some(Status::Succeeded));
+    }
+    for id in done_before {
+        // A lost outcome would have run the job again after its lease.
+        assert_eq!(env.record(id).attempts, 1, "job {id} ran again");
     }
     worker.stop();
 }
