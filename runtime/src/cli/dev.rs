@@ -92,7 +92,7 @@ fn choose_redis(args: &mut DevArgs) -> Result<Option<RedisServer>, u8> {
         match RedisServer::start(dir, "everysec") {
             Ok(s) => {
                 let url = s.url();
-                if let Err(e) = std::fs::write(DEV_URL_FILE, format!("{url}\n")) {
+                if let Err(e) = write_atomically(DEV_URL_FILE, &format!("{url}\n")) {
                     eprintln!("spool: could not write {DEV_URL_FILE}: {e}");
                 }
                 args.worker.redis.redis = Some(url);
@@ -125,4 +125,14 @@ fn banner(config: &crate::worker::WorkerConfig, private: bool) {
     );
     eprintln!("  try      spool enqueue hello --input '{{\"name\":\"Ada\"}}' --wait");
     eprintln!("  stop     Ctrl-C");
+}
+
+/// Write `text` to `path` whole or not at all: a reader (another `spool`
+/// command looking for the dev Redis) never sees it half-written.
+fn write_atomically(path: &str, text: &str) -> std::io::Result<()> {
+    let tmp = format!("{path}.{}.tmp", std::process::id());
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }

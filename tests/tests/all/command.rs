@@ -5,13 +5,16 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 pub fn spool_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(crate::SPOOL)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SPOOL_REDIS")
-        .env_remove("SPOOL_PREFIX")
-        .output()
-        .expect("running spool")
+    let mut command = Command::new(crate::SPOOL);
+    command.args(args).current_dir(dir);
+    // Settings exported in the shell that runs the tests (SPOOL_QUEUE,
+    // SPOOL_TIMEOUT, a cache directory…) must not change what a test sees.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SPOOL_") || name == "XDG_CACHE_HOME" {
+            command.env_remove(name);
+        }
+    }
+    command.output().expect("running spool")
 }
 
 pub fn spool(env: &Env, args: &[&str]) -> Output {
