@@ -344,23 +344,31 @@ pub struct TestWorker {
 impl TestWorker {
     /// Stop gracefully and return what the worker did.
     pub fn stop(mut self) -> WorkerReport {
-        self.shutdown()
+        match self.shutdown() {
+            Ok(report) => report,
+            // The worker thread panicked: fail the test with its panic.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
-    fn shutdown(&mut self) -> WorkerReport {
+    fn shutdown(&mut self) -> std::thread::Result<WorkerReport> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         self.thread
             .take()
-            .map(|t| t.join().expect("worker thread"))
-            .unwrap_or_default()
+            .map_or(Ok(WorkerReport::default()), std::thread::JoinHandle::join)
     }
 }
 
 impl Drop for TestWorker {
     fn drop(&mut self) {
-        self.shutdown();
+        // Never panic here: during a failing test's unwinding a second
+        // panic would abort the whole test binary. A worker that panicked
+        // after the test's own checks passed still fails the test.
+        if self.shutdown().is_err() && !std::thread::panicking() {
+            panic!("the test's worker thread panicked (see its message above)");
+        }
     }
 }
 

@@ -1,15 +1,11 @@
 //! `spool call`: output on stdout, `error: <kind>: <message>` on stderr,
 //! and exit codes 0 / 1 / 75 / 2.
 
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::{Output, Stdio};
 
 fn spool(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spool-under-test"))
-        .args(args)
-        .env_remove("SPOOL_TIMEOUT")
-        .env_remove("SPOOL_MEMORY")
-        .output()
-        .expect("running spool")
+    crate::command::spool_in(Path::new("."), args)
 }
 
 fn plugin(name: &str) -> String {
@@ -205,4 +201,157 @@ fn file_input_config_and_output_file() {
     assert_eq!(doc["tenant"], "acme");
     assert_eq!(doc["plugin"], "intro");
     assert_eq!(doc["content_type"], "application/json");
+}
+
+#[test]
+fn logs_go_to_stderr_with_their_level_when_asked() {
+    let out = spool(&[
+        "call",
+        &plugin("hello"),
+        "--input",
+        r#"{"name":"Ada"}"#,
+        "--logs",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "{\"greeting\":\"Hello, Ada!\"}\n");
+    assert_eq!(text(&out.stderr).trim(), "[info] greeting Ada");
+    let quiet = spool(&["call", &plugin("hello"), "--input", r#"{"name":"Ada"}"#]);
+    assert_eq!(text(&quiet.stderr), "");
+}
+
+#[test]
+fn input_from_stdin_and_content_types_guessed_from_file_names() {
+    use std::io::Write as _;
+    let mut child = crate::command::spool_command(
+        Path::new("."),
+        &["call", &plugin("introspect"), "--input", "@-"],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"echo":"piped"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["echo"].as_str(), doc["content_type"].as_str()),
+        (Some("piped"), Some("application/octet-stream"))
+    );
+    let dir = spool_tests::fleet::temp_dir("cli-types");
+    for (file, expected) in [
+        ("in.json", "application/json"),
+        ("in.md", "text/markdown"),
+        ("in.TXT", "text/plain"),
+        ("in.html", "text/html"),
+        ("in.bin", "application/octet-stream"),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, r#"{"echo":1}"#).unwrap();
+        let out = spool(&[
+            "call",
+            &plugin("introspect"),
+            "--input",
+            &format!("@{}", path.display()),
+        ]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["content_type"], expected, "{file}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn binary_output_is_written_byte_for_byte() {
+    let input = concat!(
+        "@",
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/data/gradient.png"
+    );
+    let dir = spool_tests::fleet::temp_dir("cli-binary");
+    let file = dir.join("thumb.png");
+    let to_stdout = spool(&["call", &plugin("thumbnail"), "--input", input]);
+    let to_file = spool(&[
+        "call",
+        &plugin("thumbnail"),
+        "--input",
+        input,
+        "-o",
+        &file.display().to_string(),
+    ]);
+    assert_eq!(
+        (to_stdout.status.code(), to_file.status.code()),
+        (Some(0), Some(0))
+    );
+    assert!(
+        to_stdout.stdout.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG"
+    );
+    // No newline added to binary output, and the same bytes either way.
+    assert_eq!(to_stdout.stdout, std::fs::read(&file).unwrap());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn load_errors_in_json_mode_exit_2_with_kind_load() {
+    let out = spool(&["call", "/nonexistent.wasm", "--input", "{}", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["ok"].as_bool(), doc["error"]["kind"].as_str()),
+        (Some(false), Some("load"))
+    );
+    assert_eq!(
+        doc["error"]["message"],
+        "plugin /nonexistent.wasm: no such file"
+    );
+}
+
+#[test]
+fn stack_overflow_and_oversized_input_or_output_exit_1() {
+    let out = spool(&["call", &plugin("deep_recursion"), "--input", "{}"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("error: stack-overflow: "),
+        "{}",
+        text(&out.stderr)
+    );
+    // The default output cap is 16 MiB.
+    let out = spool(&[
+        "call",
+        &plugin("big_output"),
+        "--input",
+        "17000000",
+        "--content-type",
+        "text/plain",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("error: output-too-large: "),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    // So is the input cap.
+    let dir = spool_tests::fleet::temp_dir("cli-big-input");
+    let big = dir.join("big.bin");
+    std::fs::write(&big, vec![b'x'; (16 << 20) + 1]).unwrap();
+    let out = spool(&[
+        "call",
+        &plugin("hello"),
+        "--input",
+        &format!("@{}", big.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("error: input-too-large: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

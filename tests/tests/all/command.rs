@@ -4,7 +4,8 @@ use spool_tests::fleet::Env;
 use std::path::Path;
 use std::process::{Command, Output};
 
-pub fn spool_in(dir: &Path, args: &[&str]) -> Output {
+/// `spool ARGS` run in `dir`, with none of the caller's settings.
+pub fn spool_command(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(crate::SPOOL);
     command.args(args).current_dir(dir);
     // Settings exported in the shell that runs the tests (SPOOL_QUEUE,
@@ -14,7 +15,32 @@ pub fn spool_in(dir: &Path, args: &[&str]) -> Output {
             command.env_remove(name);
         }
     }
-    command.output().expect("running spool")
+    command
+}
+
+pub fn spool_in(dir: &Path, args: &[&str]) -> Output {
+    spool_command(dir, args).output().expect("running spool")
+}
+
+/// `spool ARGS --redis URL` with `input` on its standard input.
+pub fn spool_with_stdin(env: &Env, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let url = env.redis.url();
+    let mut all = args.to_vec();
+    all.extend(["--redis", url.as_str()]);
+    let mut child = spool_command(&env.dir, &all)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running spool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("writing spool's standard input");
+    child.wait_with_output().expect("running spool")
 }
 
 pub fn spool(env: &Env, args: &[&str]) -> Output {

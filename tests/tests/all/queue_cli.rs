@@ -1,7 +1,7 @@
 //! The queue commands as a user runs them: `spool enqueue`, `job`, `dead`,
 //! `dev`, bulk enqueue, a missing Redis, and the Python enqueuer.
 
-use crate::command::{fails_with, spool, spool_in, text};
+use crate::command::{fails_with, spool, spool_in, spool_with_stdin, succeeds, text};
 use spool_runtime::queue::Status;
 use spool_tests::fleet::{Env, temp_dir};
 use std::path::Path;
@@ -483,4 +483,80 @@ impl Drop for DevGuard {
             let _ = self.0.wait();
         }
     }
+}
+
+#[test]
+fn enqueue_options_are_recorded_in_the_envelope() {
+    let env = Env::new("enqueue-options");
+    let enqueue = |args: &[&str]| -> (String, bool) {
+        let mut all = vec!["enqueue", "hello"];
+        all.extend(args);
+        all.push("--json");
+        let reply: serde_json::Value = serde_json::from_str(&succeeds(&spool(&env, &all))).unwrap();
+        (
+            reply["id"].as_str().unwrap().to_string(),
+            reply["created"] == true,
+        )
+    };
+    // --delay: due exactly that long after Redis took it; attempts, priority.
+    let (id, created) = enqueue(&[
+        "--input",
+        r#"{"name":"D"}"#,
+        "--delay",
+        "1h",
+        "--max-attempts",
+        "2",
+        "--priority",
+        "low",
+    ]);
+    assert!(created);
+    let record = env.record(&id);
+    assert_eq!(record.status, Some(Status::Delayed));
+    assert_eq!(
+        record.run_at_us.unwrap() - record.enqueued_us.unwrap(),
+        3_600_000_000
+    );
+    assert_eq!(record.max_attempts, Some(2));
+    assert_eq!(record.priority.as_deref(), Some("low"));
+    // --at: an absolute time (turned into a delay by this machine's clock).
+    let (id, _) = enqueue(&["--input", "{}", "--at", "2099-01-01T00:00:00Z"]);
+    let due = env.record(&id).run_at_us.unwrap();
+    assert!(
+        due.abs_diff(4_070_908_800_000_000) < 5_000_000,
+        "due at {due}"
+    );
+    // --idempotency-key: one job; the key lives as long as a record.
+    let (first, created_first) = enqueue(&["--input", "{}", "--idempotency-key", "order-7"]);
+    let (second, created_second) = enqueue(&["--input", "{}", "--idempotency-key", "order-7"]);
+    assert_eq!(
+        (first.as_str(), created_first, created_second),
+        (second.as_str(), true, false)
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("spool:{default}:idem:order-7")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert!(ttl > 86_000 && ttl <= 86_400, "idempotency key TTL {ttl}s");
+    // @FILE: its bytes, the type guessed from its name unless given.
+    std::fs::write(env.dir.join("note.md"), "# hi\n").unwrap();
+    let (id, _) = enqueue(&["--input", "@note.md"]);
+    let record = env.record(&id);
+    assert_eq!(
+        (record.content_type.as_deref(), record.payload_bytes),
+        (Some("text/markdown"), 5)
+    );
+    let (id, _) = enqueue(&["--input", "@note.md", "--content-type", "text/plain"]);
+    assert_eq!(env.record(&id).content_type.as_deref(), Some("text/plain"));
+    // @-: standard input, as opaque bytes.
+    let out = spool_with_stdin(
+        &env,
+        &["enqueue", "hello", "--input", "@-"],
+        b"\x00\x01binary",
+    );
+    let id = succeeds(&out).trim().to_string();
+    let record = env.record(&id);
+    assert_eq!(
+        (record.content_type.as_deref(), record.payload_bytes),
+        (Some("application/octet-stream"), 8)
+    );
 }
