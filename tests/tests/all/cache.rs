@@ -362,12 +362,19 @@ fn identical_jobs_on_two_workers_run_the_handler_once() {
         env.rt.block_on(store.workers()).unwrap().len() == 2
     });
     let jobs: Vec<_> = (0..2)
-        .map(|_| env.job("introspect", r#"{"sleep_ms":1000}"#))
+        .map(|_| env.job("introspect", r#"{"sleep_ms":2000}"#))
         .collect();
     let ids = env.rt.block_on(env.queue.enqueue_many(&jobs)).unwrap();
     let records: Vec<JobRecord> = ids.iter().map(|e| env.wait(&e.id)).collect();
     let workers: BTreeSet<_> = records.iter().map(|r| r.worker.clone()).collect();
     assert_eq!(workers.len(), 2, "each worker took one: {records:?}");
+    // The two were in flight at once (else the second is a plain hit and
+    // single flight was never tested): each started before the other ended.
+    let (a, b) = (&records[0], &records[1]);
+    assert!(
+        a.started_us < b.finished_us && b.started_us < a.finished_us,
+        "the jobs did not overlap: {records:?}"
+    );
     let runs: BTreeSet<String> = records.iter().map(computed_by).collect();
     assert_eq!(runs.len(), 1, "the handler ran for {runs:?}");
     let mut statuses: Vec<&str> = records.iter().map(cache_of).collect();

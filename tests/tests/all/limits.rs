@@ -131,6 +131,60 @@ fn chatty_guest_keeps_its_job_and_its_log_is_capped() {
 }
 
 #[test]
+fn stdout_and_stderr_are_captured_into_the_log_after_its_lines() {
+    // Room for everything: 5,000 log lines, 50,000 stdout lines (~690 KB,
+    // under the 4 MiB a stream may fill) and the stderr line.
+    let roomy = Limits {
+        max_log_lines: 100_000,
+        max_log_bytes: 8 << 20,
+        ..Limits::default()
+    };
+    let run = run_with("chatty", json_job("{}"), &roomy, &[]);
+    let lines = &run.log.lines;
+    assert_eq!(lines.len(), 5_000 + 50_000 + 1);
+    assert_eq!(
+        (lines[5_000].level, lines[5_000].message.as_str()),
+        (LogLevel::Stdout, "stdout line 0")
+    );
+    assert_eq!(lines[54_999].message, "stdout line 49999");
+    assert_eq!(
+        (lines[55_000].level, lines[55_000].message.as_str()),
+        (LogLevel::Stderr, "one line on stderr")
+    );
+    assert_eq!(run.log.dropped, 0);
+    // A stream is cut at half the byte budget: stdout keeps its first bytes.
+    let tight = Limits {
+        max_log_lines: 100_000,
+        max_log_bytes: 200_000,
+        ..Limits::default()
+    };
+    let run = run_with("chatty", json_job("{}"), &tight, &[]);
+    let stdout: Vec<&str> = run
+        .log
+        .lines
+        .iter()
+        .filter(|l| l.level == LogLevel::Stdout)
+        .map(|l| l.message.as_str())
+        .collect();
+    assert_eq!(stdout[0], "stdout line 0");
+    // 100,000 bytes kept: lines plus their newlines (the last one cut).
+    let kept: usize = stdout.iter().map(|l| l.len() + 1).sum();
+    assert!(
+        (99_000..=100_001).contains(&kept),
+        "{kept} stdout bytes kept"
+    );
+    assert_eq!(
+        run.log.dropped, 1,
+        "the cut stream counts as one dropped line"
+    );
+    let last = run.log.lines.last().unwrap();
+    assert_eq!(
+        (last.level, last.message.as_str()),
+        (LogLevel::Stderr, "one line on stderr")
+    );
+}
+
+#[test]
 fn the_same_plugin_serves_again_after_a_trap() {
     let panicked = run("introspect", r#"{"fail":"panic"}"#);
     assert!(matches!(panicked.result, Err(JobFailure::Panic { .. })));

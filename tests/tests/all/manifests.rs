@@ -289,3 +289,34 @@ fn revoking_a_capability_stops_the_plugin() {
     env.wait_for("the plugin to stop", || registry.names().is_empty());
     assert!(registry.rejected()[0].1.contains("wasi:sockets"));
 }
+
+#[test]
+fn a_dropped_in_file_is_served_by_the_watcher_alone() {
+    let env = Env::new("watcher");
+    let dir = env.subdir("plugins");
+    add_plugin(&dir, "hello", "hello");
+    // The periodic rescan is an hour away: only file-system events can
+    // make the new plugin serve (a broken watcher fails this test).
+    let (registry, _worker) = env.serve_dir(&dir, |c| {
+        c.rescan = Some(std::time::Duration::from_secs(3600));
+    });
+    // A finished job proves the worker's tasks, the watcher among them, run.
+    let first = env.wait(&env.enqueue("hello", r#"{"name":"W"}"#));
+    assert_eq!(first.status, Some(Status::Succeeded));
+    // Written under another name, then renamed in: the way deploy tools do.
+    let tmp = dir.join("introspect.partial");
+    std::fs::copy(spool_tests::plugin_path("introspect"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("introspect.wasm")).unwrap();
+    let name = spool_runtime::ids::PluginName::parse("introspect").unwrap();
+    env.wait_for("the watcher to load introspect", || {
+        registry.get(&name).is_some()
+    });
+    let job = env.wait(&env.enqueue("introspect", r#"{"echo":"watched"}"#));
+    assert_eq!(job.status, Some(Status::Succeeded), "{job:?}");
+    // And a removal is seen the same way.
+    std::fs::remove_file(dir.join("hello.wasm")).unwrap();
+    let hello = spool_runtime::ids::PluginName::parse("hello").unwrap();
+    env.wait_for("the watcher to drop hello", || {
+        registry.get(&hello).is_none()
+    });
+}

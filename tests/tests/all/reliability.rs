@@ -428,3 +428,27 @@ fn bad_keys_and_duplicate_ids_never_strand_other_jobs() {
     let stats = env.rt.block_on(env.queue.stats()).unwrap();
     assert_eq!((stats.queued, stats.running), (0, 2));
 }
+
+#[test]
+fn a_job_longer_than_its_lease_keeps_it_beside_an_idle_worker() {
+    let env = Env::new("lease-renewal");
+    // Leases of 2 s, renewed every 2/3 s; a job of 5 s. Without renewal the
+    // idle worker, which reaps expired leases at every claim (at least once
+    // a second), would run it again as attempt 2.
+    let lease = |id: &'static str| {
+        move |c: &mut spool_runtime::worker::WorkerConfig| {
+            c.lease = Duration::from_secs(2);
+            c.worker_id = id.into();
+        }
+    };
+    let busy = env.worker(&[("introspect", "introspect")], lease("busy"));
+    let id = env.enqueue("introspect", r#"{"sleep_ms":5000}"#);
+    env.wait_until(&id, |r| r.status == Some(Status::Running));
+    let idle = env.worker(&[("introspect", "introspect")], lease("idle"));
+    let record = env.wait(&id);
+    assert_eq!(record.status, Some(Status::Succeeded), "{record:?}");
+    assert_eq!(record.attempts, 1, "the lease lapsed: {record:?}");
+    assert_eq!(record.worker.as_deref(), Some("busy"));
+    assert_eq!(idle.stop().succeeded, 0);
+    assert_eq!(busy.stop().succeeded, 1);
+}
