@@ -355,3 +355,42 @@ fn stack_overflow_and_oversized_input_or_output_exit_1() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn key_value_caps_are_1_mib_per_value_and_512_bytes_per_key() {
+    let dir = spool_tests::fleet::temp_dir("cli-kv-caps");
+    let call = |name: &str, input: serde_json::Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, input.to_string()).unwrap();
+        spool(&[
+            "call",
+            &plugin("kv"),
+            "--input",
+            &format!("@{}", path.display()),
+        ])
+    };
+    let at_cap = call(
+        "at.json",
+        serde_json::json!({"op": "set", "key": "k", "value": "x".repeat(1 << 20)}),
+    );
+    assert_eq!(at_cap.status.code(), Some(0), "{}", text(&at_cap.stderr));
+    let over = call(
+        "over.json",
+        serde_json::json!({"op": "set", "key": "k", "value": "x".repeat((1 << 20) + 1)}),
+    );
+    assert_eq!(over.status.code(), Some(1));
+    assert_eq!(
+        text(&over.stderr).trim(),
+        "error: fatal: key-value: value of 1048577 bytes for key \"k\": the limit is 1048576 bytes"
+    );
+    let long_key = call(
+        "key.json",
+        serde_json::json!({"op": "get", "key": "k".repeat(513)}),
+    );
+    assert_eq!(long_key.status.code(), Some(1));
+    assert_eq!(
+        text(&long_key.stderr).trim(),
+        "error: fatal: key-value: key of 513 bytes: expected 1 to 512 bytes"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
