@@ -1,5 +1,14 @@
 //! Spool's end-to-end tests: one binary, one module per topic. Every test
 //! runs real components built from `plugins/` by `tests/build.rs`.
+//!
+//! The rules the suite keeps (issue 10):
+//! - a promise in the README or docs/ comes with a test that asserts the
+//!   documented value (message, exit code, count, attempts), never only "ok";
+//! - every wait has a deadline and fails saying what it saw;
+//! - timing is decided by conditions, not sleeps, and no assertion is on
+//!   speed (that is for `spool bench` and criterion);
+//! - the `spool` binary runs without the caller's `SPOOL_*` settings
+//!   (`command::spool_command`).
 
 mod artifacts;
 mod cache;
