@@ -66,13 +66,6 @@ pub enum Field<T> {
     Set(T),
 }
 
-impl<T> Field<T> {
-    /// `Set(value)` for `Some`, `Clear` for `None`.
-    pub fn set_or_clear(value: Option<T>) -> Self {
-        value.map_or(Field::Clear, Field::Set)
-    }
-}
-
 /// A value already encoded as JSON (timings, logs, progress): encoded once,
 /// on the job thread, and stored as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
