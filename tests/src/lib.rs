@@ -2,6 +2,7 @@
 //! `plugins/` are, and one sandbox per test binary.
 
 pub mod fleet;
+pub mod proxy;
 
 use spool_runtime::plugins::{self, Capabilities, Plugin};
 use spool_runtime::sandbox::{Sandbox, SandboxConfig};

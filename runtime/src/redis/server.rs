@@ -200,6 +200,8 @@ impl RedisServer {
     }
 
     /// Start again on the same port and data directory (after stop or kill).
+    /// No other server of this process was given the port meanwhile (see
+    /// [`free_port`]).
     pub fn restart(&mut self) -> Result<(), RedisServerError> {
         self.stop();
         self.spawn()
@@ -212,8 +214,34 @@ impl Drop for RedisServer {
     }
 }
 
-/// A port the OS says is free right now.
+/// Ports handed out by [`free_port`]: below the kernel's ephemeral range
+/// (32768 and up on Linux), which `bind(…:0)` and outgoing connections draw
+/// from, so no client socket or other free-port probe takes one while its
+/// server is down for a restart.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port that is free right now and that this process has not handed out
+/// before (a restarted server gets its port back; another server of this
+/// process never takes it). Each process starts at its own offset, so two
+/// processes rarely try the same ports; when they do, the second bind
+/// fails and [`RedisServer::start`] tries the next one.
 fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORTS.end - PORTS.start);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(97) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PORTS.start + u16::try_from(offset).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_or(16379, |a| a.port())

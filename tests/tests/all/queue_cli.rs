@@ -150,6 +150,8 @@ fn bulk_enqueue_reads_json_lines() {
 #[test]
 fn a_missing_redis_is_a_retryable_error_that_names_the_url() {
     let dir = temp_dir("no-redis");
+    // An ephemeral port, just released: the suite's Redis servers take
+    // ports below the ephemeral range (`RedisServer`), so none gets it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -3,6 +3,7 @@
 
 use spool_runtime::queue::{Field, Next, Outcome, RecordUpdate, Status};
 use spool_tests::fleet::Env;
+use spool_tests::proxy::Proxy;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -376,6 +377,35 @@ fn a_claim_whose_reply_was_lost_is_handed_back() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn a_worker_hands_back_a_claim_whose_reply_it_lost() {
+    let env = Env::new("lost-claim-worker");
+    let proxy = Proxy::start(env.redis.port());
+    // Leases of 10 minutes: a claimed job whose reply was lost stays leased
+    // to this worker far past the 60 s wait below, unless the worker itself
+    // runs recover.lua before its next claim.
+    let worker = env.worker(&[("hello", "hello")], |c| {
+        c.queue.url = proxy.url();
+        c.lease = Duration::from_secs(600);
+        c.fleet = false;
+    });
+    // One job first, so that the claim script is loaded (a reply lost to
+    // EVALSHA's NOSCRIPT would prove nothing).
+    let warm = env.enqueue("hello", r#"{"name":"Warm"}"#);
+    assert_eq!(env.wait(&warm).status, Some(Status::Succeeded));
+    proxy.lose_reply_with("Lost-3f9c");
+    let id = env.enqueue("hello", r#"{"name":"Lost-3f9c"}"#);
+    let record = env.wait(&id);
+    assert_eq!(proxy.lost(), 1, "the claim's reply was never cut");
+    assert_eq!(
+        (record.status, record.attempts),
+        (Some(Status::Succeeded), 1),
+        "handed back without spending an attempt, then run once: {record:?}"
+    );
+    let report = worker.stop();
+    assert_eq!(report.succeeded, 2, "{report:?}");
 }
 
 #[test]
