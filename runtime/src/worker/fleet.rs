@@ -23,10 +23,6 @@ const WAIT: Duration = Duration::from_secs(1);
 /// dead connection: reconnect.
 const WAIT_SLACK: Duration = Duration::from_secs(5);
 
-/// How often the pins are read whole even without events, and the report
-/// refreshed (well inside its TTL).
-const RESYNC: Duration = Duration::from_secs(5);
-
 /// Where the fleet store is.
 pub(crate) struct FleetConfig {
     pub url: String,
@@ -34,6 +30,9 @@ pub(crate) struct FleetConfig {
     pub worker: String,
     /// Purge events drop entries from its memory.
     pub cache: Option<Arc<ResultCache>>,
+    /// How often the pins are read whole even without events, and the
+    /// report refreshed ([`super::WorkerConfig::fleet_resync`]).
+    pub resync: Duration,
 }
 
 /// One worker's link to the fleet store.
@@ -275,7 +274,7 @@ impl Follower {
     }
 
     /// One turn: wait for events (at most [`WAIT`], or until `stop`), act
-    /// on them, resync the pins when one changed or [`RESYNC`] passed,
+    /// on them, resync the pins when one changed or the resync period passed,
     /// record directory versions, and report when anything changed. Only
     /// the wait is cut short by `stop`: a sync or a report under way ends.
     async fn turn(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Turn, TurnError> {
@@ -291,7 +290,7 @@ impl Follower {
             _ = stop.changed() => return Ok(Turn::Stopped),
         };
         let (pins, purged) = act_on(events, &mut self.after, self.config.cache.as_deref());
-        let resync = pins || self.last_sync.elapsed() >= RESYNC;
+        let resync = pins || self.last_sync.elapsed() >= self.config.resync;
         if resync {
             self.last_sync = Instant::now();
             fleet.sync().await?;

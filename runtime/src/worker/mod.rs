@@ -83,6 +83,10 @@ pub struct WorkerConfig {
     /// purges name from the memory tier (without it, purged results stay
     /// in this worker's memory until they expire).
     pub fleet: bool,
+    /// How often the fleet store's pins are read whole even without
+    /// events, and what this worker serves republished: the safety net
+    /// for a lost event (5 s; keep it well inside the report's 30 s TTL).
+    pub fleet_resync: Duration,
     /// Answer jobs of plugins whose manifest declares `[cache] ttl` from
     /// the result cache.
     pub result_cache: bool,
@@ -110,6 +114,7 @@ impl WorkerConfig {
             artifact_cache: None,
             worker_id: default_worker_id(),
             fleet: true,
+            fleet_resync: Duration::from_secs(5),
             result_cache: true,
             cache_memory: 64 << 20,
         }
@@ -382,6 +387,7 @@ async fn start_fleet(
         prefix: config.queue.prefix.clone(),
         worker: config.worker_id.clone(),
         cache,
+        resync: config.fleet_resync,
     };
     let task = tokio::spawn(fleet::fleet_loop(
         fleet,

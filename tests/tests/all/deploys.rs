@@ -448,3 +448,32 @@ fn directory_versions_are_recorded_and_a_pin_wins_over_the_directory_until_unpin
     assert!(text(&out.stdout).contains("2 of 2 workers serve their directory's file"));
     assert_eq!(versions_of_jobs(&env, 5), one(&d1));
 }
+
+#[test]
+fn a_deploy_and_a_rollback_reach_a_worker_through_its_event_stream_alone() {
+    let env = Env::new("fleet-events");
+    let (v0, v1) = (variant("hello", 0), variant("hello", 1));
+    let (d0, d1) = (digest(&v0), digest(&v1));
+    let store = store(&env);
+    // The safety nets slowed down or off: the periodic resync every hour,
+    // no directory rescan. Only the worker's blocking read of the fleet
+    // store's events can bring it a deploy within the commands' wait.
+    let dir = plugins_with(&env, "events", &v0);
+    let (_registry, worker) = env.serve_dir(&dir, |c| {
+        c.fleet_resync = std::time::Duration::from_secs(3600);
+        c.rescan = None;
+    });
+    wait_serving(&env, &store, 1, "default/hello", &d0);
+    let built = file(&env, "hello-1.wasm", &v1);
+    let out = spool(&env, &["plugins", "deploy", &built, "--as", "hello"]);
+    succeeds(&out);
+    assert!(
+        text(&out.stdout).contains(&format!("1 of 1 workers serve {}", short(&d1))),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(versions_of_jobs(&env, 5), one(&d1));
+    succeeds(&spool(&env, &["plugins", "rollback", "hello"]));
+    assert_eq!(versions_of_jobs(&env, 5), one(&d0));
+    worker.stop();
+}
