@@ -130,4 +130,47 @@ mod tests {
             EntryKey::new("t", "p", &v("v2"), "x", &config, b"").hash
         );
     }
+
+    /// The recipe in docs/cache.md, transcribed byte by byte: a change of the
+    /// code's framing fails the first assertion, a change of blake3 or of
+    /// both recipes together fails the pinned literal (every cached entry
+    /// would silently miss after such a change).
+    #[test]
+    fn the_key_is_the_documented_recipe() {
+        // Each field: its length as 8 bytes little-endian, then its bytes.
+        fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        let version = "0".repeat(64);
+        let config = BTreeMap::from([("w".to_string(), "1".to_string())]);
+        let key = EntryKey::new(
+            "acme",
+            "resize",
+            &Version::from_hex(version.clone()),
+            "image/png",
+            &config,
+            b"abc",
+        );
+
+        let mut framed = Vec::new();
+        field(&mut framed, b"spool:job@0.1.0");
+        field(&mut framed, b"acme");
+        field(&mut framed, b"resize");
+        field(&mut framed, version.as_bytes());
+        field(&mut framed, b"image/png");
+        framed.extend_from_slice(&1u64.to_le_bytes()); // one config value
+        field(&mut framed, b"w");
+        field(&mut framed, b"1");
+        field(&mut framed, b"abc");
+        let expected = blake3::Hasher::new_derive_key("spool result cache v1")
+            .update(&framed)
+            .finalize();
+
+        assert_eq!(key.hash, expected.to_hex().as_str());
+        assert_eq!(
+            key.hash,
+            "91c42fa9831435ce4d47ffc08515d006f9f2ce6d194fee2e4acd49092f340bfa"
+        );
+    }
 }

@@ -112,8 +112,16 @@ pub(crate) fn run(args: CallArgs) -> u8 {
     }
     match &run.result {
         Ok(_) => exit::OK,
-        Err(failure) if failure.is_retryable() => exit::RETRYABLE,
-        Err(_) => exit::FAILED,
+        Err(failure) => exit_code(failure),
+    }
+}
+
+/// The exit code of a failed job: 75 when a retry may help, else 1.
+fn exit_code(failure: &JobFailure) -> u8 {
+    if failure.is_retryable() {
+        exit::RETRYABLE
+    } else {
+        exit::FAILED
     }
 }
 
@@ -277,4 +285,96 @@ pub(crate) fn failure_json(failure: &JobFailure) -> Value {
         map.insert("retryable".into(), Value::Bool(failure.is_retryable()));
     }
     value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// One failure of each kind. The match makes a new variant fail to
+    /// compile here until it is given a sample (and a row in the README).
+    fn samples() -> Vec<JobFailure> {
+        let text = || "x".to_string();
+        let all = vec![
+            JobFailure::InvalidInput {
+                field: text(),
+                expected: text(),
+                got: text(),
+            },
+            JobFailure::Retryable { message: text() },
+            JobFailure::Fatal { message: text() },
+            JobFailure::Timeout {
+                limit: Duration::from_secs(1),
+            },
+            JobFailure::MemoryLimit {
+                requested: 2,
+                limit: 1,
+            },
+            JobFailure::StackOverflow { limit: 1 },
+            JobFailure::Panic {
+                message: text(),
+                backtrace: vec![],
+            },
+            JobFailure::Trap {
+                message: text(),
+                backtrace: vec![],
+            },
+            JobFailure::OutputTooLarge { size: 2, limit: 1 },
+            JobFailure::InputTooLarge { size: 2, limit: 1 },
+            JobFailure::Host { message: text() },
+        ];
+        for failure in &all {
+            match failure {
+                JobFailure::InvalidInput { .. }
+                | JobFailure::Retryable { .. }
+                | JobFailure::Fatal { .. }
+                | JobFailure::Timeout { .. }
+                | JobFailure::MemoryLimit { .. }
+                | JobFailure::StackOverflow { .. }
+                | JobFailure::Panic { .. }
+                | JobFailure::Trap { .. }
+                | JobFailure::OutputTooLarge { .. }
+                | JobFailure::InputTooLarge { .. }
+                | JobFailure::Host { .. } => {}
+            }
+        }
+        all
+    }
+
+    /// README.md, `spool call`, the exit-code table.
+    const DOCUMENTED: &[(u8, &[&str])] = &[
+        (
+            1,
+            &[
+                "invalid-input",
+                "fatal",
+                "panic",
+                "trap",
+                "memory-limit",
+                "stack-overflow",
+                "output-too-large",
+                "input-too-large",
+            ],
+        ),
+        (75, &["retryable", "timeout", "host"]),
+    ];
+
+    #[test]
+    fn every_failure_exits_with_its_documented_code() {
+        let failures = samples();
+        let sampled: BTreeSet<&str> = failures.iter().map(JobFailure::kind).collect();
+        let documented: BTreeSet<&str> = DOCUMENTED
+            .iter()
+            .flat_map(|(_, kinds)| kinds.iter().copied())
+            .collect();
+        assert_eq!(sampled, documented);
+        for failure in &failures {
+            let kind = failure.kind();
+            let Some((code, _)) = DOCUMENTED.iter().find(|(_, kinds)| kinds.contains(&kind)) else {
+                panic!("{kind} is not in the README's exit-code table");
+            };
+            assert_eq!(exit_code(failure), *code, "{kind}");
+        }
+    }
 }

@@ -307,5 +307,25 @@ mod tests {
             .is_retryable()
         );
         assert!(!JobFailure::StackOverflow { limit: 1 }.is_retryable());
+        assert!(
+            JobFailure::Host {
+                message: "every sandbox slot is busy".into()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !JobFailure::Panic {
+                message: "boom".into(),
+                backtrace: vec![]
+            }
+            .is_retryable()
+        );
+        assert!(
+            !JobFailure::MemoryLimit {
+                requested: 2,
+                limit: 1
+            }
+            .is_retryable()
+        );
     }
 }

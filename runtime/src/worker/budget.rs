@@ -42,3 +42,38 @@ impl Budget {
         self.avg_job_us.store(new, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A budget of `--concurrency 2 --prefetch 64` whose first finished job
+    /// took `took` (`None`: no job has finished yet).
+    fn limit_after(took: Option<Duration>) -> usize {
+        let budget = Budget {
+            concurrency: 2,
+            max_prefetch: 64,
+            avg_job_us: AtomicU64::new(0),
+            freed: Notify::new(),
+        };
+        if let Some(took) = took {
+            budget.record(took);
+        }
+        budget.limit()
+    }
+
+    #[test]
+    fn claims_ahead_what_the_threads_finish_in_the_horizon() {
+        assert_eq!(PREFETCH_HORIZON, Duration::from_millis(20));
+        // No duration known yet: one job per thread, nothing ahead.
+        assert_eq!(limit_after(None), 2);
+        // 1 µs jobs: 2 × 20 ms / 1 µs = 40 000 ahead, capped at --prefetch.
+        assert_eq!(limit_after(Some(Duration::from_micros(1))), 2 + 64);
+        // Sub-microsecond jobs count as 1 µs, not as "unknown".
+        assert_eq!(limit_after(Some(Duration::from_nanos(10))), 2 + 64);
+        // 5 ms jobs: 2 × 20 / 5 = 8 ahead.
+        assert_eq!(limit_after(Some(Duration::from_millis(5))), 2 + 8);
+        // 1 s jobs are not hoarded: 2 × 20 ms / 1 s rounds down to 0 ahead.
+        assert_eq!(limit_after(Some(Duration::from_secs(1))), 2);
+    }
+}
