@@ -320,3 +320,93 @@ fn a_dropped_in_file_is_served_by_the_watcher_alone() {
         registry.get(&hello).is_none()
     });
 }
+
+#[test]
+fn a_file_being_written_is_left_to_settle_before_it_is_judged() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let env = Env::new("settle");
+    let dir = env.subdir("plugins");
+    let (v0, v1) = (variant("introspect", 0), variant("introspect", 1));
+    let digest = |v: &[u8]| spool_runtime::ids::Version::of(v).as_str().to_string();
+    let name = spool_runtime::ids::PluginName::parse("introspect").unwrap();
+    let file = dir.join("introspect.wasm");
+    std::fs::write(&file, &v0).unwrap();
+    // The periodic rescan an hour away: the watcher's events, which come
+    // with every write, are the only trigger.
+    let (registry, _worker) = env.serve_dir(&dir, |c| {
+        c.rescan = Some(Duration::from_secs(3600));
+    });
+    assert_eq!(
+        env.wait(&env.enqueue("introspect", "{}")).version.unwrap(),
+        digest(&v0)
+    );
+    let serving = || registry.get(&name).map(|p| p.version.as_str().to_string());
+    // Overwrite in place in 50 steps, 10 ms apart: never left alone for
+    // the 100 ms settle time, so no partial file may be judged. The writes
+    // outlast the watcher's debounce (at most 250 ms), so it is the
+    // settle check, not the debounce, that protects the file. A step
+    // this machine delays past 90 ms makes the attempt inconclusive (a
+    // partial file may then rightly be judged, and rejected): try again.
+    for attempt in 1..=5 {
+        let (mut judged, mut longest) = (Vec::new(), Duration::ZERO);
+        let mut out = std::fs::File::create(&file).unwrap();
+        let mut last = Instant::now();
+        for chunk in v1.chunks(v1.len().div_ceil(50)) {
+            std::thread::sleep(Duration::from_millis(10));
+            out.write_all(chunk).unwrap();
+            longest = longest.max(last.elapsed());
+            last = Instant::now();
+            judged.extend(registry.rejected());
+            assert_eq!(serving(), Some(digest(&v0)), "a partial file replaced v0");
+        }
+        drop(out);
+        if judged.is_empty() {
+            env.wait_for("the settled file to serve", || {
+                serving() == Some(digest(&v1))
+            });
+            assert!(registry.rejected().is_empty(), "{:?}", registry.rejected());
+            return;
+        }
+        assert!(
+            longest >= Duration::from_millis(90),
+            "a partial file was judged though no step waited 90 ms ({longest:?}): {judged:?}"
+        );
+        eprintln!("attempt {attempt}: a step took {longest:?}; writing again");
+        std::fs::write(&file, &v0).unwrap();
+        env.wait_for("v0 to serve again", || {
+            serving() == Some(digest(&v0)) && registry.rejected().is_empty()
+        });
+    }
+    panic!("five attempts in a row had a step delayed past 90 ms");
+}
+
+#[test]
+fn a_deleted_plugin_hands_its_jobs_back_until_the_file_returns() {
+    let env = Env::new("deleted");
+    let dir = env.subdir("plugins");
+    add_plugin(&dir, "hello", "hello");
+    let (registry, _worker) = env.serve_dir(&dir, |c| c.worker_id = "w-del".into());
+    let first = env.wait(&env.enqueue("hello", r#"{"name":"A"}"#));
+    assert_eq!(first.status, Some(Status::Succeeded));
+    std::fs::remove_file(dir.join("hello.wasm")).unwrap();
+    let hello = spool_runtime::ids::PluginName::parse("hello").unwrap();
+    env.wait_for("hello to be dropped", || registry.get(&hello).is_none());
+    let id = env.enqueue("hello", r#"{"name":"B"}"#);
+    let waiting = env.wait_until(&id, |r| r.error.is_some());
+    assert_eq!(
+        waiting.error.as_ref().unwrap()["message"],
+        "plugin default/hello is not loaded on worker w-del"
+    );
+    assert_eq!(waiting.attempts, 0, "handing back spends no attempt");
+    add_plugin(&dir, "hello", "hello");
+    let record = env.wait(&id);
+    assert_eq!(
+        (record.status, record.attempts, record.output.as_deref()),
+        (
+            Some(Status::Succeeded),
+            1,
+            Some(r#"{"greeting":"Hello, B!"}"#)
+        )
+    );
+}

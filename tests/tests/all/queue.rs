@@ -105,6 +105,106 @@ fn invalid_input_and_fatal_errors_are_not_retried() {
 }
 
 #[test]
+fn timeouts_are_retried_while_panics_and_limits_die_at_once() {
+    let env = Env::new("failure-kinds");
+    let worker = env.worker(
+        &[
+            ("spin", "spin"),
+            ("panics", "panics"),
+            ("memory_hog", "memory_hog"),
+            ("deep_recursion", "deep_recursion"),
+        ],
+        |c| {
+            c.limits.timeout = Duration::from_millis(300);
+            c.limits.memory = 16 << 20;
+        },
+    );
+    let mut job = env.job("spin", "{}");
+    job.max_attempts = 2;
+    let spin = env.enqueue_job(job);
+    let record = env.wait(&spin);
+    assert_eq!(
+        (record.status, record.attempts, error_kind(&record)),
+        (Some(Status::Dead), 2, "timeout".to_string()),
+        "a timeout is retried: {record:?}"
+    );
+    let error = record.error.as_ref().unwrap();
+    assert_eq!(error["exhausted"], "gave up after 2 of 2 attempts");
+    for (plugin, kind) in [
+        ("panics", "panic"),
+        ("memory_hog", "memory-limit"),
+        ("deep_recursion", "stack-overflow"),
+    ] {
+        let id = env.enqueue(plugin, "{}");
+        let record = env.wait(&id);
+        assert_eq!(
+            (record.status, record.attempts, error_kind(&record)),
+            (Some(Status::Dead), 1, kind.to_string()),
+            "{plugin} dies at its first attempt: {record:?}"
+        );
+        assert_eq!(record.error.as_ref().unwrap()["retryable"], false);
+    }
+    let report = worker.stop();
+    assert_eq!((report.retried, report.dead), (1, 4), "{report:?}");
+}
+
+#[test]
+fn a_full_claim_wakes_another_worker_and_a_short_one_does_not() {
+    let env = Env::new("wake");
+    for i in 0..5 {
+        env.enqueue("hello", &format!(r#"{{"name":"w{i}"}}"#));
+    }
+    let wake = format!("{}:wake", env.queue.key_prefix());
+    let mut conn = env.redis_conn();
+    let woken = |conn: &mut redis::Connection| -> i64 {
+        redis::cmd("LLEN").arg(&wake).query(conn).unwrap()
+    };
+    let _: () = redis::cmd("DEL").arg(&wake).query(&mut conn).unwrap();
+    // Two of five: work is left, so another idle worker is woken for it.
+    let claim = env.rt.block_on(env.queue.claim("w1", 2, Duration::from_secs(30)));
+    assert_eq!(claim.unwrap().jobs.len(), 2);
+    assert_eq!(woken(&mut conn), 1, "a full claim with work left wakes");
+    let _: () = redis::cmd("DEL").arg(&wake).query(&mut conn).unwrap();
+    // Exactly the rest: nothing left, nobody woken.
+    let claim = env.rt.block_on(env.queue.claim("w2", 3, Duration::from_secs(30)));
+    assert_eq!(claim.unwrap().jobs.len(), 3);
+    assert_eq!(woken(&mut conn), 0, "an emptied queue wakes nobody");
+}
+
+#[test]
+fn a_worker_busy_with_long_jobs_leaves_the_rest_to_another() {
+    let env = Env::new("no-hoarding");
+    // One job thread and room to prefetch 64: after a job of 300 ms the
+    // worker knows its jobs are long and claims none ahead.
+    let a = env.worker(&[("introspect", "introspect")], |c| {
+        c.concurrency = 1;
+        c.prefetch = 64;
+        c.worker_id = "w-a".into();
+    });
+    let trained = env.enqueue("introspect", r#"{"sleep_ms":300}"#);
+    assert_eq!(env.wait(&trained).status, Some(Status::Succeeded));
+    let ids: Vec<String> = (0..4)
+        .map(|_| env.enqueue("introspect", r#"{"sleep_ms":1000}"#))
+        .collect();
+    env.wait_for("a first long job to start", || {
+        ids.iter()
+            .any(|id| env.record(id).status == Some(Status::Running))
+    });
+    let b = env.worker(&[("introspect", "introspect")], |c| {
+        c.worker_id = "w-b".into();
+    });
+    let ran_on: Vec<String> = ids
+        .iter()
+        .map(|id| env.wait(id).worker.unwrap_or_default())
+        .collect();
+    assert!(
+        ran_on.iter().any(|w| w == "w-b"),
+        "worker w-a hoarded every long job: {ran_on:?}"
+    );
+    drop((a, b));
+}
+
+#[test]
 fn dead_letters_can_be_retried_and_purged() {
     let env = Env::new("dead");
     let mut job = env.job("introspect", r#"{"fail_before_attempt":2}"#);

@@ -562,3 +562,30 @@ fn enqueue_options_are_recorded_in_the_envelope() {
         (Some("application/octet-stream"), 8)
     );
 }
+
+#[test]
+fn an_idempotency_key_lives_for_the_record_ttl_plus_the_delay() {
+    let env = Env::new("idem-ttl");
+    let ttl_of = |key: &str| -> i64 {
+        redis::cmd("TTL")
+            .arg(format!("spool:{{default}}:idem:{key}"))
+            .query(&mut env.redis_conn())
+            .unwrap()
+    };
+    let enqueue = |args: &[&str]| -> String {
+        let mut all = vec!["enqueue", "hello", "--input", "{}"];
+        all.extend(args);
+        succeeds(&spool(&env, &all)).trim().to_string()
+    };
+    // 24 h of record TTL plus the hour of delay.
+    enqueue(&["--idempotency-key", "later", "--delay", "1h"]);
+    let ttl = ttl_of("later");
+    assert!((89_900..=90_000).contains(&ttl), "TTL {ttl}s");
+    // The enqueuer's --record-ttl sets it; once it expires the key is free.
+    let first = enqueue(&["--idempotency-key", "brief", "--record-ttl", "1s"]);
+    let ttl = ttl_of("brief");
+    assert!((0..=1).contains(&ttl), "TTL {ttl}s");
+    env.wait_for("the idempotency key to expire", || ttl_of("brief") == -2);
+    let second = enqueue(&["--idempotency-key", "brief"]);
+    assert_ne!(first, second, "an expired key enqueues a new job");
+}
