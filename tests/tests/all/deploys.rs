@@ -477,3 +477,113 @@ fn a_deploy_and_a_rollback_reach_a_worker_through_its_event_stream_alone() {
     assert_eq!(versions_of_jobs(&env, 5), one(&d0));
     worker.stop();
 }
+
+#[test]
+fn a_worker_that_does_not_answer_in_time_makes_deploy_exit_75() {
+    let env = Env::new("fleet-late");
+    let (v0, v1) = (variant("hello", 0), variant("hello", 1));
+    let (d0, d1) = (digest(&v0), digest(&v1));
+    let store = store(&env);
+    let worker = env.worker_process(SPOOL, &plugins_with(&env, "late", &v0), &["--id", "w1"]);
+    wait_serving(&env, &store, 1, "default/hello", &d0);
+    // Frozen: its report stays fresh for 30 s, but it cannot load the pin.
+    worker.signal("STOP");
+    let built = file(&env, "hello-1.wasm", &v1);
+    let out = crate::command::spool(
+        &env,
+        &["plugins", "deploy", &built, "--as", "hello", "--wait", "1s"],
+    );
+    worker.signal("CONT");
+    fails_with(
+        &out,
+        75,
+        &format!(
+            "spool: worker w1 still serves {} (directory); it may still be compiling",
+            short(&d0)
+        ),
+    );
+    assert!(
+        text(&out.stdout).contains(&format!("0 of 1 workers serve {}", short(&d1))),
+        "{}",
+        text(&out.stdout)
+    );
+    // The pin stands: the worker serves it once it runs again.
+    wait_serving(&env, &store, 1, "default/hello", &d1);
+}
+
+#[test]
+fn rollbacks_walk_back_through_the_history_and_never_return() {
+    let env = Env::new("fleet-rollbacks");
+    let versions: Vec<Vec<u8>> = (0..4).map(|n| variant("hello", n)).collect();
+    let d: Vec<String> = versions.iter().map(|v| digest(v)).collect();
+    let current = || -> String {
+        let out = spool(&env, &["plugins", "history", "hello", "--json"]);
+        let history: serde_json::Value = serde_json::from_str(&succeeds(&out)).unwrap();
+        history["current"].as_str().unwrap_or_default().to_string()
+    };
+    // No worker runs: each command pins and says nobody had to confirm.
+    for (n, bytes) in versions[..3].iter().enumerate() {
+        let built = file(&env, &format!("hello-{n}.wasm"), bytes);
+        succeeds(&spool(&env, &["plugins", "deploy", &built, "--as", "hello"]));
+    }
+    assert_eq!(current(), d[2]);
+    for (from, to) in [(2, 1), (1, 0)] {
+        let out = spool(&env, &["plugins", "rollback", "hello"]);
+        assert!(
+            succeeds(&out).contains(&format!(
+                "rolled back from {} to {}",
+                short(&d[from]),
+                short(&d[to])
+            )),
+            "{}",
+            text(&out.stdout)
+        );
+        assert_eq!(current(), d[to]);
+    }
+    fails_with(
+        &spool(&env, &["plugins", "rollback", "hello"]),
+        1,
+        &format!("no version before {}", short(&d[0])),
+    );
+    // A new deploy, then a rollback: back to v0, never to v1 or v2, which
+    // were rolled back from.
+    let built = file(&env, "hello-3.wasm", &versions[3]);
+    succeeds(&spool(&env, &["plugins", "deploy", &built, "--as", "hello"]));
+    succeeds(&spool(&env, &["plugins", "rollback", "hello"]));
+    assert_eq!(current(), d[0]);
+}
+
+#[test]
+fn a_rollback_that_finds_the_pin_changed_exits_75_and_changes_nothing() {
+    let env = Env::new("fleet-conflict");
+    let store = store(&env);
+    let name = spool_runtime::ids::PluginName::parse("hello").unwrap();
+    // Two versions workers loaded from their directories: the newer one
+    // is current, the rollback's target is the older one.
+    for n in 0..2 {
+        let bytes = variant("hello", n);
+        let recorded = store.record_directory(&name, &bytes, None, None, "w");
+        env.rt.block_on(recorded).unwrap();
+    }
+    // Another deploy lands between the command's look at the pin and its
+    // write: stood in for by a pin entry the command cannot read (so it
+    // believes nothing is pinned) while the script sees a digest.
+    let other = "f".repeat(64);
+    let _: () = redis::cmd("HSET")
+        .arg("spool:{plugins}:pinned")
+        .arg("default/hello")
+        .arg(format!(r#"{{"digest":"{other}"}}"#))
+        .query(&mut env.redis_conn())
+        .unwrap();
+    fails_with(
+        &spool(&env, &["plugins", "rollback", "hello"]),
+        75,
+        "its pinned version changed while rolling back (another deploy or rollback)",
+    );
+    let pinned: String = redis::cmd("HGET")
+        .arg("spool:{plugins}:pinned")
+        .arg("default/hello")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert!(pinned.contains(&other), "the rollback changed the pin: {pinned}");
+}
