@@ -413,3 +413,39 @@ fn bench_shows_that_hits_instantiate_nothing() {
         + report["cache"]["hit-redis"].as_u64().unwrap_or(0);
     assert_eq!(hits, 299, "{report}");
 }
+
+#[test]
+fn a_purge_exits_75_when_redis_or_a_worker_does_not_answer() {
+    let env = Env::new("cache-purge-75");
+    let out = crate::command::spool_in(
+        &env.dir,
+        &["cache", "purge", "--all", "--redis", "redis://127.0.0.1:1"],
+    );
+    fails_with(
+        &out,
+        75,
+        "spool: the purge stopped after 0 deletions: redis at redis://127.0.0.1:1 is unavailable",
+    );
+    assert!(text(&out.stderr).contains("retrying later can help"));
+    // A frozen worker cannot drop the entries from its memory in time.
+    let dir = env.plugins_dir(&[("hello", "hello")]);
+    let worker = env.worker_process(SPOOL, &dir, &["--id", "w1"]);
+    let store = env
+        .rt
+        .block_on(spool_runtime::deploy::FleetStore::connect(&env.redis.url(), "spool"))
+        .unwrap();
+    env.wait_for("the worker's first report", || {
+        env.rt
+            .block_on(store.workers())
+            .is_ok_and(|w| w.iter().any(|w| w.worker == "w1"))
+    });
+    worker.signal("STOP");
+    let out = spool(&env, &["cache", "purge", "--all", "--wait", "1s"]);
+    worker.signal("CONT");
+    fails_with(&out, 75, "spool: worker w1 has not read the purge");
+    assert!(
+        text(&out.stdout).contains("purged 0 cached results"),
+        "{}",
+        text(&out.stdout)
+    );
+}

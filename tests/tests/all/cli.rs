@@ -394,3 +394,24 @@ fn key_value_caps_are_1_mib_per_value_and_512_bytes_per_key() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn allow_network_lets_a_socket_plugin_load_and_every_connect_is_refused() {
+    // A real listener on loopback: the guest must not reach it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let input = format!(r#"{{"addr":"{}"}}"#, listener.local_addr().unwrap());
+    let socket = plugin("opens_socket");
+    let out = spool(&["call", &socket, "--input", &input]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("import wasi:sockets/network@0.2.6 is not allowed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = spool(&["call", &socket, "--input", &input, "--allow-network"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(said["denied"].is_string(), "{said}");
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "the guest connected to the host");
+}
