@@ -449,3 +449,22 @@ fn a_purge_exits_75_when_redis_or_a_worker_does_not_answer() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn worker_flags_turn_the_result_cache_or_its_memory_tier_off() {
+    let env = Env::new("cache-flags");
+    let dir = cacheable(&env, &["introspect"], "1h");
+    let mut worker = env.worker_process(SPOOL, &dir, &["--no-result-cache"]);
+    let said: Vec<String> = (0..2)
+        .map(|_| cache_of(&run(&env, "introspect", "{}")).to_string())
+        .collect();
+    assert_eq!(said, ["off", "off"], "--no-result-cache");
+    assert!(entries(&env).is_empty(), "{:?}", entries(&env));
+    worker.kill();
+    // No memory tier: every repeat is answered from Redis.
+    let _worker = env.worker_process(SPOOL, &dir, &["--cache-memory", "0"]);
+    let said: Vec<String> = (0..3)
+        .map(|_| cache_of(&run(&env, "introspect", "{}")).to_string())
+        .collect();
+    assert_eq!(said, ["miss", "hit-redis", "hit-redis"], "--cache-memory 0");
+}

@@ -589,3 +589,46 @@ fn an_idempotency_key_lives_for_the_record_ttl_plus_the_delay() {
     let second = enqueue(&["--idempotency-key", "brief"]);
     assert_ne!(first, second, "an expired key enqueues a new job");
 }
+
+#[test]
+fn worker_flags_set_the_record_ttls_and_the_key_prefix() {
+    let env = Env::new("worker-flags");
+    let dir = env.plugins_dir(&[("hello", "hello")]);
+    let _worker = env.worker_process(
+        crate::SPOOL,
+        &dir,
+        &["--record-ttl", "90s", "--dead-ttl", "120s"],
+    );
+    let good = env.wait(&env.enqueue("hello", r#"{"name":"T"}"#));
+    let bad = env.wait(&env.enqueue("hello", r#"{"name":""}"#));
+    assert_eq!(
+        (good.status, bad.status),
+        (Some(Status::Succeeded), Some(Status::Dead))
+    );
+    let (kept, dead) = (good.ttl_seconds.unwrap(), bad.ttl_seconds.unwrap());
+    assert!((80..=90).contains(&kept), "--record-ttl 90s: {kept}s");
+    assert!((110..=120).contains(&dead), "--dead-ttl 120s: {dead}s");
+    // Another prefix: its own queue, every key under it.
+    let _acme = env.worker_process(crate::SPOOL, &dir, &["--prefix", "acme"]);
+    let out = spool(
+        &env,
+        &[
+            "enqueue", "hello", "--input", r#"{"name":"P"}"#, "--prefix", "acme", "--wait",
+        ],
+    );
+    assert_eq!(succeeds(&out).trim(), r#"{"greeting":"Hello, P!"}"#);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("acme:*")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert!(
+        keys.iter().any(|k| k.starts_with("acme:{default}:job:")),
+        "{keys:?}"
+    );
+    let stats = env.rt.block_on(env.queue.stats()).unwrap();
+    assert_eq!(
+        stats.succeeded_total + stats.dead_total,
+        2,
+        "the job under acme never touched the spool queue"
+    );
+}
