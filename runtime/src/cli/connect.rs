@@ -88,19 +88,31 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("building the tokio runtime")
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+/// A future that resolves on SIGINT (Ctrl-C) or SIGTERM, caught from this
+/// call on: a signal that arrives while the worker is still starting
+/// (compiling plugins can take seconds) is kept and stops it as soon as it
+/// runs, instead of killing the process by default action and leaving,
+/// say, `spool dev`'s Redis behind. Poll it on `rt`.
+pub(crate) fn stop_signal(rt: &tokio::runtime::Runtime) -> impl Future<Output = ()> + use<> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let _inside = rt.enter();
+    let (int, term) = (
+        signal(SignalKind::interrupt()).ok(),
+        signal(SignalKind::terminate()).ok(),
+    );
+    async fn received(signal: Option<Signal>) {
+        match signal {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending().await,
+            None => std::future::pending().await,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+    }
+    async move {
+        tokio::select! {
+            () = received(int) => {}
+            () = received(term) => {}
+        }
     }
 }
 

@@ -17,6 +17,10 @@ pub(crate) struct DevArgs {
 }
 
 pub(crate) fn run(mut args: DevArgs) -> u8 {
+    // Caught from here on: a Ctrl-C while Redis starts or plugins compile
+    // still stops the Redis we start.
+    let rt = runtime();
+    let stop = stop_signal(&rt);
     let server = match choose_redis(&mut args) {
         Ok(server) => server,
         Err(code) => return code,
@@ -33,7 +37,7 @@ pub(crate) fn run(mut args: DevArgs) -> u8 {
         }
     };
     banner(&config, server.is_some());
-    let result = runtime().block_on(worker::run(config, sandbox, stop_signal()));
+    let result = rt.block_on(worker::run(config, sandbox, stop));
     if let Some(mut s) = server {
         s.stop();
         let _ = std::fs::remove_file(DEV_URL_FILE);

@@ -154,6 +154,8 @@ fn default_artifact_cache() -> Option<PathBuf> {
 }
 
 pub(crate) fn run(args: WorkerArgs) -> u8 {
+    let rt = runtime();
+    let stop = stop_signal(&rt);
     let config = args.worker_config();
     let sandbox = match args.sandbox() {
         Ok(s) => s,
@@ -169,7 +171,7 @@ pub(crate) fn run(args: WorkerArgs) -> u8 {
         config.plugins_dir.display(),
         config.concurrency
     );
-    match runtime().block_on(worker::run(config, sandbox, stop_signal())) {
+    match rt.block_on(worker::run(config, sandbox, stop)) {
         Ok(report) => {
             eprintln!(
                 "spool worker stopped: {} succeeded, {} retried, {} dead, {} handed back",
