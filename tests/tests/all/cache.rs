@@ -432,7 +432,10 @@ fn a_purge_exits_75_when_redis_or_a_worker_does_not_answer() {
     let worker = env.worker_process(SPOOL, &dir, &["--id", "w1"]);
     let store = env
         .rt
-        .block_on(spool_runtime::deploy::FleetStore::connect(&env.redis.url(), "spool"))
+        .block_on(spool_runtime::deploy::FleetStore::connect(
+            &env.redis.url(),
+            "spool",
+        ))
         .unwrap();
     env.wait_for("the worker's first report", || {
         env.rt

@@ -413,5 +413,8 @@ fn allow_network_lets_a_socket_plugin_load_and_every_connect_is_refused() {
     let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(said["denied"].is_string(), "{said}");
     listener.set_nonblocking(true).unwrap();
-    assert!(listener.accept().is_err(), "the guest connected to the host");
+    assert!(
+        listener.accept().is_err(),
+        "the guest connected to the host"
+    );
 }

@@ -524,7 +524,10 @@ fn rollbacks_walk_back_through_the_history_and_never_return() {
     // No worker runs: each command pins and says nobody had to confirm.
     for (n, bytes) in versions[..3].iter().enumerate() {
         let built = file(&env, &format!("hello-{n}.wasm"), bytes);
-        succeeds(&spool(&env, &["plugins", "deploy", &built, "--as", "hello"]));
+        succeeds(&spool(
+            &env,
+            &["plugins", "deploy", &built, "--as", "hello"],
+        ));
     }
     assert_eq!(current(), d[2]);
     for (from, to) in [(2, 1), (1, 0)] {
@@ -548,7 +551,10 @@ fn rollbacks_walk_back_through_the_history_and_never_return() {
     // A new deploy, then a rollback: back to v0, never to v1 or v2, which
     // were rolled back from.
     let built = file(&env, "hello-3.wasm", &versions[3]);
-    succeeds(&spool(&env, &["plugins", "deploy", &built, "--as", "hello"]));
+    succeeds(&spool(
+        &env,
+        &["plugins", "deploy", &built, "--as", "hello"],
+    ));
     succeeds(&spool(&env, &["plugins", "rollback", "hello"]));
     assert_eq!(current(), d[0]);
 }
@@ -585,5 +591,8 @@ fn a_rollback_that_finds_the_pin_changed_exits_75_and_changes_nothing() {
         .arg("default/hello")
         .query(&mut env.redis_conn())
         .unwrap();
-    assert!(pinned.contains(&other), "the rollback changed the pin: {pinned}");
+    assert!(
+        pinned.contains(&other),
+        "the rollback changed the pin: {pinned}"
+    );
 }

@@ -161,12 +161,16 @@ fn a_full_claim_wakes_another_worker_and_a_short_one_does_not() {
     };
     let _: () = redis::cmd("DEL").arg(&wake).query(&mut conn).unwrap();
     // Two of five: work is left, so another idle worker is woken for it.
-    let claim = env.rt.block_on(env.queue.claim("w1", 2, Duration::from_secs(30)));
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("w1", 2, Duration::from_secs(30)));
     assert_eq!(claim.unwrap().jobs.len(), 2);
     assert_eq!(woken(&mut conn), 1, "a full claim with work left wakes");
     let _: () = redis::cmd("DEL").arg(&wake).query(&mut conn).unwrap();
     // Exactly the rest: nothing left, nobody woken.
-    let claim = env.rt.block_on(env.queue.claim("w2", 3, Duration::from_secs(30)));
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("w2", 3, Duration::from_secs(30)));
     assert_eq!(claim.unwrap().jobs.len(), 3);
     assert_eq!(woken(&mut conn), 0, "an emptied queue wakes nobody");
 }

@@ -465,9 +465,96 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[test]
+fn spool_dev_shares_a_running_dev_redis_and_keeps_its_data_across_restarts() {
+    let dir = temp_dir("dev-again");
+    spool_tests::fleet::add_plugin(&dir.join("plugins"), "hello", "hello");
+    let url_file = dir.join(".spool/redis.url");
+    let first = DevGuard::start(&dir, "first.log");
+    let url = wait_for_file(&url_file);
+    // A second `spool dev` here uses the running Redis, not a second
+    // server on the same data, and leaves it running when it stops.
+    let mut second = DevGuard::start(&dir, "second.log");
+    let said = format!(
+        "spool dev: using the Redis already serving .spool/redis at {}",
+        url.trim()
+    );
+    let log = dir.join("second.log");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(&said)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the second spool dev did not say {said:?}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = second.interrupt();
+    assert!(status.success(), "{status}");
+    assert_eq!(std::fs::read_to_string(&url_file).unwrap(), url);
+    // A job due in an hour is in the AOF: it survives Ctrl-C and a new start.
+    let out = spool_in(
+        &dir,
+        &["enqueue", "hello", "--input", "{}", "--delay", "1h"],
+    );
+    let id = succeeds(&out).trim().to_string();
+    let mut first = first;
+    assert!(first.interrupt().success());
+    assert!(!url_file.exists(), "the url file is removed on exit");
+    let _third = DevGuard::start(&dir, "third.log");
+    wait_for_file(&url_file);
+    let out = spool_in(&dir, &["job", &id, "--json"]);
+    let record: serde_json::Value = serde_json::from_str(&succeeds(&out)).unwrap();
+    assert_eq!(record["status"], "delayed", "{record}");
+}
+
+/// Wait (at most 30 s) until `path` exists; its text.
+fn wait_for_file(path: &Path) -> String {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} was never written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::read_to_string(path).unwrap()
+}
+
 /// `spool dev` under test: stopped with SIGINT (so that it stops its Redis
 /// too) if an assertion fails first, then SIGKILLed if it hangs.
 struct DevGuard(std::process::Child);
+
+impl DevGuard {
+    /// `spool dev --plugins plugins` in `dir`, its standard error in
+    /// `dir/log`.
+    fn start(dir: &Path, log: &str) -> DevGuard {
+        let stderr = std::fs::File::create(dir.join(log)).unwrap();
+        DevGuard(
+            crate::command::spool_command(dir, &["dev", "--plugins", "plugins"])
+                .env("SPOOL_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Ctrl-C, and its exit status.
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.0.wait().unwrap()
+    }
+}
 
 impl Drop for DevGuard {
     fn drop(&mut self) {
@@ -613,7 +700,13 @@ fn worker_flags_set_the_record_ttls_and_the_key_prefix() {
     let out = spool(
         &env,
         &[
-            "enqueue", "hello", "--input", r#"{"name":"P"}"#, "--prefix", "acme", "--wait",
+            "enqueue",
+            "hello",
+            "--input",
+            r#"{"name":"P"}"#,
+            "--prefix",
+            "acme",
+            "--wait",
         ],
     );
     assert_eq!(succeeds(&out).trim(), r#"{"greeting":"Hello, P!"}"#);
