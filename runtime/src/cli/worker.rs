@@ -30,9 +30,16 @@ pub(crate) struct WorkerArgs {
 
     /// Most jobs claimed ahead of the job threads (they wait in this
     /// worker's queue). The worker claims ahead only what its threads finish
-    /// within 20 ms at the recent job duration: many short jobs, no long ones.
+    /// within --prefetch-horizon at the recent job duration: many short
+    /// jobs, no long ones.
     #[arg(long, env = "SPOOL_PREFETCH", default_value_t = 64)]
     pub prefetch: usize,
+
+    /// How far ahead, in time, the job threads' work is claimed: longer
+    /// saves round trips for jobs of milliseconds, shorter leaves more of
+    /// them to other workers.
+    #[arg(long, env = "SPOOL_PREFETCH_HORIZON", default_value = "20ms", value_parser = parse_duration)]
+    pub prefetch_horizon: Duration,
 
     /// Lease per attempt: a worker that stops renewing it (crash, kill -9,
     /// lost network) has its jobs run again by others after this long.
@@ -101,6 +108,7 @@ impl WorkerArgs {
         }
         config.batch = self.batch.max(1);
         config.prefetch = self.prefetch;
+        config.prefetch_horizon = self.prefetch_horizon;
         config.lease = self.lease.max(Duration::from_millis(300));
         config.backoff = self.backoff;
         config.grace = self.grace;

@@ -1,6 +1,7 @@
 //! How many jobs a worker may hold at once — claimed and not yet acked: one
 //! per job thread, plus as many as the threads get through within
-//! [`PREFETCH_HORIZON`] at the recent job duration (at most `--prefetch`).
+//! a horizon (`--prefetch-horizon`, [`PREFETCH_HORIZON`] by default) at the
+//! recent job duration (at most `--prefetch`).
 //! Microsecond jobs are claimed dozens ahead (fewer round trips); jobs of
 //! seconds are not claimed ahead at all, so idle workers get them.
 
@@ -8,15 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// How far ahead of its job threads a worker claims, in time.
+/// How far ahead of its job threads a worker claims, in time, by default.
 pub const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
 
 /// How many jobs this worker may hold (claimed, not yet acked): one per job
-/// thread plus what the threads get through within [`PREFETCH_HORIZON`].
+/// thread plus what the threads get through within `horizon`.
 #[derive(Debug)]
 pub(super) struct Budget {
     pub concurrency: usize,
     pub max_prefetch: usize,
+    /// How far ahead in time the threads' work is claimed.
+    pub horizon: Duration,
     /// Moving average of a job's duration (µs); 0 until the first job.
     pub avg_job_us: AtomicU64,
     /// Signalled when acks free room.
@@ -27,7 +30,7 @@ impl Budget {
     pub fn limit(&self) -> usize {
         // Until a job has run (average 0) nothing is claimed ahead.
         let avg = self.avg_job_us.load(Ordering::Relaxed);
-        let horizon = u64::try_from(PREFETCH_HORIZON.as_micros()).unwrap_or(u64::MAX);
+        let horizon = u64::try_from(self.horizon.as_micros()).unwrap_or(u64::MAX);
         let ahead = horizon
             .saturating_mul(self.concurrency as u64)
             .checked_div(avg)
@@ -53,6 +56,7 @@ mod tests {
         let budget = Budget {
             concurrency: 2,
             max_prefetch: 64,
+            horizon: PREFETCH_HORIZON,
             avg_job_us: AtomicU64::new(0),
             freed: Notify::new(),
         };
@@ -75,5 +79,20 @@ mod tests {
         assert_eq!(limit_after(Some(Duration::from_millis(5))), 2 + 8);
         // 1 s jobs are not hoarded: 2 × 20 ms / 1 s rounds down to 0 ahead.
         assert_eq!(limit_after(Some(Duration::from_secs(1))), 2);
+    }
+
+    #[test]
+    fn a_longer_horizon_claims_long_jobs_ahead_too() {
+        let budget = Budget {
+            concurrency: 1,
+            max_prefetch: 3,
+            horizon: Duration::from_secs(60),
+            avg_job_us: AtomicU64::new(0),
+            freed: Notify::new(),
+        };
+        budget.record(Duration::from_secs(25));
+        assert_eq!(budget.limit(), 1 + 2, "60 s / 25 s = 2 ahead");
+        budget.avg_job_us.store(1_000, Ordering::Relaxed);
+        assert_eq!(budget.limit(), 1 + 3, "capped at --prefetch");
     }
 }

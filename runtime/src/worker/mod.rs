@@ -55,10 +55,13 @@ pub struct WorkerConfig {
     /// Most jobs claimed ahead, beyond one per job thread. They wait in
     /// this worker's local queue, leased, so no other worker can run them.
     /// The worker claims ahead only what its threads finish within
-    /// [`PREFETCH_HORIZON`] at the recent job duration: many for jobs of
+    /// `prefetch_horizon` at the recent job duration: many for jobs of
     /// microseconds (fewer round trips), none for jobs of seconds (idle
     /// workers get them).
     pub prefetch: usize,
+    /// How far ahead, in time, the job threads' work is claimed (at the
+    /// recent job duration; [`PREFETCH_HORIZON`] by default).
+    pub prefetch_horizon: Duration,
     /// Lease per attempt; renewed every third of it while the job runs.
     pub lease: Duration,
     /// First retry delay (doubles per attempt, with jitter).
@@ -104,6 +107,7 @@ impl WorkerConfig {
             concurrency: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             batch: 64,
             prefetch: 64,
+            prefetch_horizon: PREFETCH_HORIZON,
             lease: Duration::from_secs(10),
             backoff: Duration::from_secs(1),
             grace: Duration::from_secs(30),
@@ -191,6 +195,7 @@ impl Shared {
             budget: Arc::new(Budget {
                 concurrency: config.concurrency.max(1),
                 max_prefetch: config.prefetch,
+                horizon: config.prefetch_horizon,
                 avg_job_us: AtomicU64::new(0),
                 freed: Notify::new(),
             }),

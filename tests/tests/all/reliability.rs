@@ -182,9 +182,21 @@ fn sigterm_finishes_running_jobs_and_hands_back_the_rest() {
     let mut worker = env.worker_process(
         crate::SPOOL,
         &dir,
-        &["--concurrency", "1", "--grace", "20s"],
+        // One job thread and three jobs claimed ahead of it whatever this
+        // machine's speed: its work is claimed 60 s ahead, which is three
+        // jobs or more while a job takes under 20 s; at most 3.
+        &[
+            "--concurrency",
+            "1",
+            "--grace",
+            "20s",
+            "--prefetch",
+            "3",
+            "--prefetch-horizon",
+            "60s",
+        ],
     );
-    // Quick jobs first: the worker learns that jobs are short and claims
+    // Quick jobs first: the worker learns how long jobs take and claims
     // ahead of its one job thread.
     for i in 0..5 {
         env.wait(&env.enqueue("introspect", &format!(r#"{{"echo":{i}}}"#)));
