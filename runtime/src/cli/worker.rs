@@ -193,3 +193,86 @@ pub(crate) fn run(args: WorkerArgs) -> u8 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    /// The worker settings `spool worker ARGS` runs with.
+    fn config(args: &[&str]) -> Result<WorkerConfig, clap::error::ErrorKind> {
+        let argv = ["spool", "worker"].iter().chain(args);
+        match Cli::try_parse_from(argv).map_err(|e| e.kind())?.command {
+            Command::Worker(args) => Ok(args.worker_config()),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_flag_reaches_the_worker_settings() {
+        let c = config(&[
+            "--plugins=p",
+            "--redis=redis://h:1",
+            "--prefix=acme",
+            "--queue=q",
+            "--record-ttl=90s",
+            "--dead-ttl=2m",
+            "--dead-cap=7",
+            "--concurrency=3",
+            "--batch=5",
+            "--prefetch=6",
+            "--prefetch-horizon=1s",
+            "--lease=4s",
+            "--backoff=50ms",
+            "--grace=9s",
+            "--plugin-wait=8s",
+            "--timeout=2s",
+            "--memory=32MiB",
+            "--allow-network",
+            "--id=w9",
+            "--no-artifact-cache",
+            "--no-result-cache",
+            "--cache-memory=0",
+        ])
+        .unwrap();
+        let q = &c.queue;
+        assert_eq!(
+            (q.url.as_str(), q.prefix.as_str(), q.queue.as_str()),
+            ("redis://h:1", "acme", "q")
+        );
+        assert_eq!(
+            (q.record_ttl, q.dead_ttl, q.dead_cap),
+            (Duration::from_secs(90), Duration::from_secs(120), 7)
+        );
+        assert_eq!(c.plugins_dir, PathBuf::from("p"));
+        assert_eq!((c.concurrency, c.batch, c.prefetch), (3, 5, 6));
+        assert_eq!(c.prefetch_horizon, Duration::from_secs(1));
+        assert_eq!(
+            (c.lease, c.backoff, c.grace, c.plugin_wait),
+            (
+                Duration::from_secs(4),
+                Duration::from_millis(50),
+                Duration::from_secs(9),
+                Duration::from_secs(8)
+            )
+        );
+        assert_eq!(
+            (c.limits.timeout, c.limits.memory),
+            (Duration::from_secs(2), 32 << 20)
+        );
+        assert!(c.capabilities.network);
+        assert_eq!(c.worker_id, "w9");
+        assert_eq!(c.artifact_cache, None, "--no-artifact-cache");
+        assert!(!c.result_cache, "--no-result-cache");
+        assert_eq!(c.cache_memory, 0);
+    }
+
+    #[test]
+    fn an_artifact_cache_cannot_be_both_named_and_turned_off() {
+        let both = config(&["--artifact-cache=a", "--no-artifact-cache"]);
+        assert_eq!(both.err(), Some(clap::error::ErrorKind::ArgumentConflict));
+        let named = config(&["--artifact-cache=a"]).unwrap();
+        assert_eq!(named.artifact_cache, Some(PathBuf::from("a")));
+    }
+}
