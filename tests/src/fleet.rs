@@ -236,7 +236,7 @@ impl Env {
             .dir
             .join(format!("worker-{}.log", N.fetch_add(1, Ordering::Relaxed)));
         let stderr = std::fs::File::create(&log).expect("worker log file");
-        let child = Command::new(bin)
+        let child = crate::without_user_settings(&mut Command::new(bin))
             .arg("worker")
             .arg("--redis")
             .arg(self.redis.url())

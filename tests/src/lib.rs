@@ -9,6 +9,18 @@ use spool_runtime::sandbox::{Sandbox, SandboxConfig};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+/// Clear the settings exported in the shell that runs the tests
+/// (`SPOOL_QUEUE`, `SPOOL_TIMEOUT`, a cache directory…) from a `spool`
+/// command: they must not change what a test sees.
+pub fn without_user_settings(command: &mut std::process::Command) -> &mut std::process::Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SPOOL_") || name == "XDG_CACHE_HOME" {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// Path of the component built from `plugins/` (crate name with `_`).
 pub fn plugin_path(name: &str) -> PathBuf {
     PathBuf::from(env!("SPOOL_TEST_PLUGINS")).join(format!("{name}.wasm"))

@@ -8,13 +8,7 @@ use std::process::{Command, Output};
 pub fn spool_command(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(crate::SPOOL);
     command.args(args).current_dir(dir);
-    // Settings exported in the shell that runs the tests (SPOOL_QUEUE,
-    // SPOOL_TIMEOUT, a cache directory…) must not change what a test sees.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SPOOL_") || name == "XDG_CACHE_HOME" {
-            command.env_remove(name);
-        }
-    }
+    spool_tests::without_user_settings(&mut command);
     command
 }
 

@@ -191,10 +191,7 @@ fn spool_dev_runs_a_private_redis_and_a_worker() {
     spool_tests::fleet::add_plugin(&plugins, "hello", "hello");
     std::fs::create_dir_all(dir.join(".spool")).unwrap();
     let mut dev = DevGuard(
-        Command::new(crate::SPOOL)
-            .args(["dev", "--plugins", "plugins"])
-            .current_dir(&dir)
-            .env_remove("SPOOL_REDIS")
+        crate::command::spool_command(&dir, &["dev", "--plugins", "plugins"])
             .env("SPOOL_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -291,10 +288,7 @@ fn spool_dev_without_redis_server_says_how_to_install_it() {
     let dir = temp_dir("dev-no-redis");
     std::fs::create_dir_all(dir.join("plugins")).unwrap();
     // A PATH with no redis-server on it.
-    let out = Command::new(crate::SPOOL)
-        .args(["dev", "--plugins", "plugins"])
-        .current_dir(&dir)
-        .env_remove("SPOOL_REDIS")
+    let out = crate::command::spool_command(&dir, &["dev", "--plugins", "plugins"])
         .env("PATH", &dir)
         .output()
         .unwrap();
