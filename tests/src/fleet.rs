@@ -12,7 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a test waits for a condition before it fails with what it saw:
+/// by the clock, so a condition that runs a whole job per check (or a busy
+/// machine) cannot stretch it.
+pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A fresh directory under the system temp dir, removed by the caller's
 /// [`Env`] on drop.
@@ -110,7 +115,8 @@ impl Env {
 
     /// Poll `id`'s record until `done` holds (at most 60 s).
     pub fn wait_until(&self, id: &str, done: impl Fn(&JobRecord) -> bool) -> JobRecord {
-        for _ in 0..6000 {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
             if let Ok(record) = self.rt.block_on(self.queue.record(id))
                 && done(&record)
             {
@@ -287,7 +293,8 @@ impl Env {
 
     /// Poll (at most 60 s) until `done` holds.
     pub fn wait_for(&self, what: &str, done: impl Fn() -> bool) {
-        for _ in 0..6000 {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
             if done() {
                 return;
             }
@@ -299,7 +306,8 @@ impl Env {
     /// Wait (at most 60 s) until the queue's counters say `n` jobs have
     /// finished (succeeded or dead) in all.
     pub fn wait_finished(&self, n: u64) -> spool_runtime::queue::QueueStats {
-        for _ in 0..6000 {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
             // Errors are retried: tests restart Redis under this client.
             if let Ok(stats) = self.rt.block_on(self.queue.stats())
                 && stats.succeeded_total + stats.dead_total >= n

@@ -579,7 +579,8 @@ fn wait_with_log(
     worker: &Spawned,
     done: impl Fn(&JobRecord) -> bool,
 ) -> JobRecord {
-    for _ in 0..6000 {
+    let deadline = std::time::Instant::now() + spool_tests::fleet::WAIT;
+    while std::time::Instant::now() < deadline {
         if let Ok(record) = env.rt.block_on(env.queue.record(id))
             && done(&record)
         {
