@@ -65,11 +65,14 @@ fn main() {
     println!("cargo:rustc-env=SPOOL_TEST_PLUGINS={}", out_dir.display());
 }
 
-/// Watch the sources of a directory, skipping build output.
+/// Watch the sources of a directory, skipping build output. Directories
+/// are named too: a file or crate added later (a new fixture) changes its
+/// directory, which cargo checks, though no file it already knew changed.
 fn rerun_if_changed(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
+    println!("cargo:rerun-if-changed={}", dir.display());
     for entry in entries.flatten() {
         let path = entry.path();
         if path.file_name().is_some_and(|n| n == "target") {
