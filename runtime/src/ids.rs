@@ -64,11 +64,35 @@ impl fmt::Display for PluginName {
 }
 
 /// A plugin version: the blake3 digest of the component bytes, in lowercase
-/// hex. Stored and shown as that string (serde-transparent), so records,
-/// pins and cache keys written before this type existed read back as is.
+/// hex. Stored and shown as that string, so records, pins and cache keys
+/// written before this type existed read back as is; read from JSON (a pin,
+/// a history entry, a worker's report in Redis) it must be 64 lowercase hex
+/// digits, so a hand-written or corrupted entry is refused as unreadable,
+/// never taken for a version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct Version(String);
+
+impl TryFrom<String> for Version {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Version(text))
+        } else {
+            Err(format!(
+                "{:?} is not a version (expected 64 lowercase hex digits)",
+                text.chars().take(80).collect::<String>()
+            ))
+        }
+    }
+}
+
+impl From<Version> for String {
+    fn from(version: Version) -> Self {
+        version.0
+    }
+}
 
 impl Version {
     /// Digest `bytes`: the one place the recipe lives.
@@ -95,7 +119,8 @@ impl Version {
 
     /// The first 12 hex digits, enough to tell versions apart in logs.
     pub fn short(&self) -> &str {
-        &self.0[..12.min(self.0.len())]
+        // `from_hex` takes any text: never cut inside a character.
+        self.0.get(..12).unwrap_or(&self.0)
     }
 
     /// Whether `bytes` are the bytes of this version.
@@ -144,5 +169,20 @@ mod tests {
         assert_eq!(v.short().len(), 12);
         assert!(v.matches(b"abc") && !v.matches(b"abd"));
         assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{v}\""));
+        let back: Version = serde_json::from_str(&format!("\"{v}\"")).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn a_digest_read_from_json_must_be_64_lowercase_hex_digits() {
+        for bad in ["", "abc", &"A".repeat(64), &"é".repeat(32), &"0".repeat(65)] {
+            let json = serde_json::to_string(bad).unwrap();
+            let read = serde_json::from_str::<Version>(&json);
+            assert!(read.is_err(), "{bad:?} was read as a version");
+        }
+        // Unchecked digests (artifact names, stored records) never panic.
+        let odd = format!("a{}", "é".repeat(6)); // byte 12 is inside an "é"
+        assert_eq!(Version::from_hex(odd.clone()).short(), odd);
+        assert_eq!(Version::from_hex("ab").short(), "ab");
     }
 }
