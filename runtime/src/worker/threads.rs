@@ -6,7 +6,7 @@
 
 use super::execute::Executor;
 use super::{Shared, WorkerConfig};
-use crate::queue::{ClaimedJob, ErrorRecord, Field, Next, Outcome};
+use crate::queue::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, ErrorRecord, Field, Next, Outcome};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -50,8 +50,23 @@ pub(super) fn spawn(
 /// Run one job; a panic in the host becomes a retryable outcome.
 fn run_caught(executor: &Executor, job: ClaimedJob) -> Outcome {
     let (id, token, wait) = (job.id.clone(), job.token.clone(), job.wait);
+    let attempts = Attempts {
+        this: job.attempt,
+        most: job
+            .max_attempts
+            .as_deref()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(DEFAULT_MAX_ATTEMPTS),
+    };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.execute(job)))
-        .unwrap_or_else(|panic| host_panic(id, token, wait, &panic))
+        .unwrap_or_else(|panic| host_panic(id, token, wait, attempts, &panic))
+}
+
+/// The attempt a job is on, and how many it may have.
+#[derive(Clone, Copy)]
+struct Attempts {
+    this: u32,
+    most: u32,
 }
 
 /// Give a job back without spending its attempt (shutdown).
@@ -63,11 +78,13 @@ pub(super) fn hand_back(id: &str, token: &str, wait: bool) -> Outcome {
 }
 
 /// The outcome of an attempt during which the host itself panicked: retried
-/// like any host failure.
+/// like any host failure, within the job's attempts (a job that panics the
+/// host every time must not be retried forever).
 fn host_panic(
     id: String,
     token: String,
     wait: bool,
+    attempts: Attempts,
     panic: &Box<dyn std::any::Any + Send>,
 ) -> Outcome {
     let message = panic
@@ -77,10 +94,59 @@ fn host_panic(
         .unwrap_or("unknown panic");
     tracing::error!(job = %id, "the host panicked running a job: {message}");
     let message = format!("the host panicked running this job: {message}");
-    let next = Next::Retry {
-        delay: Duration::from_secs(1),
+    let Attempts { this, most } = attempts;
+    let mut error = ErrorRecord::new("host", message, true);
+    error.attempt = Some(this);
+    let next = if this < most {
+        Next::Retry {
+            delay: Duration::from_secs(1),
+        }
+    } else {
+        error.exhausted = Some(format!("gave up after {this} of {most} attempts"));
+        Next::Dead
     };
     let mut outcome = Outcome::new(id, token, wait, next);
-    outcome.record.error = Field::Set(ErrorRecord::new("host", message, true));
+    outcome.record.error = Field::Set(error);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after_panic(this: u32, most: u32) -> Outcome {
+        let panic: Box<dyn std::any::Any + Send> = Box::new("boom");
+        host_panic(
+            "j".into(),
+            "t".into(),
+            false,
+            Attempts { this, most },
+            &panic,
+        )
+    }
+
+    #[test]
+    fn a_host_panic_is_retried_within_the_jobs_attempts_only() {
+        let retried = after_panic(1, 3);
+        assert_eq!(
+            retried.next,
+            Next::Retry {
+                delay: Duration::from_secs(1)
+            }
+        );
+        let dead = after_panic(3, 3);
+        assert_eq!(dead.next, Next::Dead);
+        let Field::Set(error) = &dead.record.error else {
+            panic!("no error recorded");
+        };
+        assert_eq!(
+            (
+                error.kind.as_str(),
+                error.attempt,
+                error.exhausted.as_deref()
+            ),
+            ("host", Some(3), Some("gave up after 3 of 3 attempts"))
+        );
+        assert!(error.message.ends_with("boom"), "{}", error.message);
+    }
 }
