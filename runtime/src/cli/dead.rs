@@ -3,6 +3,7 @@
 
 use super::connect::{RedisArgs, fail, runtime};
 use super::exit;
+use super::shown::shown;
 use crate::queue::DeadEntry;
 
 #[derive(Debug, clap::Args)]
@@ -119,6 +120,11 @@ fn print_list(total: u64, entries: &[DeadEntry], json: bool) {
                         .to_string();
                     (r.plugin.clone(), r.attempts, error)
                 });
-        println!("{}  {plugin}  attempts {attempts}  {error}", entry.id);
+        println!(
+            "{}  {}  attempts {attempts}  {}",
+            shown(&entry.id),
+            shown(&plugin),
+            shown(&error)
+        );
     }
 }

@@ -5,6 +5,7 @@ use super::call::read_input;
 use super::connect::{RedisArgs, fail, runtime};
 use super::exit;
 use super::job::print_record;
+use super::shown::shown;
 use crate::config::parse_duration;
 use crate::ids::PluginName;
 use crate::queue::{NewJob, Priority, Queue, Status};
@@ -194,7 +195,7 @@ async fn one(queue: &Queue, args: &EnqueueArgs, mut job: NewJob) -> u8 {
             .and_then(|e| e.get("message"))
             .and_then(|m| m.as_str())
             .unwrap_or("no error recorded");
-        eprintln!("spool: job {} is dead: {error}", record.id);
+        eprintln!("spool: job {} is dead: {}", shown(&record.id), shown(error));
     }
     match record.status {
         Some(Status::Succeeded) => exit::OK,

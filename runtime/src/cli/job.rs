@@ -3,6 +3,7 @@
 
 use super::connect::{RedisArgs, fail, runtime};
 use super::exit;
+use super::shown::shown;
 use crate::queue::JobRecord;
 
 #[derive(Debug, clap::Args)]
@@ -46,8 +47,8 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
     let status = record
         .status
         .map_or("unknown".to_string(), |s| s.to_string());
-    println!("job        {}", record.id);
-    println!("plugin     {}", record.plugin);
+    println!("job        {}", shown(&record.id));
+    println!("plugin     {}", shown(&record.plugin));
     println!("status     {status}");
     println!(
         "attempts   {} of {}",
@@ -56,7 +57,7 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
     );
     print_times(record);
     if let Some(v) = &record.version {
-        println!("version    {v}");
+        println!("version    {}", shown(v));
     }
     if let Some(cache) = &record.cache {
         let by = record
@@ -69,7 +70,7 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
             .as_ref()
             .map(|k| format!(" (key {k}{by})"))
             .unwrap_or_default();
-        println!("cache      {cache}{key}");
+        println!("cache      {}", shown(&format!("{cache}{key}")));
     }
     if let Some(h) = record.host_calls {
         println!("host calls {h}");
@@ -101,7 +102,7 @@ fn print_times(record: &JobRecord) {
         println!(
             "claimed    {} by {} (waited {})",
             time(at),
-            record.worker.as_deref().unwrap_or("?"),
+            shown(record.worker.as_deref().unwrap_or("?")),
             ms(record.enqueued_us, record.claimed_us)
         );
     }
@@ -129,10 +130,10 @@ fn print_outcome(record: &JobRecord) {
             .get("kind")
             .and_then(|k| k.as_str())
             .unwrap_or("error");
-        println!("error      {kind}: {message}");
+        println!("error      {}: {}", shown(kind), shown(message));
     }
     if let Some(output) = &record.output {
-        println!("output     {output}");
+        println!("output     {}", shown(output));
     } else if let Some(b64) = &record.output_base64 {
         println!(
             "output     ({} bytes of binary, base64 in --json)",
@@ -148,7 +149,7 @@ fn print_outcome(record: &JobRecord) {
         for line in lines {
             let level = line.get("level").and_then(|v| v.as_str()).unwrap_or("");
             let message = line.get("message").and_then(|v| v.as_str()).unwrap_or("");
-            println!("log        [{level}] {message}");
+            println!("log        [{}] {}", shown(level), shown(message));
         }
     }
 }

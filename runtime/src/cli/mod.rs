@@ -12,6 +12,7 @@ mod enqueue;
 mod fleet_wait;
 mod job;
 mod plugins;
+mod shown;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -90,11 +91,14 @@ pub fn run() -> u8 {
 
 /// Log to stderr, filtered by `SPOOL_LOG` (default: `info` for `worker` and
 /// `dev`, warnings only otherwise, so a command's own output stays clean).
+/// Colours only on a terminal: a log file or a collector gets plain text.
 fn init_tracing(default: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
