@@ -2,6 +2,7 @@
 //! in this process, under the same sandbox and limits a worker uses.
 
 use super::exit;
+use super::shown::shown;
 use crate::config::{parse_duration, parse_key_value, parse_size};
 use crate::kv::MemoryKv;
 use crate::plugins::{self, Capabilities, Plugin};
@@ -189,7 +190,11 @@ fn print_plain(args: &CallArgs, run: &JobRun) {
     if args.logs {
         for line in &run.log.lines {
             let level = serde_json::to_value(line.level).unwrap_or(Value::Null);
-            eprintln!("[{}] {}", level.as_str().unwrap_or("?"), line.message);
+            eprintln!(
+                "[{}] {}",
+                level.as_str().unwrap_or("?"),
+                shown(&line.message)
+            );
         }
     }
     match &run.result {
@@ -212,12 +217,12 @@ fn print_plain(args: &CallArgs, run: &JobRun) {
             }
         }
         Err(failure) => {
-            eprintln!("error: {}: {failure}", failure.kind());
+            eprintln!("error: {}: {}", failure.kind(), shown(&failure.to_string()));
             if let JobFailure::Panic { backtrace, .. } | JobFailure::Trap { backtrace, .. } =
                 failure
             {
                 for frame in backtrace {
-                    eprintln!("    at {frame}");
+                    eprintln!("    at {}", shown(frame));
                 }
             }
             if failure.is_retryable() {
@@ -322,6 +327,7 @@ mod tests {
             },
             JobFailure::OutputTooLarge { size: 2, limit: 1 },
             JobFailure::InputTooLarge { size: 2, limit: 1 },
+            JobFailure::Exit { code: 3 },
             JobFailure::Host { message: text() },
         ];
         for failure in &all {
@@ -336,6 +342,7 @@ mod tests {
                 | JobFailure::Trap { .. }
                 | JobFailure::OutputTooLarge { .. }
                 | JobFailure::InputTooLarge { .. }
+                | JobFailure::Exit { .. }
                 | JobFailure::Host { .. } => {}
             }
         }
@@ -355,6 +362,7 @@ mod tests {
                 "stack-overflow",
                 "output-too-large",
                 "input-too-large",
+                "exit",
             ],
         ),
         (75, &["retryable", "timeout", "host"]),

@@ -1,6 +1,7 @@
 //! Typed failures of a job run and of compiling a plugin, and the mapping
 //! from wasmtime's traps onto them.
 
+use super::cap::{MAX_ERROR_TEXT, truncate};
 use super::limits::MemoryLimitHit;
 use serde::Serialize;
 use std::time::Duration;
@@ -87,6 +88,13 @@ pub enum JobFailure {
     },
     /// The host could not run the job (for example, every sandbox slot is
     /// busy). Not the handler's fault; a retry can help.
+    /// The guest called `wasi:cli/exit` (`std::process::exit`) instead of
+    /// returning: it ends the job, never the worker.
+    #[error("the handler called exit({code}) instead of returning")]
+    Exit {
+        /// The exit code it gave.
+        code: i32,
+    },
     #[error("the host could not run the job: {message}")]
     Host {
         /// What went wrong.
@@ -108,6 +116,7 @@ impl JobFailure {
             JobFailure::Trap { .. } => "trap",
             JobFailure::OutputTooLarge { .. } => "output-too-large",
             JobFailure::InputTooLarge { .. } => "input-too-large",
+            JobFailure::Exit { .. } => "exit",
             JobFailure::Host { .. } => "host",
         }
     }
@@ -125,14 +134,20 @@ impl JobFailure {
     /// Map a guest's own `job-error` onto a failure.
     pub(crate) fn from_guest(error: super::bindings::JobError) -> Self {
         use super::bindings::JobError as E;
+        // A guest's texts become job records in the shared Redis: capped.
+        let cap = |text: String| truncate(text, MAX_ERROR_TEXT);
         match error {
             E::InvalidInput(i) => JobFailure::InvalidInput {
-                field: i.field,
-                expected: i.expected,
-                got: i.got,
+                field: cap(i.field),
+                expected: cap(i.expected),
+                got: cap(i.got),
             },
-            E::Retryable(message) => JobFailure::Retryable { message },
-            E::Fatal(message) => JobFailure::Fatal { message },
+            E::Retryable(message) => JobFailure::Retryable {
+                message: cap(message),
+            },
+            E::Fatal(message) => JobFailure::Fatal {
+                message: cap(message),
+            },
         }
     }
 
@@ -145,6 +160,9 @@ impl JobFailure {
         stack: usize,
         stderr: &str,
     ) -> Self {
+        if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return JobFailure::Exit { code: exit.0 };
+        }
         if let Some(hit) = error.downcast_ref::<MemoryLimitHit>() {
             return JobFailure::MemoryLimit {
                 requested: hit.requested as u64,
@@ -165,7 +183,10 @@ impl JobFailure {
             Some(wasmtime::Trap::Interrupt) => JobFailure::Timeout { limit },
             Some(wasmtime::Trap::StackOverflow) => JobFailure::StackOverflow { limit: stack },
             Some(trap) => match panic_message(stderr) {
-                Some(message) => JobFailure::Panic { message, backtrace },
+                Some(message) => JobFailure::Panic {
+                    message: truncate(message, MAX_ERROR_TEXT),
+                    backtrace,
+                },
                 None => JobFailure::Trap {
                     message: trap.to_string(),
                     backtrace,

@@ -4,14 +4,17 @@
 //! stdout/stderr captured into the job's log.
 
 use super::bindings::spool::job::{config, kv, log, progress, types};
+use super::cap::{MAX_HOST_LOG_PREVIEW, MAX_LOG_LINE, preview, truncate};
 use super::capture::Capture;
+use super::deadline::JobClock;
 use super::kv::{KeyValue, KvError, check};
 use super::limits::{JobLimiter, Limits};
 use super::report::{JobLog, LogLevel, Progress};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::clocks::WasiClocksCtxView;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// A plugin's configuration values, shared by all of its jobs.
@@ -51,6 +54,11 @@ pub struct HostState {
     tenant: String,
     /// Calls to `spool:job` imports, for the job record.
     pub(crate) host_calls: u64,
+    /// When the job's time is up: no wait in a host call outlasts it
+    /// (see [`super::deadline`]).
+    pub(crate) deadline: Instant,
+    /// A wait was cut short to end at the deadline.
+    clamped: bool,
 }
 
 impl std::fmt::Debug for HostState {
@@ -84,7 +92,27 @@ impl HostState {
             kv: services.kv.clone(),
             tenant: tenant.to_string(),
             host_calls: 0,
+            deadline: Instant::now() + limits.timeout,
+            clamped: false,
         }
+    }
+
+    /// The job's monotonic clock (see [`super::deadline`]).
+    pub(crate) fn clock(&mut self) -> JobClock<'_> {
+        JobClock {
+            wasi: WasiClocksCtxView {
+                ctx: self.wasi.clocks(),
+                table: &mut self.table,
+            },
+            deadline: self.deadline,
+            clamped: &mut self.clamped,
+        }
+    }
+
+    /// Whether the job ran past its deadline after one of its waits was cut
+    /// short to end there: its result cannot stand, it timed out.
+    pub(crate) fn overran(&self) -> bool {
+        self.clamped && Instant::now() >= self.deadline
     }
 
     /// Move captured stdout/stderr into the log, after the call.
@@ -118,13 +146,19 @@ impl log::Host for HostState {
             log::Level::Warn => LogLevel::Warn,
             log::Level::Error => LogLevel::Error,
         };
-        // Tagged by the caller's job span (tenant, plugin, version, job id).
-        match level {
-            LogLevel::Error => tracing::error!(target: "spool::guest", "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "spool::guest", "{message}"),
-            LogLevel::Info => tracing::info!(target: "spool::guest", "{message}"),
-            _ => tracing::debug!(target: "spool::guest", "{message}"),
-        }
+        let bytes = message.len();
+        let message = truncate(message, MAX_LOG_LINE);
+        // The job's record keeps its lines; the host's own log gets only a
+        // short preview, at debug level whatever the guest's level (tagged
+        // by the caller's job span: tenant, plugin, version, job id), so no
+        // tenant can flood the operator's log.
+        tracing::debug!(
+            target: "spool::guest",
+            level = ?level,
+            bytes,
+            "{}",
+            preview(&message, MAX_HOST_LOG_PREVIEW).escape_debug()
+        );
         self.log.push(level, message);
     }
 }
@@ -146,6 +180,12 @@ impl config::Host for HostState {
 impl HostState {
     fn kv(&mut self) -> Result<(&dyn KeyValue, &str), kv::KvError> {
         self.host_calls += 1;
+        if Instant::now() >= self.deadline {
+            // Its time is up: the guest stops at its next instruction.
+            return Err(kv::KvError::Unavailable(
+                "the job's deadline has passed".to_string(),
+            ));
+        }
         match &self.kv {
             Some(store) => Ok((store.as_ref(), self.tenant.as_str())),
             None => Err(kv::KvError::Unavailable(

@@ -11,7 +11,9 @@
 //! environment, no sockets, no inherited stdio.
 
 mod bindings;
+pub mod cap;
 mod capture;
+mod deadline;
 mod engine;
 mod error;
 mod host;
@@ -64,6 +66,7 @@ impl Sandbox {
         let engine = engine::build(&config).map_err(fail)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
+        deadline::add_to_linker(&mut linker, HostState::clock).map_err(fail)?;
         bindings::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(fail)?;
         engine::start_ticker(&engine, config.tick);
@@ -269,7 +272,7 @@ impl Compiled {
         let log = state.finish_log();
         let progress = state.progress;
         let host_calls = state.host_calls;
-        let result = self.judge(outcome, &log, &limits);
+        let result = self.judge(outcome, state.overran(), &log, &limits);
         // The store (and its pool slot) is dropped here, trapped or not.
         drop(store);
         JobRun {
@@ -282,13 +285,20 @@ impl Compiled {
     }
 
     /// What the call's outcome means for the job: its output (within the
-    /// output cap), the guest's error, or the trap explained.
+    /// output cap), the guest's error, or the trap explained; a timeout,
+    /// whatever it returned, if it `overran` its deadline in a clamped wait.
     fn judge(
         &self,
         outcome: wasmtime::Result<Result<Vec<u8>, bindings::JobError>>,
+        overran: bool,
         log: &JobLog,
         limits: &Limits,
     ) -> Result<Vec<u8>, JobFailure> {
+        if overran {
+            return Err(JobFailure::Timeout {
+                limit: limits.timeout,
+            });
+        }
         match outcome {
             Ok(Ok(output)) if output.len() > limits.max_output => Err(JobFailure::OutputTooLarge {
                 size: output.len(),

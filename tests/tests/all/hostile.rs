@@ -1,9 +1,12 @@
-//! Handlers that try to reach outside the sandbox get nothing.
+//! Hostile handlers: those that try to reach outside the sandbox get
+//! nothing; those that try to hold the host's threads, or flood its
+//! records and logs, are cut off (plugins/fixtures/attacker).
 
 use super::{output_json, run};
 use spool_runtime::plugins::{self, Capabilities, LoadError};
-use spool_runtime::sandbox::Limits;
+use spool_runtime::sandbox::{JobFailure, JobRun, Limits};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[test]
 fn host_files_are_not_reachable() {
@@ -62,4 +65,217 @@ fn with_the_network_capability_connections_are_still_refused() {
         listener.accept().is_err(),
         "the guest connected to the host"
     );
+}
+
+/// Run an `attacker` job (plugins/fixtures/attacker) under `limits`.
+fn attack(input: &str, limits: &Limits) -> JobRun {
+    super::run_with("attacker", super::json_job(input), limits, &[])
+}
+
+/// A one-second deadline and room for the big texts the attacks build.
+fn one_second() -> Limits {
+    Limits {
+        timeout: Duration::from_secs(1),
+        memory: 256 << 20,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn a_guest_asleep_in_a_host_call_is_stopped_at_its_deadline() {
+    let started = Instant::now();
+    let run = attack(r#"{"attack":"sleep","ms":20000}"#, &one_second());
+    let took = started.elapsed();
+    assert!(
+        matches!(run.result, Err(JobFailure::Timeout { limit }) if limit == Duration::from_secs(1)),
+        "{:?}",
+        run.result
+    );
+    // The sleep would have held the thread 20 s; the deadline ends it
+    // after about one (the bound leaves room for a busy machine).
+    assert!(took < Duration::from_secs(10), "held {took:?}");
+    // A sleep that ends before the deadline is left alone.
+    let run = attack(r#"{"attack":"sleep","ms":50}"#, &one_second());
+    assert_eq!(output_json(&run), "slept 50 ms");
+}
+
+#[test]
+fn error_texts_are_cut_to_a_few_kib_and_say_how_long_they_were() {
+    let marker = format!("… [truncated from {} bytes]", 8 << 20);
+    let run = attack(r#"{"attack":"fatal","bytes":8388608}"#, &one_second());
+    let Err(JobFailure::Fatal { message }) = &run.result else {
+        panic!("{:?}", run.result.map(|_| "output"));
+    };
+    assert!(
+        message.len() <= 4096 + marker.len() + 1,
+        "{} bytes",
+        message.len()
+    );
+    assert!(
+        message.starts_with("xxxx") && message.ends_with(&marker),
+        "{}",
+        &message[4000..]
+    );
+    let run = attack(r#"{"attack":"invalid","bytes":8388608}"#, &one_second());
+    let Err(JobFailure::InvalidInput {
+        field,
+        expected,
+        got,
+    }) = &run.result
+    else {
+        panic!("{:?}", run.result.map(|_| "output"));
+    };
+    for text in [field, expected, got] {
+        assert!(
+            text.len() <= 4096 + marker.len() + 1,
+            "{} bytes",
+            text.len()
+        );
+        assert!(text.ends_with(&marker));
+    }
+}
+
+#[test]
+fn a_huge_log_line_is_cut_before_it_reaches_any_log() {
+    let marker = format!("… [truncated from {} bytes]", 8 << 20);
+    let run = attack(r#"{"attack":"log","bytes":8388608}"#, &one_second());
+    assert_eq!(output_json(&run), format!("logged {} bytes", 8 << 20));
+    let line = &run.log.lines[0].message;
+    assert!(
+        line.len() <= 4096 + marker.len() + 1,
+        "{} bytes",
+        line.len()
+    );
+    assert!(line.ends_with(&marker));
+    // The host's own log, at its most verbose, gets a short preview.
+    let plugin = spool_tests::plugin_path("attacker").display().to_string();
+    let out = crate::command::spool_command(
+        std::path::Path::new("."),
+        &[
+            "call",
+            &plugin,
+            "--input",
+            r#"{"attack":"log","bytes":8388608}"#,
+            "--memory",
+            "256MiB",
+        ],
+    )
+    .env("SPOOL_LOG", "spool::guest=debug")
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.len() < 64 * 1024,
+        "{} bytes of host log",
+        out.stderr.len()
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("bytes=8388608"), "{said}");
+    assert!(
+        said.contains(&"l".repeat(256)) && !said.contains(&"l".repeat(257)),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_guest_that_calls_exit_fails_as_exit_and_is_not_retried() {
+    let run = attack(r#"{"attack":"exit","code":3}"#, &one_second());
+    let failure = run.result.expect_err("exit is a failure");
+    // WASI 0.2's exit carries success or failure only: 3 arrives as 1.
+    assert_eq!(failure, JobFailure::Exit { code: 1 });
+    assert!(!failure.is_retryable());
+    assert_eq!(
+        failure.to_string(),
+        "the handler called exit(1) instead of returning"
+    );
+}
+
+#[test]
+fn attacks_through_a_worker_neither_hold_its_threads_nor_bloat_records() {
+    use spool_runtime::queue::Status;
+    let env = spool_tests::fleet::Env::new("hostile-worker");
+    let _worker = env.worker(
+        &[("mallory/attacker", "attacker"), ("acme/hello", "hello")],
+        |c| {
+            c.concurrency = 2;
+            c.limits = one_second();
+        },
+    );
+    let attack = |input: &str| {
+        let mut job = env.job("mallory/attacker", input);
+        job.max_attempts = 1;
+        env.enqueue_job(job)
+    };
+    // As many sleepers as the worker has threads, then another tenant.
+    let sleepers: Vec<String> = (0..2)
+        .map(|_| attack(r#"{"attack":"sleep","ms":20000}"#))
+        .collect();
+    let loud = attack(r#"{"attack":"fatal","bytes":8388608}"#);
+    let quitter = {
+        let mut job = env.job("mallory/attacker", r#"{"attack":"exit","code":3}"#);
+        job.max_attempts = 5;
+        env.enqueue_job(job)
+    };
+    let victim = env.enqueue("acme/hello", r#"{"name":"V"}"#);
+    for id in &sleepers {
+        let record = env.wait(id);
+        let kind = record.error.as_ref().map(|e| e["kind"].clone());
+        assert_eq!(
+            (record.status, kind),
+            (Some(Status::Dead), Some(serde_json::json!("timeout"))),
+            "{record:?}"
+        );
+        let held = record.finished_us.unwrap() - record.started_us.unwrap();
+        assert!(held < 10_000_000, "a sleeper held its thread {held} µs");
+    }
+    let record = env.wait(&victim);
+    assert_eq!(record.status, Some(Status::Succeeded), "{record:?}");
+    assert_eq!(env.wait(&loud).status, Some(Status::Dead));
+    let record = env.wait(&quitter);
+    let kind = record.error.as_ref().map(|e| e["kind"].clone());
+    assert_eq!(
+        (record.status, record.attempts, kind),
+        (Some(Status::Dead), 1, Some(serde_json::json!("exit"))),
+        "exit is not retried: {record:?}"
+    );
+    let stored: u64 = redis::cmd("HSTRLEN")
+        .arg(format!("{}:job:{loud}", env.queue.key_prefix()))
+        .arg("error")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert!(stored < 16 * 1024, "an error of {stored} bytes was stored");
+}
+
+#[test]
+fn terminal_escapes_from_a_guest_are_shown_escaped_to_the_operator() {
+    use spool_runtime::queue::Status;
+    let env = spool_tests::fleet::Env::new("hostile-escapes");
+    let _worker = env.worker(&[("mallory/attacker", "attacker")], |_| {});
+    // Retitle the terminal, then clear the screen.
+    let text = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let mut job = env.job(
+        "mallory/attacker",
+        &serde_json::json!({"attack": "say", "text": text}).to_string(),
+    );
+    job.max_attempts = 1;
+    let id = env.enqueue_job(job);
+    assert_eq!(env.wait(&id).status, Some(Status::Dead));
+    let escaped = "\\u{1b}]0;pwned\\u{7}\\u{1b}[2J";
+    for args in [vec!["job", id.as_str()], vec!["dead", "list"]] {
+        let out = crate::command::spool(&env, &args);
+        let said = crate::command::succeeds(&out);
+        assert!(
+            !said.contains('\u{1b}'),
+            "{args:?} printed an escape: {said:?}"
+        );
+        assert!(said.contains(escaped), "{args:?}: {said}");
+    }
+    // The record itself keeps the text as the guest gave it.
+    let record = env.record(&id);
+    assert_eq!(record.error.as_ref().unwrap()["message"], text);
 }
