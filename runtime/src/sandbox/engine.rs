@@ -9,6 +9,13 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 /// past it, pages go back to the kernel as usual.
 const KEEP_RESIDENT: usize = 2 * 1024 * 1024;
 
+/// Most linear memories one component may define, over all its modules.
+pub const MAX_MEMORIES: u32 = 2;
+/// Most tables one component may define, over all its modules.
+pub const MAX_TABLES: u32 = 4;
+/// Most core module instances one component may create.
+pub const MAX_CORE_INSTANCES: u32 = 8;
+
 /// Process-wide sandbox settings: the ceilings that per-job [`super::Limits`]
 /// must stay under, and the size of the instance pool.
 #[derive(Debug, Clone)]
@@ -42,7 +49,14 @@ pub(crate) fn build(config: &SandboxConfig) -> wasmtime::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     // A Rust component instantiates its main module plus a few small shim
     // modules; four core instances and tables per component leave headroom.
-    pool.total_component_instances(config.pool_size)
+    // Per component, checked when a plugin is compiled (the error names
+    // the count): a Rust handler has 1 memory, 2 tables and 3 core
+    // instances. Unbounded, a component that instantiates many modules
+    // would multiply the memory cap and take many pool slots per job.
+    pool.max_memories_per_component(MAX_MEMORIES)
+        .max_tables_per_component(MAX_TABLES)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES)
+        .total_component_instances(config.pool_size)
         .total_core_instances(config.pool_size * 4)
         .total_memories(config.pool_size)
         .total_tables(config.pool_size * 4)

@@ -34,12 +34,15 @@ impl Default for Limits {
     }
 }
 
-/// Enforces [`Limits::memory`] on one store and remembers a refusal, so that
-/// the resulting trap is reported as a memory-limit error rather than a
-/// generic one.
+/// Enforces [`Limits::memory`] on one store, summed over all the job's
+/// linear memories (a component may define more than one), and remembers
+/// a refusal, so that the resulting trap is reported as a memory-limit
+/// error rather than a generic one.
 #[derive(Debug)]
 pub(crate) struct JobLimiter {
     memory: usize,
+    /// Bytes of all the store's memories together.
+    used: usize,
     /// The largest growth that was refused, in bytes.
     pub(crate) refused: Option<usize>,
 }
@@ -48,6 +51,7 @@ impl JobLimiter {
     pub(crate) fn new(memory: u64) -> Self {
         JobLimiter {
             memory: usize::try_from(memory).unwrap_or(usize::MAX),
+            used: 0,
             refused: None,
         }
     }
@@ -63,19 +67,22 @@ pub(crate) struct MemoryLimitHit {
 }
 
 impl wasmtime::ResourceLimiter for JobLimiter {
+    /// Called for a memory's creation too (`current` 0).
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory {
-            self.refused = Some(desired);
+        let total = (self.used - current.min(self.used)).saturating_add(desired);
+        if total > self.memory {
+            self.refused = Some(total);
             return Err(wasmtime::Error::new(MemoryLimitHit {
-                requested: desired,
+                requested: total,
                 limit: self.memory,
             }));
         }
+        self.used = total;
         Ok(true)
     }
 
@@ -88,5 +95,29 @@ impl wasmtime::ResourceLimiter for JobLimiter {
         // Tables hold function references; 100k entries is far beyond what
         // a real handler uses and keeps a hostile one from eating the pool.
         Ok(desired <= 100_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter as _;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn the_memory_cap_is_for_all_the_jobs_memories_together() {
+        let mut limiter = JobLimiter::new(64 << 20);
+        // Two memories created and grown: 40 + 20 MiB fit in 64.
+        assert!(limiter.memory_growing(0, 40 * MIB, None).unwrap());
+        assert!(limiter.memory_growing(0, 20 * MIB, None).unwrap());
+        // The second grows by 5 MiB: 65 MiB in all, refused.
+        let refused = limiter.memory_growing(20 * MIB, 25 * MIB, None);
+        let hit = refused.unwrap_err();
+        let hit = hit.downcast_ref::<MemoryLimitHit>().unwrap();
+        assert_eq!((hit.requested, hit.limit), (65 * MIB, 64 * MIB));
+        assert_eq!(limiter.refused, Some(65 * MIB));
+        // Growing by 4 MiB instead fits exactly.
+        assert!(limiter.memory_growing(20 * MIB, 24 * MIB, None).unwrap());
     }
 }

@@ -122,3 +122,44 @@ fn version_is_the_blake3_digest_of_the_bytes() {
     assert_eq!(plugin.version, Version::of(&std::fs::read(path).unwrap()));
     assert_eq!(plugin.version.as_str().len(), 64);
 }
+
+/// A component that instantiates `module` (core module text) `n` times.
+fn instances_of(module: &str, n: usize) -> Vec<u8> {
+    let instances: String = (0..n)
+        .map(|i| format!("(core instance $i{i} (instantiate $m))"))
+        .collect();
+    wat::parse_str(format!("(component (core module $m {module}) {instances})")).unwrap()
+}
+
+#[test]
+fn a_component_with_too_many_memories_tables_or_instances_is_refused() {
+    // Each of its memories would get the whole memory cap, and each takes
+    // a pool slot: refused when the plugin loads, naming the count.
+    for (name, bytes, says) in [
+        (
+            "memories.wasm",
+            instances_of("(memory 1)", 3),
+            "3 Wasm linear memories, which exceeds the configured maximum of 2",
+        ),
+        (
+            "tables.wasm",
+            instances_of("(table 1 funcref)", 5),
+            "5 tables, which exceeds the configured maximum of 4",
+        ),
+        (
+            "instances.wasm",
+            instances_of("", 9),
+            "9 core module instances, which exceeds the configured maximum of 8",
+        ),
+    ] {
+        let path = temp_file(name, &bytes);
+        let error = load(&path).unwrap_err().to_string();
+        assert!(error.contains(says), "{name}: {error}");
+        assert!(error.contains(name), "the file is named: {error}");
+    }
+    // At the limits, the counts themselves are no reason to refuse (it
+    // fails later, for not implementing the world).
+    let path = temp_file("two-memories.wasm", &instances_of("(memory 1)", 2));
+    let error = load(&path).unwrap_err().to_string();
+    assert!(!error.contains("exceeds the configured maximum"), "{error}");
+}
