@@ -16,7 +16,7 @@
 //! | `…:dead` | zset | dead-letter ids by time of death, capped |
 //! | `…:wake` | list | at most one token; idle workers block on it |
 //! | `…:done:ID` | list | completion notice for `enqueue --wait` |
-//! | `…:idem:KEY` | string | idempotency key → job id |
+//! | `…:idem:TENANT:KEY` | string | idempotency key → job id |
 //! | `…:stats` | hash | counters: succeeded, dead, retried |
 //!
 //! # Delivery

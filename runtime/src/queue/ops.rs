@@ -51,7 +51,7 @@ impl Queue {
             inv.arg(self.inner.config.record_ttl.as_secs().max(1));
             for job in chunk {
                 inv.arg(ulid::Ulid::new().to_string())
-                    .arg(job.idempotency_key.as_deref().unwrap_or(""))
+                    .arg(idempotency_key(job))
                     .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
                     .arg(job.priority.as_str())
                     .arg(4 + usize::from(job.wait) + usize::from(job.no_cache))
@@ -215,4 +215,14 @@ impl Queue {
             .map_err(|e| self.error("wait for work", e))?;
         Ok(())
     }
+}
+
+/// The idempotency key as stored, scoped by the job's tenant
+/// (`TENANT:KEY`), so that one tenant's key never answers another's
+/// enqueue with its job (and, with `--wait`, its output); empty for none.
+fn idempotency_key(job: &NewJob) -> String {
+    job.idempotency_key
+        .as_deref()
+        .map(|key| format!("{}:{key}", job.plugin.tenant))
+        .unwrap_or_default()
 }

@@ -414,6 +414,24 @@ fn a_plugin_that_never_arrives_is_dead_lettered_after_the_wait() {
 }
 
 #[test]
+fn idempotency_keys_are_per_tenant() {
+    let env = Env::new("idem-tenants");
+    let enqueue = |plugin: &str| {
+        let mut job = env.job(plugin, r#"{"name":"K"}"#);
+        job.idempotency_key = Some("order-7".into());
+        env.rt.block_on(env.queue.enqueue(&job)).unwrap()
+    };
+    let (acme, acme_again) = (enqueue("acme/hello"), enqueue("acme/other"));
+    let beta = enqueue("beta/hello");
+    // The same tenant: one job, whichever of its plugins.
+    assert_eq!((acme_again.id.as_str(), acme_again.created), (acme.id.as_str(), false));
+    // Another tenant never gets acme's job (nor, waiting, its output).
+    assert!(beta.created, "beta was handed acme's job {}", acme.id);
+    assert_ne!(beta.id, acme.id);
+    assert_eq!(env.record(&beta.id).plugin, "beta/hello");
+}
+
+#[test]
 fn an_idempotency_key_of_a_purged_job_enqueues_anew() {
     let env = Env::new("idem-purged");
     let _worker = env.worker(&[("hello", "hello")], |_| {});

@@ -616,7 +616,7 @@ fn enqueue_options_are_recorded_in_the_envelope() {
         (second.as_str(), true, false)
     );
     let ttl: i64 = redis::cmd("TTL")
-        .arg("spool:{default}:idem:order-7")
+        .arg("spool:{default}:idem:default:order-7")
         .query(&mut env.redis_conn())
         .unwrap();
     assert!(ttl > 86_000 && ttl <= 86_400, "idempotency key TTL {ttl}s");
@@ -649,7 +649,7 @@ fn an_idempotency_key_lives_for_the_record_ttl_plus_the_delay() {
     let env = Env::new("idem-ttl");
     let ttl_of = |key: &str| -> i64 {
         redis::cmd("TTL")
-            .arg(format!("spool:{{default}}:idem:{key}"))
+            .arg(format!("spool:{{default}}:idem:default:{key}"))
             .query(&mut env.redis_conn())
             .unwrap()
     };
