@@ -75,14 +75,12 @@ pub(crate) struct WorkerArgs {
     /// Keep compiled plugins here between runs, so that a restart compiles
     /// nothing it compiled before. Must be private to this user. [default:
     /// $XDG_CACHE_HOME/spool/artifacts, else ~/.cache/spool/artifacts]
-    #[arg(
-        long,
-        env = "SPOOL_ARTIFACT_CACHE",
-        conflicts_with = "no_artifact_cache"
-    )]
+    #[arg(long, env = "SPOOL_ARTIFACT_CACHE")]
     pub artifact_cache: Option<PathBuf>,
 
-    /// Compile every plugin at every start.
+    /// Compile every plugin at every start. Wins over --artifact-cache and
+    /// SPOOL_ARTIFACT_CACHE (an exported cache directory must not make
+    /// this flag a usage error).
     #[arg(long)]
     pub no_artifact_cache: bool,
 
@@ -269,9 +267,9 @@ mod tests {
     }
 
     #[test]
-    fn an_artifact_cache_cannot_be_both_named_and_turned_off() {
-        let both = config(&["--artifact-cache=a", "--no-artifact-cache"]);
-        assert_eq!(both.err(), Some(clap::error::ErrorKind::ArgumentConflict));
+    fn turning_the_artifact_cache_off_wins_over_naming_one() {
+        let both = config(&["--artifact-cache=a", "--no-artifact-cache"]).unwrap();
+        assert_eq!(both.artifact_cache, None);
         let named = config(&["--artifact-cache=a"]).unwrap();
         assert_eq!(named.artifact_cache, Some(PathBuf::from("a")));
     }
