@@ -274,11 +274,25 @@ mod tests {
         let base = Duration::from_millis(100);
         for attempt in 1..6 {
             let full = base * (1 << (attempt - 1));
-            let d = backoff(base, attempt);
-            // Jitter is a factor in [0.5, 1): never the full delay.
-            assert!(d >= full / 2 && d < full, "attempt {attempt}: {d:?}");
+            // Jitter is a factor in [0.5, 1): never the full delay, and
+            // spread over the range (a fixed factor would not be jitter).
+            let factors: Vec<f64> = (0..1000)
+                .map(|_| backoff(base, attempt).as_secs_f64() / full.as_secs_f64())
+                .collect();
+            let (low, high) = factors
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), f| (l.min(*f), h.max(*f)));
+            assert!(low >= 0.5 && high < 1.0, "attempt {attempt}: {low}..{high}");
+            assert!(
+                low < 0.55 && high > 0.95,
+                "attempt {attempt}: {low}..{high}"
+            );
         }
-        assert!(backoff(base, 40) <= MAX_BACKOFF);
+        let capped = backoff(base, 40);
+        assert!(
+            capped <= MAX_BACKOFF && capped >= MAX_BACKOFF / 2,
+            "{capped:?}"
+        );
     }
 
     #[test]
