@@ -363,6 +363,16 @@ impl TestWorker {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        // A worker that never stops fails the test instead of hanging it
+        // (its thread is left behind; the test binary ends with the tests).
+        let deadline = Instant::now() + WAIT;
+        while self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            if Instant::now() >= deadline {
+                self.thread = None;
+                return Err(Box::new(format!("the worker did not stop within {WAIT:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.thread
             .take()
             .map_or(Ok(WorkerReport::default()), std::thread::JoinHandle::join)
@@ -410,9 +420,19 @@ impl WorkerProcess {
         let _ = self.child.wait();
     }
 
-    /// Wait for it to exit.
+    /// Wait (at most [`WAIT`]) for it to exit; a worker that does not is
+    /// killed and the test fails with what it logged.
     pub fn wait(&mut self) -> ExitStatus {
-        self.child.wait().expect("waiting for spool worker")
+        match exited_within(&mut self.child, WAIT) {
+            Some(status) => status,
+            None => {
+                self.kill();
+                panic!(
+                    "spool worker did not exit within {WAIT:?}; its log:\n{}",
+                    self.stderr()
+                );
+            }
+        }
     }
 
     /// What it wrote to standard error so far.
@@ -424,5 +444,18 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The exit status of `child` once it exits, or `None` if it is still
+/// running after `limit`.
+pub fn exited_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => return None,
+        }
     }
 }

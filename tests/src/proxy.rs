@@ -52,7 +52,9 @@ impl Proxy {
     }
 
     /// Lose the next reply whose bytes contain `marker` (the request was
-    /// applied by Redis) and cut that connection. One reply only.
+    /// applied by Redis) and cut that connection: every reply in the same
+    /// read is lost with it, as in a real cut. One cut only; markers up
+    /// to 64 bytes are found even when split across reads.
     pub fn lose_reply_with(&self, marker: &str) {
         *self.shared.armed.lock().unwrap() = Some(marker.as_bytes().to_vec());
     }
@@ -89,14 +91,20 @@ fn pipe(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     std::thread::spawn(move || {
         let (mut client, mut server) = (client, server);
         let mut buf = vec![0u8; 64 * 1024];
+        // The end of the previous read: a marker split across two reads is
+        // still found.
+        let mut tail: Vec<u8> = Vec::new();
         while let Ok(n @ 1..) = server.read(&mut buf) {
-            if shared.take_marker_in(&buf[..n]) {
+            let mut seen = std::mem::take(&mut tail);
+            seen.extend_from_slice(&buf[..n]);
+            if shared.take_marker_in(&seen) {
                 shared.lost.fetch_add(1, Ordering::Relaxed);
                 break;
             }
             if client.write_all(&buf[..n]).is_err() {
                 break;
             }
+            tail = seen.split_off(seen.len().saturating_sub(64));
         }
         let _ = client.shutdown(Shutdown::Both);
         let _ = server.shutdown(Shutdown::Both);

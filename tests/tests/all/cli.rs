@@ -418,3 +418,23 @@ fn allow_network_lets_a_socket_plugin_load_and_every_connect_is_refused() {
         "the guest connected to the host"
     );
 }
+
+#[test]
+fn a_trap_that_is_not_a_panic_exits_1_with_its_backtrace() {
+    let out = spool(&[
+        "call",
+        &plugin("attacker"),
+        "--input",
+        r#"{"attack":"trap"}"#,
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: trap: the guest trapped: wasm trap: wasm `unreachable` instruction executed"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\n    at "), "a guest backtrace: {stderr}");
+    assert!(!stderr.contains("retry may help"), "{stderr}");
+}

@@ -12,8 +12,46 @@ pub fn spool_command(dir: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// `spool ARGS` in `dir`, its output once it exits. A command still
+/// running after two minutes is killed and fails the test.
 pub fn spool_in(dir: &Path, args: &[&str]) -> Output {
-    spool_command(dir, args).output().expect("running spool")
+    output_within(spool_command(dir, args), args)
+}
+
+/// Run `command` to its end, at most two minutes (deploy waits allow 120
+/// s of their own); `args` name it in the failure.
+pub fn output_within(mut command: Command, args: &[&str]) -> Output {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running spool");
+    // Drain both pipes while waiting, so a chatty command cannot block.
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let stdout = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut buf);
+        buf
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut buf);
+        buf
+    });
+    let limit = std::time::Duration::from_secs(150);
+    let Some(status) = spool_tests::fleet::exited_within(&mut child, limit) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let said = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+        panic!("spool {args:?} ran longer than {limit:?}; it said: {said}");
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
 }
 
 /// `spool ARGS --redis URL` with `input` on its standard input.

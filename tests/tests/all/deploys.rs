@@ -464,6 +464,14 @@ fn a_deploy_and_a_rollback_reach_a_worker_through_its_event_stream_alone() {
         c.rescan = None;
     });
     wait_serving(&env, &store, 1, "default/hello", &d0);
+    // A reconnection reads the pins whole too: the same blocked reader
+    // must be there after the deploy and the rollback.
+    let reader = xread_clients(&env);
+    assert_eq!(
+        reader.len(),
+        1,
+        "one worker, one blocked reader: {reader:?}"
+    );
     let built = file(&env, "hello-1.wasm", &v1);
     let out = spool(&env, &["plugins", "deploy", &built, "--as", "hello"]);
     succeeds(&out);
@@ -475,7 +483,22 @@ fn a_deploy_and_a_rollback_reach_a_worker_through_its_event_stream_alone() {
     assert_eq!(versions_of_jobs(&env, 5), one(&d1));
     succeeds(&spool(&env, &["plugins", "rollback", "hello"]));
     assert_eq!(versions_of_jobs(&env, 5), one(&d0));
+    assert_eq!(xread_clients(&env), reader, "the worker reconnected");
     worker.stop();
+}
+
+/// The ids of the Redis clients whose last command was XREAD (a worker's
+/// fleet follower blocks on the store's events with it).
+fn xread_clients(env: &Env) -> Vec<String> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    list.lines()
+        .filter(|line| line.contains(" cmd=xread "))
+        .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]

@@ -124,6 +124,12 @@ fn a_lock_left_by_a_dead_worker_is_waited_out_for_the_timeout_plus_2_s_then_the_
         waited >= 2_900_000,
         "finished {waited} µs after it was enqueued: it did not wait for the lock"
     );
+    // And no longer than that: the plugin's 1 s, not the worker's default
+    // 30 s, sets the wait (15 s leaves room for a busy machine).
+    assert!(
+        waited < 15_000_000,
+        "waited {waited} µs: not the plugin's timeout plus 2 s"
+    );
     // Its success is stored for the next identical job, and the dead
     // holder's lock is left alone (only its owner releases a lock).
     let job: Option<String> = redis::cmd("HGET")
@@ -402,6 +408,35 @@ fn an_unreachable_key_value_store_is_a_retryable_error_for_the_guest() {
             "{input}"
         );
     }
+}
+
+#[test]
+fn a_key_value_store_that_never_answers_is_a_retryable_error_not_a_hang() {
+    // Connections are accepted (by the kernel's backlog) and never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", silent.local_addr().unwrap());
+    let kv: Arc<dyn KeyValue> = Arc::new(RedisKv::new(&url, PREFIX).unwrap());
+    let services = JobServices {
+        config: Arc::default(),
+        kv: Some(kv),
+    };
+    let started = std::time::Instant::now();
+    let run = spool_tests::plugin("kv").run_with(
+        crate::json_job(r#"{"op":"get","key":"k"}"#),
+        &Limits::default(),
+        &services,
+    );
+    let took = started.elapsed();
+    assert!(
+        matches!(&run.result, Err(JobFailure::Retryable { message })
+            if message.starts_with("key-value store unavailable: ")),
+        "{:?}",
+        run.result
+    );
+    // Its timeouts (2 s to connect, 2 s per reply), far inside the job's
+    // 30 s deadline; the bound leaves room for a busy machine.
+    assert!(took < Duration::from_secs(15), "the call took {took:?}");
+    drop(silent);
 }
 
 #[test]

@@ -149,20 +149,17 @@ fn a_huge_log_line_is_cut_before_it_reaches_any_log() {
     assert!(line.ends_with(&marker));
     // The host's own log, at its most verbose, gets a short preview.
     let plugin = spool_tests::plugin_path("attacker").display().to_string();
-    let out = crate::command::spool_command(
-        std::path::Path::new("."),
-        &[
-            "call",
-            &plugin,
-            "--input",
-            r#"{"attack":"log","bytes":8388608}"#,
-            "--memory",
-            "256MiB",
-        ],
-    )
-    .env("SPOOL_LOG", "spool::guest=debug")
-    .output()
-    .unwrap();
+    let args = [
+        "call",
+        &plugin,
+        "--input",
+        r#"{"attack":"log","bytes":8388608}"#,
+        "--memory",
+        "256MiB",
+    ];
+    let mut command = crate::command::spool_command(std::path::Path::new("."), &args);
+    command.env("SPOOL_LOG", "spool::guest=debug");
+    let out = crate::command::output_within(command, &args);
     assert_eq!(
         out.status.code(),
         Some(0),

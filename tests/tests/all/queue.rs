@@ -190,10 +190,14 @@ fn a_worker_busy_with_long_jobs_leaves_the_rest_to_another() {
     let ids: Vec<String> = (0..4)
         .map(|_| env.enqueue("introspect", r#"{"sleep_ms":1000}"#))
         .collect();
-    env.wait_for("a first long job to start", || {
+    let running = || {
         ids.iter()
-            .any(|id| env.record(id).status == Some(Status::Running))
-    });
+            .filter(|id| env.record(id).status == Some(Status::Running))
+            .count()
+    };
+    env.wait_for("a first long job to start", || running() > 0);
+    // One job thread, jobs known to be long: it holds exactly one.
+    assert_eq!(running(), 1, "w-a claimed long jobs ahead");
     let b = env.worker(&[("introspect", "introspect")], |c| {
         c.worker_id = "w-b".into();
     });
@@ -424,7 +428,10 @@ fn idempotency_keys_are_per_tenant() {
     let (acme, acme_again) = (enqueue("acme/hello"), enqueue("acme/other"));
     let beta = enqueue("beta/hello");
     // The same tenant: one job, whichever of its plugins.
-    assert_eq!((acme_again.id.as_str(), acme_again.created), (acme.id.as_str(), false));
+    assert_eq!(
+        (acme_again.id.as_str(), acme_again.created),
+        (acme.id.as_str(), false)
+    );
     // Another tenant never gets acme's job (nor, waiting, its output).
     assert!(beta.created, "beta was handed acme's job {}", acme.id);
     assert_ne!(beta.id, acme.id);

@@ -227,12 +227,7 @@ fn spool_dev_runs_a_private_redis_and_a_worker() {
     );
     assert!(dir.join(".spool/redis/appendonlydir").is_dir(), "AOF is on");
     let url = std::fs::read_to_string(&url_file).unwrap();
-    let status = Command::new("kill")
-        .args(["-INT", &dev.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = dev.0.wait().unwrap();
+    let status = dev.interrupt();
     assert!(status.success(), "spool dev exited with {status}");
     assert!(!url_file.exists(), "the url file is removed on exit");
     let client = redis::Client::open(url.trim()).unwrap();
@@ -288,10 +283,10 @@ fn spool_dev_without_redis_server_says_how_to_install_it() {
     let dir = temp_dir("dev-no-redis");
     std::fs::create_dir_all(dir.join("plugins")).unwrap();
     // A PATH with no redis-server on it.
-    let out = crate::command::spool_command(&dir, &["dev", "--plugins", "plugins"])
-        .env("PATH", &dir)
-        .output()
-        .unwrap();
+    let args = ["dev", "--plugins", "plugins"];
+    let mut command = crate::command::spool_command(&dir, &args);
+    command.env("PATH", &dir);
+    let out = crate::command::output_within(command, &args);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
@@ -489,6 +484,10 @@ fn spool_dev_shares_a_running_dev_redis_and_keeps_its_data_across_restarts() {
     let status = second.interrupt();
     assert!(status.success(), "{status}");
     assert_eq!(std::fs::read_to_string(&url_file).unwrap(), url);
+    assert!(
+        answers(&url),
+        "the second spool dev stopped the first's Redis"
+    );
     // A job due in an hour is in the AOF: it survives Ctrl-C and a new start.
     let out = spool_in(
         &dir,
@@ -498,11 +497,22 @@ fn spool_dev_shares_a_running_dev_redis_and_keeps_its_data_across_restarts() {
     let mut first = first;
     assert!(first.interrupt().success());
     assert!(!url_file.exists(), "the url file is removed on exit");
+    // Its Redis stopped too: the job below survives in the AOF, not in a
+    // server left running.
+    assert!(!answers(&url), "spool dev left its Redis running");
     let _third = DevGuard::start(&dir, "third.log");
     wait_for_file(&url_file);
     let out = spool_in(&dir, &["job", &id, "--json"]);
     let record: serde_json::Value = serde_json::from_str(&succeeds(&out)).unwrap();
     assert_eq!(record["status"], "delayed", "{record}");
+}
+
+/// Whether a Redis answers PING at `url`.
+fn answers(url: &str) -> bool {
+    redis::Client::open(url.trim())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok()
 }
 
 /// Wait (at most 30 s) until `path` exists; its text.
@@ -539,14 +549,15 @@ impl DevGuard {
         )
     }
 
-    /// Ctrl-C, and its exit status.
+    /// Ctrl-C, and its exit status (it must exit within a minute).
     fn interrupt(&mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")
             .args(["-INT", &self.0.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        self.0.wait().unwrap()
+        spool_tests::fleet::exited_within(&mut self.0, spool_tests::fleet::WAIT)
+            .expect("spool dev did not exit within a minute of Ctrl-C")
     }
 }
 
@@ -630,18 +641,22 @@ fn enqueue_options_are_recorded_in_the_envelope() {
     );
     let (id, _) = enqueue(&["--input", "@note.md", "--content-type", "text/plain"]);
     assert_eq!(env.record(&id).content_type.as_deref(), Some("text/plain"));
-    // @-: standard input, as opaque bytes.
-    let out = spool_with_stdin(
-        &env,
-        &["enqueue", "hello", "--input", "@-"],
-        b"\x00\x01binary",
-    );
+    // @-: standard input, as opaque bytes (not UTF-8: read as text, they
+    // would be changed).
+    let sent = b"\xff\xfe\x00bin\n";
+    let out = spool_with_stdin(&env, &["enqueue", "hello", "--input", "@-"], sent);
     let id = succeeds(&out).trim().to_string();
     let record = env.record(&id);
     assert_eq!(
         (record.content_type.as_deref(), record.payload_bytes),
-        (Some("application/octet-stream"), 8)
+        (Some("application/octet-stream"), sent.len())
     );
+    let stored: Vec<u8> = redis::cmd("HGET")
+        .arg(format!("spool:{{default}}:job:{id}"))
+        .arg("payload")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(stored, sent, "the payload byte for byte");
 }
 
 #[test]
@@ -663,9 +678,9 @@ fn an_idempotency_key_lives_for_the_record_ttl_plus_the_delay() {
     let ttl = ttl_of("later");
     assert!((89_900..=90_000).contains(&ttl), "TTL {ttl}s");
     // The enqueuer's --record-ttl sets it; once it expires the key is free.
-    let first = enqueue(&["--idempotency-key", "brief", "--record-ttl", "1s"]);
+    let first = enqueue(&["--idempotency-key", "brief", "--record-ttl", "5s"]);
     let ttl = ttl_of("brief");
-    assert!((0..=1).contains(&ttl), "TTL {ttl}s");
+    assert!((1..=5).contains(&ttl), "TTL {ttl}s");
     env.wait_for("the idempotency key to expire", || ttl_of("brief") == -2);
     let second = enqueue(&["--idempotency-key", "brief"]);
     assert_ne!(first, second, "an expired key enqueues a new job");
