@@ -92,6 +92,20 @@ impl Queue {
         max: usize,
         lease: Duration,
     ) -> Result<Claim, QueueError> {
+        self.claim_backing_off(worker, max, lease, Duration::from_secs(1))
+            .await
+    }
+
+    /// [`Queue::claim`], where a job whose lease expired (found on the way)
+    /// waits `backoff · 2^(attempt-1)` (at most 10 min) before it runs
+    /// again, as a retry does; a worker passes its `--backoff`.
+    pub async fn claim_backing_off(
+        &self,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+        backoff: Duration,
+    ) -> Result<Claim, QueueError> {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let mut conn = self.redis.conn();
         self.count_round_trip();
@@ -106,6 +120,7 @@ impl Queue {
             .arg(worker)
             .arg(max)
             .arg(u64::try_from(lease.as_micros()).unwrap_or(u64::MAX))
+            .arg(u64::try_from(backoff.as_micros()).unwrap_or(u64::MAX))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error("claim", e))?;

@@ -104,9 +104,10 @@ impl Claimer {
         if self.lost_claim {
             return self.recover().await;
         }
+        let c = &self.config;
         match self
             .queue
-            .claim(&self.config.worker_id, want, self.config.lease)
+            .claim_backing_off(&c.worker_id, want, c.lease, c.backoff)
             .await
         {
             Ok(claim) => {

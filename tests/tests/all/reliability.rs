@@ -77,7 +77,18 @@ fn a_worker_whose_lease_expired_can_neither_ack_nor_renew() {
     assert_eq!(zombie.jobs.len(), 1);
     let old = zombie.jobs[0].clone();
     std::thread::sleep(Duration::from_millis(250));
-    // The next claim requeues the expired lease and hands the job out again.
+    // The next claim finds the expired lease: the job backs off (none
+    // here), and the claim after hands it out again.
+    let reaped = env.rt.block_on(env.queue.claim_backing_off(
+        "fresh",
+        10,
+        Duration::from_secs(10),
+        Duration::ZERO,
+    ));
+    assert!(
+        reaped.unwrap().jobs.is_empty(),
+        "it runs again only after its backoff"
+    );
     let fresh = env
         .rt
         .block_on(env.queue.claim("fresh", 10, Duration::from_secs(10)))
@@ -328,11 +339,12 @@ fn a_late_ack_wins_while_no_newer_attempt_was_claimed() {
         .unwrap();
     let job = claim.jobs[0].clone();
     std::thread::sleep(Duration::from_millis(250));
-    // Another worker's claim (of nothing) reaps the expired lease.
+    // Another worker's claim (of nothing) reaps the expired lease: the job
+    // backs off before its next attempt.
     env.rt
         .block_on(env.queue.claim("other", 0, Duration::from_secs(10)))
         .unwrap();
-    assert_eq!(env.record(&id).status, Some(Status::Queued));
+    assert_eq!(env.record(&id).status, Some(Status::Delayed));
     let outcome = Outcome {
         id: id.clone(),
         token: job.token.clone(),
@@ -351,7 +363,13 @@ fn a_late_ack_wins_while_no_newer_attempt_was_claimed() {
     let record = env.record(&id);
     assert_eq!(record.status, Some(Status::Succeeded));
     assert_eq!(record.output.as_deref(), Some("done late"));
-    // It is out of the ready list: it will not run a second time.
+    // It is out of the delayed set: it will not run a second time.
+    let due: Option<f64> = redis::cmd("ZSCORE")
+        .arg(format!("{}:delayed", env.queue.key_prefix()))
+        .arg(&id)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(due, None);
     let stats = env.rt.block_on(env.queue.stats()).unwrap();
     assert_eq!(
         (stats.queued, stats.running, stats.succeeded_total),
@@ -429,6 +447,76 @@ fn a_worker_hands_back_a_claim_whose_reply_it_lost() {
     );
     let report = worker.stop();
     assert_eq!(report.succeeded, 2, "{report:?}");
+}
+
+#[test]
+fn a_job_whose_workers_keep_vanishing_backs_off_then_dies_as_worker_crash() {
+    let env = Env::new("worker-crash");
+    let id = env.enqueue("hello", r#"{"name":"Poison"}"#);
+    let lease = Duration::from_millis(50);
+    let backoff = Duration::from_millis(200);
+    let claim = |worker: &str| {
+        env.rt
+            .block_on(env.queue.claim_backing_off(worker, 10, lease, backoff))
+            .unwrap()
+            .jobs
+    };
+    for (n, worker) in ["w1", "w2", "w3"].into_iter().enumerate() {
+        // `worker` claims the job, then vanishes without a word.
+        env.wait_for(&format!("{worker} to get the job"), || {
+            !claim(worker).is_empty()
+        });
+        std::thread::sleep(lease * 3);
+        // The next claim, by anyone, finds the lease expired.
+        let before = spool_runtime::ids::now_us();
+        assert!(claim("reaper").is_empty());
+        let after = spool_runtime::ids::now_us();
+        let record = env.record(&id);
+        let kind = record.error.as_ref().unwrap()["kind"].clone();
+        if n < 2 {
+            // A retry's backoff: 200 ms, then 400 ms, never at once.
+            assert_eq!(
+                (record.status, kind),
+                (Some(Status::Delayed), "lease-expired".into())
+            );
+            let full = 200_000 << n;
+            let due = record.run_at_us.unwrap();
+            assert!(
+                (before + full..=after + full + 1_000).contains(&due),
+                "attempt {}: due {} µs after the reaping claim began",
+                n + 1,
+                due.saturating_sub(before)
+            );
+        } else {
+            // The third time its worker vanished: not run again.
+            assert_eq!(
+                (record.status, kind),
+                (Some(Status::Dead), "worker-crash".into())
+            );
+            let error = record.error.as_ref().unwrap();
+            assert_eq!(error["workers"], "w1, w2, w3");
+            assert_eq!(error["retryable"], false);
+            assert!(
+                error["message"].as_str().unwrap().starts_with(
+                    "the lease of 3 attempts expired with their worker gone (w1, w2, w3)"
+                ),
+                "{error}"
+            );
+        }
+    }
+    // Retried by hand, it gets a fresh count.
+    let moved = env
+        .rt
+        .block_on(env.queue.dead_retry(std::slice::from_ref(&id)))
+        .unwrap();
+    assert_eq!(moved, vec![id.clone()]);
+    let fields: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(format!("{}:job:{id}", env.queue.key_prefix()))
+        .arg("lease_expiries")
+        .arg("lost_workers")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(fields, vec![None, None]);
 }
 
 #[test]

@@ -15,9 +15,10 @@
 -- Fencing: the token changes only when an attempt is claimed, so an outcome
 -- is applied only under the job's current token. Normally the job is then
 -- `running`. If the worker's lease expired (it lost Redis for a while) but
--- no newer attempt was claimed yet, the job is `queued` again (or `dead` if
--- that was its last attempt): the outcome still wins, and the job is taken
--- back out of its ready list or the dead letters. Once a newer attempt was
+-- no newer attempt was claimed yet, the job is `delayed` (backing off), or
+-- `queued`, or `dead` if that was its last attempt: the outcome still wins,
+-- and the job is taken back out of the delayed set, its ready list or the
+-- dead letters. Once a newer attempt was
 -- claimed, the token differs and the outcome is refused (0).
 --
 -- Returns one 1 (applied) or 0 (stale) per group, in order.
@@ -34,6 +35,7 @@ local function current_attempt(id, key, token)
   if not f or f[1] ~= token then return nil end
   if f[2] == 'running' then return f end
   if f[2] == 'queued' and redis.call('LREM', ready_key(f[3]), 1, id) == 1 then return f end
+  if f[2] == 'delayed' and redis.call('ZREM', P .. ':delayed', id) == 1 then return f end
   if f[2] == 'dead' and redis.call('ZREM', P .. ':dead', id) == 1 then
     -- It was buried for its expired lease, and counted dead: not any more.
     redis.call('PERSIST', key)

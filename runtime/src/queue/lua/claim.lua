@@ -9,6 +9,8 @@
 -- ARGV[4]  worker id
 -- ARGV[5]  N, the most jobs to claim
 -- ARGV[6]  lease, microseconds
+-- ARGV[7]  backoff, microseconds: a job whose lease expired waits
+--          backoff · 2^(attempt-1) (at most 10 min) before it runs again
 --
 -- Returns {next_due_us, now_us, FIELDS, job, job, ...}: next_due_us is how
 -- long until the next delayed job is due (-1 when none), now_us is Redis'
@@ -26,7 +28,11 @@
 
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local backoff = tonumber(ARGV[7] or 1000000)
 local now = now_us()
+-- Lease expiries after which a job is taken for the cause of its workers'
+-- deaths (a crash, a wedge) and dead-lettered as `worker-crash`.
+local CRASHES = 3
 
 -- 1. Promote due delayed jobs. ZREM in the same script: each exactly once.
 -- Ids without a job hash are dropped (nothing to run).
@@ -43,24 +49,40 @@ for _, id in ipairs(due) do
   end
 end
 
--- 2. Requeue (or bury) jobs whose worker stopped renewing its lease.
+-- 2. Back off (or bury) jobs whose worker stopped renewing its lease: the
+-- attempt counts, and the job waits like a retry, so that a job that kills
+-- its workers cannot crash-loop the fleet; after CRASHES such endings it is
+-- dead-lettered as `worker-crash`, naming the workers.
 local leases = P .. ':leases'
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(expired) do
   redis.call('ZREM', leases, id)
   local key = job_key(id)
-  local f = hmget(key, 'attempt', 'max_attempts', 'worker', 'priority', 'wait', 'status')
+  local f = hmget(key, 'attempt', 'max_attempts', 'worker', 'priority', 'wait', 'status',
+    'lost_workers', 'lease_expiries')
   if f and f[6] == 'running' then
     local attempt, max = int(f[1]), int(f[2] or 5)
-    local message = 'lease of worker ' .. (f[3] or '?') .. ' expired during attempt '
-      .. attempt .. ' (the worker stopped or lost Redis)'
-    local err = cjson.encode({ kind = 'lease-expired', message = message, retryable = attempt < max })
-    if attempt >= max then
-      redis.call('HSET', key, 'status', 'dead', 'error', err, 'finished_us', now)
+    local who = f[3] or '?'
+    local lost = (f[7] and f[7] ~= '') and (f[7] .. ', ' .. who) or who
+    local expiries = int(f[8]) + 1
+    local err
+    if expiries >= CRASHES then
+      err = cjson.encode({ kind = 'worker-crash', retryable = false, workers = lost,
+        message = 'the lease of ' .. expiries .. ' attempts expired with their worker gone ('
+          .. lost .. '): the job may crash or wedge workers, so it is not run again' })
+    else
+      err = cjson.encode({ kind = 'lease-expired', retryable = attempt < max,
+        message = 'lease of worker ' .. who .. ' expired during attempt ' .. attempt
+          .. ' (the worker stopped or lost Redis)' })
+    end
+    redis.call('HSET', key, 'error', err, 'lost_workers', lost, 'lease_expiries', expiries)
+    if attempt >= max or expiries >= CRASHES then
+      redis.call('HSET', key, 'status', 'dead', 'finished_us', now)
       bury(id, now, dead_ttl, dead_cap, f[5])
     else
-      redis.call('HSET', key, 'status', 'queued', 'error', err)
-      redis.call('RPUSH', ready_key(f[4]), id)
+      local at = now + math.floor(math.min(backoff * 2 ^ (attempt - 1), 600000000))
+      redis.call('HSET', key, 'status', 'delayed', 'run_at_us', at)
+      redis.call('ZADD', P .. ':delayed', at, id)
     end
   end
 end

@@ -14,7 +14,7 @@ for _, id in ipairs(ids) do
     local key = job_key(id)
     if redis.call('EXISTS', key) == 1 then
       redis.call('PERSIST', key)
-      redis.call('HDEL', key, 'waiting_since_us')
+      redis.call('HDEL', key, 'waiting_since_us', 'lost_workers', 'lease_expiries')
       redis.call('HSET', key, 'status', 'queued', 'attempt', 0, 'retried_from_dead_us', now_us())
       redis.call('LPUSH', ready_key(redis.call('HGET', key, 'priority')), id)
       moved[#moved + 1] = id
