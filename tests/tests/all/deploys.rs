@@ -466,12 +466,11 @@ fn a_deploy_and_a_rollback_reach_a_worker_through_its_event_stream_alone() {
     wait_serving(&env, &store, 1, "default/hello", &d0);
     // A reconnection reads the pins whole too: the same blocked reader
     // must be there after the deploy and the rollback.
+    // (Its first read follows its first report: wait for it.)
+    env.wait_for("the worker's blocked XREAD", || {
+        xread_clients(&env).len() == 1
+    });
     let reader = xread_clients(&env);
-    assert_eq!(
-        reader.len(),
-        1,
-        "one worker, one blocked reader: {reader:?}"
-    );
     let built = file(&env, "hello-1.wasm", &v1);
     let out = spool(&env, &["plugins", "deploy", &built, "--as", "hello"]);
     succeeds(&out);
