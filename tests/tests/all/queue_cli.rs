@@ -734,3 +734,20 @@ fn worker_flags_set_the_record_ttls_and_the_key_prefix() {
         "the job under acme never touched the spool queue"
     );
 }
+
+#[test]
+fn reserved_queue_names_and_bad_prefixes_are_usage_errors() {
+    let dir = temp_dir("names");
+    for (flag, value, says) in [
+        ("--queue", "plugins", "queue name \"plugins\" is reserved"),
+        ("--queue", "cache", "queue name \"cache\" is reserved"),
+        ("--prefix", "a{b}", "invalid prefix \"a{b}\""),
+        ("--prefix", "two words", "invalid prefix \"two words\""),
+    ] {
+        let out = spool_in(&dir, &["enqueue", "hello", "--input", "{}", flag, value]);
+        fails_with(&out, 2, says);
+        let out = spool_in(&dir, &["worker", "--plugins", ".", flag, value]);
+        fails_with(&out, 2, says);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
