@@ -191,8 +191,11 @@ fn redis_restarted_mid_run_loses_nothing() {
             done_before.contains(&id)
         );
     }
+    // Every outcome was the worker's own (none dropped, none left to a
+    // lease). An ack sent again after the crash cut its reply may count as
+    // stale, so `stale` is not checked here.
     let report = worker.stop();
-    assert_eq!((report.succeeded, report.stale), (n, 0), "{report:?}");
+    assert_eq!(report.succeeded, n, "{report:?}");
 }
 
 #[test]
