@@ -31,19 +31,19 @@ fn cacheable(env: &Env, names: &[&str], ttl: &str) -> PathBuf {
 }
 
 /// Run one job to its end.
-fn run(env: &Env, plugin: &str, payload: &str) -> JobRecord {
+pub(crate) fn run(env: &Env, plugin: &str, payload: &str) -> JobRecord {
     let record = env.wait(&env.enqueue(plugin, payload));
     assert_eq!(record.status, Some(Status::Succeeded), "{record:?}");
     record
 }
 
 /// The job whose handler run produced this record's output.
-fn computed_by(record: &JobRecord) -> String {
+pub(crate) fn computed_by(record: &JobRecord) -> String {
     let seen: serde_json::Value = serde_json::from_str(record.output.as_deref().unwrap()).unwrap();
     seen["id"].as_str().unwrap().to_string()
 }
 
-fn cache_of(record: &JobRecord) -> &str {
+pub(crate) fn cache_of(record: &JobRecord) -> &str {
     record.cache.as_deref().unwrap_or("none")
 }
 

@@ -7,6 +7,7 @@
 //! cannot be read.
 
 use crate::SPOOL;
+use crate::cache::{cache_of, computed_by, run};
 use crate::command::{spool, spool_command, succeeds};
 use spool_runtime::cache::EntryKey;
 use spool_runtime::deploy::{FleetStore, WorkerStatus};
@@ -48,24 +49,6 @@ fn introspect_key(payload: &str) -> EntryKey {
         &BTreeMap::new(),
         payload.as_bytes(),
     )
-}
-
-/// Run one job to its end; it must succeed.
-fn run(env: &Env, plugin: &str, payload: &str) -> JobRecord {
-    let record = env.wait(&env.enqueue(plugin, payload));
-    assert_eq!(record.status, Some(Status::Succeeded), "{record:?}");
-    record
-}
-
-/// The job whose handler run produced this record's output (introspect
-/// names the job it runs for).
-fn computed_by(record: &JobRecord) -> String {
-    let seen: serde_json::Value = serde_json::from_str(record.output.as_deref().unwrap()).unwrap();
-    seen["id"].as_str().unwrap().to_string()
-}
-
-fn cache_of(record: &JobRecord) -> &str {
-    record.cache.as_deref().unwrap_or("none")
 }
 
 fn fleet_store(env: &Env) -> FleetStore {
