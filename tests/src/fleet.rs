@@ -130,6 +130,17 @@ impl Env {
         );
     }
 
+    /// The fleet store (pins, histories, worker reports) under the
+    /// default prefix.
+    pub fn fleet_store(&self) -> spool_runtime::deploy::FleetStore {
+        self.rt
+            .block_on(spool_runtime::deploy::FleetStore::connect(
+                &self.redis.url(),
+                "spool",
+            ))
+            .expect("fleet store")
+    }
+
     /// A raw Redis connection, to look at keys or write malformed ones.
     pub fn redis_conn(&self) -> redis::Connection {
         redis::Client::open(self.redis.url())

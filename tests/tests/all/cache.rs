@@ -351,13 +351,7 @@ fn identical_jobs_on_two_workers_run_the_handler_once() {
     let w1 = env.worker_process(SPOOL, &dir, &args);
     let w2 = env.worker_process(SPOOL, &dir, &args);
     // Both up (they report once connected) before the jobs arrive.
-    let store = env
-        .rt
-        .block_on(spool_runtime::deploy::FleetStore::connect(
-            &env.redis.url(),
-            "spool",
-        ))
-        .unwrap();
+    let store = env.fleet_store();
     env.wait_for("both workers", || {
         env.rt.block_on(store.workers()).unwrap().len() == 2
     });
@@ -430,13 +424,7 @@ fn a_purge_exits_75_when_redis_or_a_worker_does_not_answer() {
     // A frozen worker cannot drop the entries from its memory in time.
     let dir = env.plugins_dir(&[("hello", "hello")]);
     let worker = env.worker_process(SPOOL, &dir, &["--id", "w1"]);
-    let store = env
-        .rt
-        .block_on(spool_runtime::deploy::FleetStore::connect(
-            &env.redis.url(),
-            "spool",
-        ))
-        .unwrap();
+    let store = env.fleet_store();
     env.wait_for("the worker's first report", || {
         env.rt
             .block_on(store.workers())

@@ -29,12 +29,6 @@ fn short(digest: &str) -> &str {
     &digest[..12]
 }
 
-fn store(env: &Env) -> FleetStore {
-    env.rt
-        .block_on(FleetStore::connect(&env.redis.url(), "spool"))
-        .expect("fleet store")
-}
-
 fn workers(env: &Env, store: &FleetStore) -> Vec<WorkerStatus> {
     env.rt.block_on(store.workers()).expect("worker reports")
 }
@@ -90,7 +84,7 @@ fn a_deploy_and_a_rollback_reach_every_worker_of_the_fleet() {
     let env = Env::new("fleet-deploy");
     let (v0, v1) = (variant("hello", 0), variant("hello", 1));
     let (d0, d1) = (digest(&v0), digest(&v1));
-    let store = store(&env);
+    let store = env.fleet_store();
     // Two workers with their own directories, as on two machines.
     let _w1 = env.worker_process(SPOOL, &plugins_with(&env, "a", &v0), &["--id", "w1"]);
     let _w2 = env.worker_process(SPOOL, &plugins_with(&env, "b", &v0), &["--id", "w2"]);
@@ -195,7 +189,7 @@ fn a_worker_that_starts_later_serves_the_pinned_version_from_its_first_job() {
 fn a_version_a_worker_refuses_never_replaces_the_one_serving() {
     let env = Env::new("fleet-refused");
     let (v0, v1) = (variant("hello", 0), variant("hello", 1));
-    let store = store(&env);
+    let store = env.fleet_store();
     let _worker = env.worker_process(SPOOL, &plugins_with(&env, "a", &v0), &["--id", "w1"]);
     wait_serving(&env, &store, 1, "default/hello", &digest(&v0));
     let manifest = env.subdir("builds").join("big.toml");
@@ -266,7 +260,7 @@ fn bad_deploys_and_rollbacks_say_what_is_wrong() {
     let out = spool(&env, &["plugins", "deploy", &good, "--as", "hello"]);
     succeeds(&out);
     assert!(text(&out.stdout).contains("is deployed already"));
-    let store = store(&env);
+    let store = env.fleet_store();
     let name = spool_runtime::ids::PluginName::parse("hello").unwrap();
     assert_eq!(env.rt.block_on(store.history(&name)).unwrap().len(), 1);
     fails_with(
@@ -319,7 +313,7 @@ fn the_history_keeps_the_last_versions_and_drops_the_bytes_of_older_ones() {
         );
         succeeds(&out);
     }
-    let store = store(&env);
+    let store = env.fleet_store();
     let name = spool_runtime::ids::PluginName::parse("acme/hello").unwrap();
     let history = env.rt.block_on(store.history(&name)).unwrap();
     let kept: Vec<String> = history.iter().map(|e| e.digest.to_string()).collect();
@@ -388,7 +382,7 @@ fn a_pin_whose_bytes_are_gone_is_refused_and_named() {
     let _worker = env.worker_process(SPOOL, &plugins_with(&env, "a", &v0), &["--id", "w1"]);
     // It serves its directory's version and says why not the pin.
     assert_eq!(versions_of_jobs(&env, 3), one(&digest(&v0)));
-    let store = store(&env);
+    let store = env.fleet_store();
     env.wait_for("the refusal in the report", || {
         workers(&env, &store).iter().any(|w| {
             w.rejected
@@ -413,7 +407,7 @@ fn directory_versions_are_recorded_and_a_pin_wins_over_the_directory_until_unpin
     let (v0, v1) = (variant("hello", 0), variant("hello", 1));
     let (d0, d1) = (digest(&v0), digest(&v1));
     let dir = plugins_with(&env, "plugins", &v0);
-    let store = store(&env);
+    let store = env.fleet_store();
     let name = spool_runtime::ids::PluginName::parse("hello").unwrap();
     // Two workers on the same directory record its version once.
     let (_r1, _w1) = env.serve_dir(&dir, |_| {});
@@ -454,7 +448,7 @@ fn a_deploy_and_a_rollback_reach_a_worker_through_its_event_stream_alone() {
     let env = Env::new("fleet-events");
     let (v0, v1) = (variant("hello", 0), variant("hello", 1));
     let (d0, d1) = (digest(&v0), digest(&v1));
-    let store = store(&env);
+    let store = env.fleet_store();
     // The safety nets slowed down or off: the periodic resync every hour,
     // no directory rescan. Only the worker's blocking read of the fleet
     // store's events can bring it a deploy within the commands' wait.
@@ -505,7 +499,7 @@ fn a_worker_that_does_not_answer_in_time_makes_deploy_exit_75() {
     let env = Env::new("fleet-late");
     let (v0, v1) = (variant("hello", 0), variant("hello", 1));
     let (d0, d1) = (digest(&v0), digest(&v1));
-    let store = store(&env);
+    let store = env.fleet_store();
     let worker = env.worker_process(SPOOL, &plugins_with(&env, "late", &v0), &["--id", "w1"]);
     wait_serving(&env, &store, 1, "default/hello", &d0);
     // Frozen: its report stays fresh for 30 s, but it cannot load the pin.
@@ -584,7 +578,7 @@ fn rollbacks_walk_back_through_the_history_and_never_return() {
 #[test]
 fn a_rollback_that_finds_the_pin_changed_exits_75_and_changes_nothing() {
     let env = Env::new("fleet-conflict");
-    let store = store(&env);
+    let store = env.fleet_store();
     let name = spool_runtime::ids::PluginName::parse("hello").unwrap();
     // Two versions workers loaded from their directories: the newer one
     // is current, the rollback's target is the older one.

@@ -51,12 +51,6 @@ fn introspect_key(payload: &str) -> EntryKey {
     )
 }
 
-fn fleet_store(env: &Env) -> FleetStore {
-    env.rt
-        .block_on(FleetStore::connect(&env.redis.url(), PREFIX))
-        .expect("fleet store")
-}
-
 /// Worker `id`'s latest report, if it has one (and Redis answers).
 fn report_of(env: &Env, store: &FleetStore, id: &str) -> Option<WorkerStatus> {
     env.rt
@@ -185,7 +179,7 @@ fn a_worker_that_reconnects_to_redis_empties_its_memory_tier() {
     });
     // The first connection empties the memory tier too (then reports):
     // fill it only after that.
-    let store = fleet_store(&env);
+    let store = env.fleet_store();
     env.wait_for("w-mem's first report", || {
         report_of(&env, &store, "w-mem").is_some()
     });
@@ -475,7 +469,7 @@ fn a_manifest_asking_for_more_memory_than_the_workers_limit_is_rejected_by_name(
     add_plugin(&dir, "hello", "hello");
     std::fs::write(dir.join("hello.toml"), "memory = \"64MiB\"\n").unwrap();
     let worker = env.worker_process(SPOOL, &dir, &["--memory", "32MiB", "--id", "w1"]);
-    let store = fleet_store(&env);
+    let store = env.fleet_store();
     env.wait_for("w1 to report the refusal", || {
         report_of(&env, &store, "w1").is_some_and(|w| !w.rejected.is_empty())
     });
@@ -677,7 +671,7 @@ fn a_plugins_directory_that_cannot_be_read_is_not_taken_for_a_deletion() {
     // Whereas a directory that is really gone is a deletion.
     set_mode(&tenant, 0o755);
     std::fs::remove_dir_all(&tenant).unwrap();
-    let store = fleet_store(&env);
+    let store = env.fleet_store();
     env.wait_for("w-locked to drop acme/hello", || {
         report_of(&env, &store, "w-locked").is_some_and(|w| {
             w.plugins.iter().any(|p| p.name == "default/marker")
