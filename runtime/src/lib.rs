@@ -12,6 +12,8 @@
 //! - [`sandbox`]: the only module that touches wasmtime. Engine, limits,
 //!   per-job stores, host imports (it defines the key-value trait they
 //!   call), trap → error mapping. No Redis.
+//! - [`tenants`]: the tenants' quotas in Redis (fleet defaults, per-tenant
+//!   overrides) and a short-lived cache of them for the job threads.
 //! - [`kv`]: the tenant-scoped key-value stores behind the `kv` import.
 //! - [`plugins`]: read, hash, validate and compile a plugin through the
 //!   sandbox; the registry of loaded versions, the directory scan and
@@ -40,4 +42,5 @@ pub mod plugins;
 pub mod queue;
 pub mod redis;
 pub mod sandbox;
+pub mod tenants;
 pub mod worker;

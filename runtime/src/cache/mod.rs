@@ -36,8 +36,10 @@ pub use purge::purge;
 pub use stats::{PluginStats, read as read_stats};
 
 use crate::ids::now_us;
+use crate::redis::ledger::{self, Usage};
 use crate::redis::value::bytes_ref;
 use crate::redis::{RedisError, SyncRedis};
+use crate::tenants::{Directory, Limit};
 use flight::{Flights, Leader, Role};
 use memory::{Cached, MemoryTier};
 use redis::Value;
@@ -161,7 +163,12 @@ pub struct CacheConfig {
 /// Both tiers, single flight and the counters.
 pub struct ResultCache {
     prefix: String,
-    redis: SyncRedis,
+    redis: Arc<SyncRedis>,
+    /// The tenants' `cache-bytes` quotas.
+    limits: Directory,
+    /// When a store over a quota was last logged (seconds since the epoch):
+    /// at most one line a minute.
+    quota_logged: AtomicU64,
     memory: Option<MemoryTier>,
     flights: Arc<Flights>,
     counters: stats::Counters,
@@ -185,15 +192,21 @@ impl std::fmt::Debug for ResultCache {
 impl ResultCache {
     /// A cache over the Redis at `config.url`.
     pub fn new(config: &CacheConfig) -> Result<Self, RedisError> {
+        let redis = Arc::new(SyncRedis::new(&config.url)?);
         Ok(ResultCache {
             prefix: config.prefix.clone(),
-            redis: SyncRedis::new(&config.url)?,
+            limits: Directory::new(Arc::clone(&redis), &config.prefix),
+            quota_logged: AtomicU64::new(0),
+            redis,
             memory: (config.memory_bytes > 0).then(|| MemoryTier::new(config.memory_bytes)),
             flights: Arc::default(),
             counters: stats::Counters::default(),
             owner: config.owner.clone(),
             lookup: redis::Script::new(include_str!("lua/lookup.lua")),
-            store: redis::Script::new(include_str!("lua/store.lua")),
+            store: crate::redis::script_with_prelude(
+                crate::redis::ledger::LUA,
+                include_str!("lua/store.lua"),
+            ),
             warned: AtomicBool::new(false),
             purges: AtomicU64::new(0),
         })
@@ -331,19 +344,39 @@ impl ResultCache {
                 .unwrap_or(u64::MAX)
                 .max(1)
         });
+        let quota = self.limits.limits(&key.tenant).get(Limit::CacheBytes);
         let stored = self.redis.with_connection(|c| {
             self.store
                 .key(key.redis_key(&self.prefix, 'r'))
                 .key(key.redis_key(&self.prefix, 'l'))
+                .key(ledger_base(&self.prefix, &key.tenant))
                 .arg(cached.map_or(&[][..], |c| c.output.as_slice()))
                 .arg(cached.map_or("", |c| c.job.as_str()))
                 .arg(now_us())
                 .arg(ttl_ms)
                 .arg(owner.as_deref().unwrap_or(""))
+                .arg(quota)
                 .invoke::<i64>(c)
         });
-        if let Err(e) = stored {
-            self.trouble(&e);
+        match stored {
+            Err(e) => self.trouble(&e),
+            Ok(0) => self.over_quota(key, quota),
+            Ok(_) => {}
+        }
+    }
+
+    /// A result was not stored: its tenant is at its `cache-bytes` quota.
+    fn over_quota(&self, key: &EntryKey, quota: u64) {
+        let minute = now_us() / 60_000_000;
+        if self.quota_logged.swap(minute, Ordering::Relaxed) != minute {
+            tracing::warn!(
+                tenant = %key.tenant,
+                "tenant {} is at its cache-bytes quota of {}: new results are not cached until entries expire (spool cache purge --tenant {}, or spool tenants set {} --cache-bytes …)",
+                key.tenant,
+                Limit::CacheBytes.show(quota),
+                key.tenant,
+                key.tenant
+            );
         }
     }
 
@@ -395,4 +428,20 @@ fn hit(cached: &Arc<Cached>, status: CacheStatus) -> Hit {
         job: cached.job.clone(),
         status,
     }
+}
+
+/// The ledger of `tenant`'s cached results: `PREFIX:{cache:TENANT}` (the
+/// entries are `PREFIX:{cache:TENANT}:r:…`).
+fn ledger_base(prefix: &str, tenant: &str) -> String {
+    format!("{prefix}:{{cache:{tenant}}}")
+}
+
+/// What `tenant`'s cached results hold in Redis now (for `spool tenants
+/// show`).
+pub fn usage(
+    conn: &mut redis::Connection,
+    prefix: &str,
+    tenant: &str,
+) -> redis::RedisResult<Usage> {
+    ledger::read(conn, &ledger_base(prefix, tenant))
 }

@@ -13,6 +13,7 @@ mod fleet_wait;
 mod job;
 mod plugins;
 mod shown;
+mod tenants;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -54,6 +55,8 @@ enum Command {
     Plugins(plugins::PluginsArgs),
     /// The result cache: stats per plugin, purges.
     Cache(cache::CacheArgs),
+    /// Tenants' quotas (key-value, cache, payload, attempts) and usage.
+    Tenants(tenants::TenantsArgs),
     /// Local development: a private redis-server plus a worker, in one command.
     Dev(dev::DevArgs),
     /// Measure end-to-end throughput and latency with a real Redis and worker.
@@ -84,6 +87,7 @@ pub fn run() -> u8 {
         Command::Worker(args) => worker::run(args),
         Command::Plugins(args) => plugins::run(args),
         Command::Cache(args) => cache::run(args),
+        Command::Tenants(args) => tenants::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -4,6 +4,7 @@
 //! again can help.
 
 use crate::redis::RedisError;
+use crate::tenants::Limit;
 
 /// A queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,19 @@ pub enum QueueError {
     NotFound {
         /// The job id.
         id: String,
+    },
+    /// A job breaks its tenant's quota (`max-payload`, `max-attempts`);
+    /// nothing of its batch was enqueued.
+    #[error("tenant {tenant}: {} is over its {} quota of {}; nothing was enqueued (the operator can raise it: spool tenants set {tenant} --{} …)", shown_value(*limit, *value), limit.name(), limit.show(*quota), limit.name())]
+    OverQuota {
+        /// The job's tenant.
+        tenant: String,
+        /// The quota.
+        limit: Limit,
+        /// What the job asked for.
+        value: u64,
+        /// The quota's value.
+        quota: u64,
     },
     /// `--wait` ran out of time; the job is still queued or running.
     #[error("job {id} did not finish within {}s; it is still {status}{}; it stays on the queue", waited.as_secs_f64(), last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
@@ -38,7 +52,7 @@ impl QueueError {
         match self {
             QueueError::Redis(e) => e.is_retryable(),
             QueueError::WaitTimeout { .. } => true,
-            QueueError::NotFound { .. } => false,
+            QueueError::NotFound { .. } | QueueError::OverQuota { .. } => false,
         }
     }
 
@@ -48,5 +62,14 @@ impl QueueError {
             op,
             reply: reply.into(),
         })
+    }
+}
+
+/// What a job asked for, in the quota's words.
+fn shown_value(limit: Limit, value: u64) -> String {
+    match limit {
+        Limit::MaxPayload => format!("a payload of {}", limit.show(value)),
+        Limit::MaxAttempts => format!("max_attempts {value}"),
+        other => format!("{} {}", other.name(), other.show(value)),
     }
 }

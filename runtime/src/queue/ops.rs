@@ -6,7 +6,9 @@ use super::chunk::chunks;
 use super::model::{NewJob, Next, Outcome};
 use super::reply::{Claim, parse_claim};
 use super::{Queue, QueueError};
+use crate::tenants::{Limit, Limits, TenantStore};
 use redis::{AsyncCommands, Value};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// An outcome with the record fields it writes, encoded once.
@@ -44,16 +46,26 @@ impl Queue {
 
     /// Enqueue many jobs: one script call (one round trip) per 200 jobs or
     /// 4 MiB of payload.
+    ///
+    /// Each job is checked against its tenant's `max-payload` and
+    /// `max-attempts` quotas in the script, before anything is stored: a job
+    /// over one fails its chunk with [`QueueError::OverQuota`] (earlier
+    /// chunks of a batch over 200 jobs stay enqueued).
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
+        let limits = self.tenant_limits(jobs).await?;
         let mut done = Vec::with_capacity(jobs.len());
+        let mut start = 0;
         for chunk in chunks(jobs, 200, 4 << 20, |job| job.payload.len()) {
             let mut inv = self.inner.scripts.enqueue.key(&self.inner.keys);
             inv.arg(self.inner.config.record_ttl.as_secs().max(1));
             for job in chunk {
+                let quota = &limits[job.plugin.tenant.as_str()];
                 inv.arg(ulid::Ulid::new().to_string())
                     .arg(idempotency_key(job))
                     .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
                     .arg(job.priority.as_str())
+                    .arg(quota.get(Limit::MaxPayload))
+                    .arg(quota.get(Limit::MaxAttempts))
                     .arg(4 + usize::from(job.wait) + usize::from(job.no_cache))
                     .arg("plugin")
                     .arg(job.plugin.to_string())
@@ -72,16 +84,33 @@ impl Queue {
             }
             let mut conn = self.redis.conn();
             self.count_round_trip();
-            let reply: Vec<(String, i64)> = inv
-                .invoke_async(&mut conn)
-                .await
-                .map_err(|e| self.error("enqueue", e))?;
+            let reply: Vec<(String, i64)> = inv.invoke_async(&mut conn).await.map_err(|e| {
+                over_quota(&e, &jobs[start..]).unwrap_or_else(|| self.error("enqueue", e))
+            })?;
+            start += chunk.len();
             done.extend(reply.into_iter().map(|(id, created)| Enqueued {
                 id,
                 created: created == 1,
             }));
         }
         Ok(done)
+    }
+
+    /// The effective limits of every tenant in `jobs`, in one round trip.
+    async fn tenant_limits<'j>(
+        &self,
+        jobs: &'j [NewJob],
+    ) -> Result<HashMap<&'j str, Limits>, QueueError> {
+        let mut tenants: Vec<&str> = jobs.iter().map(|j| j.plugin.tenant.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        let mut conn = self.redis.conn();
+        self.count_round_trip();
+        let limits = TenantStore::new(&self.inner.config.prefix)
+            .read_async(&mut conn, &tenants)
+            .await
+            .map_err(|e| self.error("read tenant limits", e))?;
+        Ok(tenants.into_iter().zip(limits).collect())
     }
 
     /// Claim up to `max` jobs for `worker` under a lease of `lease`. Also
@@ -240,4 +269,23 @@ fn idempotency_key(job: &NewJob) -> String {
         .as_deref()
         .map(|key| format!("{}:{key}", job.plugin.tenant))
         .unwrap_or_default()
+}
+
+/// The quota error `enqueue.lua` gives (`QUOTA index limit value quota`),
+/// for the job it names among `jobs` (the chunk's and those after it).
+fn over_quota(e: &redis::RedisError, jobs: &[NewJob]) -> Option<QueueError> {
+    if e.code() != Some("QUOTA") {
+        return None;
+    }
+    let mut words = e.detail()?.split_whitespace();
+    let index: usize = words.next()?.parse().ok()?;
+    let limit = Limit::named(words.next()?)?;
+    let value = words.next()?.parse().ok()?;
+    let quota = words.next()?.parse().ok()?;
+    Some(QueueError::OverQuota {
+        tenant: jobs.get(index)?.plugin.tenant.clone(),
+        limit,
+        value,
+        quota,
+    })
 }

@@ -9,11 +9,13 @@
 //!   worker's job threads (host calls, the result cache).
 //! - [`RedisError`]: what went wrong and [`RedisError::is_retryable`].
 //! - [`value`]: reply values → bytes and text.
+//! - [`ledger`]: exact per-tenant byte and key accounting for quotas.
 //! - [`server`]: a private `redis-server` for `spool dev`, `spool bench`
 //!   and the tests.
 
 mod connect;
 mod error;
+pub mod ledger;
 pub mod server;
 mod sync;
 pub mod value;

@@ -11,7 +11,9 @@ use crate::queue::{
     ClaimedJob, DEFAULT_MAX_ATTEMPTS, ErrorRecord, Field, Json, Next, Outcome, Priority,
     RecordUpdate,
 };
+use crate::redis::SyncRedis;
 use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices, KeyValue};
+use crate::tenants::{Directory, Limit};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +29,9 @@ pub(crate) struct Executor {
     pub plugin_wait: Duration,
     /// The result cache; none runs every job.
     pub cache: Option<Arc<ResultCache>>,
+    /// The tenants' quotas (`max-payload`, `max-attempts`), checked again
+    /// here for jobs written with plain commands, which no script checked.
+    pub limits: Option<Directory>,
 }
 
 /// Longest retry delay.
@@ -49,6 +54,9 @@ impl Executor {
             worker_id: config.worker_id.clone(),
             backoff: config.backoff,
             plugin_wait: config.plugin_wait,
+            limits: SyncRedis::new(&config.queue.url)
+                .ok()
+                .map(|redis| Directory::new(Arc::new(redis), &config.queue.prefix)),
         }
     }
 
@@ -57,11 +65,12 @@ impl Executor {
         let waited = u64::try_from(job.received.elapsed().as_micros()).unwrap_or(0);
         let mut outcome = Outcome::new(job.id.clone(), job.token.clone(), job.wait, Next::Dead);
         outcome.record.started_us = Field::Set(job.claimed_us + waited);
-        let (plugin_name, max_attempts) = match validate(&job) {
+        let (plugin_name, max_attempts) = match validate(&job)
+            .and_then(|(name, attempts)| self.within_quotas(&job, name, attempts))
+        {
             Ok(valid) => valid,
-            Err(message) => {
-                tracing::warn!(job = %job.id, "malformed job envelope: {message}");
-                let error = ErrorRecord::new("malformed-envelope", message, false);
+            Err(error) => {
+                tracing::warn!(job = %job.id, kind = error.kind, "refused job: {}", error.message);
                 outcome.record.error = Field::Set(error.at_attempt(job.attempt));
                 outcome.record.clear_cache();
                 return outcome;
@@ -106,6 +115,41 @@ impl Executor {
             outcome.record.waiting_since_us = Field::Clear;
         }
         outcome
+    }
+
+    /// The job's attempt budget within its tenant's `max-attempts`, or an
+    /// `over-quota` error when its payload is over the tenant's
+    /// `max-payload` (`enqueue.lua` refuses both; a job written with plain
+    /// commands reaches the worker unchecked).
+    fn within_quotas(
+        &self,
+        job: &ClaimedJob,
+        name: PluginName,
+        max_attempts: u32,
+    ) -> Result<(PluginName, u32), ErrorRecord> {
+        let Some(directory) = &self.limits else {
+            return Ok((name, max_attempts));
+        };
+        let limits = directory.limits(&name.tenant);
+        let size = job.payload.len() as u64;
+        if limits.exceeds(Limit::MaxPayload, size) {
+            let message = format!(
+                "tenant {}: a payload of {} is over its max-payload quota of {}; the job was not run (a retry cannot help)",
+                name.tenant,
+                Limit::MaxPayload.show(size),
+                Limit::MaxPayload.show(limits.get(Limit::MaxPayload))
+            );
+            return Err(ErrorRecord::new("over-quota", message, false));
+        }
+        let cap = u32::try_from(limits.get(Limit::MaxAttempts)).unwrap_or(u32::MAX);
+        Ok((
+            name,
+            if cap > 0 {
+                max_attempts.min(cap)
+            } else {
+                max_attempts
+            },
+        ))
     }
 
     /// A run's outcome: success, retry with backoff, or a dead letter.
@@ -196,7 +240,11 @@ fn round(d: Duration) -> humantime::FormattedDuration {
 }
 
 /// The plugin name and attempt budget, or what is wrong with the envelope.
-fn validate(job: &ClaimedJob) -> Result<(PluginName, u32), String> {
+fn validate(job: &ClaimedJob) -> Result<(PluginName, u32), ErrorRecord> {
+    envelope(job).map_err(|message| ErrorRecord::new("malformed-envelope", message, false))
+}
+
+fn envelope(job: &ClaimedJob) -> Result<(PluginName, u32), String> {
     let plugin = job
         .plugin
         .as_deref()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// A plugins directory with `introspect` as each of `names`, cacheable
 /// for `ttl`.
-fn cacheable(env: &Env, names: &[&str], ttl: &str) -> PathBuf {
+pub(crate) fn cacheable(env: &Env, names: &[&str], ttl: &str) -> PathBuf {
     let dir = env.subdir("plugins");
     for name in names {
         add_plugin(&dir, name, "introspect");

@@ -23,6 +23,7 @@ mod manifests;
 mod plugins;
 mod queue;
 mod queue_cli;
+mod quotas;
 mod reliability;
 mod sdk;
 mod tenants;

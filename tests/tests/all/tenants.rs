@@ -37,10 +37,22 @@ fn tenants_never_see_each_others_keys() {
     // The keys live under each tenant's own hash tag.
     let mut conn = env.redis_conn();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("spool:{kv:*")
+        .arg("spool:{kv:*}:*")
         .query(&mut conn)
         .unwrap();
     assert_eq!(keys, vec!["spool:{kv:acme}:secret".to_string()]);
+    // So do the ledgers that count them for the quotas.
+    let mut ledgers: Vec<String> = redis::cmd("KEYS")
+        .arg("spool:{kv:*}#*")
+        .query(&mut conn)
+        .unwrap();
+    ledgers.sort();
+    assert!(
+        ledgers
+            .iter()
+            .all(|k| k.starts_with("spool:{kv:acme}#") || k.starts_with("spool:{kv:beta}#")),
+        "{ledgers:?}"
+    );
 }
 
 #[test]

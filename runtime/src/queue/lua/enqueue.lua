@@ -4,20 +4,42 @@
 -- ARGV[1]  idempotency key TTL in seconds
 -- then one group per job:
 --   id, idempotency key ('' for none), delay µs (0 = now, on Redis' clock),
---   priority (high | normal | low), nfields, field, value, ... (nfields pairs
+--   priority (high | normal | low), the tenant's max-payload and
+--   max-attempts quotas (0: none), nfields, field, value, ... (nfields pairs
 --   of the envelope: plugin, payload, content_type, max_attempts, wait,
 --   no_cache)
 --
 -- Returns id, created, id, created, ...: created is 0 when the idempotency
--- key already named a job, whose id is returned instead.
+-- key already named a job, whose id is returned instead. A payload over
+-- its tenant's max-payload fails the whole call before anything is stored,
+-- with the error `QUOTA <job index from 0> max-payload <bytes> <quota>`; a
+-- max_attempts over the tenant's max-attempts is lowered to it.
+
+-- Check every job against its quotas before storing any.
+local i, index = 2, 0
+while i <= #ARGV do
+  local max_payload, max_attempts = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
+  local nfields = tonumber(ARGV[i + 6])
+  for j = i + 7, i + 6 + nfields * 2, 2 do
+    local field, value = ARGV[j], ARGV[j + 1]
+    if field == 'payload' and max_payload > 0 and #value > max_payload then
+      return redis.error_reply('QUOTA ' .. index .. ' max-payload ' .. #value .. ' ' .. max_payload)
+    end
+    if field == 'max_attempts' and max_attempts > 0 and (tonumber(value) or 0) > max_attempts then
+      ARGV[j + 1] = tostring(max_attempts)
+    end
+  end
+  i = i + 7 + nfields * 2
+  index = index + 1
+end
 
 local now = now_us()
 local out = {}
-local i = 2
+i = 2
 while i <= #ARGV do
   local id, idem, delay, priority = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local nfields = tonumber(ARGV[i + 4])
-  local first, last = i + 5, i + 4 + nfields * 2
+  local nfields = tonumber(ARGV[i + 6])
+  local first, last = i + 7, i + 6 + nfields * 2
   i = last + 1
   local existing = false
   if idem ~= '' then

@@ -1,0 +1,328 @@
+//! `spool tenants show | set`: the tenants' quotas — fleet defaults and
+//! per-tenant overrides in Redis — and what each tenant uses of them.
+
+use super::connect::{RedisArgs, fail};
+use super::exit;
+use crate::cache;
+use crate::ids::PluginName;
+use crate::kv;
+use crate::queue::QueueError;
+use crate::redis::{RedisError, SyncRedis, ledger::Usage};
+use crate::tenants::store::Target;
+use crate::tenants::{Limit, Limits, TenantStore, limits::show_bytes};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TenantsArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+
+    #[command(subcommand)]
+    command: TenantsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TenantsCommand {
+    /// A tenant's quotas, where each comes from, and its usage; without a
+    /// tenant, the fleet defaults.
+    Show {
+        /// The tenant (as in `TENANT/plugin`).
+        tenant: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set quotas of a tenant, or the fleet defaults (`--defaults`). A
+    /// value of `default` removes a setting (the tenant falls back to the
+    /// fleet default, the fleet to the built-in); `unlimited` lifts it.
+    /// Workers apply a change within 2 s.
+    Set {
+        /// The tenant.
+        #[arg(required_unless_present = "defaults", conflicts_with = "defaults")]
+        tenant: Option<String>,
+        /// Change the fleet defaults instead of one tenant's.
+        #[arg(long)]
+        defaults: bool,
+        /// Bytes in the key-value store (keys plus values), e.g. 64MiB.
+        #[arg(long, value_name = "SIZE")]
+        kv_bytes: Option<String>,
+        /// Keys in the key-value store.
+        #[arg(long, value_name = "N")]
+        kv_keys: Option<String>,
+        /// Key-value writes per second, fleet-wide, e.g. 500/s.
+        #[arg(long, value_name = "RATE")]
+        kv_writes: Option<String>,
+        /// Bytes of cached results in Redis.
+        #[arg(long, value_name = "SIZE")]
+        cache_bytes: Option<String>,
+        /// The largest payload `enqueue` accepts.
+        #[arg(long, value_name = "SIZE")]
+        max_payload: Option<String>,
+        /// The largest max_attempts a job may ask for.
+        #[arg(long, value_name = "N")]
+        max_attempts: Option<String>,
+    },
+}
+
+pub(crate) fn run(args: TenantsArgs) -> u8 {
+    let config = args.redis.queue_config();
+    let redis = match SyncRedis::new(&config.url) {
+        Ok(redis) => redis,
+        Err(e) => {
+            eprintln!("spool: {e}");
+            return exit::USAGE;
+        }
+    };
+    let store = TenantStore::new(&config.prefix);
+    match args.command {
+        TenantsCommand::Show { tenant, json } => {
+            if let Some(t) = &tenant
+                && let Err(message) = check_tenant(t)
+            {
+                eprintln!("spool: {message}");
+                return exit::USAGE;
+            }
+            show(&redis, &store, &config.prefix, tenant.as_deref(), json)
+        }
+        TenantsCommand::Set {
+            tenant,
+            defaults: _,
+            kv_bytes,
+            kv_keys,
+            kv_writes,
+            cache_bytes,
+            max_payload,
+            max_attempts,
+        } => {
+            let given = [
+                (Limit::KvBytes, kv_bytes),
+                (Limit::KvKeys, kv_keys),
+                (Limit::KvWrites, kv_writes),
+                (Limit::CacheBytes, cache_bytes),
+                (Limit::MaxPayload, max_payload),
+                (Limit::MaxAttempts, max_attempts),
+            ];
+            match plan(tenant, given) {
+                Ok((target, changes)) => set(&redis, &store, &target, &changes),
+                Err(message) => {
+                    eprintln!("spool: {message}");
+                    exit::USAGE
+                }
+            }
+        }
+    }
+}
+
+/// A tenant name as plugin names allow it.
+fn check_tenant(tenant: &str) -> Result<(), String> {
+    PluginName::parse(&format!("{tenant}/x"))
+        .map(|_| ())
+        .map_err(|_| {
+            format!(
+                "tenant {:?}: expected 1-64 of [A-Za-z0-9_.-], not starting with '.'",
+                tenant.escape_debug().to_string()
+            )
+        })
+}
+
+/// One change: a limit and its new value (`None`: remove the setting).
+type Change = (Limit, Option<u64>);
+
+/// The target and the parsed changes of `spool tenants set`.
+fn plan(
+    tenant: Option<String>,
+    given: [(Limit, Option<String>); 6],
+) -> Result<(Target, Vec<Change>), String> {
+    let target = match tenant {
+        Some(t) => {
+            check_tenant(&t)?;
+            Target::Tenant(t)
+        }
+        None => Target::Defaults,
+    };
+    let mut changes = Vec::new();
+    for (limit, text) in given {
+        let Some(text) = text else { continue };
+        let value = if text.trim() == "default" {
+            None
+        } else {
+            Some(
+                limit
+                    .parse(&text)
+                    .map_err(|e| format!("--{}: {e}", limit.name()))?,
+            )
+        };
+        changes.push((limit, value));
+    }
+    if changes.is_empty() {
+        return Err(format!(
+            "name at least one quota to set: {}",
+            Limit::ALL.map(|l| format!("--{}", l.name())).join(", ")
+        ));
+    }
+    Ok((target, changes))
+}
+
+fn redis_error(redis: &SyncRedis, op: &'static str, e: redis::RedisError) -> QueueError {
+    QueueError::Redis(RedisError::classify(redis.url(), op, e))
+}
+
+/// `spool tenants set`.
+fn set(redis: &SyncRedis, store: &TenantStore, target: &Target, changes: &[Change]) -> u8 {
+    let written = redis.once(|c| {
+        for (limit, value) in changes {
+            store.set(c, target, *limit, *value)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = written {
+        return fail(&redis_error(redis, "set tenant limits", e));
+    }
+    let whose = match target {
+        Target::Defaults => "fleet defaults".to_string(),
+        Target::Tenant(t) => format!("tenant {t}"),
+    };
+    for (limit, value) in changes {
+        match value {
+            Some(v) => println!("{whose}: {} = {}", limit.name(), limit.show(*v)),
+            None => println!("{whose}: {} back to the default", limit.name()),
+        }
+    }
+    exit::OK
+}
+
+/// What one tenant uses: key-value store and cached results.
+struct Used {
+    kv: Usage,
+    cache: Usage,
+}
+
+/// `spool tenants show`.
+fn show(
+    redis: &SyncRedis,
+    store: &TenantStore,
+    prefix: &str,
+    tenant: Option<&str>,
+    json: bool,
+) -> u8 {
+    let read = redis.with_connection(|c| {
+        let limits = store.read(c, tenant.as_slice())?.pop().unwrap_or_default();
+        let used = match tenant {
+            Some(t) => Some(Used {
+                kv: kv::usage(c, prefix, t)?,
+                cache: cache::usage(c, prefix, t)?,
+            }),
+            None => None,
+        };
+        Ok((limits, used))
+    });
+    match read {
+        Ok((limits, used)) => {
+            if json {
+                println!("{}", to_json(tenant, &limits, used.as_ref()));
+            } else {
+                print_table(tenant, &limits, used.as_ref());
+            }
+            exit::OK
+        }
+        Err(e) => fail(&redis_error(redis, "read tenant limits", e)),
+    }
+}
+
+/// The usage `spool tenants show` prints beside `limit`, if it has one.
+fn usage_of(limit: Limit, used: &Used) -> Option<u64> {
+    match limit {
+        Limit::KvBytes => Some(used.kv.bytes),
+        Limit::KvKeys => Some(used.kv.keys),
+        Limit::CacheBytes => Some(used.cache.bytes),
+        _ => None,
+    }
+}
+
+fn print_table(tenant: Option<&str>, limits: &Limits, used: Option<&Used>) {
+    match tenant {
+        Some(t) => println!("tenant {t}"),
+        None => println!("fleet defaults (every tenant without its own value)"),
+    }
+    println!("{:<14} {:<12} {:<14} used", "quota", "value", "from");
+    for limit in Limit::ALL {
+        let value = limits.get(limit);
+        let usage = used.and_then(|u| usage_of(limit, u)).map_or_else(
+            || "-".to_string(),
+            |n| {
+                let shown = if limit == Limit::KvKeys {
+                    n.to_string()
+                } else {
+                    show_bytes(n)
+                };
+                match n.saturating_mul(100).checked_div(value) {
+                    Some(percent) => format!("{shown} ({percent}%)"),
+                    None => shown,
+                }
+            },
+        );
+        println!(
+            "{:<14} {:<12} {:<14} {usage}",
+            limit.name(),
+            limit.show(value),
+            limits.source(limit).as_str()
+        );
+    }
+}
+
+fn to_json(tenant: Option<&str>, limits: &Limits, used: Option<&Used>) -> serde_json::Value {
+    let quotas: serde_json::Map<String, serde_json::Value> = Limit::ALL
+        .iter()
+        .map(|l| {
+            let mut entry = serde_json::json!({
+                "value": limits.get(*l),
+                "from": limits.source(*l).as_str(),
+            });
+            if let Some(n) = used.and_then(|u| usage_of(*l, u)) {
+                entry["used"] = n.into();
+            }
+            (l.name().to_string(), entry)
+        })
+        .collect();
+    serde_json::json!({ "tenant": tenant, "quotas": quotas })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given(pairs: &[(Limit, &str)]) -> [(Limit, Option<String>); 6] {
+        Limit::ALL.map(|l| {
+            (
+                l,
+                pairs
+                    .iter()
+                    .find(|(p, _)| *p == l)
+                    .map(|(_, v)| (*v).to_string()),
+            )
+        })
+    }
+
+    #[test]
+    fn set_plans_parse_values_and_name_what_is_wrong() {
+        let (target, changes) = plan(
+            Some("acme".into()),
+            given(&[(Limit::KvBytes, "1MiB"), (Limit::MaxAttempts, "default")]),
+        )
+        .unwrap();
+        assert_eq!(target, Target::Tenant("acme".into()));
+        assert_eq!(
+            changes,
+            vec![(Limit::KvBytes, Some(1 << 20)), (Limit::MaxAttempts, None)]
+        );
+        let (target, _) = plan(None, given(&[(Limit::KvWrites, "unlimited")])).unwrap();
+        assert_eq!(target, Target::Defaults);
+        let e = plan(Some("acme".into()), given(&[(Limit::KvKeys, "lots")])).unwrap_err();
+        assert!(e.starts_with("--kv-keys:"), "{e}");
+        assert!(
+            plan(Some("acme".into()), given(&[]))
+                .unwrap_err()
+                .contains("--kv-bytes")
+        );
+        assert!(plan(Some("a/b".into()), given(&[(Limit::KvKeys, "1")])).is_err());
+    }
+}

@@ -1,0 +1,19 @@
+-- Delete one key of a tenant's key-value store and stop charging it (the
+-- ledger prelude is in front of this script). A delete counts as a write
+-- for the kv-writes rate.
+--
+-- KEYS[1]  the tenant's base:  PREFIX:{kv:TENANT}
+-- KEYS[2]  the key:            PREFIX:{kv:TENANT}:KEY
+-- ARGV[1]  kv-writes per second (0: no limit)
+--
+-- Returns {'ok', 1 if the key existed else 0} or {'rate', writes, limit}.
+
+local L = ledger(KEYS[1])
+ledger_guard(L)
+local now = ledger_now_ms()
+ledger_sweep(L, now, 64)
+local rate = ledger_rate(L, now, tonumber(ARGV[1]))
+if rate then return { 'rate', rate[1], rate[2] } end
+local n = redis.call('DEL', KEYS[2])
+ledger_forget(L, KEYS[2])
+return { 'ok', n }

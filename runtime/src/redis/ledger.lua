@@ -1,0 +1,120 @@
+-- Ledger: bytes and keys one tenant holds in one hash slot, kept exact by
+-- the scripts that write those keys, so that a quota can be checked in the
+-- same atomic step as the write. Prepended to the scripts that use it.
+--
+-- A ledger lives beside the keys it counts, under a base such as
+-- `spool:{kv:acme}` (the keys it counts are `BASE:…`, so `BASE#…` never
+-- collides with one of them):
+--
+--   BASE#sizes   hash  key -> bytes it was charged (key length + value length)
+--   BASE#expiry  zset  key -> when it expires, ms since the epoch ('inf': never)
+--   BASE#usage   hash  bytes (sum of #sizes), w_sec and w_count (writes in
+--                      the current second, for a rate limit)
+--
+-- Keys expire on their own (Redis TTLs); the ledger forgets them when a
+-- script next runs after their expiry (ledger_sweep). A key deleted behind
+-- the scripts' back (an operator's DEL, a cache purge) stays charged until
+-- its expiry, or until the tenant is at its quota: then ledger_repair
+-- checks a sample of charged keys and forgets the ones that are gone.
+
+local function ledger(base)
+  return { sizes = base .. '#sizes', expiry = base .. '#expiry', usage = base .. '#usage' }
+end
+
+local function ledger_now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- A ledger key of the wrong type (written by hand) would make every write
+-- of the tenant fail; it is reset instead: the tenant's usage restarts from
+-- what the scripts see next, which only the holder of Redis credentials
+-- (trusted) can cause.
+local function ledger_guard(L)
+  local want = { [L.sizes] = 'hash', [L.expiry] = 'zset', [L.usage] = 'hash' }
+  for key, kind in pairs(want) do
+    local t = redis.call('TYPE', key)
+    t = t.ok or t
+    if t ~= 'none' and t ~= kind then redis.call('DEL', key) end
+  end
+end
+
+local function ledger_forget(L, key)
+  local size = tonumber(redis.call('HGET', L.sizes, key))
+  if size then
+    redis.call('HDEL', L.sizes, key)
+    redis.call('HINCRBY', L.usage, 'bytes', -size)
+  end
+  redis.call('ZREM', L.expiry, key)
+end
+
+-- Forget up to n keys whose expiry has passed.
+local function ledger_sweep(L, now_ms, n)
+  local due = redis.call('ZRANGEBYSCORE', L.expiry, '-inf', now_ms, 'LIMIT', 0, n)
+  for _, key in ipairs(due) do
+    ledger_forget(L, key)
+    -- Logically expired already; a DEL makes sure no stale copy lingers.
+    redis.call('DEL', key)
+  end
+end
+
+-- Forget charged keys that no longer exist, from a sample: the soonest to
+-- expire and a random few.
+local function ledger_repair(L)
+  local sample = redis.call('ZRANGE', L.expiry, 0, 31)
+  local random = redis.call('HRANDFIELD', L.sizes, 32)
+  for _, key in ipairs(random) do sample[#sample + 1] = key end
+  for _, key in ipairs(sample) do
+    if redis.call('EXISTS', key) == 0 then ledger_forget(L, key) end
+  end
+end
+
+-- Bytes and keys charged now.
+local function ledger_usage(L)
+  return tonumber(redis.call('HGET', L.usage, 'bytes') or '0') or 0, redis.call('HLEN', L.sizes)
+end
+
+-- Whether charging `key` with `size` bytes stays within max_bytes and
+-- max_keys (0: no limit). Returns nil when it does, else what it breaks:
+-- 'bytes' or 'keys', the usage it would reach and the limit.
+local function ledger_over(L, key, size, max_bytes, max_keys)
+  local function check()
+    local bytes, keys = ledger_usage(L)
+    local old = tonumber(redis.call('HGET', L.sizes, key))
+    if old then
+      bytes = bytes - old
+    else
+      keys = keys + 1
+    end
+    bytes = bytes + size
+    if max_bytes > 0 and bytes > max_bytes then return { 'bytes', bytes, max_bytes } end
+    if max_keys > 0 and keys > max_keys then return { 'keys', keys, max_keys } end
+    return nil
+  end
+  local over = check()
+  if over then
+    ledger_repair(L)
+    over = check()
+  end
+  return over
+end
+
+-- Charge `key` with `size` bytes; it expires at expire_ms (nil: never).
+local function ledger_put(L, key, size, expire_ms)
+  local old = tonumber(redis.call('HGET', L.sizes, key)) or 0
+  redis.call('HSET', L.sizes, key, size)
+  redis.call('HINCRBY', L.usage, 'bytes', size - old)
+  redis.call('ZADD', L.expiry, expire_ms or 'inf', key)
+end
+
+-- Count one write in the current second. Returns nil, or the writes this
+-- second and the limit when it is reached (max 0: no limit).
+local function ledger_rate(L, now_ms, max)
+  local sec = math.floor(now_ms / 1000)
+  local w = redis.call('HMGET', L.usage, 'w_sec', 'w_count')
+  local n = 0
+  if tonumber(w[1]) == sec then n = tonumber(w[2]) or 0 end
+  if max > 0 and n >= max then return { n, max } end
+  redis.call('HSET', L.usage, 'w_sec', sec, 'w_count', n + 1)
+  return nil
+end

@@ -1,0 +1,247 @@
+//! What a tenant can be limited in, the built-in defaults, and one
+//! tenant's effective limits.
+
+use crate::config::parse_size;
+
+/// One quota. `0` stored for any of them means "no limit".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// Bytes in the tenant's key-value store (keys plus values).
+    KvBytes,
+    /// Keys in the tenant's key-value store.
+    KvKeys,
+    /// Key-value writes (set, delete) per second, fleet-wide.
+    KvWrites,
+    /// Bytes of the tenant's cached results in Redis.
+    CacheBytes,
+    /// The largest payload `enqueue` accepts.
+    MaxPayload,
+    /// The largest `max_attempts` a job may ask for.
+    MaxAttempts,
+}
+
+/// How a limit's values read and print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Bytes,
+    Count,
+    PerSecond,
+}
+
+impl Limit {
+    /// Every limit, in the order `spool tenants show` prints them.
+    pub const ALL: [Limit; 6] = [
+        Limit::KvBytes,
+        Limit::KvKeys,
+        Limit::KvWrites,
+        Limit::CacheBytes,
+        Limit::MaxPayload,
+        Limit::MaxAttempts,
+    ];
+
+    /// The name in Redis, in `spool tenants set --NAME` and in errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::KvBytes => "kv-bytes",
+            Limit::KvKeys => "kv-keys",
+            Limit::KvWrites => "kv-writes",
+            Limit::CacheBytes => "cache-bytes",
+            Limit::MaxPayload => "max-payload",
+            Limit::MaxAttempts => "max-attempts",
+        }
+    }
+
+    /// The limit named `name`.
+    pub fn named(name: &str) -> Option<Limit> {
+        Limit::ALL.into_iter().find(|l| l.name() == name)
+    }
+
+    /// The default when neither the fleet nor the tenant sets one. Large
+    /// enough for honest work, small enough that one tenant cannot fill a
+    /// shared Redis: 64 MiB and 100,000 keys of key-value data, 1,000
+    /// writes a second, 256 MiB of cached results, 16 MiB payloads (the
+    /// worker's default input cap) and 25 attempts.
+    pub fn builtin(self) -> u64 {
+        match self {
+            Limit::KvBytes => 64 << 20,
+            Limit::KvKeys => 100_000,
+            Limit::KvWrites => 1_000,
+            Limit::CacheBytes => 256 << 20,
+            Limit::MaxPayload => 16 << 20,
+            Limit::MaxAttempts => 25,
+        }
+    }
+
+    fn unit(self) -> Unit {
+        match self {
+            Limit::KvBytes | Limit::CacheBytes | Limit::MaxPayload => Unit::Bytes,
+            Limit::KvKeys | Limit::MaxAttempts => Unit::Count,
+            Limit::KvWrites => Unit::PerSecond,
+        }
+    }
+
+    /// Parse a value as the operator writes it: `64MiB` for sizes, `500`
+    /// or `500/s` for writes per second, `unlimited` for no limit.
+    pub fn parse(self, text: &str) -> Result<u64, String> {
+        let text = text.trim();
+        if text == "unlimited" {
+            return Ok(0);
+        }
+        let number = match self.unit() {
+            Unit::Bytes => parse_size(text)?,
+            Unit::Count => text.parse::<u64>().map_err(|_| {
+                format!("invalid {} {text:?}: expected a whole number or unlimited", self.name())
+            })?,
+            Unit::PerSecond => text
+                .strip_suffix("/s")
+                .unwrap_or(text)
+                .parse::<u64>()
+                .map_err(|_| {
+                    format!("invalid {} {text:?}: expected writes per second such as 500/s, or unlimited", self.name())
+                })?,
+        };
+        if number == 0 {
+            return Err(format!(
+                "invalid {} {text:?}: expected more than 0 (or unlimited)",
+                self.name()
+            ));
+        }
+        Ok(number)
+    }
+
+    /// A value as `spool tenants show` prints it.
+    pub fn show(self, value: u64) -> String {
+        if value == 0 {
+            return "unlimited".to_string();
+        }
+        match self.unit() {
+            Unit::Bytes => show_bytes(value),
+            Unit::Count => value.to_string(),
+            Unit::PerSecond => format!("{value}/s"),
+        }
+    }
+}
+
+/// `1536` → `1.5 KiB`; exact values below 1 KiB.
+pub fn show_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{value:.1}");
+    format!("{} {}", text.trim_end_matches(".0"), UNITS[unit])
+}
+
+/// Where an effective value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Source {
+    /// [`Limit::builtin`].
+    #[default]
+    BuiltIn,
+    /// `spool tenants set --defaults`.
+    Fleet,
+    /// `spool tenants set TENANT`.
+    Tenant,
+}
+
+impl Source {
+    /// How `spool tenants show` names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::BuiltIn => "built-in",
+            Source::Fleet => "fleet default",
+            Source::Tenant => "tenant",
+        }
+    }
+}
+
+/// One tenant's effective limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    values: [(u64, Source); 6],
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            values: Limit::ALL.map(|l| (l.builtin(), Source::BuiltIn)),
+        }
+    }
+}
+
+impl Limits {
+    /// The value of `limit` (0: no limit).
+    pub fn get(&self, limit: Limit) -> u64 {
+        self.values[index(limit)].0
+    }
+
+    /// Where the value of `limit` came from.
+    pub fn source(&self, limit: Limit) -> Source {
+        self.values[index(limit)].1
+    }
+
+    /// Set `limit` from `source`.
+    pub fn set(&mut self, limit: Limit, value: u64, source: Source) {
+        self.values[index(limit)] = (value, source);
+    }
+
+    /// Whether `value` is over `limit` (never when it is unlimited).
+    pub fn exceeds(&self, limit: Limit, value: u64) -> bool {
+        let max = self.get(limit);
+        max > 0 && value > max
+    }
+}
+
+fn index(limit: Limit) -> usize {
+    Limit::ALL
+        .iter()
+        .position(|l| *l == limit)
+        .expect("ALL lists every limit")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_as_operators_write_them_and_print_back() {
+        assert_eq!(Limit::KvBytes.parse("10MiB"), Ok(10 << 20));
+        assert_eq!(Limit::KvWrites.parse("50/s"), Ok(50));
+        assert_eq!(Limit::KvWrites.parse("50"), Ok(50));
+        assert_eq!(Limit::MaxAttempts.parse("unlimited"), Ok(0));
+        assert!(
+            Limit::MaxAttempts
+                .parse("0")
+                .unwrap_err()
+                .contains("more than 0")
+        );
+        assert!(Limit::KvKeys.parse("many").unwrap_err().contains("kv-keys"));
+        assert!(Limit::CacheBytes.parse("5 parsecs").is_err());
+        assert_eq!(Limit::KvBytes.show(10 << 20), "10 MiB");
+        assert_eq!(Limit::KvWrites.show(50), "50/s");
+        assert_eq!(Limit::KvKeys.show(0), "unlimited");
+        assert_eq!(show_bytes(1536), "1.5 KiB");
+        assert_eq!(show_bytes(100), "100 B");
+        for limit in Limit::ALL {
+            assert_eq!(Limit::named(limit.name()), Some(limit));
+        }
+    }
+
+    #[test]
+    fn limits_start_built_in_and_unlimited_never_exceeds() {
+        let mut limits = Limits::default();
+        assert_eq!(limits.get(Limit::MaxAttempts), 25);
+        assert_eq!(limits.source(Limit::MaxAttempts), Source::BuiltIn);
+        assert!(limits.exceeds(Limit::MaxAttempts, 26));
+        assert!(!limits.exceeds(Limit::MaxAttempts, 25));
+        limits.set(Limit::MaxAttempts, 0, Source::Tenant);
+        assert!(!limits.exceeds(Limit::MaxAttempts, u64::MAX));
+        assert_eq!(limits.source(Limit::MaxAttempts), Source::Tenant);
+    }
+}
