@@ -176,6 +176,17 @@ impl Env {
         plugins: &[(&str, &str)],
         tweak: impl FnOnce(&mut WorkerConfig),
     ) -> TestWorker {
+        let (config, registry) = self.fixtures(plugins, tweak);
+        self.worker_on(config, registry)
+    }
+
+    /// Worker settings and a registry serving `plugins` (`(name, fixture)`),
+    /// for [`Env::worker_on`] or [`Env::worker_with_kv`].
+    pub fn fixtures(
+        &self,
+        plugins: &[(&str, &str)],
+        tweak: impl FnOnce(&mut WorkerConfig),
+    ) -> (WorkerConfig, Arc<Registry>) {
         let dir = self.subdir("empty-plugins");
         let mut config = self.worker_config(&dir);
         tweak(&mut config);
@@ -194,7 +205,7 @@ impl Env {
             );
         }
         registry.refresh();
-        self.worker_on(config, registry)
+        (config, registry)
     }
 
     /// A worker in this process serving the plugins directory `dir` (with
@@ -217,6 +228,17 @@ impl Env {
 
     /// A worker in this process over a prepared registry.
     pub fn worker_on(&self, config: WorkerConfig, registry: Arc<Registry>) -> TestWorker {
+        self.worker_with_kv(config, registry, None)
+    }
+
+    /// A worker in this process over a prepared registry, with its own
+    /// key-value store (`None`: the Redis one).
+    pub fn worker_with_kv(
+        &self,
+        config: WorkerConfig,
+        registry: Arc<Registry>,
+        kv: Option<Arc<dyn spool_runtime::sandbox::KeyValue>>,
+    ) -> TestWorker {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let url = config.queue.url.clone();
         let prefix = config.queue.prefix.clone();
@@ -229,8 +251,9 @@ impl Env {
                 let queue = Queue::connect(config.queue.clone())
                     .await
                     .expect("worker connects");
-                let kv: Arc<dyn spool_runtime::sandbox::KeyValue> =
-                    Arc::new(spool_runtime::kv::RedisKv::new(&url, &prefix).expect("kv"));
+                let kv: Arc<dyn spool_runtime::sandbox::KeyValue> = kv.unwrap_or_else(|| {
+                    Arc::new(spool_runtime::kv::RedisKv::new(&url, &prefix).expect("kv"))
+                });
                 worker::run_on(config, registry, queue, Some(kv), async {
                     let _ = stopped.await;
                 })

@@ -55,6 +55,12 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SPOOL_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub grace: Duration,
 
+    /// How long past its deadline a job may hold its thread (a host call
+    /// that does not return) before the worker releases the job to the
+    /// queue and starts a new thread.
+    #[arg(long, env = "SPOOL_WEDGE_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub wedge_grace: Duration,
+
     /// How long a job waits for its plugin to be loaded before it is
     /// dead-lettered.
     #[arg(long, env = "SPOOL_PLUGIN_WAIT", default_value = "1h", value_parser = parse_duration)]
@@ -110,6 +116,7 @@ impl WorkerArgs {
         config.lease = self.lease.max(Duration::from_millis(300));
         config.backoff = self.backoff;
         config.grace = self.grace;
+        config.wedge_grace = self.wedge_grace;
         config.plugin_wait = self.plugin_wait;
         config.limits = Limits {
             timeout: self.timeout,
@@ -224,6 +231,7 @@ mod tests {
             "--lease=4s",
             "--backoff=50ms",
             "--grace=9s",
+            "--wedge-grace=3s",
             "--plugin-wait=8s",
             "--timeout=2s",
             "--memory=32MiB",
@@ -246,6 +254,7 @@ mod tests {
         assert_eq!(c.plugins_dir, PathBuf::from("p"));
         assert_eq!((c.concurrency, c.batch, c.prefetch), (3, 5, 6));
         assert_eq!(c.prefetch_horizon, Duration::from_secs(1));
+        assert_eq!(c.wedge_grace, Duration::from_secs(3));
         assert_eq!(
             (c.lease, c.backoff, c.grace, c.plugin_wait),
             (

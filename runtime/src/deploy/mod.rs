@@ -43,7 +43,7 @@ mod versions;
 pub use error::DeployError;
 pub use events::Event;
 pub use history::current;
-pub use model::{Action, VersionEntry, WorkerStatus, has_seen};
+pub use model::{Action, VersionEntry, WedgedJob, WorkerStatus, has_seen};
 pub use versions::Recorded;
 
 use crate::redis::{AsyncRedis, RedisError, script_with_prelude};

@@ -74,6 +74,21 @@ pub struct WorkerStatus {
     /// cache purge): a command waits for this to pass its own event.
     #[serde(default)]
     pub events_seen: String,
+    /// Jobs whose thread wedged past the deadline and grace and is still
+    /// not back: each holds a thread (capacity lost) until it returns.
+    #[serde(default)]
+    pub wedged: Vec<WedgedJob>,
+}
+
+/// A job whose thread the worker's watchdog gave up on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WedgedJob {
+    /// The job's id.
+    pub job: String,
+    /// Its plugin field.
+    pub plugin: String,
+    /// When the thread took it (µs since the epoch).
+    pub since_us: u64,
 }
 
 /// Whether stream id `seen` is at or after `event` (ids are `MS-SEQ`).

@@ -161,6 +161,14 @@ pub enum Next {
         /// How long from the ack.
         delay: std::time::Duration,
     },
+    /// The worker gave up on the job thread running it (wedged past its
+    /// deadline and grace): handled like an expired lease — the attempt
+    /// counts, the job backs off from `backoff` (doubling per attempt), and
+    /// after a few such endings it is dead-lettered as `worker-crash`.
+    Wedged {
+        /// The backoff base (the worker's `--backoff`).
+        backoff: std::time::Duration,
+    },
 }
 
 impl Outcome {

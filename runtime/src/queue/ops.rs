@@ -185,6 +185,7 @@ impl Queue {
                 Next::Retry { delay } => ("retrying", delay),
                 Next::Dead => ("dead", Duration::ZERO),
                 Next::Requeue { delay } => ("requeue", delay),
+                Next::Wedged { backoff } => ("wedged", backoff),
             };
             let at = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
             inv.arg(&o.id)

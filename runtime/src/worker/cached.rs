@@ -2,6 +2,7 @@
 //! first (memory, then Redis, with single flight) and runs only on a miss;
 //! a success is stored with the plugin's TTL. Errors are never cached.
 
+use super::watchdog::Watched;
 use crate::cache::{CacheStatus, EntryKey, Hit, Lookup, ResultCache};
 use crate::plugins::{Plugin, Settings};
 use crate::sandbox::{JobInput, JobRun, JobServices};
@@ -27,9 +28,16 @@ pub(crate) fn answer(
     services: &JobServices,
     input: JobInput,
     no_cache: bool,
+    watched: Watched<'_>,
 ) -> Answer {
+    // Every sandbox run is watched: a thread not back by its deadline and
+    // grace is given up on (`watchdog.rs`).
+    let run = |input: JobInput| {
+        let _armed = watched.arm(settings.limits.timeout);
+        plugin.run_with(input, &settings.limits, services)
+    };
     let (Some(cache), Some(ttl)) = (cache, settings.cache_ttl) else {
-        let run = plugin.run_with(input, &settings.limits, services);
+        let run = run(input);
         return Answer::Ran(run, CacheStatus::Off, None);
     };
     let key = EntryKey::new(
@@ -43,7 +51,7 @@ pub(crate) fn answer(
     let name = format!("{}/{}", input.tenant, input.plugin);
     let job = input.id.clone();
     if no_cache {
-        let run = plugin.run_with(input, &settings.limits, services);
+        let run = run(input);
         if let Ok(output) = &run.result {
             cache.put(&key, output, &job, ttl);
         }
@@ -59,7 +67,7 @@ pub(crate) fn answer(
             Answer::Hit(hit, key.hash)
         }
         Lookup::Compute(ticket) => {
-            let run = plugin.run_with(input, &settings.limits, services);
+            let run = run(input);
             let stored = run.result.as_ref().ok().map(|o| (o.clone(), job, ttl));
             ticket.finish(stored);
             cache.count(name, CacheStatus::Miss);

@@ -4,6 +4,7 @@
 //! letter, or handed back).
 
 use super::cached::{self, Answer};
+use super::watchdog::{Slot, Watched};
 use crate::cache::{Hit, ResultCache};
 use crate::ids::PluginName;
 use crate::plugins::Registry;
@@ -29,6 +30,9 @@ pub(crate) struct Executor {
     pub plugin_wait: Duration,
     /// The result cache; none runs every job.
     pub cache: Option<Arc<ResultCache>>,
+    /// How long past its deadline a sandbox run may take before its thread
+    /// counts as wedged.
+    pub wedge_grace: Duration,
     /// The tenants' quotas (`max-payload`, `max-attempts`), checked again
     /// here for jobs written with plain commands, which no script checked.
     pub limits: Option<Directory>,
@@ -54,27 +58,22 @@ impl Executor {
             worker_id: config.worker_id.clone(),
             backoff: config.backoff,
             plugin_wait: config.plugin_wait,
+            wedge_grace: config.wedge_grace,
             limits: SyncRedis::new(&config.queue.url)
                 .ok()
                 .map(|redis| Directory::new(Arc::new(redis), &config.queue.prefix)),
         }
     }
 
-    pub fn execute(&self, job: ClaimedJob) -> Outcome {
+    pub fn execute(&self, job: ClaimedJob, slot: &Slot) -> Outcome {
         // On Redis' clock: the claim's time plus the wait in our local queue.
         let waited = u64::try_from(job.received.elapsed().as_micros()).unwrap_or(0);
         let mut outcome = Outcome::new(job.id.clone(), job.token.clone(), job.wait, Next::Dead);
         outcome.record.started_us = Field::Set(job.claimed_us + waited);
-        let (plugin_name, max_attempts) = match validate(&job)
-            .and_then(|(name, attempts)| self.within_quotas(&job, name, attempts))
-        {
+        let admitted = validate(&job).and_then(|(name, n)| self.within_quotas(&job, name, n));
+        let (plugin_name, max_attempts) = match admitted {
             Ok(valid) => valid,
-            Err(error) => {
-                tracing::warn!(job = %job.id, kind = error.kind, "refused job: {}", error.message);
-                outcome.record.error = Field::Set(error.at_attempt(job.attempt));
-                outcome.record.clear_cache();
-                return outcome;
-            }
+            Err(error) => return refused(outcome, &job, error),
         };
         let Some((plugin, settings)) = self.registry.serve(&plugin_name) else {
             outcome.record.clear_cache();
@@ -97,19 +96,24 @@ impl Executor {
         };
         outcome.record.version = Field::Set(plugin.version.clone());
         let cache = self.cache.as_deref();
-        let mut outcome =
-            match cached::answer(cache, &plugin, &settings, &services, input, no_cache) {
-                Answer::Ran(run, status, key) => {
-                    outcome.record.cache = Field::Set(status.as_str().to_string());
-                    outcome.record.cache_job = Field::Clear;
-                    outcome.record.cache_key = Field::Set(key.unwrap_or_default());
-                    self.ran(outcome, run, attempt, max_attempts)
-                }
-                Answer::Hit(hit, key) => {
-                    outcome.record.cache_key = Field::Set(key);
-                    hit_outcome(outcome, hit)
-                }
-            };
+        let watched = Watched {
+            slot,
+            grace: self.wedge_grace,
+        };
+        let mut outcome = match cached::answer(
+            cache, &plugin, &settings, &services, input, no_cache, watched,
+        ) {
+            Answer::Ran(run, status, key) => {
+                outcome.record.cache = Field::Set(status.as_str().to_string());
+                outcome.record.cache_job = Field::Clear;
+                outcome.record.cache_key = Field::Set(key.unwrap_or_default());
+                self.ran(outcome, run, attempt, max_attempts)
+            }
+            Answer::Hit(hit, key) => {
+                outcome.record.cache_key = Field::Set(key);
+                hit_outcome(outcome, hit)
+            }
+        };
         if waiting_since.is_some() && outcome.next == Next::Succeeded {
             // It waited for its plugin; that wait is over.
             outcome.record.waiting_since_us = Field::Clear;
@@ -237,6 +241,14 @@ fn round(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_millis(
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
     ))
+}
+
+/// A job refused before it ran (malformed, over a quota): dead, with why.
+fn refused(mut outcome: Outcome, job: &ClaimedJob, error: ErrorRecord) -> Outcome {
+    tracing::warn!(job = %job.id, kind = error.kind, "refused job: {}", error.message);
+    outcome.record.error = Field::Set(error.at_attempt(job.attempt));
+    outcome.record.clear_cache();
+    outcome
 }
 
 /// The plugin name and attempt budget, or what is wrong with the envelope.

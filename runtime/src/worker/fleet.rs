@@ -6,6 +6,7 @@
 //! serves for `spool plugins list`. Redis trouble is logged and retried; it
 //! never stops the loop.
 
+use super::watchdog::Watch;
 use crate::cache::{ResultCache, Scope};
 use crate::deploy::{DeployError, Event, FleetStore, MAX_DEPLOY_BYTES, Recorded, WorkerStatus};
 use crate::ids::{PluginName, Version, now_us};
@@ -33,6 +34,8 @@ pub(crate) struct FleetConfig {
     /// How often the pins are read whole even without events, and the
     /// report refreshed ([`super::WorkerConfig::fleet_resync`]).
     pub resync: Duration,
+    /// The job threads: wedged ones are reported.
+    pub watch: Arc<Watch>,
 }
 
 /// One worker's link to the fleet store.
@@ -40,6 +43,7 @@ struct Fleet {
     store: FleetStore,
     registry: Arc<Registry>,
     worker: String,
+    watch: Arc<Watch>,
     /// Directory versions recorded in the history (or that cannot be):
     /// name → digest.
     recorded: HashMap<PluginName, Version>,
@@ -139,6 +143,7 @@ impl Fleet {
                 plugins: self.registry.serving(),
                 rejected: self.registry.refusals(),
                 events_seen: events_seen.to_string(),
+                wedged: self.watch.wedged(),
             })
             .await
     }
@@ -249,6 +254,7 @@ impl Follower {
                 store: FleetStore::connect(&self.config.url, &self.config.prefix).await?,
                 registry: Arc::clone(&self.registry),
                 worker: self.config.worker.clone(),
+                watch: Arc::clone(&self.config.watch),
                 recorded: HashMap::new(),
             },
         };

@@ -271,6 +271,7 @@ fn settle(pending: &[Outcome], applied: &[bool], in_flight: &InFlight, counters:
                 Next::Retry { .. } => &counters.retried,
                 Next::Dead => &counters.dead,
                 Next::Requeue { .. } => &counters.handed_back,
+                Next::Wedged { .. } => &counters.wedged,
             }
         } else {
             tracing::warn!(job = %outcome.id, "lease was lost before the ack; outcome discarded");

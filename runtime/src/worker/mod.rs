@@ -23,6 +23,7 @@ mod fleet;
 mod loops;
 mod shutdown;
 mod threads;
+mod watchdog;
 
 pub use budget::PREFETCH_HORIZON;
 
@@ -39,7 +40,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use threads::Pool;
 use tokio::sync::{Notify, mpsc, watch};
+use watchdog::Watch;
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -95,6 +98,10 @@ pub struct WorkerConfig {
     pub result_cache: bool,
     /// Most bytes of results the cache keeps in this worker's memory.
     pub cache_memory: u64,
+    /// How long past its deadline a job's sandbox run may take before its
+    /// thread counts as wedged: the job is released to the queue and a new
+    /// thread takes the wedged one's place (`worker/watchdog.rs`).
+    pub wedge_grace: Duration,
 }
 
 impl WorkerConfig {
@@ -121,6 +128,7 @@ impl WorkerConfig {
             fleet_resync: Duration::from_secs(5),
             result_cache: true,
             cache_memory: 64 << 20,
+            wedge_grace: Duration::from_secs(10),
         }
     }
 }
@@ -146,6 +154,9 @@ pub struct WorkerReport {
     pub handed_back: u64,
     /// Outcomes refused because the lease had been lost.
     pub stale: u64,
+    /// Jobs released because their thread wedged past the deadline and
+    /// grace.
+    pub wedged: u64,
 }
 
 /// A worker could not start.
@@ -175,6 +186,7 @@ struct Counters {
     dead: AtomicU64,
     handed_back: AtomicU64,
     stale: AtomicU64,
+    wedged: AtomicU64,
 }
 
 /// Claimed, not yet acked: id → fencing token.
@@ -187,6 +199,8 @@ struct Shared {
     in_flight: InFlight,
     /// Set at shutdown: job threads hand back what they have not started.
     stopping: Arc<AtomicBool>,
+    /// The job threads as the watchdog sees them.
+    watch: Arc<Watch>,
 }
 
 impl Shared {
@@ -202,6 +216,7 @@ impl Shared {
             counters: Arc::default(),
             in_flight: Arc::default(),
             stopping: Arc::new(AtomicBool::new(false)),
+            watch: Arc::new(Watch::new(config.concurrency.max(1))),
         }
     }
 
@@ -213,6 +228,7 @@ impl Shared {
             dead: c.dead.load(Ordering::Relaxed),
             handed_back: c.handed_back.load(Ordering::Relaxed),
             stale: c.stale.load(Ordering::Relaxed),
+            wedged: c.wedged.load(Ordering::Relaxed),
         }
     }
 }
@@ -225,6 +241,7 @@ struct Tasks {
     counting: Option<tokio::task::JoinHandle<()>>,
     rescan: Option<tokio::task::JoinHandle<()>>,
     fleet: Option<tokio::task::JoinHandle<()>>,
+    watchdog: tokio::task::JoinHandle<()>,
 }
 
 /// Run a worker until `shutdown` resolves, then stop gracefully.
@@ -296,12 +313,13 @@ pub async fn run_on(
     let (job_tx, job_rx) = crossbeam_channel::bounded::<ClaimedJob>(capacity);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outcome>();
     let cache = open_result_cache(&config);
-    let executor = Arc::new(Executor::new(&config, &registry, cache.clone(), kv));
-    threads::spawn(&config, &executor, &job_rx, &out_tx, &shared);
+    let executor = Executor::new(&config, &registry, cache.clone(), kv);
+    let pool = Pool::start(&config, Arc::new(executor), &job_rx, &out_tx, &shared);
     // Pinned versions are loaded before the first claim: a worker that
     // starts after a deploy never runs a job on an older version.
     let fleet = if config.fleet {
-        Some(start_fleet(&config, &registry, cache.clone(), stop_rx.clone()).await)
+        let (watch, stop) = (Arc::clone(&shared.watch), stop_rx.clone());
+        Some(start_fleet(&config, &registry, cache.clone(), watch, stop).await)
     } else {
         None
     };
@@ -328,16 +346,14 @@ pub async fn run_on(
             Arc::clone(&shared.in_flight),
         )),
         counting: cache.clone().map(|cache| tokio::spawn(flush_loop(cache))),
+        watchdog: tokio::spawn(watchdog_loop(pool, config.backoff)),
         rescan: config
             .rescan
             .map(|every| tokio::spawn(watcher::follow(registry, every, stop_rx))),
         fleet,
     };
     shutdown.await;
-    tracing::info!(worker = %config.worker_id, "stopping: no new claims; letting running jobs finish");
-    shared.stopping.store(true, Ordering::Release);
-    let _ = stop_tx.send(true);
-    shutdown::drain(&config, tasks, job_rx, out_tx, &shared, cache).await;
+    shutdown::drain(&config, &stop_tx, tasks, job_rx, out_tx, &shared, cache).await;
     let report = shared.report();
     tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)
@@ -364,6 +380,21 @@ fn open_result_cache(config: &WorkerConfig) -> Option<Arc<ResultCache>> {
     }
 }
 
+/// Give up on wedged job threads: release their jobs through the acker and
+/// start threads in their place (`Pool::replace_wedged`).
+async fn watchdog_loop(pool: Arc<Pool>, backoff: Duration) {
+    let mut every = tokio::time::interval(watchdog::EVERY);
+    loop {
+        every.tick().await;
+        for given_up in pool.watch.sweep(std::time::Instant::now(), backoff) {
+            let _ = pool.outcomes.send(given_up.outcome);
+            if given_up.replace {
+                pool.spawn_one();
+            }
+        }
+    }
+}
+
 /// Send the result cache's counts to Redis every second.
 async fn flush_loop(cache: Arc<ResultCache>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
@@ -384,6 +415,7 @@ async fn start_fleet(
     config: &WorkerConfig,
     registry: &Arc<Registry>,
     cache: Option<Arc<ResultCache>>,
+    threads: Arc<Watch>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
@@ -393,6 +425,7 @@ async fn start_fleet(
         worker: config.worker_id.clone(),
         cache,
         resync: config.fleet_resync,
+        watch: threads,
     };
     let task = tokio::spawn(fleet::fleet_loop(
         fleet,

@@ -8,19 +8,24 @@ use crate::cache::ResultCache;
 use crate::locks::lock;
 use crate::queue::{ClaimedJob, Outcome};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
-/// Stop after the stop signal went out (`shared.stopping` set, the stop
-/// channel sent).
+/// Stop: tell the job threads (`shared.stopping`) and the tasks (`stop`),
+/// then drain.
 pub(super) async fn drain(
     config: &WorkerConfig,
+    stop: &watch::Sender<bool>,
     tasks: Tasks,
     unstarted: crossbeam_channel::Receiver<ClaimedJob>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     shared: &Shared,
     cache: Option<Arc<ResultCache>>,
 ) {
+    tracing::info!(worker = %config.worker_id, "stopping: no new claims; letting running jobs finish");
+    shared.stopping.store(true, Ordering::Release);
+    let _ = stop.send(true);
     let _ = tasks.claimer.await;
     while let Ok(job) = unstarted.try_recv() {
         let _ = outcomes.send(hand_back(&job.id, &job.token, job.wait));
@@ -48,6 +53,7 @@ pub(super) async fn drain(
         // It withdraws this worker's report on its way out.
         let _ = tokio::time::timeout(Duration::from_secs(2), fleet).await;
     }
+    tasks.watchdog.abort();
     tasks.heartbeat.abort();
     tasks.acker.abort();
     if let Some(counting) = tasks.counting {

@@ -4,51 +4,88 @@
 //! strands the job (its lease would be renewed forever) nor kills the
 //! thread.
 
+use super::budget::Budget;
 use super::execute::Executor;
+use super::watchdog::{Slot, Watch};
 use super::{Shared, WorkerConfig};
 use crate::queue::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, ErrorRecord, Field, Next, Outcome};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Start `config.concurrency` job threads.
-pub(super) fn spawn(
-    config: &WorkerConfig,
-    executor: &Arc<Executor>,
-    jobs: &crossbeam_channel::Receiver<ClaimedJob>,
-    outcomes: &mpsc::UnboundedSender<Outcome>,
-    shared: &Shared,
-) {
-    for n in 0..config.concurrency.max(1) {
-        let executor = Arc::clone(executor);
-        let jobs = jobs.clone();
-        let outcomes = outcomes.clone();
-        let stopping = Arc::clone(&shared.stopping);
-        let budget = Arc::clone(&shared.budget);
+/// What every job thread needs; kept so that the watchdog can start a
+/// thread in place of a wedged one.
+pub(super) struct Pool {
+    pub executor: Arc<Executor>,
+    pub jobs: crossbeam_channel::Receiver<ClaimedJob>,
+    pub outcomes: mpsc::UnboundedSender<Outcome>,
+    pub stopping: Arc<AtomicBool>,
+    pub budget: Arc<Budget>,
+    pub watch: Arc<Watch>,
+    /// Threads started so far, for their names.
+    pub started: AtomicUsize,
+}
+
+impl Pool {
+    /// Start `config.concurrency` job threads taking jobs from `jobs` and
+    /// sending outcomes to `outcomes`.
+    pub fn start(
+        config: &WorkerConfig,
+        executor: Arc<Executor>,
+        jobs: &crossbeam_channel::Receiver<ClaimedJob>,
+        outcomes: &mpsc::UnboundedSender<Outcome>,
+        shared: &Shared,
+    ) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            executor,
+            jobs: jobs.clone(),
+            outcomes: outcomes.clone(),
+            stopping: Arc::clone(&shared.stopping),
+            budget: Arc::clone(&shared.budget),
+            watch: Arc::clone(&shared.watch),
+            started: AtomicUsize::new(0),
+        });
+        for _ in 0..config.concurrency.max(1) {
+            pool.spawn_one();
+        }
+        pool
+    }
+
+    /// Start one job thread. It ends when the job channel closes, or when
+    /// it comes back from a job the watchdog gave up on and the pool has
+    /// its threads.
+    pub fn spawn_one(self: &Arc<Self>) {
+        let pool = Arc::clone(self);
+        let n = self.started.fetch_add(1, Ordering::Relaxed);
+        let slot = self.watch.slot();
         std::thread::Builder::new()
             .name(format!("spool-job-{n}"))
             .spawn(move || {
-                for job in jobs {
-                    let outcome = if stopping.load(Ordering::Acquire) {
+                let mut serving = true;
+                for job in &pool.jobs {
+                    let outcome = if pool.stopping.load(Ordering::Acquire) {
                         hand_back(&job.id, &job.token, job.wait)
                     } else {
+                        slot.begin(&job);
                         let started = Instant::now();
-                        let outcome = run_caught(&executor, job);
-                        budget.record(started.elapsed());
+                        let outcome = run_caught(&pool.executor, job, &slot);
+                        pool.budget.record(started.elapsed());
                         outcome
                     };
-                    if outcomes.send(outcome).is_err() {
+                    serving = pool.watch.end(&slot);
+                    if pool.outcomes.send(outcome).is_err() || !serving {
                         break;
                     }
                 }
+                pool.watch.remove(&slot, serving);
             })
             .expect("spawning a job thread");
     }
 }
 
 /// Run one job; a panic in the host becomes a retryable outcome.
-fn run_caught(executor: &Executor, job: ClaimedJob) -> Outcome {
+fn run_caught(executor: &Executor, job: ClaimedJob, slot: &Slot) -> Outcome {
     let (id, token, wait) = (job.id.clone(), job.token.clone(), job.wait);
     let attempts = Attempts {
         this: job.attempt,
@@ -58,7 +95,7 @@ fn run_caught(executor: &Executor, job: ClaimedJob) -> Outcome {
             .and_then(|m| m.parse().ok())
             .unwrap_or(DEFAULT_MAX_ATTEMPTS),
     };
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.execute(job)))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.execute(job, slot)))
         .unwrap_or_else(|panic| host_panic(id, token, wait, attempts, &panic))
 }
 

@@ -276,3 +276,99 @@ fn terminal_escapes_from_a_guest_are_shown_escaped_to_the_operator() {
     let record = env.record(&id);
     assert_eq!(record.error.as_ref().unwrap()["message"], text);
 }
+
+/// A key-value store whose writes hang for `hold` whatever the job's
+/// deadline: a host call that does not come back in time (a bug, a store
+/// that hangs). This is the host service the watchdog must survive, so it
+/// is this test's own; reads and deletes answer from memory.
+struct Hanging {
+    hold: Duration,
+    inner: spool_runtime::kv::MemoryKv,
+}
+
+impl spool_runtime::sandbox::KeyValue for Hanging {
+    fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, spool_runtime::kv::KvError> {
+        self.inner.get(tenant, key)
+    }
+
+    fn set(
+        &self,
+        tenant: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), spool_runtime::kv::KvError> {
+        std::thread::sleep(self.hold);
+        self.inner.set(tenant, key, value, ttl)
+    }
+
+    fn delete(&self, tenant: &str, key: &str) -> Result<bool, spool_runtime::kv::KvError> {
+        self.inner.delete(tenant, key)
+    }
+}
+
+#[test]
+fn a_wedged_job_thread_is_released_replaced_reported_and_its_job_contained() {
+    use spool_runtime::queue::Status;
+    let env = spool_tests::fleet::Env::new("hostile-wedge");
+    let (config, registry) = env.fixtures(&[("acme/kv", "kv"), ("beta/hello", "hello")], |c| {
+        c.concurrency = 2;
+        c.limits = one_second();
+        c.wedge_grace = Duration::from_millis(500);
+        c.fleet_resync = Duration::from_millis(200);
+    });
+    let worker_id = config.worker_id.clone();
+    let hanging = Hanging {
+        hold: Duration::from_secs(8),
+        inner: spool_runtime::kv::MemoryKv::default(),
+    };
+    let worker = env.worker_with_kv(config, registry, Some(Arc::new(hanging)));
+    let mut job = env.job("acme/kv", r#"{"op":"set","key":"k","value":"v"}"#);
+    job.max_attempts = 5;
+    let stuck = env.enqueue_job(job);
+    let kind = |r: &spool_runtime::queue::JobRecord| {
+        r.error
+            .as_ref()
+            .map(|e| e["kind"].as_str().unwrap_or("").to_string())
+    };
+    // Released at its deadline and grace (1 s + 0.5 s), not when the call
+    // comes back (8 s).
+    let record = env.wait_until(&stuck, |r| kind(r).as_deref() == Some("wedged"));
+    let error = record.error.as_ref().unwrap();
+    assert_eq!(error["retryable"], true, "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "the job thread of worker {worker_id} did not come back"
+        )),
+        "{message}"
+    );
+    // Another tenant's job runs meanwhile, on the thread that took the
+    // wedged one's place.
+    let other = env.enqueue("beta/hello", r#"{"name":"B"}"#);
+    assert_eq!(env.wait(&other).status, Some(Status::Succeeded));
+    // The worker's fleet report says which job holds a wedged thread.
+    let store = env.fleet_store();
+    env.wait_for("the wedged thread in the worker's report", || {
+        env.rt
+            .block_on(store.workers())
+            .unwrap_or_default()
+            .iter()
+            .any(|w| w.worker == worker_id && w.wedged.iter().any(|j| j.job == stuck))
+    });
+    // A job that wedges every thread it gets is contained: the third such
+    // ending dead-letters it as `worker-crash`, naming the worker.
+    let record = env.wait(&stuck);
+    assert_eq!(
+        (record.status, record.attempts, kind(&record).as_deref()),
+        (Some(Status::Dead), 3, Some("worker-crash")),
+        "{record:?}"
+    );
+    let named = record.error.as_ref().unwrap()["workers"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(named.contains(&worker_id), "{named}");
+    let report = worker.stop();
+    assert_eq!(report.wedged, 3, "{report:?}");
+}

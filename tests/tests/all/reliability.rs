@@ -500,9 +500,10 @@ fn a_job_whose_workers_keep_vanishing_backs_off_then_dies_as_worker_crash() {
             assert_eq!(error["workers"], "w1, w2, w3");
             assert_eq!(error["retryable"], false);
             assert!(
-                error["message"].as_str().unwrap().starts_with(
-                    "the lease of 3 attempts expired with their worker gone (w1, w2, w3)"
-                ),
+                error["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("3 attempts ended with their worker gone or wedged (w1, w2, w3)"),
                 "{error}"
             );
         }

@@ -3,6 +3,7 @@
 
 use super::super::exit;
 use super::super::job::time;
+use super::super::shown::shown;
 use super::fail;
 use crate::deploy::{FleetStore, VersionEntry, WorkerStatus};
 use crate::ids::PluginName;
@@ -41,10 +42,35 @@ pub(super) async fn list(store: &FleetStore, json: bool) -> u8 {
     if !refused.is_empty() {
         println!("refused (the version serving before stays):");
         for (w, r) in refused {
-            println!("  worker {}: {}", w.worker, r.why);
+            println!("  worker {}: {}", shown(&w.worker), shown(&r.why));
         }
     }
+    print_wedged(&workers);
     exit::OK
+}
+
+/// Job threads the workers' watchdogs gave up on and that are not back:
+/// capacity lost until they return.
+fn print_wedged(workers: &[WorkerStatus]) {
+    let wedged: Vec<_> = workers
+        .iter()
+        .flat_map(|w| w.wedged.iter().map(move |j| (w, j)))
+        .collect();
+    if wedged.is_empty() {
+        return;
+    }
+    println!(
+        "wedged job threads (a host call did not return; each holds a thread until it does, its job was released):"
+    );
+    for (w, j) in wedged {
+        println!(
+            "  worker {}: job {} ({}) since {}",
+            shown(&w.worker),
+            shown(&j.job),
+            shown(&j.plugin),
+            time(j.since_us)
+        );
+    }
 }
 
 /// `spool plugins list --json`: rows, pins, refusals and the raw reports.

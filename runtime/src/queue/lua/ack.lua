@@ -6,10 +6,13 @@
 -- ARGV[3]  dead-letter cap
 -- then one group per job:
 --   id, token, outcome, delay_us, wait, nfields, field, value, ... (nfields pairs)
--- outcome: succeeded | retrying | dead | requeue
+-- outcome: succeeded | retrying | dead | requeue | wedged
 --   retrying: back to the delayed set for delay_us (backoff)
 --   requeue:  handed back without spending an attempt (shutdown, or the plugin
 --             is not loaded here); delayed for delay_us when it is not 0
+--   wedged:   the worker's watchdog gave up on the job thread: handled like
+--             an expired lease (lapse() in lib.lua), delay_us the backoff
+--             base; the group's fields are ignored
 -- Delays are relative, so due times are on Redis' clock, not the worker's.
 --
 -- Fencing: the token changes only when an attempt is claimed, so an outcome
@@ -45,9 +48,20 @@ local function current_attempt(id, key, token)
   return nil
 end
 
--- The status an outcome leaves, to recognise an ack that is sent again after
--- its reply was lost (it was applied; it is not stale).
-local LEAVES = { succeeded = 'succeeded', retrying = 'retrying', requeue = 'delayed' }
+-- Whether `status` is what `outcome` leaves, to recognise an ack that is
+-- sent again after its reply was lost (it was applied; it is not stale).
+local LEAVES = { succeeded = { succeeded = true }, retrying = { retrying = true },
+  dead = { dead = true }, requeue = { delayed = true, queued = true },
+  wedged = { delayed = true, dead = true } }
+
+-- Drop `id`'s lease (in batches: unpack has a limit).
+local function release(id)
+  released[#released + 1] = id
+  if #released >= 1000 then
+    redis.call('ZREM', leases, unpack(released))
+    released = {}
+  end
+end
 
 local i = 4
 while i <= #ARGV do
@@ -55,12 +69,16 @@ while i <= #ARGV do
   local nfields = int(ARGV[i + 5])
   local key = job_key(id)
   local current = current_attempt(id, key, token)
-  if current then
-    released[#released + 1] = id
-    if #released >= 1000 then
-      redis.call('ZREM', leases, unpack(released))
-      released = {}
-    end
+  if current and outcome == 'wedged' then
+    release(id)
+    local f = hmget(key, unpack(LAPSE_FIELDS))
+    lapse(id, f, now, delay, dead_ttl, dead_cap, 'wedged', function(who, attempt)
+      return 'the job thread of worker ' .. who .. ' did not come back within the deadline'
+        .. ' and grace of attempt ' .. attempt .. ' (wedged in a host call): the worker released the job'
+    end)
+    applied[#applied + 1] = 1
+  elseif current then
+    release(id)
     local run_at = now + delay
     local fields = { 'status', outcome, 'finished_us', now }
     for j = i + 6, i + 5 + nfields * 2 do fields[#fields + 1] = ARGV[j] end
@@ -89,7 +107,7 @@ while i <= #ARGV do
     applied[#applied + 1] = 1
   else
     local f = hmget(key, 'token', 'status')
-    local again = f and f[1] == token and f[2] == LEAVES[outcome]
+    local again = f and f[1] == token and (LEAVES[outcome] or {})[f[2]] == true
     applied[#applied + 1] = again and 1 or 0
   end
   i = i + 6 + nfields * 2

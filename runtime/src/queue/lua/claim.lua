@@ -30,19 +30,19 @@ local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local backoff = tonumber(ARGV[7] or 1000000)
 local now = now_us()
--- Lease expiries after which a job is taken for the cause of its workers'
--- deaths (a crash, a wedge) and dead-lettered as `worker-crash`.
-local CRASHES = 3
-
 -- 1. Promote due delayed jobs. ZREM in the same script: each exactly once.
--- Ids without a job hash are dropped (nothing to run).
+-- Ids without a job hash are dropped (nothing to run); a key that is not a
+-- hash is parked in the dead letters, as the claim below does. A hash
+-- without `status` (a minimal plain-command envelope) is promoted.
 local delayed = P .. ':delayed'
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   local key = job_key(id)
   local f = hmget(key, 'priority', 'status')
-  if f and f[2] then
+  if not f then
+    redis.call('ZADD', P .. ':dead', now, id)
+  elseif redis.call('EXISTS', key) == 1 then
     redis.call('HSET', key, 'status', 'queued')
     -- Due jobs are overdue: they go to the consuming end of their list.
     redis.call('RPUSH', ready_key(f[1]), id)
@@ -58,32 +58,12 @@ local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100
 for _, id in ipairs(expired) do
   redis.call('ZREM', leases, id)
   local key = job_key(id)
-  local f = hmget(key, 'attempt', 'max_attempts', 'worker', 'priority', 'wait', 'status',
-    'lost_workers', 'lease_expiries')
+  local f = hmget(key, unpack(LAPSE_FIELDS))
   if f and f[6] == 'running' then
-    local attempt, max = int(f[1]), int(f[2] or 5)
-    local who = f[3] or '?'
-    local lost = (f[7] and f[7] ~= '') and (f[7] .. ', ' .. who) or who
-    local expiries = int(f[8]) + 1
-    local err
-    if expiries >= CRASHES then
-      err = cjson.encode({ kind = 'worker-crash', retryable = false, workers = lost,
-        message = 'the lease of ' .. expiries .. ' attempts expired with their worker gone ('
-          .. lost .. '): the job may crash or wedge workers, so it is not run again' })
-    else
-      err = cjson.encode({ kind = 'lease-expired', retryable = attempt < max,
-        message = 'lease of worker ' .. who .. ' expired during attempt ' .. attempt
-          .. ' (the worker stopped or lost Redis)' })
-    end
-    redis.call('HSET', key, 'error', err, 'lost_workers', lost, 'lease_expiries', expiries)
-    if attempt >= max or expiries >= CRASHES then
-      redis.call('HSET', key, 'status', 'dead', 'finished_us', now)
-      bury(id, now, dead_ttl, dead_cap, f[5])
-    else
-      local at = now + math.floor(math.min(backoff * 2 ^ (attempt - 1), 600000000))
-      redis.call('HSET', key, 'status', 'delayed', 'run_at_us', at)
-      redis.call('ZADD', P .. ':delayed', at, id)
-    end
+    lapse(id, f, now, backoff, dead_ttl, dead_cap, 'lease-expired', function(who, attempt)
+      return 'lease of worker ' .. who .. ' expired during attempt ' .. attempt
+        .. ' (the worker stopped or lost Redis)'
+    end)
   end
 end
 
@@ -129,6 +109,13 @@ for _, id in ipairs(ids) do
     -- Not a hash: nothing can be recorded there. Park the id in the dead
     -- letters (without a record) so that it is visible, and go on.
     redis.call('ZADD', P .. ':dead', now, id)
+  elseif not valid_utf8(id) then
+    -- The worker could not name it back (ids are text on its side): it is
+    -- dead-lettered here, never run.
+    redis.call('HSET', key, 'status', 'dead', 'finished_us', now, 'error', cjson.encode({
+      kind = 'malformed-envelope', retryable = false,
+      message = 'the job id is not UTF-8 text; expected an id such as a ULID' }))
+    bury(id, now, dead_ttl, dead_cap, f[3 + 6])
   elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.

@@ -38,6 +38,24 @@ local function hmget(key, ...)
   return ok
 end
 
+-- Whether `s` is well-formed UTF-8 (ids come from any client; the worker
+-- handles them as text).
+local function valid_utf8(s)
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local len = c < 0x80 and 1 or (c >= 0xC2 and c < 0xE0) and 2 or (c >= 0xE0 and c < 0xF0) and 3
+      or (c >= 0xF0 and c < 0xF5) and 4 or 0
+    if len == 0 or i + len - 1 > n then return false end
+    for k = i + 1, i + len - 1 do
+      local b = s:byte(k)
+      if b < 0x80 or b > 0xBF then return false end
+    end
+    i = i + len
+  end
+  return true
+end
+
 local function ready_key(priority)
   if not PRIORITIES[priority] then priority = 'normal' end
   return P .. ':ready:' .. priority
@@ -81,9 +99,50 @@ local function bury(id, now, ttl, cap, waiting)
     local old = redis.call('ZRANGE', dead, 0, excess - 1)
     redis.call('ZREMRANGEBYRANK', dead, 0, excess - 1)
     for _, o in ipairs(old) do
-      -- Only records that are still dead (an id may have been reused).
-      if redis.call('HGET', job_key(o), 'status') == 'dead' then redis.call('DEL', job_key(o)) end
+      -- Only records that are still dead (an id may have been reused); a
+      -- key that is not a hash (set aside by a claim) is left alone.
+      local status = redis.pcall('HGET', job_key(o), 'status')
+      if status == 'dead' then redis.call('DEL', job_key(o)) end
     end
   end
   finish(id, 'dead', ttl, waiting)
+end
+
+-- Attempts whose worker lost them (a lease that expired: the worker died;
+-- or a job thread the worker's watchdog gave up on: it wedged) after which
+-- the job is taken for the cause and dead-lettered as `worker-crash`.
+local CRASHES = 3
+local LAPSE_FIELDS = { 'attempt', 'max_attempts', 'worker', 'priority', 'wait', 'status',
+  'lost_workers', 'lease_expiries' }
+
+-- A running job's attempt ended without an outcome from its handler: the
+-- attempt counts, and the job backs off like a retry (base `backoff` µs,
+-- doubling per attempt, at most 10 min) so that a job that kills or wedges
+-- its workers cannot crash-loop the fleet; the CRASHES-th such ending, or
+-- the last attempt, dead-letters it. `f` holds LAPSE_FIELDS of the job;
+-- `kind` and `why` describe this ending (`why` gets the worker's id).
+local function lapse(id, f, now, backoff, dead_ttl, dead_cap, kind, why)
+  local key = job_key(id)
+  local attempt, max = int(f[1]), int(f[2] or 5)
+  local who = f[3] or '?'
+  local lost = (f[7] and f[7] ~= '') and (f[7] .. ', ' .. who) or who
+  local expiries = int(f[8]) + 1
+  local err
+  if expiries >= CRASHES then
+    err = cjson.encode({ kind = 'worker-crash', retryable = false, workers = lost,
+      message = expiries .. ' attempts ended with their worker gone or wedged (' .. lost
+        .. '): the job may crash or wedge workers, so it is not run again' })
+  else
+    err = cjson.encode({ kind = kind, retryable = attempt < max,
+      message = why(who, attempt) })
+  end
+  redis.call('HSET', key, 'error', err, 'lost_workers', lost, 'lease_expiries', expiries)
+  if attempt >= max or expiries >= CRASHES then
+    redis.call('HSET', key, 'status', 'dead', 'finished_us', now)
+    bury(id, now, dead_ttl, dead_cap, f[5])
+  else
+    local at = now + math.floor(math.min(backoff * 2 ^ (math.max(attempt, 1) - 1), 600000000))
+    redis.call('HSET', key, 'status', 'delayed', 'run_at_us', at)
+    redis.call('ZADD', P .. ':delayed', at, id)
+  end
 end
