@@ -25,6 +25,7 @@ mod queue;
 mod queue_cli;
 mod quotas;
 mod reliability;
+mod scripts;
 mod sdk;
 mod tenants;
 

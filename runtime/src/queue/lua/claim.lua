@@ -124,7 +124,13 @@ for _, id in ipairs(ids) do
     -- A missing hash (an id pushed without a record) is claimed like any
     -- other: the worker dead-letters it as a malformed envelope.
     local attempt = int(f[1]) + 1
-    local token = int(f[2]) + 1
+    -- The token grows by at least one per claim and is never below the
+    -- claim's time (µs): after Redis restarts from an older AOF, or an
+    -- async replica takes over, a job's counter may go back, but a new
+    -- claim's token is still above every token handed out before (as long
+    -- as Redis' clock does not go back), so a worker holding an old one
+    -- can never ack the new attempt.
+    local token = math.max(int(f[2]) + 1, now)
     redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
       'worker', worker, 'claimed_us', now)
     lease_args[#lease_args + 1] = lease_until

@@ -3,22 +3,23 @@
 -- KEYS[1]  queue prefix
 -- ARGV     job ids; none means every dead job
 --
--- Returns the ids that were moved (ids not in the dead letters are skipped).
+-- Returns the ids that were moved. Ids not in the dead letters are skipped;
+-- so are ids whose key is gone or is not a hash (nothing could run): they
+-- stay in the dead letters, to be purged.
 
 local dead = P .. ':dead'
 local ids = ARGV
 if #ids == 0 then ids = redis.call('ZRANGE', dead, 0, -1) end
 local moved = {}
 for _, id in ipairs(ids) do
-  if redis.call('ZREM', dead, id) == 1 then
-    local key = job_key(id)
-    if redis.call('EXISTS', key) == 1 then
-      redis.call('PERSIST', key)
-      redis.call('HDEL', key, 'waiting_since_us', 'lost_workers', 'lease_expiries')
-      redis.call('HSET', key, 'status', 'queued', 'attempt', 0, 'retried_from_dead_us', now_us())
-      redis.call('LPUSH', ready_key(redis.call('HGET', key, 'priority')), id)
-      moved[#moved + 1] = id
-    end
+  local key = job_key(id)
+  local f = hmget(key, 'priority')
+  if f and redis.call('EXISTS', key) == 1 and redis.call('ZREM', dead, id) == 1 then
+    redis.call('PERSIST', key)
+    redis.call('HDEL', key, 'waiting_since_us', 'lost_workers', 'lease_expiries')
+    redis.call('HSET', key, 'status', 'queued', 'attempt', 0, 'retried_from_dead_us', now_us())
+    redis.call('LPUSH', ready_key(f[1]), id)
+    moved[#moved + 1] = id
   end
 end
 if #moved > 0 then wake() end

@@ -1,0 +1,213 @@
+//! The queue's scripts against keys they did not write (issue 11): a key of
+//! the wrong type, a minimal envelope, an id that is not text, a token that
+//! went back with a Redis restore. Each script carries on with the other
+//! jobs and leaves nothing half-applied.
+
+use spool_runtime::queue::{Field, Next, Outcome, Queue, QueueConfig, RecordUpdate, Status};
+use spool_tests::fleet::Env;
+use std::time::Duration;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn ready(env: &Env) -> String {
+    format!("{}:ready:normal", env.queue.key_prefix())
+}
+
+fn job_key(env: &Env, id: &str) -> String {
+    format!("{}:job:{id}", env.queue.key_prefix())
+}
+
+fn outcome(id: &str, token: &str, next: Next) -> Outcome {
+    Outcome {
+        id: id.to_string(),
+        token: token.to_string(),
+        wait: false,
+        next,
+        record: RecordUpdate {
+            output: Field::Set(b"done".to_vec()),
+            ..RecordUpdate::default()
+        },
+    }
+}
+
+#[test]
+fn one_bad_key_fails_no_other_lease_renewal() {
+    let env = Env::new("scripts-heartbeat");
+    let (a, b) = (env.enqueue("hello", "{}"), env.enqueue("hello", "{}"));
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let tokens: Vec<(String, String)> = claim
+        .jobs
+        .iter()
+        .map(|j| (j.id.clone(), j.token.clone()))
+        .collect();
+    assert_eq!(tokens.len(), 2);
+    // A client overwrites job a's record with a string.
+    let _: () = redis::cmd("SET")
+        .arg(job_key(&env, &a))
+        .arg("oops")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let renewed = env
+        .rt
+        .block_on(env.queue.heartbeat(&tokens, LEASE))
+        .unwrap();
+    let by_id: Vec<(String, bool)> = tokens
+        .iter()
+        .map(|(id, _)| id.clone())
+        .zip(renewed)
+        .collect();
+    assert!(
+        by_id.contains(&(a, false)) && by_id.contains(&(b, true)),
+        "{by_id:?}"
+    );
+}
+
+#[test]
+fn dead_letters_that_are_not_hashes_neither_fail_retry_nor_the_cap() {
+    let env = Env::new("scripts-dead");
+    let config = QueueConfig {
+        dead_cap: 2,
+        ..env.queue_config()
+    };
+    let queue = env.rt.block_on(Queue::connect(config)).unwrap();
+    // A string where a job hash should be: the claim parks it in the dead
+    // letters.
+    let mut conn = env.redis_conn();
+    let _: () = redis::pipe()
+        .set(job_key(&env, "stringy"), "oops")
+        .lpush(ready(&env), "stringy")
+        .query(&mut conn)
+        .unwrap();
+    let mut job = env.job("hello", "{}");
+    job.max_attempts = 1;
+    let real = env.rt.block_on(queue.enqueue(&job)).unwrap().id;
+    let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
+    assert_eq!(claim.jobs.len(), 1, "only the real job is claimed");
+    let token = claim.jobs[0].token.clone();
+    let applied = env
+        .rt
+        .block_on(queue.ack(&[outcome(&real, &token, Next::Dead)]))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    let (total, _) = env.rt.block_on(queue.dead_list(10)).unwrap();
+    assert_eq!(total, 2, "the parked id and the real dead job");
+    // Retry everything: the real job goes back, the string stays.
+    let moved = env.rt.block_on(queue.dead_retry(&[])).unwrap();
+    assert_eq!(moved, vec![real.clone()]);
+    let (total, entries) = env.rt.block_on(queue.dead_list(10)).unwrap();
+    assert_eq!((total, entries[0].id.as_str()), (1, "stringy"));
+    // Two more dead jobs push the parked one out past the cap of 2; its
+    // string key is left alone, and nothing fails.
+    for _ in 0..2 {
+        let mut job = env.job("hello", "{}");
+        job.max_attempts = 1;
+        env.rt.block_on(queue.enqueue(&job)).unwrap();
+    }
+    let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
+    let dead: Vec<Outcome> = claim
+        .jobs
+        .iter()
+        .map(|j| outcome(&j.id, &j.token, Next::Dead))
+        .collect();
+    assert_eq!(dead.len(), 3, "the retried job and the two new ones");
+    let applied = env.rt.block_on(queue.ack(&dead)).unwrap();
+    assert_eq!(applied, vec![true, true, true]);
+    let (total, entries) = env.rt.block_on(queue.dead_list(10)).unwrap();
+    assert_eq!(total, 2);
+    assert!(entries.iter().all(|e| e.id != "stringy"), "{entries:?}");
+    let kept: String = redis::cmd("GET")
+        .arg(job_key(&env, "stringy"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(kept, "oops");
+}
+
+#[test]
+fn a_minimal_delayed_envelope_without_status_runs_when_due() {
+    let env = Env::new("scripts-minimal-delayed");
+    let mut conn = env.redis_conn();
+    let _: () = redis::pipe()
+        .atomic()
+        .hset_multiple(
+            job_key(&env, "minimal"),
+            &[("plugin", "hello"), ("payload", "{}")],
+        )
+        .zadd(format!("{}:delayed", env.queue.key_prefix()), "minimal", 0)
+        .query(&mut conn)
+        .unwrap();
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, vec!["minimal"]);
+}
+
+#[test]
+fn an_id_that_is_not_utf8_is_dead_lettered_at_claim_and_never_run() {
+    let env = Env::new("scripts-bytes-id");
+    let mut conn = env.redis_conn();
+    let id: &[u8] = b"bad-\xff\xfe";
+    let mut key = format!("{}:job:", env.queue.key_prefix()).into_bytes();
+    key.extend_from_slice(id);
+    let good = env.enqueue("hello", "{}");
+    let _: () = redis::pipe()
+        .hset_multiple(&key, &[("plugin", "hello"), ("payload", "{}")])
+        .lpush(ready(&env), id)
+        .query(&mut conn)
+        .unwrap();
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![good.as_str()],
+        "the bad id is not handed to the worker"
+    );
+    let (status, error): (String, String) = redis::cmd("HMGET")
+        .arg(&key)
+        .arg("status")
+        .arg("error")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(status, "dead");
+    assert!(
+        error.contains("malformed-envelope") && error.contains("not UTF-8"),
+        "{error}"
+    );
+    let dead: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+        .arg(format!("{}:dead", env.queue.key_prefix()))
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(dead, vec![id.to_vec()]);
+}
+
+#[test]
+fn fencing_tokens_stay_unique_when_redis_goes_back_in_time() {
+    let env = Env::new("scripts-fencing");
+    let id = env.enqueue("hello", "{}");
+    let first = env
+        .rt
+        .block_on(env.queue.claim("zombie", 1, LEASE))
+        .unwrap();
+    let zombie = first.jobs[0].token.clone();
+    // Redis restarts from an older AOF: the job is queued again with the
+    // counter it had before that claim.
+    let _: () = redis::pipe()
+        .hset_multiple(
+            job_key(&env, &id),
+            &[("status", "queued"), ("token", "0"), ("attempt", "0")],
+        )
+        .zrem(format!("{}:leases", env.queue.key_prefix()), &id)
+        .lpush(ready(&env), &id)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let second = env.rt.block_on(env.queue.claim("fresh", 1, LEASE)).unwrap();
+    let fresh = second.jobs[0].token.clone();
+    assert_ne!(fresh, zombie, "a token handed out before the restore");
+    assert!(fresh.parse::<u64>().unwrap() > zombie.parse::<u64>().unwrap());
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[outcome(&id, &zombie, Next::Succeeded)]))
+        .unwrap();
+    assert_eq!(applied, vec![false], "the zombie's ack is refused");
+    assert_eq!(env.record(&id).status, Some(Status::Running));
+}
