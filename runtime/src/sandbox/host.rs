@@ -54,6 +54,9 @@ pub struct HostState {
     tenant: String,
     /// Calls to `spool:job` imports, for the job record.
     pub(crate) host_calls: u64,
+    /// This job's key-value calls and bytes so far, and its budget.
+    kv_spent: Budget,
+    kv_budget: Budget,
     /// When the job's time is up: no wait in a host call outlasts it
     /// (see [`super::deadline`]).
     pub(crate) deadline: Instant,
@@ -92,6 +95,11 @@ impl HostState {
             kv: services.kv.clone(),
             tenant: tenant.to_string(),
             host_calls: 0,
+            kv_spent: Budget::default(),
+            kv_budget: Budget {
+                calls: limits.max_kv_calls,
+                bytes: limits.max_kv_bytes,
+            },
             deadline: Instant::now() + limits.timeout,
             clamped: false,
         }
@@ -177,9 +185,34 @@ impl config::Host for HostState {
     }
 }
 
+/// Key-value calls and bytes: spent, or allowed per job.
+#[derive(Debug, Default, Clone, Copy)]
+struct Budget {
+    calls: u64,
+    bytes: u64,
+}
+
 impl HostState {
-    fn kv(&mut self) -> Result<(&dyn KeyValue, &str), kv::KvError> {
+    /// The store and tenant for one more key-value call moving `bytes`
+    /// (more may be charged after a read), within the job's deadline and
+    /// budget.
+    fn kv(&mut self, bytes: usize) -> Result<(&dyn KeyValue, &str), kv::KvError> {
         self.host_calls += 1;
+        self.kv_spent.calls += 1;
+        self.kv_spent.bytes = self.kv_spent.bytes.saturating_add(bytes as u64);
+        let (spent, budget) = (self.kv_spent, self.kv_budget);
+        if spent.calls > budget.calls {
+            return Err(kv::KvError::Invalid(format!(
+                "budget: this is the job's key-value call {}; the limit is {} calls per job",
+                spent.calls, budget.calls
+            )));
+        }
+        if spent.bytes > budget.bytes {
+            return Err(kv::KvError::Invalid(format!(
+                "budget: this call would bring the job's key-value traffic to {} bytes; the limit is {} bytes per job",
+                spent.bytes, budget.bytes
+            )));
+        }
         if Instant::now() >= self.deadline {
             // Its time is up: the guest stops at its next instruction.
             return Err(kv::KvError::Unavailable(
@@ -204,9 +237,12 @@ fn to_guest(error: KvError) -> kv::KvError {
 
 impl kv::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::KvError> {
-        let (store, tenant) = self.kv()?;
+        let (store, tenant) = self.kv(key.len())?;
         check(&key, None).map_err(to_guest)?;
-        store.get(tenant, &key).map_err(to_guest)
+        let value = store.get(tenant, &key).map_err(to_guest)?;
+        let read = value.as_ref().map_or(0, Vec::len) as u64;
+        self.kv_spent.bytes = self.kv_spent.bytes.saturating_add(read);
+        Ok(value)
     }
 
     fn set(
@@ -215,14 +251,14 @@ impl kv::Host for HostState {
         value: Vec<u8>,
         ttl_seconds: Option<u32>,
     ) -> Result<(), kv::KvError> {
-        let (store, tenant) = self.kv()?;
+        let (store, tenant) = self.kv(key.len() + value.len())?;
         check(&key, Some(&value)).map_err(to_guest)?;
         let ttl = ttl_seconds.map(|s| Duration::from_secs(u64::from(s.max(1))));
         store.set(tenant, &key, &value, ttl).map_err(to_guest)
     }
 
     fn delete(&mut self, key: String) -> Result<bool, kv::KvError> {
-        let (store, tenant) = self.kv()?;
+        let (store, tenant) = self.kv(key.len())?;
         check(&key, None).map_err(to_guest)?;
         store.delete(tenant, &key).map_err(to_guest)
     }

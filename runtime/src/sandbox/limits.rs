@@ -19,6 +19,11 @@ pub struct Limits {
     pub max_log_lines: usize,
     /// Most log bytes kept per job, across all lines.
     pub max_log_bytes: usize,
+    /// Most key-value calls per job: each is a round trip to a store other
+    /// tenants share, so a job gets a budget, not only a deadline.
+    pub max_kv_calls: u64,
+    /// Most key-value bytes (keys and values, read and written) per job.
+    pub max_kv_bytes: u64,
 }
 
 impl Default for Limits {
@@ -30,6 +35,8 @@ impl Default for Limits {
             max_output: 16 * 1024 * 1024,
             max_log_lines: 1000,
             max_log_bytes: 64 * 1024,
+            max_kv_calls: 10_000,
+            max_kv_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -180,6 +180,20 @@ fn a_huge_log_line_is_cut_before_it_reaches_any_log() {
 }
 
 #[test]
+fn progress_reports_are_coalesced_into_the_last_one() {
+    let run = attack(r#"{"attack":"progress","times":100000}"#, &one_second());
+    assert!(run.result.is_ok(), "{:?}", run.result);
+    assert_eq!(
+        run.progress,
+        Some(spool_runtime::sandbox::Progress {
+            done: 100_000,
+            total: 100_000
+        })
+    );
+    assert_eq!(run.host_calls, 100_000, "every report is counted");
+}
+
+#[test]
 fn a_guest_that_calls_exit_fails_as_exit_and_is_not_retried() {
     let run = attack(r#"{"attack":"exit","code":3}"#, &one_second());
     let failure = run.result.expect_err("exit is a failure");

@@ -336,3 +336,32 @@ fn cached_results_stop_at_the_tenants_cache_quota() {
     let used = shown["quotas"]["cache-bytes"]["used"].as_u64().unwrap();
     assert!(used > 0 && used <= 4096, "cache usage {used}");
 }
+
+#[test]
+fn one_job_gets_a_budget_of_key_value_calls_and_bytes() {
+    let env = Env::new("quota-kv-budget");
+    // No tenant quota stands in the way: the per-job budget is what stops it.
+    for limit in [Limit::KvWrites, Limit::KvBytes, Limit::KvKeys] {
+        set_quota(&env, "mallory", limit, 0);
+    }
+    let _worker = env.worker(&[("mallory/attacker", "attacker")], |c| {
+        c.limits.memory = 256 << 20;
+    });
+    let (kind, message) = error_of(&flood(&env, 1, 20_000));
+    assert_eq!(kind, "fatal", "{message}");
+    assert!(
+        message.contains(
+            "budget: this is the job's key-value call 10001; the limit is 10000 calls per job"
+        ),
+        "{message}"
+    );
+    assert_eq!(kv_held(&env, "mallory").1, 10_000);
+    // 100 values of 1 MiB: the traffic budget of 64 MiB stops it first.
+    let (_, message) = error_of(&flood(&env, 1 << 20, 100));
+    assert!(
+        message.contains("the limit is 67108864 bytes per job"),
+        "{message}"
+    );
+    let held = kv_held(&env, "mallory").0;
+    assert!(held < 64 << 20, "{held} bytes held");
+}
