@@ -55,6 +55,13 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SPOOL_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub grace: Duration,
 
+    /// Claim jobs after this long even if the fleet store has not answered
+    /// yet (serving this worker's directory versions until it does).
+    /// Default: wait for the first sync, so that no job runs on a version a
+    /// deploy or rollback replaced.
+    #[arg(long, env = "SPOOL_FLEET_SYNC_WAIT", value_parser = parse_duration)]
+    pub fleet_sync_wait: Option<Duration>,
+
     /// How long past its deadline a job may hold its thread (a host call
     /// that does not return) before the worker releases the job to the
     /// queue and starts a new thread.
@@ -117,6 +124,7 @@ impl WorkerArgs {
         config.backoff = self.backoff;
         config.grace = self.grace;
         config.wedge_grace = self.wedge_grace;
+        config.fleet_sync_wait = self.fleet_sync_wait;
         config.plugin_wait = self.plugin_wait;
         config.limits = Limits {
             timeout: self.timeout,
@@ -232,6 +240,7 @@ mod tests {
             "--backoff=50ms",
             "--grace=9s",
             "--wedge-grace=3s",
+            "--fleet-sync-wait=1m",
             "--plugin-wait=8s",
             "--timeout=2s",
             "--memory=32MiB",
@@ -255,6 +264,7 @@ mod tests {
         assert_eq!((c.concurrency, c.batch, c.prefetch), (3, 5, 6));
         assert_eq!(c.prefetch_horizon, Duration::from_secs(1));
         assert_eq!(c.wedge_grace, Duration::from_secs(3));
+        assert_eq!(c.fleet_sync_wait, Some(Duration::from_secs(60)));
         assert_eq!(
             (c.lease, c.backoff, c.grace, c.plugin_wait),
             (

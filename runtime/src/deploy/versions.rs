@@ -218,7 +218,10 @@ impl FleetStore {
                 (Ok(name), Ok(entry)) => {
                     pins.insert(name, entry);
                 }
-                _ => tracing::warn!(plugin = %name, "ignoring an unreadable pinned version"),
+                _ => tracing::warn!(
+                    plugin = %name.escape_debug(),
+                    "ignoring an unreadable pinned version (expected a plugin name and JSON with a 64-hex-digit digest)"
+                ),
             }
         }
         Ok(pins)

@@ -25,6 +25,7 @@ const WAIT: Duration = Duration::from_secs(1);
 const WAIT_SLACK: Duration = Duration::from_secs(5);
 
 /// Where the fleet store is.
+#[derive(Clone)]
 pub(crate) struct FleetConfig {
     pub url: String,
     pub prefix: String,

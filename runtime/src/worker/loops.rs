@@ -9,7 +9,7 @@ use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Logs an outage once when it starts and once when it ends.
 #[derive(Default)]
@@ -48,8 +48,14 @@ pub(super) async fn claim_loop(
     budget: Arc<Budget>,
     in_flight: InFlight,
     jobs: crossbeam_channel::Sender<ClaimedJob>,
-    stop: watch::Receiver<bool>,
+    synced: Option<oneshot::Receiver<()>>,
+    mut stop: watch::Receiver<bool>,
 ) {
+    if let Some(synced) = synced
+        && !first_sync(synced, config.fleet_sync_wait, &mut stop).await
+    {
+        return;
+    }
     let mut claimer = Claimer {
         queue,
         config,
@@ -65,6 +71,42 @@ pub(super) async fn claim_loop(
         if let Step::Stop = claimer.step().await {
             return;
         }
+    }
+}
+
+/// Wait for the fleet task's first sync (pins loaded), saying so every
+/// 10 s; after `limit`, if given, go on without it. False: stopped first.
+async fn first_sync(
+    mut synced: oneshot::Receiver<()>,
+    limit: Option<Duration>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let started = Instant::now();
+    loop {
+        let left = limit.map_or(Duration::MAX, |l| l.saturating_sub(started.elapsed()));
+        let nag = tokio::time::sleep(Duration::from_secs(10).min(left));
+        tokio::select! {
+            r = &mut synced => {
+                if r.is_err() {
+                    tracing::error!("the fleet task ended before its first sync; claiming with this worker's directory versions");
+                }
+                return true;
+            }
+            _ = stop.changed() => return false,
+            () = nag => {}
+        }
+        let waited = started.elapsed();
+        if limit.is_some_and(|l| waited >= l) {
+            tracing::error!(
+                "no sync with the fleet store after {}s: claiming jobs with this worker's directory versions (--fleet-sync-wait); pinned versions load once it answers",
+                waited.as_secs()
+            );
+            return true;
+        }
+        tracing::warn!(
+            "waiting for the fleet store before the first claim ({}s so far): pinned versions must load first (--fleet-sync-wait to claim anyway after a while)",
+            waited.as_secs()
+        );
     }
 }
 

@@ -98,6 +98,11 @@ pub struct WorkerConfig {
     pub result_cache: bool,
     /// Most bytes of results the cache keeps in this worker's memory.
     pub cache_memory: u64,
+    /// How long to wait for the first sync with the fleet store before
+    /// claiming anyway with this worker's directory versions; none (the
+    /// default) waits as long as it takes, so that no job ever runs on a
+    /// version a deploy or rollback replaced.
+    pub fleet_sync_wait: Option<Duration>,
     /// How long past its deadline a job's sandbox run may take before its
     /// thread counts as wedged: the job is released to the queue and a new
     /// thread takes the wedged one's place (`worker/watchdog.rs`).
@@ -129,6 +134,7 @@ impl WorkerConfig {
             result_cache: true,
             cache_memory: 64 << 20,
             wedge_grace: Duration::from_secs(10),
+            fleet_sync_wait: None,
         }
     }
 }
@@ -317,11 +323,12 @@ pub async fn run_on(
     let pool = Pool::start(&config, Arc::new(executor), &job_rx, &out_tx, &shared);
     // Pinned versions are loaded before the first claim: a worker that
     // starts after a deploy never runs a job on an older version.
-    let fleet = if config.fleet {
+    let (fleet, synced) = if config.fleet {
         let (watch, stop) = (Arc::clone(&shared.watch), stop_rx.clone());
-        Some(start_fleet(&config, &registry, cache.clone(), watch, stop).await)
+        let (task, synced) = start_fleet(&config, &registry, cache.clone(), watch, stop);
+        (Some(task), Some(synced))
     } else {
-        None
+        (None, None)
     };
     let tasks = Tasks {
         claimer: tokio::spawn(claim_loop(
@@ -330,6 +337,7 @@ pub async fn run_on(
             Arc::clone(&shared.budget),
             Arc::clone(&shared.in_flight),
             job_tx,
+            synced,
             stop_rx.clone(),
         )),
         acker: tokio::spawn(ack_loop(
@@ -405,19 +413,20 @@ async fn flush_loop(cache: Arc<ResultCache>) {
     }
 }
 
-/// How long a starting worker waits for the fleet store before it claims
-/// jobs anyway (with its directory's versions, loudly).
-const FIRST_SYNC_WAIT: Duration = Duration::from_secs(10);
-
-/// Follow the fleet store, and wait until the pinned versions are loaded
-/// (at most [`FIRST_SYNC_WAIT`]). Redis trouble is retried by the loop.
-async fn start_fleet(
+/// Follow the fleet store, supervised: a panic in the fleet task (a bug)
+/// is logged and the task started again, so deploys, rollbacks and purges
+/// keep reaching this worker. The receiver fires after the first full sync
+/// of the pins; the claim loop waits for it ([`WorkerConfig::fleet_sync_wait`]).
+fn start_fleet(
     config: &WorkerConfig,
     registry: &Arc<Registry>,
     cache: Option<Arc<ResultCache>>,
     threads: Arc<Watch>,
     stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
     let fleet = fleet::FleetConfig {
         url: config.queue.url.clone(),
@@ -427,17 +436,25 @@ async fn start_fleet(
         resync: config.fleet_resync,
         watch: threads,
     };
-    let task = tokio::spawn(fleet::fleet_loop(
-        fleet,
-        Arc::clone(registry),
-        ready_tx,
-        stop,
-    ));
-    if tokio::time::timeout(FIRST_SYNC_WAIT, ready).await.is_err() {
-        tracing::error!(
-            "the fleet store did not answer within {}s: claiming jobs with this worker's directory versions; pinned versions load once it answers",
-            FIRST_SYNC_WAIT.as_secs()
-        );
-    }
-    task
+    let registry = Arc::clone(registry);
+    let task = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        loop {
+            // After a restart the first sync is not awaited by anyone.
+            let tx = ready
+                .take()
+                .unwrap_or_else(|| tokio::sync::oneshot::channel().0);
+            let run = fleet::fleet_loop(fleet.clone(), Arc::clone(&registry), tx, stop.clone());
+            match tokio::spawn(run).await {
+                Err(e) if e.is_panic() && !*stop.borrow() => {
+                    tracing::error!(
+                        "the fleet task panicked (a bug: please report it); restarting it in 1 s"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                _ => return,
+            }
+        }
+    });
+    (task, ready)
 }

@@ -612,3 +612,83 @@ fn a_rollback_that_finds_the_pin_changed_exits_75_and_changes_nothing() {
         "the rollback changed the pin: {pinned}"
     );
 }
+
+#[test]
+fn unreadable_pin_entries_are_skipped_and_deploys_still_reach_the_worker() {
+    let env = Env::new("fleet-bad-pins");
+    let (v0, v1) = (variant("hello", 0), variant("hello", 1));
+    let _: () = redis::cmd("HSET")
+        .arg("spool:{plugins}:pinned")
+        .arg("default/other")
+        .arg(r#"{"digest":"zz","at_us":1,"action":"deploy","by":"x"}"#)
+        .arg("evil\u{1b}[31m/x")
+        .arg("not json")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let store = env.fleet_store();
+    let (_registry, _worker) = env.serve_dir(&plugins_with(&env, "plugins", &v0), |_| {});
+    wait_serving(&env, &store, 1, "default/hello", &digest(&v0));
+    let out = spool(
+        &env,
+        &[
+            "plugins",
+            "deploy",
+            &file(&env, "hello-1.wasm", &v1),
+            "--as",
+            "hello",
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("1 of 1 workers serve"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(versions_of_jobs(&env, 3), one(&digest(&v1)));
+    let listed = succeeds(&spool(&env, &["plugins", "list"]));
+    assert!(!listed.contains('\u{1b}'), "{listed}");
+}
+
+#[test]
+fn a_worker_claims_nothing_before_its_first_sync_with_the_fleet_store() {
+    let env = Env::new("fleet-first-sync");
+    // A fleet store the worker cannot read (a key of the wrong type) until
+    // the operator repairs it.
+    let _: () = redis::cmd("SET")
+        .arg("spool:{plugins}:pinned")
+        .arg("broken")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let id = env.enqueue("hello", r#"{"name":"early"}"#);
+    let dir = plugins_with(&env, "plugins", &variant("hello", 0));
+    let (_registry, _worker) = env.serve_dir(&dir, |_| {});
+    // The worker retries the store (every 100 ms to 5 s) and claims nothing.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        env.record(&id).status,
+        Some(spool_runtime::queue::Status::Queued)
+    );
+    let _: () = redis::cmd("DEL")
+        .arg("spool:{plugins}:pinned")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(
+        env.wait(&id).status,
+        Some(spool_runtime::queue::Status::Succeeded)
+    );
+    // Told to, a worker claims after a while without it.
+    let _: () = redis::cmd("SET")
+        .arg("spool:{plugins}:pinned")
+        .arg("broken")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let late = env.enqueue("other", r#"{"name":"late"}"#);
+    let dir = env.subdir("other");
+    std::fs::write(dir.join("other.wasm"), variant("hello", 0)).unwrap();
+    let (_r, _w) = env.serve_dir(&dir, |c| {
+        c.fleet_sync_wait = Some(std::time::Duration::from_millis(200));
+    });
+    assert_eq!(
+        env.wait(&late).status,
+        Some(spool_runtime::queue::Status::Succeeded)
+    );
+}
