@@ -174,7 +174,8 @@ impl ArtifactCache {
     pub fn get(&self, version: &Version) -> Option<Vec<u8>> {
         let path = self.path(version);
         let (bytes, meta) =
-            super::safe_read::read_regular(&path, super::MAX_PLUGIN_BYTES * 4, true).ok()?;
+            super::safe_read::read_beneath(&self.dir, &path, super::MAX_PLUGIN_BYTES * 4, true)
+                .ok()?;
         if meta.uid() != self.uid || meta.permissions().mode() & 0o022 != 0 || meta.nlink() != 1 {
             tracing::warn!(path = %path.display(), "ignoring an artifact that is not exclusively ours");
             return None;

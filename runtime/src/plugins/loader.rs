@@ -71,6 +71,9 @@ pub struct Loader {
     /// Most memory a manifest may ask for; none for no check here (a
     /// command that deploys to workers of unknown `--memory`).
     pub memory_ceiling: Option<u64>,
+    /// The watched directory: its files are read beneath it, never through
+    /// a path or symlink that leads out. None: files named by the operator.
+    pub root: Option<PathBuf>,
 }
 
 impl Loader {
@@ -84,6 +87,7 @@ impl Loader {
             limits: Limits::default(),
             caps: Capabilities::default(),
             artifacts: None,
+            root: None,
         }
     }
 
@@ -107,7 +111,7 @@ impl Loader {
         manifest: Option<(&Path, &str)>,
     ) -> Result<LoadedVersion, VersionError> {
         let (settings, caps) = self.prepare(path, manifest)?;
-        let bytes = super::read_file(path)?;
+        let bytes = super::read_file_in(self.root.as_deref(), path)?;
         self.compile(path, &bytes, settings, caps, manifest)
     }
 

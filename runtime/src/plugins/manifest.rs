@@ -84,17 +84,23 @@ pub fn path_for(wasm: &Path) -> PathBuf {
 }
 
 /// Read the manifest beside `wasm`; an absent file is an empty manifest.
-pub fn read_for(wasm: &Path) -> Result<Manifest, ManifestError> {
-    match read_text_for(wasm)? {
+/// `root`: the watched directory it must be read beneath (see
+/// [`super::safe_read::read_beneath`]); none for a file the operator names.
+pub fn read_for(root: Option<&Path>, wasm: &Path) -> Result<Manifest, ManifestError> {
+    match read_text_for(root, wasm)? {
         Some(text) => parse(&path_for(wasm), &text),
         None => Ok(Manifest::default()),
     }
 }
 
 /// The text of the manifest beside `wasm`, none when there is no file.
-pub fn read_text_for(wasm: &Path) -> Result<Option<String>, ManifestError> {
+pub fn read_text_for(root: Option<&Path>, wasm: &Path) -> Result<Option<String>, ManifestError> {
     let path = path_for(wasm);
-    match super::safe_read::read_regular(&path, MAX_MANIFEST_BYTES, false) {
+    let read = match root {
+        Some(root) => super::safe_read::read_beneath(root, &path, MAX_MANIFEST_BYTES, false),
+        None => super::safe_read::read_regular(&path, MAX_MANIFEST_BYTES, false),
+    };
+    match read {
         Ok((bytes, _)) => match String::from_utf8(bytes) {
             Ok(text) => Ok(Some(text)),
             Err(_) => Err(ManifestError {
@@ -150,13 +156,31 @@ fn config_values(
     Ok(config)
 }
 
+/// Why `text` is not a manifest, without quoting it: a symlinked or
+/// misnamed file must not have its contents published in a refusal
+/// (workers report refusals to Redis). The line and column, and the
+/// parser's message, cut to 200 characters and escaped.
+fn toml_reason(e: &toml::de::Error, text: &str) -> String {
+    let mut message: String = e.message().trim().chars().take(200).collect();
+    message = message.escape_debug().to_string();
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            format!("not a valid manifest at line {line}, column {column}: {message}")
+        }
+        None => format!("not a valid manifest: {message}"),
+    }
+}
+
 /// Parse manifest `text`; `path` names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
     let fail = |reason: String| ManifestError {
         path: path.to_path_buf(),
         reason,
     };
-    let raw: Raw = toml::from_str(text).map_err(|e| fail(e.to_string().trim().to_string()))?;
+    let raw: Raw = toml::from_str(text).map_err(|e| fail(toml_reason(&e, text)))?;
     let timeout = raw
         .timeout
         .map(|t| parse_duration(&t).map_err(|e| fail(format!("timeout: {e}"))))

@@ -121,19 +121,28 @@ pub fn load_cached(
 }
 
 /// The bytes of the plugin file at `path` (a regular file, at most
-/// [`MAX_PLUGIN_BYTES`]).
+/// [`MAX_PLUGIN_BYTES`]), named by the operator.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, LoadError> {
-    safe_read::read_regular(path, MAX_PLUGIN_BYTES, false)
-        .map(|(bytes, _)| bytes)
-        .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => LoadError::NotFound {
-                path: path.to_path_buf(),
-            },
-            _ => LoadError::Read {
-                path: path.to_path_buf(),
-                source,
-            },
-        })
+    read_file_in(None, path)
+}
+
+/// [`read_file`], beneath the watched directory `root` when given (see
+/// [`safe_read::read_beneath`]).
+pub fn read_file_in(root: Option<&Path>, path: &Path) -> Result<Vec<u8>, LoadError> {
+    match root {
+        Some(root) => safe_read::read_beneath(root, path, MAX_PLUGIN_BYTES, false),
+        None => safe_read::read_regular(path, MAX_PLUGIN_BYTES, false),
+    }
+    .map(|(bytes, _)| bytes)
+    .map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+    })
 }
 
 /// Validate and compile plugin bytes; `path` names them in errors.

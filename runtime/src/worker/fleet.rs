@@ -98,8 +98,9 @@ impl Fleet {
                 continue;
             }
             let path = version.path.clone();
+            let root = self.registry.dir().to_path_buf();
             let read = tokio::task::spawn_blocking(move || {
-                safe_read::read_regular(&path, MAX_DEPLOY_BYTES, false)
+                safe_read::read_beneath(&root, &path, MAX_DEPLOY_BYTES, false)
             })
             .await;
             let Ok(Ok((bytes, _))) = read else {

@@ -410,3 +410,57 @@ fn a_deleted_plugin_hands_its_jobs_back_until_the_file_returns() {
         )
     );
 }
+
+#[test]
+fn nothing_outside_the_plugins_directory_is_read_and_no_refusal_quotes_a_file() {
+    let env = Env::new("beneath");
+    let dir = env.subdir("plugins");
+    let outside = env.subdir("outside");
+    std::fs::write(outside.join("secret.toml"), "SECRET-TOKEN-1 = \n").unwrap();
+    std::fs::write(outside.join("valid.wasm"), variant("hello", 0)).unwrap();
+    add_plugin(&dir, "hello", "hello");
+    // A manifest and a plugin that are symlinks out of the directory.
+    std::os::unix::fs::symlink(outside.join("secret.toml"), dir.join("hello.toml")).unwrap();
+    std::os::unix::fs::symlink(outside.join("valid.wasm"), dir.join("stolen.wasm")).unwrap();
+    // A manifest in the directory that is not TOML.
+    add_plugin(&dir, "markdown", "hello");
+    write(
+        &dir.join("markdown.toml"),
+        "timeout = \"5s\"\nSECRET-LINE-2 here\n",
+    );
+    // A symlink that stays inside is followed as before.
+    std::os::unix::fs::symlink("hello.wasm", dir.join("alias.wasm")).unwrap();
+    let (registry, _worker) = env.serve_dir(&dir, |_| {});
+    let names: Vec<String> = registry.names().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        vec!["default/alias".to_string()],
+        "{:?}",
+        registry.rejected()
+    );
+    let rejected = registry.rejected();
+    assert_eq!(rejected.len(), 3, "{rejected:?}");
+    for (path, why) in &rejected {
+        assert!(!why.contains("SECRET"), "{}: {why}", path.display());
+    }
+    let why = |name: &str| {
+        rejected
+            .iter()
+            .find(|(p, _)| p.file_name().is_some_and(|f| f == name))
+            .map(|(_, w)| w.clone())
+            .unwrap_or_else(|| panic!("no refusal of {name}: {rejected:?}"))
+    };
+    // Refusals are listed by plugin file.
+    let hello = why("hello.wasm");
+    assert!(
+        hello.contains("hello.toml: could not read it: it leads outside"),
+        "{hello}"
+    );
+    let stolen = why("stolen.wasm");
+    assert!(stolen.contains("leads outside"), "{stolen}");
+    let markdown = why("markdown.wasm");
+    assert!(
+        markdown.contains("not a valid manifest at line 2, column"),
+        "{markdown}"
+    );
+}

@@ -251,7 +251,7 @@ fn read_inputs(
             std::fs::read_to_string(path)
                 .map_err(|e| format!("manifest {}: {e}", path.display()))?,
         ),
-        None => manifest::read_text_for(file).map_err(|e| e.to_string())?,
+        None => manifest::read_text_for(None, file).map_err(|e| e.to_string())?,
     };
     Ok((bytes, text))
 }

@@ -95,11 +95,13 @@ impl Entry {
 impl Registry {
     /// An empty registry over `dir`; call [`Registry::refresh`] to load.
     pub fn new(sandbox: Sandbox, dir: impl Into<PathBuf>, caps: Capabilities) -> Self {
+        let dir = dir.into();
         let mut loader = Loader::new(sandbox);
         loader.caps = caps;
+        loader.root = Some(dir.clone());
         Registry {
             loader,
-            dir: dir.into(),
+            dir,
             plugins: RwLock::default(),
             rejected: RwLock::default(),
             unsettled: AtomicBool::new(false),

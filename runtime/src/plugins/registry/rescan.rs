@@ -97,7 +97,7 @@ impl Registry {
 
     /// Read the file and its manifest, and load the version.
     fn load_file(&self, path: &Path) -> Result<LoadedVersion, VersionError> {
-        let text = manifest::read_text_for(path)?;
+        let text = manifest::read_text_for(Some(&self.dir), path)?;
         let manifest_path = manifest::path_for(path);
         let manifest = text.as_deref().map(|t| (manifest_path.as_path(), t));
         self.loader.load_file(path, manifest)
@@ -124,7 +124,7 @@ impl Registry {
             .get(name)
             .is_some_and(|e| e.caps.network);
         let revoked = serving_network
-            && manifest::read_for(path)
+            && manifest::read_for(Some(&self.dir), path)
                 .is_ok_and(|m| !(self.loader.caps.network || m.capabilities.network));
         if revoked {
             tracing::warn!(plugin = %name, "network capability revoked: no longer served");
