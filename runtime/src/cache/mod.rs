@@ -166,9 +166,9 @@ pub struct ResultCache {
     redis: Arc<SyncRedis>,
     /// The tenants' `cache-bytes` quotas.
     limits: Directory,
-    /// When a store over a quota was last logged (seconds since the epoch):
-    /// at most one line a minute.
-    quota_logged: AtomicU64,
+    /// The minute a store over its tenant's quota was last logged, per
+    /// tenant: at most one line a minute each.
+    quota_logged: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     memory: Option<MemoryTier>,
     flights: Arc<Flights>,
     counters: stats::Counters,
@@ -196,7 +196,7 @@ impl ResultCache {
         Ok(ResultCache {
             prefix: config.prefix.clone(),
             limits: Directory::new(Arc::clone(&redis), &config.prefix),
-            quota_logged: AtomicU64::new(0),
+            quota_logged: std::sync::Mutex::default(),
             redis,
             memory: (config.memory_bytes > 0).then(|| MemoryTier::new(config.memory_bytes)),
             flights: Arc::default(),
@@ -368,7 +368,14 @@ impl ResultCache {
     /// A result was not stored: its tenant is at its `cache-bytes` quota.
     fn over_quota(&self, key: &EntryKey, quota: u64) {
         let minute = now_us() / 60_000_000;
-        if self.quota_logged.swap(minute, Ordering::Relaxed) != minute {
+        let fresh = {
+            let mut logged = crate::locks::lock(&self.quota_logged);
+            if logged.len() >= 10_000 {
+                logged.clear();
+            }
+            logged.insert(key.tenant.clone(), minute) != Some(minute)
+        };
+        if fresh {
             tracing::warn!(
                 tenant = %key.tenant,
                 "tenant {} is at its cache-bytes quota of {}: new results are not cached until entries expire (spool cache purge --tenant {}, or spool tenants set {} --cache-bytes …)",

@@ -208,8 +208,8 @@ fn print_plain(args: &CallArgs, run: &JobRun) {
                 }
                 return;
             }
+            super::shown::write_output(output);
             let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(output);
             // End text output with a newline so the shell prompt starts on
             // its own line; binary output goes out byte for byte.
             if std::str::from_utf8(output).is_ok() && !output.ends_with(b"\n") {

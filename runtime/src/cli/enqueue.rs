@@ -183,10 +183,8 @@ async fn one(queue: &Queue, args: &EnqueueArgs, mut job: NewJob) -> u8 {
     if args.json {
         print_record(&record, true);
     } else if let Some(output) = record.output_bytes() {
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(output);
-        if output.last() != Some(&b'\n') && std::io::IsTerminal::is_terminal(&stdout) {
-            let _ = stdout.write_all(b"\n");
+        if super::shown::write_output(output) && output.last() != Some(&b'\n') {
+            println!();
         }
     } else {
         let error = record

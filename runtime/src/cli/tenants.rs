@@ -205,7 +205,10 @@ fn show(
     json: bool,
 ) -> u8 {
     let read = redis.with_connection(|c| {
-        let limits = store.read(c, tenant.as_slice())?.pop().unwrap_or_default();
+        let limits = match tenant {
+            Some(t) => store.read(c, &[t])?.pop().unwrap_or_default(),
+            None => store.read_defaults(c)?,
+        };
         let used = match tenant {
             Some(t) => Some(Used {
                 kv: kv::usage(c, prefix, t)?,

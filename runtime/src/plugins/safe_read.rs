@@ -56,6 +56,15 @@ pub(crate) fn read_beneath(
     }
     let mut options = OpenOptions::new();
     options.read(true).custom_flags(flags);
+    if no_follow {
+        // `O_NOFOLLOW` among the custom flags is honoured by the kernel's
+        // beneath-resolution; cap-primitives' fallback for kernels without
+        // it may follow a final symlink, so check the entry itself too.
+        let entry = cap_primitives::fs::stat(&dir, inside, cap_primitives::fs::FollowSymlinks::No)?;
+        if entry.file_type().is_symlink() {
+            return Err(Error::new(ErrorKind::InvalidInput, "a symlink"));
+        }
+    }
     let file = cap_primitives::fs::open(&dir, inside, &options).map_err(|e| {
         if e.kind() == ErrorKind::PermissionDenied {
             Error::new(

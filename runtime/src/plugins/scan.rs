@@ -107,7 +107,9 @@ pub(crate) fn scan(dir: &Path) -> Scan {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        // A tenant folder is a real directory: a symlinked one could list
+        // (and name in refusals) files outside the plugins directory.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
             let Some(tenant) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };

@@ -100,6 +100,11 @@ struct Inner {
     keys: String,
     scripts: Scripts,
     round_trips: AtomicU64,
+    /// Tenants' limits read for enqueues, for [`ops::LIMITS_FRESH`]: a
+    /// client enqueueing one job at a time pays no extra round trip.
+    limits: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, crate::tenants::Limits)>,
+    >,
 }
 
 impl std::fmt::Debug for Queue {
@@ -122,6 +127,7 @@ impl Queue {
                 config,
                 scripts: Scripts::load(),
                 round_trips: AtomicU64::new(0),
+                limits: std::sync::Mutex::default(),
             }),
             redis,
         })

@@ -6,10 +6,15 @@ use super::chunk::chunks;
 use super::model::{NewJob, Next, Outcome};
 use super::reply::{Claim, parse_claim};
 use super::{Queue, QueueError};
+use crate::locks::lock;
 use crate::tenants::{Limit, Limits, TenantStore};
 use redis::{AsyncCommands, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+/// How long tenant limits read for enqueues are used before they are read
+/// again: a changed quota reaches a long-running enqueuer within a second.
+pub const LIMITS_FRESH: Duration = Duration::from_secs(1);
 
 /// An outcome with the record fields it writes, encoded once.
 type Encoded<'a> = (&'a Outcome, Vec<(&'static str, Vec<u8>)>);
@@ -96,7 +101,8 @@ impl Queue {
         Ok(done)
     }
 
-    /// The effective limits of every tenant in `jobs`, in one round trip.
+    /// The effective limits of every tenant in `jobs`: those read within
+    /// [`LIMITS_FRESH`] from memory, the rest in one round trip.
     async fn tenant_limits<'j>(
         &self,
         jobs: &'j [NewJob],
@@ -104,13 +110,35 @@ impl Queue {
         let mut tenants: Vec<&str> = jobs.iter().map(|j| j.plugin.tenant.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
+        let mut found = HashMap::new();
+        {
+            let known = lock(&self.inner.limits);
+            tenants.retain(|t| match known.get(*t) {
+                Some((at, limits)) if at.elapsed() < LIMITS_FRESH => {
+                    found.insert(*t, limits.clone());
+                    false
+                }
+                _ => true,
+            });
+        }
+        if tenants.is_empty() {
+            return Ok(found);
+        }
         let mut conn = self.redis.conn();
         self.count_round_trip();
         let limits = TenantStore::new(&self.inner.config.prefix)
             .read_async(&mut conn, &tenants)
             .await
             .map_err(|e| self.error("read tenant limits", e))?;
-        Ok(tenants.into_iter().zip(limits).collect())
+        let mut known = lock(&self.inner.limits);
+        if known.len() >= 10_000 {
+            known.clear();
+        }
+        for (tenant, limits) in tenants.into_iter().zip(limits) {
+            known.insert(tenant.to_string(), (Instant::now(), limits.clone()));
+            found.insert(tenant, limits);
+        }
+        Ok(found)
     }
 
     /// Claim up to `max` jobs for `worker` under a lease of `lease`. Also

@@ -86,7 +86,9 @@ impl Queue {
         let mut conn = self.redis.conn();
         let dead = self.key("dead");
         self.count_round_trip();
-        let (total, ids): (u64, Vec<(String, f64)>) = redis::pipe()
+        // Ids are bytes: a client may have pushed one that is not UTF-8
+        // (dead-lettered at claim); it is listed, shown lossily.
+        let (total, ids): (u64, Vec<(Vec<u8>, f64)>) = redis::pipe()
             .zcard(&dead)
             .zrevrange_withscores(&dead, 0, isize::try_from(limit).unwrap_or(isize::MAX) - 1)
             .query_async(&mut conn)
@@ -94,6 +96,18 @@ impl Queue {
             .map_err(|e| self.error("list dead letters", e))?;
         let mut entries = Vec::with_capacity(ids.len());
         for (id, score) in ids {
+            let id = match String::from_utf8(id) {
+                Ok(id) => id,
+                Err(e) => {
+                    entries.push(DeadEntry {
+                        id: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        died_us: score as u64,
+                        record: None,
+                    });
+                    continue;
+                }
+            };
             let record = match self.record(&id).await {
                 Ok(record) => Some(record),
                 // Expired, or not a job hash at all (set aside by a claim).

@@ -6,16 +6,28 @@
 -- `spool:{kv:acme}` (the keys it counts are `BASE:…`, so `BASE#…` never
 -- collides with one of them):
 --
---   BASE#sizes   hash  key -> bytes it was charged (key length + value length)
+--   BASE#sizes   hash  key -> bytes it was charged (ledger_size: the value, the
+--                      key three times — it is also a field here and a member
+--                      below — and OVERHEAD for Redis' own bookkeeping)
 --   BASE#expiry  zset  key -> when it expires, ms since the epoch ('inf': never)
 --   BASE#usage   hash  bytes (sum of #sizes), w_sec and w_count (writes in
---                      the current second, for a rate limit)
+--                      the current second, for a rate limit), repaired_sec
+--                      (the second of the last repair)
 --
 -- Keys expire on their own (Redis TTLs); the ledger forgets them when a
 -- script next runs after their expiry (ledger_sweep). A key deleted behind
 -- the scripts' back (an operator's DEL, a cache purge) stays charged until
 -- its expiry, or until the tenant is at its quota: then ledger_repair
--- checks a sample of charged keys and forgets the ones that are gone.
+-- checks a sample of charged keys and forgets the ones that are gone (at
+-- most once a second per ledger: a tenant at its quota must not make every
+-- refused write cost a scan).
+--
+-- Cost: the scripts check the rate first (one HMGET), so a write refused
+-- for the rate costs little; the type guard and the sweep come after.
+
+-- Bytes charged per key beside its value and key: Redis' own bookkeeping
+-- for the key and its two ledger entries (measured ~100 bytes).
+local OVERHEAD = 100
 
 local function ledger(base)
   return { sizes = base .. '#sizes', expiry = base .. '#expiry', usage = base .. '#usage' }
@@ -48,19 +60,35 @@ local function ledger_forget(L, key)
   redis.call('ZREM', L.expiry, key)
 end
 
--- Forget up to n keys whose expiry has passed.
+-- The bytes a key of `value_len` bytes is charged.
+local function ledger_size(key, value_len)
+  return value_len + 3 * #key + OVERHEAD
+end
+
+-- Forget up to n keys whose recorded expiry has passed. A key whose TTL was
+-- changed behind the scripts' back (PERSIST, a plain SET by an older
+-- worker) still exists: it stays charged, under its real expiry, and is
+-- never deleted here.
 local function ledger_sweep(L, now_ms, n)
   local due = redis.call('ZRANGEBYSCORE', L.expiry, '-inf', now_ms, 'LIMIT', 0, n)
   for _, key in ipairs(due) do
-    ledger_forget(L, key)
-    -- Logically expired already; a DEL makes sure no stale copy lingers.
-    redis.call('DEL', key)
+    local pttl = redis.call('PTTL', key)
+    if pttl == -2 then
+      ledger_forget(L, key)
+    elseif pttl == -1 then
+      redis.call('ZADD', L.expiry, 'inf', key)
+    else
+      redis.call('ZADD', L.expiry, now_ms + pttl, key)
+    end
   end
 end
 
 -- Forget charged keys that no longer exist, from a sample: the soonest to
--- expire and a random few.
-local function ledger_repair(L)
+-- expire and a random few. At most once a second per ledger.
+local function ledger_repair(L, now_ms)
+  local sec = math.floor(now_ms / 1000)
+  if tonumber(redis.call('HGET', L.usage, 'repaired_sec')) == sec then return end
+  redis.call('HSET', L.usage, 'repaired_sec', sec)
   local sample = redis.call('ZRANGE', L.expiry, 0, 31)
   local random = redis.call('HRANDFIELD', L.sizes, 32)
   for _, key in ipairs(random) do sample[#sample + 1] = key end
@@ -76,11 +104,14 @@ end
 
 -- Whether charging `key` with `size` bytes stays within max_bytes and
 -- max_keys (0: no limit). Returns nil when it does, else what it breaks:
--- 'bytes' or 'keys', the usage it would reach and the limit.
-local function ledger_over(L, key, size, max_bytes, max_keys)
+-- 'bytes' or 'keys', the usage it would reach and the limit. A write that
+-- does not grow the usage (an existing key, no larger) always passes, so a
+-- tenant over a lowered quota can still shrink its data.
+local function ledger_over(L, key, size, max_bytes, max_keys, now_ms)
   local function check()
     local bytes, keys = ledger_usage(L)
     local old = tonumber(redis.call('HGET', L.sizes, key))
+    if old and size <= old then return nil end
     if old then
       bytes = bytes - old
     else
@@ -93,7 +124,7 @@ local function ledger_over(L, key, size, max_bytes, max_keys)
   end
   local over = check()
   if over then
-    ledger_repair(L)
+    ledger_repair(L, now_ms)
     over = check()
   end
   return over
@@ -108,13 +139,15 @@ local function ledger_put(L, key, size, expire_ms)
 end
 
 -- Count one write in the current second. Returns nil, or the writes this
--- second and the limit when it is reached (max 0: no limit).
+-- second and the limit when it is reached (max 0: no limit). Runs first,
+-- before ledger_guard: a usage key of the wrong type reads as no writes.
 local function ledger_rate(L, now_ms, max)
   local sec = math.floor(now_ms / 1000)
-  local w = redis.call('HMGET', L.usage, 'w_sec', 'w_count')
+  local w = redis.pcall('HMGET', L.usage, 'w_sec', 'w_count')
+  if type(w) ~= 'table' or w.err then w = {} end
   local n = 0
   if tonumber(w[1]) == sec then n = tonumber(w[2]) or 0 end
   if max > 0 and n >= max then return { n, max } end
-  redis.call('HSET', L.usage, 'w_sec', sec, 'w_count', n + 1)
+  if max > 0 then redis.pcall('HSET', L.usage, 'w_sec', sec, 'w_count', n + 1) end
   return nil
 end

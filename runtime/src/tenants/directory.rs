@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// How long a read stays fresh.
 pub const FRESH: Duration = Duration::from_secs(2);
 
+/// Most tenants remembered at once.
+const MAX_KNOWN: usize = 10_000;
+
 /// Tenants' effective limits, cached briefly.
 pub struct Directory {
     redis: Arc<SyncRedis>,
@@ -50,6 +53,10 @@ impl Directory {
             .redis
             .with_connection(|c| self.store.read(c, &[tenant]));
         let mut known = lock(&self.known);
+        // Tenant names come from job envelopes: keep the map bounded.
+        if known.len() >= MAX_KNOWN {
+            known.clear();
+        }
         match read.map(|mut v| v.pop()) {
             Ok(Some(limits)) => {
                 known.insert(tenant.to_string(), (Instant::now(), limits.clone()));

@@ -89,8 +89,12 @@ impl Limit {
         }
         let number = match self.unit() {
             Unit::Bytes => parse_size(text)?,
-            Unit::Count => text.parse::<u64>().map_err(|_| {
-                format!("invalid {} {text:?}: expected a whole number or unlimited", self.name())
+            Unit::Count => text.parse::<u32>().map(u64::from).map_err(|_| {
+                format!(
+                    "invalid {} {text:?}: expected a whole number up to {} or unlimited",
+                    self.name(),
+                    u32::MAX
+                )
             })?,
             Unit::PerSecond => text
                 .strip_suffix("/s")

@@ -53,6 +53,12 @@ impl TenantStore {
         pipe
     }
 
+    /// The fleet's defaults (the built-in values where the fleet sets none).
+    pub fn read_defaults(&self, conn: &mut redis::Connection) -> redis::RedisResult<Limits> {
+        let replies = self.read_pipe(&[]).query(conn);
+        Ok(effective_all(replies, 0)?.0)
+    }
+
     /// The effective limits of each of `tenants`, in one round trip.
     pub fn read(
         &self,
@@ -102,6 +108,14 @@ fn effective(
     replies: redis::RedisResult<Vec<redis::Value>>,
     n: usize,
 ) -> redis::RedisResult<Vec<Limits>> {
+    Ok(effective_all(replies, n)?.1)
+}
+
+/// The fleet's limits and each tenant's (`n` of them).
+fn effective_all(
+    replies: redis::RedisResult<Vec<redis::Value>>,
+    n: usize,
+) -> redis::RedisResult<(Limits, Vec<Limits>)> {
     let replies = replies?;
     let mut hashes = replies
         .into_iter()
@@ -124,8 +138,8 @@ fn effective(
             limits
         })
         .collect();
-    out.resize(n, base);
-    Ok(out)
+    out.resize(n, base.clone());
+    Ok((base, out))
 }
 
 fn apply(limits: &mut Limits, fields: &Fields, source: Source) {

@@ -5,7 +5,7 @@
 //! Microsecond jobs are claimed dozens ahead (fewer round trips); jobs of
 //! seconds are not claimed ahead at all, so idle workers get them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -17,6 +17,9 @@ pub const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub(super) struct Budget {
     pub concurrency: usize,
+    /// Job threads serving now: `concurrency`, less wedged threads the
+    /// watchdog could not replace. With none, nothing is claimed.
+    pub serving: AtomicUsize,
     pub max_prefetch: usize,
     /// How far ahead in time the threads' work is claimed.
     pub horizon: Duration,
@@ -30,12 +33,22 @@ impl Budget {
     pub fn limit(&self) -> usize {
         // Until a job has run (average 0) nothing is claimed ahead.
         let avg = self.avg_job_us.load(Ordering::Relaxed);
+        let threads = self.concurrency.min(self.serving.load(Ordering::Relaxed));
+        if threads == 0 {
+            return 0;
+        }
         let horizon = u64::try_from(self.horizon.as_micros()).unwrap_or(u64::MAX);
         let ahead = horizon
-            .saturating_mul(self.concurrency as u64)
+            .saturating_mul(threads as u64)
             .checked_div(avg)
             .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        self.concurrency + ahead.min(self.max_prefetch)
+        threads + ahead.min(self.max_prefetch)
+    }
+
+    /// `n` job threads serve now; room may have opened.
+    pub fn set_serving(&self, n: usize) {
+        self.serving.store(n, Ordering::Relaxed);
+        self.freed.notify_one();
     }
 
     pub fn record(&self, took: Duration) {
@@ -55,6 +68,7 @@ mod tests {
     fn limit_after(took: Option<Duration>) -> usize {
         let budget = Budget {
             concurrency: 2,
+            serving: AtomicUsize::new(2),
             max_prefetch: 64,
             horizon: PREFETCH_HORIZON,
             avg_job_us: AtomicU64::new(0),
@@ -85,6 +99,7 @@ mod tests {
     fn a_longer_horizon_claims_long_jobs_ahead_too() {
         let budget = Budget {
             concurrency: 1,
+            serving: AtomicUsize::new(1),
             max_prefetch: 3,
             horizon: Duration::from_secs(60),
             avg_job_us: AtomicU64::new(0),

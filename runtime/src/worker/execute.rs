@@ -156,6 +156,22 @@ impl Executor {
         ))
     }
 
+    /// `most` attempts, lowered to the `max-attempts` quota of the tenant
+    /// of `plugin` (an envelope's raw plugin field).
+    pub fn attempts_within_quota(&self, plugin: Option<&str>, most: u32) -> u32 {
+        let tenant = plugin
+            .and_then(|p| PluginName::parse(p).ok())
+            .map(|n| n.tenant);
+        let (Some(directory), Some(tenant)) = (&self.limits, tenant) else {
+            return most;
+        };
+        match u32::try_from(directory.limits(&tenant).get(Limit::MaxAttempts)) {
+            Ok(0) => most,
+            Ok(cap) => most.min(cap),
+            Err(_) => most,
+        }
+    }
+
     /// A run's outcome: success, retry with backoff, or a dead letter.
     fn ran(&self, mut outcome: Outcome, run: JobRun, attempt: u32, max_attempts: u32) -> Outcome {
         record_run(&mut outcome.record, &run);

@@ -15,7 +15,7 @@ use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 /// How long one blocking wait for pin events lasts.
 const WAIT: Duration = Duration::from_secs(1);
@@ -165,17 +165,17 @@ fn purge(cache: Option<&ResultCache>, scope: &str) {
 }
 
 /// Follow the store until `stop` turns true, then withdraw the report.
-/// `ready` is sent after the first full sync of the pins.
+/// `synced` turns true after the first full sync of the pins.
 pub(crate) async fn fleet_loop(
     config: FleetConfig,
     registry: Arc<Registry>,
-    ready: oneshot::Sender<()>,
+    synced: Arc<watch::Sender<bool>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut follower = Follower {
         config,
         registry,
-        ready: Some(ready),
+        synced,
         fleet: None,
         conn: None,
         after: String::new(),
@@ -217,7 +217,7 @@ pub(crate) async fn fleet_loop(
 struct Follower {
     config: FleetConfig,
     registry: Arc<Registry>,
-    ready: Option<oneshot::Sender<()>>,
+    synced: Arc<watch::Sender<bool>>,
     /// The store, once it answered; kept across reconnects.
     fleet: Option<Fleet>,
     /// The connection blocked on events; none after any Redis trouble.
@@ -267,9 +267,7 @@ impl Follower {
         self.conn = Some(conn);
         self.after = after;
         self.last_sync = Instant::now();
-        if let Some(ready) = self.ready.take() {
-            let _ = ready.send(());
-        }
+        self.synced.send_replace(true);
         if let Some(cache) = &self.config.cache {
             cache.invalidate(&Scope::default());
         }

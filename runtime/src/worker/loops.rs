@@ -9,7 +9,7 @@ use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// Logs an outage once when it starts and once when it ends.
 #[derive(Default)]
@@ -48,7 +48,7 @@ pub(super) async fn claim_loop(
     budget: Arc<Budget>,
     in_flight: InFlight,
     jobs: crossbeam_channel::Sender<ClaimedJob>,
-    synced: Option<oneshot::Receiver<()>>,
+    synced: Option<watch::Receiver<bool>>,
     mut stop: watch::Receiver<bool>,
 ) {
     if let Some(synced) = synced
@@ -77,7 +77,7 @@ pub(super) async fn claim_loop(
 /// Wait for the fleet task's first sync (pins loaded), saying so every
 /// 10 s; after `limit`, if given, go on without it. False: stopped first.
 async fn first_sync(
-    mut synced: oneshot::Receiver<()>,
+    mut synced: watch::Receiver<bool>,
     limit: Option<Duration>,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -86,7 +86,7 @@ async fn first_sync(
         let left = limit.map_or(Duration::MAX, |l| l.saturating_sub(started.elapsed()));
         let nag = tokio::time::sleep(Duration::from_secs(10).min(left));
         tokio::select! {
-            r = &mut synced => {
+            r = synced.wait_for(|done| *done) => {
                 if r.is_err() {
                     tracing::error!("the fleet task ended before its first sync; claiming with this worker's directory versions");
                 }

@@ -37,7 +37,7 @@ use execute::Executor;
 use loops::{ack_loop, claim_loop, heartbeat_loop};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use threads::Pool;
@@ -211,18 +211,21 @@ struct Shared {
 
 impl Shared {
     fn new(config: &WorkerConfig) -> Self {
+        // Threads count themselves in as they start (`Watch::slot`).
+        let budget = Arc::new(Budget {
+            concurrency: config.concurrency.max(1),
+            serving: AtomicUsize::new(0),
+            max_prefetch: config.prefetch,
+            horizon: config.prefetch_horizon,
+            avg_job_us: AtomicU64::new(0),
+            freed: Notify::new(),
+        });
         Shared {
-            budget: Arc::new(Budget {
-                concurrency: config.concurrency.max(1),
-                max_prefetch: config.prefetch,
-                horizon: config.prefetch_horizon,
-                avg_job_us: AtomicU64::new(0),
-                freed: Notify::new(),
-            }),
+            watch: Arc::new(Watch::new(config.concurrency.max(1), Arc::clone(&budget))),
+            budget,
             counters: Arc::default(),
             in_flight: Arc::default(),
             stopping: Arc::new(AtomicBool::new(false)),
-            watch: Arc::new(Watch::new(config.concurrency.max(1))),
         }
     }
 
@@ -400,6 +403,15 @@ async fn watchdog_loop(pool: Arc<Pool>, backoff: Duration) {
                 pool.spawn_one();
             }
         }
+        // No thread serves: jobs claimed ahead would wait for a wedged
+        // thread to come back, their leases renewed. Give them back.
+        if pool.watch.serving() == 0 {
+            while let Ok(job) = pool.jobs.try_recv() {
+                let _ = pool
+                    .outcomes
+                    .send(threads::hand_back(&job.id, &job.token, job.wait));
+            }
+        }
     }
 }
 
@@ -415,19 +427,18 @@ async fn flush_loop(cache: Arc<ResultCache>) {
 
 /// Follow the fleet store, supervised: a panic in the fleet task (a bug)
 /// is logged and the task started again, so deploys, rollbacks and purges
-/// keep reaching this worker. The receiver fires after the first full sync
-/// of the pins; the claim loop waits for it ([`WorkerConfig::fleet_sync_wait`]).
+/// keep reaching this worker. The receiver turns true after the first full
+/// sync of the pins, by whichever run of the task gets there; the claim
+/// loop waits for it ([`WorkerConfig::fleet_sync_wait`]).
 fn start_fleet(
     config: &WorkerConfig,
     registry: &Arc<Registry>,
     cache: Option<Arc<ResultCache>>,
     threads: Arc<Watch>,
     stop: watch::Receiver<bool>,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::oneshot::Receiver<()>,
-) {
-    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+) -> (tokio::task::JoinHandle<()>, watch::Receiver<bool>) {
+    let (synced_tx, synced) = watch::channel(false);
+    let synced_tx = Arc::new(synced_tx);
     let fleet = fleet::FleetConfig {
         url: config.queue.url.clone(),
         prefix: config.queue.prefix.clone(),
@@ -438,12 +449,8 @@ fn start_fleet(
     };
     let registry = Arc::clone(registry);
     let task = tokio::spawn(async move {
-        let mut ready = Some(ready_tx);
         loop {
-            // After a restart the first sync is not awaited by anyone.
-            let tx = ready
-                .take()
-                .unwrap_or_else(|| tokio::sync::oneshot::channel().0);
+            let tx = Arc::clone(&synced_tx);
             let run = fleet::fleet_loop(fleet.clone(), Arc::clone(&registry), tx, stop.clone());
             match tokio::spawn(run).await {
                 Err(e) if e.is_panic() && !*stop.borrow() => {
@@ -456,5 +463,5 @@ fn start_fleet(
             }
         }
     });
-    (task, ready)
+    (task, synced)
 }

@@ -87,16 +87,18 @@ impl Pool {
 /// Run one job; a panic in the host becomes a retryable outcome.
 fn run_caught(executor: &Executor, job: ClaimedJob, slot: &Slot) -> Outcome {
     let (id, token, wait) = (job.id.clone(), job.token.clone(), job.wait);
-    let attempts = Attempts {
-        this: job.attempt,
-        most: job
-            .max_attempts
-            .as_deref()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(DEFAULT_MAX_ATTEMPTS),
-    };
+    let (plugin, this) = (job.plugin.clone(), job.attempt);
+    let most = job
+        .max_attempts
+        .as_deref()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(DEFAULT_MAX_ATTEMPTS);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor.execute(job, slot)))
-        .unwrap_or_else(|panic| host_panic(id, token, wait, attempts, &panic))
+        .unwrap_or_else(|panic| {
+            // Within the tenant's max-attempts quota, as any retry.
+            let most = executor.attempts_within_quota(plugin.as_deref(), most);
+            host_panic(id, token, wait, Attempts { this, most }, &panic)
+        })
 }
 
 /// The attempt a job is on, and how many it may have.

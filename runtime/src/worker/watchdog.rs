@@ -13,6 +13,7 @@
 //! sent like any other (fencing decides whether it still applies), and the
 //! thread serves again if the pool is short of threads, else it ends.
 
+use super::budget::Budget;
 use crate::deploy::WedgedJob;
 use crate::ids::now_us;
 use crate::locks::lock;
@@ -112,28 +113,41 @@ pub(super) struct GivenUp {
 }
 
 /// Every job thread's slot, and how many serve or are wedged.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Watch {
     slots: Mutex<Vec<Arc<Slot>>>,
     /// Changed together with a slot's `abandoned`, under this lock.
     counts: Mutex<Counts>,
     /// How many threads serve (`--concurrency`).
     target: usize,
+    /// Told how many threads serve: the claim loop claims for those only.
+    budget: Arc<Budget>,
 }
 
 impl Watch {
-    /// A watch over a pool of `target` serving threads.
-    pub fn new(target: usize) -> Self {
+    /// A watch over a pool of `target` serving threads, keeping `budget`
+    /// told how many serve.
+    pub fn new(target: usize, budget: Arc<Budget>) -> Self {
         Watch {
+            slots: Mutex::default(),
+            counts: Mutex::default(),
             target,
-            ..Watch::default()
+            budget,
         }
+    }
+
+    /// Threads serving now.
+    pub fn serving(&self) -> usize {
+        lock(&self.counts).serving
     }
 
     /// A slot for a new (serving) job thread.
     pub(super) fn slot(&self) -> Arc<Slot> {
         let slot = Arc::new(Slot::default());
-        lock(&self.counts).serving += 1;
+        let mut counts = lock(&self.counts);
+        counts.serving += 1;
+        self.budget.set_serving(counts.serving);
+        drop(counts);
         lock(&self.slots).push(Arc::clone(&slot));
         slot
     }
@@ -150,6 +164,7 @@ impl Watch {
         counts.wedged -= 1;
         if counts.serving < self.target {
             counts.serving += 1;
+            self.budget.set_serving(counts.serving);
             true
         } else {
             false
@@ -162,6 +177,7 @@ impl Watch {
         if serving {
             let mut counts = lock(&self.counts);
             counts.serving = counts.serving.saturating_sub(1);
+            self.budget.set_serving(counts.serving);
         }
         lock(&self.slots).retain(|s| !Arc::ptr_eq(s, slot));
     }
@@ -181,6 +197,7 @@ impl Watch {
             }
             counts.serving -= 1;
             counts.wedged += 1;
+            self.budget.set_serving(counts.serving);
             let replace = counts.wedged <= self.target;
             tracing::error!(
                 job = %current.id,
@@ -223,6 +240,18 @@ impl Watch {
 mod tests {
     use super::*;
 
+    fn watch(target: usize) -> Watch {
+        let budget = Budget {
+            concurrency: target,
+            serving: std::sync::atomic::AtomicUsize::new(0),
+            max_prefetch: 0,
+            horizon: Duration::ZERO,
+            avg_job_us: std::sync::atomic::AtomicU64::new(0),
+            freed: tokio::sync::Notify::new(),
+        };
+        Watch::new(target, Arc::new(budget))
+    }
+
     fn job(id: &str) -> ClaimedJob {
         ClaimedJob {
             id: id.into(),
@@ -244,7 +273,7 @@ mod tests {
 
     #[test]
     fn only_an_armed_run_past_its_deadline_and_grace_is_given_up_on_once() {
-        let watch = Watch::new(3);
+        let watch = watch(3);
         let (idle, busy, wedged) = (watch.slot(), watch.slot(), watch.slot());
         let _ = idle;
         busy.begin(&job("busy"));
@@ -283,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_thread_back_to_a_short_pool_serves_again_and_wedges_beyond_the_pool_are_not_replaced() {
-        let watch = Watch::new(1);
+        let watch = watch(1);
         let first = watch.slot();
         first.begin(&job("a"));
         let _armed = first.arm(Duration::ZERO, Duration::ZERO);
@@ -305,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_run_back_in_time_is_not_wedged() {
-        let watch = Watch::new(1);
+        let watch = watch(1);
         let slot = watch.slot();
         slot.begin(&job("quick"));
         drop(slot.arm(Duration::ZERO, Duration::ZERO));

@@ -325,15 +325,19 @@ impl spool_runtime::sandbox::KeyValue for Hanging {
 fn a_wedged_job_thread_is_released_replaced_reported_and_its_job_contained() {
     use spool_runtime::queue::Status;
     let env = spool_tests::fleet::Env::new("hostile-wedge");
+    // One thread: what runs while the first call hangs runs on the thread
+    // that took the wedged one's place.
     let (config, registry) = env.fixtures(&[("acme/kv", "kv"), ("beta/hello", "hello")], |c| {
-        c.concurrency = 2;
+        c.concurrency = 1;
         c.limits = one_second();
         c.wedge_grace = Duration::from_millis(500);
+        c.backoff = Duration::from_secs(1);
         c.fleet_resync = Duration::from_millis(200);
     });
     let worker_id = config.worker_id.clone();
+    let hold = Duration::from_secs(4);
     let hanging = Hanging {
-        hold: Duration::from_secs(8),
+        hold,
         inner: spool_runtime::kv::MemoryKv::default(),
     };
     let worker = env.worker_with_kv(config, registry, Some(Arc::new(hanging)));
@@ -346,8 +350,9 @@ fn a_wedged_job_thread_is_released_replaced_reported_and_its_job_contained() {
             .map(|e| e["kind"].as_str().unwrap_or("").to_string())
     };
     // Released at its deadline and grace (1 s + 0.5 s), not when the call
-    // comes back (8 s).
+    // comes back (4 s).
     let record = env.wait_until(&stuck, |r| kind(r).as_deref() == Some("wedged"));
+    let first_started = record.claimed_us.unwrap();
     let error = record.error.as_ref().unwrap();
     assert_eq!(error["retryable"], true, "{error}");
     let message = error["message"].as_str().unwrap();
@@ -359,8 +364,13 @@ fn a_wedged_job_thread_is_released_replaced_reported_and_its_job_contained() {
     );
     // Another tenant's job runs meanwhile, on the thread that took the
     // wedged one's place.
-    let other = env.enqueue("beta/hello", r#"{"name":"B"}"#);
-    assert_eq!(env.wait(&other).status, Some(Status::Succeeded));
+    let other = env.wait(&env.enqueue("beta/hello", r#"{"name":"B"}"#));
+    assert_eq!(other.status, Some(Status::Succeeded));
+    let back_at = first_started + u64::try_from(hold.as_micros()).unwrap();
+    assert!(
+        other.finished_us.unwrap() < back_at,
+        "it ran before the wedged thread came back: {other:?}"
+    );
     // The worker's fleet report says which job holds a wedged thread.
     let store = env.fleet_store();
     env.wait_for("the wedged thread in the worker's report", || {

@@ -150,15 +150,33 @@ fn deletes_and_expiries_give_key_value_quota_back() {
         Some(Status::Succeeded)
     );
     // A key deleted behind the scripts' back (an operator's DEL) is found
-    // gone when the tenant reaches its quota.
+    // gone when the tenant is at its quota (a repair runs at most once a
+    // second, so the write may be refused until the next second's).
     let _: i64 = redis::cmd("DEL")
         .arg("spool:{kv:acme}:c")
         .query(&mut env.redis_conn())
         .unwrap();
+    env.wait_for("the repair to find the deleted key", || {
+        op(r#"{"op":"set","key":"e","value":"x"}"#).status == Some(Status::Succeeded)
+    });
+    // Lowered below its usage, the quota still lets the tenant shrink or
+    // rewrite what it has, never grow.
+    set_quota(&env, "acme", Limit::KvKeys, 1);
+    env.wait_for("workers to read the new quota", || {
+        error_of_or_ok(&op(r#"{"op":"set","key":"f","value":"x"}"#))
+            .is_some_and(|m| m.contains("kv-keys quota of 1"))
+    });
     assert_eq!(
-        op(r#"{"op":"set","key":"e","value":"x"}"#).status,
+        op(r#"{"op":"set","key":"d","value":"y"}"#).status,
         Some(Status::Succeeded)
     );
+    let (_, message) = error_of(&op(r#"{"op":"set","key":"d","value":"longer"}"#));
+    assert!(message.contains("kv-keys quota of 1"), "{message}");
+}
+
+/// The message of a dead record, none for a success.
+fn error_of_or_ok(record: &JobRecord) -> Option<String> {
+    (record.status == Some(Status::Dead)).then(|| error_of(record).1)
 }
 
 #[test]
@@ -236,6 +254,16 @@ fn enqueue_refuses_payloads_over_the_quota_and_lowers_attempts_to_it() {
         .query(&mut env.redis_conn())
         .unwrap();
     assert_eq!(jobs, Vec::<String>::new(), "nothing was stored");
+    // The fleet defaults print as such.
+    succeeds(&spool(
+        &env,
+        &["tenants", "set", "--defaults", "--kv-bytes", "1MiB"],
+    ));
+    let shown = succeeds(&spool(&env, &["tenants", "show"]));
+    assert!(
+        shown.contains("kv-bytes       1 MiB        fleet default"),
+        "{shown}"
+    );
     // Asking for more attempts than the quota gets the quota.
     let out = succeeds(&spool(
         &env,

@@ -178,6 +178,111 @@ fn an_id_that_is_not_utf8_is_dead_lettered_at_claim_and_never_run() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(dead, vec![id.to_vec()]);
+    // The operator's dead-letter commands still work: the id is listed
+    // (lossily), and a retry of everything leaves it where it is.
+    let mut job = env.job("hello", "{}");
+    job.max_attempts = 1;
+    let real = env.enqueue_job(job);
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let token = claim
+        .jobs
+        .iter()
+        .find(|j| j.id == real)
+        .unwrap()
+        .token
+        .clone();
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[outcome(&real, &token, Next::Dead)]))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    let (total, entries) = env.rt.block_on(env.queue.dead_list(10)).unwrap();
+    assert_eq!(total, 2);
+    assert!(
+        entries.iter().any(|e| e.id == "bad-\u{fffd}\u{fffd}"),
+        "{entries:?}"
+    );
+    let moved = env.rt.block_on(env.queue.dead_retry(&[])).unwrap();
+    assert_eq!(moved, vec![real]);
+    assert_eq!(env.rt.block_on(env.queue.dead_list(10)).unwrap().0, 1);
+}
+
+#[test]
+fn a_wedged_ack_applies_once_and_never_to_a_finished_job() {
+    let env = Env::new("scripts-wedged");
+    let backoff = Next::Wedged {
+        backoff: Duration::from_secs(60),
+    };
+    let id = env.enqueue("hello", "{}");
+    let claim = env.rt.block_on(env.queue.claim("w", 1, LEASE)).unwrap();
+    let token = claim.jobs[0].token.clone();
+    let wedged = outcome(&id, &token, backoff);
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(std::slice::from_ref(&wedged)))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    let expiries = || -> Option<String> {
+        redis::cmd("HGET")
+            .arg(job_key(&env, &id))
+            .arg("lease_expiries")
+            .query(&mut env.redis_conn())
+            .unwrap()
+    };
+    let record = env.record(&id);
+    assert_eq!(record.status, Some(Status::Delayed));
+    assert_eq!(record.error.as_ref().unwrap()["kind"], "wedged");
+    assert_eq!(expiries().as_deref(), Some("1"));
+    // Sent again (its reply was lost): not counted twice.
+    env.rt
+        .block_on(env.queue.ack(std::slice::from_ref(&wedged)))
+        .unwrap();
+    assert_eq!(expiries().as_deref(), Some("1"));
+    assert_eq!(env.record(&id).status, Some(Status::Delayed));
+
+    // The thread came back and its real outcome went first: the watchdog's
+    // late `wedged` changes nothing.
+    let other = env.enqueue("hello", "{}");
+    let claim = env.rt.block_on(env.queue.claim("w", 1, LEASE)).unwrap();
+    let token = claim.jobs[0].token.clone();
+    let mut dead = outcome(&other, &token, Next::Dead);
+    dead.record.error = Field::Set(spool_runtime::queue::ErrorRecord::new(
+        "fatal", "real", false,
+    ));
+    env.rt
+        .block_on(env.queue.ack(&[dead, outcome(&other, &token, backoff)]))
+        .unwrap();
+    let record = env.record(&other);
+    assert_eq!(record.status, Some(Status::Dead));
+    assert_eq!(
+        record.error.as_ref().unwrap()["kind"],
+        "fatal",
+        "{record:?}"
+    );
+}
+
+#[test]
+fn an_idempotency_key_of_the_wrong_type_fails_no_batch() {
+    let env = Env::new("scripts-idem-type");
+    let _: () = redis::cmd("HSET")
+        .arg("spool:{default}:idem:default:k")
+        .arg("f")
+        .arg("v")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let first = env.job("hello", "{}");
+    let mut second = env.job("hello", "{}");
+    second.idempotency_key = Some("k".into());
+    let done = env
+        .rt
+        .block_on(env.queue.enqueue_many(&[first, second]))
+        .unwrap();
+    assert!(done.iter().all(|e| e.created), "{done:?}");
+    let named: String = redis::cmd("GET")
+        .arg("spool:{default}:idem:default:k")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(named, done[1].id);
 }
 
 #[test]

@@ -22,8 +22,8 @@ if tonumber(ARGV[4]) > 0 then
   ledger_guard(L)
   local now = ledger_now_ms()
   ledger_sweep(L, now, 64)
-  local size = #KEYS[1] + #ARGV[1] + #ARGV[2] + #ARGV[3]
-  if ledger_over(L, KEYS[1], size, tonumber(ARGV[6]), 0) then
+  local size = ledger_size(KEYS[1], #ARGV[1] + #ARGV[2] + #ARGV[3])
+  if ledger_over(L, KEYS[1], size, tonumber(ARGV[6]), 0, now) then
     stored = 0
   else
     redis.call('DEL', KEYS[1])

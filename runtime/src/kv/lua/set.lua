@@ -14,13 +14,13 @@
 -- 'keys', the usage the write would reach, quota} (nothing written).
 
 local L = ledger(KEYS[1])
-ledger_guard(L)
 local now = ledger_now_ms()
-ledger_sweep(L, now, 64)
 local rate = ledger_rate(L, now, tonumber(ARGV[5]))
 if rate then return { 'rate', rate[1], rate[2] } end
-local size = #KEYS[2] + #ARGV[1]
-local over = ledger_over(L, KEYS[2], size, tonumber(ARGV[3]), tonumber(ARGV[4]))
+ledger_guard(L)
+ledger_sweep(L, now, 64)
+local size = ledger_size(KEYS[2], #ARGV[1])
+local over = ledger_over(L, KEYS[2], size, tonumber(ARGV[3]), tonumber(ARGV[4]), now)
 if over then return over end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then

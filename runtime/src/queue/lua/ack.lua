@@ -17,7 +17,7 @@
 --
 -- Fencing: the token changes only when an attempt is claimed, so an outcome
 -- is applied only under the job's current token. Normally the job is then
--- `running`. If the worker's lease expired (it lost Redis for a while) but
+-- `running` (and `wedged` and `requeue` apply only then). If the worker's lease expired (it lost Redis for a while) but
 -- no newer attempt was claimed yet, the job is `delayed` (backing off), or
 -- `queued`, or `dead` if that was its last attempt: the outcome still wins,
 -- and the job is taken back out of the delayed set, its ready list or the
@@ -68,7 +68,16 @@ while i <= #ARGV do
   local id, token, outcome, delay, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], int(ARGV[i + 3]), ARGV[i + 4]
   local nfields = int(ARGV[i + 5])
   local key = job_key(id)
-  local current = current_attempt(id, key, token)
+  local current
+  if outcome == 'wedged' or outcome == 'requeue' then
+    -- Only a running attempt can be given up on or handed back: a job that
+    -- already lapsed or finished, or an ack sent again, is left as it is
+    -- (the LEAVES check below tells a repeat from a stale ack).
+    local f = hmget(key, 'token', 'status', 'priority', 'attempt')
+    if f and f[1] == token and f[2] == 'running' then current = f end
+  else
+    current = current_attempt(id, key, token)
+  end
   if current and outcome == 'wedged' then
     release(id)
     local f = hmget(key, unpack(LAPSE_FIELDS))

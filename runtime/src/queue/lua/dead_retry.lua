@@ -4,8 +4,9 @@
 -- ARGV     job ids; none means every dead job
 --
 -- Returns the ids that were moved. Ids not in the dead letters are skipped;
--- so are ids whose key is gone or is not a hash (nothing could run): they
--- stay in the dead letters, to be purged.
+-- so are ids whose key is gone or is not a hash (nothing could run), and ids
+-- that are not UTF-8 (no worker could run them): they stay in the dead
+-- letters, to be purged.
 
 local dead = P .. ':dead'
 local ids = ARGV
@@ -14,7 +15,7 @@ local moved = {}
 for _, id in ipairs(ids) do
   local key = job_key(id)
   local f = hmget(key, 'priority')
-  if f and redis.call('EXISTS', key) == 1 and redis.call('ZREM', dead, id) == 1 then
+  if f and valid_utf8(id) and redis.call('EXISTS', key) == 1 and redis.call('ZREM', dead, id) == 1 then
     redis.call('PERSIST', key)
     redis.call('HDEL', key, 'waiting_since_us', 'lost_workers', 'lease_expiries')
     redis.call('HSET', key, 'status', 'queued', 'attempt', 0, 'retried_from_dead_us', now_us())

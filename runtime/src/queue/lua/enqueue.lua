@@ -47,7 +47,10 @@ while i <= #ARGV do
     -- record TTL plus the job's delay, and never a job that is gone
     -- (purged, or dropped from the capped dead letters).
     local ikey = P .. ':idem:' .. idem
-    existing = redis.call('GET', ikey)
+    -- A key of the wrong type (written by hand) names no job; the SET
+    -- below replaces it. Never an error half-way through a batch.
+    existing = redis.pcall('GET', ikey)
+    if type(existing) == 'table' then existing = false end
     if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
     if not existing then
       redis.call('SET', ikey, id, 'EX', tonumber(ARGV[1]) + math.floor(delay / 1000000))
