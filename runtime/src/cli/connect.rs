@@ -66,41 +66,11 @@ impl RedisArgs {
 }
 
 fn parse_queue(text: &str) -> Result<String, String> {
-    let ok = !text.is_empty()
-        && text.len() <= 64
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !ok {
-        return Err(format!(
-            "invalid queue name {text:?}: expected 1-64 letters, digits, '_', '-' or '.'"
-        ));
-    }
-    // `PREFIX:{cache}:…` and `PREFIX:{plugins}:…` are the result cache's
-    // and the fleet store's keys: a queue of that name would share them.
-    if matches!(text, "cache" | "plugins") {
-        return Err(format!(
-            "queue name {text:?} is reserved: Spool's result cache and fleet store use it; choose another"
-        ));
-    }
-    Ok(text.to_string())
+    crate::queue::check_queue(text).map(|()| text.to_string())
 }
 
-/// A key prefix: braces would change every key's Redis Cluster hash tag,
-/// and spaces or control characters make keys no one can type.
 fn parse_prefix(text: &str) -> Result<String, String> {
-    let ok = !text.is_empty()
-        && text.len() <= 64
-        && text
-            .chars()
-            .all(|c| c.is_ascii_graphic() && !matches!(c, '{' | '}'));
-    if ok {
-        Ok(text.to_string())
-    } else {
-        Err(format!(
-            "invalid prefix {text:?}: expected 1-64 printable ASCII characters without spaces, '{{' or '}}'"
-        ))
-    }
+    crate::queue::check_prefix(text).map(|()| text.to_string())
 }
 
 /// A single-threaded runtime: the commands do little but wait on Redis.

@@ -13,6 +13,12 @@ pub enum QueueError {
     /// URL is bad.
     #[error(transparent)]
     Redis(#[from] RedisError),
+    /// The queue name or key prefix is not allowed.
+    #[error("{reason}")]
+    BadConfig {
+        /// What is wrong, naming the value.
+        reason: String,
+    },
     /// No job with this id (never enqueued, or its record expired).
     #[error("job {id} not found: never enqueued, or its record expired")]
     NotFound {
@@ -52,7 +58,9 @@ impl QueueError {
         match self {
             QueueError::Redis(e) => e.is_retryable(),
             QueueError::WaitTimeout { .. } => true,
-            QueueError::NotFound { .. } | QueueError::OverQuota { .. } => false,
+            QueueError::NotFound { .. }
+            | QueueError::OverQuota { .. }
+            | QueueError::BadConfig { .. } => false,
         }
     }
 

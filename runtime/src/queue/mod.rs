@@ -31,6 +31,7 @@
 mod chunk;
 mod error;
 mod model;
+mod names;
 mod ops;
 mod record;
 mod records;
@@ -39,6 +40,7 @@ mod scripts;
 
 pub use error::QueueError;
 pub use model::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority};
+pub use names::{check_prefix, check_queue};
 pub use ops::Enqueued;
 pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};
 pub use records::{DeadEntry, QueueStats};
@@ -120,6 +122,9 @@ impl Queue {
     /// Connect. The connection reconnects by itself after Redis restarts;
     /// operations in between fail with a retryable [`crate::redis::RedisError::Unavailable`].
     pub async fn connect(config: QueueConfig) -> Result<Self, QueueError> {
+        check_queue(&config.queue)
+            .and_then(|()| check_prefix(&config.prefix))
+            .map_err(|reason| QueueError::BadConfig { reason })?;
         let redis = AsyncRedis::open(&config.url).await?;
         Ok(Queue {
             inner: Arc::new(Inner {

@@ -741,6 +741,7 @@ fn reserved_queue_names_and_bad_prefixes_are_usage_errors() {
     for (flag, value, says) in [
         ("--queue", "plugins", "queue name \"plugins\" is reserved"),
         ("--queue", "cache", "queue name \"cache\" is reserved"),
+        ("--queue", "tenants", "queue name \"tenants\" is reserved"),
         ("--prefix", "a{b}", "invalid prefix \"a{b}\""),
         ("--prefix", "two words", "invalid prefix \"two words\""),
     ] {
@@ -750,4 +751,18 @@ fn reserved_queue_names_and_bad_prefixes_are_usage_errors() {
         fails_with(&out, 2, says);
     }
     let _ = std::fs::remove_dir_all(dir);
+    // A program that builds its settings itself is held to the same rules.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = spool_runtime::queue::QueueConfig {
+        queue: "plugins".into(),
+        ..spool_runtime::queue::QueueConfig::new("redis://127.0.0.1:1")
+    };
+    let refused = rt
+        .block_on(spool_runtime::queue::Queue::connect(config))
+        .unwrap_err();
+    assert!(refused.to_string().contains("is reserved"), "{refused}");
+    assert!(!refused.is_retryable());
 }

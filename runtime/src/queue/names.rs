@@ -1,0 +1,64 @@
+//! Queue names and key prefixes, checked wherever a queue is opened — by
+//! the CLI and by any program that builds a [`super::QueueConfig`] itself.
+
+/// Hash tags Spool uses for its own keys: a queue of that name would share
+/// the result cache's, the fleet store's or the tenants' slot and keys.
+pub const RESERVED: [&str; 3] = ["cache", "plugins", "tenants"];
+
+/// A queue name: 1–64 letters, digits, `_`, `-` or `.`, not reserved.
+pub fn check_queue(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        return Err(format!(
+            "invalid queue name {name:?}: expected 1-64 letters, digits, '_', '-' or '.'"
+        ));
+    }
+    if RESERVED.contains(&name) {
+        return Err(format!(
+            "queue name {name:?} is reserved: Spool's result cache, fleet store and tenant limits use {}; choose another",
+            RESERVED.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// A key prefix: braces would change every key's Redis Cluster hash tag,
+/// and spaces or control characters make keys no one can type.
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '{' | '}'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid prefix {prefix:?}: expected 1-64 printable ASCII characters without spaces, '{{' or '}}'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_prefixes_are_checked_and_reserved_names_refused() {
+        assert!(check_queue("emails.v2").is_ok());
+        for bad in ["", "a b", "a{b}", "x:y", &"q".repeat(65)] {
+            assert!(check_queue(bad).is_err(), "{bad:?}");
+        }
+        for reserved in RESERVED {
+            assert!(check_queue(reserved).unwrap_err().contains("reserved"));
+        }
+        assert!(check_prefix("spool-prod").is_ok());
+        for bad in ["", "a b", "a{", "}", "tab\t"] {
+            assert!(check_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+}
