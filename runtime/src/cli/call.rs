@@ -328,6 +328,7 @@ mod tests {
             JobFailure::OutputTooLarge { size: 2, limit: 1 },
             JobFailure::InputTooLarge { size: 2, limit: 1 },
             JobFailure::Exit { code: 3 },
+            JobFailure::TooMuchData,
             JobFailure::Host { message: text() },
         ];
         for failure in &all {
@@ -343,6 +344,7 @@ mod tests {
                 | JobFailure::OutputTooLarge { .. }
                 | JobFailure::InputTooLarge { .. }
                 | JobFailure::Exit { .. }
+                | JobFailure::TooMuchData
                 | JobFailure::Host { .. } => {}
             }
         }
@@ -363,6 +365,7 @@ mod tests {
                 "output-too-large",
                 "input-too-large",
                 "exit",
+                "too-much-data",
             ],
         ),
         (75, &["retryable", "timeout", "host"]),

@@ -86,8 +86,6 @@ pub enum JobFailure {
         /// The cap.
         limit: usize,
     },
-    /// The host could not run the job (for example, every sandbox slot is
-    /// busy). Not the handler's fault; a retry can help.
     /// The guest called `wasi:cli/exit` (`std::process::exit`) instead of
     /// returning: it ends the job, never the worker.
     #[error("the handler called exit({code}) instead of returning")]
@@ -95,6 +93,15 @@ pub enum JobFailure {
         /// The exit code it gave.
         code: i32,
     },
+    /// The guest handed the host more data in one call (its result, its
+    /// error, or a host call's arguments) than wasmtime copies for one call
+    /// (128 MiB): stopped before the host allocated it. Never retried.
+    #[error(
+        "the job passed more than 128 MiB to the host in one call (its result, error or a host call's arguments); the limit stops it before the host allocates it"
+    )]
+    TooMuchData,
+    /// The host could not run the job (for example, every sandbox slot is
+    /// busy). Not the handler's fault; a retry can help.
     #[error("the host could not run the job: {message}")]
     Host {
         /// What went wrong.
@@ -117,6 +124,7 @@ impl JobFailure {
             JobFailure::OutputTooLarge { .. } => "output-too-large",
             JobFailure::InputTooLarge { .. } => "input-too-large",
             JobFailure::Exit { .. } => "exit",
+            JobFailure::TooMuchData => "too-much-data",
             JobFailure::Host { .. } => "host",
         }
     }
@@ -162,6 +170,11 @@ impl JobFailure {
     ) -> Self {
         if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
             return JobFailure::Exit { code: exit.0 };
+        }
+        // wasmtime's per-call cap on data copied from guest to host; its
+        // error type is private, its message is not.
+        if format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted") {
+            return JobFailure::TooMuchData;
         }
         if let Some(hit) = error.downcast_ref::<MemoryLimitHit>() {
             return JobFailure::MemoryLimit {

@@ -133,6 +133,17 @@ fn error_texts_are_cut_to_a_few_kib_and_say_how_long_they_were() {
         );
         assert!(text.ends_with(&marker));
     }
+    // Past wasmtime's 128 MiB per call (three fields of 48 MiB), the guest
+    // is stopped before the host copies it: never retried.
+    let roomy = Limits {
+        memory: 512 << 20,
+        ..one_second()
+    };
+    let run = attack(r#"{"attack":"invalid","bytes":50331648}"#, &roomy);
+    match &run.result {
+        Err(failure @ JobFailure::TooMuchData) => assert!(!failure.is_retryable()),
+        other => panic!("{:?}", other.as_ref().map(|_| "output")),
+    }
 }
 
 #[test]
