@@ -439,7 +439,7 @@ fn hit(cached: &Arc<Cached>, status: CacheStatus) -> Hit {
 
 /// The ledger of `tenant`'s cached results: `PREFIX:{cache:TENANT}` (the
 /// entries are `PREFIX:{cache:TENANT}:r:…`).
-fn ledger_base(prefix: &str, tenant: &str) -> String {
+pub(crate) fn ledger_base(prefix: &str, tenant: &str) -> String {
     format!("{prefix}:{{cache:{tenant}}}")
 }
 

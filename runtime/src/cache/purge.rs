@@ -106,14 +106,27 @@ pub fn purge(
     mut progress: impl FnMut(u64, u64),
 ) -> redis::RedisResult<u64> {
     let (mut scanned, mut deleted) = (0u64, 0u64);
+    let forget = crate::redis::script_with_prelude(
+        crate::redis::ledger::LUA,
+        include_str!("lua/forget.lua"),
+    );
     scan(redis, &scope.pattern(prefix), |keys| {
         scanned += keys.len() as u64;
-        let doomed: Vec<&String> = keys
-            .iter()
-            .filter(|k| parse_key(prefix, k).is_some_and(|e| scope.matches(&e)))
-            .collect();
-        if !doomed.is_empty() {
-            let n: u64 = redis.with_connection(|c| redis::cmd("UNLINK").arg(&doomed).query(c))?;
+        // Per tenant, in one script with its ledger (one slot each): the
+        // quota the entries took is given back with them.
+        let mut doomed: std::collections::BTreeMap<String, Vec<&String>> = Default::default();
+        for key in &keys {
+            if let Some(entry) = parse_key(prefix, key).filter(|e| scope.matches(e)) {
+                doomed.entry(entry.tenant).or_default().push(key);
+            }
+        }
+        for (tenant, entries) in doomed {
+            let n: u64 = redis.with_connection(|c| {
+                forget
+                    .key(super::ledger_base(prefix, &tenant))
+                    .key(&entries)
+                    .invoke(c)
+            })?;
             deleted += n;
         }
         progress(scanned, deleted);

@@ -33,9 +33,11 @@ pub(crate) fn read_regular(
 }
 
 /// [`read_regular`] of `path`, which must lie inside `root`, resolved
-/// beneath a handle on `root`: a path or symlink that leads outside it is
-/// refused (`PermissionDenied`). With `no_follow`, a symlink as the final
-/// component is refused even inside.
+/// beneath a handle on the directory that holds it (`root` itself, or a
+/// tenant's folder `root/TENANT`): a path or symlink that leads outside it
+/// is refused (`PermissionDenied`), so a tenant's file cannot stand for
+/// another tenant's. With `no_follow`, a symlink as the final component is
+/// refused even inside.
 pub(crate) fn read_beneath(
     root: &Path,
     path: &Path,
@@ -43,12 +45,20 @@ pub(crate) fn read_beneath(
     no_follow: bool,
 ) -> std::io::Result<(Vec<u8>, std::fs::Metadata)> {
     use cap_primitives::fs::{OpenOptions, OpenOptionsExt as _};
-    let inside = path.strip_prefix(root).map_err(|_| {
-        Error::new(
+    let climbs = path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir));
+    if climbs || !path.starts_with(root) {
+        return Err(Error::new(
             ErrorKind::InvalidInput,
             format!("{} is not inside {}", path.display(), root.display()),
-        )
-    })?;
+        ));
+    }
+    let root = path
+        .parent()
+        .filter(|dir| dir.starts_with(root))
+        .unwrap_or(root);
+    let inside = path.strip_prefix(root).unwrap_or(path);
     let dir = cap_primitives::fs::open_ambient_dir(root, cap_primitives::ambient_authority())?;
     let mut flags = libc::O_NONBLOCK;
     if no_follow {
@@ -110,6 +120,9 @@ mod tests {
         let root = std::env::temp_dir().join(format!("spool-beneath-{}", std::process::id()));
         let outside = root.with_extension("outside");
         std::fs::create_dir_all(root.join("acme")).unwrap();
+        std::fs::create_dir_all(root.join("globex")).unwrap();
+        std::fs::write(root.join("globex/prod.toml"), "globex's").unwrap();
+        std::os::unix::fs::symlink("../globex/prod.toml", root.join("acme/steal.toml")).unwrap();
         std::fs::write(&outside, "secret").unwrap();
         std::fs::write(root.join("acme/ok.toml"), "fine").unwrap();
         std::os::unix::fs::symlink(&outside, root.join("abs.toml")).unwrap();
@@ -126,7 +139,12 @@ mod tests {
             read("inner.toml", true).is_err(),
             "unless final symlinks are refused"
         );
-        for escape in ["abs.toml", "rel.toml", "../spool-beneath-x"] {
+        for escape in [
+            "abs.toml",
+            "rel.toml",
+            "../spool-beneath-x",
+            "acme/steal.toml",
+        ] {
             let e = read(escape, false).unwrap_err();
             assert!(!e.to_string().contains("secret"), "{e}");
             assert_ne!(e.kind(), ErrorKind::NotFound, "{escape}: {e}");

@@ -47,7 +47,11 @@ local function ledger_guard(L)
   for key, kind in pairs(want) do
     local t = redis.call('TYPE', key)
     t = t.ok or t
-    if t ~= 'none' and t ~= kind then redis.call('DEL', key) end
+    if t ~= 'none' and t ~= kind then
+      -- The three keys only make sense together: reset all of them.
+      redis.call('DEL', L.sizes, L.expiry, L.usage)
+      return
+    end
   end
 end
 
@@ -99,7 +103,8 @@ end
 
 -- Bytes and keys charged now.
 local function ledger_usage(L)
-  return tonumber(redis.call('HGET', L.usage, 'bytes') or '0') or 0, redis.call('HLEN', L.sizes)
+  local bytes = tonumber(redis.call('HGET', L.usage, 'bytes') or '0') or 0
+  return math.max(0, bytes), redis.call('HLEN', L.sizes)
 end
 
 -- Whether charging `key` with `size` bytes stays within max_bytes and

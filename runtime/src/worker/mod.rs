@@ -399,8 +399,8 @@ async fn watchdog_loop(pool: Arc<Pool>, backoff: Duration) {
         every.tick().await;
         for given_up in pool.watch.sweep(std::time::Instant::now(), backoff) {
             let _ = pool.outcomes.send(given_up.outcome);
-            if given_up.replace {
-                pool.spawn_one();
+            if let Some(slot) = given_up.replacement {
+                pool.start_thread(slot);
             }
         }
         // No thread serves: jobs claimed ahead would wait for a wedged

@@ -47,19 +47,21 @@ impl Pool {
             started: AtomicUsize::new(0),
         });
         for _ in 0..config.concurrency.max(1) {
-            pool.spawn_one();
+            pool.start_thread(pool.watch.slot());
         }
         pool
     }
 
-    /// Start one job thread. It ends when the job channel closes, or when
-    /// it comes back from a job the watchdog gave up on and the pool has
-    /// its threads.
-    pub fn spawn_one(self: &Arc<Self>) {
+    /// Start a job thread on `slot` (counted as serving already). It ends
+    /// when the job channel closes, or when it comes back from a job the
+    /// watchdog gave up on and the pool has its threads. A thread the
+    /// system refuses is logged and uncounted: the worker runs short
+    /// rather than stop.
+    pub fn start_thread(self: &Arc<Self>, slot: Arc<Slot>) {
         let pool = Arc::clone(self);
         let n = self.started.fetch_add(1, Ordering::Relaxed);
-        let slot = self.watch.slot();
-        std::thread::Builder::new()
+        let mine = Arc::clone(&slot);
+        let started = std::thread::Builder::new()
             .name(format!("spool-job-{n}"))
             .spawn(move || {
                 let mut serving = true;
@@ -79,8 +81,11 @@ impl Pool {
                     }
                 }
                 pool.watch.remove(&slot, serving);
-            })
-            .expect("spawning a job thread");
+            });
+        if let Err(e) = started {
+            tracing::error!("could not start a job thread: {e}; this worker runs short");
+            self.watch.remove(&mine, true);
+        }
     }
 }
 

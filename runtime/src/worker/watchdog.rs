@@ -107,9 +107,10 @@ struct Counts {
 pub(super) struct GivenUp {
     /// The job's ending, for the acker.
     pub outcome: Outcome,
-    /// Start a thread in its place (false: as many threads as the pool
-    /// serves with are wedged already; the worker runs short).
-    pub replace: bool,
+    /// The slot of the thread to start in its place, counted as serving
+    /// already (none: as many threads as the pool serves with are wedged;
+    /// the worker runs short).
+    pub replacement: Option<Arc<Slot>>,
 }
 
 /// Every job thread's slot, and how many serve or are wedged.
@@ -143,11 +144,17 @@ impl Watch {
 
     /// A slot for a new (serving) job thread.
     pub(super) fn slot(&self) -> Arc<Slot> {
-        let slot = Arc::new(Slot::default());
         let mut counts = lock(&self.counts);
+        self.add_slot(&mut counts)
+    }
+
+    /// Count one more serving thread and register its slot, under the
+    /// counts lock (so that a wedged thread coming back at the same moment
+    /// sees the pool full).
+    fn add_slot(&self, counts: &mut Counts) -> Arc<Slot> {
+        let slot = Arc::new(Slot::default());
         counts.serving += 1;
         self.budget.set_serving(counts.serving);
-        drop(counts);
         lock(&self.slots).push(Arc::clone(&slot));
         slot
     }
@@ -199,6 +206,7 @@ impl Watch {
             counts.wedged += 1;
             self.budget.set_serving(counts.serving);
             let replace = counts.wedged <= self.target;
+            let replacement = replace.then(|| self.add_slot(&mut counts));
             tracing::error!(
                 job = %current.id,
                 plugin = %current.plugin.escape_debug(),
@@ -214,7 +222,7 @@ impl Watch {
                     current.wait,
                     Next::Wedged { backoff },
                 ),
-                replace,
+                replacement,
             });
         }
         given_up
@@ -294,16 +302,15 @@ mod tests {
                 backoff: Duration::from_secs(1)
             }
         );
-        assert!(given_up[0].replace);
+        assert!(given_up[0].replacement.is_some());
         assert!(
             watch.sweep(later, Duration::from_secs(1)).is_empty(),
             "once"
         );
         assert_eq!(watch.wedged().len(), 1);
         assert_eq!(watch.wedged()[0].job, "stuck");
-        // A replacement started; the wedged thread comes back to a full
-        // pool and ends.
-        let _replacement = watch.slot();
+        // The replacement is counted already: the wedged thread comes back
+        // to a full pool and ends.
         drop(armed);
         assert!(!watch.end(&wedged));
         assert!(watch.end(&busy));
@@ -315,21 +322,28 @@ mod tests {
         let watch = watch(1);
         let first = watch.slot();
         first.begin(&job("a"));
-        let _armed = first.arm(Duration::ZERO, Duration::ZERO);
+        let armed = first.arm(Duration::ZERO, Duration::ZERO);
         let later = Instant::now() + Duration::from_secs(1);
-        assert!(watch.sweep(later, Duration::ZERO)[0].replace);
-        let second = watch.slot();
+        let second = watch.sweep(later, Duration::ZERO).remove(0).replacement;
+        let second = second.expect("one wedged of one is replaced");
+        assert_eq!(watch.serving(), 1);
         second.begin(&job("b"));
-        let _armed2 = second.arm(Duration::ZERO, Duration::ZERO);
-        assert!(
-            !watch.sweep(later, Duration::ZERO)[0].replace,
-            "two wedged of one"
+        let armed2 = second.arm(Duration::ZERO, Duration::ZERO);
+        let given_up = watch.sweep(later, Duration::ZERO);
+        assert!(given_up[0].replacement.is_none(), "two wedged of one");
+        assert_eq!(
+            watch.budget.limit(),
+            0,
+            "no thread serves: nothing is claimed"
         );
-        drop(_armed);
+        drop(armed);
         assert!(
             watch.end(&first),
             "the pool has no serving thread: it serves again"
         );
+        assert_eq!(watch.budget.limit(), 1);
+        drop(armed2);
+        assert!(!watch.end(&second), "the pool is full again: it ends");
     }
 
     #[test]

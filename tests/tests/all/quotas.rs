@@ -363,6 +363,11 @@ fn cached_results_stop_at_the_tenants_cache_quota() {
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
     let used = shown["quotas"]["cache-bytes"]["used"].as_u64().unwrap();
     assert!(used > 0 && used <= 4096, "cache usage {used}");
+    // A purge gives the quota back at once.
+    succeeds(&spool(&env, &["cache", "purge", "--tenant", "acme"]));
+    let shown = succeeds(&spool(&env, &["tenants", "show", "acme", "--json"]));
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["quotas"]["cache-bytes"]["used"], 0, "{shown}");
 }
 
 #[test]

@@ -316,3 +316,65 @@ fn fencing_tokens_stay_unique_when_redis_goes_back_in_time() {
     assert_eq!(applied, vec![false], "the zombie's ack is refused");
     assert_eq!(env.record(&id).status, Some(Status::Running));
 }
+
+#[test]
+fn a_hand_back_after_a_lapsed_lease_gives_the_attempt_back_once() {
+    let env = Env::new("scripts-requeue-lapsed");
+    let id = env.enqueue("hello", "{}");
+    let brief = Duration::from_millis(1);
+    let lapse = |worker: &str| {
+        let claim = env.rt.block_on(env.queue.claim(worker, 1, brief)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        // The next claim finds the lease expired (backoff 0: due at once).
+        let reaper = env
+            .queue
+            .claim_backing_off("reaper", 0, LEASE, Duration::ZERO);
+        env.rt.block_on(reaper).unwrap();
+        claim.jobs[0].token.clone()
+    };
+    let _ = lapse("w1");
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("{}:delayed", env.queue.key_prefix()))
+        .arg(0)
+        .arg(&id)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let token = lapse("w2");
+    let field = |name: &str| -> Option<String> {
+        redis::cmd("HGET")
+            .arg(job_key(&env, &id))
+            .arg(name)
+            .query(&mut env.redis_conn())
+            .unwrap()
+    };
+    assert_eq!(
+        (field("attempt"), field("lease_expiries")),
+        (Some("2".into()), Some("2".into()))
+    );
+    // Worker w2 never ran it (Redis was away longer than its lease): its
+    // hand-back still applies, and gives back the attempt and the lapse.
+    let back = outcome(
+        &id,
+        &token,
+        Next::Requeue {
+            delay: Duration::ZERO,
+        },
+    );
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(std::slice::from_ref(&back)))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    assert_eq!(env.record(&id).status, Some(Status::Queued));
+    assert_eq!(
+        (field("attempt"), field("lease_expiries")),
+        (Some("1".into()), Some("1".into()))
+    );
+    // Sent again after a lost reply: nothing more is given back.
+    let applied = env.rt.block_on(env.queue.ack(&[back])).unwrap();
+    assert_eq!(applied, vec![true]);
+    assert_eq!(
+        (field("attempt"), field("lease_expiries")),
+        (Some("1".into()), Some("1".into()))
+    );
+}

@@ -17,7 +17,8 @@
 --
 -- Fencing: the token changes only when an attempt is claimed, so an outcome
 -- is applied only under the job's current token. Normally the job is then
--- `running` (and `wedged` and `requeue` apply only then). If the worker's lease expired (it lost Redis for a while) but
+-- `running` (and `wedged` applies only then; `requeue` also to an attempt
+-- whose lease lapsed, see handed_back). If the worker's lease expired (it lost Redis for a while) but
 -- no newer attempt was claimed yet, the job is `delayed` (backing off), or
 -- `queued`, or `dead` if that was its last attempt: the outcome still wins,
 -- and the job is taken back out of the delayed set, its ready list or the
@@ -48,6 +49,23 @@ local function current_attempt(id, key, token)
   return nil
 end
 
+-- A hand-back applies to a running attempt, or to one whose lease lapsed
+-- while its worker still held it (Redis was away longer than the lease):
+-- the job did not run to an end there, so the lapse's count is undone. A
+-- hand-back already applied (sent again after its reply was lost) is not
+-- applied twice: it left `requeued_token`.
+local function handed_back(id, key, token)
+  local f = hmget(key, 'token', 'status', 'priority', 'attempt', 'requeued_token', 'lease_expiries')
+  if not f or f[1] ~= token then return nil end
+  if f[2] == 'running' then return f end
+  if f[5] == token then return nil end
+  local current = current_attempt(id, key, token)
+  if current then
+    redis.call('HSET', key, 'lease_expiries', math.max(0, int(f[6]) - 1))
+  end
+  return current
+end
+
 -- Whether `status` is what `outcome` leaves, to recognise an ack that is
 -- sent again after its reply was lost (it was applied; it is not stale).
 local LEAVES = { succeeded = { succeeded = true }, retrying = { retrying = true },
@@ -69,12 +87,14 @@ while i <= #ARGV do
   local nfields = int(ARGV[i + 5])
   local key = job_key(id)
   local current
-  if outcome == 'wedged' or outcome == 'requeue' then
-    -- Only a running attempt can be given up on or handed back: a job that
-    -- already lapsed or finished, or an ack sent again, is left as it is
-    -- (the LEAVES check below tells a repeat from a stale ack).
+  if outcome == 'wedged' then
+    -- Only a running attempt can be given up on: a job that already lapsed
+    -- or finished, or an ack sent again, is left as it is (the LEAVES check
+    -- below tells a repeat from a stale ack).
     local f = hmget(key, 'token', 'status', 'priority', 'attempt')
     if f and f[1] == token and f[2] == 'running' then current = f end
+  elseif outcome == 'requeue' then
+    current = handed_back(id, key, token)
   else
     current = current_attempt(id, key, token)
   end
@@ -97,6 +117,7 @@ while i <= #ARGV do
     if outcome == 'requeue' then
       fields[2] = delay > 0 and 'delayed' or 'queued'
       fields[3] = 'requeued_us'
+      fields[#fields + 1] = 'requeued_token'; fields[#fields + 1] = token
       fields[#fields + 1] = 'attempt'; fields[#fields + 1] = math.max(0, int(current[4]) - 1)
     end
     redis.call('HSET', key, unpack(fields))
