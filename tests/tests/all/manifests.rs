@@ -286,7 +286,11 @@ fn revoking_a_capability_stops_the_plugin() {
         &dir.join("opens_socket.toml"),
         "[capabilities]\nnetwork = false\n",
     );
-    env.wait_for("the plugin to stop", || registry.names().is_empty());
+    // It stops serving, then the refusal is recorded (two steps of the
+    // rescan): wait for both.
+    env.wait_for("the plugin to stop and be refused", || {
+        registry.names().is_empty() && !registry.rejected().is_empty()
+    });
     assert!(registry.rejected()[0].1.contains("wasi:sockets"));
 }
 
