@@ -55,12 +55,9 @@ enum CacheCommand {
 
 pub(crate) fn run(args: CacheArgs) -> u8 {
     let config = args.redis.queue_config();
-    let redis = match SyncRedis::new(&config.url) {
+    let redis = match super::connect::sync_redis(&config) {
         Ok(redis) => redis,
-        Err(e) => {
-            eprintln!("spool: {e}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     match args.command {
         CacheCommand::Stats { json } => stats(&redis, &config.prefix, json),

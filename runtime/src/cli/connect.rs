@@ -73,6 +73,16 @@ fn parse_prefix(text: &str) -> Result<String, String> {
     crate::queue::check_prefix(text).map(|()| text.to_string())
 }
 
+/// Blocking connections to the queue's Redis, for commands that read or
+/// write outside the queue (cache, tenants); a bad URL is a usage error,
+/// said here.
+pub(crate) fn sync_redis(config: &QueueConfig) -> Result<crate::redis::SyncRedis, u8> {
+    crate::redis::SyncRedis::new(&config.url).map_err(|e| {
+        eprintln!("spool: {e}");
+        super::exit::USAGE
+    })
+}
+
 /// A single-threaded runtime: the commands do little but wait on Redis.
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -65,12 +65,9 @@ enum TenantsCommand {
 
 pub(crate) fn run(args: TenantsArgs) -> u8 {
     let config = args.redis.queue_config();
-    let redis = match SyncRedis::new(&config.url) {
+    let redis = match super::connect::sync_redis(&config) {
         Ok(redis) => redis,
-        Err(e) => {
-            eprintln!("spool: {e}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     let store = TenantStore::new(&config.prefix);
     match args.command {

@@ -156,3 +156,17 @@ local function ledger_rate(L, now_ms, max)
   if max > 0 then redis.pcall('HSET', L.usage, 'w_sec', sec, 'w_count', n + 1) end
   return nil
 end
+
+-- The start of a script that writes a key of the ledger under `base`: the
+-- rate first (cheap: a refused write costs one HMGET), then the type guard
+-- and the sweep. Returns the ledger, the time, and a refusal reply (nil
+-- when the write may go on).
+local function ledger_begin(base, max_writes)
+  local L = ledger(base)
+  local now = ledger_now_ms()
+  local rate = ledger_rate(L, now, max_writes)
+  if rate then return L, now, { 'rate', rate[1], rate[2] } end
+  ledger_guard(L)
+  ledger_sweep(L, now, 64)
+  return L, now, nil
+end

@@ -14,7 +14,7 @@ use crate::queue::{
 };
 use crate::redis::SyncRedis;
 use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices, KeyValue};
-use crate::tenants::{Directory, Limit};
+use crate::tenants::{Directory, Limit, Limits};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,15 +145,7 @@ impl Executor {
             );
             return Err(ErrorRecord::new("over-quota", message, false));
         }
-        let cap = u32::try_from(limits.get(Limit::MaxAttempts)).unwrap_or(u32::MAX);
-        Ok((
-            name,
-            if cap > 0 {
-                max_attempts.min(cap)
-            } else {
-                max_attempts
-            },
-        ))
+        Ok((name, capped_attempts(&limits, max_attempts)))
     }
 
     /// `most` attempts, lowered to the `max-attempts` quota of the tenant
@@ -165,11 +157,7 @@ impl Executor {
         let (Some(directory), Some(tenant)) = (&self.limits, tenant) else {
             return most;
         };
-        match u32::try_from(directory.limits(&tenant).get(Limit::MaxAttempts)) {
-            Ok(0) => most,
-            Ok(cap) => most.min(cap),
-            Err(_) => most,
-        }
+        capped_attempts(&directory.limits(&tenant), most)
     }
 
     /// A run's outcome: success, retry with backoff, or a dead letter.
@@ -257,6 +245,14 @@ fn round(d: Duration) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_millis(
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
     ))
+}
+
+/// `most` attempts within the `max-attempts` quota of `limits` (0: none).
+fn capped_attempts(limits: &Limits, most: u32) -> u32 {
+    match u32::try_from(limits.get(Limit::MaxAttempts)) {
+        Ok(0) | Err(_) => most,
+        Ok(cap) => most.min(cap),
+    }
 }
 
 /// A job refused before it ran (malformed, over a quota): dead, with why.

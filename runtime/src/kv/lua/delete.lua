@@ -8,12 +8,8 @@
 --
 -- Returns {'ok', 1 if the key existed else 0} or {'rate', writes, limit}.
 
-local L = ledger(KEYS[1])
-local now = ledger_now_ms()
-local rate = ledger_rate(L, now, tonumber(ARGV[1]))
-if rate then return { 'rate', rate[1], rate[2] } end
-ledger_guard(L)
-ledger_sweep(L, now, 64)
+local L, _, refused = ledger_begin(KEYS[1], tonumber(ARGV[1]))
+if refused then return refused end
 local n = redis.call('DEL', KEYS[2])
 ledger_forget(L, KEYS[2])
 return { 'ok', n }

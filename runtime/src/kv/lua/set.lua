@@ -13,12 +13,8 @@
 -- Returns {'ok'}; {'rate', writes this second, limit}; or {'bytes' or
 -- 'keys', the usage the write would reach, quota} (nothing written).
 
-local L = ledger(KEYS[1])
-local now = ledger_now_ms()
-local rate = ledger_rate(L, now, tonumber(ARGV[5]))
-if rate then return { 'rate', rate[1], rate[2] } end
-ledger_guard(L)
-ledger_sweep(L, now, 64)
+local L, now, refused = ledger_begin(KEYS[1], tonumber(ARGV[5]))
+if refused then return refused end
 local size = ledger_size(KEYS[2], #ARGV[1])
 local over = ledger_over(L, KEYS[2], size, tonumber(ARGV[3]), tonumber(ARGV[4]), now)
 if over then return over end
