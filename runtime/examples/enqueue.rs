@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("enqueued {}", enqueued.id);
 
     let record = queue
-        .wait_for(&enqueued.id, Duration::from_secs(60))
+        .wait_for(&job.plugin.tenant, &enqueued.id, Duration::from_secs(60))
         .await?;
     match record.status {
         Some(Status::Succeeded) => println!("{}", record.output.unwrap_or_default()),

@@ -103,6 +103,81 @@ impl Env {
             .id
     }
 
+    /// `PREFIX:{QUEUE/TENANT}`: where `tenant`'s jobs live in the test's
+    /// queue (bare plugin names are tenant `default`).
+    pub fn tenant_keys(&self, tenant: &str) -> String {
+        self.queue.tenant_keys(tenant)
+    }
+
+    /// Enqueue with plain Redis commands, exactly as docs/queue.md tells
+    /// any client to: the job and its ready list in the tenant's slot, then
+    /// [`Env::announce_plain`]. `fields` are the envelope; the job goes to
+    /// `priority`'s list.
+    pub fn enqueue_plain(&self, tenant: &str, id: &str, priority: &str, fields: &[(&str, &[u8])]) {
+        let t = self.tenant_keys(tenant);
+        let mut hset = redis::cmd("HSET");
+        hset.arg(format!("{t}:job:{id}"));
+        for (field, value) in fields {
+            hset.arg(*field).arg(*value);
+        }
+        let _: () = redis::pipe()
+            .atomic()
+            .add_command(hset)
+            .ignore()
+            .cmd("LPUSH")
+            .arg(format!("{t}:ready:{priority}"))
+            .arg(id)
+            .ignore()
+            .query(&mut self.redis_conn())
+            .expect("plain enqueue, tenant slot");
+        self.announce_plain(tenant, None);
+    }
+
+    /// Announce `tenant` with plain commands, as docs/queue.md tells a
+    /// client to after it pushed jobs (or, with `due_us`, delayed them):
+    /// mark it and take a sequence number in its slot, then name it in the
+    /// queue's set of tenants with work (or its timers) and wake a worker.
+    pub fn announce_plain(&self, tenant: &str, due_us: Option<u64>) {
+        let t = self.tenant_keys(tenant);
+        let q = self.queue.key_prefix().to_string();
+        let mut conn = self.redis_conn();
+        let (seq,): (i64,) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(format!("{t}:in"))
+            .arg(1)
+            .ignore()
+            .cmd("HINCRBY")
+            .arg(format!("{t}:stats"))
+            .arg("seq")
+            .arg(1)
+            .query(&mut conn)
+            .expect("plain announce, tenant slot");
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZADD")
+            .arg(format!("{q}:seq"))
+            .arg("GT")
+            .arg(seq)
+            .arg(tenant)
+            .ignore();
+        match due_us {
+            Some(at) => pipe.cmd("ZADD").arg(format!("{q}:timers")).arg("LT").arg(at).arg(tenant),
+            None => pipe.cmd("ZADD").arg(format!("{q}:ready")).arg(0).arg(tenant),
+        }
+        .ignore()
+        .cmd("RPUSH")
+        .arg(format!("{q}:wake"))
+        .arg(1)
+        .ignore()
+        .cmd("LTRIM")
+        .arg(format!("{q}:wake"))
+        .arg(0)
+        .arg(0)
+        .ignore();
+        let _: () = pipe.query(&mut conn).expect("plain announce, queue slot");
+    }
+
     /// The record of `id`.
     pub fn record(&self, id: &str) -> JobRecord {
         self.rt.block_on(self.queue.record(id)).expect("job record")

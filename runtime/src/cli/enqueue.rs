@@ -176,7 +176,10 @@ async fn one(queue: &Queue, args: &EnqueueArgs, mut job: NewJob) -> u8 {
         }
         return exit::OK;
     };
-    let record = match queue.wait_for(&enqueued.id, timeout).await {
+    let record = match queue
+        .wait_for(&job.plugin.tenant, &enqueued.id, timeout)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return fail(&e),
     };

@@ -25,8 +25,8 @@ pub(crate) fn run(args: JobArgs) -> u8 {
             Ok(q) => q,
             Err(e) => return fail(&e),
         };
-        match queue.record(&args.id).await {
-            Ok(record) => {
+        match queue.find(&args.id).await {
+            Ok((_tenant, record)) => {
                 print_record(&record, args.json);
                 exit::OK
             }

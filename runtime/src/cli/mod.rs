@@ -13,6 +13,7 @@ mod fleet_wait;
 mod job;
 mod plugins;
 mod shown;
+mod tenant_list;
 mod tenants;
 mod worker;
 

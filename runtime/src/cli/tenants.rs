@@ -1,5 +1,6 @@
-//! `spool tenants show | set`: the tenants' quotas — fleet defaults and
-//! per-tenant overrides in Redis — and what each tenant uses of them.
+//! `spool tenants show | set | list | pause | resume`: the tenants' quotas
+//! and scheduling settings — fleet defaults and per-tenant overrides in
+//! Redis — what each tenant uses of them, and what each has in a queue.
 
 use super::connect::{RedisArgs, fail};
 use super::exit;
@@ -60,11 +61,62 @@ enum TenantsCommand {
         /// The largest max_attempts a job may ask for.
         #[arg(long, value_name = "N")]
         max_attempts: Option<String>,
+        /// Share of workers beside other tenants with work: `weight` turns
+        /// to every 1 of a tenant of weight 1 (default 1).
+        #[arg(long, value_name = "N")]
+        weight: Option<String>,
+        /// Most of the tenant's jobs running at once, fleet-wide (per
+        /// queue); the rest stay queued.
+        #[arg(long, value_name = "N")]
+        concurrency: Option<String>,
+        /// Most jobs started per second, minute or hour, fleet-wide (per
+        /// queue), e.g. 50/s, 600/m.
+        #[arg(long, value_name = "RATE")]
+        rate: Option<String>,
+        /// Jobs the rate lets start at once after a quiet spell (default
+        /// `auto`: a tenth of a second's rate, at least 1).
+        #[arg(long, value_name = "N")]
+        burst: Option<String>,
+        /// Jobs of one group running at once (default 1: one at a time,
+        /// in enqueue order).
+        #[arg(long, value_name = "N")]
+        group_concurrency: Option<String>,
     },
+    /// Every tenant with jobs in the queue: queued, running, dead, and its
+    /// weight, cap, rate and pause.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop starting a tenant's jobs (or one group's) in the queue:
+    /// running jobs finish, queued ones wait.
+    Pause(PauseArgs),
+    /// Start a paused tenant's (or group's) jobs again.
+    Resume(PauseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PauseArgs {
+    /// The tenant.
+    tenant: String,
+    /// Only this group of the tenant.
+    #[arg(long)]
+    group: Option<String>,
 }
 
 pub(crate) fn run(args: TenantsArgs) -> u8 {
     let config = args.redis.queue_config();
+    match args.command {
+        TenantsCommand::List { json } => return super::tenant_list::list(&args.redis, json),
+        TenantsCommand::Pause(p) => {
+            return super::tenant_list::pause(&args.redis, &p.tenant, p.group.as_deref(), true);
+        }
+        TenantsCommand::Resume(p) => {
+            return super::tenant_list::pause(&args.redis, &p.tenant, p.group.as_deref(), false);
+        }
+        _ => {}
+    }
     let redis = match super::connect::sync_redis(&config) {
         Ok(redis) => redis,
         Err(code) => return code,
@@ -89,6 +141,11 @@ pub(crate) fn run(args: TenantsArgs) -> u8 {
             cache_bytes,
             max_payload,
             max_attempts,
+            weight,
+            concurrency,
+            rate,
+            burst,
+            group_concurrency,
         } => {
             let given = [
                 (Limit::KvBytes, kv_bytes),
@@ -97,6 +154,11 @@ pub(crate) fn run(args: TenantsArgs) -> u8 {
                 (Limit::CacheBytes, cache_bytes),
                 (Limit::MaxPayload, max_payload),
                 (Limit::MaxAttempts, max_attempts),
+                (Limit::Weight, weight),
+                (Limit::Concurrency, concurrency),
+                (Limit::Rate, rate),
+                (Limit::Burst, burst),
+                (Limit::GroupConcurrency, group_concurrency),
             ];
             match plan(tenant, given) {
                 Ok((target, changes)) => set(&redis, &store, &target, &changes),
@@ -106,11 +168,14 @@ pub(crate) fn run(args: TenantsArgs) -> u8 {
                 }
             }
         }
+        TenantsCommand::List { .. } | TenantsCommand::Pause(_) | TenantsCommand::Resume(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 
 /// A tenant name as plugin names allow it.
-fn check_tenant(tenant: &str) -> Result<(), String> {
+pub(crate) fn check_tenant(tenant: &str) -> Result<(), String> {
     PluginName::parse(&format!("{tenant}/x"))
         .map(|_| ())
         .map_err(|_| {
@@ -127,7 +192,7 @@ type Change = (Limit, Option<u64>);
 /// The target and the parsed changes of `spool tenants set`.
 fn plan(
     tenant: Option<String>,
-    given: [(Limit, Option<String>); 6],
+    given: [(Limit, Option<String>); Limit::ALL.len()],
 ) -> Result<(Target, Vec<Change>), String> {
     let target = match tenant {
         Some(t) => {
@@ -152,7 +217,7 @@ fn plan(
     }
     if changes.is_empty() {
         return Err(format!(
-            "name at least one quota to set: {}",
+            "name at least one setting: {}",
             Limit::ALL.map(|l| format!("--{}", l.name())).join(", ")
         ));
     }
@@ -290,7 +355,7 @@ fn to_json(tenant: Option<&str>, limits: &Limits, used: Option<&Used>) -> serde_
 mod tests {
     use super::*;
 
-    fn given(pairs: &[(Limit, &str)]) -> [(Limit, Option<String>); 6] {
+    fn given(pairs: &[(Limit, &str)]) -> [(Limit, Option<String>); Limit::ALL.len()] {
         Limit::ALL.map(|l| {
             (
                 l,
@@ -324,5 +389,9 @@ mod tests {
                 .contains("--kv-bytes")
         );
         assert!(plan(Some("a/b".into()), given(&[(Limit::KvKeys, "1")])).is_err());
+        let e = plan(Some("acme".into()), given(&[(Limit::Rate, "-20/s")])).unwrap_err();
+        assert!(e.starts_with("--rate:") && e.contains("\"-20/s\""), "{e}");
+        let (_, changes) = plan(Some("acme".into()), given(&[(Limit::Weight, "3")])).unwrap();
+        assert_eq!(changes, vec![(Limit::Weight, Some(3))]);
     }
 }

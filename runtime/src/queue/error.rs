@@ -19,6 +19,13 @@ pub enum QueueError {
         /// What is wrong, naming the value.
         reason: String,
     },
+    /// A request names something the queue cannot take (a group name
+    /// with forbidden characters, say); nothing was changed.
+    #[error("{reason}")]
+    Invalid {
+        /// What is wrong, naming the value.
+        reason: String,
+    },
     /// No job with this id (never enqueued, or its record expired).
     #[error("job {id} not found: never enqueued, or its record expired")]
     NotFound {
@@ -60,7 +67,8 @@ impl QueueError {
             QueueError::WaitTimeout { .. } => true,
             QueueError::NotFound { .. }
             | QueueError::OverQuota { .. }
-            | QueueError::BadConfig { .. } => false,
+            | QueueError::BadConfig { .. }
+            | QueueError::Invalid { .. } => false,
         }
     }
 

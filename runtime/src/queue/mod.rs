@@ -1,23 +1,28 @@
 //! The Redis job queue: keys, Lua scripts, and the operations on them —
-//! enqueue, claim, ack, heartbeat, delay, dead letters, records. Knows
-//! nothing of wasm.
+//! enqueue, claim, ack, heartbeat, delay, dead letters, records, fair share
+//! between tenants. Knows nothing of wasm.
 //!
 //! # Keys
 //!
-//! Every key starts with `PREFIX:{QUEUE}` (default `spool:{default}`): the
-//! braces are a Redis Cluster hash tag, so each script's keys share one slot.
+//! Each tenant's jobs in a queue live in a hash slot of their own,
+//! `PREFIX:{QUEUE/TENANT}` (written `T`); the queue keeps the set of tenants
+//! with work in its slot, `PREFIX:{QUEUE}` (written `Q`). No script touches
+//! two slots, so a Redis Cluster can spread tenants over its nodes.
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `…:job:ID` | hash | the envelope and the record of job ID |
-//! | `…:ready:high` / `normal` / `low` | list | ids ready to run (LPUSH in, RPOP out) |
-//! | `…:delayed` | zset | ids by due time (µs): `--delay`, `--at`, retry backoff |
-//! | `…:leases` | zset | running ids by lease expiry (µs) |
-//! | `…:dead` | zset | dead-letter ids by time of death, capped |
-//! | `…:wake` | list | at most one token; idle workers block on it |
-//! | `…:done:ID` | list | completion notice for `enqueue --wait` |
-//! | `…:idem:TENANT:KEY` | string | idempotency key → job id |
-//! | `…:stats` | hash | counters: succeeded, dead, retried |
+//! | `T:job:ID` | hash | the envelope and the record of job ID |
+//! | `T:ready:high` / `normal` / `low` | list | ids ready to run (LPUSH in, RPOP out) |
+//! | `T:group:G`, `T:groups`, `T:held:G`, `T:gpaused` | list, zset, set, set | groups: waiting jobs in order, the groups' rotation, the jobs holding a group's slots, paused groups |
+//! | `T:delayed` | zset | ids by due time (µs): `--delay`, `--at`, retry backoff |
+//! | `T:leases` | zset | running ids by lease expiry (µs); its size is what the tenant's cap counts |
+//! | `T:dead` | zset | dead-letter ids by time of death, capped |
+//! | `T:bucket`, `T:paused`, `T:in`, `T:timer` | | rate-limit tokens, a pause, the "has work" bookkeeping |
+//! | `T:done:ID` | list | completion notice for `enqueue --wait` |
+//! | `T:idem:KEY` | string | idempotency key → job id |
+//! | `T:stats` | hash | counters: succeeded, dead, retried; `rr`, `seq` |
+//! | `Q:ready`, `Q:timers`, `Q:seq` | zsets | tenants to visit now, tenants to visit later, every tenant's last announcement |
+//! | `Q:wake` | list | at most one token; idle workers block on it |
 //!
 //! # Delivery
 //!
@@ -25,26 +30,40 @@
 //! `attempt`, and records a lease; the worker renews leases with
 //! `heartbeat.lua`; `ack.lua` applies an outcome only under the same token
 //! while the job is still `running`. Any claim first requeues jobs whose
-//! lease expired and promotes due delayed jobs, so no scheduler process is
-//! needed and a killed worker's jobs run again once its leases lapse.
+//! lease expired and promotes due delayed jobs of the tenant it visits, so
+//! no scheduler process is needed and a killed worker's jobs run again once
+//! its leases lapse.
+//!
+//! # Fair share
+//!
+//! [`announce`]: how a tenant enters and leaves the set of tenants with
+//! work; [`rotation`]: how a worker's claims take turns between them;
+//! `claim.lua`: caps, rates and groups, atomically in the tenant's slot.
 
+mod announce;
 mod chunk;
+mod claiming;
 mod error;
 mod model;
 mod names;
 mod ops;
+mod pause;
+mod pipeline;
 mod record;
 mod records;
 mod reply;
+mod rotation;
 mod scripts;
+mod state;
 
 pub use error::QueueError;
 pub use model::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority};
-pub use names::{check_prefix, check_queue};
+pub use names::{check_group, check_prefix, check_queue, tenant_keys};
 pub use ops::Enqueued;
 pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};
 pub use records::{DeadEntry, QueueStats};
 pub use reply::Claim;
+pub use state::{GroupState, TenantState};
 
 use crate::redis::{AsyncRedis, RedisError};
 use redis::aio::ConnectionManager;
@@ -84,7 +103,9 @@ impl QueueConfig {
         }
     }
 
-    /// `PREFIX:{QUEUE}`, the start of every key of this queue.
+    /// `PREFIX:{QUEUE}`, the start of the queue's own keys (the set of
+    /// tenants with work); each tenant's jobs are under
+    /// [`tenant_keys`]`(prefix, queue, tenant)`.
     pub fn key_prefix(&self) -> String {
         format!("{}:{{{}}}", self.prefix, self.queue)
     }
@@ -107,6 +128,11 @@ struct Inner {
     limits: std::sync::Mutex<
         std::collections::HashMap<String, (std::time::Instant, crate::tenants::Limits)>,
     >,
+    /// This handle's turns between tenants (a worker claims through one).
+    rotation: std::sync::Mutex<rotation::Rotation>,
+    /// The last claim was full and left work: the next pick wakes an idle
+    /// worker for it.
+    wake_next: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Queue {
@@ -133,6 +159,8 @@ impl Queue {
                 scripts: Scripts::load(),
                 round_trips: AtomicU64::new(0),
                 limits: std::sync::Mutex::default(),
+                rotation: std::sync::Mutex::default(),
+                wake_next: std::sync::atomic::AtomicBool::new(false),
             }),
             redis,
         })
@@ -143,7 +171,7 @@ impl Queue {
         &self.inner.config
     }
 
-    /// `PREFIX:{QUEUE}`.
+    /// `PREFIX:{QUEUE}`: the queue's own keys.
     pub fn key_prefix(&self) -> &str {
         &self.inner.keys
     }

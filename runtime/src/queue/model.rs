@@ -68,6 +68,10 @@ pub struct NewJob {
     /// Skip the result-cache lookup (a fresh success is still stored):
     /// envelope field `no_cache` = `1`.
     pub no_cache: bool,
+    /// The job's group within its tenant: jobs of one group start one at a
+    /// time (the tenant's `group-concurrency`), in enqueue order. Checked
+    /// by [`super::check_group`].
+    pub group: Option<String>,
 }
 
 impl NewJob {
@@ -83,6 +87,7 @@ impl NewJob {
             idempotency_key: None,
             wait: false,
             no_cache: false,
+            group: None,
         }
     }
 }
@@ -95,6 +100,9 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// envelope becomes a dead letter that names the bad field.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
+    /// The tenant whose queue it was claimed from (its keys' slot). The
+    /// worker refuses a job whose plugin belongs to another tenant.
+    pub tenant: String,
     /// Job id.
     pub id: String,
     /// Fencing token of this attempt: acks must present it.
@@ -120,6 +128,8 @@ pub struct ClaimedJob {
     pub waiting_since_us: Option<u64>,
     /// The envelope asks to skip the result-cache lookup (`no_cache`).
     pub no_cache: bool,
+    /// `group` field, if present.
+    pub group: Option<String>,
     /// When it was claimed (µs, Redis' clock).
     pub claimed_us: u64,
     /// When the claim's reply arrived here (no earlier than `claimed_us`):
@@ -131,6 +141,8 @@ pub struct ClaimedJob {
 /// What became of one claimed attempt.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The tenant whose queue holds the job.
+    pub tenant: String,
     /// Job id.
     pub id: String,
     /// The attempt's fencing token.
@@ -174,8 +186,15 @@ pub enum Next {
 impl Outcome {
     /// An outcome that writes nothing but its `next` (and what the ack
     /// itself records: status, times).
-    pub fn new(id: impl Into<String>, token: impl Into<String>, wait: bool, next: Next) -> Self {
+    pub fn new(
+        tenant: impl Into<String>,
+        id: impl Into<String>,
+        token: impl Into<String>,
+        wait: bool,
+        next: Next,
+    ) -> Self {
         Outcome {
+            tenant: tenant.into(),
             id: id.into(),
             token: token.into(),
             wait,

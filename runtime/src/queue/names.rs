@@ -26,6 +26,32 @@ pub fn check_queue(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `PREFIX:{QUEUE/TENANT}`: the start of every key of one tenant's jobs in
+/// one queue, a hash slot of its own. Queue names cannot hold `/`, so no
+/// tenant's keys meet another queue's.
+pub fn tenant_keys(prefix: &str, queue: &str, tenant: &str) -> String {
+    format!("{prefix}:{{{queue}/{tenant}}}")
+}
+
+/// A group name: 1–128 letters, digits, `_`, `-`, `.`, `:` or `@` (room
+/// for `customer-42` or `user@example.com`; nothing that reads as a key
+/// separator or a hash tag).
+pub fn check_group(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid group name {:?}: expected 1-128 letters, digits, '_', '-', '.', ':' or '@'",
+            name.escape_debug().to_string()
+        ))
+    }
+}
+
 /// A key prefix: braces would change every key's Redis Cluster hash tag,
 /// and spaces or control characters make keys no one can type.
 pub fn check_prefix(prefix: &str) -> Result<(), String> {
@@ -57,6 +83,12 @@ mod tests {
             assert!(check_queue(reserved).unwrap_err().contains("reserved"));
         }
         assert!(check_prefix("spool-prod").is_ok());
+        assert!(check_group("customer-42").is_ok());
+        assert!(check_group("user@example.com").is_ok());
+        for bad in ["", "a b", "a{b}", "x/y", "naïve", &"g".repeat(129)] {
+            assert!(check_group(bad).unwrap_err().contains("invalid group name"), "{bad:?}");
+        }
+        assert_eq!(tenant_keys("spool", "default", "acme"), "spool:{default/acme}");
         for bad in ["", "a b", "a{", "}", "tab\t"] {
             assert!(check_prefix(bad).is_err(), "{bad:?}");
         }

@@ -2,9 +2,9 @@
 //! recover, heartbeat and the idle wait — one Redis round trip each (a
 //! script call or a pipeline), counted in [`Queue::round_trips`].
 
+use super::announce::Announce;
 use super::chunk::chunks;
 use super::model::{NewJob, Next, Outcome};
-use super::reply::{Claim, parse_claim};
 use super::{Queue, QueueError};
 use crate::locks::lock;
 use crate::tenants::{Limit, Limits, TenantStore};
@@ -33,6 +33,12 @@ impl Queue {
         format!("{}:{suffix}", self.inner.keys)
     }
 
+    /// `PREFIX:{QUEUE/TENANT}`, the start of every key of `tenant`'s jobs.
+    pub fn tenant_keys(&self, tenant: &str) -> String {
+        let c = &self.inner.config;
+        super::names::tenant_keys(&c.prefix, &c.queue, tenant)
+    }
+
     pub(super) fn ttl_args(&self) -> [u64; 3] {
         let c = &self.inner.config;
         [
@@ -42,58 +48,81 @@ impl Queue {
         ]
     }
 
-    /// Enqueue one job; one round trip.
+    /// Enqueue one job; one round trip, two when its tenant had no work.
     pub async fn enqueue(&self, job: &NewJob) -> Result<Enqueued, QueueError> {
         let mut done = self.enqueue_many(std::slice::from_ref(job)).await?;
         done.pop()
             .ok_or_else(|| QueueError::protocol("enqueue", "no id"))
     }
 
-    /// Enqueue many jobs: one script call (one round trip) per 200 jobs or
-    /// 4 MiB of payload.
+    /// Enqueue many jobs: one script call (one round trip) per tenant and
+    /// 200 jobs or 4 MiB of payload, then one call that announces the
+    /// tenants that had no work before (see [`super::announce`]).
     ///
     /// Each job is checked against its tenant's `max-payload` and
     /// `max-attempts` quotas in the script, before anything is stored: a job
     /// over one fails its chunk with [`QueueError::OverQuota`] (earlier
-    /// chunks of a batch over 200 jobs stay enqueued).
+    /// chunks stay enqueued, and are announced).
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
-        let limits = self.tenant_limits(jobs).await?;
+        for job in jobs {
+            if let Some(group) = &job.group {
+                super::names::check_group(group).map_err(|reason| QueueError::Invalid { reason })?;
+            }
+        }
+        let limits = self.tenant_limits(jobs.iter().map(|j| j.plugin.tenant.as_str())).await?;
+        let mut done: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+        let mut announce = Vec::new();
+        let mut result = Ok(());
+        for (tenant, indices) in by_tenant(jobs) {
+            let batch: Vec<&NewJob> = indices.iter().map(|&i| &jobs[i]).collect();
+            match self.enqueue_tenant(tenant, &batch, &limits[tenant], &mut announce).await {
+                Ok(ids) => {
+                    for (i, e) in indices.into_iter().zip(ids) {
+                        done[i] = Some(e);
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // Announce what was stored, even when a later chunk failed.
+        self.announce(&announce).await?;
+        result?;
+        done.into_iter()
+            .map(|e| e.ok_or_else(|| QueueError::protocol("enqueue", "a job without an id")))
+            .collect()
+    }
+
+    /// One tenant's jobs, in chunks; what to announce goes to `announce`.
+    async fn enqueue_tenant(
+        &self,
+        tenant: &str,
+        jobs: &[&NewJob],
+        quota: &Limits,
+        announce: &mut Vec<Announce>,
+    ) -> Result<Vec<Enqueued>, QueueError> {
+        let keys = self.tenant_keys(tenant);
         let mut done = Vec::with_capacity(jobs.len());
         let mut start = 0;
         for chunk in chunks(jobs, 200, 4 << 20, |job| job.payload.len()) {
-            let mut inv = self.inner.scripts.enqueue.key(&self.inner.keys);
+            let mut inv = self.inner.scripts.enqueue.key(&keys);
             inv.arg(self.inner.config.record_ttl.as_secs().max(1));
             for job in chunk {
-                let quota = &limits[job.plugin.tenant.as_str()];
-                inv.arg(ulid::Ulid::new().to_string())
-                    .arg(idempotency_key(job))
-                    .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
-                    .arg(job.priority.as_str())
-                    .arg(quota.get(Limit::MaxPayload))
-                    .arg(quota.get(Limit::MaxAttempts))
-                    .arg(4 + usize::from(job.wait) + usize::from(job.no_cache))
-                    .arg("plugin")
-                    .arg(job.plugin.to_string())
-                    .arg("payload")
-                    .arg(job.payload.as_slice())
-                    .arg("content_type")
-                    .arg(&job.content_type)
-                    .arg("max_attempts")
-                    .arg(job.max_attempts);
-                if job.wait {
-                    inv.arg("wait").arg(1);
-                }
-                if job.no_cache {
-                    inv.arg("no_cache").arg(1);
-                }
+                push_job(&mut inv, job, quota);
             }
             let mut conn = self.redis.conn();
             self.count_round_trip();
-            let reply: Vec<(String, i64)> = inv.invoke_async(&mut conn).await.map_err(|e| {
+            let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(|e| {
                 over_quota(&e, &jobs[start..]).unwrap_or_else(|| self.error("enqueue", e))
             })?;
             start += chunk.len();
-            done.extend(reply.into_iter().map(|(id, created)| Enqueued {
+            let (heard, rest) = Announce::split(tenant, reply, "enqueue")?;
+            announce.extend(heard);
+            let pairs: Vec<(String, i64)> = redis::from_redis_value(Value::Array(rest))
+                .map_err(|e| QueueError::protocol("enqueue", e.to_string()))?;
+            done.extend(pairs.into_iter().map(|(id, created)| Enqueued {
                 id,
                 created: created == 1,
             }));
@@ -101,13 +130,13 @@ impl Queue {
         Ok(done)
     }
 
-    /// The effective limits of every tenant in `jobs`: those read within
+    /// The effective limits of each of `tenants`: those read within
     /// [`LIMITS_FRESH`] from memory, the rest in one round trip.
-    async fn tenant_limits<'j>(
+    pub(crate) async fn tenant_limits<'j>(
         &self,
-        jobs: &'j [NewJob],
+        tenants: impl Iterator<Item = &'j str>,
     ) -> Result<HashMap<&'j str, Limits>, QueueError> {
-        let mut tenants: Vec<&str> = jobs.iter().map(|j| j.plugin.tenant.as_str()).collect();
+        let mut tenants: Vec<&str> = tenants.collect();
         tenants.sort_unstable();
         tenants.dedup();
         let mut found = HashMap::new();
@@ -141,138 +170,129 @@ impl Queue {
         Ok(found)
     }
 
-    /// Claim up to `max` jobs for `worker` under a lease of `lease`. Also
-    /// promotes due delayed jobs and requeues expired leases.
-    pub async fn claim(
-        &self,
-        worker: &str,
-        max: usize,
-        lease: Duration,
-    ) -> Result<Claim, QueueError> {
-        self.claim_backing_off(worker, max, lease, Duration::from_secs(1))
-            .await
-    }
-
-    /// [`Queue::claim`], where a job whose lease expired (found on the way)
-    /// waits `backoff · 2^(attempt-1)` (at most 10 min) before it runs
-    /// again, as a retry does; a worker passes its `--backoff`.
-    pub async fn claim_backing_off(
-        &self,
-        worker: &str,
-        max: usize,
-        lease: Duration,
-        backoff: Duration,
-    ) -> Result<Claim, QueueError> {
-        let [ttl, dead_ttl, cap] = self.ttl_args();
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        let reply: Value = self
-            .inner
-            .scripts
-            .claim
-            .key(&self.inner.keys)
-            .arg(ttl)
-            .arg(dead_ttl)
-            .arg(cap)
-            .arg(worker)
-            .arg(max)
-            .arg(u64::try_from(lease.as_micros()).unwrap_or(u64::MAX))
-            .arg(u64::try_from(backoff.as_micros()).unwrap_or(u64::MAX))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("claim", e))?;
-        // Redis read its clock before its reply arrived, so `received` is
-        // no earlier than `claimed_us`: times derived from it never run
-        // ahead of Redis' (a start can never come after its finish).
-        let received = Instant::now();
-        parse_claim(reply, received)
-    }
-
     /// Record outcomes; returns, per outcome, whether it was applied (false:
     /// the lease was lost and a newer attempt owns the job).
     ///
-    /// One script call per 500 outcomes or 4 MiB of fields, so that a batch
-    /// of large outputs never outgrows the response timeout.
+    /// One script call per tenant and 500 outcomes or 4 MiB of fields (so
+    /// that a batch of large outputs never outgrows the response timeout),
+    /// all in one pipeline; then one call that announces tenants whose
+    /// freed slots or requeued jobs make them worth a visit.
     pub async fn ack(&self, outcomes: &[Outcome]) -> Result<Vec<bool>, QueueError> {
         let encoded: Vec<Encoded<'_>> = outcomes.iter().map(|o| (o, o.record.fields())).collect();
         let size = |(_, fields): &Encoded<'_>| fields.iter().map(|(_, v)| v.len()).sum();
-        let mut applied = Vec::with_capacity(outcomes.len());
-        for chunk in chunks(&encoded, 500, 4 << 20, size) {
-            applied.extend(self.ack_chunk(chunk).await?);
+        let groups = by_tenant_of(outcomes, |o| o.tenant.as_str());
+        let [ttl, dead_ttl, cap] = self.ttl_args();
+        let mut calls = Vec::new();
+        let mut order = Vec::new();
+        let mut keys = Vec::new();
+        for (tenant, indices) in &groups {
+            let mine: Vec<Encoded<'_>> = indices.iter().map(|&i| encoded[i].clone()).collect();
+            let mut start = 0;
+            for chunk in chunks(&mine, 500, 4 << 20, size) {
+                keys.push((self.tenant_keys(tenant), chunk.to_vec()));
+                order.push((*tenant, indices[start..start + chunk.len()].to_vec()));
+                start += chunk.len();
+            }
         }
+        for (tenant_keys, chunk) in &keys {
+            let mut inv = self.inner.scripts.ack.key(tenant_keys);
+            inv.arg(ttl).arg(dead_ttl).arg(cap);
+            for (o, fields) in chunk {
+                push_outcome(&mut inv, o, fields);
+            }
+            calls.push(inv);
+        }
+        let replies = self.run_calls("ack", &calls).await?;
+        let mut applied = vec![false; outcomes.len()];
+        let mut heard = Vec::new();
+        for ((tenant, indices), reply) in order.into_iter().zip(replies) {
+            let reply: Vec<Value> = redis::from_redis_value(reply)
+                .map_err(|e| QueueError::protocol("ack", e.to_string()))?;
+            let (announce, rest) = Announce::split(tenant, reply, "ack")?;
+            heard.extend(announce);
+            for (i, value) in indices.into_iter().zip(rest) {
+                applied[i] = matches!(value, Value::Int(1));
+            }
+        }
+        self.announce(&heard).await?;
         Ok(applied)
     }
 
-    async fn ack_chunk(&self, outcomes: &[Encoded<'_>]) -> Result<Vec<bool>, QueueError> {
-        let [ttl, dead_ttl, cap] = self.ttl_args();
-        let mut inv = self.inner.scripts.ack.key(&self.inner.keys);
-        inv.arg(ttl).arg(dead_ttl).arg(cap);
-        for (o, fields) in outcomes {
-            let (name, delay) = match o.next {
-                Next::Succeeded => ("succeeded", Duration::ZERO),
-                Next::Retry { delay } => ("retrying", delay),
-                Next::Dead => ("dead", Duration::ZERO),
-                Next::Requeue { delay } => ("requeue", delay),
-                Next::Wedged { backoff } => ("wedged", backoff),
-            };
-            let at = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
-            inv.arg(&o.id)
-                .arg(&o.token)
-                .arg(name)
-                .arg(at)
-                .arg(u8::from(o.wait))
-                .arg(fields.len());
-            for (field, value) in fields {
-                inv.arg(*field).arg(value.as_slice());
-            }
-        }
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        let applied: Vec<i64> = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("ack", e))?;
-        Ok(applied.into_iter().map(|a| a == 1).collect())
-    }
-
     /// Hand back jobs leased to `worker` that it does not know it holds
-    /// (`known`): a claim whose reply was lost. Returns their ids.
-    pub async fn recover(&self, worker: &str, known: &[String]) -> Result<Vec<String>, QueueError> {
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        self.inner
-            .scripts
-            .recover
-            .key(&self.inner.keys)
-            .arg(worker)
-            .arg(known)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("recover lost claims", e))
+    /// (`known`: (tenant, id) pairs), in every tenant of the queue (a lost
+    /// claim reply is rare; a claim only visits registered tenants).
+    /// Returns the ids handed back.
+    pub async fn recover(
+        &self,
+        worker: &str,
+        known: &[(String, String)],
+    ) -> Result<Vec<String>, QueueError> {
+        let tenants = self.tenants().await?;
+        let keys: Vec<String> = tenants.iter().map(|t| self.tenant_keys(t)).collect();
+        let calls: Vec<_> = tenants
+            .iter()
+            .zip(&keys)
+            .map(|(tenant, keys)| {
+                let mut inv = self.inner.scripts.recover.key(keys);
+                inv.arg(worker);
+                for (t, id) in known {
+                    if t == tenant {
+                        inv.arg(id);
+                    }
+                }
+                inv
+            })
+            .collect();
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let replies = self.run_calls("recover lost claims", &calls).await?;
+        let (mut released, mut heard) = (Vec::new(), Vec::new());
+        for (tenant, reply) in tenants.iter().zip(replies) {
+            let reply: Vec<Value> = redis::from_redis_value(reply)
+                .map_err(|e| QueueError::protocol("recover", e.to_string()))?;
+            let (announce, rest) = Announce::split(tenant, reply, "recover")?;
+            heard.extend(announce);
+            released.extend(rest.into_iter().filter_map(crate::redis::value::text));
+        }
+        self.announce(&heard).await?;
+        Ok(released)
     }
 
-    /// Renew the leases of running jobs (`(id, token)` pairs); returns, per
-    /// job, whether the lease is still ours.
+    /// Renew the leases of running jobs (`(tenant, id, token)`); returns,
+    /// per job, whether the lease is still ours. One pipeline.
     pub async fn heartbeat(
         &self,
-        running: &[(String, String)],
+        running: &[(String, String, String)],
         lease: Duration,
     ) -> Result<Vec<bool>, QueueError> {
         if running.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = self.inner.scripts.heartbeat.key(&self.inner.keys);
-        inv.arg(u64::try_from(lease.as_micros()).unwrap_or(u64::MAX));
-        for (id, token) in running {
-            inv.arg(id).arg(token);
+        let groups = by_tenant_of(running, |(t, _, _)| t.as_str());
+        let keys: Vec<String> = groups.iter().map(|(t, _)| self.tenant_keys(t)).collect();
+        let calls: Vec<_> = groups
+            .iter()
+            .zip(&keys)
+            .map(|((_, indices), keys)| {
+                let mut inv = self.inner.scripts.heartbeat.key(keys);
+                inv.arg(u64::try_from(lease.as_micros()).unwrap_or(u64::MAX));
+                for &i in indices {
+                    inv.arg(&running[i].1).arg(&running[i].2);
+                }
+                inv
+            })
+            .collect();
+        let replies = self.run_calls("heartbeat", &calls).await?;
+        let mut renewed = vec![false; running.len()];
+        for ((_, indices), reply) in groups.iter().zip(replies) {
+            let reply: Vec<i64> = redis::from_redis_value(reply)
+                .map_err(|e| QueueError::protocol("heartbeat", e.to_string()))?;
+            for (&i, r) in indices.iter().zip(reply) {
+                renewed[i] = r == 1;
+            }
         }
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        let renewed: Vec<i64> = inv
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("heartbeat", e))?;
-        Ok(renewed.into_iter().map(|r| r == 1).collect())
+        Ok(renewed)
     }
 
     /// Block on `conn` until an enqueue wakes us or `timeout` passes.
@@ -290,19 +310,73 @@ impl Queue {
     }
 }
 
-/// The idempotency key as stored, scoped by the job's tenant
-/// (`TENANT:KEY`), so that one tenant's key never answers another's
-/// enqueue with its job (and, with `--wait`, its output); empty for none.
-fn idempotency_key(job: &NewJob) -> String {
-    job.idempotency_key
-        .as_deref()
-        .map(|key| format!("{}:{key}", job.plugin.tenant))
-        .unwrap_or_default()
+/// Positions of `items` by tenant, tenants in order of first appearance.
+fn by_tenant_of<T>(items: &[T], tenant: impl Fn(&T) -> &str) -> Vec<(&str, Vec<usize>)> {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let t = tenant(item);
+        match groups.iter_mut().find(|(g, _)| *g == t) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((t, vec![i])),
+        }
+    }
+    groups
+}
+
+fn by_tenant(jobs: &[NewJob]) -> Vec<(&str, Vec<usize>)> {
+    by_tenant_of(jobs, |j| j.plugin.tenant.as_str())
+}
+
+/// One job's arguments of `enqueue.lua`.
+fn push_job(inv: &mut redis::ScriptInvocation<'_>, job: &NewJob, quota: &Limits) {
+    inv.arg(ulid::Ulid::new().to_string())
+        .arg(job.idempotency_key.as_deref().unwrap_or(""))
+        .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
+        .arg(job.priority.as_str())
+        .arg(quota.get(Limit::MaxPayload))
+        .arg(quota.get(Limit::MaxAttempts))
+        .arg(job.group.as_deref().unwrap_or(""))
+        .arg(4 + usize::from(job.wait) + usize::from(job.no_cache))
+        .arg("plugin")
+        .arg(job.plugin.to_string())
+        .arg("payload")
+        .arg(job.payload.as_slice())
+        .arg("content_type")
+        .arg(&job.content_type)
+        .arg("max_attempts")
+        .arg(job.max_attempts);
+    if job.wait {
+        inv.arg("wait").arg(1);
+    }
+    if job.no_cache {
+        inv.arg("no_cache").arg(1);
+    }
+}
+
+/// One outcome's arguments of `ack.lua`.
+fn push_outcome(inv: &mut redis::ScriptInvocation<'_>, o: &Outcome, fields: &[(&'static str, Vec<u8>)]) {
+    let (name, delay) = match o.next {
+        Next::Succeeded => ("succeeded", Duration::ZERO),
+        Next::Retry { delay } => ("retrying", delay),
+        Next::Dead => ("dead", Duration::ZERO),
+        Next::Requeue { delay } => ("requeue", delay),
+        Next::Wedged { backoff } => ("wedged", backoff),
+    };
+    let at = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+    inv.arg(&o.id)
+        .arg(&o.token)
+        .arg(name)
+        .arg(at)
+        .arg(u8::from(o.wait))
+        .arg(fields.len());
+    for (field, value) in fields {
+        inv.arg(*field).arg(value.as_slice());
+    }
 }
 
 /// The quota error `enqueue.lua` gives (`QUOTA index limit value quota`),
 /// for the job it names among `jobs` (the chunk's and those after it).
-fn over_quota(e: &redis::RedisError, jobs: &[NewJob]) -> Option<QueueError> {
+fn over_quota(e: &redis::RedisError, jobs: &[&NewJob]) -> Option<QueueError> {
     if e.code() != Some("QUOTA") {
         return None;
     }

@@ -1,16 +1,20 @@
 //! Reading and tending what jobs leave behind: records, `--wait`, dead
-//! letters and counters. One round trip each, counted like the operations.
+//! letters and counters, across the tenants of a queue. One pipeline per
+//! question where the tenants are known.
 
+use super::announce::Announce;
 use super::record::{JobRecord, Status};
 use super::{Queue, QueueError};
 use crate::redis::RedisError;
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// One dead letter, as `spool dead list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadEntry {
+    /// The tenant whose queue holds it.
+    pub tenant: String,
     /// Job id.
     pub id: String,
     /// When it died (µs since the epoch).
@@ -20,14 +24,50 @@ pub struct DeadEntry {
 }
 
 impl Queue {
-    /// The record of job `id`.
+    /// The record of job `id` and its tenant: looked up in every tenant of
+    /// the queue (one pipeline), and under the keys of Spool before fair
+    /// share (`PREFIX:{QUEUE}:job:ID`) for records written then.
+    pub async fn find(&self, id: &str) -> Result<(String, JobRecord), QueueError> {
+        let tenants = self.tenants().await?;
+        let mut pipe = redis::pipe();
+        for t in &tenants {
+            pipe.exists(format!("{}:job:{id}", self.tenant_keys(t)));
+        }
+        pipe.exists(self.key(&format!("job:{id}")));
+        let mut conn = self.redis.conn();
+        self.count_round_trip();
+        let found: Vec<bool> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error("find job", e))?;
+        let at = found.iter().position(|f| *f);
+        match at {
+            Some(i) if i < tenants.len() => {
+                let record = self.record_in(&tenants[i], id).await?;
+                Ok((tenants[i].clone(), record))
+            }
+            Some(_) => Ok((String::new(), self.read_record(&self.key(&format!("job:{id}")), id).await?)),
+            None => Err(QueueError::NotFound { id: id.to_string() }),
+        }
+    }
+
+    /// The record of job `id`, whichever tenant's it is ([`Queue::find`]).
     pub async fn record(&self, id: &str) -> Result<JobRecord, QueueError> {
-        let key = self.key(&format!("job:{id}"));
+        Ok(self.find(id).await?.1)
+    }
+
+    /// The record of `tenant`'s job `id`.
+    pub async fn record_in(&self, tenant: &str, id: &str) -> Result<JobRecord, QueueError> {
+        let key = format!("{}:job:{id}", self.tenant_keys(tenant));
+        self.read_record(&key, id).await
+    }
+
+    async fn read_record(&self, key: &str, id: &str) -> Result<JobRecord, QueueError> {
         let mut conn = self.redis.conn();
         self.count_round_trip();
         let (hash, ttl): (HashMap<String, Vec<u8>>, i64) = redis::pipe()
-            .hgetall(&key)
-            .ttl(&key)
+            .hgetall(key)
+            .ttl(key)
             .query_async(&mut conn)
             .await
             .map_err(|e| self.error("read job record", e))?;
@@ -37,16 +77,21 @@ impl Queue {
         Ok(JobRecord::from_hash(id, hash, ttl))
     }
 
-    /// Wait until job `id` succeeds or dies (it must have been enqueued with
-    /// `wait`), then return its record.
-    pub async fn wait_for(&self, id: &str, timeout: Duration) -> Result<JobRecord, QueueError> {
+    /// Wait until `tenant`'s job `id` succeeds or dies (it must have been
+    /// enqueued with `wait`), then return its record.
+    pub async fn wait_for(
+        &self,
+        tenant: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<JobRecord, QueueError> {
         let started = Instant::now();
         let mut conn = self.blocking_connection().await?;
-        let done = self.key(&format!("done:{id}"));
+        let done = format!("{}:done:{id}", self.tenant_keys(tenant));
         loop {
             // The record may already be terminal (a fast job, or a retry
             // of `--wait`): check before blocking.
-            let record = self.record(id).await?;
+            let record = self.record_in(tenant, id).await?;
             if record.status.is_some_and(Status::is_terminal) {
                 return Ok(record);
             }
@@ -81,34 +126,42 @@ impl Queue {
         }
     }
 
-    /// Dead letters, newest first, at most `limit`.
+    /// Dead letters of every tenant, newest first, at most `limit`; and
+    /// how many there are in all.
     pub async fn dead_list(&self, limit: usize) -> Result<(u64, Vec<DeadEntry>), QueueError> {
-        let mut conn = self.redis.conn();
-        let dead = self.key("dead");
-        self.count_round_trip();
-        // Ids are bytes: a client may have pushed one that is not UTF-8
-        // (dead-lettered at claim); it is listed, shown lossily.
-        let (total, ids): (u64, Vec<(Vec<u8>, f64)>) = redis::pipe()
-            .zcard(&dead)
-            .zrevrange_withscores(&dead, 0, isize::try_from(limit).unwrap_or(isize::MAX) - 1)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("list dead letters", e))?;
-        let mut entries = Vec::with_capacity(ids.len());
-        for (id, score) in ids {
+        let tenants = self.tenants().await?;
+        let mut total = 0;
+        let mut all: Vec<(String, Vec<u8>, f64)> = Vec::new();
+        for tenant in &tenants {
+            let dead = format!("{}:dead", self.tenant_keys(tenant));
+            let mut conn = self.redis.conn();
+            self.count_round_trip();
+            // Ids are bytes: a client may have pushed one that is not UTF-8
+            // (dead-lettered at claim); it is listed, shown lossily.
+            let (count, ids): (u64, Vec<(Vec<u8>, f64)>) = redis::pipe()
+                .zcard(&dead)
+                .zrevrange_withscores(&dead, 0, isize::try_from(limit).unwrap_or(isize::MAX) - 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.error("list dead letters", e))?;
+            total += count;
+            all.extend(ids.into_iter().map(|(id, at)| (tenant.clone(), id, at)));
+        }
+        all.sort_by(|a, b| b.2.total_cmp(&a.2));
+        all.truncate(limit);
+        let mut entries = Vec::with_capacity(all.len());
+        for (tenant, id, score) in all {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let died_us = score as u64;
             let id = match String::from_utf8(id) {
                 Ok(id) => id,
                 Err(e) => {
-                    entries.push(DeadEntry {
-                        id: String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                        died_us: score as u64,
-                        record: None,
-                    });
+                    let id = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                    entries.push(DeadEntry { tenant, id, died_us, record: None });
                     continue;
                 }
             };
-            let record = match self.record(&id).await {
+            let record = match self.record_in(&tenant, &id).await {
                 Ok(record) => Some(record),
                 // Expired, or not a job hash at all (set aside by a claim).
                 Err(
@@ -116,85 +169,89 @@ impl Queue {
                 ) => None,
                 Err(e) => return Err(e),
             };
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            entries.push(DeadEntry {
-                id,
-                died_us: score as u64,
-                record,
-            });
+            entries.push(DeadEntry { tenant, id, died_us, record });
         }
         Ok((total, entries))
     }
 
-    /// Move dead letters back to their ready lists with fresh attempts; no
-    /// ids means all. Returns the ids moved.
+    /// Move dead letters back to their ready lists (or the head of their
+    /// group) with fresh attempts; no ids means all. Returns the ids moved.
     pub async fn dead_retry(&self, ids: &[String]) -> Result<Vec<String>, QueueError> {
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        self.inner
-            .scripts
-            .dead_retry
-            .key(&self.inner.keys)
-            .arg(ids)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("retry dead letters", e))
+        let tenants = self.tenants().await?;
+        let replies = self.per_tenant(&tenants, ids, true).await?;
+        let (mut moved, mut heard) = (Vec::new(), Vec::new());
+        for (tenant, reply) in tenants.iter().zip(replies) {
+            let reply: Vec<Value> = redis::from_redis_value(reply)
+                .map_err(|e| QueueError::protocol("retry dead letters", e.to_string()))?;
+            let (announce, rest) = Announce::split(tenant, reply, "retry dead letters")?;
+            heard.extend(announce);
+            moved.extend(rest.into_iter().filter_map(crate::redis::value::text));
+        }
+        self.announce(&heard).await?;
+        Ok(moved)
     }
 
     /// Delete dead letters and their records; no ids means all.
     pub async fn dead_purge(&self, ids: &[String]) -> Result<u64, QueueError> {
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        self.inner
-            .scripts
-            .dead_purge
-            .key(&self.inner.keys)
-            .arg(ids)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("purge dead letters", e))
+        let tenants = self.tenants().await?;
+        let replies = self.per_tenant(&tenants, ids, false).await?;
+        Ok(replies
+            .into_iter()
+            .map(|r| match r {
+                Value::Int(n) => n.unsigned_abs(),
+                _ => 0,
+            })
+            .sum())
     }
 
-    /// The queue's counters and list lengths.
+    /// `dead_retry.lua` (`retry`) or `dead_purge.lua` in every tenant.
+    async fn per_tenant(
+        &self,
+        tenants: &[String],
+        ids: &[String],
+        retry: bool,
+    ) -> Result<Vec<Value>, QueueError> {
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = tenants.iter().map(|t| self.tenant_keys(t)).collect();
+        let script = if retry {
+            &self.inner.scripts.dead_retry
+        } else {
+            &self.inner.scripts.dead_purge
+        };
+        let calls: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let mut inv = script.key(k);
+                inv.arg(ids);
+                inv
+            })
+            .collect();
+        let op = if retry { "retry dead letters" } else { "purge dead letters" };
+        self.run_calls(op, &calls).await
+    }
+
+    /// The queue's counters and lengths, summed over its tenants.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        let (counters, high, normal, low, delayed, running, dead): (
-            HashMap<String, u64>,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-            u64,
-        ) = redis::pipe()
-            .hgetall(self.key("stats"))
-            .llen(self.key("ready:high"))
-            .llen(self.key("ready:normal"))
-            .llen(self.key("ready:low"))
-            .zcard(self.key("delayed"))
-            .zcard(self.key("leases"))
-            .zcard(self.key("dead"))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("read stats", e))?;
-        let get = |k: &str| counters.get(k).copied().unwrap_or(0);
-        Ok(QueueStats {
-            queued: high + normal + low,
-            delayed,
-            running,
-            dead_letters: dead,
-            succeeded_total: get("succeeded"),
-            dead_total: get("dead"),
-            retried_total: get("retried"),
-        })
+        let mut sum = QueueStats::default();
+        for s in self.all_tenant_states().await? {
+            sum.queued += s.queued + s.grouped;
+            sum.delayed += s.delayed;
+            sum.running += s.running;
+            sum.dead_letters += s.dead_letters;
+            sum.succeeded_total += s.succeeded_total;
+            sum.dead_total += s.dead_total;
+            sum.retried_total += s.retried_total;
+        }
+        Ok(sum)
     }
 }
 
 /// Counters and lengths of one queue.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct QueueStats {
-    /// Jobs in the ready lists.
+    /// Jobs in the ready lists and groups.
     pub queued: u64,
     /// Jobs waiting for their time (delays and backoffs).
     pub delayed: u64,

@@ -3,54 +3,82 @@
 //! sides cannot disagree on an order.
 
 use super::QueueError;
+use super::announce::{Announce, Leave};
 use super::model::ClaimedJob;
 use crate::redis::value::{bytes, int_or_text, text};
 use redis::Value;
 use std::time::{Duration, Instant};
 
 /// The result of a claim.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Claim {
     /// Jobs now leased to the caller.
     pub jobs: Vec<ClaimedJob>,
-    /// Time until the next delayed job is due, if any.
+    /// Time until some tenant's timer is due (a delayed job, a lease, a
+    /// rate limit), if any.
     pub next_due: Option<Duration>,
+    /// Some tenant visited still has claimable work: claim again before
+    /// waiting, even if this claim got fewer jobs than it asked for.
+    pub more: bool,
+}
+
+/// What one tenant's claim script answered.
+#[derive(Debug)]
+pub(crate) struct TenantClaim {
+    pub jobs: Vec<ClaimedJob>,
+    pub announce: Option<Announce>,
+    pub leave: Option<Leave>,
 }
 
 fn bad(what: &str) -> QueueError {
     QueueError::protocol("claim", what)
 }
 
-/// Decode `{next_due_us, now_us, FIELDS, job...}`; `received` is when the
-/// reply arrived (see [`ClaimedJob::received`]).
-pub(crate) fn parse_claim(reply: Value, received: Instant) -> Result<Claim, QueueError> {
+/// Decode `{now_us, announce_seq, leave_seq, timer_us, FIELDS, job...}`
+/// of `tenant`'s claim; `received` is when the reply arrived (see
+/// [`ClaimedJob::received`]).
+pub(crate) fn parse_claim(
+    tenant: &str,
+    reply: Value,
+    received: Instant,
+) -> Result<TenantClaim, QueueError> {
     let Value::Array(items) = reply else {
         return Err(bad("not an array"));
     };
     let mut items = items.into_iter();
-    let next_due = match items.next() {
-        Some(Value::Int(us)) if us >= 0 => Some(Duration::from_micros(us.unsigned_abs())),
-        Some(Value::Int(_)) => None,
-        _ => return Err(bad("no next-due time")),
+    let mut int = |what| match items.next() {
+        Some(Value::Int(n)) => Ok(n),
+        _ => Err(bad(what)),
     };
-    let claimed_us = match items.next() {
-        Some(Value::Int(us)) => us.unsigned_abs(),
-        _ => return Err(bad("no time")),
-    };
+    let claimed_us = int("no time")?.unsigned_abs();
+    let seq = int("no announcement")?;
+    let leave = int("no leave")?;
+    let timer = int("no timer")?;
     let names: Vec<String> = match items.next() {
         Some(Value::Array(names)) => names.into_iter().filter_map(text).collect(),
         _ => return Err(bad("no field names")),
     };
     check_names(&names)?;
     let jobs = items
-        .map(|item| job(item, &names, claimed_us, received))
+        .map(|item| job(tenant, item, &names, claimed_us, received))
         .collect::<Result<_, _>>()?;
-    Ok(Claim { jobs, next_due })
+    let named = |seq| (tenant.to_string(), seq, timer);
+    Ok(TenantClaim {
+        jobs,
+        announce: (seq > 0).then(|| {
+            let (tenant, seq, timer) = named(seq);
+            Announce { tenant, seq, timer }
+        }),
+        leave: (leave >= 0).then(|| {
+            let (tenant, seq, timer) = named(leave);
+            Leave { tenant, seq, timer }
+        }),
+    })
 }
 
 /// The envelope fields every claimed job carries (a newer script may send
 /// more).
-const REQUIRED: [&str; 9] = [
+const REQUIRED: [&str; 10] = [
     "plugin",
     "content_type",
     "payload",
@@ -60,6 +88,7 @@ const REQUIRED: [&str; 9] = [
     "priority",
     "waiting_since_us",
     "no_cache",
+    "group",
 ];
 
 /// Each required name once, none twice: a script that drops or repeats a
@@ -84,6 +113,7 @@ fn check_names(names: &[String]) -> Result<(), QueueError> {
 
 /// One job: `{id, token, attempt, value per name}`.
 fn job(
+    tenant: &str,
     item: Value,
     names: &[String],
     claimed_us: u64,
@@ -103,6 +133,7 @@ fn job(
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
     let mut job = ClaimedJob {
+        tenant: tenant.to_string(),
         id: String::from_utf8_lossy(&id).into_owned(),
         token,
         attempt,
@@ -115,6 +146,7 @@ fn job(
         priority: None,
         waiting_since_us: None,
         no_cache: false,
+        group: None,
         claimed_us,
         received,
     };
@@ -129,6 +161,7 @@ fn job(
             "priority" => job.priority = text(value),
             "waiting_since_us" => job.waiting_since_us = text(value).and_then(|s| s.parse().ok()),
             "no_cache" => job.no_cache = text(value).is_some_and(|v| v == "1"),
+            "group" => job.group = text(value).filter(|g| !g.is_empty()),
             // A field a newer script sends and this worker does not know.
             _ => {}
         }
@@ -144,11 +177,11 @@ mod tests {
         Value::BulkString(text.as_bytes().to_vec())
     }
 
-    fn claim(names: &[&str], jobs: Vec<Value>) -> Result<Claim, QueueError> {
-        let mut reply = vec![Value::Int(-1), Value::Int(42)];
+    fn claim(names: &[&str], jobs: Vec<Value>) -> Result<TenantClaim, QueueError> {
+        let mut reply = vec![Value::Int(42), Value::Int(0), Value::Int(-1), Value::Int(0)];
         reply.push(Value::Array(names.iter().map(|n| s(n)).collect()));
         reply.extend(jobs);
-        parse_claim(Value::Array(reply), Instant::now())
+        parse_claim("acme", Value::Array(reply), Instant::now())
     }
 
     #[test]
@@ -166,8 +199,9 @@ mod tests {
         let mut job = vec![s("01J"), Value::Int(3), Value::Int(2)];
         job.extend(order.iter().map(|n| value(n)));
         let claim = claim(&order, vec![Value::Array(job)]).unwrap();
-        assert_eq!(claim.next_due, None);
+        assert!(claim.announce.is_none() && claim.leave.is_none());
         let job = &claim.jobs[0];
+        assert_eq!(job.tenant, "acme");
         assert_eq!(
             (job.id.as_str(), job.token.as_str(), job.attempt),
             ("01J", "3", 2)

@@ -18,6 +18,19 @@ pub enum Limit {
     MaxPayload,
     /// The largest `max_attempts` a job may ask for.
     MaxAttempts,
+    /// The tenant's share of workers beside other tenants with work
+    /// (round-robin, `weight` turns each).
+    Weight,
+    /// Most of the tenant's jobs leased at once, fleet-wide (per queue).
+    Concurrency,
+    /// Most jobs started per hour, fleet-wide (per queue); written as
+    /// `50/s`, `600/m` or `100/h`.
+    Rate,
+    /// Jobs the rate limit lets start at once after a pause (0: a tenth of
+    /// a second's rate, at least 1).
+    Burst,
+    /// Jobs of one group leased at once (1: one at a time, in order).
+    GroupConcurrency,
 }
 
 /// How a limit's values read and print.
@@ -26,17 +39,24 @@ enum Unit {
     Bytes,
     Count,
     PerSecond,
+    /// Jobs per hour, written per second, minute or hour.
+    Rate,
 }
 
 impl Limit {
     /// Every limit, in the order `spool tenants show` prints them.
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 11] = [
         Limit::KvBytes,
         Limit::KvKeys,
         Limit::KvWrites,
         Limit::CacheBytes,
         Limit::MaxPayload,
         Limit::MaxAttempts,
+        Limit::Weight,
+        Limit::Concurrency,
+        Limit::Rate,
+        Limit::Burst,
+        Limit::GroupConcurrency,
     ];
 
     /// The name in Redis, in `spool tenants set --NAME` and in errors.
@@ -48,7 +68,25 @@ impl Limit {
             Limit::CacheBytes => "cache-bytes",
             Limit::MaxPayload => "max-payload",
             Limit::MaxAttempts => "max-attempts",
+            Limit::Weight => "weight",
+            Limit::Concurrency => "concurrency",
+            Limit::Rate => "rate",
+            Limit::Burst => "burst",
+            Limit::GroupConcurrency => "group-concurrency",
         }
+    }
+
+    /// Whether this is a scheduling setting (fair share, caps, rates,
+    /// groups) rather than a quota on stored data.
+    pub fn schedules(self) -> bool {
+        matches!(
+            self,
+            Limit::Weight
+                | Limit::Concurrency
+                | Limit::Rate
+                | Limit::Burst
+                | Limit::GroupConcurrency
+        )
     }
 
     /// The limit named `name`.
@@ -60,7 +98,9 @@ impl Limit {
     /// enough for honest work, small enough that one tenant cannot fill a
     /// shared Redis: 64 MiB and 100,000 keys of key-value data, 1,000
     /// writes a second, 256 MiB of cached results, 16 MiB payloads (the
-    /// worker's default input cap) and 25 attempts.
+    /// worker's default input cap) and 25 attempts. Scheduling: weight 1
+    /// (plain round-robin), no cap, no rate (burst: automatic), and one
+    /// job of a group at a time.
     pub fn builtin(self) -> u64 {
         match self {
             Limit::KvBytes => 64 << 20,
@@ -69,22 +109,39 @@ impl Limit {
             Limit::CacheBytes => 256 << 20,
             Limit::MaxPayload => 16 << 20,
             Limit::MaxAttempts => 25,
+            Limit::Weight | Limit::GroupConcurrency => 1,
+            Limit::Concurrency | Limit::Rate | Limit::Burst => 0,
         }
     }
 
     fn unit(self) -> Unit {
         match self {
             Limit::KvBytes | Limit::CacheBytes | Limit::MaxPayload => Unit::Bytes,
-            Limit::KvKeys | Limit::MaxAttempts => Unit::Count,
+            Limit::KvKeys
+            | Limit::MaxAttempts
+            | Limit::Weight
+            | Limit::Concurrency
+            | Limit::Burst
+            | Limit::GroupConcurrency => Unit::Count,
             Limit::KvWrites => Unit::PerSecond,
+            Limit::Rate => Unit::Rate,
         }
+    }
+
+    /// Whether `unlimited` (stored as 0) means anything for this limit: a
+    /// weight of nothing or an unlimited burst do not.
+    fn may_be_unlimited(self) -> bool {
+        !matches!(self, Limit::Weight | Limit::Burst)
     }
 
     /// Parse a value as the operator writes it: `64MiB` for sizes, `500`
     /// or `500/s` for writes per second, `unlimited` for no limit.
     pub fn parse(self, text: &str) -> Result<u64, String> {
         let text = text.trim();
-        if text == "unlimited" {
+        if text == "unlimited" && self.may_be_unlimited() {
+            return Ok(0);
+        }
+        if text == "auto" && self == Limit::Burst {
             return Ok(0);
         }
         let number = match self.unit() {
@@ -103,10 +160,16 @@ impl Limit {
                 .map_err(|_| {
                     format!("invalid {} {text:?}: expected writes per second such as 500/s, or unlimited", self.name())
                 })?,
+            Unit::Rate => parse_rate(text)?,
         };
         if number == 0 {
+            let or = match self {
+                Limit::Burst => " (or auto)",
+                Limit::Weight => "",
+                _ => " (or unlimited)",
+            };
             return Err(format!(
-                "invalid {} {text:?}: expected more than 0 (or unlimited)",
+                "invalid {} {text:?}: expected more than 0{or}",
                 self.name()
             ));
         }
@@ -116,13 +179,50 @@ impl Limit {
     /// A value as `spool tenants show` prints it.
     pub fn show(self, value: u64) -> String {
         if value == 0 {
-            return "unlimited".to_string();
+            return if self == Limit::Burst { "auto" } else { "unlimited" }.to_string();
         }
         match self.unit() {
             Unit::Bytes => show_bytes(value),
             Unit::Count => value.to_string(),
             Unit::PerSecond => format!("{value}/s"),
+            Unit::Rate => show_rate(value),
         }
+    }
+}
+
+/// A rate as jobs per hour: `50/s`, `600/m`, `100/h` (a bare number is
+/// per second). Whole numbers only, so that every worker computes the
+/// same bucket.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let (number, per) = match text.split_once('/') {
+        Some((n, "s")) => (n, 3600),
+        Some((n, "m")) => (n, 60),
+        Some((n, "h")) => (n, 1),
+        Some(_) => (text, 0),
+        None => (text, 3600),
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|_| per > 0)
+        .and_then(|n| n.checked_mul(per))
+        .filter(|n| *n <= 1 << 40)
+        .ok_or_else(|| {
+            format!(
+                "invalid rate {text:?}: expected jobs per second, minute or hour such as 50/s, 600/m or 100/h (a whole number), or unlimited"
+            )
+        })
+}
+
+/// Jobs per hour in the largest unit that shows it whole.
+fn show_rate(per_hour: u64) -> String {
+    if per_hour % 3600 == 0 {
+        format!("{}/s", per_hour / 3600)
+    } else if per_hour % 60 == 0 {
+        format!("{}/m", per_hour / 60)
+    } else {
+        format!("{per_hour}/h")
     }
 }
 
@@ -168,7 +268,7 @@ impl Source {
 /// One tenant's effective limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    values: [(u64, Source); 6],
+    values: [(u64, Source); Limit::ALL.len()],
 }
 
 impl Default for Limits {
@@ -232,6 +332,24 @@ mod tests {
         assert_eq!(Limit::KvKeys.show(0), "unlimited");
         assert_eq!(show_bytes(1536), "1.5 KiB");
         assert_eq!(show_bytes(100), "100 B");
+        assert_eq!(Limit::Rate.parse("20/s"), Ok(72_000));
+        assert_eq!(Limit::Rate.parse("600/m"), Ok(36_000));
+        assert_eq!(Limit::Rate.parse("7/h"), Ok(7));
+        assert_eq!(Limit::Rate.parse("5"), Ok(18_000));
+        assert_eq!(Limit::Rate.show(72_000), "20/s");
+        assert_eq!(Limit::Rate.show(36_000), "10/s");
+        assert_eq!(Limit::Rate.show(60), "1/m");
+        assert_eq!(Limit::Rate.show(7), "7/h");
+        for bad in ["-5/s", "5/d", "1.5/s", "fast", "0/s"] {
+            let e = Limit::Rate.parse(bad).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+        assert!(Limit::Weight.parse("unlimited").is_err());
+        assert!(Limit::Weight.parse("-1").unwrap_err().contains("weight"));
+        assert_eq!(Limit::Burst.parse("auto"), Ok(0));
+        assert_eq!(Limit::Burst.show(0), "auto");
+        assert_eq!(Limit::Concurrency.parse("unlimited"), Ok(0));
+        assert_eq!(Limit::GroupConcurrency.builtin(), 1);
         for limit in Limit::ALL {
             assert_eq!(Limit::named(limit.name()), Some(limit));
         }

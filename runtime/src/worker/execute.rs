@@ -68,7 +68,13 @@ impl Executor {
     pub fn execute(&self, job: ClaimedJob, slot: &Slot) -> Outcome {
         // On Redis' clock: the claim's time plus the wait in our local queue.
         let waited = u64::try_from(job.received.elapsed().as_micros()).unwrap_or(0);
-        let mut outcome = Outcome::new(job.id.clone(), job.token.clone(), job.wait, Next::Dead);
+        let mut outcome = Outcome::new(
+            job.tenant.clone(),
+            job.id.clone(),
+            job.token.clone(),
+            job.wait,
+            Next::Dead,
+        );
         outcome.record.started_us = Field::Set(job.claimed_us + waited);
         let admitted = validate(&job).and_then(|(name, n)| self.within_quotas(&job, name, n));
         let (plugin_name, max_attempts) = match admitted {
@@ -274,6 +280,14 @@ fn envelope(job: &ClaimedJob) -> Result<(PluginName, u32), String> {
         .as_deref()
         .ok_or("field \"plugin\" is missing; expected NAME or TENANT/NAME")?;
     let name = PluginName::parse(plugin).map_err(|e| format!("field \"plugin\": {e}"))?;
+    // The queue's limits, quotas and key-value scope are the slot's tenant:
+    // a job may not run as another tenant's plugin.
+    if name.tenant != job.tenant {
+        return Err(format!(
+            "field \"plugin\" is {plugin:?}, a plugin of tenant {:?}, but the job is in tenant {:?}'s queue; expected a plugin of {:?}",
+            name.tenant, job.tenant, job.tenant
+        ));
+    }
     let max_attempts = match job.max_attempts.as_deref() {
         None => DEFAULT_MAX_ATTEMPTS,
         Some(raw) => raw.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {

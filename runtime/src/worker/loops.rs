@@ -156,13 +156,15 @@ impl Claimer {
                 self.outage.ok("claim");
                 let got = claim.jobs.len();
                 for job in claim.jobs {
-                    lock(&self.in_flight).insert(job.id.clone(), job.token.clone());
+                    lock(&self.in_flight)
+                        .insert((job.tenant.clone(), job.id.clone()), job.token.clone());
                     if self.jobs.send(job).is_err() {
                         return Step::Stop;
                     }
                 }
-                // Fewer than asked: every list was empty.
-                if got < want {
+                // Fewer than asked, and no tenant visited has more: wait
+                // for work (or the next timer).
+                if got == 0 || (got < want && !claim.more) {
                     return self.idle(claim.next_due).await;
                 }
                 Step::Continue
@@ -186,7 +188,7 @@ impl Claimer {
     /// Hand back whatever a claim whose reply was lost leased to us, before
     /// claiming more.
     async fn recover(&mut self) -> Step {
-        let known: Vec<String> = lock(&self.in_flight).keys().cloned().collect();
+        let known: Vec<(String, String)> = lock(&self.in_flight).keys().cloned().collect();
         match self.queue.recover(&self.config.worker_id, &known).await {
             Ok(released) => {
                 self.lost_claim = false;
@@ -304,8 +306,9 @@ async fn ack_until_seen(queue: &Queue, pending: &[Outcome], outage: &mut Outage)
 fn settle(pending: &[Outcome], applied: &[bool], in_flight: &InFlight, counters: &Counters) {
     let mut flight = lock(in_flight);
     for (outcome, applied) in pending.iter().zip(applied) {
-        if flight.get(&outcome.id) == Some(&outcome.token) {
-            flight.remove(&outcome.id);
+        let key = (outcome.tenant.clone(), outcome.id.clone());
+        if flight.get(&key) == Some(&outcome.token) {
+            flight.remove(&key);
         }
         let counter = if *applied {
             match outcome.next {
@@ -351,17 +354,18 @@ pub(super) async fn heartbeat_loop(queue: Queue, lease: Duration, in_flight: InF
     loop {
         // Keeps renewing during shutdown too, until the worker aborts it.
         tokio::time::sleep(every).await;
-        let running: Vec<(String, String)> = lock(&in_flight)
+        let running: Vec<(String, String, String)> = lock(&in_flight)
             .iter()
-            .map(|(id, token)| (id.clone(), token.clone()))
+            .map(|((tenant, id), token)| (tenant.clone(), id.clone(), token.clone()))
             .collect();
         for chunk in running.chunks(1000) {
             match queue.heartbeat(chunk, lease).await {
                 Ok(renewed) => {
                     outage.ok("renewing leases");
-                    for ((id, token), ok) in chunk.iter().zip(renewed) {
+                    for ((tenant, id, token), ok) in chunk.iter().zip(renewed) {
                         // Acked since the snapshot: not lost, just done.
-                        if !ok && lock(&in_flight).get(id) == Some(token) {
+                        let key = (tenant.clone(), id.clone());
+                        if !ok && lock(&in_flight).get(&key) == Some(token) {
                             tracing::warn!(job = %id, "lease lost; another attempt owns the job now");
                         }
                     }

@@ -196,7 +196,8 @@ struct Counters {
 }
 
 /// Claimed, not yet acked: id → fencing token.
-type InFlight = Arc<Mutex<HashMap<String, String>>>;
+/// Claimed, unacked jobs: (tenant, id) → token.
+type InFlight = Arc<Mutex<HashMap<(String, String), String>>>;
 
 /// What the worker's threads and tasks share.
 struct Shared {
@@ -409,7 +410,7 @@ async fn watchdog_loop(pool: Arc<Pool>, backoff: Duration) {
             while let Ok(job) = pool.jobs.try_recv() {
                 let _ = pool
                     .outcomes
-                    .send(threads::hand_back(&job.id, &job.token, job.wait));
+                    .send(threads::hand_back(&job.tenant, &job.id, &job.token, job.wait));
             }
         }
     }

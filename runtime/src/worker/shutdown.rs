@@ -28,22 +28,22 @@ pub(super) async fn drain(
     let _ = stop.send(true);
     let _ = tasks.claimer.await;
     while let Ok(job) = unstarted.try_recv() {
-        let _ = outcomes.send(hand_back(&job.id, &job.token, job.wait));
+        let _ = outcomes.send(hand_back(&job.tenant, &job.id, &job.token, job.wait));
     }
     drop(unstarted);
     // Wait for running jobs (and the hand-back of unstarted ones) to be acked.
     if !acked_within(shared, config.grace).await {
-        let left: Vec<(String, String)> = lock(&shared.in_flight)
+        let left: Vec<((String, String), String)> = lock(&shared.in_flight)
             .iter()
-            .map(|(id, token)| (id.clone(), token.clone()))
+            .map(|(key, token)| (key.clone(), token.clone()))
             .collect();
         if !left.is_empty() {
             tracing::warn!(
                 jobs = left.len(),
                 "grace period over; handing back jobs that are still running"
             );
-            for (id, token) in &left {
-                let _ = outcomes.send(hand_back(id, token, false));
+            for ((tenant, id), token) in &left {
+                let _ = outcomes.send(hand_back(tenant, id, token, false));
             }
             acked_within(shared, Duration::from_secs(10)).await;
         }

@@ -67,7 +67,7 @@ impl Pool {
                 let mut serving = true;
                 for job in &pool.jobs {
                     let outcome = if pool.stopping.load(Ordering::Acquire) {
-                        hand_back(&job.id, &job.token, job.wait)
+                        hand_back(&job.tenant, &job.id, &job.token, job.wait)
                     } else {
                         slot.begin(&job);
                         let started = Instant::now();
@@ -91,7 +91,7 @@ impl Pool {
 
 /// Run one job; a panic in the host becomes a retryable outcome.
 fn run_caught(executor: &Executor, job: ClaimedJob, slot: &Slot) -> Outcome {
-    let (id, token, wait) = (job.id.clone(), job.token.clone(), job.wait);
+    let (tenant, id, token, wait) = (job.tenant.clone(), job.id.clone(), job.token.clone(), job.wait);
     let (plugin, this) = (job.plugin.clone(), job.attempt);
     let most = job
         .max_attempts
@@ -102,7 +102,7 @@ fn run_caught(executor: &Executor, job: ClaimedJob, slot: &Slot) -> Outcome {
         .unwrap_or_else(|panic| {
             // Within the tenant's max-attempts quota, as any retry.
             let most = executor.attempts_within_quota(plugin.as_deref(), most);
-            host_panic(id, token, wait, Attempts { this, most }, &panic)
+            host_panic((tenant, id, token), wait, Attempts { this, most }, &panic)
         })
 }
 
@@ -114,19 +114,18 @@ struct Attempts {
 }
 
 /// Give a job back without spending its attempt (shutdown).
-pub(super) fn hand_back(id: &str, token: &str, wait: bool) -> Outcome {
+pub(super) fn hand_back(tenant: &str, id: &str, token: &str, wait: bool) -> Outcome {
     let next = Next::Requeue {
         delay: Duration::ZERO,
     };
-    Outcome::new(id, token, wait, next)
+    Outcome::new(tenant, id, token, wait, next)
 }
 
 /// The outcome of an attempt during which the host itself panicked: retried
 /// like any host failure, within the job's attempts (a job that panics the
 /// host every time must not be retried forever).
 fn host_panic(
-    id: String,
-    token: String,
+    (tenant, id, token): (String, String, String),
     wait: bool,
     attempts: Attempts,
     panic: &Box<dyn std::any::Any + Send>,
@@ -149,7 +148,7 @@ fn host_panic(
         error.exhausted = Some(format!("gave up after {this} of {most} attempts"));
         Next::Dead
     };
-    let mut outcome = Outcome::new(id, token, wait, next);
+    let mut outcome = Outcome::new(tenant, id, token, wait, next);
     outcome.record.error = Field::Set(error);
     outcome
 }
@@ -161,8 +160,7 @@ mod tests {
     fn after_panic(this: u32, most: u32) -> Outcome {
         let panic: Box<dyn std::any::Any + Send> = Box::new("boom");
         host_panic(
-            "j".into(),
-            "t".into(),
+            ("acme".into(), "j".into(), "t".into()),
             false,
             Attempts { this, most },
             &panic,

@@ -28,6 +28,7 @@ pub(super) const EVERY: Duration = Duration::from_millis(250);
 /// The job a thread is on.
 #[derive(Debug, Clone)]
 struct Current {
+    tenant: String,
     id: String,
     token: String,
     wait: bool,
@@ -50,6 +51,7 @@ impl Slot {
     /// The thread took `job`.
     pub(super) fn begin(&self, job: &ClaimedJob) {
         *lock(&self.current) = Some(Current {
+            tenant: job.tenant.clone(),
             id: job.id.clone(),
             token: job.token.clone(),
             wait: job.wait,
@@ -217,6 +219,7 @@ impl Watch {
             );
             given_up.push(GivenUp {
                 outcome: Outcome::new(
+                    current.tenant,
                     current.id,
                     current.token,
                     current.wait,
@@ -262,6 +265,7 @@ mod tests {
 
     fn job(id: &str) -> ClaimedJob {
         ClaimedJob {
+            tenant: "acme".into(),
             id: id.into(),
             token: "7".into(),
             attempt: 1,
@@ -274,6 +278,7 @@ mod tests {
             priority: None,
             waiting_since_us: None,
             no_cache: false,
+            group: None,
             claimed_us: 0,
             received: Instant::now(),
         }

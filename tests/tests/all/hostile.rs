@@ -267,7 +267,7 @@ fn attacks_through_a_worker_neither_hold_its_threads_nor_bloat_records() {
         "exit is not retried: {record:?}"
     );
     let stored: u64 = redis::cmd("HSTRLEN")
-        .arg(format!("{}:job:{loud}", env.queue.key_prefix()))
+        .arg(format!("{}:job:{loud}", env.tenant_keys("default")))
         .arg("error")
         .query(&mut env.redis_conn())
         .unwrap();

@@ -160,18 +160,28 @@ fn a_full_claim_wakes_another_worker_and_a_short_one_does_not() {
         redis::cmd("LLEN").arg(&wake).query(conn).unwrap()
     };
     let _: () = redis::cmd("DEL").arg(&wake).query(&mut conn).unwrap();
-    // Two of five: work is left, so another idle worker is woken for it.
+    // Two of five: work is left, so the worker's next claim wakes another
+    // idle worker for it (no extra round trip).
     let claim = env
         .rt
         .block_on(env.queue.claim("w1", 2, Duration::from_secs(30)));
     assert_eq!(claim.unwrap().jobs.len(), 2);
+    assert_eq!(woken(&mut conn), 0);
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("w1", 1, Duration::from_secs(30)));
+    assert_eq!(claim.unwrap().jobs.len(), 1);
     assert_eq!(woken(&mut conn), 1, "a full claim with work left wakes");
     let _: () = redis::cmd("DEL").arg(&wake).query(&mut conn).unwrap();
     // Exactly the rest: nothing left, nobody woken.
-    let claim = env
+    let other = env
         .rt
-        .block_on(env.queue.claim("w2", 3, Duration::from_secs(30)));
-    assert_eq!(claim.unwrap().jobs.len(), 3);
+        .block_on(spool_runtime::queue::Queue::connect(env.queue_config()))
+        .unwrap();
+    let claim = env.rt.block_on(other.claim("w2", 2, Duration::from_secs(30)));
+    assert_eq!(claim.unwrap().jobs.len(), 2);
+    let claim = env.rt.block_on(other.claim("w2", 2, Duration::from_secs(30)));
+    assert_eq!(claim.unwrap().jobs.len(), 0);
     assert_eq!(woken(&mut conn), 0, "an emptied queue wakes nobody");
 }
 
@@ -325,7 +335,7 @@ fn an_idempotency_key_enqueues_once() {
 #[test]
 fn a_malformed_envelope_is_dead_lettered_and_the_worker_carries_on() {
     let env = Env::new("malformed");
-    let prefix = env.queue.key_prefix().to_string();
+    let prefix = env.tenant_keys("default").to_string();
     let mut conn = env.redis_conn();
     // No plugin field at all, and a bad max_attempts.
     let _: () = redis::pipe()
@@ -499,7 +509,7 @@ fn a_due_job_is_promoted_exactly_once() {
         .unwrap();
     let mut conn = env.redis_conn();
     let ready: Vec<String> = redis::cmd("LRANGE")
-        .arg(format!("{}:ready:normal", env.queue.key_prefix()))
+        .arg(format!("{}:ready:normal", env.tenant_keys("default")))
         .arg(0)
         .arg(-1)
         .query(&mut conn)

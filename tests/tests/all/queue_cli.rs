@@ -349,7 +349,7 @@ fn queues_are_separate() {
         .unwrap();
     let done = env
         .rt
-        .block_on(batch_queue.wait_for(&batch_id, Duration::from_secs(30)))
+        .block_on(batch_queue.wait_for("default", &batch_id, Duration::from_secs(30)))
         .unwrap();
     assert_eq!(done.output.as_deref(), Some(r#"{"greeting":"Hello, B!"}"#));
     let out = spool(

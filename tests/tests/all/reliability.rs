@@ -99,6 +99,7 @@ fn a_worker_whose_lease_expired_can_neither_ack_nor_renew() {
     assert_eq!(new.attempt, 2);
     assert_ne!(new.token, old.token);
     let outcome = |token: &str, output: &str| Outcome {
+        tenant: "default".into(),
         id: id.clone(),
         token: token.to_string(),
         wait: false,
@@ -112,7 +113,7 @@ fn a_worker_whose_lease_expired_can_neither_ack_nor_renew() {
         .rt
         .block_on(
             env.queue
-                .heartbeat(&[(id.clone(), old.token.clone())], lease),
+                .heartbeat(&[("default".into(), id.clone(), old.token.clone())], lease),
         )
         .unwrap();
     assert_eq!(renewed, vec![false]);
@@ -250,7 +251,7 @@ fn sigterm_finishes_running_jobs_and_hands_back_the_rest() {
         let r = env.record(id);
         assert_eq!((r.status, r.attempts), (Some(Status::Queued), 0), "{id}");
         let requeued: Option<u64> = redis::cmd("HGET")
-            .arg(format!("{}:job:{id}", env.queue.key_prefix()))
+            .arg(format!("{}:job:{id}", env.tenant_keys("default")))
             .arg("requeued_us")
             .query(&mut conn)
             .unwrap();
@@ -349,6 +350,7 @@ fn a_late_ack_wins_while_no_newer_attempt_was_claimed() {
         .unwrap();
     assert_eq!(env.record(&id).status, Some(Status::Delayed));
     let outcome = Outcome {
+        tenant: "default".into(),
         id: id.clone(),
         token: job.token.clone(),
         wait: false,
@@ -368,7 +370,7 @@ fn a_late_ack_wins_while_no_newer_attempt_was_claimed() {
     assert_eq!(record.output.as_deref(), Some("done late"));
     // It is out of the delayed set: it will not run a second time.
     let due: Option<f64> = redis::cmd("ZSCORE")
-        .arg(format!("{}:delayed", env.queue.key_prefix()))
+        .arg(format!("{}:delayed", env.tenant_keys("default")))
         .arg(&id)
         .query(&mut env.redis_conn())
         .unwrap();
@@ -407,8 +409,12 @@ fn a_claim_whose_reply_was_lost_is_handed_back() {
         .rt
         .block_on(env.queue.claim("w-other", 10, Duration::from_secs(30)))
         .unwrap();
-    let ids: Vec<String> = held.jobs.iter().map(|j| j.id.clone()).collect();
-    assert!(ids.contains(&other));
+    let ids: Vec<(String, String)> = held
+        .jobs
+        .iter()
+        .map(|j| (j.tenant.clone(), j.id.clone()))
+        .collect();
+    assert!(ids.contains(&("default".to_string(), other)));
     assert!(
         env.rt
             .block_on(env.queue.recover("w-lost", &[]))
@@ -515,7 +521,7 @@ fn a_job_whose_workers_keep_vanishing_backs_off_then_dies_as_worker_crash() {
         .unwrap();
     assert_eq!(moved, vec![id.clone()]);
     let fields: Vec<Option<String>> = redis::cmd("HMGET")
-        .arg(format!("{}:job:{id}", env.queue.key_prefix()))
+        .arg(format!("{}:job:{id}", env.tenant_keys("default")))
         .arg("lease_expiries")
         .arg("lost_workers")
         .query(&mut env.redis_conn())
@@ -526,7 +532,7 @@ fn a_job_whose_workers_keep_vanishing_backs_off_then_dies_as_worker_crash() {
 #[test]
 fn bad_keys_and_duplicate_ids_never_strand_other_jobs() {
     let env = Env::new("bad-keys");
-    let prefix = env.queue.key_prefix().to_string();
+    let prefix = env.tenant_keys("default").to_string();
     let good = env.enqueue("hello", r#"{"name":"Good"}"#);
     let mut conn = env.redis_conn();
     let _: () = redis::pipe()

@@ -10,15 +10,16 @@ use std::time::Duration;
 const LEASE: Duration = Duration::from_secs(30);
 
 fn ready(env: &Env) -> String {
-    format!("{}:ready:normal", env.queue.key_prefix())
+    format!("{}:ready:normal", env.tenant_keys("default"))
 }
 
 fn job_key(env: &Env, id: &str) -> String {
-    format!("{}:job:{id}", env.queue.key_prefix())
+    format!("{}:job:{id}", env.tenant_keys("default"))
 }
 
 fn outcome(id: &str, token: &str, next: Next) -> Outcome {
     Outcome {
+        tenant: "default".into(),
         id: id.to_string(),
         token: token.to_string(),
         wait: false,
@@ -35,10 +36,10 @@ fn one_bad_key_fails_no_other_lease_renewal() {
     let env = Env::new("scripts-heartbeat");
     let (a, b) = (env.enqueue("hello", "{}"), env.enqueue("hello", "{}"));
     let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
-    let tokens: Vec<(String, String)> = claim
+    let tokens: Vec<(String, String, String)> = claim
         .jobs
         .iter()
-        .map(|j| (j.id.clone(), j.token.clone()))
+        .map(|j| (j.tenant.clone(), j.id.clone(), j.token.clone()))
         .collect();
     assert_eq!(tokens.len(), 2);
     // A client overwrites job a's record with a string.
@@ -53,7 +54,7 @@ fn one_bad_key_fails_no_other_lease_renewal() {
         .unwrap();
     let by_id: Vec<(String, bool)> = tokens
         .iter()
-        .map(|(id, _)| id.clone())
+        .map(|(_, id, _)| id.clone())
         .zip(renewed)
         .collect();
     assert!(
@@ -132,9 +133,10 @@ fn a_minimal_delayed_envelope_without_status_runs_when_due() {
             job_key(&env, "minimal"),
             &[("plugin", "hello"), ("payload", "{}")],
         )
-        .zadd(format!("{}:delayed", env.queue.key_prefix()), "minimal", 0)
+        .zadd(format!("{}:delayed", env.tenant_keys("default")), "minimal", 0)
         .query(&mut conn)
         .unwrap();
+    env.announce_plain("default", Some(1));
     let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
     let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(ids, vec!["minimal"]);
@@ -145,7 +147,7 @@ fn an_id_that_is_not_utf8_is_dead_lettered_at_claim_and_never_run() {
     let env = Env::new("scripts-bytes-id");
     let mut conn = env.redis_conn();
     let id: &[u8] = b"bad-\xff\xfe";
-    let mut key = format!("{}:job:", env.queue.key_prefix()).into_bytes();
+    let mut key = format!("{}:job:", env.tenant_keys("default")).into_bytes();
     key.extend_from_slice(id);
     let good = env.enqueue("hello", "{}");
     let _: () = redis::pipe()
@@ -172,7 +174,7 @@ fn an_id_that_is_not_utf8_is_dead_lettered_at_claim_and_never_run() {
         "{error}"
     );
     let dead: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-        .arg(format!("{}:dead", env.queue.key_prefix()))
+        .arg(format!("{}:dead", env.tenant_keys("default")))
         .arg(0)
         .arg(-1)
         .query(&mut conn)
@@ -265,7 +267,7 @@ fn a_wedged_ack_applies_once_and_never_to_a_finished_job() {
 fn an_idempotency_key_of_the_wrong_type_fails_no_batch() {
     let env = Env::new("scripts-idem-type");
     let _: () = redis::cmd("HSET")
-        .arg("spool:{default}:idem:default:k")
+        .arg("spool:{default/default}:idem:k")
         .arg("f")
         .arg("v")
         .query(&mut env.redis_conn())
@@ -279,7 +281,7 @@ fn an_idempotency_key_of_the_wrong_type_fails_no_batch() {
         .unwrap();
     assert!(done.iter().all(|e| e.created), "{done:?}");
     let named: String = redis::cmd("GET")
-        .arg("spool:{default}:idem:default:k")
+        .arg("spool:{default/default}:idem:k")
         .query(&mut env.redis_conn())
         .unwrap();
     assert_eq!(named, done[1].id);
@@ -301,10 +303,11 @@ fn fencing_tokens_stay_unique_when_redis_goes_back_in_time() {
             job_key(&env, &id),
             &[("status", "queued"), ("token", "0"), ("attempt", "0")],
         )
-        .zrem(format!("{}:leases", env.queue.key_prefix()), &id)
+        .zrem(format!("{}:leases", env.tenant_keys("default")), &id)
         .lpush(ready(&env), &id)
         .query(&mut env.redis_conn())
         .unwrap();
+    env.announce_plain("default", None);
     let second = env.rt.block_on(env.queue.claim("fresh", 1, LEASE)).unwrap();
     let fresh = second.jobs[0].token.clone();
     assert_ne!(fresh, zombie, "a token handed out before the restore");
@@ -334,7 +337,7 @@ fn a_hand_back_after_a_lapsed_lease_gives_the_attempt_back_once() {
     };
     let _ = lapse("w1");
     let _: () = redis::cmd("ZADD")
-        .arg(format!("{}:delayed", env.queue.key_prefix()))
+        .arg(format!("{}:delayed", env.tenant_keys("default")))
         .arg(0)
         .arg(&id)
         .query(&mut env.redis_conn())

@@ -1,6 +1,6 @@
 -- Record the outcomes of finished attempts, many jobs per call.
 --
--- KEYS[1]  queue prefix
+-- KEYS[1]  the tenant's prefix in the queue
 -- ARGV[1]  record TTL, seconds
 -- ARGV[2]  dead-letter record TTL, seconds
 -- ARGV[3]  dead-letter cap
@@ -25,7 +25,15 @@
 -- dead letters. Once a newer attempt was
 -- claimed, the token differs and the outcome is refused (0).
 --
--- Returns one 1 (applied) or 0 (stale) per group, in order.
+-- Returns {announce_seq, timer_us, then one 1 (applied) or 0 (stale) per
+-- group, in order}: the caller announces the tenant when announce_seq or
+-- timer_us is > 0 (a lease freed a slot under the tenant's cap, a job went
+-- back to a ready list, a group's slot was freed; see "has work" in
+-- lib.lua).
+--
+-- Groups: a job of a group holds its group's slot from its claim until it
+-- succeeds or dies; a retry, a hand-back or an expired lease keeps it, so
+-- the group's next job does not start before it (docs/queue.md, "Groups").
 
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_us()
@@ -35,7 +43,7 @@ local released = {}
 
 -- Whether the outcome for `key` (under `token`) may be applied.
 local function current_attempt(id, key, token)
-  local f = hmget(key, 'token', 'status', 'priority', 'attempt')
+  local f = hmget(key, 'token', 'status', 'priority', 'attempt', 'group', 'group_held')
   if not f or f[1] ~= token then return nil end
   if f[2] == 'running' then return f end
   if f[2] == 'queued' and redis.call('LREM', ready_key(f[3]), 1, id) == 1 then return f end
@@ -55,13 +63,14 @@ end
 -- hand-back already applied (sent again after its reply was lost) is not
 -- applied twice: it left `requeued_token`.
 local function handed_back(id, key, token)
-  local f = hmget(key, 'token', 'status', 'priority', 'attempt', 'requeued_token', 'lease_expiries')
+  local f = hmget(key, 'token', 'status', 'priority', 'attempt', 'group', 'group_held',
+    'requeued_token', 'lease_expiries')
   if not f or f[1] ~= token then return nil end
   if f[2] == 'running' then return f end
-  if f[5] == token then return nil end
+  if f[7] == token then return nil end
   local current = current_attempt(id, key, token)
   if current then
-    redis.call('HSET', key, 'lease_expiries', math.max(0, int(f[6]) - 1))
+    redis.call('HSET', key, 'lease_expiries', math.max(0, int(f[8]) - 1))
   end
   return current
 end
@@ -73,7 +82,9 @@ local LEAVES = { succeeded = { succeeded = true }, retrying = { retrying = true 
   wedged = { delayed = true, dead = true } }
 
 -- Drop `id`'s lease (in batches: unpack has a limit).
+local freed = false
 local function release(id)
+  freed = true
   released[#released + 1] = id
   if #released >= 1000 then
     redis.call('ZREM', leases, unpack(released))
@@ -91,7 +102,7 @@ while i <= #ARGV do
     -- Only a running attempt can be given up on: a job that already lapsed
     -- or finished, or an ack sent again, is left as it is (the LEAVES check
     -- below tells a repeat from a stale ack).
-    local f = hmget(key, 'token', 'status', 'priority', 'attempt')
+    local f = hmget(key, 'token', 'status')
     if f and f[1] == token and f[2] == 'running' then current = f end
   elseif outcome == 'requeue' then
     current = handed_back(id, key, token)
@@ -122,17 +133,19 @@ while i <= #ARGV do
     end
     redis.call('HSET', key, unpack(fields))
     if outcome == 'succeeded' then
+      release_group(id, current[5])
       finish(id, 'succeeded', record_ttl, waiting)
     elseif outcome == 'dead' then
-      bury(id, now, dead_ttl, dead_cap, waiting)
+      bury(id, now, dead_ttl, dead_cap, waiting, current[5])
     elseif outcome == 'retrying' then
       redis.call('ZADD', P .. ':delayed', run_at, id)
+      ask_timer(run_at)
       count('retried')
     elseif delay > 0 then
       redis.call('ZADD', P .. ':delayed', run_at, id)
+      ask_timer(run_at)
     else
-      redis.call('RPUSH', ready_key(current[3]), id)
-      wake()
+      make_ready(id, current[3], current[5], current[6])
     end
     applied[#applied + 1] = 1
   else
@@ -143,5 +156,13 @@ while i <= #ARGV do
   i = i + 6 + nfields * 2
 end
 if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
+-- A freed lease may be a free slot under the tenant's cap: worth a visit if
+-- jobs wait (a tenant that ran dry stays out of the ready set).
+if freed and (redis.call('EXISTS', P .. ':groups') == 1 or redis.call('LLEN', P .. ':ready:high')
+    + redis.call('LLEN', P .. ':ready:normal') + redis.call('LLEN', P .. ':ready:low') > 0) then
+  announce_ready()
+end
 flush_counts()
-return applied
+local out = { announce_seq, announce_timer }
+for _, a in ipairs(applied) do out[#out + 1] = a end
+return out

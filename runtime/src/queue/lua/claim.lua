@@ -1,35 +1,52 @@
--- Claim up to N jobs for one worker, after promoting due delayed jobs and
--- requeueing jobs whose lease expired. One round trip does all three, so
--- any worker keeps the queue moving and there is no scheduler process.
+-- Claim up to N jobs of one tenant for one worker, after promoting the
+-- tenant's due delayed jobs and backing off jobs whose lease expired. One
+-- round trip does all three, so any worker keeps the queue moving and there
+-- is no scheduler process.
 --
--- KEYS[1]  queue prefix
+-- KEYS[1]  the tenant's prefix in the queue, e.g. `spool:{default/acme}`
 -- ARGV[1]  record TTL, seconds (terminal records)
 -- ARGV[2]  dead-letter record TTL, seconds
 -- ARGV[3]  dead-letter cap
 -- ARGV[4]  worker id
--- ARGV[5]  N, the most jobs to claim
+-- ARGV[5]  N, the most jobs to claim (0: only tend the tenant and report)
 -- ARGV[6]  lease, microseconds
 -- ARGV[7]  backoff, microseconds: a job whose lease expired waits
 --          backoff · 2^(attempt-1) (at most 10 min) before it runs again
+-- ARGV[8]  the tenant's concurrency cap: at most this many of its jobs
+--          leased at once, fleet-wide (0: none)
+-- ARGV[9]  the tenant's rate, jobs per hour (0: none): a token bucket in
+--          `P:bucket` lets claims start no more jobs than that
+-- ARGV[10] the bucket's size, jobs (0: a tenth of a second's rate, at
+--          least 1)
+-- ARGV[11] jobs of one group leased at once (0: no limit)
 --
--- Returns {next_due_us, now_us, FIELDS, job, job, ...}: next_due_us is how
--- long until the next delayed job is due (-1 when none), now_us is Redis'
--- clock, FIELDS names the envelope fields each job carries after its first
--- three; each job is {id, token, attempt, <one value per name in FIELDS>}.
--- `false` (nil) marks a missing field. The worker decodes jobs by these
--- names, so a field added here cannot shift another.
+-- Returns {now_us, announce_seq, leave_seq, timer_us, FIELDS, job, job, ...}:
+-- announce_seq > 0 asks the caller to announce the tenant as ready under
+-- that number; leave_seq >= 0 (else -1) says the tenant has no claimable
+-- work now (paused, at its cap, out of rate, or nothing queued): the caller
+-- takes it out of the queue's ready set under that number, and sets its
+-- timer to timer_us (> 0) if given (see "has work" in lib.lua). FIELDS names
+-- the envelope fields each job carries after its first three; each job is
+-- {id, token, attempt, <one value per name in FIELDS>}. `false` (nil) marks
+-- a missing field. The worker decodes jobs by these names, so a field added
+-- here cannot shift another.
 --
--- Priorities share workers 6:3:1. The N claim slots of a call continue a
--- counter kept in the stats hash (`rr`): slot k prefers high for k mod 10 in
--- 0..5, normal for 6..8 and low for 9. Each list is popped once for its
--- share (RPOP with a count, Redis >= 6.2), and what a list could not supply
--- is taken from the others in priority order: low gets at least a tenth of
--- the claims while it has work.
+-- Within the tenant, priorities share its claims 6:3:1: the N claim slots
+-- continue a counter kept in the tenant's stats hash (`rr`): slot k prefers
+-- high for k mod 10 in 0..5, normal for 6..8 and low for 9. Each list is
+-- popped once for its share (RPOP with a count, Redis >= 6.2), and what a
+-- list could not supply is taken from the others in priority order: low
+-- gets at least a tenth of the claims while it has work. Grouped jobs get
+-- half of the slots (what one side cannot use goes to the other); groups
+-- take turns in name order from a cursor (`P:gcursor`), one job per turn.
 
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
-local backoff = tonumber(ARGV[7] or 1000000)
+local backoff = tonumber(ARGV[7])
+local cap, rate, burst, group_cap = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]),
+  tonumber(ARGV[11])
 local now = now_us()
+
 -- 1. Promote due delayed jobs. ZREM in the same script: each exactly once.
 -- Ids without a job hash are dropped (nothing to run); a key that is not a
 -- hash is parked in the dead letters, as the claim below does. A hash
@@ -39,20 +56,20 @@ local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   local key = job_key(id)
-  local f = hmget(key, 'priority', 'status')
+  local f = hmget(key, 'priority', 'group', 'group_held')
   if not f then
     redis.call('ZADD', P .. ':dead', now, id)
   elseif redis.call('EXISTS', key) == 1 then
     redis.call('HSET', key, 'status', 'queued')
-    -- Due jobs are overdue: they go to the consuming end of their list.
-    redis.call('RPUSH', ready_key(f[1]), id)
+    make_ready(id, f[1], f[2], f[3])
   end
 end
 
 -- 2. Back off (or bury) jobs whose worker stopped renewing its lease: the
 -- attempt counts, and the job waits like a retry, so that a job that kills
 -- its workers cannot crash-loop the fleet; after CRASHES such endings it is
--- dead-lettered as `worker-crash`, naming the workers.
+-- dead-lettered as `worker-crash`, naming the workers. Its slot under the
+-- tenant's cap comes back with it.
 local leases = P .. ':leases'
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(expired) do
@@ -67,41 +84,127 @@ for _, id in ipairs(expired) do
   end
 end
 
--- 3. Claim. Each of the N claim slots prefers one list (6:3:1 by the
--- rotating slot counter); each list is popped once for its share, and what
--- a list could not supply is filled from the others in priority order.
-local names = { 'high', 'normal', 'low' }
-local base = tonumber(redis.call('HGET', P .. ':stats', 'rr') or 0)
-local share = { 0, 0, 0 }
-for k = 0, n - 1 do
-  local slot = (base + k) % 10
-  local band = slot < 6 and 1 or (slot < 9 and 2 or 3)
-  share[band] = share[band] + 1
-end
-local ids = {}
-local short = 0
-for band = 1, 3 do
-  if share[band] > 0 then
-    local got = redis.call('RPOP', P .. ':ready:' .. names[band], share[band]) or {}
-    for _, id in ipairs(got) do ids[#ids + 1] = id end
-    short = short + share[band] - #got
-  end
-end
-for band = 1, 3 do
-  if short <= 0 then break end
-  local got = redis.call('RPOP', P .. ':ready:' .. names[band], short) or {}
-  for _, id in ipairs(got) do ids[#ids + 1] = id end
-  short = short - #got
+-- 3. How many may start: the tenant is not paused, under its cap, and has
+-- tokens in its bucket.
+local paused = redis.call('EXISTS', P .. ':paused') == 1
+local allowed = paused and 0 or n
+if cap > 0 then allowed = math.min(allowed, math.max(0, cap - redis.call('ZCARD', leases))) end
+local bucket, tokens = P .. ':bucket', 0
+if rate > 0 then
+  if burst <= 0 then burst = math.max(1, math.ceil(rate / 36000)) end
+  local b = redis.call('HMGET', bucket, 'tokens', 'at')
+  tokens = tonumber(b[1]) or burst
+  local at = tonumber(b[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 3600000000)
+  allowed = math.min(allowed, math.floor(tokens))
 end
 
--- The envelope fields a claimed job carries, by name (see the header).
+-- 4. Take ids: grouped jobs (one per group per turn) and the ready lists.
+local names = { 'high', 'normal', 'low' }
+local function pop_ready(k, ids)
+  if k <= 0 then return 0 end
+  local base = tonumber(redis.call('HGET', P .. ':stats', 'rr') or 0) or 0
+  local share = { 0, 0, 0 }
+  for slot = 0, k - 1 do
+    local m = (base + slot) % 10
+    local band = m < 6 and 1 or (m < 9 and 2 or 3)
+    share[band] = share[band] + 1
+  end
+  local got, short = 0, 0
+  for band = 1, 3 do
+    if share[band] > 0 then
+      local popped = redis.call('RPOP', P .. ':ready:' .. names[band], share[band]) or {}
+      for _, id in ipairs(popped) do ids[#ids + 1] = { id, false } end
+      got = got + #popped
+      short = short + share[band] - #popped
+    end
+  end
+  for band = 1, 3 do
+    if short <= 0 then break end
+    local popped = redis.call('RPOP', P .. ':ready:' .. names[band], short) or {}
+    for _, id in ipairs(popped) do ids[#ids + 1] = { id, false } end
+    got = got + #popped
+    short = short - #popped
+  end
+  if got > 0 then redis.call('HINCRBY', P .. ':stats', 'rr', got) end
+  return got
+end
+
+-- One turn of a group: the head of its list, if the group is not paused
+-- and has a free slot. A group that cannot give leaves the rotation (a
+-- slot freed, a resume or an enqueue puts it back).
+local ring = P .. ':groups'
+local function take_turn(g, ids)
+  local held = P .. ':held:' .. g
+  if redis.call('SISMEMBER', P .. ':gpaused', g) == 1
+      or (group_cap > 0 and redis.call('SCARD', held) >= group_cap) then
+    redis.call('ZREM', ring, g)
+    return 0
+  end
+  local id = redis.call('LPOP', group_key(g))
+  if not id then
+    redis.call('ZREM', ring, g)
+    redis.call('ZREM', P .. ':gall', g)
+    return 0
+  end
+  redis.call('SADD', held, id)
+  ids[#ids + 1] = { id, g }
+  local empty = redis.call('LLEN', group_key(g)) == 0
+  if empty then redis.call('ZREM', P .. ':gall', g) end
+  if empty or (group_cap > 0 and redis.call('SCARD', held) >= group_cap) then
+    redis.call('ZREM', ring, g)
+  end
+  return 1
+end
+
+local function release_groups(k, ids)
+  if k <= 0 then return 0 end
+  local cursor = redis.call('GET', P .. ':gcursor')
+  local got, pass, from_start, visits = 0, 0, cursor == false, 0
+  while got < k and visits < 3 * k + 3 do
+    local batch
+    if cursor then
+      batch = redis.call('ZRANGEBYLEX', ring, '(' .. cursor, '+', 'LIMIT', 0, k - got)
+    else
+      batch = redis.call('ZRANGEBYLEX', ring, '-', '+', 'LIMIT', 0, k - got)
+    end
+    if #batch == 0 then
+      -- The end of the rotation: round again, unless a whole round gave
+      -- nothing (or the rotation is empty).
+      if not cursor or (from_start and pass == 0) then break end
+      cursor, pass, from_start = false, 0, true
+    else
+      for _, g in ipairs(batch) do
+        visits = visits + 1
+        cursor = g
+        local took = take_turn(g, ids)
+        got, pass = got + took, pass + took
+        if got >= k then break end
+      end
+    end
+  end
+  if cursor then redis.call('SET', P .. ':gcursor', cursor) end
+  return got
+end
+
+local ids = {}
+if allowed > 0 then
+  local grouped = redis.call('EXISTS', ring) == 1 and math.ceil(allowed / 2) or 0
+  local got = release_groups(grouped, ids)
+  got = got + pop_ready(allowed - got, ids)
+  if got < allowed then release_groups(allowed - got, ids) end
+end
+
+-- 5. Lease them. The envelope fields a claimed job carries, by name (see
+-- the header).
 local FIELDS = { 'plugin', 'content_type', 'payload', 'max_attempts', 'enqueued_us',
-  'wait', 'priority', 'waiting_since_us', 'no_cache' }
-local out = { -1, now, FIELDS }
+  'wait', 'priority', 'waiting_since_us', 'no_cache', 'group' }
+local out = { now, 0, -1, 0, FIELDS }
 local lease_until = now + lease
 local lease_args = {}
-local skipped = 0
-for _, id in ipairs(ids) do
+local claimed = 0
+for _, pair in ipairs(ids) do
+  local id, from_group = pair[1], pair[2]
   local key = job_key(id)
   -- f[1..3]: what the claim itself needs; f[4..]: FIELDS, for the reply.
   local f = hmget(key, 'attempt', 'token', 'status', unpack(FIELDS))
@@ -109,17 +212,18 @@ for _, id in ipairs(ids) do
     -- Not a hash: nothing can be recorded there. Park the id in the dead
     -- letters (without a record) so that it is visible, and go on.
     redis.call('ZADD', P .. ':dead', now, id)
+    if from_group then redis.call('SREM', P .. ':held:' .. from_group, id) end
   elseif not valid_utf8(id) then
     -- The worker could not name it back (ids are text on its side): it is
     -- dead-lettered here, never run.
     redis.call('HSET', key, 'status', 'dead', 'finished_us', now, 'error', cjson.encode({
       kind = 'malformed-envelope', retryable = false,
       message = 'the job id is not UTF-8 text; expected an id such as a ULID' }))
-    bury(id, now, dead_ttl, dead_cap, f[3 + 6])
+    bury(id, now, dead_ttl, dead_cap, f[3 + 6], from_group)
   elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.
-    skipped = skipped + 1
+    if from_group then redis.call('SREM', P .. ':held:' .. from_group, id) end
   else
     -- A missing hash (an id pushed without a record) is claimed like any
     -- other: the worker dead-letters it as a malformed envelope.
@@ -133,26 +237,54 @@ for _, id in ipairs(ids) do
     local token = math.max(int(f[2]) + 1, now)
     redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
       'worker', worker, 'claimed_us', now)
+    if from_group then redis.call('HSET', key, 'group_held', '1') end
     lease_args[#lease_args + 1] = lease_until
     lease_args[#lease_args + 1] = id
     if #lease_args >= 1000 then
       redis.call('ZADD', leases, unpack(lease_args))
       lease_args = {}
     end
+    claimed = claimed + 1
     out[#out + 1] = { id, token, attempt, unpack(f, 4, 3 + #FIELDS) }
   end
 end
 if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end
-if #ids > 0 then redis.call('HINCRBY', P .. ':stats', 'rr', #ids) end
--- A full claim may have left work behind: wake another idle worker for it.
-if #ids == n and short <= 0 then
-  if redis.call('LLEN', P .. ':ready:high') + redis.call('LLEN', P .. ':ready:normal')
-      + redis.call('LLEN', P .. ':ready:low') > 0 then
-    wake()
-  end
+if rate > 0 then
+  tokens = math.max(0, tokens - claimed)
+  redis.call('HSET', bucket, 'tokens', tostring(tokens), 'at', now)
+  redis.call('PEXPIRE', bucket, 3600000)
 end
 flush_counts()
 
-local next_due = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-if next_due[2] then out[1] = math.max(0, tonumber(next_due[2]) - now) end
+-- 6. Does the tenant still have claimable work? If not, it leaves the
+-- queue's ready set, with a timer for the first moment something changes
+-- by itself: a delayed job due, a lease expiring, the bucket refilling.
+local waiting = redis.call('EXISTS', ring) == 1
+  or redis.call('LLEN', P .. ':ready:high') + redis.call('LLEN', P .. ':ready:normal')
+    + redis.call('LLEN', P .. ':ready:low') > 0
+local capped = cap > 0 and redis.call('ZCARD', leases) >= cap
+local limited = rate > 0 and tokens < 1
+if waiting and not paused and not capped and not limited then
+  announce_ready()
+  out[2] = announce_seq
+  return out
+end
+redis.call('DEL', P .. ':in')
+out[3] = tonumber(redis.call('HGET', P .. ':stats', 'seq') or 0) or 0
+local timer = false
+local function sooner(at) if at and (not timer or at < timer) then timer = at end end
+local head = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+if head[2] then sooner(tonumber(head[2])) end
+head = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
+if head[2] then sooner(tonumber(head[2])) end
+if waiting and limited and not paused then
+  sooner(now + math.ceil((1 - tokens) * 3600000000 / rate))
+end
+if timer then
+  timer = math.max(timer, now + 1)
+  redis.call('SET', P .. ':timer', timer)
+  out[4] = timer
+else
+  redis.call('DEL', P .. ':timer')
+end
 return out

@@ -1,6 +1,6 @@
 -- Delete dead-lettered jobs and their records.
 --
--- KEYS[1]  queue prefix
+-- KEYS[1]  the tenant's prefix in the queue
 -- ARGV     job ids; none means every dead job
 --
 -- Returns how many were deleted.

@@ -1,26 +1,36 @@
--- Enqueue one or many jobs (one call per batch saves a script call per job).
+-- Enqueue one or many jobs of one tenant (one call per batch saves a script
+-- call per job).
 --
--- KEYS[1]  queue prefix, e.g. `spool:{default}`
+-- KEYS[1]  the tenant's prefix in the queue, e.g. `spool:{default/acme}`
 -- ARGV[1]  idempotency key TTL in seconds
--- then one group per job:
+-- then one group of arguments per job:
 --   id, idempotency key ('' for none), delay µs (0 = now, on Redis' clock),
 --   priority (high | normal | low), the tenant's max-payload and
---   max-attempts quotas (0: none), nfields, field, value, ... (nfields pairs
---   of the envelope: plugin, payload, content_type, max_attempts, wait,
---   no_cache)
+--   max-attempts quotas (0: none), group ('' for none), nfields, field,
+--   value, ... (nfields pairs of the envelope: plugin, payload,
+--   content_type, max_attempts, wait, no_cache)
 --
--- Returns id, created, id, created, ...: created is 0 when the idempotency
--- key already named a job, whose id is returned instead. A payload over
--- its tenant's max-payload fails the whole call before anything is stored,
--- with the error `QUOTA <job index from 0> max-payload <bytes> <quota>`; a
+-- Returns {announce_seq, timer_us, id, created, id, created, ...}: the
+-- caller announces the tenant in the queue's slot when announce_seq > 0
+-- (as ready, under that number) or timer_us > 0 (a visit at that time),
+-- see "has work" in lib.lua. created is 0 when the idempotency key already
+-- named a job, whose id is returned instead. A payload over its tenant's
+-- max-payload fails the whole call before anything is stored, with the
+-- error `QUOTA <job index from 0> max-payload <bytes> <quota>`; a
 -- max_attempts over the tenant's max-attempts is lowered to it.
+--
+-- A job of a group goes to the tail of its group's list (claims release
+-- the head of each group in turn); any other job to its priority's ready
+-- list.
+
+local STRIDE = 8
 
 -- Check every job against its quotas before storing any.
 local i, index = 2, 0
 while i <= #ARGV do
   local max_payload, max_attempts = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
-  local nfields = tonumber(ARGV[i + 6])
-  for j = i + 7, i + 6 + nfields * 2, 2 do
+  local nfields = tonumber(ARGV[i + 7])
+  for j = i + STRIDE, i + STRIDE - 1 + nfields * 2, 2 do
     local field, value = ARGV[j], ARGV[j + 1]
     if field == 'payload' and max_payload > 0 and #value > max_payload then
       return redis.error_reply('QUOTA ' .. index .. ' max-payload ' .. #value .. ' ' .. max_payload)
@@ -29,17 +39,18 @@ while i <= #ARGV do
       ARGV[j + 1] = tostring(max_attempts)
     end
   end
-  i = i + 7 + nfields * 2
+  i = i + STRIDE + nfields * 2
   index = index + 1
 end
 
 local now = now_us()
-local out = {}
+local out = { 0, 0 }
 i = 2
 while i <= #ARGV do
   local id, idem, delay, priority = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local nfields = tonumber(ARGV[i + 6])
-  local first, last = i + 7, i + 6 + nfields * 2
+  local group = ARGV[i + 6]
+  local nfields = tonumber(ARGV[i + 7])
+  local first, last = i + STRIDE, i + STRIDE - 1 + nfields * 2
   i = last + 1
   local existing = false
   if idem ~= '' then
@@ -63,21 +74,29 @@ while i <= #ARGV do
     local key = job_key(id)
     local run_at = now + delay
     local fields = { 'enqueued_us', now, 'priority', priority }
+    if group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = group end
     for j = first, last do fields[#fields + 1] = ARGV[j] end
     if run_at > now then
       fields[#fields + 1] = 'status'; fields[#fields + 1] = 'delayed'
       fields[#fields + 1] = 'run_at_us'; fields[#fields + 1] = run_at
       redis.call('HSET', key, unpack(fields))
       redis.call('ZADD', P .. ':delayed', run_at, id)
+      ask_timer(run_at)
     else
       fields[#fields + 1] = 'status'; fields[#fields + 1] = 'queued'
       redis.call('HSET', key, unpack(fields))
-      -- Only a push into an empty list can find workers idle: they block
-      -- only after a claim found every list empty.
-      if redis.call('LPUSH', ready_key(priority), id) == 1 then wake() end
+      if group ~= '' then
+        redis.call('RPUSH', group_key(group), id)
+        redis.call('ZADD', P .. ':groups', 0, group)
+        redis.call('ZADD', P .. ':gall', 0, group)
+      else
+        redis.call('LPUSH', ready_key(priority), id)
+      end
+      announce_ready()
     end
     out[#out + 1] = id
     out[#out + 1] = 1
   end
 end
+out[1], out[2] = announce_seq, announce_timer
 return out

@@ -1,6 +1,6 @@
 -- Renew the leases of a worker's running jobs.
 --
--- KEYS[1]  queue prefix
+-- KEYS[1]  the tenant's prefix in the queue
 -- ARGV[1]  lease, microseconds
 -- then id, token pairs
 --

@@ -1,8 +1,10 @@
--- Shared prelude, prepended to every queue script when it is loaded.
+-- Shared prelude, prepended to every tenant-slot queue script when it is
+-- loaded.
 --
--- KEYS[1] is always the queue's key prefix, e.g. `spool:{default}`. Every key a
--- script touches starts with it, so all of them hash to the slot of the
--- `{default}` tag and the scripts work unchanged on Redis Cluster.
+-- KEYS[1] is always one tenant's key prefix in one queue, e.g.
+-- `spool:{default/acme}`. Every key a script touches starts with it, so all
+-- of them hash to the slot of the `{default/acme}` tag: a script touches one
+-- slot, and a Redis Cluster can spread tenants over its nodes.
 --
 -- Timestamps are microseconds since the Unix epoch, read from Redis' own clock
 -- (TIME) so that every worker and every client share one clock.
@@ -61,12 +63,71 @@ local function ready_key(priority)
   return P .. ':ready:' .. priority
 end
 
--- Wake one idle worker blocked on the wake list. At most one token waits
--- there: a busy fleet claims in batches and does not need more.
-local function wake()
-  if redis.call('LLEN', P .. ':wake') == 0 then
-    redis.call('RPUSH', P .. ':wake', '1')
+-- The "has work" protocol (docs/queue.md, "Fair share"). The queue's slot
+-- keeps the set of tenants to visit (`ready`) and their timers; a tenant
+-- script cannot touch it, so it tells the caller what to announce there:
+--
+-- * `P:in` exists while the tenant is in the queue's ready set or an
+--   announcement of it is on its way. A script that gives the tenant
+--   claimable work sets it; if it was not set, the script bumps the
+--   tenant's sequence number (`seq` in `P:stats`) and returns that number:
+--   the caller must announce the tenant as ready under it.
+-- * A claim that leaves the tenant without claimable work deletes `P:in`
+--   and returns the sequence number it saw: the caller removes the tenant
+--   from the ready set only if no later number was announced meanwhile, so
+--   an enqueue racing the removal is never lost.
+-- * `P:timer` is the earliest visit already asked for while out of the
+--   ready set (a delayed job's due time, a lease's expiry, the rate
+--   limit's refill); a script asks for an earlier one by returning it.
+local announce_seq, announce_timer = 0, 0
+
+local function announce_ready()
+  if redis.call('SET', P .. ':in', '1', 'NX') then
+    announce_seq = redis.call('HINCRBY', P .. ':stats', 'seq', 1)
   end
+end
+
+local function ask_timer(at)
+  if redis.call('EXISTS', P .. ':in') == 1 then return end
+  local current = tonumber(redis.call('GET', P .. ':timer'))
+  if current and current <= at then return end
+  redis.call('SET', P .. ':timer', at)
+  if announce_timer == 0 or at < announce_timer then announce_timer = at end
+end
+
+-- Groups: `P:group:G` lists group G's waiting jobs in enqueue order;
+-- `P:groups` (a zset of score 0, read in name order) the groups that may
+-- have a job to release; `P:gall` every group with jobs waiting (for
+-- counts); `P:held:G` the ids holding G's slots (claimed,
+-- retrying or handed back, until they succeed or die); `P:gpaused` paused
+-- groups. A job holding a slot carries `group_held` = 1.
+local function group_key(g) return P .. ':group:' .. g end
+
+-- A job of group `g` that held a slot reached its end: free the slot, and
+-- put the group back in the rotation if it has jobs waiting.
+local function release_group(id, g)
+  if not g or g == false or g == '' then return end
+  if redis.call('SREM', P .. ':held:' .. g, id) == 1 then
+    redis.call('HDEL', job_key(id), 'group_held')
+    if redis.call('LLEN', group_key(g)) > 0 then
+      redis.call('ZADD', P .. ':groups', 0, g)
+      announce_ready()
+    end
+  end
+end
+
+-- Put a job back where it can be claimed: a job holding its group's slot
+-- (or of no group) goes to the consuming end of its ready list, a group
+-- job that does not hold one back to the head of its group.
+local function make_ready(id, priority, g, held)
+  if g and g ~= false and g ~= '' and held ~= '1' then
+    redis.call('LPUSH', group_key(g), id)
+    redis.call('ZADD', P .. ':groups', 0, g)
+    redis.call('ZADD', P .. ':gall', 0, g)
+  else
+    redis.call('RPUSH', ready_key(priority), id)
+  end
+  announce_ready()
 end
 
 -- Counters for the stats hash, written once per script call (see count()
@@ -91,7 +152,8 @@ end
 
 -- Put a job in the dead letters, dropping the oldest beyond `cap` (their
 -- records go with them: the dead letters are bounded).
-local function bury(id, now, ttl, cap, waiting)
+local function bury(id, now, ttl, cap, waiting, group)
+  release_group(id, group)
   local dead = P .. ':dead'
   redis.call('ZADD', dead, now, id)
   local excess = redis.call('ZCARD', dead) - cap
@@ -113,7 +175,7 @@ end
 -- the job is taken for the cause and dead-lettered as `worker-crash`.
 local CRASHES = 3
 local LAPSE_FIELDS = { 'attempt', 'max_attempts', 'worker', 'priority', 'wait', 'status',
-  'lost_workers', 'lease_expiries' }
+  'lost_workers', 'lease_expiries', 'group' }
 
 -- A running job's attempt ended without an outcome from its handler: the
 -- attempt counts, and the job backs off like a retry (base `backoff` µs,
@@ -139,10 +201,11 @@ local function lapse(id, f, now, backoff, dead_ttl, dead_cap, kind, why)
   redis.call('HSET', key, 'error', err, 'lost_workers', lost, 'lease_expiries', expiries)
   if attempt >= max or expiries >= CRASHES then
     redis.call('HSET', key, 'status', 'dead', 'finished_us', now)
-    bury(id, now, dead_ttl, dead_cap, f[5])
+    bury(id, now, dead_ttl, dead_cap, f[5], f[9])
   else
     local at = now + math.floor(math.min(backoff * 2 ^ (math.max(attempt, 1) - 1), 600000000))
     redis.call('HSET', key, 'status', 'delayed', 'run_at_us', at)
     redis.call('ZADD', P .. ':delayed', at, id)
+    ask_timer(at)
   end
 end

@@ -1,0 +1,102 @@
+//! The set of tenants with work, kept in the queue's own slot
+//! (`lua/ring/`): tenant scripts say what to announce there or take out,
+//! and these calls write it. See docs/queue.md, "Fair share", for why no
+//! wake-up is lost between the two slots.
+
+use super::{Queue, QueueError};
+use redis::Value;
+
+/// What one tenant script asked to write into the queue's slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Announce {
+    /// The tenant.
+    pub tenant: String,
+    /// > 0: the tenant has work, announced under this sequence number.
+    pub seq: i64,
+    /// > 0: visit the tenant at this time (µs, Redis' clock).
+    pub timer: i64,
+}
+
+impl Announce {
+    /// Split a tenant script's reply `{announce_seq, timer_us, rest...}`:
+    /// the announcement (if any) and the rest.
+    pub fn split(
+        tenant: &str,
+        reply: Vec<Value>,
+        op: &'static str,
+    ) -> Result<(Option<Announce>, Vec<Value>), QueueError> {
+        let mut items = reply.into_iter();
+        let (Some(Value::Int(seq)), Some(Value::Int(timer))) = (items.next(), items.next()) else {
+            return Err(QueueError::protocol(op, "no announcement in the reply"));
+        };
+        let heard = (seq > 0 || timer > 0).then(|| Announce {
+            tenant: tenant.to_string(),
+            seq,
+            timer,
+        });
+        Ok((heard, items.collect()))
+    }
+}
+
+/// A tenant a claim found without claimable work: it leaves the ready set
+/// under `seq`, with a timer if given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Leave {
+    pub tenant: String,
+    pub seq: i64,
+    pub timer: i64,
+}
+
+impl Queue {
+    /// Write announcements into the queue's slot (one round trip; none
+    /// when there is nothing to say). Retried while Redis is away: a
+    /// tenant script already stored the work, and a lost announcement would
+    /// leave it unclaimed until the next sweep.
+    pub(crate) async fn announce(&self, heard: &[Announce]) -> Result<(), QueueError> {
+        if heard.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.inner.scripts.announce.key(&self.inner.keys);
+        for a in heard {
+            inv.arg(&a.tenant).arg(a.seq).arg(a.timer);
+        }
+        self.ring_call("announce tenants", &inv).await
+    }
+
+    /// Take tenants out of the ready set (see [`Leave`]).
+    pub(crate) async fn settle(&self, leaving: &[Leave]) -> Result<(), QueueError> {
+        if leaving.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.inner.scripts.settle.key(&self.inner.keys);
+        for l in leaving {
+            inv.arg(&l.tenant).arg(l.seq).arg(l.timer);
+        }
+        self.ring_call("settle tenants", &inv).await
+    }
+
+    /// One call into the queue's slot, tried again for a few seconds while
+    /// Redis is away (both writes are idempotent).
+    async fn ring_call(
+        &self,
+        op: &'static str,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<(), QueueError> {
+        let mut delay = std::time::Duration::from_millis(20);
+        loop {
+            let mut conn = self.redis.conn();
+            self.count_round_trip();
+            match inv.invoke_async::<Value>(&mut conn).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let e = self.error(op, e);
+                    if !e.is_retryable() || delay > std::time::Duration::from_secs(2) {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+-- Pick the tenants a worker's next claim visits: first move tenants whose
+-- timer is due into the ready set, then read up to K tenants of it in name
+-- order from the worker's cursor, going round to the start.
+--
+-- KEYS[1]  the queue's prefix
+-- ARGV[1]  cursor: the last tenant the worker visited ('' for the start)
+-- ARGV[2]  1 to include the cursor itself (its turn is not over), else 0
+-- ARGV[3]  K
+-- ARGV[4]  1 if the worker's last claim was full and left work: wake
+--          another idle worker for it
+--
+-- Returns {now_us, next_timer_us (-1: none; else µs from now), tenants...}.
+-- Each worker keeps its own cursor and turns (weights): the queue keeps no
+-- state per claim, and the sum of fair workers is fair.
+
+local now = now_us()
+local ready, timers = Q .. ':ready', Q .. ':timers'
+local due = redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, 1000)
+for _, tenant in ipairs(due) do
+  redis.call('ZREM', timers, tenant)
+  redis.call('ZADD', ready, 0, tenant)
+end
+
+local cursor, inclusive, k = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3])
+local out = { now, -1 }
+local from = '-'
+if cursor ~= '' then from = (inclusive and '[' or '(') .. cursor end
+for _, t in ipairs(redis.call('ZRANGEBYLEX', ready, from, '+', 'LIMIT', 0, k)) do
+  out[#out + 1] = t
+end
+if #out - 2 < k and cursor ~= '' then
+  local to = (inclusive and '(' or '[') .. cursor
+  for _, t in ipairs(redis.call('ZRANGEBYLEX', ready, '-', to, 'LIMIT', 0, k - (#out - 2))) do
+    out[#out + 1] = t
+  end
+end
+-- Work this claim cannot take, or that the last one left: another idle
+-- worker may take a share of it.
+if #out > 2 and (ARGV[4] == '1' or redis.call('ZCARD', ready) > #out - 2) then wake() end
+
+local head = redis.call('ZRANGE', timers, 0, 0, 'WITHSCORES')
+if head[2] then out[2] = math.max(0, tonumber(head[2]) - now) end
+return out

@@ -1,0 +1,27 @@
+-- Shared prelude of the queue-slot scripts (`ring/`), which keep the set of
+-- tenants with work: KEYS[1] is the queue's prefix, e.g. `spool:{default}`.
+--
+-- `Q:ready`   zset, every score 0: tenants to visit now, read in name order
+-- `Q:timers`  zset: tenant → when to visit it (µs): a delayed job due, a
+--             lease expiring, a rate limit refilling
+-- `Q:seq`     zset: tenant → the last sequence number announced for it;
+--             also the registry of every tenant the queue has seen
+-- `Q:wake`    list: at most one token; idle workers block on it
+--
+-- A tenant script tells its caller what to write here (see "has work" in
+-- ../lib.lua); these scripts write it.
+
+local Q = KEYS[1]
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Wake one idle worker blocked on the wake list. At most one token waits
+-- there: a busy fleet does not need more.
+local function wake()
+  if redis.call('LLEN', Q .. ':wake') == 0 then
+    redis.call('RPUSH', Q .. ':wake', '1')
+  end
+end

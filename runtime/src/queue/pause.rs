@@ -1,0 +1,40 @@
+//! Pausing and resuming a tenant, or one group of it, in one queue:
+//! nothing new starts, running jobs finish, queued ones wait.
+
+use super::announce::Announce;
+use super::{Queue, QueueError};
+use redis::Value;
+
+impl Queue {
+    /// Pause (`pause`) or resume `tenant`, or only its `group`. Returns
+    /// whether that changed anything (false: it was already so). Takes
+    /// effect at the next claim: a claim under way when it lands may still
+    /// start the jobs it took.
+    pub async fn set_paused(
+        &self,
+        tenant: &str,
+        group: Option<&str>,
+        pause: bool,
+    ) -> Result<bool, QueueError> {
+        if let Some(g) = group {
+            super::names::check_group(g).map_err(|reason| QueueError::Invalid { reason })?;
+        }
+        let keys = self.tenant_keys(tenant);
+        let mut inv = self.inner.scripts.control.key(&keys);
+        inv.arg(if pause { "pause" } else { "resume" })
+            .arg(group.unwrap_or(""));
+        let reply = self.run_calls("pause or resume", &[inv]).await?;
+        let reply: Vec<Value> = redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil))
+            .map_err(|e| QueueError::protocol("pause or resume", e.to_string()))?;
+        let (heard, rest) = Announce::split(tenant, reply, "pause or resume")?;
+        // A pause is announced too: it registers the tenant, so that lists
+        // show it before it ever enqueued.
+        let heard = heard.unwrap_or(Announce {
+            tenant: tenant.to_string(),
+            seq: 0,
+            timer: 0,
+        });
+        self.announce(std::slice::from_ref(&heard)).await?;
+        Ok(matches!(rest.first(), Some(Value::Int(1))))
+    }
+}

@@ -1,0 +1,137 @@
+//! A worker's turn-taking between tenants with work: deficit round-robin
+//! in tenant-name order. Each tenant's turn is `weight × quantum` claim
+//! slots; a turn a claim cannot finish goes on in the next claim. Every
+//! worker keeps its own rotation; the queue only keeps the set of tenants
+//! with work, so claims write nothing shared for fairness, and the sum of
+//! fair workers is fair.
+
+/// Where a worker's rotation stands.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Rotation {
+    /// The tenant whose turn was last given.
+    cursor: Option<String>,
+    /// Slots left of that tenant's turn.
+    credit: u64,
+}
+
+/// Most tenants one claim visits: a claim of N slots gives each turn
+/// N / `VISITS` slots (at least 1), so a claim costs a few script calls
+/// however many tenants have work, and turns stay short beside a claim.
+const VISITS: usize = 8;
+
+impl Rotation {
+    /// Where the next pick starts: after the cursor, or at it when its
+    /// turn is not over.
+    pub fn start(&self) -> (&str, bool) {
+        (self.cursor.as_deref().unwrap_or(""), self.credit > 0)
+    }
+
+    /// How many tenants to pick for a claim of `want` slots.
+    pub fn visits(want: usize) -> usize {
+        (VISITS + 1).min(want.max(1))
+    }
+
+    /// Share `want` slots between `tenants` (in rotation order from
+    /// [`Rotation::start`]), turn by turn, as many rounds as it takes.
+    /// Returns (tenant, slots) once per tenant given any.
+    pub fn allot(
+        &mut self,
+        tenants: &[String],
+        weight: impl Fn(&str) -> u64,
+        want: usize,
+    ) -> Vec<(String, usize)> {
+        if tenants.is_empty() || want == 0 {
+            return Vec::new();
+        }
+        let quantum = want.div_ceil(VISITS).max(1) as u64;
+        let mut slots = vec![0usize; tenants.len()];
+        let mut left = want as u64;
+        let resumes = self.credit > 0 && self.cursor.as_deref() == Some(tenants[0].as_str());
+        let mut i = 0;
+        while left > 0 {
+            let at = i % tenants.len();
+            let turn = if i == 0 && resumes {
+                self.credit
+            } else {
+                weight(&tenants[at]).max(1) * quantum
+            };
+            let give = turn.min(left);
+            slots[at] += give as usize;
+            left -= give;
+            self.cursor = Some(tenants[at].clone());
+            self.credit = turn - give;
+            i += 1;
+        }
+        tenants
+            .iter()
+            .zip(slots)
+            .filter(|(_, n)| *n > 0)
+            .map(|(t, n)| (t.clone(), n))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_tenant_gets_the_whole_claim() {
+        let mut r = Rotation::default();
+        assert_eq!(r.allot(&names(&["acme"]), |_| 1, 64), vec![("acme".into(), 64)]);
+    }
+
+    /// What pick.lua returns: names from the cursor on, then round.
+    fn pick(all: &[String], (cursor, inclusive): (&str, bool)) -> Vec<String> {
+        let after = |t: &String| cursor.is_empty() || t.as_str() > cursor || inclusive && t == cursor;
+        let mut order: Vec<String> = all.iter().filter(|t| after(t)).cloned().collect();
+        order.extend(all.iter().filter(|t| !after(t)).cloned());
+        order
+    }
+
+    #[test]
+    fn weights_split_claims_three_to_one_across_claims() {
+        let mut r = Rotation::default();
+        let tenants = names(&["acme", "beta"]);
+        let weight = |t: &str| if t == "acme" { 3 } else { 1 };
+        let (mut a, mut b) = (0, 0);
+        for want in (0..1000).map(|i| 1 + i % 3) {
+            let order = pick(&tenants, r.start());
+            for (t, n) in r.allot(&order, weight, want) {
+                if t == "acme" {
+                    a += n;
+                } else {
+                    b += n;
+                }
+            }
+        }
+        assert_eq!(a + b, 1999);
+        assert!((a as f64 / b as f64 - 3.0).abs() < 0.01, "{a}:{b}");
+    }
+
+    #[test]
+    fn many_tenants_take_turns_of_a_few_slots() {
+        let mut r = Rotation::default();
+        let tenants: Vec<String> = (0..9).map(|i| format!("t{i}")).collect();
+        let got = r.allot(&tenants, |_| 1, 64);
+        assert_eq!(got.len(), 8, "{got:?}");
+        assert!(got.iter().all(|(_, n)| *n == 8));
+        // The next claim starts after the last tenant served.
+        assert_eq!(r.start(), ("t7", false));
+    }
+
+    #[test]
+    fn an_unfinished_turn_goes_on_in_the_next_claim() {
+        let mut r = Rotation::default();
+        assert_eq!(r.allot(&names(&["a", "b"]), |_| 3, 2), vec![("a".into(), 2)]);
+        assert_eq!(r.start(), ("a", true));
+        assert_eq!(
+            r.allot(&names(&["a", "b"]), |_| 3, 2),
+            vec![("a".into(), 1), ("b".into(), 1)]
+        );
+    }
+}
