@@ -60,6 +60,16 @@ def positive_int(text):
     return int(text)
 
 
+GROUP = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+
+
+def group_name(text):
+    if not GROUP.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid group name {text!r}: expected 1-128 letters, digits, '_', '-', '.', ':' or '@'")
+    return text
+
+
 def seconds(text):
     try:
         value = float(text)
@@ -90,6 +100,8 @@ def parse_args():
                    help="attempts before the job is dead-lettered [default: 5]")
     p.add_argument("--delay", type=seconds, default=0.0,
                    help="run no earlier than this many seconds from now")
+    p.add_argument("--group", type=group_name,
+                   help="run one at a time, in order, with the tenant's other jobs of this group")
     p.add_argument("--wait", action="store_true",
                    help="wait for the job to finish; print its output (or error)")
     p.add_argument("--timeout", type=seconds,
@@ -108,9 +120,11 @@ def redis_now_us(r):
     return secs * 1_000_000 + micros
 
 
-def enqueue(r, keys, args):
-    """One MULTI/EXEC: the job hash, then a ready list (plus a wake token) or
-    the delayed set. Returns the job id."""
+def enqueue(r, queue_keys, tenant_keys, tenant, args):
+    """Two transactions (docs/queue.md, "Enqueue with plain commands"): the
+    job in its tenant's slot (hash, ready list or group or delayed set, the
+    "has work" mark and a sequence number), then the tenant announced in the
+    queue's slot (ready set or a timer, and a wake token). Returns the id."""
     job_id = ulid()
     now = redis_now_us(r)
     fields = {
@@ -123,21 +137,39 @@ def enqueue(r, keys, args):
         "wait": 1 if args.wait else 0,
         "enqueued_us": now,
     }
+    if args.group:
+        fields["group"] = args.group
     tx = r.pipeline(transaction=True)
-    if args.delay > 0:
-        run_at = now + int(args.delay * 1_000_000)
+    run_at = now + int(args.delay * 1_000_000) if args.delay > 0 else None
+    if run_at:
         fields.update(status="delayed", run_at_us=run_at)
-        tx.hset(f"{keys}:job:{job_id}", mapping=fields)
-        tx.zadd(f"{keys}:delayed", {job_id: run_at})
+        tx.hset(f"{tenant_keys}:job:{job_id}", mapping=fields)
+        tx.zadd(f"{tenant_keys}:delayed", {job_id: run_at})
     else:
         fields["status"] = "queued"
-        tx.hset(f"{keys}:job:{job_id}", mapping=fields)
-        tx.lpush(f"{keys}:ready:{args.priority}", job_id)
-        # Wake one idle worker; the list keeps at most one token. (enqueue.lua
-        # wakes only when its LPUSH made the list non-empty; a MULTI cannot
-        # branch, and a spare token costs one idle worker one empty claim.)
-        tx.rpush(f"{keys}:wake", 1)
-        tx.ltrim(f"{keys}:wake", 0, 0)
+        tx.hset(f"{tenant_keys}:job:{job_id}", mapping=fields)
+        if args.group:
+            tx.rpush(f"{tenant_keys}:group:{args.group}", job_id)
+            tx.zadd(f"{tenant_keys}:groups", {args.group: 0})
+            tx.zadd(f"{tenant_keys}:gall", {args.group: 0})
+        else:
+            tx.lpush(f"{tenant_keys}:ready:{args.priority}", job_id)
+        tx.set(f"{tenant_keys}:in", 1)
+    tx.hincrby(f"{tenant_keys}:stats", "seq", 1)
+    seq = tx.execute()[-1]
+
+    tx = r.pipeline(transaction=True)
+    # The sequence number only goes up: a worker that found the tenant empty
+    # just before our push then leaves it in the set of tenants with work.
+    tx.zadd(f"{queue_keys}:seq", {tenant: seq}, gt=True)
+    if run_at:
+        tx.zadd(f"{queue_keys}:timers", {tenant: run_at}, lt=True)
+    else:
+        tx.zadd(f"{queue_keys}:ready", {tenant: 0})
+    # Wake one idle worker; the list keeps at most one token (a spare token
+    # costs one idle worker one empty claim).
+    tx.rpush(f"{queue_keys}:wake", 1)
+    tx.ltrim(f"{queue_keys}:wake", 0, 0)
     tx.execute()
     return job_id
 
@@ -174,7 +206,9 @@ def wait_for(r, keys, job_id, timeout):
 
 def main():
     args = parse_args()
-    keys = f"{args.prefix}:{{{args.queue}}}"
+    tenant = args.plugin.split("/", 1)[0]
+    queue_keys = f"{args.prefix}:{{{args.queue}}}"
+    keys = f"{args.prefix}:{{{args.queue}/{tenant}}}"
     try:
         r = redis.Redis.from_url(args.redis, socket_connect_timeout=2)
     except ValueError as e:
@@ -182,7 +216,7 @@ def main():
               file=sys.stderr)
         return EXIT_USAGE
     try:
-        job_id = enqueue(r, keys, args)
+        job_id = enqueue(r, queue_keys, keys, tenant, args)
         if not args.wait:
             print(job_id)
             return EXIT_OK

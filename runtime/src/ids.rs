@@ -8,6 +8,19 @@ use std::fmt;
 /// The tenant a plugin name without a `/` belongs to.
 pub const DEFAULT_TENANT: &str = "default";
 
+/// A tenant name as plugin names allow it (1–64 of `[A-Za-z0-9_.-]`, not
+/// starting with `.`); the error names the value.
+pub fn check_tenant(tenant: &str) -> Result<(), String> {
+    PluginName::parse(&format!("{tenant}/x"))
+        .map(|_| ())
+        .map_err(|_| {
+            format!(
+                "tenant {:?}: expected 1-64 of [A-Za-z0-9_.-], not starting with '.'",
+                tenant.escape_debug().to_string()
+            )
+        })
+}
+
 /// A plugin's full name: `tenant/name`. `name` alone means tenant `default`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct PluginName {

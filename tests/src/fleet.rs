@@ -162,8 +162,17 @@ impl Env {
             .arg(tenant)
             .ignore();
         match due_us {
-            Some(at) => pipe.cmd("ZADD").arg(format!("{q}:timers")).arg("LT").arg(at).arg(tenant),
-            None => pipe.cmd("ZADD").arg(format!("{q}:ready")).arg(0).arg(tenant),
+            Some(at) => pipe
+                .cmd("ZADD")
+                .arg(format!("{q}:timers"))
+                .arg("LT")
+                .arg(at)
+                .arg(tenant),
+            None => pipe
+                .cmd("ZADD")
+                .arg(format!("{q}:ready"))
+                .arg(0)
+                .arg(tenant),
         }
         .ignore()
         .cmd("RPUSH")
@@ -176,6 +185,19 @@ impl Env {
         .arg(0)
         .ignore();
         let _: () = pipe.query(&mut conn).expect("plain announce, queue slot");
+    }
+
+    /// Set `tenant`'s `limit` (a quota or a scheduling setting) under the
+    /// default prefix, as `spool tenants set` does.
+    pub fn set_limit(&self, tenant: &str, limit: spool_runtime::tenants::Limit, value: u64) {
+        spool_runtime::tenants::TenantStore::new("spool")
+            .set(
+                &mut self.redis_conn(),
+                &spool_runtime::tenants::store::Target::Tenant(tenant.into()),
+                limit,
+                Some(value),
+            )
+            .expect("setting a tenant limit");
     }
 
     /// The record of `id`.

@@ -68,9 +68,20 @@ pub(crate) struct EnqueueArgs {
     #[arg(long)]
     no_cache: bool,
 
+    /// Run the job one at a time, in enqueue order, with the tenant's other
+    /// jobs of this group (e.g. customer-42); `spool tenants set
+    /// --group-concurrency` allows more at once. 1-128 of letters, digits,
+    /// `_ - . : @`.
+    #[arg(long, value_parser = parse_group)]
+    group: Option<String>,
+
     /// Print JSON: {"id", "created"}, or the whole job record with --wait.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_group(text: &str) -> Result<String, String> {
+    crate::queue::check_group(text).map(|()| text.to_string())
 }
 
 /// RFC 3339 with a zone: `2026-11-27T09:00:00Z` or `…+01:00`. A time
@@ -129,6 +140,7 @@ pub(crate) fn run(args: EnqueueArgs) -> u8 {
         idempotency_key: args.idempotency_key.clone(),
         wait: args.wait.is_some(),
         no_cache: args.no_cache,
+        group: args.group.clone(),
         ..NewJob::new(plugin, Vec::new())
     };
     runtime().block_on(async {

@@ -26,7 +26,12 @@ pub(crate) fn run(args: JobArgs) -> u8 {
             Err(e) => return fail(&e),
         };
         match queue.find(&args.id).await {
-            Ok((_tenant, record)) => {
+            Ok((tenant, mut record)) => {
+                if !tenant.is_empty()
+                    && let Err(e) = queue.why_waiting(&tenant, &mut record).await
+                {
+                    tracing::debug!("why the job waits: {e}");
+                }
                 print_record(&record, args.json);
                 exit::OK
             }
@@ -49,7 +54,13 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
         .map_or("unknown".to_string(), |s| s.to_string());
     println!("job        {}", shown(&record.id));
     println!("plugin     {}", shown(&record.plugin));
+    if let Some(group) = &record.group {
+        println!("group      {}", shown(group));
+    }
     println!("status     {status}");
+    if let Some(why) = &record.waiting {
+        println!("waiting    {}", shown(why));
+    }
     println!(
         "attempts   {} of {}",
         record.attempts,

@@ -11,6 +11,7 @@ mod dev;
 mod enqueue;
 mod fleet_wait;
 mod job;
+mod migrate;
 mod plugins;
 mod shown;
 mod tenant_list;
@@ -56,8 +57,12 @@ enum Command {
     Plugins(plugins::PluginsArgs),
     /// The result cache: stats per plugin, purges.
     Cache(cache::CacheArgs),
-    /// Tenants' quotas (key-value, cache, payload, attempts) and usage.
+    /// Tenants: quotas and usage, fair-share settings (weight, cap, rate,
+    /// groups), what each has queued; pause and resume.
     Tenants(tenants::TenantsArgs),
+    /// Move jobs enqueued under an older Spool's keys into their tenants'
+    /// queues (workers also do it by themselves).
+    Migrate(migrate::MigrateArgs),
     /// Local development: a private redis-server plus a worker, in one command.
     Dev(dev::DevArgs),
     /// Measure end-to-end throughput and latency with a real Redis and worker.
@@ -89,6 +94,7 @@ pub fn run() -> u8 {
         Command::Plugins(args) => plugins::run(args),
         Command::Cache(args) => cache::run(args),
         Command::Tenants(args) => tenants::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Bench(args) => bench::run(args),
     }

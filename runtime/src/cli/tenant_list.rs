@@ -17,7 +17,10 @@ pub(crate) fn list(redis: &RedisArgs, json: bool) -> u8 {
         match read(&queue).await {
             Ok(rows) if json => {
                 let rows: Vec<serde_json::Value> = rows.iter().map(row_json).collect();
-                println!("{}", serde_json::json!({ "queue": queue.config().queue, "tenants": rows }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "queue": queue.config().queue, "tenants": rows })
+                );
                 exit::OK
             }
             Ok(rows) => {
@@ -96,7 +99,7 @@ fn row_json((s, l): &(TenantState, Limits)) -> serde_json::Value {
 
 /// `spool tenants pause | resume TENANT [--group G]`.
 pub(crate) fn pause(redis: &RedisArgs, tenant: &str, group: Option<&str>, stop: bool) -> u8 {
-    if let Err(message) = super::tenants::check_tenant(tenant) {
+    if let Err(message) = crate::ids::check_tenant(tenant) {
         eprintln!("spool: {message}");
         return exit::USAGE;
     }

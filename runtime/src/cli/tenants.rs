@@ -5,7 +5,6 @@
 use super::connect::{RedisArgs, fail};
 use super::exit;
 use crate::cache;
-use crate::ids::PluginName;
 use crate::kv;
 use crate::queue::QueueError;
 use crate::redis::{RedisError, SyncRedis, ledger::Usage};
@@ -36,52 +35,7 @@ enum TenantsCommand {
     /// value of `default` removes a setting (the tenant falls back to the
     /// fleet default, the fleet to the built-in); `unlimited` lifts it.
     /// Workers apply a change within 2 s.
-    Set {
-        /// The tenant.
-        #[arg(required_unless_present = "defaults", conflicts_with = "defaults")]
-        tenant: Option<String>,
-        /// Change the fleet defaults instead of one tenant's.
-        #[arg(long)]
-        defaults: bool,
-        /// Bytes in the key-value store (keys plus values), e.g. 64MiB.
-        #[arg(long, value_name = "SIZE")]
-        kv_bytes: Option<String>,
-        /// Keys in the key-value store.
-        #[arg(long, value_name = "N")]
-        kv_keys: Option<String>,
-        /// Key-value writes per second, fleet-wide, e.g. 500/s.
-        #[arg(long, value_name = "RATE")]
-        kv_writes: Option<String>,
-        /// Bytes of cached results in Redis.
-        #[arg(long, value_name = "SIZE")]
-        cache_bytes: Option<String>,
-        /// The largest payload `enqueue` accepts.
-        #[arg(long, value_name = "SIZE")]
-        max_payload: Option<String>,
-        /// The largest max_attempts a job may ask for.
-        #[arg(long, value_name = "N")]
-        max_attempts: Option<String>,
-        /// Share of workers beside other tenants with work: `weight` turns
-        /// to every 1 of a tenant of weight 1 (default 1).
-        #[arg(long, value_name = "N")]
-        weight: Option<String>,
-        /// Most of the tenant's jobs running at once, fleet-wide (per
-        /// queue); the rest stay queued.
-        #[arg(long, value_name = "N")]
-        concurrency: Option<String>,
-        /// Most jobs started per second, minute or hour, fleet-wide (per
-        /// queue), e.g. 50/s, 600/m.
-        #[arg(long, value_name = "RATE")]
-        rate: Option<String>,
-        /// Jobs the rate lets start at once after a quiet spell (default
-        /// `auto`: a tenth of a second's rate, at least 1).
-        #[arg(long, value_name = "N")]
-        burst: Option<String>,
-        /// Jobs of one group running at once (default 1: one at a time,
-        /// in enqueue order).
-        #[arg(long, value_name = "N")]
-        group_concurrency: Option<String>,
-    },
+    Set(Box<SetArgs>),
     /// Every tenant with jobs in the queue: queued, running, dead, and its
     /// weight, cap, rate and pause.
     List {
@@ -97,6 +51,54 @@ enum TenantsCommand {
 }
 
 #[derive(Debug, clap::Args)]
+struct SetArgs {
+    /// The tenant.
+    #[arg(required_unless_present = "defaults", conflicts_with = "defaults")]
+    tenant: Option<String>,
+    /// Change the fleet defaults instead of one tenant's.
+    #[arg(long)]
+    defaults: bool,
+    /// Bytes in the key-value store (keys plus values), e.g. 64MiB.
+    #[arg(long, value_name = "SIZE")]
+    kv_bytes: Option<String>,
+    /// Keys in the key-value store.
+    #[arg(long, value_name = "N")]
+    kv_keys: Option<String>,
+    /// Key-value writes per second, fleet-wide, e.g. 500/s.
+    #[arg(long, value_name = "RATE")]
+    kv_writes: Option<String>,
+    /// Bytes of cached results in Redis.
+    #[arg(long, value_name = "SIZE")]
+    cache_bytes: Option<String>,
+    /// The largest payload `enqueue` accepts.
+    #[arg(long, value_name = "SIZE")]
+    max_payload: Option<String>,
+    /// The largest max_attempts a job may ask for.
+    #[arg(long, value_name = "N")]
+    max_attempts: Option<String>,
+    /// Share of workers beside other tenants with work: `weight` turns
+    /// to every 1 of a tenant of weight 1 (default 1).
+    #[arg(long, value_name = "N")]
+    weight: Option<String>,
+    /// Most of the tenant's jobs running at once, fleet-wide (per
+    /// queue); the rest stay queued.
+    #[arg(long, value_name = "N")]
+    concurrency: Option<String>,
+    /// Most jobs started per second, minute or hour, fleet-wide (per
+    /// queue), e.g. 50/s, 600/m.
+    #[arg(long, value_name = "RATE")]
+    rate: Option<String>,
+    /// Jobs the rate lets start at once after a quiet spell (default
+    /// `auto`: a tenth of a second's rate, at least 1).
+    #[arg(long, value_name = "N")]
+    burst: Option<String>,
+    /// Jobs of one group running at once (default 1: one at a time,
+    /// in enqueue order).
+    #[arg(long, value_name = "N")]
+    group_concurrency: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
 struct PauseArgs {
     /// The tenant.
     tenant: String,
@@ -107,7 +109,7 @@ struct PauseArgs {
 
 pub(crate) fn run(args: TenantsArgs) -> u8 {
     let config = args.redis.queue_config();
-    match args.command {
+    let (tenant, json) = match args.command {
         TenantsCommand::List { json } => return super::tenant_list::list(&args.redis, json),
         TenantsCommand::Pause(p) => {
             return super::tenant_list::pause(&args.redis, &p.tenant, p.group.as_deref(), true);
@@ -115,75 +117,51 @@ pub(crate) fn run(args: TenantsArgs) -> u8 {
         TenantsCommand::Resume(p) => {
             return super::tenant_list::pause(&args.redis, &p.tenant, p.group.as_deref(), false);
         }
-        _ => {}
+        TenantsCommand::Set(set) => return run_set(&config, *set),
+        TenantsCommand::Show { tenant, json } => (tenant, json),
+    };
+    if let Some(t) = &tenant
+        && let Err(message) = crate::ids::check_tenant(t)
+    {
+        eprintln!("spool: {message}");
+        return exit::USAGE;
     }
     let redis = match super::connect::sync_redis(&config) {
         Ok(redis) => redis,
         Err(code) => return code,
     };
     let store = TenantStore::new(&config.prefix);
-    match args.command {
-        TenantsCommand::Show { tenant, json } => {
-            if let Some(t) = &tenant
-                && let Err(message) = check_tenant(t)
-            {
-                eprintln!("spool: {message}");
-                return exit::USAGE;
-            }
-            show(&redis, &store, &config.prefix, tenant.as_deref(), json)
-        }
-        TenantsCommand::Set {
-            tenant,
-            defaults: _,
-            kv_bytes,
-            kv_keys,
-            kv_writes,
-            cache_bytes,
-            max_payload,
-            max_attempts,
-            weight,
-            concurrency,
-            rate,
-            burst,
-            group_concurrency,
-        } => {
-            let given = [
-                (Limit::KvBytes, kv_bytes),
-                (Limit::KvKeys, kv_keys),
-                (Limit::KvWrites, kv_writes),
-                (Limit::CacheBytes, cache_bytes),
-                (Limit::MaxPayload, max_payload),
-                (Limit::MaxAttempts, max_attempts),
-                (Limit::Weight, weight),
-                (Limit::Concurrency, concurrency),
-                (Limit::Rate, rate),
-                (Limit::Burst, burst),
-                (Limit::GroupConcurrency, group_concurrency),
-            ];
-            match plan(tenant, given) {
-                Ok((target, changes)) => set(&redis, &store, &target, &changes),
-                Err(message) => {
-                    eprintln!("spool: {message}");
-                    exit::USAGE
-                }
-            }
-        }
-        TenantsCommand::List { .. } | TenantsCommand::Pause(_) | TenantsCommand::Resume(_) => {
-            unreachable!("handled above")
-        }
-    }
+    show(&redis, &store, &config.prefix, tenant.as_deref(), json)
 }
 
-/// A tenant name as plugin names allow it.
-pub(crate) fn check_tenant(tenant: &str) -> Result<(), String> {
-    PluginName::parse(&format!("{tenant}/x"))
-        .map(|_| ())
-        .map_err(|_| {
-            format!(
-                "tenant {:?}: expected 1-64 of [A-Za-z0-9_.-], not starting with '.'",
-                tenant.escape_debug().to_string()
-            )
-        })
+/// `spool tenants set`.
+fn run_set(config: &crate::queue::QueueConfig, a: SetArgs) -> u8 {
+    let given = [
+        (Limit::KvBytes, a.kv_bytes),
+        (Limit::KvKeys, a.kv_keys),
+        (Limit::KvWrites, a.kv_writes),
+        (Limit::CacheBytes, a.cache_bytes),
+        (Limit::MaxPayload, a.max_payload),
+        (Limit::MaxAttempts, a.max_attempts),
+        (Limit::Weight, a.weight),
+        (Limit::Concurrency, a.concurrency),
+        (Limit::Rate, a.rate),
+        (Limit::Burst, a.burst),
+        (Limit::GroupConcurrency, a.group_concurrency),
+    ];
+    let tenant = if a.defaults { None } else { a.tenant };
+    let (target, changes) = match plan(tenant, given) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("spool: {message}");
+            return exit::USAGE;
+        }
+    };
+    let redis = match super::connect::sync_redis(config) {
+        Ok(redis) => redis,
+        Err(code) => return code,
+    };
+    set(&redis, &TenantStore::new(&config.prefix), &target, &changes)
 }
 
 /// One change: a limit and its new value (`None`: remove the setting).
@@ -196,7 +174,7 @@ fn plan(
 ) -> Result<(Target, Vec<Change>), String> {
     let target = match tenant {
         Some(t) => {
-            check_tenant(&t)?;
+            crate::ids::check_tenant(&t)?;
             Target::Tenant(t)
         }
         None => Target::Defaults,

@@ -4,7 +4,7 @@
 //! slot which tenants ran out. Three round trips under load (fewer when
 //! nothing changes hands), whatever the number of tenants.
 
-use super::reply::{Claim, parse_claim};
+use super::reply::{Claim, TenantClaim, parse_claim};
 use super::rotation::Rotation;
 use super::{Queue, QueueError};
 use crate::locks::lock;
@@ -77,21 +77,37 @@ impl Queue {
                 max,
             )
         };
-        let (mut heard, mut leaving) = (Vec::new(), Vec::new());
-        for (_tenant, claimed) in self
+        let claimed = self
             .claim_shares(worker, &shares, &limits, lease, backoff)
-            .await?
-        {
-            let stays = claimed.leave.is_none();
-            claim.more |= stays;
-            claim.jobs.extend(claimed.jobs);
-            heard.extend(claimed.announce);
-            leaving.extend(claimed.leave);
-        }
+            .await?;
+        self.gather(&mut claim, claimed).await;
         // A full claim with work left: the next pick wakes an idle worker
         // for the rest (no extra round trip now).
         if max > 0 && claim.jobs.len() >= max && claim.more {
             self.inner.wake_next.store(true, Ordering::Relaxed);
+        }
+        Ok(claim)
+    }
+
+    /// Collect the tenants' claims into `claim`; take out of the ready set
+    /// the tenants that ran out, announce those that came back.
+    async fn gather(&self, claim: &mut Claim, claimed: Vec<(String, TenantClaim)>) {
+        let (mut heard, mut leaving) = (Vec::new(), Vec::new());
+        for (_tenant, claimed) in claimed {
+            claim.more |= claimed.leave.is_none();
+            // A timer this claim set (a rate refilling, a lease expiring)
+            // may be due before any the pick saw: wake for it.
+            if let Some(leave) = claimed.leave.as_ref().filter(|l| l.timer > 0) {
+                let due = Duration::from_micros(
+                    u64::try_from(leave.timer)
+                        .unwrap_or(0)
+                        .saturating_sub(claimed.now_us),
+                );
+                claim.next_due = Some(claim.next_due.map_or(due, |d| d.min(due)));
+            }
+            claim.jobs.extend(claimed.jobs);
+            heard.extend(claimed.announce);
+            leaving.extend(claimed.leave);
         }
         // The jobs are leased to us whatever happens now: a failure here
         // costs a tenant a wasted visit or, at worst, its work waits for
@@ -102,7 +118,6 @@ impl Queue {
         if let Err(e) = self.announce(&heard).await {
             tracing::warn!("claim: {e}");
         }
-        Ok(claim)
     }
 
     /// `pick.lua`: move due timers, read the next tenants of the rotation.
@@ -145,7 +160,7 @@ impl Queue {
         limits: &std::collections::HashMap<&str, Limits>,
         lease: Duration,
         backoff: Duration,
-    ) -> Result<Vec<(String, super::reply::TenantClaim)>, QueueError> {
+    ) -> Result<Vec<(String, TenantClaim)>, QueueError> {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let keys: Vec<String> = shares.iter().map(|(t, _)| self.tenant_keys(t)).collect();
         let calls: Vec<_> = shares

@@ -44,6 +44,7 @@ mod announce;
 mod chunk;
 mod claiming;
 mod error;
+mod migrate;
 mod model;
 mod names;
 mod ops;
@@ -55,6 +56,8 @@ mod reply;
 mod rotation;
 mod scripts;
 mod state;
+mod sweep;
+mod why;
 
 pub use error::QueueError;
 pub use model::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority};
@@ -64,6 +67,7 @@ pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};
 pub use records::{DeadEntry, QueueStats};
 pub use reply::Claim;
 pub use state::{GroupState, TenantState};
+pub use sweep::Swept;
 
 use crate::redis::{AsyncRedis, RedisError};
 use redis::aio::ConnectionManager;

@@ -138,6 +138,13 @@ pub struct ClaimedJob {
     pub received: std::time::Instant,
 }
 
+impl ClaimedJob {
+    /// An outcome for this attempt (same tenant, id, token and `wait`).
+    pub fn outcome(&self, next: Next) -> Outcome {
+        Outcome::new(&self.tenant, &self.id, &self.token, self.wait, next)
+    }
+}
+
 /// What became of one claimed attempt.
 #[derive(Debug, Clone)]
 pub struct Outcome {

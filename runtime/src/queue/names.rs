@@ -86,9 +86,15 @@ mod tests {
         assert!(check_group("customer-42").is_ok());
         assert!(check_group("user@example.com").is_ok());
         for bad in ["", "a b", "a{b}", "x/y", "naïve", &"g".repeat(129)] {
-            assert!(check_group(bad).unwrap_err().contains("invalid group name"), "{bad:?}");
+            assert!(
+                check_group(bad).unwrap_err().contains("invalid group name"),
+                "{bad:?}"
+            );
         }
-        assert_eq!(tenant_keys("spool", "default", "acme"), "spool:{default/acme}");
+        assert_eq!(
+            tenant_keys("spool", "default", "acme"),
+            "spool:{default/acme}"
+        );
         for bad in ["", "a b", "a{", "}", "tab\t"] {
             assert!(check_prefix(bad).is_err(), "{bad:?}");
         }

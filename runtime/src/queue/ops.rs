@@ -66,16 +66,22 @@ impl Queue {
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
         for job in jobs {
             if let Some(group) = &job.group {
-                super::names::check_group(group).map_err(|reason| QueueError::Invalid { reason })?;
+                super::names::check_group(group)
+                    .map_err(|reason| QueueError::Invalid { reason })?;
             }
         }
-        let limits = self.tenant_limits(jobs.iter().map(|j| j.plugin.tenant.as_str())).await?;
+        let limits = self
+            .tenant_limits(jobs.iter().map(|j| j.plugin.tenant.as_str()))
+            .await?;
         let mut done: Vec<Option<Enqueued>> = vec![None; jobs.len()];
         let mut announce = Vec::new();
         let mut result = Ok(());
         for (tenant, indices) in by_tenant(jobs) {
             let batch: Vec<&NewJob> = indices.iter().map(|&i| &jobs[i]).collect();
-            match self.enqueue_tenant(tenant, &batch, &limits[tenant], &mut announce).await {
+            match self
+                .enqueue_tenant(tenant, &batch, &limits[tenant], &mut announce)
+                .await
+            {
                 Ok(ids) => {
                     for (i, e) in indices.into_iter().zip(ids) {
                         done[i] = Some(e);
@@ -354,7 +360,11 @@ fn push_job(inv: &mut redis::ScriptInvocation<'_>, job: &NewJob, quota: &Limits)
 }
 
 /// One outcome's arguments of `ack.lua`.
-fn push_outcome(inv: &mut redis::ScriptInvocation<'_>, o: &Outcome, fields: &[(&'static str, Vec<u8>)]) {
+fn push_outcome(
+    inv: &mut redis::ScriptInvocation<'_>,
+    o: &Outcome,
+    fields: &[(&'static str, Vec<u8>)],
+) {
     let (name, delay) = match o.next {
         Next::Succeeded => ("succeeded", Duration::ZERO),
         Next::Retry { delay } => ("retrying", delay),

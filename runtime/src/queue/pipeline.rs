@@ -32,7 +32,11 @@ impl Queue {
             self.count_round_trip();
             match pipe.query_async::<Vec<Value>>(&mut conn).await {
                 Ok(replies) => return Ok(replies),
-                Err(e) if !loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                Err(e)
+                    if !loaded
+                        && e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
                     for call in calls.iter().take(1) {
                         self.count_round_trip();
                         call.load_async(&mut conn)
@@ -43,6 +47,9 @@ impl Queue {
                 Err(e) => return Err(self.error(op, e)),
             }
         }
-        Err(QueueError::protocol(op, "scripts missing after loading them"))
+        Err(QueueError::protocol(
+            op,
+            "scripts missing after loading them",
+        ))
     }
 }

@@ -262,6 +262,12 @@ pub struct JobRecord {
     pub cache_key: Option<String>,
     /// Seconds until the record expires; none while the job is live.
     pub ttl_seconds: Option<i64>,
+    /// The job's group, if it has one.
+    pub group: Option<String>,
+    /// Why a queued or delayed job has not started yet (filled in by
+    /// [`super::Queue::why_waiting`] for `spool job`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     #[serde(skip)]
     pub(crate) output_bytes: Option<Vec<u8>>,
 }
@@ -306,6 +312,8 @@ impl JobRecord {
             cache_job: text("cache_job").filter(|j| !j.is_empty()),
             cache_key: text("cache_key").filter(|k| !k.is_empty()),
             ttl_seconds: (ttl >= 0).then_some(ttl),
+            group: text("group").filter(|g| !g.is_empty()),
+            waiting: None,
             output_bytes,
         }
     }

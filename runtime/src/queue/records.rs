@@ -46,7 +46,11 @@ impl Queue {
                 let record = self.record_in(&tenants[i], id).await?;
                 Ok((tenants[i].clone(), record))
             }
-            Some(_) => Ok((String::new(), self.read_record(&self.key(&format!("job:{id}")), id).await?)),
+            Some(_) => Ok((
+                String::new(),
+                self.read_record(&self.key(&format!("job:{id}")), id)
+                    .await?,
+            )),
             None => Err(QueueError::NotFound { id: id.to_string() }),
         }
     }
@@ -157,7 +161,12 @@ impl Queue {
                 Ok(id) => id,
                 Err(e) => {
                     let id = String::from_utf8_lossy(e.as_bytes()).into_owned();
-                    entries.push(DeadEntry { tenant, id, died_us, record: None });
+                    entries.push(DeadEntry {
+                        tenant,
+                        id,
+                        died_us,
+                        record: None,
+                    });
                     continue;
                 }
             };
@@ -169,7 +178,12 @@ impl Queue {
                 ) => None,
                 Err(e) => return Err(e),
             };
-            entries.push(DeadEntry { tenant, id, died_us, record });
+            entries.push(DeadEntry {
+                tenant,
+                id,
+                died_us,
+                record,
+            });
         }
         Ok((total, entries))
     }
@@ -228,7 +242,11 @@ impl Queue {
                 inv
             })
             .collect();
-        let op = if retry { "retry dead letters" } else { "purge dead letters" };
+        let op = if retry {
+            "retry dead letters"
+        } else {
+            "purge dead letters"
+        };
         self.run_calls(op, &calls).await
     }
 

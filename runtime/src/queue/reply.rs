@@ -25,6 +25,8 @@ pub struct Claim {
 /// What one tenant's claim script answered.
 #[derive(Debug)]
 pub(crate) struct TenantClaim {
+    /// Redis' clock when the claim ran (µs).
+    pub now_us: u64,
     pub jobs: Vec<ClaimedJob>,
     pub announce: Option<Announce>,
     pub leave: Option<Leave>,
@@ -64,6 +66,7 @@ pub(crate) fn parse_claim(
         .collect::<Result<_, _>>()?;
     let named = |seq| (tenant.to_string(), seq, timer);
     Ok(TenantClaim {
+        now_us: claimed_us,
         jobs,
         announce: (seq > 0).then(|| {
             let (tenant, seq, timer) = named(seq);

@@ -76,18 +76,22 @@ mod tests {
     use super::*;
 
     fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+        list.iter().map(ToString::to_string).collect()
     }
 
     #[test]
     fn one_tenant_gets_the_whole_claim() {
         let mut r = Rotation::default();
-        assert_eq!(r.allot(&names(&["acme"]), |_| 1, 64), vec![("acme".into(), 64)]);
+        assert_eq!(
+            r.allot(&names(&["acme"]), |_| 1, 64),
+            vec![("acme".into(), 64)]
+        );
     }
 
     /// What pick.lua returns: names from the cursor on, then round.
     fn pick(all: &[String], (cursor, inclusive): (&str, bool)) -> Vec<String> {
-        let after = |t: &String| cursor.is_empty() || t.as_str() > cursor || inclusive && t == cursor;
+        let after =
+            |t: &String| cursor.is_empty() || t.as_str() > cursor || inclusive && t == cursor;
         let mut order: Vec<String> = all.iter().filter(|t| after(t)).cloned().collect();
         order.extend(all.iter().filter(|t| !after(t)).cloned());
         order
@@ -127,7 +131,10 @@ mod tests {
     #[test]
     fn an_unfinished_turn_goes_on_in_the_next_claim() {
         let mut r = Rotation::default();
-        assert_eq!(r.allot(&names(&["a", "b"]), |_| 3, 2), vec![("a".into(), 2)]);
+        assert_eq!(
+            r.allot(&names(&["a", "b"]), |_| 3, 2),
+            vec![("a".into(), 2)]
+        );
         assert_eq!(r.start(), ("a", true));
         assert_eq!(
             r.allot(&names(&["a", "b"]), |_| 3, 2),

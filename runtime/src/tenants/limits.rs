@@ -179,7 +179,12 @@ impl Limit {
     /// A value as `spool tenants show` prints it.
     pub fn show(self, value: u64) -> String {
         if value == 0 {
-            return if self == Limit::Burst { "auto" } else { "unlimited" }.to_string();
+            return if self == Limit::Burst {
+                "auto"
+            } else {
+                "unlimited"
+            }
+            .to_string();
         }
         match self.unit() {
             Unit::Bytes => show_bytes(value),
@@ -217,9 +222,9 @@ fn parse_rate(text: &str) -> Result<u64, String> {
 
 /// Jobs per hour in the largest unit that shows it whole.
 fn show_rate(per_hour: u64) -> String {
-    if per_hour % 3600 == 0 {
+    if per_hour.is_multiple_of(3600) {
         format!("{}/s", per_hour / 3600)
-    } else if per_hour % 60 == 0 {
+    } else if per_hour.is_multiple_of(60) {
         format!("{}/m", per_hour / 60)
     } else {
         format!("{per_hour}/h")

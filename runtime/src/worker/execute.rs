@@ -68,13 +68,7 @@ impl Executor {
     pub fn execute(&self, job: ClaimedJob, slot: &Slot) -> Outcome {
         // On Redis' clock: the claim's time plus the wait in our local queue.
         let waited = u64::try_from(job.received.elapsed().as_micros()).unwrap_or(0);
-        let mut outcome = Outcome::new(
-            job.tenant.clone(),
-            job.id.clone(),
-            job.token.clone(),
-            job.wait,
-            Next::Dead,
-        );
+        let mut outcome = job.outcome(Next::Dead);
         outcome.record.started_us = Field::Set(job.claimed_us + waited);
         let admitted = validate(&job).and_then(|(name, n)| self.within_quotas(&job, name, n));
         let (plugin_name, max_attempts) = match admitted {

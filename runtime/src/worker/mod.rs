@@ -22,10 +22,12 @@ mod execute;
 mod fleet;
 mod loops;
 mod shutdown;
+mod sweeper;
 mod threads;
 mod watchdog;
 
 pub use budget::PREFETCH_HORIZON;
+pub use sweeper::SWEEP_EVERY;
 
 use crate::cache::{CacheConfig, ResultCache};
 use crate::kv::RedisKv;
@@ -252,6 +254,7 @@ struct Tasks {
     rescan: Option<tokio::task::JoinHandle<()>>,
     fleet: Option<tokio::task::JoinHandle<()>>,
     watchdog: tokio::task::JoinHandle<()>,
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 /// Run a worker until `shutdown` resolves, then stop gracefully.
@@ -318,22 +321,16 @@ pub async fn run_on(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<WorkerReport, WorkerError> {
     let shared = Shared::new(&config);
-    let capacity = config.concurrency.max(1) + config.prefetch;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (job_tx, job_rx) = crossbeam_channel::bounded::<ClaimedJob>(capacity);
+    let (job_tx, job_rx) =
+        crossbeam_channel::bounded::<ClaimedJob>(config.concurrency.max(1) + config.prefetch);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outcome>();
     let cache = open_result_cache(&config);
     let executor = Executor::new(&config, &registry, cache.clone(), kv);
     let pool = Pool::start(&config, Arc::new(executor), &job_rx, &out_tx, &shared);
     // Pinned versions are loaded before the first claim: a worker that
     // starts after a deploy never runs a job on an older version.
-    let (fleet, synced) = if config.fleet {
-        let (watch, stop) = (Arc::clone(&shared.watch), stop_rx.clone());
-        let (task, synced) = start_fleet(&config, &registry, cache.clone(), watch, stop);
-        (Some(task), Some(synced))
-    } else {
-        (None, None)
-    };
+    let (fleet, synced) = follow_fleet(&config, &registry, cache.as_ref(), &shared, &stop_rx);
     let tasks = Tasks {
         claimer: tokio::spawn(claim_loop(
             queue.clone(),
@@ -352,10 +349,11 @@ pub async fn run_on(
             Arc::clone(&shared.in_flight),
             Arc::clone(&shared.counters),
         )),
+        sweeper: sweeper::spawn(&queue, &config.worker_id),
         heartbeat: tokio::spawn(heartbeat_loop(
             queue,
             config.lease,
-            Arc::clone(&shared.in_flight),
+            shared.in_flight.clone(),
         )),
         counting: cache.clone().map(|cache| tokio::spawn(flush_loop(cache))),
         watchdog: tokio::spawn(watchdog_loop(pool, config.backoff)),
@@ -369,6 +367,26 @@ pub async fn run_on(
     let report = shared.report();
     tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)
+}
+
+/// The fleet task, when the worker follows the fleet store, and its
+/// first-sync signal.
+fn follow_fleet(
+    config: &WorkerConfig,
+    registry: &Arc<Registry>,
+    cache: Option<&Arc<ResultCache>>,
+    shared: &Shared,
+    stop: &watch::Receiver<bool>,
+) -> (
+    Option<tokio::task::JoinHandle<()>>,
+    Option<watch::Receiver<bool>>,
+) {
+    if !config.fleet {
+        return (None, None);
+    }
+    let watch = Arc::clone(&shared.watch);
+    let (task, synced) = start_fleet(config, registry, cache.cloned(), watch, stop.clone());
+    (Some(task), Some(synced))
 }
 
 /// The result cache, if the worker uses one and it can be opened (a bad
@@ -408,9 +426,12 @@ async fn watchdog_loop(pool: Arc<Pool>, backoff: Duration) {
         // thread to come back, their leases renewed. Give them back.
         if pool.watch.serving() == 0 {
             while let Ok(job) = pool.jobs.try_recv() {
-                let _ = pool
-                    .outcomes
-                    .send(threads::hand_back(&job.tenant, &job.id, &job.token, job.wait));
+                let _ = pool.outcomes.send(threads::hand_back(
+                    &job.tenant,
+                    &job.id,
+                    &job.token,
+                    job.wait,
+                ));
             }
         }
     }

@@ -54,6 +54,7 @@ pub(super) async fn drain(
         let _ = tokio::time::timeout(Duration::from_secs(2), fleet).await;
     }
     tasks.watchdog.abort();
+    tasks.sweeper.abort();
     tasks.heartbeat.abort();
     tasks.acker.abort();
     if let Some(counting) = tasks.counting {

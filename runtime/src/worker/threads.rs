@@ -91,7 +91,12 @@ impl Pool {
 
 /// Run one job; a panic in the host becomes a retryable outcome.
 fn run_caught(executor: &Executor, job: ClaimedJob, slot: &Slot) -> Outcome {
-    let (tenant, id, token, wait) = (job.tenant.clone(), job.id.clone(), job.token.clone(), job.wait);
+    let (tenant, id, token, wait) = (
+        job.tenant.clone(),
+        job.id.clone(),
+        job.token.clone(),
+        job.wait,
+    );
     let (plugin, this) = (job.plugin.clone(), job.attempt);
     let most = job
         .max_attempts

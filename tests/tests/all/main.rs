@@ -15,6 +15,7 @@ mod cache;
 mod cli;
 mod command;
 mod deploys;
+mod fairness;
 mod faults;
 mod hostile;
 mod limits;

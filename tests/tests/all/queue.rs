@@ -178,9 +178,13 @@ fn a_full_claim_wakes_another_worker_and_a_short_one_does_not() {
         .rt
         .block_on(spool_runtime::queue::Queue::connect(env.queue_config()))
         .unwrap();
-    let claim = env.rt.block_on(other.claim("w2", 2, Duration::from_secs(30)));
+    let claim = env
+        .rt
+        .block_on(other.claim("w2", 2, Duration::from_secs(30)));
     assert_eq!(claim.unwrap().jobs.len(), 2);
-    let claim = env.rt.block_on(other.claim("w2", 2, Duration::from_secs(30)));
+    let claim = env
+        .rt
+        .block_on(other.claim("w2", 2, Duration::from_secs(30)));
     assert_eq!(claim.unwrap().jobs.len(), 0);
     assert_eq!(woken(&mut conn), 0, "an emptied queue wakes nobody");
 }
@@ -335,7 +339,7 @@ fn an_idempotency_key_enqueues_once() {
 #[test]
 fn a_malformed_envelope_is_dead_lettered_and_the_worker_carries_on() {
     let env = Env::new("malformed");
-    let prefix = env.tenant_keys("default").to_string();
+    let prefix = env.tenant_keys("default");
     let mut conn = env.redis_conn();
     // No plugin field at all, and a bad max_attempts.
     let _: () = redis::pipe()

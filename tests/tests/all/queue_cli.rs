@@ -328,7 +328,7 @@ fn queues_are_separate() {
     assert_eq!(record["status"], "queued");
     let mut conn = env.redis_conn();
     let len: u64 = redis::cmd("LLEN")
-        .arg("spool:{batch}:ready:normal")
+        .arg("spool:{batch/default}:ready:normal")
         .query(&mut conn)
         .unwrap();
     assert_eq!(len, 1);
@@ -627,7 +627,7 @@ fn enqueue_options_are_recorded_in_the_envelope() {
         (second.as_str(), true, false)
     );
     let ttl: i64 = redis::cmd("TTL")
-        .arg("spool:{default}:idem:default:order-7")
+        .arg("spool:{default/default}:idem:order-7")
         .query(&mut env.redis_conn())
         .unwrap();
     assert!(ttl > 86_000 && ttl <= 86_400, "idempotency key TTL {ttl}s");
@@ -652,7 +652,7 @@ fn enqueue_options_are_recorded_in_the_envelope() {
         (Some("application/octet-stream"), sent.len())
     );
     let stored: Vec<u8> = redis::cmd("HGET")
-        .arg(format!("spool:{{default}}:job:{id}"))
+        .arg(format!("spool:{{default/default}}:job:{id}"))
         .arg("payload")
         .query(&mut env.redis_conn())
         .unwrap();
@@ -664,7 +664,7 @@ fn an_idempotency_key_lives_for_the_record_ttl_plus_the_delay() {
     let env = Env::new("idem-ttl");
     let ttl_of = |key: &str| -> i64 {
         redis::cmd("TTL")
-            .arg(format!("spool:{{default}}:idem:default:{key}"))
+            .arg(format!("spool:{{default/default}}:idem:{key}"))
             .query(&mut env.redis_conn())
             .unwrap()
     };
@@ -724,7 +724,8 @@ fn worker_flags_set_the_record_ttls_and_the_key_prefix() {
         .query(&mut env.redis_conn())
         .unwrap();
     assert!(
-        keys.iter().any(|k| k.starts_with("acme:{default}:job:")),
+        keys.iter()
+            .any(|k| k.starts_with("acme:{default/default}:job:")),
         "{keys:?}"
     );
     let stats = env.rt.block_on(env.queue.stats()).unwrap();

@@ -5,22 +5,10 @@
 
 use crate::command::{fails_with, spool, succeeds};
 use spool_runtime::queue::{JobRecord, Status};
-use spool_runtime::tenants::store::Target;
-use spool_runtime::tenants::{Limit, TenantStore};
+use spool_runtime::tenants::Limit;
 use spool_tests::fleet::Env;
 
 /// Set `limit` of `tenant` to `value` in the test's Redis.
-fn set_quota(env: &Env, tenant: &str, limit: Limit, value: u64) {
-    TenantStore::new("spool")
-        .set(
-            &mut env.redis_conn(),
-            &Target::Tenant(tenant.into()),
-            limit,
-            Some(value),
-        )
-        .expect("setting a quota");
-}
-
 /// The error kind and message of a dead record.
 fn error_of(record: &JobRecord) -> (String, String) {
     assert_eq!(record.status, Some(Status::Dead), "{record:?}");
@@ -68,7 +56,7 @@ fn flood(env: &Env, bytes: usize, count: usize) -> JobRecord {
 #[test]
 fn a_key_value_flood_stops_at_the_tenants_quota_and_others_keep_writing() {
     let env = Env::new("quota-kv");
-    set_quota(&env, "mallory", Limit::KvBytes, 1 << 20);
+    env.set_limit("mallory", Limit::KvBytes, 1 << 20);
     let _worker = env.worker(
         &[("mallory/attacker", "attacker"), ("acme/kv", "kv")],
         |_| {},
@@ -108,7 +96,7 @@ fn a_key_value_flood_stops_at_the_tenants_quota_and_others_keep_writing() {
 #[test]
 fn deletes_and_expiries_give_key_value_quota_back() {
     let env = Env::new("quota-kv-keys");
-    set_quota(&env, "acme", Limit::KvKeys, 2);
+    env.set_limit("acme", Limit::KvKeys, 2);
     let _worker = env.worker(&[("acme/kv", "kv")], |_| {});
     let op = |input: &str| env.wait(&env.enqueue("acme/kv", input));
     assert_eq!(
@@ -161,7 +149,7 @@ fn deletes_and_expiries_give_key_value_quota_back() {
     });
     // Lowered below its usage, the quota still lets the tenant shrink or
     // rewrite what it has, never grow.
-    set_quota(&env, "acme", Limit::KvKeys, 1);
+    env.set_limit("acme", Limit::KvKeys, 1);
     env.wait_for("workers to read the new quota", || {
         error_of_or_ok(&op(r#"{"op":"set","key":"f","value":"x"}"#))
             .is_some_and(|m| m.contains("kv-keys quota of 1"))
@@ -182,7 +170,7 @@ fn error_of_or_ok(record: &JobRecord) -> Option<String> {
 #[test]
 fn key_value_writes_per_second_are_limited_and_retryable() {
     let env = Env::new("quota-kv-rate");
-    set_quota(&env, "mallory", Limit::KvWrites, 20);
+    env.set_limit("mallory", Limit::KvWrites, 20);
     let _worker = env.worker(&[("mallory/attacker", "attacker")], |_| {});
     let record = flood(&env, 1, 10_000);
     let (kind, message) = error_of(&record);
@@ -250,7 +238,7 @@ fn enqueue_refuses_payloads_over_the_quota_and_lowers_attempts_to_it() {
         "tenant acme: a payload of 211 B is over its max-payload quota of 100 B; nothing was enqueued",
     );
     let jobs: Vec<String> = redis::cmd("KEYS")
-        .arg("spool:{default}:job:*")
+        .arg("spool:{default/acme}:job:*")
         .query(&mut env.redis_conn())
         .unwrap();
     assert_eq!(jobs, Vec::<String>::new(), "nothing was stored");
@@ -270,7 +258,7 @@ fn enqueue_refuses_payloads_over_the_quota_and_lowers_attempts_to_it() {
         &["enqueue", "acme/hello", "-i", "{}", "--max-attempts", "9"],
     ));
     let stored: String = redis::cmd("HGET")
-        .arg(format!("spool:{{default}}:job:{}", out.trim()))
+        .arg(format!("spool:{{default/acme}}:job:{}", out.trim()))
         .arg("max_attempts")
         .query(&mut env.redis_conn())
         .unwrap();
@@ -297,25 +285,21 @@ fn enqueue_refuses_payloads_over_the_quota_and_lowers_attempts_to_it() {
 #[test]
 fn jobs_written_with_plain_commands_meet_the_same_quotas_at_the_worker() {
     let env = Env::new("quota-plain");
-    set_quota(&env, "mallory", Limit::MaxPayload, 100);
-    set_quota(&env, "mallory", Limit::MaxAttempts, 3);
+    env.set_limit("mallory", Limit::MaxPayload, 100);
+    env.set_limit("mallory", Limit::MaxAttempts, 3);
     let _worker = env.worker(&[("mallory/attacker", "attacker")], |_| {});
     let plain = |id: &str, payload: &str, attempts: u32| {
-        let _: () = redis::pipe()
-            .atomic()
-            .cmd("HSET")
-            .arg(format!("spool:{{default}}:job:{id}"))
-            .arg("plugin")
-            .arg("mallory/attacker")
-            .arg("payload")
-            .arg(payload)
-            .arg("max_attempts")
-            .arg(attempts)
-            .cmd("LPUSH")
-            .arg("spool:{default}:ready:normal")
-            .arg(id)
-            .query(&mut env.redis_conn())
-            .unwrap();
+        let attempts = attempts.to_string();
+        env.enqueue_plain(
+            "mallory",
+            id,
+            "normal",
+            &[
+                ("plugin", b"mallory/attacker"),
+                ("payload", payload.as_bytes()),
+                ("max_attempts", attempts.as_bytes()),
+            ],
+        );
     };
     plain(
         "big",
@@ -340,7 +324,7 @@ fn jobs_written_with_plain_commands_meet_the_same_quotas_at_the_worker() {
 #[test]
 fn cached_results_stop_at_the_tenants_cache_quota() {
     let env = Env::new("quota-cache");
-    set_quota(&env, "acme", Limit::CacheBytes, 4096);
+    env.set_limit("acme", Limit::CacheBytes, 4096);
     let dir = crate::cache::cacheable(&env, &["acme/introspect", "beta/introspect"], "1h");
     let (_registry, _worker) = env.serve_dir(&dir, |_| {});
     for i in 0..20 {
@@ -375,7 +359,7 @@ fn one_job_gets_a_budget_of_key_value_calls_and_bytes() {
     let env = Env::new("quota-kv-budget");
     // No tenant quota stands in the way: the per-job budget is what stops it.
     for limit in [Limit::KvWrites, Limit::KvBytes, Limit::KvKeys] {
-        set_quota(&env, "mallory", limit, 0);
+        env.set_limit("mallory", limit, 0);
     }
     let _worker = env.worker(&[("mallory/attacker", "attacker")], |c| {
         c.limits.memory = 256 << 20;

@@ -532,7 +532,7 @@ fn a_job_whose_workers_keep_vanishing_backs_off_then_dies_as_worker_crash() {
 #[test]
 fn bad_keys_and_duplicate_ids_never_strand_other_jobs() {
     let env = Env::new("bad-keys");
-    let prefix = env.tenant_keys("default").to_string();
+    let prefix = env.tenant_keys("default");
     let good = env.enqueue("hello", r#"{"name":"Good"}"#);
     let mut conn = env.redis_conn();
     let _: () = redis::pipe()

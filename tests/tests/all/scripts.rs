@@ -133,7 +133,11 @@ fn a_minimal_delayed_envelope_without_status_runs_when_due() {
             job_key(&env, "minimal"),
             &[("plugin", "hello"), ("payload", "{}")],
         )
-        .zadd(format!("{}:delayed", env.tenant_keys("default")), "minimal", 0)
+        .zadd(
+            format!("{}:delayed", env.tenant_keys("default")),
+            "minimal",
+            0,
+        )
         .query(&mut conn)
         .unwrap();
     env.announce_plain("default", Some(1));

@@ -39,6 +39,11 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 10_000)]
     jobs: usize,
 
+    /// Spread the jobs round-robin over this many tenants (t0, t1, …),
+    /// each running the plugin as its own: measures fair share's cost.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    tenants: u64,
+
     /// Job threads of the worker [default: number of cores]
     #[arg(long)]
     concurrency: Option<usize>,
@@ -150,6 +155,7 @@ enum BenchError {
 
 fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, BenchError> {
     let plugin = PluginName::parse(&args.plugin)?;
+    let plugins = tenant_plugins(&plugin, args.tenants);
     let data = TempDir(std::env::temp_dir().join(format!("spool-bench-{}", std::process::id())));
     let server = match &args.redis {
         Some(_) => None,
@@ -162,7 +168,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
         .unwrap_or_default();
     let mut queue_config = QueueConfig::new(url.clone());
     queue_config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
-    let registry = load_plugin(args, &plugin)?;
+    let registry = load_plugin(args, &plugin, &plugins)?;
     let config = worker_config(args, &queue_config);
     let concurrency = config.concurrency;
 
@@ -184,7 +190,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     });
 
     let instances_before = crate::sandbox::instances_created();
-    let result = rt.block_on(drive::drive(args, &plugin, &client, inputs));
+    let result = rt.block_on(drive::drive(args, &plugins, &client, inputs));
     let _ = stop_tx.send(());
     let _ = worker_thread.join();
     drop(server);
@@ -198,9 +204,28 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     Ok(report)
 }
 
+/// The plugin as each tenant's own: `plugin` itself for one tenant, else
+/// `t0/NAME`, `t1/NAME`, ….
+fn tenant_plugins(plugin: &PluginName, tenants: u64) -> Vec<PluginName> {
+    if tenants <= 1 {
+        return vec![plugin.clone()];
+    }
+    (0..tenants)
+        .map(|t| PluginName {
+            tenant: format!("t{t}"),
+            name: plugin.name.clone(),
+        })
+        .collect()
+}
+
 /// A registry serving only the plugin under test (not the whole
-/// directory), with `--cache-ttl` as its manifest would set it.
-fn load_plugin(args: &BenchArgs, plugin: &PluginName) -> Result<Arc<Registry>, BenchError> {
+/// directory), under each name in `serve`, with `--cache-ttl` as its
+/// manifest would set it.
+fn load_plugin(
+    args: &BenchArgs,
+    plugin: &PluginName,
+    serve: &[PluginName],
+) -> Result<Arc<Registry>, BenchError> {
     let sandbox = Sandbox::new(SandboxConfig::default())?;
     let file = scan::file_for(&args.plugins, plugin);
     let caps = Capabilities::default();
@@ -217,7 +242,10 @@ fn load_plugin(args: &BenchArgs, plugin: &PluginName) -> Result<Arc<Registry>, B
         cache_ttl: args.cache_ttl,
         ..Settings::default()
     };
-    registry.insert_with(plugin.clone(), Arc::new(loaded), settings);
+    let loaded = Arc::new(loaded);
+    for name in serve {
+        registry.insert_with(name.clone(), Arc::clone(&loaded), settings.clone());
+    }
     Ok(registry)
 }
 

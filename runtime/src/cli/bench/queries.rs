@@ -21,7 +21,10 @@ pub(super) struct JobTimes {
 
 /// `(status, enqueued_us, started_us, finished_us, cache)` of many jobs, one
 /// pipelined round trip per 1,000.
-pub(super) async fn job_times(queue: &Queue, ids: &[String]) -> Result<Vec<JobTimes>, QueueError> {
+pub(super) async fn job_times(
+    queue: &Queue,
+    ids: &[(String, String)],
+) -> Result<Vec<JobTimes>, QueueError> {
     type Row = (
         Option<String>,
         Option<u64>,
@@ -33,9 +36,9 @@ pub(super) async fn job_times(queue: &Queue, ids: &[String]) -> Result<Vec<JobTi
     let mut all = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
         let mut pipe = redis::pipe();
-        for id in chunk {
+        for (tenant, id) in chunk {
             pipe.cmd("HMGET")
-                .arg(format!("{}:job:{id}", queue.key_prefix()))
+                .arg(format!("{}:job:{id}", queue.tenant_keys(tenant)))
                 .arg(&[
                     "status",
                     "enqueued_us",
@@ -61,6 +64,27 @@ pub(super) async fn job_times(queue: &Queue, ids: &[String]) -> Result<Vec<JobTi
         );
     }
     Ok(all)
+}
+
+/// Jobs of `tenants` that succeeded or died, from their counters (one
+/// pipeline).
+pub(super) async fn finished(queue: &Queue, tenants: &[String]) -> Result<u64, QueueError> {
+    let mut pipe = redis::pipe();
+    for t in tenants {
+        pipe.cmd("HMGET")
+            .arg(format!("{}:stats", queue.tenant_keys(t)))
+            .arg("succeeded")
+            .arg("dead");
+    }
+    let mut conn = queue.redis().conn();
+    let rows: Vec<(Option<u64>, Option<u64>)> = pipe
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| queue.redis().error("read job counters", e))?;
+    Ok(rows
+        .iter()
+        .map(|(s, d)| s.unwrap_or(0) + d.unwrap_or(0))
+        .sum())
 }
 
 /// Total commands Redis has executed (`INFO commandstats`, which counts the

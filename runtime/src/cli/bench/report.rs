@@ -5,6 +5,8 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub(super) struct Report {
     pub plugin: String,
+    /// Tenants the jobs were spread over (`--tenants`).
+    pub tenants: usize,
     pub jobs: usize,
     pub concurrency: usize,
     pub payload_bytes: usize,
@@ -54,8 +56,13 @@ pub(super) fn print(r: &Report, json: bool) {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
         return;
     }
+    let spread = if r.tenants > 1 {
+        format!(" over {} tenants", r.tenants)
+    } else {
+        String::new()
+    };
     println!(
-        "spool bench: {} jobs of {} ({}-byte payloads), concurrency {}",
+        "spool bench: {} jobs of {}{spread} ({}-byte payloads), concurrency {}",
         r.jobs, r.plugin, r.payload_bytes, r.concurrency
     );
     println!("  succeeded          {} ({} failed)", r.succeeded, r.failed);

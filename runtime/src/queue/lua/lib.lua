@@ -88,6 +88,7 @@ local function announce_ready()
 end
 
 local function ask_timer(at)
+  at = math.max(at, 1)
   if redis.call('EXISTS', P .. ':in') == 1 then return end
   local current = tonumber(redis.call('GET', P .. ':timer'))
   if current and current <= at then return end

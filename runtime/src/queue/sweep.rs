@@ -1,0 +1,118 @@
+//! The safety net beside the "has work" protocol: once in a while one
+//! worker of the fleet (whoever takes the sweep's lock) visits every
+//! tenant outside the ready set, so that work whose announcement was lost
+//! (a client that crashed between its two transactions) is found within a
+//! sweep's period, and moves jobs left under the keys of the layout before
+//! fair share into their tenants' slots.
+
+use super::announce::{Announce, Leave};
+use super::reply::parse_claim;
+use super::{Queue, QueueError};
+use std::time::{Duration, Instant};
+
+/// What a sweep did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Tenants visited.
+    pub visited: usize,
+    /// Tenants found with work but outside the ready set, now announced.
+    pub found: usize,
+    /// Jobs moved from the old keys.
+    pub migrated: u64,
+}
+
+impl Queue {
+    /// Sweep, if no other worker did within `every` (a lock in the queue's
+    /// slot); `None` when another one did.
+    pub async fn sweep(&self, worker: &str, every: Duration) -> Result<Option<Swept>, QueueError> {
+        let mut conn = self.redis.conn();
+        self.count_round_trip();
+        let took: Option<String> = redis::cmd("SET")
+            .arg(self.key("sweep"))
+            .arg(worker)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error("take the sweep lock", e))?;
+        if took.is_none() {
+            return Ok(None);
+        }
+        let mut swept = Swept::default();
+        if self.legacy_jobs().await? > 0 {
+            let started = Instant::now();
+            swept.migrated = self.migrate_legacy(|_| {}).await?;
+            tracing::warn!(
+                jobs = swept.migrated,
+                "moved jobs enqueued under the keys of an older Spool into their tenants' queues in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        let outside = self.tenants_outside().await?;
+        for chunk in outside.chunks(200) {
+            let (visited, found) = self.probe(worker, chunk).await?;
+            swept.visited += visited;
+            swept.found += found;
+        }
+        if swept.found > 0 {
+            tracing::warn!(
+                tenants = swept.found,
+                "found tenants with work that no one announced (a client stopped between its two transactions?); they are served now"
+            );
+        }
+        Ok(Some(swept))
+    }
+
+    /// Registered tenants not in the ready set.
+    async fn tenants_outside(&self) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.redis.conn();
+        self.count_round_trip();
+        let (all, ready): (Vec<String>, Vec<String>) = redis::pipe()
+            .zrange(self.key("seq"), 0, -1)
+            .zrange(self.key("ready"), 0, -1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error("list tenants", e))?;
+        let ready: std::collections::HashSet<String> = ready.into_iter().collect();
+        Ok(all.into_iter().filter(|t| !ready.contains(t)).collect())
+    }
+
+    /// Visit `tenants` with claims of nothing (which promote, reap and
+    /// report); announce those with work, set the others' timers.
+    async fn probe(&self, worker: &str, tenants: &[String]) -> Result<(usize, usize), QueueError> {
+        let [ttl, dead_ttl, cap] = self.ttl_args();
+        let keys: Vec<String> = tenants.iter().map(|t| self.tenant_keys(t)).collect();
+        let calls: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let mut inv = self.inner.scripts.claim.key(k);
+                inv.arg(ttl).arg(dead_ttl).arg(cap).arg(worker).arg(0);
+                inv.arg(10_000_000)
+                    .arg(1_000_000)
+                    .arg(0)
+                    .arg(0)
+                    .arg(0)
+                    .arg(0);
+                inv
+            })
+            .collect();
+        let replies = self.run_calls("sweep tenants", &calls).await?;
+        let received = Instant::now();
+        let (mut heard, mut leaving) = (Vec::new(), Vec::<Leave>::new());
+        for (tenant, reply) in tenants.iter().zip(replies) {
+            let claimed = parse_claim(tenant, reply, received)?;
+            match (claimed.leave, claimed.announce) {
+                (Some(leave), _) => leaving.push(leave),
+                (None, announce) => heard.push(announce.unwrap_or(Announce {
+                    tenant: tenant.clone(),
+                    seq: 1,
+                    timer: 0,
+                })),
+            }
+        }
+        self.settle(&leaving).await?;
+        self.announce(&heard).await?;
+        Ok((tenants.len(), heard.len()))
+    }
+}

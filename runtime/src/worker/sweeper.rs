@@ -1,0 +1,27 @@
+//! The worker's share of the queue's sweep ([`crate::queue::Queue::sweep`]):
+//! at start (so jobs enqueued under an older Spool's keys run after an
+//! upgrade) and every [`SWEEP_EVERY`] after, one worker of the fleet finds
+//! work whose announcement was lost.
+
+use crate::queue::Queue;
+use std::time::Duration;
+
+/// How often some worker of the fleet sweeps (each takes a lock for it).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Start the worker's sweeps.
+pub(super) fn spawn(queue: &Queue, worker: &str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(sweep_loop(queue.clone(), worker.to_string()))
+}
+
+async fn sweep_loop(queue: Queue, worker: String) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        match queue.sweep(&worker, SWEEP_EVERY).await {
+            Ok(Some(swept)) => tracing::debug!(?swept, "swept the queue"),
+            Ok(None) => {}
+            Err(e) => tracing::debug!("sweeping the queue: {e}"),
+        }
+    }
+}
