@@ -154,7 +154,6 @@ def enqueue(r, queue_keys, tenant_keys, tenant, args):
             tx.zadd(f"{tenant_keys}:gall", {args.group: 0})
         else:
             tx.lpush(f"{tenant_keys}:ready:{args.priority}", job_id)
-        tx.set(f"{tenant_keys}:in", 1)
     tx.hincrby(f"{tenant_keys}:stats", "seq", 1)
     seq = tx.execute()[-1]
 

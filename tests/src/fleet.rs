@@ -135,18 +135,14 @@ impl Env {
 
     /// Announce `tenant` with plain commands, as docs/queue.md tells a
     /// client to after it pushed jobs (or, with `due_us`, delayed them):
-    /// mark it and take a sequence number in its slot, then name it in the
-    /// queue's set of tenants with work (or its timers) and wake a worker.
+    /// take a sequence number in its slot, then name it in the queue's set
+    /// of tenants with work (or its timers) and wake a worker.
     pub fn announce_plain(&self, tenant: &str, due_us: Option<u64>) {
         let t = self.tenant_keys(tenant);
         let q = self.queue.key_prefix().to_string();
         let mut conn = self.redis_conn();
         let (seq,): (i64,) = redis::pipe()
             .atomic()
-            .cmd("SET")
-            .arg(format!("{t}:in"))
-            .arg(1)
-            .ignore()
             .cmd("HINCRBY")
             .arg(format!("{t}:stats"))
             .arg("seq")

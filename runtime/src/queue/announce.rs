@@ -11,28 +11,33 @@ use redis::Value;
 pub(crate) struct Announce {
     /// The tenant.
     pub tenant: String,
-    /// > 0: the tenant has work, announced under this sequence number.
+    /// > 0: the sequence number to record (only upwards).
     pub seq: i64,
     /// > 0: visit the tenant at this time (µs, Redis' clock).
     pub timer: i64,
+    /// The tenant has claimable work now: into the ready set.
+    pub ready: bool,
 }
 
 impl Announce {
-    /// Split a tenant script's reply `{announce_seq, timer_us, rest...}`:
-    /// the announcement (if any) and the rest.
+    /// Split a tenant script's reply `{announce_seq, timer_us, ready,
+    /// rest...}`: the announcement (if any) and the rest.
     pub fn split(
         tenant: &str,
         reply: Vec<Value>,
         op: &'static str,
     ) -> Result<(Option<Announce>, Vec<Value>), QueueError> {
         let mut items = reply.into_iter();
-        let (Some(Value::Int(seq)), Some(Value::Int(timer))) = (items.next(), items.next()) else {
+        let (Some(Value::Int(seq)), Some(Value::Int(timer)), Some(Value::Int(ready))) =
+            (items.next(), items.next(), items.next())
+        else {
             return Err(QueueError::protocol(op, "no announcement in the reply"));
         };
-        let heard = (seq > 0 || timer > 0).then(|| Announce {
+        let heard = (seq > 0 || timer > 0 || ready == 1).then(|| Announce {
             tenant: tenant.to_string(),
             seq,
             timer,
+            ready: ready == 1,
         });
         Ok((heard, items.collect()))
     }
@@ -58,9 +63,23 @@ impl Queue {
         }
         let mut inv = self.inner.scripts.announce.key(&self.inner.keys);
         for a in heard {
-            inv.arg(&a.tenant).arg(a.seq).arg(a.timer);
+            inv.arg(&a.tenant)
+                .arg(a.seq)
+                .arg(a.timer)
+                .arg(u8::from(a.ready));
         }
         self.ring_call("announce tenants", &inv).await
+    }
+
+    /// [`Queue::announce`] after a change that is already stored: a failure
+    /// is logged, not returned (the caller's retry would repeat the change;
+    /// the sweep finds the work within its period).
+    pub(crate) async fn announce_or_warn(&self, heard: &[Announce], op: &str) {
+        if let Err(e) = self.announce(heard).await {
+            tracing::warn!(
+                "{op}: stored, but the queue was not told ({e}); the sweep will find it"
+            );
+        }
     }
 
     /// Take tenants out of the ready set (see [`Leave`]).

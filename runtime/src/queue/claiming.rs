@@ -4,6 +4,7 @@
 //! slot which tenants ran out. Three round trips under load (fewer when
 //! nothing changes hands), whatever the number of tenants.
 
+use super::announce::Leave;
 use super::reply::{Claim, TenantClaim, parse_claim};
 use super::rotation::Rotation;
 use super::{Queue, QueueError};
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// What `pick.lua` answered.
 struct Picked {
+    /// Redis' clock (µs).
+    now_us: u64,
     tenants: Vec<String>,
     next_timer: Option<Duration>,
 }
@@ -78,7 +81,7 @@ impl Queue {
             )
         };
         let claimed = self
-            .claim_shares(worker, &shares, &limits, lease, backoff)
+            .claim_shares(worker, &shares, &limits, (lease, backoff), picked.now_us)
             .await?;
         self.gather(&mut claim, claimed).await;
         // A full claim with work left: the next pick wakes an idle worker
@@ -143,10 +146,11 @@ impl Queue {
             .await
             .map_err(|e| self.error("pick tenants", e))?;
         let mut items = reply.into_iter();
-        let (Some(Value::Int(_now)), Some(Value::Int(next))) = (items.next(), items.next()) else {
+        let (Some(Value::Int(now)), Some(Value::Int(next))) = (items.next(), items.next()) else {
             return Err(QueueError::protocol("pick tenants", "no times"));
         };
         Ok(Picked {
+            now_us: now.unsigned_abs(),
             tenants: items.filter_map(crate::redis::value::text).collect(),
             next_timer: (next >= 0).then(|| Duration::from_micros(next.unsigned_abs())),
         })
@@ -158,8 +162,8 @@ impl Queue {
         worker: &str,
         shares: &[(String, usize)],
         limits: &std::collections::HashMap<&str, Limits>,
-        lease: Duration,
-        backoff: Duration,
+        (lease, backoff): (Duration, Duration),
+        now_us: u64,
     ) -> Result<Vec<(String, TenantClaim)>, QueueError> {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let keys: Vec<String> = shares.iter().map(|(t, _)| self.tenant_keys(t)).collect();
@@ -188,13 +192,40 @@ impl Queue {
         // no earlier than `claimed_us`: times derived from it never run
         // ahead of Redis' (a start can never come after its finish).
         let received = Instant::now();
-        shares
-            .iter()
-            .zip(replies)
-            .map(|((tenant, _), reply)| Ok((tenant.clone(), parse_claim(tenant, reply, received)?)))
-            .collect()
+        let claimed = shares.iter().zip(replies).map(|((tenant, _), reply)| {
+            let claim = reply
+                .and_then(|r| parse_claim(tenant, r, received))
+                .unwrap_or_else(|e| quarantined(tenant, &e, now_us));
+            (tenant.clone(), claim)
+        });
+        Ok(claimed.collect())
     }
 }
+
+/// Redis refused one tenant's claim (a key of the wrong type written by
+/// hand, say): nothing of it was applied. The others' claims stand; this
+/// tenant leaves the ready set whatever was announced since, and is tried
+/// again after [`QUARANTINE`].
+fn quarantined(tenant: &str, e: &QueueError, now_us: u64) -> TenantClaim {
+    tracing::warn!(
+        tenant = %tenant,
+        "claim: the tenant's queue refused the claim ({e}); trying it again in {}s",
+        QUARANTINE.as_secs()
+    );
+    TenantClaim {
+        now_us,
+        jobs: Vec::new(),
+        announce: None,
+        leave: Some(Leave {
+            tenant: tenant.to_string(),
+            seq: i64::MAX,
+            timer: i64::try_from(now_us + micros(QUARANTINE)).unwrap_or(i64::MAX),
+        }),
+    }
+}
+
+/// How long a tenant whose claim Redis refused is left out.
+const QUARANTINE: Duration = Duration::from_secs(10);
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)

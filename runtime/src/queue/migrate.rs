@@ -25,8 +25,12 @@ const OLD: [(&str, &str); 6] = [
     ("dead", "dead"),
 ];
 
-/// One job read from the old keys: id, score, TTL (ms), its hash.
-type OldJob = (String, f64, i64, Vec<(String, Vec<u8>)>);
+/// One job read from the old keys: id, score, TTL (ms), its hash. Ids are
+/// bytes: an old claim parked ids that are not UTF-8 in the dead letters.
+type OldJob = (Vec<u8>, f64, i64, Vec<(String, Vec<u8>)>);
+
+/// An old id and its score.
+type OldId = (Vec<u8>, f64);
 
 /// Jobs read per round trip.
 const BATCH: isize = 200;
@@ -92,7 +96,7 @@ impl Queue {
             } else {
                 pipe.zrem(&old, id);
             }
-            pipe.del(self.key(&format!("job:{id}")));
+            pipe.del(self.old_job_key(id));
         }
         let mut conn = self.redis.conn();
         self.count_round_trip();
@@ -103,57 +107,66 @@ impl Queue {
         Ok(ids.len() as u64)
     }
 
-    /// Up to [`BATCH`] ids of an old list (its consuming end: the oldest
-    /// first) or set, with their scores.
-    async fn old_ids(&self, old: &str, kind: &str) -> Result<Vec<(String, f64)>, QueueError> {
+    /// `PREFIX:{QUEUE}:job:ID`, the old key of a job.
+    fn old_job_key(&self, id: &[u8]) -> Vec<u8> {
+        [self.key("job:").as_bytes(), id].concat()
+    }
+
+    /// Up to [`BATCH`] ids of an old list or set, with their scores. A list
+    /// is read from its newest end: adopted in that order to the consuming
+    /// end of the new lists, batch after batch, the oldest job ends up
+    /// first in line.
+    async fn old_ids(&self, old: &str, kind: &str) -> Result<Vec<OldId>, QueueError> {
         let mut conn = self.redis.conn();
         self.count_round_trip();
         if kind == "ready" {
-            let ids: Vec<String> = redis::cmd("LRANGE")
+            let ids: Vec<Vec<u8>> = redis::cmd("LRANGE")
                 .arg(old)
-                .arg(-BATCH)
-                .arg(-1)
+                .arg(0)
+                .arg(BATCH - 1)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error("read old ready list", e))?;
-            return Ok(ids.into_iter().rev().map(|id| (id, 0.0)).collect());
+            return Ok(ids.into_iter().map(|id| (id, 0.0)).collect());
         }
         redis::cmd("ZRANGE")
             .arg(old)
             .arg(0)
             .arg(BATCH - 1)
             .arg("WITHSCORES")
-            .query_async(&mut conn)
+            .query_async::<Vec<OldId>>(&mut conn)
             .await
             .map_err(|e| self.error("read old set", e))
     }
 
     /// The old hashes of `ids` with their TTLs, by the tenant of their
     /// plugin (`default` when it names none).
-    async fn old_jobs(
-        &self,
-        ids: &[(String, f64)],
-    ) -> Result<HashMap<String, Vec<OldJob>>, QueueError> {
+    async fn old_jobs(&self, ids: &[OldId]) -> Result<HashMap<String, Vec<OldJob>>, QueueError> {
         let mut pipe = redis::pipe();
+        // A key that is not a hash answers an error in its place: it is
+        // adopted as an id without a record (a claim dead-letters it).
+        pipe.ignore_errors();
         for (id, _) in ids {
-            let key = self.key(&format!("job:{id}"));
+            let key = self.old_job_key(id);
             pipe.hgetall(&key).pttl(&key);
         }
         let mut conn = self.redis.conn();
         self.count_round_trip();
-        let read: Vec<Value> = pipe
+        let read: Vec<redis::RedisResult<Value>> = pipe
             .query_async(&mut conn)
             .await
             .map_err(|e| self.error("read old job records", e))?;
         let mut by_tenant: HashMap<String, Vec<OldJob>> = HashMap::new();
         for ((id, score), pair) in ids.iter().zip(read.chunks(2)) {
-            let fields: Vec<(String, Vec<u8>)> =
-                redis::from_redis_value::<HashMap<String, Vec<u8>>>(pair[0].clone())
+            let fields: Vec<(String, Vec<u8>)> = match &pair[0] {
+                Ok(v) => redis::from_redis_value::<HashMap<String, Vec<u8>>>(v.clone())
                     .unwrap_or_default()
                     .into_iter()
-                    .collect();
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
             let ttl = match pair[1] {
-                Value::Int(ms) if ms > 0 => ms,
+                Ok(Value::Int(ms)) if ms > 0 => ms,
                 _ => 0,
             };
             let tenant = fields
@@ -188,7 +201,7 @@ impl Queue {
                 inv.arg(f).arg(v.as_slice());
             }
         }
-        let reply = self.run_calls("adopt old jobs", &[inv]).await?;
+        let reply = self.run_all("adopt old jobs", &[inv]).await?;
         let reply: Vec<Value> =
             redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil))
                 .map_err(|e| QueueError::protocol("adopt old jobs", e.to_string()))?;
@@ -198,6 +211,7 @@ impl Queue {
             tenant: tenant.to_string(),
             seq: 0,
             timer: 0,
+            ready: false,
         }))
     }
 }

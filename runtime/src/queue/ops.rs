@@ -93,8 +93,10 @@ impl Queue {
                 }
             }
         }
-        // Announce what was stored, even when a later chunk failed.
-        self.announce(&announce).await?;
+        // Announce what was stored, even when a later chunk failed. A
+        // failed announcement does not fail the enqueue (the jobs are
+        // stored; a retry would enqueue them twice): the sweep finds them.
+        self.announce_or_warn(&announce, "enqueue").await;
         result?;
         done.into_iter()
             .map(|e| e.ok_or_else(|| QueueError::protocol("enqueue", "a job without an id")))
@@ -211,17 +213,30 @@ impl Queue {
         let replies = self.run_calls("ack", &calls).await?;
         let mut applied = vec![false; outcomes.len()];
         let mut heard = Vec::new();
+        let mut refused = None;
         for ((tenant, indices), reply) in order.into_iter().zip(replies) {
-            let reply: Vec<Value> = redis::from_redis_value(reply)
-                .map_err(|e| QueueError::protocol("ack", e.to_string()))?;
-            let (announce, rest) = Announce::split(tenant, reply, "ack")?;
-            heard.extend(announce);
-            for (i, value) in indices.into_iter().zip(rest) {
-                applied[i] = matches!(value, Value::Int(1));
+            let split = reply.and_then(|reply| {
+                let reply: Vec<Value> = redis::from_redis_value(reply)
+                    .map_err(|e| QueueError::protocol("ack", e.to_string()))?;
+                Announce::split(tenant, reply, "ack")
+            });
+            match split {
+                Ok((announce, rest)) => {
+                    heard.extend(announce);
+                    for (i, value) in indices.into_iter().zip(rest) {
+                        applied[i] = matches!(value, Value::Int(1));
+                    }
+                }
+                Err(e) => refused = Some(e),
             }
         }
-        self.announce(&heard).await?;
-        Ok(applied)
+        self.announce_or_warn(&heard, "ack").await;
+        // Another tenant's outcomes were applied: acking them again one by
+        // one (the caller's fallback) is recognised as a repeat.
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(applied),
+        }
     }
 
     /// Hand back jobs leased to `worker` that it does not know it holds
@@ -255,13 +270,22 @@ impl Queue {
         let replies = self.run_calls("recover lost claims", &calls).await?;
         let (mut released, mut heard) = (Vec::new(), Vec::new());
         for (tenant, reply) in tenants.iter().zip(replies) {
-            let reply: Vec<Value> = redis::from_redis_value(reply)
-                .map_err(|e| QueueError::protocol("recover", e.to_string()))?;
-            let (announce, rest) = Announce::split(tenant, reply, "recover")?;
-            heard.extend(announce);
-            released.extend(rest.into_iter().filter_map(crate::redis::value::text));
+            let split = reply.and_then(|reply| {
+                let reply: Vec<Value> = redis::from_redis_value(reply)
+                    .map_err(|e| QueueError::protocol("recover", e.to_string()))?;
+                Announce::split(tenant, reply, "recover")
+            });
+            match split {
+                Ok((announce, rest)) => {
+                    heard.extend(announce);
+                    released.extend(rest.into_iter().filter_map(crate::redis::value::text));
+                }
+                // One tenant's broken keys must not stop every claim: its
+                // lost jobs come back when their leases lapse.
+                Err(e) => tracing::warn!(tenant = %tenant, "recover: tenant skipped: {e}"),
+            }
         }
-        self.announce(&heard).await?;
+        self.announce_or_warn(&heard, "recover").await;
         Ok(released)
     }
 
@@ -291,11 +315,18 @@ impl Queue {
             .collect();
         let replies = self.run_calls("heartbeat", &calls).await?;
         let mut renewed = vec![false; running.len()];
-        for ((_, indices), reply) in groups.iter().zip(replies) {
-            let reply: Vec<i64> = redis::from_redis_value(reply)
-                .map_err(|e| QueueError::protocol("heartbeat", e.to_string()))?;
-            for (&i, r) in indices.iter().zip(reply) {
-                renewed[i] = r == 1;
+        for ((tenant, indices), reply) in groups.iter().zip(replies) {
+            let reply = reply.and_then(|r| {
+                redis::from_redis_value::<Vec<i64>>(r)
+                    .map_err(|e| QueueError::protocol("heartbeat", e.to_string()))
+            });
+            match reply {
+                Ok(reply) => {
+                    for (&i, r) in indices.iter().zip(reply) {
+                        renewed[i] = r == 1;
+                    }
+                }
+                Err(e) => tracing::warn!(tenant = %tenant, "heartbeat: leases not renewed: {e}"),
             }
         }
         Ok(renewed)

@@ -23,7 +23,7 @@ impl Queue {
         let mut inv = self.inner.scripts.control.key(&keys);
         inv.arg(if pause { "pause" } else { "resume" })
             .arg(group.unwrap_or(""));
-        let reply = self.run_calls("pause or resume", &[inv]).await?;
+        let reply = self.run_all("pause or resume", &[inv]).await?;
         let reply: Vec<Value> =
             redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil))
                 .map_err(|e| QueueError::protocol("pause or resume", e.to_string()))?;
@@ -34,8 +34,10 @@ impl Queue {
             tenant: tenant.to_string(),
             seq: 0,
             timer: 0,
+            ready: false,
         });
-        self.announce(std::slice::from_ref(&heard)).await?;
+        self.announce_or_warn(std::slice::from_ref(&heard), "pause or resume")
+            .await;
         Ok(matches!(rest.first(), Some(Value::Int(1))))
     }
 }

@@ -1,55 +1,74 @@
 //! Many script calls in one round trip: one per tenant of a claim, an ack
 //! batch or a heartbeat, since each tenant's keys are a slot of their own.
+//! Each call answers for itself: one tenant's broken key fails its own
+//! call, never the others'.
 
 use super::{Queue, QueueError};
 use redis::{ScriptInvocation, Value};
 
 impl Queue {
-    /// Run `calls` in one pipeline; one reply each, in order. A pipeline
-    /// does not load scripts by itself: after a `NOSCRIPT` (Redis restarted,
-    /// or its script cache was flushed) every script is loaded and the
-    /// pipeline sent once more. That is safe because each pipeline holds
-    /// calls of one script, so a missing script failed every call of it.
+    /// Run `calls` in one pipeline; one result each, in order (`Err`: Redis
+    /// refused that call, naming the error). A pipeline does not load
+    /// scripts by itself: calls refused with `NOSCRIPT` (Redis restarted,
+    /// or its script cache was flushed) are sent once more after loading
+    /// their script — only those, so no call is applied twice.
     pub(crate) async fn run_calls(
         &self,
         op: &'static str,
         calls: &[ScriptInvocation<'_>],
-    ) -> Result<Vec<Value>, QueueError> {
+    ) -> Result<Vec<Result<Value, QueueError>>, QueueError> {
         let mut conn = self.redis.conn();
-        if let [only] = calls {
+        let mut results: Vec<Option<redis::RedisResult<Value>>> =
+            calls.iter().map(|_| None).collect();
+        let mut todo: Vec<usize> = (0..calls.len()).collect();
+        for attempt in 0..2 {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for &i in &todo {
+                pipe.invoke_script(&calls[i]);
+            }
             self.count_round_trip();
-            let reply: Value = only
-                .invoke_async(&mut conn)
+            let replies: Vec<redis::RedisResult<Value>> = pipe
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error(op, e))?;
-            return Ok(vec![reply]);
-        }
-        let mut pipe = redis::pipe();
-        for call in calls {
-            pipe.invoke_script(call);
-        }
-        for loaded in [false, true] {
-            self.count_round_trip();
-            match pipe.query_async::<Vec<Value>>(&mut conn).await {
-                Ok(replies) => return Ok(replies),
-                Err(e)
-                    if !loaded
-                        && e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    for call in calls.iter().take(1) {
-                        self.count_round_trip();
-                        call.load_async(&mut conn)
-                            .await
-                            .map_err(|e| self.error(op, e))?;
-                    }
+            let mut missing = Vec::new();
+            for (&i, reply) in todo.iter().zip(replies) {
+                let no_script = matches!(&reply, Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript));
+                if no_script && attempt == 0 {
+                    missing.push(i);
+                } else {
+                    results[i] = Some(reply);
                 }
-                Err(e) => return Err(self.error(op, e)),
             }
+            if missing.is_empty() {
+                break;
+            }
+            // Every call of a pipeline here runs one script.
+            self.count_round_trip();
+            calls[missing[0]]
+                .load_async(&mut conn)
+                .await
+                .map_err(|e| self.error(op, e))?;
+            todo = missing;
         }
-        Err(QueueError::protocol(
-            op,
-            "scripts missing after loading them",
-        ))
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Ok(Value::Nil))
+                    .map_err(|e| self.error(op, e))
+            })
+            .collect())
+    }
+
+    /// [`Queue::run_calls`] where any refused call fails the whole (for
+    /// operations that report one result: a purge, an operator's read).
+    pub(crate) async fn run_all(
+        &self,
+        op: &'static str,
+        calls: &[ScriptInvocation<'_>],
+    ) -> Result<Vec<Value>, QueueError> {
+        self.run_calls(op, calls).await?.into_iter().collect()
     }
 }

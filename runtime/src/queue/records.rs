@@ -201,7 +201,7 @@ impl Queue {
             heard.extend(announce);
             moved.extend(rest.into_iter().filter_map(crate::redis::value::text));
         }
-        self.announce(&heard).await?;
+        self.announce_or_warn(&heard, "retry dead letters").await;
         Ok(moved)
     }
 
@@ -247,7 +247,7 @@ impl Queue {
         } else {
             "purge dead letters"
         };
-        self.run_calls(op, &calls).await
+        self.run_all(op, &calls).await
     }
 
     /// The queue's counters and lengths, summed over its tenants.

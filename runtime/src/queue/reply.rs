@@ -69,8 +69,13 @@ pub(crate) fn parse_claim(
         now_us: claimed_us,
         jobs,
         announce: (seq > 0).then(|| {
-            let (tenant, seq, timer) = named(seq);
-            Announce { tenant, seq, timer }
+            let (tenant, seq, _) = named(seq);
+            Announce {
+                tenant,
+                seq,
+                timer: 0,
+                ready: true,
+            }
         }),
         leave: (leave >= 0).then(|| {
             let (tenant, seq, timer) = named(leave);

@@ -14,6 +14,10 @@ pub(crate) struct Rotation {
     credit: u64,
 }
 
+/// The largest weight that counts (a larger setting is taken as this): a
+/// turn must fit a claim's arithmetic.
+const MAX_WEIGHT: u64 = 1_000_000;
+
 /// Most tenants one claim visits: a claim of N slots gives each turn
 /// N / `VISITS` slots (at least 1), so a claim costs a few script calls
 /// however many tenants have work, and turns stay short beside a claim.
@@ -53,7 +57,9 @@ impl Rotation {
             let turn = if i == 0 && resumes {
                 self.credit
             } else {
-                weight(&tenants[at]).max(1) * quantum
+                weight(&tenants[at])
+                    .clamp(1, MAX_WEIGHT)
+                    .saturating_mul(quantum)
             };
             let give = turn.min(left);
             slots[at] += give as usize;

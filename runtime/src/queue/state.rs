@@ -89,7 +89,7 @@ impl Queue {
                 inv
             })
             .collect();
-        let replies = self.run_calls("read tenant state", &calls).await?;
+        let replies = self.run_all("read tenant state", &calls).await?;
         tenants
             .iter()
             .zip(replies)

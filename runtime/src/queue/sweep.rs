@@ -8,6 +8,7 @@
 use super::announce::{Announce, Leave};
 use super::reply::parse_claim;
 use super::{Queue, QueueError};
+use crate::tenants::Limit;
 use std::time::{Duration, Instant};
 
 /// What a sweep did.
@@ -23,8 +24,14 @@ pub struct Swept {
 
 impl Queue {
     /// Sweep, if no other worker did within `every` (a lock in the queue's
-    /// slot); `None` when another one did.
-    pub async fn sweep(&self, worker: &str, every: Duration) -> Result<Option<Swept>, QueueError> {
+    /// slot); `None` when another one did. Leases found expired on the way
+    /// back off from `backoff`, as in the worker's claims.
+    pub async fn sweep(
+        &self,
+        worker: &str,
+        every: Duration,
+        backoff: Duration,
+    ) -> Result<Option<Swept>, QueueError> {
         let mut conn = self.redis.conn();
         self.count_round_trip();
         let took: Option<String> = redis::cmd("SET")
@@ -40,18 +47,15 @@ impl Queue {
             return Ok(None);
         }
         let mut swept = Swept::default();
-        if self.legacy_jobs().await? > 0 {
-            let started = Instant::now();
-            swept.migrated = self.migrate_legacy(|_| {}).await?;
-            tracing::warn!(
-                jobs = swept.migrated,
-                "moved jobs enqueued under the keys of an older Spool into their tenants' queues in {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
+        // A migration that fails (an old key no one can read) must not stop
+        // the rest of the sweep.
+        match self.migrate_left().await {
+            Ok(n) => swept.migrated = n,
+            Err(e) => tracing::warn!("sweep: moving jobs from an older Spool's keys: {e}"),
         }
         let outside = self.tenants_outside().await?;
         for chunk in outside.chunks(200) {
-            let (visited, found) = self.probe(worker, chunk).await?;
+            let (visited, found) = self.probe(worker, chunk, backoff).await?;
             swept.visited += visited;
             swept.found += found;
         }
@@ -62,6 +66,21 @@ impl Queue {
             );
         }
         Ok(Some(swept))
+    }
+
+    /// Move jobs left under the old keys, saying so when there were any.
+    async fn migrate_left(&self) -> Result<u64, QueueError> {
+        if self.legacy_jobs().await? == 0 {
+            return Ok(0);
+        }
+        let started = Instant::now();
+        let moved = self.migrate_legacy(|_| {}).await?;
+        tracing::warn!(
+            jobs = moved,
+            "moved jobs enqueued under the keys of an older Spool into their tenants' queues in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(moved)
     }
 
     /// Registered tenants not in the ready set.
@@ -80,20 +99,34 @@ impl Queue {
 
     /// Visit `tenants` with claims of nothing (which promote, reap and
     /// report); announce those with work, set the others' timers.
-    async fn probe(&self, worker: &str, tenants: &[String]) -> Result<(usize, usize), QueueError> {
+    async fn probe(
+        &self,
+        worker: &str,
+        tenants: &[String],
+        backoff: Duration,
+    ) -> Result<(usize, usize), QueueError> {
         let [ttl, dead_ttl, cap] = self.ttl_args();
+        let limits = self
+            .tenant_limits(tenants.iter().map(String::as_str))
+            .await?;
         let keys: Vec<String> = tenants.iter().map(|t| self.tenant_keys(t)).collect();
-        let calls: Vec<_> = keys
+        let backoff = u64::try_from(backoff.as_micros()).unwrap_or(u64::MAX);
+        let calls: Vec<_> = tenants
             .iter()
-            .map(|k| {
+            .zip(&keys)
+            .map(|(t, k)| {
+                let l = limits.get(t.as_str()).cloned().unwrap_or_default();
                 let mut inv = self.inner.scripts.claim.key(k);
                 inv.arg(ttl).arg(dead_ttl).arg(cap).arg(worker).arg(0);
-                inv.arg(10_000_000)
-                    .arg(1_000_000)
-                    .arg(0)
-                    .arg(0)
-                    .arg(0)
-                    .arg(0);
+                inv.arg(10_000_000).arg(backoff);
+                for limit in [
+                    Limit::Concurrency,
+                    Limit::Rate,
+                    Limit::Burst,
+                    Limit::GroupConcurrency,
+                ] {
+                    inv.arg(l.get(limit));
+                }
                 inv
             })
             .collect();
@@ -101,13 +134,20 @@ impl Queue {
         let received = Instant::now();
         let (mut heard, mut leaving) = (Vec::new(), Vec::<Leave>::new());
         for (tenant, reply) in tenants.iter().zip(replies) {
-            let claimed = parse_claim(tenant, reply, received)?;
+            let claimed = match reply.and_then(|r| parse_claim(tenant, r, received)) {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant, "sweep: tenant skipped: {e}");
+                    continue;
+                }
+            };
             match (claimed.leave, claimed.announce) {
                 (Some(leave), _) => leaving.push(leave),
                 (None, announce) => heard.push(announce.unwrap_or(Announce {
                     tenant: tenant.clone(),
                     seq: 1,
                     timer: 0,
+                    ready: true,
                 })),
             }
         }

@@ -349,7 +349,7 @@ pub async fn run_on(
             Arc::clone(&shared.in_flight),
             Arc::clone(&shared.counters),
         )),
-        sweeper: sweeper::spawn(&queue, &config.worker_id),
+        sweeper: sweeper::spawn(&queue, &config.worker_id, config.backoff),
         heartbeat: tokio::spawn(heartbeat_loop(
             queue,
             config.lease,

@@ -10,17 +10,31 @@ use std::time::Duration;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Start the worker's sweeps.
-pub(super) fn spawn(queue: &Queue, worker: &str) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(sweep_loop(queue.clone(), worker.to_string()))
+pub(super) fn spawn(queue: &Queue, worker: &str, backoff: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(sweep_loop(queue.clone(), worker.to_string(), backoff))
 }
 
-async fn sweep_loop(queue: Queue, worker: String) {
+async fn sweep_loop(queue: Queue, worker: String, backoff: Duration) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
+    let mut failing = false;
     loop {
         every.tick().await;
-        match queue.sweep(&worker, SWEEP_EVERY).await {
-            Ok(Some(swept)) => tracing::debug!(?swept, "swept the queue"),
-            Ok(None) => {}
+        match queue.sweep(&worker, SWEEP_EVERY, backoff).await {
+            Ok(swept) => {
+                if failing {
+                    tracing::warn!("sweeping the queue works again");
+                }
+                failing = false;
+                if let Some(swept) = swept {
+                    tracing::debug!(?swept, "swept the queue");
+                }
+            }
+            // Said once per failing streak: Redis being away is reported
+            // by the claim loop too.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!("sweeping the queue: {e}");
+            }
             Err(e) => tracing::debug!("sweeping the queue: {e}"),
         }
     }

@@ -633,3 +633,120 @@ fn a_job_in_one_tenants_queue_naming_anothers_plugin_is_refused() {
     );
     assert_eq!(env.wait("PLAIN").status, Some(Status::Succeeded));
 }
+
+#[test]
+fn a_new_tenant_whose_first_announcement_was_lost_is_served_when_it_enqueues_again() {
+    let env = Env::new("fair-lost-first");
+    // The scripts' own mark expires (30 s), so what follows holds in life.
+    let other = env.tenant_keys("other");
+    env.enqueue("other/hello", "{}");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{other}:in"))
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert!((1..=30).contains(&ttl), "the mark's TTL is {ttl}");
+    let _worker = env.worker(&[("fresh/hello", "hello")], |_| {});
+    // A brand-new tenant's first enqueue stored its job and its "has work"
+    // mark, but the announcement never reached the queue (the client died
+    // between its two steps): no registry entry, so no sweep finds it.
+    let t = env.tenant_keys("fresh");
+    let _: () = redis::pipe()
+        .hset_multiple(
+            format!("{t}:job:FIRST"),
+            &[
+                ("plugin", "fresh/hello"),
+                ("payload", r#"{"name":"First"}"#),
+            ],
+        )
+        .lpush(format!("{t}:ready:normal"), "FIRST")
+        // The mark's life, shortened from 30 s for the test.
+        .set_ex(format!("{t}:in"), 1, 1)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    env.wait_for("the mark to expire", || {
+        !redis::cmd("EXISTS")
+            .arg(format!("{t}:in"))
+            .query::<bool>(&mut env.redis_conn())
+            .unwrap()
+    });
+    let second = env.enqueue("fresh/hello", r#"{"name":"Second"}"#);
+    assert_eq!(env.wait(&second).status, Some(Status::Succeeded));
+    assert_eq!(env.wait("FIRST").status, Some(Status::Succeeded));
+}
+
+#[test]
+fn a_tenant_with_a_broken_key_does_not_stop_the_others() {
+    let env = Env::new("fair-broken");
+    // A key of the wrong type in evil's slot makes every claim there fail.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:leases", env.tenant_keys("evil")))
+        .arg("oops")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    env.enqueue_plain(
+        "evil",
+        "E1",
+        "normal",
+        &[("plugin", b"evil/hello"), ("payload", b"{}")],
+    );
+    let _worker = env.worker(&[("acme/hello", "hello"), ("evil/hello", "hello")], |_| {});
+    for i in 0..20 {
+        let id = env.enqueue("acme/hello", &format!(r#"{{"name":"a{i}"}}"#));
+        assert_eq!(env.wait(&id).status, Some(Status::Succeeded));
+    }
+    assert_eq!(
+        env.record("E1").status,
+        None,
+        "evil's job waits for its key to be fixed"
+    );
+}
+
+#[test]
+fn a_group_job_without_a_record_frees_its_groups_slot() {
+    let env = Env::new("fair-ghost");
+    let t = env.tenant_keys("acme");
+    // A client pushed an id into group g with no record behind it.
+    let _: () = redis::pipe()
+        .rpush(format!("{t}:group:g"), "GHOST")
+        .zadd(format!("{t}:groups"), "g", 0)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    env.announce_plain("acme", None);
+    let mut real = env.job("acme/hello", r#"{"name":"Real"}"#);
+    real.group = Some("g".into());
+    let real = env.enqueue_job(real);
+    let _worker = env.worker(&[("acme/hello", "hello")], |_| {});
+    assert_eq!(env.wait("GHOST").status, Some(Status::Dead));
+    assert_eq!(env.wait(&real).status, Some(Status::Succeeded));
+}
+
+#[test]
+fn grouped_and_ungrouped_jobs_take_turns_when_claims_are_of_one_job() {
+    let env = Env::new("fair-one-slot");
+    env.set_limit("acme", Limit::Concurrency, 1);
+    let grouped: Vec<String> = (0..6)
+        .map(|i| {
+            let mut job = env.job("acme/hello", r#"{"name":"g"}"#);
+            job.group = Some(format!("g{i}"));
+            env.enqueue_job(job)
+        })
+        .collect();
+    let plain = enqueue_many(&env, "acme/hello", r#"{"name":"p"}"#, 6, None);
+    let _worker = env.worker(&[("acme/hello", "hello")], |_| {});
+    env.wait_for("12 jobs", || succeeded(&env, "acme") >= 12);
+    let mut starts: Vec<(u64, bool)> = times(&env, "acme", &grouped)
+        .into_iter()
+        .map(|t| (t.2, true))
+        .chain(
+            times(&env, "acme", &plain)
+                .into_iter()
+                .map(|t| (t.2, false)),
+        )
+        .collect();
+    starts.sort_unstable();
+    let first: Vec<bool> = starts[..6].iter().map(|(_, g)| *g).collect();
+    assert!(
+        first.contains(&true) && first.contains(&false),
+        "the first six starts: {first:?}"
+    );
+}

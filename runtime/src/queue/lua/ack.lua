@@ -25,9 +25,9 @@
 -- dead letters. Once a newer attempt was
 -- claimed, the token differs and the outcome is refused (0).
 --
--- Returns {announce_seq, timer_us, then one 1 (applied) or 0 (stale) per
--- group, in order}: the caller announces the tenant when announce_seq or
--- timer_us is > 0 (a lease freed a slot under the tenant's cap, a job went
+-- Returns {announce_seq, timer_us, ready, then one 1 (applied) or 0
+-- (stale) per group, in order}: the caller announces the tenant as they
+-- say (a lease freed a slot under the tenant's cap, a job went
 -- back to a ready list, a group's slot was freed; see "has work" in
 -- lib.lua).
 --
@@ -163,6 +163,4 @@ if freed and (redis.call('EXISTS', P .. ':groups') == 1 or redis.call('LLEN', P 
   announce_ready()
 end
 flush_counts()
-local out = { announce_seq, announce_timer }
-for _, a in ipairs(applied) do out[#out + 1] = a end
-return out
+return announced(applied)

@@ -147,8 +147,10 @@ local function take_turn(g, ids)
     redis.call('ZREM', P .. ':gall', g)
     return 0
   end
-  redis.call('SADD', held, id)
-  ids[#ids + 1] = { id, g }
+  -- `added` false: the id already held a slot (a client pushed it twice);
+  -- a skipped duplicate must not free the slot its first copy holds.
+  local added = redis.call('SADD', held, id) == 1
+  ids[#ids + 1] = { id, g, added }
   local empty = redis.call('LLEN', group_key(g)) == 0
   if empty then redis.call('ZREM', P .. ':gall', g) end
   if empty or (group_cap > 0 and redis.call('SCARD', held) >= group_cap) then
@@ -189,7 +191,15 @@ end
 
 local ids = {}
 if allowed > 0 then
-  local grouped = redis.call('EXISTS', ring) == 1 and math.ceil(allowed / 2) or 0
+  -- Half to groups; an odd slot goes to each side in turn (`gturn`), so a
+  -- claim of one job does not always serve the same side.
+  local grouped = 0
+  if redis.call('EXISTS', ring) == 1 then
+    grouped = math.floor(allowed / 2)
+    if allowed % 2 == 1 and redis.call('HINCRBY', P .. ':stats', 'gturn', 1) % 2 == 1 then
+      grouped = grouped + 1
+    end
+  end
   local got = release_groups(grouped, ids)
   got = got + pop_ready(allowed - got, ids)
   if got < allowed then release_groups(allowed - got, ids) end
@@ -203,6 +213,10 @@ local out = { now, 0, -1, 0, FIELDS }
 local lease_until = now + lease
 local lease_args = {}
 local claimed = 0
+-- Free the slot a skipped id took in its group (only if it took one).
+local function unhold(pair)
+  if pair[2] and pair[3] then redis.call('SREM', P .. ':held:' .. pair[2], pair[1]) end
+end
 for _, pair in ipairs(ids) do
   local id, from_group = pair[1], pair[2]
   local key = job_key(id)
@@ -212,18 +226,18 @@ for _, pair in ipairs(ids) do
     -- Not a hash: nothing can be recorded there. Park the id in the dead
     -- letters (without a record) so that it is visible, and go on.
     redis.call('ZADD', P .. ':dead', now, id)
-    if from_group then redis.call('SREM', P .. ':held:' .. from_group, id) end
+    unhold(pair)
   elseif not valid_utf8(id) then
     -- The worker could not name it back (ids are text on its side): it is
     -- dead-lettered here, never run.
     redis.call('HSET', key, 'status', 'dead', 'finished_us', now, 'error', cjson.encode({
       kind = 'malformed-envelope', retryable = false,
       message = 'the job id is not UTF-8 text; expected an id such as a ULID' }))
-    bury(id, now, dead_ttl, dead_cap, f[3 + 6], from_group)
+    bury(id, now, dead_ttl, dead_cap, f[3 + 6], pair[3] and from_group)
   elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.
-    if from_group then redis.call('SREM', P .. ':held:' .. from_group, id) end
+    unhold(pair)
   else
     -- A missing hash (an id pushed without a record) is claimed like any
     -- other: the worker dead-letters it as a malformed envelope.
@@ -237,7 +251,9 @@ for _, pair in ipairs(ids) do
     local token = math.max(int(f[2]) + 1, now)
     redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
       'worker', worker, 'claimed_us', now)
-    if from_group then redis.call('HSET', key, 'group_held', '1') end
+    -- The group it was taken from is the one it holds (a record written
+    -- by hand may lack the field: its slot must still be freed).
+    if from_group then redis.call('HSET', key, 'group', from_group, 'group_held', '1') end
     lease_args[#lease_args + 1] = lease_until
     lease_args[#lease_args + 1] = id
     if #lease_args >= 1000 then
@@ -252,7 +268,8 @@ if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end
 if rate > 0 then
   tokens = math.max(0, tokens - claimed)
   redis.call('HSET', bucket, 'tokens', tostring(tokens), 'at', now)
-  redis.call('PEXPIRE', bucket, 3600000)
+  -- Kept until it would be full again anyway (at least an hour).
+  redis.call('PEXPIRE', bucket, math.max(3600000, math.ceil(burst * 3600000 / rate)))
 end
 flush_counts()
 

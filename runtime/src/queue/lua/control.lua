@@ -6,7 +6,7 @@
 --
 -- A pause only stops new starts: running jobs finish, queued ones wait
 -- (claims skip a paused tenant, and a paused group's turn). Returns
--- {announce_seq, timer_us, changed}: changed is 1 when the state changed;
+-- {announce_seq, timer_us, ready, changed}: changed is 1 when the state changed;
 -- the caller announces the tenant as for any other tenant script (see
 -- "has work" in lib.lua).
 
@@ -28,4 +28,4 @@ else
     announce_ready()
   end
 end
-return { announce_seq, announce_timer, changed }
+return announced({ changed })

@@ -3,7 +3,7 @@
 -- KEYS[1]  the tenant's prefix in the queue
 -- ARGV     job ids; none means every dead job
 --
--- Returns {announce_seq, timer_us, id, ...}: the ids that were moved, after
+-- Returns {announce_seq, timer_us, ready, id, ...}: the ids that were moved, after
 -- what the caller announces (see "has work" in lib.lua). Ids not in the dead letters are skipped;
 -- so are ids whose key is gone or is not a hash (nothing could run), and ids
 -- that are not UTF-8 (no worker could run them): they stay in the dead
@@ -30,6 +30,4 @@ for _, id in ipairs(ids) do
     moved[#moved + 1] = id
   end
 end
-local out = { announce_seq, announce_timer }
-for _, id in ipairs(moved) do out[#out + 1] = id end
-return out
+return announced(moved)

@@ -10,10 +10,9 @@
 --   value, ... (nfields pairs of the envelope: plugin, payload,
 --   content_type, max_attempts, wait, no_cache)
 --
--- Returns {announce_seq, timer_us, id, created, id, created, ...}: the
--- caller announces the tenant in the queue's slot when announce_seq > 0
--- (as ready, under that number) or timer_us > 0 (a visit at that time),
--- see "has work" in lib.lua. created is 0 when the idempotency key already
+-- Returns {announce_seq, timer_us, ready, id, created, id, created, ...}:
+-- what the caller announces in the queue's slot (see "has work" in
+-- lib.lua). created is 0 when the idempotency key already
 -- named a job, whose id is returned instead. A payload over its tenant's
 -- max-payload fails the whole call before anything is stored, with the
 -- error `QUOTA <job index from 0> max-payload <bytes> <quota>`; a
@@ -44,7 +43,7 @@ while i <= #ARGV do
 end
 
 local now = now_us()
-local out = { 0, 0 }
+local out = {}
 i = 2
 while i <= #ARGV do
   local id, idem, delay, priority = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
@@ -98,5 +97,4 @@ while i <= #ARGV do
     out[#out + 1] = 1
   end
 end
-out[1], out[2] = announce_seq, announce_timer
-return out
+return announced(out)

@@ -71,19 +71,30 @@ end
 --   announcement of it is on its way. A script that gives the tenant
 --   claimable work sets it; if it was not set, the script bumps the
 --   tenant's sequence number (`seq` in `P:stats`) and returns that number:
---   the caller must announce the tenant as ready under it.
+--   the caller must announce the tenant as ready under it. `P:in` expires
+--   after IN_TTL seconds (the next script that needs it sets it again and
+--   announces once more), so an announcement lost on its way costs a
+--   tenant at most that long once it enqueues again.
 -- * A claim that leaves the tenant without claimable work deletes `P:in`
 --   and returns the sequence number it saw: the caller removes the tenant
 --   from the ready set only if no later number was announced meanwhile, so
 --   an enqueue racing the removal is never lost.
 -- * `P:timer` is the earliest visit already asked for while out of the
 --   ready set (a delayed job's due time, a lease's expiry, the rate
---   limit's refill); a script asks for an earlier one by returning it.
-local announce_seq, announce_timer = 0, 0
+--   limit's refill); a script asks for an earlier one by returning it,
+--   under a new sequence number too, so that a removal decided before it
+--   cannot undo the visit.
+--
+-- Every script that may announce returns {announce_seq, announce_timer,
+-- announce_now} first: the number to record, a time to visit (0: none),
+-- and 1 when the tenant is ready now.
+local IN_TTL = 30
+local announce_seq, announce_timer, announce_now = 0, 0, 0
 
 local function announce_ready()
-  if redis.call('SET', P .. ':in', '1', 'NX') then
+  if redis.call('SET', P .. ':in', '1', 'NX', 'EX', IN_TTL) then
     announce_seq = redis.call('HINCRBY', P .. ':stats', 'seq', 1)
+    announce_now = 1
   end
 end
 
@@ -93,7 +104,16 @@ local function ask_timer(at)
   local current = tonumber(redis.call('GET', P .. ':timer'))
   if current and current <= at then return end
   redis.call('SET', P .. ':timer', at)
+  announce_seq = redis.call('HINCRBY', P .. ':stats', 'seq', 1)
   if announce_timer == 0 or at < announce_timer then announce_timer = at end
+end
+
+-- The first three values of a reply (see above).
+local function announced(out)
+  table.insert(out, 1, announce_now)
+  table.insert(out, 1, announce_timer)
+  table.insert(out, 1, announce_seq)
+  return out
 end
 
 -- Groups: `P:group:G` lists group G's waiting jobs in enqueue order;

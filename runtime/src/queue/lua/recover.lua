@@ -7,7 +7,7 @@
 -- ARGV[1]  worker id
 -- ARGV[2..] ids the worker knows it holds (claimed and not yet acked)
 --
--- Returns {announce_seq, timer_us, id, ...}: the ids handed back, after
+-- Returns {announce_seq, timer_us, ready, id, ...}: the ids handed back, after
 -- what the caller announces (see "has work" in lib.lua).
 
 local known = {}
@@ -26,6 +26,4 @@ for _, id in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
     end
   end
 end
-local out = { announce_seq, announce_timer }
-for _, id in ipairs(released) do out[#out + 1] = id end
-return out
+return announced(released)
