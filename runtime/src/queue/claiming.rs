@@ -1,8 +1,9 @@
 //! Claiming: pick the tenants with work (the queue's slot), share the
 //! claim's slots between them by the worker's rotation and their weights,
-//! claim from each tenant's slot (one pipeline), then tell the queue's
-//! slot which tenants ran out. Three round trips under load (fewer when
-//! nothing changes hands), whatever the number of tenants.
+//! claim from each tenant's slot (one pipeline, which also carries the
+//! next claim's pick), then tell the queue's slot which tenants ran out.
+//! One round trip under load when nothing changes hands, whatever the
+//! number of tenants.
 
 use super::announce::Leave;
 use super::reply::{Claim, TenantClaim, parse_claim};
@@ -15,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// What `pick.lua` answered.
-struct Picked {
+pub(super) struct Picked {
     /// Redis' clock (µs).
     now_us: u64,
     tenants: Vec<String>,
@@ -50,15 +51,15 @@ impl Queue {
         lease: Duration,
         backoff: Duration,
     ) -> Result<Claim, QueueError> {
-        let (cursor, inclusive) = {
-            let rotation = lock(&self.inner.rotation);
-            let (c, i) = rotation.start();
-            (c.to_string(), i)
-        };
         let wake = self.inner.wake_next.swap(false, Ordering::Relaxed);
-        let picked = self
-            .pick(&cursor, inclusive, Rotation::visits(max), wake)
-            .await?;
+        let picked = match self.cached_pick(max) {
+            Some(picked) => picked,
+            None => {
+                let (cursor, inclusive) = self.rotation_start();
+                self.pick(&cursor, inclusive, Rotation::visits(max), wake)
+                    .await?
+            }
+        };
         let mut claim = Claim {
             next_due: picked.next_timer,
             ..Claim::default()
@@ -69,20 +70,28 @@ impl Queue {
         let limits = self
             .tenant_limits(picked.tenants.iter().map(String::as_str))
             .await?;
-        let shares = if max == 0 {
-            // Claim nothing, but tend each tenant picked (due jobs, expired
-            // leases).
-            picked.tenants.iter().map(|t| (t.clone(), 0)).collect()
-        } else {
-            lock(&self.inner.rotation).allot(
-                &picked.tenants,
-                |t| limits.get(t).map_or(1, |l| l.get(Limit::Weight)),
-                max,
+        let shares = self.shares(&picked.tenants, &limits, max);
+        // The next claim's pick rides along with this claim (one round
+        // trip, not two): it starts where this claim's turns ended.
+        let next = (max > 0).then(|| {
+            let (cursor, inclusive) = self.rotation_start();
+            (cursor, inclusive, Rotation::visits(max), wake)
+        });
+        let (claimed, fresh) = self
+            .claim_shares(
+                worker,
+                &shares,
+                &limits,
+                (lease, backoff),
+                picked.now_us,
+                next,
             )
-        };
-        let claimed = self
-            .claim_shares(worker, &shares, &limits, (lease, backoff), picked.now_us)
             .await?;
+        if let Some(fresh) = fresh {
+            claim.next_due = fresh.next_timer;
+            claim.more |= !fresh.tenants.is_empty();
+            *lock(&self.inner.next_pick) = Some((Instant::now(), fresh));
+        }
         self.gather(&mut claim, claimed).await;
         // A full claim with work left: the next pick wakes an idle worker
         // for the rest (no extra round trip now).
@@ -90,6 +99,38 @@ impl Queue {
             self.inner.wake_next.store(true, Ordering::Relaxed);
         }
         Ok(claim)
+    }
+
+    /// Each picked tenant's slots of a claim of `max` (by the rotation and
+    /// the weights); for `max` 0, none for each: the claims only tend them
+    /// (due jobs, expired leases).
+    fn shares(
+        &self,
+        tenants: &[String],
+        limits: &std::collections::HashMap<&str, Limits>,
+        max: usize,
+    ) -> Vec<(String, usize)> {
+        if max == 0 {
+            return tenants.iter().map(|t| (t.clone(), 0)).collect();
+        }
+        let weight = |t: &str| limits.get(t).map_or(1, |l| l.get(Limit::Weight));
+        lock(&self.inner.rotation).allot(tenants, weight, max)
+    }
+
+    /// Where this handle's rotation stands, for a pick.
+    fn rotation_start(&self) -> (String, bool) {
+        let rotation = lock(&self.inner.rotation);
+        let (cursor, inclusive) = rotation.start();
+        (cursor.to_string(), inclusive)
+    }
+
+    /// The pick that rode along with the last claim, if it is recent enough
+    /// to stand for the queue now (under load claims follow each other
+    /// within milliseconds; a tenant that came since waits one claim).
+    fn cached_pick(&self, max: usize) -> Option<Picked> {
+        let cached = lock(&self.inner.next_pick).take()?;
+        let (at, picked) = cached;
+        (max > 0 && at.elapsed() < PICK_FRESH && !picked.tenants.is_empty()).then_some(picked)
     }
 
     /// Collect the tenants' claims into `claim`; take out of the ready set
@@ -133,27 +174,27 @@ impl Queue {
     ) -> Result<Picked, QueueError> {
         let mut conn = self.redis.conn();
         self.count_round_trip();
-        let reply: Vec<Value> = self
-            .inner
-            .scripts
-            .pick
-            .key(&self.inner.keys)
-            .arg(cursor)
-            .arg(u8::from(inclusive))
-            .arg(k)
-            .arg(u8::from(wake))
+        let reply: Value = self
+            .pick_call(cursor, inclusive, k, wake)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error("pick tenants", e))?;
-        let mut items = reply.into_iter();
-        let (Some(Value::Int(now)), Some(Value::Int(next))) = (items.next(), items.next()) else {
-            return Err(QueueError::protocol("pick tenants", "no times"));
-        };
-        Ok(Picked {
-            now_us: now.unsigned_abs(),
-            tenants: items.filter_map(crate::redis::value::text).collect(),
-            next_timer: (next >= 0).then(|| Duration::from_micros(next.unsigned_abs())),
-        })
+        parse_pick(reply)
+    }
+
+    fn pick_call(
+        &self,
+        cursor: &str,
+        inclusive: bool,
+        k: usize,
+        wake: bool,
+    ) -> redis::ScriptInvocation<'_> {
+        let mut inv = self.inner.scripts.pick.key(&self.inner.keys);
+        inv.arg(cursor)
+            .arg(u8::from(inclusive))
+            .arg(k)
+            .arg(u8::from(wake));
+        inv
     }
 
     /// One claim script call per tenant share, in one pipeline.
@@ -164,7 +205,8 @@ impl Queue {
         limits: &std::collections::HashMap<&str, Limits>,
         (lease, backoff): (Duration, Duration),
         now_us: u64,
-    ) -> Result<Vec<(String, TenantClaim)>, QueueError> {
+        next: Option<(String, bool, usize, bool)>,
+    ) -> Result<(Vec<(String, TenantClaim)>, Option<Picked>), QueueError> {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let keys: Vec<String> = shares.iter().map(|(t, _)| self.tenant_keys(t)).collect();
         let calls: Vec<_> = shares
@@ -187,18 +229,27 @@ impl Queue {
                 inv
             })
             .collect();
-        let replies = self.run_calls("claim", &calls).await?;
+        let mut calls = calls;
+        if let Some((cursor, inclusive, k, wake)) = &next {
+            calls.push(self.pick_call(cursor, *inclusive, *k, *wake));
+        }
+        let mut replies = self.run_calls("claim", &calls).await?;
         // Redis read its clock before its reply arrived, so `received` is
         // no earlier than `claimed_us`: times derived from it never run
         // ahead of Redis' (a start can never come after its finish).
         let received = Instant::now();
+        let fresh = match next {
+            // A failed pick only costs the next claim a pick of its own.
+            Some(_) => replies.pop().and_then(|r| r.and_then(parse_pick).ok()),
+            None => None,
+        };
         let claimed = shares.iter().zip(replies).map(|((tenant, _), reply)| {
             let claim = reply
                 .and_then(|r| parse_claim(tenant, r, received))
                 .unwrap_or_else(|e| quarantined(tenant, &e, now_us));
             (tenant.clone(), claim)
         });
-        Ok(claimed.collect())
+        Ok((claimed.collect(), fresh))
     }
 }
 
@@ -223,6 +274,24 @@ fn quarantined(tenant: &str, e: &QueueError, now_us: u64) -> TenantClaim {
         }),
     }
 }
+
+/// Decode `{now_us, next_timer_us, tenant...}` of `pick.lua`.
+fn parse_pick(reply: Value) -> Result<Picked, QueueError> {
+    let items: Vec<Value> = redis::from_redis_value(reply)
+        .map_err(|e| QueueError::protocol("pick tenants", e.to_string()))?;
+    let mut items = items.into_iter();
+    let (Some(Value::Int(now)), Some(Value::Int(next))) = (items.next(), items.next()) else {
+        return Err(QueueError::protocol("pick tenants", "no times"));
+    };
+    Ok(Picked {
+        now_us: now.unsigned_abs(),
+        tenants: items.filter_map(crate::redis::value::text).collect(),
+        next_timer: (next >= 0).then(|| Duration::from_micros(next.unsigned_abs())),
+    })
+}
+
+/// How long a pick that rode along with a claim stands for the queue.
+const PICK_FRESH: Duration = Duration::from_millis(20);
 
 /// How long a tenant whose claim Redis refused is left out.
 const QUARANTINE: Duration = Duration::from_secs(10);

@@ -137,6 +137,8 @@ struct Inner {
     /// The last claim was full and left work: the next pick wakes an idle
     /// worker for it.
     wake_next: std::sync::atomic::AtomicBool,
+    /// The pick that rode along with the last claim, and when.
+    next_pick: std::sync::Mutex<Option<(std::time::Instant, claiming::Picked)>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -165,6 +167,7 @@ impl Queue {
                 limits: std::sync::Mutex::default(),
                 rotation: std::sync::Mutex::default(),
                 wake_next: std::sync::atomic::AtomicBool::new(false),
+                next_pick: std::sync::Mutex::default(),
             }),
             redis,
         })

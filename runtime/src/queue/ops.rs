@@ -55,14 +55,16 @@ impl Queue {
             .ok_or_else(|| QueueError::protocol("enqueue", "no id"))
     }
 
-    /// Enqueue many jobs: one script call (one round trip) per tenant and
-    /// 200 jobs or 4 MiB of payload, then one call that announces the
-    /// tenants that had no work before (see [`super::announce`]).
+    /// Enqueue many jobs: one script call per tenant and 200 jobs or 4 MiB
+    /// of payload, all in one pipeline (one round trip), then one call that
+    /// announces the tenants that had no work before (see `announce.rs`).
     ///
-    /// Each job is checked against its tenant's `max-payload` and
-    /// `max-attempts` quotas in the script, before anything is stored: a job
-    /// over one fails its chunk with [`QueueError::OverQuota`] (earlier
-    /// chunks stay enqueued, and are announced).
+    /// Each job is checked against its tenant's `max-payload` quota here,
+    /// before anything is sent (a job over it fails the whole batch with
+    /// [`QueueError::OverQuota`]), and again by the script, atomically with
+    /// the store (a quota lowered within the last second refuses that
+    /// script call alone); `max_attempts` over the tenant's `max-attempts`
+    /// is lowered to it.
     pub async fn enqueue_many(&self, jobs: &[NewJob]) -> Result<Vec<Enqueued>, QueueError> {
         for job in jobs {
             if let Some(group) = &job.group {
@@ -73,69 +75,80 @@ impl Queue {
         let limits = self
             .tenant_limits(jobs.iter().map(|j| j.plugin.tenant.as_str()))
             .await?;
-        let mut done: Vec<Option<Enqueued>> = vec![None; jobs.len()];
-        let mut announce = Vec::new();
-        let mut result = Ok(());
+        over_max_payload(jobs, &limits)?;
+        let ttl = self.inner.config.record_ttl.as_secs().max(1);
+        // (tenant, the jobs' positions) per script call.
+        let mut parts: Vec<(&str, Vec<usize>)> = Vec::new();
         for (tenant, indices) in by_tenant(jobs) {
-            let batch: Vec<&NewJob> = indices.iter().map(|&i| &jobs[i]).collect();
-            match self
-                .enqueue_tenant(tenant, &batch, &limits[tenant], &mut announce)
-                .await
-            {
-                Ok(ids) => {
-                    for (i, e) in indices.into_iter().zip(ids) {
+            let mut start = 0;
+            for chunk in chunks(&indices, 200, 4 << 20, |&i| jobs[i].payload.len()) {
+                parts.push((tenant, indices[start..start + chunk.len()].to_vec()));
+                start += chunk.len();
+            }
+        }
+        let keys: Vec<String> = parts.iter().map(|(t, _)| self.tenant_keys(t)).collect();
+        let calls: Vec<_> = parts
+            .iter()
+            .zip(&keys)
+            .map(|((tenant, indices), keys)| {
+                let mut inv = self.inner.scripts.enqueue.key(keys);
+                inv.arg(ttl);
+                for &i in indices {
+                    push_job(&mut inv, &jobs[i], &limits[tenant]);
+                }
+                inv
+            })
+            .collect();
+        let replies = self.run_raw("enqueue", &calls).await?;
+        let mut done: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+        let (mut heard, mut refused) = (Vec::new(), None);
+        for ((tenant, indices), reply) in parts.iter().zip(replies) {
+            match self.enqueued(tenant, reply, indices, jobs) {
+                Ok((announce, ids)) => {
+                    heard.extend(announce);
+                    for (&i, e) in indices.iter().zip(ids) {
                         done[i] = Some(e);
                     }
                 }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+                Err(e) => refused = refused.or(Some(e)),
             }
         }
-        // Announce what was stored, even when a later chunk failed. A
-        // failed announcement does not fail the enqueue (the jobs are
-        // stored; a retry would enqueue them twice): the sweep finds them.
-        self.announce_or_warn(&announce, "enqueue").await;
-        result?;
+        // Announce what was stored, even when a call was refused. A failed
+        // announcement does not fail the enqueue (the jobs are stored; a
+        // retry would enqueue them twice): the sweep finds them.
+        self.announce_or_warn(&heard, "enqueue").await;
+        if let Some(e) = refused {
+            return Err(e);
+        }
         done.into_iter()
             .map(|e| e.ok_or_else(|| QueueError::protocol("enqueue", "a job without an id")))
             .collect()
     }
 
-    /// One tenant's jobs, in chunks; what to announce goes to `announce`.
-    async fn enqueue_tenant(
+    /// One enqueue call's reply: what to announce, and the jobs' ids.
+    fn enqueued(
         &self,
         tenant: &str,
-        jobs: &[&NewJob],
-        quota: &Limits,
-        announce: &mut Vec<Announce>,
-    ) -> Result<Vec<Enqueued>, QueueError> {
-        let keys = self.tenant_keys(tenant);
-        let mut done = Vec::with_capacity(jobs.len());
-        let mut start = 0;
-        for chunk in chunks(jobs, 200, 4 << 20, |job| job.payload.len()) {
-            let mut inv = self.inner.scripts.enqueue.key(&keys);
-            inv.arg(self.inner.config.record_ttl.as_secs().max(1));
-            for job in chunk {
-                push_job(&mut inv, job, quota);
-            }
-            let mut conn = self.redis.conn();
-            self.count_round_trip();
-            let reply: Vec<Value> = inv.invoke_async(&mut conn).await.map_err(|e| {
-                over_quota(&e, &jobs[start..]).unwrap_or_else(|| self.error("enqueue", e))
-            })?;
-            start += chunk.len();
-            let (heard, rest) = Announce::split(tenant, reply, "enqueue")?;
-            announce.extend(heard);
-            let pairs: Vec<(String, i64)> = redis::from_redis_value(Value::Array(rest))
-                .map_err(|e| QueueError::protocol("enqueue", e.to_string()))?;
-            done.extend(pairs.into_iter().map(|(id, created)| Enqueued {
+        reply: redis::RedisResult<Value>,
+        indices: &[usize],
+        jobs: &[NewJob],
+    ) -> Result<(Option<Announce>, Vec<Enqueued>), QueueError> {
+        let mine: Vec<&NewJob> = indices.iter().map(|&i| &jobs[i]).collect();
+        let reply =
+            reply.map_err(|e| over_quota(&e, &mine).unwrap_or_else(|| self.error("enqueue", e)))?;
+        let reply: Vec<Value> = redis::from_redis_value(reply)
+            .map_err(|e| QueueError::protocol("enqueue", e.to_string()))?;
+        let (heard, rest) = Announce::split(tenant, reply, "enqueue")?;
+        let pairs: Vec<(String, i64)> = redis::from_redis_value(Value::Array(rest))
+            .map_err(|e| QueueError::protocol("enqueue", e.to_string()))?;
+        let ids = pairs
+            .into_iter()
+            .map(|(id, created)| Enqueued {
                 id,
                 created: created == 1,
-            }));
-        }
-        Ok(done)
+            })
+            .collect();
+        Ok((heard, ids))
     }
 
     /// The effective limits of each of `tenants`: those read within
@@ -413,6 +426,23 @@ fn push_outcome(
     for (field, value) in fields {
         inv.arg(*field).arg(value.as_slice());
     }
+}
+
+/// The first job over its tenant's `max-payload` (as last read), if any.
+fn over_max_payload(jobs: &[NewJob], limits: &HashMap<&str, Limits>) -> Result<(), QueueError> {
+    for job in jobs {
+        let tenant = job.plugin.tenant.as_str();
+        let quota = limits.get(tenant).map_or(0, |l| l.get(Limit::MaxPayload));
+        if quota > 0 && job.payload.len() as u64 > quota {
+            return Err(QueueError::OverQuota {
+                tenant: tenant.to_string(),
+                limit: Limit::MaxPayload,
+                value: job.payload.len() as u64,
+                quota,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The quota error `enqueue.lua` gives (`QUOTA index limit value quota`),

@@ -17,6 +17,21 @@ impl Queue {
         op: &'static str,
         calls: &[ScriptInvocation<'_>],
     ) -> Result<Vec<Result<Value, QueueError>>, QueueError> {
+        Ok(self
+            .run_raw(op, calls)
+            .await?
+            .into_iter()
+            .map(|r| r.map_err(|e| self.error(op, e)))
+            .collect())
+    }
+
+    /// [`Queue::run_calls`] with each call's error as Redis gave it (for
+    /// replies a caller decodes itself, such as `enqueue.lua`'s `QUOTA`).
+    pub(crate) async fn run_raw(
+        &self,
+        op: &'static str,
+        calls: &[ScriptInvocation<'_>],
+    ) -> Result<Vec<redis::RedisResult<Value>>, QueueError> {
         let mut conn = self.redis.conn();
         let mut results: Vec<Option<redis::RedisResult<Value>>> =
             calls.iter().map(|_| None).collect();
@@ -45,20 +60,20 @@ impl Queue {
             if missing.is_empty() {
                 break;
             }
-            // Every call of a pipeline here runs one script.
-            self.count_round_trip();
-            calls[missing[0]]
-                .load_async(&mut conn)
-                .await
-                .map_err(|e| self.error(op, e))?;
+            // Load each missing call's script (a claim's pipeline carries
+            // two scripts; loading one twice is harmless, and rare).
+            for &i in &missing {
+                self.count_round_trip();
+                let _: String = calls[i]
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(|e| self.error(op, e))?;
+            }
             todo = missing;
         }
         Ok(results
             .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Ok(Value::Nil))
-                    .map_err(|e| self.error(op, e))
-            })
+            .map(|r| r.unwrap_or(Ok(Value::Nil)))
             .collect())
     }
 

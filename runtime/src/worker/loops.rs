@@ -66,6 +66,7 @@ pub(super) async fn claim_loop(
         outage: Outage::default(),
         blocking: None,
         lost_claim: false,
+        empty: 0,
     };
     while !*claimer.stop.borrow() {
         if let Step::Stop = claimer.step().await {
@@ -129,6 +130,8 @@ struct Claimer {
     blocking: Option<redis::aio::ConnectionManager>,
     /// The last claim failed: it may have been applied with its reply lost.
     lost_claim: bool,
+    /// Claims in a row that got no job.
+    empty: u32,
 }
 
 impl Claimer {
@@ -162,9 +165,13 @@ impl Claimer {
                         return Step::Stop;
                     }
                 }
-                // Fewer than asked, and no tenant visited has more: wait
-                // for work (or the next timer).
-                if got == 0 || (got < want && !claim.more) {
+                // Fewer than asked, and no tenant visited (or picked for the
+                // next claim) has more: wait for work (or the next timer).
+                // A claim that got nothing three times in a row waits too,
+                // whatever the pick says.
+                self.empty = if got == 0 { self.empty + 1 } else { 0 };
+                if (got < want && !claim.more) || self.empty >= 3 {
+                    self.empty = 0;
                     return self.idle(claim.next_due).await;
                 }
                 Step::Continue

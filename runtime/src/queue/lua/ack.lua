@@ -157,9 +157,9 @@ while i <= #ARGV do
 end
 if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
 -- A freed lease may be a free slot under the tenant's cap: worth a visit if
--- jobs wait (a tenant that ran dry stays out of the ready set).
-if freed and (redis.call('EXISTS', P .. ':groups') == 1 or redis.call('LLEN', P .. ':ready:high')
-    + redis.call('LLEN', P .. ':ready:normal') + redis.call('LLEN', P .. ':ready:low') > 0) then
+-- jobs wait (a tenant that ran dry stays out of the ready set). Nothing to
+-- do while the tenant is in the ready set (the common case under load).
+if freed and redis.call('EXISTS', P .. ':in') == 0 and has_waiting() then
   announce_ready()
 end
 flush_counts()

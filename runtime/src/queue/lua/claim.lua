@@ -110,18 +110,20 @@ local function pop_ready(k, ids)
     local band = m < 6 and 1 or (m < 9 and 2 or 3)
     share[band] = share[band] + 1
   end
-  local got, short = 0, 0
+  local got, short, empty = 0, 0, {}
   for band = 1, 3 do
     if share[band] > 0 then
       local popped = redis.call('RPOP', P .. ':ready:' .. names[band], share[band]) or {}
       for _, id in ipairs(popped) do ids[#ids + 1] = { id, false } end
       got = got + #popped
       short = short + share[band] - #popped
+      empty[band] = #popped < share[band]
     end
   end
   for band = 1, 3 do
     if short <= 0 then break end
-    local popped = redis.call('RPOP', P .. ':ready:' .. names[band], short) or {}
+    -- A list that gave less than its share is empty: no second look.
+    local popped = empty[band] and {} or redis.call('RPOP', P .. ':ready:' .. names[band], short) or {}
     for _, id in ipairs(popped) do ids[#ids + 1] = { id, false } end
     got = got + #popped
     short = short - #popped
@@ -276,9 +278,7 @@ flush_counts()
 -- 6. Does the tenant still have claimable work? If not, it leaves the
 -- queue's ready set, with a timer for the first moment something changes
 -- by itself: a delayed job due, a lease expiring, the bucket refilling.
-local waiting = redis.call('EXISTS', ring) == 1
-  or redis.call('LLEN', P .. ':ready:high') + redis.call('LLEN', P .. ':ready:normal')
-    + redis.call('LLEN', P .. ':ready:low') > 0
+local waiting = has_waiting()
 local capped = cap > 0 and redis.call('ZCARD', leases) >= cap
 local limited = rate > 0 and tokens < 1
 if waiting and not paused and not capped and not limited then

@@ -44,6 +44,9 @@ end
 
 local now = now_us()
 local out = {}
+-- Announced once per call, not per job: any job ready now, and the first
+-- delayed one's time.
+local ready, first_due = false, false
 i = 2
 while i <= #ARGV do
   local id, idem, delay, priority = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
@@ -80,7 +83,7 @@ while i <= #ARGV do
       fields[#fields + 1] = 'run_at_us'; fields[#fields + 1] = run_at
       redis.call('HSET', key, unpack(fields))
       redis.call('ZADD', P .. ':delayed', run_at, id)
-      ask_timer(run_at)
+      if not first_due or run_at < first_due then first_due = run_at end
     else
       fields[#fields + 1] = 'status'; fields[#fields + 1] = 'queued'
       redis.call('HSET', key, unpack(fields))
@@ -91,10 +94,12 @@ while i <= #ARGV do
       else
         redis.call('LPUSH', ready_key(priority), id)
       end
-      announce_ready()
+      ready = true
     end
     out[#out + 1] = id
     out[#out + 1] = 1
   end
 end
+if ready then announce_ready() end
+if first_due then ask_timer(first_due) end
 return announced(out)

@@ -58,6 +58,13 @@ local function valid_utf8(s)
   return true
 end
 
+-- Whether the tenant has jobs waiting to start (a ready list or a group
+-- in the rotation): one command, since Redis deletes empty lists and sets.
+local function has_waiting()
+  return redis.call('EXISTS', P .. ':ready:high', P .. ':ready:normal', P .. ':ready:low',
+    P .. ':groups') > 0
+end
+
 local function ready_key(priority)
   if not PRIORITIES[priority] then priority = 'normal' end
   return P .. ':ready:' .. priority
@@ -90,6 +97,9 @@ end
 -- and 1 when the tenant is ready now.
 local IN_TTL = 30
 local announce_seq, announce_timer, announce_now = 0, 0, 0
+-- Set by make_ready and release_group: announce_ready() once, at the end
+-- (in announced()), rather than once per job.
+local made_ready = false
 
 local function announce_ready()
   if redis.call('SET', P .. ':in', '1', 'NX', 'EX', IN_TTL) then
@@ -110,6 +120,7 @@ end
 
 -- The first three values of a reply (see above).
 local function announced(out)
+  if made_ready then announce_ready() end
   table.insert(out, 1, announce_now)
   table.insert(out, 1, announce_timer)
   table.insert(out, 1, announce_seq)
@@ -132,7 +143,7 @@ local function release_group(id, g)
     redis.call('HDEL', job_key(id), 'group_held')
     if redis.call('LLEN', group_key(g)) > 0 then
       redis.call('ZADD', P .. ':groups', 0, g)
-      announce_ready()
+      made_ready = true
     end
   end
 end
@@ -148,7 +159,7 @@ local function make_ready(id, priority, g, held)
   else
     redis.call('RPUSH', ready_key(priority), id)
   end
-  announce_ready()
+  made_ready = true
 end
 
 -- Counters for the stats hash, written once per script call (see count()
