@@ -128,8 +128,6 @@ pub struct ClaimedJob {
     pub waiting_since_us: Option<u64>,
     /// The envelope asks to skip the result-cache lookup (`no_cache`).
     pub no_cache: bool,
-    /// `group` field, if present.
-    pub group: Option<String>,
     /// When it was claimed (µs, Redis' clock).
     pub claimed_us: u64,
     /// When the claim's reply arrived here (no earlier than `claimed_us`):

@@ -200,29 +200,30 @@ impl Queue {
     /// freed slots or requeued jobs make them worth a visit.
     pub async fn ack(&self, outcomes: &[Outcome]) -> Result<Vec<bool>, QueueError> {
         let encoded: Vec<Encoded<'_>> = outcomes.iter().map(|o| (o, o.record.fields())).collect();
-        let size = |(_, fields): &Encoded<'_>| fields.iter().map(|(_, v)| v.len()).sum();
-        let groups = by_tenant_of(outcomes, |o| o.tenant.as_str());
+        let size = |&i: &usize| -> usize { encoded[i].1.iter().map(|(_, v)| v.len()).sum() };
         let [ttl, dead_ttl, cap] = self.ttl_args();
-        let mut calls = Vec::new();
-        let mut order = Vec::new();
-        let mut keys = Vec::new();
-        for (tenant, indices) in &groups {
-            let mine: Vec<Encoded<'_>> = indices.iter().map(|&i| encoded[i].clone()).collect();
-            let mut start = 0;
-            for chunk in chunks(&mine, 500, 4 << 20, size) {
-                keys.push((self.tenant_keys(tenant), chunk.to_vec()));
-                order.push((*tenant, indices[start..start + chunk.len()].to_vec()));
-                start += chunk.len();
+        // (tenant, positions) per script call: one tenant's outcomes, at
+        // most 500 or 4 MiB of fields. Positions, not copies: outputs can
+        // be large.
+        let mut order: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (tenant, indices) in by_tenant_of(outcomes, |o| o.tenant.as_str()) {
+            for chunk in chunks(&indices, 500, 4 << 20, size) {
+                order.push((tenant, chunk.to_vec()));
             }
         }
-        for (tenant_keys, chunk) in &keys {
-            let mut inv = self.inner.scripts.ack.key(tenant_keys);
-            inv.arg(ttl).arg(dead_ttl).arg(cap);
-            for (o, fields) in chunk {
-                push_outcome(&mut inv, o, fields);
-            }
-            calls.push(inv);
-        }
+        let keys: Vec<String> = order.iter().map(|(t, _)| self.tenant_keys(t)).collect();
+        let calls: Vec<_> = order
+            .iter()
+            .zip(&keys)
+            .map(|((_, indices), tenant_keys)| {
+                let mut inv = self.inner.scripts.ack.key(tenant_keys);
+                inv.arg(ttl).arg(dead_ttl).arg(cap);
+                for &i in indices {
+                    push_outcome(&mut inv, encoded[i].0, &encoded[i].1);
+                }
+                inv
+            })
+            .collect();
         let replies = self.run_calls("ack", &calls).await?;
         let mut applied = vec![false; outcomes.len()];
         let mut heard = Vec::new();

@@ -86,7 +86,7 @@ pub(crate) fn parse_claim(
 
 /// The envelope fields every claimed job carries (a newer script may send
 /// more).
-const REQUIRED: [&str; 10] = [
+const REQUIRED: [&str; 9] = [
     "plugin",
     "content_type",
     "payload",
@@ -96,7 +96,6 @@ const REQUIRED: [&str; 10] = [
     "priority",
     "waiting_since_us",
     "no_cache",
-    "group",
 ];
 
 /// Each required name once, none twice: a script that drops or repeats a
@@ -154,7 +153,6 @@ fn job(
         priority: None,
         waiting_since_us: None,
         no_cache: false,
-        group: None,
         claimed_us,
         received,
     };
@@ -169,7 +167,6 @@ fn job(
             "priority" => job.priority = text(value),
             "waiting_since_us" => job.waiting_since_us = text(value).and_then(|s| s.parse().ok()),
             "no_cache" => job.no_cache = text(value).is_some_and(|v| v == "1"),
-            "group" => job.group = text(value).filter(|g| !g.is_empty()),
             // A field a newer script sends and this worker does not know.
             _ => {}
         }

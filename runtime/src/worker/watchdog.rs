@@ -278,7 +278,6 @@ mod tests {
             priority: None,
             waiting_since_us: None,
             no_cache: false,
-            group: None,
             claimed_us: 0,
             received: Instant::now(),
         }

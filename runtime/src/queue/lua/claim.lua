@@ -100,6 +100,9 @@ if rate > 0 then
 end
 
 -- 4. Take ids: grouped jobs (one per group per turn) and the ready lists.
+-- The ids taken, and for those taken from a group: the group, and whether
+-- the id took a slot there (it may already hold one: a duplicate).
+local ids, group_of, added = {}, {}, {}
 local names = { 'high', 'normal', 'low' }
 local function pop_ready(k, ids)
   if k <= 0 then return 0 end
@@ -114,7 +117,7 @@ local function pop_ready(k, ids)
   for band = 1, 3 do
     if share[band] > 0 then
       local popped = redis.call('RPOP', P .. ':ready:' .. names[band], share[band]) or {}
-      for _, id in ipairs(popped) do ids[#ids + 1] = { id, false } end
+      for _, id in ipairs(popped) do ids[#ids + 1] = id end
       got = got + #popped
       short = short + share[band] - #popped
       empty[band] = #popped < share[band]
@@ -124,7 +127,7 @@ local function pop_ready(k, ids)
     if short <= 0 then break end
     -- A list that gave less than its share is empty: no second look.
     local popped = empty[band] and {} or redis.call('RPOP', P .. ':ready:' .. names[band], short) or {}
-    for _, id in ipairs(popped) do ids[#ids + 1] = { id, false } end
+    for _, id in ipairs(popped) do ids[#ids + 1] = id end
     got = got + #popped
     short = short - #popped
   end
@@ -151,8 +154,9 @@ local function take_turn(g, ids)
   end
   -- `added` false: the id already held a slot (a client pushed it twice);
   -- a skipped duplicate must not free the slot its first copy holds.
-  local added = redis.call('SADD', held, id) == 1
-  ids[#ids + 1] = { id, g, added }
+  local n = #ids + 1
+  ids[n], group_of[n] = id, g
+  added[n] = redis.call('SADD', held, id) == 1
   local empty = redis.call('LLEN', group_key(g)) == 0
   if empty then redis.call('ZREM', P .. ':gall', g) end
   if empty or (group_cap > 0 and redis.call('SCARD', held) >= group_cap) then
@@ -191,7 +195,6 @@ local function release_groups(k, ids)
   return got
 end
 
-local ids = {}
 if allowed > 0 then
   -- Half to groups; an odd slot goes to each side in turn (`gturn`), so a
   -- claim of one job does not always serve the same side.
@@ -210,17 +213,17 @@ end
 -- 5. Lease them. The envelope fields a claimed job carries, by name (see
 -- the header).
 local FIELDS = { 'plugin', 'content_type', 'payload', 'max_attempts', 'enqueued_us',
-  'wait', 'priority', 'waiting_since_us', 'no_cache', 'group' }
+  'wait', 'priority', 'waiting_since_us', 'no_cache' }
 local out = { now, 0, -1, 0, FIELDS }
 local lease_until = now + lease
 local lease_args = {}
 local claimed = 0
 -- Free the slot a skipped id took in its group (only if it took one).
-local function unhold(pair)
-  if pair[2] and pair[3] then redis.call('SREM', P .. ':held:' .. pair[2], pair[1]) end
+local function unhold(k)
+  if group_of[k] and added[k] then redis.call('SREM', P .. ':held:' .. group_of[k], ids[k]) end
 end
-for _, pair in ipairs(ids) do
-  local id, from_group = pair[1], pair[2]
+for k, id in ipairs(ids) do
+  local from_group = group_of[k] or false
   local key = job_key(id)
   -- f[1..3]: what the claim itself needs; f[4..]: FIELDS, for the reply.
   local f = hmget(key, 'attempt', 'token', 'status', unpack(FIELDS))
@@ -228,18 +231,18 @@ for _, pair in ipairs(ids) do
     -- Not a hash: nothing can be recorded there. Park the id in the dead
     -- letters (without a record) so that it is visible, and go on.
     redis.call('ZADD', P .. ':dead', now, id)
-    unhold(pair)
+    unhold(k)
   elseif not valid_utf8(id) then
     -- The worker could not name it back (ids are text on its side): it is
     -- dead-lettered here, never run.
     redis.call('HSET', key, 'status', 'dead', 'finished_us', now, 'error', cjson.encode({
       kind = 'malformed-envelope', retryable = false,
       message = 'the job id is not UTF-8 text; expected an id such as a ULID' }))
-    bury(id, now, dead_ttl, dead_cap, f[3 + 6], pair[3] and from_group)
+    bury(id, now, dead_ttl, dead_cap, f[3 + 6], added[k] and from_group)
   elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.
-    unhold(pair)
+    unhold(k)
   else
     -- A missing hash (an id pushed without a record) is claimed like any
     -- other: the worker dead-letters it as a malformed envelope.
