@@ -30,8 +30,8 @@ for _ in $(seq 300); do
   sleep 0.2
 done
 attack() { "$S" enqueue mallory/attacker -i "$1" --max-attempts 1 2>/dev/null; }
-field() { $R hget "spool:{default}:job:$1" "$2"; }
-bytes() { $R hstrlen "spool:{default}:job:$1" "$2"; }
+field() { $R hget "spool:{default/mallory}:job:$1" "$2"; }
+bytes() { $R hstrlen "spool:{default/mallory}:job:$1" "$2"; }
 wait_done() { for _ in $(seq 600); do s=$(field "$1" status); [ "$s" = dead ] || [ "$s" = succeeded ] && return; sleep 0.1; done; }
 held() { echo $(( ($(field "$1" finished_us) - $(field "$1" started_us)) / 1000 )); }
 mem() { $R info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
@@ -47,7 +47,7 @@ echo "sleep 20 s (timeout 1 s): thread held $(held "$a") ms and $(held "$b") ms,
 # 2. A 64 MiB fatal message and 64 MiB invalid-input fields.
 f=$(attack '{"attack":"fatal","bytes":67108864}'); wait_done "$f"
 i=$(attack '{"attack":"invalid","bytes":67108864}'); wait_done "$i"
-echo "invalid error: $(field "$i" error | cut -c1-200)"; echo "fatal 64 MiB: error field $(bytes "$f" error) bytes; invalid 64 MiB x3: error field $(bytes "$i" error) bytes; whole records $($R memory usage "spool:{default}:job:$f") and $($R memory usage "spool:{default}:job:$i") bytes"
+echo "invalid error: $(field "$i" error | cut -c1-200)"; echo "fatal 64 MiB: error field $(bytes "$f" error) bytes; invalid 64 MiB x3: error field $(bytes "$i" error) bytes; whole records $($R memory usage "spool:{default/mallory}:job:$f") and $($R memory usage "spool:{default/mallory}:job:$i") bytes"
 
 # 3. One 32 MiB log line.
 before=$(stat -c %s "$W/worker.log")

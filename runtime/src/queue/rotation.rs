@@ -25,7 +25,7 @@ const MAX_WEIGHT: u64 = 1_000_000;
 /// Most tenants one claim visits: a claim of N slots gives each turn
 /// N / `VISITS` slots (at least 1), so a claim costs a few script calls
 /// however many tenants have work, and turns stay short beside a claim.
-const VISITS: usize = 1;
+const VISITS: usize = 4;
 
 impl Rotation {
     /// Where the next pick starts: after the cursor, or at it when its
