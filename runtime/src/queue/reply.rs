@@ -64,22 +64,20 @@ pub(crate) fn parse_claim(
     let jobs = items
         .map(|item| job(tenant, item, &names, claimed_us, received))
         .collect::<Result<_, _>>()?;
-    let named = |seq| (tenant.to_string(), seq, timer);
     Ok(TenantClaim {
         now_us: claimed_us,
         jobs,
-        announce: (seq > 0).then(|| {
-            let (tenant, seq, _) = named(seq);
-            Announce {
-                tenant,
-                seq,
-                timer: 0,
-                ready: true,
-            }
+        // A claim announces only a tenant that has work now.
+        announce: (seq > 0).then(|| Announce {
+            tenant: tenant.to_string(),
+            seq,
+            timer: 0,
+            ready: true,
         }),
-        leave: (leave >= 0).then(|| {
-            let (tenant, seq, timer) = named(leave);
-            Leave { tenant, seq, timer }
+        leave: (leave >= 0).then(|| Leave {
+            tenant: tenant.to_string(),
+            seq: leave,
+            timer,
         }),
     })
 }

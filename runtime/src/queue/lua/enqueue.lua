@@ -88,9 +88,7 @@ while i <= #ARGV do
       fields[#fields + 1] = 'status'; fields[#fields + 1] = 'queued'
       redis.call('HSET', key, unpack(fields))
       if group ~= '' then
-        redis.call('RPUSH', group_key(group), id)
-        redis.call('ZADD', P .. ':groups', 0, group)
-        redis.call('ZADD', P .. ':gall', 0, group)
+        into_group(id, group, 'RPUSH')
       else
         redis.call('LPUSH', ready_key(priority), id)
       end

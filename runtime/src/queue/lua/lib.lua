@@ -138,7 +138,7 @@ local function group_key(g) return P .. ':group:' .. g end
 -- A job of group `g` that held a slot reached its end: free the slot, and
 -- put the group back in the rotation if it has jobs waiting.
 local function release_group(id, g)
-  if not g or g == false or g == '' then return end
+  if not g or g == '' then return end
   if redis.call('SREM', P .. ':held:' .. g, id) == 1 then
     redis.call('HDEL', job_key(id), 'group_held')
     if redis.call('LLEN', group_key(g)) > 0 then
@@ -148,14 +148,20 @@ local function release_group(id, g)
   end
 end
 
+-- Queue `id` in group `g`: at the tail (`push` RPUSH, a new job) or back
+-- at the head (LPUSH), and put the group in the rotation and the counts.
+local function into_group(id, g, push)
+  redis.call(push, group_key(g), id)
+  redis.call('ZADD', P .. ':groups', 0, g)
+  redis.call('ZADD', P .. ':gall', 0, g)
+end
+
 -- Put a job back where it can be claimed: a job holding its group's slot
 -- (or of no group) goes to the consuming end of its ready list, a group
 -- job that does not hold one back to the head of its group.
 local function make_ready(id, priority, g, held)
-  if g and g ~= false and g ~= '' and held ~= '1' then
-    redis.call('LPUSH', group_key(g), id)
-    redis.call('ZADD', P .. ':groups', 0, g)
-    redis.call('ZADD', P .. ':gall', 0, g)
+  if g and g ~= '' and held ~= '1' then
+    into_group(id, g, 'LPUSH')
   else
     redis.call('RPUSH', ready_key(priority), id)
   end
