@@ -24,9 +24,11 @@ impl Announce {
     /// rest...}`: the announcement (if any) and the rest.
     pub fn split(
         tenant: &str,
-        reply: Vec<Value>,
+        reply: Value,
         op: &'static str,
     ) -> Result<(Option<Announce>, Vec<Value>), QueueError> {
+        let reply: Vec<Value> =
+            redis::from_redis_value(reply).map_err(|e| QueueError::protocol(op, e.to_string()))?;
         let mut items = reply.into_iter();
         let (Some(Value::Int(seq)), Some(Value::Int(timer)), Some(Value::Int(ready))) =
             (items.next(), items.next(), items.next())

@@ -202,9 +202,7 @@ impl Queue {
             }
         }
         let reply = self.run_all("adopt old jobs", &[inv]).await?;
-        let reply: Vec<Value> =
-            redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil))
-                .map_err(|e| QueueError::protocol("adopt old jobs", e.to_string()))?;
+        let reply = reply.into_iter().next().unwrap_or(Value::Nil);
         let (announce, _) = Announce::split(tenant, reply, "adopt old jobs")?;
         // Announced even with nothing to say: it registers the tenant.
         Ok(announce.unwrap_or(Announce {

@@ -136,8 +136,6 @@ impl Queue {
         let mine: Vec<&NewJob> = indices.iter().map(|&i| &jobs[i]).collect();
         let reply =
             reply.map_err(|e| over_quota(&e, &mine).unwrap_or_else(|| self.error("enqueue", e)))?;
-        let reply: Vec<Value> = redis::from_redis_value(reply)
-            .map_err(|e| QueueError::protocol("enqueue", e.to_string()))?;
         let (heard, rest) = Announce::split(tenant, reply, "enqueue")?;
         let pairs: Vec<(String, i64)> = redis::from_redis_value(Value::Array(rest))
             .map_err(|e| QueueError::protocol("enqueue", e.to_string()))?;
@@ -229,11 +227,7 @@ impl Queue {
         let mut heard = Vec::new();
         let mut refused = None;
         for ((tenant, indices), reply) in order.into_iter().zip(replies) {
-            let split = reply.and_then(|reply| {
-                let reply: Vec<Value> = redis::from_redis_value(reply)
-                    .map_err(|e| QueueError::protocol("ack", e.to_string()))?;
-                Announce::split(tenant, reply, "ack")
-            });
+            let split = reply.and_then(|reply| Announce::split(tenant, reply, "ack"));
             match split {
                 Ok((announce, rest)) => {
                     heard.extend(announce);
@@ -284,11 +278,7 @@ impl Queue {
         let replies = self.run_calls("recover lost claims", &calls).await?;
         let (mut released, mut heard) = (Vec::new(), Vec::new());
         for (tenant, reply) in tenants.iter().zip(replies) {
-            let split = reply.and_then(|reply| {
-                let reply: Vec<Value> = redis::from_redis_value(reply)
-                    .map_err(|e| QueueError::protocol("recover", e.to_string()))?;
-                Announce::split(tenant, reply, "recover")
-            });
+            let split = reply.and_then(|reply| Announce::split(tenant, reply, "recover"));
             match split {
                 Ok((announce, rest)) => {
                     heard.extend(announce);

@@ -24,9 +24,7 @@ impl Queue {
         inv.arg(if pause { "pause" } else { "resume" })
             .arg(group.unwrap_or(""));
         let reply = self.run_all("pause or resume", &[inv]).await?;
-        let reply: Vec<Value> =
-            redis::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil))
-                .map_err(|e| QueueError::protocol("pause or resume", e.to_string()))?;
+        let reply = reply.into_iter().next().unwrap_or(Value::Nil);
         let (heard, rest) = Announce::split(tenant, reply, "pause or resume")?;
         // A pause is announced too: it registers the tenant, so that lists
         // show it before it ever enqueued.

@@ -195,8 +195,6 @@ impl Queue {
         let replies = self.per_tenant(&tenants, ids, true).await?;
         let (mut moved, mut heard) = (Vec::new(), Vec::new());
         for (tenant, reply) in tenants.iter().zip(replies) {
-            let reply: Vec<Value> = redis::from_redis_value(reply)
-                .map_err(|e| QueueError::protocol("retry dead letters", e.to_string()))?;
             let (announce, rest) = Announce::split(tenant, reply, "retry dead letters")?;
             heard.extend(announce);
             moved.extend(rest.into_iter().filter_map(crate::redis::value::text));
