@@ -194,7 +194,7 @@ fn a_cap_of_5_holds_across_three_worker_processes_and_a_sigkill() {
     let ids = enqueue_many(
         &env,
         "acme/attacker",
-        r#"{"attack":"stamp","ms":100}"#,
+        r#"{"attack":"stamp","ms":300}"#,
         60,
         None,
     );
@@ -218,13 +218,21 @@ fn a_cap_of_5_holds_across_three_worker_processes_and_a_sigkill() {
         })
     };
     env.wait_for("a first job to finish", || succeeded(&env, "acme") >= 5);
-    // Kill a worker that is running one of the jobs right now.
+    // Kill a worker whose job is inside its handler right now: its stamp
+    // has a start and no end yet (a job only claimed has no stamp at all).
     let victim = std::cell::Cell::new(None);
-    env.wait_for("a job running on a worker", || {
-        victim.set(ids.iter().find_map(|id| {
+    env.wait_for("a job inside its handler", || {
+        let mut conn = env.redis_conn();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("spool:{kv:acme}:stamp-*")
+            .query(&mut conn)
+            .unwrap();
+        victim.set(keys.iter().find_map(|key| {
+            let value: String = redis::cmd("GET").arg(key).query(&mut conn).ok()?;
+            let (id, _attempt) = key.rsplit_once("stamp-")?.1.rsplit_once('-')?;
             let r = env.record(id);
             let pid: u32 = r.worker.as_deref()?.split(':').nth(1)?.parse().ok()?;
-            (r.status == Some(Status::Running)).then_some(pid)
+            (!value.contains(',') && r.status == Some(Status::Running)).then_some(pid)
         }));
         victim.get().is_some()
     });
