@@ -37,16 +37,22 @@
 
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_us()
+local now_s = text(now)
 local leases = P .. ':leases'
 local applied = {}
 local released = {}
 
--- Whether the outcome for `key` (under `token`) may be applied.
+-- Whether the outcome for `key` (under `token`) may be applied: the
+-- job's {token, status, group} if so. (Three fields: an ack reads no more
+-- than it needs, every read field costs Redis time per job.)
 local function current_attempt(id, key, token)
-  local f = hmget(key, 'token', 'status', 'priority', 'attempt', 'group', 'group_held')
+  local f = hmget(key, 'token', 'status', 'group')
   if not f or f[1] ~= token then return nil end
   if f[2] == 'running' then return f end
-  if f[2] == 'queued' and redis.call('LREM', ready_key(f[3]), 1, id) == 1 then return f end
+  if f[2] == 'queued'
+      and redis.call('LREM', ready_key(redis.call('HGET', key, 'priority')), 1, id) == 1 then
+    return f
+  end
   if f[2] == 'delayed' and redis.call('ZREM', P .. ':delayed', id) == 1 then return f end
   if f[2] == 'dead' and redis.call('ZREM', P .. ':dead', id) == 1 then
     -- It was buried for its expired lease, and counted dead: not any more.
@@ -63,14 +69,13 @@ end
 -- hand-back already applied (sent again after its reply was lost) is not
 -- applied twice: it left `requeued_token`.
 local function handed_back(id, key, token)
-  local f = hmget(key, 'token', 'status', 'priority', 'attempt', 'group', 'group_held',
-    'requeued_token', 'lease_expiries')
+  local f = hmget(key, 'token', 'status', 'group', 'requeued_token', 'lease_expiries')
   if not f or f[1] ~= token then return nil end
   if f[2] == 'running' then return f end
-  if f[7] == token then return nil end
+  if f[4] == token then return nil end
   local current = current_attempt(id, key, token)
   if current then
-    redis.call('HSET', key, 'lease_expiries', math.max(0, int(f[8]) - 1))
+    redis.call('HSET', key, 'lease_expiries', math.max(0, int(f[5]) - 1))
   end
   return current
 end
@@ -120,23 +125,32 @@ while i <= #ARGV do
   elseif current then
     release(id)
     local run_at = now + delay
-    local fields = { 'status', outcome, 'finished_us', now }
-    for j = i + 6, i + 5 + nfields * 2 do fields[#fields + 1] = ARGV[j] end
-    if delay > 0 then
-      fields[#fields + 1] = 'run_at_us'; fields[#fields + 1] = run_at
+    local first, last = i + 6, i + 5 + nfields * 2
+    -- A hand-back also needs {priority, attempt, group_held}.
+    local more
+    if outcome == 'succeeded' or (outcome == 'dead' and delay == 0) then
+      -- The common case, without copying the worker's fields.
+      redis.call('HSET', key, 'status', outcome, 'finished_us', now_s, unpack(ARGV, first, last))
+    else
+      local fields = { 'status', outcome, 'finished_us', now_s }
+      for j = first, last do fields[#fields + 1] = ARGV[j] end
+      if delay > 0 then
+        fields[#fields + 1] = 'run_at_us'; fields[#fields + 1] = text(run_at)
+      end
+      if outcome == 'requeue' then
+        more = hmget(key, 'priority', 'attempt', 'group_held')
+        fields[2] = delay > 0 and 'delayed' or 'queued'
+        fields[3] = 'requeued_us'
+        fields[#fields + 1] = 'requeued_token'; fields[#fields + 1] = token
+        fields[#fields + 1] = 'attempt'; fields[#fields + 1] = math.max(0, int(more[2]) - 1)
+      end
+      redis.call('HSET', key, unpack(fields))
     end
-    if outcome == 'requeue' then
-      fields[2] = delay > 0 and 'delayed' or 'queued'
-      fields[3] = 'requeued_us'
-      fields[#fields + 1] = 'requeued_token'; fields[#fields + 1] = token
-      fields[#fields + 1] = 'attempt'; fields[#fields + 1] = math.max(0, int(current[4]) - 1)
-    end
-    redis.call('HSET', key, unpack(fields))
     if outcome == 'succeeded' then
-      release_group(id, current[5])
+      release_group(id, current[3])
       finish(id, 'succeeded', record_ttl, waiting)
     elseif outcome == 'dead' then
-      bury(id, now, dead_ttl, dead_cap, waiting, current[5])
+      bury(id, now, dead_ttl, dead_cap, waiting, current[3])
     elseif outcome == 'retrying' then
       redis.call('ZADD', P .. ':delayed', run_at, id)
       ask_timer(run_at)
@@ -145,7 +159,7 @@ while i <= #ARGV do
       redis.call('ZADD', P .. ':delayed', run_at, id)
       ask_timer(run_at)
     else
-      make_ready(id, current[3], current[5], current[6])
+      make_ready(id, more[1], current[3], more[3])
     end
     applied[#applied + 1] = 1
   else

@@ -46,13 +46,14 @@ local backoff = tonumber(ARGV[7])
 local cap, rate, burst, group_cap = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]),
   tonumber(ARGV[11])
 local now = now_us()
+local now_s = text(now)
 
 -- 1. Promote due delayed jobs. ZREM in the same script: each exactly once.
 -- Ids without a job hash are dropped (nothing to run); a key that is not a
 -- hash is parked in the dead letters, as the claim below does. A hash
 -- without `status` (a minimal plain-command envelope) is promoted.
 local delayed = P .. ':delayed'
-local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now_s, 'LIMIT', '0', '1000')
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   local key = job_key(id)
@@ -71,7 +72,7 @@ end
 -- dead-lettered as `worker-crash`, naming the workers. Its slot under the
 -- tenant's cap comes back with it.
 local leases = P .. ':leases'
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 1000)
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now_s, 'LIMIT', '0', '1000')
 for _, id in ipairs(expired) do
   redis.call('ZREM', leases, id)
   local key = job_key(id)
@@ -116,7 +117,7 @@ local function pop_ready(k, ids)
   local got, short, empty = 0, 0, {}
   for band = 1, 3 do
     if share[band] > 0 then
-      local popped = redis.call('RPOP', P .. ':ready:' .. names[band], share[band]) or {}
+      local popped = redis.call('RPOP', P .. ':ready:' .. names[band], text(share[band])) or {}
       for _, id in ipairs(popped) do ids[#ids + 1] = id end
       got = got + #popped
       short = short + share[band] - #popped
@@ -126,12 +127,12 @@ local function pop_ready(k, ids)
   for band = 1, 3 do
     if short <= 0 then break end
     -- A list that gave less than its share is empty: no second look.
-    local popped = empty[band] and {} or redis.call('RPOP', P .. ':ready:' .. names[band], short) or {}
+    local popped = empty[band] and {} or redis.call('RPOP', P .. ':ready:' .. names[band], text(short)) or {}
     for _, id in ipairs(popped) do ids[#ids + 1] = id end
     got = got + #popped
     short = short - #popped
   end
-  if got > 0 then redis.call('HINCRBY', P .. ':stats', 'rr', got) end
+  if got > 0 then redis.call('HINCRBY', P .. ':stats', 'rr', text(got)) end
   return got
 end
 
@@ -172,9 +173,9 @@ local function release_groups(k, ids)
   while got < k and visits < 3 * k + 3 do
     local batch
     if cursor then
-      batch = redis.call('ZRANGEBYLEX', ring, '(' .. cursor, '+', 'LIMIT', 0, k - got)
+      batch = redis.call('ZRANGEBYLEX', ring, '(' .. cursor, '+', 'LIMIT', '0', text(k - got))
     else
-      batch = redis.call('ZRANGEBYLEX', ring, '-', '+', 'LIMIT', 0, k - got)
+      batch = redis.call('ZRANGEBYLEX', ring, '-', '+', 'LIMIT', '0', text(k - got))
     end
     if #batch == 0 then
       -- The end of the rotation: round again, unless a whole round gave
@@ -201,7 +202,7 @@ if allowed > 0 then
   local grouped = 0
   if redis.call('EXISTS', ring) == 1 then
     grouped = math.floor(allowed / 2)
-    if allowed % 2 == 1 and redis.call('HINCRBY', P .. ':stats', 'gturn', 1) % 2 == 1 then
+    if allowed % 2 == 1 and redis.call('HINCRBY', P .. ':stats', 'gturn', '1') % 2 == 1 then
       grouped = grouped + 1
     end
   end
@@ -215,7 +216,7 @@ end
 local FIELDS = { 'plugin', 'content_type', 'payload', 'max_attempts', 'enqueued_us',
   'wait', 'priority', 'waiting_since_us', 'no_cache' }
 local out = { now, 0, -1, 0, FIELDS }
-local lease_until = now + lease
+local lease_until = text(now + lease)
 local lease_args = {}
 local claimed = 0
 -- Free the slot a skipped id took in its group (only if it took one).
@@ -246,16 +247,18 @@ for k, id in ipairs(ids) do
   else
     -- A missing hash (an id pushed without a record) is claimed like any
     -- other: the worker dead-letters it as a malformed envelope.
-    local attempt = int(f[1]) + 1
+    local attempt = text(int(f[1]) + 1)
     -- The token grows by at least one per claim and is never below the
     -- claim's time (µs): after Redis restarts from an older AOF, or an
     -- async replica takes over, a job's counter may go back, but a new
     -- claim's token is still above every token handed out before (as long
     -- as Redis' clock does not go back), so a worker holding an old one
-    -- can never ack the new attempt.
-    local token = math.max(int(f[2]) + 1, now)
+    -- can never ack the new attempt. Usually it is the claim's time, text
+    -- already.
+    local before = int(f[2])
+    local token = before < now and now_s or text(before + 1)
     redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
-      'worker', worker, 'claimed_us', now)
+      'worker', worker, 'claimed_us', now_s)
     -- The group it was taken from is the one it holds (a record written
     -- by hand may lack the field: its slot must still be freed).
     if from_group then redis.call('HSET', key, 'group', from_group, 'group_held', '1') end
@@ -293,9 +296,9 @@ redis.call('DEL', P .. ':in')
 out[3] = tonumber(redis.call('HGET', P .. ':stats', 'seq') or 0) or 0
 local timer = false
 local function sooner(at) if at and (not timer or at < timer) then timer = at end end
-local head = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+local head = redis.call('ZRANGE', delayed, '0', '0', 'WITHSCORES')
 if head[2] then sooner(tonumber(head[2])) end
-head = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
+head = redis.call('ZRANGE', leases, '0', '0', 'WITHSCORES')
 if head[2] then sooner(tonumber(head[2])) end
 if waiting and limited and not paused then
   sooner(now + math.ceil((1 - tokens) * 3600000000 / rate))

@@ -29,7 +29,9 @@ local i, index = 2, 0
 while i <= #ARGV do
   local max_payload, max_attempts = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
   local nfields = tonumber(ARGV[i + 7])
-  for j = i + STRIDE, i + STRIDE - 1 + nfields * 2, 2 do
+  -- (Most tenants have neither quota: no loop over the fields then.)
+  local last = (max_payload > 0 or max_attempts > 0) and i + STRIDE - 1 + nfields * 2 or 0
+  for j = i + STRIDE, last, 2 do
     local field, value = ARGV[j], ARGV[j + 1]
     if field == 'payload' and max_payload > 0 and #value > max_payload then
       return redis.error_reply('QUOTA ' .. index .. ' max-payload ' .. #value .. ' ' .. max_payload)
@@ -43,6 +45,7 @@ while i <= #ARGV do
 end
 
 local now = now_us()
+local now_s = text(now)
 local out = {}
 -- Announced once per call, not per job: any job ready now, and the first
 -- delayed one's time.
@@ -75,18 +78,19 @@ while i <= #ARGV do
   else
     local key = job_key(id)
     local run_at = now + delay
-    local fields = { 'enqueued_us', now, 'priority', priority }
-    if group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = group end
-    for j = first, last do fields[#fields + 1] = ARGV[j] end
+    -- The envelope's fields last, unpacked from ARGV (no copy): the script's
+    -- caller sends only the names the header lists.
     if run_at > now then
-      fields[#fields + 1] = 'status'; fields[#fields + 1] = 'delayed'
-      fields[#fields + 1] = 'run_at_us'; fields[#fields + 1] = run_at
-      redis.call('HSET', key, unpack(fields))
+      redis.call('HSET', key, 'enqueued_us', now_s, 'priority', priority, 'status', 'delayed',
+        'run_at_us', text(run_at), unpack(ARGV, first, last))
       redis.call('ZADD', P .. ':delayed', run_at, id)
       if not first_due or run_at < first_due then first_due = run_at end
     else
-      fields[#fields + 1] = 'status'; fields[#fields + 1] = 'queued'
-      redis.call('HSET', key, unpack(fields))
+      redis.call('HSET', key, 'enqueued_us', now_s, 'priority', priority, 'status', 'queued',
+        unpack(ARGV, first, last))
+    end
+    if group ~= '' then redis.call('HSET', key, 'group', group) end
+    if run_at <= now then
       if group ~= '' then
         into_group(id, group, 'RPUSH')
       else

@@ -18,6 +18,24 @@ end
 
 local function job_key(id) return P .. ':job:' .. id end
 
+-- A whole number as the text Redis stores. A Lua number handed to
+-- redis.call is printed with `%.17g` on every call (thousands of
+-- instructions, more than the HSET it goes into); the scripts print `now`
+-- and the like once with this and pass the text. Each number is printed
+-- once per call (attempt 1 for a whole claim).
+local printed = {}
+local function text(n)
+  if n ~= n then return '0' end
+  local s = printed[n]
+  if not s then
+    -- Beyond 2^53 a double is no exact count any more (a garbage field):
+    -- printed as Redis would, not wrapped around by the integer cast.
+    s = string.format((n > -2 ^ 53 and n < 2 ^ 53) and '%d' or '%.17g', n)
+    printed[n] = s
+  end
+  return s
+end
+
 local PRIORITIES = { high = true, normal = true, low = true }
 
 -- A counter field as a whole number >= 0: missing, garbage, fractions,
@@ -43,6 +61,8 @@ end
 -- Whether `s` is well-formed UTF-8 (ids come from any client; the worker
 -- handles them as text).
 local function valid_utf8(s)
+  -- ASCII (every id the runtime makes) is checked by two C calls.
+  if #s <= 64 and math.max(0, s:byte(1, -1)) < 0x80 then return true end
   local i, n = 1, #s
   while i <= n do
     local c = s:byte(i)
@@ -95,7 +115,7 @@ end
 -- Every script that may announce returns {announce_seq, announce_timer,
 -- announce_now} first: the number to record, a time to visit (0: none),
 -- and 1 when the tenant is ready now.
-local IN_TTL = 30
+local IN_TTL = '30'
 local announce_seq, announce_timer, announce_now = 0, 0, 0
 -- Set by make_ready and release_group: announce_ready() once, at the end
 -- (in announced()), rather than once per job.
@@ -103,7 +123,7 @@ local made_ready = false
 
 local function announce_ready()
   if redis.call('SET', P .. ':in', '1', 'NX', 'EX', IN_TTL) then
-    announce_seq = redis.call('HINCRBY', P .. ':stats', 'seq', 1)
+    announce_seq = redis.call('HINCRBY', P .. ':stats', 'seq', '1')
     announce_now = 1
   end
 end
@@ -114,7 +134,7 @@ local function ask_timer(at)
   local current = tonumber(redis.call('GET', P .. ':timer'))
   if current and current <= at then return end
   redis.call('SET', P .. ':timer', at)
-  announce_seq = redis.call('HINCRBY', P .. ':stats', 'seq', 1)
+  announce_seq = redis.call('HINCRBY', P .. ':stats', 'seq', '1')
   if announce_timer == 0 or at < announce_timer then announce_timer = at end
 end
 
@@ -142,7 +162,7 @@ local function release_group(id, g)
   if redis.call('SREM', P .. ':held:' .. g, id) == 1 then
     redis.call('HDEL', job_key(id), 'group_held')
     if redis.call('LLEN', group_key(g)) > 0 then
-      redis.call('ZADD', P .. ':groups', 0, g)
+      redis.call('ZADD', P .. ':groups', '0', g)
       made_ready = true
     end
   end
@@ -152,8 +172,8 @@ end
 -- at the head (LPUSH), and put the group in the rotation and the counts.
 local function into_group(id, g, push)
   redis.call(push, group_key(g), id)
-  redis.call('ZADD', P .. ':groups', 0, g)
-  redis.call('ZADD', P .. ':gall', 0, g)
+  redis.call('ZADD', P .. ':groups', '0', g)
+  redis.call('ZADD', P .. ':gall', '0', g)
 end
 
 -- Put a job back where it can be claimed: a job holding its group's slot
@@ -173,7 +193,7 @@ end
 local counts = {}
 local function count(name) counts[name] = (counts[name] or 0) + 1 end
 local function flush_counts()
-  for name, n in pairs(counts) do redis.call('HINCRBY', P .. ':stats', name, n) end
+  for name, n in pairs(counts) do redis.call('HINCRBY', P .. ':stats', name, text(n)) end
 end
 
 -- A job reached a terminal state: give its record a TTL and tell a client
@@ -247,3 +267,4 @@ local function lapse(id, f, now, backoff, dead_ttl, dead_cap, kind, why)
     ask_timer(at)
   end
 end
+
