@@ -33,7 +33,8 @@
 --
 -- Within the tenant, priorities share its claims 6:3:1: the N claim slots
 -- continue a counter kept in the tenant's stats hash (`rr`): slot k prefers
--- high for k mod 10 in 0..5, normal for 6..8 and low for 9. Each list is
+-- high for k mod 10 in 0..5, normal for 6..8 and low for 9 (while only
+-- normal jobs wait, one pop and the counter stays). Each list is
 -- popped once for its share (RPOP with a count, Redis >= 6.2), and what a
 -- list could not supply is taken from the others in priority order: low
 -- gets at least a tenth of the claims while it has work. Grouped jobs get
@@ -107,6 +108,13 @@ local ids, group_of, added = {}, {}, {}
 local names = { 'high', 'normal', 'low' }
 local function pop_ready(k, ids)
   if k <= 0 then return 0 end
+  -- Only normal jobs waiting, the common case: one pop, and no shares to
+  -- keep (the counter need not move while one list competes).
+  if redis.call('EXISTS', P .. ':ready:high', P .. ':ready:low') == 0 then
+    local popped = redis.call('RPOP', P .. ':ready:normal', text(k)) or {}
+    for _, id in ipairs(popped) do ids[#ids + 1] = id end
+    return #popped
+  end
   local base = tonumber(redis.call('HGET', P .. ':stats', 'rr') or 0) or 0
   local share = { 0, 0, 0 }
   for slot = 0, k - 1 do
