@@ -101,16 +101,14 @@ impl Queue {
     async fn ring_call(
         &self,
         op: &'static str,
-        inv: &redis::ScriptInvocation<'_>,
+        inv: &super::scripts::Call<'_>,
     ) -> Result<(), QueueError> {
         let mut delay = std::time::Duration::from_millis(20);
         loop {
-            let mut conn = self.redis.conn();
-            self.count_round_trip();
-            match inv.invoke_async::<Value>(&mut conn).await {
+            let reply = self.run_calls(op, std::slice::from_ref(inv)).await;
+            match reply.and_then(|mut r| r.pop().unwrap_or(Ok(Value::Nil))) {
                 Ok(_) => return Ok(()),
                 Err(e) => {
-                    let e = self.error(op, e);
                     if !e.is_retryable() || delay > std::time::Duration::from_secs(2) {
                         return Err(e);
                     }

@@ -172,14 +172,11 @@ impl Queue {
         k: usize,
         wake: bool,
     ) -> Result<Picked, QueueError> {
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        let reply: Value = self
-            .pick_call(cursor, inclusive, k, wake)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.error("pick tenants", e))?;
-        parse_pick(reply)
+        let call = self.pick_call(cursor, inclusive, k, wake);
+        let reply = self
+            .run_all("pick tenants", std::slice::from_ref(&call))
+            .await?;
+        parse_pick(reply.into_iter().next().unwrap_or(Value::Nil))
     }
 
     fn pick_call(
@@ -188,7 +185,7 @@ impl Queue {
         inclusive: bool,
         k: usize,
         wake: bool,
-    ) -> redis::ScriptInvocation<'_> {
+    ) -> super::scripts::Call<'_> {
         let mut inv = self.inner.scripts.pick.key(&self.inner.keys);
         inv.arg(cursor)
             .arg(u8::from(inclusive))

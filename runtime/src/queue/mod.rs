@@ -44,6 +44,7 @@ mod announce;
 mod chunk;
 mod claiming;
 mod error;
+mod loading;
 mod migrate;
 mod model;
 mod names;
@@ -125,7 +126,13 @@ pub struct Queue {
 struct Inner {
     config: QueueConfig,
     keys: String,
-    scripts: Scripts,
+    scripts: &'static Scripts,
+    /// Redis refused the function library (no `FUNCTION` before 7.0, or an
+    /// ACL): the scripts go as `EVALSHA` (queue/scripts.rs).
+    eval_only: std::sync::atomic::AtomicBool,
+    /// When this handle last loaded the library: pipelines that found it
+    /// missing before then do not load it again.
+    library_loaded: tokio::sync::Mutex<Option<std::time::Instant>>,
     round_trips: AtomicU64,
     /// Tenants' limits read for enqueues, for [`ops::LIMITS_FRESH`]: a
     /// client enqueueing one job at a time pays no extra round trip.
@@ -162,7 +169,9 @@ impl Queue {
             inner: Arc::new(Inner {
                 keys: config.key_prefix(),
                 config,
-                scripts: Scripts::load(),
+                scripts: Scripts::get(),
+                eval_only: std::sync::atomic::AtomicBool::new(false),
+                library_loaded: tokio::sync::Mutex::new(None),
                 round_trips: AtomicU64::new(0),
                 limits: std::sync::Mutex::default(),
                 rotation: std::sync::Mutex::default(),

@@ -369,7 +369,7 @@ fn by_tenant(jobs: &[NewJob]) -> Vec<(&str, Vec<usize>)> {
 }
 
 /// One job's arguments of `enqueue.lua`.
-fn push_job(inv: &mut redis::ScriptInvocation<'_>, job: &NewJob, quota: &Limits) {
+fn push_job(inv: &mut super::scripts::Call<'_>, job: &NewJob, quota: &Limits) {
     inv.arg(ulid::Ulid::new().to_string())
         .arg(job.idempotency_key.as_deref().unwrap_or(""))
         .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
@@ -396,7 +396,7 @@ fn push_job(inv: &mut redis::ScriptInvocation<'_>, job: &NewJob, quota: &Limits)
 
 /// One outcome's arguments of `ack.lua`.
 fn push_outcome(
-    inv: &mut redis::ScriptInvocation<'_>,
+    inv: &mut super::scripts::Call<'_>,
     o: &Outcome,
     fields: &[(&'static str, Vec<u8>)],
 ) {

@@ -1,49 +1,205 @@
-//! The queue's Lua scripts, each loaded once with its prelude in front:
-//! the tenant-slot scripts with `lua/lib.lua`, the queue-slot scripts that
-//! keep the set of tenants with work with `lua/ring/prelude.lua`.
+//! The queue's Lua scripts, as one Redis function library.
+//!
+//! Every tenant-slot script shares the prelude `lua/lib.lua`; the queue-slot
+//! scripts that keep the set of tenants with work share
+//! `lua/ring/prelude.lua`. Sent with `EVALSHA`, a script runs its whole
+//! prelude on every call: some thirty closures and tables, about 28,000
+//! instructions of Redis' time, more than a claim of five jobs spends on
+//! the jobs (docs/performance.md). So the scripts are loaded as functions
+//! of one library (`FUNCTION LOAD`, Redis >= 7): the preludes run once, at
+//! load, and a call is `FCALL`. On a Redis without functions (6.2), or
+//! where they are refused (an ACL), the same code runs as `EVALSHA`
+//! scripts: the prelude, `begin(KEYS)`, the body.
+//!
+//! The library's name and its functions' names carry a hash of its code,
+//! so workers of two versions sharing a Redis (a rolling upgrade) each call
+//! their own.
 
-use crate::redis::script_with_prelude;
-use redis::Script;
+use redis::{Script, ToRedisArgs};
+use std::sync::LazyLock;
 
 const PRELUDE: &str = include_str!("lua/lib.lua");
 const RING_PRELUDE: &str = include_str!("lua/ring/prelude.lua");
 
-/// Every script the queue runs.
+/// The tenant-slot scripts: (name, body).
+const TENANT: [(&str, &str); 10] = [
+    ("enqueue", include_str!("lua/enqueue.lua")),
+    ("claim", include_str!("lua/claim.lua")),
+    ("ack", include_str!("lua/ack.lua")),
+    ("heartbeat", include_str!("lua/heartbeat.lua")),
+    ("dead_retry", include_str!("lua/dead_retry.lua")),
+    ("dead_purge", include_str!("lua/dead_purge.lua")),
+    ("recover", include_str!("lua/recover.lua")),
+    ("control", include_str!("lua/control.lua")),
+    ("stats", include_str!("lua/stats.lua")),
+    ("adopt", include_str!("lua/adopt.lua")),
+];
+
+/// Flags of the functions that need some (Redis 7 refuses a function
+/// without flags whole when over `maxmemory`, and on a read-only replica):
+/// `stats` only reads; `dead_purge` frees memory, which is when it is needed.
+const FLAGS: [(&str, &str); 2] = [("stats", "'no-writes'"), ("dead_purge", "'allow-oom'")];
+
+/// The queue-slot scripts: (name, body).
+const RING: [(&str, &str); 3] = [
+    ("announce", include_str!("lua/ring/announce.lua")),
+    ("settle", include_str!("lua/ring/settle.lua")),
+    ("pick", include_str!("lua/ring/pick.lua")),
+];
+
+/// One script: its function's name in the library, and the same code as
+/// an `EVALSHA` script.
 #[derive(Debug)]
-pub(crate) struct Scripts {
-    pub enqueue: Script,
-    pub claim: Script,
-    pub ack: Script,
-    pub heartbeat: Script,
-    pub dead_retry: Script,
-    pub dead_purge: Script,
-    pub recover: Script,
-    pub control: Script,
-    pub stats: Script,
-    pub adopt: Script,
-    pub announce: Script,
-    pub settle: Script,
-    pub pick: Script,
+pub(crate) struct Fun {
+    pub function: String,
+    pub eval: Script,
 }
 
-impl Scripts {
-    pub fn load() -> Self {
-        let with_prelude = |body| script_with_prelude(PRELUDE, body);
-        let ring = |body| script_with_prelude(RING_PRELUDE, body);
-        Scripts {
-            enqueue: with_prelude(include_str!("lua/enqueue.lua")),
-            claim: with_prelude(include_str!("lua/claim.lua")),
-            ack: with_prelude(include_str!("lua/ack.lua")),
-            heartbeat: with_prelude(include_str!("lua/heartbeat.lua")),
-            dead_retry: with_prelude(include_str!("lua/dead_retry.lua")),
-            dead_purge: with_prelude(include_str!("lua/dead_purge.lua")),
-            recover: with_prelude(include_str!("lua/recover.lua")),
-            control: with_prelude(include_str!("lua/control.lua")),
-            stats: with_prelude(include_str!("lua/stats.lua")),
-            adopt: with_prelude(include_str!("lua/adopt.lua")),
-            announce: ring(include_str!("lua/ring/announce.lua")),
-            settle: ring(include_str!("lua/ring/settle.lua")),
-            pick: ring(include_str!("lua/ring/pick.lua")),
+impl Fun {
+    /// A call of this script on `key` (every queue script takes one key).
+    pub fn key<K: ToRedisArgs>(&self, key: K) -> Call<'_> {
+        let mut keys = Vec::new();
+        key.write_redis_args(&mut keys);
+        Call {
+            fun: self,
+            keys,
+            args: Vec::new(),
         }
+    }
+}
+
+/// A script call being built: keys and arguments, sent as `FCALL` or
+/// `EVALSHA` by the pipeline (queue/pipeline.rs).
+pub(crate) struct Call<'a> {
+    pub fun: &'a Fun,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Call<'_> {
+    /// Add one argument (or several, for a value that writes several).
+    pub fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    /// The command: `FCALL function` or `EVALSHA sha`, then the keys and
+    /// arguments.
+    pub fn command(&self, functions: bool) -> redis::Cmd {
+        let mut cmd = if functions {
+            let mut c = redis::cmd("FCALL");
+            c.arg(&self.fun.function);
+            c
+        } else {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(self.fun.eval.get_hash());
+            c
+        };
+        cmd.arg(self.keys.len()).arg(&self.keys).arg(&self.args);
+        cmd
+    }
+}
+
+/// Every script the queue runs, and the library that holds them.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    /// The library's code, for `FUNCTION LOAD REPLACE`.
+    pub library: String,
+    pub enqueue: Fun,
+    pub claim: Fun,
+    pub ack: Fun,
+    pub heartbeat: Fun,
+    pub dead_retry: Fun,
+    pub dead_purge: Fun,
+    pub recover: Fun,
+    pub control: Fun,
+    pub stats: Fun,
+    pub adopt: Fun,
+    pub announce: Fun,
+    pub settle: Fun,
+    pub pick: Fun,
+}
+
+static SCRIPTS: LazyLock<Scripts> = LazyLock::new(Scripts::build);
+
+impl Scripts {
+    /// The scripts, built once per process.
+    pub fn get() -> &'static Scripts {
+        &SCRIPTS
+    }
+
+    fn build() -> Scripts {
+        let code = library_body();
+        let tag = &blake3::hash(code.as_bytes()).to_hex()[..12];
+        let library = format!("#!lua name=spool_{tag}\n{}", code.replace("@LIB@", tag));
+        let fun = |name: &str| {
+            let (prelude, body) = TENANT
+                .iter()
+                .map(|(n, b)| (PRELUDE, n, b))
+                .chain(RING.iter().map(|(n, b)| (RING_PRELUDE, n, b)))
+                .find(|(_, n, _)| **n == name)
+                .map(|(p, _, b)| (p, *b))
+                .expect("every script is listed");
+            Fun {
+                function: format!("spool_{tag}_{name}"),
+                eval: Script::new(&format!("{prelude}\nbegin(KEYS)\n{body}")),
+            }
+        };
+        Scripts {
+            enqueue: fun("enqueue"),
+            claim: fun("claim"),
+            ack: fun("ack"),
+            heartbeat: fun("heartbeat"),
+            dead_retry: fun("dead_retry"),
+            dead_purge: fun("dead_purge"),
+            recover: fun("recover"),
+            control: fun("control"),
+            stats: fun("stats"),
+            adopt: fun("adopt"),
+            announce: fun("announce"),
+            settle: fun("settle"),
+            pick: fun("pick"),
+            library,
+        }
+    }
+}
+
+/// The library without its first line: each prelude in a block of its
+/// own (their names do not meet), each script a function of the block,
+/// registered as `spool_@LIB@_NAME`.
+fn library_body() -> String {
+    let mut code = String::new();
+    for (prelude, scripts) in [(PRELUDE, &TENANT[..]), (RING_PRELUDE, &RING[..])] {
+        code.push_str("do\n");
+        code.push_str(prelude);
+        for (name, body) in scripts {
+            let flags = FLAGS.iter().find(|(n, _)| n == name).map_or("", |(_, f)| f);
+            code.push_str(&format!(
+                "\nredis.register_function{{function_name = 'spool_@LIB@_{name}', \
+                 flags = {{ {flags} }}, callback = function(KEYS, ARGV)\nbegin(KEYS)\n{body}\nend}}\n"
+            ));
+        }
+        code.push_str("end\n");
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_is_a_function_of_the_library_named_by_its_hash() {
+        let s = Scripts::get();
+        let name = s.library.lines().next().unwrap();
+        let tag = name.strip_prefix("#!lua name=spool_").unwrap();
+        assert_eq!(tag.len(), 12);
+        for fun in [&s.enqueue, &s.claim, &s.pick, &s.settle] {
+            assert!(fun.function.starts_with(&format!("spool_{tag}_")));
+            assert!(s.library.contains(&format!("'{}'", fun.function)));
+        }
+        let stats = format!("function_name = 'spool_{tag}_stats', flags = {{ 'no-writes' }}");
+        assert!(s.library.contains(&stats), "{stats}");
+        assert!(!s.library.contains("@LIB@"));
     }
 }

@@ -385,3 +385,104 @@ fn a_hand_back_after_a_lapsed_lease_gives_the_attempt_back_once() {
         (Some("1".into()), Some("1".into()))
     );
 }
+
+/// Enqueue one job, claim it, ack it as succeeded; its record's status.
+fn run_one(env: &Env, queue: &Queue) -> Option<Status> {
+    let id = env
+        .rt
+        .block_on(queue.enqueue(&env.job("hello", "{}")))
+        .unwrap()
+        .id;
+    let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
+    let job = claim.jobs.iter().find(|j| j.id == id).expect("claimed");
+    let applied = env
+        .rt
+        .block_on(queue.ack(&[outcome(&id, &job.token, Next::Succeeded)]))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    env.rt.block_on(queue.record(&id)).unwrap().status
+}
+
+fn libraries(env: &Env) -> Vec<redis::Value> {
+    redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query(&mut env.redis_conn())
+        .unwrap()
+}
+
+#[test]
+fn a_flushed_function_library_is_loaded_again_and_no_call_is_lost() {
+    let env = Env::new("scripts-function-flush");
+    assert_eq!(run_one(&env, &env.queue), Some(Status::Succeeded));
+    assert_eq!(libraries(&env).len(), 1, "the queue's library is loaded");
+    // An operator flushes functions and scripts (or Redis restarted
+    // without persistence): the next calls load the library again.
+    let _: () = redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert!(libraries(&env).is_empty());
+    assert_eq!(run_one(&env, &env.queue), Some(Status::Succeeded));
+    assert_eq!(libraries(&env).len(), 1);
+}
+
+#[test]
+fn a_redis_that_refuses_functions_runs_the_scripts_with_evalsha() {
+    let env = Env::new("scripts-no-functions");
+    // Users that may do everything but load functions, or but call them:
+    // as on Redis 6.2 (no FCALL at all) or behind a provider's ACL.
+    for (user, denied) in [("noload", "-function"), ("nocall", "-fcall")] {
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", user, "on", ">pw", "~*", "&*", "+@all", denied])
+            .query(&mut env.redis_conn())
+            .unwrap();
+        let url = env
+            .redis
+            .url()
+            .replacen("redis://", &format!("redis://{user}:pw@"), 1);
+        let queue = env
+            .rt
+            .block_on(Queue::connect(QueueConfig::new(url)))
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(run_one(&env, &queue), Some(Status::Succeeded), "{user}");
+        }
+        assert!(libraries(&env).is_empty(), "{user}: no library was loaded");
+    }
+}
+
+#[test]
+fn stats_and_purges_still_run_when_redis_is_out_of_memory() {
+    let env = Env::new("scripts-oom");
+    let id = env.enqueue("hello", "{}");
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let token = claim.jobs[0].token.clone();
+    env.rt
+        .block_on(env.queue.ack(&[outcome(&id, &token, Next::Dead)]))
+        .unwrap();
+    let mut conn = env.redis_conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory-policy", "noeviction"])
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "1"])
+        .query(&mut conn)
+        .unwrap();
+    // Writes are refused, as Redis says…
+    let refused = env.rt.block_on(env.queue.enqueue(&env.job("hello", "{}")));
+    assert!(refused.is_err(), "{refused:?}");
+    // …but an operator can still look, and free memory.
+    let states = env.rt.block_on(env.queue.all_tenant_states()).unwrap();
+    assert_eq!(states.iter().map(|s| s.dead_letters).sum::<u64>(), 1);
+    let purged = env.rt.block_on(env.queue.dead_purge(&[])).unwrap();
+    assert_eq!(purged, 1);
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "0"])
+        .query(&mut conn)
+        .unwrap();
+}

@@ -1,5 +1,9 @@
--- Shared prelude, prepended to every tenant-slot queue script when it is
--- loaded.
+-- Shared prelude of the tenant-slot queue scripts. Loaded once as part of
+-- the queue's function library (queue/scripts.rs): every script is a
+-- function of it, called with FCALL, and these definitions are made once at
+-- load, not on every call. (Under EVAL, on a Redis without functions, the
+-- prelude runs in front of each script.) The state below lives between
+-- calls in a library, so every script starts with begin(KEYS).
 --
 -- KEYS[1] is always one tenant's key prefix in one queue, e.g.
 -- `spool:{default/acme}`. Every key a script touches starts with it, so all
@@ -9,7 +13,7 @@
 -- Timestamps are microseconds since the Unix epoch, read from Redis' own clock
 -- (TIME) so that every worker and every client share one clock.
 
-local P = KEYS[1]
+local P
 
 local function now_us()
   local t = redis.call('TIME')
@@ -268,3 +272,12 @@ local function lapse(id, f, now, backoff, dead_ttl, dead_cap, kind, why)
   end
 end
 
+-- Every script's first step: its tenant, and a clean slate for the state
+-- above (what to announce, counters, printed numbers).
+local function begin(keys)
+  P = keys[1]
+  announce_seq, announce_timer, announce_now = 0, 0, 0
+  made_ready = false
+  counts = {}
+  printed = {}
+end

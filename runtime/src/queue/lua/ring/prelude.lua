@@ -9,9 +9,11 @@
 -- `Q:wake`    list: at most one token; idle workers block on it
 --
 -- A tenant script tells its caller what to write here (see "has work" in
--- ../lib.lua); these scripts write it.
+-- ../lib.lua); these scripts write it. Like ../lib.lua, loaded once in the
+-- queue's function library: every script starts with begin(KEYS).
 
-local Q = KEYS[1]
+local Q
+local function begin(keys) Q = keys[1] end
 
 local function now_us()
   local t = redis.call('TIME')
