@@ -3,7 +3,7 @@
 //! back and summarise them.
 
 use super::BenchArgs;
-use super::queries::{JobTimes, job_times, server_command_calls};
+use super::queries::{JobTimes, job_times, server_command_calls, server_cpu_seconds};
 use super::report::{Percentiles, Report, percentiles};
 use crate::ids::PluginName;
 use crate::queue::{NewJob, Queue, QueueError, Status};
@@ -11,14 +11,16 @@ use indicatif::ProgressBar;
 use std::time::{Duration, Instant};
 
 /// Run the jobs through `client`'s queue; returns the report (worker
-/// figures still to fill in) and the Redis commands they took.
+/// figures still to fill in), the Redis commands they took and Redis' CPU
+/// seconds.
 pub(super) async fn drive(
     args: &BenchArgs,
     plugins: &[PluginName],
     client: &Queue,
     (payloads, content_type): (Vec<Vec<u8>>, String),
-) -> Result<(Report, u64), QueueError> {
+) -> Result<(Report, u64, f64), QueueError> {
     let commands_before = server_command_calls(client).await?;
+    let cpu_before = server_cpu_seconds(client).await?;
     let bar = progress(args.jobs);
     bar.set_message("enqueue");
     let started = Instant::now();
@@ -29,12 +31,13 @@ pub(super) async fn drive(
     wait_finished(client, &tenants, args.jobs as u64, &bar).await?;
     bar.finish_and_clear();
     let commands = server_command_calls(client).await? - commands_before;
+    let cpu = server_cpu_seconds(client).await? - cpu_before;
     let times = job_times(client, &ids).await?;
     let mut report = summarize(&times, args.jobs, enqueue_secs);
     report.plugin = plugins[0].to_string();
     report.tenants = plugins.len();
     report.payload_bytes = payloads[0].len();
-    Ok((report, commands))
+    Ok((report, commands, cpu))
 }
 
 fn progress(jobs: usize) -> ProgressBar {
@@ -150,6 +153,12 @@ fn summarize(times: &[JobTimes], jobs: usize, enqueue_secs: f64) -> Report {
         latency_ms: span(|t| t.enqueued_us, |t| t.finished_us),
         pickup_ms: span(|t| t.enqueued_us, |t| t.started_us),
         redis_commands_per_job: 0.0,
+        redis_cpu_us_per_job: 0.0,
+        process_cpu_us_per_job: 0.0,
+        sandbox_us_per_job: {
+            let v: Vec<u64> = times.iter().filter_map(|t| t.sandbox_us).collect();
+            v.iter().sum::<u64>() as f64 / v.len().max(1) as f64
+        },
         worker_round_trips_per_job: 0.0,
         round_trips_per_job: 0.0,
         cache: times

@@ -190,18 +190,29 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     });
 
     let instances_before = crate::sandbox::instances_created();
+    let cpu_before = process_cpu_seconds();
     let result = rt.block_on(drive::drive(args, &plugins, &client, inputs));
+    let process_cpu = process_cpu_seconds() - cpu_before;
     let _ = stop_tx.send(());
     let _ = worker_thread.join();
     drop(server);
-    let (mut report, commands) = result?;
+    let (mut report, commands, redis_cpu) = result?;
     report.instances = crate::sandbox::instances_created() - instances_before;
     let jobs = args.jobs.max(1) as f64;
     report.concurrency = concurrency;
     report.redis_commands_per_job = commands as f64 / jobs;
+    report.redis_cpu_us_per_job = redis_cpu * 1e6 / jobs;
+    report.process_cpu_us_per_job = process_cpu * 1e6 / jobs;
     report.worker_round_trips_per_job = worker_queue.round_trips() as f64 / jobs;
     report.round_trips_per_job = (worker_queue.round_trips() + client.round_trips()) as f64 / jobs;
     Ok(report)
+}
+
+/// CPU time this process has used, user + system, every thread, seconds
+/// (`CLOCK_PROCESS_CPUTIME_ID`: what `getrusage` sums, to the nanosecond).
+fn process_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// The plugin as each tenant's own: `plugin` itself for one tenant, else

@@ -17,6 +17,8 @@ pub(super) struct JobTimes {
     pub finished_us: Option<u64>,
     /// What the result cache did for it.
     pub cache: Option<String>,
+    /// Time in the sandbox (instantiate + run), µs, from its `timings`.
+    pub sandbox_us: Option<u64>,
 }
 
 /// `(status, enqueued_us, started_us, finished_us, cache)` of many jobs, one
@@ -30,6 +32,7 @@ pub(super) async fn job_times(
         Option<u64>,
         Option<u64>,
         Option<u64>,
+        Option<String>,
         Option<String>,
     );
     let mut conn = queue.redis().conn();
@@ -45,6 +48,7 @@ pub(super) async fn job_times(
                     "started_us",
                     "finished_us",
                     "cache",
+                    "timings",
                 ]);
         }
         queue.count_round_trip();
@@ -52,18 +56,41 @@ pub(super) async fn job_times(
             .query_async(&mut conn)
             .await
             .map_err(|e| queue.redis().error("read job times", e))?;
-        all.extend(
-            rows.into_iter()
-                .map(|(status, enqueued, started, finished, cache)| JobTimes {
-                    status: status.as_deref().and_then(Status::parse),
-                    enqueued_us: enqueued,
-                    started_us: started,
-                    finished_us: finished,
-                    cache,
-                }),
-        );
+        all.extend(rows.into_iter().map(
+            |(status, enqueued, started, finished, cache, timings)| JobTimes {
+                status: status.as_deref().and_then(Status::parse),
+                enqueued_us: enqueued,
+                started_us: started,
+                finished_us: finished,
+                cache,
+                sandbox_us: timings.as_deref().and_then(sandbox_us),
+            },
+        ));
     }
     Ok(all)
+}
+
+/// `instantiate + run` of a record's `timings` (`{"instantiate":34,"run":11}`).
+fn sandbox_us(timings: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(timings).ok()?;
+    Some(v.get("instantiate")?.as_u64()? + v.get("run")?.as_u64()?)
+}
+
+/// Redis' CPU time so far, user + system, in seconds (`INFO cpu`), to
+/// measure Redis CPU per job.
+pub(super) async fn server_cpu_seconds(queue: &Queue) -> Result<f64, QueueError> {
+    let mut conn = queue.redis().conn();
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| queue.redis().error("INFO cpu", e))?;
+    Ok(info
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum())
 }
 
 /// Jobs of `tenants` that succeeded or died, from their counters (one

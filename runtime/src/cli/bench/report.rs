@@ -18,6 +18,16 @@ pub(super) struct Report {
     pub latency_ms: Percentiles,
     pub pickup_ms: Percentiles,
     pub redis_commands_per_job: f64,
+    /// Redis' CPU time (user + system, `INFO cpu`) per job, µs: on a
+    /// server of its own, what one job costs Redis.
+    pub redis_cpu_us_per_job: f64,
+    /// This process's CPU time (`CLOCK_PROCESS_CPUTIME_ID`, every thread: the worker, its
+    /// sandboxes, and the enqueuer) per job, µs.
+    pub process_cpu_us_per_job: f64,
+    /// Mean time in the sandbox (instantiate + run) per job, µs, from the
+    /// records' `timings`: the part of the process's time that is the
+    /// plugin's own.
+    pub sandbox_us_per_job: f64,
     pub worker_round_trips_per_job: f64,
     pub round_trips_per_job: f64,
     /// Jobs by result-cache status (`hit-memory`, `hit-redis`, `miss`, …).
@@ -84,6 +94,14 @@ pub(super) fn print(r: &Report, json: bool) {
     println!(
         "  redis commands     {:.2} per job (INFO commandstats, inside scripts included)",
         r.redis_commands_per_job
+    );
+    println!(
+        "  redis cpu          {:.1} µs per job (INFO cpu; on a shared server, others' load counts too)",
+        r.redis_cpu_us_per_job
+    );
+    println!(
+        "  process cpu        {:.1} µs per job, of which sandbox {:.1} µs (CPU clock of the process: worker, sandboxes and enqueuer)",
+        r.process_cpu_us_per_job, r.sandbox_us_per_job
     );
     println!(
         "  round trips        {:.3} per job by the worker, {:.3} with enqueueing",
