@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Replay the queue's scripts (enqueue, claim, ack of `hello`-like jobs)
+against a Redis and print what each phase cost it per job.
+
+    scripts/redis-cost.sh [--jobs 2000] [--tenants 1] [--per 64] [--claim 16]
+
+runs this against a `redis-server` under callgrind and prints instructions
+per job, which repeat to within a percent from run to run on a shared
+machine (Redis' CPU time does not). Run alone (`--port P`), it prints
+Redis' CPU time per job from `INFO cpu` instead.
+
+The scripts are loaded as the worker loads them (runtime/src/queue/scripts.rs):
+one function library, each prelude once in a block, each script a function.
+Needs redis-py (`pip install redis`).
+"""
+import argparse
+import os
+import pathlib
+import subprocess
+
+import redis
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LUA = ROOT / "runtime/src/queue/lua"
+NAMES = ("enqueue", "claim", "ack")
+
+# What a worker writes when a `hello` job succeeds (sizes as in a real record).
+RESULT = [
+    ("started_us", b"1796176057692665"),
+    ("version", b"103d728370adeee985f076678425b427cf5f9f99aecee34b660fb58fa31f9a64"),
+    ("cache", b"off"), ("cache_job", b""), ("cache_key", b""),
+    ("output", b'{"greeting":"Hello, xxxxxxxxxxxxxxxxxxxxx!"}'), ("error", b""),
+    ("host_calls", b"1"), ("timings", b'{"instantiate":34,"run":11}'),
+    ("logs", b'{"lines":[{"level":"info","message":"greeting xxxxxxxxxxxxxxxxxxxxx"}],"dropped":0}'),
+]
+PAYLOAD = b'{"name":"xxxxxxxxxxxxxxxxxxxxx"}'
+
+
+def load(r, lua_dir):
+    """Load the library; a callable per script: f(key, args, pipe)."""
+    lib = (lua_dir / "lib.lua").read_text()
+    body = "do\n" + lib
+    for n in NAMES:
+        script = (lua_dir / f"{n}.lua").read_text()
+        body += f"\nredis.register_function('cost_{n}', function(KEYS, ARGV)\nbegin(KEYS)\n{script}\nend)\n"
+    r.function_load("#!lua name=cost\n" + body + "end\n", replace=True)
+    return {n: (lambda n: lambda key, args, pipe: pipe.fcall(f"cost_{n}", 1, key, *args))(n) for n in NAMES}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--port", type=int, default=6379)
+    ap.add_argument("--lua", type=pathlib.Path, default=LUA, help="folder of the scripts")
+    ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--tenants", type=int, default=1)
+    ap.add_argument("--per", type=int, default=64, help="jobs per enqueue call (per tenant)")
+    ap.add_argument("--claim", type=int, default=16, help="jobs per claim and per ack call")
+    ap.add_argument("--callgrind", action="store_true", help="dump callgrind counters per phase")
+    a = ap.parse_args()
+    r = redis.Redis(port=a.port)
+    r.flushall()
+    fn = load(r, a.lua)
+    tenants = [f"spool:{{default/t{k}}}" for k in range(a.tenants)]
+
+    def mark():
+        if a.callgrind:
+            subprocess.run(["callgrind_control", "-d"], capture_output=True)
+        cpu = r.info("cpu")
+        return cpu["used_cpu_user"] + cpu["used_cpu_sys"]
+
+    marks = [mark()]
+    n, pipe = 0, r.pipeline(transaction=False)
+    while n < a.jobs:
+        for t in tenants:
+            args = ["86400"]
+            for _ in range(min(a.per, a.jobs - n)):
+                args += [f"01K{n:023d}", "", 0, "normal", 0, 0, "", 4, "plugin", "default/hello",
+                         "payload", PAYLOAD, "content_type", "application/json", "max_attempts", 5]
+                n += 1
+            if len(args) > 1:
+                fn["enqueue"](t, args, pipe)
+        pipe.execute()
+    marks.append(mark())
+    claimed = []
+    claim_args = [86400, 604800, 10000, "w", a.claim, 30_000_000, 1_000_000, 0, 0, 0, 1]
+    while len(claimed) < a.jobs:
+        for t in tenants:
+            fn["claim"](t, claim_args, pipe)
+        replies = pipe.execute()
+        got = [(t, job[0], job[1]) for t, out in zip(tenants, replies) for job in out[5:]]
+        if not got:
+            break
+        claimed += got
+    marks.append(mark())
+    by_tenant = {}
+    for t, jid, token in claimed:
+        by_tenant.setdefault(t, []).append((jid, token))
+    for t, jobs in by_tenant.items():
+        for s in range(0, len(jobs), a.claim):
+            args = [86400, 604800, 10000]
+            for jid, token in jobs[s:s + a.claim]:
+                args += [jid, token, "succeeded", 0, 0, len(RESULT)]
+                for field, value in RESULT:
+                    args += [field, value]
+            fn["ack"](t, args, pipe)
+        pipe.execute()
+    marks.append(mark())
+    if len(claimed) != a.jobs:
+        raise SystemExit(f"claimed {len(claimed)} of {a.jobs} jobs")
+    if not a.callgrind:
+        costs = [(b - a_) / a.jobs * 1e6 for a_, b in zip(marks, marks[1:])]
+        print("Redis CPU µs per job: " + "  ".join(f"{n} {c:.1f}" for n, c in zip(NAMES, costs))
+              + f"  total {sum(costs):.1f}")
+
+
+if __name__ == "__main__":
+    main()
