@@ -55,6 +55,7 @@ def main():
     ap.add_argument("--tenants", type=int, default=1)
     ap.add_argument("--per", type=int, default=64, help="jobs per enqueue call (per tenant)")
     ap.add_argument("--claim", type=int, default=16, help="jobs per claim and per ack call")
+    ap.add_argument("--keep", type=int, default=1000, help="succeeded records kept per tenant (0: all)")
     ap.add_argument("--callgrind", action="store_true", help="dump callgrind counters per phase")
     a = ap.parse_args()
     r = redis.Redis(port=a.port)
@@ -97,7 +98,7 @@ def main():
         by_tenant.setdefault(t, []).append((jid, token))
     for t, jobs in by_tenant.items():
         for s in range(0, len(jobs), a.claim):
-            args = [86400, 604800, 10000]
+            args = [86400, 604800, 10000, a.keep]
             for jid, token in jobs[s:s + a.claim]:
                 args += [jid, token, "succeeded", 0, 0, len(RESULT)]
                 for field, value in RESULT:

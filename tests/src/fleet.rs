@@ -57,7 +57,11 @@ impl Env {
             .build()
             .expect("runtime");
         let queue = rt
-            .block_on(Queue::connect(QueueConfig::new(redis.url())))
+            .block_on(Queue::connect(QueueConfig {
+                // Tests read back the records of every job they ran.
+                keep_succeeded: None,
+                ..QueueConfig::new(redis.url())
+            }))
             .expect("connecting to the test redis");
         Env {
             redis,

@@ -37,6 +37,27 @@ pub(crate) struct RedisArgs {
     /// Most dead letters kept; the oldest are dropped beyond it.
     #[arg(long, env = "SPOOL_DEAD_CAP", default_value_t = 10_000, global = true)]
     pub dead_cap: u64,
+
+    /// Most succeeded job records kept per tenant (the newest; older ones
+    /// are deleted), or `all` to keep every one for --record-ttl.
+    #[arg(long, env = "SPOOL_KEEP_SUCCEEDED", default_value = "1000", value_parser = parse_keep, global = true)]
+    pub keep_succeeded: Keep,
+}
+
+/// `--keep-succeeded`: a count of at least 1, or every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Keep(pub Option<u64>);
+
+fn parse_keep(text: &str) -> Result<Keep, String> {
+    if text == "all" {
+        return Ok(Keep(None));
+    }
+    match text.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(Keep(Some(n))),
+        _ => Err(format!(
+            "expected a number of records of at least 1, or `all`; got `{text}`"
+        )),
+    }
 }
 
 impl RedisArgs {
@@ -55,6 +76,7 @@ impl RedisArgs {
             record_ttl: self.record_ttl,
             dead_ttl: self.dead_ttl,
             dead_cap: self.dead_cap,
+            keep_succeeded: self.keep_succeeded.0,
             ..QueueConfig::new(url)
         }
     }
@@ -126,5 +148,20 @@ pub(crate) fn fail(error: &QueueError) -> u8 {
         super::exit::RETRYABLE
     } else {
         super::exit::FAILED
+    }
+}
+
+#[cfg(test)]
+mod keep_tests {
+    use super::*;
+
+    #[test]
+    fn keep_succeeded_is_a_count_of_at_least_one_or_all() {
+        assert_eq!(parse_keep("all"), Ok(Keep(None)));
+        assert_eq!(parse_keep("1000"), Ok(Keep(Some(1000))));
+        for bad in ["0", "-1", "many", ""] {
+            let e = parse_keep(bad).unwrap_err();
+            assert!(e.contains(&format!("`{bad}`")), "{e}");
+        }
     }
 }

@@ -232,6 +232,7 @@ mod tests {
             "--record-ttl=90s",
             "--dead-ttl=2m",
             "--dead-cap=7",
+            "--keep-succeeded=50",
             "--concurrency=3",
             "--batch=5",
             "--prefetch=6",
@@ -257,8 +258,13 @@ mod tests {
             ("redis://h:1", "acme", "q")
         );
         assert_eq!(
-            (q.record_ttl, q.dead_ttl, q.dead_cap),
-            (Duration::from_secs(90), Duration::from_secs(120), 7)
+            (q.record_ttl, q.dead_ttl, q.dead_cap, q.keep_succeeded),
+            (
+                Duration::from_secs(90),
+                Duration::from_secs(120),
+                7,
+                Some(50)
+            )
         );
         assert_eq!(c.plugins_dir, PathBuf::from("p"));
         assert_eq!((c.concurrency, c.batch, c.prefetch), (3, 5, 6));

@@ -92,11 +92,19 @@ pub struct QueueConfig {
     pub dead_ttl: Duration,
     /// Most dead letters kept; the oldest are dropped beyond it.
     pub dead_cap: u64,
+    /// Most succeeded records kept per tenant; the oldest are deleted
+    /// beyond it (`None`: only `record_ttl` limits them).
+    pub keep_succeeded: Option<u64>,
 }
 
+/// Succeeded records kept per tenant by default: at 10,000 jobs/s a record
+/// TTL alone would keep hundreds of millions.
+pub const DEFAULT_KEEP_SUCCEEDED: u64 = 1_000;
+
 impl QueueConfig {
-    /// Defaults for `url`: prefix `spool`, queue `default`, records kept 24 h,
-    /// dead letters 7 days and at most 10,000.
+    /// Defaults for `url`: prefix `spool`, queue `default`, records kept 24 h
+    /// and at most 1,000 succeeded ones per tenant, dead letters 7 days and
+    /// at most 10,000.
     pub fn new(url: impl Into<String>) -> Self {
         QueueConfig {
             url: url.into(),
@@ -105,6 +113,7 @@ impl QueueConfig {
             record_ttl: Duration::from_secs(24 * 3600),
             dead_ttl: Duration::from_secs(7 * 24 * 3600),
             dead_cap: 10_000,
+            keep_succeeded: Some(DEFAULT_KEEP_SUCCEEDED),
         }
     }
 

@@ -215,7 +215,8 @@ impl Queue {
             .zip(&keys)
             .map(|((_, indices), tenant_keys)| {
                 let mut inv = self.inner.scripts.ack.key(tenant_keys);
-                inv.arg(ttl).arg(dead_ttl).arg(cap);
+                let keep = self.inner.config.keep_succeeded.unwrap_or(0);
+                inv.arg(ttl).arg(dead_ttl).arg(cap).arg(keep);
                 for &i in indices {
                     push_outcome(&mut inv, encoded[i].0, &encoded[i].1);
                 }

@@ -388,6 +388,12 @@ fn a_hand_back_after_a_lapsed_lease_gives_the_attempt_back_once() {
 
 /// Enqueue one job, claim it, ack it as succeeded; its record's status.
 fn run_one(env: &Env, queue: &Queue) -> Option<Status> {
+    let id = run_id(env, queue, Next::Succeeded);
+    env.rt.block_on(queue.record(&id)).unwrap().status
+}
+
+/// Enqueue one job, claim it, ack it with `next`; its id.
+fn run_id(env: &Env, queue: &Queue, next: Next) -> String {
     let id = env
         .rt
         .block_on(queue.enqueue(&env.job("hello", "{}")))
@@ -397,10 +403,10 @@ fn run_one(env: &Env, queue: &Queue) -> Option<Status> {
     let job = claim.jobs.iter().find(|j| j.id == id).expect("claimed");
     let applied = env
         .rt
-        .block_on(queue.ack(&[outcome(&id, &job.token, Next::Succeeded)]))
+        .block_on(queue.ack(&[outcome(&id, &job.token, next)]))
         .unwrap();
     assert_eq!(applied, vec![true]);
-    env.rt.block_on(queue.record(&id)).unwrap().status
+    id
 }
 
 fn libraries(env: &Env) -> Vec<redis::Value> {
@@ -485,4 +491,53 @@ fn stats_and_purges_still_run_when_redis_is_out_of_memory() {
         .arg(&["SET", "maxmemory", "0"])
         .query(&mut conn)
         .unwrap();
+}
+
+#[test]
+fn only_the_newest_succeeded_records_are_kept_per_tenant() {
+    let env = Env::new("scripts-keep-succeeded");
+    let queue = env
+        .rt
+        .block_on(Queue::connect(QueueConfig {
+            keep_succeeded: Some(5),
+            ..env.queue_config()
+        }))
+        .unwrap();
+    let dead = run_id(&env, &queue, Next::Dead);
+    // A client reuses a succeeded job's id for a new job (plain commands).
+    let reused = run_id(&env, &queue, Next::Succeeded);
+    let _: () = redis::cmd("HSET")
+        .arg(job_key(&env, &reused))
+        .arg(&["status", "queued"])
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let ids: Vec<String> = (0..11)
+        .map(|_| run_id(&env, &queue, Next::Succeeded))
+        .collect();
+    let status = |id: &str| match env.rt.block_on(queue.record(id)) {
+        Ok(record) => record.status,
+        Err(spool_runtime::queue::QueueError::NotFound { .. }) => None,
+        Err(e) => panic!("{e}"),
+    };
+    for id in &ids[..6] {
+        assert_eq!(status(id), None, "an old success is deleted");
+    }
+    for id in &ids[6..] {
+        assert_eq!(status(id), Some(Status::Succeeded), "the newest five stay");
+    }
+    assert_eq!(
+        status(&reused),
+        Some(Status::Queued),
+        "the reused id's new job stays"
+    );
+    assert_eq!(
+        status(&dead),
+        Some(Status::Dead),
+        "dead letters have their own cap"
+    );
+    let kept: u64 = redis::cmd("ZCARD")
+        .arg(format!("{}:succeeded", env.tenant_keys("default")))
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(kept, 5);
 }

@@ -168,6 +168,8 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
         .unwrap_or_default();
     let mut queue_config = QueueConfig::new(url.clone());
     queue_config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
+    // The report reads every job's record back.
+    queue_config.keep_succeeded = None;
     let registry = load_plugin(args, &plugin, &plugins)?;
     let config = worker_config(args, &queue_config);
     let concurrency = config.concurrency;

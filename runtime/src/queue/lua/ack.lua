@@ -4,6 +4,8 @@
 -- ARGV[1]  record TTL, seconds
 -- ARGV[2]  dead-letter record TTL, seconds
 -- ARGV[3]  dead-letter cap
+-- ARGV[4]  succeeded records kept (0: no count cap, the TTL alone): the
+--          newest, by finish time, in `P:succeeded`; older ones are deleted
 -- then one group per job:
 --   id, token, outcome, delay_us, wait, nfields, field, value, ... (nfields pairs)
 -- outcome: succeeded | retrying | dead | requeue | wedged
@@ -36,6 +38,7 @@
 -- the group's next job does not start before it (docs/queue.md, "Groups").
 
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local keep = tonumber(ARGV[4]) or 0
 local now = now_us()
 local now_s = text(now)
 local leases = P .. ':leases'
@@ -80,6 +83,29 @@ local function handed_back(id, key, token)
   return current
 end
 
+-- Record `pairs` (finish time, id, …) in `P:succeeded` and delete the
+-- records of the oldest beyond `keep`, so that a busy tenant's succeeded
+-- records take bounded memory whatever the TTL. Only records still
+-- succeeded are deleted: an id a client reused for a new job keeps it.
+-- The set lives as long as the records it lists would.
+local function keep_newest(pairs_, keep, ttl)
+  local set = P .. ':succeeded'
+  for k = 1, #pairs_, 1000 do
+    redis.call('ZADD', set, unpack(pairs_, k, math.min(k + 999, #pairs_)))
+  end
+  redis.call('EXPIRE', set, ttl)
+  -- At most 1,000 per call (an ack call adds at most 500), so that a
+  -- lowered cap is reached over a few calls, never in one long script.
+  local excess = math.min(redis.call('ZCARD', set) - keep, 1000)
+  if excess <= 0 then return end
+  local last = text(excess - 1)
+  local old = redis.call('ZRANGE', set, '0', last)
+  redis.call('ZREMRANGEBYRANK', set, '0', last)
+  for _, o in ipairs(old) do
+    if redis.pcall('HGET', job_key(o), 'status') == 'succeeded' then redis.call('DEL', job_key(o)) end
+  end
+end
+
 -- Whether `status` is what `outcome` leaves, to recognise an ack that is
 -- sent again after its reply was lost (it was applied; it is not stale).
 local LEAVES = { succeeded = { succeeded = true }, retrying = { retrying = true },
@@ -97,7 +123,10 @@ local function release(id)
   end
 end
 
-local i = 4
+-- Succeeded ids of this call, for `P:succeeded`: finish time, id, ….
+local succeeded = {}
+
+local i = 5
 while i <= #ARGV do
   local id, token, outcome, delay, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], int(ARGV[i + 3]), ARGV[i + 4]
   local nfields = int(ARGV[i + 5])
@@ -149,6 +178,10 @@ while i <= #ARGV do
     if outcome == 'succeeded' then
       release_group(id, current[3])
       finish(id, 'succeeded', record_ttl, waiting)
+      if keep > 0 then
+        succeeded[#succeeded + 1] = now_s
+        succeeded[#succeeded + 1] = id
+      end
     elseif outcome == 'dead' then
       bury(id, now, dead_ttl, dead_cap, waiting, current[3])
     elseif outcome == 'retrying' then
@@ -170,6 +203,7 @@ while i <= #ARGV do
   i = i + 6 + nfields * 2
 end
 if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
+if #succeeded > 0 then keep_newest(succeeded, keep, record_ttl) end
 -- A freed lease may be a free slot under the tenant's cap: worth a visit if
 -- jobs wait (a tenant that ran dry stays out of the ready set). Nothing to
 -- do while the tenant is in the ready set (the common case under load).
