@@ -437,6 +437,16 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
     // No cache for hello: every job ran in its own sandbox instance.
     assert_eq!(report["cache"]["off"], 300, "{report}");
     assert_eq!(report["instances"], 300, "{report}");
+    // The costs per job are measured: Redis' CPU, the process's, and the
+    // sandbox's part of it (which cannot exceed the whole).
+    let redis_cpu = report["redis_cpu_us_per_job"].as_f64().unwrap();
+    let process_cpu = report["process_cpu_us_per_job"].as_f64().unwrap();
+    let sandbox = report["sandbox_us_per_job"].as_f64().unwrap();
+    assert!(
+        redis_cpu > 0.0 && process_cpu > 0.0 && sandbox > 0.0,
+        "{report}"
+    );
+    assert_eq!(report["workers"], 0, "{report}");
     // A plugin that is not there is named.
     let out = spool_in(
         &dir,
@@ -451,6 +461,58 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
         ],
     );
     fails_with(&out, 1, "acme/nope.wasm");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn spool_bench_runs_the_jobs_in_worker_processes() {
+    let dir = temp_dir("bench-workers");
+    spool_tests::fleet::add_plugin(&dir, "hello", "hello");
+    let out = spool_in(
+        &dir,
+        &[
+            "bench",
+            "--plugins",
+            dir.to_str().unwrap(),
+            "--jobs",
+            "400",
+            "--tenants",
+            "3",
+            "--workers",
+            "2",
+            "--concurrency",
+            "1",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&report["succeeded"], &report["workers"], &report["tenants"]),
+        (&400.into(), &2.into(), &3.into()),
+        "{report}"
+    );
+    // Each job ran in a sandbox of one of the worker processes, whose CPU
+    // the report counts.
+    assert_eq!(report["instances"], 400, "{report}");
+    assert!(
+        report["process_cpu_us_per_job"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    // The result cache needs the bench's own worker.
+    let out = spool_in(
+        &dir,
+        &[
+            "bench",
+            "--plugins",
+            dir.to_str().unwrap(),
+            "--workers",
+            "1",
+            "--cache-ttl",
+            "1h",
+        ],
+    );
+    fails_with(&out, 2, "--cache-ttl needs the bench's own worker");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -168,6 +168,7 @@ fn summarize(times: &[JobTimes], jobs: usize, enqueue_secs: f64) -> Report {
                 *m.entry(c).or_default() += 1;
                 m
             }),
-        instances: 0,
+        instances: times.iter().filter(|t| t.sandbox_us.is_some()).count() as u64,
+        workers: 0,
     }
 }

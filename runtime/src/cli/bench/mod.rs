@@ -1,6 +1,7 @@
 //! `spool bench`: end-to-end throughput and latency of the whole path —
 //! enqueue → claim → sandbox → result record → ack — with one in-process
-//! worker on a real Redis (a private `redis-server` unless `--redis`).
+//! worker (or `--workers N` processes) on a real Redis (a private
+//! `redis-server` unless `--redis`).
 //!
 //! Reports the enqueue rate, jobs/s from the first enqueue to the last
 //! finish, latency percentiles (enqueue → finished, and enqueue → started),
@@ -8,6 +9,7 @@
 //! commands inside scripts too) and round trips per job.
 
 mod drive;
+mod processes;
 mod queries;
 mod report;
 
@@ -89,6 +91,12 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     rate: u64,
 
+    /// Run the jobs in this many `spool worker` processes instead of the
+    /// bench's own worker (0): how a fleet on one Redis scales. Not with
+    /// --cache-ttl.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=64))]
+    workers: u64,
+
     /// Redis URL [default: a private redis-server with AOF on]
     #[arg(long)]
     redis: Option<String>,
@@ -100,6 +108,13 @@ pub(crate) struct BenchArgs {
 
 pub(crate) fn run(args: BenchArgs) -> u8 {
     // Bad input is a usage error, found before anything starts.
+    if args.workers > 0 && args.cache_ttl.is_some() {
+        eprintln!(
+            "spool bench: --cache-ttl needs the bench's own worker (drop --workers, \
+             or give the plugin a manifest with [cache] ttl)"
+        );
+        return exit::USAGE;
+    }
     let inputs = match payloads(&args) {
         Ok(inputs) => inputs,
         Err(message) => {
@@ -151,6 +166,8 @@ enum BenchError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Kv(#[from] KvError),
+    #[error("{0}")]
+    Workers(String),
 }
 
 fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, BenchError> {
@@ -171,43 +188,109 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     // The report reads every job's record back.
     queue_config.keep_succeeded = None;
     let registry = load_plugin(args, &plugin, &plugins)?;
-    let config = worker_config(args, &queue_config);
-    let concurrency = config.concurrency;
-
     let rt = runtime();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (worker_queue, client) = rt.block_on(async {
-        let w = Queue::connect(queue_config.clone()).await;
-        let c = Queue::connect(queue_config.clone()).await;
-        (w, c)
-    });
-    let worker_queue = worker_queue?;
-    let client = client?;
-    let kv: Arc<dyn KeyValue> = Arc::new(RedisKv::new(&url, &queue_config.prefix)?);
-    let wq = worker_queue.clone();
-    let worker_thread = std::thread::spawn(move || {
-        runtime().block_on(worker::run_on(config, registry, wq, Some(kv), async {
-            let _ = stop_rx.await;
-        }))
-    });
-
+    let client = rt.block_on(Queue::connect(queue_config.clone()))?;
+    let spec = processes::Spec {
+        file: &scan::file_for(&args.plugins, &plugin),
+        serve: &plugins,
+        dir: &data.0,
+        queue: &queue_config,
+        concurrency: args.concurrency,
+        batch: args.batch.max(1),
+        prefetch: args.prefetch,
+    };
+    let running = if args.workers > 0 {
+        let n = usize::try_from(args.workers).unwrap_or(1);
+        let workers = processes::Workers::start(n, &spec).map_err(BenchError::Workers)?;
+        Running::Processes(workers)
+    } else {
+        let config = worker_config(args, &queue_config);
+        let queue = rt.block_on(Queue::connect(queue_config.clone()))?;
+        let kv: Arc<dyn KeyValue> = Arc::new(RedisKv::new(&url, &queue_config.prefix)?);
+        Running::in_process(config, registry, queue, kv)
+    };
     let instances_before = crate::sandbox::instances_created();
-    let cpu_before = process_cpu_seconds();
+    let cpu_before = process_cpu_seconds() + running.children_cpu();
     let result = rt.block_on(drive::drive(args, &plugins, &client, inputs));
-    let process_cpu = process_cpu_seconds() - cpu_before;
-    let _ = stop_tx.send(());
-    let _ = worker_thread.join();
+    let process_cpu = process_cpu_seconds() + running.children_cpu() - cpu_before;
+    let (concurrency, worker_round_trips) = running.stop();
     drop(server);
     let (mut report, commands, redis_cpu) = result?;
-    report.instances = crate::sandbox::instances_created() - instances_before;
+    if args.workers == 0 {
+        report.instances = crate::sandbox::instances_created() - instances_before;
+    }
     let jobs = args.jobs.max(1) as f64;
-    report.concurrency = concurrency;
+    report.workers = args.workers;
+    report.concurrency = concurrency.or(args.concurrency).unwrap_or(0);
     report.redis_commands_per_job = commands as f64 / jobs;
     report.redis_cpu_us_per_job = redis_cpu * 1e6 / jobs;
     report.process_cpu_us_per_job = process_cpu * 1e6 / jobs;
-    report.worker_round_trips_per_job = worker_queue.round_trips() as f64 / jobs;
-    report.round_trips_per_job = (worker_queue.round_trips() + client.round_trips()) as f64 / jobs;
+    report.worker_round_trips_per_job = worker_round_trips as f64 / jobs;
+    report.round_trips_per_job = (worker_round_trips + client.round_trips()) as f64 / jobs;
     Ok(report)
+}
+
+/// Where the jobs run: the bench's own worker, or `--workers` processes.
+enum Running {
+    InProcess(Box<OwnWorker>),
+    Processes(processes::Workers),
+}
+
+/// The bench's own worker, on a thread of its own.
+struct OwnWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Result<worker::WorkerReport, worker::WorkerError>>,
+    queue: Queue,
+    concurrency: usize,
+}
+
+impl Running {
+    fn in_process(
+        config: WorkerConfig,
+        registry: Arc<Registry>,
+        queue: Queue,
+        kv: Arc<dyn KeyValue>,
+    ) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let concurrency = config.concurrency;
+        let wq = queue.clone();
+        let thread = std::thread::spawn(move || {
+            runtime().block_on(worker::run_on(config, registry, wq, Some(kv), async {
+                let _ = stopped.await;
+            }))
+        });
+        Running::InProcess(Box::new(OwnWorker {
+            stop,
+            thread,
+            queue,
+            concurrency,
+        }))
+    }
+
+    /// CPU seconds of the worker processes (0 for the bench's own worker,
+    /// counted in the bench process's).
+    fn children_cpu(&self) -> f64 {
+        match self {
+            Running::InProcess(_) => 0.0,
+            Running::Processes(workers) => workers.cpu_seconds(),
+        }
+    }
+
+    /// Stop the workers; the in-process worker's concurrency and round
+    /// trips (unknown for processes).
+    fn stop(self) -> (Option<usize>, u64) {
+        match self {
+            Running::InProcess(own) => {
+                let _ = own.stop.send(());
+                let _ = own.thread.join();
+                (Some(own.concurrency), own.queue.round_trips())
+            }
+            Running::Processes(workers) => {
+                drop(workers);
+                (None, 0)
+            }
+        }
+    }
 }
 
 /// CPU time this process has used, user + system, every thread, seconds

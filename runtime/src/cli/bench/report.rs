@@ -7,6 +7,9 @@ pub(super) struct Report {
     pub plugin: String,
     /// Tenants the jobs were spread over (`--tenants`).
     pub tenants: usize,
+    /// `spool worker` processes that ran the jobs (`--workers`; 0: the
+    /// bench's own worker).
+    pub workers: u64,
     pub jobs: usize,
     pub concurrency: usize,
     pub payload_bytes: usize,
@@ -33,7 +36,8 @@ pub(super) struct Report {
     /// Jobs by result-cache status (`hit-memory`, `hit-redis`, `miss`, …).
     pub cache: std::collections::BTreeMap<String, usize>,
     /// Sandbox instances the worker created (one per handler run; none for
-    /// a cache hit).
+    /// a cache hit). With `--workers`, the records that carry sandbox
+    /// timings.
     pub instances: u64,
 }
 
@@ -71,8 +75,13 @@ pub(super) fn print(r: &Report, json: bool) {
     } else {
         String::new()
     };
+    let workers = match r.workers {
+        0 => String::new(),
+        1 => ", 1 worker process".to_string(),
+        n => format!(", {n} worker processes"),
+    };
     println!(
-        "spool bench: {} jobs of {}{spread} ({}-byte payloads), concurrency {}",
+        "spool bench: {} jobs of {}{spread} ({}-byte payloads), concurrency {}{workers}",
         r.jobs, r.plugin, r.payload_bytes, r.concurrency
     );
     println!("  succeeded          {} ({} failed)", r.succeeded, r.failed);
@@ -100,7 +109,7 @@ pub(super) fn print(r: &Report, json: bool) {
         r.redis_cpu_us_per_job
     );
     println!(
-        "  process cpu        {:.1} µs per job, of which sandbox {:.1} µs (CPU clock of the process: worker, sandboxes and enqueuer)",
+        "  process cpu        {:.1} µs per job, of which sandbox {:.1} µs (the bench's CPU clock and its workers': worker, sandboxes, enqueuer)",
         r.process_cpu_us_per_job, r.sandbox_us_per_job
     );
     println!(
