@@ -88,9 +88,7 @@ impl Queue {
             )
             .await?;
         if let Some(fresh) = fresh {
-            claim.next_due = fresh.next_timer;
-            claim.more |= !fresh.tenants.is_empty();
-            *lock(&self.inner.next_pick) = Some((Instant::now(), fresh));
+            self.keep_next_pick(&mut claim, fresh, &claimed);
         }
         self.gather(&mut claim, claimed).await;
         // A full claim with work left: the next pick wakes an idle worker
@@ -99,6 +97,25 @@ impl Queue {
             self.inner.wake_next.store(true, Ordering::Relaxed);
         }
         Ok(claim)
+    }
+
+    /// The pick that rode along with a claim: whether work remains, and
+    /// the next claim's tenants. It ran before the tenants this claim
+    /// found dry leave the ready set (`gather` settles them): they are not
+    /// more work, and the next claim need not visit them. (If one came
+    /// back meanwhile, its enqueue woke a worker for it.)
+    fn keep_next_pick(
+        &self,
+        claim: &mut Claim,
+        mut fresh: Picked,
+        claimed: &[(String, TenantClaim)],
+    ) {
+        fresh
+            .tenants
+            .retain(|t| !claimed.iter().any(|(c, tc)| c == t && tc.leave.is_some()));
+        claim.next_due = fresh.next_timer;
+        claim.more |= !fresh.tenants.is_empty();
+        *lock(&self.inner.next_pick) = Some((Instant::now(), fresh));
     }
 
     /// Each picked tenant's slots of a claim of `max` (by the rotation and

@@ -208,7 +208,8 @@ if allowed > 0 then
   -- Half to groups; an odd slot goes to each side in turn (`gturn`), so a
   -- claim of one job does not always serve the same side.
   local grouped = 0
-  if redis.call('EXISTS', ring) == 1 then
+  local grouping = redis.call('EXISTS', ring) == 1
+  if grouping then
     grouped = math.floor(allowed / 2)
     if allowed % 2 == 1 and redis.call('HINCRBY', P .. ':stats', 'gturn', '1') % 2 == 1 then
       grouped = grouped + 1
@@ -216,7 +217,9 @@ if allowed > 0 then
   end
   local got = release_groups(grouped, ids)
   got = got + pop_ready(allowed - got, ids)
-  if got < allowed then release_groups(allowed - got, ids) end
+  -- (No rotation, no group to ask: a short claim at idle costs nothing
+  -- more.)
+  if got < allowed and grouping then release_groups(allowed - got, ids) end
 end
 
 -- 5. Lease them. The envelope fields a claimed job carries, by name (see
