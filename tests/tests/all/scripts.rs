@@ -394,17 +394,20 @@ fn run_one(env: &Env, queue: &Queue) -> Option<Status> {
 
 /// Enqueue one job, claim it, ack it with `next`; its id.
 fn run_id(env: &Env, queue: &Queue, next: Next) -> String {
-    let id = env
-        .rt
-        .block_on(queue.enqueue(&env.job("hello", "{}")))
-        .unwrap()
-        .id;
+    run_job(env, queue, &env.job("hello", "{}"), next)
+}
+
+/// Enqueue `job`, claim it, ack it with `next`; its id.
+fn run_job(env: &Env, queue: &Queue, job: &spool_runtime::queue::NewJob, next: Next) -> String {
+    let id = env.rt.block_on(queue.enqueue(job)).unwrap().id;
     let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
     let job = claim.jobs.iter().find(|j| j.id == id).expect("claimed");
-    let applied = env
-        .rt
-        .block_on(queue.ack(&[outcome(&id, &job.token, next)]))
-        .unwrap();
+    // As a worker acks: saying whether a client waits (from the envelope).
+    let done = Outcome {
+        wait: job.wait,
+        ..outcome(&id, &job.token, next)
+    };
+    let applied = env.rt.block_on(queue.ack(&[done])).unwrap();
     assert_eq!(applied, vec![true]);
     id
 }
@@ -511,6 +514,14 @@ fn only_the_newest_succeeded_records_are_kept_per_tenant() {
         .arg(&["status", "queued"])
         .query(&mut env.redis_conn())
         .unwrap();
+    // Records someone may come back for are outside the cap: a job a
+    // client waits for, one under an idempotency key.
+    let mut waited = env.job("hello", "{}");
+    waited.wait = true;
+    let waited = run_job(&env, &queue, &waited, Next::Succeeded);
+    let mut keyed = env.job("hello", "{}");
+    keyed.idempotency_key = Some("once".into());
+    let keyed_id = run_job(&env, &queue, &keyed, Next::Succeeded);
     let ids: Vec<String> = (0..11)
         .map(|_| run_id(&env, &queue, Next::Succeeded))
         .collect();
@@ -525,15 +536,18 @@ fn only_the_newest_succeeded_records_are_kept_per_tenant() {
     for id in &ids[6..] {
         assert_eq!(status(id), Some(Status::Succeeded), "the newest five stay");
     }
+    for (id, kept, why) in [
+        (&reused, Status::Queued, "the reused id's new job stays"),
+        (&dead, Status::Dead, "dead letters have their own cap"),
+        (&waited, Status::Succeeded, "a waited-for job stays"),
+        (&keyed_id, Status::Succeeded, "a keyed job stays"),
+    ] {
+        assert_eq!(status(id), Some(kept), "{why}");
+    }
+    let again = env.rt.block_on(queue.enqueue(&keyed)).unwrap();
     assert_eq!(
-        status(&reused),
-        Some(Status::Queued),
-        "the reused id's new job stays"
-    );
-    assert_eq!(
-        status(&dead),
-        Some(Status::Dead),
-        "dead letters have their own cap"
+        (again.id.as_str(), again.created),
+        (keyed_id.as_str(), false)
     );
     let kept: u64 = redis::cmd("ZCARD")
         .arg(format!("{}:succeeded", env.tenant_keys("default")))

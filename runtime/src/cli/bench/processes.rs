@@ -9,7 +9,7 @@ use crate::queue::QueueConfig;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// How long a worker may take to load the plugin and say so.
@@ -54,35 +54,66 @@ impl Workers {
             children: Vec::new(),
         };
         let (ready_tx, ready_rx) = mpsc::channel();
-        for k in 0..n {
+        let last_lines: Vec<Arc<Mutex<String>>> = (0..n).map(|_| Arc::default()).collect();
+        for (k, last) in last_lines.iter().enumerate() {
             let mut child = worker_command(&exe, spec, &plugins, k)
                 .spawn()
                 .map_err(|e| format!("starting worker {k} ({}): {e}", exe.display()))?;
             let stderr = child.stderr.take().expect("stderr is piped");
             workers.children.push(child);
-            let ready = ready_tx.clone();
-            // Read its log: say when it is ready, then keep draining it so
-            // that a full pipe never blocks the worker.
+            let (ready, last) = (ready_tx.clone(), Arc::clone(last));
+            // Read its log: say when it is ready, keep its last line (the
+            // reason, if it stops), and keep draining it so that a full
+            // pipe never blocks the worker.
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if line.contains("worker starting") {
                         let _ = ready.send(k);
                     }
+                    *last
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = line;
                 }
             });
         }
-        let deadline = Instant::now() + READY_WITHIN;
-        for _ in 0..n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            ready_rx.recv_timeout(left).map_err(|_| {
-                format!(
-                    "a worker did not load {} within {}s",
-                    spec.file.display(),
-                    READY_WITHIN.as_secs()
-                )
-            })?;
-        }
+        workers.wait_ready(&ready_rx, &last_lines, spec.file)?;
         Ok(workers)
+    }
+
+    /// Until every worker said it started; a worker that exits first is
+    /// the error, with its last log line.
+    fn wait_ready(
+        &mut self,
+        ready: &mpsc::Receiver<usize>,
+        last_lines: &[Arc<Mutex<String>>],
+        file: &Path,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + READY_WITHIN;
+        let mut waiting = self.children.len();
+        while waiting > 0 {
+            if ready.recv_timeout(Duration::from_millis(100)).is_ok() {
+                waiting -= 1;
+                continue;
+            }
+            for (k, child) in self.children.iter_mut().enumerate() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let last = last_lines[k]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    return Err(format!(
+                        "worker {k} exited ({status}) before it started: {last}"
+                    ));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "a worker did not load {} within {}s",
+                    file.display(),
+                    READY_WITHIN.as_secs()
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// CPU seconds the workers have used (user + system, from
@@ -109,6 +140,14 @@ impl Drop for Workers {
 fn worker_command(exe: &Path, spec: &Spec<'_>, plugins: &Path, k: usize) -> Command {
     let q = spec.queue;
     let mut cmd = Command::new(exe);
+    // Only what the bench says: a SPOOL_* setting of the caller's (a
+    // worker id, a timeout) would change what is measured, or give every
+    // worker the same id.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SPOOL_") {
+            cmd.env_remove(&name);
+        }
+    }
     cmd.arg("worker")
         .arg("--plugins")
         .arg(plugins)

@@ -46,10 +46,10 @@ local applied = {}
 local released = {}
 
 -- Whether the outcome for `key` (under `token`) may be applied: the
--- job's {token, status, group} if so. (Three fields: an ack reads no more
--- than it needs, every read field costs Redis time per job.)
+-- job's {token, status, group, idem} if so. (Few fields: an ack reads no
+-- more than it needs, every read field costs Redis time per job.)
 local function current_attempt(id, key, token)
-  local f = hmget(key, 'token', 'status', 'group')
+  local f = hmget(key, 'token', 'status', 'group', 'idem')
   if not f or f[1] ~= token then return nil end
   if f[2] == 'running' then return f end
   if f[2] == 'queued'
@@ -87,7 +87,9 @@ end
 -- records of the oldest beyond `keep`, so that a busy tenant's succeeded
 -- records take bounded memory whatever the TTL. Only records still
 -- succeeded are deleted: an id a client reused for a new job keeps it.
--- The set lives as long as the records it lists would.
+-- The set lives as long as the records it lists would. Records someone
+-- may come back for are never listed (see the caller): they live for the
+-- TTL.
 local function keep_newest(pairs_, keep, ttl)
   local set = P .. ':succeeded'
   for k = 1, #pairs_, 1000 do
@@ -178,7 +180,10 @@ while i <= #ARGV do
     if outcome == 'succeeded' then
       release_group(id, current[3])
       finish(id, 'succeeded', record_ttl, waiting)
-      if keep > 0 then
+      -- Not capped: a job a client waits for (`enqueue --wait` reads the
+      -- record after the done notice), or one enqueued under an
+      -- idempotency key (which deduplicates only while the record lives).
+      if keep > 0 and waiting ~= '1' and not current[4] then
         succeeded[#succeeded + 1] = now_s
         succeeded[#succeeded + 1] = id
       end

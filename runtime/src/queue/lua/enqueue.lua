@@ -90,6 +90,9 @@ while i <= #ARGV do
         unpack(ARGV, first, last))
     end
     if group ~= '' then redis.call('HSET', key, 'group', group) end
+    -- The key deduplicates while this record lives: `idem` keeps the
+    -- record out of the succeeded-record cap (ack.lua), for its TTL.
+    if idem ~= '' then redis.call('HSET', key, 'idem', '1') end
     if run_at <= now then
       if group ~= '' then
         into_group(id, group, 'RPUSH')
