@@ -387,16 +387,20 @@ fn a_wrong_password_is_not_retryable_and_is_never_printed() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
+/// `spool bench --plugins DIR ARGS…` run in `dir`.
+fn bench_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["bench", "--plugins", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    spool_in(dir, &all)
+}
+
 #[test]
 fn spool_bench_runs_end_to_end_and_reports_json() {
     let dir = temp_dir("bench");
     spool_tests::fleet::add_plugin(&dir, "hello", "hello");
-    let out = spool_in(
+    let out = bench_in(
         &dir,
         &[
-            "bench",
-            "--plugins",
-            dir.to_str().unwrap(),
             "--plugin",
             "hello",
             "--jobs",
@@ -448,18 +452,7 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
     );
     assert_eq!(report["workers"], 0, "{report}");
     // A plugin that is not there is named.
-    let out = spool_in(
-        &dir,
-        &[
-            "bench",
-            "--plugins",
-            dir.to_str().unwrap(),
-            "--plugin",
-            "acme/nope",
-            "--jobs",
-            "1",
-        ],
-    );
+    let out = bench_in(&dir, &["--plugin", "acme/nope", "--jobs", "1"]);
     fails_with(&out, 1, "acme/nope.wasm");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -468,12 +461,9 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
 fn spool_bench_runs_the_jobs_in_worker_processes() {
     let dir = temp_dir("bench-workers");
     spool_tests::fleet::add_plugin(&dir, "hello", "hello");
-    let out = spool_in(
+    let out = bench_in(
         &dir,
         &[
-            "bench",
-            "--plugins",
-            dir.to_str().unwrap(),
             "--jobs",
             "400",
             "--tenants",
@@ -500,18 +490,7 @@ fn spool_bench_runs_the_jobs_in_worker_processes() {
         "{report}"
     );
     // The result cache needs the bench's own worker.
-    let out = spool_in(
-        &dir,
-        &[
-            "bench",
-            "--plugins",
-            dir.to_str().unwrap(),
-            "--workers",
-            "1",
-            "--cache-ttl",
-            "1h",
-        ],
-    );
+    let out = bench_in(&dir, &["--workers", "1", "--cache-ttl", "1h"]);
     fails_with(&out, 2, "--cache-ttl needs the bench's own worker");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -79,13 +79,8 @@ fn sandbox_us(timings: &str) -> Option<u64> {
 /// Redis' CPU time so far, user + system, in seconds (`INFO cpu`), to
 /// measure Redis CPU per job.
 pub(super) async fn server_cpu_seconds(queue: &Queue) -> Result<f64, QueueError> {
-    let mut conn = queue.redis().conn();
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| queue.redis().error("INFO cpu", e))?;
-    Ok(info
+    Ok(info(queue, "cpu")
+        .await?
         .lines()
         .filter_map(|l| l.trim().split_once(':'))
         .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
@@ -117,15 +112,20 @@ pub(super) async fn finished(queue: &Queue, tenants: &[String]) -> Result<u64, Q
 /// Total commands Redis has executed (`INFO commandstats`, which counts the
 /// commands inside scripts too), to measure commands per job.
 pub(super) async fn server_command_calls(queue: &Queue) -> Result<u64, QueueError> {
-    let mut conn = queue.redis().conn();
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| queue.redis().error("INFO commandstats", e))?;
-    Ok(info
+    Ok(info(queue, "commandstats")
+        .await?
         .lines()
         .filter_map(|l| l.split("calls=").nth(1))
         .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
         .sum())
+}
+
+/// One section of `INFO`.
+async fn info(queue: &Queue, section: &'static str) -> Result<String, QueueError> {
+    let mut conn = queue.redis().conn();
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| queue.redis().error("INFO", e).into())
 }
