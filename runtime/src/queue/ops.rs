@@ -200,6 +200,7 @@ impl Queue {
         let encoded: Vec<Encoded<'_>> = outcomes.iter().map(|o| (o, o.record.fields())).collect();
         let size = |&i: &usize| -> usize { encoded[i].1.iter().map(|(_, v)| v.len()).sum() };
         let [ttl, dead_ttl, cap] = self.ttl_args();
+        let keep = self.inner.config.keep_succeeded.unwrap_or(0);
         // (tenant, positions) per script call: one tenant's outcomes, at
         // most 500 or 4 MiB of fields. Positions, not copies: outputs can
         // be large.
@@ -215,7 +216,6 @@ impl Queue {
             .zip(&keys)
             .map(|((_, indices), tenant_keys)| {
                 let mut inv = self.inner.scripts.ack.key(tenant_keys);
-                let keep = self.inner.config.keep_succeeded.unwrap_or(0);
                 inv.arg(ttl).arg(dead_ttl).arg(cap).arg(keep);
                 for &i in indices {
                     push_outcome(&mut inv, encoded[i].0, &encoded[i].1);

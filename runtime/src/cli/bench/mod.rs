@@ -187,6 +187,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     queue_config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
     // The report reads every job's record back.
     queue_config.keep_succeeded = None;
+    // Also with --workers: a bad plugin is named before a worker starts.
     let registry = load_plugin(args, &plugin, &plugins)?;
     let rt = runtime();
     let client = rt.block_on(Queue::connect(queue_config.clone()))?;
