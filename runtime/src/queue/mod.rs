@@ -46,6 +46,7 @@ mod chunk;
 mod claiming;
 mod error;
 mod loading;
+mod logs;
 mod migrate;
 mod model;
 mod names;
@@ -62,7 +63,9 @@ mod sweep;
 mod why;
 
 pub use error::QueueError;
-pub use model::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority};
+pub use model::{
+    ClaimedJob, DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority,
+};
 pub use names::{check_group, check_prefix, check_queue, tenant_keys};
 pub use ops::Enqueued;
 pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};

@@ -80,7 +80,7 @@ impl NewJob {
         NewJob {
             plugin,
             payload: payload.into(),
-            content_type: "application/json".to_string(),
+            content_type: DEFAULT_CONTENT_TYPE.to_string(),
             priority: Priority::Normal,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             delay: std::time::Duration::ZERO,
@@ -94,6 +94,9 @@ impl NewJob {
 
 /// Attempts a job gets unless it says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The payload's MIME type unless the envelope says otherwise.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/json";
 
 /// A job as a worker claimed it: the envelope plus this attempt's fencing
 /// token. Fields are raw: the worker validates them, so a malformed
@@ -128,6 +131,9 @@ pub struct ClaimedJob {
     pub waiting_since_us: Option<u64>,
     /// The envelope asks to skip the result-cache lookup (`no_cache`).
     pub no_cache: bool,
+    /// The record holds nothing an earlier attempt or hand-back wrote
+    /// (`fresh` in the claim's reply): the outcome need not clear fields.
+    pub fresh: bool,
     /// When it was claimed (µs, Redis' clock).
     pub claimed_us: u64,
     /// When the claim's reply arrived here (no earlier than `claimed_us`):
@@ -139,7 +145,9 @@ pub struct ClaimedJob {
 impl ClaimedJob {
     /// An outcome for this attempt (same tenant, id, token and `wait`).
     pub fn outcome(&self, next: Next) -> Outcome {
-        Outcome::new(&self.tenant, &self.id, &self.token, self.wait, next)
+        let mut outcome = Outcome::new(&self.tenant, &self.id, &self.token, self.wait, next);
+        outcome.record.fresh = self.fresh;
+        outcome
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::announce::Announce;
 use super::chunk::chunks;
-use super::model::{NewJob, Next, Outcome};
+use super::model::{DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome};
 use super::{Queue, QueueError};
 use crate::locks::lock;
 use crate::tenants::{Limit, Limits, TenantStore};
@@ -369,24 +369,34 @@ fn by_tenant(jobs: &[NewJob]) -> Vec<(&str, Vec<usize>)> {
     by_tenant_of(jobs, |j| j.plugin.tenant.as_str())
 }
 
-/// One job's arguments of `enqueue.lua`.
+/// One job's arguments of `enqueue.lua`. Envelope fields at their
+/// documented default (`content_type` JSON, `max_attempts` 5 within the
+/// tenant's quota) are left out: every reader applies the default, and a
+/// smaller record stays in Redis' compact hash encoding.
 fn push_job(inv: &mut super::scripts::Call<'_>, job: &NewJob, quota: &Limits) {
+    let max_attempts_quota = quota.get(Limit::MaxAttempts);
+    let default_type = job.content_type == DEFAULT_CONTENT_TYPE;
+    let default_attempts = job.max_attempts == DEFAULT_MAX_ATTEMPTS
+        && (max_attempts_quota == 0 || max_attempts_quota >= u64::from(DEFAULT_MAX_ATTEMPTS));
+    let optional = [!default_type, !default_attempts, job.wait, job.no_cache];
     inv.arg(ulid::Ulid::new().to_string())
         .arg(job.idempotency_key.as_deref().unwrap_or(""))
         .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
         .arg(job.priority.as_str())
         .arg(quota.get(Limit::MaxPayload))
-        .arg(quota.get(Limit::MaxAttempts))
+        .arg(max_attempts_quota)
         .arg(job.group.as_deref().unwrap_or(""))
-        .arg(4 + usize::from(job.wait) + usize::from(job.no_cache))
+        .arg(2 + optional.iter().filter(|o| **o).count())
         .arg("plugin")
         .arg(job.plugin.to_string())
         .arg("payload")
-        .arg(job.payload.as_slice())
-        .arg("content_type")
-        .arg(&job.content_type)
-        .arg("max_attempts")
-        .arg(job.max_attempts);
+        .arg(job.payload.as_slice());
+    if !default_type {
+        inv.arg("content_type").arg(&job.content_type);
+    }
+    if !default_attempts {
+        inv.arg("max_attempts").arg(job.max_attempts);
+    }
     if job.wait {
         inv.arg("wait").arg(1);
     }

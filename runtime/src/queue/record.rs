@@ -76,6 +76,15 @@ impl Json {
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
         Json(serde_json::to_string(value).unwrap_or_else(|_| "null".to_string()))
     }
+
+    /// A guest log, `lines` (level, message) and the count of dropped
+    /// lines, in the record's compact form (see `queue/logs.rs`).
+    pub fn logs<'a, L: AsRef<str>>(
+        lines: impl ExactSizeIterator<Item = (L, &'a str)>,
+        dropped: usize,
+    ) -> Self {
+        Json(super::logs::stored(lines, dropped))
+    }
 }
 
 /// An attempt's error, as the record's `error` field holds it (JSON): what
@@ -151,6 +160,11 @@ pub struct RecordUpdate {
     pub progress: Field<Json>,
     /// The attempt count, when the attempt is given back unspent.
     pub attempt: Field<u32>,
+    /// The record holds nothing an earlier attempt wrote (the claim said
+    /// so, [`super::ClaimedJob::fresh`]): cleared fields are left out
+    /// rather than written empty. Fewer and smaller values keep the hash
+    /// in Redis' compact encoding and the ack cheaper.
+    pub fresh: bool,
 }
 
 impl RecordUpdate {
@@ -162,32 +176,34 @@ impl RecordUpdate {
     }
 
     /// The hash fields to write, in the ack script's `field, value` form:
-    /// a cleared field is written empty (the reader takes empty for none).
+    /// a cleared field is written empty (the reader takes empty for none),
+    /// unless the record is fresh (there is nothing to clear).
     pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut out = Vec::new();
+        let f = self.fresh;
         let num = |n: &u64| n.to_string().into_bytes();
         let json = |v: &Json| v.0.as_bytes().to_vec();
-        push(&mut out, "started_us", &self.started_us, num);
-        push(&mut out, "version", &self.version, |v| {
+        push(&mut out, f, "started_us", &self.started_us, num);
+        push(&mut out, f, "version", &self.version, |v| {
             v.as_str().as_bytes().to_vec()
         });
-        push(&mut out, "cache", &self.cache, |s| s.as_bytes().to_vec());
-        push(&mut out, "cache_job", &self.cache_job, |s| {
+        push(&mut out, f, "cache", &self.cache, |s| s.as_bytes().to_vec());
+        push(&mut out, f, "cache_job", &self.cache_job, |s| {
             s.as_bytes().to_vec()
         });
-        push(&mut out, "cache_key", &self.cache_key, |s| {
+        push(&mut out, f, "cache_key", &self.cache_key, |s| {
             s.as_bytes().to_vec()
         });
-        push(&mut out, "output", &self.output, Clone::clone);
-        push(&mut out, "error", &self.error, |e| {
+        push(&mut out, f, "output", &self.output, Clone::clone);
+        push(&mut out, f, "error", &self.error, |e| {
             serde_json::to_vec(e).unwrap_or_default()
         });
-        push(&mut out, "waiting_since_us", &self.waiting_since_us, num);
-        push(&mut out, "host_calls", &self.host_calls, num);
-        push(&mut out, "timings", &self.timings, json);
-        push(&mut out, "logs", &self.logs, json);
-        push(&mut out, "progress", &self.progress, json);
-        push(&mut out, "attempt", &self.attempt, |n| {
+        push(&mut out, f, "waiting_since_us", &self.waiting_since_us, num);
+        push(&mut out, f, "host_calls", &self.host_calls, num);
+        push(&mut out, f, "timings", &self.timings, json);
+        push(&mut out, f, "logs", &self.logs, json);
+        push(&mut out, f, "progress", &self.progress, json);
+        push(&mut out, f, "attempt", &self.attempt, |n| {
             n.to_string().into_bytes()
         });
         out
@@ -196,12 +212,14 @@ impl RecordUpdate {
 
 fn push<T>(
     out: &mut Vec<(&'static str, Vec<u8>)>,
+    fresh: bool,
     name: &'static str,
     field: &Field<T>,
     encode: impl Fn(&T) -> Vec<u8>,
 ) {
     match field {
         Field::Keep => {}
+        Field::Clear if fresh => {}
         Field::Clear => out.push((name, Vec::new())),
         Field::Set(value) => out.push((name, encode(value))),
     }
@@ -291,9 +309,11 @@ impl JobRecord {
             plugin: text("plugin").unwrap_or_default(),
             status: text("status").and_then(|s| Status::parse(&s)),
             attempts: num(text("attempt")).unwrap_or(0),
-            max_attempts: num(text("max_attempts")),
-            priority: text("priority"),
-            content_type: text("content_type"),
+            // The envelope's documented defaults, for a field left out.
+            max_attempts: num(text("max_attempts")).or(Some(super::DEFAULT_MAX_ATTEMPTS)),
+            priority: text("priority").or_else(|| Some("normal".to_string())),
+            content_type: text("content_type")
+                .or_else(|| Some(super::DEFAULT_CONTENT_TYPE.to_string())),
             payload_bytes,
             enqueued_us: num(text("enqueued_us")),
             run_at_us: num(text("run_at_us")),
@@ -307,7 +327,7 @@ impl JobRecord {
             output,
             output_base64,
             error: json(text("error")),
-            logs: json(text("logs")),
+            logs: text("logs").and_then(|s| super::logs::shown(&s)),
             cache: text("cache"),
             cache_job: text("cache_job").filter(|j| !j.is_empty()),
             cache_key: text("cache_key").filter(|k| !k.is_empty()),
@@ -358,6 +378,10 @@ mod tests {
         for cleared in ["error", "cache", "cache_key", "cache_job"] {
             assert!(has(cleared, b""), "{cleared}");
         }
+        // On a record no attempt wrote to, there is nothing to clear.
+        update.fresh = true;
+        let names: Vec<&str> = update.fields().iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, ["started_us", "output"]);
     }
 
     #[test]

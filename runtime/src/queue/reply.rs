@@ -151,6 +151,7 @@ fn job(
         priority: None,
         waiting_since_us: None,
         no_cache: false,
+        fresh: false,
         claimed_us,
         received,
     };
@@ -165,6 +166,7 @@ fn job(
             "priority" => job.priority = text(value),
             "waiting_since_us" => job.waiting_since_us = text(value).and_then(|s| s.parse().ok()),
             "no_cache" => job.no_cache = text(value).is_some_and(|v| v == "1"),
+            "fresh" => job.fresh = text(value).is_some_and(|v| v == "1"),
             // A field a newer script sends and this worker does not know.
             _ => {}
         }
@@ -230,11 +232,12 @@ mod tests {
     fn the_claim_script_sends_exactly_the_required_fields() {
         let script = include_str!("lua/claim.lua");
         let start = script
-            .find("local FIELDS = {")
-            .expect("claim.lua defines FIELDS");
-        let end = start + script[start..].find('}').expect("FIELDS ends");
+            .find("local READ = {")
+            .expect("claim.lua defines READ, the fields FIELDS starts with");
+        let end = start + script[start..].find('}').expect("READ ends");
         let sent: Vec<&str> = script[start..end].split('\'').skip(1).step_by(2).collect();
         assert_eq!(sent, REQUIRED);
+        assert!(script.contains("FIELDS[#FIELDS + 1] = 'fresh'"));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use crate::cache::{Hit, ResultCache};
 use crate::ids::PluginName;
 use crate::plugins::Registry;
 use crate::queue::{
-    ClaimedJob, DEFAULT_MAX_ATTEMPTS, ErrorRecord, Field, Json, Next, Outcome, Priority,
-    RecordUpdate,
+    ClaimedJob, DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, ErrorRecord, Field, Json, Next,
+    Outcome, Priority, RecordUpdate,
 };
 use crate::redis::SyncRedis;
 use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices, KeyValue};
@@ -87,7 +87,7 @@ impl Executor {
             attempt,
             content_type: job
                 .content_type
-                .unwrap_or_else(|| "application/json".to_string()),
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
             payload: job.payload,
         };
         let services = JobServices {
@@ -106,7 +106,7 @@ impl Executor {
             Answer::Ran(run, status, key) => {
                 outcome.record.cache = Field::Set(status.as_str().to_string());
                 outcome.record.cache_job = Field::Clear;
-                outcome.record.cache_key = Field::Set(key.unwrap_or_default());
+                outcome.record.cache_key = key.map_or(Field::Clear, Field::Set);
                 self.ran(outcome, run, attempt, max_attempts)
             }
             Answer::Hit(hit, key) => {
@@ -232,7 +232,7 @@ fn hit_outcome(mut outcome: Outcome, hit: Hit) -> Outcome {
     record.cache_job = Field::Set(hit.job);
     record.output = Field::Set(hit.output.to_vec());
     record.host_calls = Field::Set(0);
-    record.logs = Field::Set(Json::of(&[] as &[u8]));
+    record.logs = Field::Set(Json::logs(std::iter::empty::<(&str, &str)>(), 0));
     // What an earlier attempt left: nothing ran this time.
     record.timings = Field::Clear;
     record.progress = Field::Clear;
@@ -300,7 +300,11 @@ fn envelope(job: &ClaimedJob) -> Result<(PluginName, u32), String> {
 fn record_run(record: &mut RecordUpdate, run: &JobRun) {
     record.host_calls = Field::Set(run.host_calls);
     record.timings = Field::Set(Json::of(&run.timings));
-    record.logs = Field::Set(Json::of(&run.log));
+    let lines = run.log.lines.iter();
+    record.logs = Field::Set(Json::logs(
+        lines.map(|l| (l.level.as_str(), l.message.as_str())),
+        run.log.dropped,
+    ));
     if let Some(progress) = &run.progress {
         record.progress = Field::Set(Json::of(progress));
     }

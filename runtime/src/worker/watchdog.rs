@@ -278,6 +278,7 @@ mod tests {
             priority: None,
             waiting_since_us: None,
             no_cache: false,
+            fresh: false,
             claimed_us: 0,
             received: Instant::now(),
         }

@@ -54,6 +54,50 @@ fn a_job_runs_and_leaves_a_full_record() {
     // Finished records expire (24 h by default); live ones do not.
     let ttl = record.ttl_seconds.expect("a finished record has a TTL");
     assert!(ttl > 86_000 && ttl <= 86_400, "ttl {ttl}");
+    // The record stays in Redis' compact hash encoding and small: no empty
+    // fields, defaults left out, the short log form (docs/queue.md,
+    // "Record size"). The test's prefix is longer than `spool`'s.
+    let key = format!("{}:job:{id}", env.tenant_keys("default"));
+    let mut conn = env.redis_conn();
+    let encoding: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(&key)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(encoding, "listpack");
+    let fields: Vec<String> = redis::cmd("HKEYS").arg(&key).query(&mut conn).unwrap();
+    for absent in [
+        "content_type",
+        "max_attempts",
+        "priority",
+        "error",
+        "cache_key",
+        "cache_job",
+    ] {
+        assert!(
+            !fields.iter().any(|f| f == absent),
+            "{absent} in {fields:?}"
+        );
+    }
+    assert_eq!(
+        (
+            record.content_type.as_deref(),
+            record.max_attempts,
+            record.priority.as_deref()
+        ),
+        (Some("application/json"), Some(5), Some("normal")),
+        "defaults are shown"
+    );
+    let bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(&key)
+        .query(&mut conn)
+        .unwrap();
+    let extra = env.tenant_keys("default").len() - "spool:{default/default}".len();
+    assert!(
+        bytes - extra as u64 <= 600,
+        "{bytes} bytes ({extra} of them prefix)"
+    );
     let report = worker.stop();
     assert_eq!(report.succeeded, 1);
 }

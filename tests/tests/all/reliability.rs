@@ -348,18 +348,18 @@ fn a_late_ack_wins_while_no_newer_attempt_was_claimed() {
     env.rt
         .block_on(env.queue.claim("other", 0, Duration::from_secs(10)))
         .unwrap();
-    assert_eq!(env.record(&id).status, Some(Status::Delayed));
-    let outcome = Outcome {
-        tenant: "default".into(),
-        id: id.clone(),
-        token: job.token.clone(),
-        wait: false,
-        next: Next::Succeeded,
-        record: RecordUpdate {
-            output: Field::Set(b"done late".to_vec()),
-            ..RecordUpdate::default()
-        },
-    };
+    let lapsed = env.record(&id);
+    assert_eq!(lapsed.status, Some(Status::Delayed));
+    assert_eq!(
+        lapsed.error.as_ref().map(|e| e["kind"].clone()),
+        Some("lease-expired".into())
+    );
+    // The worker's success, as it writes it: the claim saw a record no
+    // attempt had written to, so the worker clears nothing itself.
+    assert!(job.fresh, "a new job's first claim is of a fresh record");
+    let mut outcome = job.outcome(Next::Succeeded);
+    outcome.record.output = Field::Set(b"done late".to_vec());
+    outcome.record.error = Field::Clear;
     let applied = env
         .rt
         .block_on(env.queue.ack(std::slice::from_ref(&outcome)))
@@ -368,6 +368,8 @@ fn a_late_ack_wins_while_no_newer_attempt_was_claimed() {
     let record = env.record(&id);
     assert_eq!(record.status, Some(Status::Succeeded));
     assert_eq!(record.output.as_deref(), Some("done late"));
+    // The lapse's error does not stay on a success.
+    assert_eq!(record.error, None, "{record:?}");
     // It is out of the delayed set: it will not run a second time.
     let due: Option<f64> = redis::cmd("ZSCORE")
         .arg(format!("{}:delayed", env.tenant_keys("default")))

@@ -3,7 +3,7 @@
 //! back and summarise them.
 
 use super::BenchArgs;
-use super::queries::{JobTimes, job_times, server_command_calls, server_cpu_seconds};
+use super::queries::{JobTimes, job_times, record_bytes, server_command_calls, server_cpu_seconds};
 use super::report::{Percentiles, Report, percentiles};
 use crate::ids::PluginName;
 use crate::queue::{NewJob, Queue, QueueError, Status};
@@ -37,6 +37,7 @@ pub(super) async fn drive(
     report.plugin = plugins[0].to_string();
     report.tenants = plugins.len();
     report.payload_bytes = payloads[0].len();
+    report.record_bytes = record_bytes(client, &ids).await?;
     Ok((report, commands, cpu))
 }
 
@@ -168,6 +169,7 @@ fn summarize(times: &[JobTimes], jobs: usize, enqueue_secs: f64) -> Report {
                 *m.entry(c).or_default() += 1;
                 m
             }),
+        record_bytes: 0,
         instances: times.iter().filter(|t| t.sandbox_us.is_some()).count() as u64,
         workers: 0,
     }

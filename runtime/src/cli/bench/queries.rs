@@ -76,6 +76,32 @@ fn sandbox_us(timings: &str) -> Option<u64> {
     Some(v.get("instantiate")?.as_u64()? + v.get("run")?.as_u64()?)
 }
 
+/// The median `MEMORY USAGE` (bytes: the key, its value and Redis'
+/// bookkeeping) of up to 25 of `ids`' records, spread over the run; 0 when
+/// none is left.
+pub(super) async fn record_bytes(
+    queue: &Queue,
+    ids: &[(String, String)],
+) -> Result<u64, QueueError> {
+    let step = (ids.len() / 25).max(1);
+    let mut pipe = redis::pipe();
+    for (tenant, id) in ids.iter().step_by(step).take(25) {
+        pipe.cmd("MEMORY")
+            .arg("USAGE")
+            .arg(format!("{}:job:{id}", queue.tenant_keys(tenant)))
+            .arg("SAMPLES")
+            .arg(0);
+    }
+    let mut conn = queue.redis().conn();
+    let sizes: Vec<Option<u64>> = pipe
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| queue.redis().error("MEMORY USAGE of job records", e))?;
+    let mut sizes: Vec<u64> = sizes.into_iter().flatten().collect();
+    sizes.sort_unstable();
+    Ok(sizes.get(sizes.len() / 2).copied().unwrap_or(0))
+}
+
 /// Redis' CPU time so far, user + system, in seconds (`INFO cpu`), to
 /// measure Redis CPU per job.
 pub(super) async fn server_cpu_seconds(queue: &Queue) -> Result<f64, QueueError> {

@@ -31,6 +31,9 @@ pub(super) struct Report {
     /// records' `timings`: the part of the process's time that is the
     /// plugin's own.
     pub sandbox_us_per_job: f64,
+    /// A succeeded record's size in Redis (`MEMORY USAGE`, median of a
+    /// sample), bytes.
+    pub record_bytes: u64,
     pub worker_round_trips_per_job: f64,
     pub round_trips_per_job: f64,
     /// Jobs by result-cache status (`hit-memory`, `hit-redis`, `miss`, …).
@@ -111,6 +114,10 @@ pub(super) fn print(r: &Report, json: bool) {
     println!(
         "  process cpu        {:.1} µs per job, of which sandbox {:.1} µs (the bench's CPU clock and its workers': worker, sandboxes, enqueuer)",
         r.process_cpu_us_per_job, r.sandbox_us_per_job
+    );
+    println!(
+        "  record size        {} bytes (MEMORY USAGE of a succeeded record, median of 25)",
+        r.record_bytes
     );
     println!(
         "  round trips        {:.3} per job by the worker, {:.3} with enqueueing",

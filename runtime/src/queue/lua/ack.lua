@@ -155,6 +155,9 @@ while i <= #ARGV do
     applied[#applied + 1] = 1
   elseif current then
     release(id)
+    -- An attempt whose lease lapsed got the lapse's `error`; its worker
+    -- clears only what it saw at the claim (nothing, on a fresh record).
+    if current[2] ~= 'running' then redis.call('HDEL', key, 'error') end
     local run_at = now + delay
     local first, last = i + 6, i + 5 + nfields * 2
     -- A hand-back also needs {priority, attempt, group_held}.

@@ -29,7 +29,8 @@
 -- the envelope fields each job carries after its first three; each job is
 -- {id, token, attempt, <one value per name in FIELDS>}. `false` (nil) marks
 -- a missing field. The worker decodes jobs by these names, so a field added
--- here cannot shift another.
+-- here cannot shift another. All are record fields but the last, `fresh`:
+-- 1 when the record holds nothing an earlier attempt wrote.
 --
 -- Within the tenant, priorities share its claims 6:3:1: the N claim slots
 -- continue a counter kept in the tenant's stats hash (`rr`): slot k prefers
@@ -224,8 +225,14 @@ end
 
 -- 5. Lease them. The envelope fields a claimed job carries, by name (see
 -- the header).
-local FIELDS = { 'plugin', 'content_type', 'payload', 'max_attempts', 'enqueued_us',
+local READ = { 'plugin', 'content_type', 'payload', 'max_attempts', 'enqueued_us',
   'wait', 'priority', 'waiting_since_us', 'no_cache' }
+-- Fields that mark a record an earlier attempt or hand-back wrote to (an
+-- ack, a lapse); without any of them the reply says `fresh` = 1, and the
+-- worker's outcome need not clear what is not there.
+local MARKS = { 'finished_us', 'requeued_us', 'lease_expiries' }
+local FIELDS = { unpack(READ) }
+FIELDS[#FIELDS + 1] = 'fresh'
 local out = { now, 0, -1, 0, FIELDS }
 local lease_until = text(now + lease)
 local lease_args = {}
@@ -237,8 +244,10 @@ end
 for k, id in ipairs(ids) do
   local from_group = group_of[k] or false
   local key = job_key(id)
-  -- f[1..3]: what the claim itself needs; f[4..]: FIELDS, for the reply.
-  local f = hmget(key, 'attempt', 'token', 'status', unpack(FIELDS))
+  -- f[1..3]: what the claim itself needs; f[4..6]: MARKS; f[7..]: READ,
+  -- for the reply.
+  local f = hmget(key, 'attempt', 'token', 'status', 'finished_us', 'requeued_us',
+    'lease_expiries', unpack(READ))
   if not f then
     -- Not a hash: nothing can be recorded there. Park the id in the dead
     -- letters (without a record) so that it is visible, and go on.
@@ -250,7 +259,7 @@ for k, id in ipairs(ids) do
     redis.call('HSET', key, 'status', 'dead', 'finished_us', now, 'error', cjson.encode({
       kind = 'malformed-envelope', retryable = false,
       message = 'the job id is not UTF-8 text; expected an id such as a ULID' }))
-    bury(id, now, dead_ttl, dead_cap, f[3 + 6], added[k] and from_group)
+    bury(id, now, dead_ttl, dead_cap, f[6 + 6], added[k] and from_group)
   elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.
@@ -280,7 +289,9 @@ for k, id in ipairs(ids) do
       lease_args = {}
     end
     claimed = claimed + 1
-    out[#out + 1] = { id, token, attempt, unpack(f, 4, 3 + #FIELDS) }
+    local job = { id, token, attempt, unpack(f, 7, 6 + #READ) }
+    job[#job + 1] = (f[4] or f[5] or f[6]) and '0' or '1'
+    out[#out + 1] = job
   end
 end
 if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end

@@ -81,15 +81,22 @@ while i <= #ARGV do
     -- The envelope's fields last, unpacked from ARGV (no copy): the script's
     -- caller sends only the names the header lists.
     if run_at > now then
-      redis.call('HSET', key, 'enqueued_us', now_s, 'priority', priority, 'status', 'delayed',
+      redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'delayed',
         'run_at_us', text(run_at), unpack(ARGV, first, last))
       redis.call('ZADD', P .. ':delayed', run_at, id)
       if not first_due or run_at < first_due then first_due = run_at end
     else
-      redis.call('HSET', key, 'enqueued_us', now_s, 'priority', priority, 'status', 'queued',
-        unpack(ARGV, first, last))
+      redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'queued', unpack(ARGV, first, last))
     end
-    if group ~= '' then redis.call('HSET', key, 'group', group) end
+    -- `normal`, the default, is left out (a smaller record stays a
+    -- listpack); every reader takes a missing priority for it.
+    if priority ~= 'normal' and group ~= '' then
+      redis.call('HSET', key, 'priority', priority, 'group', group)
+    elseif priority ~= 'normal' then
+      redis.call('HSET', key, 'priority', priority)
+    elseif group ~= '' then
+      redis.call('HSET', key, 'group', group)
+    end
     -- The key deduplicates while this record lives: `idem` keeps the
     -- record out of the succeeded-record cap (ack.lua), for its TTL.
     if idem ~= '' then redis.call('HSET', key, 'idem', '1') end
