@@ -32,7 +32,7 @@ pub(crate) struct WorkerArgs {
     /// worker's queue). The worker claims ahead only what its threads finish
     /// within --prefetch-horizon at the recent job duration: many short
     /// jobs, no long ones.
-    #[arg(long, env = "SPOOL_PREFETCH", default_value_t = 64)]
+    #[arg(long, env = "SPOOL_PREFETCH", default_value_t = crate::worker::DEFAULT_PREFETCH)]
     pub prefetch: usize,
 
     /// How far ahead, in time, the job threads' work is claimed: longer

@@ -12,6 +12,14 @@ use tokio::sync::Notify;
 /// How far ahead of its job threads a worker claims, in time, by default.
 pub const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
 
+/// The most jobs a worker claims ahead of its job threads, by default.
+/// Jobs of tens of microseconds need hundreds in hand: with fewer, the
+/// threads run dry while a claim waits for the acks that free room, and
+/// claims and acks carry a few jobs each (measured in docs/performance.md:
+/// 64 drained ~12k hello jobs/s, 512 ~19k). The horizon still bounds it
+/// by time, so slower jobs are not hoarded.
+pub const DEFAULT_PREFETCH: usize = 512;
+
 /// How many jobs this worker may hold (claimed, not yet acked): one per job
 /// thread plus what the threads get through within `horizon`.
 #[derive(Debug)]

@@ -26,7 +26,7 @@ mod sweeper;
 mod threads;
 mod watchdog;
 
-pub use budget::PREFETCH_HORIZON;
+pub use budget::{DEFAULT_PREFETCH, PREFETCH_HORIZON};
 pub use sweeper::SWEEP_EVERY;
 
 use crate::cache::{CacheConfig, ResultCache};
@@ -112,7 +112,7 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Defaults: concurrency = cores, batch 64, prefetch up to 64, lease 10 s, backoff 1 s,
+    /// Defaults: concurrency = cores, batch 64, prefetch up to 512, lease 10 s, backoff 1 s,
     /// grace 30 s, plugin wait 1 h, rescan every second.
     pub fn new(queue: QueueConfig, plugins_dir: impl Into<PathBuf>) -> Self {
         WorkerConfig {
@@ -120,7 +120,7 @@ impl WorkerConfig {
             plugins_dir: plugins_dir.into(),
             concurrency: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             batch: 64,
-            prefetch: 64,
+            prefetch: DEFAULT_PREFETCH,
             prefetch_horizon: PREFETCH_HORIZON,
             lease: Duration::from_secs(10),
             backoff: Duration::from_secs(1),

@@ -55,7 +55,7 @@ pub(crate) struct BenchArgs {
     batch: usize,
 
     /// Most jobs claimed ahead of the job threads (as `spool worker --prefetch`).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = crate::worker::DEFAULT_PREFETCH)]
     prefetch: usize,
 
     /// Size of each job's JSON payload in bytes ({"name":"xxx…"}).
