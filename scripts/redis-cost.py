@@ -37,6 +37,34 @@ RESULT = [
 PAYLOAD = b'{"name":"xxxxxxxxxxxxxxxxxxxxx"}'
 
 
+def unpack(packed):
+    """The claim's jobs (MessagePack, as cmsgpack writes them): [[id, token, ...], ...],
+    strings as bytes; enough of the format for that."""
+    def value(at):
+        tag = packed[at]
+        if 0x90 <= tag <= 0x9f or tag in (0xdc, 0xdd):
+            n, at = (tag & 0x0f, at + 1) if tag <= 0x9f else \
+                (int.from_bytes(packed[at + 1:at + (3 if tag == 0xdc else 5)], "big"), at + (3 if tag == 0xdc else 5))
+            items = []
+            for _ in range(n):
+                item, at = value(at)
+                items.append(item)
+            return items, at
+        if 0xa0 <= tag <= 0xbf:
+            n, at = tag & 0x1f, at + 1
+        elif tag in (0xd9, 0xda, 0xdb):
+            w = {0xd9: 1, 0xda: 2, 0xdb: 4}[tag]
+            n, at = int.from_bytes(packed[at + 1:at + 1 + w], "big"), at + 1 + w
+        elif tag in (0xc0, 0xc2):
+            return None, at + 1
+        elif tag <= 0x7f:
+            return tag, at + 1
+        else:
+            raise SystemExit(f"unexpected MessagePack type {tag:#x}")
+        return packed[at:at + n], at + n
+    return value(0)[0]
+
+
 def load(r, lua_dir):
     """Load the library; a callable per script: f(key, args, pipe)."""
     lib = (lua_dir / "lib.lua").read_text()
@@ -90,7 +118,7 @@ def main():
         for t in tenants:
             fn["claim"](t, claim_args, pipe)
         replies = pipe.execute()
-        got = [(t, job[0], job[1]) for t, out in zip(tenants, replies) for job in out[5:]]
+        got = [(t, job[0], job[1]) for t, out in zip(tenants, replies) for job in unpack(out[5])]
         if not got:
             break
         claimed += got

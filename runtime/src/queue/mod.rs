@@ -49,6 +49,7 @@ mod loading;
 mod logs;
 mod migrate;
 mod model;
+mod msgpack;
 mod names;
 mod ops;
 mod pause;

@@ -36,7 +36,8 @@ fn bad(what: &str) -> QueueError {
     QueueError::protocol("claim", what)
 }
 
-/// Decode `{now_us, announce_seq, leave_seq, timer_us, FIELDS, job...}`
+/// Decode `{now_us, announce_seq, leave_seq, timer_us, FIELDS, JOBS}`
+/// (JOBS packed as MessagePack, or the jobs as arrays)
 /// of `tenant`'s claim; `received` is when the reply arrived (see
 /// [`ClaimedJob::received`]).
 pub(crate) fn parse_claim(
@@ -61,7 +62,17 @@ pub(crate) fn parse_claim(
         _ => return Err(bad("no field names")),
     };
     check_names(&names)?;
-    let jobs = items
+    let mut rest: Vec<Value> = items.collect();
+    // The jobs packed in one string (claim.lua); as plain arrays, too.
+    if let [Value::BulkString(packed)] = rest.as_slice() {
+        rest = match super::msgpack::decode(packed) {
+            Ok(Value::Array(jobs)) => jobs,
+            Ok(_) => return Err(bad("packed jobs are not an array")),
+            Err(e) => return Err(bad(&format!("packed jobs: {e}"))),
+        };
+    }
+    let jobs = rest
+        .into_iter()
         .map(|item| job(tenant, item, &names, claimed_us, received))
         .collect::<Result<_, _>>()?;
     Ok(TenantClaim {

@@ -20,15 +20,17 @@
 --          least 1)
 -- ARGV[11] jobs of one group leased at once (0: no limit)
 --
--- Returns {now_us, announce_seq, leave_seq, timer_us, FIELDS, job, job, ...}:
+-- Returns {now_us, announce_seq, leave_seq, timer_us, FIELDS, JOBS}:
 -- announce_seq > 0 asks the caller to announce the tenant as ready under
 -- that number; leave_seq >= 0 (else -1) says the tenant has no claimable
 -- work now (paused, at its cap, out of rate, or nothing queued): the caller
 -- takes it out of the queue's ready set under that number, and sets its
 -- timer to timer_us (> 0) if given (see "has work" in lib.lua). FIELDS names
--- the envelope fields each job carries after its first three; each job is
--- {id, token, attempt, <one value per name in FIELDS>}. `false` (nil) marks
--- a missing field. The worker decodes jobs by these names, so a field added
+-- the envelope fields each job carries after its first three; JOBS is one
+-- string, the jobs packed as MessagePack (cmsgpack): an array of
+-- {id, token, attempt, <one value per name in FIELDS>}, `false` marking a
+-- missing field. (One string is one value for the worker's RESP parser,
+-- not a dozen per job.) The worker decodes jobs by these names, so a field added
 -- here cannot shift another. All are record fields but the last, `fresh`:
 -- 1 when the record holds nothing an earlier attempt wrote.
 --
@@ -234,6 +236,7 @@ local MARKS = { 'finished_us', 'requeued_us', 'lease_expiries' }
 local FIELDS = { unpack(READ) }
 FIELDS[#FIELDS + 1] = 'fresh'
 local out = { now, 0, -1, 0, FIELDS }
+local jobs = {}
 local lease_until = text(now + lease)
 local lease_args = {}
 local claimed = 0
@@ -291,7 +294,7 @@ for k, id in ipairs(ids) do
     claimed = claimed + 1
     local job = { id, token, attempt, unpack(f, 7, 6 + #READ) }
     job[#job + 1] = (f[4] or f[5] or f[6]) and '0' or '1'
-    out[#out + 1] = job
+    jobs[#jobs + 1] = job
   end
 end
 if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end
@@ -302,6 +305,7 @@ if rate > 0 then
   redis.call('PEXPIRE', bucket, math.max(3600000, math.ceil(burst * 3600000 / rate)))
 end
 flush_counts()
+out[6] = cmsgpack.pack(jobs)
 
 -- 6. Does the tenant still have claimable work? If not, it leaves the
 -- queue's ready set, with a timer for the first moment something changes
