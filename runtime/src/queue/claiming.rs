@@ -154,8 +154,11 @@ impl Queue {
     /// the tenants that ran out, announce those that came back.
     async fn gather(&self, claim: &mut Claim, claimed: Vec<(String, TenantClaim)>) {
         let (mut heard, mut leaving) = (Vec::new(), Vec::new());
-        for (_tenant, claimed) in claimed {
+        for (tenant, claimed) in claimed {
             claim.more |= claimed.leave.is_none();
+            if claimed.unsure {
+                claim.unsure.push(tenant);
+            }
             // A timer this claim set (a rate refilling, a lease expiring)
             // may be due before any the pick saw: wake for it.
             if let Some(leave) = claimed.leave.as_ref().filter(|l| l.timer > 0) {
@@ -268,9 +271,12 @@ impl Queue {
 }
 
 /// Redis refused one tenant's claim (a key of the wrong type written by
-/// hand, say): nothing of it was applied. The others' claims stand; this
-/// tenant leaves the ready set whatever was announced since, and is tried
-/// again after [`QUARANTINE`].
+/// hand, say), or its reply could not be read. The others' claims stand;
+/// this tenant leaves the ready set whatever was announced since, and is
+/// tried again after [`QUARANTINE`]. Part of it may have been applied (a
+/// script stops at an error, it does not roll back; an unreadable reply
+/// was applied whole): the claim is `unsure`, so that the worker hands
+/// back what it leased without knowing.
 fn quarantined(tenant: &str, e: &QueueError, now_us: u64) -> TenantClaim {
     tracing::warn!(
         tenant = %tenant,
@@ -286,6 +292,7 @@ fn quarantined(tenant: &str, e: &QueueError, now_us: u64) -> TenantClaim {
             seq: i64::MAX,
             timer: i64::try_from(now_us + micros(QUARANTINE)).unwrap_or(i64::MAX),
         }),
+        unsure: true,
     }
 }
 

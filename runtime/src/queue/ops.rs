@@ -258,6 +258,17 @@ impl Queue {
         known: &[(String, String)],
     ) -> Result<Vec<String>, QueueError> {
         let tenants = self.tenants().await?;
+        self.recover_tenants(worker, &tenants, known).await
+    }
+
+    /// [`Queue::recover`] in `tenants` only (those whose claim replies
+    /// could not be read, [`super::Claim::unsure`]).
+    pub async fn recover_tenants(
+        &self,
+        worker: &str,
+        tenants: &[String],
+        known: &[(String, String)],
+    ) -> Result<Vec<String>, QueueError> {
         let keys: Vec<String> = tenants.iter().map(|t| self.tenant_keys(t)).collect();
         let calls: Vec<_> = tenants
             .iter()

@@ -20,6 +20,12 @@ pub struct Claim {
     /// Some tenant visited still has claimable work: claim again before
     /// waiting, even if this claim got fewer jobs than it asked for.
     pub more: bool,
+    /// Tenants whose replies could not be read: their claims may have leased jobs
+    /// to the caller that it never learned of. Run [`super::Queue::recover`]
+    /// before claiming again ([`super::Queue::recover_tenants`] with these
+    /// tenants), so that they are handed back now rather than when their
+    /// leases lapse (which would cost them an attempt).
+    pub unsure: Vec<String>,
 }
 
 /// What one tenant's claim script answered.
@@ -30,6 +36,8 @@ pub(crate) struct TenantClaim {
     pub jobs: Vec<ClaimedJob>,
     pub announce: Option<Announce>,
     pub leave: Option<Leave>,
+    /// The reply could not be read (see [`Claim::unsure`]).
+    pub unsure: bool,
 }
 
 fn bad(what: &str) -> QueueError {
@@ -85,6 +93,7 @@ pub(crate) fn parse_claim(
             timer: 0,
             ready: true,
         }),
+        unsure: false,
         leave: (leave >= 0).then(|| Leave {
             tenant: tenant.to_string(),
             seq: leave,

@@ -2,11 +2,16 @@
 //! per job thread, plus as many as the threads get through within
 //! a horizon (`--prefetch-horizon`, [`PREFETCH_HORIZON`] by default) at the
 //! recent job duration (at most `--prefetch`).
-//! Microsecond jobs are claimed dozens ahead (fewer round trips); jobs of
-//! seconds are not claimed ahead at all, so idle workers get them.
+//! Microsecond jobs are claimed hundreds ahead (fewer round trips); jobs of
+//! seconds are not claimed ahead at all, so idle workers get them. A job
+//! running longer than the average counts as the average: when slow jobs
+//! follow fast ones, the worker stops claiming ahead within a millisecond
+//! of the first one starting, not only once one has finished.
 
+use crate::locks::lock;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// How far ahead of its job threads a worker claims, in time, by default.
@@ -16,9 +21,10 @@ pub const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
 /// Jobs of tens of microseconds need hundreds in hand: with fewer, the
 /// threads run dry while a claim waits for the acks that free room, and
 /// claims and acks carry a few jobs each (measured in docs/performance.md:
-/// 64 drained ~12k hello jobs/s, 512 ~19k). The horizon still bounds it
-/// by time, so slower jobs are not hoarded.
-pub const DEFAULT_PREFETCH: usize = 512;
+/// 64 drained ~13k hello jobs/s, 256–512 ~18–20k). The horizon still
+/// bounds it by time, so slower jobs are not hoarded; 256 rather than 512
+/// bounds what a burst of slow jobs right after fast ones can take.
+pub const DEFAULT_PREFETCH: usize = 256;
 
 /// How many jobs this worker may hold (claimed, not yet acked): one per job
 /// thread plus what the threads get through within `horizon`.
@@ -35,12 +41,22 @@ pub(super) struct Budget {
     pub avg_job_us: AtomicU64,
     /// Signalled when acks free room.
     pub freed: Notify,
+    /// When each running job started, by job thread. (A thread the
+    /// watchdog gave up on stays here until it comes back: while it is
+    /// wedged, nothing is claimed ahead.)
+    pub running: Mutex<Vec<(usize, Instant)>>,
 }
 
 impl Budget {
     pub fn limit(&self) -> usize {
-        // Until a job has run (average 0) nothing is claimed ahead.
-        let avg = self.avg_job_us.load(Ordering::Relaxed);
+        // Until a job has run (average 0) nothing is claimed ahead; a job
+        // running longer than the average stands for it.
+        let mut avg = self.avg_job_us.load(Ordering::Relaxed);
+        if avg > 0 {
+            let slowest = lock(&self.running).iter().map(|(_, at)| at.elapsed()).max();
+            let slowest = slowest.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+            avg = avg.max(slowest);
+        }
         let threads = self.concurrency.min(self.serving.load(Ordering::Relaxed));
         if threads == 0 {
             return 0;
@@ -57,6 +73,17 @@ impl Budget {
     pub fn set_serving(&self, n: usize) {
         self.serving.store(n, Ordering::Relaxed);
         self.freed.notify_one();
+    }
+
+    /// Job thread `thread` started a job.
+    pub fn begin(&self, thread: usize) {
+        lock(&self.running).push((thread, Instant::now()));
+    }
+
+    /// Job thread `thread` finished its job, which took `took`.
+    pub fn end(&self, thread: usize, took: Duration) {
+        lock(&self.running).retain(|(t, _)| *t != thread);
+        self.record(took);
     }
 
     pub fn record(&self, took: Duration) {
@@ -81,6 +108,7 @@ mod tests {
             horizon: PREFETCH_HORIZON,
             avg_job_us: AtomicU64::new(0),
             freed: Notify::new(),
+            running: Mutex::default(),
         };
         if let Some(took) = took {
             budget.record(took);
@@ -112,10 +140,32 @@ mod tests {
             horizon: Duration::from_secs(60),
             avg_job_us: AtomicU64::new(0),
             freed: Notify::new(),
+            running: Mutex::default(),
         };
         budget.record(Duration::from_secs(25));
         assert_eq!(budget.limit(), 1 + 2, "60 s / 25 s = 2 ahead");
         budget.avg_job_us.store(1_000, Ordering::Relaxed);
         assert_eq!(budget.limit(), 1 + 3, "capped at --prefetch");
+    }
+
+    #[test]
+    fn a_job_running_longer_than_the_average_stops_claiming_ahead() {
+        let budget = Budget {
+            concurrency: 2,
+            serving: AtomicUsize::new(2),
+            max_prefetch: 256,
+            horizon: PREFETCH_HORIZON,
+            avg_job_us: AtomicU64::new(0),
+            freed: Notify::new(),
+            running: Mutex::default(),
+        };
+        budget.end(0, Duration::from_micros(30));
+        assert_eq!(budget.limit(), 2 + 256, "fast jobs: claimed far ahead");
+        // A slow job has run 50 ms already: it counts as the average, and
+        // 2 × 20 ms / 50 ms leaves nothing to claim ahead.
+        lock(&budget.running).push((1, Instant::now() - Duration::from_millis(50)));
+        assert_eq!(budget.limit(), 2);
+        budget.end(1, Duration::from_millis(60));
+        assert!(lock(&budget.running).is_empty());
     }
 }

@@ -67,6 +67,7 @@ pub(super) async fn claim_loop(
         blocking: None,
         lost_claim: false,
         empty: 0,
+        unsure: Vec::new(),
     };
     while !*claimer.stop.borrow() {
         if let Step::Stop = claimer.step().await {
@@ -132,6 +133,9 @@ struct Claimer {
     lost_claim: bool,
     /// Claims in a row that got no job.
     empty: u32,
+    /// Tenants whose claim replies could not be read: their claims may
+    /// have leased jobs to us (see [`crate::queue::Claim::unsure`]).
+    unsure: Vec<String>,
 }
 
 impl Claimer {
@@ -146,7 +150,7 @@ impl Claimer {
             return self.until_stopped(freed.freed.notified()).await;
         }
         let want = (limit - held).min(self.config.batch.max(1));
-        if self.lost_claim {
+        if self.lost_claim || !self.unsure.is_empty() {
             return self.recover().await;
         }
         let c = &self.config;
@@ -157,6 +161,9 @@ impl Claimer {
         {
             Ok(claim) => {
                 self.outage.ok("claim");
+                // Hand back, before the next claim, what a reply we could
+                // not read may have leased to us.
+                self.unsure.extend(claim.unsure);
                 let got = claim.jobs.len();
                 for job in claim.jobs {
                     lock(&self.in_flight)
@@ -196,9 +203,21 @@ impl Claimer {
     /// claiming more.
     async fn recover(&mut self) -> Step {
         let known: Vec<(String, String)> = lock(&self.in_flight).keys().cloned().collect();
-        match self.queue.recover(&self.config.worker_id, &known).await {
+        let worker = &self.config.worker_id;
+        let recovered = if self.lost_claim {
+            self.queue.recover(worker, &known).await
+        } else {
+            let tenants = std::mem::take(&mut self.unsure);
+            let r = self.queue.recover_tenants(worker, &tenants, &known).await;
+            if r.is_err() {
+                self.unsure = tenants;
+            }
+            r
+        };
+        match recovered {
             Ok(released) => {
                 self.lost_claim = false;
+                self.unsure.clear();
                 if !released.is_empty() {
                     tracing::warn!(
                         jobs = released.len(),

@@ -112,7 +112,7 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Defaults: concurrency = cores, batch 64, prefetch up to 512, lease 10 s, backoff 1 s,
+    /// Defaults: concurrency = cores, batch 64, prefetch up to 256, lease 10 s, backoff 1 s,
     /// grace 30 s, plugin wait 1 h, rescan every second.
     pub fn new(queue: QueueConfig, plugins_dir: impl Into<PathBuf>) -> Self {
         WorkerConfig {
@@ -222,6 +222,7 @@ impl Shared {
             horizon: config.prefetch_horizon,
             avg_job_us: AtomicU64::new(0),
             freed: Notify::new(),
+            running: std::sync::Mutex::default(),
         });
         Shared {
             watch: Arc::new(Watch::new(config.concurrency.max(1), Arc::clone(&budget))),

@@ -71,8 +71,9 @@ impl Pool {
                     } else {
                         slot.begin(&job);
                         let started = Instant::now();
+                        pool.budget.begin(n);
                         let outcome = run_caught(&pool.executor, job, &slot);
-                        pool.budget.record(started.elapsed());
+                        pool.budget.end(n, started.elapsed());
                         outcome
                     };
                     serving = pool.watch.end(&slot);

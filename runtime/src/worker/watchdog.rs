@@ -259,6 +259,7 @@ mod tests {
             horizon: Duration::ZERO,
             avg_job_us: std::sync::atomic::AtomicU64::new(0),
             freed: tokio::sync::Notify::new(),
+            running: std::sync::Mutex::default(),
         };
         Watch::new(target, Arc::new(budget))
     }

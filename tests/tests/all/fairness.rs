@@ -710,6 +710,36 @@ fn a_tenant_with_a_broken_key_does_not_stop_the_others() {
 }
 
 #[test]
+fn jobs_a_failed_claim_leased_are_handed_back_at_once_not_at_lease_expiry() {
+    let env = Env::new("fair-unsure");
+    env.enqueue_plain(
+        "evil",
+        "E1",
+        "normal",
+        &[("plugin", b"evil/hello"), ("payload", b"{}")],
+    );
+    // Then evil's stats hash becomes a string: its claim leases the job, then fails
+    // on the counter, after its writes (a script does not roll back).
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:stats", env.tenant_keys("evil")))
+        .arg("oops")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let _worker = env.worker(&[("acme/hello", "hello"), ("evil/hello", "hello")], |c| {
+        c.lease = Duration::from_secs(120);
+    });
+    // The worker never learned of the lease: it hands the job back
+    // (attempt not spent) instead of leaving it running for the lease.
+    env.wait_for("E1 handed back", || {
+        let r = env.record("E1");
+        r.worker.is_some() && r.status == Some(Status::Queued)
+    });
+    assert_eq!(env.record("E1").attempts, 0);
+    let id = env.enqueue("acme/hello", r#"{"name":"a"}"#);
+    assert_eq!(env.wait(&id).status, Some(Status::Succeeded));
+}
+
+#[test]
 fn a_group_job_without_a_record_frees_its_groups_slot() {
     let env = Env::new("fair-ghost");
     let t = env.tenant_keys("acme");

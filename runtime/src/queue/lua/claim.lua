@@ -230,9 +230,10 @@ end
 local READ = { 'plugin', 'content_type', 'payload', 'max_attempts', 'enqueued_us',
   'wait', 'priority', 'waiting_since_us', 'no_cache' }
 -- Fields that mark a record an earlier attempt or hand-back wrote to (an
--- ack, a lapse); without any of them the reply says `fresh` = 1, and the
--- worker's outcome need not clear what is not there.
-local MARKS = { 'finished_us', 'requeued_us', 'lease_expiries' }
+-- ack, a lapse; `error` also for records of older versions and records
+-- written by hand); without any of them the reply says `fresh` = 1, and
+-- the worker's outcome need not clear what is not there.
+local MARKS = { 'finished_us', 'requeued_us', 'lease_expiries', 'error' }
 local FIELDS = { unpack(READ) }
 FIELDS[#FIELDS + 1] = 'fresh'
 local out = { now, 0, -1, 0, FIELDS }
@@ -247,10 +248,10 @@ end
 for k, id in ipairs(ids) do
   local from_group = group_of[k] or false
   local key = job_key(id)
-  -- f[1..3]: what the claim itself needs; f[4..6]: MARKS; f[7..]: READ,
+  -- f[1..3]: what the claim itself needs; f[4..7]: MARKS; f[8..]: READ,
   -- for the reply.
   local f = hmget(key, 'attempt', 'token', 'status', 'finished_us', 'requeued_us',
-    'lease_expiries', unpack(READ))
+    'lease_expiries', 'error', unpack(READ))
   if not f then
     -- Not a hash: nothing can be recorded there. Park the id in the dead
     -- letters (without a record) so that it is visible, and go on.
@@ -262,7 +263,7 @@ for k, id in ipairs(ids) do
     redis.call('HSET', key, 'status', 'dead', 'finished_us', now, 'error', cjson.encode({
       kind = 'malformed-envelope', retryable = false,
       message = 'the job id is not UTF-8 text; expected an id such as a ULID' }))
-    bury(id, now, dead_ttl, dead_cap, f[6 + 6], added[k] and from_group)
+    bury(id, now, dead_ttl, dead_cap, f[7 + 6], added[k] and from_group)
   elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.
@@ -292,8 +293,8 @@ for k, id in ipairs(ids) do
       lease_args = {}
     end
     claimed = claimed + 1
-    local job = { id, token, attempt, unpack(f, 7, 6 + #READ) }
-    job[#job + 1] = (f[4] or f[5] or f[6]) and '0' or '1'
+    local job = { id, token, attempt, unpack(f, 8, 7 + #READ) }
+    job[#job + 1] = (f[4] or f[5] or f[6] or f[7]) and '0' or '1'
     jobs[#jobs + 1] = job
   end
 end
