@@ -52,7 +52,7 @@ impl Queue {
         backoff: Duration,
     ) -> Result<Claim, QueueError> {
         let wake = self.inner.wake_next.swap(false, Ordering::Relaxed);
-        let picked = match self.cached_pick(max) {
+        let picked = match self.hinted(max).or_else(|| self.cached_pick(max)) {
             Some(picked) => picked,
             None => {
                 let (cursor, inclusive) = self.rotation_start();
@@ -141,6 +141,19 @@ impl Queue {
         (cursor.to_string(), inclusive)
     }
 
+    /// The tenant the last wake token named, as a pick of it alone: an idle
+    /// worker woken for a tenant's first job claims it in one round trip,
+    /// not two. (If another worker was quicker, the claim finds nothing and
+    /// the pick riding along with it says where to go next.)
+    fn hinted(&self, max: usize) -> Option<Picked> {
+        let tenant = lock(&self.inner.hint).take()?;
+        (max > 0).then(|| Picked {
+            now_us: crate::ids::now_us(),
+            tenants: vec![tenant],
+            next_timer: None,
+        })
+    }
+
     /// The pick that rode along with the last claim, if it is recent enough
     /// to stand for the queue now (under load claims follow each other
     /// within milliseconds; a tenant that came since waits one claim).
@@ -175,13 +188,36 @@ impl Queue {
         }
         // The jobs are leased to us whatever happens now: a failure here
         // costs a tenant a wasted visit or, at worst, its work waits for
-        // the sweep.
-        if let Err(e) = self.settle(&leaving).await {
-            tracing::warn!("claim: {e}");
+        // the sweep. A worker does it in the background: its jobs need not
+        // wait for that round trip.
+        if leaving.is_empty() && heard.is_empty() {
+            return;
         }
-        if let Err(e) = self.announce(&heard).await {
-            tracing::warn!("claim: {e}");
+        let queue = self.clone();
+        let tidy = async move {
+            if let Err(e) = queue.settle(&leaving).await {
+                tracing::warn!("claim: {e}");
+            }
+            if let Err(e) = queue.announce(&heard).await {
+                tracing::warn!("claim: {e}");
+            }
+        };
+        if self.background_settle {
+            tokio::spawn(tidy);
+        } else {
+            tidy.await;
         }
+    }
+
+    /// Claims of this handle return before they tidy the queue's ready set
+    /// (take out the tenants they found dry, announce those that came
+    /// back): a worker's jobs start one round trip sooner. Both are
+    /// idempotent and ordered by sequence numbers, so a claim that runs
+    /// before they land sees at worst a tenant it need not visit.
+    #[must_use]
+    pub fn settling_in_background(mut self) -> Self {
+        self.background_settle = true;
+        self
     }
 
     /// `pick.lua`: move due timers, read the next tenants of the rotation.

@@ -135,6 +135,9 @@ impl QueueConfig {
 pub struct Queue {
     inner: Arc<Inner>,
     redis: AsyncRedis,
+    /// This handle's claims tidy the ready set after they return, in the
+    /// background ([`Queue::settling_in_background`]; a worker's do).
+    background_settle: bool,
 }
 
 struct Inner {
@@ -160,6 +163,9 @@ struct Inner {
     wake_next: std::sync::atomic::AtomicBool,
     /// The pick that rode along with the last claim, and when.
     next_pick: std::sync::Mutex<Option<(std::time::Instant, claiming::Picked)>>,
+    /// The tenant the wake token that ended this handle's last wait named:
+    /// the next claim visits it without a pick.
+    hint: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -191,8 +197,10 @@ impl Queue {
                 rotation: std::sync::Mutex::default(),
                 wake_next: std::sync::atomic::AtomicBool::new(false),
                 next_pick: std::sync::Mutex::default(),
+                hint: std::sync::Mutex::default(),
             }),
             redis,
+            background_settle: false,
         })
     }
 

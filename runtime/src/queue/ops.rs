@@ -355,10 +355,14 @@ impl Queue {
         timeout: Duration,
     ) -> Result<(), QueueError> {
         self.count_round_trip();
-        let _: Option<(String, String)> = conn
+        let token: Option<(String, String)> = conn
             .blpop(self.key("wake"), timeout.as_secs_f64().max(0.01))
             .await
             .map_err(|e| self.error("wait for work", e))?;
+        // `t:TENANT` names a tenant with work (ring/prelude.lua): the next
+        // claim visits it without a pick.
+        let tenant = token.and_then(|(_, t)| t.strip_prefix("t:").map(str::to_string));
+        *crate::locks::lock(&self.inner.hint) = tenant;
         Ok(())
     }
 }

@@ -334,7 +334,7 @@ pub async fn run_on(
     let (fleet, synced) = follow_fleet(&config, &registry, cache.as_ref(), &shared, &stop_rx);
     let tasks = Tasks {
         claimer: tokio::spawn(claim_loop(
-            queue.clone(),
+            queue.clone().settling_in_background(),
             config.clone(),
             Arc::clone(&shared.budget),
             Arc::clone(&shared.in_flight),

@@ -740,6 +740,28 @@ fn jobs_a_failed_claim_leased_are_handed_back_at_once_not_at_lease_expiry() {
 }
 
 #[test]
+fn the_wake_token_names_the_tenant_that_has_work() {
+    // No worker: the token stays, naming the tenant, so that the worker it
+    // wakes claims that tenant without a pick first.
+    let env = Env::new("fair-wake");
+    let wake = format!("{}:wake", env.queue.config().key_prefix());
+    env.enqueue("acme/hello", r#"{"name":"a"}"#);
+    env.enqueue("beta/hello", r#"{"name":"b"}"#);
+    let tokens: Vec<String> = redis::cmd("LRANGE")
+        .arg(&wake)
+        .arg(0)
+        .arg(-1)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(tokens, ["t:acme"], "one token, the first tenant's");
+    // A worker woken by it runs both tenants' jobs.
+    let _worker = env.worker(&[("acme/hello", "hello"), ("beta/hello", "hello")], |_| {});
+    env.wait_for("both jobs", || {
+        succeeded(&env, "acme") == 1 && succeeded(&env, "beta") == 1
+    });
+}
+
+#[test]
 fn a_group_job_without_a_record_frees_its_groups_slot() {
     let env = Env::new("fair-ghost");
     let t = env.tenant_keys("acme");

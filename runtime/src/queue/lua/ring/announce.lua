@@ -7,9 +7,10 @@
 --          visit then (only sooner). Every tenant named is registered in
 --          `Q:seq`.
 --
--- Wakes an idle worker when anything was announced. Returns 1.
+-- Wakes an idle worker when anything was announced, naming the first
+-- tenant announced ready now. Returns 1.
 
-local woke = false
+local woke, first_ready = false, nil
 for i = 1, #ARGV, 4 do
   local tenant, seq, timer = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   if seq > 0 then
@@ -20,11 +21,12 @@ for i = 1, #ARGV, 4 do
   if ARGV[i + 3] == '1' then
     redis.call('ZADD', Q .. ':ready', 0, tenant)
     woke = true
+    first_ready = first_ready or tenant
   end
   if timer > 0 then
     redis.call('ZADD', Q .. ':timers', 'LT', timer, tenant)
     woke = true
   end
 end
-if woke then wake() end
+if woke then wake(first_ready) end
 return 1

@@ -6,7 +6,8 @@
 --             lease expiring, a rate limit refilling
 -- `Q:seq`     zset: tenant → the last sequence number announced for it;
 --             also the registry of every tenant the queue has seen
--- `Q:wake`    list: at most one token; idle workers block on it
+-- `Q:wake`    list: at most one token, `t:TENANT` (a tenant with work now)
+--             or `1`; idle workers block on it
 --
 -- A tenant script tells its caller what to write here (see "has work" in
 -- ../lib.lua); these scripts write it. Like ../lib.lua, loaded once in the
@@ -21,9 +22,10 @@ local function now_us()
 end
 
 -- Wake one idle worker blocked on the wake list. At most one token waits
--- there: a busy fleet does not need more.
-local function wake()
+-- there: a busy fleet does not need more. A token naming `tenant` (which
+-- has work now) lets the woken worker claim it without a pick first.
+local function wake(tenant)
   if redis.call('LLEN', Q .. ':wake') == 0 then
-    redis.call('RPUSH', Q .. ':wake', '1')
+    redis.call('RPUSH', Q .. ':wake', tenant and ('t:' .. tenant) or '1')
   end
 end
