@@ -1,6 +1,7 @@
 //! The worker's three Redis loops: claiming (with the idle wait on the wake
-//! list and the recovery of lost claim replies), acking (batched, never
-//! dropping an outcome Redis has not seen) and renewing leases.
+//! list and the recovery of lost claim replies), acking (batched, two
+//! batches in flight, never dropping an outcome Redis has not seen) and
+//! renewing leases.
 
 use super::budget::Budget;
 use super::{Counters, InFlight};
@@ -273,6 +274,10 @@ impl Claimer {
     }
 }
 
+/// Acks in flight at once: while Redis applies one batch, the next is on
+/// its way, so neither Redis nor the job threads wait for a round trip.
+const ACKS_IN_FLIGHT: usize = 2;
+
 pub(super) async fn ack_loop(
     queue: Queue,
     batch: usize,
@@ -281,9 +286,15 @@ pub(super) async fn ack_loop(
     in_flight: InFlight,
     counters: Arc<Counters>,
 ) {
-    let mut outage = Outage::default();
-    let mut pending = Vec::with_capacity(batch);
-    while let Some(first) = outcomes.recv().await {
+    let mut acking = tokio::task::JoinSet::new();
+    loop {
+        while acking.len() >= ACKS_IN_FLIGHT {
+            acking.join_next().await;
+        }
+        let Some(first) = outcomes.recv().await else {
+            break;
+        };
+        let mut pending = Vec::with_capacity(batch);
         pending.push(first);
         while pending.len() < batch {
             match outcomes.try_recv() {
@@ -291,11 +302,15 @@ pub(super) async fn ack_loop(
                 Err(_) => break,
             }
         }
-        let applied = ack_until_seen(&queue, &pending, &mut outage).await;
-        settle(&pending, &applied, &in_flight, &counters);
-        budget.freed.notify_one();
-        pending.clear();
+        let (queue, budget) = (queue.clone(), Arc::clone(&budget));
+        let (in_flight, counters) = (Arc::clone(&in_flight), Arc::clone(&counters));
+        acking.spawn(async move {
+            let applied = ack_until_seen(&queue, &pending, &mut Outage::default()).await;
+            settle(&pending, &applied, &in_flight, &counters);
+            budget.freed.notify_one();
+        });
     }
+    while acking.join_next().await.is_some() {}
 }
 
 /// Ack a batch, trying again while Redis is away: an outcome is only
