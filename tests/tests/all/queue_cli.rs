@@ -451,6 +451,10 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
         "{report}"
     );
     assert_eq!(report["workers"], 0, "{report}");
+    // A succeeded record's size in Redis is measured (with these 100-byte
+    // payloads the record is a hash table, no listpack: ~1.6 KB).
+    let bytes = report["record_bytes"].as_u64().unwrap();
+    assert!((200..=4096).contains(&bytes), "{report}");
     // A plugin that is not there is named.
     let out = bench_in(&dir, &["--plugin", "acme/nope", "--jobs", "1"]);
     fails_with(&out, 1, "acme/nope.wasm");
