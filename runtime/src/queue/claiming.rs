@@ -52,7 +52,15 @@ impl Queue {
         backoff: Duration,
     ) -> Result<Claim, QueueError> {
         let wake = self.inner.wake_next.swap(false, Ordering::Relaxed);
-        let picked = match self.hinted(max).or_else(|| self.cached_pick(max)) {
+        let hinted = self.hinted(max);
+        // A tenant named by a wake token gets one turn, not the whole
+        // claim: the pick riding along says who comes next.
+        let max = if hinted.is_some() {
+            Rotation::one_turn(max)
+        } else {
+            max
+        };
+        let picked = match hinted.or_else(|| self.cached_pick(max)) {
             Some(picked) => picked,
             None => {
                 let (cursor, inclusive) = self.rotation_start();
@@ -147,8 +155,11 @@ impl Queue {
     /// the pick riding along with it says where to go next.)
     fn hinted(&self, max: usize) -> Option<Picked> {
         let tenant = lock(&self.inner.hint).take()?;
+        // Redis' clock, as the last pick read it (quarantine timers are
+        // on it), not this host's.
+        let offset = self.inner.clock_offset_us.load(Ordering::Relaxed);
         (max > 0).then(|| Picked {
-            now_us: crate::ids::now_us(),
+            now_us: crate::ids::now_us().saturating_add_signed(offset),
             tenants: vec![tenant],
             next_timer: None,
         })
@@ -232,7 +243,13 @@ impl Queue {
         let reply = self
             .run_all("pick tenants", std::slice::from_ref(&call))
             .await?;
-        parse_pick(reply.into_iter().next().unwrap_or(Value::Nil))
+        let picked = parse_pick(reply.into_iter().next().unwrap_or(Value::Nil))?;
+        let local = i64::try_from(crate::ids::now_us()).unwrap_or(i64::MAX);
+        let redis = i64::try_from(picked.now_us).unwrap_or(i64::MAX);
+        self.inner
+            .clock_offset_us
+            .store(redis.saturating_sub(local), Ordering::Relaxed);
+        Ok(picked)
     }
 
     fn pick_call(

@@ -23,7 +23,7 @@
 //! | `T:idem:KEY` | string | idempotency key → job id |
 //! | `T:stats` | hash | counters: succeeded, dead, retried; `rr`, `seq` |
 //! | `Q:ready`, `Q:timers`, `Q:seq` | zsets | tenants to visit now, tenants to visit later, every tenant's last announcement |
-//! | `Q:wake` | list | at most one token; idle workers block on it |
+//! | `Q:wake` | list | at most one token (`t:TENANT` or `1`); idle workers block on it |
 //!
 //! # Delivery
 //!
@@ -166,6 +166,8 @@ struct Inner {
     /// The tenant the wake token that ended this handle's last wait named:
     /// the next claim visits it without a pick.
     hint: std::sync::Mutex<Option<String>>,
+    /// Redis' clock less this host's (µs), as the last pick saw it.
+    clock_offset_us: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Queue {
@@ -198,6 +200,7 @@ impl Queue {
                 wake_next: std::sync::atomic::AtomicBool::new(false),
                 next_pick: std::sync::Mutex::default(),
                 hint: std::sync::Mutex::default(),
+                clock_offset_us: std::sync::atomic::AtomicI64::new(0),
             }),
             redis,
             background_settle: false,

@@ -34,6 +34,13 @@ impl Rotation {
         (self.cursor.as_deref().unwrap_or(""), self.credit > 0)
     }
 
+    /// One turn of a weight-1 tenant in a claim of `want` slots: what a
+    /// claim of a tenant named by a wake token takes at most, so that the
+    /// ratio of weights holds to within one turn (docs/queue.md).
+    pub fn one_turn(want: usize) -> usize {
+        want.div_ceil(VISITS).max(1)
+    }
+
     /// How many tenants to pick for a claim of `want` slots.
     pub fn visits(want: usize) -> usize {
         (VISITS + 1).min(want.max(1))
