@@ -53,13 +53,7 @@ impl Queue {
     ) -> Result<Claim, QueueError> {
         let wake = self.inner.wake_next.swap(false, Ordering::Relaxed);
         let hinted = self.hinted(max);
-        // A tenant named by a wake token gets one turn, not the whole
-        // claim: the pick riding along says who comes next.
-        let max = if hinted.is_some() {
-            Rotation::one_turn(max)
-        } else {
-            max
-        };
+        let max = hinted.as_ref().map_or(max, |_| Rotation::one_turn(max));
         let picked = match hinted.or_else(|| self.cached_pick(max)) {
             Some(picked) => picked,
             None => {
@@ -152,7 +146,8 @@ impl Queue {
     /// The tenant the last wake token named, as a pick of it alone: an idle
     /// worker woken for a tenant's first job claims it in one round trip,
     /// not two. (If another worker was quicker, the claim finds nothing and
-    /// the pick riding along with it says where to go next.)
+    /// the pick riding along with it says where to go next.) The claim then
+    /// gives it one turn ([`Rotation::one_turn`]), not the whole claim.
     fn hinted(&self, max: usize) -> Option<Picked> {
         let tenant = lock(&self.inner.hint).take()?;
         // Redis' clock, as the last pick read it (quarantine timers are
