@@ -16,6 +16,13 @@ pub(crate) struct Rotation {
     /// from each claim's size, so that every tenant's turn is the same
     /// length whichever claim it falls in (the ratio of weights holds).
     size: f64,
+    /// This round's slots per unit of weight, fixed when the rotation goes
+    /// round (back to the first name): while `size` decays (a worker's
+    /// first claim is its whole prefetch, the ones after it a few jobs),
+    /// a quantum read at each turn would make every turn shorter than the
+    /// one before, and the tenant served first in a round (by name) would
+    /// get more than its weight.
+    quantum: u64,
 }
 
 /// The largest weight that counts (a larger setting is taken as this): a
@@ -41,9 +48,15 @@ impl Rotation {
         want.div_ceil(VISITS).max(1)
     }
 
-    /// How many tenants to pick for a claim of `want` slots.
+    /// How many tenants to pick for a claim of `want` slots: enough for a
+    /// claim of any size (a turn to finish, then [`VISITS`] turns), not
+    /// just this one's. The pick for the next claim rides along with this
+    /// one, and the next claim may be larger: a pick of one tenant, made
+    /// for a claim of one slot, would hand that tenant the whole of a
+    /// larger claim after it. A claim of 0 slots (one that only tends its
+    /// tenants) visits one.
     pub fn visits(want: usize) -> usize {
-        (VISITS + 1).min(want.max(1))
+        if want == 0 { 1 } else { VISITS + 1 }
     }
 
     /// Share `want` slots between `tenants` (in rotation order from
@@ -62,7 +75,6 @@ impl Rotation {
         // (smaller claims) gets shorter turns within a few hundred claims,
         // while claims of varying size see one turn length.
         self.size = (want as f64).max(self.size * 0.995);
-        let quantum = ((self.size / VISITS as f64).ceil() as u64).max(1);
         let mut slots = vec![0usize; tenants.len()];
         let mut left = want as u64;
         let resumes = self.credit > 0 && self.cursor.as_deref() == Some(tenants[0].as_str());
@@ -72,9 +84,12 @@ impl Rotation {
             let turn = if i == 0 && resumes {
                 self.credit
             } else {
+                if self.starts_round(&tenants[at]) {
+                    self.quantum = ((self.size / VISITS as f64).ceil() as u64).max(1);
+                }
                 weight(&tenants[at])
                     .clamp(1, MAX_WEIGHT)
-                    .saturating_mul(quantum)
+                    .saturating_mul(self.quantum.max(1))
             };
             let give = turn.min(left);
             slots[at] += give as usize;
@@ -89,6 +104,12 @@ impl Rotation {
             .filter(|(_, n)| *n > 0)
             .map(|(t, n)| (t.clone(), n))
             .collect()
+    }
+
+    /// Whether a new turn of `tenant` begins a round: the rotation goes in
+    /// name order, so a name not after the last one served went round.
+    fn starts_round(&self, tenant: &str) -> bool {
+        self.cursor.as_deref().is_none_or(|last| tenant <= last)
     }
 }
 
@@ -136,6 +157,60 @@ mod tests {
         }
         assert_eq!(a + b, 1999);
         assert!((a as f64 / b as f64 - 3.0).abs() < 0.05, "{a}:{b}");
+    }
+
+    /// A worker's first claim is its whole prefetch and the claims after it
+    /// a few jobs each, so the turn length decays while a round is under
+    /// way: the ratio must still hold (it came out 3.2:1 when each turn
+    /// read the decaying length on its own).
+    #[test]
+    fn weights_hold_while_the_turn_length_decays() {
+        let mut r = Rotation::default();
+        let tenants = names(&["acme", "beta"]);
+        let weight = |t: &str| if t == "acme" { 3 } else { 1 };
+        let (mut a, mut b) = (0u64, 0u64);
+        let mut claims = std::iter::once(256).chain(std::iter::repeat(8));
+        while a + b < 10_000 {
+            let want = claims.next().unwrap();
+            let order = pick(&tenants, r.start());
+            for (t, n) in r.allot(&order, weight, want) {
+                if t == "acme" {
+                    a += n as u64;
+                } else {
+                    b += n as u64;
+                }
+            }
+        }
+        let ratio = a as f64 / b as f64;
+        assert!((ratio - 3.0).abs() < 0.05, "{a}:{b} = {ratio:.3}");
+    }
+
+    /// Claims of 1 slot (a worker whose budget just freed one) between
+    /// large ones: the pick made for a small claim serves the next claim
+    /// too, and must not leave the other tenants out of it.
+    #[test]
+    fn weights_hold_when_small_and_large_claims_alternate() {
+        let mut r = Rotation::default();
+        let tenants = names(&["acme", "beta"]);
+        let weight = |t: &str| if t == "acme" { 3 } else { 1 };
+        let (mut a, mut b) = (0u64, 0u64);
+        let mut order = pick(&tenants, r.start());
+        order.truncate(Rotation::visits(1));
+        for want in [1, 1, 48].into_iter().cycle().take(600) {
+            for (t, n) in r.allot(&order, weight, want) {
+                if t == "acme" {
+                    a += n as u64;
+                } else {
+                    b += n as u64;
+                }
+            }
+            // The next claim's pick rides along with this one: sized by
+            // this claim, as the queue does.
+            order = pick(&tenants, r.start());
+            order.truncate(Rotation::visits(want));
+        }
+        let ratio = a as f64 / b as f64;
+        assert!((ratio - 3.0).abs() < 0.05, "{a}:{b} = {ratio:.3}");
     }
 
     #[test]

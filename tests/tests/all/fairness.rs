@@ -135,9 +135,12 @@ fn weights_three_to_one_split_the_first_10000_starts_three_to_one() {
         "first 10,000 starts: acme {a}, beta {b} (ratio {:.3})",
         a / b
     );
+    // Turns hold the ratio to within one turn (≤ 48 jobs here, 0.02 of
+    // the ratio); 3% leaves room for starts that two job threads stamp
+    // out of claim order.
     assert!(
-        (a / b - 3.0).abs() <= 0.15,
-        "acme {a} : beta {b} is not 3:1 within 5%"
+        (a / b - 3.0).abs() <= 0.09,
+        "acme {a} : beta {b} is not 3:1 within 3%"
     );
 }
 
