@@ -3,14 +3,22 @@
 # counted by callgrind on a private redis-server (repeatable to within a
 # percent on a busy machine, unlike CPU time). Arguments go to
 # scripts/redis-cost.py, e.g. `--tenants 100 --per 5 --claim 5`.
+# KEEP=DIR keeps callgrind's dumps there (cg.3 the claims, cg.4 the acks)
+# for callgrind_annotate; a redis-server built with symbols first on PATH
+# names Redis' own functions (docs/performance.md).
 # Needs valgrind, redis-server and redis-py. See docs/performance.md.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 for tool in valgrind callgrind_control redis-server; do
   command -v "$tool" >/dev/null || { echo "redis-cost: $tool not found (apt-get install -y valgrind redis-server)" >&2; exit 1; }
 done
-out="$(mktemp -d)"
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
+if [[ -n ${KEEP:-} ]]; then
+  out="$KEEP"; mkdir -p "$out"; rm -f "$out"/cg*
+  trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true' EXIT
+else
+  out="$(mktemp -d)"
+  trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
   redis-server --port "$port" --save '' --appendonly no >/dev/null 2>"$out/log" &
