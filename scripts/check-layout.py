@@ -54,6 +54,8 @@ ALLOWED = {
     "cache": BASE | {"redis", "tenants"},
     "queue": BASE | {"redis", "tenants"},
     "worker": BASE | {"redis", "sandbox", "tenants", "kv", "plugins", "deploy", "cache", "queue"},
+    "tokens": BASE | {"redis"},
+    "api": BASE | {"redis", "tenants", "queue", "tokens", "config"},
     "cli": None,
     "main": None,
     "lib": None,

@@ -26,11 +26,16 @@
 //!   wasm or queues.
 //! - [`queue`]: the Redis job queue — keys, Lua scripts, enqueue, claim,
 //!   ack, leases, delays, dead letters, records. Knows nothing of wasm.
+//! - [`tokens`]: tenant tokens for the HTTP API — hashed in Redis, with
+//!   scopes, expiry and revocation.
 //! - [`worker`]: the only place that joins queue, plugins, cache and
 //!   sandbox: claim → run → ack, with heartbeats and a graceful stop.
+//! - [`api`]: `spool serve`, the HTTP front door: tenant tokens checked on
+//!   every route, the same library calls as the CLI.
 //! - [`cli`] and [`config`]: the `spool` command and its parsed, validated
 //!   settings. Nothing else sees raw arguments.
 
+pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -43,4 +48,5 @@ pub mod queue;
 pub mod redis;
 pub mod sandbox;
 pub mod tenants;
+pub mod tokens;
 pub mod worker;

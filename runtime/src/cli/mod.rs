@@ -13,9 +13,11 @@ mod fleet_wait;
 mod job;
 mod migrate;
 mod plugins;
+mod serve;
 mod shown;
 mod tenant_list;
 mod tenants;
+mod tokens;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -67,6 +69,10 @@ enum Command {
     Dev(dev::DevArgs),
     /// Measure end-to-end throughput and latency with a real Redis and worker.
     Bench(bench::BenchArgs),
+    /// Serve the HTTP API (tenant tokens, jobs, health) on an address.
+    Serve(serve::ServeArgs),
+    /// Tenant tokens for the HTTP API: create, list, revoke.
+    Tokens(tokens::TokensArgs),
 }
 
 /// Parse the arguments and run; returns the process exit code.
@@ -83,7 +89,10 @@ pub fn run() -> u8 {
         }
     };
     // Long-running commands say what they do; one-shot ones stay quiet.
-    let long_running = matches!(cli.command, Command::Worker(_) | Command::Dev(_));
+    let long_running = matches!(
+        cli.command,
+        Command::Worker(_) | Command::Dev(_) | Command::Serve(_)
+    );
     init_tracing(if long_running { "info" } else { "warn" });
     match cli.command {
         Command::Call(args) => call::run(args),
@@ -97,6 +106,8 @@ pub fn run() -> u8 {
         Command::Migrate(args) => migrate::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Tokens(args) => tokens::run(args),
     }
 }
 

@@ -10,6 +10,7 @@
 //! - the `spool` binary runs without the caller's `SPOOL_*` settings
 //!   (`command::spool_command`).
 
+mod api;
 mod artifacts;
 mod cache;
 mod cli;

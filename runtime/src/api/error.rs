@@ -1,0 +1,157 @@
+//! Every failed request answers `{"error": {kind, message, field?,
+//! retryable}}` with the status that says what went wrong: the body is
+//! the same whatever the route, so a client handles errors once.
+
+use crate::queue::QueueError;
+use crate::tokens::TokenError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
+/// A request that failed, as the client will see it.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable name for programs: `unauthorized`, `not-found`, …
+    pub kind: &'static str,
+    /// What failed and what was expected, for a person.
+    pub message: String,
+    /// The request field at fault, if one is.
+    pub field: Option<String>,
+    /// Whether the same request may succeed later.
+    pub retryable: bool,
+    /// How long to wait before trying again (429, 503).
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    /// An error of `status` and `kind`, not retryable.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            field: None,
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    /// 400: the request's `field` is not what was expected.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field.to_string()),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid-request", message)
+        }
+    }
+
+    /// 404, worded the same whether the thing does not exist or belongs to
+    /// another tenant (no existence oracle).
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("{what} not found"),
+        )
+    }
+
+    /// 403: the token may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 429 or 503: try again after `after`.
+    #[must_use]
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retryable = true;
+        self.retry_after = Some(after);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = serde_json::json!({
+            "kind": self.kind,
+            "message": self.message,
+            "retryable": self.retryable,
+        });
+        if let Some(field) = &self.field {
+            error["field"] = field.clone().into();
+        }
+        let mut response = (
+            self.status,
+            axum::Json(serde_json::json!({ "error": error })),
+        )
+            .into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        let message = e.to_string();
+        match e {
+            QueueError::NotFound { .. } => ApiError::not_found("job"),
+            QueueError::Invalid { .. } | QueueError::BadConfig { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-request", message)
+            }
+            QueueError::OverQuota { limit, .. } => ApiError {
+                field: Some(
+                    if limit.name() == "max-payload" {
+                        "payload"
+                    } else {
+                        "max_attempts"
+                    }
+                    .into(),
+                ),
+                ..ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "over-quota", message)
+            },
+            QueueError::WaitTimeout { .. } => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "wait-timeout", message)
+                    .retry_after(Duration::from_secs(1))
+            }
+            QueueError::Redis(r) => redis_error(&r),
+        }
+    }
+}
+
+/// 503 while Redis is away (retryable), 500 when it refused.
+pub fn redis_error(e: &crate::redis::RedisError) -> ApiError {
+    if e.is_retryable() {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
+        .retry_after(Duration::from_secs(1))
+    } else {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "redis", e.to_string())
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        let message = e.to_string();
+        match e {
+            TokenError::Redis(r) => redis_error(&r),
+            TokenError::Random { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+                    .retry_after(Duration::from_secs(1))
+            }
+            TokenError::Invalid { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid-request", message)
+            }
+            TokenError::Malformed | TokenError::Unknown { .. } | TokenError::Expired { .. } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! `/v1/jobs`: enqueue one job, read its record, wait for its end. The
+//! tenant is always the token's: a job id of another tenant is not found
+//! (404, as for an id that never was), and a plugin of another tenant
+//! cannot be named (403).
+
+use super::auth::Authed;
+use super::{ApiError, AppState};
+use crate::ids::PluginName;
+use crate::queue::{JobRecord, NewJob, Priority, QueueError};
+use crate::tokens::{Scope, Tenants, TokenInfo};
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
+/// The longest a wait request holds its connection.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// `POST /v1/jobs`: one job. `payload` is any JSON value (sent as its JSON
+/// text, `application/json`); binary payloads go in `payload_base64`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueBody {
+    plugin: String,
+    #[serde(default)]
+    payload: Option<serde_json::Value>,
+    #[serde(default)]
+    payload_base64: Option<String>,
+    #[serde(default)]
+    content_type: Option<String>,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    /// `30s`, `5m`, …: run no earlier than this after the enqueue.
+    #[serde(default)]
+    delay: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    no_cache: bool,
+    /// Ask for a completion notice, so that a wait answers at once.
+    #[serde(default)]
+    wait: bool,
+}
+
+/// The plugin `name` (`NAME` or `TENANT/NAME`) for a request of `token`: a
+/// bare name is the token's tenant's (`default` for an operator's).
+fn plugin_for(token: &TokenInfo, name: &str) -> Result<PluginName, ApiError> {
+    let full = match (&token.tenants, name.contains('/')) {
+        (_, true) => name.to_string(),
+        (Tenants::One(t), false) => format!("{t}/{name}"),
+        (Tenants::All, false) => format!("default/{name}"),
+    };
+    let plugin =
+        PluginName::parse(&full).map_err(|e| ApiError::invalid("plugin", e.to_string()))?;
+    if !token.tenants.reaches(&plugin.tenant) {
+        return Err(ApiError::forbidden(format!(
+            "token {} is for tenant {}; it cannot enqueue jobs of tenant {}",
+            token.id, token.tenants, plugin.tenant
+        )));
+    }
+    Ok(plugin)
+}
+
+fn new_job(token: &TokenInfo, b: EnqueueBody) -> Result<NewJob, ApiError> {
+    let plugin = plugin_for(token, &b.plugin)?;
+    let (payload, content_type) = match (b.payload, b.payload_base64) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "payload_base64",
+                "both payload and payload_base64 given; expected one",
+            ));
+        }
+        (Some(v), None) => (
+            serde_json::to_vec(&v).unwrap_or_default(),
+            "application/json",
+        ),
+        (None, Some(text)) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| ApiError::invalid("payload_base64", format!("not base64: {e}")))?;
+            (bytes, "application/octet-stream")
+        }
+        (None, None) => (b"{}".to_vec(), "application/json"),
+    };
+    let mut job = NewJob::new(plugin, payload);
+    job.content_type = b.content_type.unwrap_or_else(|| content_type.to_string());
+    if let Some(p) = b.priority {
+        job.priority = p
+            .parse::<Priority>()
+            .map_err(|e| ApiError::invalid("priority", e))?;
+    }
+    if let Some(n) = b.max_attempts {
+        if n == 0 {
+            return Err(ApiError::invalid("max_attempts", "0; expected at least 1"));
+        }
+        job.max_attempts = n;
+    }
+    if let Some(d) = b.delay {
+        job.delay = humantime::parse_duration(d.trim()).map_err(|e| {
+            ApiError::invalid("delay", format!("{d:?}: {e}; expected e.g. 30s or 5m"))
+        })?;
+    }
+    job.idempotency_key = b.idempotency_key;
+    job.group = b.group;
+    job.no_cache = b.no_cache;
+    job.wait = b.wait;
+    Ok(job)
+}
+
+/// A JSON body the extractor refused, as the API's error.
+fn bad_body(e: &JsonRejection) -> ApiError {
+    let status = e.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(
+            status,
+            "too-large",
+            format!("request body too large: {}", e.body_text()),
+        );
+    }
+    ApiError {
+        field: Some("body".into()),
+        ..ApiError::new(StatusCode::BAD_REQUEST, "invalid-request", e.body_text())
+    }
+}
+
+/// `POST /v1/jobs` → 201 `{"id", "created"}` (`created` false: an
+/// idempotency key named an existing job).
+pub async fn enqueue(
+    State(state): State<AppState>,
+    auth: Authed,
+    body: Result<Json<EnqueueBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let token = auth.need(Scope::Submit)?;
+    let Json(body) = body.map_err(|e| bad_body(&e))?;
+    let job = new_job(token, body)?;
+    let done = state.queue.enqueue(&job).await?;
+    let status = if done.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body =
+        serde_json::json!({"id": done.id, "created": done.created, "tenant": job.plugin.tenant});
+    Ok((status, Json(body)).into_response())
+}
+
+/// The record of job `id` within the token's reach.
+async fn find(
+    state: &AppState,
+    token: &TokenInfo,
+    id: &str,
+) -> Result<(String, JobRecord), ApiError> {
+    let found = match &token.tenants {
+        Tenants::One(t) => state.queue.record_in(t, id).await.map(|r| (t.clone(), r)),
+        Tenants::All => state.queue.find(id).await,
+    };
+    found.map_err(|e| match e {
+        QueueError::NotFound { .. } => ApiError::not_found(&format!("job {id}")),
+        other => ApiError::from(other),
+    })
+}
+
+/// `GET /v1/jobs/{id}` → the record, as `spool job --json` shows it.
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<JobRecord>, ApiError> {
+    let token = auth.need(Scope::Read)?;
+    Ok(Json(find(&state, token, &id).await?.1))
+}
+
+/// `?timeout=30s` of a wait.
+#[derive(Debug, serde::Deserialize)]
+pub struct WaitQuery {
+    #[serde(default)]
+    timeout: Option<String>,
+}
+
+/// `GET /v1/jobs/{id}/wait?timeout=30s` → 200 and the record once the job
+/// succeeded or died; 202 and the record as it stands when the timeout
+/// (at most a minute, default 30 s) passed first.
+pub async fn wait(
+    State(state): State<AppState>,
+    auth: Authed,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Response, ApiError> {
+    let token = auth.need(Scope::Read)?;
+    let timeout = match q.timeout {
+        None => Duration::from_secs(30),
+        Some(t) => humantime::parse_duration(t.trim())
+            .map_err(|e| ApiError::invalid("timeout", format!("{t:?}: {e}; expected e.g. 30s")))?,
+    }
+    .min(MAX_WAIT);
+    let (tenant, _) = find(&state, token, &id).await?;
+    match state.queue.wait_for(&tenant, &id, timeout).await {
+        Ok(record) => Ok(Json(record).into_response()),
+        Err(QueueError::WaitTimeout { .. }) => {
+            let record = find(&state, token, &id).await?.1;
+            Ok((StatusCode::ACCEPTED, Json(record)).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

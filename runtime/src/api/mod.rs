@@ -1,0 +1,61 @@
+//! `spool serve`: the HTTP front door to one queue. Stateless (every
+//! instance reads and writes the same Redis), so any number can run
+//! behind a load balancer. Every `/v1` route takes a tenant token
+//! ([`crate::tokens`]) and reaches only that token's tenant.
+//!
+//! - [`auth`]: the bearer token of a request; failed attempts capped per
+//!   client address.
+//! - [`error`]: the one error body every route answers with.
+//! - [`jobs`]: enqueue, read, wait.
+//! - [`health`]: `/healthz`, `/readyz`.
+
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod jobs;
+
+pub use error::ApiError;
+
+use crate::queue::Queue;
+use crate::tokens::TokenStore;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use std::sync::Arc;
+
+/// What every request handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The queue served.
+    pub queue: Queue,
+    /// The tokens that open it.
+    pub tokens: TokenStore,
+    /// Failed authentications per client address.
+    pub failures: Arc<auth::Failures>,
+}
+
+impl AppState {
+    /// Serve `queue`, with the tokens of its key prefix.
+    pub fn new(queue: Queue, prefix: &str) -> Self {
+        let tokens = TokenStore::new(queue.redis().clone(), prefix);
+        AppState {
+            queue,
+            tokens,
+            failures: Arc::default(),
+        }
+    }
+}
+
+/// The routes; request bodies over `max_body` bytes are refused (413)
+/// before they are read whole.
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/jobs", post(jobs::enqueue))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/wait", get(jobs::wait))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}

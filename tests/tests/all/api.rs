@@ -1,0 +1,397 @@
+//! `spool serve` (issue 14): a real server process, a real worker and
+//! Redis; requests over plain HTTP/1.1 from a client of a few lines (so
+//! that a test can send exactly the bytes it means, oversized ones too).
+
+use crate::SPOOL;
+use crate::command::{spool, succeeds};
+use spool_tests::fleet::Env;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `spool serve` child process; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(env: &Env, extra: &[&str]) -> Server {
+    let mut child = spool_tests::without_user_settings(&mut Command::new(SPOOL))
+        .args([
+            "serve",
+            "--redis",
+            &env.redis.url(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("SPOOL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting spool serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("spool serve's first line");
+    let addr = line
+        .trim()
+        .strip_prefix("spool serve listening on http://")
+        .unwrap_or_else(|| panic!("spool serve said {line:?}"))
+        .to_string();
+    Server { child, addr }
+}
+
+/// A reply: status, headers (lowercase names), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on its own connection (`Connection: close`).
+fn request(server: &Server, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(&server.addr).expect("connect to spool serve");
+    s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        server.addr,
+        body.len()
+    );
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    // A server may answer (413) before it reads the whole body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &[u8]) -> Reply {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP reply: {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v == "chunked")
+    {
+        body = unchunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn unchunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+    out
+}
+
+/// A token made with `spool tokens create ARGS --json`.
+fn token(env: &Env, args: &[&str]) -> (String, String) {
+    let mut all = vec!["tokens", "create", "--json"];
+    all.extend(args);
+    let out: serde_json::Value = serde_json::from_str(&succeeds(&spool(env, &all))).unwrap();
+    (
+        out["token"].as_str().unwrap().to_string(),
+        out["info"]["id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `POST /v1/jobs` of `plugin` with payload `{"name": NAME}`, asking for a
+/// completion notice.
+fn post_job(server: &Server, token: Option<&str>, plugin: &str, name: &str) -> Reply {
+    request(
+        server,
+        "POST",
+        "/v1/jobs",
+        token,
+        &enqueue_body(plugin, name),
+    )
+}
+
+fn get(server: &Server, path: &str, token: Option<&str>) -> Reply {
+    request(server, "GET", path, token, b"")
+}
+
+fn enqueue_body(plugin: &str, name: &str) -> Vec<u8> {
+    serde_json::json!({"plugin": plugin, "payload": {"name": name}, "wait": true})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn a_tenant_token_enqueues_and_waits_for_the_result() {
+    let env = Env::new("api-roundtrip");
+    let _worker = env.worker(&[("acme/hello", "hello")], |_| {});
+    let server = serve(&env, &[]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    let made = post_job(&server, Some(&acme), "hello", "Ann");
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    let made = made.json();
+    assert_eq!(made["tenant"], "acme");
+    let id = made["id"].as_str().unwrap();
+    let done = get(
+        &server,
+        &format!("/v1/jobs/{id}/wait?timeout=30s"),
+        Some(&acme),
+    );
+    assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    let record = done.json();
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(record["plugin"], "acme/hello");
+    assert!(
+        record["output"].as_str().unwrap().contains("Hello, Ann"),
+        "{record}"
+    );
+    // The same record, read plainly, and as Redis holds it.
+    let read = get(&server, &format!("/v1/jobs/{id}"), Some(&acme)).json();
+    assert_eq!(read["id"], id);
+    assert_eq!(
+        env.rt
+            .block_on(env.queue.record_in("acme", id))
+            .unwrap()
+            .status,
+        Some(spool_runtime::queue::Status::Succeeded)
+    );
+}
+
+#[test]
+fn a_token_reaches_only_its_own_tenant() {
+    let env = Env::new("api-isolation");
+    let server = serve(&env, &[]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    let (beta, _) = token(
+        &env,
+        &["--tenant", "beta", "--scopes", "submit,read,deploy,admin"],
+    );
+    let (operator, _) = token(&env, &["--all-tenants", "--scopes", "read"]);
+    let made = post_job(&server, Some(&acme), "hello", "A").json();
+    let id = made["id"].as_str().unwrap().to_string();
+    // Another tenant's job answers exactly as a job that never was.
+    let theirs = get(&server, &format!("/v1/jobs/{id}"), Some(&beta));
+    let never = get(&server, "/v1/jobs/01JNEVERWASAJOB0000000000", Some(&beta));
+    assert_eq!((theirs.status, never.status), (404, 404));
+    assert_eq!(
+        theirs.json()["error"]["kind"],
+        never.json()["error"]["kind"]
+    );
+    assert!(!String::from_utf8_lossy(&theirs.body).contains("acme"));
+    let wait = get(
+        &server,
+        &format!("/v1/jobs/{id}/wait?timeout=1s"),
+        Some(&beta),
+    );
+    assert_eq!(wait.status, 404);
+    // Nor can it name the other tenant's plugin.
+    let push = post_job(&server, Some(&beta), "acme/hello", "B");
+    assert_eq!(push.status, 403, "{}", String::from_utf8_lossy(&push.body));
+    assert_eq!(push.json()["error"]["kind"], "forbidden");
+    assert_eq!(
+        env.rt.block_on(env.queue.tenants()).unwrap(),
+        ["acme"],
+        "beta's refused job was stored"
+    );
+    // An operator's token reaches every tenant.
+    let op = get(&server, &format!("/v1/jobs/{id}"), Some(&operator));
+    assert_eq!(op.status, 200);
+    assert_eq!(op.json()["plugin"], "acme/hello");
+}
+
+#[test]
+fn missing_bad_revoked_and_expired_tokens_are_401_and_scopes_403() {
+    let env = Env::new("api-tokens");
+    let server = serve(&env, &[]);
+    let (reader, _) = token(&env, &["--tenant", "acme", "--scopes", "read"]);
+    let (submitter, _) = token(&env, &["--tenant", "acme", "--scopes", "submit"]);
+    let (revoked, revoked_id) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    let (expiring, _) = token(
+        &env,
+        &[
+            "--tenant",
+            "acme",
+            "--scopes",
+            "submit,read",
+            "--expires",
+            "1s",
+        ],
+    );
+    succeeds(&spool(&env, &["tokens", "revoke", &revoked_id]));
+    // The reader's id with a wrong secret: one digit off.
+    let mut wrong_secret = reader.clone();
+    let last = wrong_secret.pop().unwrap();
+    wrong_secret.push(if last == '0' { '1' } else { '0' });
+    std::thread::sleep(Duration::from_millis(1100));
+    let body = enqueue_body("hello", "x");
+    for (what, t) in [
+        ("no token", None),
+        ("malformed", Some("hunter2")),
+        ("revoked", Some(revoked.as_str())),
+        ("expired", Some(expiring.as_str())),
+    ] {
+        let r = request(&server, "POST", "/v1/jobs", t, &body);
+        assert_eq!(
+            r.status,
+            401,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["error"]["kind"], "unauthorized", "{what}");
+        assert_eq!(r.json()["error"]["retryable"], false, "{what}");
+    }
+    assert_eq!(get(&server, "/v1/jobs/x", Some(&wrong_secret)).status, 401);
+    // Valid tokens without the route's scope.
+    let r = request(&server, "POST", "/v1/jobs", Some(&reader), &body);
+    assert_eq!(r.status, 403);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("submit scope")
+    );
+    let made = request(&server, "POST", "/v1/jobs", Some(&submitter), &body).json();
+    let id = made["id"].as_str().unwrap();
+    assert_eq!(
+        get(&server, &format!("/v1/jobs/{id}"), Some(&submitter)).status,
+        403
+    );
+    assert_eq!(
+        get(&server, &format!("/v1/jobs/{id}"), Some(&reader)).status,
+        200
+    );
+    // Listed without secrets; the revoked one gone.
+    let list = succeeds(&spool(&env, &["tokens", "list", "--json"]));
+    assert!(!list.contains(&revoked_id), "{list}");
+    assert!(!list.contains(&reader[19..]), "a secret was listed: {list}");
+}
+
+#[test]
+fn repeated_failed_authentications_from_one_address_get_429() {
+    let env = Env::new("api-guessing");
+    let server = serve(&env, &[]);
+    let guess = format!("spool_{}_{}", "ab".repeat(6), "cd".repeat(32));
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(get(&server, "/v1/jobs/x", Some(&guess)).status);
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    let last = get(&server, "/v1/jobs/x", Some(&guess));
+    assert_eq!(last.status, 429);
+    assert!(
+        last.header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1))
+    );
+    assert_eq!(last.json()["error"]["retryable"], true);
+}
+
+#[test]
+fn oversized_and_malformed_bodies_are_refused_naming_what_is_wrong() {
+    let env = Env::new("api-bodies");
+    let server = serve(&env, &["--max-body", "1KiB"]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    let big =
+        serde_json::json!({"plugin": "hello", "payload": {"name": "x".repeat(2048)}}).to_string();
+    let r = request(&server, "POST", "/v1/jobs", Some(&acme), big.as_bytes());
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"]["kind"], "too-large");
+    for (body, field) in [
+        (r#"{"plugin": "hello", "priority": "urgent"}"#, "priority"),
+        (r#"{"plugin": "hello", "delay": "soon"}"#, "delay"),
+        (r#"{"plugin": "Bad Name!"}"#, "plugin"),
+        (
+            r#"{"plugin": "hello", "payload": 1, "payload_base64": "AA=="}"#,
+            "payload_base64",
+        ),
+        (r#"{"plugin": "hello", "colour": "red"}"#, "body"),
+        (r#"{"plugin": "hel"#, "body"),
+    ] {
+        let r = request(&server, "POST", "/v1/jobs", Some(&acme), body.as_bytes());
+        assert_eq!(
+            r.status,
+            400,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.json()["error"]["field"], field, "{body}");
+    }
+    assert!(
+        env.rt.block_on(env.queue.tenants()).unwrap().is_empty(),
+        "a refused job was stored"
+    );
+}
+
+#[test]
+fn readyz_and_requests_say_503_while_redis_is_down_and_recover() {
+    let mut env = Env::new("api-outage");
+    let server = serve(&env, &[]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    assert_eq!(get(&server, "/readyz", None).status, 200);
+    env.redis.stop();
+    assert_eq!(get(&server, "/healthz", None).status, 200);
+    let ready = get(&server, "/readyz", None);
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["ready"], false);
+    let r = post_job(&server, Some(&acme), "hello", "x");
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"]["retryable"], true);
+    assert!(r.header("retry-after").is_some());
+    env.redis.restart().expect("restart redis");
+    env.wait_for("readyz to answer 200 again", || {
+        get(&server, "/readyz", None).status == 200
+    });
+    let r = post_job(&server, Some(&acme), "hello", "x");
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
