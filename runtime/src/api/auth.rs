@@ -39,8 +39,14 @@ impl Failures {
 
     fn failed(&self, addr: IpAddr) {
         let mut map = lock(&self.by_addr);
-        if map.len() >= MAX_TRACKED {
+        if map.len() >= MAX_TRACKED && !map.contains_key(&addr) {
             map.retain(|_, (since, _)| since.elapsed() < WINDOW);
+            // Still full of live windows: this address goes uncounted
+            // rather than the map growing (or being scanned on every
+            // failure) without bound.
+            if map.len() >= MAX_TRACKED {
+                return;
+            }
         }
         let entry = map.entry(addr).or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= WINDOW {
@@ -48,6 +54,13 @@ impl Failures {
         }
         entry.1 += 1;
     }
+}
+
+/// The token of an `Authorization` header: scheme `Bearer`, in any case
+/// (RFC 7235).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// A request's valid token.
@@ -94,8 +107,7 @@ impl FromRequestParts<AppState> for Authed {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(bearer);
         let Some(token) = token else {
             state.failures.failed(addr);
             return Err(ApiError::new(
@@ -121,6 +133,25 @@ impl FromRequestParts<AppState> for Authed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer("Bearer spool_x"), Some("spool_x"));
+        assert_eq!(bearer("bearer  spool_x "), Some("spool_x"));
+        assert_eq!(bearer("Basic dXNlcg=="), None);
+        assert_eq!(bearer("Bearer"), None);
+    }
+
+    #[test]
+    fn a_full_map_counts_no_new_address_and_stays_bounded() {
+        let f = Failures::default();
+        for i in 0..MAX_TRACKED {
+            let [a, b, c, d] = u32::try_from(i).unwrap().to_be_bytes();
+            f.failed(IpAddr::from([a, b, c, d]));
+        }
+        f.failed(IpAddr::from([255, 255, 255, 255]));
+        assert_eq!(lock(&f.by_addr).len(), MAX_TRACKED);
+    }
 
     #[test]
     fn an_address_is_blocked_after_its_failures_and_others_are_not() {

@@ -123,17 +123,23 @@ impl From<QueueError> for ApiError {
     }
 }
 
-/// 503 while Redis is away (retryable), 500 when it refused.
+/// 503 while Redis is away (retryable), 500 when it refused. The details
+/// (which name the Redis URL) go to the server's log, never to a client.
 pub fn redis_error(e: &crate::redis::RedisError) -> ApiError {
+    tracing::warn!("request failed: {e}");
     if e.is_retryable() {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            e.to_string(),
+            "the queue's Redis is unavailable; retrying later can help",
         )
         .retry_after(Duration::from_secs(1))
     } else {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "redis", e.to_string())
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "redis",
+            "the queue's Redis refused the operation; the server's log says why",
+        )
     }
 }
 

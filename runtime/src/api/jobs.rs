@@ -9,7 +9,7 @@ use crate::ids::PluginName;
 use crate::queue::{JobRecord, NewJob, Priority, QueueError};
 use crate::tokens::{Scope, Tenants, TokenInfo};
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -24,8 +24,10 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBody {
     plugin: String,
+    /// Kept as the text it came in: a body of millions of tiny values is
+    /// never built into a tree.
     #[serde(default)]
-    payload: Option<serde_json::Value>,
+    payload: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     payload_base64: Option<String>,
     #[serde(default)]
@@ -171,9 +173,10 @@ async fn find(
 pub async fn get(
     State(state): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobRecord>, ApiError> {
     let token = auth.need(Scope::Read)?;
+    let Path(id) = id.map_err(|e| ApiError::invalid("id", e.body_text()))?;
     Ok(Json(find(&state, token, &id).await?.1))
 }
 
@@ -190,10 +193,12 @@ pub struct WaitQuery {
 pub async fn wait(
     State(state): State<AppState>,
     auth: Authed,
-    Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let token = auth.need(Scope::Read)?;
+    let Path(id) = id.map_err(|e| ApiError::invalid("id", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::invalid("timeout", e.body_text()))?;
     let timeout = match q.timeout {
         None => Duration::from_secs(30),
         Some(t) => humantime::parse_duration(t.trim())
@@ -201,6 +206,16 @@ pub async fn wait(
     }
     .min(MAX_WAIT);
     let (tenant, _) = find(&state, token, &id).await?;
+    // Each wait holds a Redis connection of its own: a bounded number at
+    // once, so that one client cannot take all of Redis' connections.
+    let Ok(_slot) = state.waits.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many waits in progress on this server; wait again shortly",
+        )
+        .retry_after(Duration::from_secs(1)));
+    };
     match state.queue.wait_for(&tenant, &id, timeout).await {
         Ok(record) => Ok(Json(record).into_response()),
         Err(QueueError::WaitTimeout { .. }) => {

@@ -32,7 +32,13 @@ pub struct AppState {
     pub tokens: TokenStore,
     /// Failed authentications per client address.
     pub failures: Arc<auth::Failures>,
+    /// Waits under way may hold this many permits: each holds a Redis
+    /// connection of its own.
+    pub waits: Arc<tokio::sync::Semaphore>,
 }
+
+/// Waits under way at once per `spool serve`, by default.
+pub const MAX_WAITS: usize = 256;
 
 impl AppState {
     /// Serve `queue`, with the tokens of its key prefix.
@@ -42,7 +48,17 @@ impl AppState {
             queue,
             tokens,
             failures: Arc::default(),
+            waits: Arc::new(tokio::sync::Semaphore::new(MAX_WAITS)),
         }
+    }
+}
+
+impl AppState {
+    /// At most `n` waits under way at once (at least 1).
+    #[must_use]
+    pub fn with_max_waits(mut self, n: usize) -> Self {
+        self.waits = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self
     }
 }
 
@@ -56,6 +72,13 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/wait", get(jobs::wait))
         .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this route does not take that method (see docs/api.md)",
+            )
+        })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

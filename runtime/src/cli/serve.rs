@@ -21,6 +21,11 @@ pub(crate) struct ServeArgs {
     /// they are read whole.
     #[arg(long, env = "SPOOL_MAX_BODY", default_value = "16MiB", value_parser = parse_size)]
     max_body: u64,
+
+    /// Waits (`GET /v1/jobs/ID/wait`) under way at once; each holds a Redis
+    /// connection. More are answered 503 with Retry-After.
+    #[arg(long, env = "SPOOL_MAX_WAITS", default_value_t = crate::api::MAX_WAITS)]
+    max_waits: usize,
 }
 
 pub(crate) fn run(args: ServeArgs) -> u8 {
@@ -39,7 +44,7 @@ pub(crate) fn run(args: ServeArgs) -> u8 {
             }
         };
         let bound = listener.local_addr().map_or(args.listen, |a| a);
-        let state = AppState::new(queue, &args.redis.prefix);
+        let state = AppState::new(queue, &args.redis.prefix).with_max_waits(args.max_waits);
         let max_body = usize::try_from(args.max_body).unwrap_or(usize::MAX);
         let app = router(state, max_body).into_make_service_with_connect_info::<SocketAddr>();
         // Scripts and tests wait for this line.

@@ -133,18 +133,19 @@ async fn list(store: &TokenStore, json: bool) -> u8 {
 }
 
 async fn revoke(store: &TokenStore, id: &str) -> u8 {
+    // The id only, even when the whole token was given: a secret must not
+    // end up in a terminal's scrollback or a CI log.
+    let shown = id
+        .strip_prefix("spool_")
+        .and_then(|rest| rest.split('_').next())
+        .unwrap_or(id);
     match store.revoke(id).await {
         Ok(true) => {
-            // The id only, even when the whole token was given.
-            let shown = id
-                .strip_prefix("spool_")
-                .and_then(|rest| rest.split('_').next())
-                .unwrap_or(id);
             eprintln!("revoked token {shown}");
             exit::OK
         }
         Ok(false) => {
-            eprintln!("spool: no token {id}: never made, or already revoked");
+            eprintln!("spool: no token {shown}: never made, or already revoked");
             exit::FAILED
         }
         Err(e) => failed(&e),

@@ -265,11 +265,21 @@ fn parse(token: &str) -> Option<(&str, &str)> {
     (hex_of(id, 12) && hex_of(secret, 64)).then_some((id, secret))
 }
 
+/// A token's settings as stored; none (the token is refused) when a field
+/// that limits it cannot be read: a damaged expiry must not mean "never",
+/// nor a damaged tenant someone else's.
 fn info_from(id: &str, h: &HashMap<String, String>) -> Option<TokenInfo> {
     let num = |k: &str| h.get(k).and_then(|v| v.parse::<u64>().ok());
+    if h.contains_key("expires_us") && num("expires_us").is_none() {
+        return None;
+    }
+    let tenant = h.get("tenant")?;
+    if tenant != "*" && crate::ids::PluginName::parse(&format!("{tenant}/x")).is_err() {
+        return None;
+    }
     Some(TokenInfo {
         id: id.to_string(),
-        tenants: Tenants::from_stored(h.get("tenant")?),
+        tenants: Tenants::from_stored(tenant),
         scopes: parse_scopes(h.get("scopes")?).ok()?,
         name: h.get("name").cloned().unwrap_or_default(),
         created_us: num("created_us").unwrap_or(0),
@@ -311,6 +321,22 @@ mod tests {
         ] {
             assert_eq!(parse(&bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn damaged_limits_refuse_the_token() {
+        let h = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect()
+        };
+        let good = [("tenant", "acme"), ("scopes", "read")];
+        assert!(info_from("a", &h(&good)).is_some());
+        let mut bad = good.to_vec();
+        bad.push(("expires_us", "soon"));
+        assert!(info_from("a", &h(&bad)).is_none());
+        assert!(info_from("a", &h(&[("tenant", "a}b"), ("scopes", "read")])).is_none());
     }
 
     #[test]

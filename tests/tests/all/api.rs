@@ -16,6 +16,13 @@ struct Server {
     addr: String,
 }
 
+/// Requests go to an address: a server's, or a copy of it in a thread.
+impl AsRef<str> for Server {
+    fn as_ref(&self) -> &str {
+        &self.addr
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -73,12 +80,19 @@ impl Reply {
 }
 
 /// One request on its own connection (`Connection: close`).
-fn request(server: &Server, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(&server.addr).expect("connect to spool serve");
+fn request(
+    server: &impl AsRef<str>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    let addr = server.as_ref();
+    let mut s = TcpStream::connect(addr).expect("connect to spool serve");
     s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        server.addr,
+        addr,
         body.len()
     );
     if let Some(t) = token {
@@ -153,7 +167,7 @@ fn token(env: &Env, args: &[&str]) -> (String, String) {
 
 /// `POST /v1/jobs` of `plugin` with payload `{"name": NAME}`, asking for a
 /// completion notice.
-fn post_job(server: &Server, token: Option<&str>, plugin: &str, name: &str) -> Reply {
+fn post_job(server: &impl AsRef<str>, token: Option<&str>, plugin: &str, name: &str) -> Reply {
     request(
         server,
         "POST",
@@ -163,7 +177,7 @@ fn post_job(server: &Server, token: Option<&str>, plugin: &str, name: &str) -> R
     )
 }
 
-fn get(server: &Server, path: &str, token: Option<&str>) -> Reply {
+fn get(server: &impl AsRef<str>, path: &str, token: Option<&str>) -> Reply {
     request(server, "GET", path, token, b"")
 }
 
@@ -386,6 +400,15 @@ fn readyz_and_requests_say_503_while_redis_is_down_and_recover() {
     assert_eq!(ready.json()["ready"], false);
     let r = post_job(&server, Some(&acme), "hello", "x");
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    // The Redis URL (which may hold a password) is for the server's log.
+    let port = env.redis.port().to_string();
+    for body in [&r.body, &ready.body] {
+        assert!(
+            !String::from_utf8_lossy(body).contains(&port),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
     assert_eq!(r.json()["error"]["retryable"], true);
     assert!(r.header("retry-after").is_some());
     env.redis.restart().expect("restart redis");
@@ -394,4 +417,38 @@ fn readyz_and_requests_say_503_while_redis_is_down_and_recover() {
     });
     let r = post_job(&server, Some(&acme), "hello", "x");
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[test]
+fn waits_beyond_the_limit_get_503_and_other_methods_405() {
+    let env = Env::new("api-waits");
+    let server = serve(&env, &["--max-waits", "1"]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    // No worker serves it: a wait holds its slot until its timeout.
+    let body = br#"{"plugin": "hello", "delay": "1h"}"#;
+    let made = request(&server, "POST", "/v1/jobs", Some(&acme), body).json();
+    let id = made["id"].as_str().unwrap().to_string();
+    // Two waits at once: one holds the only slot until its timeout (202
+    // and the record), the other is turned away at once.
+    let waits: Vec<_> = (0..2)
+        .map(|_| {
+            let (addr, acme, id) = (server.addr.clone(), acme.clone(), id.clone());
+            std::thread::spawn(move || {
+                get(
+                    &addr,
+                    &format!("/v1/jobs/{id}/wait?timeout=3s"),
+                    Some(&acme),
+                )
+            })
+        })
+        .collect();
+    let mut replies: Vec<Reply> = waits.into_iter().map(|w| w.join().unwrap()).collect();
+    replies.sort_by_key(|r| r.status);
+    assert_eq!((replies[0].status, replies[1].status), (202, 503));
+    assert_eq!(replies[0].json()["status"], "delayed");
+    assert_eq!(replies[1].json()["error"]["kind"], "busy");
+    assert!(replies[1].header("retry-after").is_some());
+    let r = request(&server, "DELETE", "/v1/jobs", Some(&acme), b"");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.json()["error"]["kind"], "method-not-allowed");
 }
