@@ -117,7 +117,7 @@ fn new_job(token: &TokenInfo, b: EnqueueBody) -> Result<NewJob, ApiError> {
 }
 
 /// A JSON body the extractor refused, as the API's error.
-fn bad_body(e: &JsonRejection) -> ApiError {
+pub(super) fn bad_body(e: &JsonRejection) -> ApiError {
     let status = e.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::new(
@@ -151,6 +151,38 @@ pub async fn enqueue(
     let body =
         serde_json::json!({"id": done.id, "created": done.created, "tenant": job.plugin.tenant});
     Ok((status, Json(body)).into_response())
+}
+
+/// Most jobs one batch may carry.
+pub const MAX_BATCH: usize = 1_000;
+
+/// `POST /v1/jobs/batch`: a JSON array of job objects (as for one job).
+/// Every job is checked before any is stored; a bad one fails the batch
+/// (400 naming its index), and nothing is enqueued. Answers 201
+/// `{"ids": [...]}` in order.
+pub async fn enqueue_batch(
+    State(state): State<AppState>,
+    auth: Authed,
+    body: Result<Json<Vec<EnqueueBody>>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let token = auth.need(Scope::Submit)?;
+    let Json(bodies) = body.map_err(|e| bad_body(&e))?;
+    if bodies.is_empty() || bodies.len() > MAX_BATCH {
+        return Err(ApiError::invalid(
+            "body",
+            format!("{} jobs; expected 1 to {MAX_BATCH}", bodies.len()),
+        ));
+    }
+    let mut jobs = Vec::with_capacity(bodies.len());
+    for (i, b) in bodies.into_iter().enumerate() {
+        jobs.push(new_job(token, b).map_err(|mut e| {
+            e.field = Some(format!("[{i}].{}", e.field.as_deref().unwrap_or("")));
+            e
+        })?);
+    }
+    let done = state.queue.enqueue_many(&jobs).await?;
+    let ids: Vec<&str> = done.iter().map(|d| d.id.as_str()).collect();
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "ids": ids }))).into_response())
 }
 
 /// The record of job `id` within the token's reach.

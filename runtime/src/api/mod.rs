@@ -6,10 +6,12 @@
 //! - [`auth`]: the bearer token of a request; failed attempts capped per
 //!   client address.
 //! - [`error`]: the one error body every route answers with.
-//! - [`jobs`]: enqueue, read, wait.
+//! - [`jobs`]: enqueue (one or a batch), read, wait.
+//! - [`dead`]: dead letters: list, retry, purge.
 //! - [`health`]: `/healthz`, `/readyz`.
 
 pub mod auth;
+pub mod dead;
 pub mod error;
 pub mod health;
 pub mod jobs;
@@ -69,8 +71,12 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/jobs", post(jobs::enqueue))
+        .route("/v1/jobs/batch", post(jobs::enqueue_batch))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/wait", get(jobs::wait))
+        .route("/v1/dead", get(dead::list))
+        .route("/v1/dead/retry", post(dead::retry))
+        .route("/v1/dead/purge", post(dead::purge))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

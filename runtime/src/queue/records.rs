@@ -134,9 +134,18 @@ impl Queue {
     /// how many there are in all.
     pub async fn dead_list(&self, limit: usize) -> Result<(u64, Vec<DeadEntry>), QueueError> {
         let tenants = self.tenants().await?;
+        self.dead_list_in(&tenants, limit).await
+    }
+
+    /// [`Queue::dead_list`] of `tenants` only.
+    pub async fn dead_list_in(
+        &self,
+        tenants: &[String],
+        limit: usize,
+    ) -> Result<(u64, Vec<DeadEntry>), QueueError> {
         let mut total = 0;
         let mut all: Vec<(String, Vec<u8>, f64)> = Vec::new();
-        for tenant in &tenants {
+        for tenant in tenants {
             let dead = format!("{}:dead", self.tenant_keys(tenant));
             let mut conn = self.redis.conn();
             self.count_round_trip();
@@ -192,7 +201,16 @@ impl Queue {
     /// group) with fresh attempts; no ids means all. Returns the ids moved.
     pub async fn dead_retry(&self, ids: &[String]) -> Result<Vec<String>, QueueError> {
         let tenants = self.tenants().await?;
-        let replies = self.per_tenant(&tenants, ids, true).await?;
+        self.dead_retry_in(&tenants, ids).await
+    }
+
+    /// [`Queue::dead_retry`] in `tenants` only.
+    pub async fn dead_retry_in(
+        &self,
+        tenants: &[String],
+        ids: &[String],
+    ) -> Result<Vec<String>, QueueError> {
+        let replies = self.per_tenant(tenants, ids, true).await?;
         let (mut moved, mut heard) = (Vec::new(), Vec::new());
         for (tenant, reply) in tenants.iter().zip(replies) {
             let (announce, rest) = Announce::split(tenant, reply, "retry dead letters")?;
@@ -206,7 +224,16 @@ impl Queue {
     /// Delete dead letters and their records; no ids means all.
     pub async fn dead_purge(&self, ids: &[String]) -> Result<u64, QueueError> {
         let tenants = self.tenants().await?;
-        let replies = self.per_tenant(&tenants, ids, false).await?;
+        self.dead_purge_in(&tenants, ids).await
+    }
+
+    /// [`Queue::dead_purge`] in `tenants` only.
+    pub async fn dead_purge_in(
+        &self,
+        tenants: &[String],
+        ids: &[String],
+    ) -> Result<u64, QueueError> {
+        let replies = self.per_tenant(tenants, ids, false).await?;
         Ok(replies
             .into_iter()
             .map(|r| match r {

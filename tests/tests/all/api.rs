@@ -452,3 +452,102 @@ fn waits_beyond_the_limit_get_503_and_other_methods_405() {
     assert_eq!(r.status, 405);
     assert_eq!(r.json()["error"]["kind"], "method-not-allowed");
 }
+
+#[test]
+fn dead_letters_are_listed_retried_and_purged_within_the_tenant() {
+    let env = Env::new("api-dead");
+    let _worker = env.worker(&[("acme/hello", "hello"), ("beta/hello", "hello")], |_| {});
+    let server = serve(&env, &[]);
+    // An empty name is invalid input: dead at its first attempt.
+    let ours = env.enqueue("acme/hello", r#"{"name":""}"#);
+    let theirs = env.enqueue("beta/hello", r#"{"name":""}"#);
+    for id in [&ours, &theirs] {
+        assert_eq!(
+            env.wait(id).status,
+            Some(spool_runtime::queue::Status::Dead)
+        );
+    }
+    let (reader, _) = token(&env, &["--tenant", "acme", "--scopes", "read"]);
+    let (admin, _) = token(&env, &["--tenant", "acme", "--scopes", "read,admin"]);
+    let page = get(&server, "/v1/dead?limit=10", Some(&reader)).json();
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["entries"][0]["id"], ours.as_str());
+    assert_eq!(
+        page["entries"][0]["record"]["error"]["kind"],
+        "invalid-input"
+    );
+    assert_eq!(get(&server, "/v1/dead?limit=0", Some(&reader)).status, 400);
+    let retry = |token: &str, body: &str| {
+        request(
+            &server,
+            "POST",
+            "/v1/dead/retry",
+            Some(token),
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(retry(&reader, r#"{"ids": ["x"]}"#).status, 403);
+    // Another tenant's id is skipped like an unknown one.
+    let r = retry(&admin, &format!(r#"{{"ids": ["{theirs}"]}}"#));
+    assert_eq!(
+        (r.status, r.json()["moved"].clone()),
+        (200, serde_json::json!([]))
+    );
+    let r = retry(&admin, r#"{"ids": []}"#);
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].clone()),
+        (400, "ids".into())
+    );
+    let purge = request(
+        &server,
+        "POST",
+        "/v1/dead/purge",
+        Some(&admin),
+        br#"{"all": true}"#,
+    );
+    assert_eq!(
+        (purge.status, purge.json()["purged"].clone()),
+        (200, 1.into())
+    );
+    let (total, left) = env.rt.block_on(env.queue.dead_list(10)).unwrap();
+    assert_eq!(
+        (total, left[0].id.as_str()),
+        (1, theirs.as_str()),
+        "beta's dead letter stays"
+    );
+}
+
+#[test]
+fn a_batch_is_checked_whole_before_any_job_is_stored() {
+    let env = Env::new("api-batch");
+    let server = serve(&env, &[]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    let bad =
+        br#"[{"plugin": "hello"}, {"plugin": "hello"}, {"plugin": "hello", "priority": "urgent"}]"#;
+    let r = request(&server, "POST", "/v1/jobs/batch", Some(&acme), bad);
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"]["field"], "[2].priority");
+    assert!(
+        env.rt.block_on(env.queue.tenants()).unwrap().is_empty(),
+        "part of a refused batch was stored"
+    );
+    let foreign = br#"[{"plugin": "hello"}, {"plugin": "beta/hello"}]"#;
+    assert_eq!(
+        request(&server, "POST", "/v1/jobs/batch", Some(&acme), foreign).status,
+        403
+    );
+    let good = br#"[{"plugin": "hello", "payload": {"name": "a"}}, {"plugin": "hello", "payload": {"name": "b"}}]"#;
+    let r = request(&server, "POST", "/v1/jobs/batch", Some(&acme), good);
+    assert_eq!(r.status, 201);
+    let ids = r.json()["ids"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 2);
+    for id in ids {
+        let record = get(
+            &server,
+            &format!("/v1/jobs/{}", id.as_str().unwrap()),
+            Some(&acme),
+        )
+        .json();
+        assert_eq!(record["status"], "queued");
+    }
+}

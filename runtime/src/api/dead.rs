@@ -1,0 +1,140 @@
+//! `/v1/dead`: the dead letters of the token's tenant (every tenant's for
+//! an operator's token): list, retry, purge. An id of another tenant is
+//! skipped as an unknown one is, and counts in no answer.
+
+use super::auth::Authed;
+use super::{ApiError, AppState};
+use crate::queue::DeadEntry;
+use crate::tokens::{Scope, Tenants, TokenInfo};
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+
+/// Most entries one list returns.
+pub const MAX_PAGE: usize = 1_000;
+
+/// The tenants a token's request covers.
+async fn tenants_of(state: &AppState, token: &TokenInfo) -> Result<Vec<String>, ApiError> {
+    match &token.tenants {
+        Tenants::One(t) => Ok(vec![t.clone()]),
+        Tenants::All => Ok(state.queue.tenants().await?),
+    }
+}
+
+/// `?limit=50&offset=0` of a list.
+#[derive(Debug, serde::Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    offset: Option<usize>,
+}
+
+/// A page of dead letters, newest first.
+#[derive(Debug, serde::Serialize)]
+pub struct DeadPage {
+    /// Dead letters in all (of the tenants covered).
+    pub total: u64,
+    /// This page.
+    pub entries: Vec<DeadEntry>,
+}
+
+/// `GET /v1/dead?limit=50&offset=0` (read): newest first, at most
+/// [`MAX_PAGE`] a page.
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authed,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<DeadPage>, ApiError> {
+    let token = auth.need(Scope::Read)?;
+    let Query(page) = page.map_err(|e| ApiError::invalid("limit", e.body_text()))?;
+    let limit = page.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("{limit}; expected 1 to {MAX_PAGE}"),
+        ));
+    }
+    let offset = page.offset.unwrap_or(0);
+    let tenants = tenants_of(&state, token).await?;
+    let (total, mut entries) = state
+        .queue
+        .dead_list_in(&tenants, offset.saturating_add(limit))
+        .await?;
+    entries.drain(..offset.min(entries.len()));
+    Ok(Json(DeadPage { total, entries }))
+}
+
+/// The body of a retry or a purge: some ids, or `{"all": true}` (never an
+/// empty list taken for "all").
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Which {
+    #[serde(default)]
+    ids: Vec<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+impl Which {
+    /// The ids for the queue's calls: none means all.
+    fn ids(self) -> Result<Vec<String>, ApiError> {
+        match (self.all, self.ids.is_empty()) {
+            (true, true) => Ok(Vec::new()),
+            (false, false) if self.ids.len() <= MAX_PAGE => Ok(self.ids),
+            (false, false) => Err(ApiError::invalid(
+                "ids",
+                format!("{} ids; expected at most {MAX_PAGE} a call", self.ids.len()),
+            )),
+            (true, false) => Err(ApiError::invalid(
+                "all",
+                "both ids and all given; expected one",
+            )),
+            (false, true) => Err(ApiError::invalid(
+                "ids",
+                "no ids; expected a list of job ids, or \"all\": true",
+            )),
+        }
+    }
+}
+
+fn body(b: Result<Json<Which>, JsonRejection>) -> Result<Vec<String>, ApiError> {
+    let Json(which) = b.map_err(|e| super::jobs::bad_body(&e))?;
+    which.ids()
+}
+
+/// `POST /v1/dead/retry` (admin): back to their queues with fresh
+/// attempts; answers `{"moved": [ids]}`.
+pub async fn retry(
+    State(state): State<AppState>,
+    auth: Authed,
+    b: Result<Json<Which>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    act(&state, &auth, b, true).await
+}
+
+/// `POST /v1/dead/purge` (admin): deleted with their records; answers
+/// `{"purged": n}`.
+pub async fn purge(
+    State(state): State<AppState>,
+    auth: Authed,
+    b: Result<Json<Which>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    act(&state, &auth, b, false).await
+}
+
+async fn act(
+    state: &AppState,
+    auth: &Authed,
+    b: Result<Json<Which>, JsonRejection>,
+    retry: bool,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let token = auth.need(Scope::Admin)?;
+    let ids = body(b)?;
+    let tenants = tenants_of(state, token).await?;
+    Ok(Json(if retry {
+        serde_json::json!({ "moved": state.queue.dead_retry_in(&tenants, &ids).await? })
+    } else {
+        serde_json::json!({ "purged": state.queue.dead_purge_in(&tenants, &ids).await? })
+    }))
+}
