@@ -551,3 +551,37 @@ fn a_batch_is_checked_whole_before_any_job_is_stored() {
         assert_eq!(record["status"], "queued");
     }
 }
+
+#[test]
+fn the_python_example_enqueues_and_waits_over_http_with_a_token() {
+    let env = Env::new("api-python");
+    let _worker = env.worker(&[("acme/hello", "hello")], |_| {});
+    let server = serve(&env, &[]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/http_enqueue.py");
+    let run = |args: &[&str]| {
+        Command::new("python3")
+            .arg(&script)
+            .args(["--api", &format!("http://{}", server.addr)])
+            .args(args)
+            .env("SPOOL_TOKEN", &acme)
+            .output()
+            .expect("running python3")
+    };
+    let out = run(&["hello", r#"{"name":"Py"}"#, "--wait"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"greeting":"Hello, Py!"}"#
+    );
+    // A dead job: exit 1 with its error.
+    let out = run(&["hello", r#"{"name":""}"#, "--wait"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid-input"));
+    // Another tenant's plugin: the API's refusal, exit 2.
+    let out = run(&["beta/hello", "{}"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403 forbidden"));
+}
