@@ -6,7 +6,7 @@
 use super::auth::Authed;
 use super::{ApiError, AppState};
 use crate::ids::PluginName;
-use crate::queue::{JobRecord, NewJob, Priority, QueueError};
+use crate::queue::{Cancelled, JobRecord, NewJob, Priority, QueueError};
 use crate::tokens::{Scope, Tenants, TokenInfo};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -254,6 +254,31 @@ pub async fn wait(
             let record = find(&state, token, &id).await?.1;
             Ok((StatusCode::ACCEPTED, Json(record)).into_response())
         }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /v1/jobs/{id}/cancel` (submit): a job that has not started
+/// (queued, delayed, retrying) ends `cancelled` and never runs; answers
+/// its record. 409 when it started or ended already (its status named).
+pub async fn cancel(
+    State(state): State<AppState>,
+    auth: Authed,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<JobRecord>, ApiError> {
+    let token = auth.need(Scope::Submit)?;
+    let Path(id) = id.map_err(|e| ApiError::invalid("id", e.body_text()))?;
+    let (tenant, _) = find(&state, token, &id).await?;
+    match state.queue.cancel(&tenant, &id).await {
+        Ok(Cancelled::Now) => Ok(Json(find(&state, token, &id).await?.1)),
+        Ok(Cancelled::Too(status)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "job {id} is {status}: only a queued, delayed or retrying job can be cancelled"
+            ),
+        )),
+        Err(QueueError::NotFound { .. }) => Err(ApiError::not_found(&format!("job {id}"))),
         Err(e) => Err(e.into()),
     }
 }

@@ -6,7 +6,7 @@
 //! - [`auth`]: the bearer token of a request; failed attempts capped per
 //!   client address.
 //! - [`error`]: the one error body every route answers with.
-//! - [`jobs`]: enqueue (one or a batch), read, wait.
+//! - [`jobs`]: enqueue (one or a batch), read, wait, cancel.
 //! - [`dead`]: dead letters: list, retry, purge.
 //! - [`health`]: `/healthz`, `/readyz`.
 
@@ -74,6 +74,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/jobs/batch", post(jobs::enqueue_batch))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/wait", get(jobs::wait))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/dead", get(dead::list))
         .route("/v1/dead/retry", post(dead::retry))
         .route("/v1/dead/purge", post(dead::purge))

@@ -42,6 +42,7 @@
 //! `claim.lua`: caps, rates and groups, atomically in the tenant's slot.
 
 mod announce;
+mod cancel;
 mod chunk;
 mod claiming;
 mod error;
@@ -63,6 +64,7 @@ mod state;
 mod sweep;
 mod why;
 
+pub use cancel::Cancelled;
 pub use error::QueueError;
 pub use model::{
     ClaimedJob, DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority,

@@ -25,6 +25,8 @@ pub enum Status {
     Retrying,
     /// In the dead letters: failed for good, or out of attempts.
     Dead,
+    /// Cancelled before it started.
+    Cancelled,
 }
 
 impl Status {
@@ -37,13 +39,14 @@ impl Status {
             "succeeded" => Status::Succeeded,
             "retrying" => Status::Retrying,
             "dead" => Status::Dead,
+            "cancelled" => Status::Cancelled,
             _ => return None,
         })
     }
 
     /// Whether the job will not run again by itself.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Succeeded | Status::Dead)
+        matches!(self, Status::Succeeded | Status::Dead | Status::Cancelled)
     }
 }
 

@@ -22,13 +22,14 @@ const PRELUDE: &str = include_str!("lua/lib.lua");
 const RING_PRELUDE: &str = include_str!("lua/ring/prelude.lua");
 
 /// The tenant-slot scripts: (name, body).
-const TENANT: [(&str, &str); 10] = [
+const TENANT: [(&str, &str); 11] = [
     ("enqueue", include_str!("lua/enqueue.lua")),
     ("claim", include_str!("lua/claim.lua")),
     ("ack", include_str!("lua/ack.lua")),
     ("heartbeat", include_str!("lua/heartbeat.lua")),
     ("dead_retry", include_str!("lua/dead_retry.lua")),
     ("dead_purge", include_str!("lua/dead_purge.lua")),
+    ("cancel", include_str!("lua/cancel.lua")),
     ("recover", include_str!("lua/recover.lua")),
     ("control", include_str!("lua/control.lua")),
     ("stats", include_str!("lua/stats.lua")),
@@ -111,6 +112,7 @@ pub(crate) struct Scripts {
     pub heartbeat: Fun,
     pub dead_retry: Fun,
     pub dead_purge: Fun,
+    pub cancel: Fun,
     pub recover: Fun,
     pub control: Fun,
     pub stats: Fun,
@@ -152,6 +154,7 @@ impl Scripts {
             heartbeat: fun("heartbeat"),
             dead_retry: fun("dead_retry"),
             dead_purge: fun("dead_purge"),
+            cancel: fun("cancel"),
             recover: fun("recover"),
             control: fun("control"),
             stats: fun("stats"),

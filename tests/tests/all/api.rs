@@ -585,3 +585,78 @@ fn the_python_example_enqueues_and_waits_over_http_with_a_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("403 forbidden"));
 }
+
+#[test]
+fn a_job_that_has_not_started_can_be_cancelled_and_never_runs() {
+    let env = Env::new("api-cancel");
+    let server = serve(&env, &[]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    let (beta, _) = token(&env, &["--tenant", "beta", "--scopes", "submit,read"]);
+    let post = |body: &str| {
+        let r = request(&server, "POST", "/v1/jobs", Some(&acme), body.as_bytes());
+        r.json()["id"].as_str().unwrap().to_string()
+    };
+    let cancel = |id: &str, token: &str| {
+        request(
+            &server,
+            "POST",
+            &format!("/v1/jobs/{id}/cancel"),
+            Some(token),
+            b"",
+        )
+    };
+    // Delayed, and queued in a group, before any worker runs.
+    let delayed = post(r#"{"plugin": "hello", "payload": {"name": "d"}, "delay": "1s"}"#);
+    let first = post(r#"{"plugin": "hello", "payload": {"name": "g1"}, "group": "g"}"#);
+    let second = post(r#"{"plugin": "hello", "payload": {"name": "g2"}, "group": "g"}"#);
+    assert_eq!(cancel(&delayed, &beta).status, 404, "another tenant's job");
+    for id in [&delayed, &first] {
+        let r = cancel(id, &acme);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["status"], "cancelled");
+    }
+    let again = cancel(&delayed, &acme);
+    assert_eq!(
+        (again.status, again.json()["error"]["kind"].clone()),
+        (409, "conflict".into())
+    );
+    // A wait on a cancelled job ends at once.
+    let waited = get(
+        &server,
+        &format!("/v1/jobs/{delayed}/wait?timeout=30s"),
+        Some(&acme),
+    );
+    assert_eq!(
+        (waited.status, waited.json()["status"].clone()),
+        (200, "cancelled".into())
+    );
+    // The group's next job runs; a job delayed as long as the cancelled one
+    // runs too, and the cancelled ones never do.
+    let later = post(r#"{"plugin": "hello", "payload": {"name": "l"}, "delay": "1s"}"#);
+    let _worker = env.worker(&[("acme/hello", "hello")], |_| {});
+    let ok = Some(spool_runtime::queue::Status::Succeeded);
+    for id in [&second, &later] {
+        assert_eq!(
+            env.rt
+                .block_on(env.queue.wait_for("acme", id, Duration::from_secs(30)))
+                .unwrap()
+                .status,
+            ok
+        );
+    }
+    for id in [&delayed, &first] {
+        let r = env.rt.block_on(env.queue.record_in("acme", id)).unwrap();
+        assert_eq!(
+            (r.status, r.attempts),
+            (Some(spool_runtime::queue::Status::Cancelled), 0)
+        );
+    }
+    let done = cancel(&later, &acme);
+    assert_eq!(done.status, 409);
+    assert!(
+        done.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("succeeded")
+    );
+}

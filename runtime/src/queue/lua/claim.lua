@@ -264,7 +264,7 @@ for k, id in ipairs(ids) do
       kind = 'malformed-envelope', retryable = false,
       message = 'the job id is not UTF-8 text; expected an id such as a ULID' }))
     bury(id, now, dead_ttl, dead_cap, f[7 + 6], added[k] and from_group)
-  elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' then
+  elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' or f[3] == 'cancelled' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.
     unhold(k)
