@@ -7,6 +7,8 @@
 //!
 //! - [`ids`]: plugin names, version digests, the clock. Imports nothing.
 //! - [`locks`]: poison-tolerant locking. Imports nothing.
+//! - [`metrics`]: a worker's counters and histograms, rendered for
+//!   Prometheus. Imports only [`locks`].
 //! - [`redis`]: connections (async and blocking), URL redaction, error
 //!   classification, reply decoding, a private `redis-server`.
 //! - [`sandbox`]: the only module that touches wasmtime. Engine, limits,
@@ -43,6 +45,7 @@ pub mod deploy;
 pub mod ids;
 pub mod kv;
 pub mod locks;
+pub mod metrics;
 pub mod plugins;
 pub mod queue;
 pub mod redis;

@@ -9,12 +9,14 @@
 //! - [`jobs`]: enqueue (one or a batch), read, wait, cancel.
 //! - [`dead`]: dead letters: list, retry, purge.
 //! - [`health`]: `/healthz`, `/readyz`.
+//! - [`worker`]: what `spool worker --metrics` serves.
 
 pub mod auth;
 pub mod dead;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod worker;
 
 pub use error::ApiError;
 

@@ -20,6 +20,12 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SPOOL_PLUGINS", default_value = "plugins")]
     pub plugins: PathBuf,
 
+    /// Serve Prometheus metrics, /healthz and /readyz on this address
+    /// (e.g. 127.0.0.1:9100; no token: bind where only the scraper
+    /// reaches).
+    #[arg(long, env = "SPOOL_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// Jobs run at once [default: number of cores]
     #[arg(long, env = "SPOOL_CONCURRENCY")]
     pub concurrency: Option<usize>,
@@ -185,6 +191,11 @@ pub(crate) fn run(args: WorkerArgs) -> u8 {
             return exit::FAILED;
         }
     };
+    if let Some(addr) = args.metrics
+        && let Err(code) = serve_metrics(&rt, addr, &config)
+    {
+        return code;
+    }
     eprintln!(
         "spool worker {} serving {} from {} (concurrency {})",
         config.worker_id,
@@ -205,6 +216,30 @@ pub(crate) fn run(args: WorkerArgs) -> u8 {
             exit::USAGE
         }
     }
+}
+
+/// `--metrics ADDR`: `/metrics`, `/healthz`, `/readyz` on the worker's
+/// runtime, for as long as the process lives.
+fn serve_metrics(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    config: &WorkerConfig,
+) -> Result<(), u8> {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| {
+            eprintln!("spool: cannot serve metrics on {addr}: {e}");
+            exit::FAILED
+        })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    let app = crate::api::worker::worker_router(std::sync::Arc::clone(&config.metrics));
+    rt.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("metrics on {bound} stopped: {e}");
+        }
+    });
+    eprintln!("spool worker metrics on http://{bound}/metrics");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::cached::{self, Answer};
 use super::watchdog::{Slot, Watched};
 use crate::cache::{Hit, ResultCache};
 use crate::ids::PluginName;
+use crate::metrics::{Ended, Metrics};
 use crate::plugins::Registry;
 use crate::queue::{
     ClaimedJob, DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, ErrorRecord, Field, Json, Next,
@@ -36,6 +37,8 @@ pub(crate) struct Executor {
     /// The tenants' quotas (`max-payload`, `max-attempts`), checked again
     /// here for jobs written with plain commands, which no script checked.
     pub limits: Option<Directory>,
+    /// Counts every outcome (`spool worker --metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Longest retry delay.
@@ -62,10 +65,35 @@ impl Executor {
             limits: SyncRedis::new(&config.queue.url)
                 .ok()
                 .map(|redis| Directory::new(Arc::new(redis), &config.queue.prefix)),
+            metrics: Arc::clone(&config.metrics),
         }
     }
 
+    /// Run one claimed job to its outcome, and count it for the metrics.
     pub fn execute(&self, job: ClaimedJob, slot: &Slot) -> Outcome {
+        let tenant = job.tenant.clone();
+        let plugin = plugin_label(job.plugin.as_deref()).to_string();
+        let mut timings = None;
+        let outcome = self.outcome_of(job, slot, &mut timings);
+        let ended = match outcome.next {
+            Next::Succeeded => Ended::Succeeded,
+            Next::Retry { .. } => Ended::Retried,
+            Next::Dead => Ended::Dead,
+            Next::Requeue { .. } => Ended::HandedBack,
+            Next::Wedged { .. } => Ended::Wedged,
+        };
+        self.metrics.ended(&tenant, &plugin, ended, timings);
+        outcome
+    }
+
+    /// [`Executor::execute`] without the counting; `timings` (instantiate,
+    /// run) are set when the sandbox ran the job.
+    fn outcome_of(
+        &self,
+        job: ClaimedJob,
+        slot: &Slot,
+        timings: &mut Option<(Duration, Duration)>,
+    ) -> Outcome {
         // On Redis' clock: the claim's time plus the wait in our local queue.
         let waited = u64::try_from(job.received.elapsed().as_micros()).unwrap_or(0);
         let mut outcome = job.outcome(Next::Dead);
@@ -100,25 +128,41 @@ impl Executor {
             slot,
             grace: self.wedge_grace,
         };
-        let mut outcome = match cached::answer(
+        let answer = cached::answer(
             cache, &plugin, &settings, &services, input, no_cache, watched,
-        ) {
+        );
+        let mut outcome = self.answered(outcome, answer, (attempt, max_attempts), timings);
+        if waiting_since.is_some() && outcome.next == Next::Succeeded {
+            // It waited for its plugin; that wait is over.
+            outcome.record.waiting_since_us = Field::Clear;
+        }
+        outcome
+    }
+
+    /// The outcome of what the cache or the sandbox answered, for attempt
+    /// `attempt` of `max_attempts`; `timings` set when the sandbox ran.
+    fn answered(
+        &self,
+        mut outcome: Outcome,
+        answer: Answer,
+        (attempt, max_attempts): (u32, u32),
+        timings: &mut Option<(Duration, Duration)>,
+    ) -> Outcome {
+        match answer {
             Answer::Ran(run, status, key) => {
+                *timings = Some((run.timings.instantiate, run.timings.run));
+                self.metrics.cache(status.as_str());
                 outcome.record.cache = Field::Set(status.as_str().to_string());
                 outcome.record.cache_job = Field::Clear;
                 outcome.record.cache_key = key.map_or(Field::Clear, Field::Set);
                 self.ran(outcome, run, attempt, max_attempts)
             }
             Answer::Hit(hit, key) => {
+                self.metrics.cache(hit.status.as_str());
                 outcome.record.cache_key = Field::Set(key);
                 hit_outcome(outcome, hit)
             }
-        };
-        if waiting_since.is_some() && outcome.next == Next::Succeeded {
-            // It waited for its plugin; that wait is over.
-            outcome.record.waiting_since_us = Field::Clear;
         }
-        outcome
     }
 
     /// The job's attempt budget within its tenant's `max-attempts`, or an
@@ -221,6 +265,17 @@ impl Executor {
             };
         }
         outcome
+    }
+}
+
+/// The plugin's name as a metrics label: the envelope's raw field (the
+/// metrics bound how many distinct ones are kept), without its tenant.
+fn plugin_label(raw: Option<&str>) -> &str {
+    let name = raw.map_or("?", |p| p.rsplit('/').next().unwrap_or(p));
+    if name.is_empty() || name.len() > 64 {
+        "?"
+    } else {
+        name
     }
 }
 

@@ -57,6 +57,9 @@ pub(super) async fn claim_loop(
     {
         return;
     }
+    // Synced with the fleet store (or not following it), plugins loaded:
+    // serving from here on.
+    config.metrics.set_ready(true);
     let mut claimer = Claimer {
         queue,
         config,
@@ -361,10 +364,12 @@ fn settle(pending: &[Outcome], applied: &[bool], in_flight: &InFlight, counters:
             }
         } else {
             tracing::warn!(job = %outcome.id, "lease was lost before the ack; outcome discarded");
+            counters.metrics.stale();
             &counters.stale
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+    counters.metrics.set_in_flight(flight.len());
 }
 
 async fn ack_one_by_one(queue: &Queue, outcomes: &[Outcome]) -> Vec<bool> {

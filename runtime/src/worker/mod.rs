@@ -109,6 +109,9 @@ pub struct WorkerConfig {
     /// thread counts as wedged: the job is released to the queue and a new
     /// thread takes the wedged one's place (`worker/watchdog.rs`).
     pub wedge_grace: Duration,
+    /// What the worker counts for Prometheus (`--metrics`); shared with
+    /// whoever serves it.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl WorkerConfig {
@@ -137,6 +140,7 @@ impl WorkerConfig {
             cache_memory: 64 << 20,
             wedge_grace: Duration::from_secs(10),
             fleet_sync_wait: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -189,6 +193,8 @@ pub enum WorkerError {
 
 #[derive(Default)]
 struct Counters {
+    /// The same outcomes for Prometheus (stale ones, jobs in flight).
+    metrics: Arc<crate::metrics::Metrics>,
     succeeded: AtomicU64,
     retried: AtomicU64,
     dead: AtomicU64,
@@ -227,7 +233,10 @@ impl Shared {
         Shared {
             watch: Arc::new(Watch::new(config.concurrency.max(1), Arc::clone(&budget))),
             budget,
-            counters: Arc::default(),
+            counters: Arc::new(Counters {
+                metrics: Arc::clone(&config.metrics),
+                ..Counters::default()
+            }),
             in_flight: Arc::default(),
             stopping: Arc::new(AtomicBool::new(false)),
         }

@@ -23,6 +23,8 @@ pub(super) async fn drain(
     shared: &Shared,
     cache: Option<Arc<ResultCache>>,
 ) {
+    // Draining: no longer ready for new work.
+    config.metrics.set_ready(false);
     tracing::info!(worker = %config.worker_id, "stopping: no new claims; letting running jobs finish");
     shared.stopping.store(true, Ordering::Release);
     let _ = stop.send(true);

@@ -22,6 +22,7 @@ mod hostile;
 mod limits;
 mod loading;
 mod manifests;
+mod metrics;
 mod plugins;
 mod queue;
 mod queue_cli;

@@ -1,0 +1,192 @@
+//! What a worker counts for Prometheus (`spool worker --metrics ADDR`,
+//! `GET /metrics`): jobs by tenant, plugin and outcome; run and
+//! instantiate time histograms; cache lookups by tier; jobs in flight;
+//! readiness. Kept in memory, rendered as Prometheus text on a scrape.
+//!
+//! Labels are tenants and plugins, never job ids; at most
+//! [`MAX_SERIES`] (tenant, plugin) pairs are kept apart, the rest count
+//! under `plugin="other"`, so a flood of plugin names cannot grow a
+//! worker's memory or a scrape without bound.
+
+mod render;
+
+use crate::locks::lock;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use render::render;
+
+/// Most (tenant, plugin) label pairs kept apart.
+pub const MAX_SERIES: usize = 1_000;
+
+/// Upper bounds of the time histograms' buckets, in seconds.
+pub const BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 10.0,
+];
+
+/// How an attempt ended, as the worker decided it (before the ack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ended {
+    /// Succeeded (ran, or answered by the cache).
+    Succeeded,
+    /// Failed; to be retried.
+    Retried,
+    /// Failed for good, or refused: to the dead letters.
+    Dead,
+    /// Handed back unspent (plugin not loaded here, shutdown).
+    HandedBack,
+    /// Its thread wedged; released.
+    Wedged,
+}
+
+impl Ended {
+    const ALL: [Ended; 5] = [
+        Ended::Succeeded,
+        Ended::Retried,
+        Ended::Dead,
+        Ended::HandedBack,
+        Ended::Wedged,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Ended::Succeeded => "succeeded",
+            Ended::Retried => "retried",
+            Ended::Dead => "dead",
+            Ended::HandedBack => "handed_back",
+            Ended::Wedged => "wedged",
+        }
+    }
+}
+
+/// A histogram of durations: a count per bucket of [`BUCKETS`] (not
+/// cumulative; the render adds them up), plus `+Inf`, and the sum.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    counts: [u64; BUCKETS.len() + 1],
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, d: Duration) {
+        let s = d.as_secs_f64();
+        let at = BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.counts[at] += 1;
+        self.sum += s;
+    }
+}
+
+/// One (tenant, plugin)'s numbers.
+#[derive(Debug, Clone, Default)]
+struct Series {
+    ended: [u64; Ended::ALL.len()],
+    run: Histogram,
+    instantiate: Histogram,
+}
+
+/// A worker's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    series: Mutex<HashMap<(String, String), Series>>,
+    /// Cache lookups by what the cache did (`hit-memory`, `miss`, …).
+    cache: Mutex<HashMap<String, u64>>,
+    /// Outcomes Redis refused because the lease had been lost.
+    stale: AtomicU64,
+    /// Claimed, not yet acked.
+    in_flight: AtomicU64,
+    /// Serving: synced with the fleet store, plugins loaded, not draining.
+    ready: AtomicBool,
+}
+
+impl Metrics {
+    /// An attempt of `tenant`'s `plugin` ended as `ended`; `timings`
+    /// (instantiate, run) when the sandbox ran it.
+    pub fn ended(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        ended: Ended,
+        timings: Option<(Duration, Duration)>,
+    ) {
+        let mut series = lock(&self.series);
+        let key = (tenant.to_string(), plugin.to_string());
+        let key = if series.len() >= MAX_SERIES && !series.contains_key(&key) {
+            (tenant.to_string(), "other".to_string())
+        } else {
+            key
+        };
+        let s = series.entry(key).or_default();
+        s.ended[Ended::ALL.iter().position(|e| *e == ended).unwrap_or(0)] += 1;
+        if let Some((instantiate, run)) = timings {
+            s.instantiate.observe(instantiate);
+            s.run.observe(run);
+        }
+    }
+
+    /// The result cache answered a lookup as `tier`.
+    pub fn cache(&self, tier: &str) {
+        let mut cache = lock(&self.cache);
+        // The tiers are the cache's own few names.
+        if cache.len() < 16 || cache.contains_key(tier) {
+            *cache.entry(tier.to_string()).or_default() += 1;
+        }
+    }
+
+    /// An outcome was refused: the lease had been lost.
+    pub fn stale(&self) {
+        self.stale.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Jobs claimed and not yet acked, now.
+    pub fn set_in_flight(&self, n: usize) {
+        self.in_flight.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Whether the worker serves (for `/readyz`).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// See [`Metrics::set_ready`].
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Attempts of `tenant`'s `plugin` that ended as `ended` so far.
+    pub fn count(&self, tenant: &str, plugin: &str, ended: Ended) -> u64 {
+        let series = lock(&self.series);
+        let at = Ended::ALL.iter().position(|e| *e == ended).unwrap_or(0);
+        series
+            .get(&(tenant.to_string(), plugin.to_string()))
+            .map_or(0, |s| s.ended[at])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_beyond_the_cap_count_as_other() {
+        let m = Metrics::default();
+        for i in 0..MAX_SERIES + 5 {
+            m.ended("acme", &format!("p{i}"), Ended::Succeeded, None);
+        }
+        assert_eq!(lock(&m.series).len(), MAX_SERIES + 1);
+        assert_eq!(m.count("acme", "other", Ended::Succeeded), 5);
+    }
+
+    #[test]
+    fn a_duration_lands_in_the_first_bucket_that_holds_it() {
+        let mut h = Histogram::default();
+        h.observe(Duration::from_micros(70));
+        h.observe(Duration::from_secs(60));
+        assert_eq!(h.counts[1], 1);
+        assert_eq!(h.counts[BUCKETS.len()], 1);
+    }
+}

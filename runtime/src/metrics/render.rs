@@ -1,0 +1,137 @@
+//! The Prometheus text format (version 0.0.4) of [`super::Metrics`].
+
+use super::{BUCKETS, Ended, Histogram, Metrics};
+use crate::locks::lock;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+/// A label value as the format wants it: `\`, `"` and newlines escaped.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let mut total = 0;
+    for (i, bound) in BUCKETS.iter().enumerate() {
+        total += h.counts[i];
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {total}");
+    }
+    total += h.counts[BUCKETS.len()];
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
+}
+
+/// Every metric of `m`, as a scrape answers them.
+pub fn render(m: &Metrics) -> String {
+    let mut out = String::new();
+    let series = lock(&m.series).clone();
+    let mut keys: Vec<_> = series.keys().cloned().collect();
+    keys.sort();
+    out.push_str("# HELP spool_jobs_total Attempts ended, by tenant, plugin and outcome (as the worker decided).\n# TYPE spool_jobs_total counter\n");
+    for k in &keys {
+        let labels = format!("tenant=\"{}\",plugin=\"{}\"", esc(&k.0), esc(&k.1));
+        for (i, e) in Ended::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "spool_jobs_total{{{labels},outcome=\"{}\"}} {}",
+                e.name(),
+                series[k].ended[i]
+            );
+        }
+    }
+    for (name, help, pick) in [
+        (
+            "spool_job_run_seconds",
+            "Time in the handler, per attempt the sandbox ran.",
+            0,
+        ),
+        (
+            "spool_job_instantiate_seconds",
+            "Time to create the store and instantiate, per attempt.",
+            1,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for k in &keys {
+            let labels = format!("tenant=\"{}\",plugin=\"{}\"", esc(&k.0), esc(&k.1));
+            let s = &series[k];
+            histogram(
+                &mut out,
+                name,
+                &labels,
+                if pick == 0 { &s.run } else { &s.instantiate },
+            );
+        }
+    }
+    gauges(m, &mut out);
+    out
+}
+
+/// The cache counters, stale outcomes, jobs in flight and readiness.
+fn gauges(m: &Metrics, out: &mut String) {
+    out.push_str("# HELP spool_cache_lookups_total Result-cache lookups by what the cache did.\n# TYPE spool_cache_lookups_total counter\n");
+    let mut cache: Vec<_> = lock(&m.cache).clone().into_iter().collect();
+    cache.sort();
+    for (tier, n) in cache {
+        let _ = writeln!(
+            out,
+            "spool_cache_lookups_total{{tier=\"{}\"}} {n}",
+            esc(&tier)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP spool_stale_outcomes_total Outcomes refused because the lease had been lost.\n# TYPE spool_stale_outcomes_total counter\nspool_stale_outcomes_total {}",
+        m.stale.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP spool_jobs_in_flight Jobs claimed and not yet acked.\n# TYPE spool_jobs_in_flight gauge\nspool_jobs_in_flight {}",
+        m.in_flight.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP spool_worker_ready 1 while the worker serves (synced, plugins loaded, not draining).\n# TYPE spool_worker_ready gauge\nspool_worker_ready {}",
+        u8::from(m.is_ready())
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn buckets_are_cumulative_and_labels_escaped() {
+        let m = Metrics::default();
+        let t = Some((Duration::from_micros(30), Duration::from_millis(2)));
+        m.ended("ac\"me", "hello", Ended::Succeeded, t);
+        m.ended("ac\"me", "hello", Ended::Dead, None);
+        let text = render(&m);
+        assert!(
+            text.contains(
+                r#"spool_jobs_total{tenant="ac\"me",plugin="hello",outcome="succeeded"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"spool_job_run_seconds_bucket{tenant="ac\"me",plugin="hello",le="0.0025"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"spool_job_run_seconds_bucket{tenant="ac\"me",plugin="hello",le="0.001"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spool_job_run_seconds_count{tenant="ac\"me",plugin="hello"} 1"#),
+            "{text}"
+        );
+    }
+}

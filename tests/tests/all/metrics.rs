@@ -1,0 +1,125 @@
+//! `spool worker --metrics` (issue 14): a real worker process scraped over
+//! HTTP after real jobs; its readiness through a graceful drain.
+
+use crate::SPOOL;
+use spool_tests::fleet::{Env, WorkerProcess};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// `(status, body)` of `GET path` on `addr`.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+/// A worker process serving `dir`, with metrics on a free port: it and
+/// the address.
+fn worker_with_metrics(env: &Env, dir: &std::path::Path) -> (WorkerProcess, String) {
+    let worker = env.worker_process(SPOOL, dir, &["--metrics", "127.0.0.1:0", "--grace", "20s"]);
+    let said = || {
+        worker
+            .stderr()
+            .lines()
+            .find_map(|l| l.strip_prefix("spool worker metrics on http://"))
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .map(str::to_string)
+    };
+    env.wait_for("the worker to say where its metrics are", || {
+        said().is_some()
+    });
+    let addr = said().unwrap();
+    (worker, addr)
+}
+
+/// The value of the sample `line` (name and labels) in a scrape.
+fn sample(text: &str, line: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn scraped_counters_equal_the_jobs_run_by_outcome() {
+    let env = Env::new("metrics-count");
+    let dir = env.plugins_dir(&[("acme/hello", "hello")]);
+    let (_worker, addr) = worker_with_metrics(&env, &dir);
+    env.wait_for("the worker to be ready", || get(&addr, "/readyz").0 == 200);
+    for i in 0..20 {
+        env.enqueue("acme/hello", &format!(r#"{{"name":"n{i}"}}"#));
+    }
+    for _ in 0..3 {
+        env.enqueue("acme/hello", r#"{"name":""}"#);
+    }
+    env.wait_finished(23);
+    let labels = r#"tenant="acme",plugin="hello""#;
+    let text = get(&addr, "/metrics").1;
+    let count = |outcome: &str| {
+        sample(
+            &text,
+            &format!("spool_jobs_total{{{labels},outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(count("succeeded"), Some(20.0), "{text}");
+    assert_eq!(count("dead"), Some(3.0), "{text}");
+    assert_eq!(count("retried"), Some(0.0), "{text}");
+    // Every attempt ran in the sandbox: the histograms saw all 23.
+    for h in ["spool_job_run_seconds", "spool_job_instantiate_seconds"] {
+        assert_eq!(
+            sample(&text, &format!("{h}_count{{{labels}}}")),
+            Some(23.0),
+            "{text}"
+        );
+        let sum = sample(&text, &format!("{h}_sum{{{labels}}}")).unwrap();
+        assert!(sum > 0.0, "{h}_sum is {sum}");
+    }
+    let lookups: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("spool_cache_lookups_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(lookups, 23.0, "{text}");
+    assert_eq!(sample(&text, "spool_worker_ready"), Some(1.0));
+}
+
+#[test]
+fn readyz_turns_false_while_a_worker_drains_and_healthz_stays_true() {
+    let env = Env::new("metrics-drain");
+    let dir = env.plugins_dir(&[("acme/attacker", "attacker")]);
+    let (mut worker, addr) = worker_with_metrics(&env, &dir);
+    env.wait_for("the worker to be ready", || get(&addr, "/readyz").0 == 200);
+    let id = env.enqueue("acme/attacker", r#"{"attack":"sleep","ms":3000}"#);
+    env.wait_until(&id, |r| {
+        r.status == Some(spool_runtime::queue::Status::Running)
+    });
+    worker.signal("TERM");
+    env.wait_for("readyz to answer 503 while the job finishes", || {
+        get(&addr, "/readyz").0 == 503
+    });
+    assert_eq!(get(&addr, "/healthz").0, 200);
+    assert!(worker.wait().success());
+    let record = env.wait(&id);
+    assert_eq!(
+        record.status,
+        Some(spool_runtime::queue::Status::Succeeded),
+        "the drain let it finish"
+    );
+}
