@@ -92,7 +92,10 @@ struct Series {
 /// A worker's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    series: Mutex<HashMap<(String, String), Series>>,
+    /// tenant → plugin → numbers.
+    series: Mutex<HashMap<String, HashMap<String, Series>>>,
+    /// (tenant, plugin) pairs in `series`.
+    kept: AtomicU64,
     /// Cache lookups by what the cache did (`hit-memory`, `miss`, …).
     cache: Mutex<HashMap<String, u64>>,
     /// Outcomes Redis refused because the lease had been lost.
@@ -114,13 +117,25 @@ impl Metrics {
         timings: Option<(Duration, Duration)>,
     ) {
         let mut series = lock(&self.series);
-        let key = (tenant.to_string(), plugin.to_string());
-        let key = if series.len() >= MAX_SERIES && !series.contains_key(&key) {
-            (tenant.to_string(), "other".to_string())
+        // Found without building a key: this runs once per job.
+        let known = series
+            .get(tenant)
+            .is_some_and(|plugins| plugins.contains_key(plugin));
+        let plugin = if known || self.kept.load(Ordering::Relaxed) < MAX_SERIES as u64 {
+            plugin
         } else {
-            key
+            "other"
         };
-        let s = series.entry(key).or_default();
+        if !series.get(tenant).is_some_and(|p| p.contains_key(plugin)) {
+            self.kept.fetch_add(1, Ordering::Relaxed);
+            series
+                .entry(tenant.to_string())
+                .or_default()
+                .insert(plugin.to_string(), Series::default());
+        }
+        let Some(s) = series.get_mut(tenant).and_then(|p| p.get_mut(plugin)) else {
+            return;
+        };
         s.ended[Ended::ALL.iter().position(|e| *e == ended).unwrap_or(0)] += 1;
         if let Some((instantiate, run)) = timings {
             s.instantiate.observe(instantiate);
@@ -162,7 +177,8 @@ impl Metrics {
         let series = lock(&self.series);
         let at = Ended::ALL.iter().position(|e| *e == ended).unwrap_or(0);
         series
-            .get(&(tenant.to_string(), plugin.to_string()))
+            .get(tenant)
+            .and_then(|p| p.get(plugin))
             .map_or(0, |s| s.ended[at])
     }
 }
@@ -177,7 +193,7 @@ mod tests {
         for i in 0..MAX_SERIES + 5 {
             m.ended("acme", &format!("p{i}"), Ended::Succeeded, None);
         }
-        assert_eq!(lock(&m.series).len(), MAX_SERIES + 1);
+        assert_eq!(lock(&m.series)["acme"].len(), MAX_SERIES + 1);
         assert_eq!(m.count("acme", "other", Ended::Succeeded), 5);
     }
 

@@ -27,9 +27,15 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
 /// Every metric of `m`, as a scrape answers them.
 pub fn render(m: &Metrics) -> String {
     let mut out = String::new();
-    let series = lock(&m.series).clone();
-    let mut keys: Vec<_> = series.keys().cloned().collect();
-    keys.sort();
+    let series: std::collections::BTreeMap<(String, String), super::Series> = lock(&m.series)
+        .iter()
+        .flat_map(|(t, plugins)| {
+            plugins
+                .iter()
+                .map(move |(p, s)| ((t.clone(), p.clone()), s.clone()))
+        })
+        .collect();
+    let keys: Vec<_> = series.keys().cloned().collect();
     out.push_str("# HELP spool_jobs_total Attempts ended, by tenant, plugin and outcome (as the worker decided).\n# TYPE spool_jobs_total counter\n");
     for k in &keys {
         let labels = format!("tenant=\"{}\",plugin=\"{}\"", esc(&k.0), esc(&k.1));
