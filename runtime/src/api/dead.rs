@@ -13,6 +13,10 @@ use axum::extract::{Query, State};
 /// Most entries one list returns.
 pub const MAX_PAGE: usize = 1_000;
 
+/// The deepest page: ids up to here are read (not their records) to find
+/// it.
+pub const MAX_OFFSET: usize = 100_000;
+
 /// The tenants a token's request covers.
 async fn tenants_of(state: &AppState, token: &TokenInfo) -> Result<Vec<String>, ApiError> {
     match &token.tenants {
@@ -56,12 +60,14 @@ pub async fn list(
         ));
     }
     let offset = page.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::invalid(
+            "offset",
+            format!("{offset}; expected at most {MAX_OFFSET}"),
+        ));
+    }
     let tenants = tenants_of(&state, token).await?;
-    let (total, mut entries) = state
-        .queue
-        .dead_list_in(&tenants, offset.saturating_add(limit))
-        .await?;
-    entries.drain(..offset.min(entries.len()));
+    let (total, entries) = state.queue.dead_page_in(&tenants, offset, limit).await?;
     Ok(Json(DeadPage { total, entries }))
 }
 

@@ -8,7 +8,7 @@ use super::job::print_record;
 use super::shown::shown;
 use crate::config::parse_duration;
 use crate::ids::PluginName;
-use crate::queue::{NewJob, Priority, Queue, Status};
+use crate::queue::{JobRecord, NewJob, Priority, Queue, Status};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -197,10 +197,26 @@ async fn one(queue: &Queue, args: &EnqueueArgs, mut job: NewJob) -> u8 {
     };
     if args.json {
         print_record(&record, true);
-    } else if let Some(output) = record.output_bytes() {
+    } else {
+        print_end(&record);
+    }
+    match record.status {
+        Some(Status::Succeeded) => exit::OK,
+        _ => exit::FAILED,
+    }
+}
+
+/// A waited-for job's end: its output, or why there is none.
+fn print_end(record: &JobRecord) {
+    if let Some(output) = record.output_bytes() {
         if super::shown::write_output(output) && output.last() != Some(&b'\n') {
             println!();
         }
+    } else if record.status == Some(Status::Cancelled) {
+        eprintln!(
+            "spool: job {} was cancelled before it started",
+            shown(&record.id)
+        );
     } else {
         let error = record
             .error
@@ -209,10 +225,6 @@ async fn one(queue: &Queue, args: &EnqueueArgs, mut job: NewJob) -> u8 {
             .and_then(|m| m.as_str())
             .unwrap_or("no error recorded");
         eprintln!("spool: job {} is dead: {}", shown(&record.id), shown(error));
-    }
-    match record.status {
-        Some(Status::Succeeded) => exit::OK,
-        _ => exit::FAILED,
     }
 }
 

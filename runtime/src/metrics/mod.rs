@@ -35,19 +35,16 @@ pub enum Ended {
     Retried,
     /// Failed for good, or refused: to the dead letters.
     Dead,
-    /// Handed back unspent (plugin not loaded here, shutdown).
+    /// Handed back unspent (the plugin is not loaded here).
     HandedBack,
-    /// Its thread wedged; released.
-    Wedged,
 }
 
 impl Ended {
-    const ALL: [Ended; 5] = [
+    const ALL: [Ended; 4] = [
         Ended::Succeeded,
         Ended::Retried,
         Ended::Dead,
         Ended::HandedBack,
-        Ended::Wedged,
     ];
 
     fn name(self) -> &'static str {
@@ -56,7 +53,6 @@ impl Ended {
             Ended::Retried => "retried",
             Ended::Dead => "dead",
             Ended::HandedBack => "handed_back",
-            Ended::Wedged => "wedged",
         }
     }
 }
@@ -100,6 +96,8 @@ pub struct Metrics {
     cache: Mutex<HashMap<String, u64>>,
     /// Outcomes Redis refused because the lease had been lost.
     stale: AtomicU64,
+    /// Jobs released because their thread wedged past deadline and grace.
+    wedged: AtomicU64,
     /// Claimed, not yet acked.
     in_flight: AtomicU64,
     /// Serving: synced with the fleet store, plugins loaded, not draining.
@@ -155,6 +153,11 @@ impl Metrics {
     /// An outcome was refused: the lease had been lost.
     pub fn stale(&self) {
         self.stale.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A job was released because its thread wedged.
+    pub fn wedged(&self) {
+        self.wedged.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Jobs claimed and not yet acked, now.

@@ -36,7 +36,7 @@ pub fn render(m: &Metrics) -> String {
         })
         .collect();
     let keys: Vec<_> = series.keys().cloned().collect();
-    out.push_str("# HELP spool_jobs_total Attempts ended, by tenant, plugin and outcome (as the worker decided).\n# TYPE spool_jobs_total counter\n");
+    out.push_str("# HELP spool_jobs_total Attempts the job threads finished, by tenant, plugin (unloaded: not served here) and outcome.\n# TYPE spool_jobs_total counter\n");
     for k in &keys {
         let labels = format!("tenant=\"{}\",plugin=\"{}\"", esc(&k.0), esc(&k.1));
         for (i, e) in Ended::ALL.iter().enumerate() {
@@ -92,6 +92,11 @@ fn gauges(m: &Metrics, out: &mut String) {
         out,
         "# HELP spool_stale_outcomes_total Outcomes refused because the lease had been lost.\n# TYPE spool_stale_outcomes_total counter\nspool_stale_outcomes_total {}",
         m.stale.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP spool_jobs_wedged_total Jobs released because their thread wedged past deadline and grace.\n# TYPE spool_jobs_wedged_total counter\nspool_jobs_wedged_total {}",
+        m.wedged.load(Ordering::Relaxed)
     );
     let _ = writeln!(
         out,

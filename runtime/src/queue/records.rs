@@ -143,6 +143,19 @@ impl Queue {
         tenants: &[String],
         limit: usize,
     ) -> Result<(u64, Vec<DeadEntry>), QueueError> {
+        self.dead_page_in(tenants, 0, limit).await
+    }
+
+    /// The dead letters of `tenants`, newest first, from the `offset`-th
+    /// on, at most `limit`, and how many there are in all. Only the page's
+    /// records are read.
+    pub async fn dead_page_in(
+        &self,
+        tenants: &[String],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(u64, Vec<DeadEntry>), QueueError> {
+        let upto = offset.saturating_add(limit);
         let mut total = 0;
         let mut all: Vec<(String, Vec<u8>, f64)> = Vec::new();
         for tenant in tenants {
@@ -153,7 +166,7 @@ impl Queue {
             // (dead-lettered at claim); it is listed, shown lossily.
             let (count, ids): (u64, Vec<(Vec<u8>, f64)>) = redis::pipe()
                 .zcard(&dead)
-                .zrevrange_withscores(&dead, 0, isize::try_from(limit).unwrap_or(isize::MAX) - 1)
+                .zrevrange_withscores(&dead, 0, isize::try_from(upto).unwrap_or(isize::MAX) - 1)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.error("list dead letters", e))?;
@@ -161,9 +174,18 @@ impl Queue {
             all.extend(ids.into_iter().map(|(id, at)| (tenant.clone(), id, at)));
         }
         all.sort_by(|a, b| b.2.total_cmp(&a.2));
-        all.truncate(limit);
-        let mut entries = Vec::with_capacity(all.len());
-        for (tenant, id, score) in all {
+        all.truncate(upto);
+        let page: Vec<_> = all.into_iter().skip(offset).collect();
+        Ok((total, self.dead_entries(page).await?))
+    }
+
+    /// The entries of `(tenant, id, died)` rows, with their records.
+    async fn dead_entries(
+        &self,
+        rows: Vec<(String, Vec<u8>, f64)>,
+    ) -> Result<Vec<DeadEntry>, QueueError> {
+        let mut entries = Vec::with_capacity(rows.len());
+        for (tenant, id, score) in rows {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let died_us = score as u64;
             let id = match String::from_utf8(id) {
@@ -194,7 +216,7 @@ impl Queue {
                 record,
             });
         }
-        Ok((total, entries))
+        Ok(entries)
     }
 
     /// Move dead letters back to their ready lists (or the head of their

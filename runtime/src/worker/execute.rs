@@ -71,18 +71,25 @@ impl Executor {
 
     /// Run one claimed job to its outcome, and count it for the metrics.
     pub fn execute(&self, job: ClaimedJob, slot: &Slot) -> Outcome {
-        let tenant = job.tenant.clone();
-        let plugin = plugin_label(job.plugin.as_deref()).to_string();
+        let raw_plugin = job.plugin.clone();
         let mut timings = None;
         let outcome = self.outcome_of(job, slot, &mut timings);
+        // A plugin this worker serves (its version was set) is a label of
+        // its own; any other name a tenant writes counts as `unloaded`, so
+        // made-up names cannot use up the metrics' label pairs.
+        let plugin = match outcome.record.version {
+            Field::Set(_) => plugin_label(raw_plugin.as_deref()),
+            _ => "unloaded",
+        };
         let ended = match outcome.next {
             Next::Succeeded => Ended::Succeeded,
             Next::Retry { .. } => Ended::Retried,
             Next::Dead => Ended::Dead,
-            Next::Requeue { .. } => Ended::HandedBack,
-            Next::Wedged { .. } => Ended::Wedged,
+            // A job thread never decides Wedged (the watchdog does, and
+            // the ack counts it).
+            Next::Requeue { .. } | Next::Wedged { .. } => Ended::HandedBack,
         };
-        self.metrics.ended(&tenant, &plugin, ended, timings);
+        self.metrics.ended(&outcome.tenant, plugin, ended, timings);
         outcome
     }
 

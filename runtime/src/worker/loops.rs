@@ -170,8 +170,12 @@ impl Claimer {
                 self.unsure.extend(claim.unsure);
                 let got = claim.jobs.len();
                 for job in claim.jobs {
-                    lock(&self.in_flight)
-                        .insert((job.tenant.clone(), job.id.clone()), job.token.clone());
+                    let held = {
+                        let mut flight = lock(&self.in_flight);
+                        flight.insert((job.tenant.clone(), job.id.clone()), job.token.clone());
+                        flight.len()
+                    };
+                    self.config.metrics.set_in_flight(held);
                     if self.jobs.send(job).is_err() {
                         return Step::Stop;
                     }
@@ -360,7 +364,10 @@ fn settle(pending: &[Outcome], applied: &[bool], in_flight: &InFlight, counters:
                 Next::Retry { .. } => &counters.retried,
                 Next::Dead => &counters.dead,
                 Next::Requeue { .. } => &counters.handed_back,
-                Next::Wedged { .. } => &counters.wedged,
+                Next::Wedged { .. } => {
+                    counters.metrics.wedged();
+                    &counters.wedged
+                }
             }
         } else {
             tracing::warn!(job = %outcome.id, "lease was lost before the ack; outcome discarded");

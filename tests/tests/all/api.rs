@@ -477,6 +477,16 @@ fn dead_letters_are_listed_retried_and_purged_within_the_tenant() {
         "invalid-input"
     );
     assert_eq!(get(&server, "/v1/dead?limit=0", Some(&reader)).status, 400);
+    let past = get(&server, "/v1/dead?offset=1", Some(&reader)).json();
+    assert_eq!(
+        (past["total"].clone(), past["entries"].clone()),
+        (1.into(), serde_json::json!([]))
+    );
+    let deep = get(&server, "/v1/dead?offset=100001", Some(&reader));
+    assert_eq!(
+        (deep.status, deep.json()["error"]["field"].clone()),
+        (400, "offset".into())
+    );
     let retry = |token: &str, body: &str| {
         request(
             &server,
@@ -651,6 +661,12 @@ fn a_job_that_has_not_started_can_be_cancelled_and_never_runs() {
             (Some(spool_runtime::queue::Status::Cancelled), 0)
         );
     }
+    let cancelled: u64 = redis::cmd("HGET")
+        .arg(format!("{}:stats", env.tenant_keys("acme")))
+        .arg("cancelled")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(cancelled, 2, "the tenant's cancelled counter");
     let done = cancel(&later, &acme);
     assert_eq!(done.status, 409);
     assert!(

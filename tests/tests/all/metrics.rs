@@ -98,6 +98,16 @@ fn scraped_counters_equal_the_jobs_run_by_outcome() {
         .sum();
     assert_eq!(lookups, 23.0, "{text}");
     assert_eq!(sample(&text, "spool_worker_ready"), Some(1.0));
+    // A plugin this worker does not serve: counted, under no name the
+    // tenant chose (made-up names cannot use up the label pairs).
+    env.enqueue("acme/made-up-name", "{}");
+    env.wait_for("the unserved job to be handed back", || {
+        let text = get(&addr, "/metrics").1;
+        let line = format!(
+            "spool_jobs_total{{tenant=\"acme\",plugin=\"unloaded\",outcome=\"handed_back\"}}"
+        );
+        sample(&text, &line).is_some_and(|n| n >= 1.0) && !text.contains("made-up-name")
+    });
 }
 
 #[test]

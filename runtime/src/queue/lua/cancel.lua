@@ -46,4 +46,5 @@ if removed == 0 then return announced({ 'missing' }) end
 if held then release_group(id, g) end
 redis.call('HSET', key, 'status', 'cancelled', 'finished_us', now_us())
 finish(id, 'cancelled', ttl, f[5])
+flush_counts()
 return announced({ 'ok' })
