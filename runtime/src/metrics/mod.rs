@@ -145,8 +145,11 @@ impl Metrics {
     pub fn cache(&self, tier: &str) {
         let mut cache = lock(&self.cache);
         // The tiers are the cache's own few names.
-        if cache.len() < 16 || cache.contains_key(tier) {
-            *cache.entry(tier.to_string()).or_default() += 1;
+        // Found by &str: no string is made once a tier is known.
+        if let Some(n) = cache.get_mut(tier) {
+            *n += 1;
+        } else if cache.len() < 16 {
+            cache.insert(tier.to_string(), 1);
         }
     }
 

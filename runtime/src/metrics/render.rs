@@ -88,26 +88,38 @@ fn gauges(m: &Metrics, out: &mut String) {
             esc(&tier)
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP spool_stale_outcomes_total Outcomes refused because the lease had been lost.\n# TYPE spool_stale_outcomes_total counter\nspool_stale_outcomes_total {}",
-        m.stale.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP spool_jobs_wedged_total Jobs released because their thread wedged past deadline and grace.\n# TYPE spool_jobs_wedged_total counter\nspool_jobs_wedged_total {}",
-        m.wedged.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP spool_jobs_in_flight Jobs claimed and not yet acked.\n# TYPE spool_jobs_in_flight gauge\nspool_jobs_in_flight {}",
-        m.in_flight.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP spool_worker_ready 1 while the worker serves (synced, plugins loaded, not draining).\n# TYPE spool_worker_ready gauge\nspool_worker_ready {}",
-        u8::from(m.is_ready())
-    );
+    let single = [
+        (
+            "spool_stale_outcomes_total",
+            "counter",
+            "Outcomes refused because the lease had been lost.",
+            m.stale.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_jobs_wedged_total",
+            "counter",
+            "Jobs released because their thread wedged past deadline and grace.",
+            m.wedged.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_jobs_in_flight",
+            "gauge",
+            "Jobs claimed and not yet acked.",
+            m.in_flight.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_worker_ready",
+            "gauge",
+            "1 while the worker serves (synced, plugins loaded, not draining).",
+            u64::from(m.is_ready()),
+        ),
+    ];
+    for (name, kind, help, value) in single {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
 }
 
 #[cfg(test)]
