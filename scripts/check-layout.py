@@ -56,7 +56,7 @@ ALLOWED = {
     "queue": BASE | {"redis", "tenants"},
     "worker": BASE | {"redis", "sandbox", "tenants", "kv", "plugins", "deploy", "cache", "queue", "metrics"},
     "tokens": BASE | {"redis"},
-    "api": BASE | {"redis", "tenants", "queue", "tokens", "config", "metrics"},
+    "api": BASE | {"redis", "tenants", "queue", "tokens", "config", "metrics", "deploy", "plugins", "sandbox", "cache", "kv"},
     "cli": None,
     "main": None,
     "lib": None,

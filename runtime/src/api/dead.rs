@@ -3,9 +3,10 @@
 //! skipped as an unknown one is, and counts in no answer.
 
 use super::auth::Authed;
+use super::tenants_of;
 use super::{ApiError, AppState};
 use crate::queue::DeadEntry;
-use crate::tokens::{Scope, Tenants, TokenInfo};
+use crate::tokens::Scope;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
@@ -16,14 +17,6 @@ pub const MAX_PAGE: usize = 1_000;
 /// The deepest page: ids up to here are read (not their records) to find
 /// it.
 pub const MAX_OFFSET: usize = 100_000;
-
-/// The tenants a token's request covers.
-async fn tenants_of(state: &AppState, token: &TokenInfo) -> Result<Vec<String>, ApiError> {
-    match &token.tenants {
-        Tenants::One(t) => Ok(vec![t.clone()]),
-        Tenants::All => Ok(state.queue.tenants().await?),
-    }
-}
 
 /// `?limit=50&offset=0` of a list.
 #[derive(Debug, serde::Deserialize)]

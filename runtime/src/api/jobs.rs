@@ -52,7 +52,11 @@ pub struct EnqueueBody {
 
 /// The plugin `name` (`NAME` or `TENANT/NAME`) for a request of `token`: a
 /// bare name is the token's tenant's (`default` for an operator's).
-fn plugin_for(token: &TokenInfo, name: &str) -> Result<PluginName, ApiError> {
+pub(super) fn plugin_for(
+    token: &TokenInfo,
+    name: &str,
+    doing: &str,
+) -> Result<PluginName, ApiError> {
     let full = match (&token.tenants, name.contains('/')) {
         (_, true) => name.to_string(),
         (Tenants::One(t), false) => format!("{t}/{name}"),
@@ -62,7 +66,7 @@ fn plugin_for(token: &TokenInfo, name: &str) -> Result<PluginName, ApiError> {
         PluginName::parse(&full).map_err(|e| ApiError::invalid("plugin", e.to_string()))?;
     if !token.tenants.reaches(&plugin.tenant) {
         return Err(ApiError::forbidden(format!(
-            "token {} is for tenant {}; it cannot enqueue jobs of tenant {}",
+            "token {} is for tenant {}; it cannot {doing} of tenant {}",
             token.id, token.tenants, plugin.tenant
         )));
     }
@@ -70,7 +74,7 @@ fn plugin_for(token: &TokenInfo, name: &str) -> Result<PluginName, ApiError> {
 }
 
 fn new_job(token: &TokenInfo, b: EnqueueBody) -> Result<NewJob, ApiError> {
-    let plugin = plugin_for(token, &b.plugin)?;
+    let plugin = plugin_for(token, &b.plugin, "enqueue jobs")?;
     let (payload, content_type) = match (b.payload, b.payload_base64) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(

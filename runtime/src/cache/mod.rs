@@ -33,7 +33,7 @@ mod stats;
 pub use key::{EntryKey, WORLD};
 pub use purge::Scope;
 pub use purge::purge;
-pub use stats::{PluginStats, read as read_stats};
+pub use stats::{PluginStats, counters as read_counters, read as read_stats};
 
 use crate::ids::now_us;
 use crate::redis::ledger::{self, Usage};

@@ -20,6 +20,61 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The scope that names these (each checked; `plugin` is
+    /// `tenant/name` or `name` of tenant `default`). An error names the
+    /// field at fault (`flag` before it in the message: `--` on the
+    /// command line) and says what was expected.
+    pub fn parse(
+        plugin: Option<String>,
+        version: Option<String>,
+        tenant: Option<String>,
+        key: Option<String>,
+        flag: &str,
+    ) -> Result<Scope, (&'static str, String)> {
+        let hex64 = |what: &'static str, v: &str| {
+            Version::parse_hex(v).ok_or_else(|| {
+                (
+                    what,
+                    format!("{flag}{what} {v:?}: expected 64 hex digits (as job records show it)"),
+                )
+            })
+        };
+        if let Some(t) = &tenant {
+            crate::ids::check_tenant(t).map_err(|_| {
+                (
+                    "tenant",
+                    format!(
+                        "{flag}tenant {t:?}: expected 1-64 of [A-Za-z0-9_.-], not starting with '.'"
+                    ),
+                )
+            })?;
+        }
+        let mut scope = Scope {
+            tenant,
+            version: version.map(|v| hex64("version", &v)).transpose()?,
+            key: key
+                .map(|k| hex64("key", &k).map(|v| v.as_str().to_string()))
+                .transpose()?,
+            plugin: None,
+        };
+        if let Some(plugin) = plugin {
+            let name =
+                crate::ids::PluginName::parse(&plugin).map_err(|e| ("plugin", e.to_string()))?;
+            if scope.tenant.as_ref().is_some_and(|t| *t != name.tenant) {
+                return Err((
+                    "plugin",
+                    format!(
+                        "{flag}plugin {name} is not in {flag}tenant {}",
+                        scope.tenant.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
+            scope.tenant = Some(name.tenant);
+            scope.plugin = Some(name.name);
+        }
+        Ok(scope)
+    }
+
     /// Whether the scope names nothing (it would purge everything).
     pub fn is_everything(&self) -> bool {
         *self == Scope::default()

@@ -72,13 +72,24 @@ impl PluginStats {
     }
 }
 
-/// Every plugin's figures under `prefix`: the counters, and the entries and
-/// bytes now in Redis (a `SCAN`; `progress` gets the keys seen so far).
-pub fn read(
+/// The counters alone (entries and bytes left 0: no `SCAN`) of the
+/// plugins `keep` (given `tenant/plugin`) accepts.
+pub fn counters(
     redis: &crate::redis::SyncRedis,
     prefix: &str,
-    mut progress: impl FnMut(u64),
+    keep: impl Fn(&str) -> bool,
 ) -> redis::RedisResult<Vec<PluginStats>> {
+    Ok(counted(redis, prefix, keep)?
+        .into_iter()
+        .map(|(plugin, s)| PluginStats { plugin, ..s })
+        .collect())
+}
+
+fn counted(
+    redis: &crate::redis::SyncRedis,
+    prefix: &str,
+    keep: impl Fn(&str) -> bool,
+) -> redis::RedisResult<BTreeMap<String, PluginStats>> {
     let mut by_plugin: BTreeMap<String, PluginStats> = BTreeMap::new();
     let counters: BTreeMap<String, u64> = redis.with_connection(|c| {
         redis::cmd("HGETALL")
@@ -88,11 +99,23 @@ pub fn read(
     for (field, n) in counters {
         if let Some((plugin, status)) = field.rsplit_once(':')
             && let Some(status) = CacheStatus::parse(status)
+            && keep(plugin)
         {
             let entry = by_plugin.entry(plugin.to_string()).or_default();
             entry.add(status, n);
         }
     }
+    Ok(by_plugin)
+}
+
+/// Every plugin's figures under `prefix`: the counters, and the entries and
+/// bytes now in Redis (a `SCAN`; `progress` gets the keys seen so far).
+pub fn read(
+    redis: &crate::redis::SyncRedis,
+    prefix: &str,
+    mut progress: impl FnMut(u64),
+) -> redis::RedisResult<Vec<PluginStats>> {
+    let mut by_plugin = counted(redis, prefix, |_| true)?;
     let mut seen = 0u64;
     super::purge::scan(redis, &super::Scope::default().pattern(prefix), |keys| {
         let entries: Vec<(String, super::EntryKey)> = keys

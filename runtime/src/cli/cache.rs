@@ -6,7 +6,6 @@ use super::exit;
 use super::fleet_wait::{State, WaitArgs, settle};
 use crate::cache::{self, PluginStats, Scope};
 use crate::deploy::{DeployError, FleetStore, WorkerStatus};
-use crate::ids::{PluginName, Version};
 use crate::queue::{QueueConfig, QueueError};
 use crate::redis::RedisError;
 use crate::redis::SyncRedis;
@@ -184,42 +183,7 @@ fn scope(
     tenant: Option<String>,
     key: Option<String>,
 ) -> Result<Scope, String> {
-    let hex64 = |what: &str, v: &str| {
-        Version::parse_hex(v)
-            .map(|v| v.as_str().to_string())
-            .ok_or_else(|| {
-                format!("--{what} {v:?}: expected 64 hex digits (as job records show it)")
-            })
-    };
-    if let Some(t) = &tenant {
-        PluginName::parse(&format!("{t}/x")).map_err(|_| {
-            format!("--tenant {t:?}: expected 1-64 of [A-Za-z0-9_.-], not starting with '.'")
-        })?;
-    }
-    let mut scope = Scope {
-        tenant,
-        version: version
-            .map(|v| {
-                Version::parse_hex(&v).ok_or_else(|| {
-                    format!("--version {v:?}: expected 64 hex digits (as job records show it)")
-                })
-            })
-            .transpose()?,
-        key: key.map(|k| hex64("key", &k)).transpose()?,
-        plugin: None,
-    };
-    if let Some(plugin) = plugin {
-        let name = PluginName::parse(&plugin).map_err(|e| e.to_string())?;
-        if scope.tenant.as_ref().is_some_and(|t| *t != name.tenant) {
-            return Err(format!(
-                "--plugin {name} is not in --tenant {}",
-                scope.tenant.as_deref().unwrap_or_default()
-            ));
-        }
-        scope.tenant = Some(name.tenant);
-        scope.plugin = Some(name.name);
-    }
-    Ok(scope)
+    Scope::parse(plugin, version, tenant, key, "--").map_err(|(_, message)| message)
 }
 
 fn print_stats(stats: &[PluginStats], json: bool) {

@@ -44,7 +44,10 @@ pub(crate) fn run(args: ServeArgs) -> u8 {
             }
         };
         let bound = listener.local_addr().map_or(args.listen, |a| a);
-        let state = AppState::new(queue, &args.redis.prefix).with_max_waits(args.max_waits);
+        let state = match AppState::new(queue, &args.redis.prefix) {
+            Ok(state) => state.with_max_waits(args.max_waits),
+            Err(e) => return fail(&crate::queue::QueueError::Redis(e)),
+        };
         let max_body = usize::try_from(args.max_body).unwrap_or(usize::MAX);
         let app = router(state, max_body).into_make_service_with_connect_info::<SocketAddr>();
         // Scripts and tests wait for this line.

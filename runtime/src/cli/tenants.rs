@@ -313,63 +313,6 @@ fn print_table(tenant: Option<&str>, limits: &Limits, used: Option<&Used>) {
 }
 
 fn to_json(tenant: Option<&str>, limits: &Limits, used: Option<&Used>) -> serde_json::Value {
-    let quotas: serde_json::Map<String, serde_json::Value> = Limit::ALL
-        .iter()
-        .map(|l| {
-            let mut entry = serde_json::json!({
-                "value": limits.get(*l),
-                "from": limits.source(*l).as_str(),
-            });
-            if let Some(n) = used.and_then(|u| usage_of(*l, u)) {
-                entry["used"] = n.into();
-            }
-            (l.name().to_string(), entry)
-        })
-        .collect();
+    let quotas = limits.to_json(|l| used.and_then(|u| usage_of(l, u)));
     serde_json::json!({ "tenant": tenant, "quotas": quotas })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn given(pairs: &[(Limit, &str)]) -> [(Limit, Option<String>); Limit::ALL.len()] {
-        Limit::ALL.map(|l| {
-            (
-                l,
-                pairs
-                    .iter()
-                    .find(|(p, _)| *p == l)
-                    .map(|(_, v)| (*v).to_string()),
-            )
-        })
-    }
-
-    #[test]
-    fn set_plans_parse_values_and_name_what_is_wrong() {
-        let (target, changes) = plan(
-            Some("acme".into()),
-            given(&[(Limit::KvBytes, "1MiB"), (Limit::MaxAttempts, "default")]),
-        )
-        .unwrap();
-        assert_eq!(target, Target::Tenant("acme".into()));
-        assert_eq!(
-            changes,
-            vec![(Limit::KvBytes, Some(1 << 20)), (Limit::MaxAttempts, None)]
-        );
-        let (target, _) = plan(None, given(&[(Limit::KvWrites, "unlimited")])).unwrap();
-        assert_eq!(target, Target::Defaults);
-        let e = plan(Some("acme".into()), given(&[(Limit::KvKeys, "lots")])).unwrap_err();
-        assert!(e.starts_with("--kv-keys:"), "{e}");
-        assert!(
-            plan(Some("acme".into()), given(&[]))
-                .unwrap_err()
-                .contains("--kv-bytes")
-        );
-        assert!(plan(Some("a/b".into()), given(&[(Limit::KvKeys, "1")])).is_err());
-        let e = plan(Some("acme".into()), given(&[(Limit::Rate, "-20/s")])).unwrap_err();
-        assert!(e.starts_with("--rate:") && e.contains("\"-20/s\""), "{e}");
-        let (_, changes) = plan(Some("acme".into()), given(&[(Limit::Weight, "3")])).unwrap();
-        assert_eq!(changes, vec![(Limit::Weight, Some(3))]);
-    }
 }

@@ -6,7 +6,8 @@
 //! - [`versions`]: the history, pins, deploys, rollbacks and blobs;
 //! - [`history`]: what serves now, and what a rollback returns to;
 //! - [`events`]: the stream workers block on (pin changes, cache purges);
-//! - [`reports`]: what each worker says it serves.
+//! - [`reports`]: what each worker says it serves;
+//! - [`served`]: those reports and the pins, as rows per version served.
 //!
 //! # Keys
 //!
@@ -38,12 +39,14 @@ mod events;
 mod history;
 mod model;
 mod reports;
+mod served;
 mod versions;
 
 pub use error::DeployError;
 pub use events::Event;
 pub use history::current;
 pub use model::{Action, VersionEntry, WedgedJob, WorkerStatus, has_seen};
+pub use served::{Served, refusal_tenant, served};
 pub use versions::Recorded;
 
 use crate::redis::{AsyncRedis, RedisError, script_with_prelude};
@@ -104,6 +107,16 @@ impl FleetStore {
             keys: format!("{prefix}:{{plugins}}"),
             scripts: Arc::new(Scripts::load()),
         })
+    }
+
+    /// The store under `prefix` over a connection opened already (the
+    /// HTTP API shares its queue's).
+    pub fn over(redis: AsyncRedis, prefix: &str) -> Self {
+        FleetStore {
+            redis,
+            keys: format!("{prefix}:{{plugins}}"),
+            scripts: Arc::new(Scripts::load()),
+        }
     }
 
     /// `PREFIX:{plugins}`.

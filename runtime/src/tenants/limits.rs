@@ -305,6 +305,26 @@ impl Limits {
         let max = self.get(limit);
         max > 0 && value > max
     }
+
+    /// `{NAME: {"value", "from", "used"?}}` for every limit, as `spool
+    /// tenants show --json` and `GET /v1/tenants/{tenant}` answer it;
+    /// `used` gives the usage shown beside a limit that has one.
+    pub fn to_json(&self, used: impl Fn(Limit) -> Option<u64>) -> serde_json::Value {
+        let quotas: serde_json::Map<String, serde_json::Value> = Limit::ALL
+            .iter()
+            .map(|l| {
+                let mut entry = serde_json::json!({
+                    "value": self.get(*l),
+                    "from": self.source(*l).as_str(),
+                });
+                if let Some(n) = used(*l) {
+                    entry["used"] = n.into();
+                }
+                (l.name().to_string(), entry)
+            })
+            .collect();
+        serde_json::Value::Object(quotas)
+    }
 }
 
 fn index(limit: Limit) -> usize {

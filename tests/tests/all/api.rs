@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A `spool serve` child process; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     addr: String,
 }
@@ -30,7 +30,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(env: &Env, extra: &[&str]) -> Server {
+pub(crate) fn serve(env: &Env, extra: &[&str]) -> Server {
     let mut child = spool_tests::without_user_settings(&mut Command::new(SPOOL))
         .args([
             "serve",
@@ -59,14 +59,14 @@ fn serve(env: &Env, extra: &[&str]) -> Server {
 }
 
 /// A reply: status, headers (lowercase names), body.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
@@ -80,18 +80,30 @@ impl Reply {
 }
 
 /// One request on its own connection (`Connection: close`).
-fn request(
+pub(crate) fn request(
     server: &impl AsRef<str>,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: &[u8],
 ) -> Reply {
+    request_typed(server, method, path, token, "application/json", body)
+}
+
+/// [`request`] with a body of `content_type`.
+pub(crate) fn request_typed(
+    server: &impl AsRef<str>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> Reply {
     let addr = server.as_ref();
     let mut s = TcpStream::connect(addr).expect("connect to spool serve");
     s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
         addr,
         body.len()
     );
@@ -155,7 +167,7 @@ fn unchunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// A token made with `spool tokens create ARGS --json`.
-fn token(env: &Env, args: &[&str]) -> (String, String) {
+pub(crate) fn token(env: &Env, args: &[&str]) -> (String, String) {
     let mut all = vec!["tokens", "create", "--json"];
     all.extend(args);
     let out: serde_json::Value = serde_json::from_str(&succeeds(&spool(env, &all))).unwrap();
@@ -177,7 +189,7 @@ fn post_job(server: &impl AsRef<str>, token: Option<&str>, plugin: &str, name: &
     )
 }
 
-fn get(server: &impl AsRef<str>, path: &str, token: Option<&str>) -> Reply {
+pub(crate) fn get(server: &impl AsRef<str>, path: &str, token: Option<&str>) -> Reply {
     request(server, "GET", path, token, b"")
 }
 

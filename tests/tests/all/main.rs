@@ -11,6 +11,8 @@
 //!   (`command::spool_command`).
 
 mod api;
+mod api_admin;
+mod api_plugins;
 mod artifacts;
 mod cache;
 mod cli;

@@ -5,27 +5,16 @@ use super::super::exit;
 use super::super::job::time;
 use super::super::shown::shown;
 use super::fail;
-use crate::deploy::{FleetStore, VersionEntry, WorkerStatus};
+use crate::deploy::{FleetStore, Served, VersionEntry, WorkerStatus, served};
 use crate::ids::PluginName;
 use std::collections::BTreeMap;
-
-/// One version of one plugin and the workers serving it.
-#[derive(Debug, serde::Serialize)]
-struct Row {
-    name: String,
-    version: String,
-    sdk: Option<String>,
-    source: String,
-    workers: Vec<String>,
-    loaded_us: u64,
-}
 
 pub(super) async fn list(store: &FleetStore, json: bool) -> u8 {
     let (workers, pinned) = match tokio::try_join!(store.workers(), store.pinned()) {
         Ok(both) => both,
         Err(e) => return fail(&e),
     };
-    let rows = rows(&workers, &pinned);
+    let rows = served(&workers, &pinned);
     if json {
         print_list_json(&rows, &pinned, &workers);
         return exit::OK;
@@ -75,7 +64,7 @@ fn print_wedged(workers: &[WorkerStatus]) {
 
 /// `spool plugins list --json`: rows, pins, refusals and the raw reports.
 fn print_list_json(
-    rows: &[Row],
+    rows: &[Served],
     pinned: &BTreeMap<PluginName, VersionEntry>,
     workers: &[WorkerStatus],
 ) {
@@ -100,7 +89,7 @@ fn print_list_json(
 }
 
 /// The table of what the workers serve, and which pins shadow a file.
-fn print_rows(rows: &[Row], workers: &[WorkerStatus]) {
+fn print_rows(rows: &[Served], workers: &[WorkerStatus]) {
     println!(
         "{:<24} {:<12}  {:<7} {:<9} {:<8} LOADED AT",
         "PLUGIN", "VERSION", "SDK", "SOURCE", "WORKERS"
@@ -131,44 +120,6 @@ fn print_rows(rows: &[Row], workers: &[WorkerStatus]) {
             );
         }
     }
-}
-
-/// A row per (plugin, version, source) served, plus pinned versions no
-/// worker serves yet.
-fn rows(workers: &[WorkerStatus], pinned: &BTreeMap<PluginName, VersionEntry>) -> Vec<Row> {
-    let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
-    for w in workers {
-        for p in &w.plugins {
-            let row = rows
-                .entry((p.name.clone(), p.source.clone(), p.version.to_string()))
-                .or_insert_with(|| Row {
-                    name: p.name.clone(),
-                    version: p.version.to_string(),
-                    sdk: p.sdk.clone(),
-                    source: p.source.clone(),
-                    workers: Vec::new(),
-                    loaded_us: 0,
-                });
-            row.workers.push(w.worker.clone());
-            row.loaded_us = row.loaded_us.max(p.loaded_us);
-        }
-    }
-    for (name, entry) in pinned {
-        let key = (
-            name.to_string(),
-            "deployed".to_string(),
-            entry.digest.to_string(),
-        );
-        rows.entry(key).or_insert_with(|| Row {
-            name: name.to_string(),
-            version: entry.digest.to_string(),
-            sdk: entry.sdk.clone(),
-            source: "deployed".into(),
-            workers: Vec::new(),
-            loaded_us: 0,
-        });
-    }
-    rows.into_values().collect()
 }
 
 pub(super) async fn history(store: &FleetStore, name: &PluginName, json: bool) -> u8 {

@@ -1,0 +1,264 @@
+//! `/v1/plugins`: what the fleet serves of the token's tenant, each
+//! plugin's history, and deploy, rollback and unpin through the fleet
+//! store ([`crate::deploy`]), as `spool plugins` does. A plugin is named
+//! in the path as `NAME` (the token's tenant) or `TENANT%2FNAME`.
+
+use super::auth::Authed;
+use super::jobs::plugin_for;
+use super::{ApiError, AppState};
+use crate::deploy::{DeployError, MAX_DEPLOY_BYTES, VersionEntry, refusal_tenant, served};
+use crate::ids::PluginName;
+use crate::tokens::{Scope, TokenInfo};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+
+/// How long a deploy waits for the one before it to be checked.
+const CHECK_QUEUE: Duration = Duration::from_secs(30);
+
+/// `GET /v1/plugins` (read): the versions served of the token's tenant's
+/// plugins (every tenant's for an operator), the pins, and the versions
+/// workers refused and why.
+pub async fn list(State(state): State<AppState>, auth: Authed) -> Result<Response, ApiError> {
+    let token = auth.need(Scope::Read)?;
+    let (workers, pinned) = tokio::try_join!(state.fleet.workers(), state.fleet.pinned())?;
+    let mine = |name: &str| PluginName::parse(name).is_ok_and(|n| token.tenants.reaches(&n.tenant));
+    let plugins: Vec<_> = served(&workers, &pinned)
+        .into_iter()
+        .filter(|row| mine(&row.name))
+        .collect();
+    let pins: serde_json::Map<String, serde_json::Value> = pinned
+        .iter()
+        .filter(|(name, _)| token.tenants.reaches(&name.tenant))
+        .map(|(name, entry)| (name.to_string(), serde_json::json!(entry)))
+        .collect();
+    let refused: Vec<_> = workers
+        .iter()
+        .flat_map(|w| w.rejected.iter().map(move |r| (w, r)))
+        .filter(|(w, r)| refusal_tenant(&w.dir, &r.path).is_some_and(|t| token.tenants.reaches(&t)))
+        .map(|(w, r)| serde_json::json!({"worker": w.worker, "path": r.path, "why": r.why}))
+        .collect();
+    let body = serde_json::json!({
+        "plugins": plugins,
+        "pinned": pins,
+        "refused": refused,
+        "workers": workers.len(),
+    });
+    Ok(Json(body).into_response())
+}
+
+/// The plugin of the path, within the token's reach.
+fn named(
+    token: &TokenInfo,
+    name: Result<Path<String>, PathRejection>,
+    doing: &str,
+) -> Result<PluginName, ApiError> {
+    let Path(name) = name.map_err(|e| ApiError::invalid("name", e.body_text()))?;
+    plugin_for(token, &name, doing)
+}
+
+/// `GET /v1/plugins/{name}/history` (read): the recorded versions, newest
+/// first, which one serves and whether it is pinned. 404 for a plugin
+/// with no history.
+pub async fn history(
+    State(state): State<AppState>,
+    auth: Authed,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let token = auth.need(Scope::Read)?;
+    let name = named(token, name, "read plugins")?;
+    let (history, mut pinned) = tokio::try_join!(state.fleet.history(&name), state.fleet.pinned())?;
+    if history.is_empty() {
+        return Err(ApiError::not_found(&format!("plugin {name}")));
+    }
+    let pin = pinned.remove(&name);
+    let current = crate::deploy::current(pin.clone(), &history).map(|e| e.digest);
+    let body = serde_json::json!({
+        "name": name.to_string(),
+        "pinned": pin,
+        "current": current,
+        "versions": history,
+    });
+    Ok(Json(body).into_response())
+}
+
+/// A deploy as JSON, for a component with a manifest.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    component_base64: String,
+    #[serde(default)]
+    manifest: Option<String>,
+}
+
+/// The component and manifest of a deploy's body: the raw component
+/// (`application/wasm` or `application/octet-stream`), or JSON
+/// `{"component_base64", "manifest"}`.
+fn deploy_inputs(headers: &HeaderMap, body: &[u8]) -> Result<(Vec<u8>, Option<String>), ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().starts_with("application/json"));
+    if !json {
+        return Ok((body.to_vec(), None));
+    }
+    let b: DeployBody = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(
+            "body",
+            format!("{e}; expected {{\"component_base64\", \"manifest\"?}}"),
+        )
+    })?;
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b.component_base64.trim())
+        .map_err(|e| ApiError::invalid("component_base64", format!("not base64: {e}")))?;
+    Ok((bytes, b.manifest))
+}
+
+/// Read a deploy's body, at most [`MAX_DEPLOY_BYTES`].
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    let limit = usize::try_from(MAX_DEPLOY_BYTES).unwrap_or(usize::MAX);
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large =
+            std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                e.source()
+            })
+            .any(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>);
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("the component is over {MAX_DEPLOY_BYTES} bytes, the most a deploy takes"),
+            )
+        } else {
+            ApiError::invalid("body", format!("the body could not be read: {e}"))
+        }
+    })
+}
+
+/// `POST /v1/plugins/{name}/deploy` (deploy): check the component as a
+/// worker would (it must load and compile, its manifest parse), store it
+/// and pin it on every worker. 201 with the version entry; 200 when that
+/// exact version was pinned already. A component that does not load is
+/// refused (400, `invalid-plugin`) and nothing changes.
+pub async fn deploy(
+    State(state): State<AppState>,
+    auth: Authed,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let token = auth.need(Scope::Deploy)?;
+    let name = named(token, name, "deploy plugins")?;
+    // Checks compile the component: one at a time, and the body is read
+    // only once this deploy's turn comes (no pile of 64 MiB bodies).
+    let Ok(Ok(_turn)) =
+        tokio::time::timeout(CHECK_QUEUE, state.checks.clone().acquire_owned()).await
+    else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "other deploys are being checked on this server; try again shortly",
+        )
+        .retry_after(Duration::from_secs(5)));
+    };
+    let (bytes, manifest) = deploy_inputs(&headers, &read_body(body).await?)?;
+    let checker = state.checker.clone();
+    let shown = name.clone();
+    let (bytes, manifest, sdk) =
+        tokio::task::spawn_blocking(move || checker.check(&shown, bytes, manifest))
+            .await
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })??;
+    let by = format!("token {} ({})", token.id, token.name);
+    let (entry, new) = state
+        .fleet
+        .deploy(&name, &bytes, sdk, manifest, &by)
+        .await?;
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = serde_json::json!({"name": name.to_string(), "version": entry, "created": new});
+    Ok((status, Json(body)).into_response())
+}
+
+/// `{"to": "DIGEST-PREFIX"}` of a rollback (optional).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// `POST /v1/plugins/{name}/rollback` (deploy), body optional
+/// `{"to": "DIGEST"}`: pin the version before the current one (or the one
+/// named). Answers `{"from", "to"}`; 409 when the pin changed meanwhile
+/// (another deploy or rollback: look and try again) or there is nothing
+/// to go back to.
+pub async fn rollback(
+    State(state): State<AppState>,
+    auth: Authed,
+    name: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let token = auth.need(Scope::Deploy)?;
+    let name = named(token, name, "roll back plugins")?;
+    let body: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RollbackBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid("body", format!("{e}; expected {{\"to\"?: DIGEST}}")))?
+    };
+    let by = format!("token {} ({})", token.id, token.name);
+    let (from, to) = state.fleet.rollback(&name, body.to.as_deref(), &by).await?;
+    Ok(Json(serde_json::json!({"name": name.to_string(), "from": from, "to": to})).into_response())
+}
+
+/// `POST /v1/plugins/{name}/unpin` (deploy): remove the pin a deploy or
+/// rollback set; workers serve their directory's file again. Answers the
+/// entry that was pinned (`null` if none was).
+pub async fn unpin(
+    State(state): State<AppState>,
+    auth: Authed,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let token = auth.need(Scope::Deploy)?;
+    let name = named(token, name, "unpin plugins")?;
+    let was: Option<VersionEntry> = state.fleet.unpin(&name).await?;
+    Ok(Json(serde_json::json!({"name": name.to_string(), "unpinned": was})).into_response())
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        let message = e.to_string();
+        let conflict = |retryable| ApiError {
+            retryable,
+            ..ApiError::new(StatusCode::CONFLICT, "conflict", message.clone())
+        };
+        match e {
+            DeployError::Redis(r) => super::error::redis_error(&r),
+            DeployError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", message)
+            }
+            DeployError::NoHistory { name } => ApiError::not_found(&format!("plugin {name}")),
+            DeployError::UnknownVersion { .. } | DeployError::AmbiguousVersion { .. } => {
+                ApiError::invalid("to", message)
+            }
+            DeployError::Conflict { .. } => conflict(true),
+            DeployError::NoPrevious { .. }
+            | DeployError::BlobMissing { .. }
+            | DeployError::Pinned { .. } => conflict(false),
+            DeployError::Corrupt { .. } => {
+                tracing::error!("{message}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt", message)
+            }
+        }
+    }
+}
