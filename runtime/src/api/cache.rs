@@ -139,12 +139,10 @@ pub async fn purge(
     let Json(body) = body.map_err(|e| super::jobs::bad_body(&e))?;
     let scope = scope_of(&token.tenants, body)?;
     let Ok(_turn) = state.purges.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
+        return Err(ApiError::busy(
             "another purge is under way on this server; try again shortly",
-        )
-        .retry_after(Duration::from_secs(2)));
+            Duration::from_secs(2),
+        ));
     };
     let prefix = state.queue.config().prefix.clone();
     let sync = state.sync.clone();

@@ -61,6 +61,27 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 503 `busy`: this server has as much of this work under way as it
+    /// takes; try again after `after`.
+    pub fn busy(message: impl Into<String>, after: Duration) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message).retry_after(after)
+    }
+
+    /// A query's `timeout` (`30s`, `5m`): `default` when absent, at most
+    /// `max`.
+    pub fn timeout_in(
+        given: Option<&str>,
+        default: Duration,
+        max: Duration,
+    ) -> Result<Duration, Self> {
+        let Some(t) = given else {
+            return Ok(default.min(max));
+        };
+        humantime::parse_duration(t.trim())
+            .map(|d| d.min(max))
+            .map_err(|e| Self::invalid("timeout", format!("{t:?}: {e}; expected e.g. 30s")))
+    }
+
     /// 429 or 503: try again after `after`.
     #[must_use]
     pub fn retry_after(mut self, after: Duration) -> Self {

@@ -190,7 +190,7 @@ pub async fn enqueue_batch(
 }
 
 /// The record of job `id` within the token's reach.
-async fn find(
+pub(super) async fn find(
     state: &AppState,
     token: &TokenInfo,
     id: &str,
@@ -235,22 +235,15 @@ pub async fn wait(
     let token = auth.need(Scope::Read)?;
     let Path(id) = id.map_err(|e| ApiError::invalid("id", e.body_text()))?;
     let Query(q) = q.map_err(|e| ApiError::invalid("timeout", e.body_text()))?;
-    let timeout = match q.timeout {
-        None => Duration::from_secs(30),
-        Some(t) => humantime::parse_duration(t.trim())
-            .map_err(|e| ApiError::invalid("timeout", format!("{t:?}: {e}; expected e.g. 30s")))?,
-    }
-    .min(MAX_WAIT);
+    let timeout = ApiError::timeout_in(q.timeout.as_deref(), Duration::from_secs(30), MAX_WAIT)?;
     let (tenant, _) = find(&state, token, &id).await?;
     // Each wait holds a Redis connection of its own: a bounded number at
     // once, so that one client cannot take all of Redis' connections.
     let Ok(_slot) = state.waits.clone().try_acquire_owned() else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "too many waits in progress on this server; wait again shortly",
-        )
-        .retry_after(Duration::from_secs(1)));
+        return Err(ApiError::busy(
+            "too many waits and streams in progress on this server; wait again shortly",
+            Duration::from_secs(1),
+        ));
     };
     match state.queue.wait_for(&tenant, &id, timeout).await {
         Ok(record) => Ok(Json(record).into_response()),

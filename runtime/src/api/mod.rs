@@ -6,7 +6,8 @@
 //! - [`auth`]: the bearer token of a request; failed attempts capped per
 //!   client address.
 //! - [`error`]: the one error body every route answers with.
-//! - [`jobs`]: enqueue (one or a batch), read, wait, cancel.
+//! - [`jobs`]: enqueue (one or a batch), read, wait, cancel; [`events`]
+//!   streams a job's progress and end.
 //! - [`dead`]: dead letters: list, retry, purge.
 //! - [`plugins`]: what serves, history, deploy, rollback, unpin; [`check`]
 //!   compiles a deploy before it is stored.
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod check;
 pub mod dead;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod plugins;
@@ -115,6 +117,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/v1/jobs/batch", post(jobs::enqueue_batch))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/wait", get(jobs::wait))
+        .route("/v1/jobs/{id}/events", get(events::stream))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/dead", get(dead::list))
         .route("/v1/dead/retry", post(dead::retry))

@@ -159,12 +159,10 @@ pub async fn deploy(
     let Ok(Ok(_turn)) =
         tokio::time::timeout(CHECK_QUEUE, state.checks.clone().acquire_owned()).await
     else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
+        return Err(ApiError::busy(
             "other deploys are being checked on this server; try again shortly",
-        )
-        .retry_after(Duration::from_secs(5)));
+            Duration::from_secs(5),
+        ));
     };
     let (bytes, manifest) = deploy_inputs(&headers, &read_body(body).await?)?;
     let checker = state.checker.clone();

@@ -104,6 +104,7 @@ pub(crate) fn run(args: CallArgs) -> u8 {
     let services = JobServices {
         config,
         kv: Some(Arc::new(MemoryKv::default())),
+        progress: None,
     };
     let run = plugin.run_with(job, &limits, &services);
     if args.json {

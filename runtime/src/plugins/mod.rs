@@ -84,7 +84,10 @@ impl Plugin {
 impl Plugin {
     /// Run one job on this version, in its own span.
     pub fn run(&self, job: JobInput, limits: &Limits, config: PluginConfig) -> JobRun {
-        let services = JobServices { config, kv: None };
+        let services = JobServices {
+            config,
+            ..JobServices::default()
+        };
         self.run_with(job, limits, &services)
     }
 

@@ -55,6 +55,7 @@ mod names;
 mod ops;
 mod pause;
 mod pipeline;
+mod progress;
 mod record;
 mod records;
 mod reply;
@@ -71,6 +72,7 @@ pub use model::{
 };
 pub use names::{check_group, check_prefix, check_queue, tenant_keys};
 pub use ops::Enqueued;
+pub use progress::ProgressReport;
 pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};
 pub use records::{DeadEntry, QueueStats};
 pub use reply::Claim;

@@ -368,7 +368,7 @@ impl Queue {
 }
 
 /// Positions of `items` by tenant, tenants in order of first appearance.
-fn by_tenant_of<T>(items: &[T], tenant: impl Fn(&T) -> &str) -> Vec<(&str, Vec<usize>)> {
+pub(super) fn by_tenant_of<T>(items: &[T], tenant: impl Fn(&T) -> &str) -> Vec<(&str, Vec<usize>)> {
     let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let t = tenant(item);

@@ -274,6 +274,9 @@ pub struct JobRecord {
     pub error: Option<serde_json::Value>,
     /// Guest log lines of the latest attempt (capped).
     pub logs: Option<serde_json::Value>,
+    /// The guest's latest progress report, `{"done", "total"}`: written
+    /// while the job runs (a few times a second) and by its ack.
+    pub progress: Option<serde_json::Value>,
     /// What the result cache did for the latest attempt: `hit-memory`,
     /// `hit-redis`, `miss`, `bypass` or `off`.
     pub cache: Option<String>,
@@ -331,6 +334,7 @@ impl JobRecord {
             output_base64,
             error: json(text("error")),
             logs: text("logs").and_then(|s| super::logs::shown(&s)),
+            progress: json(text("progress")),
             cache: text("cache"),
             cache_job: text("cache_job").filter(|j| !j.is_empty()),
             cache_key: text("cache_key").filter(|k| !k.is_empty()),

@@ -22,11 +22,12 @@ const PRELUDE: &str = include_str!("lua/lib.lua");
 const RING_PRELUDE: &str = include_str!("lua/ring/prelude.lua");
 
 /// The tenant-slot scripts: (name, body).
-const TENANT: [(&str, &str); 11] = [
+const TENANT: [(&str, &str); 12] = [
     ("enqueue", include_str!("lua/enqueue.lua")),
     ("claim", include_str!("lua/claim.lua")),
     ("ack", include_str!("lua/ack.lua")),
     ("heartbeat", include_str!("lua/heartbeat.lua")),
+    ("progress", include_str!("lua/progress.lua")),
     ("dead_retry", include_str!("lua/dead_retry.lua")),
     ("dead_purge", include_str!("lua/dead_purge.lua")),
     ("cancel", include_str!("lua/cancel.lua")),
@@ -110,6 +111,7 @@ pub(crate) struct Scripts {
     pub claim: Fun,
     pub ack: Fun,
     pub heartbeat: Fun,
+    pub progress: Fun,
     pub dead_retry: Fun,
     pub dead_purge: Fun,
     pub cancel: Fun,
@@ -152,6 +154,7 @@ impl Scripts {
             claim: fun("claim"),
             ack: fun("ack"),
             heartbeat: fun("heartbeat"),
+            progress: fun("progress"),
             dead_retry: fun("dead_retry"),
             dead_purge: fun("dead_purge"),
             cancel: fun("cancel"),

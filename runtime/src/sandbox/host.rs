@@ -20,14 +20,24 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// A plugin's configuration values, shared by all of its jobs.
 pub type PluginConfig = Arc<BTreeMap<String, String>>;
 
-/// What the host offers one job besides WASI: the plugin's config and the
-/// tenant's key-value store.
+/// Where a running job's progress reports go as they happen (the worker
+/// publishes them to the job's record, for live progress views). Called
+/// on the job's thread inside the guest's call: it must not block.
+pub trait ProgressSink: Send + Sync {
+    /// Job `job` of `tenant` reported `progress`.
+    fn report(&self, tenant: &str, job: &str, progress: Progress);
+}
+
+/// What the host offers one job besides WASI: the plugin's config, the
+/// tenant's key-value store and where live progress goes.
 #[derive(Clone, Default)]
 pub struct JobServices {
     /// The plugin's configuration values.
     pub config: PluginConfig,
     /// The key-value store; without one, `kv` calls answer `unavailable`.
     pub kv: Option<Arc<dyn KeyValue>>,
+    /// Live progress; without one, progress is only in the run's result.
+    pub progress: Option<Arc<dyn ProgressSink>>,
 }
 
 impl std::fmt::Debug for JobServices {
@@ -35,6 +45,7 @@ impl std::fmt::Debug for JobServices {
         f.debug_struct("JobServices")
             .field("config", &self.config)
             .field("kv", &self.kv.is_some())
+            .field("progress", &self.progress.is_some())
             .finish()
     }
 }
@@ -46,6 +57,9 @@ pub struct HostState {
     pub(crate) limiter: JobLimiter,
     pub(crate) log: JobLog,
     pub(crate) progress: Option<Progress>,
+    /// Live progress, and the job it is of.
+    progress_sink: Option<Arc<dyn ProgressSink>>,
+    job: String,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
     config: PluginConfig,
@@ -71,7 +85,7 @@ impl std::fmt::Debug for HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(limits: &Limits, services: &JobServices, tenant: &str) -> Self {
+    pub(crate) fn new(limits: &Limits, services: &JobServices, tenant: &str, job: &str) -> Self {
         // Each stream may fill at most half the log's byte budget.
         let stream_cap = limits.max_log_bytes / 2;
         let stdout = Capture::new(stream_cap);
@@ -89,6 +103,8 @@ impl HostState {
             limiter: JobLimiter::new(limits.memory),
             log: JobLog::new(limits.max_log_lines, limits.max_log_bytes),
             progress: None,
+            progress_sink: services.progress.clone(),
+            job: job.to_string(),
             stdout,
             stderr,
             config: services.config.clone(),
@@ -174,7 +190,11 @@ impl log::Host for HostState {
 impl progress::Host for HostState {
     fn report(&mut self, done: u64, total: u64) {
         self.host_calls += 1;
-        self.progress = Some(Progress { done, total });
+        let progress = Progress { done, total };
+        self.progress = Some(progress);
+        if let Some(sink) = &self.progress_sink {
+            sink.report(&self.tenant, &self.job, progress);
+        }
     }
 }
 

@@ -23,7 +23,7 @@ mod report;
 
 pub use engine::SandboxConfig;
 pub use error::{CompileError, JobFailure};
-pub use host::{JobServices, PluginConfig};
+pub use host::{JobServices, PluginConfig, ProgressSink};
 pub use kv::{KeyValue, KvError};
 pub use limits::Limits;
 pub use report::{JobLog, LogLevel, LogLine, Progress, Timings};
@@ -221,7 +221,10 @@ impl Compiled {
     /// Run one job in a fresh store under `limits`, with `config` and no
     /// key-value store.
     pub fn run(&self, job: JobInput, limits: &Limits, config: PluginConfig) -> JobRun {
-        let services = JobServices { config, kv: None };
+        let services = JobServices {
+            config,
+            ..JobServices::default()
+        };
         self.run_with(job, limits, &services)
     }
 
@@ -247,7 +250,7 @@ impl Compiled {
         INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut store = Store::new(
             self.pre.engine(),
-            HostState::new(&limits, services, &job.tenant),
+            HostState::new(&limits, services, &job.tenant, &job.id),
         );
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(self.deadline_ticks(limits.timeout));

@@ -57,6 +57,7 @@ impl Executor {
             services: JobServices {
                 config: Arc::default(),
                 kv,
+                progress: None,
             },
             worker_id: config.worker_id.clone(),
             backoff: config.backoff,
@@ -128,6 +129,7 @@ impl Executor {
         let services = JobServices {
             config: Arc::clone(&settings.config),
             kv: self.services.kv.clone(),
+            progress: self.services.progress.clone(),
         };
         outcome.record.version = Field::Set(plugin.version.clone());
         let cache = self.cache.as_deref();

@@ -21,6 +21,7 @@ mod cached;
 mod execute;
 mod fleet;
 mod loops;
+mod progress;
 mod shutdown;
 mod sweeper;
 mod threads;
@@ -212,6 +213,8 @@ struct Shared {
     budget: Arc<Budget>,
     counters: Arc<Counters>,
     in_flight: InFlight,
+    /// Guests' progress reports, written to their records as jobs run.
+    progress: Arc<progress::LiveProgress>,
     /// Set at shutdown: job threads hand back what they have not started.
     stopping: Arc<AtomicBool>,
     /// The job threads as the watchdog sees them.
@@ -231,6 +234,7 @@ impl Shared {
             running: std::sync::Mutex::default(),
         });
         Shared {
+            progress: Arc::default(),
             watch: Arc::new(Watch::new(config.concurrency.max(1), Arc::clone(&budget))),
             budget,
             counters: Arc::new(Counters {
@@ -336,7 +340,8 @@ pub async fn run_on(
         crossbeam_channel::bounded::<ClaimedJob>(config.concurrency.max(1) + config.prefetch);
     let (out_tx, out_rx) = mpsc::unbounded_channel::<Outcome>();
     let cache = open_result_cache(&config);
-    let executor = Executor::new(&config, &registry, cache.clone(), kv);
+    let mut executor = Executor::new(&config, &registry, cache.clone(), kv);
+    executor.services.progress = Some(shared.progress.clone());
     let pool = Pool::start(&config, Arc::new(executor), &job_rx, &out_tx, &shared);
     // Pinned versions are loaded before the first claim: a worker that
     // starts after a deploy never runs a job on an older version.
@@ -360,11 +365,7 @@ pub async fn run_on(
             Arc::clone(&shared.counters),
         )),
         sweeper: sweeper::spawn(&queue, &config.worker_id, config.backoff),
-        heartbeat: tokio::spawn(heartbeat_loop(
-            queue,
-            config.lease,
-            shared.in_flight.clone(),
-        )),
+        heartbeat: spawn_leases(queue, &config, &shared),
         counting: cache.clone().map(|cache| tokio::spawn(flush_loop(cache))),
         watchdog: tokio::spawn(watchdog_loop(pool, config.backoff)),
         rescan: config
@@ -377,6 +378,24 @@ pub async fn run_on(
     let report = shared.report();
     tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)
+}
+
+/// Renewing leases and writing live progress: both end when the worker
+/// aborts the task.
+fn spawn_leases(
+    queue: Queue,
+    config: &WorkerConfig,
+    shared: &Shared,
+) -> tokio::task::JoinHandle<()> {
+    let progress = progress::progress_loop(
+        queue.clone(),
+        Arc::clone(&shared.progress),
+        shared.in_flight.clone(),
+    );
+    let leases = heartbeat_loop(queue, config.lease, shared.in_flight.clone());
+    tokio::spawn(async move {
+        tokio::join!(leases, progress);
+    })
 }
 
 /// The fleet task, when the worker follows the fleet store, and its
