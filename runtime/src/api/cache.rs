@@ -4,6 +4,7 @@
 //! (the same event `spool cache purge` sends).
 
 use super::auth::Authed;
+use super::error::ErrorBody;
 use super::{ApiError, AppState, tenants_of};
 use crate::cache::Scope as CacheScope;
 use crate::tokens::{Scope, Tenants};
@@ -18,6 +19,7 @@ use std::time::Duration;
 /// from Redis, run (miss) and that skipped the cache, with the hit ratio;
 /// per tenant, the bytes and entries cached now. No key scan: counters
 /// and each tenant's ledger only.
+#[utoipa::path(get, path = "/v1/cache/stats", tag = "cache", responses((status = 200, description = "{plugins, tenants}", body = serde_json::Value), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn stats(
     State(state): State<AppState>,
     auth: Authed,
@@ -75,15 +77,19 @@ pub async fn stats(
 
 /// What a purge names; the conditions combine. A tenant's token purges
 /// within its tenant only (`tenant` is for operators).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeBody {
+    /// Entries of this plugin (`NAME` or `TENANT/NAME`).
     #[serde(default)]
     plugin: Option<String>,
+    /// Entries of this plugin version (64 hex digits).
     #[serde(default)]
     version: Option<String>,
+    /// The entry with this cache key (`cache_key` of a job record).
     #[serde(default)]
     key: Option<String>,
+    /// Entries of this tenant (an operator's token only).
     #[serde(default)]
     tenant: Option<String>,
     /// Everything within reach (never implied by an empty body).
@@ -130,6 +136,7 @@ fn scope_of(reach: &Tenants, b: PurgeBody) -> Result<CacheScope, ApiError> {
 /// "tenant"?}` or `{"all": true}`. One purge at a time per server (it
 /// scans Redis' keys). Answers `{"deleted": n, "scope": "…"}` once the
 /// entries are gone from Redis and the workers were told.
+#[utoipa::path(post, path = "/v1/cache/purge", tag = "cache", request_body = PurgeBody, responses((status = 200, description = "{deleted, scope}", body = serde_json::Value), (status = 400, description = "nothing named, or a bad field", body = ErrorBody), (status = 503, description = "another purge is under way", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn purge(
     State(state): State<AppState>,
     auth: Authed,

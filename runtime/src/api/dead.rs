@@ -3,6 +3,7 @@
 //! skipped as an unknown one is, and counts in no answer.
 
 use super::auth::Authed;
+use super::error::ErrorBody;
 use super::tenants_of;
 use super::{ApiError, AppState};
 use crate::queue::DeadEntry;
@@ -38,6 +39,7 @@ pub struct DeadPage {
 
 /// `GET /v1/dead?limit=50&offset=0` (read): newest first, at most
 /// [`MAX_PAGE`] a page.
+#[utoipa::path(get, path = "/v1/dead", tag = "dead letters", params(("limit" = Option<usize>, Query, description = "1 to 1000, default 50"), ("offset" = Option<usize>, Query, description = "at most 100000")), responses((status = 200, description = "{total, entries}", body = serde_json::Value), (status = 400, description = "limit or offset out of range", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authed,
@@ -66,11 +68,13 @@ pub async fn list(
 
 /// The body of a retry or a purge: some ids, or `{"all": true}` (never an
 /// empty list taken for "all").
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Which {
+    /// Job ids (at most 1,000).
     #[serde(default)]
     ids: Vec<String>,
+    /// Every dead letter within the token's reach (instead of `ids`).
     #[serde(default)]
     all: bool,
 }
@@ -104,6 +108,7 @@ fn body(b: Result<Json<Which>, JsonRejection>) -> Result<Vec<String>, ApiError> 
 
 /// `POST /v1/dead/retry` (admin): back to their queues with fresh
 /// attempts; answers `{"moved": [ids]}`.
+#[utoipa::path(post, path = "/v1/dead/retry", tag = "dead letters", request_body = Which, responses((status = 200, description = "{moved: [ids]}", body = serde_json::Value), (status = 400, description = "neither ids nor all", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
     auth: Authed,
@@ -114,6 +119,7 @@ pub async fn retry(
 
 /// `POST /v1/dead/purge` (admin): deleted with their records; answers
 /// `{"purged": n}`.
+#[utoipa::path(post, path = "/v1/dead/purge", tag = "dead letters", request_body = Which, responses((status = 200, description = "{purged: n}", body = serde_json::Value), (status = 400, description = "neither ids nor all", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn purge(
     State(state): State<AppState>,
     auth: Authed,

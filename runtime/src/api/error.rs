@@ -91,21 +91,38 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer, as the OpenAPI document describes it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// `error` of an [`ErrorBody`].
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable name for programs: `unauthorized`, `not-found`, …
+    pub kind: &'static str,
+    /// What failed and what was expected, for a person.
+    pub message: String,
+    /// The request field at fault, if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Whether the same request may succeed later.
+    pub retryable: bool,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = serde_json::json!({
-            "kind": self.kind,
-            "message": self.message,
-            "retryable": self.retryable,
-        });
-        if let Some(field) = &self.field {
-            error["field"] = field.clone().into();
-        }
-        let mut response = (
-            self.status,
-            axum::Json(serde_json::json!({ "error": error })),
-        )
-            .into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.kind,
+                message: self.message,
+                field: self.field,
+                retryable: self.retryable,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let secs = after.as_secs().max(1).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {

@@ -5,6 +5,7 @@
 //! the job, or at its timeout (the client then reconnects).
 
 use super::auth::Authed;
+use super::error::ErrorBody;
 use super::jobs::find;
 use super::{ApiError, AppState};
 use crate::queue::{JobRecord, Status};
@@ -72,6 +73,7 @@ fn event(name: &str, data: &impl serde::Serialize) -> Event {
 /// with the whole record once the job succeeded, died or was cancelled.
 /// At the timeout first: a `timeout` event and the stream closes. The
 /// streams under way count against `--max-waits`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "job id"), ("timeout" = Option<String>, Query, description = "e.g. 60s; at most 10m")), responses((status = 200, description = "text/event-stream of status, progress, end (or timeout, error) events"), (status = 404, description = "no such job", body = ErrorBody), (status = 503, description = "too many waits and streams under way", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn stream(
     State(state): State<AppState>,
     auth: Authed,

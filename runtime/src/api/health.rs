@@ -7,12 +7,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 /// `GET /healthz`: 200 while the process serves requests.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the process serves", body = serde_json::Value)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"ok": true}))
 }
 
 /// `GET /readyz`: 200 when Redis answers a `PING` within a second, else
 /// 503 (the reason goes to the server's log).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "Redis answers", body = serde_json::Value), (status = 503, description = "Redis unavailable", body = serde_json::Value)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let mut conn = state.queue.redis().conn();
     let cmd = redis::cmd("PING");

@@ -4,6 +4,7 @@
 //! cannot be named (403).
 
 use super::auth::Authed;
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::ids::PluginName;
 use crate::queue::{Cancelled, JobRecord, NewJob, Priority, QueueError};
@@ -20,29 +21,42 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// `POST /v1/jobs`: one job. `payload` is any JSON value (sent as its JSON
 /// text, `application/json`); binary payloads go in `payload_base64`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBody {
+    /// `NAME` (the token's tenant's) or `TENANT/NAME`.
     plugin: String,
-    /// Kept as the text it came in: a body of millions of tiny values is
-    /// never built into a tree.
+    /// Any JSON value: the payload is its JSON text. Kept as the text it
+    /// came in: a body of millions of tiny values is never built into a
+    /// tree.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     payload: Option<Box<serde_json::value::RawValue>>,
+    /// A binary payload, base64 (instead of `payload`).
     #[serde(default)]
     payload_base64: Option<String>,
+    /// The payload's type (default `application/json`, or
+    /// `application/octet-stream` for `payload_base64`).
     #[serde(default)]
     content_type: Option<String>,
+    /// `high`, `normal` (default) or `low`.
     #[serde(default)]
     priority: Option<String>,
+    /// Attempts before a dead letter (default 3; at most the tenant's
+    /// `max-attempts`).
     #[serde(default)]
     max_attempts: Option<u32>,
     /// `30s`, `5m`, …: run no earlier than this after the enqueue.
     #[serde(default)]
     delay: Option<String>,
+    /// A second enqueue with the same key answers the first job's id.
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// Jobs of one group run one at a time (or the tenant's
+    /// `group-concurrency`), in enqueue order.
     #[serde(default)]
     group: Option<String>,
+    /// Run the handler even if the result cache has the answer.
     #[serde(default)]
     no_cache: bool,
     /// Ask for a completion notice, so that a wait answers at once.
@@ -138,6 +152,7 @@ pub(super) fn bad_body(e: &JsonRejection) -> ApiError {
 
 /// `POST /v1/jobs` → 201 `{"id", "created"}` (`created` false: an
 /// idempotency key named an existing job).
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = EnqueueBody, responses((status = 201, description = "enqueued: {id, created, tenant}", body = serde_json::Value), (status = 200, description = "an idempotency key named an existing job", body = serde_json::Value), (status = 400, description = "a field is wrong", body = ErrorBody), (status = 413, description = "over --max-body or the tenant's max-payload", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn enqueue(
     State(state): State<AppState>,
     auth: Authed,
@@ -164,6 +179,7 @@ pub const MAX_BATCH: usize = 1_000;
 /// Every job is checked before any is stored; a bad one fails the batch
 /// (400 naming its index), and nothing is enqueued. Answers 201
 /// `{"ids": [...]}` in order.
+#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs", request_body = Vec<EnqueueBody>, responses((status = 201, description = "all enqueued: {ids}", body = serde_json::Value), (status = 400, description = "a job is wrong (field [i].name); none enqueued", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn enqueue_batch(
     State(state): State<AppState>,
     auth: Authed,
@@ -206,6 +222,7 @@ pub(super) async fn find(
 }
 
 /// `GET /v1/jobs/{id}` → the record, as `spool job --json` shows it.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "the job record", body = serde_json::Value), (status = 404, description = "no such job of the token's tenant", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     auth: Authed,
@@ -226,6 +243,7 @@ pub struct WaitQuery {
 /// `GET /v1/jobs/{id}/wait?timeout=30s` → 200 and the record once the job
 /// succeeded or died; 202 and the record as it stands when the timeout
 /// (at most a minute, default 30 s) passed first.
+#[utoipa::path(get, path = "/v1/jobs/{id}/wait", tag = "jobs", params(("id" = String, Path, description = "job id"), ("timeout" = Option<String>, Query, description = "e.g. 30s; at most 60s")), responses((status = 200, description = "the record, once the job ended", body = serde_json::Value), (status = 202, description = "the record as it stands at the timeout", body = serde_json::Value), (status = 404, description = "no such job", body = ErrorBody), (status = 503, description = "too many waits under way", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn wait(
     State(state): State<AppState>,
     auth: Authed,
@@ -258,6 +276,7 @@ pub async fn wait(
 /// `POST /v1/jobs/{id}/cancel` (submit): a job that has not started
 /// (queued, delayed, retrying) ends `cancelled` and never runs; answers
 /// its record. 409 when it started or ended already (its status named).
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "job id")), responses((status = 200, description = "cancelled: the record", body = serde_json::Value), (status = 404, description = "no such job", body = ErrorBody), (status = 409, description = "it started or ended already", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
     auth: Authed,

@@ -24,6 +24,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod openapi;
 pub mod plugins;
 pub mod tenants;
 pub mod worker;
@@ -35,8 +36,10 @@ use crate::queue::Queue;
 use crate::tokens::TokenStore;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every request handler shares.
 #[derive(Debug, Clone)]
@@ -107,31 +110,50 @@ pub(crate) async fn tenants_of(
     }
 }
 
+/// The routes, and the OpenAPI document generated from the same list
+/// (each handler's `#[utoipa::path]`): a route cannot be served without
+/// being documented.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(jobs::enqueue))
+        .routes(routes!(jobs::enqueue_batch))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::wait))
+        .routes(routes!(events::stream))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(dead::list))
+        .routes(routes!(dead::retry))
+        .routes(routes!(dead::purge))
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::history))
+        .routes(routes!(plugins::deploy))
+        .routes(routes!(plugins::rollback))
+        .routes(routes!(plugins::unpin))
+        .routes(routes!(cache::stats))
+        .routes(routes!(cache::purge))
+        .routes(routes!(tenants::list))
+        .routes(routes!(tenants::show))
+        .routes(routes!(tenants::set_limits))
+        .split_for_parts()
+}
+
 /// The routes; request bodies over `max_body` bytes are refused (413)
 /// before they are read whole.
 pub fn router(state: AppState, max_body: usize) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/v1/jobs", post(jobs::enqueue))
-        .route("/v1/jobs/batch", post(jobs::enqueue_batch))
-        .route("/v1/jobs/{id}", get(jobs::get))
-        .route("/v1/jobs/{id}/wait", get(jobs::wait))
-        .route("/v1/jobs/{id}/events", get(events::stream))
-        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
-        .route("/v1/dead", get(dead::list))
-        .route("/v1/dead/retry", post(dead::retry))
-        .route("/v1/dead/purge", post(dead::purge))
-        .route("/v1/plugins", get(plugins::list))
-        .route("/v1/plugins/{name}/history", get(plugins::history))
-        .route("/v1/plugins/{name}/deploy", post(plugins::deploy))
-        .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
-        .route("/v1/plugins/{name}/unpin", post(plugins::unpin))
-        .route("/v1/cache/stats", get(cache::stats))
-        .route("/v1/cache/purge", post(cache::purge))
-        .route("/v1/tenants", get(tenants::list))
-        .route("/v1/tenants/{tenant}", get(tenants::show))
-        .route("/v1/tenants/{tenant}/limits", put(tenants::set_limits))
+    let (routes, spec) = routes();
+    let spec = Arc::new(spec.to_json().unwrap_or_default());
+    routes
+        .route(
+            "/v1/openapi.json",
+            get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    spec.as_str().to_owned(),
+                )
+            }),
+        )
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -4,6 +4,7 @@
 //! in the path as `NAME` (the token's tenant) or `TENANT%2FNAME`.
 
 use super::auth::Authed;
+use super::error::ErrorBody;
 use super::jobs::plugin_for;
 use super::{ApiError, AppState};
 use crate::deploy::{DeployError, MAX_DEPLOY_BYTES, VersionEntry, refusal_tenant, served};
@@ -23,6 +24,7 @@ const CHECK_QUEUE: Duration = Duration::from_secs(30);
 /// `GET /v1/plugins` (read): the versions served of the token's tenant's
 /// plugins (every tenant's for an operator), the pins, and the versions
 /// workers refused and why.
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, description = "{plugins, pinned, refused, workers}", body = serde_json::Value), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, auth: Authed) -> Result<Response, ApiError> {
     let token = auth.need(Scope::Read)?;
     let (workers, pinned) = tokio::try_join!(state.fleet.workers(), state.fleet.pinned())?;
@@ -64,6 +66,7 @@ fn named(
 /// `GET /v1/plugins/{name}/history` (read): the recorded versions, newest
 /// first, which one serves and whether it is pinned. 404 for a plugin
 /// with no history.
+#[utoipa::path(get, path = "/v1/plugins/{name}/history", tag = "plugins", params(("name" = String, Path, description = "NAME or TENANT%2FNAME")), responses((status = 200, description = "{name, pinned, current, versions}", body = serde_json::Value), (status = 404, description = "no history", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn history(
     State(state): State<AppState>,
     auth: Authed,
@@ -87,10 +90,12 @@ pub async fn history(
 }
 
 /// A deploy as JSON, for a component with a manifest.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DeployBody {
+pub struct DeployBody {
+    /// The component's bytes, base64.
     component_base64: String,
+    /// The manifest (TOML text) to deploy with it.
     #[serde(default)]
     manifest: Option<String>,
 }
@@ -145,6 +150,7 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
 /// and pin it on every worker. 201 with the version entry; 200 when that
 /// exact version was pinned already. A component that does not load is
 /// refused (400, `invalid-plugin`) and nothing changes.
+#[utoipa::path(post, path = "/v1/plugins/{name}/deploy", tag = "plugins", params(("name" = String, Path, description = "NAME or TENANT%2FNAME")), request_body(content((Vec<u8> = "application/wasm"), (DeployBody = "application/json")), description = "the component, or JSON with a manifest"), responses((status = 201, description = "deployed and pinned: {name, version, created}", body = serde_json::Value), (status = 200, description = "these bytes were pinned already", body = serde_json::Value), (status = 400, description = "invalid-plugin: the component or manifest does not load", body = ErrorBody), (status = 413, description = "over 64 MiB", body = ErrorBody), (status = 503, description = "other deploys are being checked", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn deploy(
     State(state): State<AppState>,
     auth: Authed,
@@ -188,9 +194,10 @@ pub async fn deploy(
 }
 
 /// `{"to": "DIGEST-PREFIX"}` of a rollback (optional).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RollbackBody {
+pub struct RollbackBody {
+    /// A digest, or a unique prefix of one, from the history.
     #[serde(default)]
     to: Option<String>,
 }
@@ -200,6 +207,7 @@ struct RollbackBody {
 /// named). Answers `{"from", "to"}`; 409 when the pin changed meanwhile
 /// (another deploy or rollback: look and try again) or there is nothing
 /// to go back to.
+#[utoipa::path(post, path = "/v1/plugins/{name}/rollback", tag = "plugins", params(("name" = String, Path, description = "NAME or TENANT%2FNAME")), request_body(content = Option<RollbackBody>, description = "optional {to: DIGEST-PREFIX}"), responses((status = 200, description = "{name, from, to}", body = serde_json::Value), (status = 400, description = "to names no version", body = ErrorBody), (status = 409, description = "the pin changed meanwhile, or nothing to go back to", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn rollback(
     State(state): State<AppState>,
     auth: Authed,
@@ -222,6 +230,7 @@ pub async fn rollback(
 /// `POST /v1/plugins/{name}/unpin` (deploy): remove the pin a deploy or
 /// rollback set; workers serve their directory's file again. Answers the
 /// entry that was pinned (`null` if none was).
+#[utoipa::path(post, path = "/v1/plugins/{name}/unpin", tag = "plugins", params(("name" = String, Path, description = "NAME or TENANT%2FNAME")), responses((status = 200, description = "{name, unpinned}", body = serde_json::Value), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn unpin(
     State(state): State<AppState>,
     auth: Authed,

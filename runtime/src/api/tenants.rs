@@ -4,6 +4,7 @@
 //! tenant must not lift its own limits.
 
 use super::auth::Authed;
+use super::error::ErrorBody;
 use super::{ApiError, AppState, tenants_of};
 use crate::tenants::store::Target;
 use crate::tenants::{Limit, TenantStore};
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 
 /// `GET /v1/tenants` (read): the queue state of the token's tenant (every
 /// tenant the queue has seen, for an operator).
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", responses((status = 200, description = "{tenants: [state]}", body = serde_json::Value), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authed,
@@ -62,6 +64,7 @@ async fn blocking<T: Send + 'static>(
 
 /// `GET /v1/tenants/{tenant}` (read): its queue state, and its quotas
 /// (`{NAME: {value, from, used?}}`, `0` for no limit).
+#[utoipa::path(get, path = "/v1/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path)), responses((status = 200, description = "{tenant, queue, quotas}", body = serde_json::Value), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
     auth: Authed,
@@ -104,6 +107,7 @@ pub async fn show(
 /// `100/s`, `unlimited`), or `"default"`/`null` to remove the tenant's
 /// own value. Every value is checked before any is written. Workers apply
 /// a change within 2 s. Answers the quotas now.
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/limits", tag = "tenants", params(("tenant" = String, Path)), request_body(content = serde_json::Value, description = "{QUOTA: number, string or null}"), responses((status = 200, description = "{tenant, queue, quotas}", body = serde_json::Value), (status = 400, description = "an unknown quota or a bad value", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn set_limits(
     State(state): State<AppState>,
     auth: Authed,

@@ -154,3 +154,38 @@ fn cache_stats_and_purges_stay_within_the_tenant() {
     let beta_again = run(&env, "beta/echo", r#"{"echo":1}"#);
     assert_eq!(computed_by(&beta_again), theirs.id);
 }
+
+#[test]
+fn the_openapi_document_names_every_route_and_each_refuses_a_missing_token() {
+    let env = Env::new("api-openapi");
+    let server = serve(&env, &[]);
+    let doc = get(&server, "/v1/openapi.json", None);
+    assert_eq!(doc.status, 200, "{}", shown(&doc));
+    let doc = doc.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let enqueue = &doc["components"]["schemas"]["EnqueueBody"];
+    assert_eq!(
+        enqueue["required"],
+        serde_json::json!(["plugin"]),
+        "{enqueue}"
+    );
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 20, "{paths:?}");
+    for (path, methods) in paths {
+        let concrete = path
+            .replace("{id}", "01NOTAJOB")
+            .replace("{name}", "hello")
+            .replace("{tenant}", "acme");
+        for method in methods.as_object().unwrap().keys() {
+            let reply = request(&server, &method.to_uppercase(), &concrete, None, b"{}");
+            let expected = if path.starts_with("/v1/") { 401 } else { 200 };
+            assert_eq!(reply.status, expected, "{method} {path}: {}", shown(&reply));
+            let documented = &methods[method]["responses"][expected.to_string()];
+            assert!(
+                documented.is_object(),
+                "{method} {path} does not document {expected}"
+            );
+        }
+    }
+}
