@@ -87,6 +87,22 @@ impl Authed {
     }
 }
 
+impl Authed {
+    /// The token's settings if it is an operator's (`--all-tenants`) with
+    /// `scope`: for what shows every tenant at once.
+    pub fn need_operator(&self, scope: Scope) -> Result<&TokenInfo, ApiError> {
+        let token = self.need(scope)?;
+        if matches!(token.tenants, crate::tokens::Tenants::All) {
+            Ok(token)
+        } else {
+            Err(ApiError::forbidden(format!(
+                "token {} is for tenant {}; this needs an operator's token (spool tokens create --all-tenants)",
+                token.id, token.tenants
+            )))
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 

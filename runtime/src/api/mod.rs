@@ -13,6 +13,7 @@
 //!   compiles a deploy before it is stored.
 //! - [`cache`]: the result cache's counters and usage; purges.
 //! - [`tenants`]: each tenant's queue and quotas; operators set quotas.
+//! - [`metrics`]: `/metrics`, the queue's depth per tenant (operators).
 //! - [`health`]: `/healthz`, `/readyz`.
 //! - [`worker`]: what `spool worker --metrics` serves.
 
@@ -24,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod tenants;
@@ -117,6 +119,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::scrape))
         .routes(routes!(jobs::enqueue))
         .routes(routes!(jobs::enqueue_batch))
         .routes(routes!(jobs::get))

@@ -8,7 +8,7 @@ use super::error::ErrorBody;
 use super::{ApiError, AppState, tenants_of};
 use crate::tenants::store::Target;
 use crate::tenants::{Limit, TenantStore};
-use crate::tokens::{Scope, Tenants, TokenInfo};
+use crate::tokens::{Scope, TokenInfo};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -114,13 +114,7 @@ pub async fn set_limits(
     tenant: Result<Path<String>, PathRejection>,
     body: Result<Json<BTreeMap<String, serde_json::Value>>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let token = auth.need(Scope::Admin)?;
-    if !matches!(token.tenants, Tenants::All) {
-        return Err(ApiError::forbidden(format!(
-            "token {} is for tenant {}; only an operator's token (--all-tenants) sets quotas",
-            token.id, token.tenants
-        )));
-    }
+    let token = auth.need_operator(Scope::Admin)?;
     let tenant = tenant_in(token, tenant)?;
     let Json(body) = body.map_err(|e| super::jobs::bad_body(&e))?;
     let changes = plan(&body)?;

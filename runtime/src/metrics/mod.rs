@@ -8,7 +8,7 @@
 //! under `plugin="other"`, so a flood of plugin names cannot grow a
 //! worker's memory or a scrape without bound.
 
-mod render;
+pub(crate) mod render;
 
 use crate::locks::lock;
 use std::collections::HashMap;

@@ -41,6 +41,9 @@ pub struct TenantState {
     pub group: Option<GroupState>,
     /// The first lease to expire (µs), if any job runs.
     pub first_lease_us: Option<u64>,
+    /// Jobs in its ready lists by priority: high, normal, low (they add
+    /// up to `queued`).
+    pub ready: [u64; 3],
 }
 
 /// One group's state.
@@ -111,7 +114,7 @@ impl Queue {
 fn parse_state(tenant: &str, group: Option<&str>, reply: Value) -> Result<TenantState, QueueError> {
     let bad = |e: redis::ParsingError| QueueError::protocol("read tenant state", e.to_string());
     let items: Vec<Value> = redis::from_redis_value(reply).map_err(bad)?;
-    if items.len() < 17 {
+    if items.len() < 20 {
         return Err(QueueError::protocol("read tenant state", "a short reply"));
     }
     let n = |i: usize| match &items[i] {
@@ -143,5 +146,6 @@ fn parse_state(tenant: &str, group: Option<&str>, reply: Value) -> Result<Tenant
             paused: n(15) == 1,
         }),
         first_lease_us: Some(n(16)).filter(|v| *v > 0),
+        ready: [n(17), n(18), n(19)],
     })
 }

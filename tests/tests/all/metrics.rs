@@ -131,3 +131,40 @@ fn readyz_turns_false_while_a_worker_drains_and_healthz_stays_true() {
         "the drain let it finish"
     );
 }
+
+#[test]
+fn spool_serve_reports_queue_depth_per_tenant_and_priority_to_operators() {
+    use crate::api::{get as api_get, serve, token};
+    let env = Env::new("serve-metrics");
+    for priority in [
+        spool_runtime::queue::Priority::High,
+        spool_runtime::queue::Priority::Low,
+        spool_runtime::queue::Priority::Low,
+    ] {
+        let mut job = env.job("acme/hello", "{}");
+        job.priority = priority;
+        env.enqueue_job(job);
+    }
+    let mut later = env.job("beta/hello", "{}");
+    later.delay = Duration::from_secs(3600);
+    env.enqueue_job(later);
+    let server = serve(&env, &[]);
+    let (operator, _) = token(&env, &["--all-tenants", "--scopes", "read"]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "read,admin"]);
+
+    let refused = api_get(&server, "/metrics", Some(&acme));
+    assert_eq!(refused.status, 403, "a tenant's token sees no other tenant");
+    let scrape = api_get(&server, "/metrics", Some(&operator));
+    assert_eq!(scrape.status, 200);
+    let text = String::from_utf8(scrape.body).unwrap();
+    for line in [
+        "spool_queue_ready_jobs{tenant=\"acme\",priority=\"high\"} 1",
+        "spool_queue_ready_jobs{tenant=\"acme\",priority=\"normal\"} 0",
+        "spool_queue_ready_jobs{tenant=\"acme\",priority=\"low\"} 2",
+        "spool_queue_jobs{tenant=\"beta\",state=\"delayed\"} 1",
+        "spool_queue_jobs{tenant=\"acme\",state=\"running\"} 0",
+        "spool_queue_tenants_omitted 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+    }
+}

@@ -8,11 +8,13 @@
 -- delayed, running (leases), dead letters, paused (0|1), tokens ('' when
 -- the rate bucket is unused), bucket_at_us, succeeded, dead_total,
 -- retried, groups with jobs waiting, and for the group: held, waiting,
--- paused (0|1), first lease expiry (µs, 0 for none)}.
+-- paused (0|1), first lease expiry (µs, 0 for none), then the ready lists'
+-- lengths by priority: high, normal, low}.
 
 local now = now_us()
 local function llen(k) return redis.call('LLEN', k) end
-local queued = llen(P .. ':ready:high') + llen(P .. ':ready:normal') + llen(P .. ':ready:low')
+local high, normal, low = llen(P .. ':ready:high'), llen(P .. ':ready:normal'), llen(P .. ':ready:low')
+local queued = high + normal + low
 local grouped = 0
 local groups = redis.call('ZRANGE', P .. ':gall', 0, -1)
 for _, g in ipairs(groups) do grouped = grouped + llen(group_key(g)) end
@@ -29,4 +31,4 @@ local first = redis.call('ZRANGE', P .. ':leases', 0, 0, 'WITHSCORES')
 return { now, queued, grouped, redis.call('ZCARD', P .. ':delayed'), redis.call('ZCARD', P .. ':leases'),
   redis.call('ZCARD', P .. ':dead'), redis.call('EXISTS', P .. ':paused'), bucket[1] or '', bucket[2] or '0',
   int(stats[1]), int(stats[2]), int(stats[3]), #groups, held, waiting, gpaused,
-  tonumber(first[2] or 0) }
+  tonumber(first[2] or 0), high, normal, low }
