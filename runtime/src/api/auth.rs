@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -109,8 +109,8 @@ impl FromRequestParts<AppState> for Authed {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let addr = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+            .get::<ConnectInfo<super::listen::Peer>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip());
         if let Some(wait) = state.failures.blocked(addr) {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -14,6 +14,7 @@
 //! - [`cache`]: the result cache's counters and usage; purges.
 //! - [`tenants`]: each tenant's queue and quotas; operators set quotas.
 //! - [`metrics`]: `/metrics`, the queue's depth per tenant (operators).
+//! - [`listen`]: plain TCP or TLS, and the client's address.
 //! - [`health`]: `/healthz`, `/readyz`.
 //! - [`worker`]: what `spool worker --metrics` serves.
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod plugins;

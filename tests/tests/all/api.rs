@@ -50,9 +50,10 @@ pub(crate) fn serve(env: &Env, extra: &[&str]) -> Server {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .expect("spool serve's first line");
-    let addr = line
-        .trim()
+    let said = line.trim();
+    let addr = said
         .strip_prefix("spool serve listening on http://")
+        .or_else(|| said.strip_prefix("spool serve listening on https://"))
         .unwrap_or_else(|| panic!("spool serve said {line:?}"))
         .to_string();
     Server { child, addr }
@@ -119,7 +120,7 @@ pub(crate) fn request_typed(
     parse_reply(&raw)
 }
 
-fn parse_reply(raw: &[u8]) -> Reply {
+pub(crate) fn parse_reply(raw: &[u8]) -> Reply {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

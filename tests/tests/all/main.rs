@@ -14,6 +14,7 @@ mod api;
 mod api_admin;
 mod api_events;
 mod api_plugins;
+mod api_tls;
 mod artifacts;
 mod cache;
 mod cli;
