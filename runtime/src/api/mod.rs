@@ -12,6 +12,7 @@
 //! - [`plugins`]: what serves, history, deploy, rollback, unpin; [`check`]
 //!   compiles a deploy before it is stored.
 //! - [`cache`]: the result cache's counters and usage; purges.
+//! - [`timeline`]: a tenant's last hour, minute by minute, for charts.
 //! - [`tenants`]: each tenant's queue and quotas; operators set quotas.
 //! - [`metrics`]: `/metrics`, the queue's depth per tenant (operators).
 //! - [`listen`]: plain TCP or TLS, and the client's address.
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod tenants;
+pub mod timeline;
 pub mod worker;
 
 pub use error::ApiError;
@@ -141,6 +143,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::list))
         .routes(routes!(tenants::show))
         .routes(routes!(tenants::set_limits))
+        .routes(routes!(timeline::timeline))
         .split_for_parts()
 }
 

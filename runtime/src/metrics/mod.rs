@@ -9,6 +9,7 @@
 //! worker's memory or a scrape without bound.
 
 pub(crate) mod render;
+pub mod timeline;
 
 use crate::locks::lock;
 use std::collections::HashMap;
@@ -176,6 +177,19 @@ impl Metrics {
     /// See [`Metrics::set_ready`].
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Every (tenant, plugin)'s counts so far, for the per-minute
+    /// counters ([`timeline`]).
+    pub fn snapshot(&self) -> timeline::Snapshot {
+        lock(&self.series)
+            .iter()
+            .flat_map(|(t, plugins)| {
+                plugins
+                    .iter()
+                    .map(move |(p, s)| ((t.clone(), p.clone()), timeline::counts_of(s)))
+            })
+            .collect()
     }
 
     /// Attempts of `tenant`'s `plugin` that ended as `ended` so far.

@@ -25,6 +25,7 @@ mod progress;
 mod shutdown;
 mod sweeper;
 mod threads;
+mod timeline;
 mod watchdog;
 
 pub use budget::{DEFAULT_PREFETCH, PREFETCH_HORIZON};
@@ -380,8 +381,8 @@ pub async fn run_on(
     Ok(report)
 }
 
-/// Renewing leases and writing live progress: both end when the worker
-/// aborts the task.
+/// Renewing leases, writing live progress and the per-minute counters:
+/// all end when the worker aborts the task.
 fn spawn_leases(
     queue: Queue,
     config: &WorkerConfig,
@@ -392,9 +393,10 @@ fn spawn_leases(
         Arc::clone(&shared.progress),
         shared.in_flight.clone(),
     );
+    let minutes = timeline::timeline_loop(queue.clone(), Arc::clone(&config.metrics));
     let leases = heartbeat_loop(queue, config.lease, shared.in_flight.clone());
     tokio::spawn(async move {
-        tokio::join!(leases, progress);
+        tokio::join!(leases, progress, minutes);
     })
 }
 

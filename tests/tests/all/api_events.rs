@@ -97,3 +97,52 @@ fn a_stream_of_a_job_that_does_not_end_in_time_says_timeout() {
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["error"]["field"], "timeout");
 }
+
+#[test]
+fn the_timeline_counts_each_minute_of_the_tenants_jobs() {
+    use spool_runtime::queue::Status;
+    let env = Env::new("api-timeline");
+    let _worker = env.worker(
+        &[("acme/echo", "introspect"), ("beta/echo", "introspect")],
+        |_| {},
+    );
+    let server = serve(&env, &[]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "read"]);
+    let (beta, _) = token(&env, &["--tenant", "beta", "--scopes", "read"]);
+    for i in 0..5 {
+        let id = env.enqueue("acme/echo", &format!(r#"{{"echo":{i}}}"#));
+        assert_eq!(env.wait(&id).status, Some(Status::Succeeded));
+    }
+    let mut fatal = env.job("acme/echo", r#"{"fail":"fatal"}"#);
+    fatal.max_attempts = 1;
+    let dead = env.enqueue_job(fatal);
+    assert_eq!(env.wait(&dead).status, Some(Status::Dead));
+
+    // Workers flush every 5 s.
+    env.wait_for("acme's counts in the timeline", || {
+        let t = get(&server, "/v1/stats/timeline?minutes=5", Some(&acme)).json();
+        t["total"]["window"]["ok"] == 5 && t["total"]["window"]["dead"] == 1
+    });
+    let t = get(&server, "/v1/stats/timeline?minutes=5", Some(&acme)).json();
+    assert_eq!(t["tenant"], "acme");
+    assert_eq!(t["minutes"].as_array().unwrap().len(), 5);
+    let ok: u64 = t["total"]["ok"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(ok, 5, "{t}");
+    let p50 = t["total"]["window"]["p50"]
+        .as_f64()
+        .expect("a median run time");
+    assert!(p50 > 0.0 && p50 <= 10.0, "{p50}");
+    assert_eq!(t["plugins"]["echo"]["window"]["ok"], 5, "{t}");
+    // Beta ran nothing; it cannot ask for acme's.
+    let theirs = get(&server, "/v1/stats/timeline?minutes=5", Some(&beta)).json();
+    assert_eq!(theirs["total"]["window"]["ok"], 0, "{theirs}");
+    let peek = get(&server, "/v1/stats/timeline?tenant=acme", Some(&beta));
+    assert_eq!(peek.status, 403);
+    let bad = get(&server, "/v1/stats/timeline?minutes=1000", Some(&acme));
+    assert_eq!(bad.status, 400);
+}
