@@ -145,7 +145,7 @@ pub async fn purge(
     let token = auth.need(Scope::Admin)?;
     let Json(body) = body.map_err(|e| super::jobs::bad_body(&e))?;
     let scope = scope_of(&token.tenants, body)?;
-    let Ok(_turn) = state.purges.clone().try_acquire_owned() else {
+    let Ok(turn) = state.purges.clone().try_acquire_owned() else {
         return Err(ApiError::busy(
             "another purge is under way on this server; try again shortly",
             Duration::from_secs(2),
@@ -155,6 +155,9 @@ pub async fn purge(
     let sync = state.sync.clone();
     let s = scope.clone();
     let deleted = tokio::task::spawn_blocking(move || {
+        // The turn goes with the scan: a client that leaves does not free
+        // it while the scan still runs.
+        let _turn = turn;
         crate::cache::purge(&sync, &prefix, &s, |_, _| {})
             .map_err(|e| crate::redis::RedisError::classify(sync.url(), "purge the cache", e))
     })

@@ -65,7 +65,9 @@ impl Checker {
             .map_err(|e| {
                 let field = match e {
                     VersionError::Load(_) => "component",
-                    VersionError::Manifest(_) | VersionError::MemoryAboveLimit { .. } => "manifest",
+                    VersionError::Manifest(_)
+                    | VersionError::MemoryAboveLimit { .. }
+                    | VersionError::TimeoutAboveLimit { .. } => "manifest",
                 };
                 ApiError {
                     field: Some(field.into()),

@@ -8,7 +8,7 @@ use super::auth::Authed;
 use super::error::ErrorBody;
 use super::jobs::find;
 use super::{ApiError, AppState};
-use crate::queue::{JobRecord, Status};
+use crate::queue::{Glance, Status};
 use crate::tokens::Scope;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -37,27 +37,24 @@ struct Seen {
     progress: Option<serde_json::Value>,
 }
 
-/// The events that tell a client who saw `seen` about `record`, and
-/// whether the stream ends with them.
-fn events_for(seen: &mut Seen, record: &JobRecord) -> (Vec<Event>, bool) {
+/// The events that tell a client who saw `seen` about the job as `now`
+/// shows it, and whether it ended (the caller then sends `end` with the
+/// whole record).
+fn events_for(seen: &mut Seen, now: &Glance) -> (Vec<Event>, bool) {
     let mut events = Vec::new();
-    if (record.status, record.attempts) != (seen.status, seen.attempts) {
-        seen.status = record.status;
-        seen.attempts = record.attempts;
+    if (now.status, now.attempts) != (seen.status, seen.attempts) {
+        seen.status = now.status;
+        seen.attempts = now.attempts;
         events.push(event(
             "status",
-            &serde_json::json!({"status": record.status, "attempts": record.attempts}),
+            &serde_json::json!({"status": now.status, "attempts": now.attempts}),
         ));
     }
-    if record.progress.is_some() && record.progress != seen.progress {
-        seen.progress.clone_from(&record.progress);
-        events.push(event("progress", &record.progress));
+    if now.progress.is_some() && now.progress != seen.progress {
+        seen.progress.clone_from(&now.progress);
+        events.push(event("progress", &now.progress));
     }
-    let ended = record.status.is_some_and(Status::is_terminal);
-    if ended {
-        events.push(event("end", record));
-    }
-    (events, ended)
+    (events, now.status.is_some_and(Status::is_terminal))
 }
 
 fn event(name: &str, data: &impl serde::Serialize) -> Event {
@@ -84,17 +81,12 @@ pub async fn stream(
     let Path(id) = id.map_err(|e| ApiError::invalid("id", e.body_text()))?;
     let Query(q) = q.map_err(|e| ApiError::invalid("timeout", e.body_text()))?;
     let timeout = ApiError::timeout_in(q.timeout.as_deref(), Duration::from_secs(60), MAX_STREAM)?;
-    let (tenant, first) = find(&state, token, &id).await?;
-    let Ok(slot) = state.waits.clone().try_acquire_owned() else {
-        return Err(ApiError::busy(
-            "too many waits and streams in progress on this server; try again shortly",
-            Duration::from_secs(1),
-        ));
-    };
+    let (tenant, _) = find(&state, token, &id).await?;
+    let slot = state.wait_slot(&tenant)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
     tokio::spawn(async move {
         let _slot = slot;
-        follow(&state, &tenant, &id, first, timeout, &tx).await;
+        follow(&state, &tenant, &id, timeout, &tx).await;
     });
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
@@ -105,64 +97,69 @@ pub async fn stream(
 }
 
 /// Send the job's events until it ends, the timeout passes, Redis fails
-/// or the client leaves (a send fails).
+/// or the client leaves. Polls read the status, attempt and progress only;
+/// the whole record is read once, for `end`.
 async fn follow(
     state: &AppState,
     tenant: &str,
     id: &str,
-    first: JobRecord,
     timeout: Duration,
     tx: &tokio::sync::mpsc::Sender<Event>,
 ) {
     let until = Instant::now() + timeout;
     let mut seen = Seen::default();
-    let mut record = first;
     loop {
-        let (events, ended) = events_for(&mut seen, &record);
+        let now = match state.queue.glance(tenant, id).await {
+            Ok(now) => now,
+            Err(e) => return send_error(tx, e).await,
+        };
+        let (events, ended) = events_for(&mut seen, &now);
         for e in events {
             if tx.send(e).await.is_err() {
                 return;
             }
         }
         if ended {
+            match state.queue.record_in(tenant, id).await {
+                Ok(record) => {
+                    let _ = tx.send(event("end", &record)).await;
+                }
+                Err(e) => send_error(tx, e).await,
+            }
             return;
         }
         if Instant::now() >= until {
             let _ = tx
-                .send(event(
-                    "timeout",
-                    &serde_json::json!({"status": record.status}),
-                ))
+                .send(event("timeout", &serde_json::json!({"status": now.status})))
                 .await;
             return;
         }
-        tokio::time::sleep(POLL).await;
-        record = match state.queue.record_in(tenant, id).await {
-            Ok(r) => r,
-            Err(e) => {
-                let error = ApiError::from(e);
-                let body = serde_json::json!({
-                    "kind": error.kind, "message": error.message, "retryable": error.retryable,
-                });
-                let _ = tx.send(event("error", &body)).await;
-                return;
-            }
-        };
+        // A client that leaves ends the stream now, not at its next event.
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = tx.closed() => return,
+        }
     }
+}
+
+async fn send_error(tx: &tokio::sync::mpsc::Sender<Event>, e: crate::queue::QueueError) {
+    let error = ApiError::from(e);
+    let body = serde_json::json!({
+        "kind": error.kind, "message": error.message, "retryable": error.retryable,
+    });
+    let _ = tx.send(event("error", &body)).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(status: Status, attempts: u32, progress: Option<serde_json::Value>) -> JobRecord {
-        let mut h = std::collections::HashMap::new();
-        h.insert("status".to_string(), status.to_string().into_bytes());
-        h.insert("attempt".to_string(), attempts.to_string().into_bytes());
-        if let Some(p) = progress {
-            h.insert("progress".to_string(), p.to_string().into_bytes());
+    fn record(status: Status, attempts: u32, progress: Option<serde_json::Value>) -> Glance {
+        Glance {
+            status: Some(status),
+            attempts,
+            progress,
         }
-        JobRecord::from_hash("j", h, 60)
     }
 
     #[test]
@@ -178,6 +175,10 @@ mod tests {
         let (e, _) = events_for(&mut seen, &record(Status::Running, 1, p.clone()));
         assert!(e.is_empty());
         let (e, end) = events_for(&mut seen, &record(Status::Succeeded, 1, p));
-        assert_eq!((e.len(), end), (2, true), "status and end");
+        assert_eq!(
+            (e.len(), end),
+            (1, true),
+            "the status; the caller sends end"
+        );
     }
 }

@@ -257,12 +257,7 @@ pub async fn wait(
     let (tenant, _) = find(&state, token, &id).await?;
     // Each wait holds a Redis connection of its own: a bounded number at
     // once, so that one client cannot take all of Redis' connections.
-    let Ok(_slot) = state.waits.clone().try_acquire_owned() else {
-        return Err(ApiError::busy(
-            "too many waits and streams in progress on this server; wait again shortly",
-            Duration::from_secs(1),
-        ));
-    };
+    let _slot = state.wait_slot(&tenant)?;
     match state.queue.wait_for(&tenant, &id, timeout).await {
         Ok(record) => Ok(Json(record).into_response()),
         Err(QueueError::WaitTimeout { .. }) => {

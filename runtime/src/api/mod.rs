@@ -16,6 +16,7 @@
 //! - [`tenants`]: each tenant's queue and quotas; operators set quotas.
 //! - [`metrics`]: `/metrics`, the queue's depth per tenant (operators).
 //! - [`listen`]: plain TCP or TLS, and the client's address.
+//! - [`slots`]: waits and streams under way, per server and per tenant.
 //! - [`health`]: `/healthz`, `/readyz`.
 //! - [`worker`]: what `spool worker --metrics` serves.
 
@@ -31,6 +32,7 @@ pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod plugins;
+pub mod slots;
 pub mod tenants;
 pub mod timeline;
 pub mod worker;
@@ -59,6 +61,8 @@ pub struct AppState {
     /// Waits under way may hold this many permits: each holds a Redis
     /// connection of its own.
     pub waits: Arc<tokio::sync::Semaphore>,
+    /// Waits and streams per tenant (a quarter of `waits`).
+    pub per_tenant: Arc<slots::PerTenant>,
     /// The fleet store (plugin versions and pins) of the same prefix.
     pub fleet: FleetStore,
     /// Compiles deployed components before they are stored.
@@ -91,6 +95,7 @@ impl AppState {
             purges: Arc::new(tokio::sync::Semaphore::new(1)),
             failures: Arc::default(),
             waits: Arc::new(tokio::sync::Semaphore::new(MAX_WAITS)),
+            per_tenant: Arc::new(slots::PerTenant::new(MAX_WAITS / 4)),
         })
     }
 }
@@ -100,6 +105,7 @@ impl AppState {
     #[must_use]
     pub fn with_max_waits(mut self, n: usize) -> Self {
         self.waits = Arc::new(tokio::sync::Semaphore::new(n.max(1)));
+        self.per_tenant = Arc::new(slots::PerTenant::new(n / 4));
         self
     }
 }

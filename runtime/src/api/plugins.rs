@@ -21,6 +21,15 @@ use std::time::Duration;
 /// How long a deploy waits for the one before it to be checked.
 const CHECK_QUEUE: Duration = Duration::from_secs(30);
 
+/// Bytes of component versions one tenant may keep in the fleet store
+/// through the API (every version of every plugin its histories hold).
+pub const MAX_TENANT_DEPLOY_BYTES: u64 = 256 << 20;
+/// Plugins with a history one tenant may have, through the API.
+pub const MAX_TENANT_PLUGINS: usize = 100;
+/// The largest manifest a deploy carries (it is copied into the history
+/// and the pins, which every worker reads).
+pub const MAX_MANIFEST_BYTES: usize = 64 << 10;
+
 /// `GET /v1/plugins` (read): the versions served of the token's tenant's
 /// plugins (every tenant's for an operator), the pins, and the versions
 /// workers refused and why.
@@ -42,7 +51,12 @@ pub async fn list(State(state): State<AppState>, auth: Authed) -> Result<Respons
         .iter()
         .flat_map(|w| w.rejected.iter().map(move |r| (w, r)))
         .filter(|(w, r)| refusal_tenant(&w.dir, &r.path).is_some_and(|t| token.tenants.reaches(&t)))
-        .map(|(w, r)| serde_json::json!({"worker": w.worker, "path": r.path, "why": r.why}))
+        .map(|(w, r)| {
+            // A tenant learns the file under the plugins directory, not
+            // where the worker keeps it.
+            let within = |text: &str| text.replace(&format!("{}/", w.dir), "");
+            serde_json::json!({"worker": w.worker, "path": within(&r.path), "why": within(&r.why)})
+        })
         .collect();
     let body = serde_json::json!({
         "plugins": plugins,
@@ -80,6 +94,7 @@ pub async fn history(
     }
     let pin = pinned.remove(&name);
     let current = crate::deploy::current(pin.clone(), &history).map(|e| e.digest);
+    let history: Vec<VersionEntry> = history.into_iter().map(without_paths).collect();
     let body = serde_json::json!({
         "name": name.to_string(),
         "pinned": pin,
@@ -87,6 +102,17 @@ pub async fn history(
         "versions": history,
     });
     Ok(Json(body).into_response())
+}
+
+/// A history entry without the server path a directory version's `by`
+/// names (`worker ID: /srv/plugins/acme/x.wasm` → `worker ID: acme/x.wasm`).
+fn without_paths(mut e: VersionEntry) -> VersionEntry {
+    if let Some((who, path)) = e.by.split_once(": /") {
+        let mut parts: Vec<&str> = path.rsplit('/').take(2).collect();
+        parts.reverse();
+        e.by = format!("{who}: {}", parts.join("/"));
+    }
+    e
 }
 
 /// A deploy as JSON, for a component with a manifest.
@@ -162,7 +188,7 @@ pub async fn deploy(
     let name = named(token, name, "deploy plugins")?;
     // Checks compile the component: one at a time, and the body is read
     // only once this deploy's turn comes (no pile of 64 MiB bodies).
-    let Ok(Ok(_turn)) =
+    let Ok(Ok(turn)) =
         tokio::time::timeout(CHECK_QUEUE, state.checks.clone().acquire_owned()).await
     else {
         return Err(ApiError::busy(
@@ -171,10 +197,17 @@ pub async fn deploy(
         ));
     };
     let (bytes, manifest) = deploy_inputs(&headers, &read_body(body).await?)?;
+    check_grants(token, manifest.as_deref())?;
+    check_room(&state, &name, bytes.len() as u64, manifest.as_deref()).await?;
     let checker = state.checker.clone();
     let shown = name.clone();
     let (bytes, manifest, sdk) =
-        tokio::task::spawn_blocking(move || checker.check(&shown, bytes, manifest))
+        // The turn goes with the compile: a client that leaves does not
+        // free it while the compile still runs.
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            checker.check(&shown, bytes, manifest)
+        })
             .await
             .map_err(|e| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
@@ -191,6 +224,85 @@ pub async fn deploy(
     };
     let body = serde_json::json!({"name": name.to_string(), "version": entry, "created": new});
     Ok((status, Json(body)).into_response())
+}
+
+/// Whether the tenant of `name` has room for a version of `size` bytes:
+/// the fleet store is shared, so one tenant's deploys must not fill Redis
+/// (nor the pins every worker reads).
+async fn check_room(
+    state: &AppState,
+    name: &PluginName,
+    size: u64,
+    manifest: Option<&str>,
+) -> Result<(), ApiError> {
+    if manifest.is_some_and(|m| m.len() > MAX_MANIFEST_BYTES) {
+        return Err(ApiError {
+            field: Some("manifest".into()),
+            ..ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!("the manifest is over {MAX_MANIFEST_BYTES} bytes, the most a deploy takes"),
+            )
+        });
+    }
+    let names: Vec<PluginName> = state
+        .fleet
+        .names()
+        .await?
+        .into_iter()
+        .filter(|n| n.tenant == name.tenant)
+        .collect();
+    if !names.contains(name) && names.len() >= MAX_TENANT_PLUGINS {
+        return Err(quota(format!(
+            "tenant {} has {} plugins in the fleet store, its most; forget one first (spool plugins forget)",
+            name.tenant,
+            names.len()
+        )));
+    }
+    let mut stored = std::collections::BTreeSet::new();
+    let mut used = 0u64;
+    for n in &names {
+        for e in state.fleet.history(n).await? {
+            if stored.insert((n.clone(), e.digest.clone())) {
+                used += e.size;
+            }
+        }
+    }
+    if used.saturating_add(size) > MAX_TENANT_DEPLOY_BYTES {
+        return Err(quota(format!(
+            "tenant {} keeps {used} bytes of plugin versions; {size} more would pass its {MAX_TENANT_DEPLOY_BYTES}",
+            name.tenant
+        )));
+    }
+    Ok(())
+}
+
+fn quota(message: String) -> ApiError {
+    ApiError {
+        field: Some("component".into()),
+        ..ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "over-quota", message)
+    }
+}
+
+/// A manifest may grant capabilities only through an operator's deploy:
+/// a tenant cannot give its own plugin what the fleet's operator did not.
+/// (A manifest that does not parse is left to the check, which names why.)
+fn check_grants(token: &TokenInfo, manifest: Option<&str>) -> Result<(), ApiError> {
+    let Some(text) = manifest else { return Ok(()) };
+    if matches!(token.tenants, crate::tokens::Tenants::All) {
+        return Ok(());
+    }
+    let parsed = crate::plugins::manifest::parse(std::path::Path::new("manifest.toml"), text);
+    if parsed.is_ok_and(|m| m.capabilities.network) {
+        return Err(ApiError {
+            field: Some("manifest".into()),
+            ..ApiError::forbidden(format!(
+                "token {} is for tenant {}: [capabilities] network = true is granted by operators only (spool plugins deploy, or an --all-tenants token)",
+                token.id, token.tenants
+            ))
+        });
+    }
+    Ok(())
 }
 
 /// `{"to": "DIGEST-PREFIX"}` of a rollback (optional).

@@ -52,10 +52,25 @@ pub enum VersionError {
         /// This worker's `--memory`.
         ceiling: u64,
     },
+    /// The manifest asks for a longer deadline than this worker allows.
+    #[error("manifest {}: timeout: {} is above this worker's limit of {} (the larger of {} and its --timeout)", manifest.display(), humantime::format_duration(*timeout), humantime::format_duration(*ceiling), humantime::format_duration(MAX_MANIFEST_TIMEOUT))]
+    TimeoutAboveLimit {
+        /// The manifest.
+        manifest: PathBuf,
+        /// What it asks for.
+        timeout: Duration,
+        /// The most this worker allows.
+        ceiling: Duration,
+    },
     /// The component itself was rejected.
     #[error(transparent)]
     Load(#[from] LoadError),
 }
+
+/// The longest deadline a manifest may ask for, unless the worker's own
+/// `--timeout` is longer: a plugin (a tenant's deploy, say) cannot hold a
+/// worker's threads for longer than its operator chose.
+pub const MAX_MANIFEST_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What a worker (or a command) applies to every version it loads.
 #[derive(Debug, Clone)]
@@ -160,6 +175,14 @@ impl Loader {
         };
         let mut limits = self.limits.clone();
         if let Some(timeout) = manifest.timeout {
+            let ceiling = self.limits.timeout.max(MAX_MANIFEST_TIMEOUT);
+            if timeout > ceiling {
+                return Err(VersionError::TimeoutAboveLimit {
+                    manifest: manifest_path.to_path_buf(),
+                    timeout,
+                    ceiling,
+                });
+            }
             limits.timeout = timeout;
         }
         if let Some(memory) = manifest.memory {

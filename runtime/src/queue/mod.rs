@@ -74,7 +74,7 @@ pub use names::{check_group, check_prefix, check_queue, tenant_keys};
 pub use ops::Enqueued;
 pub use progress::ProgressReport;
 pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};
-pub use records::{DeadEntry, QueueStats};
+pub use records::{DeadEntry, Glance, QueueStats};
 pub use reply::Claim;
 pub use state::{GroupState, TenantState};
 pub use sweep::Swept;

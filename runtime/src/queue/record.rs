@@ -296,6 +296,19 @@ pub struct JobRecord {
     pub(crate) output_bytes: Option<Vec<u8>>,
 }
 
+/// The progress a record holds if it is the latest attempt's: a report
+/// names its attempt, and an earlier attempt's is no progress of this one.
+pub(crate) fn current_progress(
+    progress: Option<serde_json::Value>,
+    attempts: u32,
+) -> Option<serde_json::Value> {
+    progress.filter(|p| {
+        p.get("attempt")
+            .and_then(serde_json::Value::as_u64)
+            .is_none_or(|a| a == u64::from(attempts))
+    })
+}
+
 impl JobRecord {
     /// Build from the hash's fields.
     pub(crate) fn from_hash(id: &str, mut h: HashMap<String, Vec<u8>>, ttl: i64) -> Self {
@@ -310,11 +323,12 @@ impl JobRecord {
             v.and_then(|s| s.parse().ok())
         }
         let json = |v: Option<String>| v.and_then(|s| serde_json::from_str(&s).ok());
+        let attempts = num(text("attempt")).unwrap_or(0);
         JobRecord {
             id: id.to_string(),
             plugin: text("plugin").unwrap_or_default(),
             status: text("status").and_then(|s| Status::parse(&s)),
-            attempts: num(text("attempt")).unwrap_or(0),
+            attempts,
             // The envelope's documented defaults, for a field left out.
             max_attempts: num(text("max_attempts")).or(Some(super::DEFAULT_MAX_ATTEMPTS)),
             priority: text("priority").or_else(|| Some("normal".to_string())),
@@ -334,7 +348,7 @@ impl JobRecord {
             output_base64,
             error: json(text("error")),
             logs: text("logs").and_then(|s| super::logs::shown(&s)),
-            progress: json(text("progress")),
+            progress: current_progress(json(text("progress")), attempts),
             cache: text("cache"),
             cache_job: text("cache_job").filter(|j| !j.is_empty()),
             cache_key: text("cache_key").filter(|k| !k.is_empty()),
@@ -368,6 +382,15 @@ fn output_text(bytes: Option<&[u8]>) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_earlier_attempts_progress_is_not_the_current_ones() {
+        let p = |a: u32| Some(serde_json::json!({"done": 1, "total": 2, "attempt": a}));
+        assert_eq!(current_progress(p(2), 2), p(2));
+        assert_eq!(current_progress(p(1), 2), None);
+        let old_form = Some(serde_json::json!({"done": 1, "total": 2}));
+        assert_eq!(current_progress(old_form.clone(), 2), old_form);
+    }
 
     #[test]
     fn an_update_writes_what_it_sets_clears_what_it_clears_and_nothing_else() {

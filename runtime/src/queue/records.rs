@@ -66,6 +66,36 @@ impl Queue {
         self.read_record(&key, id).await
     }
 
+    /// `tenant`'s job `id` at a glance: status, attempt and progress only
+    /// (one `HMGET`, never the payload or output), for what polls a job.
+    pub async fn glance(&self, tenant: &str, id: &str) -> Result<Glance, QueueError> {
+        let key = format!("{}:job:{id}", self.tenant_keys(tenant));
+        let mut conn = self.redis.conn();
+        self.count_round_trip();
+        // `plugin` too: a plain-command enqueue may leave `status` out.
+        let (status, attempt, progress, plugin): Fields4 = redis::cmd("HMGET")
+            .arg(&key)
+            .arg("status")
+            .arg("attempt")
+            .arg("progress")
+            .arg("plugin")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error("read job status", e))?;
+        if status.is_none() && plugin.is_none() {
+            return Err(QueueError::NotFound { id: id.to_string() });
+        }
+        let attempts = attempt.and_then(|a| a.parse().ok()).unwrap_or(0);
+        Ok(Glance {
+            status: status.as_deref().and_then(Status::parse),
+            attempts,
+            progress: super::record::current_progress(
+                progress.and_then(|p| serde_json::from_str(&p).ok()),
+                attempts,
+            ),
+        })
+    }
+
     async fn read_record(&self, key: &str, id: &str) -> Result<JobRecord, QueueError> {
         let mut conn = self.redis.conn();
         self.count_round_trip();
@@ -330,4 +360,22 @@ pub struct QueueStats {
     pub dead_total: u64,
     /// Retries scheduled, ever.
     pub retried_total: u64,
+}
+
+type Fields4 = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// What [`Queue::glance`] reads of a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Glance {
+    /// Its status.
+    pub status: Option<Status>,
+    /// Its attempt (0 before the first claim).
+    pub attempts: u32,
+    /// The latest attempt's progress, if it reported any.
+    pub progress: Option<serde_json::Value>,
 }

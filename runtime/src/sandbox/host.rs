@@ -24,8 +24,8 @@ pub type PluginConfig = Arc<BTreeMap<String, String>>;
 /// publishes them to the job's record, for live progress views). Called
 /// on the job's thread inside the guest's call: it must not block.
 pub trait ProgressSink: Send + Sync {
-    /// Job `job` of `tenant` reported `progress`.
-    fn report(&self, tenant: &str, job: &str, progress: Progress);
+    /// Attempt `attempt` of job `job` of `tenant` reported `progress`.
+    fn report(&self, tenant: &str, job: &str, attempt: u32, progress: Progress);
 }
 
 /// What the host offers one job besides WASI: the plugin's config, the
@@ -60,6 +60,7 @@ pub struct HostState {
     /// Live progress, and the job it is of.
     progress_sink: Option<Arc<dyn ProgressSink>>,
     job: String,
+    attempt: u32,
     pub(crate) stdout: Capture,
     pub(crate) stderr: Capture,
     config: PluginConfig,
@@ -85,7 +86,12 @@ impl std::fmt::Debug for HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(limits: &Limits, services: &JobServices, tenant: &str, job: &str) -> Self {
+    pub(crate) fn new(
+        limits: &Limits,
+        services: &JobServices,
+        tenant: &str,
+        (job, attempt): (&str, u32),
+    ) -> Self {
         // Each stream may fill at most half the log's byte budget.
         let stream_cap = limits.max_log_bytes / 2;
         let stdout = Capture::new(stream_cap);
@@ -105,6 +111,7 @@ impl HostState {
             progress: None,
             progress_sink: services.progress.clone(),
             job: job.to_string(),
+            attempt,
             stdout,
             stderr,
             config: services.config.clone(),
@@ -116,7 +123,11 @@ impl HostState {
                 calls: limits.max_kv_calls,
                 bytes: limits.max_kv_bytes,
             },
-            deadline: Instant::now() + limits.timeout,
+            // A deadline past what the clock holds is no deadline here; the
+            // epoch deadline (in ticks) still ends the run.
+            deadline: Instant::now()
+                .checked_add(limits.timeout)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600)),
             clamped: false,
         }
     }
@@ -193,7 +204,7 @@ impl progress::Host for HostState {
         let progress = Progress { done, total };
         self.progress = Some(progress);
         if let Some(sink) = &self.progress_sink {
-            sink.report(&self.tenant, &self.job, progress);
+            sink.report(&self.tenant, &self.job, self.attempt, progress);
         }
     }
 }

@@ -250,7 +250,7 @@ impl Compiled {
         INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut store = Store::new(
             self.pre.engine(),
-            HostState::new(&limits, services, &job.tenant, &job.id),
+            HostState::new(&limits, services, &job.tenant, (&job.id, job.attempt)),
         );
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(self.deadline_ticks(limits.timeout));

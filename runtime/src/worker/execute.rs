@@ -215,7 +215,7 @@ impl Executor {
 
     /// A run's outcome: success, retry with backoff, or a dead letter.
     fn ran(&self, mut outcome: Outcome, run: JobRun, attempt: u32, max_attempts: u32) -> Outcome {
-        record_run(&mut outcome.record, &run);
+        record_run(&mut outcome.record, &run, attempt);
         match run.result {
             Ok(output) => {
                 outcome.next = Next::Succeeded;
@@ -361,7 +361,7 @@ fn envelope(job: &ClaimedJob) -> Result<(PluginName, u32), String> {
 }
 
 /// Fields every run leaves: host calls, timings, logs, progress.
-fn record_run(record: &mut RecordUpdate, run: &JobRun) {
+fn record_run(record: &mut RecordUpdate, run: &JobRun, attempt: u32) {
     record.host_calls = Field::Set(run.host_calls);
     record.timings = Field::Set(Json::of(&run.timings));
     let lines = run.log.lines.iter();
@@ -369,8 +369,8 @@ fn record_run(record: &mut RecordUpdate, run: &JobRun) {
         lines.map(|l| (l.level.as_str(), l.message.as_str())),
         run.log.dropped,
     ));
-    if let Some(progress) = &run.progress {
-        record.progress = Field::Set(Json::of(progress));
+    if let Some(progress) = run.progress {
+        record.progress = Field::Set(Json::of(&super::progress::progress_json(attempt, progress)));
     }
 }
 

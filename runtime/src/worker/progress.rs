@@ -17,12 +17,12 @@ pub(crate) const EVERY: Duration = Duration::from_millis(250);
 /// Reports not yet written, by (tenant, job id); only the latest is kept.
 #[derive(Debug, Default)]
 pub(crate) struct LiveProgress {
-    pending: Mutex<HashMap<(String, String), Progress>>,
+    pending: Mutex<HashMap<(String, String), (u32, Progress)>>,
 }
 
 impl ProgressSink for LiveProgress {
-    fn report(&self, tenant: &str, job: &str, progress: Progress) {
-        lock(&self.pending).insert((tenant.to_string(), job.to_string()), progress);
+    fn report(&self, tenant: &str, job: &str, attempt: u32, progress: Progress) {
+        lock(&self.pending).insert((tenant.to_string(), job.to_string()), (attempt, progress));
     }
 }
 
@@ -37,13 +37,20 @@ impl LiveProgress {
         let flying = lock(in_flight);
         pending
             .into_iter()
-            .filter_map(|(key, p)| {
+            .filter_map(|(key, (attempt, p))| {
                 let token = flying.get(&key)?.clone();
-                let json = serde_json::to_string(&p).ok()?;
+                let json = progress_json(attempt, p).to_string();
                 Some((key.0, key.1, token, json))
             })
             .collect()
     }
+}
+
+/// A progress report as records keep it: `{"done", "total", "attempt"}`
+/// (the attempt, so that a reader can tell an earlier attempt's report from
+/// the current one's).
+pub(crate) fn progress_json(attempt: u32, p: Progress) -> serde_json::Value {
+    serde_json::json!({"done": p.done, "total": p.total, "attempt": attempt})
 }
 
 /// Write the reports every [`EVERY`] until the worker aborts the task.

@@ -66,7 +66,7 @@ impl Slot {
     /// drops.
     pub(crate) fn arm(&self, timeout: Duration, grace: Duration) -> Armed<'_> {
         if let Some(current) = lock(&self.current).as_mut() {
-            current.wedged_after = Some(Instant::now() + timeout + grace);
+            current.wedged_after = Instant::now().checked_add(timeout.saturating_add(grace));
         }
         Armed(self)
     }

@@ -59,7 +59,9 @@ fn a_stream_shows_progress_while_the_job_runs_then_its_end() {
         .iter()
         .position(|n| *n == "progress")
         .expect("a progress event");
-    assert_eq!(seen[progress].1, serde_json::json!({"done": 3, "total": 4}));
+    assert_eq!(seen[progress].1["done"], 3);
+    assert_eq!(seen[progress].1["total"], 4);
+    assert_eq!(seen[progress].1["attempt"], 1);
     // The progress came while the job ran, not with its end.
     let succeeded = seen
         .iter()
@@ -69,7 +71,7 @@ fn a_stream_shows_progress_while_the_job_runs_then_its_end() {
     let end = &seen.last().unwrap().1;
     assert_eq!(end["id"], id.as_str());
     assert_eq!(end["status"], "succeeded");
-    assert_eq!(end["progress"], serde_json::json!({"done": 3, "total": 4}));
+    assert_eq!(end["progress"]["done"], 3);
 }
 
 #[test]
@@ -145,4 +147,62 @@ fn the_timeline_counts_each_minute_of_the_tenants_jobs() {
     assert_eq!(peek.status, 403);
     let bad = get(&server, "/v1/stats/timeline?minutes=1000", Some(&acme));
     assert_eq!(bad.status, 400);
+}
+
+/// A stream request whose answer's status line is read, and the
+/// connection kept open (dropping it is the client leaving).
+fn open_stream(addr: &str, path: &str, token: &str) -> (u16, std::net::TcpStream) {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s.try_clone().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, s)
+}
+
+#[test]
+fn one_tenant_cannot_take_every_stream_and_a_client_that_leaves_frees_its_slot() {
+    let env = Env::new("api-events-slots");
+    // 8 waits and streams per server: 2 per tenant.
+    let server = serve(&env, &["--max-waits", "8"]);
+    let addr: &str = server.as_ref();
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "read"]);
+    let (beta, _) = token(&env, &["--tenant", "beta", "--scopes", "read"]);
+    let delayed = |plugin: &str| {
+        let mut job = env.job(plugin, "{}");
+        job.delay = Duration::from_secs(3600);
+        env.enqueue_job(job)
+    };
+    let (a, b) = (delayed("acme/slow"), delayed("beta/slow"));
+    let path = |id: &str| format!("/v1/jobs/{id}/events?timeout=10m");
+    let (s1, first) = open_stream(addr, &path(&a), &acme);
+    let (s2, _second) = open_stream(addr, &path(&a), &acme);
+    assert_eq!((s1, s2), (200, 200));
+    let third = get(&server, &path(&a), Some(&acme));
+    assert_eq!(third.status, 503, "a third stream of one tenant");
+    assert!(
+        third.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant acme"),
+    );
+    let (theirs, _beta_stream) = open_stream(addr, &path(&b), &beta);
+    assert_eq!(theirs, 200, "another tenant still gets a slot");
+    // The first client leaves: its slot comes back within a poll.
+    drop(first);
+    env.wait_for("the slot of a client that left", || {
+        open_stream(addr, &path(&a), &acme).0 == 200
+    });
 }

@@ -109,6 +109,13 @@ fn a_tenant_deploys_rolls_back_and_unpins_its_plugin_over_http() {
     );
     assert_eq!(history["current"], d0.as_str());
     assert_eq!(history["pinned"]["digest"], d0.as_str());
+    // The directory version names its file, not where the worker keeps it.
+    let by = history["versions"][2]["by"].as_str().unwrap();
+    assert!(by.ends_with(": acme/hello.wasm"), "{by}");
+    assert!(
+        !history.to_string().contains(&dir.display().to_string()),
+        "{history}"
+    );
 
     // A digest that is in no history is the field's fault.
     let bad = post(
@@ -172,6 +179,39 @@ fn a_deploy_that_does_not_load_is_refused_and_other_tenants_are_out_of_reach() {
     );
     assert_eq!(bad.status, 400, "{}", shown(&bad));
     assert_eq!(bad.json()["error"]["field"], "manifest");
+    // A deadline past the workers' ceiling is refused; a tenant cannot
+    // grant itself a capability.
+    let long = post(
+        &server,
+        "/v1/plugins/hello/deploy",
+        &acme,
+        with_manifest("timeout = \"100y\"\n").as_bytes(),
+    );
+    assert_eq!(long.status, 400, "{}", shown(&long));
+    assert!(
+        long.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("above this worker's limit"),
+        "{}",
+        shown(&long)
+    );
+    let grant = post(
+        &server,
+        "/v1/plugins/hello/deploy",
+        &acme,
+        with_manifest("[capabilities]\nnetwork = true\n").as_bytes(),
+    );
+    assert_eq!(grant.status, 403, "{}", shown(&grant));
+    assert_eq!(grant.json()["error"]["field"], "manifest");
+    let huge = post(
+        &server,
+        "/v1/plugins/hello/deploy",
+        &acme,
+        with_manifest(&format!("# {}\n", "x".repeat(70_000))).as_bytes(),
+    );
+    assert_eq!(huge.status, 413, "{}", shown(&huge));
+    assert_eq!(huge.json()["error"]["field"], "manifest");
     let none = get(&server, "/v1/plugins/hello/history", Some(&acme));
     assert_eq!(none.status, 404, "{}", shown(&none));
 
