@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what building and testing Spool needs and a fresh machine may lack:
 # the wasm32-wasip2 Rust target (plugins are built for it), redis-server
-# (the queue; tests start their own on free ports) and redis-py (the Python
-# enqueuer example, run by the tests).
+# (the queue; tests start their own on free ports), Chromium and chromedriver
+# (the dashboard's browser tests) and redis-py (the Python enqueuer example,
+# run by the tests).
 set -euo pipefail
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   echo "==> installing the wasm32-wasip2 Rust target"
@@ -19,6 +20,18 @@ if ! command -v redis-server >/dev/null; then
     brew install redis
   else
     echo "setup: install redis-server (https://redis.io/docs/latest/operate/oss_and_stack/install/)" >&2
+    exit 1
+  fi
+fi
+# The dashboard's browser tests drive Debian's Chromium through
+# chromedriver (WebDriver); nothing is downloaded at test time.
+if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }; then
+  echo "==> installing chromium and chromium-driver (for the dashboard's browser tests)"
+  if command -v apt-get >/dev/null; then
+    $sudo apt-get install -y chromium chromium-driver >/dev/null 2>&1 \
+      || { $sudo apt-get update >/dev/null && $sudo apt-get install -y chromium chromium-driver >/dev/null; }
+  else
+    echo "setup: install Chromium and chromedriver for the browser tests" >&2
     exit 1
   fi
 fi

@@ -3,6 +3,7 @@
 
 pub mod fleet;
 pub mod proxy;
+pub mod webdriver;
 
 use spool_runtime::plugins::{self, Capabilities, Plugin};
 use spool_runtime::sandbox::{Sandbox, SandboxConfig};

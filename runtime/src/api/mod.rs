@@ -17,6 +17,8 @@
 //! - [`metrics`]: `/metrics`, the queue's depth per tenant (operators).
 //! - [`listen`]: plain TCP or TLS, and the client's address.
 //! - [`slots`]: waits and streams under way, per server and per tenant.
+//! - [`lists`]: a tenant's jobs by status; the workers.
+//! - [`ui`]: the dashboard's page, script and style, embedded.
 //! - [`health`]: `/healthz`, `/readyz`.
 //! - [`worker`]: what `spool worker --metrics` serves.
 
@@ -29,12 +31,14 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod listen;
+pub mod lists;
 pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod slots;
 pub mod tenants;
 pub mod timeline;
+pub mod ui;
 pub mod worker;
 
 pub use error::ApiError;
@@ -131,6 +135,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::scrape))
         .routes(routes!(jobs::enqueue))
+        .routes(routes!(lists::jobs))
+        .routes(routes!(lists::workers))
+        .routes(routes!(lists::whoami))
         .routes(routes!(jobs::enqueue_batch))
         .routes(routes!(jobs::get))
         .routes(routes!(jobs::wait))
@@ -159,6 +166,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
     let (routes, spec) = routes();
     let spec = Arc::new(spec.to_json().unwrap_or_default());
     routes
+        .merge(ui::routes())
         .route(
             "/v1/openapi.json",
             get(move || async move {

@@ -8,7 +8,7 @@ use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::ids::now_us;
 use crate::metrics::timeline::{Counts, key, minute_of};
-use crate::tokens::{Scope, Tenants};
+use crate::tokens::Scope;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -70,22 +70,6 @@ impl Series {
     }
 }
 
-/// The tenant a timeline request is about: the token's own, or (for an
-/// operator) the one named, `default` if none.
-fn tenant_of(reach: &Tenants, asked: Option<String>) -> Result<String, ApiError> {
-    match (reach, asked) {
-        (Tenants::One(own), Some(t)) if t != *own => Err(ApiError::forbidden(format!(
-            "this token is for tenant {own}; it cannot read tenant {t}"
-        ))),
-        (Tenants::One(own), _) => Ok(own.clone()),
-        (Tenants::All, Some(t)) => {
-            crate::ids::check_tenant(&t).map_err(|e| ApiError::invalid("tenant", e))?;
-            Ok(t)
-        }
-        (Tenants::All, None) => Ok(crate::ids::DEFAULT_TENANT.to_string()),
-    }
-}
-
 /// `GET /v1/stats/timeline?minutes=60` (read): `{"tenant", "minutes":
 /// [Unix s of each minute, oldest first], "total": series, "plugins":
 /// {NAME: series}}`, a series being per-minute `ok`, `failed`, `p50`,
@@ -106,7 +90,7 @@ pub async fn timeline(
             format!("{minutes}; expected 1 to {MAX_MINUTES}"),
         ));
     }
-    let tenant = tenant_of(&token.tenants, q.tenant)?;
+    let tenant = super::lists::one_tenant(&token.tenants, q.tenant)?;
     let last = minute_of(now_us());
     let first = last + 1 - minutes;
     let prefix = &state.queue.config().prefix;

@@ -14,6 +14,15 @@ use std::path::Path;
 pub(crate) struct DevArgs {
     #[command(flatten)]
     worker: WorkerArgs,
+
+    /// Serve the HTTP API and the dashboard here (another free port if it
+    /// is taken), with an operator token kept in .spool/dashboard.token.
+    #[arg(long, env = "SPOOL_DASHBOARD", default_value = "127.0.0.1:8080")]
+    dashboard: std::net::SocketAddr,
+
+    /// No API and no dashboard.
+    #[arg(long)]
+    no_dashboard: bool,
 }
 
 pub(crate) fn run(mut args: DevArgs) -> u8 {
@@ -37,7 +46,19 @@ pub(crate) fn run(mut args: DevArgs) -> u8 {
         }
     };
     banner(&config, server.is_some());
+    let (stopped, dashboard_stop) = tokio::sync::watch::channel(false);
+    let dashboard = (!args.no_dashboard).then(|| {
+        rt.spawn(super::dev_dashboard::beside(
+            config.queue.clone(),
+            args.dashboard,
+            dashboard_stop,
+        ))
+    });
     let result = rt.block_on(worker::run(config, sandbox, stop));
+    let _ = stopped.send(true);
+    if let Some(task) = dashboard {
+        let _ = rt.block_on(task);
+    }
     if let Some(mut s) = server {
         s.stop();
         let _ = std::fs::remove_file(DEV_URL_FILE);

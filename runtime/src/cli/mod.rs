@@ -8,6 +8,7 @@ mod call;
 mod connect;
 mod dead;
 mod dev;
+mod dev_dashboard;
 mod enqueue;
 mod fleet_wait;
 mod job;

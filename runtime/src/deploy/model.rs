@@ -78,6 +78,12 @@ pub struct WorkerStatus {
     /// not back: each holds a thread (capacity lost) until it returns.
     #[serde(default)]
     pub wedged: Vec<WedgedJob>,
+    /// When the worker started (µs since the epoch; 0 from older workers).
+    #[serde(default)]
+    pub started_us: u64,
+    /// Jobs it had claimed and not yet acked when it published this.
+    #[serde(default)]
+    pub in_flight: u64,
 }
 
 /// A job whose thread the worker's watchdog gave up on.

@@ -23,8 +23,9 @@ pub use render::render;
 pub const MAX_SERIES: usize = 1_000;
 
 /// Upper bounds of the time histograms' buckets, in seconds.
-pub const BUCKETS: [f64; 12] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 10.0,
+pub const BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0,
 ];
 
 /// How an attempt ended, as the worker decided it (before the ack).
@@ -169,6 +170,11 @@ impl Metrics {
         self.in_flight.store(n as u64, Ordering::Relaxed);
     }
 
+    /// Jobs claimed and not yet acked, as last set.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Whether the worker serves (for `/readyz`).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
@@ -221,7 +227,7 @@ mod tests {
     fn a_duration_lands_in_the_first_bucket_that_holds_it() {
         let mut h = Histogram::default();
         h.observe(Duration::from_micros(70));
-        h.observe(Duration::from_secs(60));
+        h.observe(Duration::from_secs(61));
         assert_eq!(h.counts[1], 1);
         assert_eq!(h.counts[BUCKETS.len()], 1);
     }

@@ -9,7 +9,7 @@
 //! `PREFIX:{stats:TENANT}:m:MINUTE` (MINUTE = Unix time / 60 s) is a hash
 //! with, per plugin name, fields `NAME|ok`, `NAME|retried`, `NAME|dead`
 //! (attempts ended so), `NAME|bI` (attempts whose run time fell in bucket
-//! I of [`super::BUCKETS`], I = 12 for beyond the last) and `NAME|sum_us`.
+//! I of [`super::BUCKETS`], I = 16 for beyond the last) and `NAME|sum_us`.
 //! Each hash expires [`KEEP`] after its last write.
 
 use super::{BUCKETS, Ended, Series};

@@ -56,6 +56,7 @@ mod ops;
 mod pause;
 mod pipeline;
 mod progress;
+mod recent;
 mod record;
 mod records;
 mod reply;
@@ -73,6 +74,7 @@ pub use model::{
 pub use names::{check_group, check_prefix, check_queue, tenant_keys};
 pub use ops::Enqueued;
 pub use progress::ProgressReport;
+pub use recent::JobSummary;
 pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};
 pub use records::{DeadEntry, Glance, QueueStats};
 pub use reply::Claim;

@@ -37,6 +37,10 @@ pub(crate) struct FleetConfig {
     pub resync: Duration,
     /// The job threads: wedged ones are reported.
     pub watch: Arc<Watch>,
+    /// Jobs in flight, for the report.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// When the worker started (µs since the epoch).
+    pub started_us: u64,
 }
 
 /// One worker's link to the fleet store.
@@ -45,6 +49,8 @@ struct Fleet {
     registry: Arc<Registry>,
     worker: String,
     watch: Arc<Watch>,
+    metrics: Arc<crate::metrics::Metrics>,
+    started_us: u64,
     /// Directory versions recorded in the history (or that cannot be):
     /// name → digest.
     recorded: HashMap<PluginName, Version>,
@@ -146,6 +152,8 @@ impl Fleet {
                 rejected: self.registry.refusals(),
                 events_seen: events_seen.to_string(),
                 wedged: self.watch.wedged(),
+                started_us: self.started_us,
+                in_flight: self.metrics.in_flight(),
             })
             .await
     }
@@ -257,6 +265,8 @@ impl Follower {
                 registry: Arc::clone(&self.registry),
                 worker: self.config.worker.clone(),
                 watch: Arc::clone(&self.config.watch),
+                metrics: Arc::clone(&self.config.metrics),
+                started_us: self.config.started_us,
                 recorded: HashMap::new(),
             },
         };

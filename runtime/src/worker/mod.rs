@@ -499,6 +499,8 @@ fn start_fleet(
         cache,
         resync: config.fleet_resync,
         watch: threads,
+        metrics: Arc::clone(&config.metrics),
+        started_us: crate::ids::now_us(),
     };
     let registry = Arc::clone(registry);
     let task = tokio::spawn(async move {

@@ -19,6 +19,7 @@ mod artifacts;
 mod cache;
 mod cli;
 mod command;
+mod dashboard;
 mod deploys;
 mod fairness;
 mod faults;

@@ -812,3 +812,58 @@ fn reserved_queue_names_and_bad_prefixes_are_usage_errors() {
     assert!(refused.to_string().contains("is reserved"), "{refused}");
     assert!(!refused.is_retryable());
 }
+
+#[test]
+fn spool_dev_serves_the_dashboard_with_an_operator_token_it_keeps() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("dev-dashboard");
+    spool_tests::fleet::add_plugin(&dir.join("plugins"), "hello", "hello");
+    std::fs::create_dir_all(dir.join(".spool")).unwrap();
+    let mut dev = DevGuard::start(&dir, "log");
+    let said = || std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let started = Instant::now();
+    let (addr, token) = loop {
+        let log = said();
+        let addr = log
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("dashboard http://"))
+            .map(|a| a.trim_end_matches('/').to_string());
+        let token = log
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("token"))
+            .and_then(|t| t.split_whitespace().next())
+            .map(str::to_string);
+        if let (Some(a), Some(t)) = (addr, token) {
+            break (a, t);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no dashboard line: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let saved = dir.join(".spool/dashboard.token");
+    assert_eq!(std::fs::read_to_string(&saved).unwrap().trim(), token);
+    let mode = std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the token file is private");
+    let page = crate::api::get(&addr, "/", None);
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("/ui/app.js"));
+    let me = crate::api::get(&addr, "/v1/whoami", Some(&token));
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["tenant"], "*", "an operator's token");
+    assert!(dev.interrupt().success(), "{}", said());
+    // A second start keeps the same token.
+    let mut again = DevGuard::start(&dir, "log2");
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(dir.join("log2")).unwrap_or_default();
+        if log.contains(&token) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(again.interrupt().success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,158 @@
+//! A tenant's jobs by status, newest (or soonest) first, for the
+//! dashboard's job lists: read from the structures the queue keeps anyway
+//! (ready lists, the delayed and lease sets, the succeeded and dead
+//! sets), then a few fields of each record. Two round trips.
+
+use super::record::Status;
+use super::{Queue, QueueError};
+use std::collections::HashMap;
+
+/// A job in a list: enough to show a row and link to its record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JobSummary {
+    /// Job id.
+    pub id: String,
+    /// `TENANT/NAME` or `NAME` as enqueued.
+    pub plugin: Option<String>,
+    /// Its status now (it may have moved on since it was listed).
+    pub status: Option<Status>,
+    /// Its latest attempt.
+    pub attempts: u32,
+    /// When it was enqueued, started and finished (µs), as far as known.
+    pub enqueued_us: Option<u64>,
+    /// See `enqueued_us`.
+    pub started_us: Option<u64>,
+    /// See `enqueued_us`.
+    pub finished_us: Option<u64>,
+}
+
+impl Queue {
+    /// Up to `limit` of `tenant`'s jobs that are (or were, when listed)
+    /// `status`: queued (next to run first), delayed and retrying (soonest
+    /// due first), running (soonest lease expiry first), succeeded and dead
+    /// (newest first). Other statuses list nothing.
+    pub async fn recent(
+        &self,
+        tenant: &str,
+        status: Status,
+        limit: usize,
+    ) -> Result<Vec<JobSummary>, QueueError> {
+        let ids = self.ids_by_status(tenant, status, limit).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.tenant_keys(tenant);
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HMGET").arg(format!("{keys}:job:{id}")).arg(
+                &[
+                    "plugin",
+                    "status",
+                    "attempt",
+                    "enqueued_us",
+                    "started_us",
+                    "finished_us",
+                ][..],
+            );
+        }
+        let mut conn = self.redis.conn();
+        self.count_round_trip();
+        let rows: Vec<Vec<Option<String>>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error("read job summaries", e))?;
+        fn num<T: std::str::FromStr>(v: &Option<String>) -> Option<T> {
+            v.as_deref().and_then(|s| s.parse().ok())
+        }
+        Ok(ids
+            .into_iter()
+            .zip(rows)
+            // A record that expired since it was listed is left out.
+            .filter(|(_, f)| f.first().is_some_and(Option::is_some))
+            .map(|(id, f)| JobSummary {
+                id,
+                plugin: f[0].clone(),
+                status: f[1].as_deref().and_then(Status::parse),
+                attempts: num(&f[2]).unwrap_or(0),
+                enqueued_us: num(&f[3]),
+                started_us: num(&f[4]),
+                finished_us: num(&f[5]),
+            })
+            .collect())
+    }
+
+    async fn ids_by_status(
+        &self,
+        tenant: &str,
+        status: Status,
+        limit: usize,
+    ) -> Result<Vec<String>, QueueError> {
+        let Some(pipe) = ids_pipe(&self.tenant_keys(tenant), status, limit) else {
+            return Ok(Vec::new());
+        };
+        let mut conn = self.redis.conn();
+        self.count_round_trip();
+        let lists: Vec<Vec<String>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error("list jobs by status", e))?;
+        let mut ids: Vec<String> = Vec::new();
+        for mut list in lists {
+            if status == Status::Queued {
+                // Next to run first: the right end of each list.
+                list.reverse();
+            }
+            ids.extend(list);
+        }
+        let mut seen = HashMap::new();
+        ids.retain(|id| seen.insert(id.clone(), ()).is_none());
+        ids.truncate(limit);
+        Ok(ids)
+    }
+}
+
+/// The reads that list `status`'s ids (in the tenant's `keys`), or none
+/// for a status no structure lists.
+fn ids_pipe(keys: &str, status: Status, limit: usize) -> Option<redis::Pipeline> {
+    let last = isize::try_from(limit.max(1)).unwrap_or(isize::MAX) - 1;
+    let mut pipe = redis::pipe();
+    match status {
+        // Claims take from the right end of each list, high first.
+        Status::Queued => {
+            for p in ["high", "normal", "low"] {
+                pipe.cmd("LRANGE")
+                    .arg(format!("{keys}:ready:{p}"))
+                    .arg(-(last + 1))
+                    .arg(-1);
+            }
+        }
+        Status::Delayed | Status::Retrying => {
+            pipe.cmd("ZRANGE")
+                .arg(format!("{keys}:delayed"))
+                .arg(0)
+                .arg(last);
+        }
+        Status::Running => {
+            pipe.cmd("ZRANGE")
+                .arg(format!("{keys}:leases"))
+                .arg(0)
+                .arg(last);
+        }
+        Status::Succeeded => {
+            pipe.cmd("ZRANGE")
+                .arg(format!("{keys}:succeeded"))
+                .arg(0)
+                .arg(last)
+                .arg("REV");
+        }
+        Status::Dead => {
+            pipe.cmd("ZRANGE")
+                .arg(format!("{keys}:dead"))
+                .arg(0)
+                .arg(last)
+                .arg("REV");
+        }
+        Status::Cancelled => return None,
+    }
+    Some(pipe)
+}
