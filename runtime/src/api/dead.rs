@@ -26,6 +26,30 @@ pub struct Page {
     limit: Option<usize>,
     #[serde(default)]
     offset: Option<usize>,
+    /// An operator's token: only this tenant's.
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// `?tenant=T` of a retry or a purge (an operator's choice; a tenant's
+/// token may name only its own).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct TenantQuery {
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// The tenants a dead-letter request covers: the one named, else the
+/// token's reach.
+async fn covered(
+    state: &AppState,
+    token: &crate::tokens::TokenInfo,
+    asked: Option<String>,
+) -> Result<Vec<String>, ApiError> {
+    match asked {
+        Some(t) => Ok(vec![super::lists::one_tenant(&token.tenants, Some(t))?]),
+        None => tenants_of(state, token).await,
+    }
 }
 
 /// A page of dead letters, newest first.
@@ -39,7 +63,7 @@ pub struct DeadPage {
 
 /// `GET /v1/dead?limit=50&offset=0` (read): newest first, at most
 /// [`MAX_PAGE`] a page.
-#[utoipa::path(get, path = "/v1/dead", tag = "dead letters", params(("limit" = Option<usize>, Query, description = "1 to 1000, default 50"), ("offset" = Option<usize>, Query, description = "at most 100000")), responses((status = 200, description = "{total, entries}", body = serde_json::Value), (status = 400, description = "limit or offset out of range", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/dead", tag = "dead letters", params(("limit" = Option<usize>, Query, description = "1 to 1000, default 50"), ("offset" = Option<usize>, Query, description = "at most 100000"), ("tenant" = Option<String>, Query, description = "only this tenant's (an operator's choice)")), responses((status = 200, description = "{total, entries}", body = serde_json::Value), (status = 400, description = "limit or offset out of range", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Authed,
@@ -61,7 +85,7 @@ pub async fn list(
             format!("{offset}; expected at most {MAX_OFFSET}"),
         ));
     }
-    let tenants = tenants_of(&state, token).await?;
+    let tenants = covered(&state, token, page.tenant).await?;
     let (total, entries) = state.queue.dead_page_in(&tenants, offset, limit).await?;
     Ok(Json(DeadPage { total, entries }))
 }
@@ -108,35 +132,39 @@ fn body(b: Result<Json<Which>, JsonRejection>) -> Result<Vec<String>, ApiError> 
 
 /// `POST /v1/dead/retry` (admin): back to their queues with fresh
 /// attempts; answers `{"moved": [ids]}`.
-#[utoipa::path(post, path = "/v1/dead/retry", tag = "dead letters", request_body = Which, responses((status = 200, description = "{moved: [ids]}", body = serde_json::Value), (status = 400, description = "neither ids nor all", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/dead/retry", tag = "dead letters", params(("tenant" = Option<String>, Query, description = "only this tenant's (an operator's choice)")), request_body = Which, responses((status = 200, description = "{moved: [ids]}", body = serde_json::Value), (status = 400, description = "neither ids nor all", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
     auth: Authed,
+    q: Result<Query<TenantQuery>, QueryRejection>,
     b: Result<Json<Which>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    act(&state, &auth, b, true).await
+    act(&state, &auth, q, b, true).await
 }
 
 /// `POST /v1/dead/purge` (admin): deleted with their records; answers
 /// `{"purged": n}`.
-#[utoipa::path(post, path = "/v1/dead/purge", tag = "dead letters", request_body = Which, responses((status = 200, description = "{purged: n}", body = serde_json::Value), (status = 400, description = "neither ids nor all", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/dead/purge", tag = "dead letters", params(("tenant" = Option<String>, Query, description = "only this tenant's (an operator's choice)")), request_body = Which, responses((status = 200, description = "{purged: n}", body = serde_json::Value), (status = 400, description = "neither ids nor all", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn purge(
     State(state): State<AppState>,
     auth: Authed,
+    q: Result<Query<TenantQuery>, QueryRejection>,
     b: Result<Json<Which>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    act(&state, &auth, b, false).await
+    act(&state, &auth, q, b, false).await
 }
 
 async fn act(
     state: &AppState,
     auth: &Authed,
+    q: Result<Query<TenantQuery>, QueryRejection>,
     b: Result<Json<Which>, JsonRejection>,
     retry: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let token = auth.need(Scope::Admin)?;
+    let Query(q) = q.map_err(|e| ApiError::invalid("tenant", e.body_text()))?;
     let ids = body(b)?;
-    let tenants = tenants_of(state, token).await?;
+    let tenants = covered(state, token, q.tenant).await?;
     Ok(Json(if retry {
         serde_json::json!({ "moved": state.queue.dead_retry_in(&tenants, &ids).await? })
     } else {

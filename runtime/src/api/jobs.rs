@@ -4,65 +4,22 @@
 //! cannot be named (403).
 
 use super::auth::Authed;
+use super::bodies::{self, EnqueueBody, RawOptions};
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::ids::PluginName;
 use crate::queue::{Cancelled, JobRecord, NewJob, Priority, QueueError};
 use crate::tokens::{Scope, Tenants, TokenInfo};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
 /// The longest a wait request holds its connection.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// `POST /v1/jobs`: one job. `payload` is any JSON value (sent as its JSON
-/// text, `application/json`); binary payloads go in `payload_base64`.
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EnqueueBody {
-    /// `NAME` (the token's tenant's) or `TENANT/NAME`.
-    plugin: String,
-    /// Any JSON value: the payload is its JSON text. Kept as the text it
-    /// came in: a body of millions of tiny values is never built into a
-    /// tree.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    payload: Option<Box<serde_json::value::RawValue>>,
-    /// A binary payload, base64 (instead of `payload`).
-    #[serde(default)]
-    payload_base64: Option<String>,
-    /// The payload's type (default `application/json`, or
-    /// `application/octet-stream` for `payload_base64`).
-    #[serde(default)]
-    content_type: Option<String>,
-    /// `high`, `normal` (default) or `low`.
-    #[serde(default)]
-    priority: Option<String>,
-    /// Attempts before a dead letter (default 3; at most the tenant's
-    /// `max-attempts`).
-    #[serde(default)]
-    max_attempts: Option<u32>,
-    /// `30s`, `5m`, …: run no earlier than this after the enqueue.
-    #[serde(default)]
-    delay: Option<String>,
-    /// A second enqueue with the same key answers the first job's id.
-    #[serde(default)]
-    idempotency_key: Option<String>,
-    /// Jobs of one group run one at a time (or the tenant's
-    /// `group-concurrency`), in enqueue order.
-    #[serde(default)]
-    group: Option<String>,
-    /// Run the handler even if the result cache has the answer.
-    #[serde(default)]
-    no_cache: bool,
-    /// Ask for a completion notice, so that a wait answers at once.
-    #[serde(default)]
-    wait: bool,
-}
 
 /// The plugin `name` (`NAME` or `TENANT/NAME`) for a request of `token`: a
 /// bare name is the token's tenant's (`default` for an operator's).
@@ -151,16 +108,24 @@ pub(super) fn bad_body(e: &JsonRejection) -> ApiError {
 }
 
 /// `POST /v1/jobs` → 201 `{"id", "created"}` (`created` false: an
-/// idempotency key named an existing job).
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = EnqueueBody, responses((status = 201, description = "enqueued: {id, created, tenant}", body = serde_json::Value), (status = 200, description = "an idempotency key named an existing job", body = serde_json::Value), (status = 400, description = "a field is wrong", body = ErrorBody), (status = 413, description = "over --max-body or the tenant's max-payload", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
+/// idempotency key named an existing job). The body is a JSON job object,
+/// or, with `?plugin=NAME` (and the other options in the query), the
+/// payload's raw bytes of the request's `Content-Type`.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(RawOptions), request_body(content((EnqueueBody = "application/json"), (Vec<u8> = "application/octet-stream")), description = "a JSON job object; or the raw payload with ?plugin="), responses((status = 201, description = "enqueued: {id, created, tenant}", body = serde_json::Value), (status = 200, description = "an idempotency key named an existing job", body = serde_json::Value), (status = 400, description = "a field is wrong", body = ErrorBody), (status = 413, description = "over --max-body or the tenant's max-payload", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn enqueue(
     State(state): State<AppState>,
     auth: Authed,
-    body: Result<Json<EnqueueBody>, JsonRejection>,
+    options: Result<Query<RawOptions>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let token = auth.need(Scope::Submit)?;
-    let Json(body) = body.map_err(|e| bad_body(&e))?;
-    let job = new_job(token, body)?;
+    let Query(options) = options.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let (body, raw) = bodies::one(&headers, options, &bodies::read(body)?)?;
+    let mut job = new_job(token, body)?;
+    if let Some(raw) = raw {
+        job.payload = raw;
+    }
     let done = state.queue.enqueue(&job).await?;
     let status = if done.created {
         StatusCode::CREATED
@@ -175,18 +140,20 @@ pub async fn enqueue(
 /// Most jobs one batch may carry.
 pub const MAX_BATCH: usize = 1_000;
 
-/// `POST /v1/jobs/batch`: a JSON array of job objects (as for one job).
+/// `POST /v1/jobs/batch`: a JSON array of job objects (as for one job), or
+/// JSON lines (`Content-Type: application/x-ndjson`).
 /// Every job is checked before any is stored; a bad one fails the batch
 /// (400 naming its index), and nothing is enqueued. Answers 201
 /// `{"ids": [...]}` in order.
-#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs", request_body = Vec<EnqueueBody>, responses((status = 201, description = "all enqueued: {ids}", body = serde_json::Value), (status = 400, description = "a job is wrong (field [i].name); none enqueued", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs", request_body(content((Vec<EnqueueBody> = "application/json"), (String = "application/x-ndjson")), description = "a JSON array of job objects, or one object a line"), responses((status = 201, description = "all enqueued: {ids}", body = serde_json::Value), (status = 400, description = "a job is wrong (field [i].name); none enqueued", body = ErrorBody), (status = 401, description = "no valid token", body = ErrorBody), (status = 403, description = "the token lacks the scope or the tenant", body = ErrorBody)), security(("bearer" = [])))]
 pub async fn enqueue_batch(
     State(state): State<AppState>,
     auth: Authed,
-    body: Result<Json<Vec<EnqueueBody>>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let token = auth.need(Scope::Submit)?;
-    let Json(bodies) = body.map_err(|e| bad_body(&e))?;
+    let bodies = bodies::batch(&headers, &bodies::read(body)?)?;
     if bodies.is_empty() || bodies.len() > MAX_BATCH {
         return Err(ApiError::invalid(
             "body",

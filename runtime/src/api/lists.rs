@@ -109,6 +109,7 @@ pub async fn workers(
     auth: Authed,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let token = auth.need(Scope::Read)?;
+    let operator = matches!(token.tenants, Tenants::All);
     let reach =
         |name: &str| PluginName::parse(name).is_ok_and(|n| token.tenants.reaches(&n.tenant));
     let workers: Vec<serde_json::Value> = state
@@ -125,7 +126,8 @@ pub async fn workers(
                 "worker": w.worker,
                 "started_us": w.started_us,
                 "reported_us": w.reported_us,
-                "in_flight": w.in_flight,
+                // Fleet-wide: other tenants' jobs too, so operators only.
+                "in_flight": operator.then_some(w.in_flight),
                 "plugins": plugins,
                 "wedged": wedged,
             })

@@ -23,6 +23,7 @@
 //! - [`worker`]: what `spool worker --metrics` serves.
 
 pub mod auth;
+pub mod bodies;
 pub mod cache;
 pub mod check;
 pub mod dead;

@@ -104,6 +104,15 @@ pub struct Metrics {
     in_flight: AtomicU64,
     /// Serving: synced with the fleet store, plugins loaded, not draining.
     ready: AtomicBool,
+    /// Leases found lost by a renewal (another attempt owns the job).
+    leases_lost: AtomicU64,
+    /// Redis operations of the worker's loops that failed.
+    redis_errors: AtomicU64,
+    /// Outages that ended (Redis answering again after failures).
+    redis_recoveries: AtomicU64,
+    /// Plugin versions served and versions refused, at the last report.
+    plugins_served: AtomicU64,
+    plugins_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -168,6 +177,29 @@ impl Metrics {
     /// Jobs claimed and not yet acked, now.
     pub fn set_in_flight(&self, n: usize) {
         self.in_flight.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// A renewal found a lease lost.
+    pub fn lease_lost(&self) {
+        self.leases_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A Redis operation failed (`recovered`: false), or Redis answers
+    /// again after an outage (true).
+    pub fn redis(&self, recovered: bool) {
+        let c = if recovered {
+            &self.redis_recoveries
+        } else {
+            &self.redis_errors
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Versions served and refused now.
+    pub fn set_plugins(&self, served: usize, refused: usize) {
+        self.plugins_served.store(served as u64, Ordering::Relaxed);
+        self.plugins_refused
+            .store(refused as u64, Ordering::Relaxed);
     }
 
     /// Jobs claimed and not yet acked, as last set.

@@ -88,7 +88,18 @@ fn gauges(m: &Metrics, out: &mut String) {
             esc(&tier)
         );
     }
-    let single = [
+    let single = singles(m);
+    for (name, kind, help, value) in single {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+}
+
+/// The series of one value each: (name, type, help, value).
+fn singles(m: &Metrics) -> [(&'static str, &'static str, &'static str, u64); 9] {
+    [
         (
             "spool_stale_outcomes_total",
             "counter",
@@ -108,18 +119,42 @@ fn gauges(m: &Metrics, out: &mut String) {
             m.in_flight.load(Ordering::Relaxed),
         ),
         (
+            "spool_leases_lost_total",
+            "counter",
+            "Leases a renewal found lost: another attempt owns the job.",
+            m.leases_lost.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_redis_errors_total",
+            "counter",
+            "Redis operations of the worker that failed (each retried).",
+            m.redis_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_redis_recoveries_total",
+            "counter",
+            "Outages that ended: Redis answered again after failures.",
+            m.redis_recoveries.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_plugins_served",
+            "gauge",
+            "Plugin versions this worker serves.",
+            m.plugins_served.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_plugins_refused",
+            "gauge",
+            "Plugin files or deployed versions this worker refused (the version before stays).",
+            m.plugins_refused.load(Ordering::Relaxed),
+        ),
+        (
             "spool_worker_ready",
             "gauge",
             "1 while the worker serves (synced, plugins loaded, not draining).",
             u64::from(m.is_ready()),
         ),
-    ];
-    for (name, kind, help, value) in single {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    }
+    ]
 }
 
 #[cfg(test)]

@@ -143,13 +143,15 @@ impl Fleet {
     /// Publish what this worker serves and refuses, and the last event it
     /// acted on.
     async fn report(&self, events_seen: &str) -> Result<(), DeployError> {
+        let (plugins, rejected) = (self.registry.serving(), self.registry.refusals());
+        self.metrics.set_plugins(plugins.len(), rejected.len());
         self.store
             .report(&WorkerStatus {
                 worker: self.worker.clone(),
                 dir: self.registry.dir().display().to_string(),
                 reported_us: now_us(),
-                plugins: self.registry.serving(),
-                rejected: self.registry.refusals(),
+                plugins,
+                rejected,
                 events_seen: events_seen.to_string(),
                 wedged: self.watch.wedged(),
                 started_us: self.started_us,

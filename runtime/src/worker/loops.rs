@@ -12,15 +12,27 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-/// Logs an outage once when it starts and once when it ends.
+/// Logs an outage once when it starts and once when it ends, and counts
+/// failures and recoveries for the metrics.
 #[derive(Default)]
 struct Outage {
     since: Option<Instant>,
     delay: Duration,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Outage {
+    fn counting(metrics: &Arc<crate::metrics::Metrics>) -> Self {
+        Outage {
+            metrics: Some(Arc::clone(metrics)),
+            ..Outage::default()
+        }
+    }
+
     fn failed(&mut self, what: &str, error: &QueueError) -> Duration {
+        if let Some(m) = &self.metrics {
+            m.redis(false);
+        }
         if self.since.is_none() {
             tracing::warn!("{what}: {error}");
             self.since = Some(Instant::now());
@@ -34,6 +46,9 @@ impl Outage {
 
     fn ok(&mut self, what: &str) {
         if let Some(since) = self.since.take() {
+            if let Some(m) = &self.metrics {
+                m.redis(true);
+            }
             tracing::warn!(
                 "{what}: redis is back after {:.1}s",
                 since.elapsed().as_secs_f64()
@@ -60,6 +75,7 @@ pub(super) async fn claim_loop(
     // Synced with the fleet store (or not following it), plugins loaded:
     // serving from here on.
     config.metrics.set_ready(true);
+    let outage = Outage::counting(&config.metrics);
     let mut claimer = Claimer {
         queue,
         config,
@@ -67,7 +83,7 @@ pub(super) async fn claim_loop(
         in_flight,
         jobs,
         stop,
-        outage: Outage::default(),
+        outage,
         blocking: None,
         lost_claim: false,
         empty: 0,
@@ -292,6 +308,7 @@ pub(super) async fn ack_loop(
     budget: Arc<Budget>,
     in_flight: InFlight,
     counters: Arc<Counters>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     let mut acking = tokio::task::JoinSet::new();
     loop {
@@ -311,8 +328,9 @@ pub(super) async fn ack_loop(
         }
         let (queue, budget) = (queue.clone(), Arc::clone(&budget));
         let (in_flight, counters) = (Arc::clone(&in_flight), Arc::clone(&counters));
+        let metrics = Arc::clone(&metrics);
         acking.spawn(async move {
-            let applied = ack_until_seen(&queue, &pending, &mut Outage::default()).await;
+            let applied = ack_until_seen(&queue, &pending, &mut Outage::counting(&metrics)).await;
             settle(&pending, &applied, &in_flight, &counters);
             budget.freed.notify_one();
         });
@@ -401,9 +419,14 @@ async fn ack_one_by_one(queue: &Queue, outcomes: &[Outcome]) -> Vec<bool> {
     applied
 }
 
-pub(super) async fn heartbeat_loop(queue: Queue, lease: Duration, in_flight: InFlight) {
+pub(super) async fn heartbeat_loop(
+    queue: Queue,
+    lease: Duration,
+    in_flight: InFlight,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     let every = lease / 3;
-    let mut outage = Outage::default();
+    let mut outage = Outage::counting(&metrics);
     loop {
         // Keeps renewing during shutdown too, until the worker aborts it.
         tokio::time::sleep(every).await;
@@ -419,6 +442,7 @@ pub(super) async fn heartbeat_loop(queue: Queue, lease: Duration, in_flight: InF
                         // Acked since the snapshot: not lost, just done.
                         let key = (tenant.clone(), id.clone());
                         if !ok && lock(&in_flight).get(&key) == Some(token) {
+                            metrics.lease_lost();
                             tracing::warn!(job = %id, "lease lost; another attempt owns the job now");
                         }
                     }

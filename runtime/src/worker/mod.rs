@@ -364,6 +364,7 @@ pub async fn run_on(
             Arc::clone(&shared.budget),
             Arc::clone(&shared.in_flight),
             Arc::clone(&shared.counters),
+            Arc::clone(&config.metrics),
         )),
         sweeper: sweeper::spawn(&queue, &config.worker_id, config.backoff),
         heartbeat: spawn_leases(queue, &config, &shared),
@@ -394,7 +395,12 @@ fn spawn_leases(
         shared.in_flight.clone(),
     );
     let minutes = timeline::timeline_loop(queue.clone(), Arc::clone(&config.metrics));
-    let leases = heartbeat_loop(queue, config.lease, shared.in_flight.clone());
+    let leases = heartbeat_loop(
+        queue,
+        config.lease,
+        shared.in_flight.clone(),
+        Arc::clone(&config.metrics),
+    );
     tokio::spawn(async move {
         tokio::join!(leases, progress, minutes);
     })

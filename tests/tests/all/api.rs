@@ -490,6 +490,27 @@ fn dead_letters_are_listed_retried_and_purged_within_the_tenant() {
         "invalid-input"
     );
     assert_eq!(get(&server, "/v1/dead?limit=0", Some(&reader)).status, 400);
+    // An operator sees both, or one tenant's when it names it; a tenant
+    // cannot name another.
+    let (operator, _) = token(&env, &["--all-tenants", "--scopes", "read,admin"]);
+    assert_eq!(get(&server, "/v1/dead", Some(&operator)).json()["total"], 2);
+    let one = get(&server, "/v1/dead?tenant=beta", Some(&operator)).json();
+    assert_eq!(
+        (one["total"].clone(), one["entries"][0]["id"].clone()),
+        (1.into(), theirs.as_str().into())
+    );
+    assert_eq!(
+        get(&server, "/v1/dead?tenant=beta", Some(&reader)).status,
+        403
+    );
+    let none = request(
+        &server,
+        "POST",
+        "/v1/dead/purge?tenant=beta",
+        Some(&admin),
+        br#"{"all":true}"#,
+    );
+    assert_eq!(none.status, 403, "a tenant's admin cannot purge another's");
     let past = get(&server, "/v1/dead?offset=1", Some(&reader)).json();
     assert_eq!(
         (past["total"].clone(), past["entries"].clone()),

@@ -98,12 +98,12 @@ fn a_tenant_watches_jobs_retries_a_dead_letter_and_rolls_back_in_the_browser() {
     browser.wait_text("#history-table", WAIT, |t| t.contains("rollback"));
     shot(&browser, "plugin");
 
-    // The overview charts the jobs (workers flush every 5 s).
+    // The overview charts the jobs: workers flush every 5 s, and the page
+    // reads again as often.
+    browser.goto(&format!("{base}/#/overview"));
     env.wait_for("a chart with data", || {
-        browser.goto(&format!("{base}/#/overview"));
-        browser.wait_for("#chart-jobs", WAIT);
         browser
-            .run("return Number(document.querySelector('#chart-jobs').getAttribute('data-points'))")
+            .run("const c = document.querySelector('#chart-jobs'); return c ? Number(c.getAttribute('data-points')) : 0")
             .as_u64()
             .unwrap_or(0)
             > 0

@@ -98,6 +98,14 @@ fn scraped_counters_equal_the_jobs_run_by_outcome() {
         .sum();
     assert_eq!(lookups, 23.0, "{text}");
     assert_eq!(sample(&text, "spool_worker_ready"), Some(1.0));
+    // The worker serves its plugins (reported every few seconds), refuses
+    // none, lost no lease and met no Redis error.
+    env.wait_for("a report that counts the plugin served", || {
+        sample(&get(&addr, "/metrics").1, "spool_plugins_served").is_some_and(|n| n >= 1.0)
+    });
+    assert_eq!(sample(&text, "spool_plugins_refused"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "spool_leases_lost_total"), Some(0.0));
+    assert_eq!(sample(&text, "spool_redis_errors_total"), Some(0.0));
     // A plugin this worker does not serve: counted, under no name the
     // tenant chose (made-up names cannot use up the label pairs).
     env.enqueue("acme/made-up-name", "{}");

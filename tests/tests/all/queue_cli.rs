@@ -819,6 +819,10 @@ fn spool_dev_serves_the_dashboard_with_an_operator_token_it_keeps() {
     let dir = temp_dir("dev-dashboard");
     spool_tests::fleet::add_plugin(&dir.join("plugins"), "hello", "hello");
     std::fs::create_dir_all(dir.join(".spool")).unwrap();
+    // A link planted where the token goes: the token must not follow it.
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join(".spool/dashboard.token")).unwrap();
     let mut dev = DevGuard::start(&dir, "log");
     let said = || std::fs::read_to_string(dir.join("log")).unwrap_or_default();
     let started = Instant::now();
@@ -843,6 +847,8 @@ fn spool_dev_serves_the_dashboard_with_an_operator_token_it_keeps() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let saved = dir.join(".spool/dashboard.token");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+    assert!(!std::fs::symlink_metadata(&saved).unwrap().is_symlink());
     assert_eq!(std::fs::read_to_string(&saved).unwrap().trim(), token);
     let mode = std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the token file is private");

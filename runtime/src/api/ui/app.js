@@ -5,7 +5,11 @@
 // tenants' data.
 "use strict";
 
-const state = { token: sessionStorage.getItem("spool-token") || "", timer: null, tenant: sessionStorage.getItem("spool-tenant") || "" };
+const state = { token: sessionStorage.getItem("spool-token") || "", timer: null, tenant: sessionStorage.getItem("spool-tenant") || "", ticket: 0 };
+
+// A view's answers are dropped once the user moved to another page: a
+// slow answer never replaces the page shown now.
+class Stale extends Error {}
 
 // ---- small helpers ------------------------------------------------------
 
@@ -41,6 +45,7 @@ class ApiError extends Error {
 }
 
 async function api(path, opts = {}) {
+  const ticket = state.ticket;
   const headers = Object.assign({ "Authorization": "Bearer " + state.token }, opts.headers || {});
   let body = opts.body;
   if (body !== undefined && !(body instanceof ArrayBuffer) && typeof body !== "string") {
@@ -48,6 +53,7 @@ async function api(path, opts = {}) {
   }
   const r = await fetch(path, { method: opts.method || "GET", headers, body });
   const text = await r.text();
+  if (ticket !== state.ticket) throw new Stale();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
   if (r.status === 401) { signOut("Your token was refused: " + ((json && json.error && json.error.message) || "unauthorized")); throw new ApiError(401, json); }
@@ -200,6 +206,12 @@ async function viewOverview() {
   show(h("h1", {}, "Overview · " + t.tenant), cards, h("h2", {}, "Last hour"), charts,
     h("h2", {}, "Per plugin"), table(["plugin", { label: "ok", num: 1 }, { label: "failed", num: 1 }, { label: "p50", num: 1 }, { label: "p95", num: 1 }, { label: "p99", num: 1 }, { label: "cache hits", num: 1 }], rows, "per-plugin"),
     operatorTenantPicker());
+  // Workers flush their counts every 5 s: so does the page (not while
+  // the operator types a tenant's name).
+  every(5000, async () => {
+    if (document.activeElement && document.activeElement.id === "tenant-pick") return;
+    await viewOverview();
+  });
 }
 
 function operatorTenantPicker() {
@@ -260,10 +272,13 @@ async function viewJob(id) {
 }
 
 async function viewDead() {
-  const r = await api("/v1/dead?limit=200");
+  // An operator's page is about the tenant picked, never every tenant.
+  const scope = tenantQuery("&");
+  const r = await api("/v1/dead?limit=200" + scope);
+  const whose = state.operator ? "tenant " + state.tenant : "this tenant";
   const act = (what, body) => async () => {
-    if (what === "purge" && !confirm("Delete these dead letters and their records?")) return;
-    try { const res = await api("/v1/dead/" + what, { method: "POST", body }); toast(what === "retry" ? `retried ${res.moved.length}` : `purged ${res.purged}`); viewDead(); } catch (e) { toast(e.message); }
+    if (what === "purge" && !confirm(`Delete ${body.all ? "every dead letter of " + whose : "this dead letter"} with its record?`)) return;
+    try { const res = await api("/v1/dead/" + what + "?" + scope.slice(1), { method: "POST", body }); toast(what === "retry" ? `retried ${res.moved.length}` : `purged ${res.purged}`); viewDead(); } catch (e) { toast(e.message); }
   };
   const rows = r.entries.map((d) => h("tr", { "data-job": d.id }, td(h("a", { href: "#/job/" + encodeURIComponent(d.id) }, d.id)), td(d.tenant), td((d.record && d.record.plugin) || "—"),
     td(when(d.died_us)), td((d.record && d.record.error && d.record.error.message) || "—"),
@@ -360,9 +375,14 @@ async function route() {
   if (state.operator === undefined) {
     try { await whoAmI(); } catch (e) { return; }
   }
+  const ticket = ++state.ticket;
   const [path, query] = (location.hash.slice(1) || "/overview").split("?");
   const params = new URLSearchParams(query || "");
   const parts = path.split("/").filter(Boolean);
+  // Ids and names never contain these; in a path they would climb out.
+  if (parts.slice(1).some((p) => { const d = decodeURIComponent(p); return d === "." || d === ".." || d.includes("/") && parts[0] !== "plugin"; })) {
+    return show(errorBox(new Error("not a job id or plugin name")));
+  }
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("on", a.getAttribute("href") === "#/" + parts[0] || (parts[0] === "job" && a.getAttribute("href") === "#/jobs"));
   const views = {
     overview: () => viewOverview(), jobs: () => viewJobs(params), job: () => viewJob(decodeURIComponent(parts[1] || "")),
@@ -370,7 +390,10 @@ async function route() {
     workers: () => viewWorkers(), cache: () => viewCache(), tenants: () => viewTenants(), tenant: () => viewTenant(decodeURIComponent(parts[1] || "")),
   };
   const view = views[parts[0]] || views.overview;
-  try { await view(); } catch (e) { if (e.status !== 401) show(errorBox(e)); }
+  try { await view(); } catch (e) {
+    if (e instanceof Stale || ticket !== state.ticket) return;
+    if (e.status !== 401) show(errorBox(e));
+  }
 }
 
 window.addEventListener("hashchange", route);
