@@ -16,68 +16,68 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, clap::Args)]
 pub(crate) struct EnqueueArgs {
     #[command(flatten)]
-    redis: RedisArgs,
+    pub(super) redis: RedisArgs,
 
     /// The plugin to run the job: NAME or TENANT/NAME.
-    plugin: String,
+    pub(super) plugin: String,
 
     /// The job's input: inline JSON, or @FILE (@- reads standard input).
     #[arg(long, short, required_unless_present = "bulk")]
-    input: Option<String>,
+    pub(super) input: Option<String>,
 
     /// A JSON-lines file: one job input per line (a JSON value), all for
     /// PLUGIN with the same options. The whole file is checked first; then
     /// 200 jobs go per script call.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "wait", "idempotency_key"])]
-    bulk: Option<PathBuf>,
+    pub(super) bulk: Option<PathBuf>,
 
     /// MIME type of the input [default: application/json for inline input,
     /// guessed from the extension for @FILE]
     #[arg(long)]
-    content_type: Option<String>,
+    pub(super) content_type: Option<String>,
 
     /// Wait for the job to finish and print its output (or error). Takes an
     /// optional timeout, e.g. --wait=10s.
     #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "5m", value_parser = parse_duration)]
-    wait: Option<Duration>,
+    pub(super) wait: Option<Duration>,
 
     /// Run no earlier than this long from now, e.g. 30s or 2h.
     #[arg(long, value_parser = parse_duration, conflicts_with = "at")]
-    delay: Option<Duration>,
+    pub(super) delay: Option<Duration>,
 
     /// Run no earlier than this time (RFC 3339 with a zone, e.g.
     /// 2026-11-27T09:00:00Z or 2026-11-27T10:00:00+01:00).
     #[arg(long, value_parser = parse_time)]
-    at: Option<SystemTime>,
+    pub(super) at: Option<SystemTime>,
 
     /// How the job shares workers: high, normal or low (6:3:1, no starvation).
     #[arg(long, value_enum, default_value_t = Priority::Normal)]
-    priority: Priority,
+    pub(super) priority: Priority,
 
     /// Attempts before the job goes to the dead letters.
     #[arg(long, default_value_t = crate::queue::DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..))]
-    max_attempts: u32,
+    pub(super) max_attempts: u32,
 
     /// Enqueueing again with the same key (within the record TTL) returns
     /// the first job's id instead of a new job.
     #[arg(long)]
-    idempotency_key: Option<String>,
+    pub(super) idempotency_key: Option<String>,
 
     /// Skip the result-cache lookup for this job: the handler runs, and a
     /// success replaces the cached result.
     #[arg(long)]
-    no_cache: bool,
+    pub(super) no_cache: bool,
 
     /// Run the job one at a time, in enqueue order, with the tenant's other
     /// jobs of this group (e.g. customer-42); `spool tenants set
     /// --group-concurrency` allows more at once. 1-128 of letters, digits,
     /// `_ - . : @`.
     #[arg(long, value_parser = parse_group)]
-    group: Option<String>,
+    pub(super) group: Option<String>,
 
     /// Print JSON: {"id", "created"}, or the whole job record with --wait.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 fn parse_group(text: &str) -> Result<String, String> {
@@ -118,6 +118,17 @@ fn parse_time(text: &str) -> Result<SystemTime, String> {
     })
 }
 
+/// `--delay`, or `--at` as a delay from now.
+pub(super) fn delay_of(args: &EnqueueArgs) -> Duration {
+    // --at is turned into a delay by this machine's clock; Redis' clock
+    // then decides when it is due.
+    match (args.delay, args.at) {
+        (Some(d), _) => d,
+        (None, Some(t)) => t.duration_since(SystemTime::now()).unwrap_or_default(),
+        (None, None) => Duration::ZERO,
+    }
+}
+
 pub(crate) fn run(args: EnqueueArgs) -> u8 {
     let plugin = match PluginName::parse(&args.plugin) {
         Ok(p) => p,
@@ -126,13 +137,7 @@ pub(crate) fn run(args: EnqueueArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    // --at is turned into a delay by this machine's clock; Redis' clock
-    // then decides when it is due.
-    let delay = match (args.delay, args.at) {
-        (Some(d), _) => d,
-        (None, Some(t)) => t.duration_since(SystemTime::now()).unwrap_or_default(),
-        (None, None) => Duration::ZERO,
-    };
+    let delay = delay_of(&args);
     let template = NewJob {
         priority: args.priority,
         max_attempts: args.max_attempts,

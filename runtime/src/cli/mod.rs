@@ -2,6 +2,7 @@
 //! arguments into validated settings and runs. Exit codes are part of the
 //! interface (see [`exit`]).
 
+mod api_client;
 mod bench;
 mod cache;
 mod call;
@@ -10,6 +11,7 @@ mod dead;
 mod dev;
 mod dev_dashboard;
 mod enqueue;
+mod enqueue_api;
 mod fleet_wait;
 mod job;
 mod migrate;
@@ -40,6 +42,8 @@ pub mod exit {
 #[derive(Debug, Parser)]
 #[command(name = "spool", version, about, long_about = None)]
 pub struct Cli {
+    #[command(flatten)]
+    api: api_client::ApiTarget,
     #[command(subcommand)]
     command: Command,
 }
@@ -95,9 +99,28 @@ pub fn run() -> u8 {
         Command::Worker(_) | Command::Dev(_) | Command::Serve(_)
     );
     init_tracing(if long_running { "info" } else { "warn" });
+    let api = match &cli.api.api {
+        None => None,
+        Some(_) if !matches!(cli.command, Command::Enqueue(_)) => {
+            eprintln!(
+                "spool: --api works with `enqueue` only for now; the other commands need --redis (or use the HTTP API's routes, docs/api.md)"
+            );
+            return exit::USAGE;
+        }
+        Some(_) => match cli.api.client() {
+            Ok(api) => Some(api),
+            Err(message) => {
+                eprintln!("spool: {message}");
+                return exit::USAGE;
+            }
+        },
+    };
     match cli.command {
         Command::Call(args) => call::run(args),
-        Command::Enqueue(args) => enqueue::run(args),
+        Command::Enqueue(args) => match &api {
+            Some(api) => enqueue_api::run(&args, api),
+            None => enqueue::run(args),
+        },
         Command::Job(args) => job::run(args),
         Command::Dead(args) => dead::run(args),
         Command::Worker(args) => worker::run(args),

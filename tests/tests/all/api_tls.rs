@@ -140,3 +140,99 @@ fn bad_tls_files_are_named_before_serving() {
     let (code, said) = run(&["--tls-cert", &cert]);
     assert_eq!(code, Some(2), "clap refuses a cert without a key: {said}");
 }
+
+#[test]
+fn the_cli_enqueues_and_waits_through_the_api_with_a_token_over_http_and_https() {
+    let env = Env::new("api-cli");
+    let _worker = env.worker(&[("acme/hello", "hello")], |_| {});
+    let (cert, key, _) = certificate(&env);
+    let plain = serve(&env, &[]);
+    let tls = serve(&env, &["--tls-cert", &cert, "--tls-key", &key]);
+    let (acme, _) = token(&env, &["--tenant", "acme", "--scopes", "submit,read"]);
+    let cwd = env.subdir("cwd");
+    // No --redis anywhere: the token is all the command has.
+    let run = |args: &[&str]| {
+        let out = spool_in(&cwd, args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let http = format!("http://{}", plain.as_ref() as &str);
+    let https = format!(
+        "https://localhost:{}",
+        (tls.as_ref() as &str).rsplit(':').next().unwrap()
+    );
+    let input = r#"{"name":"Api"}"#;
+    let (code, out, err) = run(&[
+        "--api",
+        &http,
+        "--token",
+        &acme,
+        "enqueue",
+        "hello",
+        "--input",
+        input,
+        "--wait=60s",
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), r#"{"greeting":"Hello, Api!"}"#),
+        "{err}"
+    );
+    let (code, out, err) = run(&[
+        "--api",
+        &https,
+        "--api-ca",
+        &cert,
+        "--token",
+        &acme,
+        "enqueue",
+        "hello",
+        "--input",
+        input,
+        "--wait=60s",
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), r#"{"greeting":"Hello, Api!"}"#),
+        "{err}"
+    );
+    // Without --wait: the id, and the job is acme's.
+    let (code, id, err) = run(&[
+        "--api",
+        &http,
+        "--token",
+        &acme,
+        "enqueue",
+        "hello",
+        "--input",
+        input,
+        "--priority",
+        "high",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let record = env.record(&id);
+    assert_eq!(record.plugin, "acme/hello");
+    assert_eq!(record.priority.as_deref(), Some("high"));
+    // Another tenant's plugin, no token, a command that cannot go through
+    // the API: each refused, saying why.
+    let (code, _, err) = run(&[
+        "--api",
+        &http,
+        "--token",
+        &acme,
+        "enqueue",
+        "beta/hello",
+        "--input",
+        input,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot enqueue jobs of tenant beta"), "{err}");
+    let (code, _, err) = run(&["--api", &http, "enqueue", "hello", "--input", input]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--api needs --token"), "{err}");
+    let (code, _, err) = run(&["--api", &http, "--token", &acme, "job", &id]);
+    assert_eq!(code, Some(2), "{err}");
+}
