@@ -113,6 +113,22 @@ pub struct Metrics {
     /// Plugin versions served and versions refused, at the last report.
     plugins_served: AtomicU64,
     plugins_refused: AtomicU64,
+    /// Plugin versions that began to serve: new names, and new versions of
+    /// names served before (swaps), as the reports saw them.
+    plugin_loads: AtomicU64,
+    plugin_swaps: AtomicU64,
+    /// Job threads in a sandbox run (or a cache lookup) now.
+    slots_busy: AtomicU64,
+}
+
+/// A job thread's slot in use while this lives.
+#[derive(Debug)]
+pub struct Busy<'a>(&'a AtomicU64);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -193,6 +209,19 @@ impl Metrics {
             &self.redis_errors
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A job thread takes its slot until the guard drops.
+    pub fn busy(&self) -> Busy<'_> {
+        self.slots_busy.fetch_add(1, Ordering::Relaxed);
+        Busy(&self.slots_busy)
+    }
+
+    /// Versions began to serve since the last report: `loads` in all, of
+    /// which `swaps` replaced another version of the same plugin.
+    pub fn plugins_changed(&self, loads: usize, swaps: usize) {
+        self.plugin_loads.fetch_add(loads as u64, Ordering::Relaxed);
+        self.plugin_swaps.fetch_add(swaps as u64, Ordering::Relaxed);
     }
 
     /// Versions served and refused now.

@@ -98,7 +98,7 @@ fn gauges(m: &Metrics, out: &mut String) {
 }
 
 /// The series of one value each: (name, type, help, value).
-fn singles(m: &Metrics) -> [(&'static str, &'static str, &'static str, u64); 9] {
+fn singles(m: &Metrics) -> [(&'static str, &'static str, &'static str, u64); 12] {
     [
         (
             "spool_stale_outcomes_total",
@@ -141,6 +141,24 @@ fn singles(m: &Metrics) -> [(&'static str, &'static str, &'static str, u64); 9] 
             "gauge",
             "Plugin versions this worker serves.",
             m.plugins_served.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_plugin_loads_total",
+            "counter",
+            "Plugin versions that began to serve (as the reports every few seconds saw them).",
+            m.plugin_loads.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_plugin_swaps_total",
+            "counter",
+            "Loads that replaced another version of the same plugin (hot reloads, deploys, rollbacks).",
+            m.plugin_swaps.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_job_slots_busy",
+            "gauge",
+            "Job threads running a job now (of --concurrency).",
+            m.slots_busy.load(Ordering::Relaxed),
         ),
         (
             "spool_plugins_refused",

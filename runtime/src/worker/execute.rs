@@ -137,6 +137,7 @@ impl Executor {
             slot,
             grace: self.wedge_grace,
         };
+        let _busy = self.metrics.busy();
         let answer = cached::answer(
             cache, &plugin, &settings, &services, input, no_cache, watched,
         );

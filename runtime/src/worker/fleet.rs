@@ -54,6 +54,8 @@ struct Fleet {
     /// Directory versions recorded in the history (or that cannot be):
     /// name → digest.
     recorded: HashMap<PluginName, Version>,
+    /// What the last report said was served: name → version.
+    reported: std::sync::Mutex<HashMap<String, Version>>,
 }
 
 impl Fleet {
@@ -145,6 +147,8 @@ impl Fleet {
     async fn report(&self, events_seen: &str) -> Result<(), DeployError> {
         let (plugins, rejected) = (self.registry.serving(), self.registry.refusals());
         self.metrics.set_plugins(plugins.len(), rejected.len());
+        let (loads, swaps) = changes(&mut crate::locks::lock(&self.reported), &plugins);
+        self.metrics.plugins_changed(loads, swaps);
         self.store
             .report(&WorkerStatus {
                 worker: self.worker.clone(),
@@ -159,6 +163,30 @@ impl Fleet {
             })
             .await
     }
+}
+
+/// Versions in `now` that `before` did not serve: (all such, those that
+/// replaced another version of their name); `before` becomes `now`.
+fn changes(
+    before: &mut HashMap<String, Version>,
+    now: &[crate::plugins::Serving],
+) -> (usize, usize) {
+    let (mut loads, mut swaps) = (0, 0);
+    for p in now {
+        match before.get(&p.name) {
+            Some(v) if *v == p.version => {}
+            Some(_) => {
+                loads += 1;
+                swaps += 1;
+            }
+            None => loads += 1,
+        }
+    }
+    *before = now
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect();
+    (loads, swaps)
 }
 
 /// Drop what a cache purge named from this worker's memory.
@@ -270,6 +298,7 @@ impl Follower {
                 metrics: Arc::clone(&self.config.metrics),
                 started_us: self.config.started_us,
                 recorded: HashMap::new(),
+                reported: std::sync::Mutex::default(),
             },
         };
         let fleet = self.fleet.insert(fleet);

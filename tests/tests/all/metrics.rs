@@ -105,6 +105,23 @@ fn scraped_counters_equal_the_jobs_run_by_outcome() {
     });
     assert_eq!(sample(&text, "spool_plugins_refused"), Some(0.0), "{text}");
     assert_eq!(sample(&text, "spool_leases_lost_total"), Some(0.0));
+    assert_eq!(
+        sample(&text, "spool_job_slots_busy"),
+        Some(0.0),
+        "all jobs ended"
+    );
+    let scrape = || get(&addr, "/metrics").1;
+    assert!(sample(&scrape(), "spool_plugin_loads_total").is_some_and(|n| n >= 1.0));
+    assert_eq!(sample(&scrape(), "spool_plugin_swaps_total"), Some(0.0));
+    // A new version of the file: a hot reload, counted as a swap.
+    std::fs::write(
+        dir.join("acme/hello.wasm"),
+        spool_tests::variant("hello", 1),
+    )
+    .unwrap();
+    env.wait_for("the reload counted as a swap", || {
+        sample(&scrape(), "spool_plugin_swaps_total").is_some_and(|n| n >= 1.0)
+    });
     assert_eq!(sample(&text, "spool_redis_errors_total"), Some(0.0));
     // A plugin this worker does not serve: counted, under no name the
     // tenant chose (made-up names cannot use up the label pairs).
