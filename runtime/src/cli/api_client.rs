@@ -44,9 +44,12 @@ impl Answer {
             .map_or_else(|| format!("HTTP {}", self.status), str::to_string)
     }
 
-    /// Whether the API said a retry may help.
+    /// Whether a retry may help: the API says so, or (without its word,
+    /// say from a proxy) the status is 408, 429 or 5xx.
     pub fn retryable(&self) -> bool {
-        self.json()["error"]["retryable"].as_bool().unwrap_or(false)
+        self.json()["error"]["retryable"]
+            .as_bool()
+            .unwrap_or(matches!(self.status, 408 | 429 | 500..=599))
     }
 }
 
@@ -73,33 +76,34 @@ impl ApiTarget {
             Some(("http", rest)) => (false, rest),
             Some(("https", rest)) => (true, rest),
             _ => {
-                return Err(format!(
-                    "--api {url:?}: expected http://HOST:PORT or https://HOST[:PORT]"
-                ));
+                return Err("--api: expected http://HOST:PORT or https://HOST[:PORT]".to_string());
             }
         };
-        if rest.contains('/') || rest.is_empty() {
-            return Err(format!(
-                "--api {url:?}: expected no path after the host and port"
-            ));
+        let (host, port) = split_host(rest, if tls { 443 } else { 80 })?;
+        let token = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or("--api needs --token (or SPOOL_TOKEN): a token from `spool tokens create`")?
+            .to_string();
+        if token.chars().any(|c| c.is_control() || c == ' ') {
+            return Err("--token: not a token (it holds spaces or control characters)".to_string());
         }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (
-                h,
-                p.parse()
-                    .map_err(|_| format!("--api {url:?}: port {p:?} is not a number"))?,
-            ),
-            None => (rest, if tls { 443 } else { 80 }),
-        };
-        let token =
-            self.token.clone().filter(|t| !t.trim().is_empty()).ok_or(
-                "--api needs --token (or SPOOL_TOKEN): a token from `spool tokens create`",
-            )?;
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !tls && !loopback {
+            eprintln!(
+                "spool: warning: --api {host} is plain http: the token crosses the network in the clear; use https"
+            );
+        }
         let roots = if tls { Some(self.tls_config()?) } else { None };
         Ok(Api {
-            host: host.to_string(),
+            host,
             port,
-            token: token.trim().to_string(),
+            token,
             roots,
         })
     }
@@ -131,6 +135,36 @@ impl ApiTarget {
     }
 }
 
+/// Host and port of `HOST[:PORT]` or `[V6][:PORT]`; no user, path or
+/// control characters (the error never repeats the text: it may hold a
+/// password).
+fn split_host(rest: &str, default: u16) -> Result<(String, u16), String> {
+    if rest.is_empty() || rest.contains(['/', '@']) || rest.chars().any(char::is_control) {
+        return Err(
+            "--api: expected http://HOST:PORT or https://HOST[:PORT], with no user, path or control characters"
+                .to_string(),
+        );
+    }
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("--api: port {p:?} is not a number"))
+    };
+    if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or("--api: an IPv6 address needs its closing ]")?;
+        return match after.strip_prefix(':') {
+            Some(p) => Ok((h.to_string(), port(p)?)),
+            None if after.is_empty() => Ok((h.to_string(), default)),
+            None => Err("--api: expected :PORT after the IPv6 address".to_string()),
+        };
+    }
+    match rest.rsplit_once(':') {
+        Some((h, p)) => Ok((h.to_string(), port(p)?)),
+        None => Ok((rest.to_string(), default)),
+    }
+}
+
 impl Api {
     /// One request; the answer, whatever its status.
     pub fn send(
@@ -145,13 +179,14 @@ impl Api {
         let unreached = |e: std::io::Error| Unreached(format!("{method} {path} on {where_}: {e}"));
         let sock = TcpStream::connect((self.host.as_str(), self.port)).map_err(unreached)?;
         sock.set_read_timeout(Some(timeout)).map_err(unreached)?;
+        sock.set_write_timeout(Some(timeout)).map_err(unreached)?;
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {where_}\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             self.token,
             body.len()
         );
         let raw = match &self.roots {
-            None => exchange(sock, head.as_bytes(), body),
+            None => exchange(sock, head.as_bytes(), body, timeout),
             Some(config) => {
                 let name = tokio_rustls::rustls::pki_types::ServerName::try_from(self.host.clone())
                     .map_err(|e| Unreached(format!("--api host {:?}: {e}", self.host)))?;
@@ -161,6 +196,7 @@ impl Api {
                     tokio_rustls::rustls::StreamOwned::new(conn, sock),
                     head.as_bytes(),
                     body,
+                    timeout,
                 )
             }
         }
@@ -170,16 +206,43 @@ impl Api {
     }
 }
 
-fn exchange(mut s: impl Read + Write, head: &[u8], body: &[u8]) -> std::io::Result<Vec<u8>> {
+/// The most of an answer read (a job record with its output, at most).
+const MAX_ANSWER: usize = 64 << 20;
+
+/// Send the request; read the whole answer within `timeout` (checked
+/// between reads too, so a trickle cannot last for ever), at most
+/// [`MAX_ANSWER`] bytes.
+fn exchange(
+    mut s: impl Read + Write,
+    head: &[u8],
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<Vec<u8>> {
+    let until = std::time::Instant::now() + timeout;
     s.write_all(head)?;
     s.write_all(body)?;
     s.flush()?;
     let mut raw = Vec::new();
-    // A server that closes without TLS close_notify still sent its answer.
-    if let Err(e) = s.read_to_end(&mut raw)
-        && raw.is_empty()
-    {
-        return Err(e);
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            // An end without TLS close_notify: whether the answer is whole
+            // is for `parse` to say.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
+            Err(e) => return Err(e),
+        };
+        raw.extend_from_slice(&buf[..n]);
+        if raw.len() > MAX_ANSWER {
+            return Err(std::io::Error::other("the answer is over 64 MiB"));
+        }
+        if std::time::Instant::now() > until {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the answer took too long",
+            ));
+        }
     }
     Ok(raw)
 }
@@ -193,16 +256,29 @@ fn parse(raw: &[u8]) -> Option<Answer> {
     if head.contains("transfer-encoding: chunked") {
         let mut out = Vec::new();
         let mut rest = body.as_slice();
-        while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        loop {
+            // A chunked answer is whole only with its last, empty chunk.
+            let end = rest.windows(2).position(|w| w == b"\r\n")?;
             let size =
                 usize::from_str_radix(String::from_utf8_lossy(&rest[..end]).trim(), 16).ok()?;
             if size == 0 {
                 break;
             }
-            out.extend_from_slice(rest.get(end + 2..end + 2 + size)?);
-            rest = rest.get(end + 2 + size + 2..)?;
+            let stop = end.checked_add(2)?.checked_add(size)?;
+            out.extend_from_slice(rest.get(end + 2..stop)?);
+            rest = rest.get(stop.checked_add(2)?..)?;
         }
         body = out;
+    } else if let Some(len) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        // Cut short: not an answer to act on.
+        if body.len() < len {
+            return None;
+        }
+        body.truncate(len);
     }
     Some(Answer { status, body })
 }

@@ -87,13 +87,20 @@ pub(crate) fn run(args: &EnqueueArgs, api: &Api) -> u8 {
         }
     };
     let ct = args.content_type.clone().unwrap_or(guessed);
+    if ct.chars().any(char::is_control) {
+        eprintln!("spool: --content-type: control characters are not allowed");
+        return exit::USAGE;
+    }
     let path = format!("/v1/jobs?{}", query(args, delay));
     let made = match api.send("POST", &path, &ct, &payload, Duration::from_secs(60)) {
         Ok(a) if a.status == 200 || a.status == 201 => a.json(),
         Ok(a) => return refused(&a),
         Err(e) => return unreached(&e),
     };
-    let id = made["id"].as_str().unwrap_or_default().to_string();
+    let Some(id) = made["id"].as_str().map(str::to_string) else {
+        eprintln!("spool: the API's answer named no job id; the job may have been enqueued");
+        return exit::RETRYABLE;
+    };
     if made["created"] == false {
         eprintln!(
             "spool: idempotency key {:?} already names job {id}; nothing new was enqueued",
@@ -107,11 +114,20 @@ pub(crate) fn run(args: &EnqueueArgs, api: &Api) -> u8 {
                 serde_json::json!({"id": id, "created": made["created"]})
             );
         } else {
-            println!("{id}");
+            println!("{}", shown(&id));
         }
         return exit::OK;
     };
-    wait(args, api, &id, timeout)
+    let code = wait(args, api, &id, timeout);
+    if code == exit::USAGE || code == exit::RETRYABLE {
+        // The job is queued whatever went wrong with the wait.
+        eprintln!(
+            "spool: job {} was enqueued; GET /v1/jobs/{} shows it",
+            shown(&id),
+            shown(&id)
+        );
+    }
+    code
 }
 
 /// Wait (a minute at a time, as the API allows) until the job ends or
@@ -135,15 +151,18 @@ fn wait(args: &EnqueueArgs, api: &Api, id: &str, timeout: Duration) -> u8 {
             Err(e) => return unreached(&e),
         };
         match answer.status {
-            200 => return finished(args, &answer.json()),
+            200 if answer.json()["status"].is_string() => return finished(args, &answer.json()),
+            200 => return unreached(&Unreached("the API's answer held no record".into())),
             202 if Instant::now() >= until => {
                 let status = answer.json()["status"]
                     .as_str()
                     .unwrap_or("unknown")
                     .to_string();
                 eprintln!(
-                    "spool: job {id} did not finish within {}; it is {status}",
-                    humantime::format_duration(timeout)
+                    "spool: job {} did not finish within {}; it is {}",
+                    shown(id),
+                    humantime::format_duration(timeout),
+                    shown(&status)
                 );
                 return exit::RETRYABLE;
             }
@@ -157,13 +176,19 @@ fn finished(args: &EnqueueArgs, record: &serde_json::Value) -> u8 {
     if args.json {
         println!("{record}");
     } else if let Some(out) = record["output"].as_str() {
-        println!("{out}");
+        // As the Redis path prints it: control characters escaped on a
+        // terminal, where a missing newline is added.
+        if super::shown::write_output(out.as_bytes()) && !out.ends_with('\n') {
+            println!();
+        }
     } else if let Some(b64) = record["output_base64"].as_str() {
         use base64::Engine as _;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .unwrap_or_default();
-        super::shown::write_output(&bytes);
+        if super::shown::write_output(&bytes) && bytes.last() != Some(&b'\n') {
+            println!();
+        }
     } else {
         let why = record["error"]["message"]
             .as_str()

@@ -99,8 +99,12 @@ pub fn run() -> u8 {
         Command::Worker(_) | Command::Dev(_) | Command::Serve(_)
     );
     init_tracing(if long_running { "info" } else { "warn" });
+    // SPOOL_API in the environment is for the commands that can use it;
+    // `--api` given to another command is a mistake worth saying.
+    let on_line = std::env::args().any(|a| a == "--api" || a.starts_with("--api="));
     let api = match &cli.api.api {
         None => None,
+        Some(_) if !matches!(cli.command, Command::Enqueue(_)) && !on_line => None,
         Some(_) if !matches!(cli.command, Command::Enqueue(_)) => {
             eprintln!(
                 "spool: --api works with `enqueue` only for now; the other commands need --redis (or use the HTTP API's routes, docs/api.md)"

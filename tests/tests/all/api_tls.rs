@@ -214,4 +214,27 @@ fn the_cli_enqueues_and_waits_through_the_api_with_a_token_over_http_and_https()
     assert!(err.contains("--api needs --token"), "{err}");
     let (code, _, err) = run(&["--api", &http, "--token", &acme, "job", &id]);
     assert_eq!(code, Some(2), "{err}");
+    // SPOOL_API exported in the shell does not stop the other commands.
+    let url = env.redis.url();
+    let mut command = crate::command::spool_command(&cwd, &["job", &id, "--redis", &url]);
+    command.env("SPOOL_API", &http);
+    let out = crate::command::output_within(command, &["job"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A URL with a user in it is refused without repeating it.
+    let (code, _, err) = run(&[
+        "--api",
+        "http://me:secret@host:1",
+        "--token",
+        &acme,
+        "enqueue",
+        "hello",
+        "--input",
+        input,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("secret"), "{err}");
 }

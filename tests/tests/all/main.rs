@@ -14,6 +14,7 @@ mod api;
 mod api_admin;
 mod api_bodies;
 mod api_events;
+mod api_matrix;
 mod api_plugins;
 mod api_tls;
 mod artifacts;
