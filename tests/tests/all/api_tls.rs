@@ -178,35 +178,23 @@ fn the_cli_enqueues_and_waits_through_the_api_with_a_token_over_http_and_https()
             "{url}: {err}"
         );
     }
+    // `spool --api URL --token acme's enqueue PLUGIN --input … EXTRA`.
+    let enqueue = |url: &str, plugin: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--api", url, "--token", &acme, "enqueue", plugin, "--input", input,
+        ];
+        args.extend(extra);
+        run(&args)
+    };
     // Without --wait: the id, and the job is acme's.
-    let (code, id, err) = run(&[
-        "--api",
-        &http,
-        "--token",
-        &acme,
-        "enqueue",
-        "hello",
-        "--input",
-        input,
-        "--priority",
-        "high",
-    ]);
+    let (code, id, err) = enqueue(&http, "hello", &["--priority", "high"]);
     assert_eq!(code, Some(0), "{err}");
     let record = env.record(&id);
     assert_eq!(record.plugin, "acme/hello");
     assert_eq!(record.priority.as_deref(), Some("high"));
     // Another tenant's plugin, no token, a command that cannot go through
     // the API: each refused, saying why.
-    let (code, _, err) = run(&[
-        "--api",
-        &http,
-        "--token",
-        &acme,
-        "enqueue",
-        "beta/hello",
-        "--input",
-        input,
-    ]);
+    let (code, _, err) = enqueue(&http, "beta/hello", &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cannot enqueue jobs of tenant beta"), "{err}");
     let (code, _, err) = run(&["--api", &http, "enqueue", "hello", "--input", input]);
@@ -225,16 +213,7 @@ fn the_cli_enqueues_and_waits_through_the_api_with_a_token_over_http_and_https()
         String::from_utf8_lossy(&out.stderr)
     );
     // A URL with a user in it is refused without repeating it.
-    let (code, _, err) = run(&[
-        "--api",
-        "http://me:secret@host:1",
-        "--token",
-        &acme,
-        "enqueue",
-        "hello",
-        "--input",
-        input,
-    ]);
+    let (code, _, err) = enqueue("http://me:secret@host:1", "hello", &[]);
     assert_eq!(code, Some(2), "{err}");
     assert!(!err.contains("secret"), "{err}");
 }
