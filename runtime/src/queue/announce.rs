@@ -84,6 +84,33 @@ impl Queue {
         }
     }
 
+    /// Add `succeeded` jobs to the queue's totals over all its tenants
+    /// (`PREFIX:{QUEUE}:stats`, field `succeeded`, as before fair share,
+    /// so that scripts watching a whole queue keep working). The ack
+    /// scripts cannot write the queue's slot, so this follows each ack
+    /// call: a total can trail the tenants' own counters by a moment,
+    /// and misses the jobs of an ack whose worker died right after it.
+    /// A failure is logged; the tenants' counters are the record.
+    pub(crate) async fn add_queue_totals(&self, succeeded: u64) {
+        if succeeded == 0 {
+            return;
+        }
+        let mut conn = self.redis.conn();
+        self.count_round_trip();
+        let added: Result<i64, _> = redis::cmd("HINCRBY")
+            .arg(self.key("stats"))
+            .arg("succeeded")
+            .arg(succeeded)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = added {
+            tracing::warn!(
+                "ack: stored, but the queue's totals were not updated ({}): they stay {succeeded} short",
+                self.error("add to the queue's totals", e)
+            );
+        }
+    }
+
     /// Take tenants out of the ready set (see [`Leave`]).
     pub(crate) async fn settle(&self, leaving: &[Leave]) -> Result<(), QueueError> {
         if leaving.is_empty() {

@@ -227,19 +227,25 @@ impl Queue {
         let mut applied = vec![false; outcomes.len()];
         let mut heard = Vec::new();
         let mut refused = None;
+        let mut succeeded = 0;
         for ((tenant, indices), reply) in order.into_iter().zip(replies) {
             let split = reply.and_then(|reply| Announce::split(tenant, reply, "ack"));
             match split {
                 Ok((announce, rest)) => {
                     heard.extend(announce);
                     for (i, value) in indices.into_iter().zip(rest) {
-                        applied[i] = matches!(value, Value::Int(1));
+                        applied[i] = matches!(value, Value::Int(1 | 2));
+                        // (A repeat, 2, was counted by the call it repeats.)
+                        if value == Value::Int(1) && outcomes[i].next == Next::Succeeded {
+                            succeeded += 1;
+                        }
                     }
                 }
                 Err(e) => refused = Some(e),
             }
         }
         self.announce_or_warn(&heard, "ack").await;
+        self.add_queue_totals(succeeded).await;
         // Another tenant's outcomes were applied: acking them again one by
         // one (the caller's fallback) is recognised as a repeat.
         match refused {

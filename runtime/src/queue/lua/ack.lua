@@ -27,8 +27,9 @@
 -- dead letters. Once a newer attempt was
 -- claimed, the token differs and the outcome is refused (0).
 --
--- Returns {announce_seq, timer_us, ready, then one 1 (applied) or 0
--- (stale) per group, in order}: the caller announces the tenant as they
+-- Returns {announce_seq, timer_us, ready, then one 1 (applied), 2 (applied
+-- by an earlier call: this one repeats it) or 0 (stale) per group, in
+-- order}: the caller announces the tenant as they
 -- say (a lease freed a slot under the tenant's cap, a job went
 -- back to a ready list, a group's slot was freed; see "has work" in
 -- lib.lua).
@@ -206,7 +207,7 @@ while i <= #ARGV do
   else
     local f = hmget(key, 'token', 'status')
     local again = f and f[1] == token and (LEAVES[outcome] or {})[f[2]] == true
-    applied[#applied + 1] = again and 1 or 0
+    applied[#applied + 1] = again and 2 or 0
   end
   i = i + 6 + nfields * 2
 end
