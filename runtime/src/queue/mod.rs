@@ -16,7 +16,7 @@
 //! | `T:group:G`, `T:groups`, `T:held:G`, `T:gpaused` | list, zset, set, set | groups: waiting jobs in order, the groups' rotation, the jobs holding a group's slots, paused groups |
 //! | `T:delayed` | zset | ids by due time (µs): `--delay`, `--at`, retry backoff |
 //! | `T:leases` | zset | running ids by lease expiry (µs); its size is what the tenant's cap counts |
-//! | `T:succeeded` | zset | succeeded ids by finish time, capped (`--keep-succeeded`): older records are deleted |
+//! | `T:kept` | list | succeeded ids, newest at the head, capped (`--keep-succeeded`): older records are deleted |
 //! | `T:dead` | zset | dead-letter ids by time of death, capped |
 //! | `T:bucket`, `T:paused`, `T:in`, `T:timer` | | rate-limit tokens, a pause, the "has work" bookkeeping |
 //! | `T:done:ID` | list | completion notice for `enqueue --wait` |

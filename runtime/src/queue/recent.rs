@@ -139,11 +139,11 @@ fn ids_pipe(keys: &str, status: Status, limit: usize) -> Option<redis::Pipeline>
                 .arg(last);
         }
         Status::Succeeded => {
-            pipe.cmd("ZRANGE")
-                .arg(format!("{keys}:succeeded"))
+            // Newest first: acks push at the head.
+            pipe.cmd("LRANGE")
+                .arg(format!("{keys}:kept"))
                 .arg(0)
-                .arg(last)
-                .arg("REV");
+                .arg(last);
         }
         Status::Dead => {
             pipe.cmd("ZRANGE")

@@ -324,6 +324,14 @@ impl JobRecord {
         }
         let json = |v: Option<String>| v.and_then(|s| serde_json::from_str(&s).ok());
         let attempts = num(text("attempt")).unwrap_or(0);
+        let version = text("version");
+        // `off`, the plugin declaring no cache, is left out of records
+        // (a field fewer keeps a record in a smaller allocation): a
+        // record whose handler ran (it has a version) and names no cache
+        // status ran without one.
+        let cache = text("cache")
+            .filter(|c| !c.is_empty())
+            .or_else(|| version.is_some().then(|| "off".to_string()));
         JobRecord {
             id: id.to_string(),
             plugin: text("plugin").unwrap_or_default(),
@@ -337,11 +345,13 @@ impl JobRecord {
             payload_bytes,
             enqueued_us: num(text("enqueued_us")),
             run_at_us: num(text("run_at_us")),
-            claimed_us: num(text("claimed_us")),
+            // The token is the claim's time (records before 2026-12 also
+            // have `claimed_us`).
+            claimed_us: num(text("claimed_us")).or_else(|| num(text("token"))),
             started_us: num(text("started_us")),
             finished_us: num(text("finished_us")),
             worker: text("worker"),
-            version: text("version"),
+            version,
             host_calls: num(text("host_calls")),
             timings: json(text("timings")),
             output,
@@ -349,7 +359,7 @@ impl JobRecord {
             error: json(text("error")),
             logs: text("logs").and_then(|s| super::logs::shown(&s)),
             progress: current_progress(json(text("progress")), attempts),
-            cache: text("cache"),
+            cache,
             cache_job: text("cache_job").filter(|j| !j.is_empty()),
             cache_key: text("cache_key").filter(|k| !k.is_empty()),
             ttl_seconds: (ttl >= 0).then_some(ttl),

@@ -1,6 +1,8 @@
 //! The claim script's reply → [`Claim`]. Jobs are decoded by the field
 //! names the script sends with them (`FIELDS` in `claim.lua`), so the two
-//! sides cannot disagree on an order.
+//! sides cannot disagree on an order. Today's script sends each job's
+//! whole record as one value, `record` (name, value pairs); the envelope
+//! fields may also come as values of their own (an older script).
 
 use super::QueueError;
 use super::announce::{Announce, Leave};
@@ -118,6 +120,7 @@ const REQUIRED: [&str; 9] = [
 
 /// Each required name once, none twice: a script that drops or repeats a
 /// field is a protocol error, not jobs with a field silently missing.
+/// `record` carries every field of the record, so it stands for all.
 fn check_names(names: &[String]) -> Result<(), QueueError> {
     for (i, name) in names.iter().enumerate() {
         if names[..i].contains(name) {
@@ -126,6 +129,9 @@ fn check_names(names: &[String]) -> Result<(), QueueError> {
                 format!("field {name:?} sent twice"),
             ));
         }
+    }
+    if names.iter().any(|n| n == "record") {
+        return Ok(());
     }
     match REQUIRED.iter().find(|r| !names.iter().any(|n| n == *r)) {
         Some(missing) => Err(QueueError::protocol(
@@ -177,21 +183,40 @@ fn job(
     };
     for (name, value) in names.iter().zip(values) {
         match name.as_str() {
-            "payload" => job.payload = bytes(value).unwrap_or_default(),
-            "plugin" => job.plugin = text(value),
-            "content_type" => job.content_type = text(value),
-            "max_attempts" => job.max_attempts = text(value),
-            "enqueued_us" => job.enqueued_us = text(value).and_then(|s| s.parse().ok()),
-            "wait" => job.wait = text(value).is_some_and(|w| w == "1"),
-            "priority" => job.priority = text(value),
-            "waiting_since_us" => job.waiting_since_us = text(value).and_then(|s| s.parse().ok()),
-            "no_cache" => job.no_cache = text(value).is_some_and(|v| v == "1"),
             "fresh" => job.fresh = text(value).is_some_and(|v| v == "1"),
-            // A field a newer script sends and this worker does not know.
-            _ => {}
+            "record" => {
+                let Value::Array(pairs) = value else {
+                    return Err(bad("job record is not an array"));
+                };
+                let mut pairs = pairs.into_iter();
+                while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
+                    if let Some(name) = text(name) {
+                        envelope(&mut job, &name, value);
+                    }
+                }
+            }
+            name => envelope(&mut job, name, value),
         }
     }
     Ok(job)
+}
+
+/// Set envelope field `name` of `job`; any other name (a record's
+/// `attempt` or `output`, or a field a newer script sends) is not the
+/// envelope's and is left alone.
+fn envelope(job: &mut ClaimedJob, name: &str, value: Value) {
+    match name {
+        "payload" => job.payload = bytes(value).unwrap_or_default(),
+        "plugin" => job.plugin = text(value),
+        "content_type" => job.content_type = text(value),
+        "max_attempts" => job.max_attempts = text(value),
+        "enqueued_us" => job.enqueued_us = text(value).and_then(|s| s.parse().ok()),
+        "wait" => job.wait = text(value).is_some_and(|w| w == "1"),
+        "priority" => job.priority = text(value),
+        "waiting_since_us" => job.waiting_since_us = text(value).and_then(|s| s.parse().ok()),
+        "no_cache" => job.no_cache = text(value).is_some_and(|v| v == "1"),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -249,15 +274,39 @@ mod tests {
     }
 
     #[test]
-    fn the_claim_script_sends_exactly_the_required_fields() {
+    fn a_record_carries_the_envelope_and_its_other_fields_are_left_alone() {
+        // A retried job's record: the last attempt's token and attempt
+        // must not stand for the claim's own.
+        let record = [
+            "status", "queued", "plugin", "acme/x", "attempt", "7", "token", "9",
+        ]
+        .into_iter()
+        .chain(["payload", "{}", "wait", "1", "priority", "high"])
+        .map(s)
+        .collect();
+        let job = vec![
+            s("01J"),
+            Value::Int(3),
+            Value::Int(2),
+            s("0"),
+            Value::Array(record),
+        ];
+        let claimed = claim(&["fresh", "record"], vec![Value::Array(job)]).unwrap();
+        let job = &claimed.jobs[0];
+        assert_eq!((job.token.as_str(), job.attempt), ("3", 2));
+        assert_eq!(job.plugin.as_deref(), Some("acme/x"));
+        assert_eq!(job.payload, b"{}");
+        assert_eq!(job.priority.as_deref(), Some("high"));
+        assert!(job.wait && !job.fresh);
+        let flat = vec![s("01J"), Value::Int(3), Value::Int(2), s("1"), s("x")];
+        let e = claim(&["fresh", "record"], vec![Value::Array(flat)]).unwrap_err();
+        assert!(e.to_string().contains("record is not an array"), "{e}");
+    }
+
+    #[test]
+    fn the_claim_script_sends_the_names_this_decoder_reads() {
         let script = include_str!("lua/claim.lua");
-        let start = script
-            .find("local READ = {")
-            .expect("claim.lua defines READ, the fields FIELDS starts with");
-        let end = start + script[start..].find('}').expect("READ ends");
-        let sent: Vec<&str> = script[start..end].split('\'').skip(1).step_by(2).collect();
-        assert_eq!(sent, REQUIRED);
-        assert!(script.contains("FIELDS[#FIELDS + 1] = 'fresh'"));
+        assert!(script.contains("local out = { now, 0, -1, 0, { 'fresh', 'record' } }"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::cached::{self, Answer};
 use super::watchdog::{Slot, Watched};
-use crate::cache::{Hit, ResultCache};
+use crate::cache::{CacheStatus, Hit, ResultCache};
 use crate::ids::PluginName;
 use crate::metrics::{Ended, Metrics};
 use crate::plugins::Registry;
@@ -162,7 +162,13 @@ impl Executor {
             Answer::Ran(run, status, key) => {
                 *timings = Some((run.timings.instantiate, run.timings.run));
                 self.metrics.cache(status.as_str());
-                outcome.record.cache = Field::Set(status.as_str().to_string());
+                // `off` is what a record without the field means (it
+                // stays in a smaller allocation; `JobRecord::from_hash`).
+                outcome.record.cache = if status == CacheStatus::Off {
+                    Field::Clear
+                } else {
+                    Field::Set(status.as_str().to_string())
+                };
                 outcome.record.cache_job = Field::Clear;
                 outcome.record.cache_key = key.map_or(Field::Clear, Field::Set);
                 self.ran(outcome, run, attempt, max_attempts)

@@ -37,10 +37,11 @@ fn enqueue_many(
     ids
 }
 
-/// `(status, claimed_us, started_us, finished_us)` as stored.
+/// `(status, token, started_us, finished_us)` as stored (the token is the
+/// claim's time).
 type Row = (Option<String>, Option<u64>, Option<u64>, Option<u64>);
 
-/// `(status, claimed_us, started_us, finished_us)` of `tenant`'s jobs.
+/// `(status, claimed, started_us, finished_us)` of `tenant`'s jobs.
 fn times(env: &Env, tenant: &str, ids: &[String]) -> Vec<(Option<String>, u64, u64, u64)> {
     let keys = env.tenant_keys(tenant);
     let mut out = Vec::with_capacity(ids.len());
@@ -49,7 +50,7 @@ fn times(env: &Env, tenant: &str, ids: &[String]) -> Vec<(Option<String>, u64, u
         for id in chunk {
             pipe.cmd("HMGET").arg(format!("{keys}:job:{id}")).arg(&[
                 "status",
-                "claimed_us",
+                "token",
                 "started_us",
                 "finished_us",
             ]);

@@ -549,8 +549,8 @@ fn only_the_newest_succeeded_records_are_kept_per_tenant() {
         (again.id.as_str(), again.created),
         (keyed_id.as_str(), false)
     );
-    let kept: u64 = redis::cmd("ZCARD")
-        .arg(format!("{}:succeeded", env.tenant_keys("default")))
+    let kept: u64 = redis::cmd("LLEN")
+        .arg(format!("{}:kept", env.tenant_keys("default")))
         .query(&mut env.redis_conn())
         .unwrap();
     assert_eq!(kept, 5);

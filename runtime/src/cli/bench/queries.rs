@@ -57,13 +57,18 @@ pub(super) async fn job_times(
             .await
             .map_err(|e| queue.redis().error("read job times", e))?;
         all.extend(rows.into_iter().map(
-            |(status, enqueued, started, finished, cache, timings)| JobTimes {
-                status: status.as_deref().and_then(Status::parse),
-                enqueued_us: enqueued,
-                started_us: started,
-                finished_us: finished,
-                cache,
-                sandbox_us: timings.as_deref().and_then(sandbox_us),
+            |(status, enqueued, started, finished, cache, timings)| {
+                JobTimes {
+                    status: status.as_deref().and_then(Status::parse),
+                    enqueued_us: enqueued,
+                    started_us: started,
+                    finished_us: finished,
+                    // A record whose handler ran leaves out `off` (docs/queue.md).
+                    cache: cache
+                        .filter(|c| !c.is_empty())
+                        .or_else(|| timings.is_some().then(|| "off".to_string())),
+                    sandbox_us: timings.as_deref().and_then(sandbox_us),
+                }
             },
         ));
     }

@@ -84,29 +84,33 @@ local function handed_back(id, key, token)
   return current
 end
 
--- Record `pairs` (finish time, id, …) in `P:succeeded` and delete the
--- records of the oldest beyond `keep`, so that a busy tenant's succeeded
--- records take bounded memory whatever the TTL. Only records still
--- succeeded are deleted: an id a client reused for a new job keeps it.
--- The set lives as long as the records it lists would. Records someone
--- may come back for are never listed (see the caller): they live for the
--- TTL.
-local function keep_newest(pairs_, keep, ttl)
-  local set = P .. ':succeeded'
-  for k = 1, #pairs_, 1000 do
-    redis.call('ZADD', set, unpack(pairs_, k, math.min(k + 999, #pairs_)))
+-- Record `ids` (this call's succeeded ids, oldest first) in `P:kept`,
+-- newest at the head, and delete the records of the oldest beyond `keep`,
+-- so that a busy tenant's succeeded records take bounded memory whatever
+-- the TTL. Only records still succeeded are deleted: an id a client reused
+-- for a new job keeps it. The list lives as long as the records it lists
+-- would. Records someone may come back for are never listed (see the
+-- caller): they live for the TTL. (A list, not a sorted set: pushing and
+-- popping ids is a fraction of a skiplist's cost, and acks come in finish
+-- order anyway.)
+local function keep_newest(ids, keep, ttl)
+  local list = P .. ':kept'
+  for k = 1, #ids, 1000 do
+    redis.call('LPUSH', list, unpack(ids, k, math.min(k + 999, #ids)))
   end
-  redis.call('EXPIRE', set, ttl)
+  redis.call('EXPIRE', list, ttl)
   -- At most 1,000 per call (an ack call adds at most 500), so that a
   -- lowered cap is reached over a few calls, never in one long script.
-  local excess = math.min(redis.call('ZCARD', set) - keep, 1000)
+  local excess = math.min(redis.call('LLEN', list) - keep, 1000)
   if excess <= 0 then return end
-  local last = text(excess - 1)
-  local old = redis.call('ZRANGE', set, '0', last)
-  redis.call('ZREMRANGEBYRANK', set, '0', last)
-  for _, o in ipairs(old) do
-    if redis.pcall('HGET', job_key(o), 'status') == 'succeeded' then redis.call('DEL', job_key(o)) end
+  local gone = {}
+  for _, o in ipairs(redis.call('RPOP', list, text(excess))) do
+    local key = job_key(o)
+    if redis.pcall('HGET', key, 'status') == 'succeeded' then gone[#gone + 1] = key end
   end
+  -- One DEL for all (each command called from Lua costs more than
+  -- deleting a small record).
+  if #gone > 0 then redis.call('DEL', unpack(gone)) end
 end
 
 -- Whether `status` is what `outcome` leaves, to recognise an ack that is
@@ -183,12 +187,11 @@ while i <= #ARGV do
     end
     if outcome == 'succeeded' then
       release_group(id, current[3])
-      finish(id, 'succeeded', record_ttl, waiting)
+      finish(id, 'succeeded', record_ttl, waiting, key)
       -- Not capped: a job a client waits for (`enqueue --wait` reads the
       -- record after the done notice), or one enqueued under an
       -- idempotency key (which deduplicates only while the record lives).
       if keep > 0 and waiting ~= '1' and not current[4] then
-        succeeded[#succeeded + 1] = now_s
         succeeded[#succeeded + 1] = id
       end
     elseif outcome == 'dead' then

@@ -26,13 +26,14 @@
 -- work now (paused, at its cap, out of rate, or nothing queued): the caller
 -- takes it out of the queue's ready set under that number, and sets its
 -- timer to timer_us (> 0) if given (see "has work" in lib.lua). FIELDS names
--- the envelope fields each job carries after its first three; JOBS is one
+-- the values each job carries after its first three: `fresh`, 1 when the
+-- record holds nothing an earlier attempt wrote, and `record`, the job's
+-- whole hash as it was before this claim (HGETALL: name, value, name,
+-- value, ...; the worker takes the envelope fields from it). JOBS is one
 -- string, the jobs packed as MessagePack (cmsgpack): an array of
--- {id, token, attempt, <one value per name in FIELDS>}, `false` marking a
--- missing field. (One string is one value for the worker's RESP parser,
--- not a dozen per job.) The worker decodes jobs by these names, so a field added
--- here cannot shift another. All are record fields but the last, `fresh`:
--- 1 when the record holds nothing an earlier attempt wrote.
+-- {id, token, attempt, fresh, record}. (One string is one value for the
+-- worker's RESP parser, not a dozen per job.) The worker decodes jobs by
+-- these names, so a value added here cannot shift another.
 --
 -- Within the tenant, priorities share its claims 6:3:1: the N claim slots
 -- continue a counter kept in the tenant's stats hash (`rr`): slot k prefers
@@ -225,18 +226,14 @@ if allowed > 0 then
   if got < allowed and grouping then release_groups(allowed - got, ids) end
 end
 
--- 5. Lease them. The envelope fields a claimed job carries, by name (see
--- the header).
-local READ = { 'plugin', 'content_type', 'payload', 'max_attempts', 'enqueued_us',
-  'wait', 'priority', 'waiting_since_us', 'no_cache' }
+-- 5. Lease them. Each job carries `fresh`, then its whole record (see the
+-- header).
 -- Fields that mark a record an earlier attempt or hand-back wrote to (an
 -- ack, a lapse; `error` also for records of older versions and records
 -- written by hand); without any of them the reply says `fresh` = 1, and
 -- the worker's outcome need not clear what is not there.
-local MARKS = { 'finished_us', 'requeued_us', 'lease_expiries', 'error' }
-local FIELDS = { unpack(READ) }
-FIELDS[#FIELDS + 1] = 'fresh'
-local out = { now, 0, -1, 0, FIELDS }
+local MARK = { finished_us = true, requeued_us = true, lease_expiries = true, error = true }
+local out = { now, 0, -1, 0, { 'fresh', 'record' } }
 local jobs = {}
 local lease_until = text(now + lease)
 local lease_args = {}
@@ -248,11 +245,24 @@ end
 for k, id in ipairs(ids) do
   local from_group = group_of[k] or false
   local key = job_key(id)
-  -- f[1..3]: what the claim itself needs; f[4..7]: MARKS; f[8..]: READ,
-  -- for the reply.
-  local f = hmget(key, 'attempt', 'token', 'status', 'finished_us', 'requeued_us',
-    'lease_expiries', 'error', unpack(READ))
-  if not f then
+  -- The whole record, in one pass over it (a fresh one is 4-6 fields;
+  -- asking for fields by name costs a pass per missing one), and what the
+  -- claim needs of it.
+  local all = redis.pcall('HGETALL', key)
+  local attempt, before, status, wait, marked = 0, 0, false, false, false
+  if type(all) == 'table' and not all.err then
+    for j = 1, #all, 2 do
+      local name = all[j]
+      if name == 'status' then status = all[j + 1]
+      elseif name == 'attempt' then attempt = int(all[j + 1])
+      elseif name == 'token' then before = int(all[j + 1])
+      elseif name == 'wait' then wait = all[j + 1]
+      elseif MARK[name] then marked = true end
+    end
+  else
+    all = nil
+  end
+  if not all then
     -- Not a hash: nothing can be recorded there. Park the id in the dead
     -- letters (without a record) so that it is visible, and go on.
     redis.call('ZADD', P .. ':dead', now, id)
@@ -263,15 +273,15 @@ for k, id in ipairs(ids) do
     redis.call('HSET', key, 'status', 'dead', 'finished_us', now, 'error', cjson.encode({
       kind = 'malformed-envelope', retryable = false,
       message = 'the job id is not UTF-8 text; expected an id such as a ULID' }))
-    bury(id, now, dead_ttl, dead_cap, f[7 + 6], added[k] and from_group)
-  elseif f[3] == 'running' or f[3] == 'succeeded' or f[3] == 'dead' or f[3] == 'cancelled' then
+    bury(id, now, dead_ttl, dead_cap, wait, added[k] and from_group)
+  elseif status == 'running' or status == 'succeeded' or status == 'dead' or status == 'cancelled' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.
     unhold(k)
   else
     -- A missing hash (an id pushed without a record) is claimed like any
     -- other: the worker dead-letters it as a malformed envelope.
-    local attempt = text(int(f[1]) + 1)
+    attempt = text(attempt + 1)
     -- The token grows by at least one per claim and is never below the
     -- claim's time (µs): after Redis restarts from an older AOF, or an
     -- async replica takes over, a job's counter may go back, but a new
@@ -279,10 +289,11 @@ for k, id in ipairs(ids) do
     -- as Redis' clock does not go back), so a worker holding an old one
     -- can never ack the new attempt. Usually it is the claim's time, text
     -- already.
-    local before = int(f[2])
     local token = before < now and now_s or text(before + 1)
+    -- (The token is the claim's time, so no `claimed_us` is written: a
+    -- field fewer per job, in Redis' time and in every record.)
     redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
-      'worker', worker, 'claimed_us', now_s)
+      'worker', worker)
     -- The group it was taken from is the one it holds (a record written
     -- by hand may lack the field: its slot must still be freed).
     if from_group then redis.call('HSET', key, 'group', from_group, 'group_held', '1') end
@@ -293,9 +304,7 @@ for k, id in ipairs(ids) do
       lease_args = {}
     end
     claimed = claimed + 1
-    local job = { id, token, attempt, unpack(f, 8, 7 + #READ) }
-    job[#job + 1] = (f[4] or f[5] or f[6] or f[7]) and '0' or '1'
-    jobs[#jobs + 1] = job
+    jobs[#jobs + 1] = { id, token, attempt, marked and '0' or '1', all }
   end
 end
 if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end

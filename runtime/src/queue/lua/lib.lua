@@ -14,10 +14,13 @@
 -- (TIME) so that every worker and every client share one clock.
 
 local P
+-- The last now_us() of this call (µs), for expiry times.
+local clock = 0
 
 local function now_us()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+  clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  return clock
 end
 
 local function job_key(id) return P .. ':job:' .. id end
@@ -200,10 +203,26 @@ local function flush_counts()
   for name, n in pairs(counts) do redis.call('HINCRBY', P .. ':stats', name, text(n)) end
 end
 
+-- The moment `ttl` seconds after the call's clock, as PEXPIREAT's text
+-- (ms), printed once per TTL per call. An absolute time in ms is what
+-- Redis stores and replicates: EXPIRE with seconds makes it rewrite the
+-- command for its replicas and AOF, per key, which cost more than the
+-- expiry itself.
+local deadlines = {}
+local function deadline_ms(ttl)
+  local at = deadlines[ttl]
+  if not at then
+    at = text(math.floor(clock / 1000) + int(ttl) * 1000)
+    deadlines[ttl] = at
+  end
+  return at
+end
+
 -- A job reached a terminal state: give its record a TTL and tell a client
--- blocked in `enqueue --wait` (only when it asked, `wait` = 1).
-local function finish(id, status, ttl, waiting)
-  redis.call('EXPIRE', job_key(id), ttl)
+-- blocked in `enqueue --wait` (only when it asked, `wait` = 1). `key`, the
+-- record's key, if the caller has it at hand.
+local function finish(id, status, ttl, waiting, key)
+  redis.call('PEXPIREAT', key or job_key(id), deadline_ms(ttl))
   if waiting == '1' then
     local done = P .. ':done:' .. id
     redis.call('RPUSH', done, status)
@@ -280,4 +299,5 @@ local function begin(keys)
   made_ready = false
   counts = {}
   printed = {}
+  deadlines = {}
 end
