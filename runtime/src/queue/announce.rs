@@ -84,28 +84,27 @@ impl Queue {
         }
     }
 
-    /// Add `succeeded` jobs to the queue's totals over all its tenants
-    /// (`PREFIX:{QUEUE}:stats`, field `succeeded`, as before fair share,
-    /// so that scripts watching a whole queue keep working). The ack
-    /// scripts cannot write the queue's slot, so this follows each ack
-    /// call: a total can trail the tenants' own counters by a moment,
-    /// and misses the jobs of an ack whose worker died right after it.
-    /// A failure is logged; the tenants' counters are the record.
-    pub(crate) async fn add_queue_totals(&self, succeeded: u64) {
-        if succeeded == 0 {
+    /// Add `delta` succeeded jobs to the queue's totals over all its
+    /// tenants (`PREFIX:{QUEUE}:stats`, field `succeeded`, as before fair
+    /// share, so that scripts watching a whole queue keep working). The
+    /// ack scripts cannot write the queue's slot; [`Queue::ack`] sends this
+    /// beside its calls and corrects it when an outcome was not applied
+    /// for the first time. A failure is logged: the tenants' own counters
+    /// are the record, this total is a convenience.
+    pub(crate) async fn add_queue_totals(&self, delta: i64) {
+        if delta == 0 {
             return;
         }
         let mut conn = self.redis.conn();
-        self.count_round_trip();
         let added: Result<i64, _> = redis::cmd("HINCRBY")
             .arg(self.key("stats"))
             .arg("succeeded")
-            .arg(succeeded)
+            .arg(delta)
             .query_async(&mut conn)
             .await;
         if let Err(e) = added {
             tracing::warn!(
-                "ack: stored, but the queue's totals were not updated ({}): they stay {succeeded} short",
+                "ack: the queue's totals were not updated ({}): they are {delta} off",
                 self.error("add to the queue's totals", e)
             );
         }

@@ -223,35 +223,47 @@ impl Queue {
                 inv
             })
             .collect();
-        let replies = self.run_calls("ack", &calls).await?;
-        let mut applied = vec![false; outcomes.len()];
-        let mut heard = Vec::new();
-        let mut refused = None;
-        let mut succeeded = 0;
-        for ((tenant, indices), reply) in order.into_iter().zip(replies) {
-            let split = reply.and_then(|reply| Announce::split(tenant, reply, "ack"));
-            match split {
-                Ok((announce, rest)) => {
-                    heard.extend(announce);
-                    for (i, value) in indices.into_iter().zip(rest) {
-                        applied[i] = matches!(value, Value::Int(1 | 2));
-                        // (A repeat, 2, was counted by the call it repeats.)
-                        if value == Value::Int(1) && outcomes[i].next == Next::Succeeded {
-                            succeeded += 1;
-                        }
-                    }
-                }
-                Err(e) => refused = Some(e),
-            }
-        }
+        let expected = outcomes
+            .iter()
+            .filter(|o| o.next == Next::Succeeded)
+            .count() as i64;
+        let replies = self.run_acks(&calls, expected).await?;
+        let AckReplies {
+            applied,
+            heard,
+            refused,
+            succeeded,
+        } = read_acks(outcomes, order, replies);
         self.announce_or_warn(&heard, "ack").await;
-        self.add_queue_totals(succeeded).await;
+        if succeeded != expected {
+            self.count_round_trip();
+            self.add_queue_totals(succeeded - expected).await;
+        }
         // Another tenant's outcomes were applied: acking them again one by
         // one (the caller's fallback) is recognised as a repeat.
         match refused {
             Some(e) => Err(e),
             None => Ok(applied),
         }
+    }
+
+    /// Run the ack `calls`, adding the `expected` successes to the
+    /// queue's totals on the same connection while they run (no round
+    /// trip of their own; [`Queue::ack`] corrects the total if some
+    /// outcome was stale or a repeat).
+    async fn run_acks(
+        &self,
+        calls: &[super::scripts::Call<'_>],
+        expected: i64,
+    ) -> Result<Vec<Result<Value, QueueError>>, QueueError> {
+        let (replies, ()) = tokio::join!(
+            self.run_calls("ack", calls),
+            self.add_queue_totals(expected)
+        );
+        if replies.is_err() {
+            self.add_queue_totals(-expected).await;
+        }
+        replies
     }
 
     /// Hand back jobs leased to `worker` that it does not know it holds
@@ -427,6 +439,49 @@ fn push_job(inv: &mut super::scripts::Call<'_>, job: &NewJob, quota: &Limits) {
 }
 
 /// One outcome's arguments of `ack.lua`.
+/// What the ack calls answered, per outcome and in all.
+struct AckReplies {
+    /// Whether each outcome is recorded (now, or by an earlier call).
+    applied: Vec<bool>,
+    /// What to announce in the queue's slot.
+    heard: Vec<Announce>,
+    /// A call Redis refused, if any.
+    refused: Option<QueueError>,
+    /// Successes recorded by these calls for the first time.
+    succeeded: i64,
+}
+
+/// Read the replies of the ack calls `order` ((tenant, outcome positions)
+/// per call) for `outcomes`.
+fn read_acks(
+    outcomes: &[Outcome],
+    order: Vec<(&str, Vec<usize>)>,
+    replies: Vec<Result<Value, QueueError>>,
+) -> AckReplies {
+    let mut out = AckReplies {
+        applied: vec![false; outcomes.len()],
+        heard: Vec::new(),
+        refused: None,
+        succeeded: 0,
+    };
+    for ((tenant, indices), reply) in order.into_iter().zip(replies) {
+        match reply.and_then(|reply| Announce::split(tenant, reply, "ack")) {
+            Ok((announce, rest)) => {
+                out.heard.extend(announce);
+                for (i, value) in indices.into_iter().zip(rest) {
+                    out.applied[i] = matches!(value, Value::Int(1 | 2));
+                    // (A repeat, 2, was counted by the call it repeats.)
+                    if value == Value::Int(1) && outcomes[i].next == Next::Succeeded {
+                        out.succeeded += 1;
+                    }
+                }
+            }
+            Err(e) => out.refused = Some(e),
+        }
+    }
+    out
+}
+
 fn push_outcome(
     inv: &mut super::scripts::Call<'_>,
     o: &Outcome,

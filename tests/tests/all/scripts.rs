@@ -555,3 +555,43 @@ fn only_the_newest_succeeded_records_are_kept_per_tenant() {
         .unwrap();
     assert_eq!(kept, 5);
 }
+
+#[test]
+fn the_queue_totals_count_each_success_once_over_all_tenants() {
+    let env = Env::new("scripts-queue-totals");
+    let queue = &env.queue;
+    // `PREFIX:{QUEUE}:stats`, the queue's own slot (docs/queue.md, "Keys").
+    let key = env.tenant_keys("default").replace("/default}", "}") + ":stats";
+    let totals = || -> i64 {
+        let n: Option<i64> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("succeeded")
+            .query(&mut env.redis_conn())
+            .unwrap();
+        n.unwrap_or(0)
+    };
+    run_id(&env, queue, Next::Succeeded);
+    run_id(&env, queue, Next::Dead);
+    assert_eq!(totals(), 1, "a death is no success");
+    // Another tenant's success adds to the same total; the same ack sent
+    // again (its reply lost) is applied but not counted twice, and a
+    // stale one not at all.
+    let id = env.enqueue_job(env.job("acme/hello", "{}"));
+    let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
+    let token = &claim.jobs.iter().find(|j| j.id == id).unwrap().token;
+    let done = Outcome {
+        tenant: "acme".into(),
+        ..outcome(&id, token, Next::Succeeded)
+    };
+    let stale = Outcome {
+        token: "1".into(),
+        ..done.clone()
+    };
+    for (ack, applied, total) in [(&done, true, 2), (&done, true, 2), (&stale, false, 2)] {
+        let got = env
+            .rt
+            .block_on(queue.ack(std::slice::from_ref(ack)))
+            .unwrap();
+        assert_eq!((got, totals()), (vec![applied], total));
+    }
+}
