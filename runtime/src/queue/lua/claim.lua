@@ -28,8 +28,9 @@
 -- timer to timer_us (> 0) if given (see "has work" in lib.lua). FIELDS names
 -- the values each job carries after its first three: `fresh`, 1 when the
 -- record holds nothing an earlier attempt wrote, and `record`, the job's
--- whole hash as it was before this claim (HGETALL: name, value, name,
--- value, ...; the worker takes the envelope fields from it). JOBS is one
+-- hash as it was before this claim (HGETALL: name, value, name, value,
+-- ...; the worker takes the envelope fields from it): whole when fresh,
+-- else only its envelope fields. JOBS is one
 -- string, the jobs packed as MessagePack (cmsgpack): an array of
 -- {id, token, attempt, fresh, record}. (One string is one value for the
 -- worker's RESP parser, not a dozen per job.) The worker decodes jobs by
@@ -233,6 +234,10 @@ end
 -- written by hand); without any of them the reply says `fresh` = 1, and
 -- the worker's outcome need not clear what is not there.
 local MARK = { finished_us = true, requeued_us = true, lease_expiries = true, error = true }
+-- The envelope: all of a marked record the reply carries (an earlier
+-- attempt's output or logs may be megabytes the worker has no use for).
+local ENVELOPE = { plugin = true, content_type = true, payload = true, max_attempts = true,
+  enqueued_us = true, wait = true, priority = true, waiting_since_us = true, no_cache = true }
 local out = { now, 0, -1, 0, { 'fresh', 'record' } }
 local jobs = {}
 local lease_until = text(now + lease)
@@ -304,7 +309,17 @@ for k, id in ipairs(ids) do
       lease_args = {}
     end
     claimed = claimed + 1
-    jobs[#jobs + 1] = { id, token, attempt, marked and '0' or '1', all }
+    local record = all
+    if marked then
+      record = {}
+      for j = 1, #all, 2 do
+        if ENVELOPE[all[j]] then
+          record[#record + 1] = all[j]
+          record[#record + 1] = all[j + 1]
+        end
+      end
+    end
+    jobs[#jobs + 1] = { id, token, attempt, marked and '0' or '1', record }
   end
 end
 if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end
