@@ -50,10 +50,6 @@ local out = {}
 -- Announced once per call, not per job: any job ready now, and the first
 -- delayed one's time.
 local ready, first_due = false, false
--- Ids for each ready list, pushed in one LPUSH per list at the end (in
--- order: LPUSH a b c pushes a, then b, then c): a command per job called
--- from Lua costs more than the push itself.
-local pushes = {}
 i = 2
 while i <= #ARGV do
   local id, idem, delay, priority = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
@@ -108,23 +104,15 @@ while i <= #ARGV do
       if group ~= '' then
         into_group(id, group, 'RPUSH')
       else
-        local list = ready_key(priority)
-        local ids = pushes[list]
-        if not ids then
-          ids = {}
-          pushes[list] = ids
-        end
-        ids[#ids + 1] = id
+        -- Pushed now, not in one LPUSH per list at the end (cheaper): a
+        -- later job's bad key that fails the call must not leave this one
+        -- stored, and named by its idempotency key, but in no list.
+        redis.call('LPUSH', ready_key(priority), id)
       end
       ready = true
     end
     out[#out + 1] = id
     out[#out + 1] = 1
-  end
-end
-for list, ids in pairs(pushes) do
-  for k = 1, #ids, 1000 do
-    redis.call('LPUSH', list, unpack(ids, k, math.min(k + 999, #ids)))
   end
 end
 if ready then announce_ready() end
