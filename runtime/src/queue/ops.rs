@@ -232,12 +232,12 @@ impl Queue {
             applied,
             heard,
             refused,
-            succeeded,
+            overcounted,
         } = read_acks(outcomes, order, replies);
         self.announce_or_warn(&heard, "ack").await;
-        if succeeded != expected {
+        if overcounted > 0 {
             self.count_round_trip();
-            self.add_queue_totals(succeeded - expected).await;
+            self.add_queue_totals(-overcounted).await;
         }
         // Another tenant's outcomes were applied: acking them again one by
         // one (the caller's fallback) is recognised as a repeat.
@@ -249,8 +249,11 @@ impl Queue {
 
     /// Run the ack `calls`, adding the `expected` successes to the
     /// queue's totals on the same connection while they run (no round
-    /// trip of their own; [`Queue::ack`] corrects the total if some
-    /// outcome was stale or a repeat).
+    /// trip of their own). [`Queue::ack`] takes back those that were
+    /// stale or repeats. When the reply is lost, the addition stands:
+    /// the caller sends the batch again, and its outcomes then answer as
+    /// repeats (they were applied, and counted) or as new (neither
+    /// reached Redis, on the one connection).
     async fn run_acks(
         &self,
         calls: &[super::scripts::Call<'_>],
@@ -260,9 +263,6 @@ impl Queue {
             self.run_calls("ack", calls),
             self.add_queue_totals(expected)
         );
-        if replies.is_err() {
-            self.add_queue_totals(-expected).await;
-        }
         replies
     }
 
@@ -438,7 +438,6 @@ fn push_job(inv: &mut super::scripts::Call<'_>, job: &NewJob, quota: &Limits) {
     }
 }
 
-/// One outcome's arguments of `ack.lua`.
 /// What the ack calls answered, per outcome and in all.
 struct AckReplies {
     /// Whether each outcome is recorded (now, or by an earlier call).
@@ -447,8 +446,10 @@ struct AckReplies {
     heard: Vec<Announce>,
     /// A call Redis refused, if any.
     refused: Option<QueueError>,
-    /// Successes recorded by these calls for the first time.
-    succeeded: i64,
+    /// Successes the queue's totals were given that these calls did not
+    /// record: stale (0), or repeats (2) of an earlier send of this
+    /// worker, which added them already (its reply was lost).
+    overcounted: i64,
 }
 
 /// Read the replies of the ack calls `order` ((tenant, outcome positions)
@@ -462,7 +463,7 @@ fn read_acks(
         applied: vec![false; outcomes.len()],
         heard: Vec::new(),
         refused: None,
-        succeeded: 0,
+        overcounted: 0,
     };
     for ((tenant, indices), reply) in order.into_iter().zip(replies) {
         match reply.and_then(|reply| Announce::split(tenant, reply, "ack")) {
@@ -470,9 +471,8 @@ fn read_acks(
                 out.heard.extend(announce);
                 for (i, value) in indices.into_iter().zip(rest) {
                     out.applied[i] = matches!(value, Value::Int(1 | 2));
-                    // (A repeat, 2, was counted by the call it repeats.)
-                    if value == Value::Int(1) && outcomes[i].next == Next::Succeeded {
-                        out.succeeded += 1;
+                    if value != Value::Int(1) && outcomes[i].next == Next::Succeeded {
+                        out.overcounted += 1;
                     }
                 }
             }
@@ -482,6 +482,7 @@ fn read_acks(
     out
 }
 
+/// One outcome's arguments of `ack.lua`.
 fn push_outcome(
     inv: &mut super::scripts::Call<'_>,
     o: &Outcome,
