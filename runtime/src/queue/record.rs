@@ -345,9 +345,10 @@ impl JobRecord {
             payload_bytes,
             enqueued_us: num(text("enqueued_us")),
             run_at_us: num(text("run_at_us")),
-            // The token is the claim's time (records before 2026-12 also
-            // have `claimed_us`).
-            claimed_us: num(text("claimed_us")).or_else(|| num(text("token"))),
+            // The token is the claim's time. Records claimed before 2026-12
+            // also have `claimed_us`, which a later claim does not update:
+            // the later of the two.
+            claimed_us: num::<u64>(text("claimed_us")).max(num(text("token"))),
             started_us: num(text("started_us")),
             finished_us: num(text("finished_us")),
             worker: text("worker"),

@@ -595,3 +595,24 @@ fn the_queue_totals_count_each_success_once_over_all_tenants() {
         assert_eq!((got, totals()), (vec![applied], total));
     }
 }
+
+#[test]
+fn a_claim_carries_the_envelope_of_a_record_with_many_other_fields() {
+    let env = Env::new("scripts-wide-record");
+    // A plain-command client's record with 40 fields of its own, 4 KiB
+    // each: the claim sends the worker its envelope (not 160 KiB).
+    let junk = vec![b'x'; 4096];
+    let names: Vec<String> = (0..40).map(|k| format!("extra{k}")).collect();
+    let mut fields: Vec<(&str, &[u8])> = vec![
+        ("plugin", b"hello"),
+        ("payload", br#"{"name":"Ada"}"#),
+        ("wait", b"1"),
+    ];
+    fields.extend(names.iter().map(|n| (n.as_str(), junk.as_slice())));
+    env.enqueue_plain("default", "wide", "normal", &fields);
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let job = claim.jobs.iter().find(|j| j.id == "wide").expect("claimed");
+    assert_eq!(job.plugin.as_deref(), Some("hello"));
+    assert_eq!(job.payload, br#"{"name":"Ada"}"#);
+    assert!(job.wait && job.fresh);
+}

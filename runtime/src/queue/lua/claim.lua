@@ -29,8 +29,8 @@
 -- the values each job carries after its first three: `fresh`, 1 when the
 -- record holds nothing an earlier attempt wrote, and `record`, the job's
 -- hash as it was before this claim (HGETALL: name, value, name, value,
--- ...; the worker takes the envelope fields from it): whole when fresh,
--- else only its envelope fields. JOBS is one
+-- ...; the worker takes the envelope fields from it): whole when fresh
+-- and small, else only its envelope fields. JOBS is one
 -- string, the jobs packed as MessagePack (cmsgpack): an array of
 -- {id, token, attempt, fresh, record}. (One string is one value for the
 -- worker's RESP parser, not a dozen per job.) The worker decodes jobs by
@@ -310,7 +310,9 @@ for k, id in ipairs(ids) do
     end
     claimed = claimed + 1
     local record = all
-    if marked then
+    -- (A fresh record Spool wrote has at most a dozen fields; one written
+    -- by hand with many more is cut to its envelope too.)
+    if marked or #all > 32 then
       record = {}
       for j = 1, #all, 2 do
         if ENVELOPE[all[j]] then

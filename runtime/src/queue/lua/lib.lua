@@ -209,10 +209,14 @@ end
 -- command for its replicas and AOF, per key, which cost more than the
 -- expiry itself.
 local deadlines = {}
+-- The longest TTL: ten years (a larger one would print as a float, which
+-- PEXPIREAT refuses after the outcome is written).
+local MAX_TTL = 315360000
 local function deadline_ms(ttl)
   local at = deadlines[ttl]
   if not at then
-    at = text(math.floor(clock / 1000) + int(ttl) * 1000)
+    if clock == 0 then now_us() end
+    at = text(math.floor(clock / 1000) + math.min(int(ttl), MAX_TTL) * 1000)
     deadlines[ttl] = at
   end
   return at
@@ -300,4 +304,5 @@ local function begin(keys)
   counts = {}
   printed = {}
   deadlines = {}
+  clock = 0
 end
