@@ -75,7 +75,7 @@ pub use names::{check_group, check_prefix, check_queue, tenant_keys};
 pub use ops::Enqueued;
 pub use progress::ProgressReport;
 pub use recent::JobSummary;
-pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status};
+pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status, cache_status};
 pub use records::{DeadEntry, Glance, QueueStats};
 pub use reply::Claim;
 pub use state::{GroupState, TenantState};

@@ -309,6 +309,16 @@ pub(crate) fn current_progress(
     })
 }
 
+/// A record's `cache` field as shown: `off`, the plugin declaring no
+/// cache, is left out of records (a field fewer keeps a record in a
+/// smaller allocation), so a record whose handler `ran` (it has a
+/// `version`, or `timings`) and names no cache status ran without one.
+pub fn cache_status(stored: Option<String>, ran: bool) -> Option<String> {
+    stored
+        .filter(|c| !c.is_empty())
+        .or_else(|| ran.then(|| "off".to_string()))
+}
+
 impl JobRecord {
     /// Build from the hash's fields.
     pub(crate) fn from_hash(id: &str, mut h: HashMap<String, Vec<u8>>, ttl: i64) -> Self {
@@ -325,13 +335,7 @@ impl JobRecord {
         let json = |v: Option<String>| v.and_then(|s| serde_json::from_str(&s).ok());
         let attempts = num(text("attempt")).unwrap_or(0);
         let version = text("version");
-        // `off`, the plugin declaring no cache, is left out of records
-        // (a field fewer keeps a record in a smaller allocation): a
-        // record whose handler ran (it has a version) and names no cache
-        // status ran without one.
-        let cache = text("cache")
-            .filter(|c| !c.is_empty())
-            .or_else(|| version.is_some().then(|| "off".to_string()));
+        let cache = cache_status(text("cache"), version.is_some());
         JobRecord {
             id: id.to_string(),
             plugin: text("plugin").unwrap_or_default(),

@@ -2,7 +2,7 @@
 //! many commands Redis executed. They read the queue's keys directly, so
 //! the queue itself carries no benchmark code.
 
-use crate::queue::{Queue, QueueError, Status};
+use crate::queue::{Queue, QueueError, Status, cache_status};
 
 /// When one job was enqueued, started and finished (µs since the epoch).
 #[derive(Debug, Clone)]
@@ -57,18 +57,13 @@ pub(super) async fn job_times(
             .await
             .map_err(|e| queue.redis().error("read job times", e))?;
         all.extend(rows.into_iter().map(
-            |(status, enqueued, started, finished, cache, timings)| {
-                JobTimes {
-                    status: status.as_deref().and_then(Status::parse),
-                    enqueued_us: enqueued,
-                    started_us: started,
-                    finished_us: finished,
-                    // A record whose handler ran leaves out `off` (docs/queue.md).
-                    cache: cache
-                        .filter(|c| !c.is_empty())
-                        .or_else(|| timings.is_some().then(|| "off".to_string())),
-                    sandbox_us: timings.as_deref().and_then(sandbox_us),
-                }
+            |(status, enqueued, started, finished, cache, timings)| JobTimes {
+                status: status.as_deref().and_then(Status::parse),
+                enqueued_us: enqueued,
+                started_us: started,
+                finished_us: finished,
+                cache: cache_status(cache, timings.is_some()),
+                sandbox_us: timings.as_deref().and_then(sandbox_us),
             },
         ));
     }
