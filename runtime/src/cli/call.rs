@@ -47,6 +47,15 @@ pub(crate) struct CallArgs {
     #[arg(long)]
     allow_network: bool,
 
+    /// Let the plugin call this host over HTTP (as a manifest's
+    /// `[http] allow`): SCHEME://HOST[:PORT], `*.` for subdomains; repeat
+    /// for more.
+    #[arg(long = "http-allow", value_name = "RULE")]
+    http_allow: Vec<String>,
+
+    #[command(flatten)]
+    http: super::http_args::HttpArgs,
+
     /// `tenant/name` the handler is told it runs as [default: default/<file stem>]
     #[arg(long = "as", value_name = "TENANT/NAME")]
     name: Option<String>,
@@ -78,8 +87,13 @@ pub(crate) fn run(args: CallArgs) -> u8 {
         Ok(sandbox) => sandbox,
         Err(error) => return usage_error(&args, &error.to_string()),
     };
+    let http_allow = match crate::sandbox::http::AllowList::parse(&args.http_allow) {
+        Ok(list) => list,
+        Err(error) => return usage_error(&args, &format!("--http-allow: {error}")),
+    };
     let caps = Capabilities {
         network: args.allow_network,
+        http: http_allow.clone(),
     };
     let plugin = match plugins::load(&sandbox, &args.plugin, &caps) {
         Ok(plugin) => plugin,
@@ -99,13 +113,7 @@ pub(crate) fn run(args: CallArgs) -> u8 {
         memory: args.memory,
         ..Limits::default()
     };
-    let config = Arc::new(args.config.iter().cloned().collect());
-    // Key-value calls work under `spool call` too, in memory for this call.
-    let services = JobServices {
-        config,
-        kv: Some(Arc::new(MemoryKv::default())),
-        progress: None,
-    };
+    let services = services(&args, http_allow);
     let run = plugin.run_with(job, &limits, &services);
     if args.json {
         print_json(&plugin, &run);
@@ -115,6 +123,20 @@ pub(crate) fn run(args: CallArgs) -> u8 {
     match &run.result {
         Ok(_) => exit::OK,
         Err(failure) => exit_code(failure),
+    }
+}
+
+/// What the job gets besides WASI: config values, an in-memory key-value
+/// store (kv calls work under `spool call` too, for this call) and the
+/// hosts `--http-allow` names.
+fn services(args: &CallArgs, http_allow: crate::sandbox::http::AllowList) -> JobServices {
+    JobServices {
+        config: Arc::new(args.config.iter().cloned().collect()),
+        kv: Some(Arc::new(MemoryKv::default())),
+        progress: None,
+        http_allow: (!http_allow.is_empty()).then(|| Arc::new(http_allow)),
+        http_ceiling: None,
+        outbound: Some(Arc::new(args.http.outbound())),
     }
 }
 
@@ -268,6 +290,7 @@ fn print_json(plugin: &Plugin, run: &JobRun) {
         "logs": run.log.lines,
         "logs_dropped": run.log.dropped,
         "progress": run.progress,
+        "http": run.http,
         "plugin": {
             "path": plugin.path,
             "version": plugin.version.as_str(),

@@ -86,10 +86,40 @@ pub(crate) fn print_record(record: &JobRecord, json: bool) {
     if let Some(h) = record.host_calls {
         println!("host calls {h}");
     }
+    for call in record
+        .http
+        .iter()
+        .flat_map(|v| v.as_array().into_iter().flatten())
+    {
+        println!("http       {}", shown(&http_line(call)));
+    }
     if let Some(ttl) = record.ttl_seconds {
         println!("expires in {ttl}s");
     }
     print_outcome(record);
+}
+
+/// One request of the record: `GET https://api.example.com:443 → 200, 1.2 kB in, 35 ms`.
+fn http_line(call: &serde_json::Value) -> String {
+    let s = |k: &str| {
+        call.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let n = |k: &str| call.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let outcome = match call.get("status").and_then(serde_json::Value::as_u64) {
+        Some(status) => status.to_string(),
+        None => s("error"),
+    };
+    format!(
+        "{} {} → {outcome}, {} B out, {} B in, {} ms",
+        s("method"),
+        s("origin"),
+        n("bytes_out"),
+        n("bytes_in"),
+        n("ms")
+    )
 }
 
 pub(crate) fn time(us: u64) -> String {

@@ -13,6 +13,7 @@ mod dev_dashboard;
 mod enqueue;
 mod enqueue_api;
 mod fleet_wait;
+mod http_args;
 mod job;
 mod migrate;
 mod plugins;

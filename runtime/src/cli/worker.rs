@@ -91,6 +91,9 @@ pub(crate) struct WorkerArgs {
     #[arg(long)]
     pub allow_network: bool,
 
+    #[command(flatten)]
+    pub http: super::http_args::HttpArgs,
+
     /// Keep compiled plugins here between runs, so that a restart compiles
     /// nothing it compiled before. Must be private to this user. [default:
     /// $XDG_CACHE_HOME/spool/artifacts, else ~/.cache/spool/artifacts]
@@ -139,7 +142,9 @@ impl WorkerArgs {
         };
         config.capabilities = Capabilities {
             network: self.allow_network,
+            ..Capabilities::default()
         };
+        config.outbound = std::sync::Arc::new(self.http.outbound());
         config.artifact_cache = if self.no_artifact_cache {
             None
         } else {

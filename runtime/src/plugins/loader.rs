@@ -5,6 +5,7 @@
 //! judged the same wherever it comes from.
 
 use super::{ArtifactCache, Capabilities, LoadError, ManifestError, Plugin, manifest};
+use crate::sandbox::http::AllowList;
 use crate::sandbox::{Limits, PluginConfig, Sandbox};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct Settings {
     pub config: PluginConfig,
     /// How long results may be cached (manifest `[cache] ttl`).
     pub cache_ttl: Option<Duration>,
+    /// The hosts its jobs may call (manifest `[http] allow`).
+    pub http_allow: Option<Arc<AllowList>>,
 }
 
 /// A version validated and compiled, with what its manifest gives it.
@@ -170,8 +173,11 @@ impl Loader {
         manifest_path: &Path,
         manifest: manifest::Manifest,
     ) -> Result<(Settings, Capabilities), VersionError> {
+        let mut http = self.caps.http.rules().to_vec();
+        http.extend(manifest.capabilities.http.rules().iter().cloned());
         let caps = Capabilities {
             network: self.caps.network || manifest.capabilities.network,
+            http: AllowList::from_rules(http),
         };
         let mut limits = self.limits.clone();
         if let Some(timeout) = manifest.timeout {
@@ -201,6 +207,7 @@ impl Loader {
             limits,
             config: Arc::new(manifest.config),
             cache_ttl: manifest.cache_ttl,
+            http_allow: (!caps.http.is_empty()).then(|| Arc::new(caps.http.clone())),
         };
         Ok((settings, caps))
     }

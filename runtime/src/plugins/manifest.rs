@@ -13,6 +13,9 @@
 //!
 //! [cache]                 # result cache (used by the result cache; off by default)
 //! ttl = "1h"
+//!
+//! [http]                  # hosts the plugin may call (none by default)
+//! allow = ["https://api.example.com", "https://*.s3.amazonaws.com:443"]
 //! ```
 //!
 //! Unknown keys are errors (a typo must not silently do nothing), and every
@@ -20,6 +23,7 @@
 
 use super::policy::Capabilities;
 use crate::config::{parse_duration, parse_size};
+use crate::sandbox::http::AllowList;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +64,13 @@ struct Raw {
     #[serde(default)]
     capabilities: RawCapabilities,
     cache: Option<RawCache>,
+    http: Option<RawHttp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    allow: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -199,12 +210,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
             humantime::format_duration(ttl)
         )));
     }
+    let http = match raw.http {
+        Some(h) => AllowList::parse(&h.allow).map_err(|e| fail(format!("http.allow: {e}")))?,
+        None => AllowList::default(),
+    };
     Ok(Manifest {
         timeout,
         memory,
         config,
         capabilities: Capabilities {
             network: raw.capabilities.network,
+            http,
         },
         cache_ttl,
     })

@@ -155,6 +155,9 @@ pub struct RecordUpdate {
     pub waiting_since_us: Field<u64>,
     /// Calls the guest made to `spool:job` imports.
     pub host_calls: Field<u64>,
+    /// The attempt's outbound HTTP requests (method, origin, status or
+    /// error, bytes, ms; never paths, queries or headers).
+    pub http: Field<Json>,
     /// Sandbox timings.
     pub timings: Field<Json>,
     /// Guest log lines.
@@ -203,6 +206,7 @@ impl RecordUpdate {
         });
         push(&mut out, f, "waiting_since_us", &self.waiting_since_us, num);
         push(&mut out, f, "host_calls", &self.host_calls, num);
+        push(&mut out, f, "http", &self.http, json);
         push(&mut out, f, "timings", &self.timings, json);
         push(&mut out, f, "logs", &self.logs, json);
         push(&mut out, f, "progress", &self.progress, json);
@@ -266,6 +270,9 @@ pub struct JobRecord {
     pub host_calls: Option<u64>,
     /// Sandbox timings of the latest attempt (µs).
     pub timings: Option<serde_json::Value>,
+    /// The latest attempt's outbound HTTP requests: an array of
+    /// `{method, origin, status | error, bytes_out, bytes_in, ms}`.
+    pub http: Option<serde_json::Value>,
     /// The output, as text when it is UTF-8 (else see `output_base64`).
     pub output: Option<String>,
     /// The output in base64 when it is not UTF-8.
@@ -359,6 +366,7 @@ impl JobRecord {
             version,
             host_calls: num(text("host_calls")),
             timings: json(text("timings")),
+            http: json(text("http")),
             output,
             output_base64,
             error: json(text("error")),

@@ -7,6 +7,7 @@ use super::bindings::spool::job::{config, kv, log, progress, types};
 use super::cap::{MAX_HOST_LOG_PREVIEW, MAX_LOG_LINE, preview, truncate};
 use super::capture::Capture;
 use super::deadline::JobClock;
+use super::http::{AllowList, JobHttp, Outbound};
 use super::kv::{KeyValue, KvError, check};
 use super::limits::{JobLimiter, Limits};
 use super::report::{JobLog, LogLevel, Progress};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::clocks::WasiClocksCtxView;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// A plugin's configuration values, shared by all of its jobs.
 pub type PluginConfig = Arc<BTreeMap<String, String>>;
@@ -38,6 +40,14 @@ pub struct JobServices {
     pub kv: Option<Arc<dyn KeyValue>>,
     /// Live progress; without one, progress is only in the run's result.
     pub progress: Option<Arc<dyn ProgressSink>>,
+    /// The hosts the plugin may call (its manifest's `[http] allow`);
+    /// none: every request is refused.
+    pub http_allow: Option<Arc<AllowList>>,
+    /// The most the tenant's plugins may call, set by the operator
+    /// (`spool tenants set --http-allow`); none: no ceiling.
+    pub http_ceiling: Option<Arc<AllowList>>,
+    /// The worker's outbound HTTP settings; none: no request leaves.
+    pub outbound: Option<Arc<Outbound>>,
 }
 
 impl std::fmt::Debug for JobServices {
@@ -46,6 +56,7 @@ impl std::fmt::Debug for JobServices {
             .field("config", &self.config)
             .field("kv", &self.kv.is_some())
             .field("progress", &self.progress.is_some())
+            .field("http_allow", &self.http_allow)
             .finish()
     }
 }
@@ -54,6 +65,9 @@ impl std::fmt::Debug for JobServices {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
+    http_ctx: WasiHttpCtx,
+    /// The job's outbound requests: the allow list, bounds and record.
+    pub(crate) http: JobHttp,
     pub(crate) limiter: JobLimiter,
     pub(crate) log: JobLog,
     pub(crate) progress: Option<Progress>,
@@ -103,9 +117,22 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let deadline = Instant::now()
+            .checked_add(limits.timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
         HostState {
             wasi,
             table: ResourceTable::new(),
+            http_ctx: WasiHttpCtx::new(),
+            http: JobHttp::new(
+                super::http::Grant {
+                    allow: services.http_allow.clone(),
+                    ceiling: services.http_ceiling.clone(),
+                    tenant: tenant.to_string(),
+                },
+                services.outbound.clone(),
+                deadline,
+            ),
             limiter: JobLimiter::new(limits.memory),
             log: JobLog::new(limits.max_log_lines, limits.max_log_bytes),
             progress: None,
@@ -125,9 +152,7 @@ impl HostState {
             },
             // A deadline past what the clock holds is no deadline here; the
             // epoch deadline (in ticks) still ends the run.
-            deadline: Instant::now()
-                .checked_add(limits.timeout)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600)),
+            deadline,
             clamped: false,
         }
     }
@@ -147,11 +172,16 @@ impl HostState {
     /// Whether the job ran past its deadline after one of its waits was cut
     /// short to end there: its result cannot stand, it timed out.
     pub(crate) fn overran(&self) -> bool {
-        self.clamped && Instant::now() >= self.deadline
+        (self.clamped && Instant::now() >= self.deadline) || self.http.overran()
     }
 
-    /// Move captured stdout/stderr into the log, after the call.
+    /// Move captured stdout/stderr into the log, after the call, and the
+    /// host's notes on refused requests.
     pub(crate) fn finish_log(&mut self) -> JobLog {
+        let (_, notes) = self.http.report();
+        for note in notes {
+            self.log.push(LogLevel::Warn, note);
+        }
         let (out, out_dropped) = self.stdout.take();
         self.log.push_stream(LogLevel::Stdout, &out, out_dropped);
         let (err, err_dropped) = self.stderr.take();
@@ -165,6 +195,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
         }
     }
 }

@@ -8,7 +8,9 @@
 //! store is never reused.
 //!
 //! Guests get WASI with nothing behind it: no preopened directories, no
-//! environment, no sockets, no inherited stdio.
+//! environment, no sockets, no inherited stdio. Outbound HTTP goes through
+//! [`http`] only: the plugin's allow list, the SSRF check and per-job
+//! bounds.
 
 mod bindings;
 pub mod cap;
@@ -17,6 +19,7 @@ mod deadline;
 mod engine;
 mod error;
 mod host;
+pub mod http;
 pub mod kv;
 mod limits;
 mod report;
@@ -66,6 +69,9 @@ impl Sandbox {
         let engine = engine::build(&config).map_err(fail)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(fail)?;
+        // Linked for every plugin; the plugin loader refuses the import
+        // where the manifest grants no host (plugins::policy).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(fail)?;
         deadline::add_to_linker(&mut linker, HostState::clock).map_err(fail)?;
         bindings::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(fail)?;
@@ -189,8 +195,11 @@ pub struct JobRun {
     pub progress: Option<Progress>,
     /// Where the time went.
     pub timings: Timings,
-    /// Calls the guest made to `spool:job` imports (log, progress, config, kv).
+    /// Calls the guest made to `spool:job` imports (log, progress, config,
+    /// kv) and outbound HTTP requests.
     pub host_calls: u64,
+    /// The job's outbound HTTP requests, in order.
+    pub http: Vec<http::HttpCall>,
 }
 
 /// A compiled plugin version, ready to instantiate. Cheap to clone.
@@ -241,6 +250,7 @@ impl Compiled {
                 progress: None,
                 timings,
                 host_calls: 0,
+                http: Vec::new(),
             };
         }
         let mut limits = limits.clone();
@@ -274,7 +284,8 @@ impl Compiled {
         let state = store.data_mut();
         let log = state.finish_log();
         let progress = state.progress;
-        let host_calls = state.host_calls;
+        let host_calls = state.host_calls + u64::from(state.http.sent());
+        let (http, _) = state.http.report();
         let result = self.judge(outcome, state.overran(), &log, &limits);
         // The store (and its pool slot) is dropped here, trapped or not.
         drop(store);
@@ -284,6 +295,7 @@ impl Compiled {
             progress,
             timings,
             host_calls,
+            http,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::queue::{
     Outcome, Priority, RecordUpdate,
 };
 use crate::redis::SyncRedis;
+use crate::sandbox::http::AllowList;
 use crate::sandbox::{JobFailure, JobInput, JobRun, JobServices, KeyValue};
 use crate::tenants::{Directory, Limit, Limits};
 use std::sync::Arc;
@@ -58,6 +59,9 @@ impl Executor {
                 config: Arc::default(),
                 kv,
                 progress: None,
+                http_allow: None,
+                http_ceiling: None,
+                outbound: Some(Arc::clone(&config.outbound)),
             },
             worker_id: config.worker_id.clone(),
             backoff: config.backoff,
@@ -130,6 +134,12 @@ impl Executor {
             config: Arc::clone(&settings.config),
             kv: self.services.kv.clone(),
             progress: self.services.progress.clone(),
+            http_allow: settings.http_allow.clone(),
+            http_ceiling: settings
+                .http_allow
+                .as_ref()
+                .and_then(|_| self.http_ceiling(&input.tenant)),
+            outbound: self.services.outbound.clone(),
         };
         outcome.record.version = Field::Set(plugin.version.clone());
         let cache = self.cache.as_deref();
@@ -206,6 +216,17 @@ impl Executor {
             return Err(ErrorRecord::new("over-quota", message, false));
         }
         Ok((name, capped_attempts(&limits, max_attempts)))
+    }
+
+    /// The operator's ceiling on what `tenant`'s plugins may call, if set.
+    /// A ceiling Redis holds but this worker cannot parse (written by
+    /// hand) allows nothing: a broken bound fails closed.
+    fn http_ceiling(&self, tenant: &str) -> Option<Arc<AllowList>> {
+        let (rules, _) = self.limits.as_ref()?.limits(tenant).http_allow?;
+        Some(Arc::new(AllowList::parse(&rules).unwrap_or_else(|e| {
+            tracing::warn!(tenant, "unusable http-allow ceiling, no host allowed: {e}");
+            AllowList::default()
+        })))
     }
 
     /// `most` attempts, lowered to the `max-attempts` quota of the tenant
@@ -370,6 +391,11 @@ fn envelope(job: &ClaimedJob) -> Result<(PluginName, u32), String> {
 /// Fields every run leaves: host calls, timings, logs, progress.
 fn record_run(record: &mut RecordUpdate, run: &JobRun, attempt: u32) {
     record.host_calls = Field::Set(run.host_calls);
+    record.http = if run.http.is_empty() {
+        Field::Clear
+    } else {
+        Field::Set(Json::of(&run.http))
+    };
     record.timings = Field::Set(Json::of(&run.timings));
     let lines = run.log.lines.iter();
     record.logs = Field::Set(Json::logs(

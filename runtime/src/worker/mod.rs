@@ -83,6 +83,10 @@ pub struct WorkerConfig {
     pub limits: Limits,
     /// Capabilities granted to every plugin.
     pub capabilities: Capabilities,
+    /// Outbound HTTP: the private ranges opened, the bounds, and the
+    /// process's concurrent requests (which hosts each plugin may call is
+    /// its manifest's `[http] allow`).
+    pub outbound: Arc<crate::sandbox::http::Outbound>,
     /// Where compiled plugins are kept between runs; none = compile every
     /// plugin at every start.
     pub artifact_cache: Option<PathBuf>,
@@ -134,6 +138,11 @@ impl WorkerConfig {
             rescan: Some(Duration::from_secs(1)),
             limits: Limits::default(),
             capabilities: Capabilities::default(),
+            outbound: Arc::new(crate::sandbox::http::Outbound::new(
+                crate::sandbox::http::HttpLimits::default(),
+                Vec::new(),
+                64,
+            )),
             artifact_cache: None,
             worker_id: default_worker_id(),
             fleet: true,

@@ -354,7 +354,7 @@ fn an_unreachable_key_value_store_is_a_retryable_error_for_the_guest() {
     let services = JobServices {
         config: Arc::default(),
         kv: Some(kv),
-        progress: None,
+        ..JobServices::default()
     };
     let plugin = spool_tests::plugin("kv");
     for input in [
@@ -397,7 +397,7 @@ fn a_key_value_store_that_never_answers_is_a_retryable_error_not_a_hang() {
     let services = JobServices {
         config: Arc::default(),
         kv: Some(kv),
-        progress: None,
+        ..JobServices::default()
     };
     let started = std::time::Instant::now();
     let run = spool_tests::plugin("kv").run_with(

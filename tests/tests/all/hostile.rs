@@ -53,7 +53,10 @@ fn with_the_network_capability_connections_are_still_refused() {
     let plugin = plugins::load(
         spool_tests::sandbox(),
         &path,
-        &Capabilities { network: true },
+        &Capabilities {
+            network: true,
+            ..Capabilities::default()
+        },
     )
     .unwrap();
     let job = super::json_job(&format!(r#"{{"addr":"{addr}"}}"#));

@@ -8,6 +8,7 @@ use crate::locks::{lock, read, write};
 use crate::plugins::loader::{LoadedVersion, VersionError};
 use crate::plugins::manifest;
 use crate::plugins::scan::{self, Scan, Stamp};
+use crate::sandbox::http::AllowList;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -120,14 +121,20 @@ impl Registry {
     /// now takes away a capability the serving version has: then it must
     /// stop serving. Returns whether it stopped.
     fn revoke_if_needed(&self, name: &PluginName, path: &Path) -> bool {
-        let serving_network = read(&self.plugins)
+        let (serving_network, serving_http) = read(&self.plugins)
             .get(name)
-            .is_some_and(|e| e.caps.network);
-        let revoked = serving_network
-            && manifest::read_for(Some(&self.dir), path)
-                .is_ok_and(|m| !(self.loader.caps.network || m.capabilities.network));
+            .map(|e| (e.caps.network, e.caps.http.clone()))
+            .unwrap_or_default();
+        // A manifest that no longer grants a host the serving version may
+        // call takes the version out too.
+        let revoked = manifest::read_for(Some(&self.dir), path).is_ok_and(|m| {
+            let network = serving_network && !(self.loader.caps.network || m.capabilities.network);
+            let mut now = self.loader.caps.http.rules().to_vec();
+            now.extend(m.capabilities.http.rules().iter().cloned());
+            network || serving_http.beyond(&AllowList::from_rules(now)).is_some()
+        });
         if revoked {
-            tracing::warn!(plugin = %name, "network capability revoked: no longer served");
+            tracing::warn!(plugin = %name, "network or http capability revoked: no longer served");
             write(&self.plugins).remove(name);
         }
         revoked
