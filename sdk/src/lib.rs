@@ -42,6 +42,7 @@
 
 pub mod config;
 mod error;
+pub mod http;
 mod job;
 pub mod kv;
 pub mod log;
@@ -65,8 +66,9 @@ pub const VERSION_SECTION: &str = "spool-sdk-version";
 #[allow(unsafe_code, missing_docs, clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "handler",
+        world: "handler-with-http",
         path: "../wit",
+        generate_all,
         pub_export_macro: true,
         export_macro_name: "__export_handler",
         default_bindings_module: "::spool_sdk::bindings",
