@@ -96,6 +96,12 @@ struct SetArgs {
     /// in enqueue order).
     #[arg(long, value_name = "N")]
     group_concurrency: Option<String>,
+    /// The most the tenant's plugins may call over HTTP, whatever their
+    /// manifests' `[http] allow` grant: SCHEME://HOST[:PORT] (`*.` for
+    /// subdomains, `:*` for any port); repeat for more. `none`: no host;
+    /// `default`: back to the fleet's ceiling (or none).
+    #[arg(long, value_name = "RULE")]
+    http_allow: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,7 +156,9 @@ fn run_set(config: &crate::queue::QueueConfig, a: SetArgs) -> u8 {
         (Limit::GroupConcurrency, a.group_concurrency),
     ];
     let tenant = if a.defaults { None } else { a.tenant };
-    let (target, changes) = match plan(tenant, given) {
+    let planned = http_ceiling(&a.http_allow)
+        .and_then(|http| Ok((plan(tenant, given, http.is_some())?, http)));
+    let ((target, changes), http) = match planned {
         Ok(plan) => plan,
         Err(message) => {
             eprintln!("spool: {message}");
@@ -161,7 +169,45 @@ fn run_set(config: &crate::queue::QueueConfig, a: SetArgs) -> u8 {
         Ok(redis) => redis,
         Err(code) => return code,
     };
-    set(&redis, &TenantStore::new(&config.prefix), &target, &changes)
+    let store = TenantStore::new(&config.prefix);
+    if let Some(rules) = &http {
+        let written = redis.once(|c| store.set_http_allow(c, &target, rules.as_deref()));
+        if let Err(e) = written {
+            return fail(&redis_error(&redis, "set the http-allow ceiling", e));
+        }
+        match rules {
+            Some(r) if r.is_empty() => println!("{}: http-allow = none", whose(&target)),
+            Some(r) => println!("{}: http-allow = {}", whose(&target), r.join(", ")),
+            None => println!("{}: http-allow back to the default", whose(&target)),
+        }
+        if changes.is_empty() {
+            return exit::OK;
+        }
+    }
+    set(&redis, &store, &target, &changes)
+}
+
+/// `--http-allow`: none given, or the new ceiling (`Some(None)`: remove
+/// it; `Some(Some([]))`: no host).
+#[allow(clippy::option_option)]
+fn http_ceiling(given: &[String]) -> Result<Option<Option<Vec<String>>>, String> {
+    match given {
+        [] => Ok(None),
+        [one] if one == "default" => Ok(Some(None)),
+        [one] if one == "none" => Ok(Some(Some(Vec::new()))),
+        rules => {
+            crate::sandbox::http::AllowList::parse(rules)
+                .map_err(|e| format!("--http-allow: {e}"))?;
+            Ok(Some(Some(rules.to_vec())))
+        }
+    }
+}
+
+fn whose(target: &Target) -> String {
+    match target {
+        Target::Defaults => "fleet defaults".to_string(),
+        Target::Tenant(t) => format!("tenant {t}"),
+    }
 }
 
 /// One change: a limit and its new value (`None`: remove the setting).
@@ -171,6 +217,7 @@ type Change = (Limit, Option<u64>);
 fn plan(
     tenant: Option<String>,
     given: [(Limit, Option<String>); Limit::ALL.len()],
+    other: bool,
 ) -> Result<(Target, Vec<Change>), String> {
     let target = match tenant {
         Some(t) => {
@@ -193,9 +240,9 @@ fn plan(
         };
         changes.push((limit, value));
     }
-    if changes.is_empty() {
+    if changes.is_empty() && !other {
         return Err(format!(
-            "name at least one setting: {}",
+            "name at least one setting: {}, --http-allow",
             Limit::ALL.map(|l| format!("--{}", l.name())).join(", ")
         ));
     }
@@ -217,10 +264,7 @@ fn set(redis: &SyncRedis, store: &TenantStore, target: &Target, changes: &[Chang
     if let Err(e) = written {
         return fail(&redis_error(redis, "set tenant limits", e));
     }
-    let whose = match target {
-        Target::Defaults => "fleet defaults".to_string(),
-        Target::Tenant(t) => format!("tenant {t}"),
-    };
+    let whose = whose(target);
     for (limit, value) in changes {
         match value {
             Some(v) => println!("{whose}: {} = {}", limit.name(), limit.show(*v)),
@@ -309,6 +353,22 @@ fn print_table(tenant: Option<&str>, limits: &Limits, used: Option<&Used>) {
             limit.show(value),
             limits.source(limit).as_str()
         );
+    }
+    match &limits.http_allow {
+        Some((rules, from)) => println!(
+            "{:<14} {:<12} {}",
+            "http-allow",
+            if rules.is_empty() {
+                "none".to_string()
+            } else {
+                rules.join(", ")
+            },
+            from.as_str()
+        ),
+        None => println!(
+            "{:<14} any host a plugin's manifest allows (no ceiling)",
+            "http-allow"
+        ),
     }
 }
 

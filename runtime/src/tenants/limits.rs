@@ -274,12 +274,21 @@ impl Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     values: [(u64, Source); Limit::ALL.len()],
+    /// The hosts the tenant's plugins may call at most, whatever their
+    /// manifests grant (`spool tenants set --http-allow`), as written;
+    /// none: no ceiling, the manifests decide.
+    pub http_allow: Option<(Vec<String>, Source)>,
 }
+
+/// The field of a tenant's (or the fleet's) hash that holds its
+/// `http-allow` ceiling: a JSON array of rules.
+pub const HTTP_ALLOW_FIELD: &str = "http-allow";
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             values: Limit::ALL.map(|l| (l.builtin(), Source::BuiltIn)),
+            http_allow: None,
         }
     }
 }
@@ -323,6 +332,15 @@ impl Limits {
                 (l.name().to_string(), entry)
             })
             .collect();
+        let mut quotas = quotas;
+        let (rules, from) = match &self.http_allow {
+            Some((rules, source)) => (serde_json::json!(rules), source.as_str()),
+            None => (serde_json::Value::Null, Source::BuiltIn.as_str()),
+        };
+        quotas.insert(
+            HTTP_ALLOW_FIELD.to_string(),
+            serde_json::json!({"value": rules, "from": from}),
+        );
         serde_json::Value::Object(quotas)
     }
 }

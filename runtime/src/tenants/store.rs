@@ -4,7 +4,7 @@
 //! them in one pipeline and pass the numbers into the scripts that enforce
 //! them, so no script crosses a slot.
 
-use super::limits::{Limit, Limits, Source};
+use super::limits::{HTTP_ALLOW_FIELD, Limit, Limits, Source};
 use std::collections::HashMap;
 
 /// Whose limits to change.
@@ -79,6 +79,28 @@ impl TenantStore {
         effective(replies, tenants.len())
     }
 
+    /// Set `target`'s `http-allow` ceiling to `rules` (empty: no host at
+    /// all), or remove it (`None`: the fleet's, or no ceiling).
+    pub fn set_http_allow(
+        &self,
+        conn: &mut redis::Connection,
+        target: &Target,
+        rules: Option<&[String]>,
+    ) -> redis::RedisResult<()> {
+        let key = self.key(target);
+        match rules {
+            Some(rules) => redis::cmd("HSET")
+                .arg(key)
+                .arg(HTTP_ALLOW_FIELD)
+                .arg(serde_json::to_string(rules).unwrap_or_else(|_| "[]".into()))
+                .query(conn),
+            None => redis::cmd("HDEL")
+                .arg(key)
+                .arg(HTTP_ALLOW_FIELD)
+                .query(conn),
+        }
+    }
+
     /// Set `limit` of `target` to `value`, or remove it (`None`: the
     /// tenant falls back to the fleet default, the fleet to the built-in).
     pub fn set(
@@ -144,6 +166,16 @@ fn effective_all(
 
 fn apply(limits: &mut Limits, fields: &Fields, source: Source) {
     for (name, value) in fields {
+        if name == HTTP_ALLOW_FIELD {
+            match serde_json::from_str::<Vec<String>>(value) {
+                Ok(rules) => limits.http_allow = Some((rules, source)),
+                Err(e) => tracing::warn!(
+                    value = %value.escape_debug(),
+                    "ignoring a malformed http-allow ceiling in Redis ({e}); expected a JSON array of rules"
+                ),
+            }
+            continue;
+        }
         match (Limit::named(name), value.trim().parse::<u64>()) {
             (Some(limit), Ok(v)) => limits.set(limit, v, source),
             _ => tracing::warn!(

@@ -26,6 +26,7 @@ mod deploys;
 mod fairness;
 mod faults;
 mod hostile;
+mod http;
 mod limits;
 mod loading;
 mod manifests;

@@ -1,0 +1,509 @@
+//! Outbound HTTP from plugins (plugins/fixtures/http_client) against a
+//! real server on a loopback port: allowed requests work, everything else
+//! is refused with the typed error the handler reads, and the job's
+//! record shows each request.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Path as UrlPath;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use spool_runtime::plugins::{self, Capabilities, LoadError};
+use spool_runtime::sandbox::http::{AllowList, Cidr, HttpLimits, Outbound};
+use spool_runtime::sandbox::{JobFailure, JobRun, JobServices, Limits};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The test server's port: one server for the whole binary.
+fn server() -> u16 {
+    static PORT: OnceLock<u16> = OnceLock::new();
+    *PORT.get_or_init(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the test server");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, routes(port)).await.unwrap();
+            });
+        });
+        port
+    })
+}
+
+fn routes(port: u16) -> Router {
+    Router::new()
+        .route("/hello", get(|| async { "hello from the test server" }))
+        .route("/echo", post(|headers: HeaderMap, body: String| async move {
+            let kind = headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            format!("{kind}|{body}")
+        }))
+        .route("/redirect/same", get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/hello")]) }))
+        .route(
+            "/redirect/elsewhere",
+            get(move || async move {
+                let to = format!("http://localhost:{port}/hello");
+                (StatusCode::FOUND, [(header::LOCATION, to)])
+            }),
+        )
+        .route("/slow", get(|| async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            "late"
+        }))
+        .route("/huge", get(|| async { Body::from(vec![b'x'; 4 << 20]) }))
+        .route("/status/{code}", get(|code: UrlPath<u16>| async move {
+            (StatusCode::from_u16(code.0).unwrap(), "status")
+        }))
+}
+
+fn url(path: &str) -> String {
+    format!("http://127.0.0.1:{}{path}", server())
+}
+
+/// The fixture, loaded once with a grant (which hosts a job may call is
+/// what its run's allow list says).
+fn client() -> plugins::Plugin {
+    static PLUGIN: OnceLock<plugins::Plugin> = OnceLock::new();
+    PLUGIN
+        .get_or_init(|| {
+            let caps = Capabilities {
+                http: AllowList::parse(&["http://*:*"]).unwrap(),
+                ..Capabilities::default()
+            };
+            plugins::load(
+                spool_tests::sandbox(),
+                &spool_tests::plugin_path("http_client"),
+                &caps,
+            )
+            .expect("loading http_client with a grant")
+        })
+        .clone()
+}
+
+/// Run the fixture with `input` under `allow`, the loopback range opened
+/// unless `private` is false, `limits` for the job and `http` for requests.
+fn fetch_with(
+    input: Value,
+    allow: &[&str],
+    private: bool,
+    limits: &Limits,
+    http: HttpLimits,
+) -> JobRun {
+    let opened = if private {
+        vec![Cidr::parse("127.0.0.1/32").unwrap()]
+    } else {
+        Vec::new()
+    };
+    let services = JobServices {
+        http_allow: Some(Arc::new(AllowList::parse(allow).unwrap())),
+        outbound: Some(Arc::new(Outbound::new(http, opened, 8))),
+        ..JobServices::default()
+    };
+    client().run_with(super::json_job(&input.to_string()), limits, &services)
+}
+
+fn fetch(input: Value, allow: &[&str]) -> JobRun {
+    fetch_with(
+        input,
+        allow,
+        true,
+        &Limits::default(),
+        HttpLimits::default(),
+    )
+}
+
+fn this_server() -> String {
+    format!("http://127.0.0.1:{}", server())
+}
+
+fn fatal(run: &JobRun) -> String {
+    match &run.result {
+        Err(JobFailure::Fatal { message }) => message.clone(),
+        other => panic!("expected a fatal failure, got {other:?}"),
+    }
+}
+
+fn log_text(run: &JobRun) -> String {
+    run.log
+        .lines
+        .iter()
+        .map(|l| format!("{}\n", l.message))
+        .collect()
+}
+
+#[test]
+fn an_allowed_get_and_post_reach_the_server() {
+    let server = this_server();
+    let run = fetch(json!({"url": url("/hello")}), &[&server]);
+    let out = super::output_json(&run);
+    assert_eq!(out["status"], 200);
+    assert_eq!(out["body"], "hello from the test server");
+    let run = fetch(
+        json!({"url": url("/echo"), "method": "POST", "body": "{\"n\":7}",
+               "headers": [["content-type", "application/json"]]}),
+        &[&server],
+    );
+    assert_eq!(
+        super::output_json(&run)["body"],
+        "application/json|{\"n\":7}"
+    );
+    // The request is on record: method, origin, status and bytes, no path.
+    assert_eq!(run.http.len(), 1);
+    let call = &run.http[0];
+    assert_eq!(
+        (call.method.as_str(), call.origin.as_str()),
+        ("POST", server.as_str())
+    );
+    assert_eq!(
+        (call.status, call.bytes_out, call.bytes_in),
+        (Some(200), 7, 24)
+    );
+    assert_eq!(run.host_calls, 1);
+}
+
+#[test]
+fn a_host_not_on_the_list_is_denied_naming_the_url_and_the_rules() {
+    let run = fetch(
+        json!({"url": format!("http://localhost:{}/hello?token=secret", server())}),
+        &[&this_server()],
+    );
+    let message = fatal(&run);
+    assert!(message.starts_with("http-request-denied:"), "{message}");
+    assert!(!message.contains("secret"), "the query leaked: {message}");
+    let log = log_text(&run);
+    assert!(
+        log.contains(&format!(
+            "GET http://localhost:{}/hello refused (http-request-denied)",
+            server()
+        )),
+        "{log}"
+    );
+    assert!(log.contains(&format!("[\"{}\"]", this_server())), "{log}");
+    assert!(!log.contains("secret"), "{log}");
+    assert_eq!(run.http[0].error.as_deref(), Some("http-request-denied"));
+    assert_eq!(run.http[0].status, None);
+}
+
+#[test]
+fn a_redirect_is_checked_against_the_list_again() {
+    let server = this_server();
+    let run = fetch(json!({"url": url("/redirect/same")}), &[&server]);
+    assert_eq!(
+        super::output_json(&run)["body"],
+        "hello from the test server"
+    );
+    let run = fetch(json!({"url": url("/redirect/elsewhere")}), &[&server]);
+    assert!(fatal(&run).starts_with("http-request-denied:"));
+    let outcomes: Vec<_> = run
+        .http
+        .iter()
+        .map(|c| (c.status, c.error.clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Some(302), None),
+            (None, Some("http-request-denied".into()))
+        ]
+    );
+}
+
+#[test]
+fn private_loopback_and_metadata_addresses_are_prohibited_without_the_operators_grant() {
+    let port = server();
+    for (target, allow) in [
+        // A literal loopback address on the list.
+        (
+            format!("http://127.0.0.1:{port}/hello"),
+            format!("http://127.0.0.1:{port}"),
+        ),
+        // A DNS name that resolves to loopback.
+        (
+            format!("http://localhost:{port}/hello"),
+            format!("http://localhost:{port}"),
+        ),
+        // The cloud metadata service, under the widest rule there is.
+        (
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            "http://*:*".to_string(),
+        ),
+        (
+            "http://[::ffff:127.0.0.1]:9/".to_string(),
+            "http://*:*".to_string(),
+        ),
+        ("http://10.0.0.1/".to_string(), "http://*:*".to_string()),
+    ] {
+        let run = fetch_with(
+            json!({"url": target}),
+            &[&allow],
+            false,
+            &Limits::default(),
+            HttpLimits::default(),
+        );
+        let message = fatal(&run);
+        assert!(
+            message.starts_with("destination-ip-prohibited:"),
+            "{target}: {message}"
+        );
+        assert!(log_text(&run).contains("--http-allow-private"), "{target}");
+        assert_eq!(
+            run.http[0].error.as_deref(),
+            Some("destination-ip-prohibited")
+        );
+    }
+    // The metadata address stays refused when only loopback is opened.
+    let run = fetch(json!({"url": "http://169.254.169.254/"}), &["http://*:*"]);
+    assert!(fatal(&run).starts_with("destination-ip-prohibited:"));
+}
+
+#[test]
+fn a_slow_server_hits_the_request_timeout_then_the_job_deadline() {
+    let server = this_server();
+    // The handler's own timeout: a retryable error it can read.
+    let run = fetch(
+        json!({"url": url("/slow"), "timeout_ms": 300, "catch": true}),
+        &[&server],
+    );
+    let out = super::output_json(&run);
+    assert_eq!(out["retryable"], true, "{out}");
+    assert!(
+        out["error"].as_str().unwrap().starts_with("timeout:"),
+        "{out}"
+    );
+    // The host's request timeout, shorter than the job's deadline.
+    let http = HttpLimits {
+        timeout: Duration::from_millis(300),
+        ..HttpLimits::default()
+    };
+    let run = fetch_with(
+        json!({"url": url("/slow")}),
+        &[&server],
+        true,
+        &Limits::default(),
+        http,
+    );
+    assert!(
+        matches!(&run.result, Err(JobFailure::Retryable { message }) if message.starts_with("timeout:")),
+        "{:?}",
+        run.result
+    );
+    assert_eq!(run.http[0].error.as_deref(), Some("http-response-timeout"));
+    // The job's deadline comes first: the job times out.
+    let limits = Limits {
+        timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let run = fetch_with(
+        json!({"url": url("/slow"), "catch": true}),
+        &[&server],
+        true,
+        &limits,
+        HttpLimits::default(),
+    );
+    assert!(
+        matches!(run.result, Err(JobFailure::Timeout { .. })),
+        "{:?}",
+        run.result
+    );
+}
+
+#[test]
+fn a_huge_response_hits_the_body_cap() {
+    let http = HttpLimits {
+        max_response_bytes: 1 << 20,
+        ..HttpLimits::default()
+    };
+    let run = fetch_with(
+        json!({"url": url("/huge")}),
+        &[&this_server()],
+        true,
+        &Limits::default(),
+        http,
+    );
+    let message = fatal(&run);
+    assert!(message.starts_with("http-response-body-size:"), "{message}");
+    assert!(message.contains("1048576 bytes"), "{message}");
+    let call = &run.http[0];
+    assert_eq!(call.error.as_deref(), Some("http-response-body-size"));
+    assert!(
+        call.bytes_in > 1 << 20 && call.bytes_in < 4 << 20,
+        "{call:?}"
+    );
+}
+
+#[test]
+fn requests_per_job_and_bytes_out_are_bounded() {
+    let http = HttpLimits {
+        max_requests: 3,
+        max_request_bytes: 10,
+        ..HttpLimits::default()
+    };
+    let server = this_server();
+    let run = fetch_with(
+        json!({"url": url("/hello"), "times": 4}),
+        &[&server],
+        true,
+        &Limits::default(),
+        http.clone(),
+    );
+    assert!(fatal(&run).starts_with("connection-limit-reached:"));
+    assert_eq!(run.http.len(), 4);
+    assert_eq!(
+        run.http[3].error.as_deref(),
+        Some("connection-limit-reached")
+    );
+    let run = fetch_with(
+        json!({"url": url("/echo"), "method": "POST", "body": "more than ten bytes"}),
+        &[&server],
+        true,
+        &Limits::default(),
+        http,
+    );
+    assert!(
+        fatal(&run).starts_with("http-request-body-size:"),
+        "{:?}",
+        run.result
+    );
+}
+
+#[test]
+fn a_5xx_is_retryable_and_a_4xx_is_not() {
+    let server = this_server();
+    let run = fetch(json!({"url": url("/status/503")}), &[&server]);
+    assert_eq!(super::output_json(&run)["status"], 503);
+    assert_eq!(run.http[0].status, Some(503));
+    for (code, retryable) in [(503, true), (429, true), (404, false)] {
+        let run = fetch(
+            json!({"url": url(&format!("/status/{code}")), "check": true, "catch": true}),
+            &[&server],
+        );
+        let out = super::output_json(&run);
+        assert_eq!(out["retryable"], retryable, "{code}: {out}");
+        assert!(
+            out["error"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("answered {code}")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_plugin_importing_http_without_a_grant_is_refused_at_load() {
+    let path = spool_tests::plugin_path("http_client");
+    let error = plugins::load(spool_tests::sandbox(), &path, &Capabilities::default()).unwrap_err();
+    match error {
+        LoadError::ForbiddenImport { import, reason, .. } => {
+            assert!(import.starts_with("wasi:http/"), "{import}");
+            assert!(reason.contains("[http] allow"), "{reason}");
+        }
+        other => panic!("expected a forbidden import, got {other}"),
+    }
+    // Plugins that make no request import nothing of wasi:http.
+    spool_tests::plugin("hello");
+}
+
+#[test]
+fn a_queued_job_records_its_requests_and_the_manifest_grants_the_hosts() {
+    let env = spool_tests::fleet::Env::new("http-record");
+    let dir = env.plugins_dir(&[("acme/fetch", "http_client")]);
+    std::fs::write(
+        dir.join("acme/fetch.toml"),
+        format!("[http]\nallow = [\"{}\"]\n", this_server()),
+    )
+    .unwrap();
+    let (_registry, worker) = env.serve_dir(&dir, |c| {
+        c.outbound = Arc::new(Outbound::new(
+            HttpLimits::default(),
+            vec![Cidr::parse("127.0.0.1/32").unwrap()],
+            4,
+        ));
+    });
+    let ok = env.enqueue(
+        "acme/fetch",
+        &json!({"url": url("/hello?key=secret")}).to_string(),
+    );
+    let denied = env.enqueue(
+        "acme/fetch",
+        &json!({"url": "http://localhost:1/x"}).to_string(),
+    );
+    let record = env.wait(&ok);
+    assert_eq!(
+        record.status,
+        Some(spool_runtime::queue::Status::Succeeded),
+        "{record:?}"
+    );
+    let calls = record.http.expect("the record lists the requests");
+    assert_eq!(calls[0]["origin"], this_server());
+    assert_eq!(calls[0]["status"], 200);
+    assert!(!calls.to_string().contains("secret"), "{calls}");
+    let record = env.wait(&denied);
+    assert_eq!(
+        record.status,
+        Some(spool_runtime::queue::Status::Dead),
+        "{record:?}"
+    );
+    assert_eq!(record.http.unwrap()[0]["error"], "http-request-denied");
+    drop(worker);
+}
+
+#[test]
+fn a_tenants_ceiling_bounds_what_its_manifests_grant() {
+    use spool_runtime::tenants::TenantStore;
+    use spool_runtime::tenants::store::Target;
+    let env = spool_tests::fleet::Env::new("http-ceiling");
+    let dir = env.plugins_dir(&[("acme/fetch", "http_client"), ("beta/fetch", "http_client")]);
+    for tenant in ["acme", "beta"] {
+        std::fs::write(
+            dir.join(format!("{tenant}/fetch.toml")),
+            format!("[http]\nallow = [\"{}\"]\n", this_server()),
+        )
+        .unwrap();
+    }
+    let store = TenantStore::new(&env.queue_config().prefix);
+    let ceiling = ["https://*.example.com".to_string()];
+    store
+        .set_http_allow(
+            &mut env.redis_conn(),
+            &Target::Tenant("acme".into()),
+            Some(&ceiling),
+        )
+        .unwrap();
+    let (_registry, worker) = env.serve_dir(&dir, |c| {
+        c.outbound = Arc::new(Outbound::new(
+            HttpLimits::default(),
+            vec![Cidr::parse("127.0.0.1/32").unwrap()],
+            4,
+        ));
+    });
+    let input = json!({"url": url("/hello")}).to_string();
+    let capped = env.enqueue("acme/fetch", &input);
+    let free = env.enqueue("beta/fetch", &input);
+    let record = env.wait(&capped);
+    assert_eq!(
+        record.status,
+        Some(spool_runtime::queue::Status::Dead),
+        "{record:?}"
+    );
+    let logs = record.logs.unwrap().to_string();
+    assert!(
+        logs.contains("outside tenant acme's ceiling [\\\"https://*.example.com\\\"]"),
+        "{logs}"
+    );
+    let record = env.wait(&free);
+    assert_eq!(
+        record.status,
+        Some(spool_runtime::queue::Status::Succeeded),
+        "{record:?}"
+    );
+    drop(worker);
+}
