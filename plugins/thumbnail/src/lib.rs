@@ -13,8 +13,9 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
-use spool_sdk::{Job, JobError, config, handler, log, progress};
-use std::io::Cursor;
+use spool_sdk::{Job, JobError, config, handler, progress};
+
+mod resize;
 
 /// Largest box side accepted, so a typo cannot ask for a huge output.
 const MAX_SIDE: u32 = 4096;
@@ -46,27 +47,10 @@ fn thumbnail(input: Vec<u8>, job: &Job) -> Result<Vec<u8>, JobError> {
     let width = side("width", width.unwrap_or(128))?;
     let height = side("height", height.unwrap_or(128))?;
 
-    let image = image::load_from_memory(&bytes)
-        .map_err(|e| JobError::invalid_input("$", "PNG or JPEG image bytes", e.to_string()))?;
     progress::report(1, 2);
-    let thumb = if image.width() <= width && image.height() <= height {
-        image
-    } else {
-        image.thumbnail(width, height)
-    };
-    log::info!(
-        "thumbnail {}x{} in a {}x{} box",
-        thumb.width(),
-        thumb.height(),
-        width,
-        height
-    );
-    let mut out = Cursor::new(Vec::new());
-    thumb
-        .write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| JobError::fatal(format!("could not encode the PNG: {e}")))?;
+    let out = resize::to_png(&bytes, width, height)?;
     progress::report(2, 2);
-    Ok(out.into_inner())
+    Ok(out)
 }
 
 fn side(name: &str, value: u32) -> Result<u32, JobError> {

@@ -59,6 +59,9 @@ fn routes(port: u16) -> Router {
             "late"
         }))
         .route("/huge", get(|| async { Body::from(vec![b'x'; 4 << 20]) }))
+        .route("/hook", post(receive_hook))
+        .route("/hook-down", post(|| async { StatusCode::SERVICE_UNAVAILABLE }))
+        .route("/cat.png", get(|| async { ([(header::CONTENT_TYPE, "image/png")], cat_png()) }))
         .route("/status/{code}", get(|code: UrlPath<u16>| async move {
             (StatusCode::from_u16(code.0).unwrap(), "status")
         }))
@@ -506,4 +509,110 @@ fn a_tenants_ceiling_bounds_what_its_manifests_grant() {
         "{record:?}"
     );
     drop(worker);
+}
+
+/// The webhook receiver: 200 when `x-spool-signature` is the HMAC-SHA256
+/// of the body under the shared secret, else 401.
+async fn receive_hook(headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+    use hmac::{Hmac, Mac};
+    let given = headers
+        .get("x-spool-signature")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("sha256="))
+        .unwrap_or_default()
+        .to_string();
+    let delivery = headers
+        .get("x-spool-delivery")
+        .map(|v| v.as_bytes().to_vec());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
+    mac.update(&body);
+    let bytes: Vec<u8> = (0..given.len() / 2)
+        .filter_map(|i| u8::from_str_radix(given.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    if delivery.as_deref() == Some(b"test-job".as_slice()) && mac.verify_slice(&bytes).is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+const HOOK_SECRET: &str = "s3cret-shared-with-the-receiver";
+
+/// A 256×128 PNG.
+fn cat_png() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(256, 128, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Run the example plugin `name` with `config` and the test server allowed.
+fn example(name: &str, payload: &str, config: &[(&str, &str)]) -> JobRun {
+    let caps = Capabilities {
+        http: AllowList::parse(&[this_server()]).unwrap(),
+        ..Capabilities::default()
+    };
+    let plugin = plugins::load(
+        spool_tests::sandbox(),
+        &spool_tests::plugin_path(name),
+        &caps,
+    )
+    .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    let services = JobServices {
+        config: Arc::new(
+            config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        http_allow: Some(Arc::new(caps.http.clone())),
+        outbound: Some(Arc::new(Outbound::new(
+            HttpLimits::default(),
+            vec![Cidr::parse("127.0.0.1/32").unwrap()],
+            4,
+        ))),
+        ..JobServices::default()
+    };
+    plugin.run_with(super::json_job(payload), &Limits::default(), &services)
+}
+
+#[test]
+fn the_webhook_example_signs_what_the_receiver_verifies() {
+    let event = r#"{"order": 42, "state": "paid"}"#;
+    let hook = url("/hook");
+    let run = example("webhook", event, &[("url", &hook), ("secret", HOOK_SECRET)]);
+    let out = super::output_json(&run);
+    assert_eq!(out, json!({"status": 200, "delivery": "test-job"}));
+    // Another secret: the receiver refuses it, and a 401 is not retried.
+    let run = example("webhook", event, &[("url", &hook), ("secret", "wrong")]);
+    assert!(fatal(&run).ends_with("answered 401"), "{:?}", run.result);
+    // A receiver that is down: retried.
+    let run = example(
+        "webhook",
+        event,
+        &[("url", &url("/hook-down")), ("secret", HOOK_SECRET)],
+    );
+    assert!(
+        matches!(&run.result, Err(JobFailure::Retryable { message }) if message.ends_with("answered 503")),
+        "{:?}",
+        run.result
+    );
+    let run = example("webhook", event, &[("secret", HOOK_SECRET)]);
+    assert!(fatal(&run).contains("config.url is not set"));
+}
+
+#[test]
+fn the_fetch_thumbnail_example_downloads_and_shrinks_an_image() {
+    let input = json!({"url": url("/cat.png"), "width": 64, "height": 64}).to_string();
+    let run = example("fetch_thumbnail", &input, &[]);
+    let png = run.result.as_ref().expect("a thumbnail");
+    let thumb = image::load_from_memory(png).expect("the output is an image");
+    assert_eq!((thumb.width(), thumb.height()), (64, 32));
+    assert_eq!(run.http[0].bytes_in, cat_png().len() as u64);
+    let run = example(
+        "fetch_thumbnail",
+        &json!({"url": url("/status/404")}).to_string(),
+        &[],
+    );
+    assert!(fatal(&run).ends_with("answered 404"));
 }
