@@ -96,6 +96,9 @@ pub struct Metrics {
     kept: AtomicU64,
     /// Cache lookups by what the cache did (`hit-memory`, `miss`, …).
     cache: Mutex<HashMap<String, u64>>,
+    /// Plugins' outbound HTTP requests by outcome: a status class
+    /// (`2xx` … `5xx`) or the wasi:http error code.
+    http: Mutex<HashMap<String, u64>>,
     /// Outcomes Redis refused because the lease had been lost.
     stale: AtomicU64,
     /// Jobs released because their thread wedged past deadline and grace.
@@ -177,6 +180,19 @@ impl Metrics {
             *n += 1;
         } else if cache.len() < 16 {
             cache.insert(tier.to_string(), 1);
+        }
+    }
+
+    /// A job's outbound requests ended as `outcomes` (a status class or
+    /// an error code each: the host's own few names).
+    pub fn http<'a>(&self, outcomes: impl IntoIterator<Item = &'a str>) {
+        let mut http = lock(&self.http);
+        for outcome in outcomes {
+            if let Some(n) = http.get_mut(outcome) {
+                *n += 1;
+            } else if http.len() < 64 {
+                http.insert(outcome.to_string(), 1);
+            }
         }
     }
 

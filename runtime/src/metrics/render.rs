@@ -88,6 +88,16 @@ fn gauges(m: &Metrics, out: &mut String) {
             esc(&tier)
         );
     }
+    out.push_str("# HELP spool_http_requests_total Plugins' outbound HTTP requests by outcome: status class or wasi:http error code.\n# TYPE spool_http_requests_total counter\n");
+    let mut http: Vec<_> = lock(&m.http).clone().into_iter().collect();
+    http.sort();
+    for (outcome, n) in http {
+        let _ = writeln!(
+            out,
+            "spool_http_requests_total{{outcome=\"{}\"}} {n}",
+            esc(&outcome)
+        );
+    }
     let single = singles(m);
     for (name, kind, help, value) in single {
         let _ = writeln!(

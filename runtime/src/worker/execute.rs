@@ -243,6 +243,9 @@ impl Executor {
 
     /// A run's outcome: success, retry with backoff, or a dead letter.
     fn ran(&self, mut outcome: Outcome, run: JobRun, attempt: u32, max_attempts: u32) -> Outcome {
+        if !run.http.is_empty() {
+            self.metrics.http(run.http.iter().map(http_outcome));
+        }
         record_run(&mut outcome.record, &run, attempt);
         match run.result {
             Ok(output) => {
@@ -386,6 +389,20 @@ fn envelope(job: &ClaimedJob) -> Result<(PluginName, u32), String> {
             .map_err(|e| format!("field \"priority\": {e}"))?;
     }
     Ok((name, max_attempts))
+}
+
+/// A request's outcome for the metrics: its status class or error code.
+fn http_outcome(call: &crate::sandbox::http::HttpCall) -> &str {
+    match (call.status, &call.error) {
+        (_, Some(code)) => code,
+        (Some(100..=199), None) => "1xx",
+        (Some(200..=299), None) => "2xx",
+        (Some(300..=399), None) => "3xx",
+        (Some(400..=499), None) => "4xx",
+        (Some(500..=599), None) => "5xx",
+        (Some(_), None) => "other",
+        (None, None) => "unfinished",
+    }
 }
 
 /// Fields every run leaves: host calls, timings, logs, progress.

@@ -424,12 +424,14 @@ fn a_queued_job_records_its_requests_and_the_manifest_grants_the_hosts() {
         format!("[http]\nallow = [\"{}\"]\n", this_server()),
     )
     .unwrap();
+    let mut metrics = None;
     let (_registry, worker) = env.serve_dir(&dir, |c| {
         c.outbound = Arc::new(Outbound::new(
             HttpLimits::default(),
             vec![Cidr::parse("127.0.0.1/32").unwrap()],
             4,
         ));
+        metrics = Some(Arc::clone(&c.metrics));
     });
     let ok = env.enqueue(
         "acme/fetch",
@@ -456,6 +458,16 @@ fn a_queued_job_records_its_requests_and_the_manifest_grants_the_hosts() {
         "{record:?}"
     );
     assert_eq!(record.http.unwrap()[0]["error"], "http-request-denied");
+    // And in the worker's metrics, by outcome.
+    let scrape = spool_runtime::metrics::render(&metrics.unwrap());
+    assert!(
+        scrape.contains("spool_http_requests_total{outcome=\"2xx\"} 1\n"),
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains("spool_http_requests_total{outcome=\"http-request-denied\"} 1\n"),
+        "{scrape}"
+    );
     drop(worker);
 }
 
