@@ -282,7 +282,18 @@ impl Request {
             let Some(location) = location else {
                 return Ok(response);
             };
-            request.url = resolve(&request.url, &String::from_utf8_lossy(location))?;
+            let next = resolve(&request.url, &String::from_utf8_lossy(location))?;
+            // Credentials are for the origin they were meant for: not sent
+            // on to another scheme, host or port.
+            if origin(&next) != origin(&request.url) {
+                request.headers.retain(|(n, _)| {
+                    !matches!(
+                        n.as_str(),
+                        "authorization" | "cookie" | "proxy-authorization"
+                    )
+                });
+            }
+            request.url = next;
             // 303, and 301/302 after a POST as browsers do: GET, no body.
             if response.status == 303
                 || (matches!(response.status, 301 | 302) && request.method == "POST")
@@ -351,9 +362,24 @@ impl Response {
     }
 }
 
-/// The URL without query or fragment, for messages and errors.
+/// The URL without user name, query or fragment, for messages and errors.
 fn shown(url: &str) -> String {
-    url.split(['?', '#']).next().unwrap_or_default().to_string()
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            let authority = &rest[..end];
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{}", &rest[end..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// `scheme://authority` of a URL, lowercase.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, authority, _) = split_url(url).ok()?;
+    Some(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
 
 /// `scheme`, `authority` and `path?query` of an absolute URL.
@@ -381,7 +407,13 @@ fn split_url(url: &str) -> Result<(String, String, String), HttpError> {
 
 /// A redirect's `Location`, absolute or relative to `base`.
 fn resolve(base: &str, location: &str) -> Result<String, HttpError> {
-    if location.contains("://") {
+    let absolute = location.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    if absolute {
         return Ok(location.to_string());
     }
     let (scheme, authority, path) = split_url(base)?;
@@ -440,12 +472,22 @@ fn send_once(request: &Request) -> Result<Response, HttpError> {
     let body = outgoing
         .body()
         .map_err(|()| invalid("no request body".into()))?;
+    // A small body is written whole before the request goes (the host
+    // buffers up to 64 KiB): it leaves with the head, so a server that
+    // answers early cannot cut it off. A larger one streams after.
+    let small = request.body.len() <= SMALL_BODY;
+    let mut body = Some(body);
+    let mut written = Ok(());
+    if small && let Some(body) = body.take() {
+        written = finish_body(body, &request.body, &url);
+    }
     let pending =
         outgoing_handler::handle(outgoing, Some(options)).map_err(|e| from_code(&url, &e))?;
     // A body the host stopped taking (over its cap, or the request failed)
     // fails the request too: its error says why, so it is the one returned.
-    let written = write_body(&body, &request.body, &url)
-        .and_then(|()| OutgoingBody::finish(body, None).map_err(|e| from_code(&url, &e)));
+    if let Some(body) = body {
+        written = finish_body(body, &request.body, &url);
+    }
     let answer = loop {
         if let Some(answer) = pending.get() {
             break answer;
@@ -471,15 +513,33 @@ fn send_once(request: &Request) -> Result<Response, HttpError> {
     })
 }
 
+/// Bodies up to this size are written before the request is sent: what
+/// the host buffers for a request not yet sent (4 writes of 16 KiB).
+const SMALL_BODY: usize = 64 << 10;
+
+fn finish_body(body: OutgoingBody, bytes: &[u8], url: &str) -> Result<(), HttpError> {
+    write_body(&body, bytes, url)?;
+    OutgoingBody::finish(body, None).map_err(|e| from_code(url, &e))
+}
+
 fn write_body(body: &OutgoingBody, bytes: &[u8], url: &str) -> Result<(), HttpError> {
     let stream = body.write().map_err(|()| HttpError::Invalid {
         url: url.to_string(),
         reason: "the request body was already written".into(),
     })?;
-    for chunk in bytes.chunks(4096) {
-        stream
-            .blocking_write_and_flush(chunk)
-            .map_err(|e| from_stream(url, e))?;
+    // As much per write as the host takes (`check-write`), waiting when
+    // it has no room; no flush, which would wait for a reader the body
+    // has no sooner than its request is sent.
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let room = stream.check_write().map_err(|e| from_stream(url, e))?;
+        if room == 0 {
+            stream.subscribe().block();
+            continue;
+        }
+        let n = rest.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        stream.write(&rest[..n]).map_err(|e| from_stream(url, e))?;
+        rest = &rest[n..];
     }
     // The stream must be gone before the body is finished.
     drop(stream);
@@ -607,6 +667,12 @@ mod tests {
             shown("https://a.example/x?token=secret"),
             "https://a.example/x"
         );
+        assert_eq!(shown("https://me:pw@a.example/x"), "https://a.example/x");
+        assert_eq!(
+            resolve(base, "/p?next=http://b.example/").unwrap(),
+            "http://a.example/p?next=http://b.example/"
+        );
+        assert_eq!(origin("HTTP://A.example/x"), origin("http://a.example/y"));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use wasmtime_wasi::p2::bindings::clocks::monotonic_clock::{
 /// How long past the deadline a clamped timer still waits: two ticks of
 /// the default epoch ticker, so that the deadline has been seen by the
 /// time the guest runs again.
-const SLACK: Duration = Duration::from_millis(5);
+pub(crate) const SLACK: Duration = Duration::from_millis(5);
 
 /// The monotonic clock of one job.
 pub(crate) struct JobClock<'a> {

@@ -169,6 +169,15 @@ impl HostState {
         }
     }
 
+    /// The job's waits in `wasi:io` (see [`super::waits`]).
+    pub(crate) fn waits(&mut self) -> super::waits::Waits<'_> {
+        super::waits::Waits {
+            table: &mut self.table,
+            deadline: self.deadline,
+            clamped: &mut self.clamped,
+        }
+    }
+
     /// Whether the job ran past its deadline after one of its waits was cut
     /// short to end there: its result cannot stand, it timed out.
     pub(crate) fn overran(&self) -> bool {

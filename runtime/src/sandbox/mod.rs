@@ -23,6 +23,7 @@ pub mod http;
 pub mod kv;
 mod limits;
 mod report;
+mod waits;
 
 pub use engine::SandboxConfig;
 pub use error::{CompileError, JobFailure};
@@ -73,6 +74,7 @@ impl Sandbox {
         // where the manifest grants no host (plugins::policy).
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(fail)?;
         deadline::add_to_linker(&mut linker, HostState::clock).map_err(fail)?;
+        waits::add_to_linker(&mut linker, HostState::waits).map_err(fail)?;
         bindings::Handler::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(fail)?;
         engine::start_ticker(&engine, config.tick);

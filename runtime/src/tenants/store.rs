@@ -169,10 +169,14 @@ fn apply(limits: &mut Limits, fields: &Fields, source: Source) {
         if name == HTTP_ALLOW_FIELD {
             match serde_json::from_str::<Vec<String>>(value) {
                 Ok(rules) => limits.http_allow = Some((rules, source)),
-                Err(e) => tracing::warn!(
-                    value = %value.escape_debug(),
-                    "ignoring a malformed http-allow ceiling in Redis ({e}); expected a JSON array of rules"
-                ),
+                Err(e) => {
+                    // A bound that cannot be read bounds to nothing.
+                    tracing::warn!(
+                        value = %value.escape_debug(),
+                        "malformed http-allow ceiling in Redis ({e}); expected a JSON array of rules: no host allowed"
+                    );
+                    limits.http_allow = Some((Vec::new(), source));
+                }
             }
             continue;
         }

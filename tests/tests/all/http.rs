@@ -184,13 +184,14 @@ fn a_host_not_on_the_list_is_denied_naming_the_url_and_the_rules() {
     let log = log_text(&run);
     assert!(
         log.contains(&format!(
-            "GET http://localhost:{}/hello refused (http-request-denied)",
+            "GET http://localhost:{} refused (http-request-denied)",
             server()
         )),
         "{log}"
     );
     assert!(log.contains(&format!("[\"{}\"]", this_server())), "{log}");
-    assert!(!log.contains("secret"), "{log}");
+    // Paths and queries may carry secrets: the log names the origin.
+    assert!(!log.contains("secret") && !log.contains("/hello"), "{log}");
     assert_eq!(run.http[0].error.as_deref(), Some("http-request-denied"));
     assert_eq!(run.http[0].status, None);
 }
@@ -627,4 +628,75 @@ fn the_fetch_thumbnail_example_downloads_and_shrinks_an_image() {
         &[],
     );
     assert!(fatal(&run).ends_with("answered 404"));
+}
+
+#[test]
+fn a_guest_cannot_hold_its_thread_past_the_deadline_on_a_body_no_one_reads() {
+    let limits = Limits {
+        timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let input = json!({"url": url("/hello"), "raw": "stall-body"});
+    let run = fetch_with(
+        input,
+        &[&this_server()],
+        true,
+        &limits,
+        HttpLimits::default(),
+    );
+    assert!(
+        matches!(run.result, Err(JobFailure::Timeout { .. })),
+        "{:?}",
+        run.result
+    );
+}
+
+#[test]
+fn a_job_holds_a_bounded_number_of_open_requests() {
+    let input = json!({"url": url("/hello"), "raw": "hold-open", "times": 20});
+    let out = super::output_json(&fetch(input, &[&this_server()]));
+    assert_eq!(out["bytes"], 8, "{out}");
+    assert_eq!(out["error"], "ErrorCode::ConnectionLimitReached", "{out}");
+}
+
+#[test]
+fn a_guest_looping_on_refused_requests_leaves_a_bounded_record_and_log() {
+    let input = json!({"url": "http://not-allowed.example/", "times": 500, "keep_going": true});
+    let run = fetch(input, &[&this_server()]);
+    assert!(
+        fatal(&run).starts_with("connection-limit-reached:"),
+        "{:?}",
+        run.result
+    );
+    let max = HttpLimits::default().max_requests as usize;
+    assert_eq!(run.http.len(), max + 1);
+    assert_eq!(
+        run.http[max].error.as_deref(),
+        Some("connection-limit-reached")
+    );
+    assert!(run.log.lines.len() <= 16, "{}", run.log.lines.len());
+}
+
+#[test]
+fn private_ranges_are_reached_only_through_a_rule_that_names_the_host() {
+    // The loopback range is open, but `*` does not name this host.
+    let run = fetch(json!({"url": url("/hello")}), &["http://*:*"]);
+    assert!(
+        fatal(&run).starts_with("destination-ip-prohibited:"),
+        "{:?}",
+        run.result
+    );
+    assert!(log_text(&run).contains("a rule names the host"));
+    let run = fetch(json!({"url": url("/hello")}), &["http://127.0.0.1:*"]);
+    assert_eq!(super::output_json(&run)["status"], 200);
+}
+
+#[test]
+fn a_body_larger_than_the_hosts_buffer_streams_after_the_head() {
+    let body = "x".repeat(200_000);
+    let input = json!({"url": url("/echo"), "method": "POST", "body": body});
+    let run = fetch(input, &[&this_server()]);
+    let out = super::output_json(&run);
+    assert_eq!(out["bytes"], 200_001, "{out}");
+    assert_eq!(run.http[0].bytes_out, 200_000);
 }

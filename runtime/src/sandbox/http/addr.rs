@@ -122,7 +122,10 @@ pub fn non_public(ip: IpAddr) -> Option<&'static str> {
 }
 
 fn v4_kind(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
+    let [a, b, c, d] = ip.octets();
+    if (a, b, c, d) == (168, 63, 129, 16) {
+        return Some("a cloud provider's host service (Azure's 168.63.129.16)");
+    }
     Some(match (a, b, c) {
         (0, ..) => "this-network (0.0.0.0/8)",
         (10, ..) => "private (10.0.0.0/8)",
@@ -201,6 +204,7 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
             "2001:db8::1",
+            "168.63.129.16",
         ] {
             assert!(check(ip(bad), &[]).is_err(), "{bad} should be refused");
         }

@@ -20,7 +20,9 @@
 //!
 //! Each request is recorded for the job's record ([`HttpCall`]): method,
 //! scheme, host and port, status or error, bytes and duration. Never the
-//! path, query or headers, which may carry secrets.
+//! path, query or headers, which may carry secrets; the log's lines on
+//! refusals name the same. A job may have [`MAX_IN_FLIGHT`] requests open
+//! at once, and what the record and log keep of it is bounded too.
 
 mod addr;
 mod body;
@@ -30,7 +32,7 @@ mod send;
 pub use addr::{Cidr, CidrError};
 pub use rules::{AllowList, AllowRule, RuleError};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -71,6 +73,8 @@ pub struct Outbound {
     private: Vec<Cidr>,
     permits: Arc<tokio::sync::Semaphore>,
     concurrency: usize,
+    /// DNS lookups under way (see `send::lookup`).
+    lookups: Arc<tokio::sync::Semaphore>,
     tls: tokio_rustls::TlsConnector,
 }
 
@@ -95,6 +99,7 @@ impl Outbound {
             private,
             permits: Arc::new(tokio::sync::Semaphore::new(concurrency)),
             concurrency,
+            lookups: Arc::new(tokio::sync::Semaphore::new(MAX_LOOKUPS)),
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
         }
     }
@@ -149,8 +154,36 @@ struct Traffic {
     /// Lines for the job's log: why requests were refused.
     notes: Mutex<Vec<String>>,
     bytes_out: AtomicU64,
+    /// Requests sent whose response body has not ended (or been dropped).
+    in_flight: AtomicU32,
     /// A request was cut off at the job's deadline.
     overran: AtomicBool,
+}
+
+/// Most DNS lookups under way at once in a process.
+const MAX_LOOKUPS: usize = 32;
+
+/// Most log lines about refused requests per job.
+const MAX_NOTES: usize = 16;
+
+/// Most of a job's requests open at once: each holds one of the worker's
+/// request permits until its response body ends or is dropped.
+const MAX_IN_FLIGHT: u32 = 8;
+
+/// Longest `scheme://host:port` kept in a record.
+const MAX_ORIGIN: usize = 300;
+
+/// `text`, cut to at most `max` bytes on a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 impl Traffic {
@@ -161,7 +194,10 @@ impl Traffic {
     }
 
     fn note(&self, line: String) {
-        crate::locks::lock(&self.notes).push(line);
+        let mut notes = crate::locks::lock(&self.notes);
+        if notes.len() < MAX_NOTES {
+            notes.push(line);
+        }
     }
 }
 
@@ -223,6 +259,8 @@ impl JobHttp {
     }
 
     /// Record a request and decide it: where to connect, or the error.
+    /// Checked first, the job's count of requests bounds what the record
+    /// and the log keep of a guest that loops on refused requests.
     fn admit(
         &mut self,
         request: &http::Request<WasiBody>,
@@ -232,47 +270,100 @@ impl JobHttp {
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
         let host = uri.host().unwrap_or_default().to_string();
         let port = uri.port_u16().unwrap_or(rules::default_port(&scheme));
-        let origin = format!("{scheme}://{host}:{port}");
-        let index = self.record(request.method().as_str(), &origin);
-        self.sent += 1;
+        let origin = cut(format!("{scheme}://{host}:{port}"), MAX_ORIGIN);
+        let max = self.max_requests();
+        self.sent = self.sent.saturating_add(1);
+        // Past the limit, one more entry says so; later ones are not kept.
+        let index = (self.sent <= max.saturating_add(1))
+            .then(|| self.record(request.method().as_str(), &origin));
         let refuse = |error: Error, why: String| {
             let code = error_code(&error);
-            self.traffic.update(index, |c| c.error = Some(code.clone()));
-            self.traffic.note(format!(
-                "http: {} {origin}{} refused ({code}): {why}",
-                request.method(),
-                uri.path()
-            ));
+            if let Some(index) = index {
+                self.traffic.update(index, |c| c.error = Some(code.clone()));
+                self.traffic.note(format!(
+                    "http: {} {origin} refused ({code}): {why}",
+                    request.method()
+                ));
+            }
             error
         };
+        if self.sent > max {
+            return Err(refuse(
+                Error::ConnectionLimitReached,
+                format!("the limit is {max} requests per job"),
+            ));
+        }
+        let index = index.unwrap_or_default();
+        let outbound = match self.judge(uri, &scheme, &host, port) {
+            Ok(outbound) => outbound,
+            Err((error, why)) => return Err(refuse(error, why)),
+        };
+        // A private address is reached only under a rule that names its
+        // host: never through `*` or `*.domain`, whose DNS a tenant may
+        // control.
+        let named = self
+            .grant
+            .allow
+            .as_ref()
+            .is_some_and(|a| a.names(&scheme, &host, port));
+        let plan = send::Plan::new(
+            &scheme,
+            host,
+            port,
+            &outbound.limits,
+            options,
+            self.deadline,
+        )
+        .private_ok(named);
+        Ok((index, plan))
+    }
+
+    /// The most requests the job may make.
+    fn max_requests(&self) -> u32 {
+        let limits = self.outbound.as_ref().map(|o| &o.limits);
+        limits.map_or(HttpLimits::default().max_requests, |l| l.max_requests)
+    }
+
+    /// Whether the job may send a request to `scheme://host:port` now:
+    /// the worker's outbound settings if so, else the error and why.
+    fn judge(
+        &self,
+        uri: &http::Uri,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<&Arc<Outbound>, (Error, String)> {
+        let denied = |why: String| (Error::HttpRequestDenied, why);
         let (Some(allow), Some(outbound)) = (&self.grant.allow, &self.outbound) else {
-            let why = "this worker gives the plugin no outbound HTTP";
-            return Err(refuse(Error::HttpRequestDenied, why.into()));
+            return Err(denied(
+                "this worker gives the plugin no outbound HTTP".into(),
+            ));
         };
         if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-            let why = "a user name in the URL is not allowed";
-            return Err(refuse(Error::HttpRequestDenied, why.into()));
+            return Err(denied("a user name in the URL is not allowed".into()));
         }
-        if !allow.allows(&scheme, &host, port) {
-            let why = format!("not on the plugin's [http] allow list {allow}");
-            return Err(refuse(Error::HttpRequestDenied, why));
+        if !allow.allows(scheme, host, port) {
+            return Err(denied(format!(
+                "not on the plugin's [http] allow list {allow}"
+            )));
         }
         if let Some(ceiling) = &self.grant.ceiling
-            && !ceiling.allows(&scheme, &host, port)
+            && !ceiling.allows(scheme, host, port)
         {
             let t = &self.grant.tenant;
-            let why = format!(
+            return Err(denied(format!(
                 "outside tenant {t}'s ceiling {ceiling}, which the operator sets (spool tenants set {t} --http-allow)"
-            );
-            return Err(refuse(Error::HttpRequestDenied, why));
+            )));
         }
-        let limits = &outbound.limits;
-        if self.sent > limits.max_requests {
-            let why = format!("the limit is {} requests per job", limits.max_requests);
-            return Err(refuse(Error::ConnectionLimitReached, why));
+        if self.traffic.in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+            return Err((
+                Error::ConnectionLimitReached,
+                format!(
+                    "{MAX_IN_FLIGHT} of the job's requests are still open (read or drop their responses)"
+                ),
+            ));
         }
-        let plan = send::Plan::new(&scheme, host, port, limits, options, self.deadline);
-        Ok((index, plan))
+        Ok(outbound)
     }
 
     /// A new entry of the job's requests; its index.
@@ -291,7 +382,23 @@ impl JobHttp {
     }
 }
 
+/// Bytes one write into a request body may hand over, and writes the
+/// body buffers before the request is sent: 64 KiB, so that a small body
+/// can be written whole before `handle` (it then leaves with the request's
+/// head, and a server that answers before reading it cannot cut it off),
+/// while a body that is never sent holds little of the host's memory.
+const BODY_CHUNK: usize = 16 << 10;
+const BODY_CHUNKS: usize = 4;
+
 impl WasiHttpHooks for JobHttp {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        BODY_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        BODY_CHUNK
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

@@ -189,6 +189,14 @@ impl AllowList {
         self.rules.iter().any(|r| r.allows(scheme, host, port))
     }
 
+    /// Whether a rule that names this very host (not `*` or `*.domain`)
+    /// allows `scheme://host:port`.
+    pub fn names(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.rules
+            .iter()
+            .any(|r| matches!(r.host, HostPattern::Exact(_)) && r.allows(scheme, host, port))
+    }
+
     /// The first rule of this list that `ceiling` does not cover.
     pub fn beyond<'a>(&'a self, ceiling: &AllowList) -> Option<&'a AllowRule> {
         self.rules

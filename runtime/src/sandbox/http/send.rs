@@ -31,6 +31,9 @@ pub(super) struct Plan {
     at_job_deadline: bool,
     max_response_bytes: u64,
     max_request_bytes: u64,
+    /// The operator's private ranges apply (the URL's host was named by
+    /// a rule, not matched by a wildcard).
+    private_ok: bool,
 }
 
 impl Plan {
@@ -62,7 +65,14 @@ impl Plan {
             at_job_deadline,
             max_response_bytes: limits.max_response_bytes,
             max_request_bytes: limits.max_request_bytes,
+            private_ok: false,
         }
+    }
+
+    /// Let the operator's private ranges apply to this request.
+    pub(super) fn private_ok(mut self, ok: bool) -> Self {
+        self.private_ok = ok;
+        self
     }
 }
 
@@ -80,6 +90,7 @@ pub(super) async fn send(
     index: usize,
 ) -> Result<Sent, Error> {
     let started = Instant::now();
+    traffic.in_flight.fetch_add(1, Ordering::Relaxed);
     let deadline = plan.deadline;
     let sent = tokio::time::timeout_at(
         deadline,
@@ -93,6 +104,7 @@ pub(super) async fn send(
         Err(Error::HttpResponseTimeout)
     });
     if let Err(e) = &sent {
+        traffic.in_flight.fetch_sub(1, Ordering::Relaxed);
         let ms = started.elapsed().as_millis() as u64;
         traffic.update(index, |c| {
             c.ms = ms;
@@ -117,7 +129,12 @@ async fn exchange(
     let connect_by = (tokio::time::Instant::now() + plan.connect_timeout).min(plan.deadline);
     let (mut sender, conn) = tokio::time::timeout_at(connect_by, async {
         let stream = connect(plan, outbound, traffic).await?;
-        hyper::client::conn::http1::handshake::<_, Outgoing>(TokioIo::new(stream))
+        // A response head may take 64 KiB and 100 headers of the host's
+        // memory, outside the guest's.
+        hyper::client::conn::http1::Builder::new()
+            .max_buf_size(64 << 10)
+            .max_headers(100)
+            .handshake::<_, Outgoing>(TokioIo::new(stream))
             .await
             .map_err(Error::from)
     })
@@ -235,10 +252,8 @@ fn bounded(
         deadline: Box::pin(tokio::time::sleep_until(plan.deadline)),
         at_job_deadline: plan.at_job_deadline,
         between: plan.between_bytes_timeout.map(|t| {
-            (
-                t.max(Duration::from_millis(1)),
-                Box::pin(tokio::time::sleep(t)),
-            )
+            let t = t.max(Duration::from_millis(1));
+            (t, Box::pin(tokio::time::sleep(t)))
         }),
         cap: plan.max_response_bytes,
         read: 0,
@@ -246,7 +261,7 @@ fn bounded(
         index,
         started,
         done: false,
-        _permit: permit,
+        permit: Some(permit),
     }
     .boxed_unsync()
 }
@@ -302,22 +317,24 @@ async fn addresses(
 ) -> Result<Vec<SocketAddr>, Error> {
     let found: Vec<SocketAddr> = match plan.host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, plan.port)],
-        Err(_) => tokio::net::lookup_host((plan.host.as_str(), plan.port))
-            .await
-            .map_err(|e| {
-                traffic.note(format!("http: could not resolve {}: {e}", plan.host));
-                Error::DnsError {
-                    rcode: None,
-                    info_code: None,
-                }
-            })?
-            .collect(),
+        Err(_) => lookup(plan, outbound).await.map_err(|e| {
+            traffic.note(format!("http: could not resolve {}: {e}", plan.host));
+            Error::DnsError {
+                rcode: None,
+                info_code: None,
+            }
+        })?,
+    };
+    let private: &[addr::Cidr] = if plan.private_ok {
+        &outbound.private
+    } else {
+        &[]
     };
     let mut refused = Vec::new();
     let allowed: Vec<SocketAddr> = found
         .iter()
         .copied()
-        .filter(|a| match addr::check(a.ip(), &outbound.private) {
+        .filter(|a| match addr::check(a.ip(), private) {
             Ok(()) => true,
             Err(kind) => {
                 refused.push(format!("{} is {kind}", a.ip()));
@@ -330,13 +347,34 @@ async fn addresses(
             return Err(Error::DestinationNotFound);
         }
         traffic.note(format!(
-            "http: {} refused (destination-ip-prohibited): {}; requests reach public addresses only, unless the operator allows a range (--http-allow-private CIDR)",
+            "http: {} refused (destination-ip-prohibited): {}; requests reach public addresses only, unless the operator allows a range (--http-allow-private CIDR) and a rule names the host (not * or *.domain)",
             plan.host,
             refused.join(", ")
         ));
         return Err(Error::DestinationIpProhibited);
     }
     Ok(allowed)
+}
+
+/// The host's addresses, from the system's resolver on a blocking thread.
+/// A lookup holds one of the process's lookup permits until it returns,
+/// even after its request gave up on it: a resolver that never answers
+/// ties up at most that many threads.
+async fn lookup(plan: &Plan, outbound: &Outbound) -> std::io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let permit = Arc::clone(&outbound.lookups)
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (host, port) = (plan.host.clone(), plan.port);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map(Iterator::collect)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// A TCP or TLS stream.
