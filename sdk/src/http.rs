@@ -30,10 +30,12 @@
 
 use crate::JobError;
 use crate::bindings::wasi::http::outgoing_handler;
+use crate::bindings::wasi::http::types::FutureIncomingResponse;
 use crate::bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
-use crate::bindings::wasi::io::streams::StreamError;
+use crate::bindings::wasi::io::poll::poll;
+use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
 use std::fmt;
 use std::time::Duration;
 
@@ -472,22 +474,24 @@ fn send_once(request: &Request) -> Result<Response, HttpError> {
     let body = outgoing
         .body()
         .map_err(|()| invalid("no request body".into()))?;
-    // A small body is written whole before the request goes (the host
-    // buffers up to 64 KiB): it leaves with the head, so a server that
-    // answers early cannot cut it off. A larger one streams after.
-    let small = request.body.len() <= SMALL_BODY;
-    let mut body = Some(body);
-    let mut written = Ok(());
-    if small && let Some(body) = body.take() {
-        written = finish_body(body, &request.body, &url);
-    }
+    let stream = body
+        .write()
+        .map_err(|()| invalid("no request body stream".into()))?;
+    // As much of the body as the host buffers goes before the request: a
+    // small body then leaves with the head, so a server that answers early
+    // cannot cut it off. The rest streams after.
+    let mut rest = request.body.as_slice();
+    let written = write_ready(&stream, &mut rest, &url);
     let pending =
         outgoing_handler::handle(outgoing, Some(options)).map_err(|e| from_code(&url, &e))?;
     // A body the host stopped taking (over its cap, or the request failed)
-    // fails the request too: its error says why, so it is the one returned.
-    if let Some(body) = body {
-        written = finish_body(body, &request.body, &url);
-    }
+    // fails the request too: the response's error says why, so it is the
+    // one returned. A server that answers before the body is all sent
+    // stops the writing: its answer counts.
+    let written = written.and_then(|()| write_rest(&stream, rest, &pending, &url));
+    drop(stream);
+    let written =
+        written.and_then(|()| OutgoingBody::finish(body, None).map_err(|e| from_code(&url, &e)));
     let answer = loop {
         if let Some(answer) = pending.get() {
             break answer;
@@ -513,37 +517,42 @@ fn send_once(request: &Request) -> Result<Response, HttpError> {
     })
 }
 
-/// Bodies up to this size are written before the request is sent: what
-/// the host buffers for a request not yet sent (4 writes of 16 KiB).
-const SMALL_BODY: usize = 64 << 10;
-
-fn finish_body(body: OutgoingBody, bytes: &[u8], url: &str) -> Result<(), HttpError> {
-    write_body(&body, bytes, url)?;
-    OutgoingBody::finish(body, None).map_err(|e| from_code(url, &e))
-}
-
-fn write_body(body: &OutgoingBody, bytes: &[u8], url: &str) -> Result<(), HttpError> {
-    let stream = body.write().map_err(|()| HttpError::Invalid {
-        url: url.to_string(),
-        reason: "the request body was already written".into(),
-    })?;
-    // As much per write as the host takes (`check-write`), waiting when
-    // it has no room; no flush, which would wait for a reader the body
-    // has no sooner than its request is sent.
-    let mut rest = bytes;
+/// Write what the host takes now without waiting (`check-write`); no
+/// flush, which would wait for a reader the body has only once its
+/// request is sent.
+fn write_ready(stream: &OutputStream, rest: &mut &[u8], url: &str) -> Result<(), HttpError> {
     while !rest.is_empty() {
         let room = stream.check_write().map_err(|e| from_stream(url, e))?;
         if room == 0 {
-            stream.subscribe().block();
-            continue;
+            return Ok(());
         }
         let n = rest.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         stream.write(&rest[..n]).map_err(|e| from_stream(url, e))?;
-        rest = &rest[n..];
+        *rest = &rest[n..];
     }
-    // The stream must be gone before the body is finished.
-    drop(stream);
     Ok(())
+}
+
+/// Write the rest of the body once the request is sent, waiting for room,
+/// until it is all written or the response has come.
+fn write_rest(
+    stream: &OutputStream,
+    mut rest: &[u8],
+    pending: &FutureIncomingResponse,
+    url: &str,
+) -> Result<(), HttpError> {
+    loop {
+        write_ready(stream, &mut rest, url)?;
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let room = stream.subscribe();
+        let answered = pending.subscribe();
+        let ready = poll(&[&room, &answered]);
+        if ready.contains(&1) {
+            return Ok(());
+        }
+    }
 }
 
 fn read_body(incoming: &IncomingBody, url: &str) -> Result<Vec<u8>, HttpError> {

@@ -134,8 +134,10 @@ fn services(args: &CallArgs, http_allow: crate::sandbox::http::AllowList) -> Job
         config: Arc::new(args.config.iter().cloned().collect()),
         kv: Some(Arc::new(MemoryKv::default())),
         progress: None,
+        // The caller is the operator here: the hosts it names may be in
+        // the ranges it opens (--http-allow-private).
+        http_ceiling: (!http_allow.is_empty()).then(|| Arc::new(http_allow.clone())),
         http_allow: (!http_allow.is_empty()).then(|| Arc::new(http_allow)),
-        http_ceiling: None,
         outbound: Some(Arc::new(args.http.outbound())),
     }
 }

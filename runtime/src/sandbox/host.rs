@@ -19,6 +19,19 @@ use wasmtime_wasi::clocks::WasiClocksCtxView;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+/// Most resources (streams, pollables, requests, ...) a job holds at once;
+/// a handler needs a few dozen.
+const MAX_RESOURCES: usize = 4096;
+
+/// A job's resource table. Each resource (a stream, a request, a body the
+/// guest writes and never sends: up to 16 KiB each) is host memory
+/// outside the guest's cap: a job holds a bounded number at once.
+fn bounded_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
+    table
+}
+
 /// A plugin's configuration values, shared by all of its jobs.
 pub type PluginConfig = Arc<BTreeMap<String, String>>;
 
@@ -122,7 +135,7 @@ impl HostState {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
         HostState {
             wasi,
-            table: ResourceTable::new(),
+            table: bounded_table(),
             http_ctx: WasiHttpCtx::new(),
             http: JobHttp::new(
                 super::http::Grant {

@@ -59,6 +59,7 @@ fn routes(port: u16) -> Router {
             "late"
         }))
         .route("/huge", get(|| async { Body::from(vec![b'x'; 4 << 20]) }))
+        .route("/drip", get(|| async { Body::from_stream(drip()) }))
         .route("/hook", post(receive_hook))
         .route("/hook-down", post(|| async { StatusCode::SERVICE_UNAVAILABLE }))
         .route("/cat.png", get(|| async { ([(header::CONTENT_TYPE, "image/png")], cat_png()) }))
@@ -105,8 +106,12 @@ fn fetch_with(
     } else {
         Vec::new()
     };
+    // The operator's ceiling names the same hosts: what private ranges
+    // need.
+    let list = Arc::new(AllowList::parse(allow).unwrap());
     let services = JobServices {
-        http_allow: Some(Arc::new(AllowList::parse(allow).unwrap())),
+        http_allow: Some(Arc::clone(&list)),
+        http_ceiling: Some(list),
         outbound: Some(Arc::new(Outbound::new(http, opened, 8))),
         ..JobServices::default()
     };
@@ -418,13 +423,29 @@ fn a_plugin_importing_http_without_a_grant_is_refused_at_load() {
 
 #[test]
 fn a_queued_job_records_its_requests_and_the_manifest_grants_the_hosts() {
+    use spool_runtime::tenants::TenantStore;
+    use spool_runtime::tenants::store::Target;
     let env = spool_tests::fleet::Env::new("http-record");
-    let dir = env.plugins_dir(&[("acme/fetch", "http_client")]);
-    std::fs::write(
-        dir.join("acme/fetch.toml"),
-        format!("[http]\nallow = [\"{}\"]\n", this_server()),
-    )
-    .unwrap();
+    let dir = env.plugins_dir(&[("acme/fetch", "http_client"), ("beta/fetch", "http_client")]);
+    for tenant in ["acme", "beta"] {
+        std::fs::write(
+            dir.join(format!("{tenant}/fetch.toml")),
+            format!("[http]\nallow = [\"{}\"]\n", this_server()),
+        )
+        .unwrap();
+    }
+    // The operator names the loopback server in acme's ceiling: what lets
+    // acme reach the opened range. beta's own manifest naming it is not
+    // enough.
+    let store = TenantStore::new(&env.queue_config().prefix);
+    let ceiling = [this_server()];
+    store
+        .set_http_allow(
+            &mut env.redis_conn(),
+            &Target::Tenant("acme".into()),
+            Some(&ceiling),
+        )
+        .unwrap();
     let mut metrics = None;
     let (_registry, worker) = env.serve_dir(&dir, |c| {
         c.outbound = Arc::new(Outbound::new(
@@ -442,6 +463,7 @@ fn a_queued_job_records_its_requests_and_the_manifest_grants_the_hosts() {
         "acme/fetch",
         &json!({"url": "http://localhost:1/x"}).to_string(),
     );
+    let unnamed = env.enqueue("beta/fetch", &json!({"url": url("/hello")}).to_string());
     let record = env.wait(&ok);
     assert_eq!(
         record.status,
@@ -459,6 +481,11 @@ fn a_queued_job_records_its_requests_and_the_manifest_grants_the_hosts() {
         "{record:?}"
     );
     assert_eq!(record.http.unwrap()[0]["error"], "http-request-denied");
+    let record = env.wait(&unnamed);
+    assert_eq!(
+        record.http.unwrap()[0]["error"],
+        "destination-ip-prohibited"
+    );
     // And in the worker's metrics, by outcome.
     let scrape = spool_runtime::metrics::render(&metrics.unwrap());
     assert!(
@@ -494,6 +521,13 @@ fn a_tenants_ceiling_bounds_what_its_manifests_grant() {
             Some(&ceiling),
         )
         .unwrap();
+    store
+        .set_http_allow(
+            &mut env.redis_conn(),
+            &Target::Tenant("beta".into()),
+            Some(&[this_server()]),
+        )
+        .unwrap();
     let (_registry, worker) = env.serve_dir(&dir, |c| {
         c.outbound = Arc::new(Outbound::new(
             HttpLimits::default(),
@@ -522,6 +556,14 @@ fn a_tenants_ceiling_bounds_what_its_manifests_grant() {
         "{record:?}"
     );
     drop(worker);
+}
+
+/// A body that never ends: a byte every 100 ms.
+fn drip() -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::unfold((), |()| async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok(vec![b'.']), ()))
+    })
 }
 
 /// The webhook receiver: 200 when `x-spool-signature` is the HMAC-SHA256
@@ -579,6 +621,7 @@ fn example(name: &str, payload: &str, config: &[(&str, &str)]) -> JobRun {
                 .collect(),
         ),
         http_allow: Some(Arc::new(caps.http.clone())),
+        http_ceiling: Some(Arc::new(caps.http.clone())),
         outbound: Some(Arc::new(Outbound::new(
             HttpLimits::default(),
             vec![Cidr::parse("127.0.0.1/32").unwrap()],
@@ -653,7 +696,8 @@ fn a_guest_cannot_hold_its_thread_past_the_deadline_on_a_body_no_one_reads() {
 
 #[test]
 fn a_job_holds_a_bounded_number_of_open_requests() {
-    let input = json!({"url": url("/hello"), "raw": "hold-open", "times": 20});
+    // Each answer's body never ends: its connection stays open.
+    let input = json!({"url": url("/drip"), "raw": "hold-open", "times": 20});
     let out = super::output_json(&fetch(input, &[&this_server()]));
     assert_eq!(out["bytes"], 8, "{out}");
     assert_eq!(out["error"], "ErrorCode::ConnectionLimitReached", "{out}");

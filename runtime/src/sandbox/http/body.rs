@@ -54,8 +54,7 @@ impl Body for Outgoing {
 }
 
 /// A response body: capped, ended at the request's deadline (and between
-/// frames, if the guest asked), and counted into the job's record. Holds
-/// the worker's permit for the request until the body ends or is dropped.
+/// frames, if the guest asked), and counted into the job's record.
 pub(super) struct Incoming {
     pub inner: hyper::body::Incoming,
     pub deadline: Pin<Box<Sleep>>,
@@ -69,16 +68,12 @@ pub(super) struct Incoming {
     pub index: usize,
     pub started: Instant,
     pub done: bool,
-    /// One of the worker's request permits, given back when the body ends.
-    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Incoming {
     /// The body ended (or failed): its duration and error go on record.
     fn finish(&mut self, error: Option<Error>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         self.done = true;
-        self.permit = None;
-        self.traffic.in_flight.fetch_sub(1, Ordering::Relaxed);
         let ms = self.started.elapsed().as_millis() as u64;
         let code = error.as_ref().map(super::error_code);
         self.traffic.update(self.index, |c| {
@@ -148,7 +143,6 @@ impl Drop for Incoming {
     fn drop(&mut self) {
         if !self.done {
             // The guest let go of the body before its end.
-            self.traffic.in_flight.fetch_sub(1, Ordering::Relaxed);
             let ms = self.started.elapsed().as_millis() as u64;
             self.traffic.update(self.index, |c| c.ms = ms);
         }

@@ -148,17 +148,69 @@ pub struct HttpCall {
 }
 
 /// What a job's requests share with the tasks that carry them out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Traffic {
     calls: Mutex<Vec<HttpCall>>,
     /// Lines for the job's log: why requests were refused.
     notes: Mutex<Vec<String>>,
     bytes_out: AtomicU64,
-    /// Requests sent whose response body has not ended (or been dropped).
+    /// Requests admitted whose connection has not ended (see [`Open`]).
     in_flight: AtomicU32,
+    /// The job's DNS lookups under way, held until each returns.
+    lookups: Arc<tokio::sync::Semaphore>,
     /// A request was cut off at the job's deadline.
     overran: AtomicBool,
 }
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic {
+            calls: Mutex::default(),
+            notes: Mutex::default(),
+            bytes_out: AtomicU64::default(),
+            in_flight: AtomicU32::default(),
+            lookups: Arc::new(tokio::sync::Semaphore::new(MAX_JOB_LOOKUPS)),
+            overran: AtomicBool::default(),
+        }
+    }
+}
+
+/// One of a job's open requests: counted from its admission until its
+/// connection ends, it is cancelled, or it fails. A request dropped
+/// before it was answered (the guest gave up on it) is recorded as
+/// `cancelled`.
+pub(super) struct Open {
+    traffic: Arc<Traffic>,
+    index: usize,
+    started: Instant,
+}
+
+impl Open {
+    fn new(traffic: &Arc<Traffic>, index: usize) -> Self {
+        traffic.in_flight.fetch_add(1, Ordering::Relaxed);
+        Open {
+            traffic: Arc::clone(traffic),
+            index,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.traffic.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.traffic.update(self.index, |c| {
+            if c.status.is_none() && c.error.is_none() {
+                c.error = Some("cancelled".into());
+                c.ms = ms;
+            }
+        });
+    }
+}
+
+/// Most DNS lookups of one job under way at once.
+const MAX_JOB_LOOKUPS: usize = 2;
 
 /// Most DNS lookups under way at once in a process.
 const MAX_LOOKUPS: usize = 32;
@@ -167,7 +219,8 @@ const MAX_LOOKUPS: usize = 32;
 const MAX_NOTES: usize = 16;
 
 /// Most of a job's requests open at once: each holds one of the worker's
-/// request permits until its response body ends or is dropped.
+/// request permits until its connection ends (its body read, dropped, or
+/// its deadline passed).
 const MAX_IN_FLIGHT: u32 = 8;
 
 /// Longest `scheme://host:port` kept in a record.
@@ -265,7 +318,7 @@ impl JobHttp {
         &mut self,
         request: &http::Request<WasiBody>,
         options: Option<RequestOptions>,
-    ) -> Result<(usize, send::Plan), Error> {
+    ) -> Result<(send::Plan, Open), Error> {
         let uri = request.uri();
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
         let host = uri.host().unwrap_or_default().to_string();
@@ -298,12 +351,12 @@ impl JobHttp {
             Ok(outbound) => outbound,
             Err((error, why)) => return Err(refuse(error, why)),
         };
-        // A private address is reached only under a rule that names its
-        // host: never through `*` or `*.domain`, whose DNS a tenant may
-        // control.
+        // A private address is reached only when the operator named its
+        // host in the tenant's ceiling (never a tenant's own rule, nor `*`
+        // or `*.domain`: a tenant controls its manifest and its DNS).
         let named = self
             .grant
-            .allow
+            .ceiling
             .as_ref()
             .is_some_and(|a| a.names(&scheme, &host, port));
         let plan = send::Plan::new(
@@ -315,7 +368,7 @@ impl JobHttp {
             self.deadline,
         )
         .private_ok(named);
-        Ok((index, plan))
+        Ok((plan, Open::new(&self.traffic, index)))
     }
 
     /// The most requests the job may make.
@@ -383,12 +436,12 @@ impl JobHttp {
 }
 
 /// Bytes one write into a request body may hand over, and writes the
-/// body buffers before the request is sent: 64 KiB, so that a small body
+/// body buffers before the request is sent: 2 x 8 KiB, so that a small body
 /// can be written whole before `handle` (it then leaves with the request's
 /// head, and a server that answers before reading it cannot cut it off),
 /// while a body that is never sent holds little of the host's memory.
-const BODY_CHUNK: usize = 16 << 10;
-const BODY_CHUNKS: usize = 4;
+const BODY_CHUNK: usize = 8 << 10;
+const BODY_CHUNKS: usize = 2;
 
 impl WasiHttpHooks for JobHttp {
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
@@ -419,11 +472,11 @@ impl WasiHttpHooks for JobHttp {
         let traffic = Arc::clone(&self.traffic);
         let outbound = self.outbound.clone();
         Box::new(async move {
-            let (index, plan) = admitted?;
+            let (plan, open) = admitted?;
             let Some(outbound) = outbound else {
                 return Err(Error::HttpRequestDenied);
             };
-            send::send(plan, request, outbound, traffic, index).await
+            send::send(plan, request, outbound, traffic, open).await
         })
     }
 }

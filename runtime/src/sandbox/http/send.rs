@@ -87,14 +87,17 @@ pub(super) async fn send(
     request: http::Request<WasiBody>,
     outbound: Arc<Outbound>,
     traffic: Arc<Traffic>,
-    index: usize,
+    open: super::Open,
 ) -> Result<Sent, Error> {
     let started = Instant::now();
-    traffic.in_flight.fetch_add(1, Ordering::Relaxed);
+    let index = open.index;
     let deadline = plan.deadline;
+    // Held here until the request is answered (then by the connection),
+    // so that a failure is recorded before the count lets it go.
+    let mut open = Some(open);
     let sent = tokio::time::timeout_at(
         deadline,
-        exchange(&plan, request, &outbound, &traffic, index, started),
+        exchange(&plan, request, &outbound, &traffic, &mut open, started),
     )
     .await
     .unwrap_or_else(|_| {
@@ -104,7 +107,6 @@ pub(super) async fn send(
         Err(Error::HttpResponseTimeout)
     });
     if let Err(e) = &sent {
-        traffic.in_flight.fetch_sub(1, Ordering::Relaxed);
         let ms = started.elapsed().as_millis() as u64;
         traffic.update(index, |c| {
             c.ms = ms;
@@ -119,9 +121,10 @@ async fn exchange(
     request: http::Request<WasiBody>,
     outbound: &Outbound,
     traffic: &Arc<Traffic>,
-    index: usize,
+    open: &mut Option<super::Open>,
     started: Instant,
 ) -> Result<Sent, Error> {
+    let index = open.as_ref().map_or(0, |o| o.index);
     let permit = Arc::clone(&outbound.permits)
         .acquire_owned()
         .await
@@ -169,13 +172,19 @@ async fn exchange(
     let (response, conn) = driving(response, conn).await?;
     let status = response.status().as_u16();
     traffic.update(index, |c| c.status = Some(status));
-    let response = response.map(|inner| bounded(inner, plan, traffic, index, started, permit));
-    Ok((response, Box::new(live_until(conn, plan.deadline))))
+    let response = response.map(|inner| bounded(inner, plan, traffic, index, started));
+    let held = (permit, open.take());
+    Ok((response, Box::new(live_until(conn, plan.deadline, held))))
 }
 
 /// The connection lives on while the guest reads the body, and never
-/// past the request's deadline.
-async fn live_until(conn: Option<Connection>, deadline: tokio::time::Instant) -> Result<(), Error> {
+/// past the request's deadline; the worker's permit and the job's count
+/// of open requests are held as long.
+async fn live_until(
+    conn: Option<Connection>,
+    deadline: tokio::time::Instant,
+    _held: (tokio::sync::OwnedSemaphorePermit, Option<super::Open>),
+) -> Result<(), Error> {
     match conn {
         Some(c) => match tokio::time::timeout_at(deadline, c).await {
             Ok(r) => r.map_err(Error::from),
@@ -245,7 +254,6 @@ fn bounded(
     traffic: &Arc<Traffic>,
     index: usize,
     started: Instant,
-    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> WasiBody {
     Incoming {
         inner,
@@ -261,7 +269,6 @@ fn bounded(
         index,
         started,
         done: false,
-        permit: Some(permit),
     }
     .boxed_unsync()
 }
@@ -317,7 +324,7 @@ async fn addresses(
 ) -> Result<Vec<SocketAddr>, Error> {
     let found: Vec<SocketAddr> = match plan.host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, plan.port)],
-        Err(_) => lookup(plan, outbound).await.map_err(|e| {
+        Err(_) => lookup(plan, outbound, traffic).await.map_err(|e| {
             traffic.note(format!("http: could not resolve {}: {e}", plan.host));
             Error::DnsError {
                 rcode: None,
@@ -357,18 +364,27 @@ async fn addresses(
 }
 
 /// The host's addresses, from the system's resolver on a blocking thread.
-/// A lookup holds one of the process's lookup permits until it returns,
-/// even after its request gave up on it: a resolver that never answers
-/// ties up at most that many threads.
-async fn lookup(plan: &Plan, outbound: &Outbound) -> std::io::Result<Vec<SocketAddr>> {
+/// A lookup holds one of the job's two and one of the process's lookup
+/// permits until it returns, even after its request gave up on it: a
+/// resolver that never answers ties up at most that many threads.
+async fn lookup(
+    plan: &Plan,
+    outbound: &Outbound,
+    traffic: &Traffic,
+) -> std::io::Result<Vec<SocketAddr>> {
     use std::net::ToSocketAddrs;
+    // The job's own share first, so that one job cannot take them all.
+    let job = Arc::clone(&traffic.lookups)
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
     let permit = Arc::clone(&outbound.lookups)
         .acquire_owned()
         .await
         .map_err(std::io::Error::other)?;
     let (host, port) = (plan.host.clone(), plan.port);
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        let _permits = (job, permit);
         (host.as_str(), port)
             .to_socket_addrs()
             .map(Iterator::collect)
