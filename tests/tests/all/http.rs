@@ -744,3 +744,29 @@ fn a_body_larger_than_the_hosts_buffer_streams_after_the_head() {
     assert_eq!(out["bytes"], 200_001, "{out}");
     assert_eq!(run.http[0].bytes_out, 200_000);
 }
+
+#[test]
+fn spool_call_grants_hosts_and_opens_ranges_from_its_flags() {
+    use crate::command::{fails_with, spool_in, succeeds};
+    let plugin = spool_tests::plugin_path("http_client")
+        .display()
+        .to_string();
+    let input = json!({"url": url("/hello")}).to_string();
+    let server = this_server();
+    let here = std::path::Path::new(".");
+    let base = ["call", plugin.as_str(), "--input", input.as_str()];
+    // No grant: refused at load, naming the key.
+    fails_with(&spool_in(here, &base), 2, "[http] allow");
+    let granted = [&base[..], &["--http-allow", server.as_str()]].concat();
+    fails_with(&spool_in(here, &granted), 1, "destination-ip-prohibited");
+    let opened = [
+        &granted[..],
+        &["--http-allow-private", "127.0.0.1/32", "--json"],
+    ]
+    .concat();
+    let out: Value = serde_json::from_str(&succeeds(&spool_in(here, &opened))).unwrap();
+    assert_eq!(out["output"]["status"], 200, "{out}");
+    assert_eq!(out["http"][0]["origin"], server, "{out}");
+    let bad = [&base[..], &["--http-allow", "https://example.com/path"]].concat();
+    fails_with(&spool_in(here, &bad), 2, "it has a path");
+}
