@@ -22,9 +22,6 @@ use spool_sdk::{JobError, handler, http, log, progress};
 #[path = "../../thumbnail/src/resize.rs"]
 mod resize;
 
-/// Largest box side accepted.
-const MAX_SIDE: u32 = 4096;
-
 #[derive(Deserialize)]
 struct Input {
     url: String,
@@ -42,23 +39,12 @@ fn fetch_thumbnail(input: Vec<u8>) -> Result<Vec<u8>, JobError> {
             e.to_string(),
         )
     })?;
-    let width = side("width", input.width.unwrap_or(128))?;
-    let height = side("height", input.height.unwrap_or(128))?;
+    let width = resize::side("width", input.width.unwrap_or(128))?;
+    let height = resize::side("height", input.height.unwrap_or(128))?;
     let image = http::get(&input.url)?.error_for_status()?;
     log::info!("downloaded {} bytes", image.body().len());
     progress::report(1, 2);
     let png = resize::to_png(image.body(), width, height)?;
     progress::report(2, 2);
     Ok(png)
-}
-
-fn side(name: &str, value: u32) -> Result<u32, JobError> {
-    if value == 0 || value > MAX_SIDE {
-        return Err(JobError::invalid_input(
-            name,
-            format!("a size from 1 to {MAX_SIDE}"),
-            value.to_string(),
-        ));
-    }
-    Ok(value)
 }

@@ -17,9 +17,6 @@ use spool_sdk::{Job, JobError, config, handler, progress};
 
 mod resize;
 
-/// Largest box side accepted, so a typo cannot ask for a huge output.
-const MAX_SIDE: u32 = 4096;
-
 #[derive(Deserialize)]
 struct Wrapped {
     image: String,
@@ -44,22 +41,11 @@ fn thumbnail(input: Vec<u8>, job: &Job) -> Result<Vec<u8>, JobError> {
     } else {
         (input, config::parse("width")?, config::parse("height")?)
     };
-    let width = side("width", width.unwrap_or(128))?;
-    let height = side("height", height.unwrap_or(128))?;
+    let width = resize::side("width", width.unwrap_or(128))?;
+    let height = resize::side("height", height.unwrap_or(128))?;
 
     progress::report(1, 2);
     let out = resize::to_png(&bytes, width, height)?;
     progress::report(2, 2);
     Ok(out)
-}
-
-fn side(name: &str, value: u32) -> Result<u32, JobError> {
-    if value == 0 || value > MAX_SIDE {
-        return Err(JobError::invalid_input(
-            name,
-            format!("a size from 1 to {MAX_SIDE}"),
-            value.to_string(),
-        ));
-    }
-    Ok(value)
 }

@@ -27,3 +27,18 @@ pub fn to_png(bytes: &[u8], width: u32, height: u32) -> Result<Vec<u8>, JobError
         .map_err(|e| JobError::fatal(format!("could not encode the PNG: {e}")))?;
     Ok(out.into_inner())
 }
+
+/// Largest box side accepted, so a typo cannot ask for a huge output.
+const MAX_SIDE: u32 = 4096;
+
+/// A box side from 1 to [`MAX_SIDE`], or an invalid-input error naming it.
+pub fn side(name: &str, value: u32) -> Result<u32, JobError> {
+    if value == 0 || value > MAX_SIDE {
+        return Err(JobError::invalid_input(
+            name,
+            format!("a size from 1 to {MAX_SIDE}"),
+            value.to_string(),
+        ));
+    }
+    Ok(value)
+}
