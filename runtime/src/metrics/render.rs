@@ -78,32 +78,39 @@ pub fn render(m: &Metrics) -> String {
 
 /// The cache counters, stale outcomes, jobs in flight and readiness.
 fn gauges(m: &Metrics, out: &mut String) {
-    out.push_str("# HELP spool_cache_lookups_total Result-cache lookups by what the cache did.\n# TYPE spool_cache_lookups_total counter\n");
-    let mut cache: Vec<_> = lock(&m.cache).clone().into_iter().collect();
-    cache.sort();
-    for (tier, n) in cache {
-        let _ = writeln!(
-            out,
-            "spool_cache_lookups_total{{tier=\"{}\"}} {n}",
-            esc(&tier)
-        );
-    }
-    out.push_str("# HELP spool_http_requests_total Plugins' outbound HTTP requests by outcome: status class or wasi:http error code.\n# TYPE spool_http_requests_total counter\n");
-    let mut http: Vec<_> = lock(&m.http).clone().into_iter().collect();
-    http.sort();
-    for (outcome, n) in http {
-        let _ = writeln!(
-            out,
-            "spool_http_requests_total{{outcome=\"{}\"}} {n}",
-            esc(&outcome)
-        );
-    }
+    let cache = lock(&m.cache).clone();
+    labelled(
+        out,
+        "spool_cache_lookups_total",
+        "Result-cache lookups by what the cache did.",
+        "tier",
+        cache,
+    );
+    let http = lock(&m.http).clone();
+    let help = "Plugins' outbound HTTP requests by outcome: status class or wasi:http error code.";
+    labelled(out, "spool_http_requests_total", help, "outcome", http);
     let single = singles(m);
     for (name, kind, help, value) in single {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
+    }
+}
+
+/// A counter with one label, a series per value, in label order.
+fn labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    counts: std::collections::HashMap<String, u64>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort();
+    for (value, n) in counts {
+        let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {n}", esc(&value));
     }
 }
 

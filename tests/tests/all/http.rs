@@ -423,29 +423,10 @@ fn a_plugin_importing_http_without_a_grant_is_refused_at_load() {
 
 #[test]
 fn a_queued_job_records_its_requests_and_the_manifest_grants_the_hosts() {
-    use spool_runtime::tenants::TenantStore;
-    use spool_runtime::tenants::store::Target;
-    let env = spool_tests::fleet::Env::new("http-record");
-    let dir = env.plugins_dir(&[("acme/fetch", "http_client"), ("beta/fetch", "http_client")]);
-    for tenant in ["acme", "beta"] {
-        std::fs::write(
-            dir.join(format!("{tenant}/fetch.toml")),
-            format!("[http]\nallow = [\"{}\"]\n", this_server()),
-        )
-        .unwrap();
-    }
     // The operator names the loopback server in acme's ceiling: what lets
     // acme reach the opened range. beta's own manifest naming it is not
     // enough.
-    let store = TenantStore::new(&env.queue_config().prefix);
-    let ceiling = [this_server()];
-    store
-        .set_http_allow(
-            &mut env.redis_conn(),
-            &Target::Tenant("acme".into()),
-            Some(&ceiling),
-        )
-        .unwrap();
+    let (env, dir) = two_tenants_fetching("http-record", &[("acme", &[this_server()])]);
     let mut metrics = None;
     let (_registry, worker) = env.serve_dir(&dir, |c| {
         c.outbound = Arc::new(Outbound::new(
@@ -501,33 +482,13 @@ fn a_queued_job_records_its_requests_and_the_manifest_grants_the_hosts() {
 
 #[test]
 fn a_tenants_ceiling_bounds_what_its_manifests_grant() {
-    use spool_runtime::tenants::TenantStore;
-    use spool_runtime::tenants::store::Target;
-    let env = spool_tests::fleet::Env::new("http-ceiling");
-    let dir = env.plugins_dir(&[("acme/fetch", "http_client"), ("beta/fetch", "http_client")]);
-    for tenant in ["acme", "beta"] {
-        std::fs::write(
-            dir.join(format!("{tenant}/fetch.toml")),
-            format!("[http]\nallow = [\"{}\"]\n", this_server()),
-        )
-        .unwrap();
-    }
-    let store = TenantStore::new(&env.queue_config().prefix);
-    let ceiling = ["https://*.example.com".to_string()];
-    store
-        .set_http_allow(
-            &mut env.redis_conn(),
-            &Target::Tenant("acme".into()),
-            Some(&ceiling),
-        )
-        .unwrap();
-    store
-        .set_http_allow(
-            &mut env.redis_conn(),
-            &Target::Tenant("beta".into()),
-            Some(&[this_server()]),
-        )
-        .unwrap();
+    let (env, dir) = two_tenants_fetching(
+        "http-ceiling",
+        &[
+            ("acme", &["https://*.example.com".to_string()]),
+            ("beta", &[this_server()]),
+        ],
+    );
     let (_registry, worker) = env.serve_dir(&dir, |c| {
         c.outbound = Arc::new(Outbound::new(
             HttpLimits::default(),
@@ -556,6 +517,34 @@ fn a_tenants_ceiling_bounds_what_its_manifests_grant() {
         "{record:?}"
     );
     drop(worker);
+}
+
+/// A fleet environment whose plugins directory has `acme/fetch` and
+/// `beta/fetch` (the `http_client` fixture), each manifest allowing the
+/// test server, and the tenant ceilings `ceilings` set by the operator.
+fn two_tenants_fetching(
+    label: &str,
+    ceilings: &[(&str, &[String])],
+) -> (spool_tests::fleet::Env, std::path::PathBuf) {
+    use spool_runtime::tenants::TenantStore;
+    use spool_runtime::tenants::store::Target;
+    let env = spool_tests::fleet::Env::new(label);
+    let dir = env.plugins_dir(&[("acme/fetch", "http_client"), ("beta/fetch", "http_client")]);
+    for tenant in ["acme", "beta"] {
+        std::fs::write(
+            dir.join(format!("{tenant}/fetch.toml")),
+            format!("[http]\nallow = [\"{}\"]\n", this_server()),
+        )
+        .unwrap();
+    }
+    let store = TenantStore::new(&env.queue_config().prefix);
+    for (tenant, rules) in ceilings {
+        let target = Target::Tenant((*tenant).to_string());
+        store
+            .set_http_allow(&mut env.redis_conn(), &target, Some(rules))
+            .unwrap();
+    }
+    (env, dir)
 }
 
 /// A body that never ends: a byte every 100 ms.
