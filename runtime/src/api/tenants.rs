@@ -50,7 +50,7 @@ fn tenant_in(
 async fn blocking<T: Send + 'static>(
     state: &AppState,
     op: &'static str,
-    f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T> + Send + 'static,
+    f: impl Fn(&mut crate::redis::SyncConn) -> redis::RedisResult<T> + Send + 'static,
 ) -> Result<T, ApiError> {
     let sync = state.sync.clone();
     let done = tokio::task::spawn_blocking(move || {

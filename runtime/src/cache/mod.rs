@@ -446,7 +446,7 @@ pub(crate) fn ledger_base(prefix: &str, tenant: &str) -> String {
 /// What `tenant`'s cached results hold in Redis now (for `spool tenants
 /// show`).
 pub fn usage(
-    conn: &mut redis::Connection,
+    conn: &mut crate::redis::SyncConn,
     prefix: &str,
     tenant: &str,
 ) -> redis::RedisResult<Usage> {

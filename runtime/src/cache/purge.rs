@@ -190,29 +190,14 @@ pub fn purge(
     Ok(deleted)
 }
 
-/// Every key matching `pattern`, a batch (one `SCAN` call) at a time.
+/// Every key matching `pattern`, a batch (one `SCAN` call) at a time, on
+/// every master of a cluster.
 pub(crate) fn scan(
     redis: &crate::redis::SyncRedis,
     pattern: &str,
-    mut each: impl FnMut(Vec<String>) -> redis::RedisResult<()>,
+    each: impl FnMut(Vec<String>) -> redis::RedisResult<()>,
 ) -> redis::RedisResult<()> {
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis.with_connection(|c| {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(c)
-        })?;
-        each(keys)?;
-        cursor = next;
-        if cursor == 0 {
-            return Ok(());
-        }
-    }
+    redis.scan(pattern, 1000, each)
 }
 
 #[cfg(test)]

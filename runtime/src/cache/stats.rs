@@ -123,13 +123,12 @@ pub fn read(
             .filter_map(|k| super::purge::parse_key(prefix, &k).map(|e| (k, e)))
             .collect();
         if !entries.is_empty() {
-            let sizes: Vec<u64> = redis.with_connection(|c| {
-                let mut pipe = redis::pipe();
-                for (k, _) in &entries {
-                    pipe.cmd("HSTRLEN").arg(k).arg("out");
-                }
-                pipe.query(c)
-            })?;
+            let mut batch = crate::redis::Batch::new();
+            for (k, _) in &entries {
+                batch.add(k, redis::cmd("HSTRLEN").arg(k).arg("out").clone());
+            }
+            let sizes: Vec<u64> =
+                redis::from_redis_value(redis::Value::Array(batch.run_blocking(redis)?))?;
             for ((_, e), size) in entries.iter().zip(sizes) {
                 let s = by_plugin.entry(e.plugin_name()).or_default();
                 s.entries += 1;

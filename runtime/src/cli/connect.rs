@@ -13,7 +13,9 @@ pub(crate) const DEV_URL_FILE: &str = ".spool/redis.url";
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RedisArgs {
     /// Redis URL [default: $SPOOL_REDIS, else the Redis of a `spool dev`
-    /// running in this directory, else redis://127.0.0.1:6379]
+    /// running in this directory, else redis://127.0.0.1:6379]. For a
+    /// Redis Cluster, any node's URL, or several:
+    /// redis://[:PASSWORD@]HOST:PORT,HOST:PORT,…
     #[arg(long, env = "SPOOL_REDIS", global = true)]
     pub redis: Option<String>,
 

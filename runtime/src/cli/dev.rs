@@ -2,13 +2,16 @@
 //! `redis-server` (data and AOF under `./.spool/redis`), a worker, and the
 //! plugins directory rescanned every second. Other `spool` commands run in
 //! the same directory find this Redis through `./.spool/redis.url`.
+//! `spool dev --cluster` starts a private Redis Cluster instead: 3 masters
+//! and 3 replicas under `./.spool/cluster`, fresh for each run.
 
 use super::connect::{DEV_URL_FILE, runtime, stop_signal};
 use super::exit;
 use super::worker::WorkerArgs;
-use crate::redis::RedisServer;
+use crate::redis::{ClusterShape, RedisCluster, RedisServer};
 use crate::worker;
 use std::path::Path;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DevArgs {
@@ -23,6 +26,42 @@ pub(crate) struct DevArgs {
     /// No API and no dashboard.
     #[arg(long)]
     no_dashboard: bool,
+
+    /// Start a private Redis Cluster (3 masters, 3 replicas, on loopback
+    /// ports) instead of one redis-server. Its data lives for this run only.
+    #[arg(long, conflicts_with = "redis")]
+    cluster: bool,
+}
+
+/// The Redis `spool dev` started, stopped when it stops.
+enum DevRedis {
+    One(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl DevRedis {
+    fn url(&self) -> String {
+        match self {
+            DevRedis::One(s) => s.url(),
+            DevRedis::Cluster(c) => c.url(),
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            DevRedis::One(mut s) => s.stop(),
+            DevRedis::Cluster(c) => drop(c),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            DevRedis::One(_) => " (private, data in .spool/redis)",
+            DevRedis::Cluster(_) => {
+                " (private cluster: 3 masters, 3 replicas, data in .spool/cluster for this run)"
+            }
+        }
+    }
 }
 
 pub(crate) fn run(mut args: DevArgs) -> u8 {
@@ -45,7 +84,7 @@ pub(crate) fn run(mut args: DevArgs) -> u8 {
             return exit::FAILED;
         }
     };
-    banner(&config, server.is_some());
+    banner(&config, server.as_ref().map_or("", DevRedis::describe));
     let (stopped, dashboard_stop) = tokio::sync::watch::channel(false);
     let dashboard = (!args.no_dashboard).then(|| {
         rt.spawn(super::dev_dashboard::beside(
@@ -59,7 +98,7 @@ pub(crate) fn run(mut args: DevArgs) -> u8 {
     if let Some(task) = dashboard {
         let _ = rt.block_on(task);
     }
-    if let Some(mut s) = server {
+    if let Some(s) = server {
         s.stop();
         let _ = std::fs::remove_file(DEV_URL_FILE);
     }
@@ -84,7 +123,11 @@ fn running_dev_redis() -> Option<String> {
         .ok()?
         .trim()
         .to_string();
-    let client = redis::Client::open(url.as_str()).ok()?;
+    let first = match crate::redis::Target::parse(&url).ok()? {
+        crate::redis::Target::One(one) => one,
+        crate::redis::Target::Seeds(seeds) => seeds.into_iter().next()?,
+    };
+    let client = redis::Client::open(first.as_str()).ok()?;
     let mut conn = client
         .get_connection_with_timeout(std::time::Duration::from_millis(300))
         .ok()?;
@@ -94,7 +137,7 @@ fn running_dev_redis() -> Option<String> {
 
 /// The Redis to use: `--redis`, a dev Redis an earlier `spool dev` left
 /// running here, or a new private one (returned, to stop with us).
-fn choose_redis(args: &mut DevArgs) -> Result<Option<RedisServer>, u8> {
+fn choose_redis(args: &mut DevArgs) -> Result<Option<DevRedis>, u8> {
     if args
         .worker
         .redis
@@ -106,6 +149,8 @@ fn choose_redis(args: &mut DevArgs) -> Result<Option<RedisServer>, u8> {
     }
     if args.worker.redis.redis.is_none()
         && let Some(url) = running_dev_redis()
+        // A cluster was asked for: a single dev Redis left here is not one.
+        && (!args.cluster || url.contains(','))
     {
         // An earlier `spool dev` here still runs (or was killed and left
         // its Redis behind): use it, never a second server on the same data.
@@ -113,8 +158,7 @@ fn choose_redis(args: &mut DevArgs) -> Result<Option<RedisServer>, u8> {
         args.worker.redis.redis = Some(url);
     }
     if args.worker.redis.redis.is_none() {
-        let dir = Path::new(".spool/redis");
-        match RedisServer::start(dir, "everysec") {
+        match start_redis(args.cluster) {
             Ok(s) => {
                 let url = s.url();
                 if let Err(e) = write_atomically(DEV_URL_FILE, &format!("{url}\n")) {
@@ -132,17 +176,26 @@ fn choose_redis(args: &mut DevArgs) -> Result<Option<RedisServer>, u8> {
     Ok(None)
 }
 
+/// A new private Redis, or with `cluster`, a fresh private cluster
+/// (a failed-over master's replica takes over within ~2 s).
+fn start_redis(cluster: bool) -> Result<DevRedis, crate::redis::RedisServerError> {
+    if !cluster {
+        return RedisServer::start(Path::new(".spool/redis"), "everysec").map(DevRedis::One);
+    }
+    let dir = Path::new(".spool/cluster");
+    let _ = std::fs::remove_dir_all(dir);
+    eprintln!("spool dev: starting a Redis Cluster of 3 masters and 3 replicas…");
+    let shape = ClusterShape::three_by_one(Duration::from_secs(2), "everysec");
+    RedisCluster::start(dir, shape).map(DevRedis::Cluster)
+}
+
 /// What runs where, and how to try it.
-fn banner(config: &crate::worker::WorkerConfig, private: bool) {
+fn banner(config: &crate::worker::WorkerConfig, private: &str) {
     eprintln!("spool dev");
     eprintln!(
         "  redis    {}{}",
         crate::redis::redact(&config.queue.url),
-        if private {
-            " (private, data in .spool/redis)"
-        } else {
-            ""
-        }
+        private
     );
     eprintln!(
         "  plugins  {} (rescanned every second)",

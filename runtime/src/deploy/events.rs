@@ -4,7 +4,7 @@
 //! [`super::WorkerStatus::events_seen`]).
 
 use super::{DeployError, FleetStore};
-use redis::aio::ConnectionManager;
+use crate::redis::Conn;
 use std::time::Duration;
 
 /// An entry of the events stream.
@@ -18,7 +18,7 @@ pub struct Event {
 
 impl FleetStore {
     /// A connection for [`FleetStore::wait_event`]: no response timeout.
-    pub async fn blocking_connection(&self) -> Result<ConnectionManager, DeployError> {
+    pub async fn blocking_connection(&self) -> Result<Conn, DeployError> {
         Ok(self.redis.blocking().await?)
     }
 
@@ -45,7 +45,7 @@ impl FleetStore {
     /// first (none on timeout).
     pub async fn wait_event(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         after: &str,
         timeout: Duration,
     ) -> Result<Vec<Event>, DeployError> {

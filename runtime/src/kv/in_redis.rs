@@ -33,7 +33,7 @@ fn base(prefix: &str, tenant: &str) -> String {
 
 /// What `tenant`'s store holds now (for `spool tenants show`).
 pub fn usage(
-    conn: &mut redis::Connection,
+    conn: &mut crate::redis::SyncConn,
     prefix: &str,
     tenant: &str,
 ) -> redis::RedisResult<Usage> {
@@ -62,7 +62,7 @@ impl RedisKv {
 
     fn with_connection<T>(
         &self,
-        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+        f: impl Fn(&mut crate::redis::SyncConn) -> redis::RedisResult<T>,
     ) -> Result<T, KvError> {
         self.redis
             .with_connection(f)

@@ -4,8 +4,8 @@
 
 use super::Queue;
 use super::scripts::Fun;
+use crate::redis::Conn;
 use redis::Value;
-use redis::aio::ConnectionManager;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -53,7 +53,7 @@ impl Queue {
     /// process is not loaded again.
     pub(super) async fn make_present(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         why: &Missing,
         fun: &Fun,
         sent: Instant,
@@ -74,11 +74,7 @@ impl Queue {
 
     /// `FUNCTION LOAD REPLACE` the library, once for all the pipelines that
     /// found it missing at about the same time.
-    async fn load_library(
-        &self,
-        conn: &mut ConnectionManager,
-        sent: Instant,
-    ) -> Result<(), redis::RedisError> {
+    async fn load_library(&self, conn: &mut Conn, sent: Instant) -> Result<(), redis::RedisError> {
         let mut loaded = self.inner.library_loaded.lock().await;
         if matches!(*loaded, Some(at) if at >= sent) {
             return Ok(());

@@ -64,6 +64,7 @@ mod rotation;
 mod scripts;
 mod state;
 mod sweep;
+mod wake;
 mod why;
 
 pub use cancel::Cancelled;
@@ -80,9 +81,10 @@ pub use records::{DeadEntry, Glance, QueueStats};
 pub use reply::Claim;
 pub use state::{GroupState, TenantState};
 pub use sweep::Swept;
+pub use wake::WakeWait;
 
+use crate::redis::Conn;
 use crate::redis::{AsyncRedis, RedisError};
-use redis::aio::ConnectionManager;
 use scripts::Scripts;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -241,7 +243,7 @@ impl Queue {
 
     /// A connection for blocking commands: no response timeout. Failing
     /// to open one to the server this queue already reached is retryable.
-    pub(crate) async fn blocking_connection(&self) -> Result<ConnectionManager, QueueError> {
+    pub(crate) async fn blocking_connection(&self) -> Result<Conn, QueueError> {
         Ok(self
             .redis
             .blocking()

@@ -8,7 +8,7 @@ use super::model::{DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Out
 use super::{Queue, QueueError};
 use crate::locks::lock;
 use crate::tenants::{Limit, Limits, TenantStore};
-use redis::{AsyncCommands, Value};
+use redis::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -364,24 +364,6 @@ impl Queue {
             }
         }
         Ok(renewed)
-    }
-
-    /// Block on `conn` until an enqueue wakes us or `timeout` passes.
-    pub async fn wait_for_work(
-        &self,
-        conn: &mut redis::aio::ConnectionManager,
-        timeout: Duration,
-    ) -> Result<(), QueueError> {
-        self.count_round_trip();
-        let token: Option<(String, String)> = conn
-            .blpop(self.key("wake"), timeout.as_secs_f64().max(0.01))
-            .await
-            .map_err(|e| self.error("wait for work", e))?;
-        // `t:TENANT` names a tenant with work (ring/prelude.lua): the next
-        // claim visits it without a pick.
-        let tenant = token.and_then(|(_, t)| t.strip_prefix("t:").map(str::to_string));
-        *crate::locks::lock(&self.inner.hint) = tenant;
-        Ok(())
     }
 }
 

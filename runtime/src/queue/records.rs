@@ -29,16 +29,19 @@ impl Queue {
     /// share (`PREFIX:{QUEUE}:job:ID`) for records written then.
     pub async fn find(&self, id: &str) -> Result<(String, JobRecord), QueueError> {
         let tenants = self.tenants().await?;
-        let mut pipe = redis::pipe();
-        for t in &tenants {
-            pipe.exists(format!("{}:job:{id}", self.tenant_keys(t)));
+        let mut batch = crate::redis::Batch::new();
+        let keys = tenants
+            .iter()
+            .map(|t| format!("{}:job:{id}", self.tenant_keys(t)))
+            .chain([self.key(&format!("job:{id}"))]);
+        for key in keys {
+            batch.add(&key, redis::cmd("EXISTS").arg(&key).clone());
         }
-        pipe.exists(self.key(&format!("job:{id}")));
-        let mut conn = self.redis.conn();
         self.count_round_trip();
-        let found: Vec<bool> = pipe
-            .query_async(&mut conn)
+        let found: Vec<bool> = batch
+            .run(&self.redis)
             .await
+            .and_then(|replies| Ok(redis::from_redis_value(redis::Value::Array(replies))?))
             .map_err(|e| self.error("find job", e))?;
         let at = found.iter().position(|f| *f);
         match at {

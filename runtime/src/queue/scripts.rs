@@ -85,6 +85,11 @@ impl Call<'_> {
         self
     }
 
+    /// The first key: where the call runs on a Redis Cluster.
+    pub fn first_key(&self) -> &[u8] {
+        self.keys.first().map_or(&[], Vec::as_slice)
+    }
+
     /// The command: `FCALL function` or `EVALSHA sha`, then the keys and
     /// arguments.
     pub fn command(&self, functions: bool) -> redis::Cmd {

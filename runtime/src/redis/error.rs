@@ -76,7 +76,28 @@ impl RedisError {
     }
 }
 
-/// The connection (not the command) failed: a retry on a new one can help.
+/// The connection (not the command) failed, or the server is passing
+/// through a state that ends by itself: a retry can help. On a cluster that
+/// is a failover or a slot migration still under way when the client's own
+/// retries ran out (`CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`, `READONLY`
+/// from a demoted master, a redirect loop), and on any server `LOADING`.
 pub(crate) fn is_connection_trouble(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+    use redis::{ErrorKind, ServerErrorKind as S};
+    let passing = matches!(
+        e.kind(),
+        ErrorKind::Server(
+            S::ClusterDown
+                | S::TryAgain
+                | S::MasterDown
+                | S::ReadOnly
+                | S::BusyLoading
+                | S::Moved
+                | S::Ask
+        ) | ErrorKind::ClusterConnectionNotFound
+    );
+    passing
+        || e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
 }

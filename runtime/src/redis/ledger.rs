@@ -19,7 +19,7 @@ pub struct Usage {
 
 /// Read the ledger under `base` (e.g. `spool:{kv:acme}`). Keys that expired
 /// since the last write are still counted until a write sweeps them.
-pub fn read(conn: &mut redis::Connection, base: &str) -> redis::RedisResult<Usage> {
+pub fn read(conn: &mut super::SyncConn, base: &str) -> redis::RedisResult<Usage> {
     // A ledger key of the wrong type answers an error in its place and
     // reads as empty; the next write resets it (ledger_guard).
     let (bytes, keys): (redis::RedisResult<Option<i64>>, redis::RedisResult<i64>) = redis::pipe()

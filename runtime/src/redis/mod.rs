@@ -4,26 +4,38 @@
 //! stand on it, and on nothing of each other.
 //!
 //! - [`AsyncRedis`]: a self-reconnecting async connection plus the client
-//!   to open blocking ones (no response timeout) for `BLPOP`/`XREAD`.
+//!   to open blocking ones (no response timeout) for `BLPOP`/`XREAD`, to
+//!   one server or a Redis Cluster ([`Target`], [`Conn`]); [`Node`] for
+//!   what must visit every master.
 //! - [`SyncRedis`]: a small pool of blocking connections for code on the
 //!   worker's job threads (host calls, the result cache).
 //! - [`RedisError`]: what went wrong and [`RedisError::is_retryable`].
 //! - [`value`]: reply values → bytes and text.
 //! - [`ledger`]: exact per-tenant byte and key accounting for quotas.
 //! - [`server`]: a private `redis-server` for `spool dev`, `spool bench`
-//!   and the tests.
+//!   and the tests; [`RedisCluster`], a private cluster of them.
 
+mod batch;
+mod cluster_server;
+mod conn;
 mod connect;
 mod error;
 pub mod ledger;
+mod nodes;
 pub mod server;
 mod sync;
+mod target;
 pub mod value;
 
+pub use batch::Batch;
+pub use cluster_server::{ClusterShape, RedisCluster};
+pub use conn::{Conn, SyncConn};
 pub use connect::AsyncRedis;
 pub use error::RedisError;
+pub use nodes::{Node, query_at, slot_of};
 pub use server::{RedisServer, RedisServerError};
 pub use sync::SyncRedis;
+pub use target::Target;
 
 /// A script with `prelude` (shared helpers, each script's KEYS/ARGV
 /// conventions) in front of `body`. `EVALSHA` falls back to loading it

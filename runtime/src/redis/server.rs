@@ -15,6 +15,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     fsync: &'static str,
+    /// More `redis-server` arguments (cluster mode, for one).
+    extra: Vec<String>,
 }
 
 /// Why a private Redis could not be started.
@@ -50,10 +52,19 @@ impl RedisServer {
     /// `appendfsync`: `always` loses nothing even on kill -9, `everysec`
     /// at most a second.
     pub fn start(dir: &Path, fsync: &'static str) -> Result<Self, RedisServerError> {
+        Self::start_with(dir, fsync, &[])
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` arguments.
+    pub fn start_with(
+        dir: &Path,
+        fsync: &'static str,
+        extra: &[String],
+    ) -> Result<Self, RedisServerError> {
         let mut last = None;
         for _ in 0..5 {
             let port = free_port();
-            match Self::start_on(dir, port, fsync) {
+            match Self::start_on_with(dir, port, fsync, extra) {
                 Ok(server) => return Ok(server),
                 Err(e @ RedisServerError::DidNotStart { .. }) => last = Some(e),
                 Err(e) => return Err(e),
@@ -64,6 +75,15 @@ impl RedisServer {
 
     /// Start on `port` with data in `dir`.
     pub fn start_on(dir: &Path, port: u16, fsync: &'static str) -> Result<Self, RedisServerError> {
+        Self::start_on_with(dir, port, fsync, &[])
+    }
+
+    fn start_on_with(
+        dir: &Path,
+        port: u16,
+        fsync: &'static str,
+        extra: &[String],
+    ) -> Result<Self, RedisServerError> {
         std::fs::create_dir_all(dir).map_err(|source| RedisServerError::Dir {
             path: dir.to_path_buf(),
             source,
@@ -75,6 +95,7 @@ impl RedisServer {
             port,
             dir,
             fsync,
+            extra: extra.to_vec(),
         };
         server.spawn()?;
         Ok(server)
@@ -88,6 +109,7 @@ impl RedisServer {
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--appendfsync", self.fsync])
             .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
+            .args(&self.extra)
             .arg("--logfile")
             .arg(&log)
             .stdin(Stdio::null())
@@ -158,6 +180,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Its data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The port.

@@ -54,7 +54,7 @@ impl TenantStore {
     }
 
     /// The fleet's defaults (the built-in values where the fleet sets none).
-    pub fn read_defaults(&self, conn: &mut redis::Connection) -> redis::RedisResult<Limits> {
+    pub fn read_defaults(&self, conn: &mut crate::redis::SyncConn) -> redis::RedisResult<Limits> {
         let replies = self.read_pipe(&[]).query(conn);
         Ok(effective_all(replies, 0)?.0)
     }
@@ -62,7 +62,7 @@ impl TenantStore {
     /// The effective limits of each of `tenants`, in one round trip.
     pub fn read(
         &self,
-        conn: &mut redis::Connection,
+        conn: &mut crate::redis::SyncConn,
         tenants: &[&str],
     ) -> redis::RedisResult<Vec<Limits>> {
         let replies = self.read_pipe(tenants).query(conn);
@@ -83,7 +83,7 @@ impl TenantStore {
     /// all), or remove it (`None`: the fleet's, or no ceiling).
     pub fn set_http_allow(
         &self,
-        conn: &mut redis::Connection,
+        conn: &mut crate::redis::SyncConn,
         target: &Target,
         rules: Option<&[String]>,
     ) -> redis::RedisResult<()> {
@@ -105,7 +105,7 @@ impl TenantStore {
     /// tenant falls back to the fleet default, the fleet to the built-in).
     pub fn set(
         &self,
-        conn: &mut redis::Connection,
+        conn: &mut crate::redis::SyncConn,
         target: &Target,
         limit: Limit,
         value: Option<u64>,

@@ -11,7 +11,7 @@ use crate::cache::{ResultCache, Scope};
 use crate::deploy::{DeployError, Event, FleetStore, MAX_DEPLOY_BYTES, Recorded, WorkerStatus};
 use crate::ids::{PluginName, Version, now_us};
 use crate::plugins::{Registry, safe_read};
-use redis::aio::ConnectionManager;
+use crate::redis::Conn;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -259,7 +259,7 @@ struct Follower {
     /// The store, once it answered; kept across reconnects.
     fleet: Option<Fleet>,
     /// The connection blocked on events; none after any Redis trouble.
-    conn: Option<ConnectionManager>,
+    conn: Option<Conn>,
     /// The last event acted on.
     after: String,
     /// The registry generation last reported.

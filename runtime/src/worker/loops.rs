@@ -148,7 +148,7 @@ struct Claimer {
     stop: watch::Receiver<bool>,
     outage: Outage,
     /// The connection idle waits block on; rebuilt when it fails.
-    blocking: Option<redis::aio::ConnectionManager>,
+    blocking: Option<crate::queue::WakeWait>,
     /// The last claim failed: it may have been applied with its reply lost.
     lost_claim: bool,
     /// Claims in a row that got no job.
@@ -265,7 +265,7 @@ impl Claimer {
             .map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)))
             .max(Duration::from_millis(1));
         if self.blocking.is_none() {
-            self.blocking = self.queue.blocking_connection().await.ok();
+            self.blocking = self.queue.wake_waiter().await.ok();
         }
         let Some(mut conn) = self.blocking.take() else {
             // No blocking connection: wait out the (short) timeout instead.

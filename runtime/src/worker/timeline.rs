@@ -26,19 +26,19 @@ pub(super) async fn timeline_loop(queue: Queue, metrics: Arc<Metrics>) {
             continue;
         }
         let minute = minute_of(now_us());
-        let mut pipe = redis::pipe();
+        // One pipeline per tenant's slot on a cluster.
+        let mut batch = crate::redis::Batch::new();
         for ((tenant, plugin), counts) in &changes {
             let k = key(&prefix, tenant, minute);
             for (field, n) in counts.fields(plugin) {
-                pipe.hincr(&k, field, n).ignore();
+                batch.add(&k, redis::cmd("HINCRBY").arg(&k).arg(field).arg(n).clone());
             }
-            pipe.expire(&k, KEEP.as_secs() as i64).ignore();
+            batch.add(&k, redis::cmd("EXPIRE").arg(&k).arg(KEEP.as_secs()).clone());
         }
-        let mut conn = queue.redis().conn();
-        match pipe.query_async::<()>(&mut conn).await {
+        match batch.run(queue.redis()).await {
             // Only what reached Redis counts as flushed: after an outage the
             // next flush carries it (into a later minute).
-            Ok(()) => flushed = now,
+            Ok(_) => flushed = now,
             Err(e) => tracing::debug!("per-minute counters not written: {e}"),
         }
     }

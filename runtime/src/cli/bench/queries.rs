@@ -3,6 +3,7 @@
 //! the queue itself carries no benchmark code.
 
 use crate::queue::{Queue, QueueError, Status, cache_status};
+use crate::redis::Batch;
 
 /// When one job was enqueued, started and finished (µs since the epoch).
 #[derive(Debug, Clone)]
@@ -35,27 +36,23 @@ pub(super) async fn job_times(
         Option<String>,
         Option<String>,
     );
-    let mut conn = queue.redis().conn();
     let mut all = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::new();
         for (tenant, id) in chunk {
-            pipe.cmd("HMGET")
-                .arg(format!("{}:job:{id}", queue.tenant_keys(tenant)))
-                .arg(&[
-                    "status",
-                    "enqueued_us",
-                    "started_us",
-                    "finished_us",
-                    "cache",
-                    "timings",
-                ]);
+            let key = format!("{}:job:{id}", queue.tenant_keys(tenant));
+            let fields = [
+                "status",
+                "enqueued_us",
+                "started_us",
+                "finished_us",
+                "cache",
+                "timings",
+            ];
+            batch.add(&key, redis::cmd("HMGET").arg(&key).arg(&fields).clone());
         }
         queue.count_round_trip();
-        let rows: Vec<Row> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| queue.redis().error("read job times", e))?;
+        let rows: Vec<Row> = run(queue, batch, "read job times").await?;
         all.extend(rows.into_iter().map(
             |(status, enqueued, started, finished, cache, timings)| JobTimes {
                 status: status.as_deref().and_then(Status::parse),
@@ -84,19 +81,18 @@ pub(super) async fn record_bytes(
     ids: &[(String, String)],
 ) -> Result<u64, QueueError> {
     let step = (ids.len() / 25).max(1);
-    let mut pipe = redis::pipe();
+    let mut batch = Batch::new();
     for (tenant, id) in ids.iter().step_by(step).take(25) {
-        pipe.cmd("MEMORY")
+        let key = format!("{}:job:{id}", queue.tenant_keys(tenant));
+        let cmd = redis::cmd("MEMORY")
             .arg("USAGE")
-            .arg(format!("{}:job:{id}", queue.tenant_keys(tenant)))
+            .arg(&key)
             .arg("SAMPLES")
-            .arg(0);
+            .arg(0)
+            .clone();
+        batch.add(&key, cmd);
     }
-    let mut conn = queue.redis().conn();
-    let sizes: Vec<Option<u64>> = pipe
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| queue.redis().error("MEMORY USAGE of job records", e))?;
+    let sizes: Vec<Option<u64>> = run(queue, batch, "MEMORY USAGE of job records").await?;
     let mut sizes: Vec<u64> = sizes.into_iter().flatten().collect();
     sizes.sort_unstable();
     Ok(sizes.get(sizes.len() / 2).copied().unwrap_or(0))
@@ -117,18 +113,19 @@ pub(super) async fn server_cpu_seconds(queue: &Queue) -> Result<f64, QueueError>
 /// Jobs of `tenants` that succeeded or died, from their counters (one
 /// pipeline).
 pub(super) async fn finished(queue: &Queue, tenants: &[String]) -> Result<u64, QueueError> {
-    let mut pipe = redis::pipe();
+    let mut batch = Batch::new();
     for t in tenants {
-        pipe.cmd("HMGET")
-            .arg(format!("{}:stats", queue.tenant_keys(t)))
-            .arg("succeeded")
-            .arg("dead");
+        let key = format!("{}:stats", queue.tenant_keys(t));
+        batch.add(
+            &key,
+            redis::cmd("HMGET")
+                .arg(&key)
+                .arg("succeeded")
+                .arg("dead")
+                .clone(),
+        );
     }
-    let mut conn = queue.redis().conn();
-    let rows: Vec<(Option<u64>, Option<u64>)> = pipe
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| queue.redis().error("read job counters", e))?;
+    let rows: Vec<(Option<u64>, Option<u64>)> = run(queue, batch, "read job counters").await?;
     Ok(rows
         .iter()
         .map(|(s, d)| s.unwrap_or(0) + d.unwrap_or(0))
@@ -146,12 +143,30 @@ pub(super) async fn server_command_calls(queue: &Queue) -> Result<u64, QueueErro
         .sum())
 }
 
-/// One section of `INFO`.
+/// One section of `INFO`: of every master of a cluster, one after
+/// another (the figures read from it are sums).
 async fn info(queue: &Queue, section: &'static str) -> Result<String, QueueError> {
-    let mut conn = queue.redis().conn();
-    redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut conn)
+    let mut text = String::new();
+    for mut node in queue.redis().masters().await? {
+        let part: String = node
+            .query(redis::cmd("INFO").arg(section))
+            .await
+            .map_err(|e| queue.redis().error("INFO", e))?;
+        text.push_str(&part);
+    }
+    Ok(text)
+}
+
+/// Run `batch` (one pipeline, or one per slot of a cluster) and decode
+/// its replies as `T`.
+async fn run<T: redis::FromRedisValue>(
+    queue: &Queue,
+    batch: Batch,
+    op: &'static str,
+) -> Result<T, QueueError> {
+    batch
+        .run(queue.redis())
         .await
-        .map_err(|e| queue.redis().error("INFO", e).into())
+        .and_then(|replies| Ok(redis::from_redis_value(redis::Value::Array(replies))?))
+        .map_err(|e| queue.redis().error(op, e).into())
 }

@@ -1,0 +1,200 @@
+//! The masters of a cluster, each addressable on its own, for the few
+//! operations that are about the whole data set rather than one key:
+//! `SCAN` (purges, listings, stats), `INFO`, `DBSIZE`. On a standalone
+//! server there is one "master", the server.
+
+use super::conn::Conn;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, FromRedisValue, RedisResult, Value};
+
+/// One master, to send commands to directly.
+#[derive(Clone)]
+pub struct Node {
+    conn: Conn,
+    /// `HOST:PORT` on a cluster; none for a standalone server.
+    addr: Option<(String, u16)>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({})", self.name())
+    }
+}
+
+impl Node {
+    /// `HOST:PORT` of a cluster master, `server` otherwise.
+    pub fn name(&self) -> String {
+        match &self.addr {
+            Some((host, port)) => format!("{host}:{port}"),
+            None => "server".to_string(),
+        }
+    }
+
+    /// Run `cmd` on this node (a keyed command must be about a key this
+    /// node serves, or it answers `MOVED`).
+    pub async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
+        match (&mut self.conn, &self.addr) {
+            (Conn::Cluster(c), Some((host, port))) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let value = c.route_command(cmd.clone(), routing).await?;
+                Ok(redis::from_redis_value(value)?)
+            }
+            (conn, _) => cmd.query_async(conn).await,
+        }
+    }
+}
+
+/// The cluster slot of `key` (`CLUSTER KEYSLOT`): CRC16/XMODEM of its
+/// `{hash tag}` (or of the whole key) modulo 16384.
+pub fn slot_of(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    let mut crc: u16 = 0;
+    for &byte in tagged {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// Run `cmd` on the master serving `key`'s slot (on one server, the
+/// server): for commands about a connection rather than a key (`CLIENT
+/// ID`, `CLIENT UNBLOCK`) that must reach the node a keyed command went to.
+pub async fn query_at<T: FromRedisValue>(conn: &mut Conn, key: &str, cmd: &Cmd) -> RedisResult<T> {
+    use redis::cluster_routing::{Route, SlotAddr};
+    match conn {
+        Conn::Single(_) => cmd.query_async(conn).await,
+        Conn::Cluster(c) => {
+            let route = Route::new(slot_of(key.as_bytes()), SlotAddr::Master);
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            Ok(redis::from_redis_value(
+                c.route_command(cmd.clone(), routing).await?,
+            )?)
+        }
+    }
+}
+
+/// The masters behind `conn`: from `CLUSTER SLOTS` on a cluster (each
+/// range's first node is its master), the one server otherwise.
+pub(crate) async fn masters(conn: &Conn) -> RedisResult<Vec<Node>> {
+    let Conn::Cluster(cluster) = conn else {
+        return Ok(vec![Node {
+            conn: conn.clone(),
+            addr: None,
+        }]);
+    };
+    let mut c = cluster.clone();
+    let slots: Value = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut c)
+        .await?;
+    Ok(master_addrs(slots)
+        .into_iter()
+        .map(|addr| Node {
+            conn: conn.clone(),
+            addr: Some(addr),
+        })
+        .collect())
+}
+
+/// Each distinct master of a `CLUSTER SLOTS` reply (`[[start, end,
+/// [host, port, id, …], replica…], …]`), in slot order.
+pub(crate) fn master_addrs(slots: Value) -> Vec<(String, u16)> {
+    let Value::Array(ranges) = slots else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for range in ranges {
+        let Value::Array(parts) = range else { continue };
+        let Some(Value::Array(master)) = parts.into_iter().nth(2) else {
+            continue;
+        };
+        let mut it = master.into_iter();
+        let host = it.next().and_then(super::value::text);
+        let port = it.next().and_then(|v| match v {
+            Value::Int(p) => u16::try_from(p).ok(),
+            _ => None,
+        });
+        if let (Some(host), Some(port)) = (host, port)
+            && !out.iter().any(|(h, p)| *h == host && *p == port)
+        {
+            out.push((host, port));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(host: &str, port: i64) -> Value {
+        Value::Array(vec![
+            Value::BulkString(host.as_bytes().to_vec()),
+            Value::Int(port),
+            Value::BulkString(b"id".to_vec()),
+        ])
+    }
+
+    #[test]
+    fn slots_match_redis_keyslot() {
+        // `CLUSTER KEYSLOT` of each, from Redis.
+        assert_eq!(slot_of(b"foo"), 12182);
+        assert_eq!(slot_of(b"bar"), 5061);
+        assert_eq!(slot_of(b"hello"), 866);
+        assert_eq!(slot_of(b"spool:{q/acme}:ready"), slot_of(b"q/acme"));
+        assert_eq!(slot_of(b"a{}b"), slot_of(b"a{}b"));
+        assert_ne!(slot_of(b"a{}b"), slot_of(b""));
+    }
+
+    #[test]
+    fn each_master_once_in_slot_order() {
+        let range =
+            |a, b, m: Value, r: Value| Value::Array(vec![Value::Int(a), Value::Int(b), m, r]);
+        let slots = Value::Array(vec![
+            range(0, 5460, node("127.0.0.1", 7000), node("127.0.0.1", 7003)),
+            range(
+                5461,
+                10922,
+                node("127.0.0.1", 7001),
+                node("127.0.0.1", 7004),
+            ),
+            range(
+                10923,
+                12000,
+                node("127.0.0.1", 7002),
+                node("127.0.0.1", 7005),
+            ),
+            range(
+                12001,
+                16383,
+                node("127.0.0.1", 7002),
+                node("127.0.0.1", 7005),
+            ),
+        ]);
+        assert_eq!(
+            master_addrs(slots),
+            vec![
+                ("127.0.0.1".to_string(), 7000),
+                ("127.0.0.1".to_string(), 7001),
+                ("127.0.0.1".to_string(), 7002),
+            ]
+        );
+    }
+}
