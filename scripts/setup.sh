@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing Spool needs and a fresh machine may lack:
 # the wasm32-wasip2 Rust target (plugins are built for it), redis-server
-# (the queue; tests start their own on free ports), Chromium and chromedriver
+# (the queue; tests start their own on free ports, and redis-cli joins their
+# clusters), Chromium and chromedriver
 # (the dashboard's browser tests) and redis-py (the Python enqueuer example,
 # run by the tests).
 set -euo pipefail
@@ -11,7 +12,7 @@ if ! rustup target list --installed | grep -qx wasm32-wasip2; then
 fi
 sudo=""
 if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-if ! command -v redis-server >/dev/null; then
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "==> installing redis-server"
   if command -v apt-get >/dev/null; then
     $sudo apt-get install -y redis-server >/dev/null 2>&1 \

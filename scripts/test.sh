@@ -8,6 +8,14 @@ mkdir -p target
 log=target/test-output.log
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# The queue's topics again against a private Redis Cluster (3 masters,
+# 3 replicas: tests/src/backend.rs), proving the same behaviour there.
+# Only for a whole run: arguments narrow the run above to what was asked.
+if [ $# -eq 0 ]; then
+  SPOOL_TEST_REDIS=cluster cargo test -p spool-tests --test all -- \
+    queue:: queue_cli:: reliability:: fairness:: quotas:: tenants:: cache:: \
+    2>&1 | tee -a "$log" || status=$?
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log" | tee target/test-summary.txt
 exit "$status"

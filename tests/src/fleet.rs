@@ -3,10 +3,10 @@
 //! its own, plugin directories, and workers — in process, or as real
 //! `spool worker` processes that can be killed.
 
+use crate::backend::TestRedis;
 use spool_runtime::ids::PluginName;
 use spool_runtime::plugins::Registry;
 use spool_runtime::queue::{JobRecord, NewJob, Queue, QueueConfig, Status};
-use spool_runtime::redis::RedisServer;
 use spool_runtime::worker::{self, WorkerConfig, WorkerReport};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -36,8 +36,8 @@ pub fn temp_dir(label: &str) -> PathBuf {
 /// One test's world: Redis, a queue handle, a runtime to drive it.
 #[derive(Debug)]
 pub struct Env {
-    /// The Redis server (restart or kill it to test recovery).
-    pub redis: RedisServer,
+    /// The Redis server or cluster (restart or kill it to test recovery).
+    pub redis: TestRedis,
     /// The test's own directory (plugins dirs, Redis data).
     pub dir: PathBuf,
     /// The runtime that drives [`Env::queue`].
@@ -47,11 +47,40 @@ pub struct Env {
 }
 
 impl Env {
-    /// Start Redis and connect.
+    /// Start Redis (a cluster on a cluster run, see [`crate::backend`])
+    /// and connect.
     pub fn new(label: &str) -> Self {
         let dir = temp_dir(label);
-        let redis =
-            RedisServer::start(&dir.join("redis"), "always").expect("starting redis-server");
+        let redis = TestRedis::start(&dir.join("redis")).expect("starting redis-server");
+        Self::over(redis, dir)
+    }
+
+    /// [`Env::new`] on one `redis-server` even on a cluster run: for tests
+    /// of what only a single server has (a proxy in front of its one port,
+    /// a client that speaks to one server).
+    pub fn standalone(label: &str) -> Self {
+        let dir = temp_dir(label);
+        let redis = TestRedis::One(
+            spool_runtime::redis::RedisServer::start(&dir.join("redis"), "always")
+                .expect("starting redis-server"),
+        );
+        Self::over(redis, dir)
+    }
+
+    /// [`Env::new`] on a cluster whatever the run (for cluster tests).
+    pub fn on_cluster(label: &str) -> Self {
+        let dir = temp_dir(label);
+        let redis = TestRedis::Cluster(
+            spool_runtime::redis::RedisCluster::start(
+                &dir.join("redis"),
+                crate::backend::test_shape(),
+            )
+            .expect("starting a redis cluster"),
+        );
+        Self::over(redis, dir)
+    }
+
+    fn over(redis: TestRedis, dir: PathBuf) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -238,10 +267,12 @@ impl Env {
             .expect("fleet store")
     }
 
-    /// A raw Redis connection, to look at keys or write malformed ones.
-    pub fn redis_conn(&self) -> redis::Connection {
-        redis::Client::open(self.redis.url())
-            .and_then(|c| c.get_connection())
+    /// A raw Redis connection, to look at keys or write malformed ones
+    /// (on a cluster, each command goes to its key's master).
+    pub fn redis_conn(&self) -> spool_runtime::redis::SyncConn {
+        spool_runtime::redis::SyncRedis::new(&self.redis.url())
+            .expect("redis url")
+            .connection()
             .expect("redis connection")
     }
 

@@ -1,6 +1,7 @@
 //! Shared helpers of Spool's end-to-end tests: where the plugins built from
 //! `plugins/` are, and one sandbox per test binary.
 
+pub mod backend;
 pub mod fleet;
 pub mod proxy;
 pub mod webdriver;

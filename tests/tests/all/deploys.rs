@@ -445,7 +445,9 @@ fn directory_versions_are_recorded_and_a_pin_wins_over_the_directory_until_unpin
 
 #[test]
 fn a_deploy_and_a_rollback_reach_a_worker_through_its_event_stream_alone() {
-    let env = Env::new("fleet-events");
+    // One server: the test finds the worker's blocked reader in its one
+    // `CLIENT LIST`.
+    let env = Env::standalone("fleet-events");
     let (v0, v1) = (variant("hello", 0), variant("hello", 1));
     let (d0, d1) = (digest(&v0), digest(&v1));
     let store = env.fleet_store();

@@ -206,9 +206,8 @@ fn a_cap_of_5_holds_across_three_worker_processes_and_a_sigkill() {
     let leases = format!("{}:leases", env.tenant_keys("acme"));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
-        let (url, stop) = (env.redis.url(), std::sync::Arc::clone(&stop));
+        let (mut conn, stop) = (env.redis_conn(), std::sync::Arc::clone(&stop));
         std::thread::spawn(move || {
-            let mut conn = redis::Client::open(url).unwrap().get_connection().unwrap();
             let mut most = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let n: u64 = redis::cmd("ZCARD")

@@ -169,7 +169,9 @@ fn redis_errors_in_the_result_cache_never_fail_a_job() {
 
 #[test]
 fn a_worker_that_reconnects_to_redis_empties_its_memory_tier() {
-    let env = Env::new("faults-reconnect");
+    // One server: `CLIENT KILL` there drops the follower's connection for
+    // it to see (a cluster client reconnects to a node by itself).
+    let env = Env::standalone("faults-reconnect");
     let dir = introspect_dir(&env, "[cache]\nttl = \"1h\"\n");
     let (_registry, _worker) = env.serve_dir(&dir, |c| {
         c.worker_id = "w-mem".into();

@@ -20,6 +20,7 @@ mod api_tls;
 mod artifacts;
 mod cache;
 mod cli;
+mod cluster;
 mod command;
 mod dashboard;
 mod deploys;

@@ -200,7 +200,7 @@ fn a_full_claim_wakes_another_worker_and_a_short_one_does_not() {
     }
     let wake = format!("{}:wake", env.queue.key_prefix());
     let mut conn = env.redis_conn();
-    let woken = |conn: &mut redis::Connection| -> i64 {
+    let woken = |conn: &mut spool_runtime::redis::SyncConn| -> i64 {
         redis::cmd("LLEN").arg(&wake).query(conn).unwrap()
     };
     let _: () = redis::cmd("DEL").arg(&wake).query(&mut conn).unwrap();

@@ -33,15 +33,23 @@ fn kv_held(env: &Env, tenant: &str) -> (u64, usize) {
     (bytes, keys.len())
 }
 
+/// `used_memory` of the server, or summed over a cluster's masters, less
+/// what replication holds (a master's backlog of recent writes for its
+/// replica, up to `repl-backlog-size`): the data and its bookkeeping.
 fn used_memory(env: &Env) -> i64 {
-    let info: String = redis::cmd("INFO")
+    let info: redis::Value = redis::cmd("INFO")
         .arg("memory")
         .query(&mut env.redis_conn())
         .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory in INFO")
+    let text = spool_tests::backend::every_node_text(info);
+    let sum = |field: &str| -> i64 {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(field))
+            .filter_map(|v| v.trim().parse::<i64>().ok())
+            .sum()
+    };
+    assert!(text.contains("used_memory:"), "used_memory in INFO");
+    sum("used_memory:") - sum("mem_replication_backlog:") - sum("mem_total_replication_buffers:")
 }
 
 fn flood(env: &Env, bytes: usize, count: usize) -> JobRecord {

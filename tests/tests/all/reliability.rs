@@ -433,7 +433,9 @@ fn a_claim_whose_reply_was_lost_is_handed_back() {
 
 #[test]
 fn a_worker_hands_back_a_claim_whose_reply_it_lost() {
-    let env = Env::new("lost-claim-worker");
+    // One server: the proxy stands in front of its one port (a cluster
+    // client would find the nodes behind it).
+    let env = Env::standalone("lost-claim-worker");
     let proxy = Proxy::start(env.redis.port());
     // Leases of 10 minutes: a claimed job whose reply was lost stays leased
     // to this worker far past the 60 s wait below, unless the worker itself
