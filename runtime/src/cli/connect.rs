@@ -2,7 +2,7 @@
 //! small async runtime the commands run on.
 
 use crate::config::parse_duration;
-use crate::queue::{Queue, QueueConfig, QueueError};
+use crate::queue::{Durability, Queue, QueueConfig, QueueError};
 use std::path::Path;
 use std::time::Duration;
 
@@ -44,6 +44,20 @@ pub(crate) struct RedisArgs {
     /// are deleted), or `all` to keep every one for --record-ttl.
     #[arg(long, env = "SPOOL_KEEP_SUCCEEDED", default_value = "1000", value_parser = parse_keep, global = true)]
     pub keep_succeeded: Keep,
+
+    /// When an enqueue or a finished job counts as done: `master` (once
+    /// the master has it; a failover can lose it) or `replicated` (once a
+    /// replica has it too, `WAIT`; a failover to it keeps it).
+    #[arg(long, env = "SPOOL_DURABILITY", default_value = "master", value_parser = parse_durability, global = true)]
+    pub durability: Durability,
+}
+
+fn parse_durability(text: &str) -> Result<Durability, String> {
+    match text {
+        "master" => Ok(Durability::Master),
+        "replicated" => Ok(Durability::Replicated(1)),
+        _ => Err(format!("expected `master` or `replicated`; got `{text}`")),
+    }
 }
 
 /// `--keep-succeeded`: a count of at least 1, or every record.
@@ -79,6 +93,7 @@ impl RedisArgs {
             dead_ttl: self.dead_ttl,
             dead_cap: self.dead_cap,
             keep_succeeded: self.keep_succeeded.0,
+            durability: self.durability,
             ..QueueConfig::new(url)
         }
     }

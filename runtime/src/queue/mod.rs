@@ -108,7 +108,28 @@ pub struct QueueConfig {
     /// Most succeeded records kept per tenant; the oldest are deleted
     /// beyond it (`None`: only `record_ttl` limits them).
     pub keep_succeeded: Option<u64>,
+    /// When an enqueue or an ack counts as done: once the master has it,
+    /// or once a replica has it too (docs/queue.md, "Durability").
+    pub durability: Durability,
 }
+
+/// When Redis' answer to a write is enough.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The master applied it (Redis' own default): a failover before the
+    /// master sent it to its replica loses it.
+    #[default]
+    Master,
+    /// The master applied it and at least this many replicas confirmed it
+    /// (`WAIT`, within [`REPLICA_WAIT`]): a failover to one of them keeps
+    /// it. Not confirmed in time is a retryable error, and the write may
+    /// or may not survive a failover.
+    Replicated(u32),
+}
+
+/// How long an enqueue or an ack waits for its replicas
+/// ([`Durability::Replicated`]).
+pub const REPLICA_WAIT: Duration = Duration::from_secs(2);
 
 /// Succeeded records kept per tenant by default: at 10,000 jobs/s a record
 /// TTL alone would keep hundreds of millions.
@@ -127,6 +148,7 @@ impl QueueConfig {
             dead_ttl: Duration::from_secs(7 * 24 * 3600),
             dead_cap: 10_000,
             keep_succeeded: Some(DEFAULT_KEEP_SUCCEEDED),
+            durability: Durability::Master,
         }
     }
 

@@ -46,15 +46,16 @@ impl Queue {
         calls: &[Call<'_>],
     ) -> Result<Vec<redis::RedisResult<Value>>, QueueError> {
         let groups = self.by_slot(calls);
+        let replicas = self.replicas_for(op);
         if groups.len() <= 1 {
             let all: Vec<usize> = (0..calls.len()).collect();
             return self
-                .run_group(calls, &all)
+                .run_group(calls, &all, replicas)
                 .await
                 .map_err(|e| self.error(op, e));
         }
-        let sent =
-            futures_util::future::join_all(groups.iter().map(|g| self.run_group(calls, g))).await;
+        let each = groups.iter().map(|g| self.run_group(calls, g, replicas));
+        let sent = futures_util::future::join_all(each).await;
         let mut results: Vec<Option<redis::RedisResult<Value>>> =
             calls.iter().map(|_| None).collect();
         let mut first_error = None;
@@ -101,15 +102,48 @@ impl Queue {
         groups.into_iter().map(|(_, g)| g).collect()
     }
 
+    /// Replicas an `op` waits for: enqueues and acks, under
+    /// [`super::Durability::Replicated`]; 0 for everything else.
+    fn replicas_for(&self, op: &str) -> u32 {
+        match self.inner.config.durability {
+            super::Durability::Replicated(n) if matches!(op, "enqueue" | "ack") => n,
+            _ => 0,
+        }
+    }
+
+    /// The pipeline of `calls`, each answering for itself, ending with
+    /// `WAIT` when `replicas` must confirm them.
+    fn group_pipe<'c>(
+        &self,
+        calls: impl Iterator<Item = &'c Call<'c>>,
+        replicas: u32,
+    ) -> redis::Pipeline {
+        let functions = !self.inner.eval_only.load(Ordering::Relaxed);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for call in calls {
+            pipe.add_command(call.command(functions));
+        }
+        if replicas > 0 {
+            let wait_ms = super::REPLICA_WAIT.as_millis() as u64;
+            pipe.cmd("WAIT").arg(replicas).arg(wait_ms);
+        }
+        pipe
+    }
+
     /// Run the calls at positions `todo` in one pipeline (all in one slot
     /// on a cluster); one result each, in `todo`'s order. `Err` when the
-    /// first send failed.
+    /// first send failed. With `replicas`, the pipeline ends with `WAIT`:
+    /// the calls it applied count only once that many replicas have them
+    /// (see [`unconfirmed`]).
     async fn run_group(
         &self,
         calls: &[Call<'_>],
         todo: &[usize],
+        replicas: u32,
     ) -> Result<Vec<redis::RedisResult<Value>>, redis::RedisError> {
-        let mut conn = self.redis.conn();
+        // Never sent twice by the client (see `AsyncRedis::once_conn`).
+        let mut conn = self.redis.once_conn();
         let mut results: Vec<Option<redis::RedisResult<Value>>> =
             todo.iter().map(|_| None).collect();
         // Positions in `todo` (and `results`) still to send.
@@ -117,15 +151,15 @@ impl Queue {
         // At most: sent, the library found missing and loaded (or refused:
         // EVALSHA from then on), a script found missing and loaded.
         for attempt in 0..3 {
-            let functions = !self.inner.eval_only.load(Ordering::Relaxed);
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for &k in &pending {
-                pipe.add_command(calls[todo[k]].command(functions));
-            }
+            let pipe = self.group_pipe(pending.iter().map(|&k| &calls[todo[k]]), replicas);
             self.count_round_trip();
             let sent = Instant::now();
-            let replies: Vec<redis::RedisResult<Value>> = match pipe.query_async(&mut conn).await {
+            let sent_pipe = send_until_served(&mut conn, &pipe).await;
+            let replies: Vec<redis::RedisResult<Value>> = match sent_pipe {
+                Ok(mut replies) if replicas > 0 => {
+                    let waited: Option<redis::RedisResult<Value>> = replies.pop();
+                    unconfirmed(replies, waited, replicas)
+                }
                 Ok(replies) => replies,
                 Err(e) if attempt == 0 => return Err(e),
                 Err(e) => {
@@ -168,5 +202,119 @@ impl Queue {
         calls: &[Call<'_>],
     ) -> Result<Vec<Value>, QueueError> {
         self.run_calls(op, calls).await?.into_iter().collect()
+    }
+}
+
+/// The replies of a pipeline that ended with `WAIT replicas …`: as they
+/// are if `waited` says enough replicas confirmed; otherwise each call
+/// that Redis applied is a retryable error instead (it may or may not
+/// survive a failover), and the refusals stay what they were (a call
+/// refused for a missing script is sent again, with `WAIT` again).
+fn unconfirmed(
+    replies: Vec<redis::RedisResult<Value>>,
+    waited: Option<redis::RedisResult<Value>>,
+    replicas: u32,
+) -> Vec<redis::RedisResult<Value>> {
+    let confirmed = match &waited {
+        Some(Ok(Value::Int(n))) => *n >= i64::from(replicas),
+        _ => false,
+    };
+    if confirmed {
+        return replies;
+    }
+    let why = match waited {
+        Some(Ok(Value::Int(n))) => format!(
+            "{n} of {replicas} replicas confirmed the write within {:?}",
+            super::REPLICA_WAIT
+        ),
+        Some(Err(e)) => format!("WAIT for {replicas} replicas failed: {e}"),
+        _ => format!("no reply to WAIT for {replicas} replicas"),
+    };
+    replies
+        .into_iter()
+        .map(|reply| match reply {
+            Ok(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("not replicated ({why}); it may or may not survive a failover"),
+            ))),
+            refused => refused,
+        })
+        .collect()
+}
+
+/// Send `pipe` (one slot's calls) until a master serves it: a reply that
+/// says the slot is elsewhere or not served now (`MOVED`, `ASK`,
+/// `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `LOADING`) means
+/// no call of it ran, so it goes again after a backoff (10 ms doubling,
+/// at most 5 s in all). `ASK` is not followed: the scripts' keys are not
+/// all declared, and on a slot being migrated they would run against
+/// half-moved data; they wait until the slot has moved instead. Anything
+/// else (a lost connection: the calls may have run) is the caller's.
+async fn send_until_served(
+    conn: &mut crate::redis::Conn,
+    pipe: &redis::Pipeline,
+) -> redis::RedisResult<Vec<redis::RedisResult<Value>>> {
+    let started = Instant::now();
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        match pipe.query_async(conn).await {
+            Err(e) if not_served(&e) && started.elapsed() < NOT_SERVED_FOR => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a pipeline is sent again while its slot is not served.
+const NOT_SERVED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Redis refused the command before running it: its slot is elsewhere or
+/// not served right now.
+fn not_served(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            S::Moved
+                | S::Ask
+                | S::TryAgain
+                | S::ClusterDown
+                | S::MasterDown
+                | S::ReadOnly
+                | S::BusyLoading
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_count_only_once_enough_replicas_confirm_them() {
+        let replies = || {
+            vec![
+                Ok(Value::Int(1)),
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "refused",
+                ))),
+            ]
+        };
+        let kept = unconfirmed(replies(), Some(Ok(Value::Int(1))), 1);
+        assert!(matches!(kept[0], Ok(Value::Int(1))));
+        let short = unconfirmed(replies(), Some(Ok(Value::Int(0))), 1);
+        let e = short[0].as_ref().unwrap_err();
+        assert!(
+            e.is_io_error() && e.to_string().contains("0 of 1 replicas"),
+            "{e}"
+        );
+        assert!(
+            !short[1].as_ref().unwrap_err().is_io_error(),
+            "a refusal stays a refusal"
+        );
+        assert!(unconfirmed(replies(), None, 1)[0].is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! A private Redis Cluster of child processes, for `spool dev --cluster`,
-//! `spool bench --cluster` and the tests: `masters` masters with
+//! A private Redis Cluster of child processes, for `spool dev --cluster`
+//! and the tests: `masters` masters with
 //! `replicas` replicas each, every node a [`RedisServer`] on a free
 //! loopback port with its own data directory, joined by
 //! `redis-cli --cluster create` (which ships with `redis-server`).

@@ -21,6 +21,8 @@ pub struct AsyncRedis {
     shown: Arc<str>,
     opener: Opener,
     conn: Conn,
+    /// [`AsyncRedis::once_conn`].
+    once: Conn,
 }
 
 /// What opens more connections like [`AsyncRedis::conn`].
@@ -60,6 +62,7 @@ impl AsyncRedis {
                     return Ok(AsyncRedis {
                         shown,
                         opener,
+                        once: conn.clone(),
                         conn,
                     });
                 }
@@ -69,20 +72,33 @@ impl AsyncRedis {
         let client = cluster_builder(&seeds, Some(RESPONSE_TIMEOUT))
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        let conn = client
-            .get_async_connection()
-            .await
-            .map_err(|source| RedisError::classify(&shown, "connect", source))?;
+        let once = cluster_builder(&seeds, Some(RESPONSE_TIMEOUT))
+            .retries(0)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let once = cluster_connection(&once, &shown).await?;
+        let conn = cluster_connection(&client, &shown).await?;
         Ok(AsyncRedis {
             shown,
             opener: Opener::Cluster(Box::new(client)),
-            conn: Conn::Cluster(conn),
+            conn,
+            once,
         })
     }
 
     /// The shared connection (a clone of the handle; commands multiplex).
     pub fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// A connection whose commands the client never sends twice: on a
+    /// cluster, one whose client retries nothing (it still learns where
+    /// slots moved), for the queue's scripts, which must not run twice
+    /// when a connection drops after they ran. The caller sends again what
+    /// Redis refused unrun. On one server, the shared connection (its
+    /// client never sends a command twice).
+    pub fn once_conn(&self) -> Conn {
+        self.once.clone()
     }
 
     /// Whether this is a Redis Cluster.
@@ -134,6 +150,14 @@ impl AsyncRedis {
     pub fn error(&self, op: &'static str, source: redis::RedisError) -> RedisError {
         RedisError::classify(&self.shown, op, source)
     }
+}
+
+async fn cluster_connection(client: &ClusterClient, shown: &str) -> Result<Conn, RedisError> {
+    client
+        .get_async_connection()
+        .await
+        .map(Conn::Cluster)
+        .map_err(|source| RedisError::classify(shown, "connect", source))
 }
 
 /// Whether the server behind `conn` runs in cluster mode. A server that

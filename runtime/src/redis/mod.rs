@@ -32,7 +32,7 @@ pub use cluster_server::{ClusterShape, RedisCluster};
 pub use conn::{Conn, SyncConn};
 pub use connect::AsyncRedis;
 pub use error::RedisError;
-pub use nodes::{Node, query_at, slot_of};
+pub use nodes::Node;
 pub use server::{RedisServer, RedisServerError};
 pub use sync::SyncRedis;
 pub use target::Target;

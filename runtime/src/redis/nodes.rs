@@ -47,49 +47,6 @@ impl Node {
     }
 }
 
-/// The cluster slot of `key` (`CLUSTER KEYSLOT`): CRC16/XMODEM of its
-/// `{hash tag}` (or of the whole key) modulo 16384.
-pub fn slot_of(key: &[u8]) -> u16 {
-    let tagged = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    let mut crc: u16 = 0;
-    for &byte in tagged {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
-}
-
-/// Run `cmd` on the master serving `key`'s slot (on one server, the
-/// server): for commands about a connection rather than a key (`CLIENT
-/// ID`, `CLIENT UNBLOCK`) that must reach the node a keyed command went to.
-pub async fn query_at<T: FromRedisValue>(conn: &mut Conn, key: &str, cmd: &Cmd) -> RedisResult<T> {
-    use redis::cluster_routing::{Route, SlotAddr};
-    match conn {
-        Conn::Single(_) => cmd.query_async(conn).await,
-        Conn::Cluster(c) => {
-            let route = Route::new(slot_of(key.as_bytes()), SlotAddr::Master);
-            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-            Ok(redis::from_redis_value(
-                c.route_command(cmd.clone(), routing).await?,
-            )?)
-        }
-    }
-}
-
 /// The masters behind `conn`: from `CLUSTER SLOTS` on a cluster (each
 /// range's first node is its master), the one server otherwise.
 pub(crate) async fn masters(conn: &Conn) -> RedisResult<Vec<Node>> {
@@ -150,17 +107,6 @@ mod tests {
             Value::Int(port),
             Value::BulkString(b"id".to_vec()),
         ])
-    }
-
-    #[test]
-    fn slots_match_redis_keyslot() {
-        // `CLUSTER KEYSLOT` of each, from Redis.
-        assert_eq!(slot_of(b"foo"), 12182);
-        assert_eq!(slot_of(b"bar"), 5061);
-        assert_eq!(slot_of(b"hello"), 866);
-        assert_eq!(slot_of(b"spool:{q/acme}:ready"), slot_of(b"q/acme"));
-        assert_eq!(slot_of(b"a{}b"), slot_of(b"a{}b"));
-        assert_ne!(slot_of(b"a{}b"), slot_of(b""));
     }
 
     #[test]

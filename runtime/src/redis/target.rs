@@ -21,38 +21,35 @@ impl Target {
     /// the error names the entry and what was expected.
     pub fn parse(url: &str) -> Result<Target, RedisError> {
         let url = url.trim();
-        if !url.contains(',') {
-            return Ok(Target::One(url.to_string()));
-        }
         let bad = |reason: String| RedisError::BadUrl {
             url: redact(url),
             reason,
         };
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| bad("a list of cluster nodes needs a scheme, e.g. redis://".into()))?;
-        let mut hosts = rest.split(',');
-        let first = hosts.next().unwrap_or_default();
-        // Credentials and options ride on the first entry; the others are
-        // HOST:PORT only.
-        let (auth, first_host) = match first.rsplit_once('@') {
-            Some((auth, host)) => (format!("{auth}@"), host),
-            None => (String::new(), first),
+        // Credentials may hold commas: only the part after the last `@`
+        // lists nodes.
+        let (head, hosts) = match url.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => match url.split_once("://") {
+                Some((scheme, hosts)) => (format!("{scheme}://"), hosts),
+                None => (String::new(), url),
+            },
         };
-        let mut seeds = vec![format!("{scheme}://{auth}{first_host}")];
-        for host in hosts {
-            let host = host.trim();
-            if host.is_empty() || host.contains('@') || host.contains('/') {
-                // Never echo credentials: name the entry by its host.
-                let shown = host.rsplit('@').next().unwrap_or_default();
+        if !hosts.contains(',') {
+            return Ok(Target::One(url.to_string()));
+        }
+        if !head.contains("://") {
+            return Err(bad(
+                "a list of cluster nodes needs a scheme, e.g. redis://".into()
+            ));
+        }
+        let mut seeds = Vec::new();
+        for host in hosts.split(',').map(str::trim) {
+            if host.is_empty() || host.contains(['/', '?', '@']) {
                 return Err(bad(format!(
-                    "cluster node {shown:?} must be HOST:PORT (credentials and the database go on the first node only)"
+                    "cluster node {host:?} must be HOST:PORT (credentials go before the first node; a cluster has no database number or options here)"
                 )));
             }
-            seeds.push(format!("{scheme}://{auth}{host}"));
-        }
-        if first_host.is_empty() {
-            return Err(bad("the first cluster node has no host".into()));
+            seeds.push(format!("{head}{host}"));
         }
         Ok(Target::Seeds(seeds))
     }
@@ -96,13 +93,25 @@ mod tests {
         for (url, names) in [
             ("h1:7000,h2:7001", "scheme"),
             ("redis://h1:7000,", "\"\""),
-            ("redis://h1:7000,u:p@h2:7001", "h2"),
-            ("redis://,h2:1", "no host"),
+            ("redis://,h2:1", "\"\""),
+            ("redis://:p@h1:7000/2,h2:7001", "h1:7000/2"),
         ] {
             let err = Target::parse(url).unwrap_err().to_string();
             assert!(err.contains(names), "{url}: {err}");
             assert!(!err.contains(":p@"), "{err} leaks a password");
         }
+    }
+
+    #[test]
+    fn a_comma_in_a_password_is_not_a_list() {
+        assert_eq!(
+            Target::parse("redis://:a,b@h:6379").unwrap(),
+            Target::One("redis://:a,b@h:6379".into())
+        );
+        assert_eq!(
+            Target::parse("redis://:a,b@h1:1,h2:2").unwrap(),
+            Target::Seeds(vec!["redis://:a,b@h1:1".into(), "redis://:a,b@h2:2".into()])
+        );
     }
 
     #[test]
