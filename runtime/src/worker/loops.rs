@@ -86,6 +86,7 @@ pub(super) async fn claim_loop(
         outage,
         blocking: None,
         lost_claim: false,
+        retry_unsure_at: None,
         empty: 0,
         unsure: Vec::new(),
     };
@@ -151,6 +152,9 @@ struct Claimer {
     blocking: Option<crate::queue::WakeWait>,
     /// The last claim failed: it may have been applied with its reply lost.
     lost_claim: bool,
+    /// Recovering the unsure tenants failed (their master is away): claims
+    /// for the others go on meanwhile, and recovery is tried again then.
+    retry_unsure_at: Option<std::time::Instant>,
     /// Claims in a row that got no job.
     empty: u32,
     /// Tenants whose claim replies could not be read: their claims may
@@ -170,7 +174,10 @@ impl Claimer {
             return self.until_stopped(freed.freed.notified()).await;
         }
         let want = (limit - held).min(self.config.batch.max(1));
-        if self.lost_claim || !self.unsure.is_empty() {
+        let unsure_due = self
+            .retry_unsure_at
+            .is_none_or(|at| std::time::Instant::now() >= at);
+        if self.lost_claim || (!self.unsure.is_empty() && unsure_due) {
             return self.recover().await;
         }
         let c = &self.config;
@@ -233,8 +240,13 @@ impl Claimer {
         } else {
             let tenants = std::mem::take(&mut self.unsure);
             let r = self.queue.recover_tenants(worker, &tenants, &known).await;
-            if r.is_err() {
+            if let Err(e) = &r {
+                // Their master is away: the other tenants' claims go on,
+                // and these are tried again after the outage's delay.
+                let delay = self.outage.failed("recovering a lost claim", e);
+                self.retry_unsure_at = Some(std::time::Instant::now() + delay);
                 self.unsure = tenants;
+                return Step::Continue;
             }
             r
         };
@@ -242,6 +254,7 @@ impl Claimer {
             Ok(released) => {
                 self.lost_claim = false;
                 self.unsure.clear();
+                self.retry_unsure_at = None;
                 if !released.is_empty() {
                     tracing::warn!(
                         jobs = released.len(),

@@ -239,7 +239,13 @@ where
             conn = None;
             match ended {
                 Ok(()) => response.as_mut().poll(cx),
-                Err(e) => Poll::Ready(Err(Error::from(e))),
+                // A server that answers before it has read the whole body
+                // and closes: the connection fails writing the rest, but
+                // the answer may have been read first. It is the answer.
+                Err(e) => match response.as_mut().poll(cx) {
+                    Poll::Ready(Ok(answer)) => Poll::Ready(Ok(answer)),
+                    _ => Poll::Ready(Err(Error::from(e))),
+                },
             }
         }
     })
