@@ -20,6 +20,18 @@ pub(crate) struct Announce {
 }
 
 impl Announce {
+    /// "`tenant` may have work now", with no sequence number: names the
+    /// tenant in `Q:seq` if it is not there, puts it in the ready set and
+    /// wakes a worker. For when an enqueue's reply is missing.
+    pub fn nudge(tenant: &str) -> Announce {
+        Announce {
+            tenant: tenant.to_string(),
+            seq: 0,
+            timer: 0,
+            ready: true,
+        }
+    }
+
     /// Split a tenant script's reply `{announce_seq, timer_us, ready,
     /// rest...}`: the announcement (if any) and the rest.
     pub fn split(

@@ -100,19 +100,7 @@ impl Queue {
             })
             .collect();
         let replies = self.run_raw("enqueue", &calls).await?;
-        let mut done: Vec<Option<Enqueued>> = vec![None; jobs.len()];
-        let (mut heard, mut refused) = (Vec::new(), None);
-        for ((tenant, indices), reply) in parts.iter().zip(replies) {
-            match self.enqueued(tenant, reply, indices, jobs) {
-                Ok((announce, ids)) => {
-                    heard.extend(announce);
-                    for (&i, e) in indices.iter().zip(ids) {
-                        done[i] = Some(e);
-                    }
-                }
-                Err(e) => refused = refused.or(Some(e)),
-            }
-        }
+        let (done, heard, refused) = self.gather_enqueued(&parts, replies, jobs);
         // Announce what was stored, even when a call was refused. A failed
         // announcement does not fail the enqueue (the jobs are stored; a
         // retry would enqueue them twice): the sweep finds them.
@@ -123,6 +111,45 @@ impl Queue {
         done.into_iter()
             .map(|e| e.ok_or_else(|| QueueError::protocol("enqueue", "a job without an id")))
             .collect()
+    }
+
+    /// The replies of [`Queue::enqueue_many`]'s calls: each job's id, what
+    /// to announce, and the first refusal.
+    fn gather_enqueued(
+        &self,
+        parts: &[(&str, Vec<usize>)],
+        replies: Vec<redis::RedisResult<Value>>,
+        jobs: &[NewJob],
+    ) -> (Vec<Option<Enqueued>>, Vec<Announce>, Option<QueueError>) {
+        let mut done: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+        let (mut heard, mut refused) = (Vec::new(), None);
+        for ((tenant, indices), reply) in parts.iter().zip(replies) {
+            match self.enqueued(tenant, reply, indices, jobs) {
+                Ok((announce, ids)) => {
+                    // An idempotency key that named a stored job: this may
+                    // be the retry of a call whose reply was lost (or not
+                    // confirmed by a replica) after it stored the job and
+                    // marked the tenant as announced, and so before anyone
+                    // announced it. Announce it again (idempotent).
+                    let repeat = ids.iter().any(|e| !e.created);
+                    heard.extend(announce.or_else(|| repeat.then(|| Announce::nudge(tenant))));
+                    for (&i, e) in indices.iter().zip(ids) {
+                        done[i] = Some(e);
+                    }
+                }
+                Err(e) => {
+                    // Applied with its reply lost (or not confirmed):
+                    // announce in case it was stored (a visit that finds
+                    // nothing costs one claim call). A refusal stored
+                    // nothing.
+                    if e.is_retryable() {
+                        heard.push(Announce::nudge(tenant));
+                    }
+                    refused = refused.or(Some(e));
+                }
+            }
+        }
+        (done, heard, refused)
     }
 
     /// One enqueue call's reply: what to announce, and the jobs' ids.

@@ -142,8 +142,7 @@ impl Queue {
         todo: &[usize],
         replicas: u32,
     ) -> Result<Vec<redis::RedisResult<Value>>, redis::RedisError> {
-        // Never sent twice by the client (see `AsyncRedis::once_conn`).
-        let mut conn = self.redis.once_conn();
+        let mut conn = self.redis.once_conn(); // never sent twice by the client
         let mut results: Vec<Option<redis::RedisResult<Value>>> =
             todo.iter().map(|_| None).collect();
         // Positions in `todo` (and `results`) still to send.
@@ -161,8 +160,12 @@ impl Queue {
                     unconfirmed(replies, waited, replicas)
                 }
                 Ok(replies) => replies,
-                Err(e) if attempt == 0 => return Err(e),
+                Err(e) if attempt == 0 => {
+                    self.redis.renew_once(&e).await;
+                    return Err(e);
+                }
                 Err(e) => {
+                    self.redis.renew_once(&e).await;
                     for &k in &pending {
                         results[k] = Some(Err(e.clone()));
                     }

@@ -21,8 +21,10 @@ pub struct AsyncRedis {
     shown: Arc<str>,
     opener: Opener,
     conn: Conn,
-    /// [`AsyncRedis::once_conn`].
-    once: Conn,
+    /// [`AsyncRedis::once_conn`], renewed by [`AsyncRedis::renew_once`].
+    once: Arc<std::sync::Mutex<Conn>>,
+    /// What opens it anew on a cluster (none on one server).
+    once_client: Option<Box<ClusterClient>>,
 }
 
 /// What opens more connections like [`AsyncRedis::conn`].
@@ -62,7 +64,8 @@ impl AsyncRedis {
                     return Ok(AsyncRedis {
                         shown,
                         opener,
-                        once: conn.clone(),
+                        once: Arc::new(std::sync::Mutex::new(conn.clone())),
+                        once_client: None,
                         conn,
                     });
                 }
@@ -76,13 +79,14 @@ impl AsyncRedis {
             .retries(0)
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        let once = cluster_connection(&once, &shown).await?;
+        let once_conn = cluster_connection(&once, &shown).await?;
         let conn = cluster_connection(&client, &shown).await?;
         Ok(AsyncRedis {
             shown,
             opener: Opener::Cluster(Box::new(client)),
             conn,
-            once,
+            once: Arc::new(std::sync::Mutex::new(once_conn)),
+            once_client: Some(Box::new(once)),
         })
     }
 
@@ -98,7 +102,23 @@ impl AsyncRedis {
     /// Redis refused unrun. On one server, the shared connection (its
     /// client never sends a command twice).
     pub fn once_conn(&self) -> Conn {
-        self.once.clone()
+        crate::locks::lock(&self.once).clone()
+    }
+
+    /// After `e` on [`AsyncRedis::once_conn`]: if the connection failed,
+    /// open that connection anew. A cluster client that retries nothing
+    /// does not find its way back by itself once every node was gone (a
+    /// whole cluster restarted).
+    pub async fn renew_once(&self, e: &redis::RedisError) {
+        let Some(client) = &self.once_client else {
+            return;
+        };
+        if !super::error::is_connection_trouble(e) {
+            return;
+        }
+        if let Ok(fresh) = cluster_connection(client, &self.shown).await {
+            *crate::locks::lock(&self.once) = fresh;
+        }
     }
 
     /// Whether this is a Redis Cluster.
