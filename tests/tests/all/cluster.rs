@@ -164,9 +164,6 @@ fn master_of(env: &mut Env, key: &str) -> usize {
 }
 
 #[test]
-#[ignore = "fails in about 1 run of 3: after the failover the promoted replica holds every job \
-            record but not the queue's tenant index (`Q:seq`, same master), so `spool job` cannot \
-            find the jobs; under investigation (issue 16)"]
 fn a_killed_master_fails_over_and_no_acknowledged_job_is_lost() {
     let mut env = Env::on_cluster("cluster-failover");
     let config = QueueConfig {
