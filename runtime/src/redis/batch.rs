@@ -24,11 +24,6 @@ impl Batch {
         self
     }
 
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.cmds.is_empty()
-    }
-
     /// Run every command; their replies in order. One failed send (or a
     /// refused command) fails the whole: for reads and for writes that
     /// may be sent again.

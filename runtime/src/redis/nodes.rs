@@ -1,6 +1,7 @@
 //! The masters of a cluster, each addressable on its own, for the few
-//! operations that are about the whole data set rather than one key:
-//! `SCAN` (purges, listings, stats), `INFO`, `DBSIZE`. On a standalone
+//! operations that are about a whole server rather than one key (`INFO`
+//! for `spool bench`; the blocking pool's `SCAN` in redis/sync.rs reads
+//! the same `CLUSTER SLOTS` through [`master_addrs`]). On a standalone
 //! server there is one "master", the server.
 
 use super::conn::Conn;
