@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what building and testing Spool needs and a fresh machine may lack:
 # the wasm32-wasip2 Rust target (plugins are built for it), redis-server
-# (the queue; tests start their own on free ports, and redis-cli joins their
-# clusters), Chromium and chromedriver
+# (the queue; tests start their own servers and clusters on free ports, and
+# the bench scripts talk to them with redis-cli), Chromium and chromedriver
 # (the dashboard's browser tests) and redis-py (the Python enqueuer example,
 # run by the tests).
 set -euo pipefail

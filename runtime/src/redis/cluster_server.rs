@@ -1,12 +1,14 @@
-//! A private Redis Cluster of child processes, for `spool dev --cluster`
-//! and the tests: `masters` masters with
-//! `replicas` replicas each, every node a [`RedisServer`] on a free
-//! loopback port with its own data directory, joined by
-//! `redis-cli --cluster create` (which ships with `redis-server`).
+//! A private Redis Cluster of child processes, for `spool dev --cluster`,
+//! `spool bench` and the tests: `masters` masters with `replicas` replicas
+//! each, every node a [`RedisServer`] on a free loopback port (and a free
+//! cluster bus port: the default port + 10000 may fall in the kernel's
+//! ephemeral range) with its own data directory, joined by plain cluster
+//! commands ([`cluster_admin::join`]) so that `redis-server` alone is
+//! needed and one master is a cluster too.
 
-use super::server::{RedisServer, RedisServerError};
+use super::cluster_admin;
+use super::server::{RedisServer, RedisServerError, free_port};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running cluster we started. Dropping it kills every node.
@@ -14,13 +16,15 @@ use std::time::{Duration, Instant};
 pub struct RedisCluster {
     /// The nodes, masters first as created (a failover may swap roles).
     nodes: Vec<RedisServer>,
+    /// Each node's cluster bus port, in `nodes`' order.
+    buses: Vec<u16>,
     masters: usize,
 }
 
 /// How the cluster is laid out.
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterShape {
-    /// Masters (at least 3: `redis-cli --cluster create` wants 3).
+    /// Masters (at least 1).
     pub masters: usize,
     /// Replicas per master.
     pub replicas: usize,
@@ -42,59 +46,55 @@ impl ClusterShape {
             fsync,
         }
     }
+
+    /// `masters` masters and no replicas: what `spool bench` measures
+    /// scaling on (a replica would only add its own CPU to the machine).
+    pub fn masters_only(masters: usize, node_timeout: Duration, fsync: &'static str) -> Self {
+        ClusterShape {
+            masters,
+            replicas: 0,
+            node_timeout,
+            fsync,
+        }
+    }
 }
 
 impl RedisCluster {
     /// Start the nodes under `dir` (one subdirectory each), join them, and
     /// wait until every node says `cluster_state:ok`.
     pub fn start(dir: &Path, shape: ClusterShape) -> Result<Self, RedisServerError> {
-        let extra = [
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-            "--cluster-node-timeout",
-            &shape.node_timeout.as_millis().to_string(),
-            // A replica may take over however long ago it last heard its
-            // master: in a small cluster losing a master must not stop it.
-            "--cluster-replica-validity-factor",
-            "0",
-        ]
-        .map(String::from);
-        let count = shape.masters * (1 + shape.replicas);
+        let masters = shape.masters.max(1);
+        let count = masters * (1 + shape.replicas);
         let mut nodes = Vec::with_capacity(count);
+        let mut buses = Vec::with_capacity(count);
         for i in 0..count {
+            let bus = free_port();
             let node_dir = dir.join(format!("node-{i}"));
-            nodes.push(RedisServer::start_with(&node_dir, shape.fsync, &extra)?);
+            nodes.push(RedisServer::start_with(
+                &node_dir,
+                shape.fsync,
+                &node_args(shape.node_timeout, bus),
+            )?);
+            buses.push(bus);
         }
         let cluster = RedisCluster {
             nodes,
-            masters: shape.masters,
+            buses,
+            masters,
         };
-        cluster.create(shape.replicas)?;
+        let joined: Vec<(&RedisServer, u16)> = cluster
+            .nodes
+            .iter()
+            .zip(cluster.buses.iter().copied())
+            .collect();
+        cluster_admin::join(&joined, masters).map_err(|reason| {
+            cluster.failed(
+                format!("joining the nodes failed: {reason}"),
+                &cluster.nodes[0].dir().join("redis.log"),
+            )
+        })?;
         cluster.wait_ok(Duration::from_secs(30))?;
         Ok(cluster)
-    }
-
-    /// `redis-cli --cluster create … --cluster-replicas N --cluster-yes`.
-    fn create(&self, replicas: usize) -> Result<(), RedisServerError> {
-        let log = self.nodes[0].dir().join("cluster-create.log");
-        let out = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())))
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| self.failed(format!("redis-cli could not run: {e}"), &log))?;
-        let _ = std::fs::write(&log, [&out.stdout[..], &out.stderr[..]].concat());
-        if !out.status.success() {
-            return Err(self.failed(
-                format!("redis-cli --cluster create exited with {}", out.status),
-                &log,
-            ));
-        }
-        Ok(())
     }
 
     /// Wait until every running node reports `cluster_state:ok` and
@@ -164,10 +164,60 @@ impl RedisCluster {
         self.wait_ok(Duration::from_secs(30))
     }
 
+    /// Move `slot` and its keys to the master on node `to`, while clients
+    /// keep running, `batch` keys per `MIGRATE` (see
+    /// [`cluster_admin::move_slot`]). Returns how many keys moved; 0 when
+    /// `to` already serves it.
+    pub fn move_slot(&self, slot: u16, to: usize, batch: usize) -> Result<usize, String> {
+        let target = &self.nodes[to];
+        let map = cluster_admin::slot_map(target)?;
+        let owner = map
+            .iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&slot))
+            .map(|(_, _, port)| *port)
+            .ok_or_else(|| format!("no master serves slot {slot}"))?;
+        if owner == target.port() {
+            return Ok(0);
+        }
+        let by_port = |port: u16| self.nodes.iter().find(|n| n.port() == port);
+        let from =
+            by_port(owner).ok_or_else(|| format!("slot {slot}: owner :{owner} is not ours"))?;
+        let mut masters: Vec<&RedisServer> =
+            map.iter().filter_map(|(_, _, p)| by_port(*p)).collect();
+        masters.push(target);
+        masters.dedup_by_key(|n| n.port());
+        cluster_admin::move_slot(slot, from, target, &masters, batch)
+    }
+
     /// How many masters the cluster was created with.
     pub fn masters(&self) -> usize {
         self.masters
     }
+}
+
+/// The `redis-server` arguments of a cluster node with bus port `bus`.
+fn node_args(node_timeout: Duration, bus: u16) -> Vec<String> {
+    [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-port",
+        &bus.to_string(),
+        // A node learns its own address from the first node that meets
+        // it; a one-master cluster meets no one, and would tell clients
+        // its slots are at ":PORT".
+        "--cluster-announce-ip",
+        "127.0.0.1",
+        "--cluster-node-timeout",
+        &node_timeout.as_millis().to_string(),
+        // A replica may take over however long ago it last heard its
+        // master: in a small cluster losing a master must not stop it.
+        "--cluster-replica-validity-factor",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// Whether `node` answers `cluster_state:ok` and lists `total` nodes.

@@ -16,6 +16,7 @@
 //!   and the tests; [`RedisCluster`], a private cluster of them.
 
 mod batch;
+mod cluster_admin;
 mod cluster_server;
 mod conn;
 mod connect;

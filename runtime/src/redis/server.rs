@@ -252,7 +252,7 @@ const PORTS: std::ops::Range<u16> = 20_000..32_000;
 /// process never takes it). Each process starts at its own offset, so two
 /// processes rarely try the same ports; when they do, the second bind
 /// fails and [`RedisServer::start`] tries the next one.
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let span = u32::from(PORTS.end - PORTS.start);
