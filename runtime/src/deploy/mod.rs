@@ -3,7 +3,8 @@
 //! Knows nothing of wasm or queues: workers validate and compile what it
 //! hands them.
 //!
-//! - [`versions`]: the history, pins, deploys, rollbacks and blobs;
+//! - [`versions`]: the history, pins, deploys, rollbacks, forgetting;
+//! - [`blobs`]: the versions' bytes, a slot per digest;
 //! - [`history`]: what serves now, and what a rollback returns to;
 //! - [`events`]: the stream workers block on (pin changes, cache purges);
 //! - [`reports`]: what each worker says it serves;
@@ -11,13 +12,15 @@
 //!
 //! # Keys
 //!
-//! Every key starts with `PREFIX:{plugins}` (one Redis Cluster slot, so each
-//! script's keys share it). The store is per prefix, not per queue: a deploy
-//! reaches the workers of every queue.
+//! Every key but the bytes starts with `PREFIX:{plugins}` (one Redis
+//! Cluster slot, so each script's keys share it); the bytes are
+//! `PREFIX:blob:{DIGEST}:NAME`, a slot per digest (see [`blobs`]). The
+//! store is per prefix, not per queue: a deploy reaches the workers of
+//! every queue.
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `…:blob:NAME:DIGEST` | string | component bytes, content-addressed |
+//! | `PREFIX:blob:{DIGEST}:NAME` | string | component bytes, content-addressed |
 //! | `…:pinned` | hash | NAME → the version entry every worker serves |
 //! | `…:history:NAME` | list | version entries (JSON), newest first, capped |
 //! | `…:names` | set | plugins with a history |
@@ -34,6 +37,7 @@
 //! included, so it can be rolled back to) but pinned nowhere.
 //! [`FleetStore::unpin`] hands the plugin back to the directories.
 
+mod blobs;
 mod error;
 mod events;
 mod history;
@@ -68,6 +72,9 @@ pub const REPORT_TTL: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct FleetStore {
     redis: AsyncRedis,
+    /// `PREFIX`, for the bytes' keys.
+    prefix: String,
+    /// `PREFIX:{plugins}`, every other key's start.
     keys: String,
     scripts: Arc<Scripts>,
 }
@@ -104,6 +111,7 @@ impl FleetStore {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, DeployError> {
         Ok(FleetStore {
             redis: AsyncRedis::open(url).await?,
+            prefix: prefix.to_string(),
             keys: format!("{prefix}:{{plugins}}"),
             scripts: Arc::new(Scripts::load()),
         })
@@ -114,6 +122,7 @@ impl FleetStore {
     pub fn over(redis: AsyncRedis, prefix: &str) -> Self {
         FleetStore {
             redis,
+            prefix: prefix.to_string(),
             keys: format!("{prefix}:{{plugins}}"),
             scripts: Arc::new(Scripts::load()),
         }

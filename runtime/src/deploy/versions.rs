@@ -9,6 +9,13 @@ use crate::ids::{PluginName, Version, now_us};
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
 
+/// What `put.lua` did (a conflict is an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Put {
+    Recorded,
+    Unchanged,
+}
+
 /// What [`FleetStore::record_directory`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -39,12 +46,14 @@ impl FleetStore {
         by: &str,
     ) -> Result<(VersionEntry, bool), DeployError> {
         let entry = self.entry(name, bytes, sdk, manifest, Action::Deploy, by)?;
-        let done = self.put(name, &entry, Some(bytes), Some("*")).await?;
-        Ok((entry, done != "unchanged"))
+        self.stage_blob(name, &entry.digest, bytes).await?;
+        let done = self.put(name, &entry, Some("*")).await?;
+        self.keep_blob(name, &entry.digest).await?;
+        Ok((entry, done != Put::Unchanged))
     }
 
     /// Record a version a worker loaded from its directory (bytes sent only
-    /// when the store lacks them).
+    /// when the store lacks them: every worker records the same files).
     pub async fn record_directory(
         &self,
         name: &PluginName,
@@ -54,17 +63,18 @@ impl FleetStore {
         by: &str,
     ) -> Result<Recorded, DeployError> {
         let entry = self.entry(name, bytes, sdk, manifest, Action::Directory, by)?;
-        match self.put(name, &entry, None, None).await?.as_str() {
-            "need_blob" => self.put(name, &entry, Some(bytes), None).await.map(|r| {
-                if r == "unchanged" {
-                    Recorded::Unchanged
-                } else {
-                    Recorded::New
-                }
-            }),
-            "unchanged" => Ok(Recorded::Unchanged),
-            _ => Ok(Recorded::New),
+        let stored = self.has_blob(name, &entry.digest).await?;
+        if !stored {
+            self.stage_blob(name, &entry.digest, bytes).await?;
         }
+        let done = self.put(name, &entry, None).await?;
+        if !stored {
+            self.keep_blob(name, &entry.digest).await?;
+        }
+        Ok(match done {
+            Put::Unchanged => Recorded::Unchanged,
+            Put::Recorded => Recorded::New,
+        })
     }
 
     fn entry(
@@ -95,18 +105,18 @@ impl FleetStore {
         })
     }
 
-    /// Run `put.lua`; `pin` is the digest expected pinned now (`""` for
-    /// none, `"*"` for any), or none to record without pinning.
+    /// Run `put.lua`, then delete the bytes of the versions it dropped;
+    /// `pin` is the digest expected pinned now (`""` for none, `"*"` for
+    /// any), or none to record without pinning.
     async fn put(
         &self,
         name: &PluginName,
         entry: &VersionEntry,
-        bytes: Option<&[u8]>,
         pin: Option<&str>,
-    ) -> Result<String, DeployError> {
+    ) -> Result<Put, DeployError> {
         let json = serde_json::to_string(entry).expect("a version entry serializes");
         let mut conn = self.redis.conn();
-        let done: String = self
+        let reply: Vec<String> = self
             .scripts
             .put
             .key(&self.keys)
@@ -114,18 +124,29 @@ impl FleetStore {
             .arg(entry.digest.as_str())
             .arg(json)
             .arg(if pin.is_some() { "1" } else { "0" })
-            .arg(bytes.unwrap_or_default())
             .arg(pin.unwrap_or_default())
             .arg(DEFAULT_KEEP)
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.error("record a plugin version", e))?;
-        if done == "conflict" {
-            return Err(DeployError::Conflict {
+        match reply.split_first() {
+            Some((done, _)) if done == "unchanged" => Ok(Put::Unchanged),
+            Some((done, _)) if done == "conflict" => Err(DeployError::Conflict {
                 name: name.to_string(),
-            });
+            }),
+            Some((done, dropped)) if done == "recorded" => {
+                let dropped: Vec<Version> = dropped
+                    .iter()
+                    .filter_map(|d| Version::parse_hex(d))
+                    .collect();
+                self.drop_blobs(name, &dropped).await?;
+                Ok(Put::Recorded)
+            }
+            _ => Err(Self::protocol(
+                "record a plugin version",
+                format!("{reply:?}"),
+            )),
         }
-        Ok(done)
     }
 
     /// Pin an earlier version of `name`: the one before the current version
@@ -160,17 +181,14 @@ impl FleetStore {
             by: by.to_string(),
             ..target.clone()
         };
-        match self
-            .put(name, &entry, None, Some(&expected))
-            .await?
-            .as_str()
-        {
-            "need_blob" => Err(DeployError::BlobMissing {
+        if !self.has_blob(name, &entry.digest).await? {
+            return Err(DeployError::BlobMissing {
                 name: name.to_string(),
                 digest: entry.digest,
-            }),
-            _ => Ok((current, target)),
+            });
         }
+        self.put(name, &entry, Some(&expected)).await?;
+        Ok((current, target))
     }
 
     /// Remove the pin of `name`; workers serve their directory file again.
@@ -196,8 +214,27 @@ impl FleetStore {
         let reply = self
             .for_plugin(&self.scripts.forget, name, "forget a plugin")
             .await?;
-        match reply {
-            redis::Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
+        let redis::Value::Array(reply) = reply else {
+            return Err(Self::protocol("forget a plugin", format!("{reply:?}")));
+        };
+        match reply.as_slice() {
+            [
+                redis::Value::BulkString(done),
+                redis::Value::Int(legacy),
+                digests @ ..,
+            ] if done == b"forgot" => {
+                let digests: Vec<Version> = digests
+                    .iter()
+                    .filter_map(|d| match d {
+                        redis::Value::BulkString(hex) => {
+                            Version::parse_hex(&String::from_utf8_lossy(hex))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let deleted = self.drop_blobs(name, &digests).await?;
+                Ok(deleted + u64::try_from(*legacy).unwrap_or(0))
+            }
             _ => Err(DeployError::Pinned {
                 name: name.to_string(),
             }),
@@ -253,28 +290,6 @@ impl FleetStore {
             .collect();
         names.sort();
         Ok(names)
-    }
-
-    /// The bytes of version `digest` of `name`, checked against the digest.
-    pub async fn blob(&self, name: &PluginName, digest: &Version) -> Result<Vec<u8>, DeployError> {
-        let mut conn = self.redis.conn();
-        let bytes: Option<Vec<u8>> = conn
-            .get(self.key(&format!("blob:{name}:{digest}")))
-            .await
-            .map_err(|e| self.error("read a plugin version", e))?;
-        let bytes = bytes.ok_or_else(|| DeployError::BlobMissing {
-            name: name.to_string(),
-            digest: digest.clone(),
-        })?;
-        let found = Version::of(&bytes);
-        if found != *digest {
-            return Err(DeployError::Corrupt {
-                name: name.to_string(),
-                digest: digest.clone(),
-                found,
-            });
-        }
-        Ok(bytes)
     }
 
     /// Run one of the store's scripts on plugin `name` (its only argument).

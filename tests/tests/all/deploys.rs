@@ -321,7 +321,7 @@ fn the_history_keeps_the_last_versions_and_drops_the_bytes_of_older_ones() {
     assert_eq!(kept, newest);
     let mut redis = env.redis_conn();
     for (n, v) in versions.iter().enumerate() {
-        let key = format!("spool:{{plugins}}:blob:acme/hello:{}", digest(v));
+        let key = format!("spool:blob:{{{}}}:acme/hello", digest(v));
         let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut redis).unwrap();
         assert_eq!(exists, n >= 2, "bytes of version {n}");
     }
@@ -352,7 +352,7 @@ fn the_history_keeps_the_last_versions_and_drops_the_bytes_of_older_ones() {
     assert!(said.contains("with the bytes of 3 versions"), "{said}");
     assert!(env.rt.block_on(store.history(&name)).unwrap().is_empty());
     let blobs: Vec<String> = redis::cmd("KEYS")
-        .arg("spool:{plugins}:blob:*")
+        .arg("spool:blob:*")
         .query(&mut redis)
         .unwrap();
     assert!(blobs.is_empty(), "{blobs:?}");
@@ -374,7 +374,7 @@ fn a_pin_whose_bytes_are_gone_is_refused_and_named() {
     );
     succeeds(&out);
     // Someone deletes the stored bytes; then a worker starts.
-    let key = format!("spool:{{plugins}}:blob:default/hello:{}", digest(&v1));
+    let key = format!("spool:blob:{{{}}}:default/hello", digest(&v1));
     let _: () = redis::cmd("DEL")
         .arg(&key)
         .query(&mut env.redis_conn())
@@ -693,4 +693,39 @@ fn a_worker_claims_nothing_before_its_first_sync_with_the_fleet_store() {
         env.wait(&late).status,
         Some(spool_runtime::queue::Status::Succeeded)
     );
+}
+
+#[test]
+fn bytes_stored_under_the_earlier_key_are_still_served_and_forgotten() {
+    let env = Env::new("fleet-legacy-blob");
+    let v1 = variant("hello", 1);
+    let out = spool(
+        &env,
+        &[
+            "plugins",
+            "deploy",
+            &file(&env, "hello-1.wasm", &v1),
+            "--as",
+            "hello",
+        ],
+    );
+    succeeds(&out);
+    // As a store written before the bytes got a slot per digest.
+    let mut redis = env.redis_conn();
+    let new = format!("spool:blob:{{{}}}:default/hello", digest(&v1));
+    let old = format!("spool:{{plugins}}:blob:default/hello:{}", digest(&v1));
+    let _: () = redis::cmd("DEL").arg(&new).query(&mut redis).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&old)
+        .arg(&v1)
+        .query(&mut redis)
+        .unwrap();
+    let v0 = variant("hello", 0);
+    let _worker = env.worker_process(SPOOL, &plugins_with(&env, "a", &v0), &["--id", "w1"]);
+    assert_eq!(versions_of_jobs(&env, 2), one(&digest(&v1)));
+    succeeds(&spool(&env, &["plugins", "unpin", "hello"]));
+    let out = spool(&env, &["plugins", "forget", "hello"]);
+    succeeds(&out);
+    let exists: bool = redis::cmd("EXISTS").arg(&old).query(&mut redis).unwrap();
+    assert!(!exists, "the earlier key outlived forget");
 }

@@ -10,8 +10,10 @@ local PINNED = P .. ':pinned'
 -- A plugin's history: version entries (JSON), newest first.
 local function history_key(name) return P .. ':history:' .. name end
 
--- The bytes of version `digest` of plugin `name`.
-local function blob_key(name, digest) return P .. ':blob:' .. name .. ':' .. digest end
+-- Where versions' bytes were kept before they moved to a slot of their own
+-- per digest (`PREFIX:blob:{DIGEST}:NAME`, which no script can touch: the
+-- caller writes and deletes those). Scripts still delete these.
+local function legacy_blob_key(name, digest) return P .. ':blob:' .. name .. ':' .. digest end
 
 -- A version entry (JSON) as a table; {} for anything unreadable, so that a
 -- hand-edited entry never fails a script half-way.

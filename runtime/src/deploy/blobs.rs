@@ -1,0 +1,143 @@
+//! Plugin bytes, keyed by digest: `PREFIX:blob:{DIGEST}:NAME`, one slot
+//! per digest, so that on a Redis Cluster the bytes of many plugins spread
+//! over the masters instead of filling the `{plugins}` slot's node. No
+//! script can reach them (a script's keys share one slot), so the store
+//! writes them around its scripts, in an order that never leaves a history
+//! entry without its bytes:
+//!
+//! 1. `stage_blob`, `SET … NX EX 3600`: bytes that expire
+//!    unless a version entry comes to name them (a deploy that dies here
+//!    leaves nothing behind for long);
+//! 2. `put.lua` records the entry;
+//! 3. `keep_blob`, `PERSIST`.
+//!
+//! A deploy that dies between 2 and 3 names bytes that expire within the
+//! hour; deploying the same file again (what a failed deploy's user does)
+//! keeps them. Bytes stored before this layout, under
+//! `PREFIX:{plugins}:blob:NAME:DIGEST`, are still read, and deleted by the
+//! scripts that drop versions.
+
+use super::{DeployError, FleetStore};
+use crate::ids::{PluginName, Version};
+use redis::AsyncCommands;
+
+/// How long staged bytes live before a version entry names them.
+const STAGED_SECS: u64 = 3600;
+
+impl FleetStore {
+    /// `PREFIX:blob:{DIGEST}:NAME`: where version `digest` of `name` keeps
+    /// its bytes.
+    pub fn blob_key(&self, name: &PluginName, digest: &Version) -> String {
+        format!("{}:blob:{{{digest}}}:{name}", self.prefix)
+    }
+
+    /// Where the bytes were kept before (in the `{plugins}` slot).
+    fn legacy_blob_key(&self, name: &PluginName, digest: &Version) -> String {
+        self.key(&format!("blob:{name}:{digest}"))
+    }
+
+    /// Store `bytes` as version `digest` of `name` unless they are stored
+    /// already, expiring until [`FleetStore::keep_blob`].
+    pub(super) async fn stage_blob(
+        &self,
+        name: &PluginName,
+        digest: &Version,
+        bytes: &[u8],
+    ) -> Result<(), DeployError> {
+        let mut conn = self.redis.conn();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(self.blob_key(name, digest))
+            .arg(bytes)
+            .arg("NX")
+            .arg("EX")
+            .arg(STAGED_SECS)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error("store a plugin version's bytes", e))?;
+        Ok(())
+    }
+
+    /// Keep staged bytes for good: a version entry names them now.
+    pub(super) async fn keep_blob(
+        &self,
+        name: &PluginName,
+        digest: &Version,
+    ) -> Result<(), DeployError> {
+        let mut conn = self.redis.conn();
+        conn.persist::<_, ()>(self.blob_key(name, digest))
+            .await
+            .map_err(|e| self.error("keep a plugin version's bytes", e))
+    }
+
+    /// Whether the bytes of version `digest` of `name` are stored (either
+    /// layout).
+    pub(super) async fn has_blob(
+        &self,
+        name: &PluginName,
+        digest: &Version,
+    ) -> Result<bool, DeployError> {
+        let mut conn = self.redis.conn();
+        for key in [
+            self.blob_key(name, digest),
+            self.legacy_blob_key(name, digest),
+        ] {
+            let found: bool = conn
+                .exists(&key)
+                .await
+                .map_err(|e| self.error("look for a plugin version's bytes", e))?;
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Delete the bytes of versions of `name` no entry names any more.
+    /// Returns how many were stored.
+    pub(super) async fn drop_blobs(
+        &self,
+        name: &PluginName,
+        digests: &[Version],
+    ) -> Result<u64, DeployError> {
+        let mut conn = self.redis.conn();
+        let mut deleted = 0;
+        for digest in digests {
+            deleted += conn
+                .del::<_, u64>(self.blob_key(name, digest))
+                .await
+                .map_err(|e| self.error("delete a plugin version's bytes", e))?;
+        }
+        Ok(deleted)
+    }
+
+    /// The bytes of version `digest` of `name`, checked against the digest.
+    pub async fn blob(&self, name: &PluginName, digest: &Version) -> Result<Vec<u8>, DeployError> {
+        let mut conn = self.redis.conn();
+        let mut bytes: Option<Vec<u8>> = None;
+        for key in [
+            self.blob_key(name, digest),
+            self.legacy_blob_key(name, digest),
+        ] {
+            bytes = conn
+                .get(&key)
+                .await
+                .map_err(|e| self.error("read a plugin version", e))?;
+            if bytes.is_some() {
+                break;
+            }
+        }
+        let bytes = bytes.ok_or_else(|| DeployError::BlobMissing {
+            name: name.to_string(),
+            digest: digest.clone(),
+        })?;
+        let found = Version::of(&bytes);
+        if found != *digest {
+            return Err(DeployError::Corrupt {
+                name: name.to_string(),
+                digest: digest.clone(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+}
