@@ -1,15 +1,18 @@
 //! Redis Cluster (issue 16): tenants' queues spread over the masters of a
 //! real local cluster (3 masters, 3 replicas), one worker serves them all,
 //! and the operations about the whole fleet (job lookups, tenant lists,
-//! cache stats and purges, dead letters) visit every master. The rest of
+//! cache stats and purges, dead letters) visit every master; plugin bytes
+//! spread by digest; a slot moves under load and a master dies under load
+//! without losing a job. The rest of
 //! the queue's behaviour runs on a cluster too: the queue topics again
 //! with `SPOOL_TEST_REDIS=cluster` (scripts/test.sh).
 
 use crate::cache::cacheable;
 use crate::command::{spool, text};
-use spool_runtime::ids::PluginName;
+use spool_runtime::ids::{PluginName, Version};
 use spool_runtime::queue::{Durability, NewJob, Queue, QueueConfig, Status};
 use spool_tests::fleet::Env;
+use spool_tests::variant;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -147,6 +150,71 @@ fn fleet_wide_reads_and_purges_visit_every_master() {
     assert_eq!(left.values().sum::<usize>(), 0, "{left:?}");
 }
 
+#[test]
+fn plugin_bytes_spread_by_digest_and_deploys_work_across_slots() {
+    let mut env = Env::on_cluster("cluster-deploys");
+    let builds = env.subdir("builds");
+    let digest = |bytes: &[u8]| Version::of(bytes).as_str().to_string();
+    // Eight tenants' plugins, each its own bytes.
+    let versions: Vec<Vec<u8>> = (0..8).map(|n| variant("hello", n)).collect();
+    for (tenant, bytes) in TENANTS.iter().zip(&versions) {
+        let path = builds.join(format!("{tenant}.wasm"));
+        std::fs::write(&path, bytes).unwrap();
+        let name = format!("{tenant}/hello");
+        let path = path.display().to_string();
+        let out = spool(&env, &["plugins", "deploy", &path, "--as", &name]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let blobs = keys_per_master(&mut env, "spool:blob:*");
+    assert_eq!(blobs.values().sum::<usize>(), 8, "{blobs:?}");
+    let holding = blobs.values().filter(|n| **n > 0).count();
+    assert!(holding > 1, "every plugin's bytes on one master: {blobs:?}");
+    // A worker serves the pinned bytes over its directory's, records its
+    // directory's version (bytes and all), and a rollback to that works.
+    let dir = env.plugins_dir(&[("t0/hello", "hello")]);
+    let original = std::fs::read(dir.join("t0/hello.wasm")).unwrap();
+    let (_registry, _worker) = env.serve_dir(&dir, |_| {});
+    let ran_on = |env: &Env| {
+        let id = env.enqueue("t0/hello", r#"{"name":"Ada"}"#);
+        env.wait(&id).version.expect("a version in the record")
+    };
+    assert_eq!(ran_on(&env), digest(&versions[0]));
+    let store = env.fleet_store();
+    let name = PluginName::parse("t0/hello").unwrap();
+    env.wait_for("the directory version in the history", || {
+        let history = env.rt.block_on(store.history(&name)).unwrap();
+        history
+            .iter()
+            .any(|e| e.digest.as_str() == digest(&original))
+    });
+    let out = spool(
+        &env,
+        &[
+            "plugins",
+            "rollback",
+            "t0/hello",
+            "--to",
+            &digest(&original)[..12],
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    env.wait_for("jobs on the directory version", || {
+        ran_on(&env) == digest(&original)
+    });
+    // Forgetting a plugin deletes its bytes wherever they are.
+    for step in [
+        ["plugins", "unpin", "t0/hello"],
+        ["plugins", "forget", "t0/hello"],
+    ] {
+        let out = spool(&env, &step);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let left = keys_per_master(&mut env, "spool:blob:*:t0/hello");
+    assert_eq!(left.values().sum::<usize>(), 0, "{left:?}");
+    let others = keys_per_master(&mut env, "spool:blob:*");
+    assert_eq!(others.values().sum::<usize>(), 7, "{others:?}");
+}
+
 /// The master (its index among the cluster's nodes) holding `key` now,
 /// asked of each master directly.
 fn master_of(env: &mut Env, key: &str) -> usize {
@@ -214,6 +282,76 @@ fn a_killed_master_fails_over_and_no_acknowledged_job_is_lost() {
     assert_eq!(distinct.len(), 300);
     let records = keys_per_master(&mut env, "spool:{default/acme}:job:*");
     assert_eq!(records.values().sum::<usize>(), 300, "{records:?}");
+}
+
+#[test]
+fn a_slot_migrated_under_load_loses_no_job_and_fails_none() {
+    let mut env = Env::on_cluster("cluster-migrate");
+    let queue = env
+        .rt
+        .block_on(Queue::connect(env.queue_config()))
+        .expect("a queue handle");
+    let _worker = env.worker(&[("acme/hello", "hello")], |_| {});
+    // Keys in the slot before the move, so that MIGRATE has work to do
+    // while jobs keep arriving and finishing.
+    let mut acknowledged: Vec<String> = (0..200)
+        .map(|i| enqueue(&env.rt, &queue, i, &mut || {}).0)
+        .collect();
+    let stats = format!("{}:stats", env.tenant_keys("acme"));
+    let from = master_of(&mut env, &stats);
+    let to = (from + 1) % env.redis.cluster().masters();
+    let slot = keyslot(&mut env, &stats);
+    let spool_tests::backend::TestRedis::Cluster(cluster) = &env.redis else {
+        panic!("a cluster test");
+    };
+    let (moved, during) = std::thread::scope(|scope| {
+        // A few keys per MIGRATE, so that the move spans many enqueues,
+        // claims and acks.
+        let mover = scope.spawn(|| cluster.move_slot(slot, to, 5));
+        let mut during = 0;
+        while !mover.is_finished() {
+            acknowledged.push(enqueue(&env.rt, &queue, 200 + during, &mut || {}).0);
+            during += 1;
+        }
+        // And some after, once clients have learned the new owner.
+        for i in 0..100 {
+            acknowledged.push(enqueue(&env.rt, &queue, 200 + during + i, &mut || {}).0);
+        }
+        (mover.join().expect("the mover thread"), during)
+    });
+    let moved = moved.expect("moving the tenant's slot");
+    eprintln!(
+        "slot {slot}: {moved} keys moved from node {from} to {to}; {during} enqueues during the move"
+    );
+    assert!(moved >= 200, "the tenant's records moved: {moved}");
+    assert_eq!(master_of(&mut env, &stats), to, "the slot's new owner");
+    for id in &acknowledged {
+        let record = env.wait(id);
+        assert_eq!(record.status, Some(Status::Succeeded), "{record:?}");
+        // A redirection is never a failed attempt.
+        assert_eq!(record.attempts, 1, "{record:?}");
+    }
+    let distinct: std::collections::BTreeSet<&String> = acknowledged.iter().collect();
+    assert_eq!(distinct.len(), acknowledged.len());
+    let records = keys_per_master(&mut env, "spool:{default/acme}:job:*");
+    assert_eq!(
+        records.values().sum::<usize>(),
+        acknowledged.len(),
+        "{records:?}"
+    );
+}
+
+/// The hash slot of `key`, as the cluster computes it.
+fn keyslot(env: &mut Env, key: &str) -> u16 {
+    let node = &env.redis.cluster().nodes()[0];
+    let mut conn = redis::Client::open(node.url())
+        .and_then(|c| c.get_connection())
+        .expect("a direct connection to a node");
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(&mut conn)
+        .expect("CLUSTER KEYSLOT")
 }
 
 /// The role (`master`, `slave`) node `i` reports, `down` if it does not
