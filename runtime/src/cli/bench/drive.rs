@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 /// Run the jobs through `client`'s queue; returns the report (worker
 /// figures still to fill in), the Redis commands they took and Redis' CPU
-/// seconds.
+/// seconds on each master.
 pub(super) async fn drive(
     args: &BenchArgs,
     plugins: &[PluginName],
     client: &Queue,
     (payloads, content_type): (Vec<Vec<u8>>, String),
-) -> Result<(Report, u64, f64), QueueError> {
+) -> Result<(Report, u64, Vec<f64>), QueueError> {
     let commands_before = server_command_calls(client).await?;
     let cpu_before = server_cpu_seconds(client).await?;
     let bar = progress(args.jobs);
@@ -31,7 +31,12 @@ pub(super) async fn drive(
     wait_finished(client, &tenants, args.jobs as u64, &bar).await?;
     bar.finish_and_clear();
     let commands = server_command_calls(client).await? - commands_before;
-    let cpu = server_cpu_seconds(client).await? - cpu_before;
+    // A master that went away (or came) during the run counts from 0.
+    let cpu = server_cpu_seconds(client)
+        .await?
+        .into_iter()
+        .map(|(node, after)| after - cpu_before.get(&node).copied().unwrap_or(0.0))
+        .collect();
     let times = job_times(client, &ids).await?;
     let mut report = summarize(&times, args.jobs, enqueue_secs);
     report.plugin = plugins[0].to_string();
@@ -155,6 +160,7 @@ fn summarize(times: &[JobTimes], jobs: usize, enqueue_secs: f64) -> Report {
         pickup_ms: span(|t| t.enqueued_us, |t| t.started_us),
         redis_commands_per_job: 0.0,
         redis_cpu_us_per_job: 0.0,
+        redis_cpu_us_per_job_by_master: Vec::new(),
         process_cpu_us_per_job: 0.0,
         sandbox_us_per_job: {
             let v: Vec<u64> = times.iter().filter_map(|t| t.sandbox_us).collect();

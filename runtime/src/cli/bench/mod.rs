@@ -19,7 +19,7 @@ use crate::ids::{NameError, PluginName};
 use crate::kv::RedisKv;
 use crate::plugins::{Capabilities, LoadError, Registry, Settings, scan};
 use crate::queue::{Queue, QueueConfig, QueueError};
-use crate::redis::{RedisServer, RedisServerError};
+use crate::redis::{ClusterShape, RedisCluster, RedisServer, RedisServerError};
 use crate::sandbox::{KeyValue, KvError, Sandbox, SandboxConfig, SandboxError};
 use crate::worker::{self, WorkerConfig};
 use report::{Report, print};
@@ -101,6 +101,12 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     redis: Option<String>,
 
+    /// Run on a private Redis Cluster of this many masters (no replicas)
+    /// instead of one server: how the load spreads over masters. Use with
+    /// --tenants (one tenant's queue is one slot, so one master).
+    #[arg(long, conflicts_with = "redis", value_parser = clap::value_parser!(u64).range(1..=16))]
+    cluster: Option<u64>,
+
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -174,14 +180,11 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     let plugin = PluginName::parse(&args.plugin)?;
     let plugins = tenant_plugins(&plugin, args.tenants);
     let data = TempDir(std::env::temp_dir().join(format!("spool-bench-{}", std::process::id())));
-    let server = match &args.redis {
-        Some(_) => None,
-        None => Some(RedisServer::start(&data.0, "everysec")?),
-    };
+    let server = private_redis(args, &data.0)?;
     let url = args
         .redis
         .clone()
-        .or_else(|| server.as_ref().map(RedisServer::url))
+        .or_else(|| server.as_ref().map(Private::url))
         .unwrap_or_default();
     let mut queue_config = QueueConfig::new(url.clone());
     queue_config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
@@ -216,7 +219,8 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     let process_cpu = process_cpu_seconds() + running.children_cpu() - cpu_before;
     let (concurrency, worker_round_trips) = running.stop();
     drop(server);
-    let (mut report, commands, redis_cpu) = result?;
+    let (mut report, commands, cpu_by_master) = result?;
+    let redis_cpu: f64 = cpu_by_master.iter().sum();
     if args.workers == 0 {
         report.instances = crate::sandbox::instances_created() - instances_before;
     }
@@ -225,10 +229,44 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     report.concurrency = concurrency.or(args.concurrency).unwrap_or(0);
     report.redis_commands_per_job = commands as f64 / jobs;
     report.redis_cpu_us_per_job = redis_cpu * 1e6 / jobs;
+    report.redis_cpu_us_per_job_by_master = cpu_by_master.iter().map(|s| s * 1e6 / jobs).collect();
     report.process_cpu_us_per_job = process_cpu * 1e6 / jobs;
     report.worker_round_trips_per_job = worker_round_trips as f64 / jobs;
     report.round_trips_per_job = (worker_round_trips + client.round_trips()) as f64 / jobs;
     Ok(report)
+}
+
+/// The Redis the bench started, when not given one.
+enum Private {
+    One(RedisServer),
+    Cluster(RedisCluster),
+}
+
+impl Private {
+    fn url(&self) -> String {
+        match self {
+            Private::One(s) => s.url(),
+            Private::Cluster(c) => c.url(),
+        }
+    }
+}
+
+/// A private server, a private cluster (`--cluster N`), or none
+/// (`--redis`).
+fn private_redis(args: &BenchArgs, dir: &Path) -> Result<Option<Private>, RedisServerError> {
+    if args.redis.is_some() {
+        return Ok(None);
+    }
+    let Some(masters) = args.cluster else {
+        return RedisServer::start(dir, "everysec").map(|s| Some(Private::One(s)));
+    };
+    let masters = usize::try_from(masters).unwrap_or(1);
+    eprintln!(
+        "spool bench: starting a Redis Cluster of {masters} master{}…",
+        if masters == 1 { "" } else { "s" }
+    );
+    let shape = ClusterShape::masters_only(masters, Duration::from_secs(15), "everysec");
+    RedisCluster::start(dir, shape).map(|c| Some(Private::Cluster(c)))
 }
 
 /// Where the jobs run: the bench's own worker, or `--workers` processes.

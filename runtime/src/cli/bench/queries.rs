@@ -98,16 +98,27 @@ pub(super) async fn record_bytes(
     Ok(sizes.get(sizes.len() / 2).copied().unwrap_or(0))
 }
 
-/// Redis' CPU time so far, user + system, in seconds (`INFO cpu`), to
-/// measure Redis CPU per job.
-pub(super) async fn server_cpu_seconds(queue: &Queue) -> Result<f64, QueueError> {
-    Ok(info(queue, "cpu")
-        .await?
-        .lines()
-        .filter_map(|l| l.trim().split_once(':'))
-        .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
-        .filter_map(|(_, v)| v.parse::<f64>().ok())
-        .sum())
+/// Redis' CPU time so far, user + system, in seconds (`INFO cpu`), of
+/// each master by name: to measure Redis CPU per job, in all and on each
+/// master of a cluster.
+pub(super) async fn server_cpu_seconds(
+    queue: &Queue,
+) -> Result<std::collections::BTreeMap<String, f64>, QueueError> {
+    let mut each = std::collections::BTreeMap::new();
+    for mut node in queue.redis().masters().await? {
+        let text: String = node
+            .query(redis::cmd("INFO").arg("cpu"))
+            .await
+            .map_err(|e| queue.redis().error("INFO", e))?;
+        let seconds = text
+            .lines()
+            .filter_map(|l| l.trim().split_once(':'))
+            .filter(|(k, _)| *k == "used_cpu_user" || *k == "used_cpu_sys")
+            .filter_map(|(_, v)| v.parse::<f64>().ok())
+            .sum();
+        each.insert(node.name(), seconds);
+    }
+    Ok(each)
 }
 
 /// Jobs of `tenants` that succeeded or died, from their counters (one

@@ -24,6 +24,9 @@ pub(super) struct Report {
     /// Redis' CPU time (user + system, `INFO cpu`) per job, µs: on a
     /// server of its own, what one job costs Redis.
     pub redis_cpu_us_per_job: f64,
+    /// The same, of each master of a cluster (one figure on one server):
+    /// how evenly the load spread, and what one master carries.
+    pub redis_cpu_us_per_job_by_master: Vec<f64>,
     /// This process's CPU time (`CLOCK_PROCESS_CPUTIME_ID`, every thread: the worker, its
     /// sandboxes, and the enqueuer) per job, µs.
     pub process_cpu_us_per_job: f64,
@@ -123,7 +126,23 @@ pub(super) fn print(r: &Report, json: bool) {
         "  round trips        {:.3} per job by the worker, {:.3} with enqueueing",
         r.worker_round_trips_per_job, r.round_trips_per_job
     );
+    print_by_master(r);
     let cache: Vec<String> = r.cache.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("  result cache       {}", cache.join(", "));
     println!("  sandbox instances  {} for {} jobs", r.instances, r.jobs);
+}
+
+/// Redis CPU per job on each master of a cluster (nothing on one server).
+fn print_by_master(r: &Report) {
+    if r.redis_cpu_us_per_job_by_master.len() > 1 {
+        let each: Vec<String> = r
+            .redis_cpu_us_per_job_by_master
+            .iter()
+            .map(|us| format!("{us:.1}"))
+            .collect();
+        println!(
+            "  redis cpu by master {} µs per job (of the whole run's jobs)",
+            each.join(", ")
+        );
+    }
 }
