@@ -6,6 +6,7 @@
 use super::loading::missing;
 use super::scripts::Call;
 use super::{Queue, QueueError};
+use crate::redis::send_until_served;
 use redis::Value;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -243,52 +244,6 @@ fn unconfirmed(
             refused => refused,
         })
         .collect()
-}
-
-/// Send `pipe` (one slot's calls) until a master serves it: a reply that
-/// says the slot is elsewhere or not served now (`MOVED`, `ASK`,
-/// `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `LOADING`) means
-/// no call of it ran, so it goes again after a backoff (10 ms doubling,
-/// at most 5 s in all). `ASK` is not followed: the scripts' keys are not
-/// all declared, and on a slot being migrated they would run against
-/// half-moved data; they wait until the slot has moved instead. Anything
-/// else (a lost connection: the calls may have run) is the caller's.
-async fn send_until_served(
-    conn: &mut crate::redis::Conn,
-    pipe: &redis::Pipeline,
-) -> redis::RedisResult<Vec<redis::RedisResult<Value>>> {
-    let started = Instant::now();
-    let mut pause = std::time::Duration::from_millis(10);
-    loop {
-        match pipe.query_async(conn).await {
-            Err(e) if not_served(&e) && started.elapsed() < NOT_SERVED_FOR => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_millis(500));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// How long a pipeline is sent again while its slot is not served.
-const NOT_SERVED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Redis refused the command before running it: its slot is elsewhere or
-/// not served right now.
-fn not_served(e: &redis::RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind as S};
-    matches!(
-        e.kind(),
-        ErrorKind::Server(
-            S::Moved
-                | S::Ask
-                | S::TryAgain
-                | S::ClusterDown
-                | S::MasterDown
-                | S::ReadOnly
-                | S::BusyLoading
-        )
-    )
 }
 
 #[cfg(test)]
