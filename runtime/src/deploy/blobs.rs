@@ -5,17 +5,23 @@
 //! writes them around its scripts, in an order that never leaves a history
 //! entry without its bytes:
 //!
-//! 1. `stage_blob`, `SET … NX EX 3600`: bytes that expire
-//!    unless a version entry comes to name them (a deploy that dies here
-//!    leaves nothing behind for long);
-//! 2. `put.lua` records the entry;
-//! 3. `keep_blob`, `PERSIST`.
+//! 1. `stage_blob`, `SET … NX EX 3600`: bytes that expire unless a version
+//!    entry comes to name them (a deploy that dies here leaves nothing
+//!    behind for long);
+//! 2. `put.lua` records the entry and names the versions it dropped;
+//! 3. `keep_blob`, `PERSIST`, after every put that names the bytes
+//!    (`recorded` or `unchanged`: a retried deploy heals a first one that
+//!    died before this step);
+//! 4. `retire_blobs`: the dropped versions' bytes get an hour to live
+//!    rather than a `DEL`, so that a deploy of that very version racing
+//!    the trim (its `SET NX` found them, its put named them again) still
+//!    finds them at step 3. A forget deletes at once.
 //!
-//! A deploy that dies between 2 and 3 names bytes that expire within the
-//! hour; deploying the same file again (what a failed deploy's user does)
-//! keeps them. Bytes stored before this layout, under
-//! `PREFIX:{plugins}:blob:NAME:DIGEST`, are still read, and deleted by the
-//! scripts that drop versions.
+//! What remains: a trim whose step 4 stalls past a racing deploy's step 3
+//! leaves a pinned version expiring within the hour; workers then refuse
+//! it by name, and deploying the file again repairs it. Bytes stored
+//! before this layout, under `PREFIX:{plugins}:blob:NAME:DIGEST`, are still
+//! read, and deleted by the scripts that drop versions.
 
 use super::{DeployError, FleetStore};
 use crate::ids::{PluginName, Version};
@@ -92,9 +98,25 @@ impl FleetStore {
         Ok(false)
     }
 
-    /// Delete the bytes of versions of `name` no entry names any more.
-    /// Returns how many were stored.
-    pub(super) async fn drop_blobs(
+    /// Let the bytes of versions of `name` no entry names any more expire
+    /// within the hour (see the module docs). A failure is logged, not
+    /// returned: the put it follows took effect, and the bytes are only
+    /// kept longer.
+    pub(super) async fn retire_blobs(&self, name: &PluginName, digests: &[Version]) {
+        let mut conn = self.redis.conn();
+        for digest in digests {
+            let key = self.blob_key(name, digest);
+            let done: redis::RedisResult<bool> = conn.expire(&key, STAGED_SECS as i64).await;
+            if let Err(e) = done {
+                tracing::warn!(plugin = %name, version = digest.short(), error = %e,
+                    "could not retire the bytes of a dropped version; they stay stored");
+            }
+        }
+    }
+
+    /// Delete the bytes of versions of `name` (a forget). Returns how many
+    /// were stored.
+    pub(super) async fn delete_blobs(
         &self,
         name: &PluginName,
         digests: &[Version],

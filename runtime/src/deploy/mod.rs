@@ -53,7 +53,7 @@ pub use model::{Action, VersionEntry, WedgedJob, WorkerStatus, has_seen};
 pub use served::{Served, refusal_tenant, served};
 pub use versions::Recorded;
 
-use crate::redis::{AsyncRedis, RedisError, script_with_prelude};
+use crate::redis::{AsyncRedis, RedisError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,20 +79,25 @@ pub struct FleetStore {
     scripts: Arc<Scripts>,
 }
 
+/// The store's scripts, as source: they run by `EVAL` at most once each
+/// ([`AsyncRedis::eval_once`]), since a deploy, a rollback or a forget
+/// sent twice would answer for the second send (`unchanged`, `conflict`,
+/// nothing to delete) and hide what the first did.
 #[derive(Debug)]
 struct Scripts {
-    put: redis::Script,
-    unpin: redis::Script,
-    forget: redis::Script,
+    put: String,
+    unpin: String,
+    forget: String,
 }
 
 impl Scripts {
     fn load() -> Self {
         const PRELUDE: &str = include_str!("lua/lib.lua");
+        let with_prelude = |body: &str| format!("{PRELUDE}\n{body}");
         Scripts {
-            put: script_with_prelude(PRELUDE, include_str!("lua/put.lua")),
-            unpin: script_with_prelude(PRELUDE, include_str!("lua/unpin.lua")),
-            forget: script_with_prelude(PRELUDE, include_str!("lua/forget.lua")),
+            put: with_prelude(include_str!("lua/put.lua")),
+            unpin: with_prelude(include_str!("lua/unpin.lua")),
+            forget: with_prelude(include_str!("lua/forget.lua")),
         }
     }
 }

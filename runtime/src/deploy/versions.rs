@@ -48,7 +48,6 @@ impl FleetStore {
         let entry = self.entry(name, bytes, sdk, manifest, Action::Deploy, by)?;
         self.stage_blob(name, &entry.digest, bytes).await?;
         let done = self.put(name, &entry, Some("*")).await?;
-        self.keep_blob(name, &entry.digest).await?;
         Ok((entry, done != Put::Unchanged))
     }
 
@@ -63,14 +62,10 @@ impl FleetStore {
         by: &str,
     ) -> Result<Recorded, DeployError> {
         let entry = self.entry(name, bytes, sdk, manifest, Action::Directory, by)?;
-        let stored = self.has_blob(name, &entry.digest).await?;
-        if !stored {
+        if !self.has_blob(name, &entry.digest).await? {
             self.stage_blob(name, &entry.digest, bytes).await?;
         }
         let done = self.put(name, &entry, None).await?;
-        if !stored {
-            self.keep_blob(name, &entry.digest).await?;
-        }
         Ok(match done {
             Put::Unchanged => Recorded::Unchanged,
             Put::Recorded => Recorded::New,
@@ -105,7 +100,8 @@ impl FleetStore {
         })
     }
 
-    /// Run `put.lua`, then delete the bytes of the versions it dropped;
+    /// Run `put.lua`; then keep the bytes it names for good, and let those
+    /// of the versions it dropped expire;
     /// `pin` is the digest expected pinned now (`""` for none, `"*"` for
     /// any), or none to record without pinning.
     async fn put(
@@ -115,22 +111,28 @@ impl FleetStore {
         pin: Option<&str>,
     ) -> Result<Put, DeployError> {
         let json = serde_json::to_string(entry).expect("a version entry serializes");
-        let mut conn = self.redis.conn();
+        let (name_arg, keep) = (name.to_string(), DEFAULT_KEEP.to_string());
+        let args: [&[u8]; 6] = [
+            name_arg.as_bytes(),
+            entry.digest.as_str().as_bytes(),
+            json.as_bytes(),
+            if pin.is_some() { b"1" } else { b"0" },
+            pin.unwrap_or_default().as_bytes(),
+            keep.as_bytes(),
+        ];
         let reply: Vec<String> = self
-            .scripts
-            .put
-            .key(&self.keys)
-            .arg(name.to_string())
-            .arg(entry.digest.as_str())
-            .arg(json)
-            .arg(if pin.is_some() { "1" } else { "0" })
-            .arg(pin.unwrap_or_default())
-            .arg(DEFAULT_KEEP)
-            .invoke_async(&mut conn)
+            .redis
+            .eval_once(&self.scripts.put, &self.keys, &args)
             .await
+            .and_then(|v| Ok(redis::from_redis_value(v)?))
             .map_err(|e| self.error("record a plugin version", e))?;
         match reply.split_first() {
-            Some((done, _)) if done == "unchanged" => Ok(Put::Unchanged),
+            Some((done, _)) if done == "unchanged" => {
+                // What is named may still be staged (a send whose PERSIST
+                // never came): keep it now.
+                self.keep_blob(name, &entry.digest).await?;
+                Ok(Put::Unchanged)
+            }
             Some((done, _)) if done == "conflict" => Err(DeployError::Conflict {
                 name: name.to_string(),
             }),
@@ -139,7 +141,8 @@ impl FleetStore {
                     .iter()
                     .filter_map(|d| Version::parse_hex(d))
                     .collect();
-                self.drop_blobs(name, &dropped).await?;
+                self.keep_blob(name, &entry.digest).await?;
+                self.retire_blobs(name, &dropped).await;
                 Ok(Put::Recorded)
             }
             _ => Err(Self::protocol(
@@ -232,7 +235,7 @@ impl FleetStore {
                         _ => None,
                     })
                     .collect();
-                let deleted = self.drop_blobs(name, &digests).await?;
+                let deleted = self.delete_blobs(name, &digests).await?;
                 Ok(deleted + u64::try_from(*legacy).unwrap_or(0))
             }
             _ => Err(DeployError::Pinned {
@@ -295,15 +298,13 @@ impl FleetStore {
     /// Run one of the store's scripts on plugin `name` (its only argument).
     async fn for_plugin(
         &self,
-        script: &redis::Script,
+        script: &str,
         name: &PluginName,
         op: &'static str,
     ) -> Result<redis::Value, DeployError> {
-        let mut conn = self.redis.conn();
-        script
-            .key(&self.keys)
-            .arg(name.to_string())
-            .invoke_async(&mut conn)
+        let name = name.to_string();
+        self.redis
+            .eval_once(script, &self.keys, &[name.as_bytes()])
             .await
             .map_err(|e| self.error(op, e))
     }
