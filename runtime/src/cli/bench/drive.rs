@@ -3,7 +3,9 @@
 //! back and summarise them.
 
 use super::BenchArgs;
-use super::queries::{JobTimes, job_times, record_bytes, server_command_calls, server_cpu_seconds};
+use super::queries::{
+    JobTimes, job_times, queue_master, record_bytes, server_command_calls, server_cpu_seconds,
+};
 use super::report::{Percentiles, Report, percentiles};
 use crate::ids::PluginName;
 use crate::queue::{NewJob, Queue, QueueError, Status};
@@ -32,8 +34,10 @@ pub(super) async fn drive(
     bar.finish_and_clear();
     let commands = server_command_calls(client).await? - commands_before;
     // A master that went away (or came) during the run counts from 0.
-    let cpu = server_cpu_seconds(client)
-        .await?
+    let cpu_after = server_cpu_seconds(client).await?;
+    let holder = queue_master(client).await?;
+    let queue_master_index = cpu_after.keys().position(|n| Some(n) == holder.as_ref());
+    let cpu = cpu_after
         .into_iter()
         .map(|(node, after)| after - cpu_before.get(&node).copied().unwrap_or(0.0))
         .collect();
@@ -43,6 +47,7 @@ pub(super) async fn drive(
     report.tenants = plugins.len();
     report.payload_bytes = payloads[0].len();
     report.record_bytes = record_bytes(client, &ids).await?;
+    report.redis_queue_master = queue_master_index;
     Ok((report, commands, cpu))
 }
 
@@ -161,6 +166,7 @@ fn summarize(times: &[JobTimes], jobs: usize, enqueue_secs: f64) -> Report {
         redis_commands_per_job: 0.0,
         redis_cpu_us_per_job: 0.0,
         redis_cpu_us_per_job_by_master: Vec::new(),
+        redis_queue_master: None,
         process_cpu_us_per_job: 0.0,
         sandbox_us_per_job: {
             let v: Vec<u64> = times.iter().filter_map(|t| t.sandbox_us).collect();

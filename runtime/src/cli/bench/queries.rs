@@ -121,6 +121,24 @@ pub(super) async fn server_cpu_seconds(
     Ok(each)
 }
 
+/// The master (by name) that holds the queue's own slot, `{QUEUE}`: the
+/// one whose `Q:stats` is there (a node answers `MOVED` for a key it does
+/// not serve). None on one server, or before any ack.
+pub(super) async fn queue_master(queue: &Queue) -> Result<Option<String>, QueueError> {
+    let masters = queue.redis().masters().await?;
+    if masters.len() < 2 {
+        return Ok(None);
+    }
+    let key = format!("{}:stats", queue.key_prefix());
+    for mut node in masters {
+        let here: redis::RedisResult<bool> = node.query(redis::cmd("EXISTS").arg(&key)).await;
+        if here == Ok(true) {
+            return Ok(Some(node.name()));
+        }
+    }
+    Ok(None)
+}
+
 /// Jobs of `tenants` that succeeded or died, from their counters (one
 /// pipeline).
 pub(super) async fn finished(queue: &Queue, tenants: &[String]) -> Result<u64, QueueError> {

@@ -27,6 +27,9 @@ pub(super) struct Report {
     /// The same, of each master of a cluster (one figure on one server):
     /// how evenly the load spread, and what one master carries.
     pub redis_cpu_us_per_job_by_master: Vec<f64>,
+    /// Which of those masters holds the queue's own slot (`{QUEUE}`),
+    /// touched by every claim and ack batch besides the tenants' slots.
+    pub redis_queue_master: Option<usize>,
     /// This process's CPU time (`CLOCK_PROCESS_CPUTIME_ID`, every thread: the worker, its
     /// sandboxes, and the enqueuer) per job, µs.
     pub process_cpu_us_per_job: f64,
@@ -138,7 +141,15 @@ fn print_by_master(r: &Report) {
         let each: Vec<String> = r
             .redis_cpu_us_per_job_by_master
             .iter()
-            .map(|us| format!("{us:.1}"))
+            .enumerate()
+            .map(|(i, us)| {
+                let mark = if r.redis_queue_master == Some(i) {
+                    " (the queue's slot)"
+                } else {
+                    ""
+                };
+                format!("{us:.1}{mark}")
+            })
             .collect();
         println!(
             "  redis cpu by master {} µs per job (of the whole run's jobs)",
