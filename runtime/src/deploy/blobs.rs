@@ -2,26 +2,35 @@
 //! per digest, so that on a Redis Cluster the bytes of many plugins spread
 //! over the masters instead of filling the `{plugins}` slot's node. No
 //! script can reach them (a script's keys share one slot), so the store
-//! writes them around its scripts, in an order that never leaves a history
-//! entry without its bytes:
+//! writes them around its scripts:
 //!
 //! 1. `stage_blob`, `SET … NX EX 3600`: bytes that expire unless a version
 //!    entry comes to name them (a deploy that dies here leaves nothing
-//!    behind for long);
+//!    behind for long). A rollback stages the bytes of its target too
+//!    when they are only under the earlier key (`stage_for_pin`);
 //! 2. `put.lua` records the entry and names the versions it dropped;
-//! 3. `keep_blob`, `PERSIST`, after every put that names the bytes
-//!    (`recorded` or `unchanged`: a retried deploy heals a first one that
-//!    died before this step);
-//! 4. `retire_blobs`: the dropped versions' bytes get an hour to live
+//! 3. `retire_blobs`: the dropped versions' bytes get an hour to live
 //!    rather than a `DEL`, so that a deploy of that very version racing
 //!    the trim (its `SET NX` found them, its put named them again) still
-//!    finds them at step 3. A forget deletes at once.
+//!    finds them at step 4;
+//! 4. `keep_blob`, `PERSIST`, after every put that names the bytes
+//!    (`recorded` or `unchanged`: a retried deploy heals a first one that
+//!    died before this step).
 //!
-//! What remains: a trim whose step 4 stalls past a racing deploy's step 3
-//! leaves a pinned version expiring within the hour; workers then refuse
-//! it by name, and deploying the file again repairs it. Bytes stored
-//! before this layout, under `PREFIX:{plugins}:blob:NAME:DIGEST`, are still
-//! read, and deleted by the scripts that drop versions.
+//! A forget deletes at once (it is refused while a version is pinned).
+//!
+//! What this does not cover, each needing two commands on the same plugin
+//! at once or a reply lost mid-way: a trim whose step 3 stalls past a
+//! racing deploy's step 4 leaves a pinned version expiring within the
+//! hour; a forget racing a deploy of the same plugin can delete the bytes
+//! the deploy pins; a deploy whose put ran but whose reply was lost
+//! (a retryable error) leaves its bytes staged, expiring, until it is
+//! sent again; a put or forget whose reply was lost leaves the dropped
+//! versions' bytes stored (nothing names them, and no one deletes them).
+//! Workers refuse a pin whose bytes are gone, by name, and deploying the
+//! file again repairs it. Bytes stored before this layout, under
+//! `PREFIX:{plugins}:blob:NAME:DIGEST`, are still read, and deleted by the
+//! scripts that drop versions.
 
 use super::{DeployError, FleetStore};
 use crate::ids::{PluginName, Version};
@@ -112,6 +121,27 @@ impl FleetStore {
                     "could not retire the bytes of a dropped version; they stay stored");
             }
         }
+    }
+
+    /// Make sure the bytes of version `digest` of `name` are under their
+    /// own key before a rollback pins it: bytes only under the earlier key
+    /// are copied (checked against the digest), since a put that trims
+    /// that version deletes the earlier key inside its script.
+    pub(super) async fn stage_for_pin(
+        &self,
+        name: &PluginName,
+        digest: &Version,
+    ) -> Result<(), DeployError> {
+        let mut conn = self.redis.conn();
+        let here: bool = conn
+            .exists(self.blob_key(name, digest))
+            .await
+            .map_err(|e| self.error("look for a plugin version's bytes", e))?;
+        if here {
+            return Ok(());
+        }
+        let bytes = self.blob(name, digest).await?;
+        self.stage_blob(name, digest, &bytes).await
     }
 
     /// Delete the bytes of versions of `name` (a forget). Returns how many

@@ -141,8 +141,11 @@ impl FleetStore {
                     .iter()
                     .filter_map(|d| Version::parse_hex(d))
                     .collect();
-                self.keep_blob(name, &entry.digest).await?;
+                // Retire first: a failed PERSIST must not leave the
+                // dropped bytes stored for good (put.lua never drops the
+                // version it records).
                 self.retire_blobs(name, &dropped).await;
+                self.keep_blob(name, &entry.digest).await?;
                 Ok(Put::Recorded)
             }
             _ => Err(Self::protocol(
@@ -184,12 +187,7 @@ impl FleetStore {
             by: by.to_string(),
             ..target.clone()
         };
-        if !self.has_blob(name, &entry.digest).await? {
-            return Err(DeployError::BlobMissing {
-                name: name.to_string(),
-                digest: entry.digest,
-            });
-        }
+        self.stage_for_pin(name, &entry.digest).await?;
         self.put(name, &entry, Some(&expected)).await?;
         Ok((current, target))
     }

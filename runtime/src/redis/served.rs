@@ -1,8 +1,9 @@
 //! Sending what must not run twice: on [`AsyncRedis::once_conn`] (whose
-//! client never resends), sent again only when Redis refused it unrun
-//! (the slot is elsewhere, or not served right now). The queue's script
-//! pipelines go through [`send_until_served`]; the fleet store's scripts
-//! through [`AsyncRedis::eval_once`].
+//! client never resends), sent again only when a cluster refused it unrun
+//! (the slot is elsewhere, or not served right now). On one server
+//! nothing is sent again: what Redis refused is the call's own error. The
+//! queue's script pipelines go through [`send_until_served`]; the fleet
+//! store's scripts through [`AsyncRedis::eval_once`].
 
 use super::AsyncRedis;
 use redis::Value;

@@ -737,6 +737,24 @@ fn bytes_stored_under_the_earlier_key_are_still_served_and_forgotten() {
     let v0 = variant("hello", 0);
     let _worker = env.worker_process(SPOOL, &plugins_with(&env, "a", &v0), &["--id", "w1"]);
     assert_eq!(versions_of_jobs(&env, 2), one(&digest(&v1)));
+    // A rollback to it copies the bytes under their own key for good
+    // (a trim deletes the earlier key inside its script).
+    let v2 = variant("hello", 2);
+    let path = file(&env, "hello-2.wasm", &v2);
+    succeeds(&spool(&env, &["plugins", "deploy", &path, "--as", "hello"]));
+    let to = digest(&v1);
+    succeeds(&spool(
+        &env,
+        &["plugins", "rollback", "hello", "--to", &to[..12]],
+    ));
+    let ttl: i64 = redis::cmd("TTL").arg(&new).query(&mut redis).unwrap();
+    assert_eq!(
+        ttl, -1,
+        "the rolled-back version's bytes under their own key"
+    );
+    env.wait_for("jobs on the rolled-back version", || {
+        versions_of_jobs(&env, 1) == one(&digest(&v1))
+    });
     succeeds(&spool(&env, &["plugins", "unpin", "hello"]));
     let out = spool(&env, &["plugins", "forget", "hello"]);
     succeeds(&out);
