@@ -8,7 +8,7 @@
 use super::connect::{DEV_URL_FILE, runtime, stop_signal};
 use super::exit;
 use super::worker::WorkerArgs;
-use crate::redis::{ClusterShape, RedisCluster, RedisServer};
+use crate::redis::{ClusterShape, PrivateRedis, RedisCluster, RedisServer};
 use crate::worker;
 use std::path::Path;
 use std::time::Duration;
@@ -34,32 +34,12 @@ pub(crate) struct DevArgs {
 }
 
 /// The Redis `spool dev` started, stopped when it stops.
-enum DevRedis {
-    One(RedisServer),
-    Cluster(RedisCluster),
-}
-
-impl DevRedis {
-    fn url(&self) -> String {
-        match self {
-            DevRedis::One(s) => s.url(),
-            DevRedis::Cluster(c) => c.url(),
-        }
-    }
-
-    fn stop(self) {
-        match self {
-            DevRedis::One(mut s) => s.stop(),
-            DevRedis::Cluster(c) => drop(c),
-        }
-    }
-
-    fn describe(&self) -> &'static str {
-        match self {
-            DevRedis::One(_) => " (private, data in .spool/redis)",
-            DevRedis::Cluster(_) => {
-                " (private cluster: 3 masters, 3 replicas, data in .spool/cluster for this run)"
-            }
+/// What the banner says of the Redis `spool dev` started.
+fn describe(redis: &PrivateRedis) -> &'static str {
+    match redis {
+        PrivateRedis::One(_) => " (private, data in .spool/redis)",
+        PrivateRedis::Cluster(_) => {
+            " (private cluster: 3 masters, 3 replicas, data in .spool/cluster for this run)"
         }
     }
 }
@@ -84,7 +64,7 @@ pub(crate) fn run(mut args: DevArgs) -> u8 {
             return exit::FAILED;
         }
     };
-    banner(&config, server.as_ref().map_or("", DevRedis::describe));
+    banner(&config, server.as_ref().map_or("", describe));
     let (stopped, dashboard_stop) = tokio::sync::watch::channel(false);
     let dashboard = (!args.no_dashboard).then(|| {
         rt.spawn(super::dev_dashboard::beside(
@@ -137,7 +117,7 @@ fn running_dev_redis() -> Option<String> {
 
 /// The Redis to use: `--redis`, a dev Redis an earlier `spool dev` left
 /// running here, or a new private one (returned, to stop with us).
-fn choose_redis(args: &mut DevArgs) -> Result<Option<DevRedis>, u8> {
+fn choose_redis(args: &mut DevArgs) -> Result<Option<PrivateRedis>, u8> {
     if args
         .worker
         .redis
@@ -178,15 +158,15 @@ fn choose_redis(args: &mut DevArgs) -> Result<Option<DevRedis>, u8> {
 
 /// A new private Redis, or with `cluster`, a fresh private cluster
 /// (a failed-over master's replica takes over within ~2 s).
-fn start_redis(cluster: bool) -> Result<DevRedis, crate::redis::RedisServerError> {
+fn start_redis(cluster: bool) -> Result<PrivateRedis, crate::redis::RedisServerError> {
     if !cluster {
-        return RedisServer::start(Path::new(".spool/redis"), "everysec").map(DevRedis::One);
+        return RedisServer::start(Path::new(".spool/redis"), "everysec").map(PrivateRedis::One);
     }
     let dir = Path::new(".spool/cluster");
     let _ = std::fs::remove_dir_all(dir);
     eprintln!("spool dev: starting a Redis Cluster of 3 masters and 3 replicas…");
     let shape = ClusterShape::three_by_one(Duration::from_secs(2), "everysec");
-    RedisCluster::start(dir, shape).map(DevRedis::Cluster)
+    RedisCluster::start(dir, shape).map(PrivateRedis::Cluster)
 }
 
 /// What runs where, and how to try it.

@@ -91,20 +91,15 @@ impl FleetStore {
         name: &PluginName,
         digest: &Version,
     ) -> Result<bool, DeployError> {
+        Ok(self.exists(&self.blob_key(name, digest)).await?
+            || self.exists(&self.legacy_blob_key(name, digest)).await?)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, DeployError> {
         let mut conn = self.redis.conn();
-        for key in [
-            self.blob_key(name, digest),
-            self.legacy_blob_key(name, digest),
-        ] {
-            let found: bool = conn
-                .exists(&key)
-                .await
-                .map_err(|e| self.error("look for a plugin version's bytes", e))?;
-            if found {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        conn.exists(key)
+            .await
+            .map_err(|e| self.error("look for a plugin version's bytes", e))
     }
 
     /// Let the bytes of versions of `name` no entry names any more expire
@@ -132,12 +127,7 @@ impl FleetStore {
         name: &PluginName,
         digest: &Version,
     ) -> Result<(), DeployError> {
-        let mut conn = self.redis.conn();
-        let here: bool = conn
-            .exists(self.blob_key(name, digest))
-            .await
-            .map_err(|e| self.error("look for a plugin version's bytes", e))?;
-        if here {
+        if self.exists(&self.blob_key(name, digest)).await? {
             return Ok(());
         }
         let bytes = self.blob(name, digest).await?;

@@ -100,28 +100,11 @@ fn until<T>(limit: Duration, mut step: impl FnMut() -> Result<T, String>) -> Res
 /// Who serves what, as `node` sees it: `(first slot, last slot, master
 /// port)` for every range of `CLUSTER SLOTS`.
 pub fn slot_map(node: &RedisServer) -> Result<Vec<(u16, u16, u16)>, String> {
-    let ranges: Vec<redis::Value> = run(node, redis::cmd("CLUSTER").arg("SLOTS"), "CLUSTER SLOTS")?;
-    ranges
-        .iter()
-        .map(|range| {
-            let parts: Vec<redis::Value> = redis::from_redis_value_ref(range)
-                .map_err(|e| format!("CLUSTER SLOTS: unexpected range {range:?}: {e}"))?;
-            let int = |v: &redis::Value| {
-                redis::from_redis_value_ref::<u16>(v)
-                    .map_err(|e| format!("CLUSTER SLOTS: unexpected value {v:?}: {e}"))
-            };
-            let master: Vec<redis::Value> = parts
-                .get(2)
-                .map(redis::from_redis_value_ref)
-                .transpose()
-                .map_err(|e| format!("CLUSTER SLOTS: no master in {range:?}: {e}"))?
-                .unwrap_or_default();
-            match (parts.first(), parts.get(1), master.get(1)) {
-                (Some(a), Some(b), Some(port)) => Ok((int(a)?, int(b)?, int(port)?)),
-                _ => Err(format!("CLUSTER SLOTS: short range {range:?}")),
-            }
-        })
-        .collect()
+    let slots: redis::Value = run(node, redis::cmd("CLUSTER").arg("SLOTS"), "CLUSTER SLOTS")?;
+    Ok(super::nodes::slot_ranges(slots)
+        .into_iter()
+        .map(|(first, last, _, port)| (first, last, port))
+        .collect())
 }
 
 /// Move `slot` with its keys from master `from` to master `to`, `batch`

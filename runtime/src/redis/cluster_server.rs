@@ -21,6 +21,34 @@ pub struct RedisCluster {
     masters: usize,
 }
 
+/// A private Redis that `spool dev` or `spool bench` started: one server
+/// or a cluster.
+#[derive(Debug)]
+pub enum PrivateRedis {
+    /// One `redis-server`.
+    One(RedisServer),
+    /// A cluster of them.
+    Cluster(RedisCluster),
+}
+
+impl PrivateRedis {
+    /// The URL for `--redis` (a seed list for a cluster).
+    pub fn url(&self) -> String {
+        match self {
+            PrivateRedis::One(s) => s.url(),
+            PrivateRedis::Cluster(c) => c.url(),
+        }
+    }
+
+    /// Shut it down: one server cleanly, a cluster's nodes by dropping it.
+    pub fn stop(self) {
+        match self {
+            PrivateRedis::One(mut s) => s.stop(),
+            PrivateRedis::Cluster(c) => drop(c),
+        }
+    }
+}
+
 /// How the cluster is laid out.
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterShape {

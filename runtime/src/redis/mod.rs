@@ -30,7 +30,7 @@ mod target;
 pub mod value;
 
 pub use batch::Batch;
-pub use cluster_server::{ClusterShape, RedisCluster};
+pub use cluster_server::{ClusterShape, PrivateRedis, RedisCluster};
 pub use conn::{Conn, SyncConn};
 pub use connect::AsyncRedis;
 pub use error::RedisError;

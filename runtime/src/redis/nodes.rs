@@ -71,28 +71,41 @@ pub(crate) async fn masters(conn: &Conn) -> RedisResult<Vec<Node>> {
         .collect())
 }
 
-/// Each distinct master of a `CLUSTER SLOTS` reply (`[[start, end,
-/// [host, port, id, …], replica…], …]`), in slot order.
+/// Each distinct master of a `CLUSTER SLOTS` reply, in slot order.
 pub(crate) fn master_addrs(slots: Value) -> Vec<(String, u16)> {
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for (_, _, host, port) in slot_ranges(slots) {
+        if !out.iter().any(|(h, p)| *h == host && *p == port) {
+            out.push((host, port));
+        }
+    }
+    out
+}
+
+/// The ranges of a `CLUSTER SLOTS` reply (`[[start, end, [host, port, id,
+/// …], replica…], …]`) as `(first slot, last slot, master host, master
+/// port)`; a range it cannot read is left out.
+pub(crate) fn slot_ranges(slots: Value) -> Vec<(u16, u16, String, u16)> {
     let Value::Array(ranges) = slots else {
         return Vec::new();
     };
-    let mut out: Vec<(String, u16)> = Vec::new();
+    let int = |v: Value| match v {
+        Value::Int(n) => u16::try_from(n).ok(),
+        _ => None,
+    };
+    let mut out = Vec::new();
     for range in ranges {
         let Value::Array(parts) = range else { continue };
-        let Some(Value::Array(master)) = parts.into_iter().nth(2) else {
+        let mut parts = parts.into_iter();
+        let (first, last) = (parts.next().and_then(int), parts.next().and_then(int));
+        let Some(Value::Array(master)) = parts.next() else {
             continue;
         };
         let mut it = master.into_iter();
         let host = it.next().and_then(super::value::text);
-        let port = it.next().and_then(|v| match v {
-            Value::Int(p) => u16::try_from(p).ok(),
-            _ => None,
-        });
-        if let (Some(host), Some(port)) = (host, port)
-            && !out.iter().any(|(h, p)| *h == host && *p == port)
-        {
-            out.push((host, port));
+        let port = it.next().and_then(int);
+        if let (Some(first), Some(last), Some(host), Some(port)) = (first, last, host, port) {
+            out.push((first, last, host, port));
         }
     }
     out

@@ -65,6 +65,12 @@ fn file(env: &Env, name: &str, bytes: &[u8]) -> String {
     path.display().to_string()
 }
 
+/// `spool plugins deploy` of `bytes` (written to a file first) as `name`.
+fn deploy_as(env: &Env, bytes: &[u8], name: &str) -> std::process::Output {
+    let path = file(env, &format!("{}.wasm", digest(bytes)), bytes);
+    spool(env, &["plugins", "deploy", &path, "--as", name])
+}
+
 /// The versions `n` new hello jobs ran on.
 fn versions_of_jobs(env: &Env, n: usize) -> std::collections::BTreeSet<String> {
     let ids: Vec<String> = (0..n)
@@ -376,17 +382,7 @@ fn the_history_keeps_the_last_versions_and_drops_the_bytes_of_older_ones() {
 fn a_pin_whose_bytes_are_gone_is_refused_and_named() {
     let env = Env::new("fleet-gone");
     let (v0, v1) = (variant("hello", 0), variant("hello", 1));
-    let out = spool(
-        &env,
-        &[
-            "plugins",
-            "deploy",
-            &file(&env, "hello-1.wasm", &v1),
-            "--as",
-            "hello",
-        ],
-    );
-    succeeds(&out);
+    succeeds(&deploy_as(&env, &v1, "hello"));
     // Someone deletes the stored bytes; then a worker starts.
     let key = format!("spool:blob:{{{}}}:default/hello", digest(&v1));
     let _: () = redis::cmd("DEL")
@@ -713,17 +709,7 @@ fn a_worker_claims_nothing_before_its_first_sync_with_the_fleet_store() {
 fn bytes_stored_under_the_earlier_key_are_still_served_and_forgotten() {
     let env = Env::new("fleet-legacy-blob");
     let v1 = variant("hello", 1);
-    let out = spool(
-        &env,
-        &[
-            "plugins",
-            "deploy",
-            &file(&env, "hello-1.wasm", &v1),
-            "--as",
-            "hello",
-        ],
-    );
-    succeeds(&out);
+    succeeds(&deploy_as(&env, &v1, "hello"));
     // As a store written before the bytes got a slot per digest.
     let mut redis = env.redis_conn();
     let new = format!("spool:blob:{{{}}}:default/hello", digest(&v1));
@@ -739,9 +725,7 @@ fn bytes_stored_under_the_earlier_key_are_still_served_and_forgotten() {
     assert_eq!(versions_of_jobs(&env, 2), one(&digest(&v1)));
     // A rollback to it copies the bytes under their own key for good
     // (a trim deletes the earlier key inside its script).
-    let v2 = variant("hello", 2);
-    let path = file(&env, "hello-2.wasm", &v2);
-    succeeds(&spool(&env, &["plugins", "deploy", &path, "--as", "hello"]));
+    succeeds(&deploy_as(&env, &variant("hello", 2), "hello"));
     let to = digest(&v1);
     succeeds(&spool(
         &env,

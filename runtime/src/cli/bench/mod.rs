@@ -19,7 +19,7 @@ use crate::ids::{NameError, PluginName};
 use crate::kv::RedisKv;
 use crate::plugins::{Capabilities, LoadError, Registry, Settings, scan};
 use crate::queue::{Queue, QueueConfig, QueueError};
-use crate::redis::{ClusterShape, RedisCluster, RedisServer, RedisServerError};
+use crate::redis::{ClusterShape, PrivateRedis, RedisCluster, RedisServer, RedisServerError};
 use crate::sandbox::{KeyValue, KvError, Sandbox, SandboxConfig, SandboxError};
 use crate::worker::{self, WorkerConfig};
 use report::{Report, print};
@@ -184,7 +184,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     let url = args
         .redis
         .clone()
-        .or_else(|| server.as_ref().map(Private::url))
+        .or_else(|| server.as_ref().map(PrivateRedis::url))
         .unwrap_or_default();
     let mut queue_config = QueueConfig::new(url.clone());
     queue_config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
@@ -236,29 +236,14 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     Ok(report)
 }
 
-/// The Redis the bench started, when not given one.
-enum Private {
-    One(RedisServer),
-    Cluster(RedisCluster),
-}
-
-impl Private {
-    fn url(&self) -> String {
-        match self {
-            Private::One(s) => s.url(),
-            Private::Cluster(c) => c.url(),
-        }
-    }
-}
-
 /// A private server, a private cluster (`--cluster N`), or none
 /// (`--redis`).
-fn private_redis(args: &BenchArgs, dir: &Path) -> Result<Option<Private>, RedisServerError> {
+fn private_redis(args: &BenchArgs, dir: &Path) -> Result<Option<PrivateRedis>, RedisServerError> {
     if args.redis.is_some() {
         return Ok(None);
     }
     let Some(masters) = args.cluster else {
-        return RedisServer::start(dir, "everysec").map(|s| Some(Private::One(s)));
+        return RedisServer::start(dir, "everysec").map(|s| Some(PrivateRedis::One(s)));
     };
     let masters = usize::try_from(masters).unwrap_or(1);
     eprintln!(
@@ -266,7 +251,7 @@ fn private_redis(args: &BenchArgs, dir: &Path) -> Result<Option<Private>, RedisS
         if masters == 1 { "" } else { "s" }
     );
     let shape = ClusterShape::masters_only(masters, Duration::from_secs(15), "everysec");
-    RedisCluster::start(dir, shape).map(|c| Some(Private::Cluster(c)))
+    RedisCluster::start(dir, shape).map(|c| Some(PrivateRedis::Cluster(c)))
 }
 
 /// Where the jobs run: the bench's own worker, or `--workers` processes.
