@@ -161,12 +161,8 @@ impl Queue {
                     unconfirmed(replies, waited, replicas)
                 }
                 Ok(replies) => replies,
-                Err(e) if attempt == 0 => {
-                    self.redis.renew_once(&e).await;
-                    return Err(e);
-                }
+                Err(e) if attempt == 0 => return Err(e),
                 Err(e) => {
-                    self.redis.renew_once(&e).await;
                     for &k in &pending {
                         results[k] = Some(Err(e.clone()));
                     }

@@ -11,9 +11,9 @@
 //! and `CLUSTERDOWN` with a bounded backoff (see [`super::connect`]), so a
 //! slot migration or a failover shows up as latency, not as errors.
 
+use super::healing::HealingCluster;
 use redis::aio::ConnectionManager;
 use redis::cluster::ClusterConnection as SyncCluster;
-use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 /// An async connection to one server or to a cluster. Cheap to clone;
@@ -22,15 +22,16 @@ use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 pub enum Conn {
     /// A standalone server (or one node reached without cluster mode).
     Single(ConnectionManager),
-    /// A Redis Cluster: one connection per node, routed per command.
-    Cluster(ClusterConnection),
+    /// A Redis Cluster: one connection per node, routed per command, opened
+    /// anew after every node was lost ([`HealingCluster`]).
+    Cluster(HealingCluster),
 }
 
 impl redis::aio::ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.command(cmd),
         }
     }
 
@@ -42,14 +43,14 @@ impl redis::aio::ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(_) => 0,
         }
     }
 }
@@ -103,7 +104,7 @@ impl redis::ConnectionLike for SyncConn {
     fn get_db(&self) -> i64 {
         match self {
             SyncConn::Single(c) => c.get_db(),
-            SyncConn::Cluster(c) => c.get_db(),
+            SyncConn::Cluster(_) => 0,
         }
     }
 

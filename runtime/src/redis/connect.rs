@@ -3,6 +3,7 @@
 //! connections on demand, to one server or to a Redis Cluster.
 
 use super::conn::Conn;
+use super::healing::HealingCluster;
 use super::nodes::Node;
 use super::target::{Target, says_cluster};
 use super::{RedisError, redact};
@@ -21,10 +22,8 @@ pub struct AsyncRedis {
     shown: Arc<str>,
     opener: Opener,
     conn: Conn,
-    /// [`AsyncRedis::once_conn`], renewed by [`AsyncRedis::renew_once`].
-    once: Arc<std::sync::Mutex<Conn>>,
-    /// What opens it anew on a cluster (none on one server).
-    once_client: Option<Box<ClusterClient>>,
+    /// [`AsyncRedis::once_conn`].
+    once: Conn,
 }
 
 /// What opens more connections like [`AsyncRedis::conn`].
@@ -64,8 +63,7 @@ impl AsyncRedis {
                     return Ok(AsyncRedis {
                         shown,
                         opener,
-                        once: Arc::new(std::sync::Mutex::new(conn.clone())),
-                        once_client: None,
+                        once: conn.clone(),
                         conn,
                     });
                 }
@@ -79,14 +77,13 @@ impl AsyncRedis {
             .retries(0)
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        let once_conn = cluster_connection(&once, &shown).await?;
-        let conn = cluster_connection(&client, &shown).await?;
+        let once_conn = cluster_connection(once, &shown).await?;
+        let conn = cluster_connection(client.clone(), &shown).await?;
         Ok(AsyncRedis {
             shown,
             opener: Opener::Cluster(Box::new(client)),
             conn,
-            once: Arc::new(std::sync::Mutex::new(once_conn)),
-            once_client: Some(Box::new(once)),
+            once: once_conn,
         })
     }
 
@@ -102,23 +99,7 @@ impl AsyncRedis {
     /// Redis refused unrun. On one server, the shared connection (its
     /// client never sends a command twice).
     pub fn once_conn(&self) -> Conn {
-        crate::locks::lock(&self.once).clone()
-    }
-
-    /// After `e` on [`AsyncRedis::once_conn`]: if the connection failed,
-    /// open that connection anew. A cluster client that retries nothing
-    /// does not find its way back by itself once every node was gone (a
-    /// whole cluster restarted).
-    pub async fn renew_once(&self, e: &redis::RedisError) {
-        let Some(client) = &self.once_client else {
-            return;
-        };
-        if !super::error::is_connection_trouble(e) {
-            return;
-        }
-        if let Ok(fresh) = cluster_connection(client, &self.shown).await {
-            *crate::locks::lock(&self.once) = fresh;
-        }
+        self.once.clone()
     }
 
     /// Whether this is a Redis Cluster.
@@ -143,8 +124,7 @@ impl AsyncRedis {
             Opener::Cluster(client) => {
                 let config = redis::cluster::ClusterConfig::new()
                     .set_response_timeout(Duration::from_secs(3600));
-                client
-                    .get_async_connection_with_config(config)
+                HealingCluster::open((**client).clone(), Some(config))
                     .await
                     .map(Conn::Cluster)
                     .map_err(fail)
@@ -172,9 +152,8 @@ impl AsyncRedis {
     }
 }
 
-async fn cluster_connection(client: &ClusterClient, shown: &str) -> Result<Conn, RedisError> {
-    client
-        .get_async_connection()
+async fn cluster_connection(client: ClusterClient, shown: &str) -> Result<Conn, RedisError> {
+    HealingCluster::open(client, None)
         .await
         .map(Conn::Cluster)
         .map_err(|source| RedisError::classify(shown, "connect", source))

@@ -21,6 +21,7 @@ mod cluster_server;
 mod conn;
 mod connect;
 mod error;
+mod healing;
 pub mod ledger;
 mod nodes;
 mod served;

@@ -40,7 +40,11 @@ impl Node {
                     host: host.clone(),
                     port: *port,
                 });
-                let value = c.route_command(cmd.clone(), routing).await?;
+                let reply = c.current().route_command(cmd.clone(), routing).await;
+                if let Err(e) = &reply {
+                    c.heal_after(e);
+                }
+                let value = reply?;
                 Ok(redis::from_redis_value(value)?)
             }
             (conn, _) => cmd.query_async(conn).await,
@@ -57,7 +61,7 @@ pub(crate) async fn masters(conn: &Conn) -> RedisResult<Vec<Node>> {
             addr: None,
         }]);
     };
-    let mut c = cluster.clone();
+    let mut c = Conn::Cluster(cluster.clone());
     let slots: Value = redis::cmd("CLUSTER")
         .arg("SLOTS")
         .query_async(&mut c)

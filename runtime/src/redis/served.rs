@@ -28,13 +28,10 @@ impl AsyncRedis {
             eval.arg(*arg);
         }
         let mut conn = self.once_conn();
-        match send_until_served(&mut conn, &pipe).await {
-            Ok(mut replies) => replies.pop().unwrap_or(Ok(Value::Nil)),
-            Err(e) => {
-                self.renew_once(&e).await;
-                Err(e)
-            }
-        }
+        send_until_served(&mut conn, &pipe)
+            .await?
+            .pop()
+            .unwrap_or(Ok(Value::Nil))
     }
 }
 
