@@ -7,22 +7,34 @@
 //! found" long after the cluster is back (redis-rs #2277 and #2278 describe
 //! the mass-failure case). A worker whose shared connection was in that
 //! state claimed nothing for good: its jobs stayed queued. So every cluster
-//! connection of ours is this handle: on a connection-level failure it
-//! opens a fresh connection from the same client in the background (at
-//! most once per [`RENEW_EVERY`]) and later commands use it. The failed
-//! command's error is still returned: every caller retries on its own, and
-//! a command that may have run is never sent again here.
+//! connection of ours is this handle: when its commands fail at the
+//! connection level and none has succeeded for [`QUIET`], it opens a fresh
+//! connection from the same client in the background, and later commands
+//! use it. The failed command's error is still returned: every caller
+//! retries on its own, and a command that may have run is never sent again
+//! here.
+//!
+//! What does not renew: one master down while the others answer (their
+//! successes show the connection works; the client's own reconnects and
+//! a failover handle that node), an error of a command sent on a
+//! connection that was already replaced, and a handle no one holds any
+//! more. Renewals that do not help back off, from [`RENEW_EVERY`] to
+//! [`RENEW_AT_MOST`].
 
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-/// The least time between two renewals of one connection: an outage does
-/// not turn every failed command into a new set of sockets.
+/// The least time between two renewals of one connection.
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// The most: renewals that did not help double the wait up to this.
+pub const RENEW_AT_MOST: Duration = Duration::from_secs(30);
+/// How long without a single successful command before a connection
+/// error renews the connection.
+pub const QUIET: Duration = Duration::from_secs(1);
 
 /// A cluster connection that renews itself (see the module doc). Cheap to
 /// clone; clones share the connection and its renewals.
@@ -39,14 +51,43 @@ impl std::fmt::Debug for HealingCluster {
 
 struct Shared {
     client: ClusterClient,
-    /// The settings it was opened with (a blocking connection's longer
-    /// response timeout), kept for the renewals.
+    /// The settings it was opened with (a blocking connection's response
+    /// timeout), kept for the renewals.
     config: Option<ClusterConfig>,
-    conn: Mutex<ClusterConnection>,
+    /// The connection, and its generation (one more per renewal).
+    conn: Mutex<(u64, ClusterConnection)>,
     /// A renewal is under way.
     renewing: AtomicBool,
-    /// When the last renewal started.
-    last: Mutex<Option<Instant>>,
+    /// When the next renewal may start, and the wait after it.
+    next: Mutex<(Instant, Duration)>,
+    /// When a command last succeeded, in ms since `born`.
+    last_ok_ms: AtomicU64,
+    born: Instant,
+}
+
+impl Shared {
+    fn quiet_for(&self) -> Duration {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(now.saturating_sub(self.last_ok_ms.load(Ordering::Relaxed)))
+    }
+
+    fn succeeded(&self) {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ok_ms.store(now, Ordering::Relaxed);
+    }
+}
+
+/// Clears `renewing` however the renewal ends (a panic or a cancelled
+/// task included), so that the handle can renew again. Weak: a renewal
+/// keeps no connection alive that every handle dropped.
+struct Renewing(Weak<Shared>);
+
+impl Drop for Renewing {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.renewing.store(false, Ordering::Release);
+        }
+    }
 }
 
 impl HealingCluster {
@@ -60,57 +101,53 @@ impl HealingCluster {
             shared: Arc::new(Shared {
                 client,
                 config,
-                conn: Mutex::new(conn),
+                conn: Mutex::new((0, conn)),
                 renewing: AtomicBool::new(false),
-                last: Mutex::new(None),
+                next: Mutex::new((Instant::now(), RENEW_EVERY)),
+                last_ok_ms: AtomicU64::new(0),
+                born: Instant::now(),
             }),
         })
     }
 
-    /// The connection commands go over now.
-    pub fn current(&self) -> ClusterConnection {
+    /// The connection commands go over now, and its generation (for
+    /// [`HealingCluster::after`]).
+    pub fn current(&self) -> (u64, ClusterConnection) {
         crate::locks::lock(&self.shared.conn).clone()
     }
 
-    /// After `e`: if the connection itself failed, renew it in the
-    /// background (unless a renewal is under way or was started less than
-    /// [`RENEW_EVERY`] ago).
-    pub fn heal_after(&self, e: &RedisError) {
-        if !lost_connection(e) || tokio::runtime::Handle::try_current().is_err() {
+    /// After `reply` of a command sent on generation `generation`: note a
+    /// success, or renew the connection in the background if the
+    /// connection failed (see the module doc for when it does not).
+    pub fn after<T>(&self, generation: u64, reply: &redis::RedisResult<T>) {
+        let Err(e) = reply else {
+            return self.shared.succeeded();
+        };
+        if !lost_connection(e)
+            || self.shared.quiet_for() < QUIET
+            || crate::locks::lock(&self.shared.conn).0 != generation
+            || tokio::runtime::Handle::try_current().is_err()
+        {
             return;
         }
         {
-            let mut last = crate::locks::lock(&self.shared.last);
-            if last.is_some_and(|at| at.elapsed() < RENEW_EVERY) {
+            let mut next = crate::locks::lock(&self.shared.next);
+            if Instant::now() < next.0 || self.shared.renewing.swap(true, Ordering::AcqRel) {
                 return;
             }
-            if self.shared.renewing.swap(true, Ordering::AcqRel) {
-                return;
-            }
-            *last = Some(Instant::now());
+            *next = (Instant::now() + next.1, (next.1 * 2).min(RENEW_AT_MOST));
         }
-        let shared = Arc::clone(&self.shared);
-        tokio::spawn(async move {
-            match connect(&shared.client, shared.config.clone()).await {
-                Ok(fresh) => {
-                    *crate::locks::lock(&shared.conn) = fresh;
-                    tracing::debug!("opened the cluster connection anew after a lost connection");
-                }
-                Err(e) => tracing::debug!("opening the cluster connection anew: {e}"),
-            }
-            shared.renewing.store(false, Ordering::Release);
-        });
+        let opener = (self.shared.client.clone(), self.shared.config.clone());
+        tokio::spawn(renew(opener, Renewing(Arc::downgrade(&self.shared))));
     }
 
     /// Send one packed command.
     pub fn command<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             use redis::aio::ConnectionLike;
-            let mut conn = self.current();
+            let (generation, mut conn) = self.current();
             let reply = conn.req_packed_command(cmd).await;
-            if let Err(e) = &reply {
-                self.heal_after(e);
-            }
+            self.after(generation, &reply);
             reply
         })
     }
@@ -124,14 +161,30 @@ impl HealingCluster {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             use redis::aio::ConnectionLike;
-            let mut conn = self.current();
+            let (generation, mut conn) = self.current();
             let reply = conn.req_packed_commands(pipeline, offset, count).await;
-            if let Err(e) = &reply {
-                self.heal_after(e);
-            }
+            self.after(generation, &reply);
             reply
         })
     }
+}
+
+/// Open a fresh connection and put it in place, unless every handle is
+/// gone by then. `guard` clears the `renewing` flag when this ends.
+async fn renew((client, config): (ClusterClient, Option<ClusterConfig>), guard: Renewing) {
+    let opened = connect(&client, config).await;
+    let Some(shared) = guard.0.upgrade() else {
+        return;
+    };
+    match opened {
+        Ok(fresh) => {
+            let mut conn = crate::locks::lock(&shared.conn);
+            *conn = (conn.0 + 1, fresh);
+            tracing::debug!("opened the cluster connection anew after a lost connection");
+        }
+        Err(e) => tracing::debug!("opening the cluster connection anew: {e}"),
+    }
+    drop(guard);
 }
 
 async fn connect(

@@ -40,10 +40,9 @@ impl Node {
                     host: host.clone(),
                     port: *port,
                 });
-                let reply = c.current().route_command(cmd.clone(), routing).await;
-                if let Err(e) = &reply {
-                    c.heal_after(e);
-                }
+                let (generation, mut conn) = c.current();
+                let reply = conn.route_command(cmd.clone(), routing).await;
+                c.after(generation, &reply);
                 let value = reply?;
                 Ok(redis::from_redis_value(value)?)
             }
