@@ -247,8 +247,9 @@ impl log::Host for HostState {
         let message = truncate(message, MAX_LOG_LINE);
         // The job's record keeps its lines; the host's own log gets only a
         // short preview, at debug level whatever the guest's level (tagged
-        // by the caller's job span: tenant, plugin, version, job id), so no
-        // tenant can flood the operator's log.
+        // by the caller's job span, enabled with these lines: tenant,
+        // plugin, version, job id), so no tenant can flood the operator's
+        // log.
         tracing::debug!(
             target: "spool::guest",
             level = ?level,
