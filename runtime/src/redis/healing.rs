@@ -58,8 +58,9 @@ struct Shared {
     conn: Mutex<(u64, ClusterConnection)>,
     /// A renewal is under way.
     renewing: AtomicBool,
-    /// When the next renewal may start, and the wait after it.
-    next: Mutex<(Instant, Duration)>,
+    /// When the next renewal may start, the wait after it, and when the
+    /// last one started (ms since `born`).
+    next: Mutex<(Instant, Duration, u64)>,
     /// When a command last succeeded, in ms since `born`.
     last_ok_ms: AtomicU64,
     born: Instant,
@@ -67,13 +68,18 @@ struct Shared {
 
 impl Shared {
     fn quiet_for(&self) -> Duration {
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(now.saturating_sub(self.last_ok_ms.load(Ordering::Relaxed)))
+        let quiet = self
+            .now_ms()
+            .saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
+        Duration::from_millis(quiet)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn succeeded(&self) {
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ok_ms.store(now, Ordering::Relaxed);
+        self.last_ok_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 }
 
@@ -103,7 +109,7 @@ impl HealingCluster {
                 config,
                 conn: Mutex::new((0, conn)),
                 renewing: AtomicBool::new(false),
-                next: Mutex::new((Instant::now(), RENEW_EVERY)),
+                next: Mutex::new((Instant::now(), RENEW_EVERY, 0)),
                 last_ok_ms: AtomicU64::new(0),
                 born: Instant::now(),
             }),
@@ -135,10 +141,16 @@ impl HealingCluster {
             if Instant::now() < next.0 || self.shared.renewing.swap(true, Ordering::AcqRel) {
                 return;
             }
-            *next = (Instant::now() + next.1, (next.1 * 2).min(RENEW_AT_MOST));
+            // A command succeeded since the last renewal: that one helped,
+            // and this outage starts again from the shortest wait.
+            let now_ms = self.shared.now_ms();
+            let helped = self.shared.last_ok_ms.load(Ordering::Relaxed) > next.2;
+            let wait = if helped { RENEW_EVERY } else { next.1 };
+            *next = (Instant::now() + wait, (wait * 2).min(RENEW_AT_MOST), now_ms);
         }
         let opener = (self.shared.client.clone(), self.shared.config.clone());
-        tokio::spawn(renew(opener, Renewing(Arc::downgrade(&self.shared))));
+        let renewing = Renewing(Arc::downgrade(&self.shared));
+        tokio::spawn(renew(opener, generation, renewing));
     }
 
     /// Send one packed command.
@@ -169,20 +181,31 @@ impl HealingCluster {
     }
 }
 
-/// Open a fresh connection and put it in place, unless every handle is
-/// gone by then. `guard` clears the `renewing` flag when this ends.
-async fn renew((client, config): (ClusterClient, Option<ClusterConfig>), guard: Renewing) {
-    let opened = connect(&client, config).await;
+/// Open a fresh connection in place of generation `replacing`, unless
+/// every handle is gone by then or another renewal replaced it first.
+/// `guard` clears the `renewing` flag when this ends. Bounded: a node that
+/// accepts connections but never answers cannot hold the renewal.
+async fn renew(
+    (client, config): (ClusterClient, Option<ClusterConfig>),
+    replacing: u64,
+    guard: Renewing,
+) {
+    let opened = tokio::time::timeout(RENEW_AT_MOST, connect(&client, config)).await;
     let Some(shared) = guard.0.upgrade() else {
         return;
     };
     match opened {
-        Ok(fresh) => {
+        Ok(Ok(fresh)) => {
             let mut conn = crate::locks::lock(&shared.conn);
-            *conn = (conn.0 + 1, fresh);
-            tracing::debug!("opened the cluster connection anew after a lost connection");
+            if conn.0 == replacing {
+                *conn = (replacing + 1, fresh);
+                tracing::debug!("opened the cluster connection anew after a lost connection");
+            }
         }
-        Err(e) => tracing::debug!("opening the cluster connection anew: {e}"),
+        Ok(Err(e)) => tracing::debug!("opening the cluster connection anew: {e}"),
+        Err(_) => tracing::debug!(
+            "opening the cluster connection anew: no answer within {RENEW_AT_MOST:?}"
+        ),
     }
     drop(guard);
 }
