@@ -50,7 +50,7 @@ impl redis::aio::ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(c) => c.get_db(),
-            Conn::Cluster(_) => 0,
+            Conn::Cluster(c) => c.current().1.get_db(),
         }
     }
 }
@@ -104,7 +104,7 @@ impl redis::ConnectionLike for SyncConn {
     fn get_db(&self) -> i64 {
         match self {
             SyncConn::Single(c) => c.get_db(),
-            SyncConn::Cluster(_) => 0,
+            SyncConn::Cluster(c) => c.get_db(),
         }
     }
 

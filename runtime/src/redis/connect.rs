@@ -111,8 +111,9 @@ impl AsyncRedis {
     /// BLOCK`): no response timeout on one server, so callers bound the
     /// wait themselves. (On a cluster the per-node timeout is an hour, but
     /// the client's overall timeout, [`RESPONSE_TIMEOUT`], still ends any
-    /// command: every blocking call of ours blocks for less.) Its own sockets, because a blocked
-    /// command holds up everything queued behind it on a multiplexed one.
+    /// command: every blocking call of ours blocks for less.) Its own
+    /// sockets, because a blocked command holds up everything queued
+    /// behind it on a multiplexed one.
     pub async fn blocking(&self) -> Result<Conn, RedisError> {
         let fail = |source| RedisError::classify(&self.shown, "connect", source);
         match &self.opener {
