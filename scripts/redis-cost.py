@@ -130,7 +130,7 @@ def main():
         for s in range(0, len(jobs), a.claim):
             args = [86400, 604800, 10000, a.keep]
             for jid, token in jobs[s:s + a.claim]:
-                args += [jid, token, "succeeded", 0, 0, len(RESULT)]
+                args += [jid, token, "succeeded", 0, 0, "1", len(RESULT)]
                 for field, value in RESULT:
                     args += [field, value]
             fn["ack"](t, args, pipe)

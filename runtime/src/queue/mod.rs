@@ -70,7 +70,7 @@ mod why;
 pub use cancel::Cancelled;
 pub use error::QueueError;
 pub use model::{
-    ClaimedJob, DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority,
+    ClaimedJob, DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority, Seen,
 };
 pub use names::{check_group, check_prefix, check_queue, tenant_keys};
 pub use ops::Enqueued;

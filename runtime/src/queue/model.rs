@@ -134,6 +134,8 @@ pub struct ClaimedJob {
     /// The record holds nothing an earlier attempt or hand-back wrote
     /// (`fresh` in the claim's reply): the outcome need not clear fields.
     pub fresh: bool,
+    /// What the ack needs of the record, as the claim saw it.
+    pub seen: Seen,
     /// When it was claimed (µs, Redis' clock).
     pub claimed_us: u64,
     /// When the claim's reply arrived here (no earlier than `claimed_us`):
@@ -143,12 +145,28 @@ pub struct ClaimedJob {
 }
 
 impl ClaimedJob {
-    /// An outcome for this attempt (same tenant, id, token and `wait`).
+    /// An outcome for this attempt (same tenant, id, token, `wait` and
+    /// what the claim saw).
     pub fn outcome(&self, next: Next) -> Outcome {
         let mut outcome = Outcome::new(&self.tenant, &self.id, &self.token, self.wait, next);
         outcome.record.fresh = self.fresh;
+        outcome.seen = Some(self.seen.clone());
         outcome
     }
+}
+
+/// What a claim saw in a job's record that the job's ack needs, handed to
+/// the ack so that it need not read it back: every field an ack reads
+/// costs Redis a pass over the record, and a field the record lacks (most
+/// jobs have neither of these) a pass over all of it. Neither changes
+/// while the job runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// The group whose slot the job holds (`group`), if any.
+    pub group: Option<String>,
+    /// Enqueued under an idempotency key (`idem`): its record stays for
+    /// the whole TTL, out of the succeeded-record cap.
+    pub idem: bool,
 }
 
 /// What became of one claimed attempt.
@@ -166,6 +184,9 @@ pub struct Outcome {
     pub next: Next,
     /// What it writes into the job's record.
     pub record: RecordUpdate,
+    /// What the claim saw of the record; `None` (an outcome not made from
+    /// a claimed job): the ack reads it from the record.
+    pub seen: Option<Seen>,
 }
 
 /// Where a job goes after an attempt.
@@ -213,6 +234,7 @@ impl Outcome {
             wait,
             next,
             record: RecordUpdate::default(),
+            seen: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use super::announce::Announce;
 use super::chunk::chunks;
-use super::model::{DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome};
+use super::model::{DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Seen};
 use super::{Queue, QueueError};
 use crate::locks::lock;
 use crate::tenants::{Limit, Limits, TenantStore};
@@ -510,6 +510,15 @@ fn push_outcome(
         .arg(name)
         .arg(at)
         .arg(u8::from(o.wait))
+        // `plain` (ack.lua's header): the claim saw no group and no
+        // idempotency key, so the ack need not look for them.
+        .arg(u8::from(matches!(
+            o.seen,
+            Some(Seen {
+                group: None,
+                idem: false
+            })
+        )))
         .arg(fields.len());
     for (field, value) in fields {
         inv.arg(*field).arg(value.as_slice());

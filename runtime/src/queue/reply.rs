@@ -6,7 +6,7 @@
 
 use super::QueueError;
 use super::announce::{Announce, Leave};
-use super::model::ClaimedJob;
+use super::model::{ClaimedJob, Seen};
 use crate::redis::value::{bytes, int_or_text, text};
 use redis::Value;
 use std::time::{Duration, Instant};
@@ -178,6 +178,7 @@ fn job(
         waiting_since_us: None,
         no_cache: false,
         fresh: false,
+        seen: Seen::default(),
         claimed_us,
         received,
     };
@@ -215,6 +216,8 @@ fn envelope(job: &mut ClaimedJob, name: &str, value: Value) {
         "priority" => job.priority = text(value),
         "waiting_since_us" => job.waiting_since_us = text(value).and_then(|s| s.parse().ok()),
         "no_cache" => job.no_cache = text(value).is_some_and(|v| v == "1"),
+        "group" => job.seen.group = text(value).filter(|g| !g.is_empty()),
+        "idem" => job.seen.idem = text(value).is_some_and(|v| v == "1"),
         _ => {}
     }
 }
@@ -301,6 +304,25 @@ mod tests {
         let flat = vec![s("01J"), Value::Int(3), Value::Int(2), s("1"), s("x")];
         let e = claim(&["fresh", "record"], vec![Value::Array(flat)]).unwrap_err();
         assert!(e.to_string().contains("record is not an array"), "{e}");
+    }
+
+    #[test]
+    fn the_ack_learns_a_jobs_group_and_idempotency_key_from_its_claim() {
+        let job = |record: &[&str]| {
+            let record = record.iter().map(|v| s(v)).collect();
+            let job = vec![s("01J"), Value::Int(3), Value::Int(1), s("1")];
+            let job = job.into_iter().chain([Value::Array(record)]).collect();
+            let claimed = claim(&["fresh", "record"], vec![Value::Array(job)]).unwrap();
+            claimed.jobs[0].outcome(crate::queue::Next::Succeeded).seen
+        };
+        let plain = Seen {
+            group: None,
+            idem: false,
+        };
+        assert_eq!(job(&["plugin", "acme/x", "group", ""]), Some(plain));
+        // The group the claim took it from comes last, and wins.
+        let grouped = job(&["group", "old", "idem", "1", "group", "g"]).unwrap();
+        assert_eq!((grouped.group.as_deref(), grouped.idem), (Some("g"), true));
     }
 
     #[test]

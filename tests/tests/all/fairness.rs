@@ -784,6 +784,37 @@ fn a_group_job_without_a_record_frees_its_groups_slot() {
 }
 
 #[test]
+fn a_group_job_whose_record_lacks_its_group_frees_the_groups_slot() {
+    let env = Env::new("fair-bare");
+    let t = env.tenant_keys("acme");
+    // A client wrote a record without `group` and pushed its id into group
+    // g by hand. The worker learns the group from its claim (the ack does
+    // not look for it when the claim saw none): the slot must still be
+    // freed, or g's next job never starts.
+    let _: () = redis::pipe()
+        .hset_multiple(
+            format!("{t}:job:BARE"),
+            &[("plugin", "acme/hello"), ("payload", r#"{"name":"Bare"}"#)],
+        )
+        .rpush(format!("{t}:group:g"), "BARE")
+        .zadd(format!("{t}:groups"), "g", 0)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    env.announce_plain("acme", None);
+    let mut next = env.job("acme/hello", r#"{"name":"Next"}"#);
+    next.group = Some("g".into());
+    let next = env.enqueue_job(next);
+    let _worker = env.worker(&[("acme/hello", "hello")], |_| {});
+    assert_eq!(env.wait("BARE").status, Some(Status::Succeeded));
+    assert_eq!(env.wait(&next).status, Some(Status::Succeeded));
+    let held: u64 = redis::cmd("SCARD")
+        .arg(format!("{t}:held:g"))
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(held, 0, "group g's slots are all free");
+}
+
+#[test]
 fn grouped_and_ungrouped_jobs_take_turns_when_claims_are_of_one_job() {
     let env = Env::new("fair-one-slot");
     env.set_limit("acme", Limit::Concurrency, 1);

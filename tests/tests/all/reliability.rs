@@ -108,6 +108,8 @@ fn a_worker_whose_lease_expired_can_neither_ack_nor_renew() {
             output: Field::Set(output.as_bytes().to_vec()),
             ..RecordUpdate::default()
         },
+        // As a worker acks (the fence alone decides; see ack.lua).
+        seen: Some(new.seen.clone()),
     };
     let renewed = env
         .rt

@@ -28,6 +28,7 @@ fn outcome(id: &str, token: &str, next: Next) -> Outcome {
             output: Field::Set(b"done".to_vec()),
             ..RecordUpdate::default()
         },
+        seen: None,
     }
 }
 
@@ -402,11 +403,10 @@ fn run_job(env: &Env, queue: &Queue, job: &spool_runtime::queue::NewJob, next: N
     let id = env.rt.block_on(queue.enqueue(job)).unwrap().id;
     let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
     let job = claim.jobs.iter().find(|j| j.id == id).expect("claimed");
-    // As a worker acks: saying whether a client waits (from the envelope).
-    let done = Outcome {
-        wait: job.wait,
-        ..outcome(&id, &job.token, next)
-    };
+    // As a worker acks: from the claimed job (whether a client waits, and
+    // whether the ack must look for a group or an idempotency key).
+    let mut done = job.outcome(next);
+    done.record.output = Field::Set(b"done".to_vec());
     let applied = env.rt.block_on(queue.ack(&[done])).unwrap();
     assert_eq!(applied, vec![true]);
     id

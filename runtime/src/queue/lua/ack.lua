@@ -8,7 +8,11 @@
 --          newest, in the order their acks came, in `P:kept`; older ones
 --          are deleted
 -- then one group per job:
---   id, token, outcome, delay_us, wait, nfields, field, value, ... (nfields pairs)
+--   id, token, outcome, delay_us, wait, plain, nfields, field, value, ... (nfields pairs)
+-- plain: '1' when the worker's claim saw neither a `group` nor an `idem`
+--   field in the record (neither changes while a job runs): the ack then
+--   does not look for them (a field the record lacks costs a pass over
+--   all of it). Anything else: they are read from the record.
 -- outcome: succeeded | retrying | dead | requeue | wedged
 --   retrying: back to the delayed set for delay_us (backoff)
 --   requeue:  handed back without spending an attempt (shutdown, or the plugin
@@ -48,10 +52,16 @@ local applied = {}
 local released = {}
 
 -- Whether the outcome for `key` (under `token`) may be applied: the
--- job's {token, status, group, idem} if so. (Few fields: an ack reads no
--- more than it needs, every read field costs Redis time per job.)
-local function current_attempt(id, key, token)
-  local f = hmget(key, 'token', 'status', 'group', 'idem')
+-- job's {token, status, group, idem} if so; only the first two for a
+-- `plain` job (see the header), the others nil. (Few fields: an ack reads
+-- no more than it needs, every read field costs Redis time per job.)
+local function current_attempt(id, key, token, plain)
+  local f
+  if plain == '1' then
+    f = hmget(key, 'token', 'status')
+  else
+    f = hmget(key, 'token', 'status', 'group', 'idem')
+  end
   if not f or f[1] ~= token then return nil end
   if f[2] == 'running' then return f end
   if f[2] == 'queued'
@@ -140,7 +150,7 @@ local succeeded = {}
 local i = 5
 while i <= #ARGV do
   local id, token, outcome, delay, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], int(ARGV[i + 3]), ARGV[i + 4]
-  local nfields = int(ARGV[i + 5])
+  local plain, nfields = ARGV[i + 5], int(ARGV[i + 6])
   local key = job_key(id)
   local current
   if outcome == 'wedged' then
@@ -152,7 +162,7 @@ while i <= #ARGV do
   elseif outcome == 'requeue' then
     current = handed_back(id, key, token)
   else
-    current = current_attempt(id, key, token)
+    current = current_attempt(id, key, token, plain)
   end
   if current and outcome == 'wedged' then
     release(id)
@@ -168,7 +178,7 @@ while i <= #ARGV do
     -- clears only what it saw at the claim (nothing, on a fresh record).
     if current[2] ~= 'running' then redis.call('HDEL', key, 'error') end
     local run_at = now + delay
-    local first, last = i + 6, i + 5 + nfields * 2
+    local first, last = i + 7, i + 6 + nfields * 2
     -- A hand-back also needs {priority, attempt, group_held}.
     local more
     if outcome == 'succeeded' or (outcome == 'dead' and delay == 0) then
@@ -216,7 +226,7 @@ while i <= #ARGV do
     local again = f and f[1] == token and (LEAVES[outcome] or {})[f[2]] == true
     applied[#applied + 1] = again and 2 or 0
   end
-  i = i + 6 + nfields * 2
+  i = i + 7 + nfields * 2
 end
 if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
 if #succeeded > 0 then keep_newest(succeeded, keep, record_ttl) end

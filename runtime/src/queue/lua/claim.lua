@@ -30,7 +30,8 @@
 -- record holds nothing an earlier attempt wrote, and `record`, the job's
 -- hash as it was before this claim (HGETALL: name, value, name, value,
 -- ...; the worker takes the envelope fields from it): whole when fresh
--- and small, else only its envelope fields. JOBS is one
+-- and small, else only its envelope fields; a job taken from a group ends
+-- with `group`, its name (a name twice: the last counts). JOBS is one
 -- string, the jobs packed as MessagePack (cmsgpack): an array of
 -- {id, token, attempt, fresh, record}. (One string is one value for the
 -- worker's RESP parser, not a dozen per job.) The worker decodes jobs by
@@ -236,8 +237,11 @@ end
 local MARK = { finished_us = true, requeued_us = true, lease_expiries = true, error = true }
 -- The envelope: all of a marked record the reply carries (an earlier
 -- attempt's output or logs may be megabytes the worker has no use for).
+-- (`group` and `idem` too: a worker that saw neither tells its ack so,
+-- which then need not look for them, see ack.lua.)
 local ENVELOPE = { plugin = true, content_type = true, payload = true, max_attempts = true,
-  enqueued_us = true, wait = true, priority = true, waiting_since_us = true, no_cache = true }
+  enqueued_us = true, wait = true, priority = true, waiting_since_us = true, no_cache = true,
+  group = true, idem = true }
 local out = { now, 0, -1, 0, { 'fresh', 'record' } }
 local jobs = {}
 local lease_until = text(now + lease)
@@ -320,6 +324,12 @@ for k, id in ipairs(ids) do
           record[#record + 1] = all[j + 1]
         end
       end
+    end
+    -- The group whose slot it now holds, last: it wins over the record's
+    -- own (which a record written by hand may lack).
+    if from_group then
+      record[#record + 1] = 'group'
+      record[#record + 1] = from_group
     end
     jobs[#jobs + 1] = { id, token, attempt, marked and '0' or '1', record }
   end
