@@ -134,7 +134,11 @@ def main():
                 for field, value in RESULT:
                     args += [field, value]
             fn["ack"](t, args, pipe)
-        pipe.execute()
+        # Every outcome applied (1): arguments the scripts misread (a copy
+        # of older scripts, say) would otherwise count a cheaper no-op.
+        for reply in pipe.execute():
+            if any(v != 1 for v in reply[3:]):
+                raise SystemExit(f"an ack was not applied: {reply[3:13]}...")
     marks.append(mark())
     if len(claimed) != a.jobs:
         raise SystemExit(f"claimed {len(claimed)} of {a.jobs} jobs")

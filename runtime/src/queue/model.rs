@@ -134,8 +134,9 @@ pub struct ClaimedJob {
     /// The record holds nothing an earlier attempt or hand-back wrote
     /// (`fresh` in the claim's reply): the outcome need not clear fields.
     pub fresh: bool,
-    /// What the ack needs of the record, as the claim saw it.
-    pub seen: Seen,
+    /// What the ack needs of the record, as the claim saw it; `None` when
+    /// the claim sent no record (the ack then reads it itself).
+    pub seen: Option<Seen>,
     /// When it was claimed (µs, Redis' clock).
     pub claimed_us: u64,
     /// When the claim's reply arrived here (no earlier than `claimed_us`):
@@ -150,7 +151,7 @@ impl ClaimedJob {
     pub fn outcome(&self, next: Next) -> Outcome {
         let mut outcome = Outcome::new(&self.tenant, &self.id, &self.token, self.wait, next);
         outcome.record.fresh = self.fresh;
-        outcome.seen = Some(self.seen.clone());
+        outcome.seen = self.seen.clone();
         outcome
     }
 }
@@ -164,8 +165,9 @@ impl ClaimedJob {
 pub struct Seen {
     /// The group whose slot the job holds (`group`), if any.
     pub group: Option<String>,
-    /// Enqueued under an idempotency key (`idem`): its record stays for
-    /// the whole TTL, out of the succeeded-record cap.
+    /// Enqueued under an idempotency key (`idem`, any value, as the ack
+    /// script reads it): its record stays for the whole TTL, out of the
+    /// succeeded-record cap.
     pub idem: bool,
 }
 

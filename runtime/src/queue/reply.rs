@@ -178,7 +178,7 @@ fn job(
         waiting_since_us: None,
         no_cache: false,
         fresh: false,
-        seen: Seen::default(),
+        seen: None,
         claimed_us,
         received,
     };
@@ -189,6 +189,9 @@ fn job(
                 let Value::Array(pairs) = value else {
                     return Err(bad("job record is not an array"));
                 };
+                // The whole record, or its envelope: no group and no key
+                // in it means the job has neither.
+                job.seen = Some(Seen::default());
                 let mut pairs = pairs.into_iter();
                 while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
                     if let Some(name) = text(name) {
@@ -216,8 +219,17 @@ fn envelope(job: &mut ClaimedJob, name: &str, value: Value) {
         "priority" => job.priority = text(value),
         "waiting_since_us" => job.waiting_since_us = text(value).and_then(|s| s.parse().ok()),
         "no_cache" => job.no_cache = text(value).is_some_and(|v| v == "1"),
-        "group" => job.seen.group = text(value).filter(|g| !g.is_empty()),
-        "idem" => job.seen.idem = text(value).is_some_and(|v| v == "1"),
+        // (Only a record carries these: see `job`.)
+        "group" => {
+            if let Some(seen) = &mut job.seen {
+                seen.group = text(value).filter(|g| !g.is_empty());
+            }
+        }
+        "idem" => {
+            if let Some(seen) = &mut job.seen {
+                seen.idem = true;
+            }
+        }
         _ => {}
     }
 }
@@ -320,9 +332,15 @@ mod tests {
             idem: false,
         };
         assert_eq!(job(&["plugin", "acme/x", "group", ""]), Some(plain));
-        // The group the claim took it from comes last, and wins.
-        let grouped = job(&["group", "old", "idem", "1", "group", "g"]).unwrap();
+        // The group the claim took it from comes last, and wins; `idem`
+        // counts whatever its value (as the ack script reads it).
+        let grouped = job(&["group", "old", "idem", "", "group", "g"]).unwrap();
         assert_eq!((grouped.group.as_deref(), grouped.idem), (Some("g"), true));
+        // Without a record the worker cannot tell: the ack reads them.
+        let mut fields = vec![s("01J"), Value::Int(3), Value::Int(1)];
+        fields.extend(REQUIRED.iter().map(|_| s("")));
+        let claimed = claim(&REQUIRED, vec![Value::Array(fields)]).unwrap();
+        assert_eq!(claimed.jobs[0].outcome(crate::queue::Next::Dead).seen, None);
     }
 
     #[test]

@@ -280,7 +280,7 @@ mod tests {
             waiting_since_us: None,
             no_cache: false,
             fresh: false,
-            seen: Default::default(),
+            seen: None,
             claimed_us: 0,
             received: Instant::now(),
         }

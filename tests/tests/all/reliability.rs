@@ -109,7 +109,7 @@ fn a_worker_whose_lease_expired_can_neither_ack_nor_renew() {
             ..RecordUpdate::default()
         },
         // As a worker acks (the fence alone decides; see ack.lua).
-        seen: Some(new.seen.clone()),
+        seen: new.seen.clone(),
     };
     let renewed = env
         .rt

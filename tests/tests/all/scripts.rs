@@ -521,7 +521,21 @@ fn only_the_newest_succeeded_records_are_kept_per_tenant() {
     let waited = run_job(&env, &queue, &waited, Next::Succeeded);
     let mut keyed = env.job("hello", "{}");
     keyed.idempotency_key = Some("once".into());
-    let keyed_id = run_job(&env, &queue, &keyed, Next::Succeeded);
+    // Retried first: its second claim sends a marked record's envelope,
+    // which must still tell the ack that the job has a key.
+    let retry = Next::Retry {
+        delay: std::time::Duration::ZERO,
+    };
+    let keyed_id = run_job(&env, &queue, &keyed, retry);
+    let again = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
+    let job = again
+        .jobs
+        .iter()
+        .find(|j| j.id == keyed_id)
+        .expect("claimed again");
+    assert!(!job.fresh, "a retried job's record is marked");
+    let applied = env.rt.block_on(queue.ack(&[job.outcome(Next::Succeeded)]));
+    assert_eq!(applied.unwrap(), vec![true]);
     let ids: Vec<String> = (0..11)
         .map(|_| run_id(&env, &queue, Next::Succeeded))
         .collect();
