@@ -16,9 +16,6 @@ use std::time::{Duration, Instant};
 /// again: a changed quota reaches a long-running enqueuer within a second.
 pub const LIMITS_FRESH: Duration = Duration::from_secs(1);
 
-/// An outcome with the record fields it writes, encoded once.
-type Encoded<'a> = (&'a Outcome, Vec<(&'static str, Vec<u8>)>);
-
 /// The result of an enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
@@ -224,8 +221,8 @@ impl Queue {
     /// all in one pipeline; then one call that announces tenants whose
     /// freed slots or requeued jobs make them worth a visit.
     pub async fn ack(&self, outcomes: &[Outcome]) -> Result<Vec<bool>, QueueError> {
-        let encoded: Vec<Encoded<'_>> = outcomes.iter().map(|o| (o, o.record.fields())).collect();
-        let size = |&i: &usize| -> usize { encoded[i].1.iter().map(|(_, v)| v.len()).sum() };
+        let sizes: Vec<usize> = outcomes.iter().map(|o| o.record.value_bytes()).collect();
+        let size = |&i: &usize| -> usize { sizes[i] };
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let keep = self.inner.config.keep_succeeded.unwrap_or(0);
         // (tenant, positions) per script call: one tenant's outcomes, at
@@ -245,7 +242,7 @@ impl Queue {
                 let mut inv = self.inner.scripts.ack.key(tenant_keys);
                 inv.arg(ttl).arg(dead_ttl).arg(cap).arg(keep);
                 for &i in indices {
-                    push_outcome(&mut inv, encoded[i].0, &encoded[i].1);
+                    push_outcome(&mut inv, &outcomes[i]);
                 }
                 inv
             })
@@ -492,11 +489,7 @@ fn read_acks(
 }
 
 /// One outcome's arguments of `ack.lua`.
-fn push_outcome(
-    inv: &mut super::scripts::Call<'_>,
-    o: &Outcome,
-    fields: &[(&'static str, Vec<u8>)],
-) {
+fn push_outcome(inv: &mut super::scripts::Call<'_>, o: &Outcome) {
     let (name, delay) = match o.next {
         Next::Succeeded => ("succeeded", Duration::ZERO),
         Next::Retry { delay } => ("retrying", delay),
@@ -518,11 +511,13 @@ fn push_outcome(
                 group: None,
                 idem: false
             })
-        )))
-        .arg(fields.len());
-    for (field, value) in fields {
-        inv.arg(*field).arg(value.as_slice());
-    }
+        )));
+    let mut nfields = 0;
+    o.record.each_field(|_, _| nfields += 1);
+    inv.arg(nfields);
+    o.record.each_field(|field, value| {
+        inv.arg(field).arg(value);
+    });
 }
 
 /// The first job over its tenant's `max-payload` (as last read), if any.
