@@ -21,9 +21,12 @@ pub fn bytes_ref(v: Option<&Value>) -> Option<&[u8]> {
     }
 }
 
-/// A string reply as text (invalid UTF-8 replaced).
+/// A string reply as text (invalid UTF-8 replaced; valid text is not
+/// copied).
 pub fn text(v: Value) -> Option<String> {
-    bytes(v).map(|b| String::from_utf8_lossy(&b).into_owned())
+    bytes(v).map(|b| {
+        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    })
 }
 
 /// An integer or a string reply as text.
@@ -44,6 +47,10 @@ mod tests {
         assert_eq!(text(Value::SimpleString("ok".into())), Some("ok".into()));
         assert_eq!(int_or_text(Value::Int(7)), Some("7".into()));
         assert_eq!(bytes(Value::Nil), None);
+        assert_eq!(
+            text(Value::BulkString(b"a\xffb".to_vec())),
+            Some("a\u{fffd}b".into())
+        );
         assert_eq!(
             bytes_ref(Some(&Value::BulkString(b"x".to_vec()))),
             Some(&b"x"[..])
