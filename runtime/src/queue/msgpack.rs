@@ -1,10 +1,13 @@
 //! Decoding the MessagePack that `claim.lua` packs its jobs in
-//! (`cmsgpack.pack`, built into Redis' Lua) into [`redis::Value`]s.
+//! (`cmsgpack.pack`, built into Redis' Lua) into [`Item`]s that borrow
+//! their strings from the packed bytes.
 //!
 //! Why: a claim of 64 jobs answered as nested RESP arrays is ~900 values,
 //! and the `redis` crate's parser spent more of the worker's main thread on
 //! them than anything else. One bulk string per claim is one value to it;
-//! this decoder walks the bytes once. Only what `cmsgpack` writes for Lua
+//! this decoder walks the bytes once, and copies nothing: of a record's
+//! ~30 strings the worker keeps a few (the envelope), so the rest are
+//! never allocated. Only what `cmsgpack` writes for Lua
 //! strings, booleans, whole numbers and arrays is accepted; anything else
 //! (a map, a float, an extension, bytes cut short) is an error, never a
 //! panic.
@@ -14,9 +17,55 @@ use redis::Value;
 /// Arrays nest no deeper than this (the claim's are two deep).
 const MAX_DEPTH: usize = 8;
 
-/// `bytes` as one value: strings and binaries as bulk strings, `false` and
+/// One decoded value; strings stay in the bytes they were read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Item<'a> {
+    Nil,
+    Int(i64),
+    Str(&'a [u8]),
+    Array(Vec<Item<'a>>),
+}
+
+impl<'a> Item<'a> {
+    /// A reply value seen as an item (the jobs of a claim that came as
+    /// RESP arrays rather than packed): strings borrowed, anything that is
+    /// not a string, integer or array is nil.
+    pub(crate) fn of(value: &'a Value) -> Self {
+        match value {
+            Value::BulkString(b) => Item::Str(b),
+            Value::SimpleString(s) => Item::Str(s.as_bytes()),
+            Value::Int(n) => Item::Int(*n),
+            Value::Array(items) => Item::Array(items.iter().map(Item::of).collect()),
+            _ => Item::Nil,
+        }
+    }
+
+    /// The bytes of a string.
+    pub(crate) fn bytes(&self) -> Option<&'a [u8]> {
+        match self {
+            Item::Str(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// A string as text (invalid UTF-8 replaced).
+    pub(crate) fn text(&self) -> Option<String> {
+        self.bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+
+    /// An integer or a string as text.
+    pub(crate) fn int_or_text(&self) -> Option<String> {
+        match self {
+            Item::Int(n) => Some(n.to_string()),
+            other => other.text(),
+        }
+    }
+}
+
+/// `bytes` as one item: strings and binaries as strings, `false` and
 /// nil as nil, `true` as 1, whole numbers as integers, arrays as arrays.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Value, String> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Item<'_>, String> {
     let mut reader = Reader { bytes, at: 0 };
     let value = reader.value(0)?;
     if reader.at != bytes.len() {
@@ -30,8 +79,8 @@ struct Reader<'a> {
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len());
         let end = end.ok_or_else(|| format!("cut short at byte {} (wanted {n} more)", self.at))?;
         let out = &self.bytes[self.at..end];
@@ -51,26 +100,26 @@ impl Reader<'_> {
         usize::try_from(self.uint(n)?).map_err(|_| "a length past memory".to_string())
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, String> {
+    fn value(&mut self, depth: usize) -> Result<Item<'a>, String> {
         let tag = self.take(1)?[0];
         let at = self.at - 1;
         Ok(match tag {
-            0x00..=0x7f => Value::Int(i64::from(tag)),
-            0xe0..=0xff => Value::Int(i64::from(tag as i8)),
-            0xc0 | 0xc2 => Value::Nil,
-            0xc3 => Value::Int(1),
+            0x00..=0x7f => Item::Int(i64::from(tag)),
+            0xe0..=0xff => Item::Int(i64::from(tag as i8)),
+            0xc0 | 0xc2 => Item::Nil,
+            0xc3 => Item::Int(1),
             0xa0..=0xbf => self.string(usize::from(tag & 0x1f))?,
             0xd9 | 0xc4 => self.string_of(1)?,
             0xda | 0xc5 => self.string_of(2)?,
             0xdb | 0xc6 => self.string_of(4)?,
-            0xcc => Value::Int(self.uint(1)? as i64),
-            0xcd => Value::Int(self.uint(2)? as i64),
-            0xce => Value::Int(self.uint(4)? as i64),
-            0xcf => Value::Int(i64::try_from(self.uint(8)?).map_err(|_| "an integer past i64")?),
-            0xd0 => Value::Int(i64::from(self.uint(1)? as u8 as i8)),
-            0xd1 => Value::Int(i64::from(self.uint(2)? as u16 as i16)),
-            0xd2 => Value::Int(i64::from(self.uint(4)? as u32 as i32)),
-            0xd3 => Value::Int(self.uint(8)? as i64),
+            0xcc => Item::Int(self.uint(1)? as i64),
+            0xcd => Item::Int(self.uint(2)? as i64),
+            0xce => Item::Int(self.uint(4)? as i64),
+            0xcf => Item::Int(i64::try_from(self.uint(8)?).map_err(|_| "an integer past i64")?),
+            0xd0 => Item::Int(i64::from(self.uint(1)? as u8 as i8)),
+            0xd1 => Item::Int(i64::from(self.uint(2)? as u16 as i16)),
+            0xd2 => Item::Int(i64::from(self.uint(4)? as u32 as i32)),
+            0xd3 => Item::Int(self.uint(8)? as i64),
             0x90..=0x9f => self.array(usize::from(tag & 0x0f), depth)?,
             0xdc => {
                 let n = self.len(2)?;
@@ -84,16 +133,16 @@ impl Reader<'_> {
         })
     }
 
-    fn string_of(&mut self, len_bytes: usize) -> Result<Value, String> {
+    fn string_of(&mut self, len_bytes: usize) -> Result<Item<'a>, String> {
         let n = self.len(len_bytes)?;
         self.string(n)
     }
 
-    fn string(&mut self, n: usize) -> Result<Value, String> {
-        Ok(Value::BulkString(self.take(n)?.to_vec()))
+    fn string(&mut self, n: usize) -> Result<Item<'a>, String> {
+        Ok(Item::Str(self.take(n)?))
     }
 
-    fn array(&mut self, n: usize, depth: usize) -> Result<Value, String> {
+    fn array(&mut self, n: usize, depth: usize) -> Result<Item<'a>, String> {
         if depth >= MAX_DEPTH {
             return Err(format!("arrays nested deeper than {MAX_DEPTH}"));
         }
@@ -103,7 +152,7 @@ impl Reader<'_> {
         for _ in 0..n {
             items.push(self.value(depth + 1)?);
         }
-        Ok(Value::Array(items))
+        Ok(Item::Array(items))
     }
 }
 
@@ -111,8 +160,8 @@ impl Reader<'_> {
 mod tests {
     use super::*;
 
-    fn s(text: &str) -> Value {
-        Value::BulkString(text.as_bytes().to_vec())
+    fn s(text: &str) -> Item<'_> {
+        Item::Str(text.as_bytes())
     }
 
     #[test]
@@ -120,21 +169,21 @@ mod tests {
         // cmsgpack.pack({{'a', false}, {}}) and ({'a', false, 12, 'x\0y'}).
         assert_eq!(
             decode(&[0x92, 0x92, 0xa1, b'a', 0xc2, 0x90]).unwrap(),
-            Value::Array(vec![
-                Value::Array(vec![s("a"), Value::Nil]),
-                Value::Array(vec![])
+            Item::Array(vec![
+                Item::Array(vec![s("a"), Item::Nil]),
+                Item::Array(vec![])
             ])
         );
         assert_eq!(
             decode(&[0x94, 0xa1, b'a', 0xc2, 0x0c, 0xa3, b'x', 0, b'y']).unwrap(),
-            Value::Array(vec![s("a"), Value::Nil, Value::Int(12), s("x\0y")])
+            Item::Array(vec![s("a"), Item::Nil, Item::Int(12), s("x\0y")])
         );
         // str16 and negative numbers.
         let mut long = vec![0xda, 0x01, 0x00];
         long.extend([b'z'; 256]);
-        assert_eq!(decode(&long).unwrap(), Value::BulkString(vec![b'z'; 256]));
-        assert_eq!(decode(&[0xff]).unwrap(), Value::Int(-1));
-        assert_eq!(decode(&[0xd1, 0xff, 0x00]).unwrap(), Value::Int(-256));
+        assert_eq!(decode(&long).unwrap(), Item::Str(&[b'z'; 256]));
+        assert_eq!(decode(&[0xff]).unwrap(), Item::Int(-1));
+        assert_eq!(decode(&[0xd1, 0xff, 0x00]).unwrap(), Item::Int(-256));
     }
 
     #[test]
@@ -151,5 +200,27 @@ mod tests {
         }
         let deep = [0x91; 20];
         assert!(decode(&deep).unwrap_err().contains("nested"));
+    }
+
+    #[test]
+    fn reply_values_read_as_items_in_place() {
+        let reply = Value::Array(vec![
+            Value::BulkString(b"a\xffb".to_vec()),
+            Value::SimpleString("ok".into()),
+            Value::Int(7),
+            Value::Nil,
+            Value::Okay,
+        ]);
+        let Item::Array(items) = Item::of(&reply) else {
+            panic!("not an array")
+        };
+        assert_eq!(items[0].bytes(), Some(&b"a\xffb"[..]));
+        assert_eq!(items[0].text().as_deref(), Some("a\u{fffd}b"));
+        assert_eq!(items[1].text().as_deref(), Some("ok"));
+        assert_eq!(
+            (items[2].text(), items[2].int_or_text()),
+            (None, Some("7".into()))
+        );
+        assert_eq!(&items[3..], [Item::Nil, Item::Nil]);
     }
 }

@@ -7,7 +7,8 @@
 use super::QueueError;
 use super::announce::{Announce, Leave};
 use super::model::{ClaimedJob, Seen};
-use crate::redis::value::{bytes, int_or_text, text};
+use super::msgpack::Item;
+use crate::redis::value::text;
 use redis::Value;
 use std::time::{Duration, Instant};
 
@@ -72,16 +73,18 @@ pub(crate) fn parse_claim(
         _ => return Err(bad("no field names")),
     };
     check_names(&names)?;
-    let mut rest: Vec<Value> = items.collect();
+    let rest: Vec<Value> = items.collect();
     // The jobs packed in one string (claim.lua); as plain arrays, too.
-    if let [Value::BulkString(packed)] = rest.as_slice() {
-        rest = match super::msgpack::decode(packed) {
-            Ok(Value::Array(jobs)) => jobs,
+    // Either way they are read in place: only the envelope is copied.
+    let jobs: Vec<Item<'_>> = match rest.as_slice() {
+        [Value::BulkString(packed)] => match super::msgpack::decode(packed) {
+            Ok(Item::Array(jobs)) => jobs,
             Ok(_) => return Err(bad("packed jobs are not an array")),
             Err(e) => return Err(bad(&format!("packed jobs: {e}"))),
-        };
-    }
-    let jobs = rest
+        },
+        plain => plain.iter().map(Item::of).collect(),
+    };
+    let jobs = jobs
         .into_iter()
         .map(|item| job(tenant, item, &names, claimed_us, received))
         .collect::<Result<_, _>>()?;
@@ -145,27 +148,30 @@ fn check_names(names: &[String]) -> Result<(), QueueError> {
 /// One job: `{id, token, attempt, value per name}`.
 fn job(
     tenant: &str,
-    item: Value,
+    item: Item<'_>,
     names: &[String],
     claimed_us: u64,
     received: Instant,
 ) -> Result<ClaimedJob, QueueError> {
-    let Value::Array(values) = item else {
+    let Item::Array(values) = item else {
         return Err(bad("job is not an array"));
     };
     if values.len() != 3 + names.len() {
         return Err(bad("job has the wrong number of fields"));
     }
     let mut values = values.into_iter();
-    let mut next = || values.next().unwrap_or(Value::Nil);
-    let id = bytes(next()).ok_or_else(|| bad("job without id"))?;
-    let token = int_or_text(next()).ok_or_else(|| bad("job without token"))?;
-    let attempt = int_or_text(next())
+    let mut next = || values.next().unwrap_or(Item::Nil);
+    let id = next().text().ok_or_else(|| bad("job without id"))?;
+    let token = next()
+        .int_or_text()
+        .ok_or_else(|| bad("job without token"))?;
+    let attempt = next()
+        .int_or_text()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1);
     let mut job = ClaimedJob {
         tenant: tenant.to_string(),
-        id: String::from_utf8_lossy(&id).into_owned(),
+        id,
         token,
         attempt,
         plugin: None,
@@ -184,9 +190,9 @@ fn job(
     };
     for (name, value) in names.iter().zip(values) {
         match name.as_str() {
-            "fresh" => job.fresh = text(value).is_some_and(|v| v == "1"),
+            "fresh" => job.fresh = value.bytes() == Some(b"1"),
             "record" => {
-                let Value::Array(pairs) = value else {
+                let Item::Array(pairs) = value else {
                     return Err(bad("job record is not an array"));
                 };
                 // The whole record, or its envelope: no group and no key
@@ -194,8 +200,8 @@ fn job(
                 job.seen = Some(Seen::default());
                 let mut pairs = pairs.into_iter();
                 while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
-                    if let Some(name) = text(name) {
-                        envelope(&mut job, &name, value);
+                    if let Some(name) = name.bytes() {
+                        envelope(&mut job, &String::from_utf8_lossy(name), value);
                     }
                 }
             }
@@ -208,21 +214,22 @@ fn job(
 /// Set envelope field `name` of `job`; any other name (a record's
 /// `attempt` or `output`, or a field a newer script sends) is not the
 /// envelope's and is left alone.
-fn envelope(job: &mut ClaimedJob, name: &str, value: Value) {
+fn envelope(job: &mut ClaimedJob, name: &str, value: Item<'_>) {
+    let number = |v: Item<'_>| std::str::from_utf8(v.bytes()?).ok()?.parse().ok();
     match name {
-        "payload" => job.payload = bytes(value).unwrap_or_default(),
-        "plugin" => job.plugin = text(value),
-        "content_type" => job.content_type = text(value),
-        "max_attempts" => job.max_attempts = text(value),
-        "enqueued_us" => job.enqueued_us = text(value).and_then(|s| s.parse().ok()),
-        "wait" => job.wait = text(value).is_some_and(|w| w == "1"),
-        "priority" => job.priority = text(value),
-        "waiting_since_us" => job.waiting_since_us = text(value).and_then(|s| s.parse().ok()),
-        "no_cache" => job.no_cache = text(value).is_some_and(|v| v == "1"),
+        "payload" => job.payload = value.bytes().unwrap_or_default().to_vec(),
+        "plugin" => job.plugin = value.text(),
+        "content_type" => job.content_type = value.text(),
+        "max_attempts" => job.max_attempts = value.text(),
+        "enqueued_us" => job.enqueued_us = number(value),
+        "wait" => job.wait = value.bytes() == Some(b"1"),
+        "priority" => job.priority = value.text(),
+        "waiting_since_us" => job.waiting_since_us = number(value),
+        "no_cache" => job.no_cache = value.bytes() == Some(b"1"),
         // (Only a record carries these: see `job`.)
         "group" => {
             if let Some(seen) = &mut job.seen {
-                seen.group = text(value).filter(|g| !g.is_empty());
+                seen.group = value.text().filter(|g| !g.is_empty());
             }
         }
         "idem" => {
