@@ -1,12 +1,17 @@
-//! How many jobs a worker may hold at once — claimed and not yet acked: one
+//! How many jobs a worker may claim ahead — claimed and not yet finished
+//! (finished jobs waiting for their ack count against a looser bound): one
 //! per job thread, plus as many as the threads get through within
 //! a horizon (`--prefetch-horizon`, [`PREFETCH_HORIZON`] by default) at the
 //! recent job duration (at most `--prefetch`).
 //! Microsecond jobs are claimed hundreds ahead (fewer round trips); jobs of
 //! seconds are not claimed ahead at all, so idle workers get them. A job
-//! running longer than the average counts as the average: when slow jobs
-//! follow fast ones, the worker stops claiming ahead within a millisecond
-//! of the first one starting, not only once one has finished.
+//! that has run a quarter of the horizon counts as the average when it is
+//! longer: when slow jobs follow fast ones, the worker stops claiming ahead
+//! 5 ms (by default) after the first one started, not only once one has
+//! finished. (Not sooner: on a busy machine a fast job's thread is often
+//! off its core for a few milliseconds, and counting those as slow jobs
+//! cut the limit from hundreds to a dozen in one claim turn of five of a
+//! drain: docs/performance.md, "Claiming further ahead, in bigger claims".)
 
 use crate::locks::lock;
 use std::sync::Mutex;
@@ -50,10 +55,13 @@ pub(super) struct Budget {
 impl Budget {
     pub fn limit(&self) -> usize {
         // Until a job has run (average 0) nothing is claimed ahead; a job
-        // running longer than the average stands for it.
+        // running longer than the average, and than a quarter of the
+        // horizon, stands for it.
         let mut avg = self.avg_job_us.load(Ordering::Relaxed);
         if avg > 0 {
+            let slow = self.horizon / 4;
             let slowest = lock(&self.running).iter().map(|(_, at)| at.elapsed()).max();
+            let slowest = slowest.filter(|d| *d >= slow);
             let slowest = slowest.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
             avg = avg.max(slowest);
         }
@@ -75,6 +83,11 @@ impl Budget {
         self.freed.notify_one();
     }
 
+    /// Jobs the threads are running now.
+    pub fn running_now(&self) -> usize {
+        lock(&self.running).len()
+    }
+
     /// Job thread `thread` started a job.
     pub fn begin(&self, thread: usize) {
         lock(&self.running).push((thread, Instant::now()));
@@ -92,6 +105,39 @@ impl Budget {
         let new = if old == 0 { us } else { (old * 7 + us) / 8 };
         self.avg_job_us.store(new, Ordering::Relaxed);
     }
+}
+
+/// Room for more jobs. `limit` bounds the jobs not yet finished
+/// (`unfinished`: waiting for a job thread or running); jobs finished and
+/// waiting for their ack count only against `limit + unacked`, of all
+/// `held`.
+///
+/// Why: counting finished jobs against the limit made the threads run
+/// dry whenever an ack took a while (two acks of 256 jobs are in flight
+/// at full load, as many as the whole default prefetch): they had done
+/// their work ahead and the worker would not claim more until Redis
+/// answered (docs/performance.md, "Claiming further ahead, in bigger
+/// claims"). The second bound keeps outcomes from piling up while Redis
+/// is slow.
+pub(super) fn room(limit: usize, unfinished: usize, held: usize, unacked: usize) -> usize {
+    let unfinished = unfinished.min(held);
+    limit
+        .saturating_sub(unfinished)
+        .min(limit.saturating_add(unacked).saturating_sub(held))
+}
+
+/// Whether a claim now is worth its round trip: there is `room` for a
+/// full one (`batch`, or a quarter of `limit` when that is less), or fewer
+/// than that many jobs are `waiting` for a job thread, so that the
+/// threads could run dry before the next chance.
+///
+/// Why: acks free room a few jobs at a time, and claiming whatever room
+/// there was made most claims carry a handful of jobs, each paying a
+/// script call's fixed cost in Redis and a round trip in the worker (see
+/// docs/performance.md, "Claiming further ahead, in bigger claims").
+pub(super) fn worth_claiming(room: usize, waiting: usize, limit: usize, batch: usize) -> bool {
+    let full = batch.min(limit / 4).max(1);
+    room > 0 && (room >= full || waiting < full)
 }
 
 #[cfg(test)]
@@ -161,11 +207,52 @@ mod tests {
         };
         budget.end(0, Duration::from_micros(30));
         assert_eq!(budget.limit(), 2 + 256, "fast jobs: claimed far ahead");
+        // A job whose thread was off its core for 4 ms is not a slow job:
+        // under a quarter of the horizon, it does not count.
+        lock(&budget.running).push((0, Instant::now() - Duration::from_millis(4)));
+        assert_eq!(budget.limit(), 2 + 256);
+        budget.end(0, Duration::from_micros(30));
+        // One that has run 6 ms counts: 2 × 20 ms / 6 ms = 6 ahead.
+        lock(&budget.running).push((0, Instant::now() - Duration::from_millis(6)));
+        assert_eq!(budget.limit(), 2 + 6);
+        budget.end(0, Duration::from_micros(30));
         // A slow job has run 50 ms already: it counts as the average, and
         // 2 × 20 ms / 50 ms leaves nothing to claim ahead.
         lock(&budget.running).push((1, Instant::now() - Duration::from_millis(50)));
         assert_eq!(budget.limit(), 2);
         budget.end(1, Duration::from_millis(60));
         assert!(lock(&budget.running).is_empty());
+    }
+
+    #[test]
+    fn claims_wait_for_room_for_a_full_batch_while_the_threads_have_work() {
+        // --batch 64, 258 jobs allowed in hand.
+        assert!(!worth_claiming(0, 0, 258, 64), "no room: never");
+        assert!(!worth_claiming(20, 150, 258, 64), "20 of 64 while 150 wait");
+        assert!(worth_claiming(64, 150, 258, 64), "a full batch");
+        assert!(worth_claiming(20, 10, 258, 64), "the threads near dry");
+        // Few jobs allowed (slow jobs): a quarter of the limit is a full
+        // claim, and under 8 any room is.
+        assert!(worth_claiming(1, 1, 2, 64));
+        assert!(
+            worth_claiming(1, 2, 4, 64),
+            "--prefetch 3: the last one too"
+        );
+        assert!(!worth_claiming(1, 8, 10, 64) && worth_claiming(2, 8, 10, 64));
+        assert!(worth_claiming(1, 0, 1, 64), "one thread, nothing in hand");
+    }
+
+    #[test]
+    fn finished_jobs_waiting_for_their_ack_leave_room_up_to_a_bound() {
+        // 258 allowed ahead, 512 outcomes may wait for acks.
+        assert_eq!(room(258, 0, 0, 512), 258);
+        // 200 running or waiting, 300 finished and being acked: 58 more.
+        assert_eq!(room(258, 200, 500, 512), 58);
+        // Acks stuck: 770 held (258 + 512) is the most, whatever finished.
+        assert_eq!(room(258, 10, 770, 512), 0);
+        assert_eq!(room(258, 10, 700, 512), 70);
+        // Unfinished counts only what is held (a job's ack may land
+        // before its thread is seen as done).
+        assert_eq!(room(258, 300, 100, 512), 158);
     }
 }

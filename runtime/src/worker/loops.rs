@@ -3,7 +3,7 @@
 //! batches in flight, never dropping an outcome Redis has not seen) and
 //! renewing leases.
 
-use super::budget::Budget;
+use super::budget::{Budget, room, worth_claiming};
 use super::{Counters, InFlight};
 use crate::locks::lock;
 use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueError};
@@ -169,11 +169,15 @@ impl Claimer {
     async fn step(&mut self) -> Step {
         let held = lock(&self.in_flight).len();
         let limit = self.budget.limit();
-        if held >= limit {
+        let waiting = self.jobs.len();
+        let unfinished = waiting + self.budget.running_now();
+        let unacked = ACKS_IN_FLIGHT * ack_batch(self.config.batch);
+        let room = room(limit, unfinished, held, unacked);
+        if !worth_claiming(room, waiting, limit, self.config.batch) {
             let freed = Arc::clone(&self.budget);
             return self.until_stopped(freed.freed.notified()).await;
         }
-        let want = (limit - held).min(self.config.batch.max(1));
+        let want = room.min(self.config.batch.max(1));
         let unsure_due = self
             .retry_unsure_at
             .is_none_or(|at| std::time::Instant::now() >= at);
@@ -313,6 +317,12 @@ impl Claimer {
 /// Acks in flight at once: while Redis applies one batch, the next is on
 /// its way, so neither Redis nor the job threads wait for a round trip.
 const ACKS_IN_FLIGHT: usize = 2;
+
+/// Most outcomes one ack carries: `--batch`, and at least 256 (acks of
+/// a few jobs each cost Redis more per job than large ones).
+pub(super) fn ack_batch(batch: usize) -> usize {
+    batch.max(256)
+}
 
 pub(super) async fn ack_loop(
     queue: Queue,

@@ -368,7 +368,7 @@ pub async fn run_on(
         )),
         acker: tokio::spawn(ack_loop(
             queue.clone(),
-            config.batch.max(256),
+            loops::ack_batch(config.batch),
             out_rx,
             Arc::clone(&shared.budget),
             Arc::clone(&shared.in_flight),
