@@ -31,7 +31,7 @@ pub(crate) struct WorkerArgs {
     pub concurrency: Option<usize>,
 
     /// Most jobs claimed or acked per Redis round trip.
-    #[arg(long, env = "SPOOL_BATCH", default_value_t = 64)]
+    #[arg(long, env = "SPOOL_BATCH", default_value_t = crate::worker::DEFAULT_BATCH)]
     pub batch: usize,
 
     /// Most jobs claimed ahead of the job threads (they wait in this

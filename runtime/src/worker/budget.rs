@@ -24,12 +24,20 @@ pub const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
 
 /// The most jobs a worker claims ahead of its job threads, by default.
 /// Jobs of tens of microseconds need hundreds in hand: with fewer, the
-/// threads run dry while a claim waits for the acks that free room, and
-/// claims and acks carry a few jobs each (measured in docs/performance.md:
-/// 64 drained ~13k hello jobs/s, 256–512 ~18–20k). The horizon still
-/// bounds it by time, so slower jobs are not hoarded; 256 rather than 512
-/// bounds what a burst of slow jobs right after fast ones can take.
-pub const DEFAULT_PREFETCH: usize = 256;
+/// threads run dry while a claim or an ack is on its way, and claims carry
+/// a few jobs each. Drains of `hello` on 2026-12-03 (docs/performance.md,
+/// "Claiming further ahead, in bigger claims"): 256 ~40k jobs/s, 1,024
+/// with `--batch 256` ~46–48k; 2,048 no more. The horizon still bounds it
+/// by time, so slower jobs are not hoarded; what a burst of slow jobs
+/// right after fast ones can take is at most this many (a queue that
+/// mixes microsecond jobs with jobs of seconds may want `--prefetch 64`).
+pub const DEFAULT_PREFETCH: usize = 1024;
+
+/// The most jobs one claim asks for, by default (`--batch`; acks carry
+/// at least 256 whatever it is). Claims of 256 rather than 64 left Redis
+/// and the worker ~10% less work per job in the same drains; a claim of
+/// 256 `hello` jobs holds Redis for about as long as an ack of 256 does.
+pub const DEFAULT_BATCH: usize = 256;
 
 /// How many jobs this worker may hold (claimed, not yet acked): one per job
 /// thread plus what the threads get through within `horizon`.

@@ -28,7 +28,7 @@ mod threads;
 mod timeline;
 mod watchdog;
 
-pub use budget::{DEFAULT_PREFETCH, PREFETCH_HORIZON};
+pub use budget::{DEFAULT_BATCH, DEFAULT_PREFETCH, PREFETCH_HORIZON};
 pub use sweeper::SWEEP_EVERY;
 
 use crate::cache::{CacheConfig, ResultCache};
@@ -121,14 +121,14 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// Defaults: concurrency = cores, batch 64, prefetch up to 256, lease 10 s, backoff 1 s,
+    /// Defaults: concurrency = cores, batch 256, prefetch up to 1,024, lease 10 s, backoff 1 s,
     /// grace 30 s, plugin wait 1 h, rescan every second.
     pub fn new(queue: QueueConfig, plugins_dir: impl Into<PathBuf>) -> Self {
         WorkerConfig {
             queue,
             plugins_dir: plugins_dir.into(),
             concurrency: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
-            batch: 64,
+            batch: DEFAULT_BATCH,
             prefetch: DEFAULT_PREFETCH,
             prefetch_horizon: PREFETCH_HORIZON,
             lease: Duration::from_secs(10),

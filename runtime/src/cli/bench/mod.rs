@@ -51,7 +51,7 @@ pub(crate) struct BenchArgs {
     concurrency: Option<usize>,
 
     /// Most jobs per claim/ack round trip (as `spool worker --batch`).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = crate::worker::DEFAULT_BATCH)]
     batch: usize,
 
     /// Most jobs claimed ahead of the job threads (as `spool worker --prefetch`).
