@@ -191,24 +191,28 @@ fn job(
     for (name, value) in names.iter().zip(values) {
         match name.as_str() {
             "fresh" => job.fresh = value.bytes() == Some(b"1"),
-            "record" => {
-                let Item::Array(pairs) = value else {
-                    return Err(bad("job record is not an array"));
-                };
-                // The whole record, or its envelope: no group and no key
-                // in it means the job has neither.
-                job.seen = Some(Seen::default());
-                let mut pairs = pairs.into_iter();
-                while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
-                    if let Some(name) = name.bytes() {
-                        envelope(&mut job, &String::from_utf8_lossy(name), value);
-                    }
-                }
-            }
+            "record" => record(&mut job, value)?,
             name => envelope(&mut job, name, value),
         }
     }
     Ok(job)
+}
+
+/// The envelope fields of `job`'s record, sent as name, value pairs.
+fn record(job: &mut ClaimedJob, pairs: Item<'_>) -> Result<(), QueueError> {
+    let Item::Array(pairs) = pairs else {
+        return Err(bad("job record is not an array"));
+    };
+    // The whole record, or its envelope: no group and no key in it means
+    // the job has neither.
+    job.seen = Some(Seen::default());
+    let mut pairs = pairs.into_iter();
+    while let (Some(name), Some(value)) = (pairs.next(), pairs.next()) {
+        if let Some(name) = name.bytes() {
+            envelope(job, &String::from_utf8_lossy(name), value);
+        }
+    }
+    Ok(())
 }
 
 /// Set envelope field `name` of `job`; any other name (a record's
