@@ -30,7 +30,8 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SPOOL_CONCURRENCY")]
     pub concurrency: Option<usize>,
 
-    /// Most jobs claimed or acked per Redis round trip.
+    /// Most jobs claimed per Redis round trip (acks carry up to 256, or
+    /// this many if more).
     #[arg(long, env = "SPOOL_BATCH", default_value_t = crate::worker::DEFAULT_BATCH)]
     pub batch: usize,
 

@@ -5,10 +5,11 @@
 //! recent job duration (at most `--prefetch`).
 //! Microsecond jobs are claimed hundreds ahead (fewer round trips); jobs of
 //! seconds are not claimed ahead at all, so idle workers get them. A job
-//! that has run a quarter of the horizon counts as the average when it is
-//! longer: when slow jobs follow fast ones, the worker stops claiming ahead
-//! 5 ms (by default) after the first one started, not only once one has
-//! finished. (Not sooner: on a busy machine a fast job's thread is often
+//! that has run 5 ms (a quarter of the horizon, if less) counts as the
+//! average when it is longer: when slow jobs follow fast ones, the worker
+//! stops claiming ahead 5 ms after the first one started, not only once
+//! one has finished; what it claimed ahead before and has not started
+//! within [`stale_after`] goes back to the queue. (Not sooner: on a busy machine a fast job's thread is often
 //! off its core for a few milliseconds, and counting those as slow jobs
 //! cut the limit from hundreds to a dozen in one claim turn of five of a
 //! drain: docs/performance.md, "Claiming further ahead, in bigger claims".)
@@ -18,6 +19,23 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// A running job longer than the average counts as the average once it
+/// has run this long (or a quarter of the horizon, if less): long enough
+/// that a fast job whose thread was briefly off its core does not count.
+const SLOW_AFTER: Duration = Duration::from_millis(5);
+
+/// How long a claimed job may wait in the worker's local queue before a
+/// job thread hands it back instead of running it: a second, or fifty
+/// horizons if longer. Jobs are claimed ahead only as far as the threads
+/// get through within the horizon at the recent job duration, so a job
+/// that waited fifty times that was claimed on a wrong estimate: the jobs
+/// behind fast ones turned out slow. Handed back (no attempt spent), an
+/// idle worker runs it, instead of it waiting here for this worker's
+/// threads.
+pub(super) fn stale_after(horizon: Duration) -> Duration {
+    horizon.saturating_mul(50).max(Duration::from_secs(1))
+}
 
 /// How far ahead of its job threads a worker claims, in time, by default.
 pub const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
@@ -29,8 +47,8 @@ pub const PREFETCH_HORIZON: Duration = Duration::from_millis(20);
 /// "Claiming further ahead, in bigger claims"): 256 ~40k jobs/s, 1,024
 /// with `--batch 256` ~46–48k; 2,048 no more. The horizon still bounds it
 /// by time, so slower jobs are not hoarded; what a burst of slow jobs
-/// right after fast ones can take is at most this many (a queue that
-/// mixes microsecond jobs with jobs of seconds may want `--prefetch 64`).
+/// right after fast ones can take is at most this many, and what it has
+/// not started within [`stale_after`] goes back to the queue.
 pub const DEFAULT_PREFETCH: usize = 1024;
 
 /// The most jobs one claim asks for, by default (`--batch`; acks carry
@@ -39,8 +57,9 @@ pub const DEFAULT_PREFETCH: usize = 1024;
 /// 256 `hello` jobs holds Redis for about as long as an ack of 256 does.
 pub const DEFAULT_BATCH: usize = 256;
 
-/// How many jobs this worker may hold (claimed, not yet acked): one per job
-/// thread plus what the threads get through within `horizon`.
+/// How many unfinished jobs this worker may hold (claimed, not yet run to
+/// the end): one per job thread plus what the threads get through within
+/// `horizon`.
 #[derive(Debug)]
 pub(super) struct Budget {
     pub concurrency: usize,
@@ -67,7 +86,7 @@ impl Budget {
         // horizon, stands for it.
         let mut avg = self.avg_job_us.load(Ordering::Relaxed);
         if avg > 0 {
-            let slow = self.horizon / 4;
+            let slow = (self.horizon / 4).min(SLOW_AFTER);
             let slowest = lock(&self.running).iter().map(|(_, at)| at.elapsed()).max();
             let slowest = slowest.filter(|d| *d >= slow);
             let slowest = slowest.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
@@ -262,5 +281,29 @@ mod tests {
         // Unfinished counts only what is held (a job's ack may land
         // before its thread is seen as done).
         assert_eq!(room(258, 300, 100, 512), 158);
+    }
+
+    #[test]
+    fn a_job_counts_as_slow_after_5_ms_whatever_the_horizon() {
+        let budget = Budget {
+            concurrency: 1,
+            serving: AtomicUsize::new(1),
+            max_prefetch: 8,
+            horizon: Duration::from_secs(60),
+            avg_job_us: AtomicU64::new(0),
+            freed: Notify::new(),
+            running: Mutex::default(),
+        };
+        budget.end(0, Duration::from_millis(1));
+        assert_eq!(budget.limit(), 1 + 8);
+        // 60 s / 9.9 s = 6 ahead: it counts before 15 s (a quarter of the
+        // horizon).
+        lock(&budget.running).push((0, Instant::now() - Duration::from_millis(9_900)));
+        assert_eq!(budget.limit(), 1 + 6);
+        assert_eq!(stale_after(PREFETCH_HORIZON), Duration::from_secs(1));
+        assert_eq!(
+            stale_after(Duration::from_secs(60)),
+            Duration::from_secs(3000)
+        );
     }
 }

@@ -167,23 +167,18 @@ impl Claimer {
     /// work when the queue ran dry. Waits end at the stop signal; a claim
     /// under way is never cut off (its jobs would stay leased to nobody).
     async fn step(&mut self) -> Step {
-        let held = lock(&self.in_flight).len();
-        let limit = self.budget.limit();
-        let waiting = self.jobs.len();
-        let unfinished = waiting + self.budget.running_now();
-        let unacked = ACKS_IN_FLIGHT * ack_batch(self.config.batch);
-        let room = room(limit, unfinished, held, unacked);
-        if !worth_claiming(room, waiting, limit, self.config.batch) {
-            let freed = Arc::clone(&self.budget);
-            return self.until_stopped(freed.freed.notified()).await;
-        }
-        let want = room.min(self.config.batch.max(1));
+        // First hand back what a lost claim may have leased to us: those
+        // leases are not renewed, and lapse in --lease.
         let unsure_due = self
             .retry_unsure_at
             .is_none_or(|at| std::time::Instant::now() >= at);
         if self.lost_claim || (!self.unsure.is_empty() && unsure_due) {
             return self.recover().await;
         }
+        let Some(want) = self.want() else {
+            let freed = Arc::clone(&self.budget);
+            return self.until_stopped(freed.freed.notified()).await;
+        };
         let c = &self.config;
         match self
             .queue
@@ -224,6 +219,19 @@ impl Claimer {
                 self.until_stopped(tokio::time::sleep(delay)).await
             }
         }
+    }
+
+    /// How many jobs to claim now, if a claim is worth it (see
+    /// [`room`] and [`worth_claiming`]).
+    fn want(&self) -> Option<usize> {
+        let held = lock(&self.in_flight).len();
+        let limit = self.budget.limit();
+        let waiting = self.jobs.len();
+        let unfinished = waiting + self.budget.running_now();
+        let unacked = ACKS_IN_FLIGHT * ack_batch(self.config.batch);
+        let room = room(limit, unfinished, held, unacked);
+        worth_claiming(room, waiting, limit, self.config.batch)
+            .then(|| room.min(self.config.batch.max(1)))
     }
 
     /// Wait for `wait`, or until the stop signal.

@@ -23,6 +23,9 @@ pub(super) struct Pool {
     pub stopping: Arc<AtomicBool>,
     pub budget: Arc<Budget>,
     pub watch: Arc<Watch>,
+    /// A job that waited this long in the local queue is handed back
+    /// rather than run (see [`super::budget::stale_after`]).
+    pub stale_after: Duration,
     /// Threads started so far, for their names.
     pub started: AtomicUsize,
 }
@@ -44,6 +47,7 @@ impl Pool {
             stopping: Arc::clone(&shared.stopping),
             budget: Arc::clone(&shared.budget),
             watch: Arc::clone(&shared.watch),
+            stale_after: super::budget::stale_after(config.prefetch_horizon),
             started: AtomicUsize::new(0),
         });
         for _ in 0..config.concurrency.max(1) {
@@ -66,7 +70,11 @@ impl Pool {
             .spawn(move || {
                 let mut serving = true;
                 for job in &pool.jobs {
-                    let outcome = if pool.stopping.load(Ordering::Acquire) {
+                    // Stopping, or claimed ahead long ago (the jobs turned
+                    // out slower than the ones before): back to the queue,
+                    // attempt unspent, where an idle worker can take it.
+                    let stale = job.received.elapsed() > pool.stale_after;
+                    let outcome = if stale || pool.stopping.load(Ordering::Acquire) {
                         hand_back(&job.tenant, &job.id, &job.token, job.wait)
                     } else {
                         slot.begin(&job);

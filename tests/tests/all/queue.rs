@@ -271,6 +271,59 @@ fn a_worker_busy_with_long_jobs_leaves_the_rest_to_another() {
 }
 
 #[test]
+fn jobs_claimed_ahead_that_turn_out_slow_go_back_for_an_idle_worker() {
+    let env = Env::new("stale-prefetch");
+    // One job thread; a horizon of 100 ms, so jobs waiting over 5 s in
+    // its local queue are handed back.
+    let a = env.worker(&[("introspect", "introspect")], |c| {
+        c.concurrency = 1;
+        c.prefetch_horizon = Duration::from_millis(100);
+        c.worker_id = "w-a".into();
+    });
+    // Fast jobs first: the worker learns to claim many ahead.
+    for i in 0..3 {
+        env.wait(&env.enqueue("introspect", &format!(r#"{{"echo":{i}}}"#)));
+    }
+    // Then four slow ones in one enqueue, claimed together by w-a.
+    let slow: Vec<_> = (0..4)
+        .map(|_| env.job("introspect", r#"{"sleep_ms":3000}"#))
+        .collect();
+    let ids: Vec<String> = env
+        .rt
+        .block_on(env.queue.enqueue_many(&slow))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    env.wait_for("w-a to claim all four", || {
+        ids.iter()
+            .all(|id| env.record(id).status == Some(Status::Running))
+    });
+    let b = env.worker(&[("introspect", "introspect")], |c| {
+        c.worker_id = "w-b".into();
+    });
+    // w-a runs two (the second starts 3 s after its claim); the other two
+    // have waited 6 s by then: they go back, and w-b is idle.
+    let done: Vec<_> = ids.iter().map(|id| env.wait(id)).collect();
+    let ran_on: Vec<&str> = done
+        .iter()
+        .map(|r| r.worker.as_deref().unwrap_or(""))
+        .collect();
+    assert!(
+        ran_on.contains(&"w-b"),
+        "w-a ran every slow job it had claimed ahead: {ran_on:?}"
+    );
+    for record in &done {
+        assert_eq!(
+            (record.status, record.attempts),
+            (Some(Status::Succeeded), 1),
+            "handed back without spending an attempt"
+        );
+    }
+    drop((a, b));
+}
+
+#[test]
 fn dead_letters_can_be_retried_and_purged() {
     let env = Env::new("dead");
     let mut job = env.job("introspect", r#"{"fail_before_attempt":2}"#);
