@@ -1,5 +1,4 @@
-//! How many jobs a worker may claim ahead — claimed and not yet finished
-//! (finished jobs waiting for their ack count against a looser bound): one
+//! How many jobs a worker may hold at once — claimed and not yet acked: one
 //! per job thread, plus as many as the threads get through within
 //! a horizon (`--prefetch-horizon`, [`PREFETCH_HORIZON`] by default) at the
 //! recent job duration (at most `--prefetch`).
@@ -57,9 +56,8 @@ pub const DEFAULT_PREFETCH: usize = 1024;
 /// 256 `hello` jobs holds Redis for about as long as an ack of 256 does.
 pub const DEFAULT_BATCH: usize = 256;
 
-/// How many unfinished jobs this worker may hold (claimed, not yet run to
-/// the end): one per job thread plus what the threads get through within
-/// `horizon`.
+/// How many jobs this worker may hold (claimed, not yet acked): one per job
+/// thread plus what the threads get through within `horizon`.
 #[derive(Debug)]
 pub(super) struct Budget {
     pub concurrency: usize,
@@ -110,11 +108,6 @@ impl Budget {
         self.freed.notify_one();
     }
 
-    /// Jobs the threads are running now.
-    pub fn running_now(&self) -> usize {
-        lock(&self.running).len()
-    }
-
     /// Job thread `thread` started a job.
     pub fn begin(&self, thread: usize) {
         lock(&self.running).push((thread, Instant::now()));
@@ -132,25 +125,6 @@ impl Budget {
         let new = if old == 0 { us } else { (old * 7 + us) / 8 };
         self.avg_job_us.store(new, Ordering::Relaxed);
     }
-}
-
-/// Room for more jobs. `limit` bounds the jobs not yet finished
-/// (`unfinished`: waiting for a job thread or running); jobs finished and
-/// waiting for their ack count only against `limit + unacked`, of all
-/// `held`.
-///
-/// Why: counting finished jobs against the limit made the threads run
-/// dry whenever an ack took a while (two acks of 256 jobs are in flight
-/// at full load, as many as the whole default prefetch): they had done
-/// their work ahead and the worker would not claim more until Redis
-/// answered (docs/performance.md, "Claiming further ahead, in bigger
-/// claims"). The second bound keeps outcomes from piling up while Redis
-/// is slow.
-pub(super) fn room(limit: usize, unfinished: usize, held: usize, unacked: usize) -> usize {
-    let unfinished = unfinished.min(held);
-    limit
-        .saturating_sub(unfinished)
-        .min(limit.saturating_add(unacked).saturating_sub(held))
 }
 
 /// Whether a claim now is worth its round trip: there is `room` for a
@@ -267,20 +241,6 @@ mod tests {
         );
         assert!(!worth_claiming(1, 8, 10, 64) && worth_claiming(2, 8, 10, 64));
         assert!(worth_claiming(1, 0, 1, 64), "one thread, nothing in hand");
-    }
-
-    #[test]
-    fn finished_jobs_waiting_for_their_ack_leave_room_up_to_a_bound() {
-        // 258 allowed ahead, 512 outcomes may wait for acks.
-        assert_eq!(room(258, 0, 0, 512), 258);
-        // 200 running or waiting, 300 finished and being acked: 58 more.
-        assert_eq!(room(258, 200, 500, 512), 58);
-        // Acks stuck: 770 held (258 + 512) is the most, whatever finished.
-        assert_eq!(room(258, 10, 770, 512), 0);
-        assert_eq!(room(258, 10, 700, 512), 70);
-        // Unfinished counts only what is held (a job's ack may land
-        // before its thread is seen as done).
-        assert_eq!(room(258, 300, 100, 512), 158);
     }
 
     #[test]

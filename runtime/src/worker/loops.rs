@@ -3,7 +3,7 @@
 //! batches in flight, never dropping an outcome Redis has not seen) and
 //! renewing leases.
 
-use super::budget::{Budget, room, worth_claiming};
+use super::budget::{Budget, worth_claiming};
 use super::{Counters, InFlight};
 use crate::locks::lock;
 use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueError};
@@ -222,15 +222,15 @@ impl Claimer {
     }
 
     /// How many jobs to claim now, if a claim is worth it (see
-    /// [`room`] and [`worth_claiming`]).
+    /// [`worth_claiming`]). Jobs finished and waiting for their ack
+    /// count as held: counting only unfinished ones raced with a job
+    /// thread taking a job (neither waiting nor running for a moment),
+    /// and claimed past `--prefetch 0`.
     fn want(&self) -> Option<usize> {
         let held = lock(&self.in_flight).len();
         let limit = self.budget.limit();
-        let waiting = self.jobs.len();
-        let unfinished = waiting + self.budget.running_now();
-        let unacked = ACKS_IN_FLIGHT * ack_batch(self.config.batch);
-        let room = room(limit, unfinished, held, unacked);
-        worth_claiming(room, waiting, limit, self.config.batch)
+        let room = limit.saturating_sub(held);
+        worth_claiming(room, self.jobs.len(), limit, self.config.batch)
             .then(|| room.min(self.config.batch.max(1)))
     }
 
