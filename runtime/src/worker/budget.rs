@@ -7,11 +7,12 @@
 //! that has run 5 ms (a quarter of the horizon, if less) counts as the
 //! average when it is longer: when slow jobs follow fast ones, the worker
 //! stops claiming ahead 5 ms after the first one started, not only once
-//! one has finished; what it claimed ahead before and has not started
-//! within [`stale_after`] goes back to the queue. (Not sooner: on a busy machine a fast job's thread is often
-//! off its core for a few milliseconds, and counting those as slow jobs
-//! cut the limit from hundreds to a dozen in one claim turn of five of a
-//! drain: docs/performance.md, "Claiming further ahead, in bigger claims".)
+//! one has finished. (Not sooner: on a busy machine a fast job's thread
+//! is often off its core for a few milliseconds, and counting those as
+//! slow jobs cut the limit from hundreds to a dozen in one claim turn of
+//! five of a drain: docs/performance.md, "Claiming further ahead, in
+//! bigger claims".) What it claimed ahead before then and has not started
+//! within [`stale_after`] goes back to the queue.
 
 use crate::locks::lock;
 use std::sync::Mutex;
@@ -80,8 +81,8 @@ pub(super) struct Budget {
 impl Budget {
     pub fn limit(&self) -> usize {
         // Until a job has run (average 0) nothing is claimed ahead; a job
-        // running longer than the average, and than a quarter of the
-        // horizon, stands for it.
+        // running longer than the average, and than 5 ms (a quarter of
+        // the horizon, if less), stands for it.
         let mut avg = self.avg_job_us.load(Ordering::Relaxed);
         if avg > 0 {
             let slow = (self.horizon / 4).min(SLOW_AFTER);
@@ -209,7 +210,7 @@ mod tests {
         budget.end(0, Duration::from_micros(30));
         assert_eq!(budget.limit(), 2 + 256, "fast jobs: claimed far ahead");
         // A job whose thread was off its core for 4 ms is not a slow job:
-        // under a quarter of the horizon, it does not count.
+        // under 5 ms, it does not count.
         lock(&budget.running).push((0, Instant::now() - Duration::from_millis(4)));
         assert_eq!(budget.limit(), 2 + 256);
         budget.end(0, Duration::from_micros(30));
