@@ -221,8 +221,9 @@ impl Queue {
     /// all in one pipeline; then one call that announces tenants whose
     /// freed slots or requeued jobs make them worth a visit.
     pub async fn ack(&self, outcomes: &[Outcome]) -> Result<Vec<bool>, QueueError> {
-        let sizes: Vec<usize> = outcomes.iter().map(|o| o.record.value_bytes()).collect();
-        let size = |&i: &usize| -> usize { sizes[i] };
+        // (fields, value bytes) of each outcome, worked out once.
+        let counts: Vec<(usize, usize)> = outcomes.iter().map(|o| o.record.counts()).collect();
+        let size = |&i: &usize| -> usize { counts[i].1 };
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let keep = self.inner.config.keep_succeeded.unwrap_or(0);
         // (tenant, positions) per script call: one tenant's outcomes, at
@@ -242,7 +243,7 @@ impl Queue {
                 let mut inv = self.inner.scripts.ack.key(tenant_keys);
                 inv.arg(ttl).arg(dead_ttl).arg(cap).arg(keep);
                 for &i in indices {
-                    push_outcome(&mut inv, &outcomes[i]);
+                    push_outcome(&mut inv, &outcomes[i], counts[i].0);
                 }
                 inv
             })
@@ -488,8 +489,9 @@ fn read_acks(
     out
 }
 
-/// One outcome's arguments of `ack.lua`.
-fn push_outcome(inv: &mut super::scripts::Call<'_>, o: &Outcome) {
+/// One outcome's arguments of `ack.lua`; `nfields` is how many fields its
+/// record update writes ([`super::RecordUpdate::counts`]).
+fn push_outcome(inv: &mut super::scripts::Call<'_>, o: &Outcome, nfields: usize) {
     let (name, delay) = match o.next {
         Next::Succeeded => ("succeeded", Duration::ZERO),
         Next::Retry { delay } => ("retrying", delay),
@@ -512,8 +514,6 @@ fn push_outcome(inv: &mut super::scripts::Call<'_>, o: &Outcome) {
                 idem: false
             })
         )));
-    let mut nfields = 0;
-    o.record.each_field(|_, _| nfields += 1);
     inv.arg(nfields);
     o.record.each_field(|field, value| {
         inv.arg(field).arg(value);

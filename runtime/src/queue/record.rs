@@ -181,18 +181,19 @@ impl RecordUpdate {
         self.cache_job = Field::Clear;
     }
 
-    /// The hash fields to write, in the ack script's `field, value` form:
-    /// a cleared field is written empty (the reader takes empty for none),
-    /// unless the record is fresh (there is nothing to clear).
+    /// [`RecordUpdate::each_field`] collected (what the tests read).
+    #[cfg(test)]
     pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut out = Vec::new();
         self.each_field(|name, value| out.push((name, value.to_vec())));
         out
     }
 
-    /// [`RecordUpdate::fields`] one at a time, borrowed: what an ack
-    /// writes straight into its script call (a copy and an allocation per
-    /// field fewer, on every job).
+    /// The hash fields to write, in the ack script's `field, value` form,
+    /// one at a time and borrowed (an ack writes them straight into its
+    /// script call): a cleared field is written empty (the reader takes
+    /// empty for none), unless the record is fresh (there is nothing to
+    /// clear).
     pub fn each_field(&self, f: impl FnMut(&'static str, &[u8])) {
         let mut v = Visit {
             fresh: self.fresh,
@@ -215,11 +216,15 @@ impl RecordUpdate {
         v.number("attempt", &self.attempt);
     }
 
-    /// Bytes of the values [`RecordUpdate::each_field`] writes.
-    pub fn value_bytes(&self) -> usize {
-        let mut n = 0;
-        self.each_field(|_, value| n += value.len());
-        n
+    /// How many fields [`RecordUpdate::each_field`] writes, and the bytes
+    /// of their values (an ack call's size limit counts those).
+    pub fn counts(&self) -> (usize, usize) {
+        let (mut fields, mut bytes) = (0, 0);
+        self.each_field(|_, value| {
+            fields += 1;
+            bytes += value.len();
+        });
+        (fields, bytes)
     }
 }
 
@@ -504,7 +509,7 @@ mod tests {
         assert_eq!(fields.len(), 6);
         assert!(has("started_us", b"7") && has("output", b"ok"));
         // What an ack call's size limit counts: "7" and "ok".
-        assert_eq!(update.value_bytes(), 3);
+        assert_eq!(update.counts(), (6, 3));
         for cleared in ["error", "cache", "cache_key", "cache_job"] {
             assert!(has(cleared, b""), "{cleared}");
         }
