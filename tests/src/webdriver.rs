@@ -230,14 +230,26 @@ impl Browser {
     }
 
     /// The visible text of the first element matching `selector` ("" if
-    /// there is none).
+    /// there is none). The page re-renders as jobs move: an element found
+    /// and replaced before its text was read is found again.
     pub fn text(&self, selector: &str) -> String {
-        self.try_find(selector).map_or_else(String::new, |e| {
-            self.cmd("GET", &format!("/element/{}/text", e.0), None)
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
+        for _ in 0..10 {
+            let Some(e) = self.try_find(selector) else {
+                return String::new();
+            };
+            let path = format!("/session/{}/element/{}/text", self.session, e.0);
+            let reply = call(self.port, "GET", &path, None)
+                .unwrap_or_else(|err| panic!("WebDriver GET {path}: {err}"));
+            match reply["value"]["error"].as_str() {
+                None => return reply["value"].as_str().unwrap_or_default().to_string(),
+                Some("stale element reference") => {}
+                Some(error) => panic!(
+                    "WebDriver GET {path}: {error}: {}",
+                    reply["value"]["message"]
+                ),
+            }
+        }
+        panic!("{selector} was replaced on every one of 10 reads of its text")
     }
 
     /// Wait until the text of `selector` satisfies `ok`; returns it.
