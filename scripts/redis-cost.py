@@ -113,7 +113,7 @@ def main():
         pipe.execute()
     marks.append(mark())
     claimed = []
-    claim_args = [86400, 604800, 10000, "w", a.claim, 30_000_000, 1_000_000, 0, 0, 0, 1]
+    claim_args = [86400, 604800, 10000, "w", a.claim, 30_000_000, 1_000_000, 0, 0, 0, 1, 4 << 20]
     while len(claimed) < a.jobs:
         for t in tenants:
             fn["claim"](t, claim_args, pipe)

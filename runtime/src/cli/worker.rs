@@ -48,6 +48,13 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SPOOL_PREFETCH_HORIZON", default_value = "20ms", value_parser = parse_duration)]
     pub prefetch_horizon: Duration,
 
+    /// Most bytes of job records one claim takes (a first job is taken
+    /// whatever its size), and of payloads claimed ahead waiting for a job
+    /// thread: jobs of megabytes are claimed a few at a time, not --batch
+    /// at once (0: no limit).
+    #[arg(long, env = "SPOOL_CLAIM_BYTES", default_value = "4MiB", value_parser = parse_cache_size)]
+    pub claim_bytes: u64,
+
     /// Lease per attempt: a worker that stops renewing it (crash, kill -9,
     /// lost network) has its jobs run again by others after this long.
     #[arg(long, env = "SPOOL_LEASE", default_value = "10s", value_parser = parse_duration)]
@@ -130,6 +137,7 @@ impl WorkerArgs {
         config.batch = self.batch.max(1);
         config.prefetch = self.prefetch;
         config.prefetch_horizon = self.prefetch_horizon;
+        config.claim_bytes = usize::try_from(self.claim_bytes).unwrap_or(usize::MAX);
         config.lease = self.lease.max(Duration::from_millis(300));
         config.backoff = self.backoff;
         config.grace = self.grace;
@@ -264,6 +272,18 @@ mod tests {
     }
 
     #[test]
+    fn the_claim_byte_budget_defaults_to_the_library_s() {
+        let c = config(&["--plugins=p"]).unwrap();
+        assert_eq!(c.claim_bytes, crate::worker::DEFAULT_CLAIM_BYTES);
+        assert_eq!(
+            config(&["--plugins=p", "--claim-bytes=0"])
+                .unwrap()
+                .claim_bytes,
+            0
+        );
+    }
+
+    #[test]
     fn every_flag_reaches_the_worker_settings() {
         let c = config(&[
             "--plugins=p",
@@ -278,6 +298,7 @@ mod tests {
             "--batch=5",
             "--prefetch=6",
             "--prefetch-horizon=1s",
+            "--claim-bytes=1MiB",
             "--lease=4s",
             "--backoff=50ms",
             "--grace=9s",
@@ -310,6 +331,7 @@ mod tests {
         assert_eq!(c.plugins_dir, PathBuf::from("p"));
         assert_eq!((c.concurrency, c.batch, c.prefetch), (3, 5, 6));
         assert_eq!(c.prefetch_horizon, Duration::from_secs(1));
+        assert_eq!(c.claim_bytes, 1 << 20);
         assert_eq!(c.wedge_grace, Duration::from_secs(3));
         assert_eq!(c.fleet_sync_wait, Some(Duration::from_secs(60)));
         assert_eq!(

@@ -226,6 +226,16 @@ impl Queue {
         self
     }
 
+    /// Claims of this handle take at most `bytes` of job records (their
+    /// envelopes, payloads included) in all, split evenly between the
+    /// tenants a claim visits; a tenant's first job is taken whatever its
+    /// size. 0: no limit but `max`.
+    #[must_use]
+    pub fn with_claim_bytes(mut self, bytes: usize) -> Self {
+        self.claim_bytes = bytes;
+        self
+    }
+
     /// `pick.lua`: move due timers, read the next tenants of the rotation.
     async fn pick(
         &self,
@@ -274,6 +284,10 @@ impl Queue {
     ) -> Result<(Vec<(String, TenantClaim)>, Option<Picked>), QueueError> {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let keys: Vec<String> = shares.iter().map(|(t, _)| self.tenant_keys(t)).collect();
+        let budget = match self.claim_bytes {
+            0 => 0,
+            all => (all / shares.len().max(1)).max(1),
+        };
         let calls: Vec<_> = shares
             .iter()
             .zip(&keys)
@@ -290,7 +304,8 @@ impl Queue {
                     .arg(l.get(Limit::Concurrency))
                     .arg(l.get(Limit::Rate))
                     .arg(l.get(Limit::Burst))
-                    .arg(l.get(Limit::GroupConcurrency));
+                    .arg(l.get(Limit::GroupConcurrency))
+                    .arg(budget);
                 inv
             })
             .collect();

@@ -168,7 +168,15 @@ pub struct Queue {
     /// This handle's claims tidy the ready set after they return, in the
     /// background ([`Queue::settling_in_background`]; a worker's do).
     background_settle: bool,
+    /// The most bytes of records one claim takes ([`Queue::with_claim_bytes`]).
+    claim_bytes: usize,
 }
+
+/// The most bytes of job records one claim takes by default: a claim of
+/// `hello` jobs (~300 bytes each) never comes near it, a claim of jobs
+/// with megabyte payloads stops after a few. Redis builds a claim's reply
+/// in its own memory, a few times its size while the call runs.
+pub const DEFAULT_CLAIM_BYTES: usize = 4 << 20;
 
 struct Inner {
     config: QueueConfig,
@@ -234,6 +242,7 @@ impl Queue {
             }),
             redis,
             background_settle: false,
+            claim_bytes: DEFAULT_CLAIM_BYTES,
         })
     }
 

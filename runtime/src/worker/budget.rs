@@ -76,6 +76,9 @@ pub(super) struct Budget {
     /// watchdog gave up on stays here until it comes back: while it is
     /// wedged, nothing is claimed ahead.)
     pub running: Mutex<Vec<(usize, Instant)>>,
+    /// Payload bytes of the jobs claimed and not yet taken by a job thread
+    /// (see [`over_bytes`]).
+    pub waiting_bytes: AtomicUsize,
 }
 
 impl Budget {
@@ -120,6 +123,21 @@ impl Budget {
         self.record(took);
     }
 
+    /// A job of `bytes` of payload went into the local queue.
+    pub fn queued(&self, bytes: usize) {
+        self.waiting_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A job thread took a job of `bytes` of payload off the local queue.
+    pub fn taken(&self, bytes: usize) {
+        // (Saturating: a count off by a job must not wrap and stop claims.)
+        let _ = self
+            .waiting_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(w.saturating_sub(bytes))
+            });
+    }
+
     pub fn record(&self, took: Duration) {
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         let old = self.avg_job_us.load(Ordering::Relaxed);
@@ -142,13 +160,28 @@ pub(super) fn worth_claiming(room: usize, waiting: usize, limit: usize, batch: u
     room > 0 && (room >= full || waiting < full)
 }
 
+/// Whether the jobs waiting for a job thread already hold `claim_bytes`
+/// of payloads or more (0: no limit), so that no claim is made until the
+/// threads take some. Claims stop at their byte budget, but a worker
+/// claiming ahead could still stack up `--prefetch` jobs of megabytes,
+/// one claim after another. With nothing waiting a claim is always made:
+/// the threads never run dry for it.
+pub(super) fn over_bytes(waiting: usize, waiting_bytes: usize, claim_bytes: usize) -> bool {
+    claim_bytes > 0 && waiting > 0 && waiting_bytes >= claim_bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The limit of [`budget`]`(took)`.
+    fn limit_after(took: Option<Duration>) -> usize {
+        budget(took).limit()
+    }
+
     /// A budget of `--concurrency 2 --prefetch 64` whose first finished job
     /// took `took` (`None`: no job has finished yet).
-    fn limit_after(took: Option<Duration>) -> usize {
+    fn budget(took: Option<Duration>) -> Budget {
         let budget = Budget {
             concurrency: 2,
             serving: AtomicUsize::new(2),
@@ -157,11 +190,12 @@ mod tests {
             avg_job_us: AtomicU64::new(0),
             freed: Notify::new(),
             running: Mutex::default(),
+            waiting_bytes: AtomicUsize::new(0),
         };
         if let Some(took) = took {
             budget.record(took);
         }
-        budget.limit()
+        budget
     }
 
     #[test]
@@ -189,6 +223,7 @@ mod tests {
             avg_job_us: AtomicU64::new(0),
             freed: Notify::new(),
             running: Mutex::default(),
+            waiting_bytes: AtomicUsize::new(0),
         };
         budget.record(Duration::from_secs(25));
         assert_eq!(budget.limit(), 1 + 2, "60 s / 25 s = 2 ahead");
@@ -206,6 +241,7 @@ mod tests {
             avg_job_us: AtomicU64::new(0),
             freed: Notify::new(),
             running: Mutex::default(),
+            waiting_bytes: AtomicUsize::new(0),
         };
         budget.end(0, Duration::from_micros(30));
         assert_eq!(budget.limit(), 2 + 256, "fast jobs: claimed far ahead");
@@ -245,6 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn claims_stop_while_the_waiting_jobs_hold_the_byte_budget() {
+        let mib = 1 << 20;
+        assert!(over_bytes(3, 4 * mib, 4 * mib), "at the budget");
+        assert!(!over_bytes(3, 4 * mib - 1, 4 * mib), "under it");
+        assert!(
+            !over_bytes(0, 16 * mib, 4 * mib),
+            "nothing waiting: the threads must not run dry"
+        );
+        assert!(!over_bytes(3, 64 * mib, 0), "0: no byte limit");
+        // The count never wraps below zero when a job is taken twice.
+        let budget = budget(None);
+        budget.queued(10);
+        budget.taken(10);
+        budget.taken(10);
+        assert_eq!(budget.waiting_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn a_job_counts_as_slow_after_5_ms_whatever_the_horizon() {
         let budget = Budget {
             concurrency: 1,
@@ -254,6 +308,7 @@ mod tests {
             avg_job_us: AtomicU64::new(0),
             freed: Notify::new(),
             running: Mutex::default(),
+            waiting_bytes: AtomicUsize::new(0),
         };
         budget.end(0, Duration::from_millis(1));
         assert_eq!(budget.limit(), 1 + 8);

@@ -3,7 +3,7 @@
 //! batches in flight, never dropping an outcome Redis has not seen) and
 //! renewing leases.
 
-use super::budget::{Budget, worth_claiming};
+use super::budget::{Budget, over_bytes, worth_claiming};
 use super::{Counters, InFlight};
 use crate::locks::lock;
 use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueError};
@@ -198,6 +198,7 @@ impl Claimer {
                         flight.len()
                     };
                     self.config.metrics.set_in_flight(held);
+                    self.budget.queued(job.payload.len());
                     if self.jobs.send(job).is_err() {
                         return Step::Stop;
                     }
@@ -227,6 +228,10 @@ impl Claimer {
     /// thread taking a job (neither waiting nor running for a moment),
     /// and claimed past `--prefetch 0`.
     fn want(&self) -> Option<usize> {
+        let waiting_bytes = self.budget.waiting_bytes.load(Ordering::Relaxed);
+        if over_bytes(self.jobs.len(), waiting_bytes, self.config.claim_bytes) {
+            return None;
+        }
         let held = lock(&self.in_flight).len();
         let limit = self.budget.limit();
         let room = limit.saturating_sub(held);

@@ -28,6 +28,7 @@ mod threads;
 mod timeline;
 mod watchdog;
 
+pub use crate::queue::DEFAULT_CLAIM_BYTES;
 pub use budget::{DEFAULT_BATCH, DEFAULT_PREFETCH, PREFETCH_HORIZON};
 pub use sweeper::SWEEP_EVERY;
 
@@ -69,6 +70,10 @@ pub struct WorkerConfig {
     /// How far ahead, in time, the job threads' work is claimed (at the
     /// recent job duration; [`PREFETCH_HORIZON`] by default).
     pub prefetch_horizon: Duration,
+    /// The most bytes of job records one claim takes, and of payloads
+    /// claimed ahead that wait for a job thread (0: no limit but `batch`
+    /// and `prefetch`); [`DEFAULT_CLAIM_BYTES`] by default.
+    pub claim_bytes: usize,
     /// Lease per attempt; renewed every third of it while the job runs.
     pub lease: Duration,
     /// First retry delay (doubles per attempt, with jitter).
@@ -131,6 +136,7 @@ impl WorkerConfig {
             batch: DEFAULT_BATCH,
             prefetch: DEFAULT_PREFETCH,
             prefetch_horizon: PREFETCH_HORIZON,
+            claim_bytes: DEFAULT_CLAIM_BYTES,
             lease: Duration::from_secs(10),
             backoff: Duration::from_secs(1),
             grace: Duration::from_secs(30),
@@ -242,6 +248,7 @@ impl Shared {
             avg_job_us: AtomicU64::new(0),
             freed: Notify::new(),
             running: std::sync::Mutex::default(),
+            waiting_bytes: std::sync::atomic::AtomicUsize::new(0),
         });
         Shared {
             progress: Arc::default(),
@@ -358,7 +365,10 @@ pub async fn run_on(
     let (fleet, synced) = follow_fleet(&config, &registry, cache.as_ref(), &shared, &stop_rx);
     let tasks = Tasks {
         claimer: tokio::spawn(claim_loop(
-            queue.clone().settling_in_background(),
+            queue
+                .clone()
+                .settling_in_background()
+                .with_claim_bytes(config.claim_bytes),
             config.clone(),
             Arc::clone(&shared.budget),
             Arc::clone(&shared.in_flight),

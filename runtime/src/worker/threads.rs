@@ -70,6 +70,7 @@ impl Pool {
             .spawn(move || {
                 let mut serving = true;
                 for job in &pool.jobs {
+                    pool.budget.taken(job.payload.len());
                     // Stopping, or claimed ahead long ago (the jobs turned
                     // out slower than the ones before): back to the queue,
                     // attempt unspent, where an idle worker can take it.

@@ -260,6 +260,7 @@ mod tests {
             avg_job_us: std::sync::atomic::AtomicU64::new(0),
             freed: tokio::sync::Notify::new(),
             running: std::sync::Mutex::default(),
+            waiting_bytes: std::sync::atomic::AtomicUsize::new(0),
         };
         Watch::new(target, Arc::new(budget))
     }

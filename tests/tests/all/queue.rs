@@ -233,6 +233,118 @@ fn a_full_claim_wakes_another_worker_and_a_short_one_does_not() {
     assert_eq!(woken(&mut conn), 0, "an emptied queue wakes nobody");
 }
 
+/// Claims stop at their byte budget: what they popped beyond it goes back
+/// untouched, in order, to its ready list or the head of its group (its
+/// group slot freed), and the next claims take it. A job alone over the
+/// budget is still claimed, on its own.
+#[test]
+fn a_claim_stops_at_its_byte_budget_and_leaves_the_rest_in_order() {
+    let env = Env::new("claim-bytes");
+    // Six of the group may run at once: claims take from it and from the
+    // ready list alike.
+    env.set_limit(
+        "default",
+        spool_runtime::tenants::Limit::GroupConcurrency,
+        6,
+    );
+    let big = |i: usize| format!(r#"{{"name":"{i}","pad":"{}"}}"#, "x".repeat(100_000));
+    let mut ungrouped = Vec::new();
+    let mut grouped = Vec::new();
+    for i in 0..6 {
+        ungrouped.push(env.enqueue("hello", &big(i)));
+        let mut job = env.job("hello", &big(10 + i));
+        job.group = Some("g".into());
+        grouped.push(env.enqueue_job(job));
+    }
+    let queue = env
+        .rt
+        .block_on(spool_runtime::queue::Queue::connect(env.queue_config()))
+        .unwrap()
+        .with_claim_bytes(250_000);
+    let keys = env.tenant_keys("default");
+    let mut conn = env.redis_conn();
+    let mut claimed: Vec<String> = Vec::new();
+    loop {
+        let claim = env
+            .rt
+            .block_on(queue.claim("w", 12, Duration::from_secs(30)))
+            .unwrap();
+        if claim.jobs.is_empty() {
+            break;
+        }
+        assert_eq!(claim.jobs.len(), 2, "two jobs of 100 KB fit in 250 KB");
+        claimed.extend(claim.jobs.into_iter().map(|j| j.id));
+        // Only the group's claimed jobs hold its slots.
+        let held: usize = redis::cmd("SCARD")
+            .arg(format!("{keys}:held:g"))
+            .query(&mut conn)
+            .unwrap();
+        let taken = claimed.iter().filter(|id| grouped.contains(id)).count();
+        assert_eq!(held, taken, "slots held after {claimed:?}");
+    }
+    let mut sorted = claimed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 12, "every job claimed once: {claimed:?}");
+    let in_order = |ids: &[String]| -> Vec<String> {
+        claimed
+            .iter()
+            .filter(|c| ids.contains(c))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        in_order(&ungrouped),
+        ungrouped,
+        "ready jobs kept their order"
+    );
+    assert_eq!(in_order(&grouped), grouped, "the group kept its order");
+    for id in &claimed {
+        let record = env.record(id);
+        assert_eq!(record.status, Some(Status::Running));
+        assert_eq!(record.attempts, 1, "{id} claimed once");
+    }
+    // One job larger than the whole budget is claimed alone.
+    let lone = env.enqueue("hello", &big(99));
+    env.enqueue("hello", &big(100));
+    let small = queue.with_claim_bytes(1_000);
+    let claim = env
+        .rt
+        .block_on(small.claim("w", 12, Duration::from_secs(30)))
+        .unwrap();
+    let ids: Vec<String> = claim.jobs.into_iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![lone]);
+}
+
+/// A worker whose claims take one or two jobs at a time (jobs of 100 KB,
+/// a budget of 250 KB), with the rest popped and put back each time, runs
+/// every job once.
+#[test]
+fn a_worker_under_a_small_claim_budget_runs_every_large_job_once() {
+    let env = Env::new("claim-bytes-worker");
+    let _worker = env.worker(&[("hello", "hello")], |c| c.claim_bytes = 250_000);
+    let jobs: Vec<_> = (0..24)
+        .map(|i| {
+            let pad = "x".repeat(100_000);
+            env.job("hello", &format!(r#"{{"name":"n{i}","pad":"{pad}"}}"#))
+        })
+        .collect();
+    let ids: Vec<String> = env
+        .rt
+        .block_on(env.queue.enqueue_many(&jobs))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let record = env.wait(id);
+        assert_eq!(record.status, Some(Status::Succeeded), "job {i}");
+        assert_eq!(record.attempts, 1, "job {i} ran once");
+        let output = record.output.clone().unwrap_or_default();
+        assert!(output.contains(&format!("Hello, n{i}!")), "{output}");
+    }
+}
+
 #[test]
 fn a_worker_busy_with_long_jobs_leaves_the_rest_to_another() {
     let env = Env::new("no-hoarding");
