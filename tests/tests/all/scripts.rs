@@ -387,6 +387,82 @@ fn a_hand_back_after_a_lapsed_lease_gives_the_attempt_back_once() {
     );
 }
 
+/// A job that holds its group's slot while it waits to run again (here a
+/// hand-back with a delay), pushed by hand into another group's list too,
+/// is skipped there: it takes no slot in the second group, and once it
+/// succeeds its own group runs its next job.
+#[test]
+fn a_copy_pushed_into_a_second_group_takes_no_slot_there() {
+    let env = Env::new("scripts-group-copy");
+    let keys = env.tenant_keys("default");
+    let mut job = env.job("hello", "{}");
+    job.group = Some("g1".into());
+    let id = env.enqueue_job(job);
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let token = claim.jobs[0].token.clone();
+    let back = outcome(
+        &id,
+        &token,
+        Next::Requeue {
+            delay: Duration::from_millis(300),
+        },
+    );
+    let applied = env.rt.block_on(env.queue.ack(&[back])).unwrap();
+    assert_eq!(applied, vec![true]);
+    let mut conn = env.redis_conn();
+    // The copy, as a client writing plain commands would push it.
+    let _: () = redis::pipe()
+        .cmd("RPUSH")
+        .arg(format!("{keys}:group:g2"))
+        .arg(&id)
+        .cmd("ZADD")
+        .arg(format!("{keys}:groups"))
+        .arg(0)
+        .arg("g2")
+        .cmd("ZADD")
+        .arg(format!("{keys}:gall"))
+        .arg(0)
+        .arg("g2")
+        .query(&mut conn)
+        .unwrap();
+    // A job of no group puts the tenant in the ready set: the claim
+    // visits it, and takes that job, not the copy.
+    let other = env.enqueue("hello", "{}");
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let ids: Vec<String> = claim.jobs.iter().map(|j| j.id.clone()).collect();
+    assert_eq!(ids, vec![other], "the copy was claimed");
+    let held = |g: &str, conn: &mut spool_runtime::redis::SyncConn| -> Vec<String> {
+        redis::cmd("SMEMBERS")
+            .arg(format!("{keys}:held:{g}"))
+            .query(conn)
+            .unwrap()
+    };
+    assert_eq!(held("g2", &mut conn), Vec::<String>::new());
+    assert_eq!(held("g1", &mut conn), vec![id.clone()]);
+    // Due again, it runs from its ready list and frees g1's slot.
+    std::thread::sleep(Duration::from_millis(400));
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let job = claim
+        .jobs
+        .iter()
+        .find(|j| j.id == id)
+        .expect("claimed when due");
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[job.outcome(Next::Succeeded)]))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    assert_eq!(held("g1", &mut conn), Vec::<String>::new());
+    let mut next = env.job("hello", "{}");
+    next.group = Some("g1".into());
+    let next = env.enqueue_job(next);
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    assert_eq!(
+        claim.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        vec![next]
+    );
+}
+
 /// Enqueue one job, claim it, ack it as succeeded; its record's status.
 fn run_one(env: &Env, queue: &Queue) -> Option<Status> {
     let id = run_id(env, queue, Next::Succeeded);

@@ -268,6 +268,14 @@ local lease_args = {}
 local claimed = 0
 -- The bytes of the records taken, and the first id left for the budget.
 local bytes, over = 0, false
+-- Whether a record (HGETALL's reply) holds a group slot. (Asked only of
+-- ids taken from a group: a job holding one is never in a group's list.)
+local function holds_slot(all)
+  for j = 1, #all, 2 do
+    if all[j] == 'group_held' then return all[j + 1] == '1' end
+  end
+  return false
+end
 -- Free the slot a skipped id took in its group (only if it took one).
 local function unhold(k)
   if group_of[k] and added[k] then redis.call('SREM', P .. ':held:' .. group_of[k], ids[k]) end
@@ -312,6 +320,12 @@ for k, id in ipairs(ids) do
   elseif status == 'running' or status == 'succeeded' or status == 'dead' or status == 'cancelled' then
     -- A duplicate of an id that is already claimed or finished (a client
     -- pushed it twice): running it again would be a second attempt at once.
+    unhold(k)
+  elseif from_group and holds_slot(all) then
+    -- Taken from a group's list, but the job already holds a group slot
+    -- (it waits in a ready list or the delayed set, a retry or a
+    -- hand-back): a copy a client pushed by hand. Claimed, it would hold
+    -- this group's slot too, and its end would free only one of them.
     unhold(k)
   elseif bytes + size > budget and claimed > 0 then
     -- Over the byte budget: this id and the rest go back (below).
