@@ -118,7 +118,7 @@ def main():
         for t in tenants:
             fn["claim"](t, claim_args, pipe)
         replies = pipe.execute()
-        got = [(t, job[0], job[1]) for t, out in zip(tenants, replies) for job in unpack(out[5])]
+        got = [(t, job[0], job[1]) for t, out in zip(tenants, replies) for job in unpack(out[6])]
         if not got:
             break
         claimed += got

@@ -92,10 +92,12 @@ impl Queue {
         if let Some(fresh) = fresh {
             self.keep_next_pick(&mut claim, fresh, &claimed);
         }
+        let cut = claimed.iter().any(|(_, c)| c.cut);
         self.gather(&mut claim, claimed).await;
-        // A full claim with work left: the next pick wakes an idle worker
-        // for the rest (no extra round trip now).
-        if max > 0 && claim.jobs.len() >= max && claim.more {
+        // A full claim with work left (or one its byte budget cut short):
+        // the next pick wakes an idle worker for the rest (no extra round
+        // trip now).
+        if max > 0 && (claim.jobs.len() >= max || cut) && claim.more {
             self.inner.wake_next.store(true, Ordering::Relaxed);
         }
         Ok(claim)
@@ -356,6 +358,7 @@ fn quarantined(tenant: &str, e: &QueueError, now_us: u64) -> TenantClaim {
             timer: i64::try_from(now_us + micros(QUARANTINE)).unwrap_or(i64::MAX),
         }),
         unsure: true,
+        cut: false,
     }
 }
 

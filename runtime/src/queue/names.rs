@@ -52,6 +52,30 @@ pub fn check_group(name: &str) -> Result<(), String> {
     }
 }
 
+/// A content type: at most 255 bytes of printable ASCII (a MIME type with
+/// its parameters). It is stored in the job's record and sent with every
+/// claim of it; an unbounded one would get a tenant's jobs past the
+/// claim's byte budget, which counts payloads.
+pub fn check_content_type(value: &str) -> Result<(), String> {
+    let ok =
+        !value.is_empty() && value.len() <= 255 && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        let shown: String = value.chars().take(40).collect();
+        Err(format!(
+            "invalid content type {:?}{} ({} bytes): expected 1-255 bytes of printable ASCII, such as application/json",
+            shown.escape_debug().to_string(),
+            if value.chars().count() > 40 {
+                "…"
+            } else {
+                ""
+            },
+            value.len()
+        ))
+    }
+}
+
 /// A key prefix: braces would change every key's Redis Cluster hash tag,
 /// and spaces or control characters make keys no one can type.
 pub fn check_prefix(prefix: &str) -> Result<(), String> {
@@ -97,6 +121,23 @@ mod tests {
         );
         for bad in ["", "a b", "a{", "}", "tab\t"] {
             assert!(check_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_types_are_short_printable_ascii() {
+        for good in [
+            "application/json",
+            "text/plain; charset=utf-8",
+            &"t".repeat(255),
+        ] {
+            assert!(check_content_type(good).is_ok(), "{good:?}");
+        }
+        let long = "x".repeat(1 << 20);
+        let err = check_content_type(&long).unwrap_err();
+        assert!(err.contains("1048576 bytes") && err.len() < 200, "{err}");
+        for bad in ["", "text/plain\n", "naïve/type", &"t".repeat(256)] {
+            assert!(check_content_type(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -68,6 +68,8 @@ impl Queue {
                 super::names::check_group(group)
                     .map_err(|reason| QueueError::Invalid { reason })?;
             }
+            super::names::check_content_type(&job.content_type)
+                .map_err(|reason| QueueError::Invalid { reason })?;
         }
         let limits = self
             .tenant_limits(jobs.iter().map(|j| j.plugin.tenant.as_str()))

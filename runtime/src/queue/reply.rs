@@ -41,13 +41,15 @@ pub(crate) struct TenantClaim {
     pub leave: Option<Leave>,
     /// The reply could not be read (see [`Claim::unsure`]).
     pub unsure: bool,
+    /// The byte budget ended the claim before its share: work is left.
+    pub cut: bool,
 }
 
 fn bad(what: &str) -> QueueError {
     QueueError::protocol("claim", what)
 }
 
-/// Decode `{now_us, announce_seq, leave_seq, timer_us, FIELDS, JOBS}`
+/// Decode `{now_us, announce_seq, leave_seq, timer_us, cut, FIELDS, JOBS}`
 /// (JOBS packed as MessagePack, or the jobs as arrays)
 /// of `tenant`'s claim; `received` is when the reply arrived (see
 /// [`ClaimedJob::received`]).
@@ -68,6 +70,7 @@ pub(crate) fn parse_claim(
     let seq = int("no announcement")?;
     let leave = int("no leave")?;
     let timer = int("no timer")?;
+    let cut = int("no cut flag")? == 1;
     let names: Vec<String> = match items.next() {
         Some(Value::Array(names)) => names.into_iter().filter_map(text).collect(),
         _ => return Err(bad("no field names")),
@@ -99,6 +102,7 @@ pub(crate) fn parse_claim(
             ready: true,
         }),
         unsure: false,
+        cut,
         leave: (leave >= 0).then(|| Leave {
             tenant: tenant.to_string(),
             seq: leave,
@@ -254,7 +258,13 @@ mod tests {
     }
 
     fn claim(names: &[&str], jobs: Vec<Value>) -> Result<TenantClaim, QueueError> {
-        let mut reply = vec![Value::Int(42), Value::Int(0), Value::Int(-1), Value::Int(0)];
+        let mut reply = vec![
+            Value::Int(42),
+            Value::Int(0),
+            Value::Int(-1),
+            Value::Int(0),
+            Value::Int(0),
+        ];
         reply.push(Value::Array(names.iter().map(|n| s(n)).collect()));
         reply.extend(jobs);
         parse_claim("acme", Value::Array(reply), Instant::now())
@@ -357,7 +367,7 @@ mod tests {
     #[test]
     fn the_claim_script_sends_the_names_this_decoder_reads() {
         let script = include_str!("lua/claim.lua");
-        assert!(script.contains("local out = { now, 0, -1, 0, { 'fresh', 'record' } }"));
+        assert!(script.contains("local out = { now, 0, -1, 0, 0, { 'fresh', 'record' } }"));
     }
 
     #[test]

@@ -482,6 +482,7 @@ async fn watchdog_loop(pool: Arc<Pool>, backoff: Duration) {
         // thread to come back, their leases renewed. Give them back.
         if pool.watch.serving() == 0 {
             while let Ok(job) = pool.jobs.try_recv() {
+                pool.budget.taken(job.payload.len());
                 let _ = pool.outcomes.send(threads::hand_back(
                     &job.tenant,
                     &job.id,

@@ -314,6 +314,89 @@ fn a_claim_stops_at_its_byte_budget_and_leaves_the_rest_in_order() {
         .unwrap();
     let ids: Vec<String> = claim.jobs.into_iter().map(|j| j.id).collect();
     assert_eq!(ids, vec![lone]);
+    // The budget counts payloads: nothing else of a record may be large.
+    let mut sly = env.job("hello", "{}");
+    sly.content_type = "x".repeat(1 << 20);
+    match env.rt.block_on(env.queue.enqueue(&sly)) {
+        Err(spool_runtime::queue::QueueError::Invalid { reason }) => {
+            assert!(reason.contains("invalid content type"), "{reason}");
+        }
+        other => panic!("a 1 MiB content type was not refused: {other:?}"),
+    }
+}
+
+/// Claims cut to one job each by the byte budget still share 6:3:1
+/// between priorities, and take turns between groups and ungrouped jobs,
+/// and between groups.
+#[test]
+fn claims_cut_short_by_the_byte_budget_stay_fair() {
+    let env = Env::new("claim-bytes-fair");
+    // (Before the first claim: a queue handle reads a tenant's limits
+    // once a second.)
+    env.set_limit(
+        "default",
+        spool_runtime::tenants::Limit::GroupConcurrency,
+        10,
+    );
+    let pad = "x".repeat(100_000);
+    let queue = env
+        .rt
+        .block_on(spool_runtime::queue::Queue::connect(env.queue_config()))
+        .unwrap()
+        .with_claim_bytes(150_000);
+    let one_by_one = |n: usize| -> Vec<String> {
+        let mut got = Vec::new();
+        for _ in 0..n {
+            let claim = env
+                .rt
+                .block_on(queue.claim("w", 20, Duration::from_secs(30)))
+                .unwrap();
+            assert_eq!(
+                claim.jobs.len(),
+                1,
+                "one job of 100 KB per claim after {got:?}"
+            );
+            // The payload's name: {"n":"X...
+            got.push(String::from_utf8_lossy(&claim.jobs[0].payload[6..7]).to_string());
+        }
+        got
+    };
+    for (p, name) in [
+        (Priority::Low, "l"),
+        (Priority::Normal, "n"),
+        (Priority::High, "h"),
+    ] {
+        let jobs: Vec<_> = (0..10)
+            .map(|_| {
+                let mut job = env.job("hello", &format!(r#"{{"n":"{name}_______","p":"{pad}"}}"#));
+                job.priority = p;
+                job
+            })
+            .collect();
+        env.rt.block_on(env.queue.enqueue_many(&jobs)).unwrap();
+    }
+    let got = one_by_one(10);
+    assert_eq!(got.concat(), "hhhhhhnnnl", "6:3:1 in one-job claims");
+    // Drain the rest, then groups against ungrouped jobs, and two groups.
+    one_by_one(20);
+    for i in 0..4 {
+        for (name, group) in [("a", Some("ga")), ("b", Some("gb")), ("r", None)] {
+            let mut job = env.job(
+                "hello",
+                &format!(r#"{{"n":"{name}{i}______","p":"{pad}"}}"#),
+            );
+            job.group = group.map(str::to_string);
+            env.enqueue_job(job);
+        }
+    }
+    let got = one_by_one(12);
+    let grouped: String = got.iter().filter(|g| *g != "r").cloned().collect();
+    // While both have jobs (the four ungrouped ones), in turn.
+    let halves = got[..8]
+        .chunks(2)
+        .all(|c| c.iter().filter(|g| *g == "r").count() == 1);
+    assert!(halves, "groups and ungrouped jobs in turn: {got:?}");
+    assert_eq!(grouped, "abababab", "the groups in turn: {got:?}");
 }
 
 /// A worker whose claims take one or two jobs at a time (jobs of 100 KB,

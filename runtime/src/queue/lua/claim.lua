@@ -25,12 +25,14 @@
 --          size). Packing 256 jobs of megabytes into one reply would take
 --          a few times their size of Redis' memory for the call.
 --
--- Returns {now_us, announce_seq, leave_seq, timer_us, FIELDS, JOBS}:
+-- Returns {now_us, announce_seq, leave_seq, timer_us, cut, FIELDS, JOBS}:
 -- announce_seq > 0 asks the caller to announce the tenant as ready under
 -- that number; leave_seq >= 0 (else -1) says the tenant has no claimable
 -- work now (paused, at its cap, out of rate, or nothing queued): the caller
 -- takes it out of the queue's ready set under that number, and sets its
--- timer to timer_us (> 0) if given (see "has work" in lib.lua). FIELDS names
+-- timer to timer_us (> 0) if given (see "has work" in lib.lua). cut is 1
+-- when the byte budget ended the claim before N (the caller may wake
+-- another worker for the rest, as for a full claim). FIELDS names
 -- the values each job carries after its first three: `fresh`, 1 when the
 -- record holds nothing an earlier attempt wrote, and `record`, the job's
 -- hash as it was before this claim (HGETALL: name, value, name, value,
@@ -132,6 +134,13 @@ local function list_of(k)
     if runs[r][1] <= k then return runs[r][2] end
   end
 end
+-- How far the 6:3:1 counter moves: by the ready ids this claim keeps
+-- (ids past the byte budget go back, and their slots come again).
+local rr_moved = 0
+local function band_of(slot)
+  local m = slot % 10
+  return m < 6 and 1 or (m < 9 and 2 or 3)
+end
 local function pop_ready(k, ids)
   if k <= 0 then return 0 end
   -- Only normal jobs waiting, the common case: one pop, and no shares to
@@ -142,16 +151,21 @@ local function pop_ready(k, ids)
   end
   local base = tonumber(redis.call('HGET', P .. ':stats', 'rr') or 0) or 0
   local share = { 0, 0, 0 }
-  for slot = 0, k - 1 do
-    local m = (base + slot) % 10
-    local band = m < 6 and 1 or (m < 9 and 2 or 3)
+  for slot = base, base + k - 1 do
+    local band = band_of(slot)
     share[band] = share[band] + 1
   end
-  local got, short, empty = 0, 0, {}
+  local got, short, empty, popped = 0, 0, {}, { {}, {}, {} }
+  local function pop(band, n)
+    local list = P .. ':ready:' .. names[band]
+    for _, id in ipairs(redis.call('RPOP', list, text(n)) or {}) do
+      popped[band][#popped[band] + 1] = id
+    end
+  end
   for band = 1, 3 do
     if share[band] > 0 then
-      local list = P .. ':ready:' .. names[band]
-      local took = take_from(list, redis.call('RPOP', list, text(share[band])) or {}, ids)
+      pop(band, share[band])
+      local took = #popped[band]
       got = got + took
       short = short + share[band] - took
       empty[band] = took < share[band]
@@ -160,12 +174,26 @@ local function pop_ready(k, ids)
   for band = 1, 3 do
     if short <= 0 then break end
     -- A list that gave less than its share is empty: no second look.
-    local list = P .. ':ready:' .. names[band]
-    local took = empty[band] and 0 or take_from(list, redis.call('RPOP', list, text(short)) or {}, ids)
-    got = got + took
-    short = short - took
+    if not empty[band] then
+      local before = #popped[band]
+      pop(band, short)
+      got = got + #popped[band] - before
+      short = short - (#popped[band] - before)
+    end
   end
-  if got > 0 then redis.call('HINCRBY', P .. ':stats', 'rr', text(got)) end
+  -- In slot order (a slot whose band ran dry takes the highest band
+  -- left), so that a claim the byte budget cuts short keeps 6:3:1 too.
+  local next_of = { 1, 1, 1 }
+  for slot = base, base + got - 1 do
+    local band = band_of(slot)
+    if next_of[band] > #popped[band] then
+      band = next_of[1] <= #popped[1] and 1 or (next_of[2] <= #popped[2] and 2 or 3)
+    end
+    ids[#ids + 1] = popped[band][next_of[band]]
+    runs[#runs + 1] = { #ids, P .. ':ready:' .. names[band] }
+    next_of[band] = next_of[band] + 1
+  end
+  rr_moved = rr_moved + got
   return got
 end
 
@@ -199,9 +227,12 @@ local function take_turn(g, ids)
   return 1
 end
 
+-- The group cursor before this claim (nil: not read).
+local cursor_before = nil
 local function release_groups(k, ids)
   if k <= 0 then return 0 end
   local cursor = redis.call('GET', P .. ':gcursor')
+  if cursor_before == nil then cursor_before = cursor end
   local got, pass, from_start, visits = 0, 0, cursor == false, 0
   while got < k and visits < 3 * k + 3 do
     local batch
@@ -247,6 +278,28 @@ if allowed > 0 then
   if got < allowed and grouping then release_groups(allowed - got, ids) end
 end
 
+-- The order the ids are leased in: groups' and ready lists' in turn
+-- (each side in the order it was taken), the side to start with taking
+-- turns too, so that a claim the byte budget cuts short serves both.
+-- (Only when both gave ids: else the order they were taken in.)
+local order = nil
+local g_side, r_side = {}, {}
+if next(group_of) then
+  for k = 1, #ids do
+    if group_of[k] then g_side[#g_side + 1] = k else r_side[#r_side + 1] = k end
+  end
+end
+if #g_side > 0 and #r_side > 0 then
+  local turn = redis.call('HINCRBY', P .. ':stats', 'mturn', '1') % 2
+  local sides = turn == 1 and { g_side, r_side } or { r_side, g_side }
+  order = {}
+  for i = 1, math.max(#g_side, #r_side) do
+    for _, side in ipairs(sides) do
+      if side[i] then order[#order + 1] = side[i] end
+    end
+  end
+end
+
 -- 5. Lease them. Each job carries `fresh`, then its whole record (see the
 -- header).
 -- Fields that mark a record an earlier attempt or hand-back wrote to (an
@@ -261,7 +314,7 @@ local MARK = { finished_us = true, requeued_us = true, lease_expiries = true, er
 local ENVELOPE = { plugin = true, content_type = true, payload = true, max_attempts = true,
   enqueued_us = true, wait = true, priority = true, waiting_since_us = true, no_cache = true,
   group = true, idem = true }
-local out = { now, 0, -1, 0, { 'fresh', 'record' } }
+local out = { now, 0, -1, 0, 0, { 'fresh', 'record' } }
 local jobs = {}
 local lease_until = text(now + lease)
 local lease_args = {}
@@ -280,7 +333,9 @@ end
 local function unhold(k)
   if group_of[k] and added[k] then redis.call('SREM', P .. ':held:' .. group_of[k], ids[k]) end
 end
-for k, id in ipairs(ids) do
+for o = 1, #ids do
+  local k = order and order[o] or o
+  local id = ids[k]
   local from_group = group_of[k] or false
   local key = job_key(id)
   -- The whole record, in one pass over it (a fresh one is 4-6 fields;
@@ -329,7 +384,7 @@ for k, id in ipairs(ids) do
     unhold(k)
   elseif bytes + size > budget and claimed > 0 then
     -- Over the byte budget: this id and the rest go back (below).
-    over = k
+    over = o
     break
   else
     bytes = bytes + size
@@ -383,15 +438,44 @@ if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end
 -- Ids left for the budget go back untouched, last first, so that they are
 -- popped again in the order they were: to the consuming end of their
 -- ready list, or to the head of their group (freeing the slot they took).
+local back_ready = 0
 if over then
-  for k = #ids, over, -1 do
+  out[5] = 1
+  local back_group, back = false, {}
+  for o = #ids, over, -1 do
+    local k = order and order[o] or o
     if group_of[k] then
       unhold(k)
       into_group(ids[k], group_of[k], 'LPUSH')
+      back_group = true
     else
-      redis.call('RPUSH', list_of(k), ids[k])
+      -- One RPUSH per list, below (a claim of 256 cut after one job puts
+      -- 255 back).
+      local list = list_of(k)
+      back[list] = back[list] or {}
+      back[list][#back[list] + 1] = ids[k]
+      back_ready = back_ready + 1
     end
   end
+  for list, back_ids in pairs(back) do
+    for from = 1, #back_ids, 1000 do
+      redis.call('RPUSH', list, unpack(back_ids, from, math.min(from + 999, #back_ids)))
+    end
+  end
+  -- The next claim's groups start after the last group this one kept a
+  -- job of (where it would have been without the ids that went back).
+  if back_group then
+    local last = cursor_before
+    for o = over - 1, 1, -1 do
+      local g = group_of[order and order[o] or o]
+      if g then last = g; break end
+    end
+    if last then redis.call('SET', P .. ':gcursor', last) else redis.call('DEL', P .. ':gcursor') end
+  end
+end
+-- The 6:3:1 counter moves by the slots this claim kept.
+if rr_moved - back_ready > 0 then
+  redis.call('HINCRBY', P .. ':stats', 'rr', text(rr_moved - back_ready))
 end
 if rate > 0 then
   tokens = math.max(0, tokens - claimed)
@@ -400,7 +484,7 @@ if rate > 0 then
   redis.call('PEXPIRE', bucket, math.max(3600000, math.ceil(burst * 3600000 / rate)))
 end
 flush_counts()
-out[6] = cmsgpack.pack(jobs)
+out[7] = cmsgpack.pack(jobs)
 
 -- 6. Does the tenant still have claimable work? If not, it leaves the
 -- queue's ready set, with a timer for the first moment something changes
