@@ -463,6 +463,30 @@ fn a_copy_pushed_into_a_second_group_takes_no_slot_there() {
     );
 }
 
+/// A group at its cap whose slot went to an id that cannot run (its
+/// record key holds a string, written by hand) gets the slot back and
+/// stays in the rotation: its next job runs.
+#[test]
+fn a_group_slot_taken_by_a_broken_id_comes_back() {
+    let env = Env::new("scripts-group-broken");
+    let mut broken = env.job("hello", "{}");
+    broken.group = Some("g".into());
+    let broken = env.enqueue_job(broken);
+    let mut next = env.job("hello", "{}");
+    next.group = Some("g".into());
+    let next = env.enqueue_job(next);
+    let _: () = redis::cmd("SET")
+        .arg(job_key(&env, &broken))
+        .arg("not a hash")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let first = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    assert!(first.jobs.is_empty(), "{:?}", first.jobs);
+    let second = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let ids: Vec<String> = second.jobs.iter().map(|j| j.id.clone()).collect();
+    assert_eq!(ids, vec![next]);
+}
+
 /// Enqueue one job, claim it, ack it as succeeded; its record's status.
 fn run_one(env: &Env, queue: &Queue) -> Option<Status> {
     let id = run_id(env, queue, Next::Succeeded);

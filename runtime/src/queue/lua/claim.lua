@@ -329,9 +329,14 @@ local function holds_slot(all)
   end
   return false
 end
--- Free the slot a skipped id took in its group (only if it took one).
+-- Free the slot a skipped id took in its group (only if it took one);
+-- a group that left the rotation at its cap comes back if jobs wait.
 local function unhold(k)
-  if group_of[k] and added[k] then redis.call('SREM', P .. ':held:' .. group_of[k], ids[k]) end
+  local g = group_of[k]
+  if g and added[k] then
+    redis.call('SREM', P .. ':held:' .. g, ids[k])
+    if redis.call('LLEN', group_key(g)) > 0 then redis.call('ZADD', ring, '0', g) end
+  end
 end
 for o = 1, #ids do
   local k = order and order[o] or o
