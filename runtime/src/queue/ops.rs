@@ -86,11 +86,17 @@ impl Queue {
             }
         }
         let keys: Vec<String> = parts.iter().map(|(t, _)| self.tenant_keys(t)).collect();
+        // Not on a cluster, the queue's own prefix goes along: each call
+        // announces its tenant itself (one round trip, not two).
+        let queue_keys = (!self.redis.is_cluster()).then(|| self.inner.keys.as_str());
         let calls: Vec<_> = parts
             .iter()
             .zip(&keys)
             .map(|((tenant, indices), keys)| {
-                let mut inv = self.inner.scripts.enqueue.key(keys);
+                let mut inv = match queue_keys {
+                    Some(queue) => self.inner.scripts.enqueue.key(&[keys.as_str(), queue]),
+                    None => self.inner.scripts.enqueue.key(keys),
+                };
                 inv.arg(ttl);
                 for &i in indices {
                     push_job(&mut inv, &jobs[i], &limits[tenant]);

@@ -233,6 +233,56 @@ fn a_full_claim_wakes_another_worker_and_a_short_one_does_not() {
     assert_eq!(woken(&mut conn), 0, "an emptied queue wakes nobody");
 }
 
+/// On a Redis that is not a cluster, an enqueue announces its tenant in
+/// the same script call: one round trip, and the tenant is in the ready
+/// set with a wake token naming it, for an idle worker to claim at once.
+#[test]
+fn an_enqueue_on_one_redis_announces_in_the_same_round_trip() {
+    let env = Env::new("enqueue-announce");
+    let keys = env.queue.key_prefix().to_string();
+    // The first job: the handle reads the tenant's limits (a round trip of
+    // its own, once a second); a claim then finds the tenant dry, and it
+    // leaves the ready set.
+    let first = env.enqueue("hello", r#"{"name":"a"}"#);
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(claim.jobs[0].id, first);
+    let mut conn = env.redis_conn();
+    let ready = |conn: &mut spool_runtime::redis::SyncConn| -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg(format!("{keys}:ready"))
+            .arg(0)
+            .arg(-1)
+            .query(conn)
+            .unwrap()
+    };
+    env.wait_for("the tenant to leave the ready set", || {
+        ready(&mut env.redis_conn()).is_empty()
+    });
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{keys}:wake"))
+        .query(&mut conn)
+        .unwrap();
+    let before = env.queue.round_trips();
+    let second = env.enqueue("hello", r#"{"name":"b"}"#);
+    assert_eq!(env.queue.round_trips() - before, 1, "enqueue and announce");
+    assert_eq!(ready(&mut conn), vec!["default".to_string()]);
+    let wake: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{keys}:wake"))
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(wake, vec!["t:default".to_string()]);
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(claim.jobs[0].id, second);
+}
+
 /// Claims stop at their byte budget: what they popped beyond it goes back
 /// untouched, in order, to its ready list or the head of its group (its
 /// group slot freed), and the next claims take it. A job alone over the

@@ -2,6 +2,9 @@
 -- call per job).
 --
 -- KEYS[1]  the tenant's prefix in the queue, e.g. `spool:{default/acme}`
+-- KEYS[2]  (optional, not on a cluster) the queue's prefix, e.g.
+--          `spool:{default}`: the script announces the tenant there itself
+--          (see announce_in_queue in lib.lua) and returns nothing to announce
 -- ARGV[1]  idempotency key TTL in seconds
 -- then one group of arguments per job:
 --   id, idempotency key ('' for none), delay µs (0 = now, on Redis' clock),

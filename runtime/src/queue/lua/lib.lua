@@ -145,9 +145,36 @@ local function ask_timer(at)
   if announce_timer == 0 or at < announce_timer then announce_timer = at end
 end
 
+-- On a Redis that is not a cluster the queue's slot is no other node's,
+-- and a caller may pass the queue's prefix as KEYS[2]: the script then
+-- writes its announcement there itself, atomically with the work it
+-- announces, as ring/announce.lua would (which this mirrors), and returns
+-- nothing to announce. An enqueue's job is then claimable one round trip
+-- sooner. (nil: the caller announces, as on a cluster.)
+local Q
+local function announce_in_queue()
+  -- P is `PREFIX:{QUEUE/TENANT}`; neither queue nor tenant names hold '/'.
+  local tenant = P:match('/([^/]*)}$')
+  if not tenant then return end
+  if announce_seq > 0 then
+    redis.call('ZADD', Q .. ':seq', 'GT', announce_seq, tenant)
+  else
+    redis.call('ZADD', Q .. ':seq', 'NX', 0, tenant)
+  end
+  if announce_now == 1 then redis.call('ZADD', Q .. ':ready', 0, tenant) end
+  if announce_timer > 0 then redis.call('ZADD', Q .. ':timers', 'LT', announce_timer, tenant) end
+  if (announce_now == 1 or announce_timer > 0) and redis.call('LLEN', Q .. ':wake') == 0 then
+    redis.call('RPUSH', Q .. ':wake', announce_now == 1 and ('t:' .. tenant) or '1')
+  end
+  announce_seq, announce_timer, announce_now = 0, 0, 0
+end
+
 -- The first three values of a reply (see above).
 local function announced(out)
   if made_ready then announce_ready() end
+  if Q and (announce_seq > 0 or announce_timer > 0 or announce_now == 1) then
+    announce_in_queue()
+  end
   table.insert(out, 1, announce_now)
   table.insert(out, 1, announce_timer)
   table.insert(out, 1, announce_seq)
@@ -299,6 +326,7 @@ end
 -- above (what to announce, counters, printed numbers).
 local function begin(keys)
   P = keys[1]
+  Q = keys[2]
   announce_seq, announce_timer, announce_now = 0, 0, 0
   made_ready = false
   counts = {}
