@@ -109,13 +109,14 @@ end
 -- and acks come in finish order anyway.)
 local function keep_newest(ids, keep, ttl)
   local list = P .. ':kept'
+  local length = 0
   for k = 1, #ids, 1000 do
-    redis.call('LPUSH', list, unpack(ids, k, math.min(k + 999, #ids)))
+    length = redis.call('LPUSH', list, unpack(ids, k, math.min(k + 999, #ids)))
   end
   redis.call('EXPIRE', list, ttl)
   -- At most 1,000 per call (an ack call adds at most 500), so that a
   -- lowered cap is reached over a few calls, never in one long script.
-  local excess = math.min(redis.call('LLEN', list) - keep, 1000)
+  local excess = math.min(length - keep, 1000)
   if excess <= 0 then return end
   local gone = {}
   for _, o in ipairs(redis.call('RPOP', list, text(excess))) do
@@ -233,7 +234,10 @@ if #succeeded > 0 then keep_newest(succeeded, keep, record_ttl) end
 -- A freed lease may be a free slot under the tenant's cap: worth a visit if
 -- jobs wait (a tenant that ran dry stays out of the ready set). Nothing to
 -- do while the tenant is in the ready set (the common case under load).
-if freed and redis.call('EXISTS', P .. ':in') == 0 and has_waiting() then
+-- (One look when the tenant is neither in nor has work, as at idle.)
+if freed and redis.call('EXISTS', P .. ':in', P .. ':ready:high', P .. ':ready:normal',
+    P .. ':ready:low', P .. ':groups') > 0
+    and redis.call('EXISTS', P .. ':in') == 0 and has_waiting() then
   announce_ready()
 end
 flush_counts()

@@ -65,12 +65,18 @@ if budget <= 0 then budget = math.huge end
 local now = now_us()
 local now_s = text(now)
 
+-- Whether anything is delayed or running: at idle neither is, and the
+-- two scans below (and the timer's look at the delayed set at the end)
+-- are skipped. (Every command a script calls costs Redis time and counts
+-- in INFO commandstats.)
+local delayed, leases = P .. ':delayed', P .. ':leases'
+local timed = redis.call('EXISTS', delayed, leases) > 0
+
 -- 1. Promote due delayed jobs. ZREM in the same script: each exactly once.
 -- Ids without a job hash are dropped (nothing to run); a key that is not a
 -- hash is parked in the dead letters, as the claim below does. A hash
 -- without `status` (a minimal plain-command envelope) is promoted.
-local delayed = P .. ':delayed'
-local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now_s, 'LIMIT', '0', '1000')
+local due = timed and redis.call('ZRANGEBYSCORE', delayed, '-inf', now_s, 'LIMIT', '0', '1000') or {}
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   local key = job_key(id)
@@ -88,8 +94,7 @@ end
 -- its workers cannot crash-loop the fleet; after CRASHES such endings it is
 -- dead-lettered as `worker-crash`, naming the workers. Its slot under the
 -- tenant's cap comes back with it.
-local leases = P .. ':leases'
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now_s, 'LIMIT', '0', '1000')
+local expired = timed and redis.call('ZRANGEBYSCORE', leases, '-inf', now_s, 'LIMIT', '0', '1000') or {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', leases, id)
   local key = job_key(id)
@@ -104,7 +109,10 @@ end
 
 -- 3. How many may start: the tenant is not paused, under its cap, and has
 -- tokens in its bucket.
-local paused = redis.call('EXISTS', P .. ':paused') == 1
+-- Not paused, no groups, only normal jobs (the common case): one look.
+local ring = P .. ':groups'
+local plain = redis.call('EXISTS', P .. ':paused', ring, P .. ':ready:high', P .. ':ready:low') == 0
+local paused = not plain and redis.call('EXISTS', P .. ':paused') == 1
 local allowed = paused and 0 or n
 if cap > 0 then allowed = math.min(allowed, math.max(0, cap - redis.call('ZCARD', leases))) end
 local bucket, tokens = P .. ':bucket', 0
@@ -145,7 +153,7 @@ local function pop_ready(k, ids)
   if k <= 0 then return 0 end
   -- Only normal jobs waiting, the common case: one pop, and no shares to
   -- keep (the counter need not move while one list competes).
-  if redis.call('EXISTS', P .. ':ready:high', P .. ':ready:low') == 0 then
+  if plain or redis.call('EXISTS', P .. ':ready:high', P .. ':ready:low') == 0 then
     local list = P .. ':ready:normal'
     return take_from(list, redis.call('RPOP', list, text(k)) or {}, ids)
   end
@@ -200,7 +208,6 @@ end
 -- One turn of a group: the head of its list, if the group is not paused
 -- and has a free slot. A group that cannot give leaves the rotation (a
 -- slot freed, a resume or an enqueue puts it back).
-local ring = P .. ':groups'
 local function take_turn(g, ids)
   local held = P .. ':held:' .. g
   if redis.call('SISMEMBER', P .. ':gpaused', g) == 1
@@ -264,7 +271,7 @@ if allowed > 0 then
   -- Half to groups; an odd slot goes to each side in turn (`gturn`), so a
   -- claim of one job does not always serve the same side.
   local grouped = 0
-  local grouping = redis.call('EXISTS', ring) == 1
+  local grouping = not plain and redis.call('EXISTS', ring) == 1
   if grouping then
     grouped = math.floor(allowed / 2)
     if allowed % 2 == 1 and redis.call('HINCRBY', P .. ':stats', 'gturn', '1') % 2 == 1 then
@@ -506,10 +513,15 @@ redis.call('DEL', P .. ':in')
 out[3] = tonumber(redis.call('HGET', P .. ':stats', 'seq') or 0) or 0
 local timer = false
 local function sooner(at) if at and (not timer or at < timer) then timer = at end end
-local head = redis.call('ZRANGE', delayed, '0', '0', 'WITHSCORES')
-if head[2] then sooner(tonumber(head[2])) end
-head = redis.call('ZRANGE', leases, '0', '0', 'WITHSCORES')
-if head[2] then sooner(tonumber(head[2])) end
+-- (Nothing was delayed at the start, and only a lapse adds to it.)
+if timed then
+  local head = redis.call('ZRANGE', delayed, '0', '0', 'WITHSCORES')
+  if head[2] then sooner(tonumber(head[2])) end
+end
+if timed or claimed > 0 then
+  local head = redis.call('ZRANGE', leases, '0', '0', 'WITHSCORES')
+  if head[2] then sooner(tonumber(head[2])) end
+end
 if waiting and limited and not paused then
   sooner(now + math.ceil((1 - tokens) * 3600000000 / rate))
 end

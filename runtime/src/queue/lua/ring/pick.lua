@@ -15,10 +15,16 @@
 
 local now = now_us()
 local ready, timers = Q .. ':ready', Q .. ':timers'
-local due = redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, 1000)
-for _, tenant in ipairs(due) do
-  redis.call('ZREM', timers, tenant)
-  redis.call('ZADD', ready, 0, tenant)
+-- The first timer: only if it is due are the due ones moved (at idle the
+-- next is a lease's expiry, seconds away).
+local head = redis.call('ZRANGE', timers, 0, 0, 'WITHSCORES')
+if head[2] and tonumber(head[2]) <= now then
+  local due = redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, 1000)
+  for _, tenant in ipairs(due) do
+    redis.call('ZREM', timers, tenant)
+    redis.call('ZADD', ready, 0, tenant)
+  end
+  head = redis.call('ZRANGE', timers, 0, 0, 'WITHSCORES')
 end
 
 local cursor, inclusive, k = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3])
@@ -38,6 +44,5 @@ end
 -- worker may take a share of it.
 if #out > 2 and (ARGV[4] == '1' or redis.call('ZCARD', ready) > #out - 2) then wake() end
 
-local head = redis.call('ZRANGE', timers, 0, 0, 'WITHSCORES')
 if head[2] then out[2] = math.max(0, tonumber(head[2]) - now) end
 return out
