@@ -136,6 +136,16 @@ impl Env {
             .id
     }
 
+    /// Enqueue `jobs` in one call; returns their ids, in order.
+    pub fn enqueue_all(&self, jobs: &[NewJob]) -> Vec<String> {
+        self.rt
+            .block_on(self.queue.enqueue_many(jobs))
+            .expect("enqueue")
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    }
+
     /// `PREFIX:{QUEUE/TENANT}`: where `tenant`'s jobs live in the test's
     /// queue (bare plugin names are tenant `default`).
     pub fn tenant_keys(&self, tenant: &str) -> String {

@@ -136,13 +136,7 @@ fn versions_swap_under_load_and_every_job_names_the_one_it_ran_on() {
                 job
             })
             .collect();
-        let ids: Vec<String> = env
-            .rt
-            .block_on(env.queue.enqueue_many(&jobs))
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
+        let ids: Vec<String> = env.enqueue_all(&jobs);
         env.wait_until(&ids[0], |r| r.started_us.is_some());
         batches.push(ids);
     }

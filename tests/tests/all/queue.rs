@@ -462,13 +462,7 @@ fn a_worker_under_a_small_claim_budget_runs_every_large_job_once() {
             env.job("hello", &format!(r#"{{"name":"n{i}","pad":"{pad}"}}"#))
         })
         .collect();
-    let ids: Vec<String> = env
-        .rt
-        .block_on(env.queue.enqueue_many(&jobs))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let ids: Vec<String> = env.enqueue_all(&jobs);
     for (i, id) in ids.iter().enumerate() {
         let record = env.wait(id);
         assert_eq!(record.status, Some(Status::Succeeded), "job {i}");
@@ -533,13 +527,7 @@ fn jobs_claimed_ahead_that_turn_out_slow_go_back_for_an_idle_worker() {
     let slow: Vec<_> = (0..4)
         .map(|_| env.job("introspect", r#"{"sleep_ms":3000}"#))
         .collect();
-    let ids: Vec<String> = env
-        .rt
-        .block_on(env.queue.enqueue_many(&slow))
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let ids: Vec<String> = env.enqueue_all(&slow);
     env.wait_for("w-a to claim all four", || {
         ids.iter()
             .all(|id| env.record(id).status == Some(Status::Running))
