@@ -301,6 +301,24 @@ fn an_enqueue_on_one_redis_announces_in_the_same_round_trip() {
         .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
         .unwrap();
     assert_eq!(claim.jobs[0].id, second);
+    // A queue key of the wrong type, written by hand, does not fail an
+    // enqueue that stored its job: the announcement goes the long way.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{keys}:wake"))
+        .arg("not a list")
+        .query(&mut conn)
+        .unwrap();
+    let third = env
+        .rt
+        .block_on(env.queue.enqueue(&env.job("hello", r#"{"name":"c"}"#)))
+        .expect("the job is stored: the enqueue succeeds")
+        .id;
+    assert_eq!(ready(&mut conn), vec!["default".to_string()]);
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(claim.jobs[0].id, third);
 }
 
 /// Claims stop at their byte budget: what they popped beyond it goes back

@@ -152,21 +152,39 @@ end
 -- nothing to announce. An enqueue's job is then claimable one round trip
 -- sooner. (nil: the caller announces, as on a cluster.)
 local Q
+-- A queue-slot write; false if Redis refused it (a key of the wrong type
+-- written by hand): the work is stored already, so the script must not
+-- fail now.
+local function queue_write(...)
+  local r = redis.pcall(...)
+  return not (type(r) == 'table' and r.err)
+end
 local function announce_in_queue()
-  -- P is `PREFIX:{QUEUE/TENANT}`; neither queue nor tenant names hold '/'.
+  -- P is `PREFIX:{QUEUE/TENANT}` and Q `PREFIX:{QUEUE}`; anything else
+  -- (a tenant name with a '/') is left to the caller.
   local tenant = P:match('/([^/]*)}$')
-  if not tenant then return end
+  if not tenant or P ~= Q:sub(1, -2) .. '/' .. tenant .. '}' then return end
+  local ok
   if announce_seq > 0 then
-    redis.call('ZADD', Q .. ':seq', 'GT', announce_seq, tenant)
+    ok = queue_write('ZADD', Q .. ':seq', 'GT', announce_seq, tenant)
   else
-    redis.call('ZADD', Q .. ':seq', 'NX', 0, tenant)
+    ok = queue_write('ZADD', Q .. ':seq', 'NX', 0, tenant)
   end
-  if announce_now == 1 then redis.call('ZADD', Q .. ':ready', 0, tenant) end
-  if announce_timer > 0 then redis.call('ZADD', Q .. ':timers', 'LT', announce_timer, tenant) end
-  if (announce_now == 1 or announce_timer > 0) and redis.call('LLEN', Q .. ':wake') == 0 then
-    redis.call('RPUSH', Q .. ':wake', announce_now == 1 and ('t:' .. tenant) or '1')
+  if ok and announce_now == 1 then ok = queue_write('ZADD', Q .. ':ready', 0, tenant) end
+  if ok and announce_timer > 0 then
+    ok = queue_write('ZADD', Q .. ':timers', 'LT', announce_timer, tenant)
   end
-  announce_seq, announce_timer, announce_now = 0, 0, 0
+  if ok and (announce_now == 1 or announce_timer > 0) then
+    local waiting = redis.pcall('LLEN', Q .. ':wake')
+    if type(waiting) ~= 'number' then
+      ok = false
+    elseif waiting == 0 then
+      ok = queue_write('RPUSH', Q .. ':wake', announce_now == 1 and ('t:' .. tenant) or '1')
+    end
+  end
+  -- Refused: the reply still carries the announcement, for the caller to
+  -- make (and log if it fails), as on a cluster.
+  if ok then announce_seq, announce_timer, announce_now = 0, 0, 0 end
 end
 
 -- The first three values of a reply (see above).
