@@ -136,6 +136,14 @@ impl Env {
             .id
     }
 
+    /// Another handle on the test's queue: its own rotation, caches of
+    /// limits and picks, and settings (as a second worker or client has).
+    pub fn other_queue(&self) -> spool_runtime::queue::Queue {
+        self.rt
+            .block_on(spool_runtime::queue::Queue::connect(self.queue_config()))
+            .expect("connecting another queue handle")
+    }
+
     /// Enqueue `jobs` in one call; returns their ids, in order.
     pub fn enqueue_all(&self, jobs: &[NewJob]) -> Vec<String> {
         self.rt

@@ -287,10 +287,7 @@ fn a_killed_master_fails_over_and_no_acknowledged_job_is_lost() {
 #[test]
 fn a_slot_migrated_under_load_loses_no_job_and_fails_none() {
     let mut env = Env::on_cluster("cluster-migrate");
-    let queue = env
-        .rt
-        .block_on(Queue::connect(env.queue_config()))
-        .expect("a queue handle");
+    let queue = env.other_queue();
     let _worker = env.worker(&[("acme/hello", "hello")], |_| {});
     // Keys in the slot before the move, so that MIGRATE has work to do
     // while jobs keep arriving and finishing.

@@ -218,10 +218,7 @@ fn a_full_claim_wakes_another_worker_and_a_short_one_does_not() {
     assert_eq!(woken(&mut conn), 1, "a full claim with work left wakes");
     let _: () = redis::cmd("DEL").arg(&wake).query(&mut conn).unwrap();
     // Exactly the rest: nothing left, nobody woken.
-    let other = env
-        .rt
-        .block_on(spool_runtime::queue::Queue::connect(env.queue_config()))
-        .unwrap();
+    let other = env.other_queue();
     let claim = env
         .rt
         .block_on(other.claim("w2", 2, Duration::from_secs(30)));
@@ -344,11 +341,7 @@ fn a_claim_stops_at_its_byte_budget_and_leaves_the_rest_in_order() {
         job.group = Some("g".into());
         grouped.push(env.enqueue_job(job));
     }
-    let queue = env
-        .rt
-        .block_on(spool_runtime::queue::Queue::connect(env.queue_config()))
-        .unwrap()
-        .with_claim_bytes(250_000);
+    let queue = env.other_queue().with_claim_bytes(250_000);
     let keys = env.tenant_keys("default");
     let mut conn = env.redis_conn();
     let mut claimed: Vec<String> = Vec::new();
@@ -427,11 +420,7 @@ fn claims_cut_short_by_the_byte_budget_stay_fair() {
         10,
     );
     let pad = "x".repeat(100_000);
-    let queue = env
-        .rt
-        .block_on(spool_runtime::queue::Queue::connect(env.queue_config()))
-        .unwrap()
-        .with_claim_bytes(150_000);
+    let queue = env.other_queue().with_claim_bytes(150_000);
     let one_by_one = |n: usize| -> Vec<String> {
         let mut got = Vec::new();
         for _ in 0..n {
@@ -869,10 +858,7 @@ fn a_due_job_is_promoted_exactly_once() {
     let id = env.enqueue_job(job);
     std::thread::sleep(Duration::from_millis(300));
     // Two workers' claims (claiming nothing) both see the job due.
-    let other = env
-        .rt
-        .block_on(spool_runtime::queue::Queue::connect(env.queue_config()))
-        .unwrap();
+    let other = env.other_queue();
     env.rt
         .block_on(env.queue.claim("a", 0, Duration::from_secs(10)))
         .unwrap();
