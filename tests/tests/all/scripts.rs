@@ -730,3 +730,67 @@ fn a_claim_carries_the_envelope_of_a_record_with_many_other_fields() {
     assert_eq!(job.payload, br#"{"name":"Ada"}"#);
     assert!(job.wait && job.fresh);
 }
+
+/// An enqueue stopped part way by a key of the wrong type (a group's list
+/// a client overwrote) still leaves the jobs it stored before it
+/// claimable: they are pushed, not stranded in records no list names.
+#[test]
+fn an_enqueue_stopped_by_a_bad_key_leaves_the_jobs_before_it_claimable() {
+    let env = Env::new("scripts-enqueue-bad-group");
+    let mut conn = env.redis_conn();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:group:broken", env.tenant_keys("default")))
+        .arg("oops")
+        .query(&mut conn)
+        .unwrap();
+    let first = env.job("hello", r#"{"n":1}"#);
+    let mut second = env.job("hello", r#"{"n":2}"#);
+    second.group = Some("broken".into());
+    let third = env.job("hello", r#"{"n":3}"#);
+    let err = env
+        .rt
+        .block_on(env.queue.enqueue_many(&[first, second, third]))
+        .expect_err("the group's list is a string");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    let ready: Vec<String> = redis::cmd("LRANGE")
+        .arg(ready(&env))
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        ready.len(),
+        1,
+        "the first job is queued, the third not stored"
+    );
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let payloads: Vec<&[u8]> = claim.jobs.iter().map(|j| &j.payload[..]).collect();
+    assert_eq!(payloads, vec![&br#"{"n":1}"#[..]]);
+}
+
+/// A ready list of the wrong type fails the enqueue before the job is
+/// stored, with an error that names the key.
+#[test]
+fn an_enqueue_onto_a_ready_list_of_the_wrong_type_stores_nothing() {
+    let env = Env::new("scripts-enqueue-bad-ready");
+    let mut conn = env.redis_conn();
+    let _: () = redis::cmd("SET")
+        .arg(ready(&env))
+        .arg("oops")
+        .query(&mut conn)
+        .unwrap();
+    let err = env
+        .rt
+        .block_on(env.queue.enqueue(&env.job("hello", "{}")))
+        .expect_err("the ready list is a string");
+    let said = err.to_string();
+    assert!(
+        said.contains("WRONGTYPE") && said.contains(&ready(&env)),
+        "{said}"
+    );
+    let records: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:job:*", env.tenant_keys("default")))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(records, Vec::<String>::new());
+}

@@ -53,71 +53,112 @@ local out = {}
 -- Announced once per call, not per job: any job ready now, and the first
 -- delayed one's time.
 local ready, first_due = false, false
-i = 2
-while i <= #ARGV do
-  local id, idem, delay, priority = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-  local group = ARGV[i + 6]
-  local nfields = tonumber(ARGV[i + 7])
-  local first, last = i + STRIDE, i + STRIDE - 1 + nfields * 2
-  i = last + 1
-  local existing = false
-  if idem ~= '' then
-    -- The key names the first job while that job's record lives: for the
-    -- record TTL plus the job's delay, and never a job that is gone
-    -- (purged, or dropped from the capped dead letters).
-    local ikey = P .. ':idem:' .. idem
-    -- A key of the wrong type (written by hand) names no job; the SET
-    -- below replaces it. Never an error half-way through a batch.
-    existing = redis.pcall('GET', ikey)
-    if type(existing) == 'table' then existing = false end
-    if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
-    if not existing then
-      redis.call('SET', ikey, id, 'EX', tonumber(ARGV[1]) + math.floor(delay / 1000000))
-    end
-  end
-  if existing then
-    out[#out + 1] = existing
-    out[#out + 1] = 0
-  else
-    local key = job_key(id)
-    local run_at = now + delay
-    -- The envelope's fields last, unpacked from ARGV (no copy): the script's
-    -- caller sends only the names the header lists.
-    if run_at > now then
-      redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'delayed',
-        'run_at_us', text(run_at), unpack(ARGV, first, last))
-      redis.call('ZADD', P .. ':delayed', run_at, id)
-      if not first_due or run_at < first_due then first_due = run_at end
-    else
-      redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'queued', unpack(ARGV, first, last))
-    end
-    -- `normal`, the default, is left out (a smaller record stays a
-    -- listpack); every reader takes a missing priority for it.
-    if priority ~= 'normal' and group ~= '' then
-      redis.call('HSET', key, 'priority', priority, 'group', group)
-    elseif priority ~= 'normal' then
-      redis.call('HSET', key, 'priority', priority)
-    elseif group ~= '' then
-      redis.call('HSET', key, 'group', group)
-    end
-    -- The key deduplicates while this record lives: `idem` keeps the
-    -- record out of the succeeded-record cap (ack.lua), for its TTL.
-    if idem ~= '' then redis.call('HSET', key, 'idem', '1') end
-    if run_at <= now then
-      if group ~= '' then
-        into_group(id, group, 'RPUSH')
-      else
-        -- Pushed now, not in one LPUSH per list at the end (cheaper): a
-        -- later job's bad key that fails the call must not leave this one
-        -- stored, and named by its idempotency key, but in no list.
-        redis.call('LPUSH', ready_key(priority), id)
+-- The ids for each ready list (by priority), in order, pushed in one LPUSH
+-- per list at the end of the call: a command per job cost Redis ~1 µs per
+-- job, most of it propagating the command to the AOF and replicas.
+local pushes, order = {}, {}
+local function store()
+  i = 2
+  while i <= #ARGV do
+    local id, idem, delay, priority = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
+    local group = ARGV[i + 6]
+    local nfields = tonumber(ARGV[i + 7])
+    local first, last = i + STRIDE, i + STRIDE - 1 + nfields * 2
+    i = last + 1
+    local existing = false
+    if idem ~= '' then
+      -- The key names the first job while that job's record lives: for the
+      -- record TTL plus the job's delay, and never a job that is gone
+      -- (purged, or dropped from the capped dead letters).
+      local ikey = P .. ':idem:' .. idem
+      -- A key of the wrong type (written by hand) names no job; the SET
+      -- below replaces it. Never an error half-way through a batch.
+      existing = redis.pcall('GET', ikey)
+      if type(existing) == 'table' then existing = false end
+      if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
+      if not existing then
+        redis.call('SET', ikey, id, 'EX', tonumber(ARGV[1]) + math.floor(delay / 1000000))
       end
-      ready = true
     end
-    out[#out + 1] = id
-    out[#out + 1] = 1
+    if existing then
+      out[#out + 1] = existing
+      out[#out + 1] = 0
+    else
+      local key = job_key(id)
+      local run_at = now + delay
+      if run_at <= now and group == '' then
+        if not PRIORITIES[priority] then priority = 'normal' end
+        if not pushes[priority] then
+          -- Checked before this job is stored: its list must take the push
+          -- at the end.
+          local kind = redis.call('TYPE', ready_key(priority))['ok']
+          if kind ~= 'list' and kind ~= 'none' then
+            error({ err = 'WRONGTYPE ' .. ready_key(priority) .. ' holds a ' .. kind
+              .. ', not a list: the jobs before job ' .. (#out / 2) .. ' (from 0) were enqueued' })
+          end
+          pushes[priority] = {}
+          order[#order + 1] = priority
+        end
+      end
+      -- The envelope's fields last, unpacked from ARGV (no copy): the script's
+      -- caller sends only the names the header lists.
+      if run_at > now then
+        redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'delayed',
+          'run_at_us', text(run_at), unpack(ARGV, first, last))
+        redis.call('ZADD', P .. ':delayed', run_at, id)
+        if not first_due or run_at < first_due then first_due = run_at end
+      else
+        redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'queued', unpack(ARGV, first, last))
+      end
+      -- `normal`, the default, is left out (a smaller record stays a
+      -- listpack); every reader takes a missing priority for it.
+      if priority ~= 'normal' and group ~= '' then
+        redis.call('HSET', key, 'priority', priority, 'group', group)
+      elseif priority ~= 'normal' then
+        redis.call('HSET', key, 'priority', priority)
+      elseif group ~= '' then
+        redis.call('HSET', key, 'group', group)
+      end
+      -- The key deduplicates while this record lives: `idem` keeps the
+      -- record out of the succeeded-record cap (ack.lua), for its TTL.
+      if idem ~= '' then redis.call('HSET', key, 'idem', '1') end
+      if run_at <= now then
+        if group ~= '' then
+          into_group(id, group, 'RPUSH')
+        else
+          local ids = pushes[priority]
+          ids[#ids + 1] = id
+        end
+        ready = true
+      end
+      out[#out + 1] = id
+      out[#out + 1] = 1
+    end
   end
 end
-if ready then announce_ready() end
-if first_due then ask_timer(first_due) end
+-- A job's bad key (one of the wrong type, written by hand) fails the call
+-- part way: the jobs stored before it are pushed all the same, so that
+-- none is left stored, and named by its idempotency key, but in no list.
+local stored, failure = pcall(store)
+for _, priority in ipairs(order) do
+  local ids = pushes[priority]
+  for k = 1, #ids, 1000 do
+    redis.call('LPUSH', ready_key(priority), unpack(ids, k, math.min(k + 999, #ids)))
+  end
+end
+local function announce()
+  if ready then announce_ready() end
+  if first_due then ask_timer(first_due) end
+end
+if not stored then
+  -- On one server the announcement is written here. On a cluster an
+  -- error cannot carry it: `P:in` and the timer are left as they were, so
+  -- that the next enqueue (the caller's retry) announces the tenant.
+  if Q then
+    announce()
+    announced({})
+  end
+  error(failure)
+end
+announce()
 return announced(out)
