@@ -54,8 +54,9 @@ local out = {}
 -- delayed one's time.
 local ready, first_due = false, false
 -- The ids for each ready list (by priority), in order, pushed in one LPUSH
--- per list at the end of the call: a command per job cost Redis ~1 µs per
--- job, most of it propagating the command to the AOF and replicas.
+-- per list at the end of the call (all but each list's first): a command
+-- per job cost Redis ~0.6 µs per job, most of it propagating the command
+-- to the AOF and replicas.
 local pushes, order = {}, {}
 local function store()
   i = 2
@@ -86,18 +87,23 @@ local function store()
     else
       local key = job_key(id)
       local run_at = now + delay
+      local pushed = false
       if run_at <= now and group == '' then
         if not PRIORITIES[priority] then priority = 'normal' end
         if not pushes[priority] then
-          -- Checked before this job is stored: its list must take the push
-          -- at the end.
-          local kind = redis.call('TYPE', ready_key(priority))['ok']
-          if kind ~= 'list' and kind ~= 'none' then
-            error({ err = 'WRONGTYPE ' .. ready_key(priority) .. ' holds a ' .. kind
-              .. ', not a list: the jobs before job ' .. (#out / 2) .. ' (from 0) were enqueued' })
+          -- The first id for a list is pushed at once, before its record
+          -- is stored: a list of the wrong type then fails the call with
+          -- nothing of this job written, and the push at the end cannot
+          -- fail. (An id without a record is set aside by the claim.)
+          local list = ready_key(priority)
+          local r = redis.pcall('LPUSH', list, id)
+          if type(r) == 'table' and r.err then
+            error({ err = 'WRONGTYPE ' .. list .. ' is not a list: the jobs before job '
+              .. (#out / 2) .. ' (from 0) were enqueued, the rest not' })
           end
           pushes[priority] = {}
           order[#order + 1] = priority
+          pushed = true
         end
       end
       -- The envelope's fields last, unpacked from ARGV (no copy): the script's
@@ -125,7 +131,7 @@ local function store()
       if run_at <= now then
         if group ~= '' then
           into_group(id, group, 'RPUSH')
-        else
+        elseif not pushed then
           local ids = pushes[priority]
           ids[#ids + 1] = id
         end
@@ -142,6 +148,7 @@ end
 local stored, failure = pcall(store)
 for _, priority in ipairs(order) do
   local ids = pushes[priority]
+  -- (LPUSH pushes its ids in turn: after the first, in enqueue order.)
   for k = 1, #ids, 1000 do
     redis.call('LPUSH', ready_key(priority), unpack(ids, k, math.min(k + 999, #ids)))
   end
