@@ -143,11 +143,12 @@ impl Queue {
                     }
                 }
                 Err(e) => {
-                    // Applied with its reply lost (or not confirmed):
-                    // announce in case it was stored (a visit that finds
-                    // nothing costs one claim call). A refusal stored
-                    // nothing.
-                    if e.is_retryable() {
+                    // Applied with its reply lost (or not confirmed), or
+                    // stopped part way by a key of the wrong type after
+                    // storing the jobs before it: announce in case it
+                    // stored some (a visit that finds nothing costs one
+                    // claim call). A quota's refusal stored nothing.
+                    if !matches!(e, QueueError::OverQuota { .. }) {
                         heard.push(Announce::nudge(tenant));
                     }
                     refused = refused.or(Some(e));

@@ -732,40 +732,68 @@ fn a_claim_carries_the_envelope_of_a_record_with_many_other_fields() {
 }
 
 /// An enqueue stopped part way by a key of the wrong type (a group's list
-/// a client overwrote) still leaves the jobs it stored before it
-/// claimable: they are pushed, not stranded in records no list names.
+/// a client overwrote) leaves the jobs it stored before it claimable, and
+/// nothing of the job it stopped at: once the key is fixed, a retry under
+/// the same idempotency keys enqueues that job and the rest, and every
+/// job runs once.
 #[test]
 fn an_enqueue_stopped_by_a_bad_key_leaves_the_jobs_before_it_claimable() {
     let env = Env::new("scripts-enqueue-bad-group");
     let mut conn = env.redis_conn();
+    let broken = format!("{}:group:broken", env.tenant_keys("default"));
     let _: () = redis::cmd("SET")
-        .arg(format!("{}:group:broken", env.tenant_keys("default")))
+        .arg(&broken)
         .arg("oops")
         .query(&mut conn)
         .unwrap();
-    let first = env.job("hello", r#"{"n":1}"#);
-    let mut second = env.job("hello", r#"{"n":2}"#);
-    second.group = Some("broken".into());
-    let third = env.job("hello", r#"{"n":3}"#);
+    let jobs: Vec<_> = (1..=3)
+        .map(|n| {
+            let mut job = env.job("hello", &format!(r#"{{"n":{n}}}"#));
+            job.idempotency_key = Some(format!("key-{n}"));
+            job.group = (n == 2).then(|| "broken".to_string());
+            job
+        })
+        .collect();
     let err = env
         .rt
-        .block_on(env.queue.enqueue_many(&[first, second, third]))
+        .block_on(env.queue.enqueue_many(&jobs))
         .expect_err("the group's list is a string");
     assert!(err.to_string().contains("WRONGTYPE"), "{err}");
-    let ready: Vec<String> = redis::cmd("LRANGE")
+    let queued: Vec<String> = redis::cmd("LRANGE")
         .arg(ready(&env))
         .arg(0)
         .arg(-1)
         .query(&mut conn)
         .unwrap();
     assert_eq!(
-        ready.len(),
+        queued.len(),
         1,
         "the first job is queued, the third not stored"
     );
-    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
-    let payloads: Vec<&[u8]> = claim.jobs.iter().map(|j| &j.payload[..]).collect();
-    assert_eq!(payloads, vec![&br#"{"n":1}"#[..]]);
+    // Nothing of the second job is left: its group's push came first.
+    let records: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:job:*", env.tenant_keys("default")))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(records, vec![job_key(&env, &queued[0])]);
+    let _: () = redis::cmd("DEL").arg(&broken).query(&mut conn).unwrap();
+    let again = env
+        .rt
+        .block_on(env.queue.enqueue_many(&jobs))
+        .expect("the key is fixed");
+    let created: Vec<bool> = again.iter().map(|e| e.created).collect();
+    assert_eq!(created, vec![false, true, true]);
+    assert_eq!(again[0].id, queued[0]);
+    let mut payloads = Vec::new();
+    for _ in 0..3 {
+        let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+        payloads.extend(claim.jobs.iter().map(|j| j.payload.clone()));
+    }
+    payloads.sort();
+    let want: Vec<Vec<u8>> = (1..=3)
+        .map(|n| format!(r#"{{"n":{n}}}"#).into_bytes())
+        .collect();
+    assert_eq!(payloads, want);
 }
 
 /// A ready list of the wrong type fails the enqueue before the job is

@@ -58,6 +58,11 @@ local ready, first_due = false, false
 -- per job cost Redis ~0.6 µs per job, most of it propagating the command
 -- to the AOF and replicas.
 local pushes, order = {}, {}
+-- Each job's writes that a key of the wrong type (written by hand) can
+-- refuse come first, its record after them, its idempotency key last: a
+-- job whose write is refused leaves nothing, not a record no list names.
+-- (Its id may be left in a list without a record: claims set such ids
+-- aside.)
 local function store()
   i = 2
   while i <= #ARGV do
@@ -66,20 +71,17 @@ local function store()
     local nfields = tonumber(ARGV[i + 7])
     local first, last = i + STRIDE, i + STRIDE - 1 + nfields * 2
     i = last + 1
-    local existing = false
+    local existing, ikey = false, false
     if idem ~= '' then
       -- The key names the first job while that job's record lives: for the
       -- record TTL plus the job's delay, and never a job that is gone
       -- (purged, or dropped from the capped dead letters).
-      local ikey = P .. ':idem:' .. idem
+      ikey = P .. ':idem:' .. idem
       -- A key of the wrong type (written by hand) names no job; the SET
-      -- below replaces it. Never an error half-way through a batch.
+      -- below replaces it.
       existing = redis.pcall('GET', ikey)
       if type(existing) == 'table' then existing = false end
       if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
-      if not existing then
-        redis.call('SET', ikey, id, 'EX', tonumber(ARGV[1]) + math.floor(delay / 1000000))
-      end
     end
     if existing then
       out[#out + 1] = existing
@@ -87,32 +89,39 @@ local function store()
     else
       local key = job_key(id)
       local run_at = now + delay
-      local pushed = false
-      if run_at <= now and group == '' then
+      if run_at > now then
+        redis.call('ZADD', P .. ':delayed', run_at, id)
+        if not first_due or run_at < first_due then first_due = run_at end
+      elseif group ~= '' then
+        into_group(id, group, 'RPUSH')
+        ready = true
+      else
         if not PRIORITIES[priority] then priority = 'normal' end
-        if not pushes[priority] then
-          -- The first id for a list is pushed at once, before its record
-          -- is stored: a list of the wrong type then fails the call with
-          -- nothing of this job written, and the push at the end cannot
-          -- fail. (An id without a record is set aside by the claim.)
+        local ids = pushes[priority]
+        if ids then
+          ids[#ids + 1] = id
+        else
+          -- A list's first id is pushed at once: a list of the wrong
+          -- type then stops the call here, and the push of the others at
+          -- the end cannot fail.
           local list = ready_key(priority)
           local r = redis.pcall('LPUSH', list, id)
           if type(r) == 'table' and r.err then
-            error({ err = 'WRONGTYPE ' .. list .. ' is not a list: the jobs before job '
-              .. (#out / 2) .. ' (from 0) were enqueued, the rest not' })
+            if tostring(r.err):find('WRONGTYPE', 1, true) then
+              error({ err = 'WRONGTYPE ' .. list .. ' is not a list' })
+            end
+            error(r)
           end
           pushes[priority] = {}
           order[#order + 1] = priority
-          pushed = true
         end
+        ready = true
       end
       -- The envelope's fields last, unpacked from ARGV (no copy): the script's
       -- caller sends only the names the header lists.
       if run_at > now then
         redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'delayed',
           'run_at_us', text(run_at), unpack(ARGV, first, last))
-        redis.call('ZADD', P .. ':delayed', run_at, id)
-        if not first_due or run_at < first_due then first_due = run_at end
       else
         redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'queued', unpack(ARGV, first, last))
       end
@@ -125,26 +134,30 @@ local function store()
       elseif group ~= '' then
         redis.call('HSET', key, 'group', group)
       end
-      -- The key deduplicates while this record lives: `idem` keeps the
-      -- record out of the succeeded-record cap (ack.lua), for its TTL.
-      if idem ~= '' then redis.call('HSET', key, 'idem', '1') end
-      if run_at <= now then
-        if group ~= '' then
-          into_group(id, group, 'RPUSH')
-        elseif not pushed then
-          local ids = pushes[priority]
-          ids[#ids + 1] = id
-        end
-        ready = true
+      if ikey then
+        -- The key deduplicates while this record lives: `idem` keeps the
+        -- record out of the succeeded-record cap (ack.lua), for its TTL.
+        redis.call('HSET', key, 'idem', '1')
+        redis.call('SET', ikey, id, 'EX', tonumber(ARGV[1]) + math.floor(delay / 1000000))
       end
       out[#out + 1] = id
       out[#out + 1] = 1
     end
   end
 end
--- A job's bad key (one of the wrong type, written by hand) fails the call
--- part way: the jobs stored before it are pushed all the same, so that
--- none is left stored, and named by its idempotency key, but in no list.
+
+-- An error's text with its code first, as a reply (Lua's `pcall` hands
+-- it back as a table or as a string with the script's position).
+local function error_text(e)
+  if type(e) == 'table' then e = e.err end
+  e = tostring(e):gsub('^[%w_]+:%d+: ', '')
+  if not e:match('^%u[%u_]*[%s:]') then e = 'ERR ' .. e end
+  return e
+end
+
+-- A job's bad key stops the call part way: the jobs stored before it are
+-- pushed all the same, so that none is left stored, and named by its
+-- idempotency key, but in no list.
 local stored, failure = pcall(store)
 for _, priority in ipairs(order) do
   local ids = pushes[priority]
@@ -158,14 +171,18 @@ local function announce()
   if first_due then ask_timer(first_due) end
 end
 if not stored then
-  -- On one server the announcement is written here. On a cluster an
-  -- error cannot carry it: `P:in` and the timer are left as they were, so
-  -- that the next enqueue (the caller's retry) announces the tenant.
-  if Q then
+  -- On one server the jobs stored before the error are announced here.
+  -- Otherwise (on a cluster, or if the queue's slot refused it) `P:in` and
+  -- the timer are cleared, so that the next enqueue announces the tenant
+  -- again; the caller nudges it meanwhile.
+  local done = Q and pcall(function()
     announce()
     announced({})
+  end)
+  if not done or announce_seq > 0 or announce_now == 1 or announce_timer > 0 then
+    redis.pcall('DEL', P .. ':in', P .. ':timer')
   end
-  error(failure)
+  return redis.error_reply(error_text(failure))
 end
 announce()
 return announced(out)
