@@ -367,7 +367,7 @@ pub(super) async fn ack_loop(
         let metrics = Arc::clone(&metrics);
         acking.spawn(async move {
             let applied = ack_until_seen(&queue, &pending, &mut Outage::counting(&metrics)).await;
-            settle(&pending, &applied, &in_flight, &counters);
+            settle(pending, &applied, &in_flight, &counters);
             budget.freed.notify_one();
         });
     }
@@ -405,10 +405,12 @@ async fn ack_until_seen(queue: &Queue, pending: &[Outcome], outage: &mut Outage)
 }
 
 /// Forget acked jobs (under the same token only) and count the outcomes.
-fn settle(pending: &[Outcome], applied: &[bool], in_flight: &InFlight, counters: &Counters) {
+/// (Takes the outcomes: their tenant and id become the lookup key, where
+/// copies of them showed in the worker's profile.)
+fn settle(pending: Vec<Outcome>, applied: &[bool], in_flight: &InFlight, counters: &Counters) {
     let mut flight = lock(in_flight);
-    for (outcome, applied) in pending.iter().zip(applied) {
-        let key = (outcome.tenant.clone(), outcome.id.clone());
+    for (outcome, applied) in pending.into_iter().zip(applied) {
+        let key = (outcome.tenant, outcome.id);
         if flight.get(&key) == Some(&outcome.token) {
             flight.remove(&key);
         }
@@ -424,7 +426,7 @@ fn settle(pending: &[Outcome], applied: &[bool], in_flight: &InFlight, counters:
                 }
             }
         } else {
-            tracing::warn!(job = %outcome.id, "lease was lost before the ack; outcome discarded");
+            tracing::warn!(job = %key.1, "lease was lost before the ack; outcome discarded");
             counters.metrics.stale();
             &counters.stale
         };
