@@ -186,17 +186,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
         .clone()
         .or_else(|| server.as_ref().map(PrivateRedis::url))
         .unwrap_or_default();
-    let mut queue_config = QueueConfig::new(url.clone());
-    // On its own server the bench's keys are a deployment's (the default
-    // prefix): key length is part of what Redis does per job (hashing,
-    // comparing, the AOF), and a longer one than users have cost ~1 µs
-    // per job. On a `--redis` someone else's keys may be there: a prefix
-    // of its own keeps them apart.
-    if args.redis.is_some() {
-        queue_config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
-    }
-    // The report reads every job's record back.
-    queue_config.keep_succeeded = None;
+    let queue_config = queue_config(args, &url);
     // Also with --workers: a bad plugin is named before a worker starts.
     let registry = load_plugin(args, &plugin, &plugins)?;
     let rt = runtime();
@@ -241,6 +231,22 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     report.worker_round_trips_per_job = worker_round_trips as f64 / jobs;
     report.round_trips_per_job = (worker_round_trips + client.round_trips()) as f64 / jobs;
     Ok(report)
+}
+
+/// The bench's queue settings on `url`.
+fn queue_config(args: &BenchArgs, url: &str) -> QueueConfig {
+    let mut config = QueueConfig::new(url);
+    // On its own server the bench's keys are a deployment's (the default
+    // prefix): key length is part of what Redis does per job (hashing,
+    // comparing, the AOF), and a longer one than users have cost ~1 µs
+    // per job. On a `--redis` someone else's keys may be there: a prefix
+    // of its own keeps them apart.
+    if args.redis.is_some() {
+        config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
+    }
+    // The report reads every job's record back.
+    config.keep_succeeded = None;
+    config
 }
 
 /// A private server, a private cluster (`--cluster N`), or none
