@@ -140,8 +140,12 @@ fn readyz_turns_false_while_a_worker_drains_and_healthz_stays_true() {
     let (mut worker, addr) = worker_with_metrics(&env, &dir);
     env.wait_for("the worker to be ready", || get(&addr, "/readyz").0 == 200);
     let id = env.enqueue("acme/attacker", r#"{"attack":"sleep","ms":3000}"#);
-    env.wait_until(&id, |r| {
-        r.status == Some(spool_runtime::queue::Status::Running)
+    // Started, not only claimed (a record says `running` from the claim
+    // on): a job still in the worker's local queue at SIGTERM is handed
+    // back, not finished.
+    env.wait_for("the job to start", || {
+        let text = get(&addr, "/metrics").1;
+        sample(&text, "spool_job_slots_busy").is_some_and(|n| n >= 1.0)
     });
     worker.signal("TERM");
     env.wait_for("readyz to answer 503 while the job finishes", || {
