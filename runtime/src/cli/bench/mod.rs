@@ -147,6 +147,17 @@ pub(crate) fn run(args: BenchArgs) -> u8 {
 /// Removes the private Redis' data directory however the bench ends.
 struct TempDir(PathBuf);
 
+impl TempDir {
+    /// A directory of its own under the system's temporary one: an
+    /// earlier bench stopped by Ctrl-C may have left its server's AOF
+    /// under this process id, and its keys would be the keys this run
+    /// reads.
+    fn fresh() -> Self {
+        let name = format!("spool-bench-{}-{}", std::process::id(), ulid::Ulid::new());
+        TempDir(std::env::temp_dir().join(name))
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -179,7 +190,7 @@ enum BenchError {
 fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, BenchError> {
     let plugin = PluginName::parse(&args.plugin)?;
     let plugins = tenant_plugins(&plugin, args.tenants);
-    let data = TempDir(std::env::temp_dir().join(format!("spool-bench-{}", std::process::id())));
+    let data = TempDir::fresh();
     let server = private_redis(args, &data.0)?;
     let url = args
         .redis
