@@ -822,3 +822,24 @@ fn an_enqueue_onto_a_ready_list_of_the_wrong_type_stores_nothing() {
         .unwrap();
     assert_eq!(records, Vec::<String>::new());
 }
+
+/// A record TTL past what Redis takes as an expiry (`--record-ttl` of
+/// three hundred million years) under an idempotency key: the key's expiry
+/// is capped, as the records' are (a larger one failed the call after the
+/// job was stored), so the call succeeds and a repeat names the job.
+#[test]
+fn an_endless_record_ttl_under_an_idempotency_key_enqueues_once() {
+    let env = Env::new("scripts-enqueue-endless-ttl");
+    let mut config = env.queue_config();
+    config.record_ttl = Duration::from_secs(10_000_000_000_000_000);
+    let queue = env.rt.block_on(Queue::connect(config)).unwrap();
+    let mut job = env.job("hello", "{}");
+    job.idempotency_key = Some("forever".into());
+    let first = env
+        .rt
+        .block_on(queue.enqueue(&job))
+        .expect("stored, and named by its key");
+    let again = env.rt.block_on(queue.enqueue(&job)).expect("repeat");
+    assert!(first.created && !again.created);
+    assert_eq!(again.id, first.id);
+}

@@ -60,9 +60,10 @@ local ready, first_due = false, false
 local pushes, order = {}, {}
 -- Each job's writes that a key of the wrong type (written by hand) can
 -- refuse come first, its record after them, its idempotency key last: a
--- job whose write is refused leaves nothing, not a record no list names.
--- (Its id may be left in a list without a record: claims set such ids
--- aside.)
+-- job whose write is refused leaves no record that no list names. (If
+-- its group's list took the id and a group index refused it, the id is
+-- left without a record: its worker dead-letters it as a malformed
+-- envelope.)
 local function store()
   i = 2
   while i <= #ARGV do
@@ -138,7 +139,10 @@ local function store()
         -- The key deduplicates while this record lives: `idem` keeps the
         -- record out of the succeeded-record cap (ack.lua), for its TTL.
         redis.call('HSET', key, 'idem', '1')
-        redis.call('SET', ikey, id, 'EX', tonumber(ARGV[1]) + math.floor(delay / 1000000))
+        -- (At most MAX_TTL: a larger one would fail after the job is
+        -- stored.)
+        local ttl = tonumber(ARGV[1]) + math.floor(delay / 1000000)
+        redis.call('SET', ikey, id, 'EX', math.max(1, math.min(ttl, MAX_TTL)))
       end
       out[#out + 1] = id
       out[#out + 1] = 1
