@@ -26,7 +26,9 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SPOOL_METRICS")]
     pub metrics: Option<std::net::SocketAddr>,
 
-    /// Jobs run at once [default: number of cores]
+    /// Jobs run at once, each on its own thread [default: number of
+    /// cores]. While jobs are short (under 50 µs) one thread takes them
+    /// and the others rest; they come back for slow ones
     #[arg(long, env = "SPOOL_CONCURRENCY")]
     pub concurrency: Option<usize>,
 

@@ -23,6 +23,7 @@ mod fleet;
 mod loops;
 mod progress;
 mod shutdown;
+mod spares;
 mod sweeper;
 mod threads;
 mod timeline;

@@ -6,6 +6,7 @@
 
 use super::budget::Budget;
 use super::execute::Executor;
+use super::spares::{Poll, Spares, Woken};
 use super::watchdog::{Slot, Watch};
 use super::{Shared, WorkerConfig};
 use crate::queue::{ClaimedJob, DEFAULT_MAX_ATTEMPTS, ErrorRecord, Field, Next, Outcome};
@@ -28,6 +29,8 @@ pub(super) struct Pool {
     pub stale_after: Duration,
     /// Threads started so far, for their names.
     pub started: AtomicUsize,
+    /// Which of the threads take jobs now.
+    pub spares: Arc<Spares>,
 }
 
 impl Pool {
@@ -49,11 +52,33 @@ impl Pool {
             watch: Arc::clone(&shared.watch),
             stale_after: super::budget::stale_after(config.prefetch_horizon),
             started: AtomicUsize::new(0),
+            spares: Spares::new(),
         });
         for _ in 0..config.concurrency.max(1) {
             pool.start_thread(pool.watch.slot());
         }
         pool
+    }
+
+    /// The next job for the thread of `seat`: taken from the queue while
+    /// it takes jobs, else after it rests ([`Spares`]). `None`: the queue
+    /// closed.
+    fn next(&self, seat: &super::spares::Seat) -> Option<ClaimedJob> {
+        loop {
+            if seat.taking() {
+                return self.jobs.recv().ok();
+            }
+            let poll = || match self.jobs.try_recv() {
+                Ok(job) => Poll::Job(job),
+                Err(crossbeam_channel::TryRecvError::Empty) => Poll::Empty,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => Poll::Closed,
+            };
+            match self.spares.rest(seat, poll) {
+                Woken::Called => {}
+                Woken::Job(job) => return Some(job),
+                Woken::Closed => return None,
+            }
+        }
     }
 
     /// Start a job thread on `slot` (counted as serving already). It ends
@@ -64,12 +89,20 @@ impl Pool {
     pub fn start_thread(self: &Arc<Self>, slot: Arc<Slot>) {
         let pool = Arc::clone(self);
         let n = self.started.fetch_add(1, Ordering::Relaxed);
+        if n == 1 {
+            // A second thread (a `--concurrency` over 1, or one in a
+            // wedged thread's place): resting threads need calling back.
+            let weak = Arc::downgrade(self);
+            self.spares
+                .start_caller(move || weak.upgrade().map(|pool| pool.jobs.len()));
+        }
         let mine = Arc::clone(&slot);
         let started = std::thread::Builder::new()
             .name(format!("spool-job-{n}"))
             .spawn(move || {
                 let mut serving = true;
-                for job in &pool.jobs {
+                let seat = pool.spares.seat();
+                while let Some(job) = pool.next(&seat) {
                     pool.budget.taken(job.payload.len());
                     // Stopping, or claimed ahead long ago (the jobs turned
                     // out slower than the ones before): back to the queue,
@@ -81,8 +114,11 @@ impl Pool {
                         slot.begin(&job);
                         let started = Instant::now();
                         pool.budget.begin(n);
+                        pool.spares.begin(&seat);
                         let outcome = run_caught(&pool.executor, job, &slot);
-                        pool.budget.end(n, started.elapsed());
+                        let took = started.elapsed();
+                        pool.budget.end(n, took);
+                        pool.spares.end(&seat, took);
                         outcome
                     };
                     serving = pool.watch.end(&slot);
@@ -90,6 +126,7 @@ impl Pool {
                         break;
                     }
                 }
+                pool.spares.leave(&seat);
                 pool.watch.remove(&slot, serving);
             });
         if let Err(e) = started {

@@ -900,3 +900,52 @@ fn the_dead_letters_are_capped() {
         assert!(env.rt.block_on(env.queue.record(id)).is_err(), "{id}");
     }
 }
+
+/// A worker's threads rest between short jobs (one takes them all), but a
+/// slow job does not hold up the short ones behind it, and slow jobs still
+/// run side by side (worker/spares.rs).
+#[test]
+fn resting_job_threads_come_back_for_jobs_behind_a_slow_one() {
+    let env = Env::new("spares");
+    let _worker = env.worker(&[("hello", "hello"), ("introspect", "introspect")], |c| {
+        c.concurrency = 2;
+    });
+    // Short jobs: most recent jobs short, one thread takes them.
+    let short: Vec<String> = (0..200)
+        .map(|i| env.enqueue("hello", &format!(r#"{{"name":"s{i}"}}"#)))
+        .collect();
+    for id in &short {
+        assert_eq!(env.wait(id).status, Some(Status::Succeeded));
+    }
+    let slow = env.enqueue("introspect", r#"{"sleep_ms":1500}"#);
+    // (A record says `running` from its claim on, and gets `started_us`
+    // with its outcome: the idle worker starts it within a few ms.)
+    env.wait_for("the slow job to be claimed", || {
+        env.record(&slow).status == Some(Status::Running)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let behind: Vec<String> = (0..20)
+        .map(|i| env.enqueue("hello", &format!(r#"{{"name":"b{i}"}}"#)))
+        .collect();
+    let slow_done = env.wait(&slow).finished_us.unwrap();
+    for id in &behind {
+        let record = env.wait(id);
+        assert_eq!(record.status, Some(Status::Succeeded));
+        assert!(
+            record.finished_us.unwrap() < slow_done,
+            "a short job waited for the slow one ({slow_done}): {record:?}"
+        );
+    }
+    // Two slow jobs on two threads overlap.
+    let pair: Vec<String> = (0..2)
+        .map(|_| env.enqueue("introspect", r#"{"sleep_ms":600}"#))
+        .collect();
+    let (a, b) = (env.wait(&pair[0]), env.wait(&pair[1]));
+    let span =
+        |r: &spool_runtime::queue::JobRecord| (r.started_us.unwrap(), r.finished_us.unwrap());
+    let ((a0, a1), (b0, b1)) = (span(&a), span(&b));
+    assert!(
+        a0 < b1 && b0 < a1,
+        "the two slow jobs ran one after the other: {a0}–{a1}, {b0}–{b1}"
+    );
+}

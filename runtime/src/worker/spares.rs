@@ -1,0 +1,451 @@
+//! Which job threads take jobs now. A worker starts `--concurrency`
+//! threads, but while its jobs are short one of them keeps up with all a
+//! Redis can hand out (a no-op job costs its thread ~10 µs, Redis ~13 µs),
+//! and every further thread only competes for the cores with the worker's
+//! I/O and, on a shared machine, with Redis itself: draining 100,000
+//! `hello` jobs on 2 cores with Redis beside the worker, one taking thread
+//! was 3–6% faster than two, and used less CPU per job
+//! (docs/performance.md, "Threads that rest").
+//!
+//! So while recent job time is not mostly long ([`SHARE`]), a thread
+//! *rests* after a short job (under [`LONG`]) if another thread takes jobs
+//! and is not held up (on one job for [`HELD`] or more: a slow job, one
+//! waiting on the network or a sleep, or a thread the system did not
+//! schedule). A resting thread is *called back* (every [`TICK`], by a
+//! small thread of its own) when jobs wait in the local queue and either
+//! recent job time is mostly long or every taking thread is held up. Slow work spreads over all the threads within
+//! a tick or two; at least one thread always takes jobs, and never more
+//! than `--concurrency` jobs run at once.
+
+use crate::locks::lock;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// A job this long is not short: several times a no-op job's whole cost
+/// on its thread, and well under any job doing real work.
+pub(super) const LONG: Duration = Duration::from_micros(50);
+
+/// A thread on one job this long is held up. Longer than [`LONG`], so that
+/// a thread the system merely paused for a moment (common on a busy
+/// machine) does not call the others back for a stream of short jobs.
+pub(super) const HELD: Duration = Duration::from_millis(5);
+
+/// Recent job time is *mostly long* when long jobs took this share of it
+/// or more (1 / `SHARE`): then all threads take jobs. By time, not by
+/// count, so that a few slow jobs among many short ones still spread;
+/// each job counts for at most [`HELD`] (past it the thread is held up),
+/// so one very slow job does not keep all threads busy for long after.
+/// In drains of `hello` on a busy machine, jobs the system paused past
+/// [`LONG`] were 0.3% of the jobs and ~6% of their time.
+const SHARE: u64 = 4;
+
+/// How often resting threads are considered for a call back.
+pub(super) const TICK: Duration = Duration::from_millis(2);
+
+/// How long a resting thread sleeps before it looks whether the queue it
+/// serves has closed (a call back wakes it at once).
+const NAP: Duration = Duration::from_millis(250);
+
+/// One job thread, as the others see it.
+#[derive(Debug, Default)]
+pub(super) struct Seat {
+    /// Whether it takes jobs (else it rests).
+    taking: AtomicBool,
+    /// When its current job started ([`Spares::now`]); 0 between jobs.
+    busy_since: AtomicU64,
+}
+
+impl Seat {
+    /// Whether the thread takes jobs now.
+    pub fn taking(&self) -> bool {
+        self.taking.load(Ordering::Acquire)
+    }
+}
+
+/// The threads of one pool and how many take jobs.
+#[derive(Debug)]
+pub(super) struct Spares {
+    epoch: Instant,
+    seats: Mutex<Vec<Arc<Seat>>>,
+    counts: Mutex<Counts>,
+    /// `counts.taking`, readable without the lock (the common case: one
+    /// taking thread, nothing to decide after each job).
+    taking: AtomicUsize,
+    /// Recent job time in ns, decaying by 1/16 a job: long jobs' in the
+    /// high half, all jobs' in the low half (one atomic, so that the two
+    /// move together).
+    recent: AtomicU64,
+    called: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    taking: usize,
+    resting: usize,
+    /// Call backs not yet taken up by a resting thread.
+    calls: usize,
+}
+
+/// What a resting thread wakes to.
+pub(super) enum Woken<T> {
+    /// It takes jobs again.
+    Called,
+    /// A job it took while looking whether the queue closed: run it, then
+    /// rest on.
+    Job(T),
+    /// The queue closed: the thread ends.
+    Closed,
+}
+
+impl Spares {
+    pub fn new() -> Arc<Spares> {
+        Arc::new(Spares {
+            epoch: Instant::now(),
+            seats: Mutex::default(),
+            counts: Mutex::default(),
+            taking: AtomicUsize::new(0),
+            recent: AtomicU64::new(0),
+            called: Condvar::new(),
+        })
+    }
+
+    /// Microseconds on this pool's clock, never 0.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// A new thread's seat: taking jobs if no thread does, else resting.
+    pub fn seat(&self) -> Arc<Seat> {
+        let seat = Arc::new(Seat::default());
+        let mut counts = lock(&self.counts);
+        if counts.taking == 0 {
+            self.take_up(&mut counts, &seat);
+        } else {
+            counts.resting += 1;
+        }
+        lock(&self.seats).push(Arc::clone(&seat));
+        seat
+    }
+
+    fn take_up(&self, counts: &mut Counts, seat: &Seat) {
+        counts.taking += 1;
+        self.taking.store(counts.taking, Ordering::Release);
+        seat.taking.store(true, Ordering::Release);
+    }
+
+    /// The thread of `seat` ends.
+    pub fn leave(&self, seat: &Arc<Seat>) {
+        let mut counts = lock(&self.counts);
+        if seat.taking.swap(false, Ordering::AcqRel) {
+            counts.taking -= 1;
+            self.taking.store(counts.taking, Ordering::Release);
+        } else {
+            counts.resting = counts.resting.saturating_sub(1);
+        }
+        lock(&self.seats).retain(|s| !Arc::ptr_eq(s, seat));
+    }
+
+    /// The thread of `seat` starts a job.
+    pub fn begin(&self, seat: &Seat) {
+        seat.busy_since.store(self.now(), Ordering::Release);
+    }
+
+    /// The thread of `seat` is done with a job that took `took`: whether it
+    /// rests now. It does when the job was short, recent job time is not
+    /// mostly long, and another thread takes jobs that is not held up.
+    pub fn end(&self, seat: &Seat, took: Duration) -> bool {
+        seat.busy_since.store(0, Ordering::Release);
+        let long = took >= LONG;
+        if self.note(took) || long || self.taking.load(Ordering::Acquire) <= 1 {
+            return false;
+        }
+        let mut counts = lock(&self.counts);
+        let now = self.now();
+        let others_held = lock(&self.seats)
+            .iter()
+            .filter(|s| !std::ptr::eq(s.as_ref(), seat) && s.taking())
+            .all(|s| self.held(s, now));
+        if counts.taking <= 1 || others_held {
+            return false;
+        }
+        counts.taking -= 1;
+        counts.resting += 1;
+        self.taking.store(counts.taking, Ordering::Release);
+        seat.taking.store(false, Ordering::Release);
+        true
+    }
+
+    /// Count a job of `took` into the recent job time: whether that is now
+    /// mostly long.
+    fn note(&self, took: Duration) -> bool {
+        let ns = u64::try_from(took.min(HELD).as_nanos()).unwrap_or(u64::MAX);
+        let long = if took >= LONG { ns } else { 0 };
+        let decay = |v: u64| v - v / 16;
+        let was = self
+            .recent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                let (l, a) = (v >> 32, v & u64::from(u32::MAX));
+                // (At most 16 × HELD = 8·10^7 ns: within 32 bits.)
+                Some((decay(l) + long) << 32 | (decay(a) + ns))
+            })
+            .unwrap_or(0);
+        let (l, a) = (was >> 32, was & u64::from(u32::MAX));
+        mostly_long(decay(l) + long, decay(a) + ns)
+    }
+
+    /// Whether recent job time is mostly long.
+    fn mostly(&self) -> bool {
+        let v = self.recent.load(Ordering::Relaxed);
+        mostly_long(v >> 32, v & u64::from(u32::MAX))
+    }
+
+    /// Whether the thread of `seat` is on a job [`HELD`] old or older.
+    fn held(&self, seat: &Seat, now: u64) -> bool {
+        let since = seat.busy_since.load(Ordering::Acquire);
+        since != 0 && now.saturating_sub(since) >= HELD.as_micros() as u64
+    }
+
+    /// Rest until called back. Every [`NAP`] the thread looks at the queue
+    /// with `poll` (a non-blocking receive): a job is run at once, a closed
+    /// queue ends the thread.
+    pub fn rest<T>(&self, seat: &Seat, mut poll: impl FnMut() -> Poll<T>) -> Woken<T> {
+        let mut counts = lock(&self.counts);
+        loop {
+            if counts.calls > 0 {
+                counts.calls -= 1;
+                counts.resting -= 1;
+                self.take_up(&mut counts, seat);
+                return Woken::Called;
+            }
+            let (again, waited) = self
+                .called
+                .wait_timeout(counts, NAP)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            counts = again;
+            if waited.timed_out() && counts.calls == 0 {
+                drop(counts);
+                match poll() {
+                    Poll::Job(job) => return Woken::Job(job),
+                    Poll::Closed => return Woken::Closed,
+                    Poll::Empty => {}
+                }
+                counts = lock(&self.counts);
+            }
+        }
+    }
+
+    /// Call resting threads back while `waiting` jobs wait: as many as
+    /// jobs wait when recent job time is mostly long, else one if every
+    /// taking thread is held up (or none takes jobs). How many were called.
+    pub fn call_back(&self, waiting: usize) -> usize {
+        if waiting == 0 {
+            return 0;
+        }
+        let mut counts = lock(&self.counts);
+        let idle = counts.resting.saturating_sub(counts.calls);
+        if idle == 0 {
+            return 0;
+        }
+        let calls = if self.mostly() {
+            idle.min(waiting)
+        } else {
+            let now = self.now();
+            let held = lock(&self.seats)
+                .iter()
+                .filter(|s| s.taking())
+                .all(|s| self.held(s, now));
+            usize::from(held)
+        };
+        counts.calls += calls;
+        for _ in 0..calls {
+            self.called.notify_one();
+        }
+        calls
+    }
+
+    /// Start the thread that calls resting threads back, every [`TICK`],
+    /// while `waiting` can be asked (it gives `None` once the pool is gone).
+    pub fn start_caller(self: &Arc<Self>, waiting: impl Fn() -> Option<usize> + Send + 'static) {
+        let spares: Weak<Spares> = Arc::downgrade(self);
+        let started = std::thread::Builder::new()
+            .name("spool-spares".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(TICK);
+                    let (Some(spares), Some(waiting)) = (spares.upgrade(), waiting()) else {
+                        break;
+                    };
+                    spares.call_back(waiting);
+                }
+            });
+        if let Err(e) = started {
+            // The threads still serve: one takes jobs, the others rest
+            // until it is done with a short one.
+            tracing::error!("could not start the thread that calls job threads back: {e}");
+        }
+    }
+}
+
+/// Whether `long` ns of `all` are [`SHARE`]'s part or more.
+fn mostly_long(long: u64, all: u64) -> bool {
+    all > 0 && long * SHARE >= all
+}
+
+/// A non-blocking look at the queue.
+pub(super) enum Poll<T> {
+    Job(T),
+    Empty,
+    Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `seat`'s thread on a job since the pool's start, [`HELD`] ago.
+    fn held_up(seat: &Seat) {
+        seat.busy_since.store(1, Ordering::Release);
+        std::thread::sleep(HELD);
+    }
+
+    #[test]
+    fn the_first_thread_takes_jobs_and_the_others_rest() {
+        let spares = Spares::new();
+        let (a, b, c) = (spares.seat(), spares.seat(), spares.seat());
+        assert!(a.taking());
+        assert!(!b.taking() && !c.taking());
+    }
+
+    #[test]
+    fn a_resting_thread_is_called_back_only_while_jobs_wait_behind_a_held_up_one() {
+        let spares = Spares::new();
+        let (a, _b) = (spares.seat(), spares.seat());
+        assert_eq!(spares.call_back(5), 0, "a is between jobs");
+        spares.begin(&a);
+        assert_eq!(spares.call_back(5), 0, "a's job has just started");
+        held_up(&a);
+        assert_eq!(spares.call_back(0), 0, "no job waits");
+        assert_eq!(spares.call_back(5), 1);
+        assert_eq!(
+            spares.call_back(5),
+            0,
+            "the one resting thread is called already"
+        );
+    }
+
+    #[test]
+    fn a_called_thread_takes_jobs_and_rests_again_after_a_short_one() {
+        let spares = Spares::new();
+        let (a, b) = (spares.seat(), spares.seat());
+        for _ in 0..100 {
+            assert!(!spares.end(&a, Duration::from_micros(5)), "a alone");
+        }
+        held_up(&a);
+        assert_eq!(spares.call_back(1), 1);
+        let woken = spares.rest(&b, || Poll::<()>::Empty);
+        assert!(matches!(woken, Woken::Called) && b.taking());
+        // While a is held up, b keeps taking jobs, short or not.
+        spares.begin(&b);
+        assert!(!spares.end(&b, Duration::from_micros(5)));
+        // Once a is between jobs, a short job sends b back to rest; a never
+        // rests, being the only one left taking jobs.
+        a.busy_since.store(0, Ordering::Release); // a is between jobs
+        spares.begin(&b);
+        assert!(spares.end(&b, Duration::from_micros(5)));
+        assert!(!b.taking());
+        spares.begin(&a);
+        assert!(!spares.end(&a, Duration::from_micros(5)));
+        assert!(a.taking());
+    }
+
+    #[test]
+    fn while_most_jobs_are_long_every_thread_takes_them() {
+        let spares = Spares::new();
+        let seats: Vec<_> = (0..4).map(|_| spares.seat()).collect();
+        for _ in 0..32 {
+            spares.begin(&seats[0]);
+            spares.end(&seats[0], LONG);
+        }
+        assert_eq!(spares.call_back(2), 2, "as many as jobs wait");
+        assert_eq!(spares.call_back(9), 1, "the last one resting");
+        for seat in &seats[1..] {
+            assert!(matches!(
+                spares.rest(seat, || Poll::<()>::Empty),
+                Woken::Called
+            ));
+        }
+        // A short job among long ones sends no thread to rest.
+        spares.begin(&seats[1]);
+        assert!(!spares.end(&seats[1], Duration::from_micros(5)));
+        assert!(seats.iter().all(|s| s.taking()));
+    }
+
+    #[test]
+    fn a_few_slow_jobs_among_many_short_ones_make_the_time_mostly_long() {
+        let spares = Spares::new();
+        let seats: Vec<_> = (0..2).map(|_| spares.seat()).collect();
+        for i in 0..200 {
+            let took = if i % 20 == 0 {
+                Duration::from_millis(4)
+            } else {
+                Duration::from_micros(10)
+            };
+            spares.end(&seats[0], took);
+        }
+        // One job in 20 took 4 ms: 95% of the time.
+        assert!(spares.mostly());
+        assert_eq!(spares.call_back(1), 1);
+        // A rare job paused past LONG among short ones is not enough.
+        let spares = Spares::new();
+        let seat = spares.seat();
+        for i in 0..1000 {
+            let took = Duration::from_micros(if i % 300 == 0 { 200 } else { 10 });
+            spares.end(&seat, took);
+        }
+        assert!(!spares.mostly());
+    }
+
+    #[test]
+    fn a_thread_after_a_long_job_keeps_taking_jobs() {
+        let spares = Spares::new();
+        let (a, b) = (spares.seat(), spares.seat());
+        held_up(&a);
+        assert_eq!(spares.call_back(1), 1);
+        assert!(matches!(
+            spares.rest(&b, || Poll::<()>::Empty),
+            Woken::Called
+        ));
+        assert!(!spares.end(&a, LONG), "a long job");
+        spares.begin(&b);
+        assert!(!spares.end(&b, LONG));
+        assert!(a.taking() && b.taking());
+    }
+
+    #[test]
+    fn a_resting_thread_runs_what_it_finds_and_ends_with_the_queue() {
+        let spares = Spares::new();
+        let (_a, b) = (spares.seat(), spares.seat());
+        assert!(matches!(spares.rest(&b, || Poll::Job(7)), Woken::Job(7)));
+        assert!(matches!(
+            spares.rest(&b, || Poll::<()>::Closed),
+            Woken::Closed
+        ));
+        assert!(!b.taking());
+    }
+
+    #[test]
+    fn when_the_taking_thread_ends_a_resting_one_is_called_back() {
+        let spares = Spares::new();
+        let (a, b) = (spares.seat(), spares.seat());
+        spares.leave(&a);
+        assert_eq!(spares.call_back(1), 1);
+        assert!(matches!(
+            spares.rest(&b, || Poll::<()>::Empty),
+            Woken::Called
+        ));
+        assert!(b.taking());
+    }
+}
