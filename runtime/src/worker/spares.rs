@@ -4,26 +4,34 @@
 //! and every further thread only competes for the cores with the worker's
 //! I/O and, on a shared machine, with Redis itself: draining 100,000
 //! `hello` jobs on 2 cores with Redis beside the worker, one taking thread
-//! was 3–6% faster than two, and used less CPU per job
+//! was 5–10% faster than two, and used less CPU per job
 //! (docs/performance.md, "Threads that rest").
 //!
 //! So while recent job time is not mostly long ([`SHARE`]), a thread
 //! *rests* after a short job (under [`LONG`]) if another thread takes jobs
-//! and is not held up (on one job for [`HELD`] or more: a slow job, one
-//! waiting on the network or a sleep, or a thread the system did not
-//! schedule). A resting thread is *called back* (every [`TICK`], by a
-//! small thread of its own) when jobs wait in the local queue and either
-//! recent job time is mostly long or every taking thread is held up. Slow work spreads over all the threads within
-//! a tick or two; at least one thread always takes jobs, and never more
-//! than `--concurrency` jobs run at once.
+//! and is between jobs or on one younger than [`LONG`]. A resting thread
+//! is *called back* (every [`TICK`], by a small thread of its own) when
+//! jobs wait in the local queue and either recent job time is mostly long
+//! or every taking thread is held up (on one job for [`HELD`] or more: a
+//! slow job, one waiting on the network or a sleep, or a thread the
+//! system did not schedule); then as many as jobs wait. Slow work spreads over all the threads within a
+//! tick or two of the first slow job being held up; at least one thread
+//! always takes jobs, and never more than `--concurrency` jobs run at once.
+//!
+//! The price: while jobs are shorter than [`LONG`] they run one at a time
+//! on a worker, whatever its cores (20,000 to 100,000 a second, about
+//! what one Redis hands out); and a job under [`HELD`] among many short
+//! ones holds the jobs behind it up to its length when no other thread
+//! takes jobs at that moment.
 
 use crate::locks::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-/// A job this long is not short: several times a no-op job's whole cost
-/// on its thread, and well under any job doing real work.
+/// A job this long is not short: five times a no-op job's whole cost on
+/// its thread (~10 µs), several times what Redis spends on a job, and
+/// under most jobs doing real work.
 pub(super) const LONG: Duration = Duration::from_micros(50);
 
 /// A thread on one job this long is held up. Longer than [`LONG`], so that
@@ -36,9 +44,13 @@ pub(super) const HELD: Duration = Duration::from_millis(5);
 /// count, so that a few slow jobs among many short ones still spread;
 /// each job counts for at most [`HELD`] (past it the thread is held up),
 /// so one very slow job does not keep all threads busy for long after.
-/// In drains of `hello` on a busy machine, jobs the system paused past
-/// [`LONG`] were 0.3% of the jobs and ~6% of their time.
-const SHARE: u64 = 4;
+const SHARE: f64 = 4.0;
+
+/// "Recent": each job keeps this part of the job time before it (1/16
+/// forgotten a job). A window in wall time (100 ms) was tried: threads the
+/// system paused mid-job then kept the share high, and the second thread
+/// ran as much as before (docs/performance.md, "Threads that rest").
+const KEEP: f64 = 15.0 / 16.0;
 
 /// How often resting threads are considered for a call back.
 pub(super) const TICK: Duration = Duration::from_millis(2);
@@ -72,10 +84,8 @@ pub(super) struct Spares {
     /// `counts.taking`, readable without the lock (the common case: one
     /// taking thread, nothing to decide after each job).
     taking: AtomicUsize,
-    /// Recent job time in ns, decaying by 1/16 a job: long jobs' in the
-    /// high half, all jobs' in the low half (one atomic, so that the two
-    /// move together).
-    recent: AtomicU64,
+    /// Recent job time: long jobs' and all jobs'.
+    recent: Mutex<Recent>,
     called: Condvar,
 }
 
@@ -105,7 +115,7 @@ impl Spares {
             seats: Mutex::default(),
             counts: Mutex::default(),
             taking: AtomicUsize::new(0),
-            recent: AtomicU64::new(0),
+            recent: Mutex::default(),
             called: Condvar::new(),
         })
     }
@@ -155,20 +165,25 @@ impl Spares {
 
     /// The thread of `seat` is done with a job that took `took`: whether it
     /// rests now. It does when the job was short, recent job time is not
-    /// mostly long, and another thread takes jobs that is not held up.
+    /// mostly long, and another thread takes jobs that is between jobs or
+    /// on a job younger than [`LONG`].
     pub fn end(&self, seat: &Seat, took: Duration) -> bool {
         seat.busy_since.store(0, Ordering::Release);
-        let long = took >= LONG;
-        if self.note(took) || long || self.taking.load(Ordering::Acquire) <= 1 {
+        let mostly = self.note(took);
+        // (A resting thread also runs a job it finds when it looks whether
+        // the queue closed: it rests on.)
+        if mostly || took >= LONG || !seat.taking() || self.taking.load(Ordering::Acquire) <= 1 {
             return false;
         }
         let mut counts = lock(&self.counts);
         let now = self.now();
-        let others_held = lock(&self.seats)
+        // Rest only beside a thread that is between jobs or on a fresh
+        // one: one on a job past LONG may be on a slow one.
+        let others_busy = lock(&self.seats)
             .iter()
             .filter(|s| !std::ptr::eq(s.as_ref(), seat) && s.taking())
-            .all(|s| self.held(s, now));
-        if counts.taking <= 1 || others_held {
+            .all(|s| self.on_for(s, now, LONG));
+        if counts.taking <= 1 || others_busy {
             return false;
         }
         counts.taking -= 1;
@@ -181,31 +196,25 @@ impl Spares {
     /// Count a job of `took` into the recent job time: whether that is now
     /// mostly long.
     fn note(&self, took: Duration) -> bool {
-        let ns = u64::try_from(took.min(HELD).as_nanos()).unwrap_or(u64::MAX);
-        let long = if took >= LONG { ns } else { 0 };
-        let decay = |v: u64| v - v / 16;
-        let was = self
-            .recent
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                let (l, a) = (v >> 32, v & u64::from(u32::MAX));
-                // (At most 16 × HELD = 8·10^7 ns: within 32 bits.)
-                Some((decay(l) + long) << 32 | (decay(a) + ns))
-            })
-            .unwrap_or(0);
-        let (l, a) = (was >> 32, was & u64::from(u32::MAX));
-        mostly_long(decay(l) + long, decay(a) + ns)
+        let mut recent = lock(&self.recent);
+        recent.add(took);
+        recent.mostly_long()
     }
 
     /// Whether recent job time is mostly long.
     fn mostly(&self) -> bool {
-        let v = self.recent.load(Ordering::Relaxed);
-        mostly_long(v >> 32, v & u64::from(u32::MAX))
+        lock(&self.recent).mostly_long()
     }
 
     /// Whether the thread of `seat` is on a job [`HELD`] old or older.
     fn held(&self, seat: &Seat, now: u64) -> bool {
+        self.on_for(seat, now, HELD)
+    }
+
+    /// Whether the thread of `seat` is on a job `age` old or older.
+    fn on_for(&self, seat: &Seat, now: u64, age: Duration) -> bool {
         let since = seat.busy_since.load(Ordering::Acquire);
-        since != 0 && now.saturating_sub(since) >= HELD.as_micros() as u64
+        since != 0 && now.saturating_sub(since) >= age.as_micros() as u64
     }
 
     /// Rest until called back. Every [`NAP`] the thread looks at the queue
@@ -237,9 +246,9 @@ impl Spares {
         }
     }
 
-    /// Call resting threads back while `waiting` jobs wait: as many as
-    /// jobs wait when recent job time is mostly long, else one if every
-    /// taking thread is held up (or none takes jobs). How many were called.
+    /// Call resting threads back, as many as `waiting` jobs wait, when
+    /// recent job time is mostly long or every taking thread is held up
+    /// (or none takes jobs). How many were called.
     pub fn call_back(&self, waiting: usize) -> usize {
         if waiting == 0 {
             return 0;
@@ -249,15 +258,16 @@ impl Spares {
         if idle == 0 {
             return 0;
         }
+        let called = idle.min(waiting);
         let calls = if self.mostly() {
-            idle.min(waiting)
+            called
         } else {
             let now = self.now();
             let held = lock(&self.seats)
                 .iter()
                 .filter(|s| s.taking())
                 .all(|s| self.held(s, now));
-            usize::from(held)
+            if held { called } else { 0 }
         };
         counts.calls += calls;
         for _ in 0..calls {
@@ -282,16 +292,32 @@ impl Spares {
                 }
             });
         if let Err(e) = started {
-            // The threads still serve: one takes jobs, the others rest
-            // until it is done with a short one.
+            // The threads still serve: one takes jobs; the others, resting,
+            // run what they find when they look at the queue (every NAP).
             tracing::error!("could not start the thread that calls job threads back: {e}");
         }
     }
 }
 
-/// Whether `long` ns of `all` are [`SHARE`]'s part or more.
-fn mostly_long(long: u64, all: u64) -> bool {
-    all > 0 && long * SHARE >= all
+/// Job time, in ns, decaying a job at a time ([`KEEP`]).
+#[derive(Debug, Default)]
+struct Recent {
+    long: f64,
+    all: f64,
+}
+
+impl Recent {
+    /// Add a job of `took`.
+    fn add(&mut self, took: Duration) {
+        let ns = took.min(HELD).as_nanos() as f64;
+        self.long = self.long * KEEP + if took >= LONG { ns } else { 0.0 };
+        self.all = self.all * KEEP + ns;
+    }
+
+    /// Whether long jobs took [`SHARE`]'s part of it or more.
+    fn mostly_long(&self) -> bool {
+        self.all > 0.0 && self.long * SHARE >= self.all
+    }
 }
 
 /// A non-blocking look at the queue.
@@ -434,6 +460,26 @@ mod tests {
             Woken::Closed
         ));
         assert!(!b.taking());
+    }
+
+    #[test]
+    fn a_job_a_resting_thread_found_leaves_the_counts_as_they_were() {
+        let spares = Spares::new();
+        let (a, b, c) = (spares.seat(), spares.seat(), spares.seat());
+        held_up(&a);
+        assert_eq!(spares.call_back(1), 1);
+        assert!(matches!(
+            spares.rest(&b, || Poll::<()>::Empty),
+            Woken::Called
+        ));
+        a.busy_since.store(0, Ordering::Release);
+        assert!(matches!(spares.rest(&c, || Poll::Job(())), Woken::Job(())));
+        spares.begin(&c);
+        assert!(!spares.end(&c, Duration::from_micros(5)), "c rests already");
+        assert!(a.taking() && b.taking() && !c.taking());
+        assert_eq!(spares.taking.load(Ordering::Acquire), 2);
+        let counts = lock(&spares.counts);
+        assert_eq!((counts.taking, counts.resting), (2, 1));
     }
 
     #[test]
