@@ -14,7 +14,9 @@
 //! jobs wait in the local queue and either recent job time is mostly long
 //! or every taking thread is held up (on one job for [`HELD`] or more: a
 //! slow job, one waiting on the network or a sleep, or a thread the
-//! system did not schedule); then as many as jobs wait. Slow work spreads over all the threads within a
+//! system paused mid-job; within [`HELD`] of a thread going to rest, past
+//! [`LONG`] already, as the thread may have rested beside one that had
+//! just started a slow job); then as many as jobs wait. Slow work spreads over all the threads within a
 //! tick or two of the first slow job being held up; at least one thread
 //! always takes jobs, and never more than `--concurrency` jobs run at once.
 //!
@@ -84,6 +86,8 @@ pub(super) struct Spares {
     /// `counts.taking`, readable without the lock (the common case: one
     /// taking thread, nothing to decide after each job).
     taking: AtomicUsize,
+    /// When a thread last went to rest ([`Spares::now`]; 0: never).
+    rested_at: AtomicU64,
     /// Recent job time: long jobs' and all jobs'.
     recent: Mutex<Recent>,
     called: Condvar,
@@ -115,6 +119,7 @@ impl Spares {
             seats: Mutex::default(),
             counts: Mutex::default(),
             taking: AtomicUsize::new(0),
+            rested_at: AtomicU64::new(0),
             recent: Mutex::default(),
             called: Condvar::new(),
         })
@@ -188,6 +193,7 @@ impl Spares {
         }
         counts.taking -= 1;
         counts.resting += 1;
+        self.rested_at.store(now, Ordering::Release);
         self.taking.store(counts.taking, Ordering::Release);
         seat.taking.store(false, Ordering::Release);
         true
@@ -204,11 +210,6 @@ impl Spares {
     /// Whether recent job time is mostly long.
     fn mostly(&self) -> bool {
         lock(&self.recent).mostly_long()
-    }
-
-    /// Whether the thread of `seat` is on a job [`HELD`] old or older.
-    fn held(&self, seat: &Seat, now: u64) -> bool {
-        self.on_for(seat, now, HELD)
     }
 
     /// Whether the thread of `seat` is on a job `age` old or older.
@@ -248,7 +249,9 @@ impl Spares {
 
     /// Call resting threads back, as many as `waiting` jobs wait, when
     /// recent job time is mostly long or every taking thread is held up
-    /// (or none takes jobs). How many were called.
+    /// (or none takes jobs); within [`HELD`] of a thread going to rest,
+    /// already when every taking thread is on a job past [`LONG`]. How
+    /// many were called.
     pub fn call_back(&self, waiting: usize) -> usize {
         if waiting == 0 {
             return 0;
@@ -262,11 +265,17 @@ impl Spares {
         let calls = if self.mostly() {
             called
         } else {
+            // A thread that went to rest beside one that had just started
+            // a job: if that job turned out slow (past LONG), the rest was
+            // a mistake, undone at this tick rather than after HELD.
             let now = self.now();
+            let rested = self.rested_at.load(Ordering::Acquire);
+            let lately = rested != 0 && now.saturating_sub(rested) < HELD.as_micros() as u64;
+            let age = if lately { LONG } else { HELD };
             let held = lock(&self.seats)
                 .iter()
                 .filter(|s| s.taking())
-                .all(|s| self.held(s, now));
+                .all(|s| self.on_for(s, now, age));
             if held { called } else { 0 }
         };
         counts.calls += calls;
@@ -480,6 +489,38 @@ mod tests {
         assert_eq!(spares.taking.load(Ordering::Acquire), 2);
         let counts = lock(&spares.counts);
         assert_eq!((counts.taking, counts.resting), (2, 1));
+    }
+
+    #[test]
+    fn a_thread_that_rested_beside_a_job_turning_slow_is_called_back_at_the_next_tick() {
+        let spares = Spares::new();
+        let (a, b, c) = (spares.seat(), spares.seat(), spares.seat());
+        held_up(&a);
+        assert_eq!(spares.call_back(5), 2, "both resting threads, at once");
+        for seat in [&b, &c] {
+            assert!(matches!(
+                spares.rest(seat, || Poll::<()>::Empty),
+                Woken::Called
+            ));
+        }
+        // a is back between jobs; b and c go to rest as c starts a job.
+        a.busy_since.store(0, Ordering::Release);
+        spares.begin(&c);
+        assert!(
+            spares.end(&b, Duration::from_micros(5)),
+            "b rests beside a fresh job"
+        );
+        spares.begin(&a);
+        assert!(spares.end(&a, Duration::from_micros(5)), "a too");
+        // c's job turns out slow: past LONG, well before HELD.
+        std::thread::sleep(LONG);
+        assert_eq!(spares.call_back(1), 1);
+        // Long after the last rest, only HELD calls back.
+        let spares = Spares::new();
+        let (a, _b) = (spares.seat(), spares.seat());
+        spares.begin(&a);
+        std::thread::sleep(LONG);
+        assert_eq!(spares.call_back(1), 0, "nobody rested lately");
     }
 
     #[test]
