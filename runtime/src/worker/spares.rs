@@ -16,15 +16,16 @@
 //! slow job, one waiting on the network or a sleep, or a thread the
 //! system paused mid-job; within [`HELD`] of a thread going to rest, past
 //! [`LONG`] already, as the thread may have rested beside one that had
-//! just started a slow job); then as many as jobs wait. Slow work spreads over all the threads within a
-//! tick or two of the first slow job being held up; at least one thread
-//! always takes jobs, and never more than `--concurrency` jobs run at once.
+//! just started a slow job); then as many as jobs wait. Slow work spreads
+//! over all the threads within a tick or two of the first slow job being
+//! held up; at least one thread always takes jobs, and never more than
+//! `--concurrency` jobs run at once.
 //!
 //! The price: while jobs are shorter than [`LONG`] they run one at a time
 //! on a worker, whatever its cores (20,000 to 100,000 a second, about
 //! what one Redis hands out); and a job under [`HELD`] among many short
-//! ones holds the jobs behind it up to its length when no other thread
-//! takes jobs at that moment.
+//! ones holds the jobs behind it up to its length while one thread takes
+//! jobs.
 
 use crate::locks::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
