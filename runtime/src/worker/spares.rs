@@ -128,7 +128,12 @@ impl Spares {
 
     /// Microseconds on this pool's clock, never 0.
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros())
+        self.at(Instant::now())
+    }
+
+    /// `t` on this pool's clock (µs, never 0).
+    fn at(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_micros())
             .unwrap_or(u64::MAX)
             .max(1)
     }
@@ -164,9 +169,10 @@ impl Spares {
         lock(&self.seats).retain(|s| !Arc::ptr_eq(s, seat));
     }
 
-    /// The thread of `seat` starts a job.
-    pub fn begin(&self, seat: &Seat) {
-        seat.busy_since.store(self.now(), Ordering::Release);
+    /// The thread of `seat` started a job at `started` (the instant the
+    /// thread already took for the job's duration: no second clock read).
+    pub fn begin(&self, seat: &Seat, started: Instant) {
+        seat.busy_since.store(self.at(started), Ordering::Release);
     }
 
     /// The thread of `seat` is done with a job that took `took`: whether it
@@ -360,7 +366,7 @@ mod tests {
         let spares = Spares::new();
         let (a, _b) = (spares.seat(), spares.seat());
         assert_eq!(spares.call_back(5), 0, "a is between jobs");
-        spares.begin(&a);
+        spares.begin(&a, Instant::now());
         assert_eq!(spares.call_back(5), 0, "a's job has just started");
         held_up(&a);
         assert_eq!(spares.call_back(0), 0, "no job waits");
@@ -384,15 +390,15 @@ mod tests {
         let woken = spares.rest(&b, || Poll::<()>::Empty);
         assert!(matches!(woken, Woken::Called) && b.taking());
         // While a is held up, b keeps taking jobs, short or not.
-        spares.begin(&b);
+        spares.begin(&b, Instant::now());
         assert!(!spares.end(&b, Duration::from_micros(5)));
         // Once a is between jobs, a short job sends b back to rest; a never
         // rests, being the only one left taking jobs.
         a.busy_since.store(0, Ordering::Release); // a is between jobs
-        spares.begin(&b);
+        spares.begin(&b, Instant::now());
         assert!(spares.end(&b, Duration::from_micros(5)));
         assert!(!b.taking());
-        spares.begin(&a);
+        spares.begin(&a, Instant::now());
         assert!(!spares.end(&a, Duration::from_micros(5)));
         assert!(a.taking());
     }
@@ -402,7 +408,7 @@ mod tests {
         let spares = Spares::new();
         let seats: Vec<_> = (0..4).map(|_| spares.seat()).collect();
         for _ in 0..32 {
-            spares.begin(&seats[0]);
+            spares.begin(&seats[0], Instant::now());
             spares.end(&seats[0], LONG);
         }
         assert_eq!(spares.call_back(2), 2, "as many as jobs wait");
@@ -414,7 +420,7 @@ mod tests {
             ));
         }
         // A short job among long ones sends no thread to rest.
-        spares.begin(&seats[1]);
+        spares.begin(&seats[1], Instant::now());
         assert!(!spares.end(&seats[1], Duration::from_micros(5)));
         assert!(seats.iter().all(|s| s.taking()));
     }
@@ -455,7 +461,7 @@ mod tests {
             Woken::Called
         ));
         assert!(!spares.end(&a, LONG), "a long job");
-        spares.begin(&b);
+        spares.begin(&b, Instant::now());
         assert!(!spares.end(&b, LONG));
         assert!(a.taking() && b.taking());
     }
@@ -484,7 +490,7 @@ mod tests {
         ));
         a.busy_since.store(0, Ordering::Release);
         assert!(matches!(spares.rest(&c, || Poll::Job(())), Woken::Job(())));
-        spares.begin(&c);
+        spares.begin(&c, Instant::now());
         assert!(!spares.end(&c, Duration::from_micros(5)), "c rests already");
         assert!(a.taking() && b.taking() && !c.taking());
         assert_eq!(spares.taking.load(Ordering::Acquire), 2);
@@ -506,12 +512,12 @@ mod tests {
         }
         // a is back between jobs; b and c go to rest as c starts a job.
         a.busy_since.store(0, Ordering::Release);
-        spares.begin(&c);
+        spares.begin(&c, Instant::now());
         assert!(
             spares.end(&b, Duration::from_micros(5)),
             "b rests beside a fresh job"
         );
-        spares.begin(&a);
+        spares.begin(&a, Instant::now());
         assert!(spares.end(&a, Duration::from_micros(5)), "a too");
         // c's job turns out slow: past LONG, well before HELD.
         std::thread::sleep(LONG);
@@ -519,7 +525,7 @@ mod tests {
         // Long after the last rest, only HELD calls back.
         let spares = Spares::new();
         let (a, _b) = (spares.seat(), spares.seat());
-        spares.begin(&a);
+        spares.begin(&a, Instant::now());
         std::thread::sleep(LONG);
         assert_eq!(spares.call_back(1), 0, "nobody rested lately");
     }

@@ -114,7 +114,7 @@ impl Pool {
                         slot.begin(&job);
                         let started = Instant::now();
                         pool.budget.begin(n);
-                        pool.spares.begin(&seat);
+                        pool.spares.begin(&seat, started);
                         let outcome = run_caught(&pool.executor, job, &slot);
                         let took = started.elapsed();
                         pool.budget.end(n, took);
