@@ -64,6 +64,9 @@ pub(crate) struct Leave {
     pub tenant: String,
     pub seq: i64,
     pub timer: i64,
+    /// The claim took the tenant out itself (on one server it writes the
+    /// queue's slot in the same call): nothing is left to settle.
+    pub settled: bool,
 }
 
 impl Queue {
@@ -124,11 +127,11 @@ impl Queue {
 
     /// Take tenants out of the ready set (see [`Leave`]).
     pub(crate) async fn settle(&self, leaving: &[Leave]) -> Result<(), QueueError> {
-        if leaving.is_empty() {
+        if leaving.iter().all(|l| l.settled) {
             return Ok(());
         }
         let mut inv = self.inner.scripts.settle.key(&self.inner.keys);
-        for l in leaving {
+        for l in leaving.iter().filter(|l| !l.settled) {
             inv.arg(&l.tenant).arg(l.seq).arg(l.timer);
         }
         self.ring_call("settle tenants", &inv).await

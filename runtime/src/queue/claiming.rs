@@ -192,7 +192,8 @@ impl Queue {
             }
             claim.jobs.extend(claimed.jobs);
             heard.extend(claimed.announce);
-            leaving.extend(claimed.leave);
+            // (Not one the claim took out itself: nothing to write.)
+            leaving.extend(claimed.leave.filter(|l| !l.settled));
         }
         // The jobs are leased to us whatever happens now: a failure here
         // costs a tenant a wasted visit or, at worst, its work waits for
@@ -286,6 +287,9 @@ impl Queue {
     ) -> Result<(Vec<(String, TenantClaim)>, Option<Picked>), QueueError> {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let keys: Vec<String> = shares.iter().map(|(t, _)| self.tenant_keys(t)).collect();
+        // Not on a cluster, the queue's own prefix goes along: a tenant a
+        // claim finds dry leaves the ready set in that call (no settle).
+        let queue_keys = (!self.redis.is_cluster()).then(|| self.inner.keys.as_str());
         let budget = match self.claim_bytes {
             0 => 0,
             all => (all / shares.len().max(1)).max(1),
@@ -295,7 +299,10 @@ impl Queue {
             .zip(&keys)
             .map(|((tenant, n), keys)| {
                 let l = limits.get(tenant.as_str()).cloned().unwrap_or_default();
-                let mut inv = self.inner.scripts.claim.key(keys);
+                let mut inv = match queue_keys {
+                    Some(queue) => self.inner.scripts.claim.key(&[keys.as_str(), queue]),
+                    None => self.inner.scripts.claim.key(keys),
+                };
                 inv.arg(ttl)
                     .arg(dead_ttl)
                     .arg(cap)
@@ -356,6 +363,7 @@ fn quarantined(tenant: &str, e: &QueueError, now_us: u64) -> TenantClaim {
             tenant: tenant.to_string(),
             seq: i64::MAX,
             timer: i64::try_from(now_us + micros(QUARANTINE)).unwrap_or(i64::MAX),
+            settled: false,
         }),
         unsure: true,
         cut: false,

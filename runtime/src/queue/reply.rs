@@ -45,6 +45,10 @@ pub(crate) struct TenantClaim {
     pub cut: bool,
 }
 
+/// `leave_seq` of a claim that took its tenant out of the queue's ready
+/// set itself (claim.lua, on one server).
+const SETTLED: i64 = -2;
+
 fn bad(what: &str) -> QueueError {
     QueueError::protocol("claim", what)
 }
@@ -103,10 +107,11 @@ pub(crate) fn parse_claim(
         }),
         unsure: false,
         cut,
-        leave: (leave >= 0).then(|| Leave {
+        leave: (leave >= 0 || leave == SETTLED).then(|| Leave {
             tenant: tenant.to_string(),
             seq: leave,
             timer,
+            settled: leave == SETTLED,
         }),
     })
 }

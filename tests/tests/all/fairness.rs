@@ -729,14 +729,18 @@ fn a_tenant_with_a_broken_key_does_not_stop_the_others() {
 #[test]
 fn jobs_a_failed_claim_leased_are_handed_back_at_once_not_at_lease_expiry() {
     let env = Env::new("fair-unsure");
-    env.enqueue_plain(
-        "evil",
-        "E1",
-        "normal",
-        &[("plugin", b"evil/hello"), ("payload", b"{}")],
-    );
-    // Then evil's stats hash becomes a string: its claim leases the job, then fails
-    // on the counter, after its writes (a script does not roll back).
+    for id in ["E1", "E2", "E3", "E4", "E5"] {
+        env.enqueue_plain(
+            "evil",
+            id,
+            "normal",
+            &[("plugin", b"evil/hello"), ("payload", b"{}")],
+        );
+    }
+    // Then evil's stats hash becomes a string: a claim (of at most the
+    // worker's threads and one ahead) leases E1, then fails on the
+    // sequence number it takes to say that more jobs wait, after its
+    // writes (a script does not roll back).
     let _: () = redis::cmd("SET")
         .arg(format!("{}:stats", env.tenant_keys("evil")))
         .arg("oops")
@@ -744,6 +748,7 @@ fn jobs_a_failed_claim_leased_are_handed_back_at_once_not_at_lease_expiry() {
         .unwrap();
     let _worker = env.worker(&[("acme/hello", "hello"), ("evil/hello", "hello")], |c| {
         c.lease = Duration::from_secs(120);
+        c.prefetch = 1;
     });
     // The worker never learned of the lease: it hands the job back
     // (attempt not spent) instead of leaving it running for the lease.

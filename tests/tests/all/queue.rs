@@ -262,22 +262,6 @@ fn an_enqueue_on_one_redis_announces_in_the_same_round_trip() {
         .arg(format!("{keys}:wake"))
         .query(&mut conn)
         .unwrap();
-    // Script calls Redis ran (the tenant's limits, read again when a
-    // second has passed, are a plain read: not counted here).
-    let scripts = |conn: &mut spool_runtime::redis::SyncConn| -> u64 {
-        let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-        info.lines()
-            .filter(|l| l.starts_with("cmdstat_fcall:") || l.starts_with("cmdstat_evalsha:"))
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
-    };
     let before = scripts(&mut conn);
     let second = env.enqueue("hello", r#"{"name":"b"}"#);
     assert_eq!(
@@ -316,6 +300,76 @@ fn an_enqueue_on_one_redis_announces_in_the_same_round_trip() {
         .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
         .unwrap();
     assert_eq!(claim.jobs[0].id, third);
+}
+
+/// Script calls Redis ran (`INFO commandstats`; the tenant's limits, read
+/// again when a second has passed, are a plain read: not counted here).
+fn scripts(conn: &mut spool_runtime::redis::SyncConn) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_fcall:") || l.starts_with("cmdstat_evalsha:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// On a Redis that is not a cluster, a claim that finds its tenant dry
+/// takes it out of the queue's ready set in the same call, with a timer
+/// at its lease's end (for the sweep of a worker that dies): no settle
+/// call follows. The tenant's next job brings it back.
+#[test]
+fn a_claim_on_one_redis_takes_its_dry_tenant_out_in_the_same_call() {
+    let env = Env::standalone("claim-settle");
+    let keys = env.queue.key_prefix().to_string();
+    let mut conn = env.redis_conn();
+    let tenants = |conn: &mut spool_runtime::redis::SyncConn, set: &str| -> Vec<(String, u64)> {
+        redis::cmd("ZRANGE")
+            .arg(format!("{keys}:{set}"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(conn)
+            .unwrap()
+    };
+    let mut first_lease_end = None;
+    for name in ["a", "b"] {
+        let id = env.enqueue("hello", &format!(r#"{{"name":"{name}"}}"#));
+        assert_eq!(
+            tenants(&mut conn, "ready"),
+            vec![("default".to_string(), 0)]
+        );
+        let before = scripts(&mut conn);
+        let claim = env
+            .rt
+            .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(claim.jobs.len(), 1);
+        assert_eq!(claim.jobs[0].id, id);
+        assert!(!claim.more, "the claim took the tenant's only job");
+        assert_eq!(
+            scripts(&mut conn) - before,
+            3,
+            "a pick, the claim, and the next claim's pick riding along: no settle"
+        );
+        assert!(
+            tenants(&mut conn, "ready").is_empty(),
+            "the tenant left the ready set in the claim"
+        );
+        let timers = tenants(&mut conn, "timers");
+        assert_eq!(timers.len(), 1);
+        assert_eq!(timers[0].0, "default");
+        // Its timer: the first lease's end (the first claim's time, its
+        // token, + 30 s): job a still runs when b is claimed.
+        let token: u64 = claim.jobs[0].token.parse().unwrap();
+        let first = *first_lease_end.get_or_insert(token + 30_000_000);
+        assert_eq!(timers[0].1, first);
+    }
 }
 
 /// Claims stop at their byte budget: what they popped beyond it goes back

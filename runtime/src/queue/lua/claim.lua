@@ -4,6 +4,9 @@
 -- is no scheduler process.
 --
 -- KEYS[1]  the tenant's prefix in the queue, e.g. `spool:{default/acme}`
+-- KEYS[2]  (optional, not on a cluster) the queue's prefix, e.g.
+--          `spool:{default}`: a tenant found dry leaves the queue's ready
+--          set in this call (leave_seq SETTLED, below)
 -- ARGV[1]  record TTL, seconds (terminal records)
 -- ARGV[2]  dead-letter record TTL, seconds
 -- ARGV[3]  dead-letter cap
@@ -30,7 +33,8 @@
 -- that number; leave_seq >= 0 (else -1) says the tenant has no claimable
 -- work now (paused, at its cap, out of rate, or nothing queued): the caller
 -- takes it out of the queue's ready set under that number, and sets its
--- timer to timer_us (> 0) if given (see "has work" in lib.lua). cut is 1
+-- timer to timer_us (> 0) if given (see "has work" in lib.lua); -2
+-- (SETTLED) says the same, but the call did both itself (KEYS[2]). cut is 1
 -- when the byte budget ended the claim before N (the caller may wake
 -- another worker for the rest, as for a full claim). FIELDS names
 -- the values each job carries after its first three: `fresh`, 1 when the
@@ -68,9 +72,16 @@ local now_s = text(now)
 -- Whether anything is delayed or running: at idle neither is, and the
 -- two scans below (and the timer's look at the delayed set at the end)
 -- are skipped. (Every command a script calls costs Redis time and counts
--- in INFO commandstats.)
+-- in INFO commandstats.) `others`: how many of the keys that make a
+-- claim more than one pop exist (paused, groups, high or low jobs; see
+-- step 3). At idle none of them either: one look for both.
 local delayed, leases = P .. ':delayed', P .. ':leases'
-local timed = redis.call('EXISTS', delayed, leases) > 0
+local ring = P .. ':groups'
+local OTHERS = { P .. ':paused', ring, P .. ':ready:high', P .. ':ready:low' }
+local others = redis.call('EXISTS', delayed, leases, unpack(OTHERS))
+local timing = others > 0 and redis.call('EXISTS', delayed, leases) or 0
+local timed = timing > 0
+others = others - timing
 
 -- 1. Promote due delayed jobs. ZREM in the same script: each exactly once.
 -- Ids without a job hash are dropped (nothing to run); a key that is not a
@@ -109,9 +120,14 @@ end
 
 -- 3. How many may start: the tenant is not paused, under its cap, and has
 -- tokens in its bucket.
--- Not paused, no groups, only normal jobs (the common case): one look.
-local ring = P .. ':groups'
-local plain = redis.call('EXISTS', P .. ':paused', ring, P .. ':ready:high', P .. ':ready:low') == 0
+-- Not paused, no groups, only normal jobs (the common case): as looked
+-- at the start, unless steps 1 and 2 moved jobs (into any list).
+local plain
+if #due > 0 or #expired > 0 then
+  plain = redis.call('EXISTS', unpack(OTHERS)) == 0
+else
+  plain = others == 0
+end
 local paused = not plain and redis.call('EXISTS', P .. ':paused') == 1
 local allowed = paused and 0 or n
 if cap > 0 then allowed = math.min(allowed, math.max(0, cap - redis.call('ZCARD', leases))) end
@@ -142,6 +158,8 @@ local function list_of(k)
     if runs[r][1] <= k then return runs[r][2] end
   end
 end
+-- Whether a pop emptied the tenant's only waiting list (see section 6).
+local drained = false
 -- How far the 6:3:1 counter moves: by the ready ids this claim keeps
 -- (ids past the byte budget go back, and their slots come again).
 local rr_moved = 0
@@ -155,7 +173,10 @@ local function pop_ready(k, ids)
   -- keep (the counter need not move while one list competes).
   if plain or redis.call('EXISTS', P .. ':ready:high', P .. ':ready:low') == 0 then
     local list = P .. ':ready:normal'
-    return take_from(list, redis.call('RPOP', list, text(k)) or {}, ids)
+    local popped = redis.call('RPOP', list, text(k)) or {}
+    -- Fewer than asked: the list is empty now, and it was the only one.
+    if plain and #popped < k then drained = true end
+    return take_from(list, popped, ids)
   end
   local base = tonumber(redis.call('HGET', P .. ':stats', 'rr') or 0) or 0
   local share = { 0, 0, 0 }
@@ -501,7 +522,10 @@ out[7] = cmsgpack.pack(jobs)
 -- 6. Does the tenant still have claimable work? If not, it leaves the
 -- queue's ready set, with a timer for the first moment something changes
 -- by itself: a delayed job due, a lease expiring, the bucket refilling.
-local waiting = has_waiting()
+-- (No look when a pop emptied the only list with jobs and no id went
+-- back to a list since, as at idle.)
+local waiting
+if drained and not over and not made_ready then waiting = false else waiting = has_waiting() end
 local capped = cap > 0 and redis.call('ZCARD', leases) >= cap
 local limited = rate > 0 and tokens < 1
 if waiting and not paused and not capped and not limited then
@@ -510,7 +534,6 @@ if waiting and not paused and not capped and not limited then
   return out
 end
 redis.call('DEL', P .. ':in')
-out[3] = tonumber(redis.call('HGET', P .. ':stats', 'seq') or 0) or 0
 local timer = false
 local function sooner(at) if at and (not timer or at < timer) then timer = at end end
 -- (Nothing was delayed at the start, and only a lapse adds to it.)
@@ -518,9 +541,13 @@ if timed then
   local head = redis.call('ZRANGE', delayed, '0', '0', 'WITHSCORES')
   if head[2] then sooner(tonumber(head[2])) end
 end
-if timed or claimed > 0 then
+if timed then
   local head = redis.call('ZRANGE', leases, '0', '0', 'WITHSCORES')
   if head[2] then sooner(tonumber(head[2])) end
+elseif claimed > 0 then
+  -- Nothing was leased before: this claim's leases, all until
+  -- lease_until, are the first to expire.
+  sooner(now + lease)
 end
 if waiting and limited and not paused then
   sooner(now + math.ceil((1 - tokens) * 3600000000 / rate))
@@ -531,5 +558,18 @@ if timer then
   out[4] = timer
 else
   redis.call('DEL', P .. ':timer')
+end
+local SETTLED = -2
+-- On one server (the queue's prefix in KEYS[2]) the tenant leaves the
+-- queue's ready set here, in the call that found it dry: no announcement
+-- can come between the two, so no sequence number is needed, and the
+-- caller has nothing to settle (SETTLED). (Refused, by a key of the
+-- wrong type written by hand: the caller settles, as on a cluster.)
+local tenant = queue_tenant()
+if tenant and queue_write('ZREM', Q .. ':ready', tenant)
+    and (not timer or queue_write('ZADD', Q .. ':timers', 'LT', text(timer), tenant)) then
+  out[3] = SETTLED
+else
+  out[3] = tonumber(redis.call('HGET', P .. ':stats', 'seq') or 0) or 0
 end
 return out

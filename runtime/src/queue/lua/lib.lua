@@ -159,11 +159,19 @@ local function queue_write(...)
   local r = redis.pcall(...)
   return not (type(r) == 'table' and r.err)
 end
-local function announce_in_queue()
-  -- P is `PREFIX:{QUEUE/TENANT}` and Q `PREFIX:{QUEUE}`; anything else
-  -- (a tenant name with a '/') is left to the caller.
+-- The tenant whose prefix P is, when the queue's prefix Q was passed and
+-- P is `PREFIX:{QUEUE/TENANT}` for Q `PREFIX:{QUEUE}`; nil otherwise (no
+-- Q, or a tenant name with a '/'): the caller writes the queue's slot.
+local function queue_tenant()
+  if not Q then return nil end
   local tenant = P:match('/([^/]*)}$')
-  if not tenant or P ~= Q:sub(1, -2) .. '/' .. tenant .. '}' then return end
+  if not tenant or P ~= Q:sub(1, -2) .. '/' .. tenant .. '}' then return nil end
+  return tenant
+end
+
+local function announce_in_queue()
+  local tenant = queue_tenant()
+  if not tenant then return end
   local ok
   if announce_seq > 0 then
     ok = queue_write('ZADD', Q .. ':seq', 'GT', announce_seq, tenant)
@@ -175,11 +183,15 @@ local function announce_in_queue()
     ok = queue_write('ZADD', Q .. ':timers', 'LT', announce_timer, tenant)
   end
   if ok and (announce_now == 1 or announce_timer > 0) then
-    local waiting = redis.pcall('LLEN', Q .. ':wake')
+    -- At most one token waits (see ring/prelude.lua): pushed, and taken
+    -- back off the tail if one was there already. At idle the list is
+    -- empty (a worker is blocked on it): one command, not a look and a
+    -- push.
+    local waiting = redis.pcall('RPUSH', Q .. ':wake', announce_now == 1 and ('t:' .. tenant) or '1')
     if type(waiting) ~= 'number' then
       ok = false
-    elseif waiting == 0 then
-      ok = queue_write('RPUSH', Q .. ':wake', announce_now == 1 and ('t:' .. tenant) or '1')
+    elseif waiting > 1 then
+      ok = queue_write('RPOP', Q .. ':wake')
     end
   end
   -- Refused: the reply still carries the announcement, for the caller to
