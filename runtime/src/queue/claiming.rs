@@ -104,10 +104,11 @@ impl Queue {
     }
 
     /// The pick that rode along with a claim: whether work remains, and
-    /// the next claim's tenants. It ran before the tenants this claim
-    /// found dry leave the ready set (`gather` settles them): they are not
-    /// more work, and the next claim need not visit them. (If one came
-    /// back meanwhile, its enqueue woke a worker for it.)
+    /// the next claim's tenants. On a cluster it ran before the tenants
+    /// this claim found dry leave the ready set (`gather` settles them);
+    /// on one server they left in the claim's own call. Either way they
+    /// are not more work, and the next claim need not visit them. (If one
+    /// came back meanwhile, its enqueue woke a worker for it.)
     fn keep_next_pick(
         &self,
         claim: &mut Claim,
@@ -275,6 +276,20 @@ impl Queue {
         inv
     }
 
+    /// A claim of the tenant whose keys are `keys`, its arguments to come.
+    /// Not on a cluster, the queue's own prefix goes along: a tenant the
+    /// claim finds dry leaves the ready set in that call (no settle).
+    fn claim_call(&self, keys: &str) -> super::scripts::Call<'_> {
+        if self.redis.is_cluster() {
+            self.inner.scripts.claim.key(keys)
+        } else {
+            self.inner
+                .scripts
+                .claim
+                .key(&[keys, self.inner.keys.as_str()])
+        }
+    }
+
     /// One claim script call per tenant share, in one pipeline.
     async fn claim_shares(
         &self,
@@ -287,9 +302,6 @@ impl Queue {
     ) -> Result<(Vec<(String, TenantClaim)>, Option<Picked>), QueueError> {
         let [ttl, dead_ttl, cap] = self.ttl_args();
         let keys: Vec<String> = shares.iter().map(|(t, _)| self.tenant_keys(t)).collect();
-        // Not on a cluster, the queue's own prefix goes along: a tenant a
-        // claim finds dry leaves the ready set in that call (no settle).
-        let queue_keys = (!self.redis.is_cluster()).then(|| self.inner.keys.as_str());
         let budget = match self.claim_bytes {
             0 => 0,
             all => (all / shares.len().max(1)).max(1),
@@ -299,10 +311,7 @@ impl Queue {
             .zip(&keys)
             .map(|((tenant, n), keys)| {
                 let l = limits.get(tenant.as_str()).cloned().unwrap_or_default();
-                let mut inv = match queue_keys {
-                    Some(queue) => self.inner.scripts.claim.key(&[keys.as_str(), queue]),
-                    None => self.inner.scripts.claim.key(keys),
-                };
+                let mut inv = self.claim_call(keys);
                 inv.arg(ttl)
                     .arg(dead_ttl)
                     .arg(cap)
