@@ -18,6 +18,7 @@
 
 mod budget;
 mod cached;
+mod doze;
 mod execute;
 mod fleet;
 mod loops;

@@ -27,6 +27,7 @@
 //! ones holds the jobs behind it up to its length while one thread takes
 //! jobs.
 
+use super::doze::Doze;
 use crate::locks::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -92,6 +93,9 @@ pub(super) struct Spares {
     /// Recent job time: long jobs' and all jobs'.
     recent: Mutex<Recent>,
     called: Condvar,
+    /// Where the calling thread sleeps while no job runs (woken when one
+    /// begins, or a taking thread ends).
+    caller: Doze,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +127,7 @@ impl Spares {
             rested_at: AtomicU64::new(0),
             recent: Mutex::default(),
             called: Condvar::new(),
+            caller: Doze::default(),
         })
     }
 
@@ -162,17 +167,33 @@ impl Spares {
         let mut counts = lock(&self.counts);
         if seat.taking.swap(false, Ordering::AcqRel) {
             counts.taking -= 1;
-            self.taking.store(counts.taking, Ordering::Release);
+            self.taking.store(counts.taking, Ordering::SeqCst);
         } else {
             counts.resting = counts.resting.saturating_sub(1);
         }
         lock(&self.seats).retain(|s| !Arc::ptr_eq(s, seat));
+        drop(counts);
+        // (No taking thread may be left: the caller calls one back.)
+        self.caller.wake();
     }
 
     /// The thread of `seat` started a job at `started` (the instant the
     /// thread already took for the job's duration: no second clock read).
     pub fn begin(&self, seat: &Seat, started: Instant) {
-        seat.busy_since.store(self.at(started), Ordering::Release);
+        // (Sequentially consistent, for the dozing caller: see doze.rs.)
+        seat.busy_since.store(self.at(started), Ordering::SeqCst);
+        self.caller.wake();
+    }
+
+    /// Whether a call back may come due: a taking thread is on a job (it
+    /// may be held up), or no thread takes jobs. While neither, jobs that
+    /// arrive are taken by a taking thread between jobs, and the caller
+    /// sleeps.
+    fn watching(&self) -> bool {
+        self.taking.load(Ordering::SeqCst) == 0
+            || lock(&self.seats)
+                .iter()
+                .any(|s| s.taking() && s.busy_since.load(Ordering::SeqCst) != 0)
     }
 
     /// The thread of `seat` is done with a job that took `took`: whether it
@@ -292,8 +313,9 @@ impl Spares {
         calls
     }
 
-    /// Start the thread that calls resting threads back, every [`TICK`],
-    /// while `waiting` can be asked (it gives `None` once the pool is gone).
+    /// Start the thread that calls resting threads back, every [`TICK`]
+    /// while a job runs (else it dozes, for up to [`NAP`] at a time), while
+    /// `waiting` can be asked (it gives `None` once the pool is gone).
     pub fn start_caller(self: &Arc<Self>, waiting: impl Fn() -> Option<usize> + Send + 'static) {
         let spares: Weak<Spares> = Arc::downgrade(self);
         let started = std::thread::Builder::new()
@@ -304,7 +326,11 @@ impl Spares {
                     let (Some(spares), Some(waiting)) = (spares.upgrade(), waiting()) else {
                         break;
                     };
-                    spares.call_back(waiting);
+                    if spares.watching() {
+                        spares.call_back(waiting);
+                    } else {
+                        spares.caller.sleep(NAP, || spares.watching());
+                    }
                 }
             });
         if let Err(e) = started {
@@ -359,6 +385,25 @@ mod tests {
         let (a, b, c) = (spares.seat(), spares.seat(), spares.seat());
         assert!(a.taking());
         assert!(!b.taking() && !c.taking());
+    }
+
+    #[test]
+    fn the_caller_watches_only_while_a_taking_thread_is_on_a_job() {
+        let spares = Spares::new();
+        let (a, b) = (spares.seat(), spares.seat());
+        assert!(!spares.watching(), "idle: the caller dozes");
+        spares.begin(&a, Instant::now());
+        assert!(spares.watching(), "a job may turn out held up");
+        spares.end(&a, Duration::from_micros(5));
+        assert!(!spares.watching());
+        // A resting thread's job (found when it looked at the queue)
+        // calls nobody back.
+        spares.begin(&b, Instant::now());
+        assert!(!spares.watching());
+        spares.end(&b, Duration::from_micros(5));
+        // No thread taking jobs: one must be called back.
+        spares.leave(&a);
+        assert!(spares.watching());
     }
 
     #[test]
