@@ -1,6 +1,8 @@
 //! The one wasmtime `Engine` a process uses, configured for many short jobs,
 //! and the thread that advances its epoch so deadlines fire.
 
+use crate::locks::Doze;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -95,8 +97,42 @@ fn kernel_has_pagemap_scan() -> bool {
     (major, minor) >= (6, 7)
 }
 
-/// Advances the engine's epoch every `tick` until the engine is dropped.
-/// Holds only a weak reference, so it never keeps an engine alive.
+/// Job stores alive in this process (of any engine): the tickers keep
+/// time only while there is one.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Where the tickers sleep while no job runs.
+static IDLE: Doze = Doze::new();
+
+/// The longest a ticker sleeps at a time while no job runs (a start wakes
+/// it at once; this only bounds how long an engine that is gone keeps its
+/// thread).
+const IDLE_NAP: Duration = Duration::from_millis(250);
+
+/// A job's store is alive, from before it is made until after it is
+/// dropped: the tickers tick (woken if they slept). A deadline is set in
+/// ticks from the epoch at the store's start, and ticks resume from there,
+/// so a job gets its whole timeout and no more.
+pub(crate) struct Ticking(());
+
+impl Ticking {
+    pub fn start() -> Ticking {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        IDLE.wake();
+        Ticking(())
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Advances the engine's epoch every `tick` until the engine is dropped,
+/// while a job runs; in between it sleeps (an idle worker's ticker woke
+/// 500 times a second for nothing). Holds only a weak reference, so it
+/// never keeps an engine alive.
 pub(crate) fn start_ticker(engine: &Engine, tick: Duration) {
     let weak = engine.weak();
     std::thread::Builder::new()
@@ -108,7 +144,52 @@ pub(crate) fn start_ticker(engine: &Engine, tick: Duration) {
                     Some(engine) => engine.increment_epoch(),
                     None => break,
                 }
+                if RUNNING.load(Ordering::SeqCst) == 0 {
+                    IDLE.sleep(IDLE_NAP, || RUNNING.load(Ordering::SeqCst) > 0);
+                }
             }
         })
         .expect("spawning the epoch ticker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A job that starts while the ticker sleeps is stopped at its
+    /// deadline, not when the ticker's nap would have ended: the start
+    /// wakes it. (While other tests' jobs run the ticker does not sleep,
+    /// and this passes whatever the wake does.)
+    #[test]
+    fn a_job_started_while_the_ticker_sleeps_is_stopped_at_its_deadline() {
+        let config = SandboxConfig::default();
+        let engine = build(&config).unwrap();
+        start_ticker(&engine, config.tick);
+        let wat = r#"(module (func (export "spin") (loop br 0)))"#;
+        let module = wasmtime::Module::new(&engine, wat).unwrap();
+        for _ in 0..3 {
+            // Idle long enough for the ticker to lie down.
+            std::thread::sleep(Duration::from_millis(30));
+            let started = Instant::now();
+            let _ticking = Ticking::start();
+            let mut store = wasmtime::Store::new(&engine, ());
+            store.set_epoch_deadline(10);
+            let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+            let spin = instance
+                .get_typed_func::<(), ()>(&mut store, "spin")
+                .unwrap();
+            let trap = spin.call(&mut store, ()).unwrap_err();
+            assert_eq!(
+                trap.downcast_ref::<wasmtime::Trap>(),
+                Some(&wasmtime::Trap::Interrupt)
+            );
+            let took = started.elapsed();
+            assert!(
+                took < IDLE_NAP / 2,
+                "stopped after {took:?} (deadline 10 ticks of {:?}): the ticker slept through the start",
+                config.tick
+            );
+        }
+    }
 }

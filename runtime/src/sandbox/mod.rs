@@ -204,6 +204,20 @@ pub struct JobRun {
     pub http: Vec<http::HttpCall>,
 }
 
+impl JobRun {
+    /// A job refused before any sandbox was made for it.
+    fn refused(failure: JobFailure) -> JobRun {
+        JobRun {
+            result: Err(failure),
+            log: JobLog::default(),
+            progress: None,
+            timings: Timings::default(),
+            host_calls: 0,
+            http: Vec::new(),
+        }
+    }
+}
+
 /// A compiled plugin version, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct Compiled {
@@ -241,25 +255,20 @@ impl Compiled {
 
     /// Run one job in a fresh store under `limits`, with `services`.
     pub fn run_with(&self, job: JobInput, limits: &Limits, services: &JobServices) -> JobRun {
-        let mut timings = Timings::default();
         if job.payload.len() > limits.max_input {
-            return JobRun {
-                result: Err(JobFailure::InputTooLarge {
-                    size: job.payload.len(),
-                    limit: limits.max_input,
-                }),
-                log: JobLog::default(),
-                progress: None,
-                timings,
-                host_calls: 0,
-                http: Vec::new(),
-            };
+            return JobRun::refused(JobFailure::InputTooLarge {
+                size: job.payload.len(),
+                limit: limits.max_input,
+            });
         }
+        let mut timings = Timings::default();
         let mut limits = limits.clone();
         limits.memory = limits.memory.min(self.max_memory);
 
         let started = Instant::now();
         INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Until the store is dropped, below: the epoch ticks.
+        let _ticking = engine::Ticking::start();
         let mut store = Store::new(
             self.pre.engine(),
             HostState::new(&limits, services, &job.tenant, (&job.id, job.attempt)),

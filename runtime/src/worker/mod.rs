@@ -18,7 +18,6 @@
 
 mod budget;
 mod cached;
-mod doze;
 mod execute;
 mod fleet;
 mod loops;

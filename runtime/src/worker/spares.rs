@@ -27,8 +27,7 @@
 //! ones holds the jobs behind it up to its length while one thread takes
 //! jobs.
 
-use super::doze::Doze;
-use crate::locks::lock;
+use crate::locks::{Doze, lock};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -180,7 +179,7 @@ impl Spares {
     /// The thread of `seat` started a job at `started` (the instant the
     /// thread already took for the job's duration: no second clock read).
     pub fn begin(&self, seat: &Seat, started: Instant) {
-        // (Sequentially consistent, for the dozing caller: see doze.rs.)
+        // (Sequentially consistent, for the dozing caller: see `Doze`.)
         seat.busy_since.store(self.at(started), Ordering::SeqCst);
         self.caller.wake();
     }
