@@ -7,7 +7,7 @@
 //! Also [`Doze`], built on it: a polling thread that sleeps while there
 //! is nothing to poll for.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -33,16 +33,18 @@ pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 /// pollers never slept woke 1,000 times a second for nothing, ~1.5% of a
 /// core per worker process (0.2% with both dozing).
 ///
-/// No wake-up is lost: a sleeper marks itself asleep before it looks once
+/// No wake-up is lost: a sleeper counts itself in before it looks once
 /// more whether there is work, and a waker makes its work seen before it
 /// looks whether anyone sleeps (both sequentially consistent), so at least
-/// one of them sees the other.
+/// one of them sees the other. Several may sleep in one bed (each engine's
+/// epoch ticker in one process): a wake wakes them all.
 #[derive(Debug, Default)]
 pub struct Doze {
-    /// Whether someone sleeps (or is about to): a waker that sees `false`
-    /// need not take the lock, the common case on every job.
-    asleep: AtomicBool,
-    lock: Mutex<()>,
+    /// How many sleep (or are about to): a waker that sees none need not
+    /// take the lock, the common case on every job.
+    sleepers: AtomicUsize,
+    /// Wakes so far: a sleeper sleeps until it changes.
+    wakes: Mutex<u64>,
     woken: Condvar,
 }
 
@@ -50,8 +52,8 @@ impl Doze {
     /// A bed nobody sleeps in (for a `static`).
     pub const fn new() -> Doze {
         Doze {
-            asleep: AtomicBool::new(false),
-            lock: Mutex::new(()),
+            sleepers: AtomicUsize::new(0),
+            wakes: Mutex::new(0),
             woken: Condvar::new(),
         }
     }
@@ -60,25 +62,25 @@ impl Doze {
     /// `busy` (of [`Doze::sleep`]) sees, with a sequentially consistent
     /// write.
     pub fn wake(&self) {
-        if self.asleep.load(Ordering::SeqCst) {
-            let _held = lock(&self.lock);
-            self.asleep.store(false, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            *lock(&self.wakes) += 1;
             self.woken.notify_all();
         }
     }
 
     /// Sleep until [`Doze::wake`] or for `most`, unless `busy()` says there
-    /// is work (asked once marked asleep).
+    /// is work (asked once counted in).
     pub fn sleep(&self, most: Duration, busy: impl Fn() -> bool) {
-        let held = lock(&self.lock);
-        self.asleep.store(true, Ordering::SeqCst);
+        let wakes = lock(&self.wakes);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
         if !busy() {
+            let seen = *wakes;
             let _slept = self
                 .woken
-                .wait_timeout_while(held, most, |_| self.asleep.load(Ordering::SeqCst))
+                .wait_timeout_while(wakes, most, |now| *now == seen)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        self.asleep.store(false, Ordering::SeqCst);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -86,6 +88,7 @@ impl Doze {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
     use std::time::Instant;
 
     #[test]
@@ -120,6 +123,34 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(30));
         // And a wake with nobody asleep takes nothing.
         doze.wake();
-        assert!(!doze.asleep.load(Ordering::SeqCst));
+        assert_eq!(*lock(&doze.wakes), 0);
+        assert_eq!(doze.sleepers.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn one_wake_wakes_every_sleeper_even_after_another_napped() {
+        let doze = Arc::new(Doze::new());
+        let work = Arc::new(AtomicBool::new(false));
+        let sleep = |most: Duration| {
+            let (doze, work) = (Arc::clone(&doze), Arc::clone(&work));
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                doze.sleep(most, || work.load(Ordering::SeqCst));
+                started.elapsed()
+            })
+        };
+        // One sleeps long; another takes a short nap and is up again
+        // before the work comes: the first must still be woken.
+        let long = sleep(Duration::from_secs(60));
+        let nap = sleep(Duration::from_millis(5));
+        assert!(nap.join().unwrap() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(20));
+        work.store(true, Ordering::SeqCst);
+        doze.wake();
+        let slept = long.join().unwrap();
+        assert!(
+            slept < Duration::from_secs(30),
+            "woken, not timed out: {slept:?}"
+        );
     }
 }

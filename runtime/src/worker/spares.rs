@@ -192,7 +192,9 @@ impl Spares {
         self.taking.load(Ordering::SeqCst) == 0
             || lock(&self.seats)
                 .iter()
-                .any(|s| s.taking() && s.busy_since.load(Ordering::SeqCst) != 0)
+                // (`busy_since` first: once its store is seen, so is the
+                // `taking` its thread set before it.)
+                .any(|s| s.busy_since.load(Ordering::SeqCst) != 0 && s.taking())
     }
 
     /// The thread of `seat` is done with a job that took `took`: whether it
