@@ -89,30 +89,39 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
+    use std::thread::JoinHandle;
     use std::time::Instant;
 
-    #[test]
-    fn a_sleeper_wakes_when_work_is_made_not_at_its_timeout() {
-        let doze = Arc::new(Doze::new());
-        let work = Arc::new(AtomicBool::new(false));
-        let sleeper = {
-            let (doze, work) = (Arc::clone(&doze), Arc::clone(&work));
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                doze.sleep(Duration::from_secs(60), || work.load(Ordering::SeqCst));
-                started.elapsed()
-            })
-        };
-        // Whether the waker comes before the sleeper lies down or after,
-        // the sleeper is up long before its minute.
+    /// A thread that sleeps in `doze` for at most `most` until `work`;
+    /// it answers how long it slept.
+    fn sleeper(doze: &Arc<Doze>, work: &Arc<AtomicBool>, most: Duration) -> JoinHandle<Duration> {
+        let (doze, work) = (Arc::clone(doze), Arc::clone(work));
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            doze.sleep(most, || work.load(Ordering::SeqCst));
+            started.elapsed()
+        })
+    }
+
+    /// Make the work, wake, and see `long` up well before its minute.
+    fn work_wakes(doze: &Doze, work: &AtomicBool, long: JoinHandle<Duration>) {
         std::thread::sleep(Duration::from_millis(20));
         work.store(true, Ordering::SeqCst);
         doze.wake();
-        let slept = sleeper.join().unwrap();
+        let slept = long.join().unwrap();
         assert!(
             slept < Duration::from_secs(30),
             "woken, not timed out: {slept:?}"
         );
+    }
+
+    #[test]
+    fn a_sleeper_wakes_when_work_is_made_not_at_its_timeout() {
+        let (doze, work) = (Arc::new(Doze::new()), Arc::new(AtomicBool::new(false)));
+        // Whether the waker comes before the sleeper lies down or after,
+        // the sleeper is up long before its minute.
+        let long = sleeper(&doze, &work, Duration::from_secs(60));
+        work_wakes(&doze, &work, long);
     }
 
     #[test]
@@ -129,28 +138,12 @@ mod tests {
 
     #[test]
     fn one_wake_wakes_every_sleeper_even_after_another_napped() {
-        let doze = Arc::new(Doze::new());
-        let work = Arc::new(AtomicBool::new(false));
-        let sleep = |most: Duration| {
-            let (doze, work) = (Arc::clone(&doze), Arc::clone(&work));
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                doze.sleep(most, || work.load(Ordering::SeqCst));
-                started.elapsed()
-            })
-        };
+        let (doze, work) = (Arc::new(Doze::new()), Arc::new(AtomicBool::new(false)));
         // One sleeps long; another takes a short nap and is up again
         // before the work comes: the first must still be woken.
-        let long = sleep(Duration::from_secs(60));
-        let nap = sleep(Duration::from_millis(5));
+        let long = sleeper(&doze, &work, Duration::from_secs(60));
+        let nap = sleeper(&doze, &work, Duration::from_millis(5));
         assert!(nap.join().unwrap() < Duration::from_secs(30));
-        std::thread::sleep(Duration::from_millis(20));
-        work.store(true, Ordering::SeqCst);
-        doze.wake();
-        let slept = long.join().unwrap();
-        assert!(
-            slept < Duration::from_secs(30),
-            "woken, not timed out: {slept:?}"
-        );
+        work_wakes(&doze, &work, long);
     }
 }
