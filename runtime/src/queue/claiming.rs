@@ -328,16 +328,31 @@ impl Queue {
             })
             .collect();
         let mut calls = calls;
+        // On one server the last claim makes the pick itself (claim.lua,
+        // ARGV[13]): one script call less.
+        let inside = !self.redis.is_cluster() && !calls.is_empty();
         if let Some((cursor, inclusive, k, wake)) = &next {
-            calls.push(self.pick_call(cursor, *inclusive, *k, *wake));
+            match calls.last_mut().filter(|_| inside) {
+                Some(last) => {
+                    last.arg(cursor.as_str())
+                        .arg(u8::from(*inclusive))
+                        .arg(*k)
+                        .arg(u8::from(*wake));
+                }
+                None => calls.push(self.pick_call(cursor, *inclusive, *k, *wake)),
+            }
         }
         let mut replies = self.run_calls("claim", &calls).await?;
         // Redis read its clock before its reply arrived, so `received` is
         // no earlier than `claimed_us`: times derived from it never run
         // ahead of Redis' (a start can never come after its finish).
         let received = Instant::now();
+        // A failed pick only costs the next claim a pick of its own.
         let fresh = match next {
-            // A failed pick only costs the next claim a pick of its own.
+            Some(_) if inside => replies
+                .last_mut()
+                .and_then(|r| r.as_mut().ok())
+                .and_then(take_pick),
             Some(_) => replies.pop().and_then(|r| r.and_then(parse_pick).ok()),
             None => None,
         };
@@ -392,6 +407,15 @@ fn parse_pick(reply: Value) -> Result<Picked, QueueError> {
         tenants: items.filter_map(crate::redis::value::text).collect(),
         next_timer: (next >= 0).then(|| Duration::from_micros(next.unsigned_abs())),
     })
+}
+
+/// The pick a claim made in its own call (its reply's eighth value),
+/// taken out of the reply, which is then as any other claim's.
+fn take_pick(reply: &mut Value) -> Option<Picked> {
+    match reply {
+        Value::Array(items) if items.len() == 8 => items.pop().and_then(|p| parse_pick(p).ok()),
+        _ => None,
+    }
 }
 
 /// How long a pick that rode along with a claim stands for the queue.

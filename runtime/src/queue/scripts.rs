@@ -18,8 +18,16 @@
 use redis::{Script, ToRedisArgs};
 use std::sync::LazyLock;
 
-const PRELUDE: &str = include_str!("lua/lib.lua");
-const RING_PRELUDE: &str = include_str!("lua/ring/prelude.lua");
+// `pick_tenants` is in both: `pick.lua` calls it, and so does a claim on
+// one server, for its caller's next claim (claim.lua).
+const PRELUDE: &str = concat!(
+    include_str!("lua/lib.lua"),
+    include_str!("lua/ring/pick_tenants.lua")
+);
+const RING_PRELUDE: &str = concat!(
+    include_str!("lua/ring/prelude.lua"),
+    include_str!("lua/ring/pick_tenants.lua")
+);
 
 /// The tenant-slot scripts: (name, body).
 const TENANT: [(&str, &str); 12] = [

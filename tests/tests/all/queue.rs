@@ -322,7 +322,8 @@ fn scripts(conn: &mut spool_runtime::redis::SyncConn) -> u64 {
 /// On a Redis that is not a cluster, a claim that finds its tenant dry
 /// takes it out of the queue's ready set in the same call, with a timer
 /// at its lease's end (for the sweep of a worker that dies): no settle
-/// call follows. The tenant's next job brings it back.
+/// call follows, and the claim makes the next claim's pick itself. The
+/// tenant's next job brings it back.
 #[test]
 fn a_claim_on_one_redis_takes_its_dry_tenant_out_in_the_same_call() {
     let env = Env::standalone("claim-settle");
@@ -354,8 +355,9 @@ fn a_claim_on_one_redis_takes_its_dry_tenant_out_in_the_same_call() {
         assert!(!claim.more, "the claim took the tenant's only job");
         assert_eq!(
             scripts(&mut conn) - before,
-            3,
-            "a pick, the claim, and the next claim's pick riding along: no settle"
+            2,
+            "a pick, then the claim, which makes the next claim's pick itself: \
+             no settle, and no pick riding along"
         );
         assert!(
             tenants(&mut conn, "ready").is_empty(),
@@ -370,6 +372,85 @@ fn a_claim_on_one_redis_takes_its_dry_tenant_out_in_the_same_call() {
         let first = *first_lease_end.get_or_insert(token + 30_000_000);
         assert_eq!(timers[0].1, first);
     }
+}
+
+/// On a Redis that is not a cluster, the pick a claim makes for the next
+/// claim is the one the next claim uses: claims that follow each other are
+/// one script call each, no pick of their own.
+#[test]
+fn a_claim_on_one_redis_makes_the_next_claims_pick() {
+    let env = Env::standalone("claim-pick");
+    let mut conn = env.redis_conn();
+    let lease = Duration::from_secs(30);
+    // A pick stands for the queue for 20 ms after its claim: a few tries,
+    // so that a machine that stalls once does not fail the test.
+    let mut alone = 0;
+    for _ in 0..5 {
+        env.enqueue("hello", r#"{"name":"a"}"#);
+        env.enqueue("hello", r#"{"name":"b"}"#);
+        let first = env.rt.block_on(env.queue.claim("w", 1, lease)).unwrap();
+        assert_eq!(first.jobs.len(), 1);
+        assert!(first.more, "one of the tenant's two jobs is left");
+        let before = scripts(&mut conn);
+        let second = env.rt.block_on(env.queue.claim("w", 1, lease)).unwrap();
+        assert_eq!(second.jobs.len(), 1, "the next claim found the other job");
+        assert!(!second.more, "the tenant ran dry");
+        if scripts(&mut conn) - before == 1 {
+            alone += 1;
+        }
+    }
+    assert!(
+        alone > 0,
+        "in 5 tries no claim used the pick the claim before it made"
+    );
+}
+
+/// A pick a claim makes for the next claim that Redis refuses (a queue key
+/// of the wrong type, written by hand) is no pick: the claim itself, and
+/// the job it leased, stand.
+#[test]
+fn a_claim_whose_pick_is_refused_still_hands_out_its_job() {
+    let env = Env::standalone("claim-pick-refused");
+    let mut conn = env.redis_conn();
+    let timers = format!("{}:timers", env.queue.key_prefix());
+    let lease = Duration::from_secs(30);
+    // The second claim makes its pick inside its call only while the
+    // first one's pick stands (20 ms); after that it picks on its own,
+    // which fails on the broken key (an error, not this case): a few tries.
+    let mut stood = 0;
+    for _ in 0..5 {
+        let _: () = redis::cmd("DEL").arg(&timers).query(&mut conn).unwrap();
+        env.enqueue("hello", r#"{"name":"a"}"#);
+        env.enqueue("hello", r#"{"name":"b"}"#);
+        let first = env.rt.block_on(env.queue.claim("w", 1, lease)).unwrap();
+        assert_eq!(first.jobs.len(), 1);
+        // The pick inside the next claim now fails on its `ZRANGE`.
+        let _: () = redis::cmd("SET")
+            .arg(&timers)
+            .arg("not a sorted set")
+            .query(&mut conn)
+            .unwrap();
+        let Ok(claim) = env.rt.block_on(env.queue.claim("w", 1, lease)) else {
+            continue;
+        };
+        assert_eq!(claim.jobs.len(), 1, "the claim stood: {claim:?}");
+        assert!(claim.unsure.is_empty(), "nothing to hand back: {claim:?}");
+        let status: String = redis::cmd("HGET")
+            .arg(format!(
+                "{}:job:{}",
+                env.queue.tenant_keys("default"),
+                claim.jobs[0].id
+            ))
+            .arg("status")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(status, "running");
+        stood += 1;
+    }
+    assert!(
+        stood > 0,
+        "in 5 tries no claim made its pick inside its call"
+    );
 }
 
 /// Claims stop at their byte budget: what they popped beyond it goes back

@@ -27,8 +27,14 @@
 --          from, untouched, in order (a first job is taken whatever its
 --          size). Packing 256 jobs of megabytes into one reply would take
 --          a few times their size of Redis' memory for the call.
+-- ARGV[13..16] (optional, with KEYS[2]) the caller's next pick, as
+--          ring/pick.lua's ARGV[1..4]: its reply is then the eighth value
+--          (PICK), after this claim's own settle, so the worker's next
+--          claim needs no pick of its own and this one no second script
+--          call. (Refused, by a key of the wrong type: no eighth value,
+--          and the claim stands.)
 --
--- Returns {now_us, announce_seq, leave_seq, timer_us, cut, FIELDS, JOBS}:
+-- Returns {now_us, announce_seq, leave_seq, timer_us, cut, FIELDS, JOBS[, PICK]}:
 -- announce_seq > 0 asks the caller to announce the tenant as ready under
 -- that number; leave_seq >= 0 (else -1) says the tenant has no claimable
 -- work now (paused, at its cap, out of rate, or nothing queued): the caller
@@ -68,6 +74,16 @@ local budget = tonumber(ARGV[12]) or 0
 if budget <= 0 then budget = math.huge end
 local now = now_us()
 local now_s = text(now)
+
+-- The reply, with the next pick when one was asked for (see ARGV[13]).
+local function with_pick(out)
+  if ARGV[13] and Q then
+    local ok, picked = pcall(pick_tenants, Q, now, ARGV[13], ARGV[14] == '1',
+      tonumber(ARGV[15]), ARGV[16] == '1')
+    if ok then out[8] = picked end
+  end
+  return out
+end
 
 -- Whether anything is delayed or running: at idle neither is, and the
 -- two scans below (and the timer's look at the delayed set at the end)
@@ -531,7 +547,7 @@ local limited = rate > 0 and tokens < 1
 if waiting and not paused and not capped and not limited then
   announce_ready()
   out[2] = announce_seq
-  return out
+  return with_pick(out)
 end
 redis.call('DEL', P .. ':in')
 local timer = false
@@ -572,4 +588,4 @@ if tenant and queue_write('ZREM', Q .. ':ready', tenant)
 else
   out[3] = tonumber(redis.call('HGET', P .. ':stats', 'seq') or 0) or 0
 end
-return out
+return with_pick(out)

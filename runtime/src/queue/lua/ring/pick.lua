@@ -1,6 +1,5 @@
--- Pick the tenants a worker's next claim visits: first move tenants whose
--- timer is due into the ready set, then read up to K tenants of it in name
--- order from the worker's cursor, going round to the start.
+-- Pick the tenants a worker's next claim visits (`pick_tenants` in
+-- ring/pick_tenants.lua, shared with claim.lua, says how).
 --
 -- KEYS[1]  the queue's prefix
 -- ARGV[1]  cursor: the last tenant the worker visited ('' for the start)
@@ -10,46 +9,5 @@
 --          another idle worker for it
 --
 -- Returns {now_us, next_timer_us (-1: none; else µs from now), tenants...}.
--- Each worker keeps its own cursor and turns (weights): the queue keeps no
--- state per claim, and the sum of fair workers is fair.
 
-local now = now_us()
-local ready, timers = Q .. ':ready', Q .. ':timers'
--- The first timer: only if it is due are the due ones moved (at idle the
--- next is a lease's expiry, seconds away).
-local head = redis.call('ZRANGE', timers, 0, 0, 'WITHSCORES')
-if head[2] and tonumber(head[2]) <= now then
-  local due = redis.call('ZRANGEBYSCORE', timers, '-inf', now, 'LIMIT', 0, 1000)
-  for _, tenant in ipairs(due) do
-    redis.call('ZREM', timers, tenant)
-    redis.call('ZADD', ready, 0, tenant)
-  end
-  head = redis.call('ZRANGE', timers, 0, 0, 'WITHSCORES')
-end
-
-local cursor, inclusive, k = ARGV[1], ARGV[2] == '1', tonumber(ARGV[3])
-local out = { now, -1 }
--- How many tenants are ready: none at idle (a claim that finds its
--- tenant dry takes it out, on one server in the same call), and then
--- nothing to read; with all of them read from the cursor on, no need to
--- go round. (Every command a script calls counts in INFO commandstats.)
-local size = redis.call('ZCARD', ready)
-if size > 0 then
-  local from = '-'
-  if cursor ~= '' then from = (inclusive and '[' or '(') .. cursor end
-  for _, t in ipairs(redis.call('ZRANGEBYLEX', ready, from, '+', 'LIMIT', 0, k)) do
-    out[#out + 1] = t
-  end
-  if #out - 2 < k and #out - 2 < size and cursor ~= '' then
-    local to = (inclusive and '(' or '[') .. cursor
-    for _, t in ipairs(redis.call('ZRANGEBYLEX', ready, '-', to, 'LIMIT', 0, k - (#out - 2))) do
-      out[#out + 1] = t
-    end
-  end
-end
--- Work this claim cannot take, or that the last one left: another idle
--- worker may take a share of it.
-if #out > 2 and (ARGV[4] == '1' or size > #out - 2) then wake() end
-
-if head[2] then out[2] = math.max(0, tonumber(head[2]) - now) end
-return out
+return pick_tenants(Q, now_us(), ARGV[1], ARGV[2] == '1', tonumber(ARGV[3]), ARGV[4] == '1')
