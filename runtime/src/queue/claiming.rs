@@ -290,6 +290,33 @@ impl Queue {
         }
     }
 
+    /// Add the next claim's pick to a claim's `calls`: on one server as
+    /// the last claim's `ARGV[13..16]` (claim.lua makes it at its end, one
+    /// script call less), else as a call of its own after them. True when
+    /// it went inside the last claim.
+    fn add_pick<'a>(
+        &'a self,
+        calls: &mut Vec<super::scripts::Call<'a>>,
+        next: Option<&(String, bool, usize, bool)>,
+    ) -> bool {
+        let Some((cursor, inclusive, k, wake)) = next else {
+            return false;
+        };
+        match calls.last_mut().filter(|_| !self.redis.is_cluster()) {
+            Some(last) => {
+                last.arg(cursor.as_str())
+                    .arg(u8::from(*inclusive))
+                    .arg(*k)
+                    .arg(u8::from(*wake));
+                true
+            }
+            None => {
+                calls.push(self.pick_call(cursor, *inclusive, *k, *wake));
+                false
+            }
+        }
+    }
+
     /// One claim script call per tenant share, in one pipeline.
     async fn claim_shares(
         &self,
@@ -328,20 +355,7 @@ impl Queue {
             })
             .collect();
         let mut calls = calls;
-        // On one server the last claim makes the pick itself (claim.lua,
-        // ARGV[13]): one script call less.
-        let inside = !self.redis.is_cluster() && !calls.is_empty();
-        if let Some((cursor, inclusive, k, wake)) = &next {
-            match calls.last_mut().filter(|_| inside) {
-                Some(last) => {
-                    last.arg(cursor.as_str())
-                        .arg(u8::from(*inclusive))
-                        .arg(*k)
-                        .arg(u8::from(*wake));
-                }
-                None => calls.push(self.pick_call(cursor, *inclusive, *k, *wake)),
-            }
-        }
+        let inside = self.add_pick(&mut calls, next.as_ref());
         let mut replies = self.run_calls("claim", &calls).await?;
         // Redis read its clock before its reply arrived, so `received` is
         // no earlier than `claimed_us`: times derived from it never run

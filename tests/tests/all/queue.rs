@@ -386,11 +386,7 @@ fn a_claim_on_one_redis_makes_the_next_claims_pick() {
     // so that a machine that stalls once does not fail the test.
     let mut alone = 0;
     for _ in 0..5 {
-        env.enqueue("hello", r#"{"name":"a"}"#);
-        env.enqueue("hello", r#"{"name":"b"}"#);
-        let first = env.rt.block_on(env.queue.claim("w", 1, lease)).unwrap();
-        assert_eq!(first.jobs.len(), 1);
-        assert!(first.more, "one of the tenant's two jobs is left");
+        claim_one_of_two(&env, lease);
         let before = scripts(&mut conn);
         let second = env.rt.block_on(env.queue.claim("w", 1, lease)).unwrap();
         assert_eq!(second.jobs.len(), 1, "the next claim found the other job");
@@ -403,6 +399,16 @@ fn a_claim_on_one_redis_makes_the_next_claims_pick() {
         alone > 0,
         "in 5 tries no claim used the pick the claim before it made"
     );
+}
+
+/// Two jobs of the default tenant, and a claim of one of them, whose pick
+/// for the next claim stands for 20 ms.
+fn claim_one_of_two(env: &Env, lease: Duration) {
+    env.enqueue("hello", r#"{"name":"a"}"#);
+    env.enqueue("hello", r#"{"name":"b"}"#);
+    let first = env.rt.block_on(env.queue.claim("w", 1, lease)).unwrap();
+    assert_eq!(first.jobs.len(), 1);
+    assert!(first.more, "one of the tenant's two jobs is left");
 }
 
 /// A pick a claim makes for the next claim that Redis refuses (a queue key
@@ -420,10 +426,7 @@ fn a_claim_whose_pick_is_refused_still_hands_out_its_job() {
     let mut stood = 0;
     for _ in 0..5 {
         let _: () = redis::cmd("DEL").arg(&timers).query(&mut conn).unwrap();
-        env.enqueue("hello", r#"{"name":"a"}"#);
-        env.enqueue("hello", r#"{"name":"b"}"#);
-        let first = env.rt.block_on(env.queue.claim("w", 1, lease)).unwrap();
-        assert_eq!(first.jobs.len(), 1);
+        claim_one_of_two(&env, lease);
         // The pick inside the next claim now fails on its `ZRANGE`.
         let _: () = redis::cmd("SET")
             .arg(&timers)
