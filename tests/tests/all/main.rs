@@ -37,6 +37,7 @@ mod queue;
 mod queue_cli;
 mod quotas;
 mod reliability;
+mod reused_ids;
 mod scripts;
 mod sdk;
 mod tenants;

@@ -30,7 +30,8 @@
 -- `queued`, or `dead` if that was its last attempt: the outcome still wins,
 -- and the job is taken back out of the delayed set, its ready list or the
 -- dead letters. Once a newer attempt was
--- claimed, the token differs and the outcome is refused (0).
+-- claimed, or the job was retried from the dead letters (dead_retry.lua),
+-- the token differs and the outcome is refused (0).
 --
 -- Returns {announce_seq, timer_us, ready, then one 1 (applied), 2 (applied
 -- by an earlier call: this one repeats it) or 0 (stale) per group, in

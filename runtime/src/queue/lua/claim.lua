@@ -102,14 +102,20 @@ others = others - timing
 -- 1. Promote due delayed jobs. ZREM in the same script: each exactly once.
 -- Ids without a job hash are dropped (nothing to run); a key that is not a
 -- hash is parked in the dead letters, as the claim below does. A hash
--- without `status` (a minimal plain-command envelope) is promoted.
+-- without `status` (a minimal plain-command envelope) is promoted; one
+-- whose status says it runs or ran (RAN) is not.
+local RAN = { running = true, succeeded = true, dead = true, cancelled = true }
 local due = timed and redis.call('ZRANGEBYSCORE', delayed, '-inf', now_s, 'LIMIT', '0', '1000') or {}
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   local key = job_key(id)
-  local f = hmget(key, 'priority', 'group', 'group_held')
+  local f = hmget(key, 'priority', 'group', 'group_held', 'status')
   if not f then
     redis.call('ZADD', P .. ':dead', now, id)
+  elseif RAN[f[4]] then
+    -- A copy of an id that runs or ran already (a client pushed it twice,
+    -- and the other copy was claimed): promoting it would run it again.
+    -- The id just leaves the delayed set.
   elseif redis.call('EXISTS', key) == 1 then
     redis.call('HSET', key, 'status', 'queued')
     make_ready(id, f[1], f[2], f[3])
@@ -365,6 +371,10 @@ local lease_args = {}
 local claimed = 0
 -- The bytes of the records taken, and the first id left for the budget.
 local bytes, over = 0, false
+-- The statuses of a record whose id, popped from a list, is not run: a
+-- copy of an id a client pushed twice (see the claim loop below).
+local SKIP = { running = true, succeeded = true, dead = true, cancelled = true,
+  retrying = true, delayed = true }
 -- Whether a record (HGETALL's reply) holds a group slot. (Asked only of
 -- ids taken from a group: a job holding one is never in a group's list.)
 local function holds_slot(all)
@@ -421,9 +431,11 @@ for o = 1, #ids do
       kind = 'malformed-envelope', retryable = false,
       message = 'the job id is not UTF-8 text; expected an id such as a ULID' }))
     bury(id, now, dead_ttl, dead_cap, wait, added[k] and from_group)
-  elseif status == 'running' or status == 'succeeded' or status == 'dead' or status == 'cancelled' then
-    -- A duplicate of an id that is already claimed or finished (a client
-    -- pushed it twice): running it again would be a second attempt at once.
+  elseif SKIP[status] then
+    -- A duplicate of an id that is already claimed, finished, or waiting
+    -- in the delayed set for its retry or its due time (a client pushed
+    -- it twice): running it here would be a second attempt beside the
+    -- first, or one that skips its backoff.
     unhold(k)
   elseif from_group and holds_slot(all) then
     -- Taken from a group's list, but the job already holds a group slot
@@ -446,8 +458,10 @@ for o = 1, #ids do
     -- claim's token is still above every token handed out before (as long
     -- as Redis' clock does not go back), so a worker holding an old one
     -- can never ack the new attempt. Usually it is the claim's time, text
-    -- already.
-    local token = before < now and now_s or text(before + 1)
+    -- already. (A token written by hand at 2^53 or more would not grow by
+    -- one in Lua's numbers, and two claims would share it: the claim's
+    -- time differs from it instead.)
+    local token = (before < now or before >= 2 ^ 53) and now_s or text(before + 1)
     -- (The token is the claim's time, so no `claimed_us` is written: a
     -- field fewer per job, in Redis' time and in every record.)
     redis.call('HSET', key, 'token', token, 'attempt', attempt, 'status', 'running',
