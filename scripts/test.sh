@@ -14,7 +14,7 @@ cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
 if [ $# -eq 0 ]; then
   # (--workspace as above: the same features, so nothing is rebuilt.)
   SPOOL_TEST_REDIS=cluster cargo test --workspace --test all -- \
-    queue:: queue_cli:: reliability:: fairness:: quotas:: tenants:: cache:: \
+    queue:: queue_cli:: reliability:: reused_ids:: fairness:: quotas:: tenants:: cache:: \
     2>&1 | tee -a "$log" || status=$?
 fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

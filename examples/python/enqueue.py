@@ -139,6 +139,10 @@ def enqueue(r, queue_keys, tenant_keys, tenant, args):
     }
     if args.group:
         fields["group"] = args.group
+    # The tenant named in the queue's slot first (once is enough; repeating
+    # it changes nothing): if this process stops between the transactions
+    # below, a worker's sweep still finds the job.
+    r.zadd(f"{queue_keys}:seq", {tenant: 0}, nx=True)
     tx = r.pipeline(transaction=True)
     run_at = now + int(args.delay * 1_000_000) if args.delay > 0 else None
     if run_at:

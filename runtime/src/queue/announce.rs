@@ -4,7 +4,11 @@
 //! wake-up is lost between the two slots.
 
 use super::{Queue, QueueError};
+use crate::locks::lock;
 use redis::Value;
+
+/// Tenants a handle remembers as registered (see [`Queue::register`]).
+const REGISTERED_MAX: usize = 100_000;
 
 /// What one tenant script asked to write into the queue's slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +90,48 @@ impl Queue {
                 .arg(u8::from(a.ready));
         }
         self.ring_call("announce tenants", &inv).await
+    }
+
+    /// Name `tenants` in `Q:seq` (if they are not there) before their
+    /// jobs go into their own slots, where the queue's slot is written by
+    /// another call (on a cluster, and when moving old keys). The sweep
+    /// visits only tenants named there, and for 30 s an enqueue that finds
+    /// the tenant's "has work" mark (`T:in`) announces nothing: a first
+    /// announcement lost between the two calls (a client killed, a
+    /// failover) would otherwise leave the tenant's jobs unseen until an
+    /// enqueue after the mark expired. Once per tenant for this handle; a
+    /// failure stores nothing (a retry helps once Redis answers).
+    pub(crate) async fn register(&self, tenants: &[&str]) -> Result<(), QueueError> {
+        let new: Vec<Announce> = {
+            let known = lock(&self.inner.registered);
+            let mut new: Vec<&str> = tenants
+                .iter()
+                .copied()
+                .filter(|t| !known.contains(*t))
+                .collect();
+            new.sort_unstable();
+            new.dedup();
+            new.into_iter()
+                .map(|t| Announce {
+                    tenant: t.to_string(),
+                    seq: 0,
+                    timer: 0,
+                    ready: false,
+                })
+                .collect()
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.announce(&new).await?;
+        let mut known = lock(&self.inner.registered);
+        // (A bound on a long-lived handle's memory: forgetting costs one
+        // more registration per tenant.)
+        if known.len() > REGISTERED_MAX {
+            known.clear();
+        }
+        known.extend(new.into_iter().map(|a| a.tenant));
+        Ok(())
     }
 
     /// [`Queue::announce`] after a change that is already stored: a failure

@@ -82,6 +82,11 @@ impl Queue {
             return Ok(0);
         }
         let by_tenant = self.old_jobs(&ids).await?;
+        // Named in the queue's slot first: the announcement below is a
+        // call of its own, and a crash before it must not hide the jobs
+        // adopted here from the sweep.
+        let tenants: Vec<&str> = by_tenant.keys().map(String::as_str).collect();
+        self.register(&tenants).await?;
         let mut heard = Vec::new();
         for (tenant, jobs) in &by_tenant {
             heard.push(self.adopt(tenant, kind, jobs).await?);

@@ -206,6 +206,8 @@ struct Inner {
     hint: std::sync::Mutex<Option<String>>,
     /// Redis' clock less this host's (µs), as the last pick saw it.
     clock_offset_us: std::sync::atomic::AtomicI64,
+    /// Tenants this handle named in `Q:seq` (see [`Queue::register`]).
+    registered: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -239,6 +241,7 @@ impl Queue {
                 next_pick: std::sync::Mutex::default(),
                 hint: std::sync::Mutex::default(),
                 clock_offset_us: std::sync::atomic::AtomicI64::new(0),
+                registered: std::sync::Mutex::default(),
             }),
             redis,
             background_settle: false,

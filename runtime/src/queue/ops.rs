@@ -89,6 +89,10 @@ impl Queue {
         // Not on a cluster, the queue's own prefix goes along: each call
         // announces its tenant itself (one round trip, not two).
         let queue_keys = (!self.redis.is_cluster()).then(|| self.inner.keys.as_str());
+        if queue_keys.is_none() {
+            let tenants: Vec<&str> = parts.iter().map(|(t, _)| *t).collect();
+            self.register(&tenants).await?;
+        }
         let calls: Vec<_> = parts
             .iter()
             .zip(&keys)

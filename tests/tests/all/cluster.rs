@@ -414,3 +414,104 @@ fn enqueue(
         }
     }
 }
+
+/// The master (its index among the cluster's nodes) that serves `key`'s
+/// slot: the one that answers for it rather than with `MOVED`.
+fn serving(env: &mut Env, key: &str) -> usize {
+    let nodes = env.redis.cluster().nodes();
+    for (i, node) in nodes.iter().enumerate() {
+        let Ok(mut conn) = redis::Client::open(node.url()).and_then(|c| c.get_connection()) else {
+            continue;
+        };
+        let here: redis::RedisResult<i64> = redis::cmd("EXISTS").arg(key).query(&mut conn);
+        if here.is_ok() {
+            return i;
+        }
+    }
+    panic!("no master serves {key}");
+}
+
+#[test]
+fn a_new_tenant_is_named_in_the_queues_slot_before_its_jobs_are_stored() {
+    // The sweep finds only tenants named in the queue's slot (`Q:seq`): a
+    // new tenant's jobs stored before that slot is told of them would wait
+    // unseen if the enqueue stopped in between (killed, a failover). So a
+    // new tenant's first enqueue names it there first.
+    let mut env = Env::on_cluster("cluster-register");
+    let queue_key = format!("{}:seq", env.queue.key_prefix());
+    let queue_master = serving(&mut env, &queue_key);
+    let tenant = (0..100)
+        .map(|i| format!("fresh{i}"))
+        .find(|t| {
+            let key = format!("{}:in", env.tenant_keys(t));
+            serving(&mut env, &key) != queue_master
+        })
+        .expect("a tenant on another master");
+    let url = env.redis.cluster().nodes()[queue_master].url();
+    let mut master = redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .unwrap();
+    // A client of its own, on a runtime of its own (this thread waits),
+    // that has loaded the scripts on every master (a load is a write).
+    let config = env.queue_config();
+    let job = env.job(&format!("{tenant}/hello"), "{}");
+    let warm = env.job("warm/hello", "{}");
+    let (ready, loaded) = std::sync::mpsc::channel();
+    let (go, started) = std::sync::mpsc::channel::<()>();
+    let enqueue = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let queue = Queue::connect(config).await?;
+            queue.enqueue(&warm).await?;
+            ready.send(()).unwrap();
+            started.recv().unwrap();
+            queue.enqueue(&job).await
+        })
+    });
+    loaded.recv().expect("the client warmed up");
+    // The queue's slot takes no writes: the enqueue stops at its first
+    // write there.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(60_000)
+        .arg("WRITE")
+        .query(&mut master)
+        .unwrap();
+    go.send(()).unwrap();
+    let master = std::cell::RefCell::new(master);
+    env.wait_for("the enqueue to wait on the queue's slot", || {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query(&mut *master.borrow_mut())
+            .unwrap();
+        info.contains("blocked_clients:1")
+    });
+    let mut master = master.into_inner();
+    let t = env.tenant_keys(&tenant);
+    let mut conn = env.redis_conn();
+    let (queued, marked): (u64, bool) = redis::pipe()
+        .llen(format!("{t}:ready:normal"))
+        .exists(format!("{t}:in"))
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut master)
+        .unwrap();
+    let done = enqueue.join().unwrap();
+    assert_eq!(
+        (queued, marked),
+        (0, false),
+        "stored before the tenant was named"
+    );
+    done.unwrap();
+    let named: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&queue_key)
+        .arg(&tenant)
+        .query(&mut conn)
+        .unwrap();
+    assert!(named.is_some(), "{tenant} is named in {queue_key}");
+}
