@@ -2,7 +2,8 @@
 //! operator's `dead retry` (docs/queue.md, "Enqueue with plain commands"
 //! and "Delivery guarantees"): no second attempt beside the first, no
 //! attempt that skips its backoff, no job run again after it succeeded, no
-//! live record deleted, and no retry undone by the attempt that died.
+//! live record deleted, no retry undone by the attempt that died, and no
+//! late outcome applied twice.
 
 use spool_runtime::queue::{Field, Next, Outcome, RecordUpdate, Status};
 use spool_tests::fleet::Env;
@@ -219,4 +220,47 @@ fn a_token_written_by_hand_beyond_two_to_the_53_is_not_handed_out_twice() {
         panic!("token {:?} is not an integer", jobs[0].1);
     });
     assert!(token >= before && token < 1 << 53, "token {token}");
+}
+
+#[test]
+fn a_late_outcome_sent_again_after_a_lapse_is_applied_once() {
+    let env = Env::new("reused-late-repeat");
+    let mut job = env.job("hello", "{}");
+    job.max_attempts = 1;
+    let id = env.enqueue_job(job);
+    let lease = Duration::from_millis(50);
+    let claim_leased = |worker: &str| {
+        env.rt
+            .block_on(env.queue.claim_backing_off(worker, 10, lease, lease))
+            .unwrap()
+            .jobs
+    };
+    let held = claim_leased("stale");
+    assert_eq!(held.len(), 1);
+    std::thread::sleep(lease * 3);
+    assert!(claim_leased("reaper").is_empty());
+    assert_eq!(env.record(&id).status, Some(Status::Dead));
+    // The worker comes back with its outcome, and sends it again twice (its
+    // replies lost): one done notice, one death.
+    let mut late = outcome(&id, &held[0].token, Next::Dead);
+    late.wait = true;
+    for _ in 0..3 {
+        let applied = env
+            .rt
+            .block_on(env.queue.ack(std::slice::from_ref(&late)))
+            .unwrap();
+        assert_eq!(applied, vec![true], "applied, or recognised as a repeat");
+    }
+    let notices: u64 = redis::cmd("LLEN")
+        .arg(key(&env, &format!("done:{id}")))
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(notices, 1);
+    let record = env.record(&id);
+    assert_eq!(record.status, Some(Status::Dead));
+    assert_eq!(
+        record.output.as_deref(),
+        Some("done"),
+        "the worker's outcome"
+    );
 }

@@ -52,6 +52,17 @@ local leases = P .. ':leases'
 local applied = {}
 local released = {}
 
+-- Whether the job's `error` is a lapse's (lib.lua, lapse()).
+local LAPSES = { '"kind":"lease-expired"', '"kind":"worker-crash"', '"kind":"wedged"' }
+local function lapsed(key)
+  local e = redis.call('HGET', key, 'error')
+  if not e then return false end
+  for _, kind in ipairs(LAPSES) do
+    if e:find(kind, 1, true) then return true end
+  end
+  return false
+end
+
 -- Whether the outcome for `key` (under `token`) may be applied: the
 -- job's {token, status, group, idem} if so; only the first two for a
 -- `plain` job (see the header), the others nil. (Few fields: an ack reads
@@ -65,6 +76,12 @@ local function current_attempt(id, key, token, plain)
   end
   if not f or f[1] ~= token then return nil end
   if f[2] == 'running' then return f end
+  -- Not running under this token: only a lapse (an expired lease, or the
+  -- watchdog's `wedged`) leaves a job so, and it leaves its `error`,
+  -- which an applied outcome clears or replaces (below). Without it, this
+  -- outcome was applied already (an ack sent again after its reply was
+  -- lost, or after a claim moved the retry along): not again.
+  if not lapsed(key) then return nil end
   if f[2] == 'queued'
       and redis.call('LREM', ready_key(redis.call('HGET', key, 'priority')), 1, id) == 1 then
     return f
