@@ -22,6 +22,10 @@ struct Shared {
     /// How many replies were lost so far.
     lost: AtomicUsize,
     stopped: AtomicBool,
+    /// Refuse new connections from the next cut on.
+    refuse_after_cut: AtomicBool,
+    /// New connections are closed at once (see [`Proxy::accept_again`]).
+    refusing: AtomicBool,
 }
 
 impl Proxy {
@@ -37,6 +41,9 @@ impl Proxy {
                     return;
                 }
                 let Ok(client) = client else { continue };
+                if accept.refusing.load(Ordering::Relaxed) {
+                    continue; // dropped: the client sees a closed connection
+                }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue; // the client sees a closed connection
                 };
@@ -57,6 +64,18 @@ impl Proxy {
     /// to 64 bytes are found even when split across reads.
     pub fn lose_reply_with(&self, marker: &str) {
         *self.shared.armed.lock().unwrap() = Some(marker.as_bytes().to_vec());
+    }
+
+    /// As [`Proxy::lose_reply_with`], and from that cut on refuse new
+    /// connections (Redis unreachable) until [`Proxy::accept_again`].
+    pub fn lose_reply_with_then_refuse(&self, marker: &str) {
+        self.shared.refuse_after_cut.store(true, Ordering::Relaxed);
+        self.lose_reply_with(marker);
+    }
+
+    /// Accept connections again.
+    pub fn accept_again(&self) {
+        self.shared.refusing.store(false, Ordering::Relaxed);
     }
 
     /// How many replies were lost so far.
@@ -98,6 +117,9 @@ fn pipe(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
             let mut seen = std::mem::take(&mut tail);
             seen.extend_from_slice(&buf[..n]);
             if shared.take_marker_in(&seen) {
+                if shared.refuse_after_cut.swap(false, Ordering::Relaxed) {
+                    shared.refusing.store(true, Ordering::Relaxed);
+                }
                 shared.lost.fetch_add(1, Ordering::Relaxed);
                 break;
             }

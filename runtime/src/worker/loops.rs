@@ -92,9 +92,10 @@ pub(super) async fn claim_loop(
     };
     while !*claimer.stop.borrow() {
         if let Step::Stop = claimer.step().await {
-            return;
+            break;
         }
     }
+    claimer.recover_on_exit().await;
 }
 
 /// Wait for the fleet task's first sync (pins loaded), saying so every
@@ -284,6 +285,47 @@ impl Claimer {
                 let delay = self.outage.failed("recovering a lost claim", &e);
                 self.until_stopped(tokio::time::sleep(delay)).await
             }
+        }
+    }
+
+    /// On the way out, a few quick tries to hand back what a claim whose
+    /// reply was lost may have leased to us: stopped while it waited to
+    /// recover (Redis away), the worker would otherwise leave those jobs
+    /// to their leases, each lapse spending an attempt. (The first call
+    /// after an outage may meet the dropped connection; the next one
+    /// opens a new one.)
+    async fn recover_on_exit(&mut self) {
+        if !self.lost_claim && self.unsure.is_empty() {
+            return;
+        }
+        let known: Vec<(String, String)> = lock(&self.in_flight).keys().cloned().collect();
+        let worker = &self.config.worker_id;
+        let mut tries = 0;
+        let recovered = loop {
+            let r = if self.lost_claim {
+                self.queue.recover(worker, &known).await
+            } else {
+                self.queue
+                    .recover_tenants(worker, &self.unsure, &known)
+                    .await
+            };
+            tries += 1;
+            match r {
+                Err(e) if e.is_retryable() && tries < 3 => {
+                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                }
+                r => break r,
+            }
+        };
+        match recovered {
+            Ok(released) if !released.is_empty() => tracing::warn!(
+                jobs = released.len(),
+                "stopping: handed back jobs of a claim whose reply was lost"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                "stopping: could not hand back the jobs of a claim whose reply was lost ({e}); they run again when their leases lapse"
+            ),
         }
     }
 

@@ -465,6 +465,38 @@ fn a_worker_hands_back_a_claim_whose_reply_it_lost() {
 }
 
 #[test]
+fn a_worker_stopped_while_redis_is_away_hands_back_a_claim_whose_reply_it_lost() {
+    let env = Env::standalone("lost-claim-stop");
+    let proxy = Proxy::start(env.redis.port());
+    // Leases of 10 minutes: only the worker's own hand-back brings the
+    // job back within this test.
+    let worker = env.worker(&[("hello", "hello")], |c| {
+        c.queue.url = proxy.url();
+        c.lease = Duration::from_secs(600);
+        c.fleet = false;
+    });
+    let warm = env.enqueue("hello", r#"{"name":"Warm"}"#);
+    assert_eq!(env.wait(&warm).status, Some(Status::Succeeded));
+    // The claim's reply is lost, and Redis stays out of reach: the worker
+    // cannot hand the job back, and backs off.
+    proxy.lose_reply_with_then_refuse("Lost-7d21");
+    let id = env.enqueue("hello", r#"{"name":"Lost-7d21"}"#);
+    env.wait_for("the claim's reply to be cut", || proxy.lost() == 1);
+    assert_eq!(env.record(&id).status, Some(Status::Running));
+    // Its backoff has grown past a second when Redis is back; it is told
+    // to stop before its next try.
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.accept_again();
+    worker.stop();
+    let record = env.record(&id);
+    assert_eq!(
+        (record.status, record.attempts),
+        (Some(Status::Queued), 0),
+        "handed back on the way out, no attempt spent: {record:?}"
+    );
+}
+
+#[test]
 fn a_job_whose_workers_keep_vanishing_backs_off_then_dies_as_worker_crash() {
     let env = Env::new("worker-crash");
     let id = env.enqueue("hello", r#"{"name":"Poison"}"#);
