@@ -515,3 +515,43 @@ fn a_new_tenant_is_named_in_the_queues_slot_before_its_jobs_are_stored() {
         .unwrap();
     assert!(named.is_some(), "{tenant} is named in {queue_key}");
 }
+
+#[test]
+fn an_enqueue_retried_under_its_key_announces_under_the_number_taken_last() {
+    // The first call stored the job and took sequence number S, and its
+    // announcement never reached the queue's slot: there the tenant is
+    // still under an older number, out of the ready set. The retry under
+    // the same key must announce it under S, or a claim's removal decided
+    // under the older number could take it out again.
+    let env = Env::on_cluster("cluster-idem-retry");
+    let mut job = env.job("acme/hello", "{}");
+    job.idempotency_key = Some("order-7".into());
+    let first = env.rt.block_on(env.queue.enqueue(&job)).unwrap();
+    let t = env.tenant_keys("acme");
+    let q = env.queue.key_prefix().to_string();
+    let mut conn = env.redis_conn();
+    let taken: i64 = redis::cmd("HGET")
+        .arg(format!("{t}:stats"))
+        .arg("seq")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::pipe()
+        .atomic()
+        .zadd(format!("{q}:seq"), "acme", taken - 1)
+        .zrem(format!("{q}:ready"), "acme")
+        .query(&mut conn)
+        .unwrap();
+    let again = env.rt.block_on(env.queue.enqueue(&job)).unwrap();
+    assert_eq!(
+        (again.id.as_str(), again.created),
+        (first.id.as_str(), false)
+    );
+    let (score, ready): (Option<i64>, Option<f64>) = redis::pipe()
+        .atomic()
+        .zscore(format!("{q}:seq"), "acme")
+        .zscore(format!("{q}:ready"), "acme")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(score, Some(taken), "announced under the number taken last");
+    assert!(ready.is_some(), "acme is in the ready set again");
+}

@@ -58,6 +58,8 @@ local ready, first_due = false, false
 -- per job cost Redis ~0.6 µs per job, most of it propagating the command
 -- to the AOF and replicas.
 local pushes, order = {}, {}
+-- Whether an idempotency key named a stored job (see the end).
+local repeated = false
 -- Each job's writes that a key of the wrong type (written by hand) can
 -- refuse come first, its record after them, its idempotency key last: a
 -- job whose write is refused leaves no record that no list names. (If
@@ -85,6 +87,7 @@ local function store()
       if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
     end
     if existing then
+      repeated = true
       out[#out + 1] = existing
       out[#out + 1] = 0
     else
@@ -189,4 +192,15 @@ if not stored then
   return redis.error_reply(error_text(failure))
 end
 announce()
+-- A key that named a stored job: this may be the retry of a call whose
+-- reply was lost after it set `P:in` and took a sequence number, but
+-- before its announcement reached the queue's slot (on a cluster, where
+-- that is the caller's second call). The caller then announces the
+-- tenant under the number taken last, not under none: a claim's removal
+-- decided before the lost call cannot undo it, and the job does not wait
+-- for the sweep.
+if repeated and not Q and announce_seq == 0 then
+  announce_seq = tonumber(redis.call('HGET', P .. ':stats', 'seq')) or 0
+  announce_now = 1
+end
 return announced(out)
