@@ -264,3 +264,40 @@ fn a_late_outcome_sent_again_after_a_lapse_is_applied_once() {
         "the worker's outcome"
     );
 }
+
+#[test]
+fn an_outcome_after_its_workers_own_hand_back_still_wins_once() {
+    // Shutdown past its grace: the worker hands back a job still running,
+    // and then the job thread finishes within the last wait.
+    let env = Env::new("reused-handback-late");
+    let id = env.enqueue("hello", "{}");
+    let jobs = claim(&env, "a");
+    let back = Next::Requeue {
+        delay: Duration::ZERO,
+    };
+    let mut late = outcome(&id, &jobs[0].1, Next::Succeeded);
+    late.wait = true;
+    let applied = env
+        .rt
+        .block_on(
+            env.queue
+                .ack(&[outcome(&id, &jobs[0].1, back), late.clone()]),
+        )
+        .unwrap();
+    assert_eq!(applied, vec![true, true]);
+    // Sent again (its reply lost): recognised, not applied twice.
+    let again = env
+        .rt
+        .block_on(env.queue.ack(std::slice::from_ref(&late)))
+        .unwrap();
+    assert_eq!(again, vec![true]);
+    let record = env.record(&id);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    let mut conn = env.redis_conn();
+    let (queued, notices): (u64, u64) = redis::pipe()
+        .llen(key(&env, "ready:normal"))
+        .llen(key(&env, &format!("done:{id}")))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!((queued, notices), (0, 1), "not run again, one done notice");
+}

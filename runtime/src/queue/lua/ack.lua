@@ -52,13 +52,16 @@ local leases = P .. ':leases'
 local applied = {}
 local released = {}
 
--- Whether the job's `error` is a lapse's (lib.lua, lapse()).
+-- Whether a late outcome under `token` may still apply to the job, not
+-- running: its `error` is a lapse's (lib.lua, lapse()), or its worker
+-- handed it back under this token (`requeued_token`).
 local LAPSES = { '"kind":"lease-expired"', '"kind":"worker-crash"', '"kind":"wedged"' }
-local function lapsed(key)
-  local e = redis.call('HGET', key, 'error')
-  if not e then return false end
+local function late_allowed(key, token)
+  local f = redis.call('HMGET', key, 'error', 'requeued_token')
+  if f[2] == token then return true end
+  if not f[1] then return false end
   for _, kind in ipairs(LAPSES) do
-    if e:find(kind, 1, true) then return true end
+    if f[1]:find(kind, 1, true) then return true end
   end
   return false
 end
@@ -76,12 +79,14 @@ local function current_attempt(id, key, token, plain)
   end
   if not f or f[1] ~= token then return nil end
   if f[2] == 'running' then return f end
-  -- Not running under this token: only a lapse (an expired lease, or the
-  -- watchdog's `wedged`) leaves a job so, and it leaves its `error`,
-  -- which an applied outcome clears or replaces (below). Without it, this
-  -- outcome was applied already (an ack sent again after its reply was
-  -- lost, or after a claim moved the retry along): not again.
-  if not lapsed(key) then return nil end
+  -- Not running under this token: a lapse (an expired lease, or the
+  -- watchdog's `wedged`) leaves a job so, with its `error`, or this
+  -- worker's own hand-back (shutdown past its grace), with
+  -- `requeued_token`; an applied outcome clears both (below). With
+  -- neither, this outcome was applied already (an ack sent again after
+  -- its reply was lost, or after a claim moved the retry along): not
+  -- again.
+  if not late_allowed(key, token) then return nil end
   if f[2] == 'queued'
       and redis.call('LREM', ready_key(redis.call('HGET', key, 'priority')), 1, id) == 1 then
     return f
@@ -195,7 +200,7 @@ while i <= #ARGV do
     release(id)
     -- An attempt whose lease lapsed got the lapse's `error`; its worker
     -- clears only what it saw at the claim (nothing, on a fresh record).
-    if current[2] ~= 'running' then redis.call('HDEL', key, 'error') end
+    if current[2] ~= 'running' then redis.call('HDEL', key, 'error', 'requeued_token') end
     local run_at = now + delay
     local first, last = i + 7, i + 6 + nfields * 2
     -- A hand-back also needs {priority, attempt, group_held}.
