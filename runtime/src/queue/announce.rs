@@ -10,6 +10,9 @@ use redis::Value;
 /// Tenants a handle remembers as registered (see [`Queue::register`]).
 const REGISTERED_MAX: usize = 100_000;
 
+/// The operation name of [`Queue::register`]'s call.
+pub(crate) const REGISTER: &str = "register tenants";
+
 /// What one tenant script asked to write into the queue's slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Announce {
@@ -79,6 +82,12 @@ impl Queue {
     /// tenant script already stored the work, and a lost announcement would
     /// leave it unclaimed until the next sweep.
     pub(crate) async fn announce(&self, heard: &[Announce]) -> Result<(), QueueError> {
+        self.announce_as("announce tenants", heard).await
+    }
+
+    /// [`Queue::announce`] under the name `op` (which decides, with the
+    /// queue's durability, whether replicas must confirm it).
+    async fn announce_as(&self, op: &'static str, heard: &[Announce]) -> Result<(), QueueError> {
         if heard.is_empty() {
             return Ok(());
         }
@@ -89,7 +98,7 @@ impl Queue {
                 .arg(a.timer)
                 .arg(u8::from(a.ready));
         }
-        self.ring_call("announce tenants", &inv).await
+        self.ring_call(op, &inv).await
     }
 
     /// Name `tenants` in `Q:seq` (if they are not there) before their
@@ -123,7 +132,9 @@ impl Queue {
         if new.is_empty() {
             return Ok(());
         }
-        self.announce(&new).await?;
+        // (Confirmed by replicas as an enqueue is, under replicated
+        // durability: a failover must not lose it with the announcement.)
+        self.announce_as(REGISTER, &new).await?;
         let mut known = lock(&self.inner.registered);
         // (A bound on a long-lived handle's memory: forgetting costs one
         // more registration per tenant.)

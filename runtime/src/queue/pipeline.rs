@@ -103,11 +103,16 @@ impl Queue {
         groups.into_iter().map(|(_, g)| g).collect()
     }
 
-    /// Replicas an `op` waits for: enqueues and acks, under
+    /// Replicas an `op` waits for: enqueues, acks and the naming of a new
+    /// tenant before its first enqueue, under
     /// [`super::Durability::Replicated`]; 0 for everything else.
     fn replicas_for(&self, op: &str) -> u32 {
         match self.inner.config.durability {
-            super::Durability::Replicated(n) if matches!(op, "enqueue" | "ack") => n,
+            super::Durability::Replicated(n)
+                if matches!(op, "enqueue" | "ack" | super::announce::REGISTER) =>
+            {
+                n
+            }
             _ => 0,
         }
     }
