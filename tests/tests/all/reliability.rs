@@ -433,24 +433,29 @@ fn a_claim_whose_reply_was_lost_is_handed_back() {
     );
 }
 
-#[test]
-fn a_worker_hands_back_a_claim_whose_reply_it_lost() {
-    // One server: the proxy stands in front of its one port (a cluster
-    // client would find the nodes behind it).
-    let env = Env::standalone("lost-claim-worker");
+/// A worker that reaches `env`'s one server through a proxy that can lose
+/// a reply, with leases of 10 minutes (a claimed job whose reply was lost
+/// stays leased to it far past any wait here, unless the worker hands it
+/// back itself), after one job: the claim script is loaded (a reply lost
+/// to EVALSHA's NOSCRIPT would prove nothing). (One server: the proxy
+/// stands in front of its one port; a cluster client would find the
+/// nodes behind it.)
+fn worker_behind_a_proxy(env: &Env) -> (Proxy, spool_tests::fleet::TestWorker) {
     let proxy = Proxy::start(env.redis.port());
-    // Leases of 10 minutes: a claimed job whose reply was lost stays leased
-    // to this worker far past the 60 s wait below, unless the worker itself
-    // runs recover.lua before its next claim.
     let worker = env.worker(&[("hello", "hello")], |c| {
         c.queue.url = proxy.url();
         c.lease = Duration::from_secs(600);
         c.fleet = false;
     });
-    // One job first, so that the claim script is loaded (a reply lost to
-    // EVALSHA's NOSCRIPT would prove nothing).
     let warm = env.enqueue("hello", r#"{"name":"Warm"}"#);
     assert_eq!(env.wait(&warm).status, Some(Status::Succeeded));
+    (proxy, worker)
+}
+
+#[test]
+fn a_worker_hands_back_a_claim_whose_reply_it_lost() {
+    let env = Env::standalone("lost-claim-worker");
+    let (proxy, worker) = worker_behind_a_proxy(&env);
     proxy.lose_reply_with("Lost-3f9c");
     let id = env.enqueue("hello", r#"{"name":"Lost-3f9c"}"#);
     let record = env.wait(&id);
@@ -467,16 +472,7 @@ fn a_worker_hands_back_a_claim_whose_reply_it_lost() {
 #[test]
 fn a_worker_stopped_while_redis_is_away_hands_back_a_claim_whose_reply_it_lost() {
     let env = Env::standalone("lost-claim-stop");
-    let proxy = Proxy::start(env.redis.port());
-    // Leases of 10 minutes: only the worker's own hand-back brings the
-    // job back within this test.
-    let worker = env.worker(&[("hello", "hello")], |c| {
-        c.queue.url = proxy.url();
-        c.lease = Duration::from_secs(600);
-        c.fleet = false;
-    });
-    let warm = env.enqueue("hello", r#"{"name":"Warm"}"#);
-    assert_eq!(env.wait(&warm).status, Some(Status::Succeeded));
+    let (proxy, worker) = worker_behind_a_proxy(&env);
     // The claim's reply is lost, and Redis stays out of reach: the worker
     // cannot hand the job back, and backs off.
     proxy.lose_reply_with_then_refuse("Lost-7d21");

@@ -5,26 +5,12 @@
 //! live record deleted, no retry undone by the attempt that died, and no
 //! late outcome applied twice.
 
-use spool_runtime::queue::{Field, Next, Outcome, RecordUpdate, Status};
+use crate::scripts::outcome;
+use spool_runtime::queue::{Next, Outcome, Status};
 use spool_tests::fleet::Env;
 use std::time::Duration;
 
 const LEASE: Duration = Duration::from_secs(30);
-
-fn outcome(id: &str, token: &str, next: Next) -> Outcome {
-    Outcome {
-        tenant: "default".into(),
-        id: id.to_string(),
-        token: token.to_string(),
-        wait: false,
-        next,
-        record: RecordUpdate {
-            output: Field::Set(b"done".to_vec()),
-            ..RecordUpdate::default()
-        },
-        seen: None,
-    }
-}
 
 fn key(env: &Env, suffix: &str) -> String {
     format!("{}:{suffix}", env.tenant_keys("default"))
@@ -39,6 +25,27 @@ fn claim(env: &Env, worker: &str) -> Vec<(String, String)> {
         .into_iter()
         .map(|j| (j.id, j.token))
         .collect()
+}
+
+/// A job of one attempt whose worker lost Redis: its lease lapsed, and the
+/// next claim buried it. Returns its id and the lapsed attempt's token.
+fn dead_by_its_lease(env: &Env) -> (String, String) {
+    let mut job = env.job("hello", "{}");
+    job.max_attempts = 1;
+    let id = env.enqueue_job(job);
+    let lease = Duration::from_millis(50);
+    let claim_leased = |worker: &str| {
+        env.rt
+            .block_on(env.queue.claim_backing_off(worker, 10, lease, lease))
+            .unwrap()
+            .jobs
+    };
+    let held = claim_leased("stale");
+    assert_eq!(held.len(), 1);
+    std::thread::sleep(lease * 3);
+    assert!(claim_leased("reaper").is_empty());
+    assert_eq!(env.record(&id).status, Some(Status::Dead));
+    (id, held[0].token.clone())
 }
 
 #[test]
@@ -108,30 +115,14 @@ fn a_due_copy_of_an_id_that_already_succeeded_is_not_run_again() {
 #[test]
 fn a_late_outcome_of_the_attempt_that_died_does_not_undo_a_dead_retry() {
     let env = Env::new("reused-dead-retry");
-    let mut job = env.job("hello", "{}");
-    job.max_attempts = 1;
-    let id = env.enqueue_job(job);
-    let lease = Duration::from_millis(50);
-    let backoff = Duration::from_millis(10);
-    let claim_leased = |worker: &str| {
-        env.rt
-            .block_on(env.queue.claim_backing_off(worker, 10, lease, backoff))
-            .unwrap()
-            .jobs
-    };
-    let held = claim_leased("stale");
-    assert_eq!(held.len(), 1);
-    // Its worker loses Redis; the lease lapses on the last attempt.
-    std::thread::sleep(lease * 3);
-    assert!(claim_leased("reaper").is_empty());
-    assert_eq!(env.record(&id).status, Some(Status::Dead));
+    let (id, token) = dead_by_its_lease(&env);
     let moved = env.rt.block_on(env.queue.dead_retry(&[])).unwrap();
     assert_eq!(moved, vec![id.clone()]);
     // The stale worker comes back with its outcome: refused.
     for next in [Next::Dead, Next::Succeeded] {
         let applied = env
             .rt
-            .block_on(env.queue.ack(&[outcome(&id, &held[0].token, next)]))
+            .block_on(env.queue.ack(&[outcome(&id, &token, next)]))
             .unwrap();
         assert_eq!(applied, vec![false]);
     }
@@ -142,7 +133,7 @@ fn a_late_outcome_of_the_attempt_that_died_does_not_undo_a_dead_retry() {
     // The retry stands: the next claim runs it, under a newer token.
     let again = claim(&env, "fresh");
     assert_eq!(again.len(), 1);
-    assert!(again[0].1.parse::<u64>().unwrap() > held[0].token.parse::<u64>().unwrap());
+    assert!(again[0].1.parse::<u64>().unwrap() > token.parse::<u64>().unwrap());
 }
 
 #[test]
@@ -225,24 +216,10 @@ fn a_token_written_by_hand_beyond_two_to_the_53_is_not_handed_out_twice() {
 #[test]
 fn a_late_outcome_sent_again_after_a_lapse_is_applied_once() {
     let env = Env::new("reused-late-repeat");
-    let mut job = env.job("hello", "{}");
-    job.max_attempts = 1;
-    let id = env.enqueue_job(job);
-    let lease = Duration::from_millis(50);
-    let claim_leased = |worker: &str| {
-        env.rt
-            .block_on(env.queue.claim_backing_off(worker, 10, lease, lease))
-            .unwrap()
-            .jobs
-    };
-    let held = claim_leased("stale");
-    assert_eq!(held.len(), 1);
-    std::thread::sleep(lease * 3);
-    assert!(claim_leased("reaper").is_empty());
-    assert_eq!(env.record(&id).status, Some(Status::Dead));
+    let (id, token) = dead_by_its_lease(&env);
     // The worker comes back with its outcome, and sends it again twice (its
     // replies lost): one done notice, one death.
-    let mut late = outcome(&id, &held[0].token, Next::Dead);
+    let mut late = outcome(&id, &token, Next::Dead);
     late.wait = true;
     for _ in 0..3 {
         let applied = env
