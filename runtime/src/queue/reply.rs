@@ -372,7 +372,8 @@ mod tests {
     #[test]
     fn the_claim_script_sends_the_names_this_decoder_reads() {
         let script = include_str!("lua/claim.lua");
-        assert!(script.contains("local out = { now, 0, -1, 0, 0, { 'fresh', 'record' } }"));
+        assert!(script.contains("local FIELDS = { 'fresh', 'record' }"));
+        assert!(script.contains("local out = { now, 0, -1, 0, 0, FIELDS }"));
     }
 
     #[test]

@@ -11,6 +11,14 @@
 //! where they are refused (an ACL), the same code runs as `EVALSHA`
 //! scripts: the prelude, `begin(KEYS)`, the body.
 //!
+//! A script may start with definitions made once, at load: the lines
+//! before its [`PER_CALL`] marker (constant tables and functions that
+//! need nothing of one call). Every table or closure a call makes costs
+//! Redis about 1,400 instructions to allocate and collect, more than most
+//! commands the call sends: a one-job ack made some twenty
+//! (docs/performance.md, "What a script call costs"). Under `EVALSHA` they
+//! run on every call, after the prelude.
+//!
 //! The library's name and its functions' names carry a hash of its code,
 //! so workers of two versions sharing a Redis (a rolling upgrade) each call
 //! their own.
@@ -29,7 +37,16 @@ const RING_PRELUDE: &str = concat!(
     include_str!("lua/ring/pick_tenants.lua")
 );
 
-/// The tenant-slot scripts: (name, body).
+/// The line that ends a script's load-time definitions (see the module
+/// doc); a script without it is all per call.
+pub(crate) const PER_CALL: &str = "--[[ per call ]]\n";
+
+/// A script's load-time definitions and its per-call body.
+fn split(script: &str) -> (&str, &str) {
+    script.split_once(PER_CALL).unwrap_or(("", script))
+}
+
+/// The tenant-slot scripts: (name, code).
 const TENANT: [(&str, &str); 12] = [
     ("enqueue", include_str!("lua/enqueue.lua")),
     ("claim", include_str!("lua/claim.lua")),
@@ -50,7 +67,7 @@ const TENANT: [(&str, &str); 12] = [
 /// `stats` only reads; `dead_purge` frees memory, which is when it is needed.
 const FLAGS: [(&str, &str); 2] = [("stats", "'no-writes'"), ("dead_purge", "'allow-oom'")];
 
-/// The queue-slot scripts: (name, body).
+/// The queue-slot scripts: (name, code).
 const RING: [(&str, &str); 3] = [
     ("announce", include_str!("lua/ring/announce.lua")),
     ("settle", include_str!("lua/ring/settle.lua")),
@@ -166,9 +183,10 @@ impl Scripts {
                 .find(|(_, n, _)| **n == name)
                 .map(|(p, _, b)| (p, *b))
                 .expect("every script is listed");
+            let (once, body) = split(body);
             Fun {
                 function: format!("spool_{tag}_{name}"),
-                eval: Script::new(&format!("{prelude}\nbegin(KEYS)\n{body}")),
+                eval: Script::new(&format!("{prelude}\n{once}\nbegin(KEYS)\n{body}")),
             }
         };
         Scripts {
@@ -194,17 +212,19 @@ impl Scripts {
 
 /// The library without its first line: each prelude in a block of its
 /// own (their names do not meet), each script a function of the block,
-/// registered as `spool_@LIB@_NAME`.
+/// registered as `spool_@LIB@_NAME`, in a block of its own with its
+/// load-time definitions.
 fn library_body() -> String {
     let mut code = String::new();
     for (prelude, scripts) in [(PRELUDE, &TENANT[..]), (RING_PRELUDE, &RING[..])] {
         code.push_str("do\n");
         code.push_str(prelude);
-        for (name, body) in scripts {
+        for (name, script) in scripts {
             let flags = FLAGS.iter().find(|(n, _)| n == name).map_or("", |(_, f)| f);
+            let (once, body) = split(script);
             code.push_str(&format!(
-                "\nredis.register_function{{function_name = 'spool_@LIB@_{name}', \
-                 flags = {{ {flags} }}, callback = function(KEYS, ARGV)\nbegin(KEYS)\n{body}\nend}}\n"
+                "\ndo\n{once}\nredis.register_function{{function_name = 'spool_@LIB@_{name}', \
+                 flags = {{ {flags} }}, callback = function(KEYS, ARGV)\nbegin(KEYS)\n{body}\nend}}\nend\n"
             ));
         }
         code.push_str("end\n");
@@ -229,5 +249,28 @@ mod tests {
         let stats = format!("function_name = 'spool_{tag}_stats', flags = {{ 'no-writes' }}");
         assert!(s.library.contains(&stats), "{stats}");
         assert!(!s.library.contains("@LIB@"));
+    }
+
+    #[test]
+    fn load_time_definitions_sit_before_their_function_in_a_block_of_their_own() {
+        let s = Scripts::get();
+        let lib = &s.library;
+        let ack = lib
+            .find(&format!("function_name = '{}'", s.ack.function))
+            .unwrap();
+        let claim = lib
+            .find(&format!("function_name = '{}'", s.claim.function))
+            .unwrap();
+        // The ack's constant table is made at load, once, just before the
+        // ack's function (after the claim's), not in its callback.
+        let leaves = lib.find("local LEAVES = {").unwrap();
+        assert!(claim < leaves && leaves < ack, "{claim} {leaves} {ack}");
+        // Per call: the first line after the marker opens the callback.
+        let body = &lib[ack..];
+        let first = body.find("begin(KEYS)\nlocal record_ttl").unwrap();
+        assert!(first < body.find("release(id)").unwrap());
+        assert!(!lib.contains(PER_CALL));
+        // A script without the marker is all per call.
+        assert_eq!(split("return 1\n"), ("", "return 1\n"));
     }
 }

@@ -44,13 +44,8 @@
 -- succeeds or dies; a retry, a hand-back or an expired lease keeps it, so
 -- the group's next job does not start before it (docs/queue.md, "Groups").
 
-local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local keep = tonumber(ARGV[4]) or 0
-local now = now_us()
-local now_s = text(now)
-local leases = P .. ':leases'
-local applied = {}
-local released = {}
+-- Made once, when the library loads (queue/scripts.rs): constants, and
+-- functions that need nothing of one call.
 
 -- Whether a late outcome under `token` may still apply to the job, not
 -- running: its `error` is a lapse's (lib.lua, lapse()), or its worker
@@ -156,6 +151,15 @@ end
 local LEAVES = { succeeded = { succeeded = true }, retrying = { retrying = true },
   dead = { dead = true }, requeue = { delayed = true, queued = true },
   wedged = { delayed = true, dead = true } }
+
+--[[ per call ]]
+local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local keep = tonumber(ARGV[4]) or 0
+local now = now_us()
+local now_s = text(now)
+local leases = P .. ':leases'
+local applied = {}
+local released = {}
 
 -- Drop `id`'s lease (in batches: unpack has a limit).
 local freed = false

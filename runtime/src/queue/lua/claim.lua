@@ -64,6 +64,78 @@
 -- half of the slots (what one side cannot use goes to the other); groups
 -- take turns in name order from a cursor (`P:gcursor`), one job per turn.
 
+-- Made once, when the library loads (queue/scripts.rs): constants, and
+-- functions that need nothing of one call.
+
+-- The statuses of a record that runs or ran (step 1).
+local RAN = { running = true, succeeded = true, dead = true, cancelled = true }
+
+-- The ready lists by band, and the band of claim slot `slot` (6:3:1).
+local names = { 'high', 'normal', 'low' }
+local function band_of(slot)
+  local m = slot % 10
+  return m < 6 and 1 or (m < 9 and 2 or 3)
+end
+
+-- Fields that mark a record an earlier attempt or hand-back wrote to (an
+-- ack, a lapse; `error` also for records of older versions and records
+-- written by hand); without any of them the reply says `fresh` = 1, and
+-- the worker's outcome need not clear what is not there.
+local MARK = { finished_us = true, requeued_us = true, lease_expiries = true, error = true }
+-- The envelope: all of a marked record the reply carries (an earlier
+-- attempt's output or logs may be megabytes the worker has no use for).
+-- (`group` and `idem` too: a worker that saw neither tells its ack so,
+-- which then need not look for them, see ack.lua.)
+local ENVELOPE = { plugin = true, content_type = true, payload = true, max_attempts = true,
+  enqueued_us = true, wait = true, priority = true, waiting_since_us = true, no_cache = true,
+  group = true, idem = true }
+-- The statuses of a record whose id, popped from a list, is not run: a
+-- copy of an id a client pushed twice (see the claim loop below).
+local SKIP = { running = true, succeeded = true, dead = true, cancelled = true,
+  retrying = true, delayed = true }
+-- Whether a record (HGETALL's reply) holds a group slot. (Asked only of
+-- ids taken from a group: a job holding one is never in a group's list.)
+local function holds_slot(all)
+  for j = 1, #all, 2 do
+    if all[j] == 'group_held' then return all[j + 1] == '1' end
+  end
+  return false
+end
+
+-- The names of the values each job of the reply carries after its first
+-- three (see the header; queue/reply.rs decodes by them).
+local FIELDS = { 'fresh', 'record' }
+
+-- The reply, with the next pick when one was asked for (see ARGV[13]).
+local function with_pick(out, argv, now)
+  if argv[13] and Q then
+    local ok, picked = pcall(pick_tenants, Q, now, argv[13], argv[14] == '1',
+      tonumber(argv[15]), argv[16] == '1')
+    if ok then out[8] = picked end
+  end
+  return out
+end
+
+-- Append the ids `popped` from ready list `list` to `ids`, noting the
+-- run in `runs` ({first index in ids, list}); how many.
+local function take_from(runs, list, popped, ids)
+  runs[#runs + 1] = { #ids + 1, list }
+  for _, id in ipairs(popped) do ids[#ids + 1] = id end
+  return #popped
+end
+-- The ready list ids[k] came from (k not taken from a group).
+local function list_of(runs, k)
+  for r = #runs, 1, -1 do
+    if runs[r][1] <= k then return runs[r][2] end
+  end
+end
+-- The earlier of two times (either may be false).
+local function earlier(timer, at)
+  if at and (not timer or at < timer) then return at end
+  return timer
+end
+
+--[[ per call ]]
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local worker, n, lease = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local backoff = tonumber(ARGV[7])
@@ -74,16 +146,6 @@ local budget = tonumber(ARGV[12]) or 0
 if budget <= 0 then budget = math.huge end
 local now = now_us()
 local now_s = text(now)
-
--- The reply, with the next pick when one was asked for (see ARGV[13]).
-local function with_pick(out)
-  if ARGV[13] and Q then
-    local ok, picked = pcall(pick_tenants, Q, now, ARGV[13], ARGV[14] == '1',
-      tonumber(ARGV[15]), ARGV[16] == '1')
-    if ok then out[8] = picked end
-  end
-  return out
-end
 
 -- Whether anything is delayed or running: at idle neither is, and the
 -- two scans below (and the timer's look at the delayed set at the end)
@@ -104,7 +166,6 @@ others = others - timing
 -- hash is parked in the dead letters, as the claim below does. A hash
 -- without `status` (a minimal plain-command envelope) is promoted; one
 -- whose status says it runs or ran (RAN) is not.
-local RAN = { running = true, succeeded = true, dead = true, cancelled = true }
 local due = timed and redis.call('ZRANGEBYSCORE', delayed, '-inf', now_s, 'LIMIT', '0', '1000') or {}
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
@@ -168,27 +229,11 @@ end
 -- id took a slot there (it may already hold one: a duplicate). `runs`:
 -- {first index in ids, ready list} for each pop from a ready list.
 local ids, group_of, added, runs = {}, {}, {}, {}
-local names = { 'high', 'normal', 'low' }
-local function take_from(list, popped, ids)
-  runs[#runs + 1] = { #ids + 1, list }
-  for _, id in ipairs(popped) do ids[#ids + 1] = id end
-  return #popped
-end
--- The ready list ids[k] came from (k not taken from a group).
-local function list_of(k)
-  for r = #runs, 1, -1 do
-    if runs[r][1] <= k then return runs[r][2] end
-  end
-end
 -- Whether a pop emptied the tenant's only waiting list (see section 6).
 local drained = false
 -- How far the 6:3:1 counter moves: by the ready ids this claim keeps
 -- (ids past the byte budget go back, and their slots come again).
 local rr_moved = 0
-local function band_of(slot)
-  local m = slot % 10
-  return m < 6 and 1 or (m < 9 and 2 or 3)
-end
 local function pop_ready(k, ids)
   if k <= 0 then return 0 end
   -- Only normal jobs waiting, the common case: one pop, and no shares to
@@ -198,7 +243,7 @@ local function pop_ready(k, ids)
     local popped = redis.call('RPOP', list, text(k)) or {}
     -- Fewer than asked: the list is empty now, and it was the only one.
     if plain and #popped < k then drained = true end
-    return take_from(list, popped, ids)
+    return take_from(runs, list, popped, ids)
   end
   local base = tonumber(redis.call('HGET', P .. ':stats', 'rr') or 0) or 0
   local share = { 0, 0, 0 }
@@ -352,37 +397,13 @@ end
 
 -- 5. Lease them. Each job carries `fresh`, then its whole record (see the
 -- header).
--- Fields that mark a record an earlier attempt or hand-back wrote to (an
--- ack, a lapse; `error` also for records of older versions and records
--- written by hand); without any of them the reply says `fresh` = 1, and
--- the worker's outcome need not clear what is not there.
-local MARK = { finished_us = true, requeued_us = true, lease_expiries = true, error = true }
--- The envelope: all of a marked record the reply carries (an earlier
--- attempt's output or logs may be megabytes the worker has no use for).
--- (`group` and `idem` too: a worker that saw neither tells its ack so,
--- which then need not look for them, see ack.lua.)
-local ENVELOPE = { plugin = true, content_type = true, payload = true, max_attempts = true,
-  enqueued_us = true, wait = true, priority = true, waiting_since_us = true, no_cache = true,
-  group = true, idem = true }
-local out = { now, 0, -1, 0, 0, { 'fresh', 'record' } }
+local out = { now, 0, -1, 0, 0, FIELDS }
 local jobs = {}
 local lease_until = text(now + lease)
 local lease_args = {}
 local claimed = 0
 -- The bytes of the records taken, and the first id left for the budget.
 local bytes, over = 0, false
--- The statuses of a record whose id, popped from a list, is not run: a
--- copy of an id a client pushed twice (see the claim loop below).
-local SKIP = { running = true, succeeded = true, dead = true, cancelled = true,
-  retrying = true, delayed = true }
--- Whether a record (HGETALL's reply) holds a group slot. (Asked only of
--- ids taken from a group: a job holding one is never in a group's list.)
-local function holds_slot(all)
-  for j = 1, #all, 2 do
-    if all[j] == 'group_held' then return all[j + 1] == '1' end
-  end
-  return false
-end
 -- Free the slot a skipped id took in its group (only if it took one);
 -- a group that left the rotation at its cap comes back if jobs wait.
 local function unhold(k)
@@ -514,7 +535,7 @@ if over then
     else
       -- One RPUSH per list, below (a claim of 256 cut after one job puts
       -- 255 back).
-      local list = list_of(k)
+      local list = list_of(runs, k)
       back[list] = back[list] or {}
       back[list][#back[list] + 1] = ids[k]
       back_ready = back_ready + 1
@@ -561,26 +582,25 @@ local limited = rate > 0 and tokens < 1
 if waiting and not paused and not capped and not limited then
   announce_ready()
   out[2] = announce_seq
-  return with_pick(out)
+  return with_pick(out, ARGV, now)
 end
 redis.call('DEL', P .. ':in')
 local timer = false
-local function sooner(at) if at and (not timer or at < timer) then timer = at end end
 -- (Nothing was delayed at the start, and only a lapse adds to it.)
 if timed then
   local head = redis.call('ZRANGE', delayed, '0', '0', 'WITHSCORES')
-  if head[2] then sooner(tonumber(head[2])) end
+  if head[2] then timer = earlier(timer, tonumber(head[2])) end
 end
 if timed then
   local head = redis.call('ZRANGE', leases, '0', '0', 'WITHSCORES')
-  if head[2] then sooner(tonumber(head[2])) end
+  if head[2] then timer = earlier(timer, tonumber(head[2])) end
 elseif claimed > 0 then
   -- Nothing was leased before: this claim's leases, all until
   -- lease_until, are the first to expire.
-  sooner(now + lease)
+  timer = earlier(timer, now + lease)
 end
 if waiting and limited and not paused then
-  sooner(now + math.ceil((1 - tokens) * 3600000000 / rate))
+  timer = earlier(timer, now + math.ceil((1 - tokens) * 3600000000 / rate))
 end
 if timer then
   timer = math.max(timer, now + 1)
@@ -602,4 +622,4 @@ if tenant and queue_write('ZREM', Q .. ':ready', tenant)
 else
   out[3] = tonumber(redis.call('HGET', P .. ':stats', 'seq') or 0) or 0
 end
-return with_pick(out)
+return with_pick(out, ARGV, now)

@@ -25,7 +25,21 @@
 -- the head of each group in turn); any other job to its priority's ready
 -- list.
 
+-- Made once, when the library loads (queue/scripts.rs): constants, and
+-- functions that need nothing of one call.
+
 local STRIDE = 8
+
+-- An error's text with its code first, as a reply (Lua's `pcall` hands
+-- it back as a table or as a string with the script's position).
+local function error_text(e)
+  if type(e) == 'table' then e = e.err end
+  e = tostring(e):gsub('^[%w_]+:%d+: ', '')
+  if not e:match('^%u[%u_]*[%s:]') then e = 'ERR ' .. e end
+  return e
+end
+
+--[[ per call ]]
 
 -- Check every job against its quotas before storing any.
 local i, index = 2, 0
@@ -151,15 +165,6 @@ local function store()
       out[#out + 1] = 1
     end
   end
-end
-
--- An error's text with its code first, as a reply (Lua's `pcall` hands
--- it back as a table or as a string with the script's position).
-local function error_text(e)
-  if type(e) == 'table' then e = e.err end
-  e = tostring(e):gsub('^[%w_]+:%d+: ', '')
-  if not e:match('^%u[%u_]*[%s:]') then e = 'ERR ' .. e end
-  return e
 end
 
 -- A job's bad key stops the call part way: the jobs stored before it are
