@@ -464,6 +464,72 @@ fn spool_bench_runs_end_to_end_and_reports_json() {
 }
 
 #[test]
+fn spool_bench_trims_a_full_kept_list_as_a_deployment_does_and_keeps_its_records() {
+    let env = Env::standalone("bench-kept");
+    let dir = temp_dir("bench-kept-plugins");
+    spool_tests::fleet::add_plugin(&dir, "hello", "hello");
+    let url = env.redis.url();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let out = bench_in(
+        &dir,
+        &[
+            "--plugin",
+            "hello",
+            "--jobs",
+            "200",
+            "--concurrency",
+            "1",
+            "--redis",
+            &url,
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Every record of the run was still there to be read back.
+    assert_eq!(report["succeeded"], 200, "{report}");
+    // The kept list started full of placeholders: each ack trimmed one
+    // and deleted its record, so the list ends holding the run's ids.
+    let keys = |pattern: &str| -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut env.redis_conn())
+            .unwrap()
+    };
+    let lists = keys("spool-bench-*:kept");
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    let kept: Vec<String> = redis::cmd("LRANGE")
+        .arg(&lists[0])
+        .arg(0)
+        .arg(-1)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(kept.len(), 200);
+    assert!(
+        kept.iter().all(|id| !id.starts_with("bench-kept-")),
+        "{kept:?}"
+    );
+    assert_eq!(keys("spool-bench-*:job:bench-kept-*"), Vec::<String>::new());
+    // And they were trimmed by the acks, which read each old record's
+    // status before deleting it (a list that never held placeholders
+    // would end the same, with no such reads).
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let reads: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_hget:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(reads >= 200, "{stats}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn spool_bench_runs_the_jobs_in_worker_processes() {
     let dir = temp_dir("bench-workers");
     spool_tests::fleet::add_plugin(&dir, "hello", "hello");

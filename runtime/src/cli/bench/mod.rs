@@ -9,6 +9,7 @@
 //! commands inside scripts too) and round trips per job.
 
 mod drive;
+mod kept;
 mod processes;
 mod queries;
 mod report;
@@ -202,6 +203,10 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     let registry = load_plugin(args, &plugin, &plugins)?;
     let rt = runtime();
     let client = rt.block_on(Queue::connect(queue_config.clone()))?;
+    if let Some(cap) = queue_config.keep_succeeded {
+        let tenants: Vec<String> = plugins.iter().map(|p| p.tenant.clone()).collect();
+        rt.block_on(kept::fill(&client, &tenants, cap))?;
+    }
     let spec = processes::Spec {
         file: &scan::file_for(&args.plugins, &plugin),
         serve: &plugins,
@@ -255,8 +260,12 @@ fn queue_config(args: &BenchArgs, url: &str) -> QueueConfig {
     if args.redis.is_some() {
         config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
     }
-    // The report reads every job's record back.
-    config.keep_succeeded = None;
+    // The report reads every job's record back: the cap is a tenant's
+    // share of the run's jobs (round-robin), and the kept lists start
+    // full (kept.rs), so that every ack trims as at the default cap in a
+    // deployment.
+    let tenants = args.tenants.max(1) as usize;
+    config.keep_succeeded = Some(args.jobs.max(1).div_ceil(tenants) as u64);
     config
 }
 

@@ -158,7 +158,10 @@ fn worker_command(exe: &Path, spec: &Spec<'_>, plugins: &Path, k: usize) -> Comm
         .arg("--queue")
         .arg(&q.queue)
         .arg("--keep-succeeded")
-        .arg("all")
+        .arg(
+            q.keep_succeeded
+                .map_or("all".to_string(), |k| k.to_string()),
+        )
         .arg("--artifact-cache")
         .arg(spec.dir.join(format!("artifacts-{k}")))
         .arg("--batch")
