@@ -72,7 +72,9 @@ def load(r, lua_dir):
     for n in NAMES:
         script = (lua_dir / f"{n}.lua").read_text()
         # Load-time definitions first, as queue/scripts.rs places them.
-        once, _, call = script.rpartition("--[[ per call ]]\n")
+        once, marker, call = script.partition("--[[ per call ]]\n")
+        if not marker:
+            once, call = "", script
         body += f"\ndo\n{once}\nredis.register_function('cost_{n}', function(KEYS, ARGV)\nbegin(KEYS)\n{call}\nend)\nend\n"
     r.function_load("#!lua name=cost\n" + body + "end\n", replace=True)
     return {n: (lambda n: lambda key, args, pipe: pipe.fcall(f"cost_{n}", 1, key, *args))(n) for n in NAMES}
