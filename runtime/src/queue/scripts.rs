@@ -14,8 +14,8 @@
 //! A script may start with definitions made once, at load: the lines
 //! before its [`PER_CALL`] marker (constant tables and functions that
 //! need nothing of one call). Every table or closure a call makes costs
-//! Redis about 1,400 instructions to allocate and collect, more than most
-//! commands the call sends: a one-job ack made some twenty
+//! Redis 700–2,000 instructions to allocate and collect (a command called
+//! from Lua ~4,700), and a one-job ack made some twenty of them
 //! (docs/performance.md, "What a script call costs"). Under `EVALSHA` they
 //! run on every call, after the prelude.
 //!
@@ -39,7 +39,7 @@ const RING_PRELUDE: &str = concat!(
 
 /// The line that ends a script's load-time definitions (see the module
 /// doc); a script without it is all per call.
-pub(crate) const PER_CALL: &str = "--[[ per call ]]\n";
+const PER_CALL: &str = "--[[ per call ]]\n";
 
 /// A script's load-time definitions and its per-call body.
 fn split(script: &str) -> (&str, &str) {
