@@ -15,8 +15,8 @@
 //! before its [`PER_CALL`] marker (constant tables and functions that
 //! need nothing of one call). Every table or closure a call makes costs
 //! Redis 700–2,000 instructions to allocate and collect (a command called
-//! from Lua ~4,700), and a one-job ack made some twenty of them
-//! (docs/performance.md, "What a script call costs"). Under `EVALSHA` they
+//! from Lua ~4,700), and the ack made eleven that never change on every
+//! call (docs/performance.md, "What a script call costs"). Under `EVALSHA` they
 //! run on every call, after the prelude.
 //!
 //! The library's name and its functions' names carry a hash of its code,
