@@ -40,8 +40,9 @@ pub(crate) struct RedisArgs {
     #[arg(long, env = "SPOOL_DEAD_CAP", default_value_t = 10_000, global = true)]
     pub dead_cap: u64,
 
-    /// Most succeeded job records kept per tenant (the newest; older ones
-    /// are deleted), or `all` to keep every one for --record-ttl.
+    /// Succeeded job records kept per tenant (the newest; older ones are
+    /// deleted in batches once a tenth more, at most 100, have piled up),
+    /// or `all` to keep every one for --record-ttl.
     #[arg(long, env = "SPOOL_KEEP_SUCCEEDED", default_value = "1000", value_parser = parse_keep, global = true)]
     pub keep_succeeded: Keep,
 

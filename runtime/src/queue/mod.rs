@@ -16,7 +16,7 @@
 //! | `T:group:G`, `T:groups`, `T:held:G`, `T:gpaused` | list, zset, set, set | groups: waiting jobs in order, the groups' rotation, the jobs holding a group's slots, paused groups |
 //! | `T:delayed` | zset | ids by due time (µs): `--delay`, `--at`, retry backoff |
 //! | `T:leases` | zset | running ids by lease expiry (µs); its size is what the tenant's cap counts |
-//! | `T:kept` | list | succeeded ids, newest at the head, capped (`--keep-succeeded`): older records are deleted |
+//! | `T:kept` | list | succeeded ids, newest at the head, capped (`--keep-succeeded`, trimmed a tenth at a time): older records are deleted |
 //! | `T:dead` | zset | dead-letter ids by time of death, capped |
 //! | `T:bucket`, `T:paused`, `T:in`, `T:timer` | | rate-limit tokens, a pause, the "has work" bookkeeping |
 //! | `T:done:ID` | list | completion notice for `enqueue --wait` |
@@ -105,8 +105,9 @@ pub struct QueueConfig {
     pub dead_ttl: Duration,
     /// Most dead letters kept; the oldest are dropped beyond it.
     pub dead_cap: u64,
-    /// Most succeeded records kept per tenant; the oldest are deleted
-    /// beyond it (`None`: only `record_ttl` limits them).
+    /// Succeeded records kept per tenant; the oldest are deleted beyond
+    /// it, in batches once a tenth more (at most 100) piled up (ack.lua,
+    /// `keep_newest`; `None`: only `record_ttl` limits them).
     pub keep_succeeded: Option<u64>,
     /// When an enqueue or an ack counts as done: once the master has it,
     /// or once a replica has it too (docs/queue.md, "Durability").

@@ -673,6 +673,54 @@ fn only_the_newest_succeeded_records_are_kept_per_tenant() {
 }
 
 #[test]
+fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
+    let env = Env::new("scripts-keep-batches");
+    let queue = env
+        .rt
+        .block_on(Queue::connect(QueueConfig {
+            keep_succeeded: Some(30),
+            ..env.queue_config()
+        }))
+        .unwrap();
+    let list = format!("{}:kept", env.tenant_keys("default"));
+    let (mut ids, mut lengths) = (Vec::new(), Vec::new());
+    for _ in 0..40 {
+        ids.push(run_id(&env, &queue, Next::Succeeded));
+        let (length, ttl): (usize, i64) = redis::pipe()
+            .cmd("LLEN")
+            .arg(&list)
+            .cmd("TTL")
+            .arg(&list)
+            .query(&mut env.redis_conn())
+            .unwrap();
+        assert!(ttl > 0, "the list expires, as its records do: TTL {ttl}");
+        lengths.push(length);
+    }
+    // Up to the cap every success is listed; past it the list grows by a
+    // tenth of the cap (3) before one trim takes it back to 30.
+    let expected: Vec<usize> = (1..=30)
+        .chain([31, 32, 30, 31, 32, 30, 31, 32, 30, 31])
+        .collect();
+    assert_eq!(lengths, expected);
+    // The listed are the newest, and theirs are the only records left.
+    let listed: Vec<String> = redis::cmd("LRANGE")
+        .arg(&list)
+        .arg(0)
+        .arg(-1)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let newest: Vec<String> = ids.iter().rev().take(31).cloned().collect();
+    assert_eq!(listed, newest);
+    for (n, id) in ids.iter().enumerate() {
+        let there: bool = redis::cmd("EXISTS")
+            .arg(job_key(&env, id))
+            .query(&mut env.redis_conn())
+            .unwrap();
+        assert_eq!(there, newest.contains(id), "job {n} of 40");
+    }
+}
+
+#[test]
 fn the_queue_totals_count_each_success_once_over_all_tenants() {
     let env = Env::new("scripts-queue-totals");
     let queue = &env.queue;

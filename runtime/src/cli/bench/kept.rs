@@ -1,6 +1,7 @@
 //! Each tenant's kept list (`T:kept`) filled to its cap before the run, so
-//! that every ack of the run trims the oldest succeeded record as a
-//! deployment's acks do once a tenant has run `--keep-succeeded` jobs
+//! that the run's acks trim the oldest succeeded records (in batches of a
+//! tenth of the cap) as a deployment's acks do once a tenant has run
+//! `--keep-succeeded` jobs
 //! (docs/performance.md, "Keeping records bounded"). Without it the
 //! bench measured a setting no deployment runs by default: every record
 //! kept, no trim. The run's own records stay readable for the report: the

@@ -120,24 +120,39 @@ end
 -- for a new job keeps it while that job is live. (Once the reused id
 -- succeeds again it is listed twice, and its record goes when the older
 -- entry does: checking each entry's token as well cost ~6% of Redis'
--- time per job, for ids no Spool client reuses.) The list lives as long
--- as the records it lists would. Records someone may come back for are
--- never listed (see the caller): they live for the TTL. (A list, not a
--- sorted set: pushing and popping ids is a fraction of a skiplist's cost,
--- and acks come in finish order anyway.)
+-- time per job, for ids no Spool client reuses.) Records someone may come
+-- back for are never listed (see the caller): they live for the TTL. (A
+-- list, not a sorted set: pushing and popping ids is a fraction of a
+-- skiplist's cost, and acks come in finish order anyway.)
+--
+-- The list is trimmed in batches (`slack` below): past the cap it grows
+-- by a tenth of it (at most 100) before one `RPOP` takes it back to the
+-- cap and one `DEL` deletes what it popped. Trimming at every ack cost an
+-- idle job three commands (`EXPIRE`, `RPOP`, `DEL`, of 37 in all);
+-- batched, a hundredth of that, and the cap holds within its slack.
+-- The list's expiry is set when a push makes it, and refreshed as it
+-- crosses each multiple of the slack (and so at each trim): it lives as
+-- long as the records it lists, but for those of the last few pushes,
+-- which then expire on their own.
 local function keep_newest(ids, keep, ttl)
   local list = P .. ':kept'
   local length = 0
   for k = 1, #ids, 1000 do
     length = redis.call('LPUSH', list, unpack(ids, k, math.min(k + 999, #ids)))
   end
+  local slack = math.max(1, math.min(100, math.floor(keep / 10)))
+  local excess = length - keep
+  local fresh = length == #ids
+  if excess < slack and not fresh
+      and math.floor(length / slack) == math.floor((length - #ids) / slack) then
+    return
+  end
   redis.call('EXPIRE', list, ttl)
+  if excess < slack then return end
   -- At most 1,000 per call (an ack call adds at most 500), so that a
   -- lowered cap is reached over a few calls, never in one long script.
-  local excess = math.min(length - keep, 1000)
-  if excess <= 0 then return end
   local gone = {}
-  for _, o in ipairs(redis.call('RPOP', list, text(excess))) do
+  for _, o in ipairs(redis.call('RPOP', list, text(math.min(excess, 1000)))) do
     local key = job_key(o)
     if redis.pcall('HGET', key, 'status') == 'succeeded' then gone[#gone + 1] = key end
   end
