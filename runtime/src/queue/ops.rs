@@ -186,6 +186,17 @@ impl Queue {
         Ok((heard, ids))
     }
 
+    /// Whether `tenant` had no concurrency cap when its limits were last
+    /// read, within [`LIMITS_FRESH`] (the claim of the job being acked
+    /// read them): its ack then need not look whether the freed lease
+    /// makes it claimable (ack.lua, `ARGV[5]`). Not known: false, and the
+    /// ack looks.
+    fn known_uncapped(&self, tenant: &str) -> bool {
+        lock(&self.inner.limits)
+            .get(tenant)
+            .is_some_and(|(at, l)| at.elapsed() < LIMITS_FRESH && l.get(Limit::Concurrency) == 0)
+    }
+
     /// The effective limits of each of `tenants`: those read within
     /// [`LIMITS_FRESH`] from memory, the rest in one round trip.
     pub(crate) async fn tenant_limits<'j>(
@@ -252,9 +263,13 @@ impl Queue {
         let calls: Vec<_> = order
             .iter()
             .zip(&keys)
-            .map(|((_, indices), tenant_keys)| {
+            .map(|((tenant, indices), tenant_keys)| {
                 let mut inv = self.inner.scripts.ack.key(tenant_keys);
-                inv.arg(ttl).arg(dead_ttl).arg(cap).arg(keep);
+                inv.arg(ttl)
+                    .arg(dead_ttl)
+                    .arg(cap)
+                    .arg(keep)
+                    .arg(u8::from(self.known_uncapped(tenant)));
                 for &i in indices {
                     push_outcome(&mut inv, &outcomes[i], counts[i].0);
                 }

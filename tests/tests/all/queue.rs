@@ -374,6 +374,87 @@ fn a_claim_on_one_redis_takes_its_dry_tenant_out_in_the_same_call() {
     }
 }
 
+/// Calls of `command` Redis ran (`INFO commandstats`).
+fn calls(conn: &mut spool_runtime::redis::SyncConn, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A freed lease can make a tenant under a concurrency cap claimable
+/// again: its ack looks for waiting jobs and brings the tenant back at
+/// once. A tenant without a cap has nothing a freed lease could free, and
+/// the ack of its job (the worker read its limits for the claim) spends
+/// no command looking.
+#[test]
+fn an_ack_frees_a_capped_tenants_slot_at_once_and_spends_nothing_on_an_uncapped_one() {
+    let env = Env::standalone("ack-freed-slot");
+    let keys = env.queue.key_prefix().to_string();
+    let lease = Duration::from_secs(30);
+    let mut conn = env.redis_conn();
+    let ready = |conn: &mut spool_runtime::redis::SyncConn| -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg(format!("{keys}:ready"))
+            .arg(0)
+            .arg(-1)
+            .query(conn)
+            .unwrap()
+    };
+    let done = |job: &spool_runtime::queue::ClaimedJob| {
+        let applied = env
+            .rt
+            .block_on(
+                env.queue
+                    .ack(&[job.outcome(spool_runtime::queue::Next::Succeeded)]),
+            )
+            .unwrap();
+        assert_eq!(applied, vec![true]);
+    };
+    // Uncapped: no look. (Tried again if the machine stalled past the
+    // second for which the claim's read of the limits stands.)
+    let mut looked = true;
+    for _ in 0..5 {
+        env.enqueue("hello", "{}");
+        let claim = env.rt.block_on(env.queue.claim("w", 10, lease)).unwrap();
+        let claimed = std::time::Instant::now();
+        let before = calls(&mut conn, "exists");
+        done(&claim.jobs[0]);
+        if claimed.elapsed() < Duration::from_millis(900) {
+            looked = calls(&mut conn, "exists") > before;
+            break;
+        }
+    }
+    assert!(
+        !looked,
+        "the ack of an uncapped tenant's job looked for work"
+    );
+    // Capped at one: the second job waits for the first's slot, out of the
+    // ready set; the first's ack brings the tenant back, not its timer.
+    env.set_limit("acme", spool_runtime::tenants::Limit::Concurrency, 1);
+    let first = env.enqueue("acme/hello", "{}");
+    let second = env.enqueue("acme/hello", "{}");
+    let claim = env.rt.block_on(env.queue.claim("w", 10, lease)).unwrap();
+    let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, vec![first.as_str()], "one job under the cap");
+    assert!(
+        ready(&mut conn).is_empty(),
+        "capped, the tenant left the ready set"
+    );
+    let before = calls(&mut conn, "exists");
+    done(&claim.jobs[0]);
+    assert!(
+        calls(&mut conn, "exists") > before,
+        "the capped tenant's ack looked"
+    );
+    assert_eq!(ready(&mut conn), vec!["acme".to_string()]);
+    let claim = env.rt.block_on(env.queue.claim("w", 10, lease)).unwrap();
+    let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, vec![second.as_str()]);
+}
+
 /// On a Redis that is not a cluster, the pick a claim makes for the next
 /// claim is the one the next claim uses: claims that follow each other are
 /// one script call each, no pick of their own.

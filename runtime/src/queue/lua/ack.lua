@@ -7,6 +7,9 @@
 -- ARGV[4]  succeeded records kept (0: no count cap, the TTL alone): the
 --          newest, in the order their acks came, in `P:kept`; older ones
 --          are deleted
+-- ARGV[5]  '1' when the worker knows (within the last second) that the
+--          tenant has no concurrency cap: a freed lease then cannot make
+--          it claimable, and the ack does not look (see the end)
 -- then one group per job:
 --   id, token, outcome, delay_us, wait, plain, nfields, field, value, ... (nfields pairs)
 -- plain: '1' when the worker's claim saw neither a `group` nor an `idem`
@@ -170,6 +173,7 @@ local LEAVES = { succeeded = { succeeded = true }, retrying = { retrying = true 
 --[[ per call ]]
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local keep = tonumber(ARGV[4]) or 0
+local uncapped = ARGV[5] == '1'
 local now = now_us()
 local now_s = text(now)
 local leases = P .. ':leases'
@@ -190,7 +194,7 @@ end
 -- This call's succeeded ids for `P:kept`, in order.
 local succeeded = {}
 
-local i = 5
+local i = 6
 while i <= #ARGV do
   local id, token, outcome, delay, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], int(ARGV[i + 3]), ARGV[i + 4]
   local plain, nfields = ARGV[i + 5], int(ARGV[i + 6])
@@ -276,8 +280,11 @@ if #succeeded > 0 then keep_newest(succeeded, keep, record_ttl) end
 -- A freed lease may be a free slot under the tenant's cap: worth a visit if
 -- jobs wait (a tenant that ran dry stays out of the ready set). Nothing to
 -- do while the tenant is in the ready set (the common case under load).
--- (One look when the tenant is neither in nor has work, as at idle.)
-if freed and redis.call('EXISTS', P .. ':in', P .. ':ready:high', P .. ':ready:normal',
+-- (One look when the tenant is neither in nor has work, as at idle; none
+-- for a tenant without a cap: what it waits for then is a rate's refill
+-- or a delayed job, each with a timer, or a group's slot, released and
+-- announced above.)
+if freed and not uncapped and redis.call('EXISTS', P .. ':in', P .. ':ready:high', P .. ':ready:normal',
     P .. ':ready:low', P .. ':groups') > 0
     and redis.call('EXISTS', P .. ':in') == 0 and has_waiting() then
   announce_ready()
