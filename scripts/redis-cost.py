@@ -126,11 +126,18 @@ def main():
         if not got:
             break
         claimed += got
+    # Redis' clock as a worker knows it from its claims (read here, in the
+    # claims' phase: the acks' cost is theirs alone).
+    secs, micros = r.time()
     marks.append(mark())
     # Scripts since 2026-12-04 take ARGV[5], whether the tenant is known
     # to have no concurrency cap (as a worker knows from its claim);
     # older copies (--lua) do not.
-    uncapped = ["1"] if "ARGV[5]  '1' when" in (a.lua / "ack.lua").read_text() else []
+    # And ARGV[6], Redis' clock as the worker reads it from its claims.
+    ack_text = (a.lua / "ack.lua").read_text()
+    uncapped = ["1"] if "ARGV[5]  '1' when" in ack_text else []
+    if "ARGV[6]  Redis' clock" in ack_text:
+        uncapped.append(secs * 1_000_000 + micros)
     by_tenant = {}
     for t, jid, token in claimed:
         by_tenant.setdefault(t, []).append((jid, token))

@@ -152,6 +152,7 @@ impl ClaimedJob {
         let mut outcome = Outcome::new(&self.tenant, &self.id, &self.token, self.wait, next);
         outcome.record.fresh = self.fresh;
         outcome.seen = self.seen.clone();
+        outcome.clock = Some((self.claimed_us, self.received));
         outcome
     }
 }
@@ -189,6 +190,11 @@ pub struct Outcome {
     /// What the claim saw of the record; `None` (an outcome not made from
     /// a claimed job): the ack reads it from the record.
     pub seen: Option<Seen>,
+    /// Redis' clock as the claim read it, and when its reply arrived: the
+    /// ack of successes tells Redis the time from it (claimed + elapsed,
+    /// never ahead of Redis), so that the script need not ask (`TIME`).
+    /// `None`: the script reads its clock.
+    pub clock: Option<(u64, std::time::Instant)>,
 }
 
 /// Where a job goes after an attempt.
@@ -237,6 +243,7 @@ impl Outcome {
             next,
             record: RecordUpdate::default(),
             seen: None,
+            clock: None,
         }
     }
 }

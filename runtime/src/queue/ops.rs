@@ -269,7 +269,8 @@ impl Queue {
                     .arg(dead_ttl)
                     .arg(cap)
                     .arg(keep)
-                    .arg(u8::from(self.known_uncapped(tenant)));
+                    .arg(u8::from(self.known_uncapped(tenant)))
+                    .arg(redis_now(indices.iter().map(|&i| &outcomes[i])));
                 for &i in indices {
                     push_outcome(&mut inv, &outcomes[i], counts[i].0);
                 }
@@ -515,6 +516,26 @@ fn read_acks(
         }
     }
     out
+}
+
+/// Redis' clock now (µs), as the claims of `outcomes` read it, for their
+/// ack (`ARGV[6]` of ack.lua): the latest of their claims' times plus the
+/// time since each reply came. Empty, for the script to read its clock,
+/// unless every outcome is a success from a claim (a retry's due time and
+/// a dead letter's place are Redis' own).
+fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>) -> String {
+    let mut now = None;
+    for o in outcomes {
+        match (o.next, o.clock) {
+            (Next::Succeeded, Some((claimed_us, received))) => {
+                let since = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let at = claimed_us.saturating_add(since);
+                now = Some(now.map_or(at, |n: u64| n.max(at)));
+            }
+            _ => return String::new(),
+        }
+    }
+    now.map(|n| n.to_string()).unwrap_or_default()
 }
 
 /// One outcome's arguments of `ack.lua`; `nfields` is how many fields its

@@ -455,6 +455,58 @@ fn an_ack_frees_a_capped_tenants_slot_at_once_and_spends_nothing_on_an_uncapped_
     assert_eq!(ids, vec![second.as_str()]);
 }
 
+/// Redis' clock now (µs).
+fn redis_time(conn: &mut spool_runtime::redis::SyncConn) -> u64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query(conn).unwrap();
+    s * 1_000_000 + us
+}
+
+/// A worker knows Redis' clock from its claims (the claim's time, plus the
+/// time since its reply came): its ack of successes sends it, and the
+/// script does not read the clock. The time it writes is no earlier than
+/// the attempt's start and no later than Redis' clock. An ack with a
+/// retry among its outcomes reads Redis' clock (due times are Redis').
+#[test]
+fn an_ack_of_successes_takes_redis_clock_from_the_claim() {
+    use spool_runtime::queue::Next;
+    let env = Env::standalone("ack-clock");
+    let lease = Duration::from_secs(30);
+    let mut conn = env.redis_conn();
+    let id = env.enqueue("hello", "{}");
+    let claim = env.rt.block_on(env.queue.claim("w", 10, lease)).unwrap();
+    let job = &claim.jobs[0];
+    assert_eq!(job.id, id);
+    std::thread::sleep(Duration::from_millis(20));
+    let mut done = job.outcome(Next::Succeeded);
+    done.record.started_us = spool_runtime::queue::Field::Set(job.claimed_us);
+    let before = calls(&mut conn, "time");
+    let applied = env.rt.block_on(env.queue.ack(&[done])).unwrap();
+    assert_eq!(applied, vec![true]);
+    assert_eq!(
+        calls(&mut conn, "time"),
+        before,
+        "the ack read Redis' clock"
+    );
+    let record = env.record(&id);
+    let finished = record.finished_us.expect("finished_us");
+    assert!(
+        finished >= job.claimed_us + 20_000,
+        "finished {finished}, claimed {} + 20 ms",
+        job.claimed_us
+    );
+    assert!(finished <= redis_time(&mut conn));
+    // A retry is due on Redis' clock: that ack reads it.
+    env.enqueue("hello", "{}");
+    let claim = env.rt.block_on(env.queue.claim("w", 10, lease)).unwrap();
+    let retry = claim.jobs[0].outcome(Next::Retry {
+        delay: Duration::from_secs(60),
+    });
+    let before = calls(&mut conn, "time");
+    let applied = env.rt.block_on(env.queue.ack(&[retry])).unwrap();
+    assert_eq!(applied, vec![true]);
+    assert!(calls(&mut conn, "time") > before);
+}
+
 /// On a Redis that is not a cluster, the pick a claim makes for the next
 /// claim is the one the next claim uses: claims that follow each other are
 /// one script call each, no pick of their own.

@@ -110,6 +110,7 @@ fn a_worker_whose_lease_expired_can_neither_ack_nor_renew() {
         },
         // As a worker acks (the fence alone decides; see ack.lua).
         seen: new.seen.clone(),
+        clock: Some((new.claimed_us, new.received)),
     };
     let renewed = env
         .rt

@@ -31,6 +31,7 @@ pub(crate) fn outcome(id: &str, token: &str, next: Next) -> Outcome {
             ..RecordUpdate::default()
         },
         seen: None,
+        clock: None,
     }
 }
 

@@ -10,6 +10,11 @@
 -- ARGV[5]  '1' when the worker knows (within the last second) that the
 --          tenant has no concurrency cap: a freed lease then cannot make
 --          it claimable, and the ack does not look (see the end)
+-- ARGV[6]  Redis' clock (µs) as the worker reads it from its claims, or
+--          '': the time of the outcomes (`finished_us`, TTLs). Sent only
+--          when every outcome is a success (a retry's due time or a dead
+--          letter's place are read from TIME), so that no ack calls TIME
+--          at idle (lib.lua, now_from)
 -- then one group per job:
 --   id, token, outcome, delay_us, wait, plain, nfields, field, value, ... (nfields pairs)
 -- plain: '1' when the worker's claim saw neither a `group` nor an `idem`
@@ -174,7 +179,7 @@ local LEAVES = { succeeded = { succeeded = true }, retrying = { retrying = true 
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local keep = tonumber(ARGV[4]) or 0
 local uncapped = ARGV[5] == '1'
-local now = now_us()
+local now = now_from(ARGV[6])
 local now_s = text(now)
 local leases = P .. ':leases'
 local applied = {}
@@ -194,7 +199,7 @@ end
 -- This call's succeeded ids for `P:kept`, in order.
 local succeeded = {}
 
-local i = 6
+local i = 7
 while i <= #ARGV do
   local id, token, outcome, delay, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], int(ARGV[i + 3]), ARGV[i + 4]
   local plain, nfields = ARGV[i + 5], int(ARGV[i + 6])

@@ -23,6 +23,19 @@ local function now_us()
   return clock
 end
 
+-- Redis' clock as the caller read it, if it sent a reading (`arg`, whole
+-- µs; a worker's ack of jobs it claimed: the claim's TIME plus the time
+-- since its reply came, never ahead of Redis); else TIME. One command
+-- fewer per call, where the caller knows.
+local function now_from(arg)
+  local sent = tonumber(arg)
+  if sent and sent > 0 and sent < 2 ^ 53 and sent == math.floor(sent) then
+    clock = sent
+    return clock
+  end
+  return now_us()
+end
+
 local function job_key(id) return P .. ':job:' .. id end
 
 -- A whole number as the text Redis stores. A Lua number handed to
