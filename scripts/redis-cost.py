@@ -135,15 +135,18 @@ def main():
     # older copies (--lua) do not.
     # And ARGV[6], Redis' clock as the worker reads it from its claims.
     ack_text = (a.lua / "ack.lua").read_text()
-    uncapped = ["1"] if "ARGV[5]  '1' when" in ack_text else []
+    extra = ["1"] if "ARGV[5]  '1' when" in ack_text else []
     if "ARGV[6]  Redis' clock" in ack_text:
-        uncapped.append(secs * 1_000_000 + micros)
+        extra.append(secs * 1_000_000 + micros)
+    # And ARGV[7], the kept list's refresh a worker asks once a minute.
+    if "ARGV[7]  '1': refresh" in ack_text:
+        extra.append(0)
     by_tenant = {}
     for t, jid, token in claimed:
         by_tenant.setdefault(t, []).append((jid, token))
     for t, jobs in by_tenant.items():
         for s in range(0, len(jobs), a.claim):
-            args = [86400, 604800, 10000, a.keep] + uncapped
+            args = [86400, 604800, 10000, a.keep] + extra
             for jid, token in jobs[s:s + a.claim]:
                 args += [jid, token, "succeeded", 0, 0, "1", len(RESULT)]
                 for field, value in RESULT:

@@ -209,6 +209,9 @@ struct Inner {
     clock_offset_us: std::sync::atomic::AtomicI64,
     /// Tenants this handle named in `Q:seq` (see [`Queue::register`]).
     registered: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// When this handle's acks last refreshed each tenant's kept list's
+    /// expiry (ack.lua `ARGV[7]`; see `Queue::kept_refresh`).
+    kept_refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -243,6 +246,7 @@ impl Queue {
                 hint: std::sync::Mutex::default(),
                 clock_offset_us: std::sync::atomic::AtomicI64::new(0),
                 registered: std::sync::Mutex::default(),
+                kept_refreshed: std::sync::Mutex::default(),
             }),
             redis,
             background_settle: false,

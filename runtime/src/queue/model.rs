@@ -192,7 +192,8 @@ pub struct Outcome {
     pub seen: Option<Seen>,
     /// Redis' clock as the claim read it, and when its reply arrived: the
     /// ack of successes tells Redis the time from it (claimed + elapsed,
-    /// never ahead of Redis), so that the script need not ask (`TIME`).
+    /// behind Redis by the reply's trip), so that the script need not ask
+    /// (`TIME`).
     /// `None`: the script reads its clock.
     pub clock: Option<(u64, std::time::Instant)>,
 }

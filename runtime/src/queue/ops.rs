@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 /// again: a changed quota reaches a long-running enqueuer within a second.
 pub const LIMITS_FRESH: Duration = Duration::from_secs(1);
 
+/// How often a worker's acks refresh the expiry of a tenant's kept list
+/// (ack.lua's `KEPT_MARGIN_S`, 120 s, must stay above it).
+const KEPT_REFRESH: Duration = Duration::from_secs(60);
+
 /// The result of an enqueue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enqueued {
@@ -186,15 +190,41 @@ impl Queue {
         Ok((heard, ids))
     }
 
-    /// Whether `tenant` had no concurrency cap when its limits were last
-    /// read, within [`LIMITS_FRESH`] (the claim of the job being acked
-    /// read them): its ack then need not look whether the freed lease
-    /// makes it claimable (ack.lua, `ARGV[5]`). Not known: false, and the
-    /// ack looks.
+    /// Whether `tenant` had no concurrency cap when this handle last read
+    /// its limits (a worker's claim of the job being acked reads them when
+    /// they are a second old): its ack then need not look whether the
+    /// freed lease makes it claimable (ack.lua, `ARGV[5]`). A view that
+    /// missed a cap just set costs the tenant at most claim.lua's
+    /// `CAP_LOOK_US` of waiting. Never read: false, and the ack looks.
     fn known_uncapped(&self, tenant: &str) -> bool {
         lock(&self.inner.limits)
             .get(tenant)
-            .is_some_and(|(at, l)| at.elapsed() < LIMITS_FRESH && l.get(Limit::Concurrency) == 0)
+            .is_some_and(|(_, l)| l.get(Limit::Concurrency) == 0)
+    }
+
+    /// Per ack call (`order`: its tenant and outcomes), whether it asks
+    /// the script to refresh the expiry of the tenant's kept list: the
+    /// first call of a tenant this handle has not refreshed for
+    /// [`KEPT_REFRESH`] (ack.lua, `keep_newest`). So while this worker acks
+    /// a tenant's jobs the list's expiry is never more than that behind
+    /// the newest record it lists (the script adds a margin above it), at
+    /// one `EXPIRE` a minute, not one per job.
+    fn kept_refresh(&self, keep: u64, order: &[(&str, Vec<usize>)]) -> Vec<bool> {
+        let mut done = lock(&self.inner.kept_refreshed);
+        if done.len() >= 10_000 {
+            done.clear();
+        }
+        let mut asked = std::collections::HashSet::new();
+        order
+            .iter()
+            .map(|(tenant, _)| {
+                keep > 0
+                    && asked.insert(*tenant)
+                    && done
+                        .get(*tenant)
+                        .is_none_or(|at| at.elapsed() >= KEPT_REFRESH)
+            })
+            .collect()
     }
 
     /// The effective limits of each of `tenants`: those read within
@@ -260,17 +290,21 @@ impl Queue {
             }
         }
         let keys: Vec<String> = order.iter().map(|(t, _)| self.tenant_keys(t)).collect();
+        let refresh = self.kept_refresh(keep, &order);
+        let sent = Instant::now();
         let calls: Vec<_> = order
             .iter()
             .zip(&keys)
-            .map(|((tenant, indices), tenant_keys)| {
+            .zip(&refresh)
+            .map(|(((tenant, indices), tenant_keys), &refresh)| {
                 let mut inv = self.inner.scripts.ack.key(tenant_keys);
                 inv.arg(ttl)
                     .arg(dead_ttl)
                     .arg(cap)
                     .arg(keep)
                     .arg(u8::from(self.known_uncapped(tenant)))
-                    .arg(redis_now(indices.iter().map(|&i| &outcomes[i])));
+                    .arg(redis_now(indices.iter().map(|&i| &outcomes[i])))
+                    .arg(u8::from(refresh));
                 for &i in indices {
                     push_outcome(&mut inv, &outcomes[i], counts[i].0);
                 }
@@ -282,6 +316,14 @@ impl Queue {
             .filter(|o| o.next == Next::Succeeded)
             .count() as i64;
         let replies = self.run_acks(&calls, expected).await?;
+        {
+            let mut done = lock(&self.inner.kept_refreshed);
+            for (((tenant, _), reply), refresh) in order.iter().zip(&replies).zip(&refresh) {
+                if *refresh && reply.is_ok() {
+                    done.insert(tenant.to_string(), sent);
+                }
+            }
+        }
         let AckReplies {
             applied,
             heard,
@@ -520,14 +562,15 @@ fn read_acks(
 
 /// Redis' clock now (µs), as the claims of `outcomes` read it, for their
 /// ack (`ARGV[6]` of ack.lua): the latest of their claims' times plus the
-/// time since each reply came. Empty, for the script to read its clock,
+/// time since each reply came (by this host's monotonic clock: behind
+/// Redis' by the reply's trip, as long as neither clock is stepped). Empty, for the script to read its clock,
 /// unless every outcome is a success from a claim (a retry's due time and
 /// a dead letter's place are Redis' own).
 fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>) -> String {
     let mut now = None;
     for o in outcomes {
         match (o.next, o.clock) {
-            (Next::Succeeded, Some((claimed_us, received))) => {
+            (Next::Succeeded, Some((claimed_us, received))) if claimed_us > 0 => {
                 let since = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
                 let at = claimed_us.saturating_add(since);
                 now = Some(now.map_or(at, |n: u64| n.max(at)));

@@ -687,14 +687,20 @@ fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
     let (mut ids, mut lengths) = (Vec::new(), Vec::new());
     for _ in 0..40 {
         ids.push(run_id(&env, &queue, Next::Succeeded));
-        let (length, ttl): (usize, i64) = redis::pipe()
+        let (length, ttl, newest): (usize, i64, i64) = redis::pipe()
             .cmd("LLEN")
             .arg(&list)
-            .cmd("TTL")
+            .cmd("PTTL")
             .arg(&list)
+            .cmd("PTTL")
+            .arg(job_key(&env, ids.last().unwrap()))
             .query(&mut env.redis_conn())
             .unwrap();
-        assert!(ttl > 0, "the list expires, as its records do: TTL {ttl}");
+        // It expires, but not before the records it lists.
+        assert!(
+            ttl >= newest && newest > 0,
+            "list {ttl} ms, newest record {newest} ms"
+        );
         lengths.push(length);
     }
     // Up to the cap every success is listed; past it the list grows by a

@@ -7,14 +7,18 @@
 -- ARGV[4]  succeeded records kept (0: no count cap, the TTL alone): the
 --          newest, in the order their acks came, in `P:kept`; older ones
 --          are deleted
--- ARGV[5]  '1' when the worker knows (within the last second) that the
---          tenant has no concurrency cap: a freed lease then cannot make
---          it claimable, and the ack does not look (see the end)
+-- ARGV[5]  '1' when the worker's view of the tenant's limits (read by its
+--          claims once a second) shows no concurrency cap: a freed lease
+--          then cannot make it claimable, and the ack does not look (see
+--          the end; a view that missed a cap just set costs the tenant
+--          claim.lua's CAP_LOOK_US at most)
 -- ARGV[6]  Redis' clock (µs) as the worker reads it from its claims, or
 --          '': the time of the outcomes (`finished_us`, TTLs). Sent only
 --          when every outcome is a success (a retry's due time or a dead
 --          letter's place are read from TIME), so that no ack calls TIME
 --          at idle (lib.lua, now_from)
+-- ARGV[7]  '1': refresh the expiry of the tenant's kept list (see
+--          keep_newest), whether or not this call adds to it
 -- then one group per job:
 --   id, token, outcome, delay_us, wait, plain, nfields, field, value, ... (nfields pairs)
 -- plain: '1' when the worker's claim saw neither a `group` nor an `idem`
@@ -136,12 +140,15 @@ end
 -- The list is trimmed in batches (`slack` below): past the cap it grows
 -- by a tenth of it (at most 100) before one `RPOP` takes it back to the
 -- cap and one `DEL` deletes what it popped. Trimming at every ack cost an
--- idle job three commands (`EXPIRE`, `RPOP`, `DEL`, of 37 in all);
--- batched, a hundredth of that, and the cap holds within its slack.
--- The list's expiry is set when a push makes it, and refreshed as it
--- crosses each multiple of the slack (and so at each trim): it lives as
--- long as the records it lists, but for those of the last few pushes,
--- which then expire on their own.
+-- idle job three commands (`EXPIRE`, `RPOP`, `DEL`); batched, a
+-- hundredth of that, and the cap holds within its slack.
+-- The list's expiry (the TTL and KEPT_MARGIN_S) is set when a push makes
+-- it, at each trim, and when the worker asks (ARGV[7]: each worker asks
+-- at least once a minute while it acks the tenant's jobs, see
+-- `kept_refresh` in queue/ops.rs): so the list outlives every record it
+-- lists, for at most that margin more.
+local KEPT_MARGIN_S = 120
+local function kept_expiry(ttl) return int(ttl) + KEPT_MARGIN_S end
 local function keep_newest(ids, keep, ttl)
   local list = P .. ':kept'
   local length = 0
@@ -150,13 +157,9 @@ local function keep_newest(ids, keep, ttl)
   end
   local slack = math.max(1, math.min(100, math.floor(keep / 10)))
   local excess = length - keep
-  local fresh = length == #ids
-  if excess < slack and not fresh
-      and math.floor(length / slack) == math.floor((length - #ids) / slack) then
-    return
-  end
-  redis.call('EXPIRE', list, ttl)
-  if excess < slack then return end
+  if excess < slack and length > #ids then return false end
+  redis.call('EXPIRE', list, kept_expiry(ttl))
+  if excess < slack then return true end
   -- At most 1,000 per call (an ack call adds at most 500), so that a
   -- lowered cap is reached over a few calls, never in one long script.
   local gone = {}
@@ -167,6 +170,7 @@ local function keep_newest(ids, keep, ttl)
   -- One DEL for all (each command called from Lua costs more than
   -- deleting a small record).
   if #gone > 0 then redis.call('DEL', unpack(gone)) end
+  return true
 end
 
 -- Whether `status` is what `outcome` leaves, to recognise an ack that is
@@ -199,7 +203,7 @@ end
 -- This call's succeeded ids for `P:kept`, in order.
 local succeeded = {}
 
-local i = 7
+local i = 8
 while i <= #ARGV do
   local id, token, outcome, delay, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], int(ARGV[i + 3]), ARGV[i + 4]
   local plain, nfields = ARGV[i + 5], int(ARGV[i + 6])
@@ -281,7 +285,11 @@ while i <= #ARGV do
   i = i + 7 + nfields * 2
 end
 if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
-if #succeeded > 0 then keep_newest(succeeded, keep, record_ttl) end
+local expiry_set = #succeeded > 0 and keep_newest(succeeded, keep, record_ttl)
+-- The worker's once-a-minute refresh of the kept list's expiry (above).
+if keep > 0 and ARGV[7] == '1' and not expiry_set then
+  redis.call('EXPIRE', P .. ':kept', kept_expiry(record_ttl))
+end
 -- A freed lease may be a free slot under the tenant's cap: worth a visit if
 -- jobs wait (a tenant that ran dry stays out of the ready set). Nothing to
 -- do while the tenant is in the ready set (the common case under load).

@@ -105,6 +105,8 @@ end
 -- The names of the values each job of the reply carries after its first
 -- three (see the header; queue/reply.rs decodes by them).
 local FIELDS = { 'fresh', 'record' }
+-- How soon a tenant that left at its cap is looked at again (µs).
+local CAP_LOOK_US = 2000000
 
 -- The reply, with the next pick when one was asked for (see ARGV[13]).
 local function with_pick(out, argv, now)
@@ -602,6 +604,12 @@ end
 if waiting and limited and not paused then
   timer = earlier(timer, now + math.ceil((1 - tokens) * 3600000000 / rate))
 end
+-- At its cap with jobs waiting, the tenant comes back when an ack frees a
+-- slot; but an ack skips that look when its worker's view of the limits
+-- (up to a second or so old) shows no cap (ack.lua, ARGV[5]). So a cap
+-- just set, or a claim whose view of a cap just lifted is that old,
+-- costs at most this long a wait, not a lease's.
+if waiting and capped and not paused then timer = earlier(timer, now + CAP_LOOK_US) end
 if timer then
   timer = math.max(timer, now + 1)
   redis.call('SET', P .. ':timer', timer)

@@ -11,7 +11,8 @@
 -- slot, and a Redis Cluster can spread tenants over its nodes.
 --
 -- Timestamps are microseconds since the Unix epoch, read from Redis' own clock
--- (TIME) so that every worker and every client share one clock.
+-- (TIME) so that every worker and every client share one clock (or, for
+-- an ack of successes, as the worker knows it from its claim: now_from).
 
 local P
 -- The last now_us() of this call (µs), for expiry times.
@@ -25,11 +26,12 @@ end
 
 -- Redis' clock as the caller read it, if it sent a reading (`arg`, whole
 -- µs; a worker's ack of jobs it claimed: the claim's TIME plus the time
--- since its reply came, never ahead of Redis); else TIME. One command
--- fewer per call, where the caller knows.
+-- since its reply came, behind Redis' by the reply's trip); else TIME.
+-- One command fewer per call, where the caller knows. A reading before
+-- 2001 (1e15 µs) is no reading: expiry times from it would have passed.
 local function now_from(arg)
   local sent = tonumber(arg)
-  if sent and sent > 0 and sent < 2 ^ 53 and sent == math.floor(sent) then
+  if sent and sent >= 1e15 and sent < 2 ^ 53 and sent == math.floor(sent) then
     clock = sent
     return clock
   end
