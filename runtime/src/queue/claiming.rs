@@ -361,6 +361,7 @@ impl Queue {
         // no earlier than `claimed_us`: times derived from it never run
         // ahead of Redis' (a start can never come after its finish).
         let received = Instant::now();
+        let wall = crate::ids::now_us();
         // A failed pick only costs the next claim a pick of its own.
         let fresh = match next {
             Some(_) if inside => replies
@@ -370,13 +371,26 @@ impl Queue {
             Some(_) => replies.pop().and_then(|r| r.and_then(parse_pick).ok()),
             None => None,
         };
-        let claimed = shares.iter().zip(replies).map(|((tenant, _), reply)| {
-            let claim = reply
-                .and_then(|r| parse_claim(tenant, r, received))
-                .unwrap_or_else(|e| quarantined(tenant, &e, now_us));
-            (tenant.clone(), claim)
-        });
-        Ok((claimed.collect(), fresh))
+        let claimed: Vec<_> = shares
+            .iter()
+            .zip(replies)
+            .map(|((tenant, _), reply)| {
+                let claim = reply
+                    .and_then(|r| parse_claim(tenant, r, received))
+                    .unwrap_or_else(|e| quarantined(tenant, &e, now_us));
+                (tenant.clone(), claim)
+            })
+            .collect();
+        // Redis' clock less this host's, as the claims read it (the acks
+        // check their clock against it: ops.rs, redis_now).
+        if let Some((_, c)) = claimed.iter().find(|(_, c)| !c.unsure && c.now_us > 0) {
+            let redis = i64::try_from(c.now_us).unwrap_or(i64::MAX);
+            let local = i64::try_from(wall).unwrap_or(i64::MAX);
+            self.inner
+                .clock_offset_us
+                .store(redis.saturating_sub(local), Ordering::Relaxed);
+        }
+        Ok((claimed, fresh))
     }
 }
 

@@ -190,16 +190,17 @@ impl Queue {
         Ok((heard, ids))
     }
 
-    /// Whether `tenant` had no concurrency cap when this handle last read
-    /// its limits (a worker's claim of the job being acked reads them when
-    /// they are a second old): its ack then need not look whether the
-    /// freed lease makes it claimable (ack.lua, `ARGV[5]`). A view that
-    /// missed a cap just set costs the tenant at most claim.lua's
-    /// `CAP_LOOK_US` of waiting. Never read: false, and the ack looks.
+    /// Whether `tenant` had no concurrency cap when this handle read its
+    /// limits, within [`LIMITS_FRESH`] (a worker's claim of the job being
+    /// acked read them then): its ack need not look whether the freed
+    /// lease makes it claimable (ack.lua, `ARGV[5]`). So only a cap set
+    /// (or lifted) within about a second can be missed, and then the
+    /// tenant waits at most claim.lua's `CAP_LOOK_US`. Not read lately:
+    /// false, and the ack looks.
     fn known_uncapped(&self, tenant: &str) -> bool {
         lock(&self.inner.limits)
             .get(tenant)
-            .is_some_and(|(_, l)| l.get(Limit::Concurrency) == 0)
+            .is_some_and(|(at, l)| at.elapsed() < LIMITS_FRESH && l.get(Limit::Concurrency) == 0)
     }
 
     /// Per ack call (`order`: its tenant and outcomes), whether it asks
@@ -292,6 +293,13 @@ impl Queue {
         let keys: Vec<String> = order.iter().map(|(t, _)| self.tenant_keys(t)).collect();
         let refresh = self.kept_refresh(keep, &order);
         let sent = Instant::now();
+        let offset = self
+            .inner
+            .clock_offset_us
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let wall = i64::try_from(crate::ids::now_us())
+            .unwrap_or(i64::MAX)
+            .saturating_add(offset);
         let calls: Vec<_> = order
             .iter()
             .zip(&keys)
@@ -303,7 +311,7 @@ impl Queue {
                     .arg(cap)
                     .arg(keep)
                     .arg(u8::from(self.known_uncapped(tenant)))
-                    .arg(redis_now(indices.iter().map(|&i| &outcomes[i])))
+                    .arg(redis_now(indices.iter().map(|&i| &outcomes[i]), wall))
                     .arg(u8::from(refresh));
                 for &i in indices {
                     push_outcome(&mut inv, &outcomes[i], counts[i].0);
@@ -562,11 +570,14 @@ fn read_acks(
 
 /// Redis' clock now (µs), as the claims of `outcomes` read it, for their
 /// ack (`ARGV[6]` of ack.lua): the latest of their claims' times plus the
-/// time since each reply came (by this host's monotonic clock: behind
-/// Redis' by the reply's trip, as long as neither clock is stepped). Empty, for the script to read its clock,
+/// time since each reply came, by this host's monotonic clock (behind
+/// Redis' by the reply's trip). Empty, for the script to read its clock,
 /// unless every outcome is a success from a claim (a retry's due time and
-/// a dead letter's place are Redis' own).
-fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>) -> String {
+/// a dead letter's place are Redis' own), and unless it is more than
+/// [`CLOCKS_AGREE`] off `wall` (this host's clock plus Redis' offset from
+/// it, µs): the monotonic clock stops while the host is suspended, and
+/// an estimate a day behind would set expiries that have passed.
+fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>, wall: i64) -> String {
     let mut now = None;
     for o in outcomes {
         match (o.next, o.clock) {
@@ -578,8 +589,18 @@ fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>) -> String {
             _ => return String::new(),
         }
     }
-    now.map(|n| n.to_string()).unwrap_or_default()
+    match now {
+        Some(n) if (i64::try_from(n).unwrap_or(i64::MAX) - wall).abs() <= CLOCKS_AGREE => {
+            n.to_string()
+        }
+        _ => String::new(),
+    }
 }
+
+/// How far an ack's estimate of Redis' clock may be from this host's clock
+/// plus the offset its claims saw before the script reads `TIME` instead
+/// (µs).
+const CLOCKS_AGREE: i64 = 1_000_000;
 
 /// One outcome's arguments of `ack.lua`; `nfields` is how many fields its
 /// record update writes ([`super::RecordUpdate::counts`]).
@@ -646,4 +667,47 @@ fn over_quota(e: &redis::RedisError, jobs: &[&NewJob]) -> Option<QueueError> {
         value,
         quota,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn success(claimed_us: u64, received: Instant) -> Outcome {
+        let mut o = Outcome::new("t", "1", "1", false, Next::Succeeded);
+        o.clock = Some((claimed_us, received));
+        o
+    }
+
+    #[test]
+    fn an_ack_sends_its_claims_clock_only_when_it_agrees_with_this_hosts() {
+        let start = 1_800_000_000_000_000u64;
+        let at = Instant::now();
+        let both = [success(start, at), success(start + 5, at)];
+        let wall = i64::try_from(start).unwrap();
+        let sent: u64 = redis_now(both.iter(), wall).parse().unwrap();
+        assert!((start + 5..start + 5 + 1_000_000).contains(&sent), "{sent}");
+        // A host suspended for a day: its monotonic clock stood still.
+        assert_eq!(redis_now(both.iter(), wall + 86_400_000_000), "");
+        // Anything but a success, or a job never claimed: Redis' own clock.
+        let retry = Outcome::new("t", "2", "1", false, Next::Dead);
+        assert_eq!(redis_now([&both[0], &retry].into_iter(), wall), "");
+        let unclaimed = success(0, at);
+        assert_eq!(redis_now(std::iter::once(&unclaimed), 0), "");
+    }
+
+    #[test]
+    fn the_kept_lists_margin_covers_a_workers_refresh_period() {
+        let lua = include_str!("lua/ack.lua");
+        let margin: u64 = lua
+            .lines()
+            .find_map(|l| l.strip_prefix("local KEPT_MARGIN_S = "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("KEPT_MARGIN_S in ack.lua");
+        // A refresh a period ago, and an ack's call that takes a while.
+        assert!(
+            Duration::from_secs(margin) >= KEPT_REFRESH * 2,
+            "{margin} s"
+        );
+    }
 }

@@ -727,6 +727,51 @@ fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
     }
 }
 
+/// A tenant's kept list lives as long as the records it lists, whatever
+/// each worker's `--record-ttl`: a worker's acks raise its expiry (once a
+/// minute per tenant; the first ack of a new worker does), and never
+/// lower it below what a worker with a longer TTL set.
+#[test]
+fn a_kept_lists_expiry_is_raised_by_each_worker_and_never_lowered() {
+    let env = Env::new("scripts-keep-expiry");
+    let worker = |ttl: u64| {
+        env.rt
+            .block_on(Queue::connect(QueueConfig {
+                keep_succeeded: Some(30),
+                record_ttl: Duration::from_secs(ttl),
+                ..env.queue_config()
+            }))
+            .unwrap()
+    };
+    let list = format!("{}:kept", env.tenant_keys("default"));
+    let pttl = || -> i64 {
+        redis::cmd("PTTL")
+            .arg(&list)
+            .query(&mut env.redis_conn())
+            .unwrap()
+    };
+    let hour = worker(3600);
+    run_id(&env, &hour, Next::Succeeded);
+    assert!(pttl() >= 3_600_000, "{}", pttl());
+    // A worker keeping records a minute does not cut the hour short.
+    let minute = worker(60);
+    run_id(&env, &minute, Next::Succeeded);
+    assert!(pttl() >= 3_590_000, "{}", pttl());
+    // The list's expiry fell short (by hand): a worker's first ack raises
+    // it, though its push neither makes nor trims the list.
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&list)
+        .arg(5_000)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let id = run_id(&env, &worker(3600), Next::Succeeded);
+    let record: i64 = redis::cmd("PTTL")
+        .arg(job_key(&env, &id))
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert!(pttl() > record, "list {} ms, record {record} ms", pttl());
+}
+
 #[test]
 fn the_queue_totals_count_each_success_once_over_all_tenants() {
     let env = Env::new("scripts-queue-totals");

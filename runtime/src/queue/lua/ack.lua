@@ -143,12 +143,20 @@ end
 -- idle job three commands (`EXPIRE`, `RPOP`, `DEL`); batched, a
 -- hundredth of that, and the cap holds within its slack.
 -- The list's expiry (the TTL and KEPT_MARGIN_S) is set when a push makes
--- it, at each trim, and when the worker asks (ARGV[7]: each worker asks
--- at least once a minute while it acks the tenant's jobs, see
--- `kept_refresh` in queue/ops.rs): so the list outlives every record it
--- lists, for at most that margin more.
+-- it, and raised, never lowered, at each trim and when the worker asks
+-- (ARGV[7]: a worker asks once a minute while it acks the tenant's
+-- successes, see `kept_refresh` in queue/ops.rs, which checks the margin
+-- covers that): so the list outlives every record it lists, by at most
+-- the margin. (Never lowered: a worker with a shorter --record-ttl must
+-- not cut the list's life short of records a longer one wrote. A PTTL
+-- more, but only at a trim or a refresh.)
 local KEPT_MARGIN_S = 120
-local function kept_expiry(ttl) return int(ttl) + KEPT_MARGIN_S end
+local function kept_expiry(ttl) return math.min(int(ttl), MAX_TTL) + KEPT_MARGIN_S end
+local function extend_kept(list, ttl)
+  local want = kept_expiry(ttl) * 1000
+  local left = redis.call('PTTL', list)
+  if left == -1 or (left >= 0 and left < want) then redis.call('PEXPIRE', list, want) end
+end
 local function keep_newest(ids, keep, ttl)
   local list = P .. ':kept'
   local length = 0
@@ -157,9 +165,15 @@ local function keep_newest(ids, keep, ttl)
   end
   local slack = math.max(1, math.min(100, math.floor(keep / 10)))
   local excess = length - keep
-  if excess < slack and length > #ids then return false end
-  redis.call('EXPIRE', list, kept_expiry(ttl))
-  if excess < slack then return true end
+  if length == #ids then
+    -- Made by this push.
+    redis.call('EXPIRE', list, kept_expiry(ttl))
+    if excess < slack then return true end
+  elseif excess < slack then
+    return false
+  else
+    extend_kept(list, ttl)
+  end
   -- At most 1,000 per call (an ack call adds at most 500), so that a
   -- lowered cap is reached over a few calls, never in one long script.
   local gone = {}
@@ -288,7 +302,7 @@ if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
 local expiry_set = #succeeded > 0 and keep_newest(succeeded, keep, record_ttl)
 -- The worker's once-a-minute refresh of the kept list's expiry (above).
 if keep > 0 and ARGV[7] == '1' and not expiry_set then
-  redis.call('EXPIRE', P .. ':kept', kept_expiry(record_ttl))
+  extend_kept(P .. ':kept', record_ttl)
 end
 -- A freed lease may be a free slot under the tenant's cap: worth a visit if
 -- jobs wait (a tenant that ran dry stays out of the ready set). Nothing to

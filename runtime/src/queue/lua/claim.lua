@@ -106,7 +106,7 @@ end
 -- three (see the header; queue/reply.rs decodes by them).
 local FIELDS = { 'fresh', 'record' }
 -- How soon a tenant that left at its cap is looked at again (µs).
-local CAP_LOOK_US = 2000000
+local CAP_LOOK_US = 10000000
 
 -- The reply, with the next pick when one was asked for (see ARGV[13]).
 local function with_pick(out, argv, now)
@@ -606,9 +606,11 @@ if waiting and limited and not paused then
 end
 -- At its cap with jobs waiting, the tenant comes back when an ack frees a
 -- slot; but an ack skips that look when its worker's view of the limits
--- (up to a second or so old) shows no cap (ack.lua, ARGV[5]). So a cap
--- just set, or a claim whose view of a cap just lifted is that old,
--- costs at most this long a wait, not a lease's.
+-- (under a second old) shows no cap (ack.lua, ARGV[5]). So a cap set
+-- within that second, or lifted within it under a claim whose view
+-- still had it, costs at most this long a wait, not a lease's (which
+-- may be minutes). As long as the default lease: no more visits to a
+-- capped tenant than its leases' timer made at the default.
 if waiting and capped and not paused then timer = earlier(timer, now + CAP_LOOK_US) end
 if timer then
   timer = math.max(timer, now + 1)
