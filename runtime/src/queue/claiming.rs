@@ -317,6 +317,19 @@ impl Queue {
         }
     }
 
+    /// Redis' clock less this host's (`wall` when the replies came), as
+    /// the first readable of `claimed` read it: the acks check the clock
+    /// they send against it (ops.rs, `redis_now`).
+    fn note_clock(&self, claimed: &[(String, TenantClaim)], wall: u64) {
+        if let Some((_, c)) = claimed.iter().find(|(_, c)| !c.unsure && c.now_us > 0) {
+            let redis = i64::try_from(c.now_us).unwrap_or(i64::MAX);
+            let local = i64::try_from(wall).unwrap_or(i64::MAX);
+            self.inner
+                .clock_offset_us
+                .store(redis.saturating_sub(local), Ordering::Relaxed);
+        }
+    }
+
     /// One claim script call per tenant share, in one pipeline.
     async fn claim_shares(
         &self,
@@ -362,15 +375,7 @@ impl Queue {
         // ahead of Redis' (a start can never come after its finish).
         let received = Instant::now();
         let wall = crate::ids::now_us();
-        // A failed pick only costs the next claim a pick of its own.
-        let fresh = match next {
-            Some(_) if inside => replies
-                .last_mut()
-                .and_then(|r| r.as_mut().ok())
-                .and_then(take_pick),
-            Some(_) => replies.pop().and_then(|r| r.and_then(parse_pick).ok()),
-            None => None,
-        };
+        let fresh = next.and_then(|_| ridden_pick(&mut replies, inside));
         let claimed: Vec<_> = shares
             .iter()
             .zip(replies)
@@ -381,16 +386,22 @@ impl Queue {
                 (tenant.clone(), claim)
             })
             .collect();
-        // Redis' clock less this host's, as the claims read it (the acks
-        // check their clock against it: ops.rs, redis_now).
-        if let Some((_, c)) = claimed.iter().find(|(_, c)| !c.unsure && c.now_us > 0) {
-            let redis = i64::try_from(c.now_us).unwrap_or(i64::MAX);
-            let local = i64::try_from(wall).unwrap_or(i64::MAX);
-            self.inner
-                .clock_offset_us
-                .store(redis.saturating_sub(local), Ordering::Relaxed);
-        }
+        self.note_clock(&claimed, wall);
         Ok((claimed, fresh))
+    }
+}
+
+/// The pick that rode along with a claim's `replies`: inside the last
+/// claim's reply, or (`inside` false) the last reply of its own, taken
+/// off. A failed pick only costs the next claim a pick of its own.
+fn ridden_pick(replies: &mut Vec<Result<Value, QueueError>>, inside: bool) -> Option<Picked> {
+    if inside {
+        replies
+            .last_mut()
+            .and_then(|r| r.as_mut().ok())
+            .and_then(take_pick)
+    } else {
+        replies.pop().and_then(|r| r.and_then(parse_pick).ok())
     }
 }
 

@@ -279,7 +279,6 @@ impl Queue {
         // (fields, value bytes) of each outcome, worked out once.
         let counts: Vec<(usize, usize)> = outcomes.iter().map(|o| o.record.counts()).collect();
         let size = |&i: &usize| -> usize { counts[i].1 };
-        let [ttl, dead_ttl, cap] = self.ttl_args();
         let keep = self.inner.config.keep_succeeded.unwrap_or(0);
         // (tenant, positions) per script call: one tenant's outcomes, at
         // most 500 or 4 MiB of fields. Positions, not copies: outputs can
@@ -293,26 +292,19 @@ impl Queue {
         let keys: Vec<String> = order.iter().map(|(t, _)| self.tenant_keys(t)).collect();
         let refresh = self.kept_refresh(keep, &order);
         let sent = Instant::now();
-        let offset = self
-            .inner
-            .clock_offset_us
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let wall = i64::try_from(crate::ids::now_us())
-            .unwrap_or(i64::MAX)
-            .saturating_add(offset);
+        let fixed = AckArgs {
+            ttl_args: self.ttl_args(),
+            keep,
+            wall: self.redis_wall_clock(),
+        };
         let calls: Vec<_> = order
             .iter()
             .zip(&keys)
             .zip(&refresh)
-            .map(|(((tenant, indices), tenant_keys), &refresh)| {
-                let mut inv = self.inner.scripts.ack.key(tenant_keys);
-                inv.arg(ttl)
-                    .arg(dead_ttl)
-                    .arg(cap)
-                    .arg(keep)
-                    .arg(u8::from(self.known_uncapped(tenant)))
-                    .arg(redis_now(indices.iter().map(|&i| &outcomes[i]), wall))
-                    .arg(u8::from(refresh));
+            .map(|(((tenant, indices), keys), &refresh)| {
+                let mut inv = self.ack_call(keys, tenant, &fixed, refresh, || {
+                    indices.iter().map(|&i| &outcomes[i])
+                });
                 for &i in indices {
                     push_outcome(&mut inv, &outcomes[i], counts[i].0);
                 }
@@ -324,14 +316,7 @@ impl Queue {
             .filter(|o| o.next == Next::Succeeded)
             .count() as i64;
         let replies = self.run_acks(&calls, expected).await?;
-        {
-            let mut done = lock(&self.inner.kept_refreshed);
-            for (((tenant, _), reply), refresh) in order.iter().zip(&replies).zip(&refresh) {
-                if *refresh && reply.is_ok() {
-                    done.insert(tenant.to_string(), sent);
-                }
-            }
-        }
+        self.kept_refreshed(&order, &replies, &refresh, sent);
         let AckReplies {
             applied,
             heard,
@@ -348,6 +333,60 @@ impl Queue {
         match refused {
             Some(e) => Err(e),
             None => Ok(applied),
+        }
+    }
+
+    /// An ack call of `tenant` (its keys `keys`) with its fixed arguments
+    /// (ack.lua's `ARGV[1..7]`), before its outcomes; `outcomes` are those
+    /// it will carry (for the clock it sends).
+    fn ack_call<'o, I: Iterator<Item = &'o Outcome>>(
+        &self,
+        keys: &str,
+        tenant: &str,
+        fixed: &AckArgs,
+        refresh: bool,
+        outcomes: impl FnOnce() -> I,
+    ) -> super::scripts::Call<'_> {
+        let [ttl, dead_ttl, cap] = fixed.ttl_args;
+        let mut inv = self.inner.scripts.ack.key(keys);
+        inv.arg(ttl)
+            .arg(dead_ttl)
+            .arg(cap)
+            .arg(fixed.keep)
+            .arg(u8::from(self.known_uncapped(tenant)))
+            .arg(redis_now(outcomes(), fixed.wall))
+            .arg(u8::from(refresh));
+        inv
+    }
+
+    /// This host's clock plus Redis' offset from it as the last claim or
+    /// pick saw it (µs): Redis' clock now, as this host would say.
+    fn redis_wall_clock(&self) -> i64 {
+        let offset = self
+            .inner
+            .clock_offset_us
+            .load(std::sync::atomic::Ordering::Relaxed);
+        i64::try_from(crate::ids::now_us())
+            .unwrap_or(i64::MAX)
+            .saturating_add(offset)
+    }
+
+    /// Note the tenants whose kept list an ack call (`order`, `replies`)
+    /// refreshed as asked (`refresh`), at `sent`, the moment before they
+    /// were sent (see [`Queue::kept_refresh`]). A call without a reply may
+    /// not have run: the next asks again.
+    fn kept_refreshed(
+        &self,
+        order: &[(&str, Vec<usize>)],
+        replies: &[Result<Value, QueueError>],
+        refresh: &[bool],
+        sent: Instant,
+    ) {
+        let mut done = lock(&self.inner.kept_refreshed);
+        for (((tenant, _), reply), refresh) in order.iter().zip(replies).zip(refresh) {
+            if *refresh && reply.is_ok() {
+                done.insert(tenant.to_string(), sent);
+            }
         }
     }
 
@@ -595,6 +634,16 @@ fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>, wall: i64) -> Stri
         }
         _ => String::new(),
     }
+}
+
+/// An ack call's arguments that are the same for every tenant.
+struct AckArgs {
+    /// Record TTL, dead TTL, dead cap ([`Queue::ttl_args`]).
+    ttl_args: [u64; 3],
+    /// Succeeded records kept per tenant (0: all).
+    keep: u64,
+    /// Redis' clock as this host would say ([`Queue::redis_wall_clock`]).
+    wall: i64,
 }
 
 /// How far an ack's estimate of Redis' clock may be from this host's clock

@@ -429,7 +429,10 @@ fn an_ack_frees_a_capped_tenants_slot_at_once_and_spends_nothing_on_an_uncapped_
             break;
         }
     }
-    assert!(!looked, "the ack of an uncapped tenant's job looked for work");
+    assert!(
+        !looked,
+        "the ack of an uncapped tenant's job looked for work"
+    );
     // Capped at one: the second job waits for the first's slot, out of the
     // ready set; the first's ack brings the tenant back, not its timer.
     env.set_limit("acme", spool_runtime::tenants::Limit::Concurrency, 1);
