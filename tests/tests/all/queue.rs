@@ -247,14 +247,7 @@ fn an_enqueue_on_one_redis_announces_in_the_same_round_trip() {
         .unwrap();
     assert_eq!(claim.jobs[0].id, first);
     let mut conn = env.redis_conn();
-    let ready = |conn: &mut spool_runtime::redis::SyncConn| -> Vec<String> {
-        redis::cmd("ZRANGE")
-            .arg(format!("{keys}:ready"))
-            .arg(0)
-            .arg(-1)
-            .query(conn)
-            .unwrap()
-    };
+    let ready = |conn: &mut spool_runtime::redis::SyncConn| ready_tenants(conn, &keys);
     env.wait_for("the tenant to leave the ready set", || {
         ready(&mut env.redis_conn()).is_empty()
     });
@@ -300,6 +293,16 @@ fn an_enqueue_on_one_redis_announces_in_the_same_round_trip() {
         .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
         .unwrap();
     assert_eq!(claim.jobs[0].id, third);
+}
+
+/// The tenants in the queue's ready set (`keys`: the queue's prefix).
+fn ready_tenants(conn: &mut spool_runtime::redis::SyncConn, keys: &str) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg(format!("{keys}:ready"))
+        .arg(0)
+        .arg(-1)
+        .query(conn)
+        .unwrap()
 }
 
 /// Script calls Redis ran (`INFO commandstats`; the tenant's limits, read
@@ -396,14 +399,7 @@ fn an_ack_frees_a_capped_tenants_slot_at_once_and_spends_nothing_on_an_uncapped_
     let keys = env.queue.key_prefix().to_string();
     let lease = Duration::from_secs(30);
     let mut conn = env.redis_conn();
-    let ready = |conn: &mut spool_runtime::redis::SyncConn| -> Vec<String> {
-        redis::cmd("ZRANGE")
-            .arg(format!("{keys}:ready"))
-            .arg(0)
-            .arg(-1)
-            .query(conn)
-            .unwrap()
-    };
+    let ready = |conn: &mut spool_runtime::redis::SyncConn| ready_tenants(conn, &keys);
     let done = |job: &spool_runtime::queue::ClaimedJob| {
         let applied = env
             .rt
