@@ -316,13 +316,14 @@ impl Queue {
             .filter(|o| o.next == Next::Succeeded)
             .count() as i64;
         let replies = self.run_acks(&calls, expected).await?;
-        self.kept_refreshed(&order, &replies, &refresh, sent);
         let AckReplies {
             applied,
+            newly,
             heard,
             refused,
             overcounted,
-        } = read_acks(outcomes, order, replies);
+        } = read_acks(outcomes, &order, replies);
+        self.kept_refreshed(&order, outcomes, &newly, &refresh, sent);
         self.announce_or_warn(&heard, "ack").await;
         if overcounted > 0 {
             self.count_round_trip();
@@ -371,20 +372,23 @@ impl Queue {
             .saturating_add(offset)
     }
 
-    /// Note the tenants whose kept list an ack call (`order`, `replies`)
-    /// refreshed as asked (`refresh`), at `sent`, the moment before they
-    /// were sent (see [`Queue::kept_refresh`]). A call without a reply may
-    /// not have run: the next asks again.
+    /// Note the tenants whose kept list an ack call (`order`) refreshed
+    /// as asked (`refresh`), at `sent`, the moment before they were sent
+    /// (see [`Queue::kept_refresh`]): those where the call listed a
+    /// success it recorded (`newly`), so that the list was there to
+    /// refresh (the script refreshes after its push). Otherwise the next
+    /// call asks again.
     fn kept_refreshed(
         &self,
         order: &[(&str, Vec<usize>)],
-        replies: &[Result<Value, QueueError>],
+        outcomes: &[Outcome],
+        newly: &[bool],
         refresh: &[bool],
         sent: Instant,
     ) {
         let mut done = lock(&self.inner.kept_refreshed);
-        for (((tenant, _), reply), refresh) in order.iter().zip(replies).zip(refresh) {
-            if *refresh && reply.is_ok() {
+        for ((tenant, indices), refresh) in order.iter().zip(refresh) {
+            if *refresh && indices.iter().any(|&i| newly[i] && listed(&outcomes[i])) {
                 done.insert(tenant.to_string(), sent);
             }
         }
@@ -567,6 +571,8 @@ fn push_job(inv: &mut super::scripts::Call<'_>, job: &NewJob, quota: &Limits) {
 struct AckReplies {
     /// Whether each outcome is recorded (now, or by an earlier call).
     applied: Vec<bool>,
+    /// Whether each was recorded by this call (not a repeat).
+    newly: Vec<bool>,
     /// What to announce in the queue's slot.
     heard: Vec<Announce>,
     /// A call Redis refused, if any.
@@ -581,21 +587,23 @@ struct AckReplies {
 /// per call) for `outcomes`.
 fn read_acks(
     outcomes: &[Outcome],
-    order: Vec<(&str, Vec<usize>)>,
+    order: &[(&str, Vec<usize>)],
     replies: Vec<Result<Value, QueueError>>,
 ) -> AckReplies {
     let mut out = AckReplies {
         applied: vec![false; outcomes.len()],
+        newly: vec![false; outcomes.len()],
         heard: Vec::new(),
         refused: None,
         overcounted: 0,
     };
-    for ((tenant, indices), reply) in order.into_iter().zip(replies) {
+    for ((tenant, indices), reply) in order.iter().zip(replies) {
         match reply.and_then(|reply| Announce::split(tenant, reply, "ack")) {
             Ok((announce, rest)) => {
                 out.heard.extend(announce);
-                for (i, value) in indices.into_iter().zip(rest) {
+                for (&i, value) in indices.iter().zip(rest) {
                     out.applied[i] = matches!(value, Value::Int(1 | 2));
+                    out.newly[i] = value == Value::Int(1);
                     if value != Value::Int(1) && outcomes[i].next == Next::Succeeded {
                         out.overcounted += 1;
                     }
@@ -634,6 +642,13 @@ fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>, wall: i64) -> Stri
         }
         _ => String::new(),
     }
+}
+
+/// Whether the ack script puts `o`, once recorded, in its tenant's kept
+/// list, as far as the worker knows: a success no client waits for, of a
+/// job the claim saw without an idempotency key (ack.lua, `succeeded`).
+fn listed(o: &Outcome) -> bool {
+    o.next == Next::Succeeded && !o.wait && matches!(o.seen, Some(Seen { idem: false, .. }))
 }
 
 /// An ack call's arguments that are the same for every tenant.

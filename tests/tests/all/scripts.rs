@@ -734,15 +734,16 @@ fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
 #[test]
 fn a_kept_lists_expiry_is_raised_by_each_worker_and_never_lowered() {
     let env = Env::new("scripts-keep-expiry");
-    let worker = |ttl: u64| {
+    let keeping = |keep: u64, ttl: u64| {
         env.rt
             .block_on(Queue::connect(QueueConfig {
-                keep_succeeded: Some(30),
+                keep_succeeded: Some(keep),
                 record_ttl: Duration::from_secs(ttl),
                 ..env.queue_config()
             }))
             .unwrap()
     };
+    let worker = |ttl: u64| keeping(30, ttl);
     let list = format!("{}:kept", env.tenant_keys("default"));
     let pttl = || -> i64 {
         redis::cmd("PTTL")
@@ -770,6 +771,18 @@ fn a_kept_lists_expiry_is_raised_by_each_worker_and_never_lowered() {
         .query(&mut env.redis_conn())
         .unwrap();
     assert!(pttl() > record, "list {} ms, record {record} ms", pttl());
+    // A trim by a worker keeping records a minute (and one record) raises
+    // it no less: it is not lowered either.
+    let trimmer = keeping(1, 60);
+    run_id(&env, &trimmer, Next::Succeeded);
+    assert!(pttl() > record - 60_000, "{}", pttl());
+    // A list left without an expiry (by hand) gets one at a refresh.
+    let _: () = redis::cmd("PERSIST")
+        .arg(&list)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    run_id(&env, &worker(3600), Next::Succeeded);
+    assert!(pttl() > 3_590_000, "{}", pttl());
 }
 
 #[test]

@@ -144,10 +144,10 @@ end
 -- hundredth of that, and the cap holds within its slack.
 -- The list's expiry (the TTL and KEPT_MARGIN_S) is set when a push makes
 -- it, and raised, never lowered, at each trim and when the worker asks
--- (ARGV[7]: a worker asks once a minute while it acks the tenant's
--- successes, see `kept_refresh` in queue/ops.rs, which checks the margin
--- covers that): so the list outlives every record it lists, by at most
--- the margin. (Never lowered: a worker with a shorter --record-ttl must
+-- (ARGV[7]: a worker asks once a minute, with a call that lists a
+-- success, see `kept_refresh` in queue/ops.rs, which checks the margin
+-- covers that): so the list outlives every record it lists, by the
+-- margin past the longest TTL of the workers acking it. (Never lowered: a worker with a shorter --record-ttl must
 -- not cut the list's life short of records a longer one wrote. A PTTL
 -- more, but only at a trim or a refresh.)
 local KEPT_MARGIN_S = 120
@@ -155,7 +155,8 @@ local function kept_expiry(ttl) return math.min(int(ttl), MAX_TTL) + KEPT_MARGIN
 local function extend_kept(list, ttl)
   local want = kept_expiry(ttl) * 1000
   local left = redis.call('PTTL', list)
-  if left == -1 or (left >= 0 and left < want) then redis.call('PEXPIRE', list, want) end
+  -- (As text: some Redis versions print a round Lua number as 1e+08.)
+  if left == -1 or (left >= 0 and left < want) then redis.call('PEXPIRE', list, text(want)) end
 end
 local function keep_newest(ids, keep, ttl)
   local list = P .. ':kept'
@@ -167,7 +168,7 @@ local function keep_newest(ids, keep, ttl)
   local excess = length - keep
   if length == #ids then
     -- Made by this push.
-    redis.call('EXPIRE', list, kept_expiry(ttl))
+    redis.call('EXPIRE', list, text(kept_expiry(ttl)))
     if excess < slack then return true end
   elseif excess < slack then
     return false
