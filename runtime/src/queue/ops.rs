@@ -316,24 +316,18 @@ impl Queue {
             .filter(|o| o.next == Next::Succeeded)
             .count() as i64;
         let replies = self.run_acks(&calls, expected).await?;
-        let AckReplies {
-            applied,
-            newly,
-            heard,
-            refused,
-            overcounted,
-        } = read_acks(outcomes, &order, replies);
-        self.kept_refreshed(&order, outcomes, &newly, &refresh, sent);
-        self.announce_or_warn(&heard, "ack").await;
-        if overcounted > 0 {
+        let read = read_acks(outcomes, &order, replies);
+        self.kept_refreshed(&order, outcomes, &read.newly, &refresh, sent);
+        self.announce_or_warn(&read.heard, "ack").await;
+        if read.overcounted > 0 {
             self.count_round_trip();
-            self.add_queue_totals(-overcounted).await;
+            self.add_queue_totals(-read.overcounted).await;
         }
         // Another tenant's outcomes were applied: acking them again one by
         // one (the caller's fallback) is recognised as a repeat.
-        match refused {
+        match read.refused {
             Some(e) => Err(e),
-            None => Ok(applied),
+            None => Ok(read.applied),
         }
     }
 
