@@ -147,9 +147,10 @@ end
 -- (ARGV[7]: a worker asks once a minute, with a call that lists a
 -- success, see `kept_refresh` in queue/ops.rs, which checks the margin
 -- covers that): so the list outlives every record it lists, by the
--- margin past the longest TTL of the workers acking it. (Never lowered: a worker with a shorter --record-ttl must
--- not cut the list's life short of records a longer one wrote. A PTTL
--- more, but only at a trim or a refresh.)
+-- margin past the longest TTL of the workers acking it. (Never lowered:
+-- a worker with a shorter --record-ttl must not cut the list's life short
+-- of records a longer one wrote. A PTTL more, but only at a trim or a
+-- refresh.)
 local KEPT_MARGIN_S = 120
 local function kept_expiry(ttl) return math.min(int(ttl), MAX_TTL) + KEPT_MARGIN_S end
 local function extend_kept(list, ttl)
