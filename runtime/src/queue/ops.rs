@@ -209,7 +209,8 @@ impl Queue {
     /// [`KEPT_REFRESH`] (ack.lua, `keep_newest`). So while this worker acks
     /// a tenant's jobs the list's expiry is never more than that behind
     /// the newest record it lists (the script adds a margin above it), at
-    /// one `EXPIRE` a minute, not one per job.
+    /// one `PTTL` a minute (and a `PEXPIRE` when it is short), not an
+    /// `EXPIRE` per job.
     fn kept_refresh(&self, keep: u64, order: &[(&str, Vec<usize>)]) -> Vec<bool> {
         let mut done = lock(&self.inner.kept_refreshed);
         if done.len() >= 10_000 {

@@ -599,16 +599,22 @@ fn stats_and_purges_still_run_when_redis_is_out_of_memory() {
         .unwrap();
 }
 
+/// A queue handle of `env` that keeps `keep` succeeded records per tenant
+/// for `record_ttl`, as a worker with those settings acks.
+fn keeping(env: &Env, keep: u64, record_ttl: Duration) -> Queue {
+    env.rt
+        .block_on(Queue::connect(QueueConfig {
+            keep_succeeded: Some(keep),
+            record_ttl,
+            ..env.queue_config()
+        }))
+        .unwrap()
+}
+
 #[test]
 fn only_the_newest_succeeded_records_are_kept_per_tenant() {
     let env = Env::new("scripts-keep-succeeded");
-    let queue = env
-        .rt
-        .block_on(Queue::connect(QueueConfig {
-            keep_succeeded: Some(5),
-            ..env.queue_config()
-        }))
-        .unwrap();
+    let queue = keeping(&env, 5, env.queue_config().record_ttl);
     let dead = run_id(&env, &queue, Next::Dead);
     // A client reuses a succeeded job's id for a new job (plain commands).
     let reused = run_id(&env, &queue, Next::Succeeded);
@@ -676,13 +682,7 @@ fn only_the_newest_succeeded_records_are_kept_per_tenant() {
 #[test]
 fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
     let env = Env::new("scripts-keep-batches");
-    let queue = env
-        .rt
-        .block_on(Queue::connect(QueueConfig {
-            keep_succeeded: Some(30),
-            ..env.queue_config()
-        }))
-        .unwrap();
+    let queue = keeping(&env, 30, env.queue_config().record_ttl);
     let list = format!("{}:kept", env.tenant_keys("default"));
     let (mut ids, mut lengths) = (Vec::new(), Vec::new());
     for _ in 0..40 {
@@ -734,16 +734,7 @@ fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
 #[test]
 fn a_kept_lists_expiry_is_raised_by_each_worker_and_never_lowered() {
     let env = Env::new("scripts-keep-expiry");
-    let keeping = |keep: u64, ttl: u64| {
-        env.rt
-            .block_on(Queue::connect(QueueConfig {
-                keep_succeeded: Some(keep),
-                record_ttl: Duration::from_secs(ttl),
-                ..env.queue_config()
-            }))
-            .unwrap()
-    };
-    let worker = |ttl: u64| keeping(30, ttl);
+    let worker = |ttl: u64| keeping(&env, 30, Duration::from_secs(ttl));
     let list = format!("{}:kept", env.tenant_keys("default"));
     let pttl = || -> i64 {
         redis::cmd("PTTL")
@@ -773,7 +764,7 @@ fn a_kept_lists_expiry_is_raised_by_each_worker_and_never_lowered() {
     assert!(pttl() > record, "list {} ms, record {record} ms", pttl());
     // A trim by a worker keeping records a minute (and one record) raises
     // it no less: it is not lowered either.
-    let trimmer = keeping(1, 60);
+    let trimmer = keeping(&env, 1, Duration::from_secs(60));
     run_id(&env, &trimmer, Next::Succeeded);
     assert!(pttl() > record - 60_000, "{}", pttl());
     // A list left without an expiry (by hand) gets one at a refresh.
