@@ -80,15 +80,7 @@ impl Queue {
             .await?;
         over_max_payload(jobs, &limits)?;
         let ttl = self.inner.config.record_ttl.as_secs().max(1);
-        // (tenant, the jobs' positions) per script call.
-        let mut parts: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (tenant, indices) in by_tenant(jobs) {
-            let mut start = 0;
-            for chunk in chunks(&indices, 200, 4 << 20, |&i| jobs[i].payload.len()) {
-                parts.push((tenant, indices[start..start + chunk.len()].to_vec()));
-                start += chunk.len();
-            }
-        }
+        let parts = script_calls(jobs);
         let keys: Vec<String> = parts.iter().map(|(t, _)| self.tenant_keys(t)).collect();
         // Not on a cluster, the queue's own prefix goes along: each call
         // announces its tenant itself (one round trip, not two).
@@ -97,11 +89,17 @@ impl Queue {
             let tenants: Vec<&str> = parts.iter().map(|(t, _)| *t).collect();
             self.register(&tenants).await?;
         }
+        let idle = self.key("idle");
         let calls: Vec<_> = parts
             .iter()
             .zip(&keys)
             .map(|((tenant, indices), keys)| {
                 let mut inv = match queue_keys {
+                    Some(queue) if may_hand_over(indices, jobs, &limits[tenant]) => self
+                        .inner
+                        .scripts
+                        .enqueue
+                        .key(&[keys.as_str(), queue, idle.as_str()]),
                     Some(queue) => self.inner.scripts.enqueue.key(&[keys.as_str(), queue]),
                     None => self.inner.scripts.enqueue.key(keys),
                 };
@@ -530,6 +528,35 @@ fn by_tenant(jobs: &[NewJob]) -> Vec<(&str, Vec<usize>)> {
 /// documented default (`content_type` JSON, `max_attempts` 5 within the
 /// tenant's quota) are left out: every reader applies the default, and a
 /// smaller record stays in Redis' compact hash encoding.
+/// The enqueue's script calls: (tenant, the jobs' positions) per call,
+/// one tenant and at most 200 jobs or 4 MiB of payload each.
+fn script_calls(jobs: &[NewJob]) -> Vec<(&str, Vec<usize>)> {
+    let mut parts = Vec::new();
+    for (tenant, indices) in by_tenant(jobs) {
+        let mut start = 0;
+        for chunk in chunks(&indices, 200, 4 << 20, |&i| jobs[i].payload.len()) {
+            parts.push((tenant, indices[start..start + chunk.len()].to_vec()));
+            start += chunk.len();
+        }
+    }
+    parts
+}
+
+/// Whether an enqueue call of the jobs at `indices` may hand its job to
+/// an idle worker (enqueue.lua, `hand_over`; docs/queue.md, "Hand-over at
+/// idle"): one job, due now, of no group, without an idempotency key, of a
+/// tenant whose limits, as this handle read them, set no concurrency cap
+/// and no rate (a claim would count those; the script does not).
+fn may_hand_over(indices: &[usize], jobs: &[NewJob], limits: &Limits) -> bool {
+    let [i] = indices else { return false };
+    let job = &jobs[*i];
+    job.delay.is_zero()
+        && job.group.is_none()
+        && job.idempotency_key.is_none()
+        && limits.get(Limit::Concurrency) == 0
+        && limits.get(Limit::Rate) == 0
+}
+
 fn push_job(inv: &mut super::scripts::Call<'_>, job: &NewJob, quota: &Limits) {
     let max_attempts_quota = quota.get(Limit::MaxAttempts);
     let default_type = job.content_type == DEFAULT_CONTENT_TYPE;

@@ -116,6 +116,32 @@ pub(crate) fn parse_claim(
     })
 }
 
+/// A job an enqueue handed to this worker while it waited (enqueue.lua,
+/// `hand_over`): `j` + MessagePack `{tenant, now_us, job}`, the job as a
+/// claim's reply carries one, with `fresh` and `record`. Leased to the
+/// worker as a claim leases it.
+pub(crate) fn parse_handed(entry: &[u8], received: Instant) -> Result<ClaimedJob, QueueError> {
+    let bad = |what: &str| QueueError::protocol("hand-over", what);
+    let packed = entry
+        .strip_prefix(b"j")
+        .ok_or_else(|| bad("not a job entry"))?;
+    let items = match super::msgpack::decode(packed) {
+        Ok(Item::Array(items)) => items,
+        Ok(_) => return Err(bad("not an array")),
+        Err(e) => return Err(bad(&format!("packed job: {e}"))),
+    };
+    let [tenant, now, item]: [Item<'_>; 3] = items
+        .try_into()
+        .map_err(|_| bad("not {tenant, now, job}"))?;
+    let tenant = tenant.text().ok_or_else(|| bad("no tenant"))?;
+    let now_us = now
+        .int_or_text()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| bad("no time"))?;
+    let names = ["fresh".to_string(), "record".to_string()];
+    job(&tenant, item, &names, now_us, received)
+}
+
 /// The envelope fields every claimed job carries (a newer script may send
 /// more).
 const REQUIRED: [&str; 9] = [

@@ -23,6 +23,27 @@ pub struct Swept {
 }
 
 impl Queue {
+    /// Drop the `Q:idle` entries of waiters a minute past their deadline
+    /// (wake.rs): a worker killed while it waited leaves its entry, which
+    /// no enqueue takes while live workers register above it.
+    async fn prune_idle(&self) -> Result<(), QueueError> {
+        let offset = self
+            .inner
+            .clock_offset_us
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let before = i64::try_from(crate::ids::now_us())
+            .unwrap_or(i64::MAX)
+            .saturating_add(offset)
+            .saturating_sub(60_000_000);
+        redis::cmd("ZREMRANGEBYSCORE")
+            .arg(self.key("idle"))
+            .arg("-inf")
+            .arg(format!("({before}"))
+            .query_async::<()>(&mut self.redis.conn())
+            .await
+            .map_err(|e| self.error("prune the idle workers", e))
+    }
+
     /// Sweep, if no other worker did within `every` (a lock in the queue's
     /// slot); `None` when another one did. Leases found expired on the way
     /// back off from `backoff`, as in the worker's claims.
@@ -47,6 +68,9 @@ impl Queue {
             return Ok(None);
         }
         let mut swept = Swept::default();
+        if let Err(e) = self.prune_idle().await {
+            tracing::warn!("sweep: dropping idle workers that are gone: {e}");
+        }
         // A migration that fails (an old key no one can read) must not stop
         // the rest of the sweep.
         match self.migrate_left().await {

@@ -89,6 +89,8 @@ pub(super) async fn claim_loop(
         retry_unsure_at: None,
         empty: 0,
         unsure: Vec::new(),
+        handed: false,
+        due_at: None,
     };
     while !*claimer.stop.borrow() {
         if let Step::Stop = claimer.step().await {
@@ -161,6 +163,10 @@ struct Claimer {
     /// Tenants whose claim replies could not be read: their claims may
     /// have leased jobs to us (see [`crate::queue::Claim::unsure`]).
     unsure: Vec<String>,
+    /// The last wait ended with a job handed over: wait again next.
+    handed: bool,
+    /// When the last wait would have ended by its timer.
+    due_at: Option<Instant>,
 }
 
 impl Claimer {
@@ -180,6 +186,9 @@ impl Claimer {
             let freed = Arc::clone(&self.budget);
             return self.until_stopped(freed.freed.notified()).await;
         };
+        if self.handed {
+            return self.idle_again().await;
+        }
         let c = &self.config;
         match self
             .queue
@@ -193,14 +202,7 @@ impl Claimer {
                 self.unsure.extend(claim.unsure);
                 let got = claim.jobs.len();
                 for job in claim.jobs {
-                    let held = {
-                        let mut flight = lock(&self.in_flight);
-                        flight.insert((job.tenant.clone(), job.id.clone()), job.token.clone());
-                        flight.len()
-                    };
-                    self.config.metrics.set_in_flight(held);
-                    self.budget.queued(job.payload.len());
-                    if self.jobs.send(job).is_err() {
+                    if let Step::Stop = self.take(job) {
                         return Step::Stop;
                     }
                 }
@@ -221,6 +223,22 @@ impl Claimer {
                 self.until_stopped(tokio::time::sleep(delay)).await
             }
         }
+    }
+
+    /// A job leased to this worker (claimed, or handed over at idle): held
+    /// in flight (its lease renewed) and queued for a job thread.
+    fn take(&mut self, job: ClaimedJob) -> Step {
+        let held = {
+            let mut flight = lock(&self.in_flight);
+            flight.insert((job.tenant.clone(), job.id.clone()), job.token.clone());
+            flight.len()
+        };
+        self.config.metrics.set_in_flight(held);
+        self.budget.queued(job.payload.len());
+        if self.jobs.send(job).is_err() {
+            return Step::Stop;
+        }
+        Step::Continue
     }
 
     /// How many jobs to claim now, if a claim is worth it (see
@@ -329,13 +347,14 @@ impl Claimer {
         }
     }
 
-    /// Block until an enqueue into an empty list pushes the wake token, or
-    /// the next delayed job is due, or a second passes (so that expired
-    /// leases are reaped).
+    /// Block until an enqueue into an empty list pushes the wake token
+    /// (or hands this worker its job), or the next delayed job is due, or
+    /// a second passes (so that expired leases are reaped).
     async fn idle(&mut self, next_due: Option<Duration>) -> Step {
         let timeout = next_due
             .map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)))
             .max(Duration::from_millis(1));
+        self.due_at = Some(Instant::now() + timeout);
         if self.blocking.is_none() {
             self.blocking = self.queue.wake_waiter().await.ok();
         }
@@ -347,25 +366,53 @@ impl Claimer {
         // Bounded even if the connection went half-open (no reply ever
         // comes): then it is rebuilt.
         let queue = self.queue.clone();
+        let (worker, lease) = (self.config.worker_id.clone(), self.config.lease);
         let wait = tokio::time::timeout(
             timeout + Duration::from_secs(2),
-            queue.wait_for_work(&mut conn, timeout),
+            queue.wait_for_work(&mut conn, timeout, Some((&worker, lease))),
         );
         let waited = tokio::select! {
-            r = wait => r,
-            _ = self.stop.changed() => return Step::Stop,
+            r = wait => Some(r),
+            _ = self.stop.changed() => None,
         };
         match waited {
-            Ok(Ok(())) => self.blocking = Some(conn),
+            Some(Ok(Ok(jobs))) => {
+                self.blocking = Some(conn);
+                // Handed over: the next turn waits again rather than claim
+                // (an enqueue meanwhile pushes a wake token).
+                self.handed = !jobs.is_empty();
+                for job in jobs {
+                    if let Step::Stop = self.take(job) {
+                        return Step::Stop;
+                    }
+                }
+                return Step::Continue;
+            }
             // The claim that follows tells whether Redis is down; this
             // connection is just rebuilt.
-            Ok(Err(e)) => {
-                tracing::debug!("waiting for work: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(_) => {}
+            Some(Ok(Err(ref e))) => tracing::debug!("waiting for work: {e}"),
+            Some(Err(_)) => {}
+            None => {}
         }
+        // Cut off: a job may have been handed to us and left unread.
+        if !self.queue.leave_idle(&conn, &worker, lease).await {
+            self.lost_claim = true;
+        }
+        if waited.is_none() {
+            return Step::Stop;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
         Step::Continue
+    }
+
+    /// After a job handed over at idle: wait again, until the time the
+    /// wait before it would have ended (a delayed job due), not claim.
+    async fn idle_again(&mut self) -> Step {
+        self.handed = false;
+        let left = self
+            .due_at
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        self.idle(left).await
     }
 }
 

@@ -26,6 +26,7 @@ mod dashboard;
 mod deploys;
 mod fairness;
 mod faults;
+mod handover;
 mod hostile;
 mod http;
 mod limits;

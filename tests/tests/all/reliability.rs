@@ -453,14 +453,52 @@ fn worker_behind_a_proxy(env: &Env) -> (Proxy, spool_tests::fleet::TestWorker) {
     (proxy, worker)
 }
 
+/// A job that goes the normal way, to be claimed: with an idempotency
+/// key an enqueue never hands it to an idle worker (docs/queue.md,
+/// "Hand-over at idle").
+fn enqueue_for_a_claim(env: &Env, payload: &str) -> String {
+    let mut job = env.job("hello", payload);
+    job.idempotency_key = Some("for-a-claim".into());
+    env.enqueue_job(job)
+}
+
 #[test]
 fn a_worker_hands_back_a_claim_whose_reply_it_lost() {
     let env = Env::standalone("lost-claim-worker");
     let (proxy, worker) = worker_behind_a_proxy(&env);
     proxy.lose_reply_with("Lost-3f9c");
-    let id = env.enqueue("hello", r#"{"name":"Lost-3f9c"}"#);
+    let id = enqueue_for_a_claim(&env, r#"{"name":"Lost-3f9c"}"#);
     let record = env.wait(&id);
     assert_eq!(proxy.lost(), 1, "the claim's reply was never cut");
+    assert_eq!(
+        (record.status, record.attempts),
+        (Some(Status::Succeeded), 1),
+        "handed back without spending an attempt, then run once: {record:?}"
+    );
+    let report = worker.stop();
+    assert_eq!(report.succeeded, 2, "{report:?}");
+}
+
+/// The same for a job an enqueue handed to the idle worker: the reply of
+/// its wait is cut, so the worker never learns of the job leased to it.
+/// It leaves the idle workers, finds its registration taken, and hands
+/// back what it holds unknown, as after a lost claim.
+#[test]
+fn a_worker_hands_back_a_job_handed_over_in_a_reply_it_lost() {
+    let env = Env::standalone("lost-handover-worker");
+    let (proxy, worker) = worker_behind_a_proxy(&env);
+    let idle = format!("{}:idle", env.queue.key_prefix());
+    env.wait_for("the worker to wait in Q:idle", || {
+        let n: u64 = redis::cmd("ZCARD")
+            .arg(&idle)
+            .query(&mut env.redis_conn())
+            .unwrap();
+        n > 0
+    });
+    proxy.lose_reply_with("Lost-5e0a");
+    let id = env.enqueue("hello", r#"{"name":"Lost-5e0a"}"#);
+    let record = env.wait(&id);
+    assert_eq!(proxy.lost(), 1, "the hand-over's reply was never cut");
     assert_eq!(
         (record.status, record.attempts),
         (Some(Status::Succeeded), 1),
@@ -477,7 +515,7 @@ fn a_worker_stopped_while_redis_is_away_hands_back_a_claim_whose_reply_it_lost()
     // The claim's reply is lost, and Redis stays out of reach: the worker
     // cannot hand the job back, and backs off.
     proxy.lose_reply_with_then_refuse("Lost-7d21");
-    let id = env.enqueue("hello", r#"{"name":"Lost-7d21"}"#);
+    let id = enqueue_for_a_claim(&env, r#"{"name":"Lost-7d21"}"#);
     env.wait_for("the claim's reply to be cut", || proxy.lost() == 1);
     assert_eq!(env.record(&id).status, Some(Status::Running));
     // Its backoff has grown past a second when Redis is back; it is told

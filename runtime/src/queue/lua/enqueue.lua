@@ -5,6 +5,10 @@
 -- KEYS[2]  (optional, not on a cluster) the queue's prefix, e.g.
 --          `spool:{default}`: the script announces the tenant there itself
 --          (see announce_in_queue in lib.lua) and returns nothing to announce
+-- KEYS[3]  (optional, with KEYS[2]) the queue's idle workers, `Q:idle`: the
+--          caller's view of the tenant's limits shows no concurrency cap
+--          and no rate, so a lone job may be handed over to an idle worker
+--          (see hand_over below)
 -- ARGV[1]  idempotency key TTL in seconds
 -- then one group of arguments per job:
 --   id, idempotency key ('' for none), delay µs (0 = now, on Redis' clock),
@@ -37,6 +41,67 @@ local function error_text(e)
   e = tostring(e):gsub('^[%w_]+:%d+: ', '')
   if not e:match('^%u[%u_]*[%s:]') then e = 'ERR ' .. e end
   return e
+end
+
+-- Hand the call's one job to an idle worker, as its claim would have
+-- leased it (docs/queue.md, "Hand-over at idle"): at idle a job otherwise
+-- costs an announcement, a wake-up and a claim that settles its tenant,
+-- about 17 commands, where this costs 8. Only when nothing could come
+-- before it: one job, due now, of no group, without an idempotency key, a
+-- new id, and nothing of its tenant waiting, delayed, leased, paused or
+-- announced, and no tenant in the queue's ready set (fair share and
+-- priorities have nothing to choose then). A worker waiting for work
+-- registers in `Q:idle` (queue/wake.rs) as "INBOX LEASE_US WORKER" under
+-- the time (µs, Redis' clock) until which it waits; the newest is taken.
+-- The job is written as a claim writes it (status running, token, attempt
+-- 1, worker), leased with a timer at the lease's end, and pushed onto the
+-- worker's inbox as `j` + MessagePack {tenant, now, {id, token, attempt,
+-- fresh, record}} (a job of a claim's reply, queue/reply.rs). Returns
+-- whether it did; false leaves everything to the normal path.
+local IDLE_KEYS = { ':ready:high', ':ready:normal', ':ready:low', ':paused', ':groups',
+  ':delayed', ':leases', ':in' }
+local function hand_over(argv, idle, now, now_s)
+  local id, nfields = argv[2], tonumber(argv[9])
+  if #argv ~= 9 + nfields * 2 or argv[3] ~= '' or argv[4] ~= '0' or argv[8] ~= '' then
+    return false
+  end
+  local tenant = queue_tenant()
+  if not tenant or not valid_utf8(id) then return false end
+  local key = job_key(id)
+  local look = { key, Q .. ':ready' }
+  for _, k in ipairs(IDLE_KEYS) do look[#look + 1] = P .. k end
+  if redis.call('EXISTS', unpack(look)) > 0 then return false end
+  local taken = redis.pcall('ZPOPMAX', idle)
+  if type(taken) ~= 'table' or not taken[2] or tonumber(taken[2]) < now then return false end
+  local inbox, lease, worker = taken[1]:match('^(%S+) (%d+) (.+)$')
+  -- (Only a worker's own list in the queue's slot: never another key.)
+  if not inbox or inbox:sub(1, #Q + 6) ~= Q .. ':wake:' then return false end
+  local priority = argv[5]
+  if priority == 'normal' or not PRIORITIES[priority] then priority = false end
+  local record = { 'enqueued_us', now_s, unpack(argv, 10, #argv) }
+  if priority then
+    record[#record + 1] = 'priority'
+    record[#record + 1] = priority
+  end
+  -- The push first: the only write here that a key of the wrong type can
+  -- refuse (the others write keys that do not exist), and refused it
+  -- leaves nothing behind (the worker finds its entry gone and its inbox
+  -- empty, see queue/wake.rs).
+  local pushed = redis.pcall('RPUSH', inbox,
+    'j' .. cmsgpack.pack({ tenant, now, { id, now_s, '1', '1', record } }))
+  if type(pushed) ~= 'number' then return false end
+  redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'running', 'token', now_s,
+    'attempt', '1', 'worker', worker, unpack(argv, 10, #argv))
+  if priority then redis.call('HSET', key, 'priority', priority) end
+  local until_s = text(now + tonumber(lease))
+  redis.call('ZADD', P .. ':leases', until_s, id)
+  -- The lease's end is the tenant's timer, as a claim that left it dry
+  -- sets it (claim.lua, step 6): a lapse is reaped on time.
+  redis.call('SET', P .. ':timer', until_s)
+  queue_write('ZADD', Q .. ':timers', 'LT', until_s, tenant)
+  queue_write('ZADD', Q .. ':seq', 'NX', '0', tenant)
+  redis.call('PEXPIRE', inbox, '60000')
+  return true
 end
 
 --[[ per call ]]
@@ -165,6 +230,10 @@ local function store()
       out[#out + 1] = 1
     end
   end
+end
+
+if KEYS[3] and Q and hand_over(ARGV, KEYS[3], now, now_s) then
+  return announced({ ARGV[2], 1 })
 end
 
 -- A job's bad key stops the call part way: the jobs stored before it are

@@ -1,0 +1,417 @@
+//! Hand-over at idle (docs/queue.md, "Hand-over at idle"): on one Redis an
+//! enqueue gives a lone job straight to a worker waiting for work, leased
+//! as a claim would lease it. Real Redis, real waits and real workers.
+
+use spool_runtime::queue::{Next, Queue, Status};
+use spool_runtime::redis::SyncConn;
+use spool_runtime::tenants::Limit;
+use spool_tests::fleet::Env;
+use std::time::Duration;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn zcard(conn: &mut SyncConn, key: &str) -> u64 {
+    redis::cmd("ZCARD").arg(key).query(conn).unwrap()
+}
+
+fn redis_now(conn: &mut SyncConn) -> u64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query(conn).unwrap();
+    s * 1_000_000 + us
+}
+
+/// Register a waiter that never reads its inbox (a worker that died
+/// right after registering): `Q:idle`'s entry as wake.rs writes it, its
+/// deadline `ahead_us` from now on Redis' clock (negative: passed).
+fn ghost(env: &Env, name: &str, lease: Duration, ahead_us: i64) -> String {
+    let keys = env.queue.key_prefix().to_string();
+    let mut conn = env.redis_conn();
+    let inbox = format!("{keys}:wake:{name}");
+    let deadline = redis_now(&mut conn).cast_signed() + ahead_us;
+    let member = format!("{inbox} {} {name}", lease.as_micros());
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("{keys}:idle"))
+        .arg(deadline)
+        .arg(&member)
+        .query(&mut conn)
+        .unwrap();
+    inbox
+}
+
+/// A claim of nothing: the handle learns Redis' clock (its waits
+/// register by it).
+fn learn_clock(queue: &Queue, env: &Env) {
+    let claim = env.rt.block_on(queue.claim("probe", 1, LEASE)).unwrap();
+    assert!(claim.jobs.is_empty());
+}
+
+/// A waiter registered in `Q:idle` gets the job an enqueue hands it from
+/// its wait, leased to it as a claim would lease it: the record says
+/// running on that worker, attempt 1, under the token the job carries;
+/// the lease and the tenant's timer are set; nothing was announced. Its
+/// ack is fenced like a claimed job's.
+#[test]
+fn an_idle_waiter_is_handed_a_lone_job_as_a_lease() {
+    let env = Env::standalone("handover");
+    let keys = env.queue.key_prefix().to_string();
+    let queue = env.queue.clone();
+    learn_clock(&queue, &env);
+    let mut conn = env.redis_conn();
+    let idle = format!("{keys}:idle");
+    let (handed, id) = env.rt.block_on(async {
+        let mut waiter = queue.wake_waiter().await.unwrap();
+        let wait = queue.wait_for_work(&mut waiter, Duration::from_secs(5), Some(("w1", LEASE)));
+        tokio::pin!(wait);
+        // Enqueue once the waiter is registered.
+        let enqueue = async {
+            let mut c = env.redis_conn();
+            while zcard(&mut c, &idle) == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            queue
+                .enqueue(&env.job("hello", r#"{"name":"idle"}"#))
+                .await
+                .unwrap()
+                .id
+        };
+        let (handed, id) = tokio::join!(wait, enqueue);
+        (handed.unwrap(), id)
+    });
+    assert_eq!(handed.len(), 1, "one job handed over");
+    let job = &handed[0];
+    assert_eq!((job.id.as_str(), job.attempt), (id.as_str(), 1));
+    assert_eq!(job.payload, br#"{"name":"idle"}"#);
+    assert_eq!(job.plugin.as_deref(), Some("default/hello"));
+    let record = env.record(&id);
+    assert_eq!(record.status, Some(Status::Running));
+    assert_eq!(record.worker.as_deref(), Some("w1"));
+    assert_eq!(record.attempts, 1);
+    assert_eq!(zcard(&mut conn, &idle), 0, "the waiter's entry was taken");
+    let lease_end: Option<u64> = redis::cmd("ZSCORE")
+        .arg(format!("{}:leases", env.tenant_keys("default")))
+        .arg(&id)
+        .query(&mut conn)
+        .unwrap();
+    let lease_end = lease_end.expect("a lease");
+    let now = redis_now(&mut conn);
+    assert!(
+        lease_end > now + 25_000_000 && lease_end <= now + 30_000_000,
+        "{lease_end}"
+    );
+    let timer: Option<u64> = redis::cmd("ZSCORE")
+        .arg(format!("{keys}:timers"))
+        .arg("default")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        timer,
+        Some(lease_end),
+        "the lease's end is the tenant's timer"
+    );
+    assert_eq!(
+        zcard(&mut conn, &format!("{keys}:ready")),
+        0,
+        "nothing announced"
+    );
+    let wake: u64 = redis::cmd("LLEN")
+        .arg(format!("{keys}:wake"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(wake, 0, "no wake token");
+    // Fenced as a claim: a stale token is refused, the right one applied.
+    let mut stale = job.outcome(Next::Succeeded);
+    stale.token = "1".into();
+    let applied = env.rt.block_on(queue.ack(&[stale])).unwrap();
+    assert_eq!(applied, vec![false]);
+    let applied = env
+        .rt
+        .block_on(queue.ack(&[job.outcome(Next::Succeeded)]))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    assert_eq!(env.record(&id).status, Some(Status::Succeeded));
+}
+
+/// Anything that could come before the job, or a limit a claim would
+/// count, sends it the normal way and leaves the waiter registered: a
+/// batch, a delay, a group, an idempotency key, a job of the tenant
+/// waiting, another tenant ready, a pause, a concurrency cap, a rate. A
+/// registration past its deadline is dropped, not used. With none of
+/// these the same waiter is handed the job.
+#[test]
+fn no_hand_over_when_anything_waits_or_a_limit_applies() {
+    let env = Env::standalone("handover-not");
+    let keys = env.queue.key_prefix().to_string();
+    let idle = format!("{keys}:idle");
+    let mut conn = env.redis_conn();
+    learn_clock(&env.queue, &env);
+    let inbox = ghost(&env, "g1", LEASE, 60_000_000);
+    let queued = |id: &str| {
+        let status = env.record(id).status;
+        assert!(
+            matches!(status, Some(Status::Queued | Status::Delayed)),
+            "{id}: {status:?}"
+        );
+    };
+    let mut ids = env.enqueue_all(&[env.job("hello", "{}"), env.job("hello", "{}")]);
+    let mut delayed = env.job("later/hello", "{}");
+    delayed.delay = Duration::from_secs(60);
+    ids.push(env.enqueue_job(delayed));
+    let mut grouped = env.job("g/hello", "{}");
+    grouped.group = Some("one".into());
+    ids.push(env.enqueue_job(grouped));
+    let mut keyed = env.job("k/hello", "{}");
+    keyed.idempotency_key = Some("once".into());
+    ids.push(env.enqueue_job(keyed));
+    // The default tenant has jobs waiting (the batch above).
+    ids.push(env.enqueue("hello", "{}"));
+    // Another tenant ready: `default` is in the ready set.
+    ids.push(env.enqueue("other/hello", "{}"));
+    env.set_limit("capped", Limit::Concurrency, 5);
+    env.set_limit("rated", Limit::Rate, 3600);
+    let paused = env
+        .rt
+        .block_on(env.queue.set_paused("quiet", None, true))
+        .unwrap();
+    assert!(paused);
+    for id in &ids {
+        queued(id);
+    }
+    assert_eq!(zcard(&mut conn, &idle), 1, "the waiter is still registered");
+    for tenant in ["capped", "rated", "quiet"] {
+        let id = env.enqueue(&format!("{tenant}/hello"), "{}");
+        queued(&id);
+    }
+    assert_eq!(zcard(&mut conn, &idle), 1, "the waiter is still registered");
+    // Drain what can run (claims settle the tenants, the paused one
+    // too), then the same waiter is handed the next lone job.
+    loop {
+        let claim = env.rt.block_on(env.queue.claim("w", 100, LEASE)).unwrap();
+        if claim.jobs.is_empty() {
+            break;
+        }
+        let outcomes: Vec<_> = claim
+            .jobs
+            .iter()
+            .map(|j| j.outcome(Next::Succeeded))
+            .collect();
+        env.rt.block_on(env.queue.ack(&outcomes)).unwrap();
+    }
+    let id = env.enqueue("hello", "{}");
+    let record = env.record(&id);
+    assert_eq!(record.status, Some(Status::Running));
+    assert_eq!(record.worker.as_deref(), Some("g1"));
+    let entries: u64 = redis::cmd("LLEN").arg(&inbox).query(&mut conn).unwrap();
+    assert_eq!(entries, 1, "the job waits in the ghost's inbox");
+    let ttl: i64 = redis::cmd("PTTL").arg(&inbox).query(&mut conn).unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "the inbox expires: {ttl}");
+    // A registration past its deadline is dropped, not used.
+    ghost(&env, "late", LEASE, -1);
+    let id = env.enqueue("fresh/hello", "{}");
+    queued(&id);
+    assert_eq!(zcard(&mut conn, &idle), 0, "the stale entry was dropped");
+}
+
+/// A job handed to a worker that died right after it registered runs
+/// again once its lease lapses, as a claimed one would (attempt 2), and a
+/// late outcome of the dead worker's attempt is refused.
+#[test]
+fn a_job_handed_to_a_dead_worker_runs_again_after_its_lease() {
+    let env = Env::standalone("handover-dead");
+    learn_clock(&env.queue, &env);
+    let lease = Duration::from_millis(300);
+    ghost(&env, "dead", lease, 60_000_000);
+    let id = env.enqueue("hello", "{}");
+    let record = env.record(&id);
+    assert_eq!(
+        (record.status, record.worker.as_deref()),
+        (Some(Status::Running), Some("dead"))
+    );
+    std::thread::sleep(lease + Duration::from_millis(100));
+    let mut got = None;
+    for _ in 0..100 {
+        let claim = env
+            .rt
+            .block_on(
+                env.queue
+                    .claim_backing_off("w2", 10, LEASE, Duration::from_millis(1)),
+            )
+            .unwrap();
+        if let Some(job) = claim.jobs.into_iter().next() {
+            got = Some(job);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let job = got.expect("the lapsed job is claimed again");
+    assert_eq!((job.id.as_str(), job.attempt), (id.as_str(), 2));
+    let record = env.record(&id);
+    assert_eq!(record.worker.as_deref(), Some("w2"));
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[job.outcome(Next::Succeeded)]))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+}
+
+/// Cut a registered waiter's wait off the way a lost connection does:
+/// `CLIENT KILL` of its blocked `BLPOP`. Its entry stays in `Q:idle`.
+fn cut_off_wait(
+    env: &Env,
+    queue: &Queue,
+    waiter: &mut spool_runtime::queue::WakeWait,
+    worker: &str,
+) {
+    let idle = format!("{}:idle", env.queue.key_prefix());
+    let waited = env.rt.block_on(async {
+        let wait = queue.wait_for_work(waiter, Duration::from_secs(5), Some((worker, LEASE)));
+        let kill = async {
+            let mut c = env.redis_conn();
+            let start = std::time::Instant::now();
+            loop {
+                let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+                assert!(
+                    start.elapsed() < Duration::from_secs(4),
+                    "no wait blocked: {clients}"
+                );
+                // Blocked now (flag b), not a client whose last command
+                // was a BLPOP.
+                let blocked = clients
+                    .lines()
+                    .find(|l| l.contains(" flags=b ") && l.contains(" cmd=blpop "))
+                    .and_then(|l| l.strip_prefix("id=")?.split(' ').next().map(str::to_string));
+                if let Some(id) = blocked.filter(|_| zcard(&mut c, &idle) > 0) {
+                    let _: () = redis::cmd("CLIENT")
+                        .arg("KILL")
+                        .arg("ID")
+                        .arg(id)
+                        .query(&mut c)
+                        .unwrap();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::join!(wait, kill).0
+    });
+    assert!(waited.is_err(), "the wait was cut off: {waited:?}");
+}
+
+/// A wait cut off (a lost connection, the stop signal) may leave a job an
+/// enqueue handed over, leased to the worker and never read: leaving
+/// `Q:idle` says so, and the recovery of a lost claim hands it back
+/// without spending its attempt. A waiter still registered leaves
+/// cleanly, with nothing to hand back.
+#[test]
+fn a_wait_cut_off_after_a_hand_over_hands_the_job_back() {
+    let env = Env::standalone("handover-cut");
+    let keys = env.queue.key_prefix().to_string();
+    let queue = env.queue.clone();
+    learn_clock(&queue, &env);
+    let idle = format!("{keys}:idle");
+    let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
+    cut_off_wait(&env, &queue, &mut waiter, "w1");
+    let id = env.enqueue("hello", "{}");
+    assert_eq!(env.record(&id).status, Some(Status::Running));
+    let left = env.rt.block_on(queue.leave_idle(&waiter, "w1", LEASE));
+    assert!(!left, "an enqueue took the registration");
+    let back = env.rt.block_on(queue.recover("w1", &[])).unwrap();
+    assert_eq!(back, vec![id.clone()]);
+    let record = env.record(&id);
+    assert_eq!((record.status, record.attempts), (Some(Status::Queued), 0));
+    let claim = env.rt.block_on(queue.claim("w2", 10, LEASE)).unwrap();
+    assert_eq!(
+        (claim.jobs[0].id.as_str(), claim.jobs[0].attempt),
+        (id.as_str(), 1)
+    );
+    // (The hand-back left a wake token, which would end the next wait.)
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{keys}:wake"))
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let mut other = env.rt.block_on(queue.wake_waiter()).unwrap();
+    cut_off_wait(&env, &queue, &mut other, "w3");
+    assert!(env.rt.block_on(queue.leave_idle(&other, "w3", LEASE)));
+    assert_eq!(zcard(&mut env.redis_conn(), &idle), 0);
+}
+
+/// End to end with `spool worker` processes: an idle worker runs a job
+/// handed to it; stopped, it leaves `Q:idle` (the next job waits for the
+/// next worker, not lost); killed with `kill -9` while registered, the job
+/// handed to it runs on the next worker once the lease lapses.
+#[test]
+fn workers_run_handed_jobs_and_lose_none_when_stopped_or_killed() {
+    let env = Env::standalone("handover-workers");
+    let keys = env.queue.key_prefix().to_string();
+    let idle = format!("{keys}:idle");
+    let dir = env.plugins_dir(&[("hello", "hello")]);
+    let registered = |env: &Env| {
+        env.wait_for("a worker to wait in Q:idle", || {
+            zcard(&mut env.redis_conn(), &idle) > 0
+        });
+    };
+    let mut first = env.worker_process(crate::SPOOL, &dir, &["--id", "first"]);
+    registered(&env);
+    let id = env.enqueue("hello", r#"{"name":"a"}"#);
+    let record = env.wait(&id);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    assert_eq!(
+        (record.worker.as_deref(), record.attempts),
+        (Some("first"), 1)
+    );
+    registered(&env);
+    first.signal("TERM");
+    assert!(first.wait().success(), "{}", first.stderr());
+    assert_eq!(
+        zcard(&mut env.redis_conn(), &idle),
+        0,
+        "a stopped worker left Q:idle"
+    );
+    let waiting = env.enqueue("hello", r#"{"name":"b"}"#);
+    assert_eq!(env.record(&waiting).status, Some(Status::Queued));
+    let mut second = env.worker_process(crate::SPOOL, &dir, &["--id", "second"]);
+    assert_eq!(env.wait(&waiting).status, Some(Status::Succeeded));
+    registered(&env);
+    second.kill();
+    // Killed while registered: its entry stands until its deadline, so an
+    // enqueue now hands it the job, which nobody reads.
+    let orphan = env.enqueue("hello", r#"{"name":"c"}"#);
+    let record = env.record(&orphan);
+    assert_eq!(
+        (record.status, record.worker.as_deref()),
+        (Some(Status::Running), Some("second"))
+    );
+    let _third = env.worker_process(crate::SPOOL, &dir, &["--id", "third"]);
+    let record = env.wait(&orphan);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    assert_eq!(
+        (record.worker.as_deref(), record.attempts),
+        (Some("third"), 2)
+    );
+}
+
+/// On a cluster the record and the queue's keys are on different nodes:
+/// no wait registers and no enqueue hands over.
+#[test]
+fn a_cluster_never_hands_over() {
+    let env = Env::on_cluster("handover-cluster");
+    let keys = env.queue.key_prefix().to_string();
+    let queue = env.queue.clone();
+    learn_clock(&queue, &env);
+    let handed = env.rt.block_on(async {
+        let mut waiter = queue.wake_waiter().await.unwrap();
+        let wait =
+            queue.wait_for_work(&mut waiter, Duration::from_millis(300), Some(("w1", LEASE)));
+        let enqueue = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            queue.enqueue(&env.job("hello", "{}")).await.unwrap().id
+        };
+        let (handed, id) = tokio::join!(wait, enqueue);
+        (handed.unwrap(), id)
+    });
+    assert!(handed.0.is_empty(), "nothing handed over on a cluster");
+    assert_eq!(env.record(&handed.1).status, Some(Status::Queued));
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(format!("{keys}:idle"))
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(exists, 0);
+}
