@@ -105,6 +105,8 @@ pub struct Metrics {
     wedged: AtomicU64,
     /// Claimed, not yet acked.
     in_flight: AtomicU64,
+    /// Jobs an enqueue handed to this worker while it waited (no claim).
+    handed_over: AtomicU64,
     /// Serving: synced with the fleet store, plugins loaded, not draining.
     ready: AtomicBool,
     /// Leases found lost by a renewal (another attempt owns the job).
@@ -204,6 +206,11 @@ impl Metrics {
     /// A job was released because its thread wedged.
     pub fn wedged(&self) {
         self.wedged.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An enqueue handed this worker a job while it waited for work.
+    pub fn handed_over(&self) {
+        self.handed_over.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Jobs claimed and not yet acked, now.

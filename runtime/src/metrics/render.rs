@@ -115,7 +115,7 @@ fn labelled(
 }
 
 /// The series of one value each: (name, type, help, value).
-fn singles(m: &Metrics) -> [(&'static str, &'static str, &'static str, u64); 12] {
+fn singles(m: &Metrics) -> [(&'static str, &'static str, &'static str, u64); 13] {
     [
         (
             "spool_stale_outcomes_total",
@@ -128,6 +128,12 @@ fn singles(m: &Metrics) -> [(&'static str, &'static str, &'static str, u64); 12]
             "counter",
             "Jobs released because their thread wedged past deadline and grace.",
             m.wedged.load(Ordering::Relaxed),
+        ),
+        (
+            "spool_jobs_handed_over_total",
+            "counter",
+            "Jobs an enqueue handed to this worker while it waited for work (no claim).",
+            m.handed_over.load(Ordering::Relaxed),
         ),
         (
             "spool_jobs_in_flight",

@@ -382,6 +382,7 @@ impl Claimer {
                 // (an enqueue meanwhile pushes a wake token).
                 self.handed = !jobs.is_empty();
                 for job in jobs {
+                    self.config.metrics.handed_over();
                     if let Step::Stop = self.take(job) {
                         return Step::Stop;
                     }

@@ -197,3 +197,32 @@ fn spool_serve_reports_queue_depth_per_tenant_and_priority_to_operators() {
         assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
     }
 }
+
+/// A job an enqueue hands to the idle worker (docs/queue.md, "Hand-over
+/// at idle") is counted as such; jobs it claims are not.
+#[test]
+fn jobs_handed_over_at_idle_are_counted() {
+    let env = Env::standalone("metrics-handover");
+    let dir = env.plugins_dir(&[("hello", "hello")]);
+    let (_worker, addr) = worker_with_metrics(&env, &dir);
+    let idle = format!("{}:idle", env.queue.key_prefix());
+    let registered = || {
+        let n: u64 = redis::cmd("ZCARD")
+            .arg(&idle)
+            .query(&mut env.redis_conn())
+            .unwrap();
+        n > 0
+    };
+    env.wait_for("the worker to wait in Q:idle", registered);
+    let id = env.enqueue("hello", r#"{"name":"a"}"#);
+    env.wait(&id);
+    // A batch goes the normal way: claimed.
+    env.enqueue_all(&[env.job("hello", "{}"), env.job("hello", "{}")]);
+    env.wait_finished(3);
+    let text = get(&addr, "/metrics").1;
+    assert_eq!(
+        sample(&text, "spool_jobs_handed_over_total"),
+        Some(1.0),
+        "{text}"
+    );
+}
