@@ -26,6 +26,8 @@ struct Shared {
     refuse_after_cut: AtomicBool,
     /// New connections are closed at once (see [`Proxy::accept_again`]).
     refusing: AtomicBool,
+    /// The client side of every connection made, to cut them all.
+    clients: Mutex<Vec<TcpStream>>,
 }
 
 impl Proxy {
@@ -47,6 +49,9 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue; // the client sees a closed connection
                 };
+                if let Ok(c) = client.try_clone() {
+                    accept.clients.lock().unwrap().push(c);
+                }
                 pipe(client, server, Arc::clone(&accept));
             }
         });
@@ -71,6 +76,15 @@ impl Proxy {
     pub fn lose_reply_with_then_refuse(&self, marker: &str) {
         self.shared.refuse_after_cut.store(true, Ordering::Relaxed);
         self.lose_reply_with(marker);
+    }
+
+    /// Cut every connection and refuse new ones until
+    /// [`Proxy::accept_again`]: Redis out of reach for every client.
+    pub fn cut_everything(&self) {
+        self.shared.refusing.store(true, Ordering::Relaxed);
+        for c in self.shared.clients.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
     }
 
     /// Accept connections again.

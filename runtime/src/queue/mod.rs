@@ -24,6 +24,7 @@
 //! | `T:stats` | hash | counters: succeeded, dead, retried; `rr`, `seq` |
 //! | `Q:ready`, `Q:timers`, `Q:seq` | zsets | tenants to visit now, tenants to visit later, every tenant's last announcement |
 //! | `Q:wake` | list | at most one token (`t:TENANT` or `1`); idle workers block on it |
+//! | `Q:wake:W`, `Q:idle` | list, zset | an idle waiter's own list (its timer's tokens, jobs handed to it) and the waiters registered for a hand-over (see [`idle`]) |
 //!
 //! # Delivery
 //!
@@ -46,6 +47,7 @@ mod cancel;
 mod chunk;
 mod claiming;
 mod error;
+mod idle;
 mod loading;
 mod logs;
 mod migrate;
@@ -81,7 +83,7 @@ pub use records::{DeadEntry, Glance, QueueStats};
 pub use reply::Claim;
 pub use state::{GroupState, TenantState};
 pub use sweep::Swept;
-pub use wake::WakeWait;
+pub use wake::{WakeWait, Woke};
 
 use crate::redis::Conn;
 use crate::redis::{AsyncRedis, RedisError};

@@ -20,11 +20,35 @@ use crate::redis::Conn;
 use std::time::Duration;
 
 /// A blocking connection for [`Queue::wait_for_work`], and the waiter's
-/// own list (`Q:wake:RANDOM`, in the queue's slot).
+/// own list (`Q:wake:RANDOM`, in the queue's slot): its host timer's
+/// tokens, and the jobs handed to it at idle.
 #[derive(Debug)]
 pub struct WakeWait {
     conn: Conn,
     own: String,
+}
+
+impl WakeWait {
+    /// The waiter's own list, its inbox for jobs handed over.
+    pub fn inbox(&self) -> &str {
+        &self.own
+    }
+}
+
+/// How a wait for work ended.
+#[derive(Debug)]
+pub struct Woke {
+    /// Jobs an enqueue handed to the waiter, leased to it as a claim
+    /// leases them.
+    pub jobs: Vec<ClaimedJob>,
+    /// Something else ended the wait too (a wake token, the timer, the
+    /// timeout): claim next. False when the wait's reply was a job
+    /// handed over: the worker may wait again at once.
+    pub claim: bool,
+    /// An enqueue took the waiter's registration, but no job was found:
+    /// hand back what is leased to the worker and unknown to it
+    /// ([`Queue::recover`]), in case a job went astray.
+    pub lost: bool,
 }
 
 /// What a wait's `BLPOP` popped: the list, and the value (a wake token,
@@ -36,7 +60,9 @@ type Popped = (String, Vec<u8>);
 const OWN_LIST_TTL_MS: u64 = 60_000;
 
 impl Queue {
-    /// A connection to wait for work on.
+    /// A connection to wait for work on, with a new own list of its own
+    /// (a connection Redis still holds blocked on an older one, after a
+    /// cut this side saw first, must not take a job meant for this one).
     pub async fn wake_waiter(&self) -> Result<WakeWait, QueueError> {
         let conn = self.blocking_connection().await?;
         let own = self.key(&format!("wake:{}", ulid::Ulid::new()));
@@ -47,33 +73,48 @@ impl Queue {
     /// clock, see the module doc). With `idle` (a worker id and its lease),
     /// the waiter registers in `Q:idle` for the wait (one Redis only), so
     /// that an enqueue may hand it a job (docs/queue.md, "Hand-over at
-    /// idle"): the jobs it was handed, leased to it as a claim leases them.
-    /// An error may leave a job handed to it and unread: the caller then
-    /// runs [`Queue::leave_idle`], or hands back what it holds unknown
-    /// ([`Queue::recover`]).
+    /// idle", and idle.rs). An error may leave it registered, or a job
+    /// handed to it unread: the caller then runs [`Queue::leave_idle`]
+    /// until it answers, before anything else.
     pub async fn wait_for_work(
         &self,
         wait: &mut WakeWait,
         timeout: Duration,
         idle: Option<(&str, Duration)>,
-    ) -> Result<Vec<ClaimedJob>, QueueError> {
+    ) -> Result<Woke, QueueError> {
         self.count_round_trip();
         let member = idle
-            .filter(|_| !self.redis.is_cluster())
-            .map(|(worker, lease)| idle_member(wait, worker, lease));
+            .filter(|(worker, _)| !self.redis.is_cluster() && !worker.is_empty())
+            .map(|(worker, lease)| super::idle::member(&wait.own, worker, lease));
         let register = member.as_deref().map(|m| (m, self.idle_deadline(timeout)));
-        let (reply, nudged) = self.blpop_until(wait, timeout, register).await;
+        let (registered, reply, nudged) = self.blpop_until(wait, timeout, register).await;
+        // (A registration Redis refused, over `maxmemory` say, left nothing
+        // to take back.)
+        let member = member.filter(|_| registered);
         let token = reply.map_err(|e| self.error("wait for work", e))?;
         let received = std::time::Instant::now();
         let from_own = token.as_ref().is_some_and(|(list, _)| *list == wait.own);
-        let mut jobs = Vec::new();
+        let mut woke = Woke {
+            jobs: Vec::new(),
+            claim: true,
+            lost: false,
+        };
         match (&token, &member) {
             (Some((_, entry)), _) if from_own && entry.first() == Some(&b'j') => {
                 // Handed over: the enqueue took this waiter out of `Q:idle`.
-                jobs.push(super::reply::parse_handed(entry, received)?);
+                woke.jobs.push(super::reply::parse_handed(entry, received)?);
+                woke.claim = false;
             }
             (_, Some(member)) => {
-                jobs = self.leave(wait, member, nudged && !from_own).await?;
+                let (left, jobs) = self.leave(&wait.own, member).await?;
+                // No enqueue can hand us a job now: a stale nudge may go.
+                if left && nudged && !from_own {
+                    self.drop_nudge(wait).await;
+                }
+                // Taken with nothing in the inbox: an expired entry dropped,
+                // or a job gone where this wait cannot see it.
+                woke.lost = !left && jobs.is_empty();
+                woke.jobs = jobs;
             }
             _ if nudged && !from_own => self.drop_nudge(wait).await,
             _ => {}
@@ -85,71 +126,7 @@ impl Queue {
                 .map(|t| String::from_utf8_lossy(t).into_owned())
         });
         *crate::locks::lock(&self.inner.hint) = tenant;
-        Ok(jobs)
-    }
-
-    /// Take the waiter out of `Q:idle` after a wait that ended without a
-    /// job: if an enqueue took it out first, its job is in the inbox
-    /// (the enqueue's `ZPOPMAX` and push are one script), and is read
-    /// here. `drop_nudge`: the host timer's token may wait in the inbox.
-    async fn leave(
-        &self,
-        wait: &WakeWait,
-        member: &str,
-        drop_nudge: bool,
-    ) -> Result<Vec<ClaimedJob>, QueueError> {
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        let removed: i64 = redis::cmd("ZREM")
-            .arg(self.key("idle"))
-            .arg(member)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("leave the idle workers", e))?;
-        if removed == 1 {
-            // No enqueue can hand us a job now: a stale nudge may go.
-            if drop_nudge {
-                self.drop_nudge(wait).await;
-            }
-            return Ok(Vec::new());
-        }
-        let entries: Option<Vec<Vec<u8>>> = redis::cmd("LPOP")
-            .arg(&wait.own)
-            .arg(16)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("read a job handed over", e))?;
-        let received = std::time::Instant::now();
-        entries
-            .unwrap_or_default()
-            .iter()
-            .filter(|e| e.first() == Some(&b'j'))
-            .map(|e| super::reply::parse_handed(e, received))
-            .collect()
-    }
-
-    /// After a wait cut off (an error, the stop signal): take the waiter
-    /// out of `Q:idle`. True when no job can have been handed to it (it
-    /// was still there, or never registered); false when one may sit
-    /// unread in its inbox, leased to it: the caller hands it back with
-    /// [`Queue::recover`].
-    pub async fn leave_idle(&self, wait: &WakeWait, worker: &str, lease: Duration) -> bool {
-        if self.redis.is_cluster() {
-            return true;
-        }
-        self.count_round_trip();
-        let removed: redis::RedisResult<i64> = redis::cmd("ZREM")
-            .arg(self.key("idle"))
-            .arg(idle_member(wait, worker, lease))
-            .query_async(&mut self.redis.conn())
-            .await;
-        match removed {
-            Ok(n) => n == 1,
-            // Refused by Redis (`Q:idle` is not a sorted set, written by
-            // hand): no enqueue could take an entry from it either.
-            Err(e) if e.code().is_some() => true,
-            Err(_) => false,
-        }
+        Ok(woke)
     }
 
     /// Delete the waiter's own list: a nudge left there would end the
@@ -161,46 +138,48 @@ impl Queue {
             .await;
     }
 
-    /// Until when a waiter registered now waits, on Redis' clock (µs): the
-    /// wait and a second. A worker killed while it waits is passed over
-    /// by enqueues from then on.
-    fn idle_deadline(&self, timeout: Duration) -> i64 {
-        let offset = self
-            .inner
-            .clock_offset_us
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let wait = i64::try_from((timeout + IDLE_SLACK).as_micros()).unwrap_or(i64::MAX);
-        i64::try_from(crate::ids::now_us())
-            .unwrap_or(i64::MAX)
-            .saturating_add(offset)
-            .saturating_add(wait)
-    }
-
     /// `BLPOP` the wake list and the own list, ended by a token on the own
-    /// list if this host's timer fires first; the reply, and whether the
-    /// timer fired. `register`: the `Q:idle` entry and its deadline, sent
-    /// in the same pipeline, just before the `BLPOP`.
+    /// list if this host's timer fires first: whether the registration
+    /// (`register`: the `Q:idle` entry and its deadline, sent in the same
+    /// pipeline just before the `BLPOP`) was made, the reply, and whether
+    /// the timer fired.
     async fn blpop_until(
         &self,
         wait: &mut WakeWait,
         timeout: Duration,
         register: Option<(&str, i64)>,
-    ) -> (redis::RedisResult<Option<Popped>>, bool) {
+    ) -> (bool, redis::RedisResult<Option<Popped>>, bool) {
         let lists = [self.key("wake"), wait.own.clone()];
         let own = wait.own.clone();
         let mut pipe = redis::pipe();
+        // Each command's own answer: a refused registration must not hide
+        // what the `BLPOP` popped.
+        pipe.ignore_errors();
         if let Some((member, deadline)) = register {
-            pipe.zadd(self.key("idle"), member, deadline).ignore();
+            pipe.zadd(self.key("idle"), member, deadline);
         }
         pipe.blpop(&lists, timeout.as_secs_f64().max(0.01));
+        let registering = register.is_some();
         let blpop = async {
-            let reply: redis::RedisResult<(Option<Popped>,)> =
-                pipe.query_async(&mut wait.conn).await;
-            reply.map(|(r,)| r)
+            if registering {
+                let reply: redis::RedisResult<(
+                    redis::RedisResult<i64>,
+                    redis::RedisResult<Option<Popped>>,
+                )> = pipe.query_async(&mut wait.conn).await;
+                match reply {
+                    Ok((added, popped)) => (added.is_ok(), popped),
+                    // Nothing came back: it may have been made.
+                    Err(e) => (true, Err(e)),
+                }
+            } else {
+                let reply: redis::RedisResult<(redis::RedisResult<Option<Popped>>,)> =
+                    pipe.query_async(&mut wait.conn).await;
+                (false, reply.and_then(|(popped,)| popped))
+            }
         };
         tokio::pin!(blpop);
         tokio::select! {
-            reply = &mut blpop => (reply, false),
+            (registered, reply) = &mut blpop => (registered, reply, false),
             () = tokio::time::sleep(timeout + Duration::from_millis(2)) => {
                 let nudge: redis::RedisResult<()> = redis::pipe()
                     .lpush(&own, 1)
@@ -214,18 +193,9 @@ impl Queue {
                     tracing::debug!("could not end an idle wait on time: {nudge:?}");
                 }
                 // Read the reply even so: a token popped just now is ours.
-                (blpop.await, true)
+                let (registered, reply) = blpop.await;
+                (registered, reply, true)
             }
         }
     }
 }
-
-/// A waiter's entry in `Q:idle`: its inbox, its lease (µs) and its worker
-/// id (last: an id may hold spaces), as enqueue.lua's `hand_over` reads it.
-fn idle_member(wait: &WakeWait, worker: &str, lease: Duration) -> String {
-    format!("{} {} {worker}", wait.own, lease.as_micros())
-}
-
-/// How long past its wait a waiter stays in `Q:idle`: the round trip that
-/// takes it out, with room for a slow one.
-const IDLE_SLACK: Duration = Duration::from_secs(1);

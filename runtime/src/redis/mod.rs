@@ -35,6 +35,7 @@ pub use cluster_server::{ClusterShape, PrivateRedis, RedisCluster};
 pub use conn::{Conn, SyncConn};
 pub use connect::AsyncRedis;
 pub use error::RedisError;
+pub(crate) use error::is_connection_trouble;
 pub use nodes::Node;
 pub use served::send_until_served;
 pub use server::{RedisServer, RedisServerError};

@@ -91,6 +91,8 @@ pub(super) async fn claim_loop(
         unsure: Vec::new(),
         handed: false,
         due_at: None,
+        inbox: None,
+        leave_unsure: false,
     };
     while !*claimer.stop.borrow() {
         if let Step::Stop = claimer.step().await {
@@ -167,6 +169,12 @@ struct Claimer {
     handed: bool,
     /// When the last wait would have ended by its timer.
     due_at: Option<Instant>,
+    /// The own list (inbox) of the last idle wait's connection: where a
+    /// job handed to this worker lands.
+    inbox: Option<String>,
+    /// A wait was cut off and leaving `Q:idle` has not been answered yet:
+    /// nothing else happens until it is (queue/idle.rs).
+    leave_unsure: bool,
 }
 
 impl Claimer {
@@ -174,8 +182,12 @@ impl Claimer {
     /// work when the queue ran dry. Waits end at the stop signal; a claim
     /// under way is never cut off (its jobs would stay leased to nobody).
     async fn step(&mut self) -> Step {
-        // First hand back what a lost claim may have leased to us: those
+        // First learn whether a wait cut off left us a job handed over,
+        // then hand back what a lost claim may have leased to us: those
         // leases are not renewed, and lapse in --lease.
+        if self.leave_unsure {
+            return self.leave_idle().await;
+        }
         let unsure_due = self
             .retry_unsure_at
             .is_none_or(|at| std::time::Instant::now() >= at);
@@ -313,6 +325,9 @@ impl Claimer {
     /// after an outage may meet the dropped connection; the next one
     /// opens a new one.)
     async fn recover_on_exit(&mut self) {
+        if self.leave_unsure {
+            self.leave_on_stop().await;
+        }
         if !self.lost_claim && self.unsure.is_empty() {
             return;
         }
@@ -363,6 +378,7 @@ impl Claimer {
             tokio::time::sleep(timeout).await;
             return Step::Continue;
         };
+        self.inbox = Some(conn.inbox().to_string());
         // Bounded even if the connection went half-open (no reply ever
         // comes): then it is rebuilt.
         let queue = self.queue.clone();
@@ -376,34 +392,106 @@ impl Claimer {
             _ = self.stop.changed() => None,
         };
         match waited {
-            Some(Ok(Ok(jobs))) => {
+            Some(Ok(Ok(woke))) => {
                 self.blocking = Some(conn);
-                // Handed over: the next turn waits again rather than claim
-                // (an enqueue meanwhile pushes a wake token).
-                self.handed = !jobs.is_empty();
-                for job in jobs {
-                    self.config.metrics.handed_over();
-                    if let Step::Stop = self.take(job) {
-                        return Step::Stop;
-                    }
-                }
-                return Step::Continue;
+                // Handed over as the wait's reply: the next turn waits
+                // again rather than claim (an enqueue meanwhile pushes a
+                // wake token).
+                self.handed = !woke.jobs.is_empty() && !woke.claim;
+                self.lost_claim |= woke.lost;
+                self.take_handed(woke.jobs)
+            }
+            None => {
+                self.leave_on_stop().await;
+                Step::Stop
             }
             // The claim that follows tells whether Redis is down; this
             // connection is just rebuilt.
-            Some(Ok(Err(ref e))) => tracing::debug!("waiting for work: {e}"),
-            Some(Err(_)) => {}
-            None => {}
+            Some(waited) => {
+                if let Ok(Err(e)) = waited {
+                    tracing::debug!("waiting for work: {e}");
+                }
+                self.leave_unsure = true;
+                self.until_stopped(tokio::time::sleep(Duration::from_millis(50)))
+                    .await
+            }
         }
-        // Cut off: a job may have been handed to us and left unread.
-        if !self.queue.leave_idle(&conn, &worker, lease).await {
-            self.lost_claim = true;
+    }
+
+    /// Jobs handed over to this worker: leased to it, to run. One it
+    /// holds already under the same token is not run twice (its entry
+    /// back in the inbox after Redis restarted from a file that had the
+    /// hand-over but not the pop).
+    fn take_handed(&mut self, jobs: Vec<ClaimedJob>) -> Step {
+        for job in jobs {
+            let key = (job.tenant.clone(), job.id.clone());
+            if lock(&self.in_flight).get(&key) == Some(&job.token) {
+                continue;
+            }
+            self.config.metrics.handed_over();
+            if let Step::Stop = self.take(job) {
+                return Step::Stop;
+            }
         }
-        if waited.is_none() {
-            return Step::Stop;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
         Step::Continue
+    }
+
+    /// Stopping: leave `Q:idle`; what was handed to us (or may have been,
+    /// if Redis did not answer) goes back with the recovery of a lost
+    /// claim on the way out.
+    async fn leave_on_stop(&mut self) {
+        let Some(inbox) = self.inbox.clone() else {
+            return;
+        };
+        let c = &self.config;
+        // Asked again while Redis does not answer, for as long as the
+        // registration could be taken (its deadline: the wait and a
+        // second), so that no enqueue hands a job to a stopped worker.
+        let started = Instant::now();
+        let left = loop {
+            match self.queue.leave_idle(&inbox, &c.worker_id, c.lease).await {
+                Err(e) if e.is_retryable() && started.elapsed() < LEAVE_ON_STOP => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => break r,
+            }
+        };
+        match left {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => self.lost_claim = true,
+        }
+        self.leave_unsure = false;
+    }
+
+    /// Leave `Q:idle` after a wait cut off (queue/idle.rs), and take what
+    /// was handed to us meanwhile; until Redis answers, back off and ask
+    /// again (nothing else happens meanwhile).
+    async fn leave_idle(&mut self) -> Step {
+        let Some(inbox) = self.inbox.clone() else {
+            self.leave_unsure = false;
+            return Step::Continue;
+        };
+        let c = &self.config;
+        match self.queue.leave_idle(&inbox, &c.worker_id, c.lease).await {
+            Ok(handed) => {
+                self.leave_unsure = false;
+                self.outage.ok("leaving the idle workers");
+                match handed {
+                    // Taken, and its job went with the reply we lost.
+                    Some(jobs) if jobs.is_empty() => {
+                        self.lost_claim = true;
+                        Step::Continue
+                    }
+                    Some(jobs) => self.take_handed(jobs),
+                    None => Step::Continue,
+                }
+            }
+            Err(e) => {
+                self.leave_unsure = true;
+                let delay = self.outage.failed("leaving the idle workers", &e);
+                self.until_stopped(tokio::time::sleep(delay)).await
+            }
+        }
     }
 
     /// After a job handed over at idle: wait again, until the time the
@@ -416,6 +504,11 @@ impl Claimer {
         self.idle(left).await
     }
 }
+
+/// How long a stopping worker asks Redis to take it out of `Q:idle`:
+/// past the longest deadline a registration has (a second's wait and a
+/// second, queue/idle.rs).
+const LEAVE_ON_STOP: Duration = Duration::from_millis(2500);
 
 /// Acks in flight at once: while Redis applies one batch, the next is on
 /// its way, so neither Redis nor the job threads wait for a round trip.

@@ -73,11 +73,12 @@ fn an_idle_waiter_is_handed_a_lone_job_as_a_lease() {
                 .unwrap()
                 .id
         };
-        let (handed, id) = tokio::join!(wait, enqueue);
-        (handed.unwrap(), id)
+        let (woke, id) = tokio::join!(wait, enqueue);
+        (woke.unwrap(), id)
     });
-    assert_eq!(handed.len(), 1, "one job handed over");
-    let job = &handed[0];
+    assert_eq!(handed.jobs.len(), 1, "one job handed over");
+    assert!(!handed.claim, "the wait's reply was the job: no claim next");
+    let job = &handed.jobs[0];
     assert_eq!((job.id.as_str(), job.attempt), (id.as_str(), 1));
     assert_eq!(job.payload, br#"{"name":"idle"}"#);
     assert_eq!(job.plugin.as_deref(), Some("default/hello"));
@@ -130,63 +131,13 @@ fn an_idle_waiter_is_handed_a_lone_job_as_a_lease() {
     assert_eq!(env.record(&id).status, Some(Status::Succeeded));
 }
 
-/// Anything that could come before the job, or a limit a claim would
-/// count, sends it the normal way and leaves the waiter registered: a
-/// batch, a delay, a group, an idempotency key, a job of the tenant
-/// waiting, another tenant ready, a pause, a concurrency cap, a rate. A
-/// registration past its deadline is dropped, not used. With none of
-/// these the same waiter is handed the job.
-#[test]
-fn no_hand_over_when_anything_waits_or_a_limit_applies() {
-    let env = Env::standalone("handover-not");
-    let keys = env.queue.key_prefix().to_string();
-    let idle = format!("{keys}:idle");
-    let mut conn = env.redis_conn();
-    learn_clock(&env.queue, &env);
-    let inbox = ghost(&env, "g1", LEASE, 60_000_000);
-    let queued = |id: &str| {
-        let status = env.record(id).status;
-        assert!(
-            matches!(status, Some(Status::Queued | Status::Delayed)),
-            "{id}: {status:?}"
-        );
-    };
-    let mut ids = env.enqueue_all(&[env.job("hello", "{}"), env.job("hello", "{}")]);
-    let mut delayed = env.job("later/hello", "{}");
-    delayed.delay = Duration::from_secs(60);
-    ids.push(env.enqueue_job(delayed));
-    let mut grouped = env.job("g/hello", "{}");
-    grouped.group = Some("one".into());
-    ids.push(env.enqueue_job(grouped));
-    let mut keyed = env.job("k/hello", "{}");
-    keyed.idempotency_key = Some("once".into());
-    ids.push(env.enqueue_job(keyed));
-    // The default tenant has jobs waiting (the batch above).
-    ids.push(env.enqueue("hello", "{}"));
-    // Another tenant ready: `default` is in the ready set.
-    ids.push(env.enqueue("other/hello", "{}"));
-    env.set_limit("capped", Limit::Concurrency, 5);
-    env.set_limit("rated", Limit::Rate, 3600);
-    let paused = env
-        .rt
-        .block_on(env.queue.set_paused("quiet", None, true))
-        .unwrap();
-    assert!(paused);
-    for id in &ids {
-        queued(id);
-    }
-    assert_eq!(zcard(&mut conn, &idle), 1, "the waiter is still registered");
-    for tenant in ["capped", "rated", "quiet"] {
-        let id = env.enqueue(&format!("{tenant}/hello"), "{}");
-        queued(&id);
-    }
-    assert_eq!(zcard(&mut conn, &idle), 1, "the waiter is still registered");
-    // Drain what can run (claims settle the tenants, the paused one
-    // too), then the same waiter is handed the next lone job.
+/// Claim and ack until a claim finds nothing: the ready set is empty
+/// (claims settle the tenants they find dry, paused or capped ones too).
+fn drain(env: &Env) {
     loop {
         let claim = env.rt.block_on(env.queue.claim("w", 100, LEASE)).unwrap();
         if claim.jobs.is_empty() {
-            break;
+            return;
         }
         let outcomes: Vec<_> = claim
             .jobs
@@ -195,6 +146,97 @@ fn no_hand_over_when_anything_waits_or_a_limit_applies() {
             .collect();
         env.rt.block_on(env.queue.ack(&outcomes)).unwrap();
     }
+}
+
+/// Anything that could come before the job, or a limit a claim would
+/// count, sends it the normal way and leaves the waiter registered, each
+/// looked at alone with the queue's ready set empty: a batch, a delay, a
+/// group, an idempotency key, a job of the tenant waiting (pushed by
+/// plain commands, not announced), one running, a delayed one, another
+/// tenant ready, a pause, a concurrency cap, a rate. A registration past
+/// its deadline is dropped, not used. With none of these the same waiter
+/// is handed the job.
+#[test]
+fn no_hand_over_when_anything_waits_or_a_limit_applies() {
+    let env = Env::standalone("handover-not");
+    let keys = env.queue.key_prefix().to_string();
+    let idle = format!("{keys}:idle");
+    let ready = format!("{keys}:ready");
+    let mut conn = env.redis_conn();
+    learn_clock(&env.queue, &env);
+    let inbox = ghost(&env, "g1", LEASE, 60_000_000);
+    let check = not_handed(&env, &idle);
+    let job = |plugin: &str| env.job(plugin, "{}");
+    drain(&env);
+    assert_eq!(
+        zcard(&mut conn, &ready),
+        0,
+        "nothing ready before the cases"
+    );
+    let batch = env.enqueue_all(&[job("a/hello"), job("a/hello")]);
+    drain_after(&env, &batch, "a batch", &check);
+    let mut delayed = job("b/hello");
+    delayed.delay = Duration::from_secs(60);
+    let id = env.enqueue_job(delayed);
+    drain_after(&env, &[id], "a delay", &check);
+    let mut grouped = job("c/hello");
+    grouped.group = Some("one".into());
+    let id = env.enqueue_job(grouped);
+    drain_after(&env, &[id], "a group", &check);
+    let mut keyed = job("d/hello");
+    keyed.idempotency_key = Some("once".into());
+    let id = env.enqueue_job(keyed);
+    drain_after(&env, &[id], "an idempotency key", &check);
+    // `b` still has its delayed job.
+    let id = env.enqueue("b/hello", "{}");
+    drain_after(&env, &[id], "a delayed job of the tenant", &check);
+    // A job of the tenant waiting, pushed by plain commands and taken out
+    // of the ready set again: the tenant's list alone says so.
+    env.enqueue_plain(
+        "e",
+        "plain-1",
+        "normal",
+        &[("plugin", b"e/hello"), ("payload", b"{}")],
+    );
+    let _: () = redis::cmd("ZREM")
+        .arg(&ready)
+        .arg("e")
+        .query(&mut conn)
+        .unwrap();
+    let id = env.enqueue("e/hello", "{}");
+    drain_after(&env, &[id], "a job of the tenant waiting", &check);
+    // A job of the tenant running (claimed, not acked).
+    let two = env.enqueue_all(&[job("f/hello"), job("f/hello")]);
+    check(&two, "a batch of two");
+    let running = env.rt.block_on(env.queue.claim("w", 1, LEASE)).unwrap();
+    assert_eq!(running.jobs.len(), 1);
+    drain(&env);
+    let id = env.enqueue("f/hello", "{}");
+    drain_after(&env, &[id], "a job of the tenant running", &check);
+    let done: Vec<_> = running
+        .jobs
+        .iter()
+        .map(|j| j.outcome(Next::Succeeded))
+        .collect();
+    env.rt.block_on(env.queue.ack(&done)).unwrap();
+    // Another tenant ready (announced by plain commands).
+    env.announce_plain("g", None);
+    let id = env.enqueue("h/hello", "{}");
+    drain_after(&env, &[id], "another tenant ready", &check);
+    // A pause, a cap, a rate.
+    assert!(
+        env.rt
+            .block_on(env.queue.set_paused("p", None, true))
+            .unwrap()
+    );
+    env.set_limit("capped", Limit::Concurrency, 5);
+    env.set_limit("rated", Limit::Rate, 3600);
+    for (tenant, case) in [("p", "a pause"), ("capped", "a cap"), ("rated", "a rate")] {
+        let id = env.enqueue(&format!("{tenant}/hello"), "{}");
+        drain_after(&env, &[id], case, &check);
+    }
+    // None of these: handed over to the same waiter.
+    assert_eq!(zcard(&mut conn, &ready), 0);
     let id = env.enqueue("hello", "{}");
     let record = env.record(&id);
     assert_eq!(record.status, Some(Status::Running));
@@ -206,8 +248,52 @@ fn no_hand_over_when_anything_waits_or_a_limit_applies() {
     // A registration past its deadline is dropped, not used.
     ghost(&env, "late", LEASE, -1);
     let id = env.enqueue("fresh/hello", "{}");
-    queued(&id);
+    assert_eq!(env.record(&id).status, Some(Status::Queued));
     assert_eq!(zcard(&mut conn, &idle), 0, "the stale entry was dropped");
+    // An entry naming a key that is not a waiter's list is dropped too:
+    // the script never pushes onto another key.
+    drain(&env);
+    let deadline = redis_now(&mut conn) + 60_000_000;
+    let _: () = redis::cmd("ZADD")
+        .arg(&idle)
+        .arg(deadline)
+        .arg(format!("{keys}:seq 30000000 evil"))
+        .query(&mut conn)
+        .unwrap();
+    let id = env.enqueue("other/hello", "{}");
+    assert_eq!(env.record(&id).status, Some(Status::Queued));
+    assert_eq!(zcard(&mut conn, &idle), 0);
+    let kind: String = redis::cmd("TYPE")
+        .arg(format!("{keys}:seq"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(kind, "zset");
+}
+
+/// After a case's enqueue: its jobs were not handed over (`check`), then
+/// the queue is drained for the next case.
+fn drain_after(env: &Env, ids: &[String], case: &str, check: &dyn Fn(&[String], &str)) {
+    check(ids, case);
+    drain(env);
+}
+
+/// The check of [`drain_after`]: each job queued or delayed, and the
+/// waiter still registered.
+fn not_handed<'a>(env: &'a Env, idle: &'a str) -> impl Fn(&[String], &str) + 'a {
+    move |ids, case| {
+        for id in ids {
+            let status = env.record(id).status;
+            assert!(
+                matches!(status, Some(Status::Queued | Status::Delayed)),
+                "{case}: {id} is {status:?}"
+            );
+        }
+        assert_eq!(
+            zcard(&mut env.redis_conn(), idle),
+            1,
+            "{case}: the waiter was taken"
+        );
+    }
 }
 
 /// A job handed to a worker that died right after it registered runs
@@ -296,40 +382,66 @@ fn cut_off_wait(
 }
 
 /// A wait cut off (a lost connection, the stop signal) may leave a job an
-/// enqueue handed over, leased to the worker and never read: leaving
-/// `Q:idle` says so, and the recovery of a lost claim hands it back
-/// without spending its attempt. A waiter still registered leaves
-/// cleanly, with nothing to hand back.
+/// enqueue handed over, leased to the worker: leaving `Q:idle` says so and
+/// reads it from the inbox. If the job went with the reply the cut wait
+/// never read, leaving says the entry was taken with nothing left, and
+/// the recovery of a lost claim hands the job back without spending its
+/// attempt. A waiter still registered leaves with nothing to take.
 #[test]
-fn a_wait_cut_off_after_a_hand_over_hands_the_job_back() {
+fn a_wait_cut_off_after_a_hand_over_still_gets_its_job() {
     let env = Env::standalone("handover-cut");
     let keys = env.queue.key_prefix().to_string();
     let queue = env.queue.clone();
     learn_clock(&queue, &env);
     let idle = format!("{keys}:idle");
+    let leave = |waiter: &spool_runtime::queue::WakeWait, worker: &str| {
+        env.rt
+            .block_on(queue.leave_idle(waiter.inbox(), worker, LEASE))
+            .unwrap()
+    };
+    // Handed over after the cut: read from the inbox on leaving.
     let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
     cut_off_wait(&env, &queue, &mut waiter, "w1");
     let id = env.enqueue("hello", "{}");
     assert_eq!(env.record(&id).status, Some(Status::Running));
-    let left = env.rt.block_on(queue.leave_idle(&waiter, "w1", LEASE));
-    assert!(!left, "an enqueue took the registration");
-    let back = env.rt.block_on(queue.recover("w1", &[])).unwrap();
+    let jobs = leave(&waiter, "w1").expect("an enqueue took the registration");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].id.as_str(), jobs[0].attempt), (id.as_str(), 1));
+    let applied = env
+        .rt
+        .block_on(queue.ack(&[jobs[0].outcome(Next::Succeeded)]))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    // Handed over, and the entry gone with a lost reply (popped here by
+    // hand): nothing to read, so what is leased to the worker goes back.
+    let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
+    cut_off_wait(&env, &queue, &mut waiter, "w2");
+    let id = env.enqueue("hello", "{}");
+    let _: Vec<Vec<u8>> = redis::cmd("LPOP")
+        .arg(waiter.inbox())
+        .arg(16)
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let jobs = leave(&waiter, "w2").expect("an enqueue took the registration");
+    assert!(jobs.is_empty());
+    let back = env.rt.block_on(queue.recover("w2", &[])).unwrap();
     assert_eq!(back, vec![id.clone()]);
     let record = env.record(&id);
     assert_eq!((record.status, record.attempts), (Some(Status::Queued), 0));
-    let claim = env.rt.block_on(queue.claim("w2", 10, LEASE)).unwrap();
+    let claim = env.rt.block_on(queue.claim("w3", 10, LEASE)).unwrap();
     assert_eq!(
         (claim.jobs[0].id.as_str(), claim.jobs[0].attempt),
         (id.as_str(), 1)
     );
+    // Still registered: nothing was handed over.
     // (The hand-back left a wake token, which would end the next wait.)
     let _: () = redis::cmd("DEL")
         .arg(format!("{keys}:wake"))
         .query(&mut env.redis_conn())
         .unwrap();
-    let mut other = env.rt.block_on(queue.wake_waiter()).unwrap();
-    cut_off_wait(&env, &queue, &mut other, "w3");
-    assert!(env.rt.block_on(queue.leave_idle(&other, "w3", LEASE)));
+    let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
+    cut_off_wait(&env, &queue, &mut waiter, "w4");
+    assert!(leave(&waiter, "w4").is_none());
     assert_eq!(zcard(&mut env.redis_conn(), &idle), 0);
 }
 
@@ -369,15 +481,25 @@ fn workers_run_handed_jobs_and_lose_none_when_stopped_or_killed() {
     assert_eq!(env.record(&waiting).status, Some(Status::Queued));
     let mut second = env.worker_process(crate::SPOOL, &dir, &["--id", "second"]);
     assert_eq!(env.wait(&waiting).status, Some(Status::Succeeded));
-    registered(&env);
-    second.kill();
     // Killed while registered: its entry stands until its deadline, so an
-    // enqueue now hands it the job, which nobody reads.
-    let orphan = env.enqueue("hello", r#"{"name":"c"}"#);
+    // enqueue now hands it the job, which nobody reads. (Killed between
+    // two registrations, it left none: then again, with a new worker.)
+    let mut orphan = None;
+    for n in 0..5 {
+        registered(&env);
+        second.kill();
+        if zcard(&mut env.redis_conn(), &idle) > 0 {
+            orphan = Some(env.enqueue("hello", r#"{"name":"c"}"#));
+            break;
+        }
+        second = env.worker_process(crate::SPOOL, &dir, &["--id", &format!("second-{n}")]);
+    }
+    let orphan = orphan.expect("a worker killed while registered");
     let record = env.record(&orphan);
-    assert_eq!(
-        (record.status, record.worker.as_deref()),
-        (Some(Status::Running), Some("second"))
+    assert_eq!(record.status, Some(Status::Running));
+    assert!(
+        record.worker.as_deref().unwrap_or("").starts_with("second"),
+        "{record:?}"
     );
     let _third = env.worker_process(crate::SPOOL, &dir, &["--id", "third"]);
     let record = env.wait(&orphan);
@@ -407,7 +529,7 @@ fn a_cluster_never_hands_over() {
         let (handed, id) = tokio::join!(wait, enqueue);
         (handed.unwrap(), id)
     });
-    assert!(handed.0.is_empty(), "nothing handed over on a cluster");
+    assert!(handed.0.jobs.is_empty(), "nothing handed over on a cluster");
     assert_eq!(env.record(&handed.1).status, Some(Status::Queued));
     let exists: u64 = redis::cmd("EXISTS")
         .arg(format!("{keys}:idle"))

@@ -486,26 +486,120 @@ fn a_worker_hands_back_a_claim_whose_reply_it_lost() {
 #[test]
 fn a_worker_hands_back_a_job_handed_over_in_a_reply_it_lost() {
     let env = Env::standalone("lost-handover-worker");
-    let (proxy, worker) = worker_behind_a_proxy(&env);
+    let proxy = Proxy::start(env.redis.port());
+    let mut metrics = None;
+    let worker = env.worker(&[("hello", "hello")], |c| {
+        c.queue.url = proxy.url();
+        c.lease = Duration::from_secs(600);
+        c.fleet = false;
+        metrics = Some(std::sync::Arc::clone(&c.metrics));
+    });
+    let metrics = metrics.unwrap();
+    let warm = env.enqueue("hello", r#"{"name":"Warm"}"#);
+    assert_eq!(env.wait(&warm).status, Some(Status::Succeeded));
     let idle = format!("{}:idle", env.queue.key_prefix());
-    env.wait_for("the worker to wait in Q:idle", || {
-        let n: u64 = redis::cmd("ZCARD")
+    // An enqueue in the moment between two of the worker's waits goes the
+    // normal way (and its claim's reply is cut instead): then again.
+    let mut handed = false;
+    let mut ran = 1;
+    for n in 0..5 {
+        env.wait_for("the worker to wait in Q:idle", || {
+            let n: u64 = redis::cmd("ZCARD")
+                .arg(&idle)
+                .query(&mut env.redis_conn())
+                .unwrap();
+            n > 0
+        });
+        let before = handed_over(&metrics);
+        let marker = format!("Lost-5e0{n}");
+        proxy.lose_reply_with(&marker);
+        let id = env.enqueue("hello", &format!(r#"{{"name":"{marker}"}}"#));
+        // Handed over (not claimed): running on the worker before any claim.
+        handed = env.record(&id).status == Some(Status::Running);
+        let record = env.wait(&id);
+        ran += 1;
+        assert_eq!(proxy.lost(), n + 1, "the reply was never cut");
+        assert_eq!(
+            (record.status, record.attempts),
+            (Some(Status::Succeeded), 1),
+            "handed back without spending an attempt, then run once: {record:?}"
+        );
+        // The worker never read the hand-over: it went back and was
+        // claimed.
+        assert_eq!(handed_over(&metrics), before);
+        if handed {
+            break;
+        }
+    }
+    assert!(handed, "no job was handed over in five tries");
+    let report = worker.stop();
+    assert_eq!(report.succeeded, ran, "{report:?}");
+}
+
+/// A worker's `spool_jobs_handed_over_total`.
+fn handed_over(metrics: &spool_runtime::metrics::Metrics) -> String {
+    spool_runtime::metrics::render(metrics)
+        .lines()
+        .find(|l| l.starts_with("spool_jobs_handed_over_total "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Redis out of reach for a worker waiting in `Q:idle` (every connection
+/// cut): its registration stands until its deadline, so an enqueue meanwhile
+/// hands it a job. The worker asks to leave until Redis answers, reads the
+/// job from its inbox and runs it: attempt 1, not after its lease (10
+/// minutes here) has lapsed. And it registers again only once it has
+/// left: never two entries, so no job goes to one it no longer reads.
+#[test]
+fn a_worker_cut_off_while_idle_runs_the_jobs_handed_to_it() {
+    let env = Env::standalone("handover-cut-worker");
+    let proxy = Proxy::start(env.redis.port());
+    let plugins = [
+        ("a/hello", "hello"),
+        ("b/hello", "hello"),
+        ("c/hello", "hello"),
+    ];
+    let worker = env.worker(&plugins, |c| {
+        c.queue.url = proxy.url();
+        c.lease = Duration::from_secs(600);
+        c.fleet = false;
+    });
+    let idle = format!("{}:idle", env.queue.key_prefix());
+    let entries = || -> u64 {
+        redis::cmd("ZCARD")
             .arg(&idle)
             .query(&mut env.redis_conn())
-            .unwrap();
-        n > 0
-    });
-    proxy.lose_reply_with("Lost-5e0a");
-    let id = env.enqueue("hello", r#"{"name":"Lost-5e0a"}"#);
-    let record = env.wait(&id);
-    assert_eq!(proxy.lost(), 1, "the hand-over's reply was never cut");
-    assert_eq!(
-        (record.status, record.attempts),
-        (Some(Status::Succeeded), 1),
-        "handed back without spending an attempt, then run once: {record:?}"
-    );
+            .unwrap()
+    };
+    let ran_once = |id: &str| {
+        let record = env.wait(id);
+        assert_eq!(
+            (record.status, record.attempts),
+            (Some(Status::Succeeded), 1),
+            "{record:?}"
+        );
+    };
+    env.wait_for("the worker to wait in Q:idle", || entries() > 0);
+    proxy.cut_everything();
+    let during = env.enqueue("a/hello", r#"{"name":"During"}"#);
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.accept_again();
+    ran_once(&during);
+    // Cut again, with nothing enqueued: back, it has one entry.
+    env.wait_for("the worker to wait in Q:idle", || entries() > 0);
+    proxy.cut_everything();
+    std::thread::sleep(Duration::from_millis(300));
+    proxy.accept_again();
+    std::thread::sleep(Duration::from_millis(100));
+    env.wait_for("the worker to wait in Q:idle", || entries() > 0);
+    assert_eq!(entries(), 1, "an entry left behind by the cut");
+    let b = env.enqueue("b/hello", r#"{"name":"B"}"#);
+    let c = env.enqueue("c/hello", r#"{"name":"C"}"#);
+    ran_once(&b);
+    ran_once(&c);
     let report = worker.stop();
-    assert_eq!(report.succeeded, 2, "{report:?}");
+    assert_eq!(report.succeeded, 3, "{report:?}");
 }
 
 #[test]

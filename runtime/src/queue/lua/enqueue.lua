@@ -85,8 +85,8 @@ local function hand_over(argv, idle, now, now_s)
   end
   -- The push first: the only write here that a key of the wrong type can
   -- refuse (the others write keys that do not exist), and refused it
-  -- leaves nothing behind (the worker finds its entry gone and its inbox
-  -- empty, see queue/wake.rs).
+  -- leaves nothing behind (the worker finds its entry taken and its inbox
+  -- empty, and hands back what it holds unknown: nothing; queue/idle.rs).
   local pushed = redis.pcall('RPUSH', inbox,
     'j' .. cmsgpack.pack({ tenant, now, { id, now_s, '1', '1', record } }))
   if type(pushed) ~= 'number' then return false end
