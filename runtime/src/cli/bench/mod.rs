@@ -230,7 +230,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     let cpu_before = process_cpu_seconds() + running.children_cpu();
     let result = rt.block_on(drive::drive(args, &plugins, &client, inputs));
     let process_cpu = process_cpu_seconds() + running.children_cpu() - cpu_before;
-    let (concurrency, worker_round_trips) = running.stop();
+    let (concurrency, worker_round_trips) = running.stop(&rt);
     drop(server);
     let (mut report, commands, cpu_by_master) = result?;
     let redis_cpu: f64 = cpu_by_master.iter().sum();
@@ -335,11 +335,19 @@ impl Running {
 
     /// Stop the workers; the in-process worker's concurrency and round
     /// trips (unknown for processes).
-    fn stop(self) -> (Option<usize>, u64) {
+    /// Stop the workers. The bench's own worker shares the bench's queue
+    /// handle, whose connection this thread's runtime `rt` drives: it is
+    /// driven while the worker stops (a stopping worker still talks to
+    /// Redis: it leaves the idle workers, hands back what it holds).
+    fn stop(self, rt: &tokio::runtime::Runtime) -> (Option<usize>, u64) {
         match self {
             Running::InProcess(own) => {
                 let _ = own.stop.send(());
-                let _ = own.thread.join();
+                let thread = own.thread;
+                let _ =
+                    rt.block_on(
+                        async move { tokio::task::spawn_blocking(move || thread.join()).await },
+                    );
                 (Some(own.concurrency), own.queue.round_trips())
             }
             Running::Processes(workers) => {
