@@ -405,8 +405,9 @@ impl Claimer {
                 self.leave_on_stop().await;
                 Step::Stop
             }
-            // The claim that follows tells whether Redis is down; this
-            // connection is just rebuilt.
+            // Cut off (an error, or no answer in time): first leave
+            // `Q:idle` (`leave_idle`, which tells whether Redis is down);
+            // this connection is just rebuilt.
             Some(waited) => {
                 if let Ok(Err(e)) = waited {
                     tracing::debug!("waiting for work: {e}");
