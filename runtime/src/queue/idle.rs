@@ -111,14 +111,7 @@ impl Queue {
     /// wait and [`IDLE_SLACK`], by this host's clock and the offset its
     /// claims saw.
     pub(super) fn idle_deadline(&self, timeout: Duration) -> i64 {
-        let offset = self
-            .inner
-            .clock_offset_us
-            .load(std::sync::atomic::Ordering::Relaxed);
         let wait = i64::try_from((timeout + IDLE_SLACK).as_micros()).unwrap_or(i64::MAX);
-        i64::try_from(crate::ids::now_us())
-            .unwrap_or(i64::MAX)
-            .saturating_add(offset)
-            .saturating_add(wait)
+        self.redis_wall_clock().saturating_add(wait)
     }
 }

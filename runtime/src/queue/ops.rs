@@ -355,7 +355,7 @@ impl Queue {
 
     /// This host's clock plus Redis' offset from it as the last claim or
     /// pick saw it (µs): Redis' clock now, as this host would say.
-    fn redis_wall_clock(&self) -> i64 {
+    pub(super) fn redis_wall_clock(&self) -> i64 {
         let offset = self
             .inner
             .clock_offset_us

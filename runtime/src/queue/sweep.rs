@@ -27,14 +27,7 @@ impl Queue {
     /// (wake.rs): a worker killed while it waited leaves its entry, which
     /// no enqueue takes while live workers register above it.
     async fn prune_idle(&self) -> Result<(), QueueError> {
-        let offset = self
-            .inner
-            .clock_offset_us
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let before = i64::try_from(crate::ids::now_us())
-            .unwrap_or(i64::MAX)
-            .saturating_add(offset)
-            .saturating_sub(60_000_000);
+        let before = self.redis_wall_clock().saturating_sub(60_000_000);
         redis::cmd("ZREMRANGEBYSCORE")
             .arg(self.key("idle"))
             .arg("-inf")
