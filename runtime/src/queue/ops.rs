@@ -4,7 +4,9 @@
 
 use super::announce::Announce;
 use super::chunk::chunks;
-use super::model::{DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Seen};
+use super::model::{
+    DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority, Seen,
+};
 use super::{Queue, QueueError};
 use crate::locks::lock;
 use crate::tenants::{Limit, Limits, TenantStore};
@@ -103,9 +105,12 @@ impl Queue {
                     Some(queue) => self.inner.scripts.enqueue.key(&[keys.as_str(), queue]),
                     None => self.inner.scripts.enqueue.key(keys),
                 };
-                inv.arg(ttl);
+                let quota = &limits[tenant];
+                inv.arg(ttl)
+                    .arg(quota.get(Limit::MaxPayload))
+                    .arg(quota.get(Limit::MaxAttempts));
                 for &i in indices {
-                    push_job(&mut inv, &jobs[i], &limits[tenant]);
+                    push_job(&mut inv, &jobs[i], quota);
                 }
                 inv
             })
@@ -524,10 +529,6 @@ fn by_tenant(jobs: &[NewJob]) -> Vec<(&str, Vec<usize>)> {
     by_tenant_of(jobs, |j| j.plugin.tenant.as_str())
 }
 
-/// One job's arguments of `enqueue.lua`. Envelope fields at their
-/// documented default (`content_type` JSON, `max_attempts` 5 within the
-/// tenant's quota) are left out: every reader applies the default, and a
-/// smaller record stays in Redis' compact hash encoding.
 /// The enqueue's script calls: (tenant, the jobs' positions) per call,
 /// one tenant and at most 200 jobs or 4 MiB of payload each.
 fn script_calls(jobs: &[NewJob]) -> Vec<(&str, Vec<usize>)> {
@@ -557,23 +558,34 @@ fn may_hand_over(indices: &[usize], jobs: &[NewJob], limits: &Limits) -> bool {
         && limits.get(Limit::Rate) == 0
 }
 
+/// One job's arguments of `enqueue.lua`. Envelope fields at their
+/// documented default (`content_type` JSON, `max_attempts` 5 within the
+/// tenant's quota) are left out: every reader applies the default, and a
+/// smaller record stays in Redis' compact hash encoding.
 fn push_job(inv: &mut super::scripts::Call<'_>, job: &NewJob, quota: &Limits) {
     let max_attempts_quota = quota.get(Limit::MaxAttempts);
     let default_type = job.content_type == DEFAULT_CONTENT_TYPE;
     let default_attempts = job.max_attempts == DEFAULT_MAX_ATTEMPTS
         && (max_attempts_quota == 0 || max_attempts_quota >= u64::from(DEFAULT_MAX_ATTEMPTS));
     let optional = [!default_type, !default_attempts, job.wait, job.no_cache];
-    inv.arg(ulid::Ulid::new().to_string())
-        .arg(job.idempotency_key.as_deref().unwrap_or(""))
-        .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
-        .arg(job.priority.as_str())
-        .arg(quota.get(Limit::MaxPayload))
-        .arg(max_attempts_quota)
-        .arg(job.group.as_deref().unwrap_or(""))
-        .arg(2 + optional.iter().filter(|o| **o).count())
-        .arg("plugin")
+    inv.arg(ulid::Ulid::new().to_string());
+    // enqueue.lua's `opts`: '' for the plain job (no key, due now,
+    // priority normal, no group), which then leaves out those four.
+    if job.idempotency_key.is_none()
+        && job.delay.is_zero()
+        && job.priority == Priority::Normal
+        && job.group.is_none()
+    {
+        inv.arg("");
+    } else {
+        inv.arg("+")
+            .arg(job.idempotency_key.as_deref().unwrap_or(""))
+            .arg(u64::try_from(job.delay.as_micros()).unwrap_or(u64::MAX))
+            .arg(job.priority.as_str())
+            .arg(job.group.as_deref().unwrap_or(""));
+    }
+    inv.arg(optional.iter().filter(|o| **o).count())
         .arg(job.plugin.to_string())
-        .arg("payload")
         .arg(job.payload.as_slice());
     if !default_type {
         inv.arg("content_type").arg(&job.content_type);
@@ -691,32 +703,37 @@ const CLOCKS_AGREE: i64 = 1_000_000;
 /// One outcome's arguments of `ack.lua`; `nfields` is how many fields its
 /// record update writes ([`super::RecordUpdate::counts`]).
 fn push_outcome(inv: &mut super::scripts::Call<'_>, o: &Outcome, nfields: usize) {
-    let (name, delay) = match o.next {
-        Next::Succeeded => ("succeeded", Duration::ZERO),
-        Next::Retry { delay } => ("retrying", delay),
-        Next::Dead => ("dead", Duration::ZERO),
-        Next::Requeue { delay } => ("requeue", delay),
-        Next::Wedged { backoff } => ("wedged", backoff),
+    let (letter, delay) = match o.next {
+        Next::Succeeded => ('s', None),
+        Next::Retry { delay } => ('r', Some(delay)),
+        Next::Dead => ('d', None),
+        Next::Requeue { delay } => ('q', Some(delay)),
+        Next::Wedged { backoff } => ('w', Some(backoff)),
     };
-    let at = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+    // `plain` (ack.lua's header): the claim saw no group and no
+    // idempotency key, so the ack need not look for them.
+    let plain = matches!(
+        o.seen,
+        Some(Seen {
+            group: None,
+            idem: false
+        })
+    );
     inv.arg(&o.id)
         .arg(&o.token)
-        .arg(name)
-        .arg(at)
-        .arg(u8::from(o.wait))
-        // `plain` (ack.lua's header): the claim saw no group and no
-        // idempotency key, so the ack need not look for them.
-        .arg(u8::from(matches!(
-            o.seen,
-            Some(Seen {
-                group: None,
-                idem: false
-            })
-        )));
-    inv.arg(nfields);
+        .arg(ack_head(letter, o.wait, plain, nfields));
+    if let Some(delay) = delay {
+        inv.arg(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
+    }
     o.record.each_field(|field, value| {
         inv.arg(field).arg(value);
     });
+}
+
+/// An outcome's `head` in `ack.lua`: its letter, wait, plain and how many
+/// fields follow, in one argument (`s016`).
+fn ack_head(letter: char, wait: bool, plain: bool, nfields: usize) -> String {
+    format!("{letter}{}{}{nfields}", u8::from(wait), u8::from(plain))
 }
 
 /// The first job over its tenant's `max-payload` (as last read), if any.

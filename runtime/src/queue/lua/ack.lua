@@ -20,7 +20,13 @@
 -- ARGV[7]  '1': refresh the expiry of the tenant's kept list (see
 --          keep_newest), whether or not this call adds to it
 -- then one group per job:
---   id, token, outcome, delay_us, wait, plain, nfields, field, value, ... (nfields pairs)
+--   id, token, head, [delay_us,] field, value, ... (nfields pairs)
+-- head: one text for four values (each argument costs Redis ~1,000
+--   instructions to read and hand to Lua; docs/performance.md, "Fewer
+--   arguments per job"): the outcome's letter (s succeeded, r retrying,
+--   d dead, q requeue, w wedged), wait ('1' when a client waits for the
+--   result), plain, then nfields in decimal: `s016`. delay_us follows
+--   only for r, q and w.
 -- plain: '1' when the worker's claim saw neither a `group` nor an `idem`
 --   field in the record (neither changes while a job runs): the ack then
 --   does not look for them (a field the record lacks costs a pass over
@@ -195,6 +201,33 @@ local LEAVES = { succeeded = { succeeded = true }, retrying = { retrying = true 
   dead = { dead = true }, requeue = { delayed = true, queued = true },
   wedged = { delayed = true, dead = true } }
 
+-- A head (see the header) as {outcome, wait, plain, nfields, delayed}:
+-- those of up to 31 fields made here, once; others read when they come.
+local OUTCOMES = { s = 'succeeded', r = 'retrying', d = 'dead', q = 'requeue', w = 'wedged' }
+local DELAYED = { r = true, q = true, w = true }
+local HEADS = {}
+-- (Plain loops: at load a library sees none of Lua's global functions.)
+local LETTERS, BITS = { 's', 'r', 'd', 'q', 'w' }, { '0', '1' }
+for l = 1, #LETTERS do
+  for w = 1, 2 do
+    for p = 1, 2 do
+      for n = 0, 31 do
+        local letter = LETTERS[l]
+        HEADS[letter .. BITS[w] .. BITS[p] .. n] = { OUTCOMES[letter], BITS[w], BITS[p], n, DELAYED[letter] }
+      end
+    end
+  end
+end
+local function head_of(text)
+  local h = HEADS[text]
+  if h then return h end
+  local letter, waiting, plain, n = tostring(text):match('^(%a)([01])([01])(%d+)$')
+  if not OUTCOMES[letter] then
+    error({ err = 'ERR ack: bad head ' .. tostring(text) .. ', expected e.g. s016' })
+  end
+  return { OUTCOMES[letter], waiting, plain, tonumber(n), DELAYED[letter] }
+end
+
 --[[ per call ]]
 local record_ttl, dead_ttl, dead_cap = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local keep = tonumber(ARGV[4]) or 0
@@ -221,8 +254,11 @@ local succeeded = {}
 
 local i = 8
 while i <= #ARGV do
-  local id, token, outcome, delay, waiting = ARGV[i], ARGV[i + 1], ARGV[i + 2], int(ARGV[i + 3]), ARGV[i + 4]
-  local plain, nfields = ARGV[i + 5], int(ARGV[i + 6])
+  local id, token, head = ARGV[i], ARGV[i + 1], head_of(ARGV[i + 2])
+  local outcome, waiting, plain, nfields = head[1], head[2], head[3], head[4]
+  local delay, first = 0, i + 3
+  if head[5] then delay, first = int(ARGV[first]), first + 1 end
+  local last = first - 1 + nfields * 2
   local key = job_key(id)
   local current
   if outcome == 'wedged' then
@@ -250,7 +286,6 @@ while i <= #ARGV do
     -- clears only what it saw at the claim (nothing, on a fresh record).
     if current[2] ~= 'running' then redis.call('HDEL', key, 'error', 'requeued_token') end
     local run_at = now + delay
-    local first, last = i + 7, i + 6 + nfields * 2
     -- A hand-back also needs {priority, attempt, group_held}.
     local more
     if outcome == 'succeeded' or (outcome == 'dead' and delay == 0) then
@@ -298,7 +333,7 @@ while i <= #ARGV do
     local again = f and f[1] == token and (LEAVES[outcome] or {})[f[2]] == true
     applied[#applied + 1] = again and 2 or 0
   end
-  i = i + 7 + nfields * 2
+  i = last + 1
 end
 if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
 local expiry_set = #succeeded > 0 and keep_newest(succeeded, keep, record_ttl)

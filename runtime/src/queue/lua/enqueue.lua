@@ -10,12 +10,18 @@
 --          and no rate, so a lone job may be handed over to an idle worker
 --          (see hand_over below)
 -- ARGV[1]  idempotency key TTL in seconds
+-- ARGV[2]  the tenant's max-payload quota, bytes (0: none)
+-- ARGV[3]  the tenant's max-attempts quota (0: none)
 -- then one group of arguments per job:
---   id, idempotency key ('' for none), delay µs (0 = now, on Redis' clock),
---   priority (high | normal | low), the tenant's max-payload and
---   max-attempts quotas (0: none), group ('' for none), nfields, field,
---   value, ... (nfields pairs of the envelope: plugin, payload,
+--   id, opts, [idempotency key ('' for none), delay µs (0 = now, on
+--   Redis' clock), priority (high | normal | low), group ('' for none)],
+--   n, plugin, payload, field, value, ... (n more pairs of the envelope:
 --   content_type, max_attempts, wait, no_cache)
+--   opts '' stands for no key, due now, priority normal and no group, and
+--   the four bracketed values are left out; any other opts, they follow.
+--   (Each argument costs Redis ~1,000 instructions to read and hand to
+--   Lua, and most jobs are plain: 5 arguments a job, not 12;
+--   docs/performance.md, "Fewer arguments per job".)
 --
 -- Returns {announce_seq, timer_us, ready, id, created, id, created, ...}:
 -- what the caller announces in the queue's slot (see "has work" in
@@ -32,7 +38,21 @@
 -- Made once, when the library loads (queue/scripts.rs): constants, and
 -- functions that need nothing of one call.
 
-local STRIDE = 8
+-- One job's arguments from ARGV[i] on (see the header): its id, key,
+-- delay, priority, group, where its plugin is (the payload follows, then
+-- the other pairs up to `last`), and `last`.
+local SMALL = { ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4 }
+local function job_at(argv, i)
+  local opts, at = argv[i + 1], i + 2
+  local idem, delay, priority, group = '', 0, 'normal', ''
+  if opts ~= '' then
+    idem, delay, priority, group = argv[at], tonumber(argv[at + 1]), argv[at + 2], argv[at + 3]
+    at = at + 4
+  end
+  local n = argv[at]
+  n = SMALL[n] or tonumber(n)
+  return argv[i], idem, delay, priority, group, at + 1, at + 2 + n * 2
+end
 
 -- An error's text with its code first, as a reply (Lua's `pcall` hands
 -- it back as a table or as a string with the script's position).
@@ -61,10 +81,8 @@ end
 local IDLE_KEYS = { ':ready:high', ':ready:normal', ':ready:low', ':paused', ':groups',
   ':delayed', ':leases', ':in' }
 local function hand_over(argv, idle, now, now_s)
-  local id, nfields = argv[2], tonumber(argv[9])
-  if #argv ~= 9 + nfields * 2 or argv[3] ~= '' or argv[4] ~= '0' or argv[8] ~= '' then
-    return false
-  end
+  local id, idem, delay, priority, group, first, last = job_at(argv, 4)
+  if last ~= #argv or idem ~= '' or delay ~= 0 or group ~= '' then return false end
   local tenant = queue_tenant()
   if not tenant or not valid_utf8(id) then return false end
   local key = job_key(id)
@@ -76,9 +94,9 @@ local function hand_over(argv, idle, now, now_s)
   local inbox, lease, worker = taken[1]:match('^(%S+) (%d+) (.+)$')
   -- (Only a worker's own list in the queue's slot: never another key.)
   if not inbox or inbox:sub(1, #Q + 6) ~= Q .. ':wake:' then return false end
-  local priority = argv[5]
   if priority == 'normal' or not PRIORITIES[priority] then priority = false end
-  local record = { 'enqueued_us', now_s, unpack(argv, 10, #argv) }
+  local record = { 'enqueued_us', now_s, 'plugin', argv[first], 'payload', argv[first + 1],
+    unpack(argv, first + 2, last) }
   if priority then
     record[#record + 1] = 'priority'
     record[#record + 1] = priority
@@ -91,7 +109,8 @@ local function hand_over(argv, idle, now, now_s)
     'j' .. cmsgpack.pack({ tenant, now, { id, now_s, '1', '1', record } }))
   if type(pushed) ~= 'number' then return false end
   redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'running', 'token', now_s,
-    'attempt', '1', 'worker', worker, unpack(argv, 10, #argv))
+    'attempt', '1', 'worker', worker, 'plugin', argv[first], 'payload', argv[first + 1],
+    unpack(argv, first + 2, last))
   if priority then redis.call('HSET', key, 'priority', priority) end
   local until_s = text(now + tonumber(lease))
   redis.call('ZADD', P .. ':leases', until_s, id)
@@ -106,23 +125,22 @@ end
 
 --[[ per call ]]
 
--- Check every job against its quotas before storing any.
-local i, index = 2, 0
-while i <= #ARGV do
-  local max_payload, max_attempts = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])
-  local nfields = tonumber(ARGV[i + 7])
-  -- (Most tenants have neither quota: no loop over the fields then.)
-  local last = (max_payload > 0 or max_attempts > 0) and i + STRIDE - 1 + nfields * 2 or 0
-  for j = i + STRIDE, last, 2 do
-    local field, value = ARGV[j], ARGV[j + 1]
-    if field == 'payload' and max_payload > 0 and #value > max_payload then
-      return redis.error_reply('QUOTA ' .. index .. ' max-payload ' .. #value .. ' ' .. max_payload)
-    end
-    if field == 'max_attempts' and max_attempts > 0 and (tonumber(value) or 0) > max_attempts then
+-- Check every job against its tenant's quotas before storing any.
+-- (Most tenants have neither: no loop over the jobs then.)
+local max_payload, max_attempts = tonumber(ARGV[2]) or 0, tonumber(ARGV[3]) or 0
+local i, index = 4, 0
+while (max_payload > 0 or max_attempts > 0) and i <= #ARGV do
+  local _, _, _, _, _, first, last = job_at(ARGV, i)
+  local payload = ARGV[first + 1]
+  if max_payload > 0 and #payload > max_payload then
+    return redis.error_reply('QUOTA ' .. index .. ' max-payload ' .. #payload .. ' ' .. max_payload)
+  end
+  for j = first + 2, max_attempts > 0 and last or 0, 2 do
+    if ARGV[j] == 'max_attempts' and (tonumber(ARGV[j + 1]) or 0) > max_attempts then
       ARGV[j + 1] = tostring(max_attempts)
     end
   end
-  i = i + STRIDE + nfields * 2
+  i = last + 1
   index = index + 1
 end
 
@@ -146,12 +164,9 @@ local repeated = false
 -- left without a record: its worker dead-letters it as a malformed
 -- envelope.)
 local function store()
-  i = 2
+  i = 4
   while i <= #ARGV do
-    local id, idem, delay, priority = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
-    local group = ARGV[i + 6]
-    local nfields = tonumber(ARGV[i + 7])
-    local first, last = i + STRIDE, i + STRIDE - 1 + nfields * 2
+    local id, idem, delay, priority, group, first, last = job_at(ARGV, i)
     i = last + 1
     local existing, ikey = false, false
     if idem ~= '' then
@@ -203,10 +218,11 @@ local function store()
       -- The envelope's fields last, unpacked from ARGV (no copy): the script's
       -- caller sends only the names the header lists.
       if run_at > now then
-        redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'delayed',
-          'run_at_us', text(run_at), unpack(ARGV, first, last))
+        redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'delayed', 'run_at_us',
+          text(run_at), 'plugin', ARGV[first], 'payload', ARGV[first + 1], unpack(ARGV, first + 2, last))
       else
-        redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'queued', unpack(ARGV, first, last))
+        redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'queued', 'plugin', ARGV[first],
+          'payload', ARGV[first + 1], unpack(ARGV, first + 2, last))
       end
       -- `normal`, the default, is left out (a smaller record stays a
       -- listpack); every reader takes a missing priority for it.
@@ -233,7 +249,7 @@ local function store()
 end
 
 if KEYS[3] and Q and hand_over(ARGV, KEYS[3], now, now_s) then
-  return announced({ ARGV[2], 1 })
+  return announced({ ARGV[4], 1 })
 end
 
 -- A job's bad key stops the call part way: the jobs stored before it are
