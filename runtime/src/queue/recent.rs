@@ -52,6 +52,7 @@ impl Queue {
                     "enqueued_us",
                     "started_us",
                     "finished_us",
+                    "run",
                 ][..],
             );
         }
@@ -75,7 +76,10 @@ impl Queue {
                 status: f[1].as_deref().and_then(Status::parse),
                 attempts: num(&f[2]).unwrap_or(0),
                 enqueued_us: num(&f[3]),
-                started_us: num(&f[4]),
+                // (`run` since 2026-12-04; `started_us` before: record.rs.)
+                started_us: f[6]
+                    .as_deref()
+                    .map_or_else(|| num(&f[4]), |r| super::RunField::parse(r).started_us),
                 finished_us: num(&f[5]),
             })
             .collect())

@@ -4,6 +4,7 @@
 //! one attempt writes (serialised in [`RecordUpdate::fields`]), and
 //! [`JobRecord`] reads the whole hash back for `spool job`.
 
+use super::run::RunField;
 use crate::ids::Version;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -137,7 +138,10 @@ impl ErrorRecord {
 /// is [`Field::Keep`] unless set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecordUpdate {
-    /// When a job thread started the attempt (µs, Redis' clock).
+    /// When a job thread started the attempt (µs, Redis' clock). Stored
+    /// with `host_calls` and `timings` as one field, `run` (see
+    /// [`super::run`]), written when this is set: those two are written
+    /// only with it, and a part not set reads as none.
     pub started_us: Field<u64>,
     /// The plugin version it ran on.
     pub version: Field<Version>,
@@ -158,8 +162,8 @@ pub struct RecordUpdate {
     /// The attempt's outbound HTTP requests (method, origin, status or
     /// error, bytes, ms; never paths, queries or headers).
     pub http: Field<Json>,
-    /// Sandbox timings.
-    pub timings: Field<Json>,
+    /// Sandbox timings: instantiate and run (µs).
+    pub timings: Field<(u64, u64)>,
     /// Guest log lines.
     pub logs: Field<Json>,
     /// The guest's last progress report.
@@ -200,7 +204,7 @@ impl RecordUpdate {
             f,
             text: Vec::new(),
         };
-        v.number("started_us", &self.started_us);
+        v.run(&self.started_us, &self.timings, &self.host_calls);
         v.bytes("version", &self.version);
         v.bytes("cache", &self.cache);
         v.bytes("cache_job", &self.cache_job);
@@ -208,9 +212,7 @@ impl RecordUpdate {
         v.bytes("output", &self.output);
         v.error("error", &self.error);
         v.number("waiting_since_us", &self.waiting_since_us);
-        v.number("host_calls", &self.host_calls);
         v.bytes("http", &self.http);
-        v.bytes("timings", &self.timings);
         v.bytes("logs", &self.logs);
         v.bytes("progress", &self.progress);
         v.number("attempt", &self.attempt);
@@ -295,6 +297,26 @@ impl<F: FnMut(&'static str, &[u8])> Visit<F> {
                 (self.f)(name, &self.text);
             }
         }
+    }
+
+    /// The `run` field, when the attempt's start is set (see
+    /// [`RecordUpdate::started_us`]).
+    fn run(&mut self, started: &Field<u64>, timings: &Field<(u64, u64)>, calls: &Field<u64>) {
+        let Field::Set(started) = started else { return };
+        let set = |f: &Field<u64>| match f {
+            Field::Set(n) => Some(*n),
+            _ => None,
+        };
+        let run = super::run::RunField {
+            started_us: Some(*started),
+            sandbox_us: match timings {
+                Field::Set(t) => Some(*t),
+                _ => None,
+            },
+            host_calls: set(calls),
+        };
+        run.stored(&mut self.text);
+        (self.f)("run", &self.text);
     }
 
     fn error(&mut self, name: &'static str, field: &Field<ErrorRecord>) {
@@ -406,12 +428,32 @@ pub fn cache_status(stored: Option<String>, ran: bool) -> Option<String> {
         .or_else(|| ran.then(|| "off".to_string()))
 }
 
+/// The latest attempt's start, host calls and sandbox timings (as JSON)
+/// from a record's hash: one field, `run`, since 2026-12-04; three in
+/// records written before.
+fn run_of(h: &mut HashMap<String, Vec<u8>>) -> (RunField, Option<serde_json::Value>) {
+    let text = |v: Option<Vec<u8>>| v.map(|v| String::from_utf8_lossy(&v).into_owned());
+    if let Some(run) = text(h.remove("run")) {
+        let run = RunField::parse(&run);
+        return (run, run.timings());
+    }
+    let num = |v: Option<String>| v.and_then(|s| s.parse().ok());
+    let run = RunField {
+        started_us: num(text(h.remove("started_us"))),
+        sandbox_us: None,
+        host_calls: num(text(h.remove("host_calls"))),
+    };
+    let timings = text(h.remove("timings")).and_then(|s| serde_json::from_str(&s).ok());
+    (run, timings)
+}
+
 impl JobRecord {
     /// Build from the hash's fields.
     pub(crate) fn from_hash(id: &str, mut h: HashMap<String, Vec<u8>>, ttl: i64) -> Self {
         let payload_bytes = h.get("payload").map_or(0, Vec::len);
         let output_bytes = h.remove("output");
         let (output, output_base64) = output_text(output_bytes.as_deref());
+        let (run, timings) = run_of(&mut h);
         let mut text = |k: &str| {
             h.remove(k)
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
@@ -440,12 +482,12 @@ impl JobRecord {
             // also have `claimed_us`, which a later claim does not update:
             // the later of the two.
             claimed_us: num::<u64>(text("claimed_us")).max(num(text("token"))),
-            started_us: num(text("started_us")),
+            started_us: run.started_us,
             finished_us: num(text("finished_us")),
             worker: text("worker"),
             version,
-            host_calls: num(text("host_calls")),
-            timings: json(text("timings")),
+            host_calls: run.host_calls,
+            timings,
             http: json(text("http")),
             output,
             output_base64,
@@ -507,16 +549,68 @@ mod tests {
         let fields = update.fields();
         let has = |name: &str, value: &[u8]| fields.iter().any(|(k, v)| *k == name && v == value);
         assert_eq!(fields.len(), 6);
-        assert!(has("started_us", b"7") && has("output", b"ok"));
-        // What an ack call's size limit counts: "7" and "ok".
-        assert_eq!(update.counts(), (6, 3));
+        // The start alone: the attempt has no sandbox times or calls yet.
+        assert!(has("run", b"7 - - -") && has("output", b"ok"));
+        // What an ack call's size limit counts: "7 - - -" and "ok".
+        assert_eq!(update.counts(), (6, 9));
         for cleared in ["error", "cache", "cache_key", "cache_job"] {
             assert!(has(cleared, b""), "{cleared}");
         }
         // On a record no attempt wrote to, there is nothing to clear.
         update.fresh = true;
         let names: Vec<&str> = update.fields().iter().map(|(k, _)| *k).collect();
-        assert_eq!(names, ["started_us", "output"]);
+        assert_eq!(names, ["run", "output"]);
+    }
+
+    #[test]
+    fn an_attempts_start_times_and_calls_are_one_field_read_back_as_three() {
+        let update = RecordUpdate {
+            started_us: Field::Set(1_796_176_057_692_665),
+            timings: Field::Set((34, 11)),
+            host_calls: Field::Set(1),
+            fresh: true,
+            ..RecordUpdate::default()
+        };
+        let fields = update.fields();
+        assert_eq!(
+            fields,
+            [("run", b"1796176057692665 34 11 1".to_vec())],
+            "one field"
+        );
+        let hash: HashMap<String, Vec<u8>> = fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let record = JobRecord::from_hash("j", hash, -1);
+        assert_eq!(record.started_us, Some(1_796_176_057_692_665));
+        assert_eq!(record.host_calls, Some(1));
+        assert_eq!(
+            record.timings,
+            Some(serde_json::json!({"instantiate": 34, "run": 11}))
+        );
+        // A record written before the field: its three fields.
+        let old = [
+            ("started_us", "5"),
+            ("host_calls", "2"),
+            ("timings", r#"{"instantiate":3,"run":4}"#),
+        ];
+        let hash = old
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        let record = JobRecord::from_hash("j", hash, -1);
+        assert_eq!((record.started_us, record.host_calls), (Some(5), Some(2)));
+        assert_eq!(record.timings.unwrap()["run"], 4);
+        // An older attempt's fields beside a newer attempt's `run`: the
+        // newer counts, and it ran no sandbox.
+        let mut hash: HashMap<String, Vec<u8>> = old
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        hash.insert("run".into(), b"9 - - -".to_vec());
+        let record = JobRecord::from_hash("j", hash, -1);
+        assert_eq!(record.started_us, Some(9));
+        assert_eq!((record.host_calls, record.timings), (None, None));
     }
 
     #[test]

@@ -413,7 +413,8 @@ fn record_run(record: &mut RecordUpdate, run: &JobRun, attempt: u32) {
     } else {
         Field::Set(Json::of(&run.http))
     };
-    record.timings = Field::Set(Json::of(&run.timings));
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    record.timings = Field::Set((micros(run.timings.instantiate), micros(run.timings.run)));
     let lines = run.log.lines.iter();
     record.logs = Field::Set(Json::logs(
         lines.map(|l| (l.level.as_str(), l.message.as_str())),

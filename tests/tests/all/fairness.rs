@@ -6,7 +6,7 @@
 
 use crate::SPOOL;
 use crate::command::{fails_with, spool, succeeds};
-use spool_runtime::queue::{NewJob, QueueError, Status};
+use spool_runtime::queue::{NewJob, QueueError, RunField, Status};
 use spool_runtime::tenants::Limit;
 use spool_tests::fleet::Env;
 use std::collections::HashMap;
@@ -37,9 +37,9 @@ fn enqueue_many(
     ids
 }
 
-/// `(status, token, started_us, finished_us)` as stored (the token is the
-/// claim's time).
-type Row = (Option<String>, Option<u64>, Option<u64>, Option<u64>);
+/// `(status, token, run, finished_us)` as stored (the token is the
+/// claim's time; `run` starts with the attempt's start, queue/run.rs).
+type Row = (Option<String>, Option<u64>, Option<String>, Option<u64>);
 
 /// `(status, claimed, started_us, finished_us)` of `tenant`'s jobs.
 fn times(env: &Env, tenant: &str, ids: &[String]) -> Vec<(Option<String>, u64, u64, u64)> {
@@ -51,15 +51,15 @@ fn times(env: &Env, tenant: &str, ids: &[String]) -> Vec<(Option<String>, u64, u
             pipe.cmd("HMGET").arg(format!("{keys}:job:{id}")).arg(&[
                 "status",
                 "token",
-                "started_us",
+                "run",
                 "finished_us",
             ]);
         }
         let rows: Vec<Row> = pipe.query(&mut env.redis_conn()).expect("job times");
-        out.extend(
-            rows.into_iter()
-                .map(|(s, c, st, f)| (s, c.unwrap_or(0), st.unwrap_or(0), f.unwrap_or(0))),
-        );
+        out.extend(rows.into_iter().map(|(s, c, run, f)| {
+            let started = run.and_then(|r| RunField::parse(&r).started_us);
+            (s, c.unwrap_or(0), started.unwrap_or(0), f.unwrap_or(0))
+        }));
     }
     out
 }

@@ -2,7 +2,7 @@
 //! many commands Redis executed. They read the queue's keys directly, so
 //! the queue itself carries no benchmark code.
 
-use crate::queue::{Queue, QueueError, Status, cache_status};
+use crate::queue::{Queue, QueueError, RunField, Status, cache_status};
 use crate::redis::Batch;
 
 /// When one job was enqueued, started and finished (µs since the epoch).
@@ -35,6 +35,7 @@ pub(super) async fn job_times(
         Option<u64>,
         Option<String>,
         Option<String>,
+        Option<String>,
     );
     let mut all = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(1000) {
@@ -48,19 +49,28 @@ pub(super) async fn job_times(
                 "finished_us",
                 "cache",
                 "timings",
+                "run",
             ];
             batch.add(&key, redis::cmd("HMGET").arg(&key).arg(&fields).clone());
         }
         queue.count_round_trip();
         let rows: Vec<Row> = run(queue, batch, "read job times").await?;
         all.extend(rows.into_iter().map(
-            |(status, enqueued, started, finished, cache, timings)| JobTimes {
-                status: status.as_deref().and_then(Status::parse),
-                enqueued_us: enqueued,
-                started_us: started,
-                finished_us: finished,
-                cache: cache_status(cache, timings.is_some()),
-                sandbox_us: timings.as_deref().and_then(sandbox_us),
+            |(status, enqueued, started, finished, cache, timings, run)| {
+                // `run` since 2026-12-04 (queue/run.rs); before it,
+                // `started_us` and `timings`.
+                let (started, sandbox) = match run.as_deref().map(RunField::parse) {
+                    Some(run) => (run.started_us, run.sandbox_us.map(|(i, r)| i + r)),
+                    None => (started, timings.as_deref().and_then(sandbox_us)),
+                };
+                JobTimes {
+                    status: status.as_deref().and_then(Status::parse),
+                    enqueued_us: enqueued,
+                    started_us: started,
+                    finished_us: finished,
+                    cache: cache_status(cache, sandbox.is_some()),
+                    sandbox_us: sandbox,
+                }
             },
         ));
     }
