@@ -201,23 +201,15 @@ local LEAVES = { succeeded = { succeeded = true }, retrying = { retrying = true 
   dead = { dead = true }, requeue = { delayed = true, queued = true },
   wedged = { delayed = true, dead = true } }
 
--- A head (see the header) as {outcome, wait, plain, nfields, delayed}:
--- those of up to 31 fields made here, once; others read when they come.
+-- A head (see the header) as {outcome, wait, plain, nfields, delayed},
+-- read once and kept: the library's state lives between calls, and a
+-- worker sends a few heads over and over. (Kept as they come rather than
+-- made at load: under EVALSHA this part runs on every call, and making
+-- all 640 there cost a one-job ack 12 times its time.) At most HEADS_MAX
+-- are kept; Spool's workers send at most 260 (0 to 12 fields).
 local OUTCOMES = { s = 'succeeded', r = 'retrying', d = 'dead', q = 'requeue', w = 'wedged' }
 local DELAYED = { r = true, q = true, w = true }
-local HEADS = {}
--- (Plain loops: at load a library sees none of Lua's global functions.)
-local LETTERS, BITS = { 's', 'r', 'd', 'q', 'w' }, { '0', '1' }
-for l = 1, #LETTERS do
-  for w = 1, 2 do
-    for p = 1, 2 do
-      for n = 0, 31 do
-        local letter = LETTERS[l]
-        HEADS[letter .. BITS[w] .. BITS[p] .. n] = { OUTCOMES[letter], BITS[w], BITS[p], n, DELAYED[letter] }
-      end
-    end
-  end
-end
+local HEADS, HEADS_MAX, heads_kept = {}, 1000, 0
 local function head_of(text)
   local h = HEADS[text]
   if h then return h end
@@ -225,7 +217,12 @@ local function head_of(text)
   if not OUTCOMES[letter] then
     error({ err = 'ERR ack: bad head ' .. tostring(text) .. ', expected e.g. s016' })
   end
-  return { OUTCOMES[letter], waiting, plain, tonumber(n), DELAYED[letter] }
+  h = { OUTCOMES[letter], waiting, plain, tonumber(n), DELAYED[letter] }
+  if heads_kept < HEADS_MAX then
+    HEADS[text] = h
+    heads_kept = heads_kept + 1
+  end
+  return h
 end
 
 --[[ per call ]]
