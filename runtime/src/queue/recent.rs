@@ -76,10 +76,12 @@ impl Queue {
                 status: f[1].as_deref().and_then(Status::parse),
                 attempts: num(&f[2]).unwrap_or(0),
                 enqueued_us: num(&f[3]),
-                // (`run` since 2026-12-04; `started_us` before: record.rs.)
+                // (`run` since 2026-12-04, `started_us` before; while
+                // workers of both versions run, the later: record.rs.)
                 started_us: f[6]
                     .as_deref()
-                    .map_or_else(|| num(&f[4]), |r| super::RunField::parse(r).started_us),
+                    .and_then(|r| super::RunField::parse(r).started_us)
+                    .max(num(&f[4])),
                 finished_us: num(&f[5]),
             })
             .collect())

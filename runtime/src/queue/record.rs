@@ -430,21 +430,26 @@ pub fn cache_status(stored: Option<String>, ran: bool) -> Option<String> {
 
 /// The latest attempt's start, host calls and sandbox timings (as JSON)
 /// from a record's hash: one field, `run`, since 2026-12-04; three in
-/// records written before.
+/// records written before. A record can hold both while workers of both
+/// versions share a Redis (an older worker's attempt after a newer one's
+/// leaves `run` as it was): the later start is the latest attempt.
 fn run_of(h: &mut HashMap<String, Vec<u8>>) -> (RunField, Option<serde_json::Value>) {
-    let text = |v: Option<Vec<u8>>| v.map(|v| String::from_utf8_lossy(&v).into_owned());
-    if let Some(run) = text(h.remove("run")) {
-        let run = RunField::parse(&run);
-        return (run, run.timings());
-    }
-    let num = |v: Option<String>| v.and_then(|s| s.parse().ok());
-    let run = RunField {
-        started_us: num(text(h.remove("started_us"))),
-        sandbox_us: None,
-        host_calls: num(text(h.remove("host_calls"))),
+    let mut text = |k: &str| {
+        h.remove(k)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
     };
-    let timings = text(h.remove("timings")).and_then(|s| serde_json::from_str(&s).ok());
-    (run, timings)
+    let run = text("run").map(|run| RunField::parse(&run));
+    let num = |v: Option<String>| v.and_then(|s| s.parse().ok());
+    let older = RunField {
+        started_us: num(text("started_us")),
+        sandbox_us: None,
+        host_calls: num(text("host_calls")),
+    };
+    let older_timings = text("timings").and_then(|s| serde_json::from_str(&s).ok());
+    match run {
+        Some(run) if run.started_us >= older.started_us => (run, run.timings()),
+        _ => (older, older_timings),
+    }
 }
 
 impl JobRecord {
@@ -603,14 +608,22 @@ mod tests {
         assert_eq!(record.timings.unwrap()["run"], 4);
         // An older attempt's fields beside a newer attempt's `run`: the
         // newer counts, and it ran no sandbox.
-        let mut hash: HashMap<String, Vec<u8>> = old
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        hash.insert("run".into(), b"9 - - -".to_vec());
-        let record = JobRecord::from_hash("j", hash, -1);
+        let both = |run: &[u8]| {
+            let mut hash: HashMap<String, Vec<u8>> = old
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            hash.insert("run".into(), run.to_vec());
+            JobRecord::from_hash("j", hash, -1)
+        };
+        let record = both(b"9 - - -");
         assert_eq!(record.started_us, Some(9));
         assert_eq!((record.host_calls, record.timings), (None, None));
+        // And the other way round (an older worker ran the later attempt,
+        // during a rolling upgrade): its three fields count.
+        let record = both(b"4 1 1 8");
+        assert_eq!((record.started_us, record.host_calls), (Some(5), Some(2)));
+        assert_eq!(record.timings.unwrap()["run"], 4);
     }
 
     #[test]
