@@ -33,7 +33,10 @@ attack() { "$S" enqueue mallory/attacker -i "$1" --max-attempts 1 2>/dev/null; }
 field() { $R hget "spool:{default/mallory}:job:$1" "$2"; }
 bytes() { $R hstrlen "spool:{default/mallory}:job:$1" "$2"; }
 wait_done() { for _ in $(seq 600); do s=$(field "$1" status); [ "$s" = dead ] || [ "$s" = succeeded ] && return; sleep 0.1; done; }
-held() { echo $(( ($(field "$1" finished_us) - $(field "$1" started_us)) / 1000 )); }
+# (The start is the first number of `run`; `started_us` in records of
+# workers before 2026-12-04.)
+started() { local r; r=$(field "$1" run); [ -n "$r" ] && echo "${r%% *}" || field "$1" started_us; }
+held() { echo $(( ($(field "$1" finished_us) - $(started "$1")) / 1000 )); }
 mem() { $R info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
 
 # 1. Two sleepers fill both threads; another tenant's job right behind them.
