@@ -76,12 +76,9 @@ impl Queue {
                 status: f[1].as_deref().and_then(Status::parse),
                 attempts: num(&f[2]).unwrap_or(0),
                 enqueued_us: num(&f[3]),
-                // (`run` since 2026-12-04, `started_us` before; while
-                // workers of both versions run, the later: record.rs.)
-                started_us: f[6]
-                    .as_deref()
-                    .and_then(|r| super::RunField::parse(r).started_us)
-                    .max(num(&f[4])),
+                // (`run` since 2026-12-04, `started_us` before.)
+                started_us: super::RunField::latest(f[6].as_deref(), num(&f[4]))
+                    .map_or_else(|| num(&f[4]), |run| run.started_us),
                 finished_us: num(&f[5]),
             })
             .collect())

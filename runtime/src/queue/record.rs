@@ -430,15 +430,13 @@ pub fn cache_status(stored: Option<String>, ran: bool) -> Option<String> {
 
 /// The latest attempt's start, host calls and sandbox timings (as JSON)
 /// from a record's hash: one field, `run`, since 2026-12-04; three in
-/// records written before. A record can hold both while workers of both
-/// versions share a Redis (an older worker's attempt after a newer one's
-/// leaves `run` as it was): the later start is the latest attempt.
+/// records written before ([`RunField::latest`] picks between them).
 fn run_of(h: &mut HashMap<String, Vec<u8>>) -> (RunField, Option<serde_json::Value>) {
     let mut text = |k: &str| {
         h.remove(k)
             .map(|v| String::from_utf8_lossy(&v).into_owned())
     };
-    let run = text("run").map(|run| RunField::parse(&run));
+    let run = text("run");
     let num = |v: Option<String>| v.and_then(|s| s.parse().ok());
     let older = RunField {
         started_us: num(text("started_us")),
@@ -446,9 +444,9 @@ fn run_of(h: &mut HashMap<String, Vec<u8>>) -> (RunField, Option<serde_json::Val
         host_calls: num(text("host_calls")),
     };
     let older_timings = text("timings").and_then(|s| serde_json::from_str(&s).ok());
-    match run {
-        Some(run) if run.started_us >= older.started_us => (run, run.timings()),
-        _ => (older, older_timings),
+    match RunField::latest(run.as_deref(), older.started_us) {
+        Some(run) => (run, run.timings()),
+        None => (older, older_timings),
     }
 }
 

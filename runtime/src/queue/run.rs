@@ -62,6 +62,17 @@ impl RunField {
         }
     }
 
+    /// A record's `run` value, if it holds the latest attempt: a record
+    /// can also hold `started_us` (with `host_calls` and `timings`),
+    /// written by workers before this field, and holds both while workers
+    /// of both versions share a Redis (an older worker's attempt after a
+    /// newer one's leaves `run` as it was). The later start is the latest
+    /// attempt; `None` means the older fields are.
+    pub fn latest(run: Option<&str>, older_started_us: Option<u64>) -> Option<RunField> {
+        run.map(RunField::parse)
+            .filter(|run| run.started_us >= older_started_us)
+    }
+
     /// The sandbox times as `spool job` and the API show them (the
     /// `timings` field of older records): `{"instantiate": µs, "run": µs}`.
     pub fn timings(&self) -> Option<serde_json::Value> {
@@ -110,5 +121,14 @@ mod tests {
         assert!(out.len() <= 64, "{}", out.len());
         // Garbage written by hand reads as nothing, not as an error.
         assert_eq!(RunField::parse("x y"), RunField::default());
+        // Beside an older worker's `started_us`, the later start counts.
+        assert_eq!(
+            RunField::latest(Some("9 - - -"), Some(5))
+                .unwrap()
+                .started_us,
+            Some(9)
+        );
+        assert_eq!(RunField::latest(Some("4 1 1 8"), Some(5)), None);
+        assert_eq!(RunField::latest(None, Some(5)), None);
     }
 }

@@ -58,13 +58,10 @@ pub(super) async fn job_times(
         all.extend(rows.into_iter().map(
             |(status, enqueued, started, finished, cache, timings, run)| {
                 // `run` since 2026-12-04 (queue/run.rs); before it,
-                // `started_us` and `timings` (the later start counts when
-                // a record has both, as JobRecord reads it).
-                let (started, sandbox) = match run.as_deref().map(RunField::parse) {
-                    Some(run) if run.started_us >= started => {
-                        (run.started_us, run.sandbox_us.map(|(i, r)| i + r))
-                    }
-                    _ => (started, timings.as_deref().and_then(sandbox_us)),
+                // `started_us` and `timings`.
+                let (started, sandbox) = match RunField::latest(run.as_deref(), started) {
+                    Some(run) => (run.started_us, run.sandbox_us.map(|(i, r)| i + r)),
+                    None => (started, timings.as_deref().and_then(sandbox_us)),
                 };
                 JobTimes {
                     status: status.as_deref().and_then(Status::parse),
