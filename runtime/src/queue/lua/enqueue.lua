@@ -157,93 +157,123 @@ local ready, first_due = false, false
 local pushes, order = {}, {}
 -- Whether an idempotency key named a stored job (see the end).
 local repeated = false
+-- Queue `id` in ready list `priority`, pushed in one LPUSH per list at
+-- the end of the call, but for the list's first id: that one is pushed
+-- at once, so that a list of the wrong type stops the call here, and the
+-- push of the others at the end cannot fail.
+local function queue_ready(priority, id)
+  local ids = pushes[priority]
+  if ids then
+    ids[#ids + 1] = id
+    return
+  end
+  local list = ready_key(priority)
+  local r = redis.pcall('LPUSH', list, id)
+  if type(r) == 'table' and r.err then
+    if tostring(r.err):find('WRONGTYPE', 1, true) then
+      error({ err = 'WRONGTYPE ' .. list .. ' is not a list' })
+    end
+    error(r)
+  end
+  pushes[priority] = {}
+  order[#order + 1] = priority
+end
+
 -- Each job's writes that a key of the wrong type (written by hand) can
 -- refuse come first, its record after them, its idempotency key last: a
 -- job whose write is refused leaves no record that no list names. (If
 -- its group's list took the id and a group index refused it, the id is
 -- left without a record: its worker dead-letters it as a malformed
 -- envelope.)
-local function store()
-  i = 4
-  while i <= #ARGV do
-    local id, idem, delay, priority, group, first, last = job_at(ARGV, i)
-    i = last + 1
-    local existing, ikey = false, false
-    if idem ~= '' then
-      -- The key names the first job while that job's record lives: for the
-      -- record TTL plus the job's delay, and never a job that is gone
-      -- (purged, or dropped from the capped dead letters).
-      ikey = P .. ':idem:' .. idem
-      -- A key of the wrong type (written by hand) names no job; the SET
-      -- below replaces it.
-      existing = redis.pcall('GET', ikey)
-      if type(existing) == 'table' then existing = false end
-      if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
-    end
-    if existing then
-      repeated = true
-      out[#out + 1] = existing
-      out[#out + 1] = 0
+-- One job at ARGV[i], whatever its options; the index of the next.
+local function store_one(i)
+  local id, idem, delay, priority, group, first, last = job_at(ARGV, i)
+  local existing, ikey = false, false
+  if idem ~= '' then
+    -- The key names the first job while that job's record lives: for the
+    -- record TTL plus the job's delay, and never a job that is gone
+    -- (purged, or dropped from the capped dead letters).
+    ikey = P .. ':idem:' .. idem
+    -- A key of the wrong type (written by hand) names no job; the SET
+    -- below replaces it.
+    existing = redis.pcall('GET', ikey)
+    if type(existing) == 'table' then existing = false end
+    if existing and redis.call('EXISTS', job_key(existing)) == 0 then existing = false end
+  end
+  if existing then
+    repeated = true
+    out[#out + 1] = existing
+    out[#out + 1] = 0
+  else
+    local key = job_key(id)
+    local run_at = now + delay
+    if run_at > now then
+      redis.call('ZADD', P .. ':delayed', run_at, id)
+      if not first_due or run_at < first_due then first_due = run_at end
+    elseif group ~= '' then
+      into_group(id, group, 'RPUSH')
+      ready = true
     else
-      local key = job_key(id)
-      local run_at = now + delay
-      if run_at > now then
-        redis.call('ZADD', P .. ':delayed', run_at, id)
-        if not first_due or run_at < first_due then first_due = run_at end
-      elseif group ~= '' then
-        into_group(id, group, 'RPUSH')
-        ready = true
-      else
-        if not PRIORITIES[priority] then priority = 'normal' end
-        local ids = pushes[priority]
-        if ids then
-          ids[#ids + 1] = id
-        else
-          -- A list's first id is pushed at once: a list of the wrong
-          -- type then stops the call here, and the push of the others at
-          -- the end cannot fail.
-          local list = ready_key(priority)
-          local r = redis.pcall('LPUSH', list, id)
-          if type(r) == 'table' and r.err then
-            if tostring(r.err):find('WRONGTYPE', 1, true) then
-              error({ err = 'WRONGTYPE ' .. list .. ' is not a list' })
-            end
-            error(r)
-          end
-          pushes[priority] = {}
-          order[#order + 1] = priority
-        end
-        ready = true
-      end
-      -- The envelope's fields last, unpacked from ARGV (no copy): the script's
-      -- caller sends only the names the header lists.
-      if run_at > now then
-        redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'delayed', 'run_at_us',
-          text(run_at), 'plugin', ARGV[first], 'payload', ARGV[first + 1], unpack(ARGV, first + 2, last))
-      else
-        redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'queued', 'plugin', ARGV[first],
-          'payload', ARGV[first + 1], unpack(ARGV, first + 2, last))
-      end
-      -- `normal`, the default, is left out (a smaller record stays a
-      -- listpack); every reader takes a missing priority for it.
-      if priority ~= 'normal' and group ~= '' then
-        redis.call('HSET', key, 'priority', priority, 'group', group)
-      elseif priority ~= 'normal' then
-        redis.call('HSET', key, 'priority', priority)
-      elseif group ~= '' then
-        redis.call('HSET', key, 'group', group)
-      end
-      if ikey then
-        -- The key deduplicates while this record lives: `idem` keeps the
-        -- record out of the succeeded-record cap (ack.lua), for its TTL.
-        redis.call('HSET', key, 'idem', '1')
-        -- (At most MAX_TTL: a larger one would fail after the job is
-        -- stored.)
-        local ttl = tonumber(ARGV[1]) + math.floor(delay / 1000000)
-        redis.call('SET', ikey, id, 'EX', math.max(1, math.min(ttl, MAX_TTL)))
-      end
+      if not PRIORITIES[priority] then priority = 'normal' end
+      queue_ready(priority, id)
+      ready = true
+    end
+    -- The envelope's fields last, unpacked from ARGV (no copy): the script's
+    -- caller sends only the names the header lists.
+    if run_at > now then
+      redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'delayed', 'run_at_us',
+        text(run_at), 'plugin', ARGV[first], 'payload', ARGV[first + 1], unpack(ARGV, first + 2, last))
+    else
+      redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'queued', 'plugin', ARGV[first],
+        'payload', ARGV[first + 1], unpack(ARGV, first + 2, last))
+    end
+    -- `normal`, the default, is left out (a smaller record stays a
+    -- listpack); every reader takes a missing priority for it.
+    if priority ~= 'normal' and group ~= '' then
+      redis.call('HSET', key, 'priority', priority, 'group', group)
+    elseif priority ~= 'normal' then
+      redis.call('HSET', key, 'priority', priority)
+    elseif group ~= '' then
+      redis.call('HSET', key, 'group', group)
+    end
+    if ikey then
+      -- The key deduplicates while this record lives: `idem` keeps the
+      -- record out of the succeeded-record cap (ack.lua), for its TTL.
+      redis.call('HSET', key, 'idem', '1')
+      -- (At most MAX_TTL: a larger one would fail after the job is
+      -- stored.)
+      local ttl = tonumber(ARGV[1]) + math.floor(delay / 1000000)
+      redis.call('SET', ikey, id, 'EX', math.max(1, math.min(ttl, MAX_TTL)))
+    end
+    out[#out + 1] = id
+    out[#out + 1] = 1
+  end
+  return last + 1
+end
+
+-- Every job of the call. A plain one (`opts` '': no key, due now,
+-- priority normal, no group; nearly every job) is stored here, as
+-- store_one would, without its calls and lookups (~2,500 of an enqueue's
+-- ~30,000 instructions a job; docs/performance.md, "A leaner common
+-- path").
+local function store()
+  local jobs_prefix = P .. ':job:'
+  local i = 4
+  while i <= #ARGV do
+    if ARGV[i + 1] == '' then
+      local id, n = ARGV[i], ARGV[i + 2]
+      n = SMALL[n] or tonumber(n)
+      local last = i + 4 + n * 2
+      local ids = pushes.normal
+      if ids then ids[#ids + 1] = id else queue_ready('normal', id) end
+      ready = true
+      redis.call('HSET', jobs_prefix .. id, 'enqueued_us', now_s, 'status', 'queued',
+        'plugin', ARGV[i + 3], 'payload', ARGV[i + 4], unpack(ARGV, i + 5, last))
       out[#out + 1] = id
       out[#out + 1] = 1
+      i = last + 1
+    else
+      i = store_one(i)
     end
   end
 end
