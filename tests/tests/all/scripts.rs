@@ -154,42 +154,57 @@ fn a_minimal_delayed_envelope_without_status_runs_when_due() {
 fn an_id_that_is_not_utf8_is_dead_lettered_at_claim_and_never_run() {
     let env = Env::new("scripts-bytes-id");
     let mut conn = env.redis_conn();
-    let id: &[u8] = b"bad-\xff\xfe";
-    let mut key = format!("{}:job:", env.tenant_keys("default")).into_bytes();
-    key.extend_from_slice(id);
-    let good = env.enqueue("hello", "{}");
-    let _: () = redis::pipe()
-        .hset_multiple(&key, &[("plugin", "hello"), ("payload", "{}")])
-        .lpush(ready(&env), id)
-        .query(&mut conn)
-        .unwrap();
-    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
-    let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        vec![good.as_str()],
-        "the bad id is not handed to the worker"
-    );
-    let (status, error): (String, String) = redis::cmd("HMGET")
-        .arg(&key)
-        .arg("status")
-        .arg("error")
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(status, "dead");
-    assert!(
-        error.contains("malformed-envelope") && error.contains("not UTF-8"),
-        "{error}"
-    );
-    let dead: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+    // The claim checks a batch of ids at once while all are letters and
+    // digits (claim.lua, `ascii`): a byte past 0x7f after letters and
+    // digits only, and one behind a NUL byte (where that check stops
+    // reading), must still be found.
+    let bad: [&[u8]; 3] = [b"bad-\xff\xfe", b"01K9ZX\xff\xfe", b"01K9ZX\x00\xff"];
+    let key = |id: &[u8]| {
+        let mut key = format!("{}:job:", env.tenant_keys("default")).into_bytes();
+        key.extend_from_slice(id);
+        key
+    };
+    // Each in a claim of its own, beside a good id (a ULID).
+    for id in bad {
+        let good = env.enqueue("hello", "{}");
+        let _: () = redis::pipe()
+            .hset_multiple(key(id), &[("plugin", "hello"), ("payload", "{}")])
+            .lpush(ready(&env), id)
+            .query(&mut conn)
+            .unwrap();
+        let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+        let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec![good.as_str()],
+            "the bad id {id:?} is not handed to the worker"
+        );
+    }
+    for id in bad {
+        let (status, error): (String, String) = redis::cmd("HMGET")
+            .arg(key(id))
+            .arg("status")
+            .arg("error")
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(status, "dead", "{id:?}");
+        assert!(
+            error.contains("malformed-envelope") && error.contains("not UTF-8"),
+            "{id:?}: {error}"
+        );
+    }
+    let mut dead: Vec<Vec<u8>> = redis::cmd("ZRANGE")
         .arg(format!("{}:dead", env.tenant_keys("default")))
         .arg(0)
         .arg(-1)
         .query(&mut conn)
         .unwrap();
-    assert_eq!(dead, vec![id.to_vec()]);
-    // The operator's dead-letter commands still work: the id is listed
-    // (lossily), and a retry of everything leaves it where it is.
+    dead.sort();
+    let mut want: Vec<Vec<u8>> = bad.iter().map(|id| id.to_vec()).collect();
+    want.sort();
+    assert_eq!(dead, want);
+    // The operator's dead-letter commands still work: the ids are listed
+    // (lossily), and a retry of everything leaves them where they are.
     let mut job = env.job("hello", "{}");
     job.max_attempts = 1;
     let real = env.enqueue_job(job);
@@ -207,14 +222,14 @@ fn an_id_that_is_not_utf8_is_dead_lettered_at_claim_and_never_run() {
         .unwrap();
     assert_eq!(applied, vec![true]);
     let (total, entries) = env.rt.block_on(env.queue.dead_list(10)).unwrap();
-    assert_eq!(total, 2);
+    assert_eq!(total, 4);
     assert!(
         entries.iter().any(|e| e.id == "bad-\u{fffd}\u{fffd}"),
         "{entries:?}"
     );
     let moved = env.rt.block_on(env.queue.dead_retry(&[])).unwrap();
     assert_eq!(moved, vec![real]);
-    assert_eq!(env.rt.block_on(env.queue.dead_list(10)).unwrap().0, 1);
+    assert_eq!(env.rt.block_on(env.queue.dead_list(10)).unwrap().0, 3);
 }
 
 #[test]
