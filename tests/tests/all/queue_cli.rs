@@ -502,7 +502,7 @@ fn spool_bench_trims_a_full_kept_list_as_a_deployment_does_and_keeps_its_records
             .query(&mut env.redis_conn())
             .unwrap()
     };
-    let lists = keys("spool-bench-*:kept");
+    let lists = keys("b????:*:kept");
     assert_eq!(lists.len(), 1, "{lists:?}");
     let kept: Vec<String> = redis::cmd("LRANGE")
         .arg(&lists[0])
@@ -520,7 +520,7 @@ fn spool_bench_trims_a_full_kept_list_as_a_deployment_does_and_keeps_its_records
         left.iter().all(|id| id.starts_with("bench-kept-")),
         "{left:?}"
     );
-    let mut records = keys("spool-bench-*:job:bench-kept-*");
+    let mut records = keys("b????:*:job:bench-kept-*");
     let mut listed: Vec<String> = left
         .iter()
         .map(|id| format!("{}:job:{id}", lists[0].trim_end_matches(":kept")))

@@ -10,6 +10,7 @@
 
 mod drive;
 mod kept;
+mod prefix;
 mod processes;
 mod queries;
 mod report;
@@ -198,11 +199,11 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
         .clone()
         .or_else(|| server.as_ref().map(PrivateRedis::url))
         .unwrap_or_default();
-    let queue_config = queue_config(args, &url);
+    let mut queue_config = queue_config(args, &url);
     // Also with --workers: a bad plugin is named before a worker starts.
     let registry = load_plugin(args, &plugin, &plugins)?;
     let rt = runtime();
-    let client = rt.block_on(Queue::connect(queue_config.clone()))?;
+    let client = rt.block_on(connect(args, &mut queue_config, &plugins))?;
     if let Some(cap) = queue_config.keep_succeeded {
         let tenants: Vec<String> = plugins.iter().map(|p| p.tenant.clone()).collect();
         rt.block_on(kept::fill(&client, &tenants, cap))?;
@@ -249,6 +250,20 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     Ok(report)
 }
 
+/// The bench's client: on a `--redis` server, under a prefix of its own
+/// that it sets in `config` (prefix.rs).
+async fn connect(
+    args: &BenchArgs,
+    config: &mut QueueConfig,
+    plugins: &[PluginName],
+) -> Result<Queue, QueueError> {
+    if args.redis.is_none() {
+        return Queue::connect(config.clone()).await;
+    }
+    let tenants: Vec<String> = plugins.iter().map(|p| p.tenant.clone()).collect();
+    prefix::connect_unused(config, &tenants).await
+}
+
 /// The bench's queue settings on `url`.
 fn queue_config(args: &BenchArgs, url: &str) -> QueueConfig {
     let mut config = QueueConfig::new(url);
@@ -256,10 +271,8 @@ fn queue_config(args: &BenchArgs, url: &str) -> QueueConfig {
     // prefix): key length is part of what Redis does per job (hashing,
     // comparing, the AOF), and a longer one than users have cost ~1 µs
     // per job. On a `--redis` someone else's keys may be there: a prefix
-    // of its own keeps them apart.
-    if args.redis.is_some() {
-        config.prefix = format!("spool-bench-{}", ulid::Ulid::new());
-    }
+    // of its own, as long as the default, keeps them apart (prefix.rs,
+    // drawn when the bench connects).
     // The report reads every job's record back: the cap is a tenant's
     // share of the run's jobs (round-robin), and the kept lists start
     // full (kept.rs), so that every ack trims as at the default cap in a
