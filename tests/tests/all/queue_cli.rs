@@ -502,8 +502,12 @@ fn spool_bench_trims_a_full_kept_list_as_a_deployment_does_and_keeps_its_records
             .query(&mut env.redis_conn())
             .unwrap()
     };
-    let lists = keys("b????:*:kept");
+    // Its keys have a prefix of their own, as long as the default
+    // (`~` and four characters), which the run took with a key of its own.
+    let lists = keys("~????:*:kept");
     assert_eq!(lists.len(), 1, "{lists:?}");
+    let prefix = lists[0].split(':').next().unwrap().to_string();
+    assert_eq!(keys(&format!("{prefix}:bench")).len(), 1, "{prefix}");
     let kept: Vec<String> = redis::cmd("LRANGE")
         .arg(&lists[0])
         .arg(0)
@@ -520,7 +524,7 @@ fn spool_bench_trims_a_full_kept_list_as_a_deployment_does_and_keeps_its_records
         left.iter().all(|id| id.starts_with("bench-kept-")),
         "{left:?}"
     );
-    let mut records = keys("b????:*:job:bench-kept-*");
+    let mut records = keys("~????:*:job:bench-kept-*");
     let mut listed: Vec<String> = left
         .iter()
         .map(|id| format!("{}:job:{id}", lists[0].trim_end_matches(":kept")))
