@@ -343,7 +343,6 @@ end
 -- Anything else, including a record that is not a hash or no longer
 -- runs under the token (f[1] is then not the token), goes to apply(),
 -- which reads the record again and decides.
-local jobs_prefix = P .. ':job:'
 local until_ms = deadline_ms(record_ttl)
 local fast = 0
 local i = 8
@@ -352,7 +351,7 @@ while i <= #ARGV do
   local next_i = i + 3 + head[4] * 2
   local f
   if head[6] then
-    local id, key = ARGV[i], jobs_prefix .. ARGV[i]
+    local id, key = ARGV[i], JOB_PREFIX .. ARGV[i]
     f = redis.pcall('HMGET', key, 'token', 'status')
     if f[1] == ARGV[i + 1] and f[2] == 'running' then
       release(id)

@@ -426,7 +426,6 @@ end
 -- tonumber in base 36 reads the ids together in C (strtoul) and gives
 -- nil at any byte that is not a letter or digit; but it stops at a NUL
 -- byte as at the end, hence the second look.
-local jobs_prefix = P .. ':job:'
 local ascii = false
 if #ids > 0 then
   local joined = table.concat(ids)
@@ -436,7 +435,7 @@ for o = 1, #ids do
   local k = order and order[o] or o
   local id = ids[k]
   local from_group = group_of[k] or false
-  local key = jobs_prefix .. id
+  local key = JOB_PREFIX .. id
   -- The whole record, in one pass over it (a fresh one is 4-6 fields;
   -- asking for fields by name costs a pass per missing one), and what the
   -- claim needs of it.

@@ -257,7 +257,6 @@ end
 -- ~30,000 instructions a job; docs/performance.md, "A leaner common
 -- path").
 local function store()
-  local jobs_prefix = P .. ':job:'
   local i = 4
   while i <= #ARGV do
     if ARGV[i + 1] == '' then
@@ -267,7 +266,7 @@ local function store()
       local ids = pushes.normal
       if ids then ids[#ids + 1] = id else queue_ready('normal', id) end
       ready = true
-      redis.call('HSET', jobs_prefix .. id, 'enqueued_us', now_s, 'status', 'queued',
+      redis.call('HSET', JOB_PREFIX .. id, 'enqueued_us', now_s, 'status', 'queued',
         'plugin', ARGV[i + 3], 'payload', ARGV[i + 4], unpack(ARGV, i + 5, last))
       out[#out + 1] = id
       out[#out + 1] = 1

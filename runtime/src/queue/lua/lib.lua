@@ -38,7 +38,10 @@ local function now_from(arg)
   return now_us()
 end
 
-local function job_key(id) return P .. ':job:' .. id end
+-- The start of every job's key, `P:job:` (set by begin): a loop over a
+-- call's jobs makes each key with one concatenation.
+local JOB_PREFIX
+local function job_key(id) return JOB_PREFIX .. id end
 
 -- A whole number as the text Redis stores. A Lua number handed to
 -- redis.call is printed with `%.17g` on every call (thousands of
@@ -371,6 +374,7 @@ end
 -- above (what to announce, counters, printed numbers).
 local function begin(keys)
   P = keys[1]
+  JOB_PREFIX = P .. ':job:'
   Q = keys[2]
   announce_seq, announce_timer, announce_now = 0, 0, 0
   made_ready = false
