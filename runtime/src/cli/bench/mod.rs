@@ -203,9 +203,9 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     // Also with --workers: a bad plugin is named before a worker starts.
     let registry = load_plugin(args, &plugin, &plugins)?;
     let rt = runtime();
-    let client = rt.block_on(connect(args, &mut queue_config, &plugins))?;
+    let tenants: Vec<String> = plugins.iter().map(|p| p.tenant.clone()).collect();
+    let client = rt.block_on(connect(args, &mut queue_config, &tenants))?;
     if let Some(cap) = queue_config.keep_succeeded {
-        let tenants: Vec<String> = plugins.iter().map(|p| p.tenant.clone()).collect();
         rt.block_on(kept::fill(&client, &tenants, cap))?;
     }
     let spec = processes::Spec {
@@ -255,13 +255,12 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
 async fn connect(
     args: &BenchArgs,
     config: &mut QueueConfig,
-    plugins: &[PluginName],
+    tenants: &[String],
 ) -> Result<Queue, QueueError> {
     if args.redis.is_none() {
         return Queue::connect(config.clone()).await;
     }
-    let tenants: Vec<String> = plugins.iter().map(|p| p.tenant.clone()).collect();
-    prefix::connect_unused(config, &tenants).await
+    prefix::connect_unused(config, tenants).await
 }
 
 /// The bench's queue settings on `url`.

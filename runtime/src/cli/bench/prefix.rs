@@ -57,7 +57,7 @@ fn taken_key(prefix: &str) -> String {
 }
 
 /// The first of `keys` that exists, if any.
-async fn none_exist(queue: &Queue, keys: &[String]) -> Result<Option<String>, QueueError> {
+async fn first_existing(queue: &Queue, keys: &[String]) -> Result<Option<String>, QueueError> {
     let mut batch = Batch::new();
     for key in keys {
         batch.add(key, redis::cmd("EXISTS").arg(key).clone());
@@ -102,7 +102,7 @@ pub(super) async fn connect_unused(
     for _ in 0..TRIES {
         config.prefix = candidate();
         let queue = Queue::connect(config.clone()).await?;
-        match none_exist(&queue, &keys_that_matter(config, tenants)).await? {
+        match first_existing(&queue, &keys_that_matter(config, tenants)).await? {
             None if take(&queue, &config.prefix).await? => return Ok(queue),
             None => last = taken_key(&config.prefix),
             Some(key) => last = key,
