@@ -537,3 +537,104 @@ fn a_cluster_never_hands_over() {
         .unwrap();
     assert_eq!(exists, 0);
 }
+
+/// The tenant's timer as its slot keeps it (`T:timer`) and as the queue's
+/// does (`Q:timers`).
+fn timer_of(env: &Env, conn: &mut SyncConn) -> (Option<u64>, Option<u64>) {
+    let mine: Option<u64> = redis::cmd("GET")
+        .arg(format!("{}:timer", env.tenant_keys("default")))
+        .query(conn)
+        .unwrap();
+    let queue: Option<u64> = redis::cmd("ZSCORE")
+        .arg(format!("{}:timers", env.queue.key_prefix()))
+        .arg("default")
+        .query(conn)
+        .unwrap();
+    (mine, queue)
+}
+
+/// A handed-over job's lease end, and its token.
+fn lease_of(env: &Env, conn: &mut SyncConn, id: &str) -> (u64, String) {
+    let end: Option<u64> = redis::cmd("ZSCORE")
+        .arg(format!("{}:leases", env.tenant_keys("default")))
+        .arg(id)
+        .query(conn)
+        .unwrap();
+    let token: String = redis::cmd("HGET")
+        .arg(format!("{}:job:{id}", env.tenant_keys("default")))
+        .arg("token")
+        .query(conn)
+        .unwrap();
+    (end.expect("a lease"), token)
+}
+
+/// At idle each lone job is handed over while the visit its predecessor
+/// asked for (that lease's end) is still to come: the hand-over leaves an
+/// earlier visit as it is (two commands fewer per idle job), brings a
+/// later one forward, and a job handed to a worker that dies is still
+/// reaped, through that visit, and runs again.
+#[test]
+fn a_lone_job_after_another_keeps_the_visit_asked_for_and_is_reaped_by_it() {
+    let env = Env::standalone("handover-timer");
+    learn_clock(&env.queue, &env);
+    let mut conn = env.redis_conn();
+    let finish = |id: &str, token: &str| {
+        let done = crate::scripts::outcome(id, token, Next::Succeeded);
+        let applied = env.rt.block_on(env.queue.ack(&[done])).unwrap();
+        assert_eq!(applied, vec![true]);
+    };
+    // A first job leased for a minute: its end is the visit.
+    ghost(&env, "first", Duration::from_secs(60), 60_000_000);
+    let first = env.enqueue("hello", "{}");
+    let (end, token) = lease_of(&env, &mut conn, &first);
+    assert_eq!(timer_of(&env, &mut conn), (Some(end), Some(end)));
+    finish(&first, &token);
+    // The next, leased for less: the visit comes forward to its end.
+    let lease = Duration::from_secs(2);
+    ghost(&env, "second", lease, 60_000_000);
+    let second = env.enqueue("hello", "{}");
+    let (second_end, token) = lease_of(&env, &mut conn, &second);
+    assert_eq!(
+        timer_of(&env, &mut conn),
+        (Some(second_end), Some(second_end)),
+        "a later visit is brought forward"
+    );
+    finish(&second, &token);
+    // The third, as long: the visit at the second's end stands.
+    ghost(&env, "dead", lease, 60_000_000);
+    let third = env.enqueue("hello", "{}");
+    let (third_end, _) = lease_of(&env, &mut conn, &third);
+    assert!(third_end > second_end);
+    assert_eq!(
+        timer_of(&env, &mut conn),
+        (Some(second_end), Some(second_end)),
+        "an earlier visit still to come stands"
+    );
+    let named: Option<u64> = redis::cmd("ZSCORE")
+        .arg(format!("{}:seq", env.queue.key_prefix()))
+        .arg("default")
+        .query(&mut conn)
+        .unwrap();
+    assert!(named.is_some(), "the tenant is named in Q:seq");
+    // Its worker is dead: once the lease lapses the job runs again.
+    while redis_now(&mut conn) < third_end + 100_000 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut got = None;
+    for _ in 0..100 {
+        let claim = env
+            .rt
+            .block_on(
+                env.queue
+                    .claim_backing_off("w2", 10, LEASE, Duration::from_millis(1)),
+            )
+            .unwrap();
+        if let Some(job) = claim.jobs.into_iter().next() {
+            got = Some(job);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let job = got.expect("the lapsed job is claimed again");
+    assert_eq!((job.id.as_str(), job.attempt), (third.as_str(), 2));
+}
