@@ -464,6 +464,30 @@ fn an_ack_frees_a_capped_tenants_slot_at_once_and_spends_nothing_on_an_uncapped_
     assert_eq!(ids, vec![second.as_str()]);
 }
 
+/// An enqueue of a tenant already announced (an earlier job of it waits)
+/// does not try to announce it again: the hand-over's look saw `T:in`,
+/// and the `SET T:in NX` that would find it set is not sent (a command
+/// fewer per enqueue while a tenant has work). Both jobs are claimed.
+#[test]
+fn an_enqueue_of_an_announced_tenant_does_not_announce_it_again() {
+    let env = Env::standalone("enqueue-announced");
+    let keys = env.queue.key_prefix().to_string();
+    let mut conn = env.redis_conn();
+    let sets = calls(&mut conn, "set");
+    let first = env.enqueue("hello", "{}");
+    assert_eq!(calls(&mut conn, "set"), sets + 1, "the first announces");
+    assert_eq!(ready_tenants(&mut conn, &keys), vec!["default".to_string()]);
+    let sets = calls(&mut conn, "set");
+    let second = env.enqueue("hello", "{}");
+    assert_eq!(calls(&mut conn, "set"), sets, "the second does not");
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
+        .unwrap();
+    let ids: Vec<&str> = claim.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, vec![first.as_str(), second.as_str()]);
+}
+
 /// Redis' clock now (µs).
 fn redis_time(conn: &mut spool_runtime::redis::SyncConn) -> u64 {
     let (s, us): (u64, u64) = redis::cmd("TIME").query(conn).unwrap();
