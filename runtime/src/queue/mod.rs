@@ -76,7 +76,7 @@ pub use model::{
     ClaimedJob, DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority, Seen,
 };
 pub use names::{check_group, check_prefix, check_queue, tenant_keys};
-pub use ops::Enqueued;
+pub use ops::{Enqueued, LIMITS_FRESH};
 pub use progress::ProgressReport;
 pub use recent::JobSummary;
 pub use record::{ErrorRecord, Field, JobRecord, Json, RecordUpdate, Status, cache_status};

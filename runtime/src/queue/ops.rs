@@ -232,6 +232,40 @@ impl Queue {
             .collect()
     }
 
+    /// Of an ack call's tenants (`order`), those whose limits this handle
+    /// never read, or read more than [`LIMITS_FRESH`] ago without a
+    /// concurrency cap: [`Queue::ack`] reads them again beside its calls.
+    /// A worker fed by hand-overs at idle claims nothing, and no claim
+    /// reads them: without this its view would go stale a second after
+    /// its last claim, and every ack after it would pay the look that
+    /// [`Queue::known_uncapped`] spares (an `EXISTS` per idle job, against
+    /// one look and two `HGETALL`s a second). Under load the claims read
+    /// them first. A tenant with a cap is looked at anyway: not read for
+    /// this.
+    fn limits_to_refresh<'o>(&self, order: &[(&'o str, Vec<usize>)]) -> Vec<&'o str> {
+        let known = lock(&self.inner.limits);
+        order
+            .iter()
+            .map(|(tenant, _)| *tenant)
+            .filter(|t| {
+                known.get(*t).is_none_or(|(at, l)| {
+                    at.elapsed() >= LIMITS_FRESH && l.get(Limit::Concurrency) == 0
+                })
+            })
+            .collect()
+    }
+
+    /// Read `tenants`' limits again (see [`Queue::limits_to_refresh`]); a
+    /// failure only leaves the view to age (the acks then look).
+    async fn refresh_limits(&self, tenants: Vec<&str>) {
+        if tenants.is_empty() {
+            return;
+        }
+        if let Err(e) = self.tenant_limits(tenants.into_iter()).await {
+            tracing::debug!("ack: tenant limits not read again ({e}); acks will look");
+        }
+    }
+
     /// The effective limits of each of `tenants`: those read within
     /// [`LIMITS_FRESH`] from memory, the rest in one round trip.
     pub(crate) async fn tenant_limits<'j>(
@@ -319,7 +353,10 @@ impl Queue {
             .iter()
             .filter(|o| o.next == Next::Succeeded)
             .count() as i64;
-        let replies = self.run_acks(&calls, expected).await?;
+        let stale = self.limits_to_refresh(&order);
+        let (replies, ()) =
+            tokio::join!(self.run_acks(&calls, expected), self.refresh_limits(stale));
+        let replies = replies?;
         let read = read_acks(outcomes, &order, replies);
         self.kept_refreshed(&order, outcomes, &read.newly, &refresh, sent);
         self.announce_or_warn(&read.heard, "ack").await;

@@ -464,6 +464,50 @@ fn an_ack_frees_a_capped_tenants_slot_at_once_and_spends_nothing_on_an_uncapped_
     assert_eq!(ids, vec![second.as_str()]);
 }
 
+/// A worker fed by hand-overs claims nothing, and no claim reads its
+/// tenants' limits for it: an ack whose view of them is over a second
+/// old reads them again beside its call (and looks, as before), so that
+/// the acks after it trust the view and spend no look: a look and two
+/// reads a second at idle, not a look per job.
+#[test]
+fn an_ack_reads_stale_limits_again_so_the_acks_after_it_do_not_look() {
+    use spool_runtime::queue::{LIMITS_FRESH, Next};
+    let env = Env::standalone("ack-limits-again");
+    let mut conn = env.redis_conn();
+    let done = |job: &spool_runtime::queue::ClaimedJob| {
+        let applied = env
+            .rt
+            .block_on(env.queue.ack(&[job.outcome(Next::Succeeded)]))
+            .unwrap();
+        assert_eq!(applied, vec![true]);
+    };
+    env.enqueue("hello", "{}");
+    env.enqueue("hello", "{}");
+    let claim = env
+        .rt
+        .block_on(env.queue.claim("w", 10, Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(claim.jobs.len(), 2);
+    std::thread::sleep(LIMITS_FRESH + Duration::from_millis(100));
+    let (looks, reads) = (calls(&mut conn, "exists"), calls(&mut conn, "hgetall"));
+    done(&claim.jobs[0]);
+    assert!(
+        calls(&mut conn, "exists") > looks,
+        "a stale view: it looked"
+    );
+    assert!(
+        calls(&mut conn, "hgetall") > reads,
+        "and read the limits again"
+    );
+    let looks = calls(&mut conn, "exists");
+    done(&claim.jobs[1]);
+    assert_eq!(
+        calls(&mut conn, "exists"),
+        looks,
+        "the next ack trusts the view read beside the last"
+    );
+}
+
 /// An enqueue of a tenant already announced (an earlier job of it waits)
 /// does not try to announce it again: the hand-over's look saw `T:in`,
 /// and the `SET T:in NX` that would find it set is not sent (a command
