@@ -570,9 +570,10 @@ fn lease_of(env: &Env, conn: &mut SyncConn, id: &str) -> (u64, String) {
 
 /// At idle each lone job is handed over while the visit its predecessor
 /// asked for (that lease's end) is still to come: the hand-over leaves an
-/// earlier visit as it is (two commands fewer per idle job), brings a
-/// later one forward, and a job handed to a worker that dies is still
-/// reaped, through that visit, and runs again.
+/// earlier visit as it is (two commands fewer per idle job) and brings a
+/// later one forward. The visit finds the new lease and times the tenant
+/// by it, and a job handed to a worker that died is reaped then and runs
+/// again.
 #[test]
 fn a_lone_job_after_another_keeps_the_visit_asked_for_and_is_reaped_by_it() {
     let env = Env::standalone("handover-timer");
@@ -589,9 +590,8 @@ fn a_lone_job_after_another_keeps_the_visit_asked_for_and_is_reaped_by_it() {
     let (end, token) = lease_of(&env, &mut conn, &first);
     assert_eq!(timer_of(&env, &mut conn), (Some(end), Some(end)));
     finish(&first, &token);
-    // The next, leased for less: the visit comes forward to its end.
-    let lease = Duration::from_secs(2);
-    ghost(&env, "second", lease, 60_000_000);
+    // The next, leased for 3 s: the visit comes forward to its end.
+    ghost(&env, "second", Duration::from_secs(3), 60_000_000);
     let second = env.enqueue("hello", "{}");
     let (second_end, token) = lease_of(&env, &mut conn, &second);
     assert_eq!(
@@ -600,22 +600,28 @@ fn a_lone_job_after_another_keeps_the_visit_asked_for_and_is_reaped_by_it() {
         "a later visit is brought forward"
     );
     finish(&second, &token);
-    // The third, as long: the visit at the second's end stands.
-    ghost(&env, "dead", lease, 60_000_000);
+    // The third, leased for 6 s: the visit at the second's end stands.
+    ghost(&env, "dead", Duration::from_secs(6), 60_000_000);
     let third = env.enqueue("hello", "{}");
     let (third_end, _) = lease_of(&env, &mut conn, &third);
-    assert!(third_end > second_end);
+    assert!(third_end > second_end + 2_000_000);
     assert_eq!(
         timer_of(&env, &mut conn),
         (Some(second_end), Some(second_end)),
         "an earlier visit still to come stands"
     );
-    let named: Option<u64> = redis::cmd("ZSCORE")
-        .arg(format!("{}:seq", env.queue.key_prefix()))
-        .arg("default")
-        .query(&mut conn)
-        .unwrap();
-    assert!(named.is_some(), "the tenant is named in Q:seq");
+    // The visit: a claim finds the lease running, and times the tenant by
+    // its end.
+    while redis_now(&mut conn) < second_end + 100_000 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let claim = env.rt.block_on(env.queue.claim("w2", 10, LEASE)).unwrap();
+    assert!(claim.jobs.is_empty(), "the lease still runs");
+    assert_eq!(
+        timer_of(&env, &mut conn),
+        (Some(third_end), Some(third_end)),
+        "the visit asks for the lease's end"
+    );
     // Its worker is dead: once the lease lapses the job runs again.
     while redis_now(&mut conn) < third_end + 100_000 {
         std::thread::sleep(Duration::from_millis(50));
