@@ -216,6 +216,9 @@ struct Inner {
     /// When this handle's acks last refreshed each tenant's kept list's
     /// expiry (ack.lua `ARGV[7]`; see `Queue::kept_refresh`).
     kept_refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// When this handle last acked each tenant (see
+    /// `Queue::limits_to_refresh`).
+    acked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -251,6 +254,7 @@ impl Queue {
                 clock_offset_us: std::sync::atomic::AtomicI64::new(0),
                 registered: std::sync::Mutex::default(),
                 kept_refreshed: std::sync::Mutex::default(),
+                acked: std::sync::Mutex::default(),
             }),
             redis,
             background_settle: false,

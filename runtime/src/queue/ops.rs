@@ -233,26 +233,35 @@ impl Queue {
     }
 
     /// Of an ack call's tenants (`order`), those whose limits this handle
-    /// never read, or read more than [`LIMITS_FRESH`] ago without a
-    /// concurrency cap: [`Queue::ack`] reads them again beside its calls.
-    /// A worker fed by hand-overs at idle claims nothing, and no claim
-    /// reads them: without this its view would go stale a second after
-    /// its last claim, and every ack after it would pay the look that
+    /// read more than [`LIMITS_FRESH`] ago (or never) without a concurrency
+    /// cap, and acked within it: [`Queue::ack`] reads them again beside
+    /// its calls. A worker fed by hand-overs at idle claims nothing, and
+    /// no claim reads them: without this its view went stale a second
+    /// after its last claim, and every ack after it paid the look that
     /// [`Queue::known_uncapped`] spares (an `EXISTS` per idle job, against
-    /// one look and two `HGETALL`s a second). Under load the claims read
-    /// them first. A tenant with a cap is looked at anyway: not read for
-    /// this.
+    /// one look and two `HGETALL`s a second). Only while acks come closer
+    /// than the view lasts: acks further apart would each read it for
+    /// none after them to use. Under load the claims read it first; a
+    /// tenant with a cap is looked at anyway.
     fn limits_to_refresh<'o>(&self, order: &[(&'o str, Vec<usize>)]) -> Vec<&'o str> {
+        let mut acked = lock(&self.inner.acked);
+        if acked.len() >= 10_000 {
+            acked.clear();
+        }
         let known = lock(&self.inner.limits);
-        order
-            .iter()
-            .map(|(tenant, _)| *tenant)
-            .filter(|t| {
-                known.get(*t).is_none_or(|(at, l)| {
-                    at.elapsed() >= LIMITS_FRESH && l.get(Limit::Concurrency) == 0
-                })
-            })
-            .collect()
+        let mut stale = Vec::new();
+        for (tenant, _) in order {
+            let recent = acked
+                .insert((*tenant).to_string(), Instant::now())
+                .is_some_and(|at| at.elapsed() < LIMITS_FRESH);
+            let aged = known.get(*tenant).is_none_or(|(at, l)| {
+                at.elapsed() >= LIMITS_FRESH && l.get(Limit::Concurrency) == 0
+            });
+            if recent && aged && !stale.contains(tenant) {
+                stale.push(*tenant);
+            }
+        }
+        stale
     }
 
     /// Read `tenants`' limits again (see [`Queue::limits_to_refresh`]); a
