@@ -156,32 +156,6 @@ impl Queue {
         }
     }
 
-    /// Add `delta` succeeded jobs to the queue's totals over all its
-    /// tenants (`PREFIX:{QUEUE}:stats`, field `succeeded`, as before fair
-    /// share, so that scripts watching a whole queue keep working). The
-    /// ack scripts cannot write the queue's slot; [`Queue::ack`] sends this
-    /// beside its calls and corrects it when an outcome was not applied
-    /// for the first time. A failure is logged: the tenants' own counters
-    /// are the record, this total is a convenience.
-    pub(crate) async fn add_queue_totals(&self, delta: i64) {
-        if delta == 0 {
-            return;
-        }
-        let mut conn = self.redis.conn();
-        let added: Result<i64, _> = redis::cmd("HINCRBY")
-            .arg(self.key("stats"))
-            .arg("succeeded")
-            .arg(delta)
-            .query_async(&mut conn)
-            .await;
-        if let Err(e) = added {
-            tracing::warn!(
-                "ack: the queue's totals were not updated ({}): they are {delta} off",
-                self.error("add to the queue's totals", e)
-            );
-        }
-    }
-
     /// Take tenants out of the ready set (see [`Leave`]).
     pub(crate) async fn settle(&self, leaving: &[Leave]) -> Result<(), QueueError> {
         if leaving.iter().all(|l| l.settled) {

@@ -67,6 +67,7 @@ mod run;
 mod scripts;
 mod state;
 mod sweep;
+mod totals;
 mod wake;
 mod why;
 
@@ -85,6 +86,7 @@ pub use reply::Claim;
 pub use run::RunField;
 pub use state::{GroupState, TenantState};
 pub use sweep::Swept;
+pub use totals::TOTALS_EVERY;
 pub use wake::{WakeWait, Woke};
 
 use crate::redis::Conn;
@@ -216,6 +218,11 @@ struct Inner {
     /// When this handle's acks last refreshed each tenant's kept list's
     /// expiry (ack.lua `ARGV[7]`; see `Queue::kept_refresh`).
     kept_refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// This handle's part of the queue's totals (queue/totals.rs).
+    totals: std::sync::Mutex<totals::Totals>,
+    /// Held while a flush of them is on its way, so that a worker's last
+    /// flush waits for it.
+    totals_flush: tokio::sync::Mutex<()>,
     /// When this handle last acked each tenant (see
     /// `Queue::limits_to_refresh`).
     acked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -254,6 +261,8 @@ impl Queue {
                 clock_offset_us: std::sync::atomic::AtomicI64::new(0),
                 registered: std::sync::Mutex::default(),
                 kept_refreshed: std::sync::Mutex::default(),
+                totals: std::sync::Mutex::default(),
+                totals_flush: tokio::sync::Mutex::new(()),
                 acked: std::sync::Mutex::default(),
             }),
             redis,

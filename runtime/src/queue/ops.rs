@@ -7,6 +7,7 @@ use super::chunk::chunks;
 use super::model::{
     DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority, Seen,
 };
+use super::totals::{Answer, Counted};
 use super::{Queue, QueueError};
 use crate::locks::lock;
 use crate::tenants::{Limit, Limits, TenantStore};
@@ -358,21 +359,14 @@ impl Queue {
                 inv
             })
             .collect();
-        let expected = outcomes
-            .iter()
-            .filter(|o| o.next == Next::Succeeded)
-            .count() as i64;
+        let counted = Counted::new(self, outcomes);
         let stale = self.limits_to_refresh(&order);
-        let (replies, ()) =
-            tokio::join!(self.run_acks(&calls, expected), self.refresh_limits(stale));
-        let replies = replies?;
-        let read = read_acks(outcomes, &order, replies);
+        let (replies, ()) = tokio::join!(self.run_calls("ack", &calls), self.refresh_limits(stale));
+        // (Lost: dropping `counted` takes its count back.)
+        let read = read_acks(outcomes, &order, replies?);
+        counted.settle(&read.answers);
         self.kept_refreshed(&order, outcomes, &read.newly, &refresh, sent);
         self.announce_or_warn(&read.heard, "ack").await;
-        if read.overcounted > 0 {
-            self.count_round_trip();
-            self.add_queue_totals(-read.overcounted).await;
-        }
         // Another tenant's outcomes were applied: acking them again one by
         // one (the caller's fallback) is recognised as a repeat.
         match read.refused {
@@ -436,25 +430,6 @@ impl Queue {
                 done.insert(tenant.to_string(), sent);
             }
         }
-    }
-
-    /// Run the ack `calls`, adding the `expected` successes to the
-    /// queue's totals on the same connection while they run (no round
-    /// trip of their own). [`Queue::ack`] takes back those that were
-    /// stale or repeats. When the reply is lost, the addition stands:
-    /// the caller sends the batch again, and its outcomes then answer as
-    /// repeats (they were applied, and counted) or as new (neither
-    /// reached Redis, on the one connection).
-    async fn run_acks(
-        &self,
-        calls: &[super::scripts::Call<'_>],
-        expected: i64,
-    ) -> Result<Vec<Result<Value, QueueError>>, QueueError> {
-        let (replies, ()) = tokio::join!(
-            self.run_calls("ack", calls),
-            self.add_queue_totals(expected)
-        );
-        replies
     }
 
     /// Hand back jobs leased to `worker` that it does not know it holds
@@ -657,10 +632,8 @@ struct AckReplies {
     heard: Vec<Announce>,
     /// A call Redis refused, if any.
     refused: Option<QueueError>,
-    /// Successes the queue's totals were given that these calls did not
-    /// record: stale (0), or repeats (2) of an earlier send of this
-    /// worker, which added them already (its reply was lost).
-    overcounted: i64,
+    /// What became of each, for the queue's totals.
+    answers: Vec<Answer>,
 }
 
 /// Read the replies of the ack calls `order` ((tenant, outcome positions)
@@ -675,7 +648,7 @@ fn read_acks(
         newly: vec![false; outcomes.len()],
         heard: Vec::new(),
         refused: None,
-        overcounted: 0,
+        answers: outcomes.iter().map(|_| Answer::Lost).collect(),
     };
     for ((tenant, indices), reply) in order.iter().zip(replies) {
         match reply.and_then(|reply| Announce::split(tenant, reply, "ack")) {
@@ -684,9 +657,11 @@ fn read_acks(
                 for (&i, value) in indices.iter().zip(rest) {
                     out.applied[i] = matches!(value, Value::Int(1 | 2));
                     out.newly[i] = value == Value::Int(1);
-                    if value != Value::Int(1) && outcomes[i].next == Next::Succeeded {
-                        out.overcounted += 1;
-                    }
+                    out.answers[i] = match value {
+                        Value::Int(1) => Answer::First,
+                        Value::Int(2) => Answer::Repeat,
+                        _ => Answer::Stale,
+                    };
                 }
             }
             Err(e) => out.refused = Some(e),

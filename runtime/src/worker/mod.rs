@@ -364,6 +364,7 @@ pub async fn run_on(
     // Pinned versions are loaded before the first claim: a worker that
     // starts after a deploy never runs a job on an older version.
     let (fleet, synced) = follow_fleet(&config, &registry, cache.as_ref(), &shared, &stop_rx);
+    let totals = queue.clone();
     let tasks = Tasks {
         claimer: tokio::spawn(claim_loop(
             queue
@@ -397,6 +398,8 @@ pub async fn run_on(
     };
     shutdown.await;
     shutdown::drain(&config, &stop_tx, tasks, job_rx, out_tx, &shared, cache).await;
+    // The acks' successes not yet in the queue's totals.
+    totals.flush_totals().await;
     let report = shared.report();
     tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)

@@ -3,7 +3,9 @@
 //! went back with a Redis restore. Each script carries on with the other
 //! jobs and leaves nothing half-applied.
 
-use spool_runtime::queue::{Field, Next, Outcome, Queue, QueueConfig, RecordUpdate, Status};
+use spool_runtime::queue::{
+    Field, Next, Outcome, Queue, QueueConfig, RecordUpdate, Status, TOTALS_EVERY,
+};
 use spool_tests::fleet::Env;
 use std::time::Duration;
 
@@ -807,10 +809,18 @@ fn the_queue_totals_count_each_success_once_over_all_tenants() {
     };
     run_id(&env, queue, Next::Succeeded);
     run_id(&env, queue, Next::Dead);
+    // Added about a second after the ack (one command for all the
+    // successes of that second), without a call to flush them.
+    let deadline = std::time::Instant::now() + TOTALS_EVERY * 10;
+    while totals() == 0 && std::time::Instant::now() < deadline {
+        env.rt.block_on(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+    }
     assert_eq!(totals(), 1, "a death is no success");
     // Another tenant's success adds to the same total; the same ack sent
-    // again (its reply lost) is applied but not counted twice, and a
-    // stale one not at all.
+    // again (as after a lost reply) is applied but not counted twice, and
+    // a stale one not at all.
     let id = env.enqueue_job(env.job("acme/hello", "{}"));
     let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
     let token = &claim.jobs.iter().find(|j| j.id == id).unwrap().token;
@@ -827,6 +837,8 @@ fn the_queue_totals_count_each_success_once_over_all_tenants() {
             .rt
             .block_on(queue.ack(std::slice::from_ref(ack)))
             .unwrap();
+        // (What a worker does at its stop: no second's wait.)
+        env.rt.block_on(queue.flush_totals());
         assert_eq!((got, totals()), (vec![applied], total));
     }
 }
