@@ -133,7 +133,10 @@ local function hand_over(argv, idle, now, now_s)
   -- and that visit finds this lease and asks for its end (claim.lua,
   -- step 6). Such a tenant is named in `Q:seq` already (whatever set its
   -- timer named it, and nothing takes a tenant out): only a tenant's
-  -- first hand-over names it. Two commands fewer per idle job.
+  -- first hand-over names it. Two commands fewer per idle job. (Where
+  -- the caller makes the queue's write and it is lost, `T:timer` may
+  -- name a visit `Q:timers` lacks: the sweep's look at every tenant, every
+  -- SWEEP_EVERY, then reaps the lease that much late at most.)
   local asked = tonumber(redis.pcall('GET', P .. ':timer'))
   if not (asked and asked > now and asked <= until_us) then
     redis.call('SET', P .. ':timer', until_s)
