@@ -9,12 +9,12 @@
 //! added yet (at most a second's successes).
 //!
 //! An ack send counts its successes before it goes ([`Counted`]); its
-//! replies then take back what was not recorded for the first time, and
-//! a send dropped unanswered takes back all. A send whose replies were lost takes its
-//! successes back and remembers them: when they are sent again, a repeat
-//! (recorded by the lost send) counts, as a first record does. So neither
-//! a lost reply nor an outage that fails every send counts a job twice or
-//! not at all, as long as the worker sends again.
+//! replies then take back what was not recorded for the first time. A
+//! send whose replies were lost (or that was dropped unanswered) takes
+//! its successes back and remembers them: when they are sent again, a
+//! repeat (recorded by the lost send) counts, as a first record does. So
+//! neither a lost reply nor an outage that fails every send counts a job
+//! twice or not at all, as long as the worker sends again.
 
 use super::Queue;
 use super::model::{Next, Outcome};
