@@ -2,11 +2,11 @@
 //! `succeeded`, as before fair share, so that scripts watching a whole
 //! queue keep working). The ack scripts cannot write the queue's slot (a
 //! script writes one slot of a cluster), so a worker adds its successes
-//! itself, a second at a time: one `HINCRBY` per ack call was a command
-//! of an idle job's ~20 (docs/performance.md, "Fewer commands per idle
-//! job"). The tenants' own counters are the record; this total is a
-//! convenience, and a worker killed with `kill -9` loses what it had not
-//! added yet (at most a second's successes).
+//! itself, [`TOTALS_EVERY`] at a time: one `HINCRBY` per ack call was a
+//! command of an idle job's ~20 (docs/performance.md, "Fewer commands
+//! per idle job"). The tenants' own counters are the record; this total
+//! is a convenience, and a worker killed with `kill -9` loses what it had
+//! not added yet.
 //!
 //! An ack send counts its successes before it goes ([`Counted`]); its
 //! replies then take back what was not recorded for the first time. A
@@ -23,8 +23,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// How long successes wait in a handle before [`Queue::flush_totals`]
-/// adds them to the queue's totals.
-pub const TOTALS_EVERY: Duration = Duration::from_secs(1);
+/// adds them to the queue's totals. Short: whoever watches the total
+/// (`run.sh` in ../shared/bench/peers times a drain by it) sees it that
+/// late. At 200 jobs a second, one command per four jobs or so.
+pub const TOTALS_EVERY: Duration = Duration::from_millis(20);
 
 /// The most successes of lost replies a handle remembers; past it they
 /// are forgotten (a repeat of one is then not counted).
@@ -60,7 +62,13 @@ fn key(o: &Outcome) -> (String, String, String) {
 impl Totals {
     /// What to add for a success (`key`) that a send counted, by its
     /// `answer`: 0 to keep the count, -1 to take it back.
-    fn settle(&mut self, key: (String, String, String), answer: &Answer) -> i64 {
+    fn settle(&mut self, key: impl FnOnce() -> (String, String, String), answer: &Answer) -> i64 {
+        // The common case, a first record with nothing lost before: no
+        // key made (three copies per job, in a worker's busiest loop).
+        if matches!(answer, Answer::First) && self.unsure.is_empty() {
+            return 0;
+        }
+        let key = key();
         let was_unsure = self.unsure.remove(&key);
         match answer {
             // Recorded now; or before, by a send whose count was taken
@@ -100,7 +108,7 @@ impl Queue {
                 .iter()
                 .zip(answers)
                 .filter(|(o, _)| o.next == Next::Succeeded)
-                .map(|(o, answer)| totals.settle(key(o), answer))
+                .map(|(o, answer)| totals.settle(|| key(o), answer))
                 .sum()
         };
         self.add_totals(delta);
@@ -214,21 +222,21 @@ mod tests {
     fn a_success_counts_once_over_lost_replies_and_repeats() {
         let mut t = Totals::default();
         // Recorded by its first send: kept.
-        assert_eq!(1 + t.settle(k("a"), &Answer::First), 1);
+        assert_eq!(1 + t.settle(|| k("a"), &Answer::First), 1);
         // Sent again after its reply came (a fallback): not again.
-        assert_eq!(1 + t.settle(k("a"), &Answer::Repeat), 0);
+        assert_eq!(1 + t.settle(|| k("a"), &Answer::Repeat), 0);
         // A reply lost, then the send again finds it recorded: once.
-        assert_eq!(1 + t.settle(k("b"), &Answer::Lost), 0);
-        assert_eq!(1 + t.settle(k("b"), &Answer::Repeat), 1);
+        assert_eq!(1 + t.settle(|| k("b"), &Answer::Lost), 0);
+        assert_eq!(1 + t.settle(|| k("b"), &Answer::Repeat), 1);
         // And a third send of it counts nothing more.
-        assert_eq!(1 + t.settle(k("b"), &Answer::Repeat), 0);
+        assert_eq!(1 + t.settle(|| k("b"), &Answer::Repeat), 0);
         // Lost twice (an outage), then recorded by the send after: once.
-        assert_eq!(1 + t.settle(k("c"), &Answer::Lost), 0);
-        assert_eq!(1 + t.settle(k("c"), &Answer::Lost), 0);
-        assert_eq!(1 + t.settle(k("c"), &Answer::First), 1);
+        assert_eq!(1 + t.settle(|| k("c"), &Answer::Lost), 0);
+        assert_eq!(1 + t.settle(|| k("c"), &Answer::Lost), 0);
+        assert_eq!(1 + t.settle(|| k("c"), &Answer::First), 1);
         // Stale: never.
-        assert_eq!(1 + t.settle(k("d"), &Answer::Lost), 0);
-        assert_eq!(1 + t.settle(k("d"), &Answer::Stale), 0);
+        assert_eq!(1 + t.settle(|| k("d"), &Answer::Lost), 0);
+        assert_eq!(1 + t.settle(|| k("d"), &Answer::Stale), 0);
         assert!(t.unsure.is_empty());
     }
 }
