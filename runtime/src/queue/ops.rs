@@ -245,6 +245,11 @@ impl Queue {
     /// none after them to use. Under load the claims read it first; a
     /// tenant with a cap is looked at anyway.
     fn limits_to_refresh<'o>(&self, order: &[(&'o str, Vec<usize>)]) -> Vec<&'o str> {
+        // (No hand-over on a cluster, and the limits live on another
+        // node there: an ack would wait on it for nothing.)
+        if self.redis.is_cluster() {
+            return Vec::new();
+        }
         let mut acked = lock(&self.inner.acked);
         if acked.len() >= 10_000 {
             acked.clear();
