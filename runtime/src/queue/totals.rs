@@ -5,22 +5,22 @@
 //! itself, [`TOTALS_EVERY`] at a time: one `HINCRBY` per ack call was a
 //! command of an idle job's ~20 (docs/performance.md, "Fewer commands
 //! per idle job"). The tenants' own counters are the record; this total
-//! is a convenience, and a worker killed with `kill -9` loses what it had
-//! not added yet.
+//! is a convenience.
 //!
-//! An ack send counts its successes before it goes ([`Counted`]); its
-//! replies then take back what was not recorded for the first time. A
-//! send whose replies were lost (or that was dropped unanswered) takes
-//! its successes back and remembers them: when they are sent again, a
-//! repeat (recorded by the lost send) counts, as a first record does. So
-//! neither a lost reply nor an outage that fails every send counts a job
-//! twice or not at all, as long as the worker sends again.
+//! A success counts once its ack's answer says it was recorded for the
+//! first time. A send whose answers were lost (the reply, or the send
+//! itself, dropped at a worker's stop) remembers its successes: when
+//! they are sent again, a repeat (recorded by the lost send) counts, as
+//! a first record does. So a lost reply or an outage that fails every
+//! send counts a job neither twice nor not at all, as long as the worker
+//! sends it again; a worker that stops without sending it again, or is
+//! killed before it added what it holds, leaves the total short by those.
 
 use super::Queue;
 use super::model::{Next, Outcome};
 use crate::locks::lock;
-use std::collections::HashSet;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// How long successes wait in a handle before [`Queue::flush_totals`]
 /// adds them to the queue's totals. Short: whoever watches the total
@@ -28,19 +28,39 @@ use std::time::Duration;
 /// late. At 200 jobs a second, one command per four jobs or so.
 pub const TOTALS_EVERY: Duration = Duration::from_millis(20);
 
-/// The most successes of lost replies a handle remembers; past it they
-/// are forgotten (a repeat of one is then not counted).
+/// The longest wait between flushes while Redis refuses them (doubling
+/// from [`TOTALS_EVERY`]).
+const TOTALS_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The most successes of lost answers a handle remembers, and for how
+/// long: past either they are forgotten (a repeat of one is then not
+/// counted).
 const UNSURE_MAX: usize = 100_000;
+const UNSURE_FOR: Duration = Duration::from_secs(600);
 
 /// A handle's part of the queue's totals.
-#[derive(Default)]
 pub(super) struct Totals {
     /// Successes not yet added in Redis.
     pending: i64,
     /// A flush is on its way.
     flushing: bool,
-    /// Successes (tenant, id, token) of sends whose replies were lost.
-    unsure: HashSet<(String, String, String)>,
+    /// The wait before the next flush: [`TOTALS_EVERY`], longer while
+    /// Redis refuses them.
+    wait: Duration,
+    /// Successes (tenant, id, token) of sends whose answers were lost,
+    /// and since when.
+    unsure: HashMap<(String, String, String), Instant>,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            pending: 0,
+            flushing: false,
+            wait: TOTALS_EVERY,
+            unsure: HashMap::new(),
+        }
+    }
 }
 
 /// What became of one outcome of an ack send.
@@ -60,47 +80,36 @@ fn key(o: &Outcome) -> (String, String, String) {
 }
 
 impl Totals {
-    /// What to add for a success (`key`) that a send counted, by its
-    /// `answer`: 0 to keep the count, -1 to take it back.
+    /// What a success (`key`) adds to the totals, by its `answer`.
     fn settle(&mut self, key: impl FnOnce() -> (String, String, String), answer: &Answer) -> i64 {
         // The common case, a first record with nothing lost before: no
         // key made (three copies per job, in a worker's busiest loop).
         if matches!(answer, Answer::First) && self.unsure.is_empty() {
-            return 0;
+            return 1;
         }
         let key = key();
-        let was_unsure = self.unsure.remove(&key);
+        let was_unsure = self.unsure.remove(&key).is_some();
         match answer {
-            // Recorded now; or before, by a send whose count was taken
-            // back when its reply was lost.
-            Answer::First => 0,
-            Answer::Repeat if was_unsure => 0,
+            // Recorded now; or before, by a send whose answer was lost.
+            Answer::First => 1,
+            Answer::Repeat if was_unsure => 1,
             // Counted by the earlier send already; or not recorded.
-            Answer::Repeat | Answer::Stale => -1,
+            Answer::Repeat | Answer::Stale => 0,
             Answer::Lost => {
                 if self.unsure.len() >= UNSURE_MAX {
                     self.unsure.clear();
                 }
-                self.unsure.insert(key);
-                -1
+                self.unsure.retain(|_, at| at.elapsed() < UNSURE_FOR);
+                self.unsure.insert(key, Instant::now());
+                0
             }
         }
     }
 }
 
 impl Queue {
-    /// Count the successes among `outcomes`, an ack send about to go.
-    fn count_sent(&self, outcomes: &[Outcome]) {
-        let n = outcomes
-            .iter()
-            .filter(|o| o.next == Next::Succeeded)
-            .count();
-        self.add_totals(i64::try_from(n).unwrap_or(i64::MAX));
-    }
-
-    /// Settle the count of a send of `outcomes` by what became of each
-    /// (`answers`, in the same order; all [`Answer::Lost`] when the whole
-    /// send failed).
+    /// Count a send of `outcomes` by what became of each (`answers`, in
+    /// the same order; all [`Answer::Lost`] when the whole send failed).
     fn count_answers(&self, outcomes: &[Outcome], answers: &[Answer]) {
         let delta = {
             let mut totals = lock(&self.inner.totals);
@@ -115,34 +124,35 @@ impl Queue {
     }
 
     /// Hold `delta` successes for the queue's totals, and see that they
-    /// are added within [`TOTALS_EVERY`] (outside a runtime, as when an
+    /// are added after the handle's wait (outside a runtime, as when an
     /// ack is dropped at the end of one, they wait for the next flush).
     fn add_totals(&self, delta: i64) {
-        if delta == 0 {
-            return;
-        }
         let mut totals = lock(&self.inner.totals);
         totals.pending += delta;
-        if totals.flushing {
+        if totals.flushing || totals.pending == 0 {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         totals.flushing = true;
-        let queue = self.clone();
+        let wait = totals.wait;
+        let mut flush = Flush(self.clone(), false);
         runtime.spawn(async move {
-            tokio::time::sleep(TOTALS_EVERY).await;
-            queue.flush_totals().await;
+            tokio::time::sleep(wait).await;
+            flush.0.flush_totals().await;
+            flush.ran();
         });
     }
 
     /// Add the successes this handle holds to the queue's totals now (a
-    /// worker does at its stop, after a flush on its way, if any). Sent
-    /// once (never again by a cluster client after a dropped connection);
-    /// a refused connection leaves them held for the next flush, any
+    /// worker does at its stop, after a flush on its way, if any), and
+    /// return how many it could not add. Sent once (never again by a
+    /// cluster client after a dropped connection), and again only while
+    /// Redis says it did not run it (a refused connection, a slot moving
+    /// or loading): then held for the next flush, later each time. Any
     /// other failure is logged and leaves the totals that far off.
-    pub async fn flush_totals(&self) {
+    pub async fn flush_totals(&self) -> i64 {
         let _one_at_a_time = self.inner.totals_flush.lock().await;
         let delta = {
             let mut totals = lock(&self.inner.totals);
@@ -150,29 +160,63 @@ impl Queue {
             std::mem::take(&mut totals.pending)
         };
         if delta == 0 {
-            return;
+            return 0;
         }
-        let mut conn = self.redis.once_conn();
-        let added: Result<i64, redis::RedisError> = redis::cmd("HINCRBY")
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("HINCRBY")
             .arg(self.key("stats"))
             .arg("succeeded")
-            .arg(delta)
-            .query_async(&mut conn)
-            .await;
-        match added {
-            Ok(_) => {}
-            Err(e) if e.is_connection_refusal() => self.add_totals(delta),
-            Err(e) => tracing::warn!(
-                "ack: the queue's totals were not updated ({}): they are {delta} off",
-                self.error("add to the queue's totals", e)
-            ),
+            .arg(delta);
+        let mut conn = self.redis.once_conn();
+        let sent = crate::redis::send_until_served(&mut conn, &pipe).await;
+        let failed = match sent {
+            Ok(mut replies) => replies.pop().and_then(Result::err),
+            Err(e) => Some(e),
+        };
+        let wait = match failed {
+            None => TOTALS_EVERY,
+            Some(e) if e.is_connection_refusal() || crate::redis::not_served(&e) => {
+                let mut totals = lock(&self.inner.totals);
+                totals.wait = (totals.wait * 2).min(TOTALS_BACKOFF_MAX);
+                drop(totals);
+                self.add_totals(delta);
+                return delta;
+            }
+            Some(e) => {
+                tracing::warn!(
+                    "ack: the queue's totals were not updated ({}): they are {delta} off",
+                    self.error("add to the queue's totals", e)
+                );
+                TOTALS_EVERY
+            }
+        };
+        lock(&self.inner.totals).wait = wait;
+        0
+    }
+}
+
+/// A flush on its way, and whether it ran: if its task is dropped before
+/// (its runtime ended), the handle no longer waits for it.
+struct Flush(Queue, bool);
+
+impl Flush {
+    fn ran(&mut self) {
+        self.1 = true;
+    }
+}
+
+impl Drop for Flush {
+    fn drop(&mut self) {
+        if !self.1 {
+            lock(&self.0.inner.totals).flushing = false;
         }
     }
 }
 
-/// An ack send's count, settled as [`Answer::Lost`] if the send is
-/// dropped before its answers (a worker's acker aborted at its stop):
-/// what may not have reached Redis is not added.
+/// An ack send, settled as [`Answer::Lost`] if it is dropped before its
+/// answers (a worker's acker aborted at its stop): its successes are
+/// remembered, and count if they are sent again.
 pub(super) struct Counted<'a> {
     queue: &'a Queue,
     outcomes: &'a [Outcome],
@@ -180,10 +224,8 @@ pub(super) struct Counted<'a> {
 }
 
 impl<'a> Counted<'a> {
-    /// Count `outcomes`' successes for a send about to go
-    /// ([`Queue::count_sent`]).
+    /// A send of `outcomes` about to go.
     pub(super) fn new(queue: &'a Queue, outcomes: &'a [Outcome]) -> Self {
-        queue.count_sent(outcomes);
         Counted {
             queue,
             outcomes,
@@ -191,7 +233,7 @@ impl<'a> Counted<'a> {
         }
     }
 
-    /// Settle the count by the send's answers ([`Queue::count_answers`]).
+    /// Count the send by its answers.
     pub(super) fn settle(mut self, answers: &[Answer]) {
         self.settled = true;
         self.queue.count_answers(self.outcomes, answers);
@@ -216,27 +258,27 @@ mod tests {
     }
 
     /// Each success is counted once over its sends, whatever became of
-    /// their replies: a send counts it, and its answer keeps or takes
-    /// back that count.
+    /// their replies: it counts when an answer says it was recorded, by
+    /// this send or by one whose answer was lost.
     #[test]
     fn a_success_counts_once_over_lost_replies_and_repeats() {
         let mut t = Totals::default();
-        // Recorded by its first send: kept.
-        assert_eq!(1 + t.settle(|| k("a"), &Answer::First), 1);
+        // Recorded by its first send.
+        assert_eq!(t.settle(|| k("a"), &Answer::First), 1);
         // Sent again after its reply came (a fallback): not again.
-        assert_eq!(1 + t.settle(|| k("a"), &Answer::Repeat), 0);
+        assert_eq!(t.settle(|| k("a"), &Answer::Repeat), 0);
         // A reply lost, then the send again finds it recorded: once.
-        assert_eq!(1 + t.settle(|| k("b"), &Answer::Lost), 0);
-        assert_eq!(1 + t.settle(|| k("b"), &Answer::Repeat), 1);
+        assert_eq!(t.settle(|| k("b"), &Answer::Lost), 0);
+        assert_eq!(t.settle(|| k("b"), &Answer::Repeat), 1);
         // And a third send of it counts nothing more.
-        assert_eq!(1 + t.settle(|| k("b"), &Answer::Repeat), 0);
+        assert_eq!(t.settle(|| k("b"), &Answer::Repeat), 0);
         // Lost twice (an outage), then recorded by the send after: once.
-        assert_eq!(1 + t.settle(|| k("c"), &Answer::Lost), 0);
-        assert_eq!(1 + t.settle(|| k("c"), &Answer::Lost), 0);
-        assert_eq!(1 + t.settle(|| k("c"), &Answer::First), 1);
+        assert_eq!(t.settle(|| k("c"), &Answer::Lost), 0);
+        assert_eq!(t.settle(|| k("c"), &Answer::Lost), 0);
+        assert_eq!(t.settle(|| k("c"), &Answer::First), 1);
         // Stale: never.
-        assert_eq!(1 + t.settle(|| k("d"), &Answer::Lost), 0);
-        assert_eq!(1 + t.settle(|| k("d"), &Answer::Stale), 0);
+        assert_eq!(t.settle(|| k("d"), &Answer::Lost), 0);
+        assert_eq!(t.settle(|| k("d"), &Answer::Stale), 0);
         assert!(t.unsure.is_empty());
     }
 }

@@ -37,6 +37,7 @@ pub use connect::AsyncRedis;
 pub use error::RedisError;
 pub(crate) use error::is_connection_trouble;
 pub use nodes::Node;
+pub(crate) use served::not_served;
 pub use served::send_until_served;
 pub use server::{RedisServer, RedisServerError};
 pub use sync::SyncRedis;

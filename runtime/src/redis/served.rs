@@ -66,7 +66,7 @@ const NOT_SERVED_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Redis refused the command before running it: its slot is elsewhere or
 /// not served right now.
-fn not_served(e: &redis::RedisError) -> bool {
+pub(crate) fn not_served(e: &redis::RedisError) -> bool {
     use redis::{ErrorKind, ServerErrorKind as S};
     matches!(
         e.kind(),

@@ -399,7 +399,12 @@ pub async fn run_on(
     shutdown.await;
     shutdown::drain(&config, &stop_tx, tasks, job_rx, out_tx, &shared, cache).await;
     // The acks' successes not yet in the queue's totals.
-    totals.flush_totals().await;
+    let left = totals.flush_totals().await;
+    if left != 0 {
+        tracing::warn!(
+            "stopping: {left} successes not added to the queue's totals (Redis refused)"
+        );
+    }
     let report = shared.report();
     tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
     Ok(report)

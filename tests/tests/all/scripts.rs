@@ -810,13 +810,13 @@ fn the_queue_totals_count_each_success_once_over_all_tenants() {
     run_id(&env, queue, Next::Succeeded);
     run_id(&env, queue, Next::Dead);
     // Added shortly after the ack (one command for all the successes
-    // of TOTALS_EVERY), without a call to flush them.
-    let deadline = std::time::Instant::now() + TOTALS_EVERY + Duration::from_secs(5);
+    // of TOTALS_EVERY), without a call to flush them; and no more after.
+    let pause = |d: Duration| env.rt.block_on(async { tokio::time::sleep(d).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while totals() == 0 && std::time::Instant::now() < deadline {
-        env.rt.block_on(async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        });
+        pause(Duration::from_millis(50));
     }
+    pause(TOTALS_EVERY * 5);
     assert_eq!(totals(), 1, "a death is no success");
     // Another tenant's success adds to the same total; the same ack sent
     // again (as after a lost reply) is applied but not counted twice, and
@@ -840,6 +840,33 @@ fn the_queue_totals_count_each_success_once_over_all_tenants() {
         // (What a worker does at its stop: no wait.)
         env.rt.block_on(queue.flush_totals());
         assert_eq!((got, totals()), (vec![applied], total));
+    }
+    // An ack dropped on its way, its answer never read (as when its reply
+    // is lost, or a worker's acker is stopped), then sent again counts
+    // once, whether the dropped send reached Redis or not.
+    for wait in [0, 200, 2_000, 20_000] {
+        let id = env.enqueue_job(env.job("acme/hello", "{}"));
+        let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
+        let token = &claim.jobs.iter().find(|j| j.id == id).unwrap().token;
+        let done = Outcome {
+            tenant: "acme".into(),
+            ..outcome(&id, token, Next::Succeeded)
+        };
+        let before = totals();
+        env.rt.block_on(async {
+            let send = queue.ack(std::slice::from_ref(&done));
+            let _ = tokio::time::timeout(Duration::from_micros(wait), send).await;
+        });
+        let got = env
+            .rt
+            .block_on(queue.ack(std::slice::from_ref(&done)))
+            .unwrap();
+        env.rt.block_on(queue.flush_totals());
+        assert_eq!(
+            (got, totals()),
+            (vec![true], before + 1),
+            "dropped after {wait} µs"
+        );
     }
 }
 
