@@ -296,6 +296,24 @@ fn not_handed<'a>(env: &'a Env, idle: &'a str) -> impl Fn(&[String], &str) + 'a 
     }
 }
 
+/// Claim as worker `w2` until a lapsed job comes back (2 s at most).
+fn claimed_again(env: &Env) -> spool_runtime::queue::ClaimedJob {
+    for _ in 0..100 {
+        let claim = env
+            .rt
+            .block_on(
+                env.queue
+                    .claim_backing_off("w2", 10, LEASE, Duration::from_millis(1)),
+            )
+            .unwrap();
+        if let Some(job) = claim.jobs.into_iter().next() {
+            return job;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the lapsed job is not claimed again");
+}
+
 /// A job handed to a worker that died right after it registered runs
 /// again once its lease lapses, as a claimed one would (attempt 2), and a
 /// late outcome of the dead worker's attempt is refused.
@@ -312,22 +330,7 @@ fn a_job_handed_to_a_dead_worker_runs_again_after_its_lease() {
         (Some(Status::Running), Some("dead"))
     );
     std::thread::sleep(lease + Duration::from_millis(100));
-    let mut got = None;
-    for _ in 0..100 {
-        let claim = env
-            .rt
-            .block_on(
-                env.queue
-                    .claim_backing_off("w2", 10, LEASE, Duration::from_millis(1)),
-            )
-            .unwrap();
-        if let Some(job) = claim.jobs.into_iter().next() {
-            got = Some(job);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let job = got.expect("the lapsed job is claimed again");
+    let job = claimed_again(&env);
     assert_eq!((job.id.as_str(), job.attempt), (id.as_str(), 2));
     let record = env.record(&id);
     assert_eq!(record.worker.as_deref(), Some("w2"));
@@ -553,6 +556,13 @@ fn timer_of(env: &Env, conn: &mut SyncConn) -> (Option<u64>, Option<u64>) {
     (mine, queue)
 }
 
+/// Sleep until Redis' clock passes `at_us`.
+fn sleep_past(conn: &mut SyncConn, at_us: u64) {
+    while redis_now(conn) < at_us {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A handed-over job's lease end, and its token.
 fn lease_of(env: &Env, conn: &mut SyncConn, id: &str) -> (u64, String) {
     let end: Option<u64> = redis::cmd("ZSCORE")
@@ -612,9 +622,7 @@ fn a_lone_job_after_another_keeps_the_visit_asked_for_and_is_reaped_by_it() {
     );
     // The visit: a claim finds the lease running, and times the tenant by
     // its end.
-    while redis_now(&mut conn) < second_end + 100_000 {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    sleep_past(&mut conn, second_end + 100_000);
     let claim = env.rt.block_on(env.queue.claim("w2", 10, LEASE)).unwrap();
     assert!(claim.jobs.is_empty(), "the lease still runs");
     assert_eq!(
@@ -623,24 +631,7 @@ fn a_lone_job_after_another_keeps_the_visit_asked_for_and_is_reaped_by_it() {
         "the visit asks for the lease's end"
     );
     // Its worker is dead: once the lease lapses the job runs again.
-    while redis_now(&mut conn) < third_end + 100_000 {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut got = None;
-    for _ in 0..100 {
-        let claim = env
-            .rt
-            .block_on(
-                env.queue
-                    .claim_backing_off("w2", 10, LEASE, Duration::from_millis(1)),
-            )
-            .unwrap();
-        if let Some(job) = claim.jobs.into_iter().next() {
-            got = Some(job);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let job = got.expect("the lapsed job is claimed again");
+    sleep_past(&mut conn, third_end + 100_000);
+    let job = claimed_again(&env);
     assert_eq!((job.id.as_str(), job.attempt), (third.as_str(), 2));
 }

@@ -821,13 +821,17 @@ fn the_queue_totals_count_each_success_once_over_all_tenants() {
     // Another tenant's success adds to the same total; the same ack sent
     // again (as after a lost reply) is applied but not counted twice, and
     // a stale one not at all.
-    let id = env.enqueue_job(env.job("acme/hello", "{}"));
-    let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
-    let token = &claim.jobs.iter().find(|j| j.id == id).unwrap().token;
-    let done = Outcome {
-        tenant: "acme".into(),
-        ..outcome(&id, token, Next::Succeeded)
+    // A success of a job of acme, claimed.
+    let acme_success = || {
+        let id = env.enqueue_job(env.job("acme/hello", "{}"));
+        let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
+        let token = &claim.jobs.iter().find(|j| j.id == id).unwrap().token;
+        Outcome {
+            tenant: "acme".into(),
+            ..outcome(&id, token, Next::Succeeded)
+        }
     };
+    let done = acme_success();
     let stale = Outcome {
         token: "1".into(),
         ..done.clone()
@@ -845,13 +849,7 @@ fn the_queue_totals_count_each_success_once_over_all_tenants() {
     // is lost, or a worker's acker is stopped), then sent again counts
     // once, whether the dropped send reached Redis or not.
     for wait in [0, 200, 2_000, 20_000] {
-        let id = env.enqueue_job(env.job("acme/hello", "{}"));
-        let claim = env.rt.block_on(queue.claim("w", 10, LEASE)).unwrap();
-        let token = &claim.jobs.iter().find(|j| j.id == id).unwrap().token;
-        let done = Outcome {
-            tenant: "acme".into(),
-            ..outcome(&id, token, Next::Succeeded)
-        };
+        let done = acme_success();
         let before = totals();
         env.rt.block_on(async {
             let send = queue.ack(std::slice::from_ref(&done));
