@@ -367,7 +367,7 @@ impl Queue {
         let counted = Counted::new(self, outcomes);
         let stale = self.limits_to_refresh(&order);
         let (replies, ()) = tokio::join!(self.run_calls("ack", &calls), self.refresh_limits(stale));
-        // (Lost: dropping `counted` takes its count back.)
+        // (Lost: dropping `counted` remembers its successes, unsure.)
         let read = read_acks(outcomes, &order, replies?);
         counted.settle(&read.answers);
         self.kept_refreshed(&order, outcomes, &read.newly, &refresh, sent);

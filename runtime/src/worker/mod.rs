@@ -398,16 +398,20 @@ pub async fn run_on(
     };
     shutdown.await;
     shutdown::drain(&config, &stop_tx, tasks, job_rx, out_tx, &shared, cache).await;
-    // The acks' successes not yet in the queue's totals.
-    let left = totals.flush_totals().await;
+    add_the_last_totals(&totals).await;
+    let report = shared.report();
+    tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
+    Ok(report)
+}
+
+/// Add the acks' successes not yet in the queue's totals, at a stop.
+async fn add_the_last_totals(queue: &Queue) {
+    let left = queue.flush_totals().await;
     if left != 0 {
         tracing::warn!(
             "stopping: {left} successes not added to the queue's totals (Redis refused)"
         );
     }
-    let report = shared.report();
-    tracing::info!(worker = %config.worker_id, ?report, "worker stopped");
-    Ok(report)
 }
 
 /// Renewing leases, writing live progress and the per-minute counters:
