@@ -80,6 +80,14 @@ fn key(o: &Outcome) -> (String, String, String) {
 }
 
 impl Totals {
+    /// Forget successes of lost answers older than [`UNSURE_FOR`]: once
+    /// per send that lost some, not per success (a pass over them all).
+    fn forget_old(&mut self) {
+        if !self.unsure.is_empty() {
+            self.unsure.retain(|_, at| at.elapsed() < UNSURE_FOR);
+        }
+    }
+
     /// What a success (`key`) adds to the totals, by its `answer`.
     fn settle(&mut self, key: impl FnOnce() -> (String, String, String), answer: &Answer) -> i64 {
         // The common case, a first record with nothing lost before: no
@@ -99,7 +107,6 @@ impl Totals {
                 if self.unsure.len() >= UNSURE_MAX {
                     self.unsure.clear();
                 }
-                self.unsure.retain(|_, at| at.elapsed() < UNSURE_FOR);
                 self.unsure.insert(key, Instant::now());
                 0
             }
@@ -113,6 +120,9 @@ impl Queue {
     fn count_answers(&self, outcomes: &[Outcome], answers: &[Answer]) {
         let delta = {
             let mut totals = lock(&self.inner.totals);
+            if answers.iter().any(|a| matches!(a, Answer::Lost)) {
+                totals.forget_old();
+            }
             outcomes
                 .iter()
                 .zip(answers)
