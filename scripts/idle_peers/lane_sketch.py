@@ -7,8 +7,9 @@ Redis per job: not Spool, and not a design Spool runs.
 `redis-server` on PORT that it flushes. A producer enqueues one job at a
 time; a worker thread waits with `BLMOVE` from the wake list into a list
 of its own and acks each job. Prints one JSON line: Redis commands and
-Redis CPU per job (`INFO commandstats`, `INFO cpu`) and the time from
-sending an enqueue to `BLMOVE` returning its job.
+Redis CPU per job (`INFO commandstats`, `INFO cpu`), the time from
+sending an enqueue to the wait returning its job, and in `custody` how
+many jobs were handed over (the others took the normal path's stand-in).
 
 - `full`: the enqueue checks that nothing waits (one `EXISTS`), writes the
   record and pushes the job itself onto the wake list; the worker's own
@@ -19,6 +20,15 @@ sending an enqueue to `BLMOVE` returning its job.
 - `min`: the clients' clocks instead of `TIME`, the removal from the
   worker's list as the fence (no read), no counters (a real worker
   would batch them) and no TTL on the kept list.
+- `custody` (docs/lane.md, "Custody"): as `min`, but the enqueue pushes
+  the job onto the worker's own list (when one `EXISTS`, its keys named
+  with weights, says the worker is available and holds nothing, and
+  nothing waits), with an entry `id token` behind it; the worker's
+  `BLPOP` takes the job and leaves the entry, its lease; the ack's `LMOVE`
+  of the entry into the kept list is the fence, the lease's end and the
+  kept list's push at once. The worker's availability key is set once
+  (a real worker would refresh it once a second) and there is no
+  registry of live workers (a few commands a second, not per job).
 
 See docs/performance.md, "What a script call costs". Needs redis-py.
 """
@@ -48,6 +58,23 @@ redis.call('HSET', KEYS[1], 'enqueued_us', ARGV[4], 'status', 'queued', 'token',
   'attempt', '1', 'lane', '1', 'plugin', ARGV[2], 'payload', ARGV[3])
 return redis.call('RPUSH', KEYS[2], ARGV[1] .. '|' .. ARGV[4] .. '|' .. ARGV[3])
 """,
+    # KEYS[3] the worker's availability (weight 4), KEYS[7] its own list
+    # (weight 8), then the look (1 each): 4 means free and nothing waits.
+    "custody": """
+local job = ARGV[1] .. '|' .. ARGV[4] .. '|' .. ARGV[3]
+if redis.call('EXISTS', KEYS[3], KEYS[3], KEYS[3], KEYS[3], KEYS[7], KEYS[7], KEYS[7], KEYS[7],
+    KEYS[7], KEYS[7], KEYS[7], KEYS[7], KEYS[4], KEYS[5], KEYS[6]) ~= 4 then
+  -- Not free (still acking its last job): the normal path's stand-in.
+  redis.call('HSET', KEYS[1], 'enqueued_us', ARGV[4], 'status', 'queued', 'plugin', ARGV[2],
+    'payload', ARGV[3])
+  redis.call('RPUSH', KEYS[2], job)
+  return 0
+end
+redis.call('HSET', KEYS[1], 'enqueued_us', ARGV[4], 'status', 'running', 'token', ARGV[4],
+  'attempt', '1', 'worker', 'w1', 'plugin', ARGV[2], 'payload', ARGV[3])
+redis.call('RPUSH', KEYS[7], job, ARGV[1] .. ' ' .. ARGV[4])
+return 1
+""",
 }
 ACK = {
     "full": """
@@ -73,6 +100,24 @@ redis.call('EXPIRE', KEYS[1], 86400)
 redis.call('LPUSH', KEYS[5], ARGV[5])
 return 1
 """,
+    "custody": """
+if ARGV[1] == '' then
+  -- A job of the normal path's stand-in: its outcome only.
+  redis.call('HSET', KEYS[1], 'status', 'succeeded', 'finished_us', ARGV[6], 'result', ARGV[3],
+    'timings', ARGV[4])
+  redis.call('EXPIRE', KEYS[1], 86400)
+  return 1
+end
+local moved = redis.call('LMOVE', KEYS[2], KEYS[5], 'RIGHT', 'LEFT')
+if moved ~= ARGV[1] then
+  if moved then redis.call('LMOVE', KEYS[5], KEYS[2], 'LEFT', 'RIGHT') end
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', 'succeeded', 'finished_us', ARGV[6], 'result', ARGV[3],
+  'timings', ARGV[4])
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
+""",
 }
 Q, T = "spool:{default}", "spool:{default/t}"
 WARM = 50
@@ -86,33 +131,46 @@ def main():
     r = redis.Redis(port=port)
     r.flushall()
     enqueue, ack = r.register_script(ENQUEUE[mode]), r.register_script(ACK[mode])
-    r.set(f"{Q}:lane-on", 1)
+    custody = mode == "custody"
+    own = f"{Q}:wake:w1:run" if custody else f"{Q}:lane:w1"
+    r.set(f"{Q}:wake:w1:avail" if custody else f"{Q}:lane-on", 1)
     sent, picked = {}, []
 
     def keys(job):
+        if custody:
+            return [f"{T}:job:{job}", f"{Q}:wake", f"{Q}:wake:w1:avail", f"{Q}:ready",
+                    f"{T}:paused", f"{Q}:paused", own]
         return [f"{T}:job:{job}", f"{Q}:wake", f"{Q}:lane-on", f"{Q}:ready", f"{T}:paused", f"{Q}:paused"]
 
     def work():
         w = redis.Redis(port=port)
-        own = f"{Q}:lane:w1"
         for _ in range(jobs + WARM):
-            entry = w.blmove(f"{Q}:wake", own, 5, "LEFT", "RIGHT")
+            if custody:
+                popped = w.blpop([f"{Q}:wake", own], 5)
+                entry = popped and popped[1]
+                handed = popped and popped[0].decode() == own
+            else:
+                entry = w.blmove(f"{Q}:wake", own, 5, "LEFT", "RIGHT")
             if entry is None:
                 raise SystemExit("no job came within 5 s")
             picked.append((entry, time.time()))
             job, token, _ = entry.decode().split("|", 2)
+            held = (f"{job} {token}" if handed else "") if custody else entry
             ack(keys=[f"{T}:job:{job}", own, f"{T}:stats", f"{Q}:stats", f"{T}:kept"],
-                args=[entry, token, '{"ok":1}', '{"run_us":12}', job, str(int(time.time() * 1e6))],
+                args=[held, token, '{"ok":1}', '{"run_us":12}', job, str(int(time.time() * 1e6))],
                 client=w)
 
     worker = threading.Thread(target=work)
     worker.start()
     producer = redis.Redis(port=port)
 
+    handed_over = []
+
     def send(job):
         sent[job] = time.time()
-        enqueue(keys=keys(job), args=[job, "hello", '{"name":"x"}', str(int(time.time() * 1e6))],
-                client=producer)
+        handed_over.append(enqueue(keys=keys(job), args=[job, "hello", '{"name":"x"}',
+                                                         str(int(time.time() * 1e6))],
+                                   client=producer))
 
     for i in range(WARM):
         send(f"w{i}")
@@ -133,6 +191,7 @@ def main():
         "mode": mode,
         "redis_commands_per_job": round((commands1 - commands0 - 2) / jobs, 2),
         "redis_cpu_us_per_job": round((cpu1 - cpu0) * 1e6 / jobs, 1),
+        "handed_over": sum(1 for h in handed_over[WARM:] if h == 1) if custody else None,
         "pickup_ms": {"p50": round(waits[len(waits) // 2] * 1000, 3),
                       "p99": round(waits[int(len(waits) * 0.99)] * 1000, 3)},
     }))
