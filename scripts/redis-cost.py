@@ -111,12 +111,16 @@ def main():
     # Scripts since 2026-12-04 (twelfth session) take the tenant's quotas
     # once per call and a plain job in five arguments; older copies
     # (--lua) take twelve a job.
-    compact = "opts '' stands for" in (a.lua / "enqueue.lua").read_text()
+    enqueue_lua = (a.lua / "enqueue.lua").read_text()
+    compact = "opts '' stands for" in enqueue_lua
+    # Since 2026-12-05 (sixteenth session) a fourth fixed argument: the
+    # caller's reading of Redis' clock ('' here: the script reads TIME).
+    clocked = "ARGV[4]  Redis' clock" in enqueue_lua
     marks = [mark()]
     n, pipe = 0, r.pipeline(transaction=False)
     while n < a.jobs:
         for t in tenants:
-            args = ["86400", 0, 0] if compact else ["86400"]
+            args = (["86400", 0, 0] + ([""] if clocked else [])) if compact else ["86400"]
             start = len(args)
             for _ in range(min(a.per, a.jobs - n)):
                 # (`spool enqueue` leaves out fields at their defaults.)

@@ -46,6 +46,7 @@ mod announce;
 mod cancel;
 mod chunk;
 mod claiming;
+mod clock;
 mod error;
 mod idle;
 mod loading;
@@ -213,6 +214,9 @@ struct Inner {
     hint: std::sync::Mutex<Option<String>>,
     /// Redis' clock less this host's (µs), as the last pick saw it.
     clock_offset_us: std::sync::atomic::AtomicI64,
+    /// Redis' clock as this handle's last enqueue that read it saw it, for
+    /// the enqueues after it (see [`clock`]).
+    enqueue_clock: clock::EnqueueClock,
     /// Tenants this handle named in `Q:seq` (see [`Queue::register`]).
     registered: std::sync::Mutex<std::collections::HashSet<String>>,
     /// When this handle's acks last refreshed each tenant's kept list's
@@ -259,6 +263,7 @@ impl Queue {
                 next_pick: std::sync::Mutex::default(),
                 hint: std::sync::Mutex::default(),
                 clock_offset_us: std::sync::atomic::AtomicI64::new(0),
+                enqueue_clock: clock::EnqueueClock::default(),
                 registered: std::sync::Mutex::default(),
                 kept_refreshed: std::sync::Mutex::default(),
                 totals: std::sync::Mutex::default(),

@@ -4,6 +4,7 @@
 
 use super::announce::Announce;
 use super::chunk::chunks;
+use super::clock::redis_now;
 use super::model::{
     DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority, Seen,
 };
@@ -93,6 +94,13 @@ impl Queue {
             self.register(&tenants).await?;
         }
         let idle = self.key("idle");
+        // Redis' clock as this handle knows it (enqueue.lua's `ARGV[4]`;
+        // empty: the script reads it, and its reply is the next reading).
+        let clock = self
+            .inner
+            .enqueue_clock
+            .estimate(crate::ids::now_us())
+            .map_or_else(String::new, |now| now.to_string());
         let calls: Vec<_> = parts
             .iter()
             .zip(&keys)
@@ -109,7 +117,8 @@ impl Queue {
                 let quota = &limits[tenant];
                 inv.arg(ttl)
                     .arg(quota.get(Limit::MaxPayload))
-                    .arg(quota.get(Limit::MaxAttempts));
+                    .arg(quota.get(Limit::MaxAttempts))
+                    .arg(clock.as_str());
                 for &i in indices {
                     push_job(&mut inv, &jobs[i], quota);
                 }
@@ -117,7 +126,8 @@ impl Queue {
             })
             .collect();
         let replies = self.run_raw("enqueue", &calls).await?;
-        let (done, heard, refused) = self.gather_enqueued(&parts, replies, jobs);
+        let came = (Instant::now(), crate::ids::now_us());
+        let (done, heard, refused) = self.gather_enqueued(&parts, replies, jobs, came);
         // Announce what was stored, even when a call was refused. A failed
         // announcement does not fail the enqueue (the jobs are stored; a
         // retry would enqueue them twice): the sweep finds them.
@@ -130,19 +140,23 @@ impl Queue {
             .collect()
     }
 
-    /// The replies of [`Queue::enqueue_many`]'s calls: each job's id, what
-    /// to announce, and the first refusal.
+    /// The replies of [`Queue::enqueue_many`]'s calls (come at `came`:
+    /// this host's monotonic and wall clocks): each job's id, what to
+    /// announce, and the first refusal. A reply's reading of Redis' clock
+    /// is noted for the enqueues that follow.
     fn gather_enqueued(
         &self,
         parts: &[(&str, Vec<usize>)],
         replies: Vec<redis::RedisResult<Value>>,
         jobs: &[NewJob],
+        came: (Instant, u64),
     ) -> (Vec<Option<Enqueued>>, Vec<Announce>, Option<QueueError>) {
         let mut done: Vec<Option<Enqueued>> = vec![None; jobs.len()];
         let (mut heard, mut refused) = (Vec::new(), None);
         for ((tenant, indices), reply) in parts.iter().zip(replies) {
             match self.enqueued(tenant, reply, indices, jobs) {
-                Ok((announce, ids)) => {
+                Ok((announce, read, ids)) => {
+                    self.inner.enqueue_clock.note(read, came.0, came.1);
                     // An idempotency key that named a stored job: this may
                     // be the retry of a call whose reply was lost (or not
                     // confirmed by a replica) after it stored the job and
@@ -170,18 +184,24 @@ impl Queue {
         (done, heard, refused)
     }
 
-    /// One enqueue call's reply: what to announce, and the jobs' ids.
+    /// One enqueue call's reply: what to announce, Redis' clock as the
+    /// script read it (0: it used the one sent), and the jobs' ids.
     fn enqueued(
         &self,
         tenant: &str,
         reply: redis::RedisResult<Value>,
         indices: &[usize],
         jobs: &[NewJob],
-    ) -> Result<(Option<Announce>, Vec<Enqueued>), QueueError> {
+    ) -> Result<(Option<Announce>, u64, Vec<Enqueued>), QueueError> {
         let mine: Vec<&NewJob> = indices.iter().map(|&i| &jobs[i]).collect();
         let reply =
             reply.map_err(|e| over_quota(&e, &mine).unwrap_or_else(|| self.error("enqueue", e)))?;
-        let (heard, rest) = Announce::split(tenant, reply, "enqueue")?;
+        let (heard, mut rest) = Announce::split(tenant, reply, "enqueue")?;
+        if rest.is_empty() {
+            return Err(QueueError::protocol("enqueue", "no clock in the reply"));
+        }
+        let read: u64 = redis::from_redis_value(rest.remove(0))
+            .map_err(|e| QueueError::protocol("enqueue", format!("its clock: {e}")))?;
         let pairs: Vec<(String, i64)> = redis::from_redis_value(Value::Array(rest))
             .map_err(|e| QueueError::protocol("enqueue", e.to_string()))?;
         let ids = pairs
@@ -191,7 +211,7 @@ impl Queue {
                 created: created == 1,
             })
             .collect();
-        Ok((heard, ids))
+        Ok((heard, read, ids))
     }
 
     /// Whether `tenant` had no concurrency cap when this handle read its
@@ -675,35 +695,6 @@ fn read_acks(
     out
 }
 
-/// Redis' clock now (µs), as the claims of `outcomes` read it, for their
-/// ack (`ARGV[6]` of ack.lua): the latest of their claims' times plus the
-/// time since each reply came, by this host's monotonic clock (behind
-/// Redis' by the reply's trip). Empty, for the script to read its clock,
-/// unless every outcome is a success from a claim (a retry's due time and
-/// a dead letter's place are Redis' own), and unless it is more than
-/// [`CLOCKS_AGREE`] off `wall` (this host's clock plus Redis' offset from
-/// it, µs): the monotonic clock stops while the host is suspended, and
-/// an estimate a day behind would set expiries that have passed.
-fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>, wall: i64) -> String {
-    let mut now = None;
-    for o in outcomes {
-        match (o.next, o.clock) {
-            (Next::Succeeded, Some((claimed_us, received))) if claimed_us > 0 => {
-                let since = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
-                let at = claimed_us.saturating_add(since);
-                now = Some(now.map_or(at, |n: u64| n.max(at)));
-            }
-            _ => return String::new(),
-        }
-    }
-    match now {
-        Some(n) if (i64::try_from(n).unwrap_or(i64::MAX) - wall).abs() <= CLOCKS_AGREE => {
-            n.to_string()
-        }
-        _ => String::new(),
-    }
-}
-
 /// Whether the ack script puts `o`, once recorded, in its tenant's kept
 /// list, as far as the worker knows: a success no client waits for, of a
 /// job the claim saw without an idempotency key (ack.lua, `succeeded`).
@@ -720,11 +711,6 @@ struct AckArgs {
     /// Redis' clock as this host would say ([`Queue::redis_wall_clock`]).
     wall: i64,
 }
-
-/// How far an ack's estimate of Redis' clock may be from this host's clock
-/// plus the offset its claims saw before the script reads `TIME` instead
-/// (µs).
-const CLOCKS_AGREE: i64 = 1_000_000;
 
 /// One outcome's arguments of `ack.lua`; `nfields` is how many fields its
 /// record update writes ([`super::RecordUpdate::counts`]).
@@ -801,29 +787,6 @@ fn over_quota(e: &redis::RedisError, jobs: &[&NewJob]) -> Option<QueueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn success(claimed_us: u64, received: Instant) -> Outcome {
-        let mut o = Outcome::new("t", "1", "1", false, Next::Succeeded);
-        o.clock = Some((claimed_us, received));
-        o
-    }
-
-    #[test]
-    fn an_ack_sends_its_claims_clock_only_when_it_agrees_with_this_hosts() {
-        let start = 1_800_000_000_000_000u64;
-        let at = Instant::now();
-        let both = [success(start, at), success(start + 5, at)];
-        let wall = i64::try_from(start).unwrap();
-        let sent: u64 = redis_now(both.iter(), wall).parse().unwrap();
-        assert!((start + 5..start + 5 + 1_000_000).contains(&sent), "{sent}");
-        // A host suspended for a day: its monotonic clock stood still.
-        assert_eq!(redis_now(both.iter(), wall + 86_400_000_000), "");
-        // Anything but a success, or a job never claimed: Redis' own clock.
-        let retry = Outcome::new("t", "2", "1", false, Next::Dead);
-        assert_eq!(redis_now([&both[0], &retry].into_iter(), wall), "");
-        let unclaimed = success(0, at);
-        assert_eq!(redis_now(std::iter::once(&unclaimed), 0), "");
-    }
 
     #[test]
     fn the_kept_lists_margin_covers_a_workers_refresh_period() {

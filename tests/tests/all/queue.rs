@@ -597,6 +597,46 @@ fn an_ack_of_successes_takes_redis_clock_from_the_claim() {
     assert!(calls(&mut conn, "time") > before);
 }
 
+/// An enqueuer knows Redis' clock from its last enqueue that read it (the
+/// script's time, plus the time since its reply came): the enqueues after
+/// it send it, and their script does not read the clock. The time a job
+/// is stored under is no earlier than the reading's and no later than
+/// Redis' clock. A new handle has no reading: its first enqueue reads it.
+#[test]
+fn an_enqueue_takes_redis_clock_from_the_enqueue_before_it() {
+    let env = Env::standalone("enqueue-clock");
+    let mut conn = env.redis_conn();
+    let before = calls(&mut conn, "time");
+    let first = env.enqueue("hello", "{}");
+    assert_eq!(
+        calls(&mut conn, "time"),
+        before + 1,
+        "the first enqueue reads Redis' clock"
+    );
+    let read = env.record(&first).enqueued_us.expect("enqueued_us");
+    std::thread::sleep(Duration::from_millis(20));
+    let before = calls(&mut conn, "time");
+    let second = env.enqueue("hello", "{}");
+    let third = env.enqueue("hello", "{}");
+    assert_eq!(
+        calls(&mut conn, "time"),
+        before,
+        "the enqueues after it read Redis' clock"
+    );
+    let (at, later) = (
+        env.record(&second).enqueued_us.expect("enqueued_us"),
+        env.record(&third).enqueued_us.expect("enqueued_us"),
+    );
+    assert!(
+        at >= read + 20_000,
+        "second at {at}, first at {read} + 20 ms"
+    );
+    assert!(
+        later >= at && later <= redis_time(&mut conn),
+        "third at {later}"
+    );
+}
+
 /// On a Redis that is not a cluster, the pick a claim makes for the next
 /// claim is the one the next claim uses: claims that follow each other are
 /// one script call each, no pick of their own.

@@ -12,6 +12,9 @@
 -- ARGV[1]  idempotency key TTL in seconds
 -- ARGV[2]  the tenant's max-payload quota, bytes (0: none)
 -- ARGV[3]  the tenant's max-attempts quota (0: none)
+-- ARGV[4]  Redis' clock as the caller knows it (µs; '': read TIME), as a
+--          reading an earlier enqueue's reply gave plus the time since
+--          (queue/clock.rs): a command fewer per call
 -- then one group of arguments per job:
 --   id, opts, [idempotency key ('' for none), delay µs (0 = now, on
 --   Redis' clock), priority (high | normal | low), group ('' for none)],
@@ -23,9 +26,10 @@
 --   Lua, and most jobs are plain: 5 arguments a job, not 12;
 --   docs/performance.md, "Fewer arguments per job".)
 --
--- Returns {announce_seq, timer_us, ready, id, created, id, created, ...}:
--- what the caller announces in the queue's slot (see "has work" in
--- lib.lua). created is 0 when the idempotency key already
+-- Returns {announce_seq, timer_us, ready, clock, id, created, id, created,
+-- ...}: what the caller announces in the queue's slot (see "has work" in
+-- lib.lua); Redis' clock as the call read it with TIME, µs (0 when it used
+-- ARGV[4]: no new reading). created is 0 when the idempotency key already
 -- named a job, whose id is returned instead. A payload over its tenant's
 -- max-payload fails the whole call before anything is stored, with the
 -- error `QUOTA <job index from 0> max-payload <bytes> <quota>`; a
@@ -88,7 +92,7 @@ local IDLE_KEYS = { ':ready:high', ':ready:normal', ':ready:low', ':paused', ':g
   ':delayed', ':leases' }
 local IN_WEIGHT = 10
 local function hand_over(argv, idle, now, now_s)
-  local id, idem, delay, priority, group, first, last = job_at(argv, 4)
+  local id, idem, delay, priority, group, first, last = job_at(argv, 5)
   if last ~= #argv or idem ~= '' or delay ~= 0 or group ~= '' then return false end
   local tenant = queue_tenant()
   if not tenant or not valid_utf8(id) then return false end
@@ -152,7 +156,7 @@ end
 -- Check every job against its tenant's quotas before storing any.
 -- (Most tenants have neither: no loop over the jobs then.)
 local max_payload, max_attempts = tonumber(ARGV[2]) or 0, tonumber(ARGV[3]) or 0
-local i, index = 4, 0
+local i, index = 5, 0
 while (max_payload > 0 or max_attempts > 0) and i <= #ARGV do
   local _, _, _, _, _, first, last = job_at(ARGV, i)
   local payload = ARGV[first + 1]
@@ -168,9 +172,11 @@ while (max_payload > 0 or max_attempts > 0) and i <= #ARGV do
   index = index + 1
 end
 
-local now = now_us()
+local now = now_from(ARGV[4])
 local now_s = text(now)
-local out = {}
+-- The reply's reading of Redis' clock: one that TIME gave, not the one
+-- sent (which, sent back, would fall behind by a trip each time).
+local out = { now == tonumber(ARGV[4]) and 0 or now }
 -- Announced once per call, not per job: any job ready now, and the first
 -- delayed one's time.
 local ready, first_due = false, false
@@ -281,7 +287,7 @@ end
 -- ~30,000 instructions a job; docs/performance.md, "A leaner common
 -- path").
 local function store()
-  local i = 4
+  local i = 5
   while i <= #ARGV do
     if ARGV[i + 1] == '' then
       local id, n = ARGV[i], ARGV[i + 2]
@@ -303,7 +309,7 @@ end
 
 local handed, announced_already = false, false
 if KEYS[3] and Q then handed, announced_already = hand_over(ARGV, KEYS[3], now, now_s) end
-if handed then return announced({ ARGV[4], 1 }) end
+if handed then return announced({ out[1], ARGV[5], 1 }) end
 
 -- A job's bad key stops the call part way: the jobs stored before it are
 -- pushed all the same, so that none is left stored, and named by its

@@ -1,0 +1,162 @@
+//! Redis' clock as a queue handle knows it, so that a script can be sent
+//! the time instead of reading it (`TIME` is a command of its own, one of
+//! an idle job's few: docs/performance.md, "What ten commands per idle job
+//! takes").
+//!
+//! Every queue timestamp is on Redis' clock. A script reads it with
+//! `TIME`, unless its caller sends a reading (`now_from` in lib.lua). A
+//! reading here is one the script took itself (a claim's, an enqueue's)
+//! plus the time since its reply came by this host's monotonic clock:
+//! behind Redis' by the reply's trip, never ahead. It is sent only while
+//! it agrees with this host's wall clock plus the offset seen then, within
+//! [`CLOCKS_AGREE`]: the monotonic clock stops while a host is suspended,
+//! and an estimate a day behind would set expiries that have passed.
+
+use super::model::{Next, Outcome};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How far an estimate of Redis' clock may be from this host's clock plus
+/// the offset it saw, before the script reads `TIME` instead (µs).
+pub(super) const CLOCKS_AGREE: i64 = 1_000_000;
+
+/// How long an enqueue's reading of Redis' clock is used: enqueues read
+/// `TIME` again once that long has passed (one in a thousand at 200 jobs a
+/// second), so that the monotonic clock's drift never adds up.
+pub(super) const READING_FRESH: Duration = Duration::from_secs(5);
+
+/// Redis' clock now (µs), as the claims of `outcomes` read it, for their
+/// ack (`ARGV[6]` of ack.lua): the latest of their claims' times plus the
+/// time since each reply came. Empty, for the script to read its clock,
+/// unless every outcome is a success from a claim (a retry's due time and
+/// a dead letter's place are Redis' own), and unless it is more than
+/// [`CLOCKS_AGREE`] off `wall` (this host's clock plus Redis' offset from
+/// it, µs).
+pub(super) fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>, wall: i64) -> String {
+    let mut now = None;
+    for o in outcomes {
+        match (o.next, o.clock) {
+            (Next::Succeeded, Some((claimed_us, received))) if claimed_us > 0 => {
+                let since = u64::try_from(received.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let at = claimed_us.saturating_add(since);
+                now = Some(now.map_or(at, |n: u64| n.max(at)));
+            }
+            _ => return String::new(),
+        }
+    }
+    match now {
+        Some(n) if agrees(n, wall) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn agrees(estimate: u64, wall: i64) -> bool {
+    (i64::try_from(estimate).unwrap_or(i64::MAX) - wall).abs() <= CLOCKS_AGREE
+}
+
+/// One reading of Redis' clock that an enqueue took.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    /// Redis' clock as the script read it (µs).
+    redis_us: u64,
+    /// When its reply came.
+    at: Instant,
+    /// Redis' clock less this host's wall clock then (µs).
+    offset_us: i64,
+}
+
+/// The last reading of Redis' clock an enqueue of this handle took, for
+/// the enqueues after it (enqueue.lua, `ARGV[4]`).
+#[derive(Debug, Default)]
+pub(super) struct EnqueueClock(Mutex<Option<Reading>>);
+
+impl EnqueueClock {
+    /// Redis' clock now (µs), to send with an enqueue; `None` when this
+    /// handle has no reading within [`READING_FRESH`] or it disagrees with
+    /// this host's wall clock (`wall_us`): the script reads `TIME`, and
+    /// its reply is the next reading.
+    pub(super) fn estimate(&self, wall_us: u64) -> Option<u64> {
+        let r = (*crate::locks::lock(&self.0))?;
+        let since = r.at.elapsed();
+        if since > READING_FRESH {
+            return None;
+        }
+        let now = r
+            .redis_us
+            .saturating_add(u64::try_from(since.as_micros()).unwrap_or(u64::MAX));
+        let wall = i64::try_from(wall_us)
+            .unwrap_or(i64::MAX)
+            .saturating_add(r.offset_us);
+        agrees(now, wall).then_some(now)
+    }
+
+    /// Note Redis' clock as an enqueue script read it (`redis_us`; 0: it
+    /// used the one it was sent, which is no new reading), its reply come
+    /// at `at`, when this host's wall clock said `wall_us`.
+    pub(super) fn note(&self, redis_us: u64, at: Instant, wall_us: u64) {
+        if redis_us == 0 {
+            return;
+        }
+        let offset_us = i64::try_from(redis_us)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(i64::try_from(wall_us).unwrap_or(i64::MAX));
+        *crate::locks::lock(&self.0) = Some(Reading {
+            redis_us,
+            at,
+            offset_us,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn success(claimed_us: u64, received: Instant) -> Outcome {
+        let mut o = Outcome::new("t", "1", "1", false, Next::Succeeded);
+        o.clock = Some((claimed_us, received));
+        o
+    }
+
+    #[test]
+    fn an_ack_sends_its_claims_clock_only_when_it_agrees_with_this_hosts() {
+        let start = 1_800_000_000_000_000u64;
+        let at = Instant::now();
+        let both = [success(start, at), success(start + 5, at)];
+        let wall = i64::try_from(start).unwrap();
+        let sent: u64 = redis_now(both.iter(), wall).parse().unwrap();
+        assert!((start + 5..start + 5 + 1_000_000).contains(&sent), "{sent}");
+        // A host suspended for a day: its monotonic clock stood still.
+        assert_eq!(redis_now(both.iter(), wall + 86_400_000_000), "");
+        // Anything but a success, or a job never claimed: Redis' own clock.
+        let retry = Outcome::new("t", "2", "1", false, Next::Dead);
+        assert_eq!(redis_now([&both[0], &retry].into_iter(), wall), "");
+        let unclaimed = success(0, at);
+        assert_eq!(redis_now(std::iter::once(&unclaimed), 0), "");
+    }
+
+    #[test]
+    fn an_enqueue_sends_a_fresh_reading_that_agrees_with_this_hosts_clock() {
+        let clock = EnqueueClock::default();
+        let wall = 1_800_000_000_000_000u64;
+        assert_eq!(clock.estimate(wall), None, "no reading yet: TIME");
+        // Redis' clock 3 s ahead of this host's: the estimate is Redis'.
+        let redis = wall + 3_000_000;
+        let at = Instant::now();
+        clock.note(redis, at, wall);
+        let sent = clock.estimate(wall).expect("a fresh reading");
+        assert!((redis..redis + 1_000_000).contains(&sent), "{sent}");
+        // The script used what it was sent: no new reading.
+        clock.note(0, at, wall);
+        assert!(clock.estimate(wall).is_some());
+        // A host suspended for an hour: its wall clock moved on, the
+        // monotonic one did not.
+        assert_eq!(clock.estimate(wall + 3_600_000_000), None);
+        // A reading older than READING_FRESH is not used.
+        let Some(old) = at.checked_sub(READING_FRESH + Duration::from_millis(1)) else {
+            return;
+        };
+        clock.note(redis, old, wall);
+        assert_eq!(clock.estimate(wall), None);
+    }
+}
