@@ -4,13 +4,19 @@
 //! takes").
 //!
 //! Every queue timestamp is on Redis' clock. A script reads it with
-//! `TIME`, unless its caller sends a reading (`now_from` in lib.lua). A
-//! reading here is one the script took itself (a claim's, an enqueue's)
-//! plus the time since its reply came by this host's monotonic clock:
-//! behind Redis' by the reply's trip, never ahead. It is sent only while
-//! it agrees with this host's wall clock plus the offset seen then, within
-//! [`CLOCKS_AGREE`]: the monotonic clock stops while a host is suspended,
-//! and an estimate a day behind would set expiries that have passed.
+//! `TIME`, unless its caller sends a reading (`now_from` in lib.lua): a
+//! time a script read (an ack's: its claim's; an enqueue's: an earlier
+//! enqueue's) plus the time since its reply came, by this host's monotonic
+//! clock. So a reading is behind Redis' clock by the reply's trip, never
+//! ahead: a job's `enqueued_us` may be up to a round trip before the
+//! moment Redis stored it, never after a time Redis reads later. An
+//! enqueue's reading whose round trip took longer than [`READING_TRIP`]
+//! is not used.
+//!
+//! A reading is sent only while it agrees with this host's wall clock plus
+//! the offset seen then, within [`CLOCKS_AGREE`]: the monotonic clock
+//! stops while a host is suspended, and an estimate a day behind would set
+//! expiries that have passed.
 
 use super::model::{Next, Outcome};
 use std::sync::Mutex;
@@ -24,6 +30,11 @@ pub(super) const CLOCKS_AGREE: i64 = 1_000_000;
 /// `TIME` again once that long has passed (one in a thousand at 200 jobs a
 /// second), so that the monotonic clock's drift never adds up.
 pub(super) const READING_FRESH: Duration = Duration::from_secs(5);
+
+/// The longest round trip of an enqueue whose reading of Redis' clock is
+/// used: how far behind Redis' an estimate from it may run, besides the
+/// next call's own trip.
+pub(super) const READING_TRIP: Duration = Duration::from_millis(20);
 
 /// Redis' clock now (µs), as the claims of `outcomes` read it, for their
 /// ack (`ARGV[6]` of ack.lua): the latest of their claims' times plus the
@@ -65,6 +76,24 @@ struct Reading {
     offset_us: i64,
 }
 
+/// A moment (an enqueue's send, its reply) by this host's monotonic and
+/// wall clocks (µs).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sent {
+    at: Instant,
+    wall_us: u64,
+}
+
+impl Sent {
+    /// Now.
+    pub(super) fn now() -> Self {
+        Sent {
+            at: Instant::now(),
+            wall_us: crate::ids::now_us(),
+        }
+    }
+}
+
 /// The last reading of Redis' clock an enqueue of this handle took, for
 /// the enqueues after it (enqueue.lua, `ARGV[4]`).
 #[derive(Debug, Default)]
@@ -73,36 +102,44 @@ pub(super) struct EnqueueClock(Mutex<Option<Reading>>);
 impl EnqueueClock {
     /// Redis' clock now (µs), to send with an enqueue; `None` when this
     /// handle has no reading within [`READING_FRESH`] or it disagrees with
-    /// this host's wall clock (`wall_us`): the script reads `TIME`, and
-    /// its reply is the next reading.
-    pub(super) fn estimate(&self, wall_us: u64) -> Option<u64> {
+    /// this host's wall clock: the script reads `TIME`, and its reply is
+    /// the next reading.
+    pub(super) fn estimate(&self) -> Option<u64> {
+        self.estimate_at(Sent::now())
+    }
+
+    fn estimate_at(&self, now: Sent) -> Option<u64> {
         let r = (*crate::locks::lock(&self.0))?;
-        let since = r.at.elapsed();
+        let since = now.at.saturating_duration_since(r.at);
         if since > READING_FRESH {
             return None;
         }
-        let now = r
+        let estimate = r
             .redis_us
             .saturating_add(u64::try_from(since.as_micros()).unwrap_or(u64::MAX));
-        let wall = i64::try_from(wall_us)
+        let wall = i64::try_from(now.wall_us)
             .unwrap_or(i64::MAX)
             .saturating_add(r.offset_us);
-        agrees(now, wall).then_some(now)
+        agrees(estimate, wall).then_some(estimate)
     }
 
     /// Note Redis' clock as an enqueue script read it (`redis_us`; 0: it
-    /// used the one it was sent, which is no new reading), its reply come
-    /// at `at`, when this host's wall clock said `wall_us`.
-    pub(super) fn note(&self, redis_us: u64, at: Instant, wall_us: u64) {
-        if redis_us == 0 {
+    /// used the one it was sent, which is no new reading), its call sent
+    /// at `sent` and its reply come now.
+    pub(super) fn note(&self, redis_us: u64, sent: Sent) {
+        self.note_at(redis_us, sent, Sent::now());
+    }
+
+    fn note_at(&self, redis_us: u64, sent: Sent, came: Sent) {
+        if redis_us == 0 || came.at.saturating_duration_since(sent.at) > READING_TRIP {
             return;
         }
         let offset_us = i64::try_from(redis_us)
             .unwrap_or(i64::MAX)
-            .saturating_sub(i64::try_from(wall_us).unwrap_or(i64::MAX));
+            .saturating_sub(i64::try_from(came.wall_us).unwrap_or(i64::MAX));
         *crate::locks::lock(&self.0) = Some(Reading {
             redis_us,
-            at,
+            at: came.at,
             offset_us,
         });
     }
@@ -138,25 +175,32 @@ mod tests {
     #[test]
     fn an_enqueue_sends_a_fresh_reading_that_agrees_with_this_hosts_clock() {
         let clock = EnqueueClock::default();
-        let wall = 1_800_000_000_000_000u64;
-        assert_eq!(clock.estimate(wall), None, "no reading yet: TIME");
-        // Redis' clock 3 s ahead of this host's: the estimate is Redis'.
-        let redis = wall + 3_000_000;
         let at = Instant::now();
-        clock.note(redis, at, wall);
-        let sent = clock.estimate(wall).expect("a fresh reading");
-        assert!((redis..redis + 1_000_000).contains(&sent), "{sent}");
+        let wall_us = 1_800_000_000_000_000u64;
+        let later = |ms: u64, wall_ms: u64| Sent {
+            at: at + Duration::from_millis(ms),
+            wall_us: wall_us + wall_ms * 1000,
+        };
+        assert_eq!(clock.estimate_at(later(0, 0)), None, "no reading yet: TIME");
+        // Redis' clock 3 s ahead of this host's, read by a call sent at 0
+        // whose reply came 1 ms later: 100 ms after that, Redis' clock is
+        // that much further (or a little more: the reply's trip).
+        let redis = wall_us + 3_000_000 + 500;
+        clock.note_at(redis, later(0, 0), later(1, 1));
+        assert_eq!(clock.estimate_at(later(101, 101)), Some(redis + 100_000));
         // The script used what it was sent: no new reading.
-        clock.note(0, at, wall);
-        assert!(clock.estimate(wall).is_some());
+        clock.note_at(0, later(101, 101), later(102, 102));
+        assert_eq!(clock.estimate_at(later(201, 201)), Some(redis + 200_000));
         // A host suspended for an hour: its wall clock moved on, the
         // monotonic one did not.
-        assert_eq!(clock.estimate(wall + 3_600_000_000), None);
+        assert_eq!(clock.estimate_at(later(201, 3_600_000)), None);
         // A reading older than READING_FRESH is not used.
-        let Some(old) = at.checked_sub(READING_FRESH + Duration::from_millis(1)) else {
-            return;
-        };
-        clock.note(redis, old, wall);
-        assert_eq!(clock.estimate(wall), None);
+        let fresh = READING_FRESH.as_millis() as u64;
+        assert_eq!(clock.estimate_at(later(fresh + 2, fresh + 2)), None);
+        // Nor one whose round trip was slow: it could be that far behind.
+        let other = EnqueueClock::default();
+        let slow = READING_TRIP.as_millis() as u64 + 1;
+        other.note_at(redis, later(0, 0), later(slow, slow));
+        assert_eq!(other.estimate_at(later(slow + 1, slow + 1)), None);
     }
 }

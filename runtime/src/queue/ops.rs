@@ -99,7 +99,7 @@ impl Queue {
         let clock = self
             .inner
             .enqueue_clock
-            .estimate(crate::ids::now_us())
+            .estimate()
             .map_or_else(String::new, |now| now.to_string());
         let calls: Vec<_> = parts
             .iter()
@@ -125,9 +125,9 @@ impl Queue {
                 inv
             })
             .collect();
+        let sent = super::clock::Sent::now();
         let replies = self.run_raw("enqueue", &calls).await?;
-        let came = (Instant::now(), crate::ids::now_us());
-        let (done, heard, refused) = self.gather_enqueued(&parts, replies, jobs, came);
+        let (done, heard, refused) = self.gather_enqueued(&parts, replies, jobs, sent);
         // Announce what was stored, even when a call was refused. A failed
         // announcement does not fail the enqueue (the jobs are stored; a
         // retry would enqueue them twice): the sweep finds them.
@@ -140,23 +140,22 @@ impl Queue {
             .collect()
     }
 
-    /// The replies of [`Queue::enqueue_many`]'s calls (come at `came`:
-    /// this host's monotonic and wall clocks): each job's id, what to
-    /// announce, and the first refusal. A reply's reading of Redis' clock
-    /// is noted for the enqueues that follow.
+    /// The replies of [`Queue::enqueue_many`]'s calls (sent at `sent`):
+    /// each job's id, what to announce, and the first refusal. A reply's
+    /// reading of Redis' clock is noted for the enqueues that follow.
     fn gather_enqueued(
         &self,
         parts: &[(&str, Vec<usize>)],
         replies: Vec<redis::RedisResult<Value>>,
         jobs: &[NewJob],
-        came: (Instant, u64),
+        sent: super::clock::Sent,
     ) -> (Vec<Option<Enqueued>>, Vec<Announce>, Option<QueueError>) {
         let mut done: Vec<Option<Enqueued>> = vec![None; jobs.len()];
         let (mut heard, mut refused) = (Vec::new(), None);
         for ((tenant, indices), reply) in parts.iter().zip(replies) {
             match self.enqueued(tenant, reply, indices, jobs) {
                 Ok((announce, read, ids)) => {
-                    self.inner.enqueue_clock.note(read, came.0, came.1);
+                    self.inner.enqueue_clock.note(read, sent);
                     // An idempotency key that named a stored job: this may
                     // be the retry of a call whose reply was lost (or not
                     // confirmed by a replica) after it stored the job and

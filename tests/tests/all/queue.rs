@@ -600,8 +600,9 @@ fn an_ack_of_successes_takes_redis_clock_from_the_claim() {
 /// An enqueuer knows Redis' clock from its last enqueue that read it (the
 /// script's time, plus the time since its reply came): the enqueues after
 /// it send it, and their script does not read the clock. The time a job
-/// is stored under is no earlier than the reading's and no later than
-/// Redis' clock. A new handle has no reading: its first enqueue reads it.
+/// is stored under moves on with the enqueuer's clock and is never later
+/// than Redis' clock. A new handle has no reading: its first enqueue
+/// reads it.
 #[test]
 fn an_enqueue_takes_redis_clock_from_the_enqueue_before_it() {
     let env = Env::standalone("enqueue-clock");
