@@ -696,21 +696,58 @@ fn only_the_newest_succeeded_records_are_kept_per_tenant() {
     assert_eq!(kept, 5);
 }
 
+/// Past its cap a tenant's kept list grows by a tenth of it, then one
+/// trim takes it back to the cap and deletes the records trimmed. The
+/// trim reads their status in one `SORT … GET` (a command per trim, not a
+/// `HGET` per record); where the pattern cannot name the records (a
+/// prefix with a `*`) it reads them one by one, to the same end.
 #[test]
 fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
     let env = Env::new("scripts-keep-batches");
     let queue = keeping(&env, 30, env.queue_config().record_ttl);
-    let list = format!("{}:kept", env.tenant_keys("default"));
+    let mut conn = env.redis_conn();
+    let (sorts, reads) = (calls(&mut conn, "sort"), calls(&mut conn, "hget"));
+    trims_a_tenth_at_a_time(&env, &queue);
+    assert_eq!(calls(&mut conn, "sort") - sorts, 3, "a SORT per trim");
+    assert_eq!(calls(&mut conn, "hget"), reads, "no read per record");
+    let starred = env
+        .rt
+        .block_on(Queue::connect(QueueConfig {
+            prefix: "sp*ol".into(),
+            ..queue.config().clone()
+        }))
+        .unwrap();
+    let reads = calls(&mut conn, "hget");
+    trims_a_tenth_at_a_time(&env, &starred);
+    assert_eq!(calls(&mut conn, "hget") - reads, 3 * 3, "a read per record");
+}
+
+/// Calls of `command` Redis ran (`INFO commandstats`).
+fn calls(conn: &mut spool_runtime::redis::SyncConn, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 40 successes through `queue` (a cap of 30): the kept list's length
+/// after each, and which records are left.
+fn trims_a_tenth_at_a_time(env: &Env, queue: &Queue) {
+    let tenant = queue.tenant_keys("default");
+    let list = format!("{tenant}:kept");
+    let key = |id: &str| format!("{tenant}:job:{id}");
     let (mut ids, mut lengths) = (Vec::new(), Vec::new());
     for _ in 0..40 {
-        ids.push(run_id(&env, &queue, Next::Succeeded));
+        ids.push(run_id(env, queue, Next::Succeeded));
         let (length, ttl, newest): (usize, i64, i64) = redis::pipe()
             .cmd("LLEN")
             .arg(&list)
             .cmd("PTTL")
             .arg(&list)
             .cmd("PTTL")
-            .arg(job_key(&env, ids.last().unwrap()))
+            .arg(key(ids.last().unwrap()))
             .query(&mut env.redis_conn())
             .unwrap();
         // It expires, but not before the records it lists.
@@ -725,7 +762,7 @@ fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
     let expected: Vec<usize> = (1..=30)
         .chain([31, 32, 30, 31, 32, 30, 31, 32, 30, 31])
         .collect();
-    assert_eq!(lengths, expected);
+    assert_eq!(lengths, expected, "{list}");
     // The listed are the newest, and theirs are the only records left.
     let listed: Vec<String> = redis::cmd("LRANGE")
         .arg(&list)
@@ -737,10 +774,10 @@ fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
     assert_eq!(listed, newest);
     for (n, id) in ids.iter().enumerate() {
         let there: bool = redis::cmd("EXISTS")
-            .arg(job_key(&env, id))
+            .arg(key(id))
             .query(&mut env.redis_conn())
             .unwrap();
-        assert_eq!(there, newest.contains(id), "job {n} of 40");
+        assert_eq!(there, newest.contains(id), "job {n} of 40 ({list})");
     }
 }
 

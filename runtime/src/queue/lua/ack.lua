@@ -144,8 +144,9 @@ end
 -- skiplist's cost, and acks come in finish order anyway.)
 --
 -- The list is trimmed in batches (`slack` below): past the cap it grows
--- by a tenth of it (at most 100) before one `RPOP` takes it back to the
--- cap and one `DEL` deletes what it popped. Trimming at every ack cost an
+-- by a tenth of it (at most 100) before one `SORT … GET` reads the status
+-- of the entries past the cap, one `LTRIM` takes it back to the cap and
+-- one `DEL` deletes the records still succeeded. Trimming at every ack cost an
 -- idle job three commands (`EXPIRE`, `RPOP`, `DEL`); batched, a
 -- hundredth of that, and the cap holds within its slack.
 -- The list's expiry (the TTL and KEPT_MARGIN_S) is set when a push makes
@@ -164,6 +165,26 @@ local function extend_kept(list, ttl)
   local left = redis.call('PTTL', list)
   -- (As text: some Redis versions print a round Lua number as 1e+08.)
   if left == -1 or (left >= 0 and left < want) then redis.call('PEXPIRE', list, text(want)) end
+end
+-- The records among the `n` oldest entries of `list` (of `length`) that
+-- are still succeeded, as keys: one `SORT … GET` reads every entry's
+-- status (a status read per entry was a command per job at the cap, at
+-- any rate: docs/performance.md, "The kept cap's reads"). false where
+-- Redis refuses it: a cluster (Redis 7.0 denies `GET` patterns there), an
+-- ACL user without read access to every key (Redis 7), or a prefix with
+-- a `*`, which the pattern would take for the id's place; the caller then
+-- reads each record. (`length - n` is at least the cap, so the entries
+-- kept are never all of them.)
+local function oldest_succeeded(list, length, n)
+  if JOB_PREFIX:find('*', 1, true) then return false end
+  local got = redis.pcall('SORT', list, 'BY', 'nosort', 'LIMIT', text(length - n), text(n),
+    'GET', '#', 'GET', JOB_PREFIX .. '*->status')
+  if type(got) ~= 'table' or got.err then return false end
+  local gone = {}
+  for k = 1, #got, 2 do
+    if got[k + 1] == 'succeeded' then gone[#gone + 1] = job_key(got[k]) end
+  end
+  return gone
 end
 local function keep_newest(ids, keep, ttl)
   local list = P .. ':kept'
@@ -184,10 +205,16 @@ local function keep_newest(ids, keep, ttl)
   end
   -- At most 1,000 per call (an ack call adds at most 500), so that a
   -- lowered cap is reached over a few calls, never in one long script.
-  local gone = {}
-  for _, o in ipairs(redis.call('RPOP', list, text(math.min(excess, 1000)))) do
-    local key = job_key(o)
-    if redis.pcall('HGET', key, 'status') == 'succeeded' then gone[#gone + 1] = key end
+  local n = math.min(excess, 1000)
+  local gone = oldest_succeeded(list, length, n)
+  if gone then
+    redis.call('LTRIM', list, 0, text(length - n - 1))
+  else
+    gone = {}
+    for _, o in ipairs(redis.call('RPOP', list, text(n))) do
+      local key = job_key(o)
+      if redis.pcall('HGET', key, 'status') == 'succeeded' then gone[#gone + 1] = key end
+    end
   end
   -- One DEL for all (each command called from Lua costs more than
   -- deleting a small record).
