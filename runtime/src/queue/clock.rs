@@ -11,7 +11,12 @@
 //! ahead: a job's `enqueued_us` may be up to a round trip before the
 //! moment Redis stored it, never after a time Redis reads later. An
 //! enqueue's reading whose round trip took longer than [`READING_TRIP`]
-//! is not used.
+//! is not used. (Behind the clock it was read from: a failover to a host
+//! whose clock is behind, or a step back of Redis' clock, can put it
+//! ahead by that much until the reading is [`READING_FRESH`] old.) An
+//! estimate goes with a call's first try only (queue/scripts.rs,
+//! `Call::moment_arg`), and not on a cluster, where each master has a
+//! clock of its own.
 //!
 //! A reading is sent only while it agrees with this host's wall clock plus
 //! the offset seen then, within [`CLOCKS_AGREE`]: the monotonic clock
@@ -134,10 +139,21 @@ impl EnqueueClock {
         if redis_us == 0 || came.at.saturating_duration_since(sent.at) > READING_TRIP {
             return;
         }
+        let mut held = crate::locks::lock(&self.0);
+        // Enqueues in flight together may come back out of order: the
+        // reading that says the later time now is kept (both are behind
+        // Redis' clock), so that a handle's times never go back.
+        if let Some(r) = *held {
+            let since = came.at.saturating_duration_since(r.at);
+            let micros = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
+            if since <= READING_FRESH && r.redis_us.saturating_add(micros) >= redis_us {
+                return;
+            }
+        }
         let offset_us = i64::try_from(redis_us)
             .unwrap_or(i64::MAX)
             .saturating_sub(i64::try_from(came.wall_us).unwrap_or(i64::MAX));
-        *crate::locks::lock(&self.0) = Some(Reading {
+        *held = Some(Reading {
             redis_us,
             at: came.at,
             offset_us,
@@ -197,6 +213,10 @@ mod tests {
         // A reading older than READING_FRESH is not used.
         let fresh = READING_FRESH.as_millis() as u64;
         assert_eq!(clock.estimate_at(later(fresh + 2, fresh + 2)), None);
+        // A reading that came back after a later one says less: the later
+        // is kept.
+        clock.note_at(redis + 100_000, later(150, 150), later(151, 151));
+        assert_eq!(clock.estimate_at(later(201, 201)), Some(redis + 200_000));
         // Nor one whose round trip was slow: it could be that far behind.
         let other = EnqueueClock::default();
         let slow = READING_TRIP.as_millis() as u64 + 1;

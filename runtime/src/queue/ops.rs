@@ -95,12 +95,11 @@ impl Queue {
         }
         let idle = self.key("idle");
         // Redis' clock as this handle knows it (enqueue.lua's `ARGV[4]`;
-        // empty: the script reads it, and its reply is the next reading).
-        let clock = self
-            .inner
-            .enqueue_clock
-            .estimate()
-            .map_or_else(String::new, |now| now.to_string());
+        // none: the script reads it, and its reply is the next reading).
+        // Not on a cluster: each master has a clock of its own.
+        let clock = (queue_keys.is_some())
+            .then(|| self.inner.enqueue_clock.estimate())
+            .flatten();
         let calls: Vec<_> = parts
             .iter()
             .zip(&keys)
@@ -118,7 +117,7 @@ impl Queue {
                 inv.arg(ttl)
                     .arg(quota.get(Limit::MaxPayload))
                     .arg(quota.get(Limit::MaxAttempts))
-                    .arg(clock.as_str());
+                    .moment_arg(clock);
                 for &i in indices {
                     push_job(&mut inv, &jobs[i], quota);
                 }

@@ -6,7 +6,7 @@
 use super::loading::missing;
 use super::scripts::Call;
 use super::{Queue, QueueError};
-use crate::redis::send_until_served;
+use crate::redis::send_until_served_with;
 use redis::Value;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -123,12 +123,13 @@ impl Queue {
         &self,
         calls: impl Iterator<Item = &'c Call<'c>>,
         replicas: u32,
+        again: bool,
     ) -> redis::Pipeline {
         let functions = !self.inner.eval_only.load(Ordering::Relaxed);
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for call in calls {
-            pipe.add_command(call.command(functions));
+            pipe.add_command(call.command(functions, again));
         }
         if replicas > 0 {
             let wait_ms = super::REPLICA_WAIT.as_millis() as u64;
@@ -156,10 +157,14 @@ impl Queue {
         // At most: sent, the library found missing and loaded (or refused:
         // EVALSHA from then on), a script found missing and loaded.
         for attempt in 0..3 {
-            let pipe = self.group_pipe(pending.iter().map(|&k| &calls[todo[k]]), replicas);
+            let group = || pending.iter().map(|&k| &calls[todo[k]]);
+            let pipe = self.group_pipe(group(), replicas, attempt > 0);
             self.count_round_trip();
             let sent = Instant::now();
-            let sent_pipe = send_until_served(&mut conn, &pipe).await;
+            let sent_pipe = send_until_served_with(&mut conn, &pipe, || {
+                self.group_pipe(group(), replicas, true)
+            })
+            .await;
             let replies: Vec<redis::RedisResult<Value>> = match sent_pipe {
                 Ok(mut replies) if replicas > 0 => {
                     let waited: Option<redis::RedisResult<Value>> = replies.pop();

@@ -91,6 +91,7 @@ impl Fun {
             fun: self,
             keys,
             args: redis::Cmd::new(),
+            moment: None,
         }
     }
 }
@@ -104,6 +105,9 @@ pub(crate) struct Call<'a> {
     /// carries ~20 per job, and one allocation each showed in the
     /// worker's profile.
     args: redis::Cmd,
+    /// The position among `args` of one that holds a moment (an estimate
+    /// of Redis' clock, see [`Call::moment_arg`]).
+    moment: Option<usize>,
 }
 
 impl Call<'_> {
@@ -113,14 +117,28 @@ impl Call<'_> {
         self
     }
 
+    /// Add Redis' clock as the caller knows it now (µs; `None`: empty, the
+    /// script reads `TIME`). Sent with the call's first try only: a call
+    /// sent again (Redis loading, a failover, a library loaded first) may
+    /// go seconds later, and a lease or a due time from a moment that old
+    /// would be that much short (queue/clock.rs). Its resends send it
+    /// empty.
+    pub fn moment_arg(&mut self, now_us: Option<u64>) -> &mut Self {
+        self.moment = Some(self.args.args_iter().count());
+        match now_us {
+            Some(now) => self.arg(now),
+            None => self.arg(""),
+        }
+    }
+
     /// The first key: where the call runs on a Redis Cluster.
     pub fn first_key(&self) -> &[u8] {
         self.keys.first().map_or(&[], Vec::as_slice)
     }
 
     /// The command: `FCALL function` or `EVALSHA sha`, then the keys and
-    /// arguments.
-    pub fn command(&self, functions: bool) -> redis::Cmd {
+    /// arguments; `again` for a resend (its moment left empty).
+    pub fn command(&self, functions: bool, again: bool) -> redis::Cmd {
         let mut cmd = if functions {
             let mut c = redis::cmd("FCALL");
             c.arg(&self.fun.function);
@@ -131,10 +149,11 @@ impl Call<'_> {
             c
         };
         cmd.arg(self.keys.len()).arg(&self.keys);
-        for arg in self.args.args_iter() {
+        let stale = self.moment.filter(|_| again);
+        for (i, arg) in self.args.args_iter().enumerate() {
             // (`Arg::Cursor` is only written by `cursor_arg`, never here.)
             if let redis::Arg::Simple(bytes) = arg {
-                cmd.arg(bytes);
+                cmd.arg(if stale == Some(i) { &[][..] } else { bytes });
             }
         }
         cmd
@@ -235,6 +254,34 @@ fn library_body() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The arguments of `cmd` after its keys, as text.
+    fn args_of(cmd: &redis::Cmd, keys: usize) -> Vec<String> {
+        cmd.args_iter()
+            .skip(3 + keys)
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_call_sent_again_leaves_its_moment_out() {
+        let s = Scripts::get();
+        let mut call = s.enqueue.key("spool:{q/t}");
+        call.arg(86400)
+            .moment_arg(Some(1_800_000_000_000_000))
+            .arg("id");
+        let first = call.command(true, false);
+        assert_eq!(args_of(&first, 1), ["86400", "1800000000000000", "id"]);
+        let again = call.command(true, true);
+        assert_eq!(args_of(&again, 1), ["86400", "", "id"]);
+        // A call without a moment is sent again as it was.
+        let mut plain = s.enqueue.key("spool:{q/t}");
+        plain.arg(86400).arg("id");
+        assert_eq!(args_of(&plain.command(false, true), 1), ["86400", "id"]);
+    }
 
     #[test]
     fn every_script_is_a_function_of_the_library_named_by_its_hash() {

@@ -38,7 +38,7 @@ pub use error::RedisError;
 pub(crate) use error::is_connection_trouble;
 pub use nodes::Node;
 pub(crate) use served::not_served;
-pub use served::send_until_served;
+pub use served::{send_until_served, send_until_served_with};
 pub use server::{RedisServer, RedisServerError};
 pub use sync::SyncRedis;
 pub use target::Target;

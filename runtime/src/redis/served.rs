@@ -48,13 +48,27 @@ pub async fn send_until_served(
     conn: &mut crate::redis::Conn,
     pipe: &redis::Pipeline,
 ) -> redis::RedisResult<Vec<redis::RedisResult<Value>>> {
+    send_until_served_with(conn, pipe, || pipe.clone()).await
+}
+
+/// [`send_until_served`], sending `again()` after the first try: what the
+/// pipeline holds may not keep (the queue's calls leave out their estimate
+/// of Redis' clock when sent again, queue/scripts.rs).
+pub async fn send_until_served_with(
+    conn: &mut crate::redis::Conn,
+    pipe: &redis::Pipeline,
+    again: impl Fn() -> redis::Pipeline,
+) -> redis::RedisResult<Vec<redis::RedisResult<Value>>> {
     let started = Instant::now();
     let mut pause = std::time::Duration::from_millis(10);
+    let mut resend = None;
     loop {
-        match pipe.query_async(conn).await {
+        let sent = resend.as_ref().unwrap_or(pipe);
+        match sent.query_async(conn).await {
             Err(e) if not_served(&e) && started.elapsed() < NOT_SERVED_FOR => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                resend.get_or_insert_with(&again);
             }
             other => return other,
         }

@@ -91,6 +91,7 @@ end
 local IDLE_KEYS = { ':ready:high', ':ready:normal', ':ready:low', ':paused', ':groups',
   ':delayed', ':leases' }
 local IN_WEIGHT = 10
+local LATE_US = 20000
 local function hand_over(argv, idle, now, now_s)
   local id, idem, delay, priority, group, first, last = job_at(argv, 5)
   if last ~= #argv or idem ~= '' or delay ~= 0 or group ~= '' then return false end
@@ -104,7 +105,11 @@ local function hand_over(argv, idle, now, now_s)
   if found >= IN_WEIGHT then return false, true end
   if found > 0 then return false end
   local taken = redis.pcall('ZPOPMAX', idle)
-  if type(taken) ~= 'table' or not taken[2] or tonumber(taken[2]) < now then return false end
+  -- (A waiter within LATE_US of its deadline counts as gone: `now` may be
+  -- the caller's reading, behind Redis' clock by up to a round trip.)
+  if type(taken) ~= 'table' or not taken[2] or tonumber(taken[2]) < now + LATE_US then
+    return false
+  end
   local inbox, lease, worker = taken[1]:match('^(%S+) (%d+) (.+)$')
   -- (Only a worker's own list in the queue's slot: never another key.)
   if not inbox or inbox:sub(1, #Q + 6) ~= Q .. ':wake:' then return false end
