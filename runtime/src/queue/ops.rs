@@ -83,7 +83,6 @@ impl Queue {
             .tenant_limits(jobs.iter().map(|j| j.plugin.tenant.as_str()))
             .await?;
         over_max_payload(jobs, &limits)?;
-        let ttl = self.inner.config.record_ttl.as_secs().max(1);
         let parts = script_calls(jobs);
         let keys: Vec<String> = parts.iter().map(|(t, _)| self.tenant_keys(t)).collect();
         // Not on a cluster, the queue's own prefix goes along: each call
@@ -93,16 +92,46 @@ impl Queue {
             let tenants: Vec<&str> = parts.iter().map(|(t, _)| *t).collect();
             self.register(&tenants).await?;
         }
+        let calls = self.enqueue_calls(jobs, &parts, &keys, queue_keys, &limits);
+        let sent = super::clock::Sent::now();
+        let replies = self.run_raw("enqueue", &calls).await?;
+        let (done, heard, refused) = self.gather_enqueued(&parts, replies, jobs, sent);
+        // Announce what was stored, even when a call was refused. A failed
+        // announcement does not fail the enqueue (the jobs are stored; a
+        // retry would enqueue them twice): the sweep finds them.
+        self.announce_or_warn(&heard, "enqueue").await;
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        done.into_iter()
+            .map(|e| e.ok_or_else(|| QueueError::protocol("enqueue", "a job without an id")))
+            .collect()
+    }
+
+    /// One `enqueue.lua` call per part of `jobs` (a tenant's, under its
+    /// key prefix in `keys`), with the queue's prefix where it may go
+    /// (`queue_keys`: not on a cluster), and `Q:idle` where a lone job may
+    /// be handed over.
+    fn enqueue_calls(
+        &self,
+        jobs: &[NewJob],
+        parts: &[(&str, Vec<usize>)],
+        keys: &[String],
+        queue_keys: Option<&str>,
+        limits: &HashMap<&str, Limits>,
+    ) -> Vec<super::scripts::Call<'_>> {
+        let ttl = self.inner.config.record_ttl.as_secs().max(1);
         let idle = self.key("idle");
         // Redis' clock as this handle knows it (enqueue.lua's `ARGV[4]`;
         // none: the script reads it, and its reply is the next reading).
         // Not on a cluster: each master has a clock of its own.
-        let clock = (queue_keys.is_some())
+        let clock = queue_keys
+            .is_some()
             .then(|| self.inner.enqueue_clock.estimate())
             .flatten();
-        let calls: Vec<_> = parts
+        parts
             .iter()
-            .zip(&keys)
+            .zip(keys)
             .map(|((tenant, indices), keys)| {
                 let mut inv = match queue_keys {
                     Some(queue) if may_hand_over(indices, jobs, &limits[tenant]) => self
@@ -123,19 +152,6 @@ impl Queue {
                 }
                 inv
             })
-            .collect();
-        let sent = super::clock::Sent::now();
-        let replies = self.run_raw("enqueue", &calls).await?;
-        let (done, heard, refused) = self.gather_enqueued(&parts, replies, jobs, sent);
-        // Announce what was stored, even when a call was refused. A failed
-        // announcement does not fail the enqueue (the jobs are stored; a
-        // retry would enqueue them twice): the sweep finds them.
-        self.announce_or_warn(&heard, "enqueue").await;
-        if let Some(e) = refused {
-            return Err(e);
-        }
-        done.into_iter()
-            .map(|e| e.ok_or_else(|| QueueError::protocol("enqueue", "a job without an id")))
             .collect()
     }
 
