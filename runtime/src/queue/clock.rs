@@ -11,10 +11,13 @@
 //! ahead: a job's `enqueued_us` may be up to a round trip before the
 //! moment Redis stored it, never after a time Redis reads later. An
 //! enqueue's reading whose round trip took longer than [`READING_TRIP`]
-//! is not used. (Behind the clock it was read from: a failover to a host
-//! whose clock is behind, or a step back of Redis' clock, can put it
-//! ahead by that much until the reading is [`READING_FRESH`] old.) An
-//! estimate goes with a call's first try only (queue/scripts.rs,
+//! is not used, nor one held across connection trouble (a call sent
+//! while the connection is made again waits for it). (Behind the clock it
+//! was read from: a failover to a host whose clock is behind, or a step
+//! back of Redis' clock, can put it ahead by that much, and one whose
+//! clock is ahead put it behind, until the reading is [`READING_FRESH`]
+//! old.) An estimate goes with a call's first try only (a call sent again
+//! after the library or a script was loaded: queue/scripts.rs,
 //! `Call::moment_arg`), and not on a cluster, where each master has a
 //! clock of its own.
 //!
@@ -43,12 +46,12 @@ pub(super) const READING_TRIP: Duration = Duration::from_millis(20);
 
 /// Redis' clock now (µs), as the claims of `outcomes` read it, for their
 /// ack (`ARGV[6]` of ack.lua): the latest of their claims' times plus the
-/// time since each reply came. Empty, for the script to read its clock,
+/// time since each reply came. `None`, for the script to read its clock,
 /// unless every outcome is a success from a claim (a retry's due time and
 /// a dead letter's place are Redis' own), and unless it is more than
 /// [`CLOCKS_AGREE`] off `wall` (this host's clock plus Redis' offset from
 /// it, µs).
-pub(super) fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>, wall: i64) -> String {
+pub(super) fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>, wall: i64) -> Option<u64> {
     let mut now = None;
     for o in outcomes {
         match (o.next, o.clock) {
@@ -57,13 +60,10 @@ pub(super) fn redis_now<'o>(outcomes: impl Iterator<Item = &'o Outcome>, wall: i
                 let at = claimed_us.saturating_add(since);
                 now = Some(now.map_or(at, |n: u64| n.max(at)));
             }
-            _ => return String::new(),
+            _ => return None,
         }
     }
-    match now {
-        Some(n) if agrees(n, wall) => n.to_string(),
-        _ => String::new(),
-    }
+    now.filter(|&n| agrees(n, wall))
 }
 
 fn agrees(estimate: u64, wall: i64) -> bool {
@@ -128,6 +128,11 @@ impl EnqueueClock {
         agrees(estimate, wall).then_some(estimate)
     }
 
+    /// Drop the reading held: the next enqueue reads `TIME`.
+    pub(super) fn forget(&self) {
+        *crate::locks::lock(&self.0) = None;
+    }
+
     /// Note Redis' clock as an enqueue script read it (`redis_us`; 0: it
     /// used the one it was sent, which is no new reading), its call sent
     /// at `sent` and its reply come now.
@@ -142,11 +147,17 @@ impl EnqueueClock {
         let mut held = crate::locks::lock(&self.0);
         // Enqueues in flight together may come back out of order: the
         // reading that says the later time now is kept (both are behind
-        // Redis' clock), so that a handle's times never go back.
+        // Redis' clock), so that a handle's times never go back; unless
+        // the one held is stale or no longer agrees with the wall clock
+        // (which stepped).
         if let Some(r) = *held {
             let since = came.at.saturating_duration_since(r.at);
             let micros = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
-            if since <= READING_FRESH && r.redis_us.saturating_add(micros) >= redis_us {
+            let then = r.redis_us.saturating_add(micros);
+            let wall = i64::try_from(came.wall_us)
+                .unwrap_or(i64::MAX)
+                .saturating_add(r.offset_us);
+            if since <= READING_FRESH && then >= redis_us && agrees(then, wall) {
                 return;
             }
         }
@@ -177,15 +188,15 @@ mod tests {
         let at = Instant::now();
         let both = [success(start, at), success(start + 5, at)];
         let wall = i64::try_from(start).unwrap();
-        let sent: u64 = redis_now(both.iter(), wall).parse().unwrap();
+        let sent = redis_now(both.iter(), wall).unwrap();
         assert!((start + 5..start + 5 + 1_000_000).contains(&sent), "{sent}");
         // A host suspended for a day: its monotonic clock stood still.
-        assert_eq!(redis_now(both.iter(), wall + 86_400_000_000), "");
+        assert_eq!(redis_now(both.iter(), wall + 86_400_000_000), None);
         // Anything but a success, or a job never claimed: Redis' own clock.
         let retry = Outcome::new("t", "2", "1", false, Next::Dead);
-        assert_eq!(redis_now([&both[0], &retry].into_iter(), wall), "");
+        assert_eq!(redis_now([&both[0], &retry].into_iter(), wall), None);
         let unclaimed = success(0, at);
-        assert_eq!(redis_now(std::iter::once(&unclaimed), 0), "");
+        assert_eq!(redis_now(std::iter::once(&unclaimed), 0), None);
     }
 
     #[test]
@@ -217,6 +228,12 @@ mod tests {
         // is kept.
         clock.note_at(redis + 100_000, later(150, 150), later(151, 151));
         assert_eq!(clock.estimate_at(later(201, 201)), Some(redis + 200_000));
+        // Unless this host's wall clock stepped since: the new one is.
+        clock.note_at(redis + 100_000, later(150, 9_000), later(151, 9_001));
+        assert_eq!(clock.estimate_at(later(201, 9_051)), Some(redis + 150_000));
+        // Connection trouble drops it.
+        clock.forget();
+        assert_eq!(clock.estimate_at(later(201, 9_051)), None);
         // Nor one whose round trip was slow: it could be that far behind.
         let other = EnqueueClock::default();
         let slow = READING_TRIP.as_millis() as u64 + 1;

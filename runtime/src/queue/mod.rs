@@ -312,8 +312,14 @@ impl Queue {
             .map_err(RedisError::as_unavailable)?)
     }
 
-    /// Name a failed operation (connection trouble is retryable).
+    /// Name a failed operation (connection trouble is retryable). After
+    /// connection trouble the enqueues' reading of Redis' clock is
+    /// dropped: a call sent while the connection is made again waits for
+    /// it, and a reading sent then would be that much old (queue/clock.rs).
     pub(crate) fn error(&self, op: &'static str, source: redis::RedisError) -> QueueError {
+        if crate::redis::is_connection_trouble(&source) {
+            self.inner.enqueue_clock.forget();
+        }
         QueueError::Redis(self.redis.error(op, source))
     }
 }

@@ -125,10 +125,7 @@ impl Queue {
         // Redis' clock as this handle knows it (enqueue.lua's `ARGV[4]`;
         // none: the script reads it, and its reply is the next reading).
         // Not on a cluster: each master has a clock of its own.
-        let clock = queue_keys
-            .is_some()
-            .then(|| self.inner.enqueue_clock.estimate())
-            .flatten();
+        let clock = queue_keys.and_then(|_| self.inner.enqueue_clock.estimate());
         parts
             .iter()
             .zip(keys)
@@ -432,7 +429,7 @@ impl Queue {
             .arg(cap)
             .arg(fixed.keep)
             .arg(u8::from(self.known_uncapped(tenant)))
-            .arg(redis_now(outcomes(), fixed.wall))
+            .moment_arg(redis_now(outcomes(), fixed.wall))
             .arg(u8::from(refresh));
         inv
     }

@@ -119,10 +119,10 @@ impl Call<'_> {
 
     /// Add Redis' clock as the caller knows it now (µs; `None`: empty, the
     /// script reads `TIME`). Sent with the call's first try only: a call
-    /// sent again (Redis loading, a failover, a library loaded first) may
-    /// go seconds later, and a lease or a due time from a moment that old
-    /// would be that much short (queue/clock.rs). Its resends send it
-    /// empty.
+    /// sent again (after the library or a script was loaded, or on a
+    /// cluster whose slot was not served) goes later, and a lease or an
+    /// expiry from a moment that old would be that much short
+    /// (queue/clock.rs). Its resends send it empty.
     pub fn moment_arg(&mut self, now_us: Option<u64>) -> &mut Self {
         self.moment = Some(self.args.args_iter().count());
         match now_us {
