@@ -378,7 +378,7 @@ fn a_claim_on_one_redis_takes_its_dry_tenant_out_in_the_same_call() {
 }
 
 /// Calls of `command` Redis ran (`INFO commandstats`).
-fn calls(conn: &mut spool_runtime::redis::SyncConn, command: &str) -> u64 {
+pub(crate) fn calls(conn: &mut spool_runtime::redis::SyncConn, command: &str) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
     let prefix = format!("cmdstat_{command}:calls=");
     info.lines()

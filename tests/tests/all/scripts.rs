@@ -3,6 +3,7 @@
 //! went back with a Redis restore. Each script carries on with the other
 //! jobs and leaves nothing half-applied.
 
+use crate::queue::calls;
 use spool_runtime::queue::{
     Field, Next, Outcome, Queue, QueueConfig, RecordUpdate, Status, TOTALS_EVERY,
 };
@@ -720,16 +721,6 @@ fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
     let reads = calls(&mut conn, "hget");
     trims_a_tenth_at_a_time(&env, &starred);
     assert_eq!(calls(&mut conn, "hget") - reads, 3 * 3, "a read per record");
-}
-
-/// Calls of `command` Redis ran (`INFO commandstats`).
-fn calls(conn: &mut spool_runtime::redis::SyncConn, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(',').next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// 40 successes through `queue` (a cap of 30): the kept list's length
