@@ -169,12 +169,13 @@ end
 -- The records among the `n` oldest entries of `list` (of `length`) that
 -- are still succeeded, as keys: one `SORT … GET` reads every entry's
 -- status (a status read per entry was a command per job at the cap, at
--- any rate: docs/performance.md, "The kept cap's reads"). false where
--- Redis refuses it: a cluster (Redis 7.0 denies `GET` patterns there), an
--- ACL user without read access to every key (Redis 7), or a prefix with
--- a `*`, which the pattern would take for the id's place; the caller then
--- reads each record. (`length - n` is at least the cap, so the entries
--- kept are never all of them.)
+-- any rate: docs/performance.md, "The enqueue's clock and the kept cap's
+-- reads"). false where Redis refuses it: a cluster (Redis 7.0 denies
+-- `GET` patterns there), an ACL user without read access to every key or
+-- without `@dangerous` (Redis 7), or a prefix with a `*`, which the
+-- pattern would take for the id's place; the caller then reads each
+-- record. (`length - n` is at least the cap, so the entries kept are
+-- never all of them.)
 local function oldest_succeeded(list, length, n)
   if JOB_PREFIX:find('*', 1, true) then return false end
   local got = redis.pcall('SORT', list, 'BY', 'nosort', 'LIMIT', text(length - n), text(n),
