@@ -24,7 +24,7 @@
 //! | `T:stats` | hash | counters: succeeded, dead, retried; `rr`, `seq` |
 //! | `Q:ready`, `Q:timers`, `Q:seq` | zsets | tenants to visit now, tenants to visit later, every tenant's last announcement |
 //! | `Q:wake` | list | at most one token (`t:TENANT` or `1`); idle workers block on it |
-//! | `Q:wake:W`, `Q:idle` | list, zset | an idle waiter's own list (its timer's tokens, jobs handed to it) and the waiters registered for a hand-over (see [`idle`]) |
+//! | `Q:wake:r:W`, `Q:idle`, `Q:inboxes` | list, zsets | an idle waiter's own list (its timer's tokens, jobs handed to it), the waiters registered for a hand-over (see [`idle`]) and every own list, until when its waiter may leave a job there unread (the sweep deletes it after: `lua/ring/reap.lua`) |
 //!
 //! # Delivery
 //!
@@ -49,6 +49,7 @@ mod claiming;
 mod clock;
 mod error;
 mod idle;
+mod inboxes;
 mod loading;
 mod logs;
 mod migrate;

@@ -64,14 +64,20 @@ const TENANT: [(&str, &str); 12] = [
 
 /// Flags of the functions that need some (Redis 7 refuses a function
 /// without flags whole when over `maxmemory`, and on a read-only replica):
-/// `stats` only reads; `dead_purge` frees memory, which is when it is needed.
-const FLAGS: [(&str, &str); 2] = [("stats", "'no-writes'"), ("dead_purge", "'allow-oom'")];
+/// `stats` only reads; `dead_purge` and `reap` free memory, which is when
+/// they are needed.
+const FLAGS: [(&str, &str); 3] = [
+    ("stats", "'no-writes'"),
+    ("dead_purge", "'allow-oom'"),
+    ("reap", "'allow-oom'"),
+];
 
 /// The queue-slot scripts: (name, code).
-const RING: [(&str, &str); 3] = [
+const RING: [(&str, &str); 4] = [
     ("announce", include_str!("lua/ring/announce.lua")),
     ("settle", include_str!("lua/ring/settle.lua")),
     ("pick", include_str!("lua/ring/pick.lua")),
+    ("reap", include_str!("lua/ring/reap.lua")),
 ];
 
 /// One script: its function's name in the library, and the same code as
@@ -180,6 +186,7 @@ pub(crate) struct Scripts {
     pub announce: Fun,
     pub settle: Fun,
     pub pick: Fun,
+    pub reap: Fun,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(Scripts::build);
@@ -224,6 +231,7 @@ impl Scripts {
             announce: fun("announce"),
             settle: fun("settle"),
             pick: fun("pick"),
+            reap: fun("reap"),
             library,
         }
     }

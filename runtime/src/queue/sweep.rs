@@ -64,6 +64,11 @@ impl Queue {
         if let Err(e) = self.prune_idle().await {
             tracing::warn!("sweep: dropping idle workers that are gone: {e}");
         }
+        match self.reap_inboxes().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(lists = n, "sweep: deleted the lists of idle waiters gone"),
+            Err(e) => tracing::warn!("sweep: deleting the lists of idle waiters gone: {e}"),
+        }
         // A migration that fails (an old key no one can read) must not stop
         // the rest of the sweep.
         match self.migrate_left().await {

@@ -15,17 +15,20 @@
 //! `CLIENT UNBLOCK`: it needs an admin ACL, and client ids repeat after a
 //! restart or on another node.)
 
+use super::inboxes::{Registration, answer_of};
 use super::{ClaimedJob, Queue, QueueError};
 use crate::redis::Conn;
 use std::time::Duration;
 
 /// A blocking connection for [`Queue::wait_for_work`], and the waiter's
-/// own list (`Q:wake:RANDOM`, in the queue's slot): its host timer's
+/// own list (`Q:wake:r:RANDOM`, in the queue's slot): its host timer's
 /// tokens, and the jobs handed to it at idle.
 #[derive(Debug)]
 pub struct WakeWait {
     conn: Conn,
     own: String,
+    /// The own list's registration in `Q:inboxes`.
+    registration: Registration,
 }
 
 impl WakeWait {
@@ -59,14 +62,78 @@ type Popped = (String, Vec<u8>);
 /// that died leaves nothing behind for long).
 const OWN_LIST_TTL_MS: u64 = 60_000;
 
+/// What the pipeline of [`Queue::blpop_until`] got back.
+struct Blpopped {
+    /// The `Q:idle` entry was made (or may have been: no answer).
+    registered: bool,
+    /// The answer to the renewal of the `Q:inboxes` entry, if sent and
+    /// answered (see [`answer_of`]).
+    renewed: Option<Result<i64, String>>,
+    reply: redis::RedisResult<Option<Popped>>,
+    /// This host's timer ended the wait.
+    nudged: bool,
+}
+
+impl Blpopped {
+    /// The pipeline's answers, each command's own (`ignore_errors`): the
+    /// renewal's if `renewing`, the entry's if `registering`, the `BLPOP`'s.
+    fn read(
+        reply: redis::RedisResult<Vec<redis::Value>>,
+        renewing: bool,
+        registering: bool,
+    ) -> Blpopped {
+        let mut replies = match reply {
+            Ok(replies) => replies.into_iter(),
+            // Nothing came back: the entry may have been made.
+            Err(e) => {
+                return Blpopped {
+                    registered: registering,
+                    renewed: None,
+                    reply: Err(e),
+                    nudged: false,
+                };
+            }
+        };
+        let renewed = renewing.then(|| replies.next()).flatten().map(answer_of);
+        let registered = registering
+            && replies
+                .next()
+                .is_some_and(|v| !matches!(v, redis::Value::ServerError(_)));
+        let reply = match replies.next() {
+            None => Ok(None),
+            Some(redis::Value::ServerError(e)) => Err(redis::RedisError::from(e)),
+            Some(v) => redis::from_redis_value(v).map_err(redis::RedisError::from),
+        };
+        Blpopped {
+            registered,
+            renewed,
+            reply,
+            nudged: false,
+        }
+    }
+}
+
 impl Queue {
     /// A connection to wait for work on, with a new own list of its own
     /// (a connection Redis still holds blocked on an older one, after a
     /// cut this side saw first, must not take a job meant for this one).
+    /// On one Redis the list is registered in `Q:inboxes` at once (see
+    /// [`INBOX_GRACE`]), so that its first wait may take a job.
     pub async fn wake_waiter(&self) -> Result<WakeWait, QueueError> {
         let conn = self.blocking_connection().await?;
-        let own = self.key(&format!("wake:{}", ulid::Ulid::new()));
-        Ok(WakeWait { conn, own })
+        // `r:` tells an enqueue that the list is registered in
+        // `Q:inboxes` (inboxes.rs): it need not set it to expire.
+        let own = self.key(&format!("wake:r:{}", ulid::Ulid::new()));
+        let mut wait = WakeWait {
+            conn,
+            own,
+            registration: Registration::default(),
+        };
+        if !self.redis.is_cluster() {
+            self.register_inbox(&mut wait.conn, &wait.own, &mut wait.registration)
+                .await?;
+        }
+        Ok(wait)
     }
 
     /// Block until an enqueue wakes us or `timeout` passes (by this host's
@@ -83,23 +150,63 @@ impl Queue {
         idle: Option<(&str, Duration)>,
     ) -> Result<Woke, QueueError> {
         self.count_round_trip();
+        let idle = idle.filter(|(worker, _)| !self.redis.is_cluster() && !worker.is_empty());
+        let deadline = self.idle_deadline(timeout);
+        // The own list's registration in `Q:inboxes` is renewed before the
+        // entry in `Q:idle` is made (same pipeline, in order), and the
+        // entry made only if the registration stands (inboxes.rs).
+        let (renew, eligible) = wait.registration.plan(deadline);
+        let renew = renew.filter(|_| idle.is_some());
         let member = idle
-            .filter(|(worker, _)| !self.redis.is_cluster() && !worker.is_empty())
+            .filter(|_| eligible)
             .map(|(worker, lease)| super::idle::member(&wait.own, worker, lease));
-        let register = member.as_deref().map(|m| (m, self.idle_deadline(timeout)));
-        let (registered, reply, nudged) = self.blpop_until(wait, timeout, register).await;
+        let register = member.as_deref().map(|m| (m, deadline));
+        let Blpopped {
+            registered,
+            renewed,
+            reply,
+            nudged,
+        } = self.blpop_until(wait, timeout, register, renew).await;
+        if let Some(until) = renew {
+            self.renewed(&mut wait.registration, &wait.own, until, renewed);
+        }
         // (A registration Redis refused, over `maxmemory` say, left nothing
         // to take back.)
         let member = member.filter(|_| registered);
         let token = reply.map_err(|e| self.error("wait for work", e))?;
-        let received = std::time::Instant::now();
         let from_own = token.as_ref().is_some_and(|(list, _)| *list == wait.own);
+        let woke = self
+            .woke(wait, token.as_ref(), from_own, member.as_deref(), nudged)
+            .await?;
+        // `t:TENANT` names a tenant with work (ring/prelude.lua): the next
+        // claim visits it without a pick.
+        let tenant = token.filter(|_| !from_own).and_then(|(_, t)| {
+            t.strip_prefix(b"t:")
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+        });
+        *crate::locks::lock(&self.inner.hint) = tenant;
+        Ok(woke)
+    }
+
+    /// How a wait ended, from what its `BLPOP` popped (`token`, from the
+    /// waiter's own list if `from_own`), with the entry in `Q:idle` it
+    /// made (`member`): a job handed over, or, when the wait ended
+    /// otherwise, whatever leaving `Q:idle` finds (idle.rs).
+    async fn woke(
+        &self,
+        wait: &WakeWait,
+        token: Option<&Popped>,
+        from_own: bool,
+        member: Option<&str>,
+        nudged: bool,
+    ) -> Result<Woke, QueueError> {
+        let received = std::time::Instant::now();
         let mut woke = Woke {
             jobs: Vec::new(),
             claim: true,
             lost: false,
         };
-        match (&token, &member) {
+        match (token, member) {
             (Some((_, entry)), _) if from_own && entry.first() == Some(&b'j') => {
                 // Handed over: the enqueue took this waiter out of `Q:idle`.
                 woke.jobs.push(super::reply::parse_handed(entry, received)?);
@@ -119,13 +226,6 @@ impl Queue {
             _ if nudged && !from_own => self.drop_nudge(wait).await,
             _ => {}
         }
-        // `t:TENANT` names a tenant with work (ring/prelude.lua): the next
-        // claim visits it without a pick.
-        let tenant = token.filter(|_| !from_own).and_then(|(_, t)| {
-            t.strip_prefix(b"t:")
-                .map(|t| String::from_utf8_lossy(t).into_owned())
-        });
-        *crate::locks::lock(&self.inner.hint) = tenant;
         Ok(woke)
     }
 
@@ -139,47 +239,39 @@ impl Queue {
     }
 
     /// `BLPOP` the wake list and the own list, ended by a token on the own
-    /// list if this host's timer fires first: whether the registration
-    /// (`register`: the `Q:idle` entry and its deadline, sent in the same
-    /// pipeline just before the `BLPOP`) was made, the reply, and whether
-    /// the timer fired.
+    /// list if this host's timer fires first. Sent in the same pipeline
+    /// just before the `BLPOP`: the own list's registration in
+    /// `Q:inboxes` until `renew`, then the `Q:idle` entry and its deadline
+    /// (`register`).
     async fn blpop_until(
         &self,
         wait: &mut WakeWait,
         timeout: Duration,
         register: Option<(&str, i64)>,
-    ) -> (bool, redis::RedisResult<Option<Popped>>, bool) {
+        renew: Option<i64>,
+    ) -> Blpopped {
         let lists = [self.key("wake"), wait.own.clone()];
         let own = wait.own.clone();
         let mut pipe = redis::pipe();
         // Each command's own answer: a refused registration must not hide
         // what the `BLPOP` popped.
         pipe.ignore_errors();
+        if let Some(until) = renew {
+            pipe.zadd(self.key("inboxes"), &own, until);
+        }
         if let Some((member, deadline)) = register {
             pipe.zadd(self.key("idle"), member, deadline);
         }
         pipe.blpop(&lists, timeout.as_secs_f64().max(0.01));
-        let registering = register.is_some();
+        let (renewing, registering) = (renew.is_some(), register.is_some());
         let blpop = async {
-            if registering {
-                let reply: redis::RedisResult<(
-                    redis::RedisResult<i64>,
-                    redis::RedisResult<Option<Popped>>,
-                )> = pipe.query_async(&mut wait.conn).await;
-                match reply {
-                    Ok((added, popped)) => (added.is_ok(), popped),
-                    // Nothing came back: it may have been made.
-                    Err(e) => (true, Err(e)),
-                }
-            } else {
-                let reply: redis::RedisResult<(redis::RedisResult<Option<Popped>>,)> =
-                    pipe.query_async(&mut wait.conn).await;
-                (false, reply.and_then(|(popped,)| popped))
-            }
+            let reply: redis::RedisResult<Vec<redis::Value>> =
+                pipe.query_async(&mut wait.conn).await;
+            Blpopped::read(reply, renewing, registering)
         };
         tokio::pin!(blpop);
         tokio::select! {
-            (registered, reply) = &mut blpop => (registered, reply, false),
+            done = &mut blpop => done,
             () = tokio::time::sleep(timeout + Duration::from_millis(2)) => {
                 let nudge: redis::RedisResult<()> = redis::pipe()
                     .lpush(&own, 1)
@@ -193,8 +285,10 @@ impl Queue {
                     tracing::debug!("could not end an idle wait on time: {nudge:?}");
                 }
                 // Read the reply even so: a token popped just now is ours.
-                let (registered, reply) = blpop.await;
-                (registered, reply, true)
+                Blpopped {
+                    nudged: true,
+                    ..blpop.await
+                }
             }
         }
     }

@@ -448,6 +448,169 @@ fn a_wait_cut_off_after_a_hand_over_still_gets_its_job() {
     assert_eq!(zcard(&mut env.redis_conn(), &idle), 0);
 }
 
+/// `Q:inboxes`' entry for `inbox`, if any (µs, Redis' clock).
+fn inbox_until(env: &Env, conn: &mut SyncConn, inbox: &str) -> Option<u64> {
+    redis::cmd("ZSCORE")
+        .arg(format!("{}:inboxes", env.queue.key_prefix()))
+        .arg(inbox)
+        .query(conn)
+        .unwrap()
+}
+
+/// A waiter registers its own list in `Q:inboxes` for a minute past its
+/// wait, so an enqueue that hands it a job sets no expiry on the list (a
+/// command fewer per job). A worker killed right then (here: a wait cut
+/// off and never left) leaves the job's copy there; once its registration
+/// lapses the sweep deletes the list, and only a waiter's own list: a
+/// registration naming another key is dropped and the key left alone. A
+/// registration still current is kept.
+#[test]
+fn the_sweep_deletes_the_inbox_of_a_waiter_gone_and_nothing_else() {
+    let env = Env::standalone("handover-reap");
+    let keys = env.queue.key_prefix().to_string();
+    let queue = env.queue.clone();
+    learn_clock(&queue, &env);
+    let mut conn = env.redis_conn();
+    let inboxes = format!("{keys}:inboxes");
+    let mut gone = env.rt.block_on(queue.wake_waiter()).unwrap();
+    assert!(
+        gone.inbox().starts_with(&format!("{keys}:wake:r:")),
+        "{}",
+        gone.inbox()
+    );
+    let before = redis_now(&mut conn);
+    cut_off_wait(&env, &queue, &mut gone, "gone");
+    let until = inbox_until(&env, &mut conn, gone.inbox()).expect("registered when made");
+    // At least the wait (5 s) and its slack, and the minute past it; at
+    // most a minute and a half from when it was made.
+    assert!(
+        until >= before + 65_000_000 && until <= redis_now(&mut conn) + 91_000_000,
+        "registered until {until}, {before} before the wait"
+    );
+    let expiries = crate::queue::calls(&mut conn, "pexpire");
+    let id = env.enqueue("hello", "{}");
+    assert_eq!(env.record(&id).status, Some(Status::Running));
+    assert_eq!(
+        crate::queue::calls(&mut conn, "pexpire"),
+        expiries,
+        "no expiry set on a registered inbox"
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(gone.inbox())
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(ttl, -1, "the job waits in the inbox, which does not expire");
+    // A waiter still waiting, with a job in its list as an enqueue would
+    // leave it just before its wait's reply.
+    let mut live = env.rt.block_on(queue.wake_waiter()).unwrap();
+    cut_off_wait(&env, &queue, &mut live, "live");
+    let _: () = redis::cmd("RPUSH")
+        .arg(live.inbox())
+        .arg("j-not-yet-read")
+        .query(&mut conn)
+        .unwrap();
+    // A registration naming a key that is not a waiter's list.
+    let _: () = redis::cmd("ZADD")
+        .arg(&inboxes)
+        .arg(1)
+        .arg(format!("{keys}:seq"))
+        .query(&mut conn)
+        .unwrap();
+    let sweep = || {
+        env.rt
+            .block_on(queue.sweep("sweeper", Duration::from_millis(1), LEASE))
+            .unwrap()
+            .expect("the sweep's lock was free")
+    };
+    std::thread::sleep(Duration::from_millis(5));
+    sweep();
+    // Nothing of the gone waiter lapsed yet.
+    assert_eq!(
+        redis::cmd("LLEN")
+            .arg(gone.inbox())
+            .query::<u64>(&mut conn)
+            .unwrap(),
+        1
+    );
+    // A minute and more later (its registration put back in time).
+    let _: () = redis::cmd("ZADD")
+        .arg(&inboxes)
+        .arg("XX")
+        .arg(redis_now(&mut conn) - 1)
+        .arg(gone.inbox())
+        .query(&mut conn)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    sweep();
+    let exists = |conn: &mut SyncConn, key: &str| -> bool {
+        redis::cmd("EXISTS").arg(key).query::<u64>(conn).unwrap() == 1
+    };
+    assert!(
+        !exists(&mut conn, gone.inbox()),
+        "the gone waiter's list was deleted"
+    );
+    assert_eq!(inbox_until(&env, &mut conn, gone.inbox()), None);
+    assert!(
+        exists(&mut conn, live.inbox()),
+        "a current registration's list stays"
+    );
+    assert!(inbox_until(&env, &mut conn, live.inbox()).is_some());
+    assert_eq!(inbox_until(&env, &mut conn, &format!("{keys}:seq")), None);
+    let kind: String = redis::cmd("TYPE")
+        .arg(format!("{keys}:seq"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(kind, "zset", "the other key was left alone");
+    // The job itself is leased: it runs again when its lease lapses
+    // (a_job_handed_to_a_dead_worker_runs_again_after_its_lease).
+    assert_eq!(env.record(&id).status, Some(Status::Running));
+}
+
+/// A waiter whose registration in `Q:inboxes` Redis refuses (here the key
+/// is of another type, written by hand) never enters `Q:idle`: a job
+/// handed to it would be in a list the sweep does not know of, left there
+/// for good if its worker died. Its wait still ends with the wake token,
+/// and the job goes the normal way.
+#[test]
+fn a_waiter_whose_registration_is_refused_is_handed_nothing() {
+    let env = Env::standalone("handover-refused");
+    let keys = env.queue.key_prefix().to_string();
+    let queue = env.queue.clone();
+    learn_clock(&queue, &env);
+    let idle = format!("{keys}:idle");
+    let _: () = redis::cmd("SET")
+        .arg(format!("{keys}:inboxes"))
+        .arg("not a sorted set")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let (woke, id) = env.rt.block_on(async {
+        let mut waiter = queue.wake_waiter().await.unwrap();
+        let wait = queue.wait_for_work(&mut waiter, Duration::from_secs(5), Some(("w1", LEASE)));
+        let enqueue = async {
+            // Blocked in its wait by now (it would have registered first).
+            let mut c = env.redis_conn();
+            let start = std::time::Instant::now();
+            loop {
+                let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+                if clients.lines().any(|l| l.contains(" flags=b ")) {
+                    break;
+                }
+                assert!(start.elapsed() < Duration::from_secs(4), "no wait blocked");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            assert_eq!(zcard(&mut c, &idle), 0, "not registered for a hand-over");
+            queue.enqueue(&env.job("hello", "{}")).await.unwrap().id
+        };
+        let (woke, id) = tokio::join!(wait, enqueue);
+        (woke.unwrap(), id)
+    });
+    assert!(
+        woke.jobs.is_empty() && woke.claim,
+        "woken to claim: {woke:?}"
+    );
+    assert_eq!(env.record(&id).status, Some(Status::Queued));
+}
+
 /// End to end with `spool worker` processes: an idle worker runs a job
 /// handed to it; stopped, it leaves `Q:idle` (the next job waits for the
 /// next worker, not lost); killed with `kill -9` while registered, the job

@@ -70,7 +70,7 @@ end
 -- Hand the call's one job to an idle worker, as its claim would have
 -- leased it (docs/queue.md, "Hand-over at idle"): at idle a job otherwise
 -- costs an announcement, a wake-up and a claim that settles its tenant,
--- about 17 commands, where this costs 8. Only when nothing could come
+-- about 17 commands, where this costs 7. Only when nothing could come
 -- before it: one job, due now, of no group, without an idempotency key, a
 -- new id, and nothing of its tenant waiting, delayed, leased, paused or
 -- announced, and no tenant in the queue's ready set (fair share and
@@ -152,7 +152,11 @@ local function hand_over(argv, idle, now, now_s)
     queue_write('ZADD', Q .. ':timers', 'LT', until_s, tenant)
     queue_write('ZADD', Q .. ':seq', 'NX', '0', tenant)
   end
-  redis.call('PEXPIRE', inbox, '60000')
+  -- An inbox registered in `Q:inboxes` (`Q:wake:r:…`) is deleted by the
+  -- sweep once its worker is gone (ring/reap.lua); one of a worker before
+  -- that (a rolling upgrade) expires, as a worker killed now would leave
+  -- it, and the job's copy in it, for good.
+  if inbox:sub(#Q + 7, #Q + 8) ~= 'r:' then redis.call('PEXPIRE', inbox, '60000') end
   return true
 end
 
