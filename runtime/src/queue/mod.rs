@@ -16,7 +16,8 @@
 //! | `T:group:G`, `T:groups`, `T:held:G`, `T:gpaused` | list, zset, set, set | groups: waiting jobs in order, the groups' rotation, the jobs holding a group's slots, paused groups |
 //! | `T:delayed` | zset | ids by due time (µs): `--delay`, `--at`, retry backoff |
 //! | `T:leases` | zset | running ids by lease expiry (µs); its size is what the tenant's cap counts |
-//! | `T:kept` | list | succeeded ids, newest at the head, capped (`--keep-succeeded`, trimmed a tenth at a time): older records are deleted |
+//! | `T:recent` | list | succeeded ids, newest at the head, capped (`--keep-succeeded`, trimmed a tenth at a time): older records are deleted; each entry is a success not yet in `T:stats` (see [`fold`]) |
+//! | `T:kept` | list | the same, of workers before 2026-12-05 (whose acks also count each success in `T:stats`) |
 //! | `T:dead` | zset | dead-letter ids by time of death, capped |
 //! | `T:bucket`, `T:paused`, `T:in`, `T:timer` | | rate-limit tokens, a pause, the "has work" bookkeeping |
 //! | `T:done:ID` | list | completion notice for `enqueue --wait` |
@@ -48,6 +49,7 @@ mod chunk;
 mod claiming;
 mod clock;
 mod error;
+mod fold;
 mod idle;
 mod inboxes;
 mod loading;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 pub const LIMITS_FRESH: Duration = Duration::from_secs(1);
 
 /// How often a worker's acks refresh the expiry of a tenant's kept list
-/// (ack.lua's `KEPT_MARGIN_S`, 120 s, must stay above it).
+/// (ack.lua's `KEPT_MARGIN_S`, thirty days, must stay above it).
 const KEPT_REFRESH: Duration = Duration::from_secs(60);
 
 /// The result of an enqueue.

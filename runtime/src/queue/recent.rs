@@ -142,11 +142,14 @@ fn ids_pipe(keys: &str, status: Status, limit: usize) -> Option<redis::Pipeline>
                 .arg(last);
         }
         Status::Succeeded => {
-            // Newest first: acks push at the head.
-            pipe.cmd("LRANGE")
-                .arg(format!("{keys}:kept"))
-                .arg(0)
-                .arg(last);
+            // Newest first: acks push at the head. (`kept`: the list of
+            // workers before 2026-12-05, while any ack.)
+            for list in ["recent", "kept"] {
+                pipe.cmd("LRANGE")
+                    .arg(format!("{keys}:{list}"))
+                    .arg(0)
+                    .arg(last);
+            }
         }
         Status::Dead => {
             pipe.cmd("ZRANGE")

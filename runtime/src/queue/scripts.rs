@@ -47,7 +47,7 @@ fn split(script: &str) -> (&str, &str) {
 }
 
 /// The tenant-slot scripts: (name, code).
-const TENANT: [(&str, &str); 12] = [
+const TENANT: [(&str, &str); 13] = [
     ("enqueue", include_str!("lua/enqueue.lua")),
     ("claim", include_str!("lua/claim.lua")),
     ("ack", include_str!("lua/ack.lua")),
@@ -60,16 +60,18 @@ const TENANT: [(&str, &str); 12] = [
     ("control", include_str!("lua/control.lua")),
     ("stats", include_str!("lua/stats.lua")),
     ("adopt", include_str!("lua/adopt.lua")),
+    ("fold", include_str!("lua/fold.lua")),
 ];
 
 /// Flags of the functions that need some (Redis 7 refuses a function
 /// without flags whole when over `maxmemory`, and on a read-only replica):
-/// `stats` only reads; `dead_purge` and `reap` free memory, which is when
-/// they are needed.
-const FLAGS: [(&str, &str); 3] = [
+/// `stats` only reads; `dead_purge`, `reap` and `fold` free memory, which
+/// is when they are needed.
+const FLAGS: [(&str, &str); 4] = [
     ("stats", "'no-writes'"),
     ("dead_purge", "'allow-oom'"),
     ("reap", "'allow-oom'"),
+    ("fold", "'allow-oom'"),
 ];
 
 /// The queue-slot scripts: (name, code).
@@ -183,6 +185,7 @@ pub(crate) struct Scripts {
     pub control: Fun,
     pub stats: Fun,
     pub adopt: Fun,
+    pub fold: Fun,
     pub announce: Fun,
     pub settle: Fun,
     pub pick: Fun,
@@ -228,6 +231,7 @@ impl Scripts {
             control: fun("control"),
             stats: fun("stats"),
             adopt: fun("adopt"),
+            fold: fun("fold"),
             announce: fun("announce"),
             settle: fun("settle"),
             pick: fun("pick"),

@@ -37,5 +37,13 @@ async fn sweep_loop(queue: Queue, worker: String, backoff: Duration) {
             }
             Err(e) => tracing::debug!("sweeping the queue: {e}"),
         }
+        // Quiet tenants' counts of successes (queue/fold.rs): at most once
+        // an hour in the fleet, under a lock of its own (after the sweep:
+        // the first, at start, finds work an older Spool left).
+        match queue.fold_counts(&worker).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(successes = n, "folded quiet tenants' listed successes"),
+            Err(e) => tracing::debug!("folding quiet tenants' listed successes: {e}"),
+        }
     }
 }

@@ -691,10 +691,13 @@ fn only_the_newest_succeeded_records_are_kept_per_tenant() {
         (keyed_id.as_str(), false)
     );
     let kept: u64 = redis::cmd("LLEN")
-        .arg(format!("{}:kept", env.tenant_keys("default")))
+        .arg(format!("{}:recent", env.tenant_keys("default")))
         .query(&mut env.redis_conn())
         .unwrap();
     assert_eq!(kept, 5);
+    // Every success counted once, those trimmed from the list too.
+    let stats = env.rt.block_on(queue.stats()).unwrap();
+    assert_eq!((stats.succeeded_total, stats.dead_total), (14, 1));
 }
 
 /// Past its cap a tenant's kept list grows by a tenth of it, then one
@@ -727,8 +730,18 @@ fn past_its_cap_a_kept_list_is_trimmed_a_tenth_at_a_time() {
 /// after each, and which records are left.
 fn trims_a_tenth_at_a_time(env: &Env, queue: &Queue) {
     let tenant = queue.tenant_keys("default");
-    let list = format!("{tenant}:kept");
+    let list = format!("{tenant}:recent");
     let key = |id: &str| format!("{tenant}:job:{id}");
+    // (`HMGET`: the caller counts the trims' `HGET`s.)
+    let counted = |conn: &mut spool_runtime::redis::SyncConn| -> u64 {
+        let (n,): (Option<u64>,) = redis::cmd("HMGET")
+            .arg(format!("{tenant}:stats"))
+            .arg("succeeded")
+            .query(conn)
+            .unwrap();
+        n.unwrap_or(0)
+    };
+    let before = counted(&mut env.redis_conn());
     let (mut ids, mut lengths) = (Vec::new(), Vec::new());
     for _ in 0..40 {
         ids.push(run_id(env, queue, Next::Succeeded));
@@ -747,6 +760,12 @@ fn trims_a_tenth_at_a_time(env: &Env, queue: &Queue) {
             "list {ttl} ms, newest record {newest} ms"
         );
         lengths.push(length);
+        // The list counts what it holds; the counter, what trims took:
+        // together every success, once.
+        let counter = counted(&mut env.redis_conn()) - before;
+        assert_eq!(counter + length as u64, ids.len() as u64, "{list}");
+        let total = env.rt.block_on(queue.stats()).unwrap().succeeded_total;
+        assert_eq!(total, before + ids.len() as u64);
     }
     // Up to the cap every success is listed; past it the list grows by a
     // tenth of the cap (3) before one trim takes it back to 30.
@@ -780,7 +799,7 @@ fn trims_a_tenth_at_a_time(env: &Env, queue: &Queue) {
 fn a_kept_lists_expiry_is_raised_by_each_worker_and_never_lowered() {
     let env = Env::new("scripts-keep-expiry");
     let worker = |ttl: u64| keeping(&env, 30, Duration::from_secs(ttl));
-    let list = format!("{}:kept", env.tenant_keys("default"));
+    let list = format!("{}:recent", env.tenant_keys("default"));
     let pttl = || -> i64 {
         redis::cmd("PTTL")
             .arg(&list)
@@ -819,6 +838,90 @@ fn a_kept_lists_expiry_is_raised_by_each_worker_and_never_lowered() {
         .unwrap();
     run_id(&env, &worker(3600), Next::Succeeded);
     assert!(pttl() > 3_590_000, "{}", pttl());
+}
+
+/// Under a count cap a success is listed in `T:recent` and the ack
+/// adds nothing to the tenant's counter (a command fewer per job): the
+/// list counts it. One a client waits for is not listed, and is counted
+/// at once. A quiet tenant's list is folded into the counter a day after
+/// its records expired (one worker an hour), well before the list
+/// expires; a list further from its expiry is left as it is. A list key
+/// of another type (written by hand) loses no count. The tenant's total
+/// is the same throughout.
+#[test]
+fn a_listed_success_is_counted_by_its_list_until_a_worker_folds_it() {
+    let env = Env::new("scripts-keep-fold");
+    let queue = keeping(&env, 10, env.queue_config().record_ttl);
+    let tenant = env.tenant_keys("default");
+    let list = format!("{tenant}:recent");
+    let mut conn = env.redis_conn();
+    let counter = |conn: &mut spool_runtime::redis::SyncConn| -> Option<u64> {
+        redis::cmd("HGET")
+            .arg(format!("{tenant}:stats"))
+            .arg("succeeded")
+            .query(conn)
+            .unwrap()
+    };
+    let listed = |conn: &mut spool_runtime::redis::SyncConn| -> u64 {
+        redis::cmd("LLEN").arg(&list).query(conn).unwrap()
+    };
+    let total = || env.rt.block_on(queue.stats()).unwrap().succeeded_total;
+    for _ in 0..3 {
+        run_id(&env, &queue, Next::Succeeded);
+    }
+    assert_eq!((counter(&mut conn), listed(&mut conn)), (None, 3));
+    let mut waited = env.job("hello", "{}");
+    waited.wait = true;
+    run_job(&env, &queue, &waited, Next::Succeeded);
+    assert_eq!((counter(&mut conn), listed(&mut conn)), (Some(1), 3));
+    assert_eq!(total(), 4);
+    let fold_lock = format!("{}:fold", env.queue.key_prefix());
+    let sweep = |conn: &mut spool_runtime::redis::SyncConn| -> i64 {
+        // (As if an hour had passed since the last fold.)
+        let _: () = redis::cmd("DEL").arg(&fold_lock).query(conn).unwrap();
+        env.rt.block_on(queue.fold_counts("sweeper")).unwrap()
+    };
+    // Far from its expiry (a record TTL and thirty days): left alone.
+    assert_eq!(sweep(&mut conn), 0);
+    assert_eq!((counter(&mut conn), listed(&mut conn)), (Some(1), 3));
+    // Within the fold's window, 29 days before it expires (its records
+    // gone a day by then): folded.
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&list)
+        .arg(29 * 86_400_000_u64 - 1_000)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(sweep(&mut conn), 3);
+    assert_eq!((counter(&mut conn), listed(&mut conn)), (Some(4), 0));
+    assert_eq!(total(), 4);
+    // The next success starts a new list; within the window too, it is
+    // not folded before the hour is up (the lock stands), then it is.
+    run_id(&env, &queue, Next::Succeeded);
+    assert_eq!((counter(&mut conn), listed(&mut conn)), (Some(4), 1));
+    assert_eq!(total(), 5);
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&list)
+        .arg(86_400_000)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(env.rt.block_on(queue.fold_counts("other")).unwrap(), 0);
+    assert_eq!((counter(&mut conn), listed(&mut conn)), (Some(4), 1));
+    assert_eq!(sweep(&mut conn), 1);
+    assert_eq!((counter(&mut conn), listed(&mut conn)), (Some(5), 0));
+    // Not a list (written by hand): the success is counted in the field,
+    // and the key left as it is, also by an ack that asks for the list's
+    // expiry to be raised (a worker's first ack of the tenant does).
+    let _: () = redis::cmd("SET")
+        .arg(&list)
+        .arg("oops")
+        .query(&mut conn)
+        .unwrap();
+    let fresh = keeping(&env, 10, env.queue_config().record_ttl);
+    run_id(&env, &fresh, Next::Succeeded);
+    assert_eq!(counter(&mut conn), Some(6));
+    assert_eq!(total(), 6);
+    let ttl: i64 = redis::cmd("PTTL").arg(&list).query(&mut conn).unwrap();
+    assert_eq!(ttl, -1);
 }
 
 #[test]

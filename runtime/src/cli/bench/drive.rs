@@ -30,7 +30,9 @@ pub(super) async fn drive(
     let enqueue_secs = started.elapsed().as_secs_f64();
     bar.set_message("run");
     let tenants: Vec<String> = plugins.iter().map(|p| p.tenant.clone()).collect();
-    wait_finished(client, &tenants, args.jobs as u64, &bar).await?;
+    // (The placeholders each tenant's list starts with count as successes.)
+    let placeholders = super::kept::cap(args) * tenants.len() as u64;
+    wait_finished(client, &tenants, args.jobs as u64, placeholders, &bar).await?;
     bar.finish_and_clear();
     let commands = server_command_calls(client).await? - commands_before;
     // A master that went away (or came) during the run counts from 0.
@@ -106,15 +108,19 @@ async fn enqueue_all(
     Ok(ids)
 }
 
-/// Poll the tenants' counters until `jobs` jobs succeeded or died.
+/// Poll the tenants' counters until `jobs` jobs succeeded or died (beside
+/// the `placeholders` the counters start with).
 async fn wait_finished(
     client: &Queue,
     tenants: &[String],
     jobs: u64,
+    placeholders: u64,
     bar: &ProgressBar,
 ) -> Result<(), QueueError> {
     loop {
-        let finished = super::queries::finished(client, tenants).await?;
+        let finished = super::queries::finished(client, tenants)
+            .await?
+            .saturating_sub(placeholders);
         bar.set_position(finished);
         if finished >= jobs {
             return Ok(());

@@ -217,16 +217,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
         batch: args.batch.max(1),
         prefetch: args.prefetch,
     };
-    let running = if args.workers > 0 {
-        let n = usize::try_from(args.workers).unwrap_or(1);
-        let workers = processes::Workers::start(n, &spec).map_err(BenchError::Workers)?;
-        Running::Processes(workers)
-    } else {
-        let config = worker_config(args, &queue_config);
-        let queue = rt.block_on(Queue::connect(queue_config.clone()))?;
-        let kv: Arc<dyn KeyValue> = Arc::new(RedisKv::new(&url, &queue_config.prefix)?);
-        Running::in_process(config, registry, queue, kv)
-    };
+    let running = start_workers(args, &spec, &rt, (&url, registry))?;
     let instances_before = crate::sandbox::instances_created();
     let cpu_before = process_cpu_seconds() + running.children_cpu();
     let result = rt.block_on(drive::drive(args, &plugins, &client, inputs));
@@ -234,20 +225,62 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     let (concurrency, worker_round_trips) = running.stop(&rt);
     drop(server);
     let (mut report, commands, cpu_by_master) = result?;
-    let redis_cpu: f64 = cpu_by_master.iter().sum();
+    if args.redis.is_some() {
+        rt.block_on(kept::drop_lists(&client, &tenants));
+    }
     if args.workers == 0 {
         report.instances = crate::sandbox::instances_created() - instances_before;
     }
+    report.concurrency = concurrency.or(args.concurrency).unwrap_or(0);
+    let trips = worker_round_trips + client.round_trips();
+    per_job(
+        &mut report,
+        args,
+        commands,
+        &cpu_by_master,
+        process_cpu,
+        (worker_round_trips, trips),
+    );
+    Ok(report)
+}
+
+/// The run's workers: `--workers` processes, or the bench's own worker.
+fn start_workers(
+    args: &BenchArgs,
+    spec: &processes::Spec,
+    rt: &tokio::runtime::Runtime,
+    (url, registry): (&str, Arc<Registry>),
+) -> Result<Running, BenchError> {
+    if args.workers > 0 {
+        let n = usize::try_from(args.workers).unwrap_or(1);
+        let workers = processes::Workers::start(n, spec).map_err(BenchError::Workers)?;
+        return Ok(Running::Processes(workers));
+    }
+    let config = worker_config(args, spec.queue);
+    let queue = rt.block_on(Queue::connect(spec.queue.clone()))?;
+    let kv: Arc<dyn KeyValue> = Arc::new(RedisKv::new(url, &spec.queue.prefix)?);
+    Ok(Running::in_process(config, registry, queue, kv))
+}
+
+/// The report's figures per job: Redis commands, Redis' CPU (in all and by
+/// master), the bench process' CPU, and round trips (the workers', and
+/// everyone's).
+fn per_job(
+    report: &mut Report,
+    args: &BenchArgs,
+    commands: u64,
+    cpu_by_master: &[f64],
+    process_cpu: f64,
+    (worker_trips, trips): (u64, u64),
+) {
     let jobs = args.jobs.max(1) as f64;
     report.workers = args.workers;
-    report.concurrency = concurrency.or(args.concurrency).unwrap_or(0);
     report.redis_commands_per_job = commands as f64 / jobs;
-    report.redis_cpu_us_per_job = redis_cpu * 1e6 / jobs;
+    report.redis_cpu_us_per_job = cpu_by_master.iter().sum::<f64>() * 1e6 / jobs;
     report.redis_cpu_us_per_job_by_master = cpu_by_master.iter().map(|s| s * 1e6 / jobs).collect();
     report.process_cpu_us_per_job = process_cpu * 1e6 / jobs;
-    report.worker_round_trips_per_job = worker_round_trips as f64 / jobs;
-    report.round_trips_per_job = (worker_round_trips + client.round_trips()) as f64 / jobs;
-    Ok(report)
+    report.worker_round_trips_per_job = worker_trips as f64 / jobs;
+    report.round_trips_per_job = trips as f64 / jobs;
 }
 
 /// The bench's client: on a `--redis` server, under a prefix of its own
@@ -276,8 +309,7 @@ fn queue_config(args: &BenchArgs, url: &str) -> QueueConfig {
     // share of the run's jobs (round-robin), and the kept lists start
     // full (kept.rs), so that every ack trims as at the default cap in a
     // deployment.
-    let tenants = args.tenants.max(1) as usize;
-    config.keep_succeeded = Some(args.jobs.max(1).div_ceil(tenants) as u64);
+    config.keep_succeeded = Some(kept::cap(args));
     config
 }
 

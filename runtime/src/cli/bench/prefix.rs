@@ -44,7 +44,14 @@ fn keys_that_matter(config: &QueueConfig, tenants: &[String]) -> Vec<String> {
         .collect();
     for tenant in tenants {
         let t = crate::queue::tenant_keys(&config.prefix, &config.queue, tenant);
-        for suffix in ["stats", "kept", "ready:normal", "leases", "delayed"] {
+        for suffix in [
+            "stats",
+            "recent",
+            "kept",
+            "ready:normal",
+            "leases",
+            "delayed",
+        ] {
             keys.push(format!("{t}:{suffix}"));
         }
     }
@@ -147,6 +154,6 @@ mod tests {
             keys.contains(&format!("~1234:{{{queue}/t1}}:stats")),
             "{keys:?}"
         );
-        assert_eq!(keys.len(), 5 + 2 * 5);
+        assert_eq!(keys.len(), 5 + 2 * 6);
     }
 }

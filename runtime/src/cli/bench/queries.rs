@@ -150,25 +150,38 @@ pub(super) async fn queue_master(queue: &Queue) -> Result<Option<String>, QueueE
 }
 
 /// Jobs of `tenants` that succeeded or died, from their counters (one
-/// pipeline).
+/// pipeline): `succeeded` and `dead` in `T:stats`, and the successes
+/// listed in `T:recent`, which its counter does not hold yet (ack.lua,
+/// keep_newest).
 pub(super) async fn finished(queue: &Queue, tenants: &[String]) -> Result<u64, QueueError> {
     let mut batch = Batch::new();
     for t in tenants {
-        let key = format!("{}:stats", queue.tenant_keys(t));
+        let keys = queue.tenant_keys(t);
+        let stats = format!("{keys}:stats");
+        let listed = format!("{keys}:recent");
         batch.add(
-            &key,
+            &stats,
             redis::cmd("HMGET")
-                .arg(&key)
+                .arg(&stats)
                 .arg("succeeded")
                 .arg("dead")
                 .clone(),
         );
+        batch.add(&listed, redis::cmd("LLEN").arg(&listed).clone());
     }
-    let rows: Vec<(Option<u64>, Option<u64>)> = run(queue, batch, "read job counters").await?;
-    Ok(rows
-        .iter()
-        .map(|(s, d)| s.unwrap_or(0) + d.unwrap_or(0))
-        .sum())
+    let rows: Vec<redis::Value> = run(queue, batch, "read job counters").await?;
+    let mut total = 0;
+    for row in rows {
+        total += match row {
+            redis::Value::Int(n) => u64::try_from(n).unwrap_or(0),
+            row => {
+                let (s, d): (Option<u64>, Option<u64>) = redis::from_redis_value(row)
+                    .map_err(|e| queue.redis().error("read job counters", e.into()))?;
+                s.unwrap_or(0) + d.unwrap_or(0)
+            }
+        };
+    }
+    Ok(total)
 }
 
 /// Total commands Redis has executed (`INFO commandstats`, which counts the

@@ -5,8 +5,8 @@
 -- ARGV[2]  dead-letter record TTL, seconds
 -- ARGV[3]  dead-letter cap
 -- ARGV[4]  succeeded records kept (0: no count cap, the TTL alone): the
---          newest, in the order their acks came, in `P:kept`; older ones
---          are deleted
+--          newest, in the order their acks came, in `P:recent`; older
+--          ones are deleted
 -- ARGV[5]  '1' when the worker's view of the tenant's limits (read by its
 --          claims once a second) shows no concurrency cap: a freed lease
 --          then cannot make it claimable, and the ack does not look (see
@@ -131,10 +131,18 @@ local function handed_back(id, key, token)
   return current
 end
 
--- Record `ids` (this call's successes, oldest first) in `P:kept`, newest
--- at the head, and delete the records of the oldest beyond `keep`, so
--- that a busy tenant's succeeded records take bounded memory whatever the
--- TTL. Only records still succeeded are deleted: an id a client reused
+-- Record `ids` (this call's successes, oldest first) in `P:recent`,
+-- newest at the head, and delete the records of the oldest beyond `keep`,
+-- so that a busy tenant's succeeded records take bounded memory whatever
+-- the TTL. The list is also the tenant's count of them: each entry is a
+-- success not yet added to `succeeded` in `P:stats`, which a trim adds
+-- for the entries it takes, so the tenant's total is that field plus the
+-- list's length (stats.lua), and an ack spends no `HINCRBY` on it (a
+-- command per idle job). A quiet tenant's list is folded into the field
+-- a day after its records expired, well before the list does (fold.lua,
+-- queue/fold.rs). (Workers before
+-- 2026-12-05 push onto `P:kept` and count each success in the field:
+-- this list is a key of its own so that neither counts the other's.) Only records still succeeded are deleted: an id a client reused
 -- for a new job keeps it while that job is live. (Once the reused id
 -- succeeds again it is listed twice, and its record goes when the older
 -- entry does: checking each entry's token as well cost ~6% of Redis'
@@ -158,7 +166,12 @@ end
 -- a worker with a shorter --record-ttl must not cut the list's life short
 -- of records a longer one wrote. A PTTL more, but only at a trim or a
 -- refresh.)
-local KEPT_MARGIN_S = 120
+-- (Thirty days, not the two minutes the records need: the list holds
+-- counts, and a quiet tenant's is folded into its counter from a day
+-- after its records expired (fold.lua, queue/fold.rs); its expiry only
+-- bounds the ids of a tenant no worker serves any more. A fleet stopped
+-- for the whole thirty days loses those counts.)
+local KEPT_MARGIN_S = 2592000
 local function kept_expiry(ttl) return math.min(int(ttl), MAX_TTL) + KEPT_MARGIN_S end
 local function extend_kept(list, ttl)
   local want = kept_expiry(ttl) * 1000
@@ -188,10 +201,18 @@ local function oldest_succeeded(list, length, n)
   return gone
 end
 local function keep_newest(ids, keep, ttl)
-  local list = P .. ':kept'
+  local list = P .. ':recent'
   local length = 0
   for k = 1, #ids, 1000 do
-    length = redis.call('LPUSH', list, unpack(ids, k, math.min(k + 999, #ids)))
+    local pushed = redis.pcall('LPUSH', list, unpack(ids, k, math.min(k + 999, #ids)))
+    if type(pushed) ~= 'number' then
+      -- A key of another type, written by hand: the ids go uncapped (they
+      -- expire with their TTL), but counted in the field, not lost; and
+      -- the key is left as it is (nil: no refresh of its expiry either).
+      counts['succeeded'] = (counts['succeeded'] or 0) + #ids - k + 1
+      return nil
+    end
+    length = pushed
   end
   local slack = math.max(1, math.min(100, math.floor(keep / 10)))
   local excess = length - keep
@@ -217,6 +238,8 @@ local function keep_newest(ids, keep, ttl)
       if redis.pcall('HGET', key, 'status') == 'succeeded' then gone[#gone + 1] = key end
     end
   end
+  -- Each entry taken is a success, counted now in the field.
+  counts['succeeded'] = (counts['succeeded'] or 0) + n
   -- One DEL for all (each command called from Lua costs more than
   -- deleting a small record).
   if #gone > 0 then redis.call('DEL', unpack(gone)) end
@@ -275,7 +298,8 @@ local function release(id)
   end
 end
 
--- This call's succeeded ids for `P:kept`, in order.
+-- This call's succeeded ids for `P:recent`, in order (counted there,
+-- not in `P:stats`: see keep_newest).
 local succeeded = {}
 
 -- Any outcome of any job (the fast path below leaves the rest here):
@@ -341,6 +365,7 @@ local function apply(i)
       -- idempotency key (which deduplicates only while the record lives).
       if keep > 0 and waiting ~= '1' and not current[4] then
         succeeded[#succeeded + 1] = id
+        counts['succeeded'] = counts['succeeded'] - 1
       end
     elseif outcome == 'dead' then
       bury(id, now, dead_ttl, dead_cap, waiting, current[3])
@@ -395,12 +420,13 @@ while i <= #ARGV do
   end
   if not f then i = apply(i) end
 end
-if fast > 0 then counts['succeeded'] = (counts['succeeded'] or 0) + fast end
+-- (With a cap each is listed in `P:recent`, which counts it.)
+if fast > 0 and keep == 0 then counts['succeeded'] = (counts['succeeded'] or 0) + fast end
 if #released > 0 then redis.call('ZREM', leases, unpack(released)) end
 local expiry_set = #succeeded > 0 and keep_newest(succeeded, keep, record_ttl)
 -- The worker's once-a-minute refresh of the kept list's expiry (above).
-if keep > 0 and ARGV[7] == '1' and not expiry_set then
-  extend_kept(P .. ':kept', record_ttl)
+if keep > 0 and ARGV[7] == '1' and expiry_set == false then
+  extend_kept(P .. ':recent', record_ttl)
 end
 -- A freed lease may be a free slot under the tenant's cap: worth a visit if
 -- jobs wait (a tenant that ran dry stays out of the ready set). Nothing to

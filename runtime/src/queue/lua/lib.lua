@@ -275,7 +275,9 @@ end
 local counts = {}
 local function count(name) counts[name] = (counts[name] or 0) + 1 end
 local function flush_counts()
-  for name, n in pairs(counts) do redis.call('HINCRBY', P .. ':stats', name, text(n)) end
+  for name, n in pairs(counts) do
+    if n ~= 0 then redis.call('HINCRBY', P .. ':stats', name, text(n)) end
+  end
 end
 
 -- The moment `ttl` seconds after the call's clock, as PEXPIREAT's text
