@@ -38,20 +38,10 @@ impl Queue {
     /// the sweep's lock: workers of an older version, which never fold,
     /// may hold that one for long.)
     pub async fn fold_counts(&self, worker: &str) -> Result<i64, QueueError> {
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        let took: Option<String> = redis::cmd("SET")
-            .arg(self.key("fold"))
-            .arg(worker)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(FOLD_EVERY.as_millis()).unwrap_or(u64::MAX))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("take the fold's lock", e))?;
-        if took.is_none() {
+        if !self.take_turn("fold", worker, FOLD_EVERY).await? {
             return Ok(0);
         }
+        let mut conn = self.redis.conn();
         self.count_round_trip();
         let tenants: Vec<String> = redis::cmd("ZRANGE")
             .arg(self.key("seq"))
@@ -93,12 +83,7 @@ mod tests {
 
     #[test]
     fn a_list_folds_after_its_records_expire_and_well_before_it_does() {
-        let lua = include_str!("lua/ack.lua");
-        let margin: u64 = lua
-            .lines()
-            .find_map(|l| l.strip_prefix("local KEPT_MARGIN_S = "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("KEPT_MARGIN_S in ack.lua");
+        let margin = crate::queue::ops::kept_margin_s();
         // The records: listed up to a worker's refresh period (a minute,
         // queue/ops.rs) after the list's expiry was last raised, and an
         // ack's call on top: all expired before the window opens.

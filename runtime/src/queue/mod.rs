@@ -81,6 +81,8 @@ pub use model::{
     ClaimedJob, DEFAULT_CONTENT_TYPE, DEFAULT_MAX_ATTEMPTS, NewJob, Next, Outcome, Priority, Seen,
 };
 pub use names::{check_group, check_prefix, check_queue, tenant_keys};
+#[cfg(test)]
+pub(crate) use ops::kept_margin_s;
 pub use ops::{Enqueued, LIMITS_FRESH};
 pub use progress::ProgressReport;
 pub use recent::JobSummary;

@@ -795,18 +795,24 @@ fn over_quota(e: &redis::RedisError, jobs: &[&NewJob]) -> Option<QueueError> {
     })
 }
 
+/// ack.lua's `KEPT_MARGIN_S`: how long a kept list outlives the records
+/// it lists (for the tests of what depends on it).
+#[cfg(test)]
+pub(crate) fn kept_margin_s() -> u64 {
+    include_str!("lua/ack.lua")
+        .lines()
+        .find_map(|l| l.strip_prefix("local KEPT_MARGIN_S = "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("KEPT_MARGIN_S in ack.lua")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_kept_lists_margin_covers_a_workers_refresh_period() {
-        let lua = include_str!("lua/ack.lua");
-        let margin: u64 = lua
-            .lines()
-            .find_map(|l| l.strip_prefix("local KEPT_MARGIN_S = "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("KEPT_MARGIN_S in ack.lua");
+        let margin = kept_margin_s();
         // A refresh a period ago, and an ack's call that takes a while.
         assert!(
             Duration::from_secs(margin) >= KEPT_REFRESH * 2,

@@ -37,6 +37,28 @@ impl Queue {
             .map_err(|e| self.error("prune the idle workers", e))
     }
 
+    /// Whether `worker` takes the fleet's turn at `what` (a lock `Q:WHAT`
+    /// in the queue's slot, held for `every`): false when another worker
+    /// took it within that time.
+    pub(super) async fn take_turn(
+        &self,
+        what: &'static str,
+        worker: &str,
+        every: Duration,
+    ) -> Result<bool, QueueError> {
+        self.count_round_trip();
+        let took: Option<String> = redis::cmd("SET")
+            .arg(self.key(what))
+            .arg(worker)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut self.redis.conn())
+            .await
+            .map_err(|e| self.error("take the fleet's turn", e))?;
+        Ok(took.is_some())
+    }
+
     /// Sweep, if no other worker did within `every` (a lock in the queue's
     /// slot); `None` when another one did. Leases found expired on the way
     /// back off from `backoff`, as in the worker's claims.
@@ -46,18 +68,7 @@ impl Queue {
         every: Duration,
         backoff: Duration,
     ) -> Result<Option<Swept>, QueueError> {
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        let took: Option<String> = redis::cmd("SET")
-            .arg(self.key("sweep"))
-            .arg(worker)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("take the sweep lock", e))?;
-        if took.is_none() {
+        if !self.take_turn("sweep", worker, every).await? {
             return Ok(None);
         }
         let mut swept = Swept::default();

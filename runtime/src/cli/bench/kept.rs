@@ -97,11 +97,7 @@ mod tests {
 
     #[test]
     fn the_filled_list_lives_as_an_acks_does() {
-        let margin: u64 = include_str!("../../queue/lua/ack.lua")
-            .lines()
-            .find_map(|l| l.strip_prefix("local KEPT_MARGIN_S = "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("KEPT_MARGIN_S in ack.lua");
+        let margin = crate::queue::kept_margin_s();
         assert_eq!(LIST_TTL_S, PLACEHOLDER_TTL_S + margin);
     }
 }
