@@ -224,10 +224,11 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
     let process_cpu = process_cpu_seconds() + running.children_cpu() - cpu_before;
     let (concurrency, worker_round_trips) = running.stop(&rt);
     drop(server);
-    let (mut report, commands, cpu_by_master) = result?;
+    // (Also when the run failed: the lists live thirty days.)
     if args.redis.is_some() {
         rt.block_on(kept::drop_lists(&client, &tenants));
     }
+    let (mut report, commands, cpu_by_master) = result?;
     if args.workers == 0 {
         report.instances = crate::sandbox::instances_created() - instances_before;
     }
