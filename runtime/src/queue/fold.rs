@@ -38,7 +38,10 @@ impl Queue {
     /// the sweep's lock: workers of an older version, which never fold,
     /// may hold that one for long.)
     pub async fn fold_counts(&self, worker: &str) -> Result<i64, QueueError> {
-        if !self.take_turn("fold", worker, FOLD_EVERY).await? {
+        if !self
+            .take_turn("fold", worker, FOLD_EVERY, "take the fold's lock")
+            .await?
+        {
             return Ok(0);
         }
         let mut conn = self.redis.conn();

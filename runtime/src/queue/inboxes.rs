@@ -8,7 +8,7 @@
 //! is leased and runs again when its lease lapses. An enqueue used to set
 //! the list to expire, a command per job handed over. Now each waiter
 //! registers its list, scored by until when (µs, Redis' clock) it may
-//! hold a job there unread, and the sweep deletes the lists whose
+//! hold a job there unread, and a worker deletes the lists whose
 //! registration lapsed (`lua/ring/reap.lua`). An enqueue sets no expiry on
 //! a list named `Q:wake:r:…`, which only registered waiters use.
 
@@ -143,10 +143,20 @@ impl Queue {
     }
 
     /// Delete the lists of waiters whose registration lapsed
-    /// (`lua/ring/reap.lua`), in the sweep; how many lapsed. Calls follow
-    /// while one takes its most, up to [`REAP_CALLS`], so that a fleet
-    /// whose connections come and go fast is kept up with.
-    pub(super) async fn reap_inboxes(&self) -> Result<i64, QueueError> {
+    /// (`lua/ring/reap.lua`), if no other worker did within `every` (a
+    /// lock `Q:reap` of its own, not the sweep's: workers of an older
+    /// version, which never reap, may hold that one for long); how many
+    /// lapsed. Calls follow while one takes its most, up to
+    /// [`REAP_CALLS`], so that a fleet whose connections come and go fast
+    /// is kept up with. Nothing on a cluster, where no waiter registers.
+    pub async fn reap_inboxes(&self, worker: &str, every: Duration) -> Result<i64, QueueError> {
+        if self.redis.is_cluster()
+            || !self
+                .take_turn("reap", worker, every, "take the reap's lock")
+                .await?
+        {
+            return Ok(0);
+        }
         let call = self.inner.scripts.reap.key(&self.inner.keys);
         let mut reaped = 0;
         for _ in 0..REAP_CALLS {

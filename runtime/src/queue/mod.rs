@@ -18,6 +18,7 @@
 //! | `T:leases` | zset | running ids by lease expiry (µs); its size is what the tenant's cap counts |
 //! | `T:recent` | list | succeeded ids, newest at the head, capped (`--keep-succeeded`, trimmed a tenth at a time): older records are deleted; each entry is a success not yet in `T:stats` (see [`fold`]) |
 //! | `T:kept` | list | the same, of workers before 2026-12-05 (whose acks also count each success in `T:stats`) |
+//! | `Q:sweep`, `Q:reap`, `Q:fold` | strings | the fleet's turns at the sweep, at deleting gone waiters' inboxes and at folding quiet tenants' counts (one worker each at a time) |
 //! | `T:dead` | zset | dead-letter ids by time of death, capped |
 //! | `T:bucket`, `T:paused`, `T:in`, `T:timer` | | rate-limit tokens, a pause, the "has work" bookkeeping |
 //! | `T:done:ID` | list | completion notice for `enqueue --wait` |

@@ -39,12 +39,13 @@ impl Queue {
 
     /// Whether `worker` takes the fleet's turn at `what` (a lock `Q:WHAT`
     /// in the queue's slot, held for `every`): false when another worker
-    /// took it within that time.
+    /// took it within that time. `op` names the step in an error.
     pub(super) async fn take_turn(
         &self,
         what: &'static str,
         worker: &str,
         every: Duration,
+        op: &'static str,
     ) -> Result<bool, QueueError> {
         self.count_round_trip();
         let took: Option<String> = redis::cmd("SET")
@@ -55,7 +56,7 @@ impl Queue {
             .arg(u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1))
             .query_async(&mut self.redis.conn())
             .await
-            .map_err(|e| self.error("take the fleet's turn", e))?;
+            .map_err(|e| self.error(op, e))?;
         Ok(took.is_some())
     }
 
@@ -68,17 +69,15 @@ impl Queue {
         every: Duration,
         backoff: Duration,
     ) -> Result<Option<Swept>, QueueError> {
-        if !self.take_turn("sweep", worker, every).await? {
+        if !self
+            .take_turn("sweep", worker, every, "take the sweep lock")
+            .await?
+        {
             return Ok(None);
         }
         let mut swept = Swept::default();
         if let Err(e) = self.prune_idle().await {
             tracing::warn!("sweep: dropping idle workers that are gone: {e}");
-        }
-        match self.reap_inboxes().await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(lists = n, "sweep: deleted the lists of idle waiters gone"),
-            Err(e) => tracing::warn!("sweep: deleting the lists of idle waiters gone: {e}"),
         }
         // A migration that fails (an old key no one can read) must not stop
         // the rest of the sweep.

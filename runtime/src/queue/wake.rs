@@ -118,7 +118,7 @@ impl Queue {
     /// (a connection Redis still holds blocked on an older one, after a
     /// cut this side saw first, must not take a job meant for this one).
     /// On one Redis the list is registered in `Q:inboxes` at once (see
-    /// [`INBOX_GRACE`]), so that its first wait may take a job.
+    /// `inboxes.rs`), so that its first wait may take a job.
     pub async fn wake_waiter(&self) -> Result<WakeWait, QueueError> {
         let conn = self.blocking_connection().await?;
         // `r:` tells an enqueue that the list is registered in

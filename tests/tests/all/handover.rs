@@ -461,11 +461,12 @@ fn inbox_until(env: &Env, conn: &mut SyncConn, inbox: &str) -> Option<u64> {
 /// wait, so an enqueue that hands it a job sets no expiry on the list (a
 /// command fewer per job). A worker killed right then (here: a wait cut
 /// off and never left) leaves the job's copy there; once its registration
-/// lapses the sweep deletes the list, and only a waiter's own list: a
+/// lapses a worker deletes the list (every ten seconds, one worker of the
+/// fleet, under a lock of its own), and only a waiter's own list: a
 /// registration naming another key is dropped and the key left alone. A
 /// registration still current is kept.
 #[test]
-fn the_sweep_deletes_the_inbox_of_a_waiter_gone_and_nothing_else() {
+fn a_worker_deletes_the_inbox_of_a_waiter_gone_and_nothing_else() {
     let env = Env::standalone("handover-reap");
     let keys = env.queue.key_prefix().to_string();
     let queue = env.queue.clone();
@@ -516,14 +517,18 @@ fn the_sweep_deletes_the_inbox_of_a_waiter_gone_and_nothing_else() {
         .arg(format!("{keys}:seq"))
         .query(&mut conn)
         .unwrap();
-    let sweep = || {
-        env.rt
-            .block_on(queue.sweep("sweeper", Duration::from_millis(1), LEASE))
-            .unwrap()
-            .expect("the sweep's lock was free")
+    let period = Duration::from_secs(60);
+    let reap = |worker: &str| env.rt.block_on(queue.reap_inboxes(worker, period)).unwrap();
+    let sweep = || -> i64 {
+        // (As if a period had passed since the last turn.)
+        let _: () = redis::cmd("DEL")
+            .arg(format!("{keys}:reap"))
+            .query(&mut env.redis_conn())
+            .unwrap();
+        reap("sweeper")
     };
-    std::thread::sleep(Duration::from_millis(5));
-    sweep();
+    // The registration naming another key lapsed.
+    assert_eq!(sweep(), 1);
     // Nothing of the gone waiter lapsed yet.
     assert_eq!(
         redis::cmd("LLEN")
@@ -540,8 +545,10 @@ fn the_sweep_deletes_the_inbox_of_a_waiter_gone_and_nothing_else() {
         .arg(gone.inbox())
         .query(&mut conn)
         .unwrap();
-    std::thread::sleep(Duration::from_millis(5));
-    sweep();
+    // Once per period: a worker that finds the turn taken leaves it.
+    assert_eq!(reap("other"), 0);
+    assert!(inbox_until(&env, &mut conn, gone.inbox()).is_some());
+    assert_eq!(sweep(), 1);
     let exists = |conn: &mut SyncConn, key: &str| -> bool {
         redis::cmd("EXISTS").arg(key).query::<u64>(conn).unwrap() == 1
     };

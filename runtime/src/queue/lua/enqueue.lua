@@ -152,8 +152,8 @@ local function hand_over(argv, idle, now, now_s)
     queue_write('ZADD', Q .. ':timers', 'LT', until_s, tenant)
     queue_write('ZADD', Q .. ':seq', 'NX', '0', tenant)
   end
-  -- An inbox registered in `Q:inboxes` (`Q:wake:r:…`) is deleted by the
-  -- sweep once its worker is gone (ring/reap.lua); one of a worker before
+  -- An inbox registered in `Q:inboxes` (`Q:wake:r:…`) is deleted by a
+  -- worker once its waiter is gone (ring/reap.lua); one of a worker before
   -- that (a rolling upgrade) expires, as a worker killed now would leave
   -- it, and the job's copy in it, for good.
   if inbox:sub(#Q + 7, #Q + 8) ~= 'r:' then redis.call('PEXPIRE', inbox, '60000') end

@@ -5,8 +5,8 @@
 -- now a waiter registers its inbox in `Q:inboxes` under the time (µs,
 -- Redis' clock) until which it may hold a job there unread, renewed as
 -- it waits (queue/wake.rs), and an enqueue sets no expiry on such an
--- inbox (`Q:wake:r:…`). Past that time the inbox is deleted here, in the
--- sweep. (The job itself is leased, and runs again when its lease lapses:
+-- inbox (`Q:wake:r:…`). Past that time the inbox is deleted here, by one
+-- worker of the fleet every ten seconds (queue/inboxes.rs). (The job itself is leased, and runs again when its lease lapses:
 -- what goes is its copy in the inbox.)
 --
 -- KEYS[1]  the queue's prefix
