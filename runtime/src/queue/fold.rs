@@ -44,15 +44,7 @@ impl Queue {
         {
             return Ok(0);
         }
-        let mut conn = self.redis.conn();
-        self.count_round_trip();
-        let tenants: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.key("seq"))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.error("list tenants", e))?;
+        let tenants = self.tenants().await?;
         let window = u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX);
         let mut folded = 0;
         for chunk in tenants.chunks(CHUNK) {

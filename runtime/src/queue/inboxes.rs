@@ -1,4 +1,4 @@
-//! Idle waiters' own lists, registered in `Q:inboxes` so that the sweep
+//! Idle waiters' own lists, registered in `Q:inboxes` so that a worker
 //! can delete those of waiters that are gone (docs/queue.md, "Hand-over
 //! at idle", step 5).
 //!
@@ -32,11 +32,11 @@ const RENEW: Duration = Duration::from_secs(10);
 /// renewal in the wait's own pipeline may be refused while the entry in
 /// `Q:idle` is made (each command of a pipeline stands alone): so a wait
 /// after half a minute without waits renews and takes no job; the next
-/// may. (A job handed to a list the sweep does not know of would stay
+/// may. (A job handed to a list the reap does not know of would stay
 /// there for good if its worker died.)
 const NEEDED: Duration = Duration::from_secs(30);
 
-/// Most calls of `reap.lua` per sweep (each takes 1,000 registrations at
+/// Most calls of `reap.lua` per turn (each takes 1,000 registrations at
 /// most).
 const REAP_CALLS: usize = 20;
 
