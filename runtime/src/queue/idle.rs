@@ -1,7 +1,7 @@
 //! The waiter's side of the hand-over at idle (docs/queue.md, "Hand-over
 //! at idle"; the enqueue's side is `hand_over` in `lua/enqueue.lua`).
 //!
-//! A worker waiting for work registers in `Q:idle` as `INBOX LEASE_US
+//! A worker waiting for work registers in `Q:idle` as `INBOX hLEASE_US
 //! WORKER` under a deadline on Redis' clock (sent with its `BLPOP`, see
 //! wake.rs). An enqueue that hands it a job takes the entry (`ZPOPMAX`)
 //! and pushes the job onto the inbox in the same script. So after any wait
@@ -27,8 +27,12 @@ const INBOX_READ: usize = 16;
 
 /// A waiter's entry in `Q:idle`: its inbox, its lease (µs) and its worker
 /// id (last: an id may hold spaces), as enqueue.lua's `hand_over` reads it.
+/// The `h` before the lease says the worker renews and acks a lease as its
+/// entry in `T:leased` (lua/lib.lua, `lease_entry`): an enqueue of the
+/// version before, which would lease it in `T:leases`, reads no such entry
+/// and hands it nothing.
 pub(super) fn member(inbox: &str, worker: &str, lease: Duration) -> String {
-    format!("{inbox} {} {worker}", lease.as_micros())
+    format!("{inbox} h{} {worker}", lease.as_micros())
 }
 
 impl Queue {

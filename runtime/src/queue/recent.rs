@@ -100,10 +100,13 @@ impl Queue {
             .await
             .map_err(|e| self.error("list jobs by status", e))?;
         let mut ids: Vec<String> = Vec::new();
-        for mut list in lists {
+        for (n, mut list) in lists.into_iter().enumerate() {
             if status == Status::Queued {
                 // Next to run first: the right end of each list.
                 list.reverse();
+            }
+            if status == Status::Running && n == 0 {
+                list = list.iter().filter_map(|e| leased_id(e)).collect();
             }
             ids.extend(list);
         }
@@ -112,6 +115,13 @@ impl Queue {
         ids.truncate(limit);
         Ok(ids)
     }
+}
+
+/// The job id of an entry of `T:leased`, `ID TOKEN` (lua/lib.lua,
+/// `lease_entry`); none for one written by hand otherwise.
+fn leased_id(entry: &str) -> Option<String> {
+    let (id, token) = entry.rsplit_once(' ')?;
+    (!token.is_empty() && token.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_owned())
 }
 
 /// The reads that list `status`'s ids (in the tenant's `keys`), or none
@@ -136,10 +146,14 @@ fn ids_pipe(keys: &str, status: Status, limit: usize) -> Option<redis::Pipeline>
                 .arg(last);
         }
         Status::Running => {
-            pipe.cmd("ZRANGE")
-                .arg(format!("{keys}:leases"))
-                .arg(0)
-                .arg(last);
+            // `leased` holds `ID TOKEN` (lua/lib.lua, `lease_entry`);
+            // `leases`, ids leased by workers of the versions before it.
+            for key in ["leased", "leases"] {
+                pipe.cmd("ZRANGE")
+                    .arg(format!("{keys}:{key}"))
+                    .arg(0)
+                    .arg(last);
+            }
         }
         Status::Succeeded => {
             // Newest first: acks push at the head. (`kept`: the list of
@@ -161,4 +175,18 @@ fn ids_pipe(keys: &str, status: Status, limit: usize) -> Option<redis::Pipeline>
         Status::Cancelled => return None,
     }
     Some(pipe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leased_id;
+
+    #[test]
+    fn a_leased_entry_names_its_job_by_all_but_its_last_word() {
+        assert_eq!(leased_id("01JB 1733400000000000").as_deref(), Some("01JB"));
+        assert_eq!(leased_id("an id 7").as_deref(), Some("an id"));
+        assert_eq!(leased_id("01JB"), None);
+        assert_eq!(leased_id("01JB 12a"), None);
+        assert_eq!(leased_id("01JB "), None);
+    }
 }

@@ -217,7 +217,7 @@ fn a_cap_of_5_holds_across_three_worker_processes_and_a_sigkill() {
         None,
     );
     // Sample the leases (what the cap counts) while the jobs run.
-    let leases = format!("{}:leases", env.tenant_keys("acme"));
+    let leases = format!("{}:leased", env.tenant_keys("acme"));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
         let (mut conn, stop) = (env.redis_conn(), std::sync::Arc::clone(&stop));

@@ -23,11 +23,18 @@ fn redis_now(conn: &mut SyncConn) -> u64 {
 /// right after registering): `Q:idle`'s entry as wake.rs writes it, its
 /// deadline `ahead_us` from now on Redis' clock (negative: passed).
 fn ghost(env: &Env, name: &str, lease: Duration, ahead_us: i64) -> String {
+    ghost_as(env, name, lease, ahead_us, "h")
+}
+
+/// [`ghost`], its entry with `marker` before the lease: `h` as wake.rs
+/// writes it, none as a worker of the version before did (which renews
+/// its lease in `T:leases`, by id).
+fn ghost_as(env: &Env, name: &str, lease: Duration, ahead_us: i64, marker: &str) -> String {
     let keys = env.queue.key_prefix().to_string();
     let mut conn = env.redis_conn();
     let inbox = format!("{keys}:wake:{name}");
     let deadline = redis_now(&mut conn).cast_signed() + ahead_us;
-    let member = format!("{inbox} {} {name}", lease.as_micros());
+    let member = format!("{inbox} {marker}{} {name}", lease.as_micros());
     let _: () = redis::cmd("ZADD")
         .arg(format!("{keys}:idle"))
         .arg(deadline)
@@ -87,12 +94,7 @@ fn an_idle_waiter_is_handed_a_lone_job_as_a_lease() {
     assert_eq!(record.worker.as_deref(), Some("w1"));
     assert_eq!(record.attempts, 1);
     assert_eq!(zcard(&mut conn, &idle), 0, "the waiter's entry was taken");
-    let lease_end: Option<u64> = redis::cmd("ZSCORE")
-        .arg(format!("{}:leases", env.tenant_keys("default")))
-        .arg(&id)
-        .query(&mut conn)
-        .unwrap();
-    let lease_end = lease_end.expect("a lease");
+    let (lease_end, _) = lease_of(&env, &mut conn, &id);
     let now = redis_now(&mut conn);
     assert!(
         lease_end > now + 25_000_000 && lease_end <= now + 30_000_000,
@@ -316,29 +318,62 @@ fn claimed_again(env: &Env) -> spool_runtime::queue::ClaimedJob {
 
 /// A job handed to a worker that died right after it registered runs
 /// again once its lease lapses, as a claimed one would (attempt 2), and a
-/// late outcome of the dead worker's attempt is refused.
+/// late outcome of the dead worker's attempt is refused. So also where
+/// the waiter is a worker of the version before, whose lease the
+/// enqueue writes in `T:leases` by id: a worker of this version reaps it.
 #[test]
 fn a_job_handed_to_a_dead_worker_runs_again_after_its_lease() {
     let env = Env::standalone("handover-dead");
     learn_clock(&env.queue, &env);
     let lease = Duration::from_millis(300);
-    ghost(&env, "dead", lease, 60_000_000);
-    let id = env.enqueue("hello", "{}");
-    let record = env.record(&id);
-    assert_eq!(
-        (record.status, record.worker.as_deref()),
-        (Some(Status::Running), Some("dead"))
-    );
-    std::thread::sleep(lease + Duration::from_millis(100));
-    let job = claimed_again(&env);
-    assert_eq!((job.id.as_str(), job.attempt), (id.as_str(), 2));
-    let record = env.record(&id);
-    assert_eq!(record.worker.as_deref(), Some("w2"));
-    let applied = env
-        .rt
-        .block_on(env.queue.ack(&[job.outcome(Next::Succeeded)]))
-        .unwrap();
-    assert_eq!(applied, vec![true]);
+    let keys = env.tenant_keys("default");
+    let mut conn = env.redis_conn();
+    for (marker, key) in [("h", "leased"), ("", "leases")] {
+        ghost_as(&env, "dead", lease, 60_000_000, marker);
+        let id = env.enqueue("hello", "{}");
+        let record = env.record(&id);
+        assert_eq!(
+            (record.status, record.worker.as_deref()),
+            (Some(Status::Running), Some("dead"))
+        );
+        let token: String = redis::cmd("HGET")
+            .arg(format!("{keys}:job:{id}"))
+            .arg("token")
+            .query(&mut conn)
+            .unwrap();
+        let entry = if marker.is_empty() {
+            id.clone()
+        } else {
+            format!("{id} {token}")
+        };
+        let score: Option<u64> = redis::cmd("ZSCORE")
+            .arg(format!("{keys}:{key}"))
+            .arg(&entry)
+            .query(&mut conn)
+            .unwrap();
+        assert!(score.is_some(), "{marker:?}: leased in {key} as {entry}");
+        std::thread::sleep(lease + Duration::from_millis(100));
+        let job = claimed_again(&env);
+        assert_eq!(
+            (job.id.as_str(), job.attempt),
+            (id.as_str(), 2),
+            "{marker:?}"
+        );
+        let record = env.record(&id);
+        assert_eq!(record.worker.as_deref(), Some("w2"));
+        let mut late = job.outcome(Next::Succeeded);
+        late.token.clone_from(&token);
+        let applied = env
+            .rt
+            .block_on(env.queue.ack(&[late, job.outcome(Next::Succeeded)]))
+            .unwrap();
+        assert_eq!(
+            applied,
+            vec![false, true],
+            "{marker:?}: the dead attempt's is refused"
+        );
+        assert_eq!(env.record(&id).status, Some(Status::Succeeded));
+    }
 }
 
 /// Cut a registered waiter's wait off the way a lost connection does:
@@ -733,16 +768,17 @@ fn sleep_past(conn: &mut SyncConn, at_us: u64) {
     }
 }
 
-/// A handed-over job's lease end, and its token.
+/// A handed-over job's lease end (its entry `ID TOKEN` in `T:leased`),
+/// and its token.
 fn lease_of(env: &Env, conn: &mut SyncConn, id: &str) -> (u64, String) {
-    let end: Option<u64> = redis::cmd("ZSCORE")
-        .arg(format!("{}:leases", env.tenant_keys("default")))
-        .arg(id)
-        .query(conn)
-        .unwrap();
     let token: String = redis::cmd("HGET")
         .arg(format!("{}:job:{id}", env.tenant_keys("default")))
         .arg("token")
+        .query(conn)
+        .unwrap();
+    let end: Option<u64> = redis::cmd("ZSCORE")
+        .arg(format!("{}:leased", env.tenant_keys("default")))
+        .arg(format!("{id} {token}"))
         .query(conn)
         .unwrap();
     (end.expect("a lease"), token)

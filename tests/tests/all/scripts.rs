@@ -329,7 +329,10 @@ fn fencing_tokens_stay_unique_when_redis_goes_back_in_time() {
             job_key(&env, &id),
             &[("status", "queued"), ("token", "0"), ("attempt", "0")],
         )
-        .zrem(format!("{}:leases", env.tenant_keys("default")), &id)
+        .zrem(
+            format!("{}:leased", env.tenant_keys("default")),
+            format!("{id} {zombie}"),
+        )
         .lpush(ready(&env), &id)
         .query(&mut env.redis_conn())
         .unwrap();
@@ -344,6 +347,91 @@ fn fencing_tokens_stay_unique_when_redis_goes_back_in_time() {
         .unwrap();
     assert_eq!(applied, vec![false], "the zombie's ack is refused");
     assert_eq!(env.record(&id).status, Some(Status::Running));
+}
+
+/// An ack refused part-way (a done notice's key of another type, written
+/// by hand) leaves the jobs after the one that failed leased, as they
+/// were: their worker acks them again, and a worker killed meanwhile
+/// loses none of them (the lease lapses and the job runs again).
+#[test]
+fn an_ack_refused_part_way_leaves_the_jobs_after_it_leased() {
+    let env = Env::new("scripts-ack-part-way");
+    let (a, b) = (env.enqueue("hello", "{}"), env.enqueue("hello", "{}"));
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let token_of = |id: &str| {
+        let job = claim.jobs.iter().find(|j| j.id == id).unwrap();
+        job.token.clone()
+    };
+    let (ta, tb) = (token_of(&a), token_of(&b));
+    let keys = env.tenant_keys("default");
+    let mut conn = env.redis_conn();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{keys}:done:{a}"))
+        .arg("oops")
+        .query(&mut conn)
+        .unwrap();
+    let mut first = outcome(&a, &ta, Next::Succeeded);
+    first.wait = true;
+    let refused = env
+        .rt
+        .block_on(env.queue.ack(&[first, outcome(&b, &tb, Next::Succeeded)]));
+    assert!(refused.is_err(), "{refused:?}");
+    let lease: Option<u64> = redis::cmd("ZSCORE")
+        .arg(format!("{keys}:leased"))
+        .arg(format!("{b} {tb}"))
+        .query(&mut conn)
+        .unwrap();
+    assert!(lease.is_some(), "the job after the failure is still leased");
+    assert_eq!(env.record(&b).status, Some(Status::Running));
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[outcome(&b, &tb, Next::Succeeded)]))
+        .unwrap();
+    assert_eq!(applied, vec![true], "acked again, alone");
+    assert_eq!(env.record(&b).status, Some(Status::Succeeded));
+}
+
+/// A client that reuses the id of a running job for a new one (plain
+/// commands: a new record over the old, the id pushed again): once the
+/// new job is claimed, a late ack of the first attempt is refused (its
+/// lease entry, which the ack's fence looks for, went with that claim),
+/// and the new attempt's applies.
+#[test]
+fn a_late_ack_of_an_id_reused_while_it_ran_is_refused() {
+    let env = Env::new("scripts-reused-id");
+    let id = env.enqueue("hello", "{}");
+    let first = env.rt.block_on(env.queue.claim("old", 1, LEASE)).unwrap();
+    env.enqueue_plain(
+        "default",
+        &id,
+        "normal",
+        &[
+            ("plugin", b"default/hello"),
+            ("payload", b"{}"),
+            ("status", b"queued"),
+        ],
+    );
+    let second = env.rt.block_on(env.queue.claim("new", 1, LEASE)).unwrap();
+    let (old, new) = (&first.jobs[0], &second.jobs[0]);
+    assert_ne!(new.token, old.token);
+    // (Each as its worker sends it: a plain success, which the fence
+    // alone lets through when it finds the attempt's entry.)
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[old.outcome(Next::Succeeded)]))
+        .unwrap();
+    assert_eq!(applied, vec![false], "the first attempt's ack is refused");
+    let record = env.record(&id);
+    assert_eq!(
+        (record.status, record.worker.as_deref()),
+        (Some(Status::Running), Some("new"))
+    );
+    let applied = env
+        .rt
+        .block_on(env.queue.ack(&[new.outcome(Next::Succeeded)]))
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    assert_eq!(env.record(&id).status, Some(Status::Succeeded));
 }
 
 #[test]

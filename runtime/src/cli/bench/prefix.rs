@@ -49,6 +49,7 @@ fn keys_that_matter(config: &QueueConfig, tenants: &[String]) -> Vec<String> {
             "recent",
             "kept",
             "ready:normal",
+            "leased",
             "leases",
             "delayed",
         ] {
@@ -154,6 +155,6 @@ mod tests {
             keys.contains(&format!("~1234:{{{queue}/t1}}:stats")),
             "{keys:?}"
         );
-        assert_eq!(keys.len(), 5 + 2 * 6);
+        assert_eq!(keys.len(), 5 + 2 * 7);
     }
 }

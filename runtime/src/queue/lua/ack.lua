@@ -283,14 +283,46 @@ local keep = tonumber(ARGV[4]) or 0
 local uncapped = ARGV[5] == '1'
 local now = now_from(ARGV[6])
 local now_s = text(now)
-local leases = P .. ':leases'
+local leased, leases = P .. ':leased', P .. ':leases'
 local applied = {}
 local released = {}
 
--- Drop `id`'s lease (in batches: unpack has a limit).
+-- The fence, for the whole call at once: the lease entry of each group's
+-- attempt (`ID TOKEN`, lib.lua's lease_entry) taken out of `P:leased`
+-- before anything is written. An entry is there only while its attempt
+-- holds the job, running (a claim or a hand-over adds it; this ack, a
+-- lapse, a recovery or a later claim of the job takes it out). So when
+-- every entry was there (`fenced`), a plain success is written without
+-- reading its record first: a command fewer per job at every rate
+-- (docs/performance.md, "The lease's entry as the fence"). When any was
+-- missing (an ack sent again, a stale one, a lease that lapsed, a job
+-- that a worker of the version before leased in `P:leases`), every group
+-- is checked against its record, as before.
+local entries, starts = {}, {}
+do
+  local g = 8
+  while g <= #ARGV do
+    starts[#starts + 1] = g
+    local head = HEADS[ARGV[g + 2]] or head_of(ARGV[g + 2])
+    -- (lease_entry(token, id), inline: ~400 instructions a job fewer.)
+    entries[#entries + 1] = ARGV[g] .. ' ' .. ARGV[g + 1]
+    g = g + 3 + (head[5] and 1 or 0) + head[4] * 2
+  end
+end
+local removed = 0
+for k = 1, #entries, 1000 do
+  -- (A key of another type, written by hand, holds no entry: checked.)
+  local r = redis.pcall('ZREM', leased, unpack(entries, k, math.min(k + 999, #entries)))
+  if type(r) == 'number' then removed = removed + r end
+end
+local fenced = removed == #entries
+
+-- Drop `id`'s lease: gone from `P:leased` already; from `P:leases` where
+-- the fence did not hold (in batches: unpack has a limit).
 local freed = false
 local function release(id)
   freed = true
+  if fenced then return end
   released[#released + 1] = id
   if #released >= 1000 then
     redis.call('ZREM', leases, unpack(released))
@@ -393,32 +425,71 @@ end
 -- for it, without the calls around it (a Lua function call, a table, a
 -- lookup each: ~7,000 of an ack's ~72,000 instructions per job in
 -- scripts/redis-cost.sh; docs/performance.md, "A leaner common path").
--- Anything else, including a record that is not a hash or no longer
--- runs under the token (f[1] is then not the token), goes to apply(),
--- which reads the record again and decides.
+-- Under the fence (`fenced`, above) it runs under the token without a
+-- look; else its record says so. Anything else, including a record that
+-- is not a hash or no longer runs under the token (f[1] is then not the
+-- token), goes to apply(), which reads the record again and decides.
 local until_ms = deadline_ms(record_ttl)
 local fast = 0
-local i = 8
-while i <= #ARGV do
-  local head = HEADS[ARGV[i + 2]] or head_of(ARGV[i + 2])
-  local next_i = i + 3 + head[4] * 2
-  local f
-  if head[6] then
-    local id, key = ARGV[i], JOB_PREFIX .. ARGV[i]
-    f = redis.pcall('HMGET', key, 'token', 'status')
-    if f[1] == ARGV[i + 1] and f[2] == 'running' then
-      release(id)
-      redis.call('HSET', key, 'status', 'succeeded', 'finished_us', now_s, unpack(ARGV, i + 3, next_i - 1))
-      redis.call('PEXPIREAT', key, until_ms)
-      fast = fast + 1
-      if keep > 0 then succeeded[#succeeded + 1] = id end
-      applied[#applied + 1] = 1
-      i = next_i
-    else
-      f = nil
+local function apply_all()
+  local i = 8
+  while i <= #ARGV do
+    local head = HEADS[ARGV[i + 2]] or head_of(ARGV[i + 2])
+    local next_i = i + 3 + head[4] * 2
+    local done = false
+    if head[6] then
+      local id, key = ARGV[i], JOB_PREFIX .. ARGV[i]
+      if fenced then
+        -- (pcall: a record of another type, written by hand, fails this
+        -- job alone, in apply(), and never the call half-way.)
+        done = type(redis.pcall('HSET', key, 'status', 'succeeded', 'finished_us', now_s,
+          unpack(ARGV, i + 3, next_i - 1))) == 'number'
+      else
+        local f = redis.pcall('HMGET', key, 'token', 'status')
+        done = f[1] == ARGV[i + 1] and f[2] == 'running'
+        if done then
+          redis.call('HSET', key, 'status', 'succeeded', 'finished_us', now_s,
+            unpack(ARGV, i + 3, next_i - 1))
+        end
+      end
+      if done then
+        release(id)
+        redis.call('PEXPIREAT', key, until_ms)
+        fast = fast + 1
+        if keep > 0 then succeeded[#succeeded + 1] = id end
+        applied[#applied + 1] = 1
+      end
+    end
+    if done then i = next_i else i = apply(i) end
+  end
+end
+
+-- A write refused part-way (a key of another type, written by hand: a
+-- ready list, `T:delayed`, a done notice...) ends the call with an error,
+-- after the fence took every entry out. The jobs from the one that
+-- failed on whose attempt still holds them (running under the token, not
+-- leased in `P:leases` by the version before) get their lease back, for
+-- RESTORE_US: the worker acks them again one by one, and if it was killed
+-- meanwhile they lapse as after any lease. (Without this they would stay
+-- `running` with no lease at all.) What the failed one wrote stays, as
+-- before the fence.
+local RESTORE_US = 10000000
+local function restore_leases(from)
+  local until_s = text(now + RESTORE_US)
+  for k = from, #starts do
+    local g = starts[k]
+    local id, token = ARGV[g], ARGV[g + 1]
+    local f = hmget(job_key(id), 'token', 'status')
+    if f and f[1] == token and f[2] == 'running'
+        and type(redis.pcall('ZSCORE', leases, id)) ~= 'string' then
+      redis.pcall('ZADD', leased, until_s, entries[k])
     end
   end
-  if not f then i = apply(i) end
+end
+local ok, failure = pcall(apply_all)
+if not ok then
+  restore_leases(#applied + 1)
+  return redis.error_reply(error_text(failure))
 end
 -- (With a cap each is listed in `P:recent`, which counts it.)
 if fast > 0 and keep == 0 then counts['succeeded'] = (counts['succeeded'] or 0) + fast end

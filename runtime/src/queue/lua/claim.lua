@@ -155,17 +155,20 @@ local now = now_us()
 local now_s = text(now)
 
 -- Whether anything is delayed or running: at idle neither is, and the
--- two scans below (and the timer's look at the delayed set at the end)
--- are skipped. (Every command a script calls costs Redis time and counts
--- in INFO commandstats.) `others`: how many of the keys that make a
--- claim more than one pop exist (paused, groups, high or low jobs; see
--- step 3). At idle none of them either: one look for both.
-local delayed, leases = P .. ':delayed', P .. ':leases'
+-- scans below (and the timer's looks at the end) are skipped, each where
+-- its key does not exist. (Every command a script calls costs Redis time
+-- and counts in INFO commandstats; leases live in `leased`, and in
+-- `leases` for workers of the versions before it: lease_entry in lib.lua.)
+-- `others`: how many of the keys that make a claim more than one pop
+-- exist (paused, groups, high or low jobs; see step 3). At idle none of
+-- them either: one look for both.
+local delayed, leased, leases = P .. ':delayed', P .. ':leased', P .. ':leases'
 local ring = P .. ':groups'
 local OTHERS = { P .. ':paused', ring, P .. ':ready:high', P .. ':ready:low' }
-local others = redis.call('EXISTS', delayed, leases, unpack(OTHERS))
-local timing = others > 0 and redis.call('EXISTS', delayed, leases) or 0
-local timed = timing > 0
+local others = redis.call('EXISTS', delayed, leased, leases, unpack(OTHERS))
+local has_delayed, has_leased, has_leases = false, false, false
+if others > 0 then has_delayed, has_leased, has_leases = lease_keys_present() end
+local timing = (has_delayed and 1 or 0) + (has_leased and 1 or 0) + (has_leases and 1 or 0)
 others = others - timing
 
 -- 1. Promote due delayed jobs. ZREM in the same script: each exactly once.
@@ -173,7 +176,7 @@ others = others - timing
 -- hash is parked in the dead letters, as the claim below does. A hash
 -- without `status` (a minimal plain-command envelope) is promoted; one
 -- whose status says it runs or ran (RAN) is not.
-local due = timed and redis.call('ZRANGEBYSCORE', delayed, '-inf', now_s, 'LIMIT', '0', '1000') or {}
+local due = has_delayed and redis.call('ZRANGEBYSCORE', delayed, '-inf', now_s, 'LIMIT', '0', '1000') or {}
 for _, id in ipairs(due) do
   redis.call('ZREM', delayed, id)
   local key = job_key(id)
@@ -195,16 +198,32 @@ end
 -- its workers cannot crash-loop the fleet; after CRASHES such endings it is
 -- dead-lettered as `worker-crash`, naming the workers. Its slot under the
 -- tenant's cap comes back with it.
-local expired = timed and redis.call('ZRANGEBYSCORE', leases, '-inf', now_s, 'LIMIT', '0', '1000') or {}
-for _, id in ipairs(expired) do
+-- An entry of `leased` lapses only the attempt it names (an entry whose
+-- attempt ended otherwise is just dropped); one of `leases` (by id, a
+-- worker of the version before) lapses the job's running attempt unless
+-- that attempt holds an entry in `leased` (an id a client reused).
+local function lease_lapsed(id, f)
+  lapse(id, f, now, backoff, dead_ttl, dead_cap, 'lease-expired', function(who, attempt)
+    return 'lease of worker ' .. who .. ' expired during attempt ' .. attempt
+      .. ' (the worker stopped or lost Redis)'
+  end)
+end
+local expired = has_leased
+  and redis.call('ZRANGEBYSCORE', leased, '-inf', now_s, 'LIMIT', '0', '1000') or {}
+for _, entry in ipairs(expired) do
+  redis.call('ZREM', leased, entry)
+  local token, id = lease_parts(entry)
+  local f = id and hmget(job_key(id), unpack(LAPSE_FIELDS))
+  if f and f[6] == 'running' and f[10] == token then lease_lapsed(id, f) end
+end
+local expired_old = has_leases
+  and redis.call('ZRANGEBYSCORE', leases, '-inf', now_s, 'LIMIT', '0', '1000') or {}
+for _, id in ipairs(expired_old) do
   redis.call('ZREM', leases, id)
-  local key = job_key(id)
-  local f = hmget(key, unpack(LAPSE_FIELDS))
-  if f and f[6] == 'running' then
-    lapse(id, f, now, backoff, dead_ttl, dead_cap, 'lease-expired', function(who, attempt)
-      return 'lease of worker ' .. who .. ' expired during attempt ' .. attempt
-        .. ' (the worker stopped or lost Redis)'
-    end)
+  local f = hmget(job_key(id), unpack(LAPSE_FIELDS))
+  if f and f[6] == 'running'
+      and not redis.call('ZSCORE', leased, lease_entry(f[10] or '', id)) then
+    lease_lapsed(id, f)
   end
 end
 
@@ -213,14 +232,20 @@ end
 -- Not paused, no groups, only normal jobs (the common case): as looked
 -- at the start, unless steps 1 and 2 moved jobs (into any list).
 local plain
-if #due > 0 or #expired > 0 then
+if #due > 0 or #expired > 0 or #expired_old > 0 then
   plain = redis.call('EXISTS', unpack(OTHERS)) == 0
 else
   plain = others == 0
 end
 local paused = not plain and redis.call('EXISTS', P .. ':paused') == 1
 local allowed = paused and 0 or n
-if cap > 0 then allowed = math.min(allowed, math.max(0, cap - redis.call('ZCARD', leases))) end
+-- The jobs leased now, as a cap counts them.
+local function running()
+  local count = redis.call('ZCARD', leased)
+  if has_leases then count = count + redis.call('ZCARD', leases) end
+  return count
+end
+if cap > 0 then allowed = math.min(allowed, math.max(0, cap - running())) end
 local bucket, tokens = P .. ':bucket', 0
 if rate > 0 then
   if burst <= 0 then burst = math.max(1, math.ceil(rate / 36000)) end
@@ -408,6 +433,9 @@ local out = { now, 0, -1, 0, 0, FIELDS }
 local jobs = {}
 local lease_until = text(now + lease)
 local lease_args = {}
+-- The entries of earlier attempts of the jobs claimed (see below), and
+-- their ids where `leases` exists.
+local stale, old_ids = {}, {}
 local claimed = 0
 -- The bytes of the records taken, and the first id left for the budget.
 local bytes, over = 0, false
@@ -441,6 +469,7 @@ for o = 1, #ids do
   -- claim needs of it.
   local all = redis.pcall('HGETALL', key)
   local attempt, before, status, wait, marked = 0, 0, false, false, false
+  local before_text
   -- The record's bytes, for the budget (what it takes of the reply, and of
   -- Redis' memory while the call runs): its payload, and 256 bytes for
   -- the rest. (Adding up every field cost 3.5% of a claim.)
@@ -453,7 +482,9 @@ for o = 1, #ids do
         if read == STATUS then status = all[j + 1]
         elseif read == PAYLOAD then size = size + #all[j + 1]
         elseif read == ATTEMPT then attempt = int(all[j + 1])
-        elseif read == TOKEN then before = int(all[j + 1])
+        elseif read == TOKEN then
+          before_text = all[j + 1]
+          before = int(before_text)
         elseif read == WAIT then wait = all[j + 1]
         else marked = true end
       end
@@ -512,11 +543,20 @@ for o = 1, #ids do
     -- by hand may lack the field: its slot must still be freed).
     if from_group then redis.call('HSET', key, 'group', from_group, 'group_held', '1') end
     lease_args[#lease_args + 1] = lease_until
-    lease_args[#lease_args + 1] = id
+    -- (lease_entry(token, id), inline: ~400 instructions a job fewer.)
+    lease_args[#lease_args + 1] = id .. ' ' .. token
     if #lease_args >= 1000 then
-      redis.call('ZADD', leases, unpack(lease_args))
+      redis.call('ZADD', leased, unpack(lease_args))
       lease_args = {}
     end
+    -- A token before this one names an earlier attempt: retried, handed
+    -- back or lapsed (its entry gone with it), or still running where a
+    -- client reused the id of a running job for a new one. The latter's
+    -- entry goes now, or its late ack would find it and pass the fence.
+    if before_text then stale[#stale + 1] = lease_entry(before_text, id) end
+    -- And where a worker of the version before leases by id: its entry
+    -- of the id, which that version's reaper would take for this attempt's.
+    if has_leases then old_ids[#old_ids + 1] = id end
     claimed = claimed + 1
     local record = all
     -- (A fresh record Spool wrote has at most a dozen fields; one written
@@ -539,7 +579,13 @@ for o = 1, #ids do
     jobs[#jobs + 1] = { id, token, attempt, marked and '0' or '1', record }
   end
 end
-if #lease_args > 0 then redis.call('ZADD', leases, unpack(lease_args)) end
+if #lease_args > 0 then redis.call('ZADD', leased, unpack(lease_args)) end
+for k = 1, #stale, 1000 do
+  redis.call('ZREM', leased, unpack(stale, k, math.min(k + 999, #stale)))
+end
+for k = 1, #old_ids, 1000 do
+  redis.call('ZREM', leases, unpack(old_ids, k, math.min(k + 999, #old_ids)))
+end
 -- Ids left for the budget go back untouched, last first, so that they are
 -- popped again in the order they were: to the consuming end of their
 -- ready list, or to the head of their group (freeing the slot they took).
@@ -598,7 +644,7 @@ out[7] = cmsgpack.pack(jobs)
 -- back to a list since, as at idle.)
 local waiting
 if drained and not over and not made_ready then waiting = false else waiting = has_waiting() end
-local capped = cap > 0 and redis.call('ZCARD', leases) >= cap
+local capped = cap > 0 and running() >= cap
 local limited = rate > 0 and tokens < 1
 if waiting and not paused and not capped and not limited then
   announce_ready()
@@ -607,19 +653,21 @@ if waiting and not paused and not capped and not limited then
 end
 redis.call('DEL', P .. ':in')
 local timer = false
--- (Nothing was delayed at the start, and only a lapse adds to it.)
-if timed then
-  local head = redis.call('ZRANGE', delayed, '0', '0', 'WITHSCORES')
-  if head[2] then timer = earlier(timer, tonumber(head[2])) end
+-- The first of `key`'s scores, if any.
+local function first_at(key)
+  local head = redis.call('ZRANGE', key, '0', '0', 'WITHSCORES')
+  return head[2] and tonumber(head[2])
 end
-if timed then
-  local head = redis.call('ZRANGE', leases, '0', '0', 'WITHSCORES')
-  if head[2] then timer = earlier(timer, tonumber(head[2])) end
+-- (Nothing was delayed at the start, and only a lapse adds to it.)
+if has_delayed or #expired > 0 or #expired_old > 0 then timer = earlier(timer, first_at(delayed)) end
+if has_leased then
+  timer = earlier(timer, first_at(leased))
 elseif claimed > 0 then
   -- Nothing was leased before: this claim's leases, all until
   -- lease_until, are the first to expire.
   timer = earlier(timer, now + lease)
 end
+if has_leases then timer = earlier(timer, first_at(leases)) end
 if waiting and limited and not paused then
   timer = earlier(timer, now + math.ceil((1 - tokens) * 3600000000 / rate))
 end

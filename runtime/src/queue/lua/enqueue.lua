@@ -58,15 +58,6 @@ local function job_at(argv, i)
   return argv[i], idem, delay, priority, group, at + 1, at + 2 + n * 2
 end
 
--- An error's text with its code first, as a reply (Lua's `pcall` hands
--- it back as a table or as a string with the script's position).
-local function error_text(e)
-  if type(e) == 'table' then e = e.err end
-  e = tostring(e):gsub('^[%w_]+:%d+: ', '')
-  if not e:match('^%u[%u_]*[%s:]') then e = 'ERR ' .. e end
-  return e
-end
-
 -- Hand the call's one job to an idle worker, as its claim would have
 -- leased it (docs/queue.md, "Hand-over at idle"): at idle a job otherwise
 -- costs an announcement, a wake-up and a claim that settles its tenant,
@@ -75,7 +66,7 @@ end
 -- new id, and nothing of its tenant waiting, delayed, leased, paused or
 -- announced, and no tenant in the queue's ready set (fair share and
 -- priorities have nothing to choose then). A worker waiting for work
--- registers in `Q:idle` (queue/wake.rs) as "INBOX LEASE_US WORKER" under
+-- registers in `Q:idle` (queue/wake.rs) as "INBOX hLEASE_US WORKER" under
 -- the time (µs, Redis' clock) until which it waits; the newest is taken.
 -- The job is written as a claim writes it (status running, token, attempt
 -- 1, worker), leased with a timer at the lease's end, and pushed onto the
@@ -83,14 +74,15 @@ end
 -- fresh, record}} (a job of a claim's reply, queue/reply.rs). Returns
 -- whether it did; false leaves everything to the normal path.
 --
--- The look names `P:in` IN_WEIGHT times, more than all its other keys:
--- a count of IN_WEIGHT or more says the tenant is announced. The second
+-- The look names `P:in` IN_WEIGHT times, more than all its other keys
+-- (the record, `Q:ready` and IDLE_KEYS: ten): a count of IN_WEIGHT or
+-- more says the tenant is announced. The second
 -- value returned says so: the normal path then need not try to announce
 -- it (`SET P:in NX`, which would find it set), a command fewer per
 -- enqueue of a tenant with work, as at a few thousand jobs a second.
 local IDLE_KEYS = { ':ready:high', ':ready:normal', ':ready:low', ':paused', ':groups',
-  ':delayed', ':leases' }
-local IN_WEIGHT = 10
+  ':delayed', ':leased', ':leases' }
+local IN_WEIGHT = 11
 local LATE_US = 20000
 local function hand_over(argv, idle, now, now_s)
   local id, idem, delay, priority, group, first, last = job_at(argv, 5)
@@ -110,7 +102,11 @@ local function hand_over(argv, idle, now, now_s)
   if type(taken) ~= 'table' or not taken[2] or tonumber(taken[2]) < now + LATE_US then
     return false
   end
-  local inbox, lease, worker = taken[1]:match('^(%S+) (%d+) (.+)$')
+  -- (`h` before the lease: a worker that renews and acks its lease as
+  -- an entry of `P:leased`, lib.lua's lease_entry. Without it, a worker
+  -- of the version before, which renews the id's entry in `P:leases`.
+  -- The version before reads no entry with `h`, and hands nothing over.)
+  local inbox, entry, lease, worker = taken[1]:match('^(%S+) (h?)(%d+) (.+)$')
   -- (Only a worker's own list in the queue's slot: never another key.)
   if not inbox or inbox:sub(1, #Q + 6) ~= Q .. ':wake:' then return false end
   if priority == 'normal' or not PRIORITIES[priority] then priority = false end
@@ -133,7 +129,11 @@ local function hand_over(argv, idle, now, now_s)
   if priority then redis.call('HSET', key, 'priority', priority) end
   local until_us = now + tonumber(lease)
   local until_s = text(until_us)
-  redis.call('ZADD', P .. ':leases', until_s, id)
+  if entry == 'h' then
+    redis.call('ZADD', P .. ':leased', until_s, lease_entry(now_s, id))
+  else
+    redis.call('ZADD', P .. ':leases', until_s, id)
+  end
   -- The lease's end is the tenant's timer, as a claim that left it dry
   -- sets it (claim.lua, step 6): a lapse is reaped on time. Unless a
   -- visit no later than that is asked for already and still to come (at

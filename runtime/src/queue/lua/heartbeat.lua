@@ -5,18 +5,28 @@
 -- then id, token pairs
 --
 -- A lease is renewed only while the job still runs under that token, so a
--- worker cannot keep alive a job that was already handed to another one. A
--- key that is not a hash counts as lost: it never fails the other renewals.
+-- worker cannot keep alive a job that was already handed to another one.
+-- A key that is not a hash counts as lost: it never fails the other
+-- renewals. The lease is the attempt's entry `ID TOKEN` in `P:leased`
+-- (lib.lua's lease_entry), or the id's in `P:leases` where a worker of the
+-- version before leased it (an enqueue of that version handed it over).
+-- (A heartbeat comes once a third of a lease per job, so its look at the
+-- record costs nothing per job; the ack's fence, which comes once per
+-- job, is the entry alone: ack.lua.)
 -- Returns one 1 (renewed) or 0 (lost) per pair.
 
 local lease_until = now_us() + tonumber(ARGV[1])
-local leases = P .. ':leases'
+local leased, leases = P .. ':leased', P .. ':leases'
 local renewed = {}
 for i = 2, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local current = hmget(job_key(id), 'token', 'status')
   if current and current[1] == token and current[2] == 'running' then
-    redis.call('ZADD', leases, 'XX', lease_until, id)
+    -- (0 also for an entry renewed to the same microsecond: then the
+    -- other key's `XX` finds nothing, and the entry stands.)
+    if redis.call('ZADD', leased, 'XX', 'CH', lease_until, lease_entry(token, id)) == 0 then
+      redis.call('ZADD', leases, 'XX', lease_until, id)
+    end
     renewed[#renewed + 1] = 1
   else
     renewed[#renewed + 1] = 0

@@ -63,6 +63,15 @@ end
 
 local PRIORITIES = { high = true, normal = true, low = true }
 
+-- An error's text with its code first, as a reply (Lua's `pcall` hands
+-- it back as a table or as a string with the script's position).
+local function error_text(e)
+  if type(e) == 'table' then e = e.err end
+  e = tostring(e):gsub('^[%w_]+:%d+: ', '')
+  if not e:match('^%u[%u_]*[%s:]') then e = 'ERR ' .. e end
+  return e
+end
+
 -- A counter field as a whole number >= 0: missing, garbage, fractions,
 -- infinities and NaN all become something HSET/arithmetics cannot choke on.
 local function int(value)
@@ -337,7 +346,30 @@ end
 -- the job is taken for the cause and dead-lettered as `worker-crash`.
 local CRASHES = 3
 local LAPSE_FIELDS = { 'attempt', 'max_attempts', 'worker', 'priority', 'wait', 'status',
-  'lost_workers', 'lease_expiries', 'group' }
+  'lost_workers', 'lease_expiries', 'group', 'token' }
+
+-- A running job's lease (docs/queue.md, "Leases and fencing"): its entry
+-- `ID TOKEN` in `P:leased`, scored by the lease's end (µs). The entry
+-- names the attempt, not only the job, so that removing it is the ack's
+-- fence: `ZREM` finds it only while that attempt holds the job (ack.lua).
+-- Workers of the versions before it lease in `P:leases`, by id alone:
+-- every reader looks at both (lease_keys_present below).
+local function lease_entry(token, id) return id .. ' ' .. token end
+-- An entry's token and id (nil for one written by hand otherwise). (The
+-- token last: an id may hold spaces, a token is digits.)
+local function lease_parts(entry)
+  local id, token = entry:match('^(.*) (%d+)$')
+  return token, id
+end
+-- Which of the two lease keys exist: `leased` (this version's), `leases`
+-- (the version before's, by id), and `delayed` with them (claim.lua's
+-- timers look at all three): one EXISTS, each key named so many times
+-- that the count tells them apart.
+local function lease_keys_present()
+  local leased, leases, delayed = P .. ':leased', P .. ':leases', P .. ':delayed'
+  local v = redis.call('EXISTS', delayed, leased, leased, leases, leases, leases, leases)
+  return v % 2 == 1, math.floor(v / 2) % 2 == 1, v >= 4
+end
 
 -- A running job's attempt ended without an outcome from its handler: the
 -- attempt counts, and the job backs off like a retry (base `backoff` µs,

@@ -32,8 +32,16 @@ if g ~= '' then
   waiting = llen(group_key(g))
   gpaused = redis.call('SISMEMBER', P .. ':gpaused', g)
 end
-local first = redis.call('ZRANGE', P .. ':leases', 0, 0, 'WITHSCORES')
-return { now, queued, grouped, redis.call('ZCARD', P .. ':delayed'), redis.call('ZCARD', P .. ':leases'),
+-- Running: leased in `P:leased`, or in `P:leases` by a worker of the
+-- version before (lib.lua, lease_entry); the first lease to end of both.
+local running, first = 0, false
+for _, key in ipairs({ P .. ':leased', P .. ':leases' }) do
+  running = running + redis.call('ZCARD', key)
+  local head = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  local at = tonumber(head[2])
+  if at and (not first or at < first) then first = at end
+end
+return { now, queued, grouped, redis.call('ZCARD', P .. ':delayed'), running,
   redis.call('ZCARD', P .. ':dead'), redis.call('EXISTS', P .. ':paused'), bucket[1] or '', bucket[2] or '0',
   int(stats[1]) + listed, int(stats[2]), int(stats[3]), #groups, held, waiting, gpaused,
-  tonumber(first[2] or 0), high, normal, low }
+  first or 0, high, normal, low }
