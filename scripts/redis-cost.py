@@ -159,6 +159,9 @@ def main():
     # And ARGV[7], the kept list's refresh a worker asks once a minute.
     if "ARGV[7]  '1': refresh" in ack_text:
         extra.append(0)
+    # And ARGV[8], the worker's lease (for an ack refused part-way).
+    if "ARGV[8]  the worker's lease" in ack_text:
+        extra.append(30_000_000)
     # And since the twelfth session, an outcome's letter, wait, plain and
     # field count in one argument.
     head = [f"s01{len(RESULT)}"] if "id, token, head," in ack_text else \

@@ -52,6 +52,8 @@ impl Queue {
         backoff: Duration,
     ) -> Result<Claim, QueueError> {
         let wake = self.inner.wake_next.swap(false, Ordering::Relaxed);
+        let lease_us = u64::try_from(lease.as_micros()).unwrap_or(u64::MAX);
+        self.inner.lease_us.store(lease_us, Ordering::Relaxed);
         let hinted = self.hinted(max);
         let max = hinted.as_ref().map_or(max, |_| Rotation::one_turn(max));
         let picked = match hinted.or_else(|| self.cached_pick(max)) {

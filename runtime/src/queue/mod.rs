@@ -220,6 +220,10 @@ struct Inner {
     hint: std::sync::Mutex<Option<String>>,
     /// Redis' clock less this host's (µs), as the last pick saw it.
     clock_offset_us: std::sync::atomic::AtomicI64,
+    /// The lease of this handle's last claim (µs; 0 before any): how long
+    /// an ack refused part-way gives its jobs' leases back for (ack.lua,
+    /// `ARGV[8]`).
+    lease_us: AtomicU64,
     /// Redis' clock as this handle's last enqueue that read it saw it, for
     /// the enqueues after it (see [`clock`]).
     enqueue_clock: clock::EnqueueClock,
@@ -269,6 +273,7 @@ impl Queue {
                 next_pick: std::sync::Mutex::default(),
                 hint: std::sync::Mutex::default(),
                 clock_offset_us: std::sync::atomic::AtomicI64::new(0),
+                lease_us: AtomicU64::new(0),
                 enqueue_clock: clock::EnqueueClock::default(),
                 registered: std::sync::Mutex::default(),
                 kept_refreshed: std::sync::Mutex::default(),

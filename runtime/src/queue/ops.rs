@@ -412,7 +412,7 @@ impl Queue {
     }
 
     /// An ack call of `tenant` (its keys `keys`) with its fixed arguments
-    /// (ack.lua's `ARGV[1..7]`), before its outcomes; `outcomes` are those
+    /// (ack.lua's `ARGV[1..8]`), before its outcomes; `outcomes` are those
     /// it will carry (for the clock it sends).
     fn ack_call<'o, I: Iterator<Item = &'o Outcome>>(
         &self,
@@ -430,7 +430,12 @@ impl Queue {
             .arg(fixed.keep)
             .arg(u8::from(self.known_uncapped(tenant)))
             .moment_arg(redis_now(outcomes(), fixed.wall))
-            .arg(u8::from(refresh));
+            .arg(u8::from(refresh))
+            .arg(
+                self.inner
+                    .lease_us
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            );
         inv
     }
 

@@ -38,6 +38,41 @@ pub(crate) fn outcome(id: &str, token: &str, next: Next) -> Outcome {
     }
 }
 
+/// A job that still runs under its worker's token but has no lease in
+/// either key (its entry lost: a record written again by hand, a restore
+/// a key of another type refused) gets its lease back from the next
+/// heartbeat: left without one, it would never be reaped if its worker
+/// died.
+#[test]
+fn a_heartbeat_gives_a_running_job_without_a_lease_its_lease_back() {
+    let env = Env::new("scripts-heartbeat-lost");
+    let id = env.enqueue("hello", "{}");
+    let claim = env.rt.block_on(env.queue.claim("w", 1, LEASE)).unwrap();
+    let job = &claim.jobs[0];
+    let entry = format!("{id} {}", job.token);
+    let leased = format!("{}:leased", env.tenant_keys("default"));
+    let mut conn = env.redis_conn();
+    let _: () = redis::cmd("ZREM")
+        .arg(&leased)
+        .arg(&entry)
+        .query(&mut conn)
+        .unwrap();
+    let renewed = env
+        .rt
+        .block_on(env.queue.heartbeat(
+            &[(job.tenant.clone(), id.clone(), job.token.clone())],
+            LEASE,
+        ))
+        .unwrap();
+    assert_eq!(renewed, vec![true]);
+    let score: Option<u64> = redis::cmd("ZSCORE")
+        .arg(&leased)
+        .arg(&entry)
+        .query(&mut conn)
+        .unwrap();
+    assert!(score.is_some(), "leased again");
+}
+
 #[test]
 fn one_bad_key_fails_no_other_lease_renewal() {
     let env = Env::new("scripts-heartbeat");
@@ -350,45 +385,79 @@ fn fencing_tokens_stay_unique_when_redis_goes_back_in_time() {
 }
 
 /// An ack refused part-way (a done notice's key of another type, written
-/// by hand) leaves the jobs after the one that failed leased, as they
-/// were: their worker acks them again, and a worker killed meanwhile
-/// loses none of them (the lease lapses and the job runs again).
+/// by hand) gives the jobs after the one that failed their leases back,
+/// as long as the worker's: their worker acks them again, and a worker
+/// killed meanwhile loses none of them (the lease lapses and the job runs
+/// again). Only those whose attempt still holds them: not a job applied
+/// before the failure, not the failed one (it wrote its outcome), and no
+/// entry for a stale ack's token. So whether every entry was there (the
+/// fence held) or not (a stale ack in the call).
 #[test]
 fn an_ack_refused_part_way_leaves_the_jobs_after_it_leased() {
     let env = Env::new("scripts-ack-part-way");
-    let (a, b) = (env.enqueue("hello", "{}"), env.enqueue("hello", "{}"));
-    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
-    let token_of = |id: &str| {
-        let job = claim.jobs.iter().find(|j| j.id == id).unwrap();
-        job.token.clone()
-    };
-    let (ta, tb) = (token_of(&a), token_of(&b));
     let keys = env.tenant_keys("default");
     let mut conn = env.redis_conn();
-    let _: () = redis::cmd("SET")
-        .arg(format!("{keys}:done:{a}"))
-        .arg("oops")
+    let ids: Vec<String> = (0..7).map(|_| env.enqueue("hello", "{}")).collect();
+    let claim = env.rt.block_on(env.queue.claim("w", 10, LEASE)).unwrap();
+    let job = |k: usize| claim.jobs.iter().find(|j| j.id == ids[k]).unwrap();
+    let lease = |conn: &mut spool_runtime::redis::SyncConn, k: usize, token: &str| -> Option<u64> {
+        redis::cmd("ZSCORE")
+            .arg(format!("{keys}:leased"))
+            .arg(format!("{} {token}", ids[k]))
+            .query(conn)
+            .unwrap()
+    };
+    // [a stale ack (no entry: the fence does not hold), a success, one
+    // that fails, a success]; then [a success, one that fails, a success]
+    // (every entry there).
+    let mut stale = job(0).outcome(Next::Succeeded);
+    stale.token = "1".into();
+    for (batch, first) in [(vec![Some(stale), None], 1), (vec![None], 4)] {
+        let (applied, failing, after) = (first, first + 1, first + 2);
+        let _: () = redis::cmd("SET")
+            .arg(format!("{keys}:done:{}", ids[failing]))
+            .arg("oops")
+            .query(&mut conn)
+            .unwrap();
+        let mut fails = job(failing).outcome(Next::Succeeded);
+        fails.wait = true;
+        let mut outcomes: Vec<Outcome> = batch.into_iter().flatten().collect();
+        outcomes.extend([
+            job(applied).outcome(Next::Succeeded),
+            fails,
+            job(after).outcome(Next::Succeeded),
+        ]);
+        let refused = env.rt.block_on(env.queue.ack(&outcomes));
+        assert!(refused.is_err(), "{refused:?}");
+        let now: (u64, u64) = redis::cmd("TIME").query(&mut conn).unwrap();
+        let now = now.0 * 1_000_000 + now.1;
+        let back = lease(&mut conn, after, &job(after).token).expect("leased again");
+        assert!(
+            back > now + 20_000_000,
+            "for the worker's lease: {back} {now}"
+        );
+        assert_eq!(env.record(&ids[after]).status, Some(Status::Running));
+        assert_eq!(lease(&mut conn, applied, &job(applied).token), None);
+        assert_eq!(env.record(&ids[applied]).status, Some(Status::Succeeded));
+        assert_eq!(lease(&mut conn, failing, &job(failing).token), None);
+        assert_eq!(env.record(&ids[failing]).status, Some(Status::Succeeded));
+        let applied = env
+            .rt
+            .block_on(env.queue.ack(&[job(after).outcome(Next::Succeeded)]))
+            .unwrap();
+        assert_eq!(applied, vec![true], "acked again, alone");
+        assert_eq!(env.record(&ids[after]).status, Some(Status::Succeeded));
+    }
+    assert_eq!(lease(&mut conn, 0, "1"), None, "no entry for a stale token");
+    assert!(
+        lease(&mut conn, 0, &job(0).token).is_some(),
+        "job 0 still runs"
+    );
+    let old: u64 = redis::cmd("EXISTS")
+        .arg(format!("{keys}:leases"))
         .query(&mut conn)
         .unwrap();
-    let mut first = outcome(&a, &ta, Next::Succeeded);
-    first.wait = true;
-    let refused = env
-        .rt
-        .block_on(env.queue.ack(&[first, outcome(&b, &tb, Next::Succeeded)]));
-    assert!(refused.is_err(), "{refused:?}");
-    let lease: Option<u64> = redis::cmd("ZSCORE")
-        .arg(format!("{keys}:leased"))
-        .arg(format!("{b} {tb}"))
-        .query(&mut conn)
-        .unwrap();
-    assert!(lease.is_some(), "the job after the failure is still leased");
-    assert_eq!(env.record(&b).status, Some(Status::Running));
-    let applied = env
-        .rt
-        .block_on(env.queue.ack(&[outcome(&b, &tb, Next::Succeeded)]))
-        .unwrap();
-    assert_eq!(applied, vec![true], "acked again, alone");
-    assert_eq!(env.record(&b).status, Some(Status::Succeeded));
+    assert_eq!(old, 0, "nothing leased the way of the version before");
 }
 
 /// A client that reuses the id of a running job for a new one (plain

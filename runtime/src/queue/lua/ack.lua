@@ -19,6 +19,9 @@
 --          at idle (lib.lua, now_from)
 -- ARGV[7]  '1': refresh the expiry of the tenant's kept list (see
 --          keep_newest), whether or not this call adds to it
+-- ARGV[8]  the worker's lease, µs ('' or 0: RESTORE_US): how long a job
+--          keeps the lease it gets back when a write refuses this call
+--          part-way (see restore_leases)
 -- then one group per job:
 --   id, token, head, [delay_us,] field, value, ... (nfields pairs)
 -- head: one text for four values (each argument costs Redis ~1,000
@@ -300,7 +303,7 @@ local released = {}
 -- is checked against its record, as before.
 local entries, starts = {}, {}
 do
-  local g = 8
+  local g = 9
   while g <= #ARGV do
     starts[#starts + 1] = g
     local head = HEADS[ARGV[g + 2]] or head_of(ARGV[g + 2])
@@ -432,7 +435,7 @@ end
 local until_ms = deadline_ms(record_ttl)
 local fast = 0
 local function apply_all()
-  local i = 8
+  local i = 9
   while i <= #ARGV do
     local head = HEADS[ARGV[i + 2]] or head_of(ARGV[i + 2])
     local next_i = i + 3 + head[4] * 2
@@ -468,14 +471,19 @@ end
 -- ready list, `T:delayed`, a done notice...) ends the call with an error,
 -- after the fence took every entry out. The jobs from the one that
 -- failed on whose attempt still holds them (running under the token, not
--- leased in `P:leases` by the version before) get their lease back, for
--- RESTORE_US: the worker acks them again one by one, and if it was killed
--- meanwhile they lapse as after any lease. (Without this they would stay
--- `running` with no lease at all.) What the failed one wrote stays, as
--- before the fence.
+-- leased in `P:leases` by the version before) get their lease back, as
+-- long as the worker's (ARGV[8]), as a heartbeat would renew it: the
+-- worker acks them again one by one, and if it was killed meanwhile they
+-- lapse as after any lease. (Without this they would stay `running` with
+-- no lease at all.) What the failed one wrote stays, as before the fence.
+-- Then what the call announced before the failure (a retry's timer)
+-- goes out as at its end; where it cannot, `P:in` and `P:timer` are
+-- cleared, so that the next script announces the tenant again (as an
+-- enqueue's failure does).
 local RESTORE_US = 10000000
 local function restore_leases(from)
-  local until_s = text(now + RESTORE_US)
+  local lease = tonumber(ARGV[8]) or 0
+  local until_s = text(now + (lease > 0 and lease or RESTORE_US))
   for k = from, #starts do
     local g = starts[k]
     local id, token = ARGV[g], ARGV[g + 1]
@@ -489,6 +497,10 @@ end
 local ok, failure = pcall(apply_all)
 if not ok then
   restore_leases(#applied + 1)
+  local done = Q and pcall(function() announced({}) end)
+  if not done or announce_seq > 0 or announce_now == 1 or announce_timer > 0 then
+    redis.pcall('DEL', P .. ':in', P .. ':timer')
+  end
   return redis.error_reply(error_text(failure))
 end
 -- (With a cap each is listed in `P:recent`, which counts it.)

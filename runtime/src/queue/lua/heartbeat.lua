@@ -23,9 +23,15 @@ for i = 2, #ARGV, 2 do
   local current = hmget(job_key(id), 'token', 'status')
   if current and current[1] == token and current[2] == 'running' then
     -- (0 also for an entry renewed to the same microsecond: then the
-    -- other key's `XX` finds nothing, and the entry stands.)
-    if redis.call('ZADD', leased, 'XX', 'CH', lease_until, lease_entry(token, id)) == 0 then
-      redis.call('ZADD', leases, 'XX', lease_until, id)
+    -- other key's `XX` finds nothing, and the `NX` below nothing to do.)
+    -- Leased in neither (a record deleted and written again by hand, a
+    -- restore a key of another type refused), the attempt that holds the
+    -- job gets its lease back: a job running without one would never be
+    -- reaped if its worker died.
+    local entry = lease_entry(token, id)
+    if redis.call('ZADD', leased, 'XX', 'CH', lease_until, entry) == 0
+        and redis.call('ZADD', leases, 'XX', 'CH', lease_until, id) == 0 then
+      redis.call('ZADD', leased, 'NX', lease_until, entry)
     end
     renewed[#renewed + 1] = 1
   else
