@@ -348,12 +348,12 @@ local CRASHES = 3
 local LAPSE_FIELDS = { 'attempt', 'max_attempts', 'worker', 'priority', 'wait', 'status',
   'lost_workers', 'lease_expiries', 'group', 'token' }
 
--- A running job's lease (docs/queue.md, "Leases and fencing"): its entry
+-- A running job's lease (docs/queue.md, "Delivery guarantees"): its entry
 -- `ID TOKEN` in `P:leased`, scored by the lease's end (µs). The entry
 -- names the attempt, not only the job, so that removing it is the ack's
 -- fence: `ZREM` finds it only while that attempt holds the job (ack.lua).
 -- Workers of the versions before it lease in `P:leases`, by id alone:
--- every reader looks at both (lease_keys_present below).
+-- every reader looks at both (docs/queue.md, "Upgrading past `T:leased`").
 local function lease_entry(token, id) return id .. ' ' .. token end
 -- An entry's token and id (nil for one written by hand otherwise). (The
 -- token last: an id may hold spaces, a token is digits.)
