@@ -61,7 +61,7 @@ end
 -- Hand the call's one job to an idle worker, as its claim would have
 -- leased it (docs/queue.md, "Hand-over at idle"): at idle a job otherwise
 -- costs an announcement, a wake-up and a claim that settles its tenant,
--- about 17 commands, where this costs 7. Only when nothing could come
+-- about 17 commands, where this costs 6. Only when nothing could come
 -- before it: one job, due now, of no group, without an idempotency key, a
 -- new id, and nothing of its tenant waiting, delayed, leased, paused or
 -- announced, and no tenant in the queue's ready set (fair share and
@@ -74,15 +74,21 @@ end
 -- fresh, record}} (a job of a claim's reply, queue/reply.rs). Returns
 -- whether it did; false leaves everything to the normal path.
 --
--- The look names `P:in` IN_WEIGHT times, more than all its other keys
--- (the record, `Q:ready` and IDLE_KEYS: ten): a count of IN_WEIGHT or
--- more says the tenant is announced. The second
--- value returned says so: the normal path then need not try to announce
--- it (`SET P:in NX`, which would find it set), a command fewer per
--- enqueue of a tenant with work, as at a few thousand jobs a second.
+-- The look is one EXISTS that answers three questions by weight. It
+-- names the record, `Q:ready` and IDLE_KEYS once each (ten keys: any of
+-- them there stops the hand-over), `P:timer` TIMER_WEIGHT times (more
+-- than those ten together) and `P:in` IN_WEIGHT times (more than all the
+-- others together). So a count of IN_WEIGHT or more says the tenant is
+-- announced: the second value returned says so, and the normal path then
+-- need not try to announce it (`SET P:in NX`, which would find it set), a
+-- command fewer per enqueue of a tenant with work, as at a few thousand
+-- jobs a second. What is left, TIMER_WEIGHT or more, says a visit is
+-- asked for already (see the timer below): no `GET` of it, a command
+-- fewer per idle job.
 local IDLE_KEYS = { ':ready:high', ':ready:normal', ':ready:low', ':paused', ':groups',
   ':delayed', ':leased', ':leases' }
-local IN_WEIGHT = 11
+local TIMER_WEIGHT = 11
+local IN_WEIGHT = 22
 local LATE_US = 20000
 local function hand_over(argv, idle, now, now_s)
   local id, idem, delay, priority, group, first, last = job_at(argv, 5)
@@ -92,9 +98,12 @@ local function hand_over(argv, idle, now, now_s)
   local key = job_key(id)
   local look = { key, Q .. ':ready' }
   for _, k in ipairs(IDLE_KEYS) do look[#look + 1] = P .. k end
+  for _ = 1, TIMER_WEIGHT do look[#look + 1] = P .. ':timer' end
   for _ = 1, IN_WEIGHT do look[#look + 1] = P .. ':in' end
   local found = redis.call('EXISTS', unpack(look))
   if found >= IN_WEIGHT then return false, true end
+  local asked = found >= TIMER_WEIGHT
+  if asked then found = found - TIMER_WEIGHT end
   if found > 0 then return false end
   local taken = redis.pcall('ZPOPMAX', idle)
   -- (A waiter within LATE_US of its deadline counts as gone: `now` may be
@@ -127,8 +136,7 @@ local function hand_over(argv, idle, now, now_s)
     'attempt', '1', 'worker', worker, 'plugin', argv[first], 'payload', argv[first + 1],
     unpack(argv, first + 2, last))
   if priority then redis.call('HSET', key, 'priority', priority) end
-  local until_us = now + tonumber(lease)
-  local until_s = text(until_us)
+  local until_s = text(now + tonumber(lease))
   if entry == 'h' then
     redis.call('ZADD', P .. ':leased', until_s, lease_entry(now_s, id))
   else
@@ -136,18 +144,23 @@ local function hand_over(argv, idle, now, now_s)
   end
   -- The lease's end is the tenant's timer, as a claim that left it dry
   -- sets it (claim.lua, step 6): a lapse is reaped on time. Unless a
-  -- visit no later than that is asked for already and still to come (at
-  -- idle, the previous job's lease end, leased alike): `T:timer` set
+  -- visit is asked for already (the look found `T:timer`): `T:timer` set
   -- means the visit is in `Q:timers` (as ask_timer in lib.lua assumes),
   -- and that visit finds this lease and asks for its end (claim.lua,
   -- step 6). Such a tenant is named in `Q:seq` already (whatever set its
   -- timer named it, and nothing takes a tenant out): only a tenant's
-  -- first hand-over names it. Two commands fewer per idle job. (Where
-  -- the caller makes the queue's write and it is lost, `T:timer` may
-  -- name a visit `Q:timers` lacks: the sweep's look at every tenant, every
-  -- SWEEP_EVERY, then reaps the lease that much late at most.)
-  local asked = tonumber(redis.pcall('GET', P .. ':timer'))
-  if not (asked and asked > now and asked <= until_us) then
+  -- first hand-over names it. Three commands fewer per idle job than
+  -- setting it each time. At idle that visit is the previous job's lease
+  -- end, no later than this one's when the workers' leases are alike (or
+  -- it is due already, and a claim's pick brings it). It may be later:
+  -- a worker with a longer `--lease` leased the job before, or a timer
+  -- for a limit since lifted. Then a lapse of this lease is reaped at
+  -- that visit or at the sweep's look at every tenant outside the ready
+  -- set (every SWEEP_EVERY, 10 s, worker/sweeper.rs), whichever comes
+  -- first: that much late at most. (So it is where the caller makes the
+  -- queue's write and it is lost: `T:timer` then names a visit
+  -- `Q:timers` lacks.) docs/queue.md, "Hand-over at idle".
+  if not asked then
     redis.call('SET', P .. ':timer', until_s)
     queue_write('ZADD', Q .. ':timers', 'LT', until_s, tenant)
     queue_write('ZADD', Q .. ':seq', 'NX', '0', tenant)
