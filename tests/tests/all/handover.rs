@@ -154,8 +154,9 @@ fn drain(env: &Env) {
 /// count, sends it the normal way and leaves the waiter registered, each
 /// looked at alone with the queue's ready set empty: a batch, a delay, a
 /// group, an idempotency key, a job of the tenant waiting (pushed by
-/// plain commands, not announced), one running, a delayed one, another
-/// tenant ready, a pause, a concurrency cap, a rate. A registration past
+/// plain commands, not announced), a delayed one, another tenant ready,
+/// a pause, a concurrency cap, a rate. (One running is no reason:
+/// `a_job_is_handed_over_while_another_of_its_tenant_runs`.) A registration past
 /// its deadline is dropped, not used. With none of these the same waiter
 /// is handed the job.
 #[test]
@@ -207,20 +208,6 @@ fn no_hand_over_when_anything_waits_or_a_limit_applies() {
         .unwrap();
     let id = env.enqueue("e/hello", "{}");
     drain_after(&env, &[id], "a job of the tenant waiting", &check);
-    // A job of the tenant running (claimed, not acked).
-    let two = env.enqueue_all(&[job("f/hello"), job("f/hello")]);
-    check(&two, "a batch of two");
-    let running = env.rt.block_on(env.queue.claim("w", 1, LEASE)).unwrap();
-    assert_eq!(running.jobs.len(), 1);
-    drain(&env);
-    let id = env.enqueue("f/hello", "{}");
-    drain_after(&env, &[id], "a job of the tenant running", &check);
-    let done: Vec<_> = running
-        .jobs
-        .iter()
-        .map(|j| j.outcome(Next::Succeeded))
-        .collect();
-    env.rt.block_on(env.queue.ack(&done)).unwrap();
     // Another tenant ready (announced by plain commands).
     env.announce_plain("g", None);
     let id = env.enqueue("h/hello", "{}");
@@ -270,6 +257,50 @@ fn no_hand_over_when_anything_waits_or_a_limit_applies() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(kind, "zset");
+}
+
+/// A job of a tenant with jobs running (claimed, not acked) is handed
+/// over all the same: a running job waits for nothing. The visit asked
+/// for at the running lease's end stands, and both leases are the
+/// tenant's, each acked on its own.
+#[test]
+fn a_job_is_handed_over_while_another_of_its_tenant_runs() {
+    let env = Env::standalone("handover-running");
+    learn_clock(&env.queue, &env);
+    let mut conn = env.redis_conn();
+    let keys = env.tenant_keys("default");
+    // A batch is never handed over: one of its jobs runs, the other is
+    // drained.
+    let two = env.enqueue_all(&[env.job("hello", "{}"), env.job("hello", "{}")]);
+    assert_eq!(env.record(&two[0]).status, Some(Status::Queued));
+    let running = env.rt.block_on(env.queue.claim("w", 1, LEASE)).unwrap();
+    assert_eq!(running.jobs.len(), 1);
+    drain(&env);
+    let (visit, _) = timer_of(&env, &mut conn);
+    let visit = visit.expect("a visit at the running lease's end");
+    ghost(&env, "g1", LEASE, 60_000_000);
+    let id = env.enqueue("hello", "{}");
+    let record = env.record(&id);
+    assert_eq!(
+        (record.status, record.worker.as_deref()),
+        (Some(Status::Running), Some("g1")),
+        "handed over beside the running job"
+    );
+    assert_eq!(zcard(&mut conn, &format!("{keys}:leased")), 2);
+    assert_eq!(
+        timer_of(&env, &mut conn),
+        (Some(visit), Some(visit)),
+        "the earlier visit stands"
+    );
+    let (_, token) = lease_of(&env, &mut conn, &id);
+    finish(&env, &id, &token);
+    let done: Vec<_> = running
+        .jobs
+        .iter()
+        .map(|j| j.outcome(Next::Succeeded))
+        .collect();
+    assert_eq!(env.rt.block_on(env.queue.ack(&done)).unwrap(), vec![true]);
+    assert_eq!(zcard(&mut conn, &format!("{keys}:leased")), 0);
 }
 
 /// After a case's enqueue: its jobs were not handed over (`check`), then

@@ -63,9 +63,13 @@ end
 -- costs an announcement, a wake-up and a claim that settles its tenant,
 -- about 17 commands, where this costs 6. Only when nothing could come
 -- before it: one job, due now, of no group, without an idempotency key, a
--- new id, and nothing of its tenant waiting, delayed, leased, paused or
+-- new id, and nothing of its tenant waiting, delayed, paused or
 -- announced, and no tenant in the queue's ready set (fair share and
--- priorities have nothing to choose then). A worker waiting for work
+-- priorities have nothing to choose then). Jobs of the tenant may be
+-- running: a running job waits for nothing. (A cap just set, which the
+-- caller's view of the limits does not show yet, may be passed by one
+-- job per idle worker; a claim whose view is as old may take a batch
+-- past it: docs/queue.md, "Hand-over at idle".) A worker waiting for work
 -- registers in `Q:idle` (queue/wake.rs) as "INBOX hLEASE_US WORKER" under
 -- the time (µs, Redis' clock) until which it waits; the newest is taken.
 -- The job is written as a claim writes it (status running, token, attempt
@@ -75,9 +79,9 @@ end
 -- whether it did; false leaves everything to the normal path.
 --
 -- The look is one EXISTS that answers three questions by weight. It
--- names the record, `Q:ready` and IDLE_KEYS once each (ten keys: any of
--- them there stops the hand-over), `P:timer` TIMER_WEIGHT times (more
--- than those ten together) and `P:in` IN_WEIGHT times (more than all the
+-- names the record, `Q:ready` and IDLE_KEYS once each (eight keys: any
+-- of them there stops the hand-over), `P:timer` TIMER_WEIGHT times (more
+-- than those eight together) and `P:in` IN_WEIGHT times (more than all the
 -- others together). So a count of IN_WEIGHT or more says the tenant is
 -- announced: the second value returned says so, and the normal path then
 -- need not try to announce it (`SET P:in NX`, which would find it set), a
@@ -86,9 +90,9 @@ end
 -- asked for already (see the timer below): no `GET` of it, a command
 -- fewer per idle job.
 local IDLE_KEYS = { ':ready:high', ':ready:normal', ':ready:low', ':paused', ':groups',
-  ':delayed', ':leased', ':leases' }
-local TIMER_WEIGHT = 11
-local IN_WEIGHT = 22
+  ':delayed' }
+local TIMER_WEIGHT = #IDLE_KEYS + 3
+local IN_WEIGHT = 2 * TIMER_WEIGHT
 local LATE_US = 20000
 local function hand_over(argv, idle, now, now_s)
   local id, idem, delay, priority, group, first, last = job_at(argv, 5)
