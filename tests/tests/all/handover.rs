@@ -914,3 +914,68 @@ fn a_lease_shorter_than_the_visit_asked_for_is_reaped_by_the_sweep() {
         "reaped before the later visit"
     );
 }
+
+/// A claim that leaves its tenant dry with jobs running keeps a visit
+/// still to come that comes no later than its own leases' end (a `GET`
+/// instead of setting the timer again), and that visit times the tenant
+/// by the first lease left, which is reaped at its end. A visit later
+/// than the claim's own leases' end is not kept.
+#[test]
+fn a_claim_keeps_a_visit_still_to_come_and_reaps_by_it() {
+    let env = Env::standalone("claim-timer");
+    learn_clock(&env.queue, &env);
+    let mut conn = env.redis_conn();
+    let claim = |lease: Duration| {
+        let claim = env.rt.block_on(env.queue.claim("w", 10, lease)).unwrap();
+        assert_eq!(claim.jobs.len(), 1, "{claim:?}");
+        claim.jobs.into_iter().next().unwrap()
+    };
+    // A first job (the normal way: no one waits) leased for 1 s, acked.
+    let first = env.enqueue("hello", "{}");
+    let job = claim(Duration::from_secs(1));
+    let (first_end, token) = lease_of(&env, &mut conn, &first);
+    assert_eq!(
+        timer_of(&env, &mut conn),
+        (Some(first_end), Some(first_end))
+    );
+    finish(&env, &first, &token);
+    drop(job);
+    // The next, leased for 2 s by a worker that dies: the visit at the
+    // first's end stands.
+    let second = env.enqueue("hello", "{}");
+    claim(Duration::from_secs(2));
+    let (second_end, _) = lease_of(&env, &mut conn, &second);
+    assert!(second_end > first_end);
+    assert_eq!(
+        timer_of(&env, &mut conn),
+        (Some(first_end), Some(first_end)),
+        "a visit still to come stands"
+    );
+    // That visit finds the lease and asks for its end; then the job runs
+    // again.
+    sleep_past(&mut conn, first_end + 50_000);
+    let visit = env.rt.block_on(env.queue.claim("w2", 10, LEASE)).unwrap();
+    assert!(visit.jobs.is_empty(), "the lease still runs");
+    assert_eq!(
+        timer_of(&env, &mut conn),
+        (Some(second_end), Some(second_end)),
+        "the visit asks for the lease's end"
+    );
+    sleep_past(&mut conn, second_end + 50_000);
+    let again = claimed_again(&env);
+    assert_eq!((again.id.as_str(), again.attempt), (second.as_str(), 2));
+    finish(&env, &second, &again.token);
+    // A visit later than a claim's own leases' end is not kept: the one
+    // asked for at the end of that last claim's lease (`LEASE`), then a
+    // job leased for 1 s.
+    let (asked, _) = timer_of(&env, &mut conn);
+    assert!(asked.is_some_and(|at| at > redis_now(&mut conn) + 5_000_000));
+    let fourth = env.enqueue("hello", "{}");
+    claim(Duration::from_secs(1));
+    let (fourth_end, _) = lease_of(&env, &mut conn, &fourth);
+    assert_eq!(
+        timer_of(&env, &mut conn),
+        (Some(fourth_end), Some(fourth_end)),
+        "the visit comes at the shorter lease's end"
+    );
+}
