@@ -660,36 +660,14 @@ local function first_at(key)
 end
 -- (Nothing was delayed at the start, and only a lapse adds to it.)
 if has_delayed or #expired > 0 or #expired_old > 0 then timer = earlier(timer, first_at(delayed)) end
--- Where only leases need a visit (nothing delayed, no limit holding jobs
--- back), a visit asked for already that is still to come and no later
--- than this claim's own leases' end stands: `T:timer` set means it is in
--- `Q:timers` (as ask_timer in lib.lua assumes), and it finds the leases
--- then and asks for the first one's end. A command (`GET`) instead of two
--- or three (the first lease's `ZRANGE`, `SET T:timer`, `ZADD Q:timers`),
--- once a cycle at a few thousand jobs a second. At such rates that visit
--- is the first running lease's end, asked for by the claim or hand-over
--- that made it: no later than any lease's end when the workers' leases
--- are alike. It may be later: a lease shorter than the one before (a
--- worker with a shorter `--lease`). A lapse of it is then reaped at that
--- visit or at the sweep's look at every tenant outside the ready set
--- (every 10 s), whichever is first (docs/queue.md, "Leases"). A visit
--- due already is not kept: this claim may be that visit.
-local holding = waiting and not paused and (limited or capped)
-local kept = false
-if not timer and not holding and (has_leased or has_leases or claimed > 0) then
-  local asked = tonumber(redis.pcall('GET', P .. ':timer'))
-  kept = asked ~= nil and asked > now and asked <= now + lease
-end
-if kept then
-  -- (Nothing to set.)
-elseif has_leased then
+if has_leased then
   timer = earlier(timer, first_at(leased))
 elseif claimed > 0 then
   -- Nothing was leased before: this claim's leases, all until
   -- lease_until, are the first to expire.
   timer = earlier(timer, now + lease)
 end
-if has_leases and not kept then timer = earlier(timer, first_at(leases)) end
+if has_leases then timer = earlier(timer, first_at(leases)) end
 if waiting and limited and not paused then
   timer = earlier(timer, now + math.ceil((1 - tokens) * 3600000000 / rate))
 end
@@ -701,9 +679,7 @@ end
 -- may be minutes). As long as the default lease: no more visits to a
 -- capped tenant than its leases' timer made at the default.
 if waiting and capped and not paused then timer = earlier(timer, now + CAP_LOOK_US) end
-if kept then
-  -- (`T:timer` stands, and so does its visit in `Q:timers`.)
-elseif timer then
+if timer then
   timer = math.max(timer, now + 1)
   redis.call('SET', P .. ':timer', timer)
   out[4] = timer
