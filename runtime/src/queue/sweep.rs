@@ -22,6 +22,16 @@ pub struct Swept {
     pub migrated: u64,
 }
 
+/// How long a turn taken every `every` holds its lock: a tenth less (a
+/// second at most). Each worker tries once per `every` by its own timer;
+/// a lock of `every` itself was often still held when the same worker's
+/// next try came a few milliseconds early (its last `SET` took longer to
+/// arrive than this one), so the turn was skipped and came every two
+/// periods, not one: a sweep every 20 s, not 10.
+fn turn_hold(every: Duration) -> Duration {
+    every.saturating_sub((every / 10).min(Duration::from_secs(1)))
+}
+
 impl Queue {
     /// Drop the `Q:idle` entries of waiters a minute past their deadline
     /// (wake.rs): a worker killed while it waited leaves its entry, which
@@ -38,8 +48,9 @@ impl Queue {
     }
 
     /// Whether `worker` takes the fleet's turn at `what` (a lock `Q:WHAT`
-    /// in the queue's slot, held for `every`): false when another worker
-    /// took it within that time. `op` names the step in an error.
+    /// in the queue's slot, held for a little less than `every`, see
+    /// [`turn_hold`]): false when another worker took it within that
+    /// time. `op` names the step in an error.
     pub(super) async fn take_turn(
         &self,
         what: &'static str,
@@ -53,7 +64,11 @@ impl Queue {
             .arg(worker)
             .arg("NX")
             .arg("PX")
-            .arg(u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(
+                u64::try_from(turn_hold(every).as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
             .query_async(&mut self.redis.conn())
             .await
             .map_err(|e| self.error(op, e))?;
@@ -186,5 +201,24 @@ impl Queue {
         self.settle(&leaving).await?;
         self.announce(&heard).await?;
         Ok((tenants.len(), heard.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::turn_hold;
+    use std::time::Duration;
+
+    /// A turn's lock is gone before the next try one period later, even
+    /// one that comes early by a round trip or two.
+    #[test]
+    fn a_turn_lock_ends_before_the_next_period() {
+        assert_eq!(turn_hold(Duration::from_secs(10)), Duration::from_secs(9));
+        assert_eq!(turn_hold(Duration::from_secs(60)), Duration::from_secs(59));
+        assert_eq!(
+            turn_hold(Duration::from_millis(100)),
+            Duration::from_millis(90)
+        );
+        assert_eq!(turn_hold(Duration::ZERO), Duration::ZERO);
     }
 }
