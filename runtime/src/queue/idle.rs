@@ -1,121 +1,130 @@
 //! The waiter's side of the hand-over at idle (docs/queue.md, "Hand-over
 //! at idle"; the enqueue's side is `hand_over` in `lua/enqueue.lua`).
 //!
-//! A worker waiting for work registers in `Q:idle` as `INBOX hLEASE_US
-//! WORKER` under a deadline on Redis' clock (sent with its `BLPOP`, see
-//! wake.rs). An enqueue that hands it a job takes the entry (`ZPOPMAX`)
-//! and pushes the job onto the inbox in the same script. So after any wait
-//! that did not itself return the job, the waiter must know which of the
-//! two happened before it claims, recovers or stops: `ZREM` of its entry
-//! answers it (1: still there, nothing was handed; 0: taken, the job is in
-//! the inbox). Until Redis answers, the worker does nothing else: a
-//! recovery run meanwhile could not see a job handed after it, and a
-//! registration left behind could take one that nobody reads.
+//! A worker waiting for work registers in `Q:idle` as `INBOX pLEASE_US
+//! WORKER` under a deadline on Redis' clock ([`REGISTRATION`] ahead, sent
+//! with its `BLPOP`, see wake.rs). An enqueue that hands it a job leaves
+//! the entry where it is and pushes the job onto the inbox in the same
+//! script. So the registration stands across jobs handed over and across
+//! the worker's claims: it is made again only when its deadline comes
+//! near ([`REFRESH`]), not at every wait (a command fewer per job handed
+//! over), and there is no moment after a job is handed over, or while
+//! the worker claims, at which an enqueue finds no one to hand its job
+//! to. In return the entry says nothing of what was handed: a worker
+//! that stops waiting for long (it is full, it stops, its wait was cut
+//! off) leaves `Q:idle` and reads its inbox in one round trip (`ZREM`,
+//! `LPOP`). Until Redis answers, the worker does nothing else: a recovery
+//! run meanwhile could not see a job handed after it, and a registration
+//! left behind could take one that nobody reads.
 
 use super::{ClaimedJob, Queue, QueueError};
 use crate::redis::is_connection_trouble;
 use std::time::Duration;
 
-/// How long past its wait a waiter stays in `Q:idle`: the round trip that
-/// takes it out, with room for a slow one. A worker killed while it waits
-/// is passed over by enqueues from then on.
-const IDLE_SLACK: Duration = Duration::from_secs(1);
+/// How far ahead of the registration's moment its deadline is (Redis'
+/// clock). A worker killed while registered is passed over by enqueues
+/// from then on: within two seconds.
+const REGISTRATION: Duration = Duration::from_secs(2);
 
-/// Most entries read from an inbox at once (one is the rule: an entry per
-/// registration).
+/// A waiter registers again (its deadline [`REGISTRATION`] on) at the
+/// first wait that finds less than this left: once a second at most.
+pub(super) const REFRESH: Duration = Duration::from_secs(1);
+
+/// Most entries read from an inbox at once.
 const INBOX_READ: usize = 16;
 
 /// A waiter's entry in `Q:idle`: its inbox, its lease (µs) and its worker
 /// id (last: an id may hold spaces), as enqueue.lua's `hand_over` reads it.
-/// The `h` before the lease says the worker renews and acks a lease as its
-/// entry in `T:leased` (lua/lib.lua, `lease_entry`): an enqueue of the
-/// version before, which would lease it in `T:leases`, reads no such entry
-/// and hands it nothing.
+/// The `p` before the lease says the entry stands until its deadline or
+/// until the waiter leaves, and that the worker renews and acks a lease
+/// as its entry in `T:leased` (lua/lib.lua, `lease_entry`). An enqueue of
+/// a version before 2026-12-05 cannot read it: it takes the entry and
+/// hands nothing over (the worker registers again within a second). One
+/// with `h` (a worker of the version before) is taken by the enqueue
+/// that hands it a job, as before.
 pub(super) fn member(inbox: &str, worker: &str, lease: Duration) -> String {
-    format!("{inbox} h{} {worker}", lease.as_micros())
+    format!("{inbox} p{} {worker}", lease.as_micros())
 }
 
 impl Queue {
     /// Take the waiter with `inbox` (and `worker`, `lease` as it
-    /// registered) out of `Q:idle` after a wait cut off. `None`: it was
-    /// still there (or never registered: a cluster), so nothing was handed
-    /// to it. `Some`: an enqueue took its entry, and these are the jobs
-    /// read from its inbox, leased to it; none means the job went with
-    /// the reply the cut-off wait never read (or the entry had expired
-    /// and was dropped): hand back what is leased to the worker and
-    /// unknown to it ([`Queue::recover`]). An error says nothing: ask
-    /// again before anything else (see the module doc).
+    /// registered) out of `Q:idle`, and read what was handed to it: the
+    /// jobs found in its inbox, leased to it. After a wait cut off, a job
+    /// may also have gone with the reply it never read: the caller then
+    /// hands back what is leased to the worker and unknown to it
+    /// ([`Queue::recover`]). An error says nothing: ask again before
+    /// anything else (see the module doc). On a cluster nothing is
+    /// registered: nothing to leave.
     pub async fn leave_idle(
         &self,
         inbox: &str,
         worker: &str,
         lease: Duration,
-    ) -> Result<Option<Vec<ClaimedJob>>, QueueError> {
+    ) -> Result<Vec<ClaimedJob>, QueueError> {
         if self.redis.is_cluster() || worker.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        let (left, jobs) = self.leave(inbox, &member(inbox, worker, lease)).await?;
-        Ok((!left).then_some(jobs))
+        self.leave(inbox, &member(inbox, worker, lease)).await
     }
 
-    /// `ZREM` the entry `member`; whether it was there, and, when it was
-    /// not, the jobs in `inbox`. A `Q:idle` that is not a sorted set
-    /// (written by hand) holds no entry, and no enqueue can take one.
+    /// `ZREM` the entry `member` and `LPOP` `inbox`, in one round trip (in
+    /// that order: no job is handed over after the `ZREM`); the jobs found.
+    /// A `Q:idle` that is not a sorted set (written by hand) holds no
+    /// entry, and an inbox no one can read (a key of the wrong type
+    /// written by hand) holds no job: the caller hands back what is leased
+    /// to it if unsure, and its next wait has a new inbox.
     pub(super) async fn leave(
         &self,
         inbox: &str,
         member: &str,
-    ) -> Result<(bool, Vec<ClaimedJob>), QueueError> {
+    ) -> Result<Vec<ClaimedJob>, QueueError> {
         let mut conn = self.redis.conn();
         self.count_round_trip();
-        let removed: redis::RedisResult<i64> = redis::cmd("ZREM")
-            .arg(self.key("idle"))
-            .arg(member)
-            .query_async(&mut conn)
-            .await;
-        match removed {
-            Ok(1) => return Ok((true, Vec::new())),
-            Ok(_) => {}
-            // Refused for good (`WRONGTYPE`, `NOPERM`): the registration was
-            // refused the same way, and no enqueue can take it.
-            Err(e) if !is_connection_trouble(&e) => {
-                tracing::warn!("leaving the idle workers: {e}");
-                return Ok((true, Vec::new()));
-            }
-            Err(e) => return Err(self.error("leave the idle workers", e)),
-        }
-        self.count_round_trip();
-        let entries: Option<Vec<Vec<u8>>> = match redis::cmd("LPOP")
+        let replies: redis::RedisResult<Vec<redis::Value>> = redis::pipe()
+            .ignore_errors()
+            .zrem(self.key("idle"), member)
+            .cmd("LPOP")
             .arg(inbox)
             .arg(INBOX_READ)
             .query_async(&mut conn)
-            .await
-        {
-            Ok(entries) => entries,
-            // An inbox no one can read (a key of the wrong type written by
-            // hand): nothing found, so the caller hands back what is leased
-            // to it; its next wait has a new inbox.
+            .await;
+        let replies = match replies {
+            Ok(replies) => replies,
             Err(e) if !is_connection_trouble(&e) => {
-                tracing::warn!("reading a job handed over: {e}");
-                None
+                tracing::warn!("leaving the idle workers: {e}");
+                return Ok(Vec::new());
             }
-            Err(e) => return Err(self.error("read a job handed over", e)),
+            Err(e) => return Err(self.error("leave the idle workers", e)),
+        };
+        let mut replies = replies.into_iter();
+        // Refused for good (`WRONGTYPE`, `NOPERM`): the registration was
+        // refused the same way, and no enqueue can take it.
+        if let Some(redis::Value::ServerError(e)) = replies.next() {
+            tracing::warn!("leaving the idle workers: {}", redis::RedisError::from(e));
+        }
+        let entries: Vec<Vec<u8>> = match replies.next() {
+            Some(redis::Value::ServerError(e)) => {
+                tracing::warn!("reading a job handed over: {}", redis::RedisError::from(e));
+                Vec::new()
+            }
+            Some(v) => redis::from_redis_value::<Option<Vec<Vec<u8>>>>(v)
+                .map_err(|e| self.error("read a job handed over", redis::RedisError::from(e)))?
+                .unwrap_or_default(),
+            None => Vec::new(),
         };
         let received = std::time::Instant::now();
-        let jobs = entries
-            .unwrap_or_default()
+        entries
             .iter()
             .filter(|e| e.first() == Some(&b'j'))
             .map(|e| super::reply::parse_handed(e, received))
-            .collect::<Result<_, _>>()?;
-        Ok((false, jobs))
+            .collect()
     }
 
-    /// Until when a waiter registered now waits, on Redis' clock (µs): the
-    /// wait and [`IDLE_SLACK`], by this host's clock and the offset its
-    /// claims saw.
-    pub(super) fn idle_deadline(&self, timeout: Duration) -> i64 {
-        let wait = i64::try_from((timeout + IDLE_SLACK).as_micros()).unwrap_or(i64::MAX);
-        self.redis_wall_clock().saturating_add(wait)
+    /// Until when a waiter registered now stays registered, on Redis'
+    /// clock (µs): [`REGISTRATION`] on, by this host's clock and the
+    /// offset its claims saw.
+    pub(super) fn idle_deadline(&self) -> i64 {
+        let ahead = i64::try_from(REGISTRATION.as_micros()).unwrap_or(i64::MAX);
+        self.redis_wall_clock().saturating_add(ahead)
     }
 }

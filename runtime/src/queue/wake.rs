@@ -29,12 +29,26 @@ pub struct WakeWait {
     own: String,
     /// The own list's registration in `Q:inboxes`.
     registration: Registration,
+    /// Until when (µs, Redis' clock) the waiter's entry in `Q:idle` stands,
+    /// if it made one and has not left since (idle.rs).
+    idle_until: Option<i64>,
 }
 
 impl WakeWait {
     /// The waiter's own list, its inbox for jobs handed over.
     pub fn inbox(&self) -> &str {
         &self.own
+    }
+
+    /// Whether the waiter may be registered in `Q:idle`: an enqueue may
+    /// hand it a job until it leaves ([`Queue::leave_idle`]).
+    pub fn registered(&self) -> bool {
+        self.idle_until.is_some()
+    }
+
+    /// The waiter left `Q:idle`.
+    pub fn left(&mut self) {
+        self.idle_until = None;
     }
 }
 
@@ -44,14 +58,11 @@ pub struct Woke {
     /// Jobs an enqueue handed to the waiter, leased to it as a claim
     /// leases them.
     pub jobs: Vec<ClaimedJob>,
-    /// Something else ended the wait too (a wake token, the timer, the
+    /// Something else ended the wait (a wake token, the timer, the
     /// timeout): claim next. False when the wait's reply was a job
-    /// handed over: the worker may wait again at once.
+    /// handed over: the worker may wait again at once. Either way the
+    /// waiter stays registered in `Q:idle` (idle.rs).
     pub claim: bool,
-    /// An enqueue took the waiter's registration, but no job was found:
-    /// hand back what is leased to the worker and unknown to it
-    /// ([`Queue::recover`]), in case a job went astray.
-    pub lost: bool,
 }
 
 /// What a wait's `BLPOP` popped: the list, and the value (a wake token,
@@ -61,6 +72,9 @@ type Popped = (String, Vec<u8>);
 /// How long a waiter's own list lives after its last token (a worker
 /// that died leaves nothing behind for long).
 const OWN_LIST_TTL_MS: u64 = 60_000;
+
+/// The token this host's timer pushes onto the waiter's own list.
+const NUDGE: &str = "1";
 
 /// What the pipeline of [`Queue::blpop_until`] got back.
 struct Blpopped {
@@ -128,6 +142,7 @@ impl Queue {
             conn,
             own,
             registration: Registration::default(),
+            idle_until: None,
         };
         if !self.redis.is_cluster() {
             self.register_inbox(&mut wait.conn, &wait.own, &mut wait.registration)
@@ -138,11 +153,13 @@ impl Queue {
 
     /// Block until an enqueue wakes us or `timeout` passes (by this host's
     /// clock, see the module doc). With `idle` (a worker id and its lease),
-    /// the waiter registers in `Q:idle` for the wait (one Redis only), so
-    /// that an enqueue may hand it a job (docs/queue.md, "Hand-over at
-    /// idle", and idle.rs). An error may leave it registered, or a job
-    /// handed to it unread: the caller then runs [`Queue::leave_idle`]
-    /// until it answers, before anything else.
+    /// the waiter is registered in `Q:idle` (one Redis only), so that an
+    /// enqueue may hand it a job (docs/queue.md, "Hand-over at idle", and
+    /// idle.rs): the entry is made, or made again, in the wait's pipeline
+    /// when it has less than [`super::idle::REFRESH`] left, and it stands
+    /// after the wait, until the caller leaves ([`Queue::leave_idle`]). An
+    /// error may leave a job handed to it unread: the caller then leaves
+    /// until Redis answers, before anything else.
     pub async fn wait_for_work(
         &self,
         wait: &mut WakeWait,
@@ -151,7 +168,12 @@ impl Queue {
     ) -> Result<Woke, QueueError> {
         self.count_round_trip();
         let idle = idle.filter(|(worker, _)| !self.redis.is_cluster() && !worker.is_empty());
-        let deadline = self.idle_deadline(timeout);
+        let deadline = self.idle_deadline();
+        let refresh = i64::try_from(super::idle::REFRESH.as_micros()).unwrap_or(i64::MAX);
+        let due = wait
+            .idle_until
+            .is_none_or(|until| until - self.redis_wall_clock() < refresh);
+        let idle = idle.filter(|_| due);
         // The own list's registration in `Q:inboxes` is renewed before the
         // entry in `Q:idle` is made (same pipeline, in order), and the
         // entry made only if the registration stands (inboxes.rs).
@@ -170,14 +192,14 @@ impl Queue {
         if let Some(until) = renew {
             self.renewed(&mut wait.registration, &wait.own, until, renewed);
         }
-        // (A registration Redis refused, over `maxmemory` say, left nothing
-        // to take back.)
-        let member = member.filter(|_| registered);
+        // (A registration Redis refused, over `maxmemory` say, is not
+        // made; one whose answer was lost may be.)
+        if member.is_some() && registered {
+            wait.idle_until = Some(deadline);
+        }
         let token = reply.map_err(|e| self.error("wait for work", e))?;
         let from_own = token.as_ref().is_some_and(|(list, _)| *list == wait.own);
-        let woke = self
-            .woke(wait, token.as_ref(), from_own, member.as_deref(), nudged)
-            .await?;
+        let woke = self.woke(wait, token.as_ref(), from_own, nudged).await?;
         // `t:TENANT` names a tenant with work (ring/prelude.lua): the next
         // claim visits it without a pick.
         let tenant = token.filter(|_| !from_own).and_then(|(_, t)| {
@@ -189,39 +211,24 @@ impl Queue {
     }
 
     /// How a wait ended, from what its `BLPOP` popped (`token`, from the
-    /// waiter's own list if `from_own`), with the entry in `Q:idle` it
-    /// made (`member`): a job handed over, or, when the wait ended
-    /// otherwise, whatever leaving `Q:idle` finds (idle.rs).
+    /// waiter's own list if `from_own`): a job handed over, or anything
+    /// else (the waiter stays registered: idle.rs).
     async fn woke(
         &self,
         wait: &WakeWait,
         token: Option<&Popped>,
         from_own: bool,
-        member: Option<&str>,
         nudged: bool,
     ) -> Result<Woke, QueueError> {
         let received = std::time::Instant::now();
         let mut woke = Woke {
             jobs: Vec::new(),
             claim: true,
-            lost: false,
         };
-        match (token, member) {
-            (Some((_, entry)), _) if from_own && entry.first() == Some(&b'j') => {
-                // Handed over: the enqueue took this waiter out of `Q:idle`.
+        match token {
+            Some((_, entry)) if from_own && entry.first() == Some(&b'j') => {
                 woke.jobs.push(super::reply::parse_handed(entry, received)?);
                 woke.claim = false;
-            }
-            (_, Some(member)) => {
-                let (left, jobs) = self.leave(&wait.own, member).await?;
-                // No enqueue can hand us a job now: a stale nudge may go.
-                if left && nudged && !from_own {
-                    self.drop_nudge(wait).await;
-                }
-                // Taken with nothing in the inbox: an expired entry dropped,
-                // or a job gone where this wait cannot see it.
-                woke.lost = !left && jobs.is_empty();
-                woke.jobs = jobs;
             }
             _ if nudged && !from_own => self.drop_nudge(wait).await,
             _ => {}
@@ -229,11 +236,15 @@ impl Queue {
         Ok(woke)
     }
 
-    /// Delete the waiter's own list: a nudge left there would end the
-    /// next wait at once. (Only when no enqueue can push a job there.)
+    /// Take this host's timer's token out of the waiter's own list, where
+    /// the wait ended otherwise: left there, it would end the next wait at
+    /// once. (`LREM` of the token, not `DEL`: an enqueue may have pushed a
+    /// job there meanwhile.)
     async fn drop_nudge(&self, wait: &WakeWait) {
-        let _: redis::RedisResult<()> = redis::cmd("DEL")
+        let _: redis::RedisResult<()> = redis::cmd("LREM")
             .arg(&wait.own)
+            .arg(0)
+            .arg(NUDGE)
             .query_async(&mut self.redis.conn())
             .await;
     }
@@ -274,7 +285,7 @@ impl Queue {
             done = &mut blpop => done,
             () = tokio::time::sleep(timeout + Duration::from_millis(2)) => {
                 let nudge: redis::RedisResult<()> = redis::pipe()
-                    .lpush(&own, 1)
+                    .lpush(&own, NUDGE)
                     .ignore()
                     .pexpire(&own, OWN_LIST_TTL_MS as i64)
                     .ignore()

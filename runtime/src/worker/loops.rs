@@ -93,6 +93,7 @@ pub(super) async fn claim_loop(
         due_at: None,
         inbox: None,
         leave_unsure: false,
+        registered: false,
     };
     while !*claimer.stop.borrow() {
         if let Step::Stop = claimer.step().await {
@@ -175,6 +176,11 @@ struct Claimer {
     /// A wait was cut off and leaving `Q:idle` has not been answered yet:
     /// nothing else happens until it is (queue/idle.rs).
     leave_unsure: bool,
+    /// This worker may be registered in `Q:idle` (its last wait made the
+    /// entry, and it has not left since): the entry stands across waits
+    /// and claims, and must be left before the worker stops reading its
+    /// inbox (full, stopping).
+    registered: bool,
 }
 
 impl Claimer {
@@ -195,6 +201,11 @@ impl Claimer {
             return self.recover().await;
         }
         let Some(want) = self.want() else {
+            // Full: no wait reads the inbox until room frees, so no job may
+            // be handed over meanwhile (idle.rs).
+            if self.registered() {
+                return self.leave_idle().await;
+            }
             let freed = Arc::clone(&self.budget);
             return self.until_stopped(freed.freed.notified()).await;
         };
@@ -325,7 +336,7 @@ impl Claimer {
     /// after an outage may meet the dropped connection; the next one
     /// opens a new one.)
     async fn recover_on_exit(&mut self) {
-        if self.leave_unsure {
+        if self.leave_unsure || self.registered() {
             self.leave_on_stop().await;
         }
         if !self.lost_claim && self.unsure.is_empty() {
@@ -393,25 +404,32 @@ impl Claimer {
         };
         match waited {
             Some(Ok(Ok(woke))) => {
+                self.registered = conn.registered();
                 self.blocking = Some(conn);
                 // Handed over as the wait's reply: the next turn waits
                 // again rather than claim (an enqueue meanwhile pushes a
                 // wake token).
                 self.handed = !woke.jobs.is_empty() && !woke.claim;
-                self.lost_claim |= woke.lost;
                 self.take_handed(woke.jobs)
             }
             None => {
+                // The wait's reply is not read: a job it popped is leased
+                // to us, unknown. Leave, and hand back on the way out.
+                self.registered = true;
+                self.lost_claim = true;
                 self.leave_on_stop().await;
                 Step::Stop
             }
             // Cut off (an error, or no answer in time): first leave
-            // `Q:idle` (`leave_idle`, which tells whether Redis is down);
-            // this connection is just rebuilt.
+            // `Q:idle` and read the inbox (`leave_idle`, which tells
+            // whether Redis is down), then hand back what the lost reply
+            // may have carried; this connection is just rebuilt.
             Some(waited) => {
                 if let Ok(Err(e)) = waited {
                     tracing::debug!("waiting for work: {e}");
                 }
+                self.registered = true;
+                self.lost_claim = true;
                 self.leave_unsure = true;
                 self.until_stopped(tokio::time::sleep(Duration::from_millis(50)))
                     .await
@@ -437,6 +455,12 @@ impl Claimer {
         Step::Continue
     }
 
+    /// Whether this worker may be registered in `Q:idle` (an enqueue may
+    /// hand it a job until it leaves).
+    fn registered(&self) -> bool {
+        self.registered && self.inbox.is_some()
+    }
+
     /// Stopping: leave `Q:idle`; what was handed to us (or may have been,
     /// if Redis did not answer) goes back with the recovery of a lost
     /// claim on the way out.
@@ -458,34 +482,36 @@ impl Claimer {
             }
         };
         match left {
-            Ok(None) => {}
-            Ok(Some(_)) | Err(_) => self.lost_claim = true,
+            Ok(jobs) if jobs.is_empty() => {}
+            Ok(_) | Err(_) => self.lost_claim = true,
         }
-        self.leave_unsure = false;
+        self.left();
     }
 
-    /// Leave `Q:idle` after a wait cut off (queue/idle.rs), and take what
-    /// was handed to us meanwhile; until Redis answers, back off and ask
-    /// again (nothing else happens meanwhile).
+    /// Out of `Q:idle`: no enqueue hands this worker a job until its next
+    /// wait registers it again.
+    fn left(&mut self) {
+        self.leave_unsure = false;
+        self.registered = false;
+        if let Some(conn) = self.blocking.as_mut() {
+            conn.left();
+        }
+    }
+
+    /// Leave `Q:idle` (after a wait cut off, or when full: queue/idle.rs),
+    /// and take what was handed to us meanwhile; until Redis answers, back
+    /// off and ask again (nothing else happens meanwhile).
     async fn leave_idle(&mut self) -> Step {
         let Some(inbox) = self.inbox.clone() else {
-            self.leave_unsure = false;
+            self.left();
             return Step::Continue;
         };
         let c = &self.config;
         match self.queue.leave_idle(&inbox, &c.worker_id, c.lease).await {
-            Ok(handed) => {
-                self.leave_unsure = false;
+            Ok(jobs) => {
+                self.left();
                 self.outage.ok("leaving the idle workers");
-                match handed {
-                    // Taken, and its job went with the reply we lost.
-                    Some(jobs) if jobs.is_empty() => {
-                        self.lost_claim = true;
-                        Step::Continue
-                    }
-                    Some(jobs) => self.take_handed(jobs),
-                    None => Step::Continue,
-                }
+                self.take_handed(jobs)
             }
             Err(e) => {
                 self.leave_unsure = true;

@@ -93,7 +93,7 @@ fn an_idle_waiter_is_handed_a_lone_job_as_a_lease() {
     assert_eq!(record.status, Some(Status::Running));
     assert_eq!(record.worker.as_deref(), Some("w1"));
     assert_eq!(record.attempts, 1);
-    assert_eq!(zcard(&mut conn, &idle), 0, "the waiter's entry was taken");
+    assert_eq!(zcard(&mut conn, &idle), 1, "the waiter's entry stands");
     let (lease_end, _) = lease_of(&env, &mut conn, &id);
     let now = redis_now(&mut conn);
     assert!(
@@ -131,6 +131,78 @@ fn an_idle_waiter_is_handed_a_lone_job_as_a_lease() {
         .unwrap();
     assert_eq!(applied, vec![true]);
     assert_eq!(env.record(&id).status, Some(Status::Succeeded));
+}
+
+/// A waiter stays registered across the jobs handed to it: its next wait
+/// makes no new entry (its deadline stands) and is handed the next job;
+/// only once less than a second is left does a wait register it again.
+/// Leaving takes the entry out.
+#[test]
+fn a_waiter_stays_registered_across_jobs_handed_over() {
+    let env = Env::standalone("handover-stays");
+    let keys = env.queue.key_prefix().to_string();
+    let queue = env.queue.clone();
+    learn_clock(&queue, &env);
+    let mut conn = env.redis_conn();
+    let idle = format!("{keys}:idle");
+    let deadline = |conn: &mut SyncConn| -> Vec<(String, u64)> {
+        redis::cmd("ZRANGE")
+            .arg(&idle)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(conn)
+            .unwrap()
+    };
+    let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
+    let mut entries = Vec::new();
+    for n in 0..3 {
+        let (woke, id) = env.rt.block_on(async {
+            let wait =
+                queue.wait_for_work(&mut waiter, Duration::from_secs(5), Some(("w1", LEASE)));
+            let enqueue = async {
+                let mut c = env.redis_conn();
+                while zcard(&mut c, &idle) == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                // (After the wait's pipeline is in: a registration made
+                // again would be there by now.)
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                queue.enqueue(&env.job("hello", "{}")).await.unwrap().id
+            };
+            tokio::join!(wait, enqueue)
+        });
+        let woke = woke.unwrap();
+        assert_eq!(woke.jobs.len(), 1, "job {n} handed over");
+        assert_eq!(woke.jobs[0].id, id);
+        assert!(waiter.registered());
+        entries.push(deadline(&mut conn));
+        let done = woke.jobs[0].outcome(Next::Succeeded);
+        assert_eq!(env.rt.block_on(queue.ack(&[done])).unwrap(), vec![true]);
+    }
+    assert_eq!(entries[0].len(), 1, "one entry: {entries:?}");
+    assert!(
+        entries.iter().all(|e| *e == entries[0]),
+        "the same entry, its deadline unchanged: {entries:?}"
+    );
+    // Within a second of its deadline a wait registers again, later.
+    let first_deadline = entries[0][0].1;
+    sleep_past(&mut conn, first_deadline - 900_000);
+    let woke = env
+        .rt
+        .block_on(queue.wait_for_work(&mut waiter, Duration::from_millis(10), Some(("w1", LEASE))))
+        .unwrap();
+    assert!(woke.jobs.is_empty() && woke.claim);
+    let again = deadline(&mut conn);
+    assert_eq!(again.len(), 1);
+    assert!(again[0].1 > first_deadline, "{again:?} after {entries:?}");
+    // Leaving takes it out; nothing was left in the inbox.
+    let jobs = env
+        .rt
+        .block_on(queue.leave_idle(waiter.inbox(), "w1", LEASE))
+        .unwrap();
+    assert!(jobs.is_empty());
+    assert_eq!(zcard(&mut conn, &idle), 0);
 }
 
 /// Claim and ack until a claim finds nothing: the ready set is empty
@@ -409,6 +481,41 @@ fn a_job_handed_to_a_dead_worker_runs_again_after_its_lease() {
     }
 }
 
+/// A worker whose job threads and prefetch are all taken reads no inbox
+/// until one frees, so it leaves `Q:idle` first: a job enqueued meanwhile
+/// goes the normal way (queued, not handed to the full worker) and runs
+/// once the slot frees. Once idle again, the worker registers again.
+#[test]
+fn a_full_worker_leaves_the_idle_workers() {
+    let env = Env::standalone("handover-full");
+    let idle = format!("{}:idle", env.queue.key_prefix());
+    let worker = env.worker(&[("spin", "spin"), ("hello", "hello")], |c| {
+        c.concurrency = 1;
+        c.prefetch = 0;
+        c.limits.timeout = Duration::from_millis(1500);
+    });
+    let entries = || zcard(&mut env.redis_conn(), &idle);
+    env.wait_for("the worker to register", || entries() == 1);
+    let mut spin = env.job("spin", "{}");
+    spin.max_attempts = 1;
+    let spin = env.enqueue_job(spin);
+    env.wait_until(&spin, |r| r.status == Some(Status::Running));
+    env.wait_for("the full worker to leave", || entries() == 0);
+    let id = env.enqueue("hello", r#"{"name":"after"}"#);
+    let queued = env.record(&id);
+    assert_eq!(
+        (queued.status, queued.worker),
+        (Some(Status::Queued), None),
+        "not handed to the full worker"
+    );
+    let record = env.wait(&id);
+    assert_eq!(record.status, Some(Status::Succeeded));
+    assert_eq!(env.wait(&spin).status, Some(Status::Dead));
+    env.wait_for("the worker to register again", || entries() == 1);
+    worker.stop();
+    assert_eq!(entries(), 0, "a stopped worker leaves");
+}
+
 /// Cut a registered waiter's wait off the way a lost connection does:
 /// `CLIENT KILL` of its blocked `BLPOP`. Its entry stays in `Q:idle`.
 fn cut_off_wait(
@@ -453,11 +560,11 @@ fn cut_off_wait(
 }
 
 /// A wait cut off (a lost connection, the stop signal) may leave a job an
-/// enqueue handed over, leased to the worker: leaving `Q:idle` says so and
-/// reads it from the inbox. If the job went with the reply the cut wait
-/// never read, leaving says the entry was taken with nothing left, and
-/// the recovery of a lost claim hands the job back without spending its
-/// attempt. A waiter still registered leaves with nothing to take.
+/// enqueue handed over, leased to the worker: leaving `Q:idle` reads it
+/// from the inbox. If the job went with the reply the cut wait never
+/// read, the inbox is empty, and the recovery of a lost claim (which the
+/// worker runs after every cut-off wait) hands the job back without
+/// spending its attempt. Either way the entry is gone after leaving.
 #[test]
 fn a_wait_cut_off_after_a_hand_over_still_gets_its_job() {
     let env = Env::standalone("handover-cut");
@@ -475,8 +582,10 @@ fn a_wait_cut_off_after_a_hand_over_still_gets_its_job() {
     cut_off_wait(&env, &queue, &mut waiter, "w1");
     let id = env.enqueue("hello", "{}");
     assert_eq!(env.record(&id).status, Some(Status::Running));
-    let jobs = leave(&waiter, "w1").expect("an enqueue took the registration");
+    assert_eq!(zcard(&mut env.redis_conn(), &idle), 1, "the entry stands");
+    let jobs = leave(&waiter, "w1");
     assert_eq!(jobs.len(), 1);
+    assert_eq!(zcard(&mut env.redis_conn(), &idle), 0, "left");
     assert_eq!((jobs[0].id.as_str(), jobs[0].attempt), (id.as_str(), 1));
     let applied = env
         .rt
@@ -493,7 +602,7 @@ fn a_wait_cut_off_after_a_hand_over_still_gets_its_job() {
         .arg(16)
         .query(&mut env.redis_conn())
         .unwrap();
-    let jobs = leave(&waiter, "w2").expect("an enqueue took the registration");
+    let jobs = leave(&waiter, "w2");
     assert!(jobs.is_empty());
     let back = env.rt.block_on(queue.recover("w2", &[])).unwrap();
     assert_eq!(back, vec![id.clone()]);
@@ -512,7 +621,7 @@ fn a_wait_cut_off_after_a_hand_over_still_gets_its_job() {
         .unwrap();
     let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
     cut_off_wait(&env, &queue, &mut waiter, "w4");
-    assert!(leave(&waiter, "w4").is_none());
+    assert!(leave(&waiter, "w4").is_empty());
     assert_eq!(zcard(&mut env.redis_conn(), &idle), 0);
 }
 

@@ -70,8 +70,9 @@ end
 -- caller's view of the limits does not show yet, may be passed by one
 -- job per idle worker; a claim whose view is as old may take a batch
 -- past it: docs/queue.md, "Hand-over at idle".) A worker waiting for work
--- registers in `Q:idle` (queue/wake.rs) as "INBOX hLEASE_US WORKER" under
--- the time (µs, Redis' clock) until which it waits; the newest is taken.
+-- registers in `Q:idle` (queue/wake.rs, queue/idle.rs) as "INBOX
+-- pLEASE_US WORKER" under the time (µs, Redis' clock) until which the
+-- entry stands; the newest is chosen, and its entry stays.
 -- The job is written as a claim writes it (status running, token, attempt
 -- 1, worker), leased with a timer at the lease's end, and pushed onto the
 -- worker's inbox as `j` + MessagePack {tenant, now, {id, token, attempt,
@@ -109,19 +110,32 @@ local function hand_over(argv, idle, now, now_s)
   local asked = found >= TIMER_WEIGHT
   if asked then found = found - TIMER_WEIGHT end
   if found > 0 then return false end
-  local taken = redis.pcall('ZPOPMAX', idle)
+  -- The newest waiter: its deadline the furthest on.
+  local newest = redis.pcall('ZRANGE', idle, '-1', '-1', 'WITHSCORES')
+  if type(newest) ~= 'table' or not newest[2] then return false end
+  local member = newest[1]
   -- (A waiter within LATE_US of its deadline counts as gone: `now` may be
-  -- the caller's reading, behind Redis' clock by up to a round trip.)
-  if type(taken) ~= 'table' or not taken[2] or tonumber(taken[2]) < now + LATE_US then
+  -- the caller's reading, behind Redis' clock by up to a round trip. The
+  -- newest gone, all are: their entries go.)
+  if tonumber(newest[2]) < now + LATE_US then
+    redis.pcall('ZREMRANGEBYSCORE', idle, '-inf', '(' .. text(now + LATE_US))
     return false
   end
-  -- (`h` before the lease: a worker that renews and acks its lease as
-  -- an entry of `P:leased`, lib.lua's lease_entry. Without it, a worker
-  -- of the version before, which renews the id's entry in `P:leases`.
-  -- The version before reads no entry with `h`, and hands nothing over.)
-  local inbox, entry, lease, worker = taken[1]:match('^(%S+) (h?)(%d+) (.+)$')
+  -- `p` before the lease: a worker whose entry stands until it leaves
+  -- `Q:idle` or its deadline passes, however many jobs it is handed
+  -- (queue/idle.rs), and that renews and acks its lease as an entry of
+  -- `P:leased` (lib.lua's lease_entry). `h`: the same lease, but the
+  -- entry is one job's, taken by the enqueue that hands it one (a worker
+  -- of the version before). Neither: a worker of the version before
+  -- that, which renews the id's entry in `P:leases`. Versions before read
+  -- no entry with `h` or `p`, take it, and hand nothing over.
+  local inbox, style, lease, worker = member:match('^(%S+) ([hp]?)(%d+) (.+)$')
   -- (Only a worker's own list in the queue's slot: never another key.)
-  if not inbox or inbox:sub(1, #Q + 6) ~= Q .. ':wake:' then return false end
+  if not inbox or inbox:sub(1, #Q + 6) ~= Q .. ':wake:' then
+    redis.pcall('ZREM', idle, member)
+    return false
+  end
+  if style ~= 'p' then redis.call('ZREM', idle, member) end
   if priority == 'normal' or not PRIORITIES[priority] then priority = false end
   local record = { 'enqueued_us', now_s, 'plugin', argv[first], 'payload', argv[first + 1],
     unpack(argv, first + 2, last) }
@@ -131,17 +145,21 @@ local function hand_over(argv, idle, now, now_s)
   end
   -- The push first: the only write here that a key of the wrong type can
   -- refuse (the others write keys that do not exist), and refused it
-  -- leaves nothing behind (the worker finds its entry taken and its inbox
-  -- empty, and hands back what it holds unknown: nothing; queue/idle.rs).
+  -- leaves nothing behind but the waiter's entry, which goes: an inbox no
+  -- one can push to takes no job (its worker registers a new one once its
+  -- wait is cut off or its deadline comes; queue/idle.rs).
   local pushed = redis.pcall('RPUSH', inbox,
     'j' .. cmsgpack.pack({ tenant, now, { id, now_s, '1', '1', record } }))
-  if type(pushed) ~= 'number' then return false end
+  if type(pushed) ~= 'number' then
+    redis.pcall('ZREM', idle, member)
+    return false
+  end
   redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'running', 'token', now_s,
     'attempt', '1', 'worker', worker, 'plugin', argv[first], 'payload', argv[first + 1],
     unpack(argv, first + 2, last))
   if priority then redis.call('HSET', key, 'priority', priority) end
   local until_s = text(now + tonumber(lease))
-  if entry == 'h' then
+  if style ~= '' then
     redis.call('ZADD', P .. ':leased', until_s, lease_entry(now_s, id))
   else
     redis.call('ZADD', P .. ':leases', until_s, id)
