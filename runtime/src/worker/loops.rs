@@ -198,6 +198,12 @@ impl Claimer {
             .retry_unsure_at
             .is_none_or(|at| std::time::Instant::now() >= at);
         if self.lost_claim || (!self.unsure.is_empty() && unsure_due) {
+            // A job handed over and still in the inbox is leased to us and
+            // unknown: the recovery would hand it back and a later wait
+            // read it too. So leave first, and know what it reads.
+            if self.registered() {
+                return self.leave_idle().await;
+            }
             return self.recover().await;
         }
         let Some(want) = self.want() else {
@@ -212,6 +218,11 @@ impl Claimer {
         if self.handed {
             return self.idle_again().await;
         }
+        self.claim(want).await
+    }
+
+    /// Claim up to `want` jobs, and wait for work when the queue ran dry.
+    async fn claim(&mut self, want: usize) -> Step {
         let c = &self.config;
         match self
             .queue
@@ -473,7 +484,9 @@ impl Claimer {
         // registration could be taken (its deadline: the wait and a
         // second), so that no enqueue hands a job to a stopped worker.
         let started = Instant::now();
+        let mut tried = 0;
         let left = loop {
+            tried += 1;
             match self.queue.leave_idle(&inbox, &c.worker_id, c.lease).await {
                 Err(e) if e.is_retryable() && started.elapsed() < LEAVE_ON_STOP => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -481,11 +494,31 @@ impl Claimer {
                 r => break r,
             }
         };
-        match left {
-            Ok(jobs) if jobs.is_empty() => {}
-            Ok(_) | Err(_) => self.lost_claim = true,
+        // Anything read goes back with the recovery on the way out; a try
+        // that failed may have read jobs whose reply it lost.
+        if tried > 1 || !matches!(&left, Ok(jobs) if jobs.is_empty()) {
+            self.lost_claim = true;
         }
         self.left();
+    }
+
+    /// Jobs handed over that this worker has no room for: back to the
+    /// queue at once, the attempt not spent. (Failing that, they are
+    /// leased to us and unknown: the recovery of a lost claim hands them
+    /// back.)
+    async fn hand_back(&mut self, jobs: Vec<ClaimedJob>) {
+        let outcomes: Vec<_> = jobs
+            .iter()
+            .map(|j| {
+                j.outcome(Next::Requeue {
+                    delay: Duration::ZERO,
+                })
+            })
+            .collect();
+        if let Err(e) = self.queue.ack(&outcomes).await {
+            tracing::warn!("handing back jobs handed over to a full worker: {e}");
+            self.lost_claim = true;
+        }
     }
 
     /// Out of `Q:idle`: no enqueue hands this worker a job until its next
@@ -498,9 +531,13 @@ impl Claimer {
         }
     }
 
-    /// Leave `Q:idle` (after a wait cut off, or when full: queue/idle.rs),
-    /// and take what was handed to us meanwhile; until Redis answers, back
-    /// off and ask again (nothing else happens meanwhile).
+    /// Leave `Q:idle` (after a wait cut off, when full, before a
+    /// recovery: queue/idle.rs), and take what was handed to us meanwhile,
+    /// as far as there is room: the rest goes back to the queue at once,
+    /// for an idle worker, rather than wait here behind a slow job. Until
+    /// Redis answers, back off and ask again (nothing else happens
+    /// meanwhile); a try that failed may have read jobs whose reply it
+    /// lost, so the recovery of a lost claim follows.
     async fn leave_idle(&mut self) -> Step {
         let Some(inbox) = self.inbox.clone() else {
             self.left();
@@ -508,13 +545,18 @@ impl Claimer {
         };
         let c = &self.config;
         match self.queue.leave_idle(&inbox, &c.worker_id, c.lease).await {
-            Ok(jobs) => {
+            Ok(mut jobs) => {
                 self.left();
                 self.outage.ok("leaving the idle workers");
+                let room = self.want().unwrap_or(0);
+                if jobs.len() > room {
+                    self.hand_back(jobs.split_off(room)).await;
+                }
                 self.take_handed(jobs)
             }
             Err(e) => {
                 self.leave_unsure = true;
+                self.lost_claim = true;
                 let delay = self.outage.failed("leaving the idle workers", &e);
                 self.until_stopped(tokio::time::sleep(delay)).await
             }

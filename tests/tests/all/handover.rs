@@ -239,7 +239,7 @@ fn no_hand_over_when_anything_waits_or_a_limit_applies() {
     let ready = format!("{keys}:ready");
     let mut conn = env.redis_conn();
     learn_clock(&env.queue, &env);
-    let inbox = ghost(&env, "g1", LEASE, 60_000_000);
+    let inbox = ghost(&env, "g1", LEASE, 30_000_000);
     let check = not_handed(&env, &idle);
     let job = |plugin: &str| env.job(plugin, "{}");
     drain(&env);
@@ -350,7 +350,7 @@ fn a_job_is_handed_over_while_another_of_its_tenant_runs() {
     drain(&env);
     let (visit, _) = timer_of(&env, &mut conn);
     let visit = visit.expect("a visit at the running lease's end");
-    ghost(&env, "g1", LEASE, 60_000_000);
+    ghost(&env, "g1", LEASE, 30_000_000);
     let id = env.enqueue("hello", "{}");
     let record = env.record(&id);
     assert_eq!(
@@ -434,7 +434,7 @@ fn a_job_handed_to_a_dead_worker_runs_again_after_its_lease() {
         learn_clock(&env.queue, &env);
         let keys = env.tenant_keys("default");
         let mut conn = env.redis_conn();
-        ghost_as(&env, "dead", lease, 60_000_000, marker);
+        ghost_as(&env, "dead", lease, 30_000_000, marker);
         let id = env.enqueue("hello", "{}");
         let record = env.record(&id);
         assert_eq!(
@@ -479,6 +479,54 @@ fn a_job_handed_to_a_dead_worker_runs_again_after_its_lease() {
         );
         assert_eq!(env.record(&id).status, Some(Status::Succeeded));
     }
+}
+
+/// One job at a time waits unread in a waiter's inbox: while it is
+/// there, the next lone job goes the normal way and the entry stands;
+/// once the waiter has read it, the next is handed over again. An entry
+/// of a worker of the version before (`h`) is one job's: taken with it.
+#[test]
+fn a_waiter_is_handed_one_unread_job_at_a_time() {
+    let env = Env::standalone("handover-one");
+    let keys = env.queue.key_prefix().to_string();
+    let idle = format!("{keys}:idle");
+    learn_clock(&env.queue, &env);
+    let mut conn = env.redis_conn();
+    let inbox = ghost_as(&env, "slow", LEASE, 30_000_000, "p");
+    let llen = |conn: &mut SyncConn| -> u64 { redis::cmd("LLEN").arg(&inbox).query(conn).unwrap() };
+    let first = env.enqueue("hello", "{}");
+    assert_eq!(env.record(&first).worker.as_deref(), Some("slow"));
+    let second = env.enqueue("hello", "{}");
+    let record = env.record(&second);
+    assert_eq!(
+        (record.status, record.worker),
+        (Some(Status::Queued), None),
+        "not handed over while one waits unread"
+    );
+    assert_eq!(llen(&mut conn), 1, "the first alone in the inbox");
+    assert_eq!(zcard(&mut conn, &idle), 1, "the entry stands");
+    drain(&env);
+    // Read: the next one is handed over again.
+    let _: Vec<Vec<u8>> = redis::cmd("LPOP")
+        .arg(&inbox)
+        .arg(16)
+        .query(&mut conn)
+        .unwrap();
+    let third = env.enqueue("hello", "{}");
+    assert_eq!(env.record(&third).worker.as_deref(), Some("slow"));
+    // A worker of the version before: its entry goes with the job.
+    let _: () = redis::cmd("DEL").arg(&idle).query(&mut conn).unwrap();
+    ghost_as(&env, "older", LEASE, 30_000_000, "h");
+    let fourth = env.enqueue("hello", "{}");
+    assert_eq!(env.record(&fourth).worker.as_deref(), Some("older"));
+    assert_eq!(zcard(&mut conn, &idle), 0, "one job per registration");
+    // A deadline far past what a registration makes (a clock far off)
+    // would keep its entry the newest for that long: it goes.
+    drain(&env);
+    ghost_as(&env, "far", LEASE, 120_000_000, "p");
+    let fifth = env.enqueue("hello", "{}");
+    assert_eq!(env.record(&fifth).status, Some(Status::Queued));
+    assert_eq!(zcard(&mut conn, &idle), 0, "the far entry was dropped");
 }
 
 /// A worker whose job threads and prefetch are all taken reads no inbox
@@ -938,7 +986,7 @@ fn a_lone_job_after_another_keeps_the_visit_asked_for_and_is_reaped_by_it() {
     learn_clock(&env.queue, &env);
     let mut conn = env.redis_conn();
     // A first job leased for 3 s: its end is the visit.
-    ghost(&env, "first", Duration::from_secs(3), 60_000_000);
+    ghost(&env, "first", Duration::from_secs(3), 30_000_000);
     let first = env.enqueue("hello", "{}");
     let (first_end, token) = lease_of(&env, &mut conn, &first);
     assert_eq!(
@@ -947,7 +995,7 @@ fn a_lone_job_after_another_keeps_the_visit_asked_for_and_is_reaped_by_it() {
     );
     finish(&env, &first, &token);
     // The next, leased for 6 s: the visit at the first's end stands.
-    ghost(&env, "dead", Duration::from_secs(6), 60_000_000);
+    ghost(&env, "dead", Duration::from_secs(6), 30_000_000);
     let second = env.enqueue("hello", "{}");
     let (second_end, _) = lease_of(&env, &mut conn, &second);
     assert!(second_end > first_end + 2_000_000);
@@ -991,12 +1039,12 @@ fn a_lease_shorter_than_the_visit_asked_for_is_reaped_by_the_sweep() {
     learn_clock(&env.queue, &env);
     let mut conn = env.redis_conn();
     // A first job leased for a minute: its end is the visit.
-    ghost(&env, "first", Duration::from_secs(60), 60_000_000);
+    ghost(&env, "first", Duration::from_secs(60), 30_000_000);
     let first = env.enqueue("hello", "{}");
     let (first_end, token) = lease_of(&env, &mut conn, &first);
     finish(&env, &first, &token);
     // The next, leased for 2 s by a worker that dies.
-    ghost(&env, "dead", Duration::from_secs(2), 60_000_000);
+    ghost(&env, "dead", Duration::from_secs(2), 30_000_000);
     let second = env.enqueue("hello", "{}");
     let (second_end, _) = lease_of(&env, &mut conn, &second);
     assert_eq!(

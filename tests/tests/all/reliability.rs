@@ -536,6 +536,61 @@ fn a_worker_hands_back_a_job_handed_over_in_a_reply_it_lost() {
     assert_eq!(report.succeeded, ran, "{report:?}");
 }
 
+/// A worker stays registered in `Q:idle` while it claims. When a claim's
+/// reply is lost and Redis is out of reach for a while, an enqueue may
+/// hand the registered worker a job meanwhile: it waits in the inbox,
+/// leased to the worker and unknown to it. Before the recovery hands back
+/// what is unknown, the worker leaves `Q:idle` and reads that job, so the
+/// recovery does not hand it back too: each job runs once, and no ack is
+/// refused as stale (a copy run twice would be).
+#[test]
+fn a_job_handed_over_while_a_lost_claim_waits_runs_once() {
+    let env = Env::standalone("lost-claim-handover");
+    let proxy = Proxy::start(env.redis.port());
+    let worker = env.worker(&[("hello", "hello")], |c| {
+        c.queue.url = proxy.url();
+        c.lease = Duration::from_secs(600);
+        c.fleet = false;
+    });
+    let warm = env.enqueue("hello", r#"{"name":"Warm"}"#);
+    assert_eq!(env.wait(&warm).status, Some(Status::Succeeded));
+    let idle = format!("{}:idle", env.queue.key_prefix());
+    let registered = || -> bool {
+        let n: u64 = redis::cmd("ZCARD")
+            .arg(&idle)
+            .query(&mut env.redis_conn())
+            .unwrap();
+        n > 0
+    };
+    env.wait_for("the worker to register in Q:idle", registered);
+    // A batch (never handed over): the worker claims it, and the claim's
+    // reply is lost; Redis is then out of reach for the worker.
+    proxy.lose_reply_with_then_refuse("Lost-7c1");
+    let batch = env.enqueue_all(&[
+        env.job("hello", r#"{"name":"Lost-7c1"}"#),
+        env.job("hello", r#"{"name":"Other"}"#),
+    ]);
+    env.wait_for("the claim's reply to be cut", || proxy.lost() == 1);
+    assert!(registered(), "the entry stands while the worker claims");
+    // Meanwhile a lone job is handed over to the worker's inbox.
+    let lone = env.enqueue("hello", r#"{"name":"Lone"}"#);
+    let record = env.record(&lone);
+    assert_eq!(
+        (record.status, record.worker.is_some()),
+        (Some(Status::Running), true),
+        "handed over: {record:?}"
+    );
+    proxy.accept_again();
+    for id in batch.iter().chain([&lone]) {
+        let record = env.wait(id);
+        assert_eq!(record.status, Some(Status::Succeeded), "{id}: {record:?}");
+    }
+    assert_eq!(env.record(&lone).attempts, 1);
+    let report = worker.stop();
+    assert_eq!(report.succeeded, 4, "{report:?}");
+    assert_eq!(report.stale, 0, "no job ran twice: {report:?}");
+}
+
 /// A worker's `spool_jobs_handed_over_total`.
 fn handed_over(metrics: &spool_runtime::metrics::Metrics) -> String {
     spool_runtime::metrics::render(metrics)

@@ -95,6 +95,7 @@ local IDLE_KEYS = { ':ready:high', ':ready:normal', ':ready:low', ':paused', ':g
 local TIMER_WEIGHT = #IDLE_KEYS + 3
 local IN_WEIGHT = 2 * TIMER_WEIGHT
 local LATE_US = 20000
+local FAR_US = 60000000
 local function hand_over(argv, idle, now, now_s)
   local id, idem, delay, priority, group, first, last = job_at(argv, 5)
   if last ~= #argv or idem ~= '' or delay ~= 0 or group ~= '' then return false end
@@ -117,8 +118,16 @@ local function hand_over(argv, idle, now, now_s)
   -- (A waiter within LATE_US of its deadline counts as gone: `now` may be
   -- the caller's reading, behind Redis' clock by up to a round trip. The
   -- newest gone, all are: their entries go.)
-  if tonumber(newest[2]) < now + LATE_US then
+  local deadline = tonumber(newest[2])
+  if deadline < now + LATE_US then
     redis.pcall('ZREMRANGEBYSCORE', idle, '-inf', '(' .. text(now + LATE_US))
+    return false
+  end
+  -- (A deadline a minute on or more, far past what any registration makes
+  -- (two seconds), comes of a clock far off or an entry written by hand:
+  -- it would stay the newest for that long. It goes.)
+  if deadline > now + FAR_US then
+    redis.pcall('ZREM', idle, member)
     return false
   end
   -- `p` before the lease: a worker whose entry stands until it leaves
@@ -135,7 +144,6 @@ local function hand_over(argv, idle, now, now_s)
     redis.pcall('ZREM', idle, member)
     return false
   end
-  if style ~= 'p' then redis.call('ZREM', idle, member) end
   if priority == 'normal' or not PRIORITIES[priority] then priority = false end
   local record = { 'enqueued_us', now_s, 'plugin', argv[first], 'payload', argv[first + 1],
     unpack(argv, first + 2, last) }
@@ -154,6 +162,19 @@ local function hand_over(argv, idle, now, now_s)
     redis.pcall('ZREM', idle, member)
     return false
   end
+  -- One job at a time waits unread in an inbox: one there already (its
+  -- worker has not read it yet: busy, full, stopped or killed) and this
+  -- one goes the normal way, taken back off the tail. So a waiter is
+  -- handed at most one job beyond what it has read, as when each
+  -- registration was one job's: the rest of a burst goes the normal way
+  -- (a claim of whichever worker wakes), and a worker killed, stopped or
+  -- full while registered leaves one job at most to its lease or to its
+  -- leaving, not every job enqueued until its deadline.
+  if pushed > 1 then
+    redis.call('RPOP', inbox)
+    return false
+  end
+  if style ~= 'p' then redis.call('ZREM', idle, member) end
   redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'running', 'token', now_s,
     'attempt', '1', 'worker', worker, 'plugin', argv[first], 'payload', argv[first + 1],
     unpack(argv, first + 2, last))
