@@ -96,6 +96,7 @@ local TIMER_WEIGHT = #IDLE_KEYS + 3
 local IN_WEIGHT = 2 * TIMER_WEIGHT
 local LATE_US = 20000
 local FAR_US = 60000000
+local UNREAD = 2
 local function hand_over(argv, idle, now, now_s)
   local id, idem, delay, priority, group, first, last = job_at(argv, 5)
   if last ~= #argv or idem ~= '' or delay ~= 0 or group ~= '' then return false end
@@ -162,15 +163,17 @@ local function hand_over(argv, idle, now, now_s)
     redis.pcall('ZREM', idle, member)
     return false
   end
-  -- One job at a time waits unread in an inbox: one there already (its
-  -- worker has not read it yet: busy, full, stopped or killed) and this
-  -- one goes the normal way, taken back off the tail. So a waiter is
-  -- handed at most one job beyond what it has read, as when each
-  -- registration was one job's: the rest of a burst goes the normal way
-  -- (a claim of whichever worker wakes), and a worker killed, stopped or
-  -- full while registered leaves one job at most to its lease or to its
-  -- leaving, not every job enqueued until its deadline.
-  if pushed > 1 then
+  -- At most UNREAD jobs wait unread in an inbox: with that many there
+  -- already (its worker has not read them yet: busy, full, stopped or
+  -- killed), this one goes the normal way, taken back off the tail. So a
+  -- burst goes to a waiter only as fast as it reads (the rest the normal
+  -- way: a claim of whichever worker wakes), and a worker killed,
+  -- stopped or full while registered leaves two jobs at most to their
+  -- leases or to its leaving, not every job enqueued until its deadline.
+  -- (Two, not one: a job enqueued while its worker's next wait is on its
+  -- way is handed over too. One sent a twentieth of the jobs the normal
+  -- way at 2,000 jobs a second, a command more per job on average.)
+  if pushed > UNREAD then
     redis.call('RPOP', inbox)
     return false
   end
