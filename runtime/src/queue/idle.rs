@@ -18,7 +18,6 @@
 //! left behind could take one that nobody reads.
 
 use super::{ClaimedJob, Queue, QueueError};
-use crate::redis::is_connection_trouble;
 use std::time::Duration;
 
 /// How far ahead of the registration's moment its deadline is (Redis'
@@ -68,11 +67,15 @@ impl Queue {
     }
 
     /// `ZREM` the entry `member` and `LPOP` `inbox`, in one round trip (in
-    /// that order: no job is handed over after the `ZREM`); the jobs found.
-    /// A `Q:idle` that is not a sorted set (written by hand) holds no
-    /// entry, and an inbox no one can read (a key of the wrong type
-    /// written by hand) holds no job: the caller hands back what is leased
-    /// to it if unsure, and its next wait has a new inbox.
+    /// that order: no job is handed over after the `ZREM`), then `LPOP`
+    /// again while a read comes back full; the jobs found. A `Q:idle`
+    /// that is not a sorted set (written by hand) holds no entry, and an
+    /// inbox no one can read (a key of the wrong type) holds no job: the
+    /// caller hands back what is leased to it if unsure, and its next wait
+    /// has a new inbox. Any other refusal (`BUSY`, `LOADING`, `READONLY`:
+    /// Redis busy or failing over) is an error, asked again: a worker that
+    /// took itself for gone would leave a job in its inbox that the
+    /// recovery hands back and its next wait runs again.
     pub(super) async fn leave(
         &self,
         inbox: &str,
@@ -90,34 +93,63 @@ impl Queue {
             .await;
         let replies = match replies {
             Ok(replies) => replies,
-            Err(e) if !is_connection_trouble(&e) => {
+            Err(e) if refused_for_good(&e) => {
                 tracing::warn!("leaving the idle workers: {e}");
                 return Ok(Vec::new());
             }
             Err(e) => return Err(self.error("leave the idle workers", e)),
         };
         let mut replies = replies.into_iter();
-        // Refused for good (`WRONGTYPE`, `NOPERM`): the registration was
-        // refused the same way, and no enqueue can take it.
         if let Some(redis::Value::ServerError(e)) = replies.next() {
-            tracing::warn!("leaving the idle workers: {}", redis::RedisError::from(e));
-        }
-        let entries: Vec<Vec<u8>> = match replies.next() {
-            Some(redis::Value::ServerError(e)) => {
-                tracing::warn!("reading a job handed over: {}", redis::RedisError::from(e));
-                Vec::new()
+            let e = redis::RedisError::from(e);
+            if !refused_for_good(&e) {
+                return Err(self.error("leave the idle workers", e));
             }
-            Some(v) => redis::from_redis_value::<Option<Vec<Vec<u8>>>>(v)
-                .map_err(|e| self.error("read a job handed over", redis::RedisError::from(e)))?
-                .unwrap_or_default(),
-            None => Vec::new(),
-        };
+            // The registration was refused the same way: no enqueue can
+            // take it.
+            tracing::warn!("leaving the idle workers: {e}");
+        }
+        let mut entries = self.read_inbox(replies.next())?;
+        let mut last = entries.len();
+        while last == INBOX_READ {
+            self.count_round_trip();
+            let more: redis::RedisResult<redis::Value> = redis::cmd("LPOP")
+                .arg(inbox)
+                .arg(INBOX_READ)
+                .query_async(&mut conn)
+                .await;
+            let more = match more {
+                Ok(v) => self.read_inbox(Some(v))?,
+                Err(e) => return Err(self.error("read a job handed over", e)),
+            };
+            last = more.len();
+            entries.extend(more);
+        }
         let received = std::time::Instant::now();
         entries
             .iter()
             .filter(|e| e.first() == Some(&b'j'))
             .map(|e| super::reply::parse_handed(e, received))
             .collect()
+    }
+
+    /// The entries an inbox's `LPOP` returned (none: an inbox of the wrong
+    /// type, refused for good).
+    fn read_inbox(&self, reply: Option<redis::Value>) -> Result<Vec<Vec<u8>>, QueueError> {
+        match reply {
+            Some(redis::Value::ServerError(e)) => {
+                let e = redis::RedisError::from(e);
+                if !refused_for_good(&e) {
+                    return Err(self.error("read a job handed over", e));
+                }
+                tracing::warn!("reading a job handed over: {e}");
+                Ok(Vec::new())
+            }
+            Some(v) => Ok(redis::from_redis_value::<Option<Vec<Vec<u8>>>>(v)
+                .map_err(|e| self.error("read a job handed over", redis::RedisError::from(e)))?
+                .unwrap_or_default()),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Until when a waiter registered now stays registered, on Redis'
@@ -127,4 +159,10 @@ impl Queue {
         let ahead = i64::try_from(REGISTRATION.as_micros()).unwrap_or(i64::MAX);
         self.redis_wall_clock().saturating_add(ahead)
     }
+}
+
+/// A refusal that asking again cannot change: a key of the wrong type
+/// (written by hand) or an ACL that forbids the command.
+fn refused_for_good(e: &redis::RedisError) -> bool {
+    matches!(e.code(), Some("WRONGTYPE" | "NOPERM"))
 }

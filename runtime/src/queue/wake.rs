@@ -169,10 +169,15 @@ impl Queue {
         self.count_round_trip();
         let idle = idle.filter(|(worker, _)| !self.redis.is_cluster() && !worker.is_empty());
         let deadline = self.idle_deadline();
+        // Due with less than REFRESH left, or with more than a new one
+        // would have (this host's clock, or its offset from Redis', moved
+        // since: an enqueue drops an entry far ahead, and the worker
+        // would not know).
         let refresh = i64::try_from(super::idle::REFRESH.as_micros()).unwrap_or(i64::MAX);
-        let due = wait
-            .idle_until
-            .is_none_or(|until| until - self.redis_wall_clock() < refresh);
+        let due = wait.idle_until.is_none_or(|until| {
+            let left = until - self.redis_wall_clock();
+            left < refresh || until > deadline
+        });
         let idle = idle.filter(|_| due);
         // The own list's registration in `Q:inboxes` is renewed before the
         // entry in `Q:idle` is made (same pipeline, in order), and the

@@ -453,11 +453,7 @@ impl Claimer {
     /// back in the inbox after Redis restarted from a file that had the
     /// hand-over but not the pop).
     fn take_handed(&mut self, jobs: Vec<ClaimedJob>) -> Step {
-        for job in jobs {
-            let key = (job.tenant.clone(), job.id.clone());
-            if lock(&self.in_flight).get(&key) == Some(&job.token) {
-                continue;
-            }
+        for job in self.not_held(jobs) {
             self.config.metrics.handed_over();
             if let Step::Stop = self.take(job) {
                 return Step::Stop;
@@ -500,6 +496,26 @@ impl Claimer {
             self.lost_claim = true;
         }
         self.left();
+    }
+
+    /// How many more jobs this worker may hold now (its job threads and
+    /// prefetch, less what it holds).
+    fn room(&self) -> usize {
+        let held = lock(&self.in_flight).len();
+        self.budget.limit().saturating_sub(held)
+    }
+
+    /// `jobs` less those held already under the same token (an entry back
+    /// in the inbox after Redis restarted from a file that had the
+    /// hand-over but not the pop).
+    fn not_held(&self, jobs: Vec<ClaimedJob>) -> Vec<ClaimedJob> {
+        let flight = lock(&self.in_flight);
+        jobs.into_iter()
+            .filter(|job| {
+                let key = (job.tenant.clone(), job.id.clone());
+                flight.get(&key) != Some(&job.token)
+            })
+            .collect()
     }
 
     /// Jobs handed over that this worker has no room for: back to the
@@ -545,10 +561,13 @@ impl Claimer {
         };
         let c = &self.config;
         match self.queue.leave_idle(&inbox, &c.worker_id, c.lease).await {
-            Ok(mut jobs) => {
+            Ok(jobs) => {
                 self.left();
                 self.outage.ok("leaving the idle workers");
-                let room = self.want().unwrap_or(0);
+                // (Copies of jobs held already, under the same token, are
+                // dropped first: handed back, they would run twice.)
+                let mut jobs = self.not_held(jobs);
+                let room = self.room();
                 if jobs.len() > room {
                     self.hand_back(jobs.split_off(room)).await;
                 }

@@ -532,6 +532,52 @@ fn a_waiter_is_handed_at_most_two_unread_jobs() {
     assert_eq!(zcard(&mut conn, &idle), 0, "the far entry was dropped");
 }
 
+/// Leaving `Q:idle` while Redis refuses for a moment (`BUSY`: a script
+/// past its time) is an error to ask again, not a leave: the entry and
+/// what the inbox holds are still there, and the next try takes both.
+/// (A worker that took itself for gone would hand back the job in its
+/// inbox and later run its copy.)
+#[test]
+fn leaving_while_redis_is_busy_is_asked_again() {
+    let env = Env::standalone("handover-busy");
+    let keys = env.queue.key_prefix().to_string();
+    let idle = format!("{keys}:idle");
+    learn_clock(&env.queue, &env);
+    let mut conn = env.redis_conn();
+    let inbox = ghost_as(&env, "w1", LEASE, 30_000_000, "p");
+    let id = env.enqueue("hello", "{}");
+    assert_eq!(env.record(&id).worker.as_deref(), Some("w1"));
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(50)
+        .query(&mut conn)
+        .unwrap();
+    // A script that runs until killed, on a connection of its own.
+    let url = env.redis.url();
+    let busy = std::thread::spawn(move || {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let _: redis::RedisResult<()> = redis::cmd("EVAL")
+            .arg("local n = 0 while true do n = n + 1 end")
+            .arg(0)
+            .query(&mut c);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let refused = env.rt.block_on(env.queue.leave_idle(&inbox, "w1", LEASE));
+    let e = refused.expect_err("a busy Redis is no leave");
+    assert!(e.to_string().contains("BUSY"), "{e}");
+    let _: () = redis::cmd("SCRIPT").arg("KILL").query(&mut conn).unwrap();
+    busy.join().unwrap();
+    assert_eq!(zcard(&mut conn, &idle), 1, "the entry stands");
+    let jobs = env
+        .rt
+        .block_on(env.queue.leave_idle(&inbox, "w1", LEASE))
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "the job is read on the next try");
+    assert_eq!(jobs[0].id, id);
+    assert_eq!(zcard(&mut conn, &idle), 0);
+}
+
 /// A worker whose job threads and prefetch are all taken reads no inbox
 /// until one frees, so it leaves `Q:idle` first: a job enqueued meanwhile
 /// goes the normal way (queued, not handed to the full worker) and runs
