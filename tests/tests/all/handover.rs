@@ -481,13 +481,13 @@ fn a_job_handed_to_a_dead_worker_runs_again_after_its_lease() {
     }
 }
 
-/// At most two jobs wait unread in a waiter's inbox: while two are
-/// there, the next lone job goes the normal way and the entry stands;
-/// once the waiter has read them, the next is handed over again. An
-/// entry of a worker of the version before (`h`) is one job's: taken
+/// At most sixteen jobs wait unread in a waiter's inbox: while sixteen
+/// are there, the next lone job goes the normal way and the entry
+/// stands; once the waiter has read them, the next is handed over again.
+/// An entry of a worker of the version before (`h`) is one job's: taken
 /// with it.
 #[test]
-fn a_waiter_is_handed_at_most_two_unread_jobs() {
+fn a_waiter_is_handed_at_most_sixteen_unread_jobs() {
     let env = Env::standalone("handover-one");
     let keys = env.queue.key_prefix().to_string();
     let idle = format!("{keys}:idle");
@@ -495,18 +495,20 @@ fn a_waiter_is_handed_at_most_two_unread_jobs() {
     let mut conn = env.redis_conn();
     let inbox = ghost_as(&env, "slow", LEASE, 30_000_000, "p");
     let llen = |conn: &mut SyncConn| -> u64 { redis::cmd("LLEN").arg(&inbox).query(conn).unwrap() };
-    for _ in 0..2 {
+    let mut handed = Vec::new();
+    for _ in 0..16 {
         let id = env.enqueue("hello", "{}");
         assert_eq!(env.record(&id).worker.as_deref(), Some("slow"));
+        handed.push(id);
     }
     let third = env.enqueue("hello", "{}");
     let record = env.record(&third);
     assert_eq!(
         (record.status, record.worker),
         (Some(Status::Queued), None),
-        "not handed over while two wait unread"
+        "not handed over while sixteen wait unread"
     );
-    assert_eq!(llen(&mut conn), 2, "two in the inbox");
+    assert_eq!(llen(&mut conn), 16, "sixteen in the inbox");
     assert_eq!(zcard(&mut conn, &idle), 1, "the entry stands");
     drain(&env);
     // Read: the next one is handed over again.

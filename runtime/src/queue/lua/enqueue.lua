@@ -96,7 +96,7 @@ local TIMER_WEIGHT = #IDLE_KEYS + 3
 local IN_WEIGHT = 2 * TIMER_WEIGHT
 local LATE_US = 20000
 local FAR_US = 60000000
-local UNREAD = 2
+local UNREAD = 16
 local function hand_over(argv, idle, now, now_s)
   local id, idem, delay, priority, group, first, last = job_at(argv, 5)
   if last ~= #argv or idem ~= '' or delay ~= 0 or group ~= '' then return false end
@@ -166,13 +166,15 @@ local function hand_over(argv, idle, now, now_s)
   -- At most UNREAD jobs wait unread in an inbox: with that many there
   -- already (its worker has not read them yet: busy, full, stopped or
   -- killed), this one goes the normal way, taken back off the tail. So a
-  -- burst goes to a waiter only as fast as it reads (the rest the normal
-  -- way: a claim of whichever worker wakes), and a worker killed,
-  -- stopped or full while registered leaves two jobs at most to their
-  -- leases or to its leaving, not every job enqueued until its deadline.
-  -- (Two, not one: a job enqueued while its worker's next wait is on its
-  -- way is handed over too. One sent a twentieth of the jobs the normal
-  -- way at 2,000 jobs a second, a command more per job on average.)
+  -- worker killed while registered leaves at most that many jobs to
+  -- their leases (as one killed with jobs claimed ahead leaves those),
+  -- not every job enqueued until its deadline; a full or stopped one
+  -- hands back what it finds when it leaves. Sixteen: with two, at a few
+  -- thousand jobs a second a worker reading one job a round trip fell
+  -- behind often, and each job sent the normal way then had paid for a
+  -- push and its undoing too (16 to 17 commands a job where the build
+  -- before spent 13 to 14; docs/performance.md, "A registration that
+  -- stands").
   if pushed > UNREAD then
     redis.call('RPOP', inbox)
     return false
