@@ -46,6 +46,12 @@ pub(super) fn member(inbox: &str, worker: &str, lease: Duration) -> String {
 }
 
 impl Queue {
+    /// Whether enqueues may hand jobs to this handle's waiters: on one
+    /// Redis, not on a cluster (where a wait's reply never carries a job).
+    pub fn hands_over(&self) -> bool {
+        !self.redis.is_cluster()
+    }
+
     /// Take the waiter with `inbox` (and `worker`, `lease` as it
     /// registered) out of `Q:idle`, and read what was handed to it: the
     /// jobs found in its inbox, leased to it. After a wait cut off, a job

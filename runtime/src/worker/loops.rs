@@ -424,10 +424,8 @@ impl Claimer {
                 self.take_handed(woke.jobs)
             }
             None => {
-                // The wait's reply is not read: a job it popped is leased
-                // to us, unknown. Leave, and hand back on the way out.
-                self.registered = true;
-                self.lost_claim = true;
+                // Leave, and hand back on the way out.
+                self.wait_unread();
                 self.leave_on_stop().await;
                 Step::Stop
             }
@@ -439,13 +437,21 @@ impl Claimer {
                 if let Ok(Err(e)) = waited {
                     tracing::debug!("waiting for work: {e}");
                 }
-                self.registered = true;
-                self.lost_claim = true;
+                self.wait_unread();
                 self.leave_unsure = true;
                 self.until_stopped(tokio::time::sleep(Duration::from_millis(50)))
                     .await
             }
         }
+    }
+
+    /// A wait's reply was not read (stopped, or cut off): the worker may
+    /// still be registered, and a job the wait popped is leased to it,
+    /// unknown, so the recovery of a lost claim follows its leave. (Not on
+    /// a cluster: no job is handed over there.)
+    fn wait_unread(&mut self) {
+        self.registered = self.queue.hands_over();
+        self.lost_claim |= self.registered;
     }
 
     /// Jobs handed over to this worker: leased to it, to run. One it

@@ -546,14 +546,7 @@ fn a_worker_hands_back_a_job_handed_over_in_a_reply_it_lost() {
 #[test]
 fn a_job_handed_over_while_a_lost_claim_waits_runs_once() {
     let env = Env::standalone("lost-claim-handover");
-    let proxy = Proxy::start(env.redis.port());
-    let worker = env.worker(&[("hello", "hello")], |c| {
-        c.queue.url = proxy.url();
-        c.lease = Duration::from_secs(600);
-        c.fleet = false;
-    });
-    let warm = env.enqueue("hello", r#"{"name":"Warm"}"#);
-    assert_eq!(env.wait(&warm).status, Some(Status::Succeeded));
+    let (proxy, worker) = worker_behind_a_proxy(&env);
     let idle = format!("{}:idle", env.queue.key_prefix());
     let registered = || -> bool {
         let n: u64 = redis::cmd("ZCARD")

@@ -67,9 +67,9 @@ end
 -- announced, and no tenant in the queue's ready set (fair share and
 -- priorities have nothing to choose then). Jobs of the tenant may be
 -- running: a running job waits for nothing. (A cap just set, which the
--- caller's view of the limits does not show yet, may be passed by one
--- job per idle worker; a claim whose view is as old may take a batch
--- past it: docs/queue.md, "Hand-over at idle".) A worker waiting for work
+-- caller's view of the limits does not show yet, may be passed by the
+-- lone jobs enqueued meanwhile; a claim whose view is as old may take a
+-- batch past it: docs/queue.md, "Hand-over at idle".) A worker waiting for work
 -- registers in `Q:idle` (queue/wake.rs, queue/idle.rs) as "INBOX
 -- pLEASE_US WORKER" under the time (µs, Redis' clock) until which the
 -- entry stands; the newest is chosen, and its entry stays.
