@@ -488,21 +488,19 @@ fn a_job_handed_to_a_dead_worker_runs_again_after_its_lease() {
 /// with it.
 #[test]
 fn a_waiter_is_handed_at_most_sixteen_unread_jobs() {
-    let env = Env::standalone("handover-one");
+    let env = Env::standalone("handover-unread");
     let keys = env.queue.key_prefix().to_string();
     let idle = format!("{keys}:idle");
     learn_clock(&env.queue, &env);
     let mut conn = env.redis_conn();
     let inbox = ghost_as(&env, "slow", LEASE, 30_000_000, "p");
     let llen = |conn: &mut SyncConn| -> u64 { redis::cmd("LLEN").arg(&inbox).query(conn).unwrap() };
-    let mut handed = Vec::new();
     for _ in 0..16 {
         let id = env.enqueue("hello", "{}");
         assert_eq!(env.record(&id).worker.as_deref(), Some("slow"));
-        handed.push(id);
     }
-    let third = env.enqueue("hello", "{}");
-    let record = env.record(&third);
+    let over = env.enqueue("hello", "{}");
+    let record = env.record(&over);
     assert_eq!(
         (record.status, record.worker),
         (Some(Status::Queued), None),
@@ -522,15 +520,15 @@ fn a_waiter_is_handed_at_most_sixteen_unread_jobs() {
     // A worker of the version before: its entry goes with the job.
     let _: () = redis::cmd("DEL").arg(&idle).query(&mut conn).unwrap();
     ghost_as(&env, "older", LEASE, 30_000_000, "h");
-    let fourth = env.enqueue("hello", "{}");
-    assert_eq!(env.record(&fourth).worker.as_deref(), Some("older"));
+    let older = env.enqueue("hello", "{}");
+    assert_eq!(env.record(&older).worker.as_deref(), Some("older"));
     assert_eq!(zcard(&mut conn, &idle), 0, "one job per registration");
     // A deadline far past what a registration makes (a clock far off)
     // would keep its entry the newest for that long: it goes.
     drain(&env);
     ghost_as(&env, "far", LEASE, 120_000_000, "p");
-    let fifth = env.enqueue("hello", "{}");
-    assert_eq!(env.record(&fifth).status, Some(Status::Queued));
+    let far = env.enqueue("hello", "{}");
+    assert_eq!(env.record(&far).status, Some(Status::Queued));
     assert_eq!(zcard(&mut conn, &idle), 0, "the far entry was dropped");
 }
 
