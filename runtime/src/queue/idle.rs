@@ -23,7 +23,7 @@ use std::time::Duration;
 /// How far ahead of the registration's moment its deadline is (Redis'
 /// clock). A worker killed while registered is passed over by enqueues
 /// from then on: within two seconds.
-const REGISTRATION: Duration = Duration::from_secs(2);
+pub(super) const REGISTRATION: Duration = Duration::from_secs(2);
 
 /// A waiter registers again (its deadline [`REGISTRATION`] on) at the
 /// first wait that finds less than this left: once a second at most.
@@ -46,6 +46,15 @@ pub(super) fn member(inbox: &str, worker: &str, lease: Duration) -> String {
 }
 
 impl Queue {
+    /// The flag `Q:on:MEMBER` a waiter keeps beside its entry `member`,
+    /// set with it for [`REGISTRATION`] and deleted when it leaves: an
+    /// enqueue that chose this waiter before names the flag in its look
+    /// (one `EXISTS` that it makes anyway) and, while it stands, hands the
+    /// waiter its job without reading `Q:idle` (enqueue.lua, `hand_over`).
+    pub(super) fn waiter_flag(&self, member: &str) -> String {
+        format!("{}:on:{member}", self.inner.keys)
+    }
+
     /// Whether enqueues may hand jobs to this handle's waiters: on one
     /// Redis, not on a cluster (where a wait's reply never carries a job).
     pub fn hands_over(&self) -> bool {
@@ -72,8 +81,9 @@ impl Queue {
         self.leave(inbox, &member(inbox, worker, lease)).await
     }
 
-    /// `ZREM` the entry `member` and `LPOP` `inbox`, in one round trip (in
-    /// that order: no job is handed over after the `ZREM`), then `LPOP`
+    /// `DEL` the entry's flag, `ZREM` the entry `member` and `LPOP`
+    /// `inbox`, in one round trip (in that order: no job is handed over
+    /// after the `ZREM`), then `LPOP`
     /// again while a read comes back full; the jobs found. A `Q:idle`
     /// that is not a sorted set (written by hand) holds no entry, and an
     /// inbox no one can read (a key of the wrong type) holds no job: the
@@ -91,6 +101,7 @@ impl Queue {
         self.count_round_trip();
         let replies: redis::RedisResult<Vec<redis::Value>> = redis::pipe()
             .ignore_errors()
+            .del(self.waiter_flag(member))
             .zrem(self.key("idle"), member)
             .cmd("LPOP")
             .arg(inbox)
@@ -106,14 +117,16 @@ impl Queue {
             Err(e) => return Err(self.error("leave the idle workers", e)),
         };
         let mut replies = replies.into_iter();
-        if let Some(redis::Value::ServerError(e)) = replies.next() {
-            let e = redis::RedisError::from(e);
-            if !refused_for_good(&e) {
-                return Err(self.error("leave the idle workers", e));
+        for _flag_then_entry in 0..2 {
+            if let Some(redis::Value::ServerError(e)) = replies.next() {
+                let e = redis::RedisError::from(e);
+                if !refused_for_good(&e) {
+                    return Err(self.error("leave the idle workers", e));
+                }
+                // The registration was refused the same way: no enqueue
+                // can take it.
+                tracing::warn!("leaving the idle workers: {e}");
             }
-            // The registration was refused the same way: no enqueue can
-            // take it.
-            tracing::warn!("leaving the idle workers: {e}");
         }
         let mut entries = self.read_inbox(replies.next())?;
         let mut last = entries.len();

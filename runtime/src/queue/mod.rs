@@ -218,6 +218,10 @@ struct Inner {
     /// The tenant the wake token that ended this handle's last wait named:
     /// the next claim visits it without a pick.
     hint: std::sync::Mutex<Option<String>>,
+    /// The flag (`Q:on:MEMBER`) of the idle waiter this handle's last
+    /// enqueue handed a job to: its next lone job goes to that waiter
+    /// while the flag stands (enqueue.lua, `hand_over`).
+    waiter: std::sync::Mutex<Option<String>>,
     /// Redis' clock less this host's (µs), as the last pick saw it.
     clock_offset_us: std::sync::atomic::AtomicI64,
     /// The lease of this handle's last claim (µs; 0 before any): how long
@@ -272,6 +276,7 @@ impl Queue {
                 wake_next: std::sync::atomic::AtomicBool::new(false),
                 next_pick: std::sync::Mutex::default(),
                 hint: std::sync::Mutex::default(),
+                waiter: std::sync::Mutex::default(),
                 clock_offset_us: std::sync::atomic::AtomicI64::new(0),
                 lease_us: AtomicU64::new(0),
                 enqueue_clock: clock::EnqueueClock::default(),

@@ -122,6 +122,9 @@ impl Queue {
     ) -> Vec<super::scripts::Call<'_>> {
         let ttl = self.inner.config.record_ttl.as_secs().max(1);
         let idle = self.key("idle");
+        // The flag of the waiter this handle's last hand-over chose: while
+        // it stands, the script takes that waiter without reading `Q:idle`.
+        let waiter = lock(&self.inner.waiter).clone();
         // Redis' clock as this handle knows it (enqueue.lua's `ARGV[4]`;
         // none: the script reads it, and its reply is the next reading).
         // Not on a cluster: each master has a clock of its own.
@@ -131,11 +134,11 @@ impl Queue {
             .zip(keys)
             .map(|((tenant, indices), keys)| {
                 let mut inv = match queue_keys {
-                    Some(queue) if may_hand_over(indices, jobs, &limits[tenant]) => self
-                        .inner
-                        .scripts
-                        .enqueue
-                        .key(&[keys.as_str(), queue, idle.as_str()]),
+                    Some(queue) if may_hand_over(indices, jobs, &limits[tenant]) => {
+                        let mut all = vec![keys.as_str(), queue, idle.as_str()];
+                        all.extend(waiter.as_deref());
+                        self.inner.scripts.enqueue.key(&all)
+                    }
                     Some(queue) => self.inner.scripts.enqueue.key(&[keys.as_str(), queue]),
                     None => self.inner.scripts.enqueue.key(keys),
                 };
@@ -166,8 +169,14 @@ impl Queue {
         let (mut heard, mut refused) = (Vec::new(), None);
         for ((tenant, indices), reply) in parts.iter().zip(replies) {
             match self.enqueued(tenant, reply, indices, jobs) {
-                Ok((announce, read, ids)) => {
+                Ok(CallReply {
+                    announce,
+                    read,
+                    ids,
+                    handed,
+                }) => {
                     self.inner.enqueue_clock.note(read, sent);
+                    self.note_waiter(handed, indices.len());
                     // An idempotency key that named a stored job: this may
                     // be the retry of a call whose reply was lost (or not
                     // confirmed by a replica) after it stored the job and
@@ -195,15 +204,30 @@ impl Queue {
         (done, heard, refused)
     }
 
+    /// Keep the waiter flag a call's reply named (`handed`: its job was
+    /// handed over, and to whom, '' for the waiter this handle sent), or
+    /// forget it when a lone job was not handed over (its waiter may be
+    /// gone: the next call reads `Q:idle`).
+    fn note_waiter(&self, handed: Option<String>, jobs: usize) {
+        let mut waiter = lock(&self.inner.waiter);
+        match handed {
+            Some(flag) if !flag.is_empty() => *waiter = Some(flag),
+            Some(_) => {}
+            None if jobs == 1 => *waiter = None,
+            None => {}
+        }
+    }
+
     /// One enqueue call's reply: what to announce, Redis' clock as the
-    /// script read it (0: it used the one sent), and the jobs' ids.
+    /// script read it (0: it used the one sent), the jobs' ids, and for a
+    /// job handed over the flag of its waiter (see enqueue.lua's header).
     fn enqueued(
         &self,
         tenant: &str,
         reply: redis::RedisResult<Value>,
         indices: &[usize],
         jobs: &[NewJob],
-    ) -> Result<(Option<Announce>, u64, Vec<Enqueued>), QueueError> {
+    ) -> Result<CallReply, QueueError> {
         let mine: Vec<&NewJob> = indices.iter().map(|&i| &jobs[i]).collect();
         let reply =
             reply.map_err(|e| over_quota(&e, &mine).unwrap_or_else(|| self.error("enqueue", e)))?;
@@ -213,6 +237,13 @@ impl Queue {
         }
         let read: u64 = redis::from_redis_value(rest.remove(0))
             .map_err(|e| QueueError::protocol("enqueue", format!("its clock: {e}")))?;
+        let handed = match rest.len() % 2 {
+            1 => Some(
+                redis::from_redis_value::<String>(rest.pop().unwrap_or(Value::Nil))
+                    .map_err(|e| QueueError::protocol("enqueue", format!("its waiter: {e}")))?,
+            ),
+            _ => None,
+        };
         let pairs: Vec<(String, i64)> = redis::from_redis_value(Value::Array(rest))
             .map_err(|e| QueueError::protocol("enqueue", e.to_string()))?;
         let ids = pairs
@@ -222,7 +253,12 @@ impl Queue {
                 created: created == 1,
             })
             .collect();
-        Ok((heard, read, ids))
+        Ok(CallReply {
+            announce: heard,
+            read,
+            ids,
+            handed,
+        })
     }
 
     /// Whether `tenant` had no concurrency cap when this handle read its
@@ -809,6 +845,18 @@ pub(crate) fn kept_margin_s() -> u64 {
         .find_map(|l| l.strip_prefix("local KEPT_MARGIN_S = "))
         .and_then(|v| v.trim().parse().ok())
         .expect("KEPT_MARGIN_S in ack.lua")
+}
+
+/// One enqueue call's reply (see [`Queue::enqueued`]).
+struct CallReply {
+    /// What to announce in the queue's slot.
+    announce: Option<Announce>,
+    /// Redis' clock as the script read it (0: it used the one sent).
+    read: u64,
+    /// The jobs' ids.
+    ids: Vec<Enqueued>,
+    /// For a job handed over, its waiter's flag ('' for the one sent).
+    handed: Option<String>,
 }
 
 #[cfg(test)]

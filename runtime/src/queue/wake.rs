@@ -90,7 +90,8 @@ struct Blpopped {
 
 impl Blpopped {
     /// The pipeline's answers, each command's own (`ignore_errors`): the
-    /// renewal's if `renewing`, the entry's if `registering`, the `BLPOP`'s.
+    /// renewal's if `renewing`, the entry's and its flag's if `registering`,
+    /// the `BLPOP`'s.
     fn read(
         reply: redis::RedisResult<Vec<redis::Value>>,
         renewing: bool,
@@ -113,6 +114,11 @@ impl Blpopped {
             && replies
                 .next()
                 .is_some_and(|v| !matches!(v, redis::Value::ServerError(_)));
+        // (The flag's answer: a flag refused leaves the entry to be found
+        // in `Q:idle`.)
+        if registering {
+            replies.next();
+        }
         let reply = match replies.next() {
             None => Ok(None),
             Some(redis::Value::ServerError(e)) => Err(redis::RedisError::from(e)),
@@ -277,6 +283,13 @@ impl Queue {
         }
         if let Some((member, deadline)) = register {
             pipe.zadd(self.key("idle"), member, deadline);
+            // Its flag, for the enqueuer that chose it to take it again
+            // without reading `Q:idle` (idle.rs, `flag`).
+            pipe.cmd("SET")
+                .arg(self.waiter_flag(member))
+                .arg(1)
+                .arg("PX")
+                .arg(super::idle::REGISTRATION.as_millis() as u64);
         }
         pipe.blpop(&lists, timeout.as_secs_f64().max(0.01));
         let (renewing, registering) = (renew.is_some(), register.is_some());

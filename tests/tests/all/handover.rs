@@ -156,7 +156,9 @@ fn a_waiter_stays_registered_across_jobs_handed_over() {
     };
     let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
     let mut entries = Vec::new();
+    let mut reads = Vec::new();
     for n in 0..3 {
+        let before = crate::queue::calls(&mut conn, "zrange");
         let (woke, id) = env.rt.block_on(async {
             let wait =
                 queue.wait_for_work(&mut waiter, Duration::from_secs(5), Some(("w1", LEASE)));
@@ -172,6 +174,7 @@ fn a_waiter_stays_registered_across_jobs_handed_over() {
             };
             tokio::join!(wait, enqueue)
         });
+        reads.push(crate::queue::calls(&mut conn, "zrange") - before);
         let woke = woke.unwrap();
         assert_eq!(woke.jobs.len(), 1, "job {n} handed over");
         assert_eq!(woke.jobs[0].id, id);
@@ -185,6 +188,13 @@ fn a_waiter_stays_registered_across_jobs_handed_over() {
         entries.iter().all(|e| *e == entries[0]),
         "the same entry, its deadline unchanged: {entries:?}"
     );
+    // The enqueuer found the waiter in `Q:idle` once; then by its flag,
+    // which stands beside the entry.
+    assert_eq!(reads, vec![1, 0, 0], "reads of Q:idle per enqueue");
+    let flag = format!("{keys}:on:{}", entries[0][0].0);
+    let flagged =
+        |conn: &mut SyncConn| -> bool { redis::cmd("EXISTS").arg(&flag).query(conn).unwrap() };
+    assert!(flagged(&mut conn));
     // Within a second of its deadline a wait registers again, later.
     let first_deadline = entries[0][0].1;
     sleep_past(&mut conn, first_deadline - 900_000);
@@ -203,6 +213,7 @@ fn a_waiter_stays_registered_across_jobs_handed_over() {
         .unwrap();
     assert!(jobs.is_empty());
     assert_eq!(zcard(&mut conn, &idle), 0);
+    assert!(!flagged(&mut conn), "its flag goes with it");
 }
 
 /// Claim and ack until a claim finds nothing: the ready set is empty

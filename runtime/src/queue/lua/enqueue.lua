@@ -9,6 +9,9 @@
 --          caller's view of the tenant's limits shows no concurrency cap
 --          and no rate, so a lone job may be handed over to an idle worker
 --          (see hand_over below)
+-- KEYS[4]  (optional, with KEYS[3]) the flag `Q:on:MEMBER` of the waiter
+--          the caller's last hand-over chose: while it stands, that waiter
+--          is taken without reading `Q:idle` (see hand_over below)
 -- ARGV[1]  idempotency key TTL in seconds
 -- ARGV[2]  the tenant's max-payload quota, bytes (0: none)
 -- ARGV[3]  the tenant's max-attempts quota (0: none)
@@ -33,7 +36,10 @@
 -- named a job, whose id is returned instead. A payload over its tenant's
 -- max-payload fails the whole call before anything is stored, with the
 -- error `QUOTA <job index from 0> max-payload <bytes> <quota>`; a
--- max_attempts over the tenant's max-attempts is lowered to it.
+-- max_attempts over the tenant's max-attempts is lowered to it. A job
+-- handed over returns {announce_seq, timer_us, ready, clock, id, 1, flag}:
+-- `flag` is the flag key of the waiter it went to, for the caller to send
+-- as KEYS[4] next time ('' when that is the one it sent).
 --
 -- A job of a group goes to the tail of its group's list (claims release
 -- the head of each group in turn); any other job to its priority's ready
@@ -90,31 +96,27 @@ end
 -- jobs a second. What is left, TIMER_WEIGHT or more, says a visit is
 -- asked for already (see the timer below): no `GET` of it, a command
 -- fewer per idle job.
+--
+-- A fourth question, with the caller's waiter flag (KEYS[4]): a waiter
+-- whose entry stands keeps a flag `Q:on:MEMBER` beside it, set with the
+-- entry (same expiry) and deleted when it leaves (queue/idle.rs). The
+-- flag is named ON_WEIGHT times, more than all the others together: a
+-- count of ON_WEIGHT or more says the waiter the caller chose last still
+-- waits, and it is taken again without `ZRANGE Q:idle`, a command fewer
+-- per idle job. The reply tells the caller the flag of a waiter found in
+-- `Q:idle` (see the end of the script).
 local IDLE_KEYS = { ':ready:high', ':ready:normal', ':ready:low', ':paused', ':groups',
   ':delayed' }
 local TIMER_WEIGHT = #IDLE_KEYS + 3
 local IN_WEIGHT = 2 * TIMER_WEIGHT
+local ON_WEIGHT = 2 * IN_WEIGHT
 local LATE_US = 20000
 local FAR_US = 60000000
 local UNREAD = 16
-local function hand_over(argv, idle, now, now_s)
-  local id, idem, delay, priority, group, first, last = job_at(argv, 5)
-  if last ~= #argv or idem ~= '' or delay ~= 0 or group ~= '' then return false end
-  local tenant = queue_tenant()
-  if not tenant or not valid_utf8(id) then return false end
-  local key = job_key(id)
-  local look = { key, Q .. ':ready' }
-  for _, k in ipairs(IDLE_KEYS) do look[#look + 1] = P .. k end
-  for _ = 1, TIMER_WEIGHT do look[#look + 1] = P .. ':timer' end
-  for _ = 1, IN_WEIGHT do look[#look + 1] = P .. ':in' end
-  local found = redis.call('EXISTS', unpack(look))
-  if found >= IN_WEIGHT then return false, true end
-  local asked = found >= TIMER_WEIGHT
-  if asked then found = found - TIMER_WEIGHT end
-  if found > 0 then return false end
-  -- The newest waiter: its deadline the furthest on.
+-- The newest waiter in `Q:idle` (its deadline the furthest on), or nil.
+local function newest_waiter(idle, now)
   local newest = redis.pcall('ZRANGE', idle, '-1', '-1', 'WITHSCORES')
-  if type(newest) ~= 'table' or not newest[2] then return false end
+  if type(newest) ~= 'table' or not newest[2] then return nil end
   local member = newest[1]
   -- (A waiter within LATE_US of its deadline counts as gone: `now` may be
   -- the caller's reading, behind Redis' clock by up to a round trip. The
@@ -122,14 +124,50 @@ local function hand_over(argv, idle, now, now_s)
   local deadline = tonumber(newest[2])
   if deadline < now + LATE_US then
     redis.pcall('ZREMRANGEBYSCORE', idle, '-inf', '(' .. text(now + LATE_US))
-    return false
+    return nil
   end
   -- (A deadline a minute on or more, far past what any registration makes
   -- (two seconds), comes of a clock far off or an entry written by hand:
   -- it would stay the newest for that long. It goes.)
   if deadline > now + FAR_US then
     redis.pcall('ZREM', idle, member)
-    return false
+    return nil
+  end
+  return member
+end
+
+local function hand_over(argv, idle, flag, now, now_s)
+  local id, idem, delay, priority, group, first, last = job_at(argv, 5)
+  if last ~= #argv or idem ~= '' or delay ~= 0 or group ~= '' then return false end
+  local tenant = queue_tenant()
+  if not tenant or not valid_utf8(id) then return false end
+  local key = job_key(id)
+  local on = Q .. ':on:'
+  -- (Only a flag in the queue's slot that names an entry.)
+  if flag and (flag:sub(1, #on) ~= on or #flag == #on) then flag = nil end
+  local look = { key, Q .. ':ready' }
+  for _, k in ipairs(IDLE_KEYS) do look[#look + 1] = P .. k end
+  for _ = 1, TIMER_WEIGHT do look[#look + 1] = P .. ':timer' end
+  for _ = 1, IN_WEIGHT do look[#look + 1] = P .. ':in' end
+  for _ = 1, flag and ON_WEIGHT or 0 do look[#look + 1] = flag end
+  local found = redis.call('EXISTS', unpack(look))
+  local member
+  if found >= ON_WEIGHT then
+    found = found - ON_WEIGHT
+    member = flag:sub(#on + 1)
+  end
+  if found >= IN_WEIGHT then return false, true end
+  local asked = found >= TIMER_WEIGHT
+  if asked then found = found - TIMER_WEIGHT end
+  if found > 0 then return false end
+  local chosen = member
+  member = member or newest_waiter(idle, now)
+  if not member then return false end
+  -- A waiter that cannot take the job (see below) leaves `Q:idle`, and
+  -- its flag goes with it.
+  local function drop()
+    redis.pcall('ZREM', idle, member)
+    redis.pcall('DEL', on .. member)
   end
   -- `p` before the lease: a worker whose entry stands until it leaves
   -- `Q:idle` or its deadline passes, however many jobs it is handed
@@ -142,7 +180,7 @@ local function hand_over(argv, idle, now, now_s)
   local inbox, style, lease, worker = member:match('^(%S+) ([hp]?)(%d+) (.+)$')
   -- (Only a worker's own list in the queue's slot: never another key.)
   if not inbox or inbox:sub(1, #Q + 6) ~= Q .. ':wake:' then
-    redis.pcall('ZREM', idle, member)
+    drop()
     return false
   end
   if priority == 'normal' or not PRIORITIES[priority] then priority = false end
@@ -160,7 +198,7 @@ local function hand_over(argv, idle, now, now_s)
   local pushed = redis.pcall('RPUSH', inbox,
     'j' .. cmsgpack.pack({ tenant, now, { id, now_s, '1', '1', record } }))
   if type(pushed) ~= 'number' then
-    redis.pcall('ZREM', idle, member)
+    drop()
     return false
   end
   -- At most UNREAD jobs wait unread in an inbox: with that many there
@@ -218,7 +256,10 @@ local function hand_over(argv, idle, now, now_s)
   -- that (a rolling upgrade) expires, as a worker killed now would leave
   -- it, and the job's copy in it, for good.
   if inbox:sub(#Q + 7, #Q + 8) ~= 'r:' then redis.call('PEXPIRE', inbox, '60000') end
-  return true
+  -- The flag of a standing entry found in `Q:idle`, for the caller's next
+  -- hand-over; '' when the caller's own was taken (or the entry keeps no
+  -- flag).
+  return true, false, (not chosen and style == 'p') and (on .. member) or ''
 end
 
 --[[ per call ]]
@@ -377,9 +418,13 @@ local function store()
   end
 end
 
-local handed, announced_already = false, false
-if KEYS[3] and Q then handed, announced_already = hand_over(ARGV, KEYS[3], now, now_s) end
-if handed then return announced({ out[1], ARGV[5], 1 }) end
+local handed, announced_already, flag = false, false, ''
+if KEYS[3] and Q then
+  handed, announced_already, flag = hand_over(ARGV, KEYS[3], KEYS[4], now, now_s)
+end
+-- A job handed over: its reply ends with the waiter's flag (see
+-- hand_over), an odd count after the clock where the others have pairs.
+if handed then return announced({ out[1], ARGV[5], 1, flag }) end
 
 -- A job's bad key stops the call part way: the jobs stored before it are
 -- pushed all the same, so that none is left stored, and named by its
