@@ -22,11 +22,22 @@ use crate::locks::lock;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// How long successes wait in a handle before [`Queue::flush_totals`]
-/// adds them to the queue's totals. Short: whoever watches the total
-/// (`run.sh` in ../shared/bench/peers times a drain by it) sees it that
-/// late. At 200 jobs a second, one command per four jobs or so.
+/// How long successes wait in a handle at least before
+/// [`Queue::flush_totals`] adds them to the queue's totals, as they do
+/// while the handle acks [`TOTALS_BATCH`] successes in that time or more.
+/// Short: whoever watches the total (`run.sh` in ../shared/bench/peers
+/// times a drain by it) sees the end of a burst that late.
 pub const TOTALS_EVERY: Duration = Duration::from_millis(20);
+
+/// How many successes a flush waits for, up to [`TOTALS_QUIET`], at a
+/// rate too low to bring them within [`TOTALS_EVERY`]: every 20 ms was a
+/// command per four jobs at 200 jobs a second, a fiftieth of an idle
+/// job's commands (docs/performance.md, "The waiter's flag").
+const TOTALS_BATCH: u32 = 50;
+
+/// The longest a success waits in a handle (at a low rate; or the first
+/// after a quiet spell, which the last flush's rate does not foresee).
+pub const TOTALS_QUIET: Duration = Duration::from_secs(1);
 
 /// The longest wait between flushes while Redis refuses them (doubling
 /// from [`TOTALS_EVERY`]).
@@ -44,9 +55,11 @@ pub(super) struct Totals {
     pending: i64,
     /// A flush is on its way.
     flushing: bool,
-    /// The wait before the next flush: [`TOTALS_EVERY`], longer while
-    /// Redis refuses them.
+    /// The wait before the next flush: [`next_wait`] of the last one,
+    /// longer while Redis refuses them.
     wait: Duration,
+    /// When the last flush was made.
+    flushed: Option<Instant>,
     /// Successes (tenant, id, token) of sends whose answers were lost,
     /// and since when.
     unsure: HashMap<(String, String, String), Instant>,
@@ -58,9 +71,25 @@ impl Default for Totals {
             pending: 0,
             flushing: false,
             wait: TOTALS_EVERY,
+            flushed: None,
             unsure: HashMap::new(),
         }
     }
+}
+
+/// The wait before the next flush, from the last: it carried `carried`
+/// successes, acked in `since` (from the flush before). As long as
+/// [`TOTALS_BATCH`] took at that rate, within [`TOTALS_EVERY`] and
+/// [`TOTALS_QUIET`]; the first flush of a handle waits the least.
+fn next_wait(since: Option<Duration>, carried: i64) -> Duration {
+    let Some(since) = since else {
+        return TOTALS_EVERY;
+    };
+    let carried = u32::try_from(carried.max(1)).unwrap_or(u32::MAX);
+    since
+        .checked_mul(TOTALS_BATCH)
+        .map_or(TOTALS_QUIET, |d| d / carried)
+        .clamp(TOTALS_EVERY, TOTALS_QUIET)
 }
 
 /// What became of one outcome of an ack send.
@@ -185,7 +214,12 @@ impl Queue {
             Err(e) => Some(e),
         };
         let wait = match failed {
-            None => TOTALS_EVERY,
+            None => {
+                let mut totals = lock(&self.inner.totals);
+                let since = totals.flushed.map(|at| at.elapsed());
+                totals.flushed = Some(Instant::now());
+                next_wait(since, delta)
+            }
             Some(e) if e.is_connection_refusal() || crate::redis::not_served(&e) => {
                 let mut totals = lock(&self.inner.totals);
                 totals.wait = (totals.wait * 2).min(TOTALS_BACKOFF_MAX);
@@ -290,5 +324,22 @@ mod tests {
         assert_eq!(t.settle(|| k("d"), &Answer::Lost), 0);
         assert_eq!(t.settle(|| k("d"), &Answer::Stale), 0);
         assert!(t.unsure.is_empty());
+    }
+
+    /// A flush waits for about fifty successes at the rate the last one
+    /// saw, within 20 ms and a second.
+    #[test]
+    fn a_flush_waits_longer_the_lower_the_rate() {
+        let ms = Duration::from_millis;
+        // A handle's first: the shortest.
+        assert_eq!(next_wait(None, 3), TOTALS_EVERY);
+        // A drain (a thousand in 20 ms): every 20 ms, so that its end is
+        // seen that late.
+        assert_eq!(next_wait(Some(ms(20)), 1_000), TOTALS_EVERY);
+        // 200 jobs a second: fifty take 250 ms.
+        assert_eq!(next_wait(Some(ms(1_000)), 200), ms(250));
+        // A lone success after an hour: a second at most.
+        assert_eq!(next_wait(Some(Duration::from_secs(3_600)), 1), TOTALS_QUIET);
+        assert_eq!(next_wait(Some(Duration::MAX), 0), TOTALS_QUIET);
     }
 }
