@@ -199,6 +199,9 @@ struct Inner {
     /// Redis refused the function library (no `FUNCTION` before 7.0, or an
     /// ACL): the scripts go as `EVALSHA` (queue/scripts.rs).
     eval_only: std::sync::atomic::AtomicBool,
+    /// Redis refused `BLMPOP` (before 7.0, or an ACL): idle waits read one
+    /// job handed over at a time (queue/wake.rs).
+    no_blmpop: std::sync::atomic::AtomicBool,
     /// When this handle last loaded the library: pipelines that found it
     /// missing before then do not load it again.
     library_loaded: tokio::sync::Mutex<Option<std::time::Instant>>,
@@ -269,6 +272,7 @@ impl Queue {
                 config,
                 scripts: Scripts::get(),
                 eval_only: std::sync::atomic::AtomicBool::new(false),
+                no_blmpop: std::sync::atomic::AtomicBool::new(false),
                 library_loaded: tokio::sync::Mutex::new(None),
                 round_trips: AtomicU64::new(0),
                 limits: std::sync::Mutex::default(),

@@ -18,6 +18,7 @@
 use super::inboxes::{Registration, answer_of};
 use super::{ClaimedJob, Queue, QueueError};
 use crate::redis::Conn;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// A blocking connection for [`Queue::wait_for_work`], and the waiter's
@@ -32,6 +33,10 @@ pub struct WakeWait {
     /// Until when (µs, Redis' clock) the waiter's entry in `Q:idle` stands,
     /// if it made one and has not left since (idle.rs).
     idle_until: Option<i64>,
+    /// How many jobs handed over the next wait may read at once (its
+    /// worker's room): more than one, and the wait is a `BLMPOP` that
+    /// reads the inbox first (see [`WakeWait::read_up_to`]).
+    read: usize,
 }
 
 impl WakeWait {
@@ -50,7 +55,22 @@ impl WakeWait {
     pub fn left(&mut self) {
         self.idle_until = None;
     }
+
+    /// Let the next waits read up to `n` jobs handed over in one reply
+    /// (at most [`READ_MAX`]; 1, the default, reads one a wait). A worker
+    /// that reads one job per round trip falls behind an enqueuer that
+    /// sends a few thousand a second: its inbox fills to the sixteen
+    /// unread that enqueues allow, and the jobs after go the normal way,
+    /// a claim and about four more commands each (docs/performance.md,
+    /// "The waiter's flag").
+    pub fn read_up_to(&mut self, n: usize) {
+        self.read = n.clamp(1, READ_MAX);
+    }
 }
+
+/// The most entries a wait reads from its inbox at once: as many as an
+/// inbox may hold unread (enqueue.lua's `UNREAD`).
+const READ_MAX: usize = 16;
 
 /// How a wait for work ended.
 #[derive(Debug)]
@@ -65,9 +85,10 @@ pub struct Woke {
     pub claim: bool,
 }
 
-/// What a wait's `BLPOP` popped: the list, and the value (a wake token,
-/// the host timer's `1`, or a job handed over, which is not text).
-type Popped = (String, Vec<u8>);
+/// What a wait popped: the list, and the values (a wake token, the host
+/// timer's `1`, or jobs handed over, which are not text). One value but
+/// from a `BLMPOP` of the own list.
+type Popped = (String, Vec<Vec<u8>>);
 
 /// How long a waiter's own list lives after its last token (a worker
 /// that died leaves nothing behind for long).
@@ -86,6 +107,8 @@ struct Blpopped {
     reply: redis::RedisResult<Option<Popped>>,
     /// This host's timer ended the wait.
     nudged: bool,
+    /// The wait was a `BLMPOP` (see [`WakeWait::read_up_to`]).
+    many: bool,
 }
 
 impl Blpopped {
@@ -106,6 +129,7 @@ impl Blpopped {
                     renewed: None,
                     reply: Err(e),
                     nudged: false,
+                    many: false,
                 };
             }
         };
@@ -122,15 +146,36 @@ impl Blpopped {
         let reply = match replies.next() {
             None => Ok(None),
             Some(redis::Value::ServerError(e)) => Err(redis::RedisError::from(e)),
-            Some(v) => redis::from_redis_value(v).map_err(redis::RedisError::from),
+            Some(v) => popped(v),
         };
         Blpopped {
             registered,
             renewed,
             reply,
             nudged: false,
+            many: false,
         }
     }
+}
+
+/// A `BLPOP`'s reply (`[list, value]`) or a `BLMPOP`'s (`[list, [value,
+/// ...]]`), or none (the timeout).
+fn popped(v: redis::Value) -> redis::RedisResult<Option<Popped>> {
+    let Some((list, value)) = redis::from_redis_value::<Option<(String, redis::Value)>>(v)? else {
+        return Ok(None);
+    };
+    let values = match value {
+        redis::Value::Array(_) => redis::from_redis_value(value)?,
+        one => vec![redis::from_redis_value(one)?],
+    };
+    Ok(Some((list, values)))
+}
+
+/// A `BLMPOP` that Redis does not know (before 7.0) or forbids (an ACL):
+/// the waits go back to `BLPOP`.
+fn no_blmpop(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOPERM")
+        || (e.code() == Some("ERR") && e.to_string().contains("unknown command"))
 }
 
 impl Queue {
@@ -149,6 +194,7 @@ impl Queue {
             own,
             registration: Registration::default(),
             idle_until: None,
+            read: 1,
         };
         if !self.redis.is_cluster() {
             self.register_inbox(&mut wait.conn, &wait.own, &mut wait.registration)
@@ -197,9 +243,22 @@ impl Queue {
         let Blpopped {
             registered,
             renewed,
-            reply,
-            nudged,
+            mut reply,
+            mut nudged,
+            many,
         } = self.blpop_until(wait, timeout, register, renew).await;
+        if let Err(e) = &reply
+            && many
+            && no_blmpop(e)
+        {
+            // Waits go back to `BLPOP`, this one at once (its registration
+            // was made before).
+            if !self.inner.no_blmpop.swap(true, Ordering::Relaxed) {
+                tracing::warn!("redis refused BLMPOP ({e}): idle waits read one job at a time");
+            }
+            let again = self.blpop_until(wait, timeout, None, None).await;
+            (reply, nudged) = (again.reply, again.nudged);
+        }
         if let Some(until) = renew {
             self.renewed(&mut wait.registration, &wait.own, until, renewed);
         }
@@ -214,7 +273,8 @@ impl Queue {
         // `t:TENANT` names a tenant with work (ring/prelude.lua): the next
         // claim visits it without a pick.
         let tenant = token.filter(|_| !from_own).and_then(|(_, t)| {
-            t.strip_prefix(b"t:")
+            t.first()?
+                .strip_prefix(b"t:")
                 .map(|t| String::from_utf8_lossy(t).into_owned())
         });
         *crate::locks::lock(&self.inner.hint) = tenant;
@@ -237,11 +297,17 @@ impl Queue {
             claim: true,
         };
         match token {
-            Some((_, entry)) if from_own && entry.first() == Some(&b'j') => {
-                woke.jobs.push(super::reply::parse_handed(entry, received)?);
-                woke.claim = false;
+            Some((_, entries)) if from_own => {
+                for entry in entries {
+                    if entry.first() == Some(&b'j') {
+                        woke.jobs.push(super::reply::parse_handed(entry, received)?);
+                    }
+                }
+                // Only jobs: wait again. The host timer's token among them:
+                // claim, as it asks.
+                woke.claim = woke.jobs.len() < entries.len();
             }
-            _ if nudged && !from_own => self.drop_nudge(wait).await,
+            _ if nudged => self.drop_nudge(wait).await,
             _ => {}
         }
         Ok(woke)
@@ -291,12 +357,30 @@ impl Queue {
                 .arg("PX")
                 .arg(super::idle::REGISTRATION.as_millis() as u64);
         }
-        pipe.blpop(&lists, timeout.as_secs_f64().max(0.01));
+        let seconds = timeout.as_secs_f64().max(0.01);
+        let many = wait.read > 1 && !self.inner.no_blmpop.load(Ordering::Relaxed);
+        if many {
+            // The inbox first: jobs leased to this worker already, read as
+            // many at once as it has room for.
+            pipe.cmd("BLMPOP")
+                .arg(seconds)
+                .arg(2)
+                .arg(&own)
+                .arg(&lists[0])
+                .arg("LEFT")
+                .arg("COUNT")
+                .arg(wait.read);
+        } else {
+            pipe.blpop(&lists, seconds);
+        }
         let (renewing, registering) = (renew.is_some(), register.is_some());
         let blpop = async {
             let reply: redis::RedisResult<Vec<redis::Value>> =
                 pipe.query_async(&mut wait.conn).await;
-            Blpopped::read(reply, renewing, registering)
+            Blpopped {
+                many,
+                ..Blpopped::read(reply, renewing, registering)
+            }
         };
         tokio::pin!(blpop);
         tokio::select! {

@@ -401,6 +401,8 @@ impl Claimer {
             return Step::Continue;
         };
         self.inbox = Some(conn.inbox().to_string());
+        // As many jobs handed over as there is room for, in one reply.
+        conn.read_up_to(self.room());
         // Bounded even if the connection went half-open (no reply ever
         // comes): then it is rebuilt.
         let queue = self.queue.clone();

@@ -133,6 +133,56 @@ fn an_idle_waiter_is_handed_a_lone_job_as_a_lease() {
     assert_eq!(env.record(&id).status, Some(Status::Succeeded));
 }
 
+/// A waiter with room for several jobs reads the jobs handed to it
+/// meanwhile in one reply (`BLMPOP`, its inbox first), up to its room;
+/// only jobs came, so it waits again rather than claim. Where Redis
+/// refuses `BLMPOP` (here an ACL; Redis before 7.0 does not know it) the
+/// waits go back to `BLPOP`, one job each, and lose none.
+#[test]
+fn a_waiter_reads_several_jobs_handed_over_in_one_reply() {
+    let env = Env::standalone("handover-many");
+    let queue = env.queue.clone();
+    learn_clock(&queue, &env);
+    let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
+    let short = Duration::from_millis(20);
+    // Registered by a wait that finds nothing.
+    let woke = env
+        .rt
+        .block_on(queue.wait_for_work(&mut waiter, short, Some(("w1", LEASE))))
+        .unwrap();
+    assert!(woke.jobs.is_empty() && waiter.registered());
+    let enqueue = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                let job = env.job("hello", &format!(r#"{{"name":"{i}"}}"#));
+                env.rt.block_on(queue.enqueue(&job)).unwrap().id
+            })
+            .collect()
+    };
+    let mut wait = |room: usize| -> Vec<String> {
+        waiter.read_up_to(room);
+        let woke = env
+            .rt
+            .block_on(queue.wait_for_work(&mut waiter, short, Some(("w1", LEASE))))
+            .unwrap();
+        assert!(!woke.claim, "only jobs came: no claim");
+        woke.jobs.into_iter().map(|j| j.id).collect()
+    };
+    let ids = enqueue(5);
+    assert_eq!(wait(3), ids[..3], "three at once, as its room allows");
+    assert_eq!(wait(8), ids[3..], "the rest at once");
+    // BLMPOP refused: one a wait, in order, none lost.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("-blmpop")
+        .query(&mut env.redis_conn())
+        .unwrap();
+    let ids = enqueue(2);
+    assert_eq!(wait(8), ids[..1]);
+    assert_eq!(wait(8), ids[1..]);
+}
+
 /// A waiter stays registered across the jobs handed to it: its next wait
 /// makes no new entry (its deadline stands) and is handed the next job;
 /// only once less than a second is left does a wait register it again.
