@@ -206,13 +206,15 @@ impl Queue {
 
     /// Keep the waiter flag a call's reply named (`handed`: its job was
     /// handed over, and to whom, '' for the waiter this handle sent), or
-    /// forget it when a lone job was not handed over (its waiter may be
-    /// gone: the next call reads `Q:idle`).
+    /// forget it when the reply says so ('-': jobs wait unread in that
+    /// waiter's inbox) or when a lone job was not handed over (its waiter
+    /// may be gone): the next call reads `Q:idle`.
     fn note_waiter(&self, handed: Option<String>, jobs: usize) {
         let mut waiter = lock(&self.inner.waiter);
-        match handed {
-            Some(flag) if !flag.is_empty() => *waiter = Some(flag),
-            Some(_) => {}
+        match handed.as_deref() {
+            Some("") => {}
+            Some("-") => *waiter = None,
+            Some(_) => *waiter = handed,
             None if jobs == 1 => *waiter = None,
             None => {}
         }

@@ -134,7 +134,7 @@ fn an_idle_waiter_is_handed_a_lone_job_as_a_lease() {
 }
 
 /// A waiter with room for several jobs reads the jobs handed to it
-/// meanwhile in one reply (`BLMPOP`, its inbox first), up to its room;
+/// meanwhile in one reply (`BLMPOP` of the wake list, then the inbox), up to its room;
 /// only jobs came, so it waits again rather than claim. Where Redis
 /// refuses `BLMPOP` (here an ACL; Redis before 7.0 does not know it) the
 /// waits go back to `BLPOP`, one job each, and lose none.
@@ -181,6 +181,57 @@ fn a_waiter_reads_several_jobs_handed_over_in_one_reply() {
     let ids = enqueue(2);
     assert_eq!(wait(8), ids[..1]);
     assert_eq!(wait(8), ids[1..]);
+}
+
+/// An enqueuer takes the waiter its last job went to again by that
+/// waiter's flag, but not once jobs wait unread in its inbox (three with
+/// the last): a waiter that reads empties its inbox at each wait, so that
+/// one may be dead or cut off, and the next job looks in `Q:idle` again,
+/// where a newer waiter stands.
+#[test]
+fn an_enqueuer_leaves_a_waiter_that_does_not_read() {
+    let env = Env::standalone("handover-unread");
+    let queue = env.queue.clone();
+    learn_clock(&queue, &env);
+    let short = Duration::from_millis(20);
+    let mut register = |worker: &str| {
+        let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
+        let woke = env
+            .rt
+            .block_on(queue.wait_for_work(&mut waiter, short, Some((worker, LEASE))))
+            .unwrap();
+        assert!(woke.jobs.is_empty() && waiter.registered());
+        waiter
+    };
+    let old = register("w1");
+    let enqueue = || env.enqueue("hello", "{}");
+    let ids: Vec<String> = (0..3).map(|_| enqueue()).collect();
+    let worker_of = |id: &str| env.record(id).worker;
+    for id in &ids {
+        assert_eq!(
+            worker_of(id).as_deref(),
+            Some("w1"),
+            "handed to the only waiter"
+        );
+    }
+    // A newer waiter registers; the old one still has not read.
+    let mut new = register("w2");
+    let id = enqueue();
+    assert_eq!(
+        worker_of(&id).as_deref(),
+        Some("w2"),
+        "not a fourth to the old waiter"
+    );
+    let woke = env
+        .rt
+        .block_on(queue.wait_for_work(&mut new, short, Some(("w2", LEASE))))
+        .unwrap();
+    assert_eq!(woke.jobs.iter().map(|j| &j.id).collect::<Vec<_>>(), [&id]);
+    let unread: u64 = redis::cmd("LLEN")
+        .arg(old.inbox())
+        .query(&mut env.redis_conn())
+        .unwrap();
+    assert_eq!(unread, 3, "the old waiter's three, to read or to lapse");
 }
 
 /// A waiter stays registered across the jobs handed to it: its next wait

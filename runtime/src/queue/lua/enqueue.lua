@@ -39,7 +39,8 @@
 -- max_attempts over the tenant's max-attempts is lowered to it. A job
 -- handed over returns {announce_seq, timer_us, ready, clock, id, 1, flag}:
 -- `flag` is the flag key of the waiter it went to, for the caller to send
--- as KEYS[4] next time ('' when that is the one it sent).
+-- as KEYS[4] next time ('' when that is the one it sent; '-' to send none:
+-- see hand_over).
 --
 -- A job of a group goes to the tail of its group's list (claims release
 -- the head of each group in turn); any other job to its priority's ready
@@ -113,6 +114,7 @@ local ON_WEIGHT = 2 * IN_WEIGHT
 local LATE_US = 20000
 local FAR_US = 60000000
 local UNREAD = 16
+local FLAG_UNREAD = 3
 -- The newest waiter in `Q:idle` (its deadline the furthest on), or nil.
 local function newest_waiter(idle, now)
   local newest = redis.pcall('ZRANGE', idle, '-1', '-1', 'WITHSCORES')
@@ -258,7 +260,14 @@ local function hand_over(argv, idle, flag, now, now_s)
   if inbox:sub(#Q + 7, #Q + 8) ~= 'r:' then redis.call('PEXPIRE', inbox, '60000') end
   -- The flag of a standing entry found in `Q:idle`, for the caller's next
   -- hand-over; '' when the caller's own was taken (or the entry keeps no
-  -- flag).
+  -- flag); '-' when jobs wait unread in the inbox (FLAG_UNREAD or more
+  -- with this one): a waiter that reads its inbox empties it at each wait
+  -- (queue/wake.rs), so this one may be dead, full or cut off, and the
+  -- caller's next job looks in `Q:idle` again, where a newer waiter is
+  -- chosen before it. (Kept, the flag would send every lone job to a
+  -- dead waiter until the unread bound: sixteen jobs left to their
+  -- leases where a live waiter stood by.)
+  if pushed >= FLAG_UNREAD then return true, false, '-' end
   return true, false, (not chosen and style == 'p') and (on .. member) or ''
 end
 
