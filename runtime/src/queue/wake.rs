@@ -35,7 +35,7 @@ pub struct WakeWait {
     idle_until: Option<i64>,
     /// How many jobs handed over the next wait may read at once (its
     /// worker's room): more than one, and the wait is a `BLMPOP` that
-    /// reads the inbox first (see [`WakeWait::read_up_to`]).
+    /// reads the wake list, then the inbox (see [`WakeWait::read_up_to`]).
     read: usize,
 }
 
@@ -57,7 +57,8 @@ impl WakeWait {
     }
 
     /// Let the next waits read up to `n` jobs handed over in one reply
-    /// (at most [`READ_MAX`]; 1, the default, reads one a wait). A worker
+    /// (at most [`READ_MAX`]; 1, the default, reads one a wait): a
+    /// `BLMPOP` of the wake list, then the inbox. A worker
     /// that reads one job per round trip falls behind an enqueuer that
     /// sends a few thousand a second: its inbox fills to the sixteen
     /// unread that enqueues allow, and the jobs after go the normal way,
@@ -360,13 +361,16 @@ impl Queue {
         let seconds = timeout.as_secs_f64().max(0.01);
         let many = wait.read > 1 && !self.inner.no_blmpop.load(Ordering::Relaxed);
         if many {
-            // The inbox first: jobs leased to this worker already, read as
-            // many at once as it has room for.
+            // The wake list first, as `BLPOP` reads them: a wake token
+            // (work announced, a delayed job due) is not left behind jobs
+            // that keep coming to the inbox. At most one token waits there
+            // (ring/prelude.lua); the inbox's jobs, leased to this worker,
+            // are read as many at once as it has room for.
             pipe.cmd("BLMPOP")
                 .arg(seconds)
                 .arg(2)
-                .arg(&own)
                 .arg(&lists[0])
+                .arg(&own)
                 .arg("LEFT")
                 .arg("COUNT")
                 .arg(wait.read);

@@ -216,7 +216,7 @@ impl Claimer {
             return self.until_stopped(freed.freed.notified()).await;
         };
         if self.handed {
-            return self.idle_again().await;
+            return self.idle_again(want).await;
         }
         self.claim(want).await
     }
@@ -591,13 +591,19 @@ impl Claimer {
     }
 
     /// After a job handed over at idle: wait again, until the time the
-    /// wait before it would have ended (a delayed job due), not claim.
-    async fn idle_again(&mut self) -> Step {
+    /// wait before it would have ended (a delayed job due), not claim;
+    /// once that time has come, claim (up to `want`): lone jobs that keep
+    /// coming to the inbox must not hold back a timer that is due.
+    async fn idle_again(&mut self, want: usize) -> Step {
         self.handed = false;
-        let left = self
-            .due_at
-            .map(|at| at.saturating_duration_since(Instant::now()));
-        self.idle(left).await
+        let now = Instant::now();
+        match self.due_at {
+            Some(at) if at <= now => self.claim(want).await,
+            due => {
+                self.idle(due.map(|at| at.saturating_duration_since(now)))
+                    .await
+            }
+        }
     }
 }
 
