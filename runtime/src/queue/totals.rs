@@ -58,8 +58,12 @@ pub(super) struct Totals {
     /// The wait before the next flush: [`next_wait`] of the last one,
     /// longer while Redis refuses them.
     wait: Duration,
-    /// When the last flush was made.
-    flushed: Option<Instant>,
+    /// When the first success of those pending came.
+    first: Option<Instant>,
+    /// Wakes a flush that waits once [`TOTALS_BATCH`] successes are
+    /// pending: a burst after a quiet spell is not held for the quiet
+    /// spell's wait.
+    enough: std::sync::Arc<tokio::sync::Notify>,
     /// Successes (tenant, id, token) of sends whose answers were lost,
     /// and since when.
     unsure: HashMap<(String, String, String), Instant>,
@@ -71,22 +75,21 @@ impl Default for Totals {
             pending: 0,
             flushing: false,
             wait: TOTALS_EVERY,
-            flushed: None,
+            first: None,
+            enough: std::sync::Arc::default(),
             unsure: HashMap::new(),
         }
     }
 }
 
 /// The wait before the next flush, from the last: it carried `carried`
-/// successes, acked in `since` (from the flush before). As long as
-/// [`TOTALS_BATCH`] took at that rate, within [`TOTALS_EVERY`] and
-/// [`TOTALS_QUIET`]; the first flush of a handle waits the least.
-fn next_wait(since: Option<Duration>, carried: i64) -> Duration {
-    let Some(since) = since else {
-        return TOTALS_EVERY;
-    };
+/// successes, acked within `window` (from the first of them to the
+/// flush). As long as [`TOTALS_BATCH`] took at that rate, within
+/// [`TOTALS_EVERY`] and [`TOTALS_QUIET`]. (A burst that comes during a
+/// long wait wakes the flush early: [`Totals::enough`].)
+fn next_wait(window: Duration, carried: i64) -> Duration {
     let carried = u32::try_from(carried.max(1)).unwrap_or(u32::MAX);
-    since
+    window
         .checked_mul(TOTALS_BATCH)
         .map_or(TOTALS_QUIET, |d| d / carried)
         .clamp(TOTALS_EVERY, TOTALS_QUIET)
@@ -168,17 +171,31 @@ impl Queue {
     fn add_totals(&self, delta: i64) {
         let mut totals = lock(&self.inner.totals);
         totals.pending += delta;
-        if totals.flushing || totals.pending == 0 {
+        if totals.pending == 0 {
+            return;
+        }
+        let first = *totals.first.get_or_insert_with(Instant::now);
+        if totals.flushing {
+            if totals.pending >= i64::from(TOTALS_BATCH) {
+                totals.enough.notify_one();
+            }
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         totals.flushing = true;
-        let wait = totals.wait;
+        let (wait, enough) = (totals.wait, std::sync::Arc::clone(&totals.enough));
         let mut flush = Flush(self.clone(), false);
         runtime.spawn(async move {
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                // Enough for a flush: no sooner than TOTALS_EVERY after
+                // the first of them.
+                () = enough.notified() => {
+                    tokio::time::sleep_until((first + TOTALS_EVERY).into()).await;
+                }
+            }
             flush.0.flush_totals().await;
             flush.ran();
         });
@@ -193,10 +210,10 @@ impl Queue {
     /// other failure is logged and leaves the totals that far off.
     pub async fn flush_totals(&self) -> i64 {
         let _one_at_a_time = self.inner.totals_flush.lock().await;
-        let delta = {
+        let (delta, first) = {
             let mut totals = lock(&self.inner.totals);
             totals.flushing = false;
-            std::mem::take(&mut totals.pending)
+            (std::mem::take(&mut totals.pending), totals.first.take())
         };
         if delta == 0 {
             return 0;
@@ -214,12 +231,7 @@ impl Queue {
             Err(e) => Some(e),
         };
         let wait = match failed {
-            None => {
-                let mut totals = lock(&self.inner.totals);
-                let since = totals.flushed.map(|at| at.elapsed());
-                totals.flushed = Some(Instant::now());
-                next_wait(since, delta)
-            }
+            None => next_wait(first.map_or(Duration::ZERO, |at| at.elapsed()), delta),
             Some(e) if e.is_connection_refusal() || crate::redis::not_served(&e) => {
                 let mut totals = lock(&self.inner.totals);
                 totals.wait = (totals.wait * 2).min(TOTALS_BACKOFF_MAX);
@@ -331,15 +343,13 @@ mod tests {
     #[test]
     fn a_flush_waits_longer_the_lower_the_rate() {
         let ms = Duration::from_millis;
-        // A handle's first: the shortest.
-        assert_eq!(next_wait(None, 3), TOTALS_EVERY);
         // A drain (a thousand in 20 ms): every 20 ms, so that its end is
         // seen that late.
-        assert_eq!(next_wait(Some(ms(20)), 1_000), TOTALS_EVERY);
+        assert_eq!(next_wait(ms(20), 1_000), TOTALS_EVERY);
         // 200 jobs a second: fifty take 250 ms.
-        assert_eq!(next_wait(Some(ms(1_000)), 200), ms(250));
-        // A lone success after an hour: a second at most.
-        assert_eq!(next_wait(Some(Duration::from_secs(3_600)), 1), TOTALS_QUIET);
-        assert_eq!(next_wait(Some(Duration::MAX), 0), TOTALS_QUIET);
+        assert_eq!(next_wait(ms(1_000), 200), ms(250));
+        // One success (a quiet spell): a second at most.
+        assert_eq!(next_wait(ms(250), 1), TOTALS_QUIET);
+        assert_eq!(next_wait(Duration::MAX, 0), TOTALS_QUIET);
     }
 }
