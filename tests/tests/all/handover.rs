@@ -234,6 +234,43 @@ fn an_enqueuer_leaves_a_waiter_that_does_not_read() {
     assert_eq!(unread, 3, "the old waiter's three, to read or to lapse");
 }
 
+/// The same decided in Redis: calls sent with the flag before a reply said
+/// to forget it (one call per tenant of a batch of lone jobs, here; or
+/// concurrent enqueues of one handle) give the job to a newer waiter
+/// once two wait unread before it in the flagged waiter's inbox.
+#[test]
+fn calls_sent_with_a_stale_flag_go_to_a_newer_waiter() {
+    let env = Env::standalone("handover-stale-flag");
+    let queue = env.queue.clone();
+    learn_clock(&queue, &env);
+    let short = Duration::from_millis(20);
+    let register = |worker: &str| {
+        let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
+        let woke = env
+            .rt
+            .block_on(queue.wait_for_work(&mut waiter, short, Some((worker, LEASE))))
+            .unwrap();
+        assert!(woke.jobs.is_empty());
+        waiter
+    };
+    let _old = register("w1");
+    let first = env.enqueue("hello", "{}");
+    let _new = register("w2");
+    // Four tenants' lone jobs in one batch: four calls, each with w1's
+    // flag, all sent before any reply.
+    let jobs: Vec<_> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|t| env.job(&format!("{t}/hello"), "{}"))
+        .collect();
+    let ids = env.rt.block_on(queue.enqueue_many(&jobs)).unwrap();
+    let workers: Vec<Option<String>> = std::iter::once(first)
+        .chain(ids.into_iter().map(|e| e.id))
+        .map(|id| env.record(&id).worker)
+        .collect();
+    let w = |s: &str| Some(s.to_string());
+    assert_eq!(workers, [w("w1"), w("w1"), w("w2"), w("w2"), w("w2")]);
+}
+
 /// A waiter stays registered across the jobs handed to it: its next wait
 /// makes no new entry (its deadline stands) and is handed the next job;
 /// only once less than a second is left does a wait register it again.

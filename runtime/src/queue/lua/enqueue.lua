@@ -138,6 +138,60 @@ local function newest_waiter(idle, now)
   return member
 end
 
+-- Push `entry` (a job handed over) onto the inbox of the waiter whose
+-- `Q:idle` entry is `member`: its inbox, style, lease, worker and the
+-- inbox's length after the push; nil when it cannot take the job, which
+-- then goes the normal way.
+local function push_to(idle, member, entry)
+  -- A waiter that cannot take the job leaves `Q:idle`, and its flag goes
+  -- with it.
+  local function drop()
+    redis.pcall('ZREM', idle, member)
+    redis.pcall('DEL', Q .. ':on:' .. member)
+  end
+  -- `p` before the lease: a worker whose entry stands until it leaves
+  -- `Q:idle` or its deadline passes, however many jobs it is handed
+  -- (queue/idle.rs), and that renews and acks its lease as an entry of
+  -- `P:leased` (lib.lua's lease_entry). `h`: the same lease, but the
+  -- entry is one job's, taken by the enqueue that hands it one (a worker
+  -- of the version before). Neither: a worker of the version before
+  -- that, which renews the id's entry in `P:leases`. Versions before read
+  -- no entry with `h` or `p`, take it, and hand nothing over.
+  local inbox, style, lease, worker = member:match('^(%S+) ([hp]?)(%d+) (.+)$')
+  -- (Only a worker's own list in the queue's slot: never another key.)
+  if not inbox or inbox:sub(1, #Q + 6) ~= Q .. ':wake:' then
+    drop()
+    return nil
+  end
+  -- The push first: the only write here that a key of the wrong type can
+  -- refuse (the others write keys that do not exist), and refused it
+  -- leaves nothing behind but the waiter's entry, which goes: an inbox no
+  -- one can push to takes no job (its worker registers a new one once its
+  -- wait is cut off or its deadline comes; queue/idle.rs).
+  local pushed = redis.pcall('RPUSH', inbox, entry)
+  if type(pushed) ~= 'number' then
+    drop()
+    return nil
+  end
+  -- At most UNREAD jobs wait unread in an inbox: with that many there
+  -- already (its worker has not read them yet: busy, full, stopped or
+  -- killed), this one goes the normal way, taken back off the tail. So a
+  -- worker killed while registered leaves at most that many jobs to
+  -- their leases (as one killed with jobs claimed ahead leaves those),
+  -- not every job enqueued until its deadline; a full or stopped one
+  -- hands back what it finds when it leaves. Sixteen: with two, at a few
+  -- thousand jobs a second a worker reading one job a round trip fell
+  -- behind often, and each job sent the normal way then had paid for a
+  -- push and its undoing too (16 to 17 commands a job where the build
+  -- before spent 13 to 14; docs/performance.md, "A registration that
+  -- stands").
+  if pushed > UNREAD then
+    redis.call('RPOP', inbox)
+    return nil
+  end
+  return inbox, style, lease, worker, pushed
+end
+
 local function hand_over(argv, idle, flag, now, now_s)
   local id, idem, delay, priority, group, first, last = job_at(argv, 5)
   if last ~= #argv or idem ~= '' or delay ~= 0 or group ~= '' then return false end
@@ -165,26 +219,6 @@ local function hand_over(argv, idle, flag, now, now_s)
   local chosen = member
   member = member or newest_waiter(idle, now)
   if not member then return false end
-  -- A waiter that cannot take the job (see below) leaves `Q:idle`, and
-  -- its flag goes with it.
-  local function drop()
-    redis.pcall('ZREM', idle, member)
-    redis.pcall('DEL', on .. member)
-  end
-  -- `p` before the lease: a worker whose entry stands until it leaves
-  -- `Q:idle` or its deadline passes, however many jobs it is handed
-  -- (queue/idle.rs), and that renews and acks its lease as an entry of
-  -- `P:leased` (lib.lua's lease_entry). `h`: the same lease, but the
-  -- entry is one job's, taken by the enqueue that hands it one (a worker
-  -- of the version before). Neither: a worker of the version before
-  -- that, which renews the id's entry in `P:leases`. Versions before read
-  -- no entry with `h` or `p`, take it, and hand nothing over.
-  local inbox, style, lease, worker = member:match('^(%S+) ([hp]?)(%d+) (.+)$')
-  -- (Only a worker's own list in the queue's slot: never another key.)
-  if not inbox or inbox:sub(1, #Q + 6) ~= Q .. ':wake:' then
-    drop()
-    return false
-  end
   if priority == 'normal' or not PRIORITIES[priority] then priority = false end
   local record = { 'enqueued_us', now_s, 'plugin', argv[first], 'payload', argv[first + 1],
     unpack(argv, first + 2, last) }
@@ -192,32 +226,27 @@ local function hand_over(argv, idle, flag, now, now_s)
     record[#record + 1] = 'priority'
     record[#record + 1] = priority
   end
-  -- The push first: the only write here that a key of the wrong type can
-  -- refuse (the others write keys that do not exist), and refused it
-  -- leaves nothing behind but the waiter's entry, which goes: an inbox no
-  -- one can push to takes no job (its worker registers a new one once its
-  -- wait is cut off or its deadline comes; queue/idle.rs).
-  local pushed = redis.pcall('RPUSH', inbox,
-    'j' .. cmsgpack.pack({ tenant, now, { id, now_s, '1', '1', record } }))
-  if type(pushed) ~= 'number' then
-    drop()
-    return false
-  end
-  -- At most UNREAD jobs wait unread in an inbox: with that many there
-  -- already (its worker has not read them yet: busy, full, stopped or
-  -- killed), this one goes the normal way, taken back off the tail. So a
-  -- worker killed while registered leaves at most that many jobs to
-  -- their leases (as one killed with jobs claimed ahead leaves those),
-  -- not every job enqueued until its deadline; a full or stopped one
-  -- hands back what it finds when it leaves. Sixteen: with two, at a few
-  -- thousand jobs a second a worker reading one job a round trip fell
-  -- behind often, and each job sent the normal way then had paid for a
-  -- push and its undoing too (16 to 17 commands a job where the build
-  -- before spent 13 to 14; docs/performance.md, "A registration that
-  -- stands").
-  if pushed > UNREAD then
-    redis.call('RPOP', inbox)
-    return false
+  local entry = 'j' .. cmsgpack.pack({ tenant, now, { id, now_s, '1', '1', record } })
+  local inbox, style, lease, worker, pushed = push_to(idle, member, entry)
+  if not inbox then return false end
+  -- The caller's waiter (by its flag) has not read the jobs before this
+  -- one: a waiter that reads empties its inbox at each wait (queue/
+  -- wake.rs), so this one may be dead, full or cut off. The job goes to
+  -- the newest waiter in `Q:idle` instead, if that is another (taken
+  -- back off this inbox's tail first), and the reply tells the caller to
+  -- forget the flag (below). Decided here, not by the caller: calls sent
+  -- with the flag before a reply said to forget it (a batch of many
+  -- tenants' lone jobs, concurrent enqueues of one handle) take the
+  -- newer waiter too.
+  if chosen and pushed >= FLAG_UNREAD then
+    local newest = newest_waiter(idle, now)
+    if newest and newest ~= member then
+      local i, s, l, w, p = push_to(idle, newest, entry)
+      if i then
+        redis.call('RPOP', inbox)
+        inbox, style, lease, worker, pushed, member, chosen = i, s, l, w, p, newest, nil
+      end
+    end
   end
   if style ~= 'p' then redis.call('ZREM', idle, member) end
   redis.call('HSET', key, 'enqueued_us', now_s, 'status', 'running', 'token', now_s,
