@@ -60,6 +60,9 @@ pub(super) struct Totals {
     wait: Duration,
     /// When the first success of those pending came.
     first: Option<Instant>,
+    /// The last flush was refused unrun: no early flush until one is
+    /// made ([`TOTALS_BACKOFF_MAX`]).
+    backing_off: bool,
     /// Wakes a flush that waits once [`TOTALS_BATCH`] successes are
     /// pending: a burst after a quiet spell is not held for the quiet
     /// spell's wait.
@@ -76,6 +79,7 @@ impl Default for Totals {
             flushing: false,
             wait: TOTALS_EVERY,
             first: None,
+            backing_off: false,
             enough: std::sync::Arc::default(),
             unsure: HashMap::new(),
         }
@@ -175,19 +179,28 @@ impl Queue {
             return;
         }
         let first = *totals.first.get_or_insert_with(Instant::now);
+        // Enough for a flush: the one that waits (or the one spawned
+        // below) goes early, unless Redis refuses them (the backoff's wait
+        // holds then).
+        if totals.pending >= i64::from(TOTALS_BATCH) && !totals.backing_off {
+            totals.enough.notify_one();
+        }
         if totals.flushing {
-            if totals.pending >= i64::from(TOTALS_BATCH) {
-                totals.enough.notify_one();
-            }
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         totals.flushing = true;
-        let (wait, enough) = (totals.wait, std::sync::Arc::clone(&totals.enough));
+        let enough = std::sync::Arc::clone(&totals.enough);
         let mut flush = Flush(self.clone(), false);
         runtime.spawn(async move {
+            // The wait as the flush before left it: one on its way now
+            // sets it when its answer comes.
+            let wait = {
+                let _after = flush.0.inner.totals_flush.lock().await;
+                lock(&flush.0.inner.totals).wait
+            };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 // Enough for a flush: no sooner than TOTALS_EVERY after
@@ -235,6 +248,7 @@ impl Queue {
             Some(e) if e.is_connection_refusal() || crate::redis::not_served(&e) => {
                 let mut totals = lock(&self.inner.totals);
                 totals.wait = (totals.wait * 2).min(TOTALS_BACKOFF_MAX);
+                totals.backing_off = true;
                 drop(totals);
                 self.add_totals(delta);
                 return delta;
@@ -247,7 +261,9 @@ impl Queue {
                 TOTALS_EVERY
             }
         };
-        lock(&self.inner.totals).wait = wait;
+        let mut totals = lock(&self.inner.totals);
+        totals.wait = wait;
+        totals.backing_off = false;
         0
     }
 }
