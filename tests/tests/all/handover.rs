@@ -194,7 +194,7 @@ fn an_enqueuer_leaves_a_waiter_that_does_not_read() {
     let queue = env.queue.clone();
     learn_clock(&queue, &env);
     let short = Duration::from_millis(20);
-    let mut register = |worker: &str| {
+    let register = |worker: &str| {
         let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
         let woke = env
             .rt
