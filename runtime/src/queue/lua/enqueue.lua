@@ -238,6 +238,7 @@ local function hand_over(argv, idle, flag, now, now_s)
   -- with the flag before a reply said to forget it (a batch of many
   -- tenants' lone jobs, concurrent enqueues of one handle) take the
   -- newer waiter too.
+  local switched = false
   if chosen and pushed >= FLAG_UNREAD then
     local newest = newest_waiter(idle, now)
     if newest and newest ~= member then
@@ -245,6 +246,9 @@ local function hand_over(argv, idle, flag, now, now_s)
       if i then
         redis.call('RPOP', inbox)
         inbox, style, lease, worker, pushed, member, chosen = i, s, l, w, p, newest, nil
+        -- (A waiter of the version before keeps no flag: the caller
+        -- forgets the one it sent.)
+        if style ~= 'p' then switched = true end
       end
     end
   end
@@ -296,7 +300,7 @@ local function hand_over(argv, idle, flag, now, now_s)
   -- chosen before it. (Kept, the flag would send every lone job to a
   -- dead waiter until the unread bound: sixteen jobs left to their
   -- leases where a live waiter stood by.)
-  if pushed >= FLAG_UNREAD then return true, false, '-' end
+  if pushed >= FLAG_UNREAD or switched then return true, false, '-' end
   return true, false, (not chosen and style == 'p') and (on .. member) or ''
 end
 
