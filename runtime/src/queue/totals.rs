@@ -88,14 +88,18 @@ impl Default for Totals {
 
 /// The wait before the next flush, from the last: it carried `carried`
 /// successes, acked within `window` (from the first of them to the
-/// flush). As long as [`TOTALS_BATCH`] took at that rate, within
-/// [`TOTALS_EVERY`] and [`TOTALS_QUIET`]. (A burst that comes during a
-/// long wait wakes the flush early: [`Totals::enough`].)
-fn next_wait(window: Duration, carried: i64) -> Duration {
+/// flush), after a wait of `before`. As long as [`TOTALS_BATCH`] took at
+/// that rate, within [`TOTALS_EVERY`] and [`TOTALS_QUIET`], and at most
+/// twice `before`: the few stragglers at the end of a drain must not
+/// hold its last successes back for a second (`run.sh` times the drain
+/// by the total), so the wait grows over a few flushes. (A burst that
+/// comes during a long wait wakes the flush early: [`Totals::enough`].)
+fn next_wait(window: Duration, carried: i64, before: Duration) -> Duration {
     let carried = u32::try_from(carried.max(1)).unwrap_or(u32::MAX);
     window
         .checked_mul(TOTALS_BATCH)
         .map_or(TOTALS_QUIET, |d| d / carried)
+        .min(before.saturating_mul(2))
         .clamp(TOTALS_EVERY, TOTALS_QUIET)
 }
 
@@ -179,10 +183,11 @@ impl Queue {
             return;
         }
         let first = *totals.first.get_or_insert_with(Instant::now);
-        // Enough for a flush: the one that waits (or the one spawned
-        // below) goes early, unless Redis refuses them (the backoff's wait
-        // holds then).
-        if totals.pending >= i64::from(TOTALS_BATCH) && !totals.backing_off {
+        // Enough for a flush (once, as the pending count reaches it): the
+        // one that waits (or the one spawned below) goes early, unless
+        // Redis refuses them (the backoff's wait holds then).
+        let batch = i64::from(TOTALS_BATCH);
+        if totals.pending >= batch && totals.pending - delta < batch && !totals.backing_off {
             totals.enough.notify_one();
         }
         if totals.flushing {
@@ -244,7 +249,10 @@ impl Queue {
             Err(e) => Some(e),
         };
         let wait = match failed {
-            None => next_wait(first.map_or(Duration::ZERO, |at| at.elapsed()), delta),
+            None => {
+                let window = first.map_or(Duration::ZERO, |at| at.elapsed());
+                next_wait(window, delta, lock(&self.inner.totals).wait)
+            }
             Some(e) if e.is_connection_refusal() || crate::redis::not_served(&e) => {
                 let mut totals = lock(&self.inner.totals);
                 totals.wait = (totals.wait * 2).min(TOTALS_BACKOFF_MAX);
@@ -361,11 +369,14 @@ mod tests {
         let ms = Duration::from_millis;
         // A drain (a thousand in 20 ms): every 20 ms, so that its end is
         // seen that late.
-        assert_eq!(next_wait(ms(20), 1_000), TOTALS_EVERY);
+        assert_eq!(next_wait(ms(20), 1_000, ms(20)), TOTALS_EVERY);
         // 200 jobs a second: fifty take 250 ms.
-        assert_eq!(next_wait(ms(1_000), 200), ms(250));
+        assert_eq!(next_wait(ms(1_000), 200, ms(500)), ms(250));
         // One success (a quiet spell): a second at most.
-        assert_eq!(next_wait(ms(250), 1), TOTALS_QUIET);
-        assert_eq!(next_wait(Duration::MAX, 0), TOTALS_QUIET);
+        assert_eq!(next_wait(ms(250), 1, ms(800)), TOTALS_QUIET);
+        assert_eq!(next_wait(Duration::MAX, 0, Duration::MAX), TOTALS_QUIET);
+        // A drain's last few: twice the wait before, not a second.
+        assert_eq!(next_wait(ms(20), 2, ms(20)), ms(40));
+        assert_eq!(next_wait(ms(40), 1, ms(40)), ms(80));
     }
 }
