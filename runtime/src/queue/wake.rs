@@ -244,22 +244,10 @@ impl Queue {
         let Blpopped {
             registered,
             renewed,
-            mut reply,
-            mut nudged,
-            many,
-        } = self.blpop_until(wait, timeout, register, renew).await;
-        if let Err(e) = &reply
-            && many
-            && no_blmpop(e)
-        {
-            // Waits go back to `BLPOP`, this one at once (its registration
-            // was made before).
-            if !self.inner.no_blmpop.swap(true, Ordering::Relaxed) {
-                tracing::warn!("redis refused BLMPOP ({e}): idle waits read one job at a time");
-            }
-            let again = self.blpop_until(wait, timeout, None, None).await;
-            (reply, nudged) = (again.reply, again.nudged);
-        }
+            reply,
+            nudged,
+            ..
+        } = self.pop_or_fall_back(wait, timeout, register, renew).await;
         if let Some(until) = renew {
             self.renewed(&mut wait.registration, &wait.own, until, renewed);
         }
@@ -280,6 +268,59 @@ impl Queue {
         });
         *crate::locks::lock(&self.inner.hint) = tenant;
         Ok(woke)
+    }
+
+    /// Add the wait's pop of the wake list and `wait`'s own list to
+    /// `pipe`; whether it is a `BLMPOP` (see [`WakeWait::read_up_to`]).
+    fn pop_command(&self, pipe: &mut redis::Pipeline, wait: &WakeWait, timeout: Duration) -> bool {
+        let wake = self.key("wake");
+        let seconds = timeout.as_secs_f64().max(0.01);
+        let many = wait.read > 1 && !self.inner.no_blmpop.load(Ordering::Relaxed);
+        if many {
+            // The wake list first, as `BLPOP` reads them: a wake token
+            // (work announced, a delayed job due) is not left behind jobs
+            // that keep coming to the inbox. At most one token waits there
+            // (ring/prelude.lua); the inbox's jobs, leased to this worker,
+            // are read as many at once as it has room for.
+            pipe.cmd("BLMPOP")
+                .arg(seconds)
+                .arg(2)
+                .arg(&wake)
+                .arg(&wait.own)
+                .arg("LEFT")
+                .arg("COUNT")
+                .arg(wait.read);
+        } else {
+            pipe.blpop(&[wake, wait.own.clone()], seconds);
+        }
+        many
+    }
+
+    /// [`Queue::blpop_until`]; where Redis refused its `BLMPOP`, waits go
+    /// back to `BLPOP`, this one at once (its registration was made
+    /// before, in the refused pipeline).
+    async fn pop_or_fall_back(
+        &self,
+        wait: &mut WakeWait,
+        timeout: Duration,
+        register: Option<(&str, i64)>,
+        renew: Option<i64>,
+    ) -> Blpopped {
+        let popped = self.blpop_until(wait, timeout, register, renew).await;
+        match &popped.reply {
+            Err(e) if popped.many && no_blmpop(e) => {
+                if !self.inner.no_blmpop.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("redis refused BLMPOP ({e}): idle waits read one job at a time");
+                }
+                let again = self.blpop_until(wait, timeout, None, None).await;
+                Blpopped {
+                    reply: again.reply,
+                    nudged: again.nudged,
+                    ..popped
+                }
+            }
+            _ => popped,
+        }
     }
 
     /// How a wait ended, from what its `BLPOP` popped (`token`, from the
@@ -339,7 +380,6 @@ impl Queue {
         register: Option<(&str, i64)>,
         renew: Option<i64>,
     ) -> Blpopped {
-        let lists = [self.key("wake"), wait.own.clone()];
         let own = wait.own.clone();
         let mut pipe = redis::pipe();
         // Each command's own answer: a refused registration must not hide
@@ -358,25 +398,7 @@ impl Queue {
                 .arg("PX")
                 .arg(super::idle::REGISTRATION.as_millis() as u64);
         }
-        let seconds = timeout.as_secs_f64().max(0.01);
-        let many = wait.read > 1 && !self.inner.no_blmpop.load(Ordering::Relaxed);
-        if many {
-            // The wake list first, as `BLPOP` reads them: a wake token
-            // (work announced, a delayed job due) is not left behind jobs
-            // that keep coming to the inbox. At most one token waits there
-            // (ring/prelude.lua); the inbox's jobs, leased to this worker,
-            // are read as many at once as it has room for.
-            pipe.cmd("BLMPOP")
-                .arg(seconds)
-                .arg(2)
-                .arg(&lists[0])
-                .arg(&own)
-                .arg("LEFT")
-                .arg("COUNT")
-                .arg(wait.read);
-        } else {
-            pipe.blpop(&lists, seconds);
-        }
+        let many = self.pop_command(&mut pipe, wait, timeout);
         let (renewing, registering) = (renew.is_some(), register.is_some());
         let blpop = async {
             let reply: redis::RedisResult<Vec<redis::Value>> =
