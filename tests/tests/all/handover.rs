@@ -2,7 +2,7 @@
 //! enqueue gives a lone job straight to a worker waiting for work, leased
 //! as a claim would lease it. Real Redis, real waits and real workers.
 
-use spool_runtime::queue::{Next, Queue, Status};
+use spool_runtime::queue::{Next, Queue, Status, WakeWait};
 use spool_runtime::redis::SyncConn;
 use spool_runtime::tenants::Limit;
 use spool_tests::fleet::Env;
@@ -183,6 +183,19 @@ fn a_waiter_reads_several_jobs_handed_over_in_one_reply() {
     assert_eq!(wait(8), ids[1..]);
 }
 
+/// A waiter of `worker` registered in `Q:idle` by a short wait that finds
+/// nothing.
+fn registered_waiter(env: &Env, queue: &Queue, worker: &str) -> WakeWait {
+    let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
+    let short = Duration::from_millis(20);
+    let woke = env
+        .rt
+        .block_on(queue.wait_for_work(&mut waiter, short, Some((worker, LEASE))))
+        .unwrap();
+    assert!(woke.jobs.is_empty() && waiter.registered());
+    waiter
+}
+
 /// An enqueuer takes the waiter its last job went to again by that
 /// waiter's flag, but not once jobs wait unread in its inbox (three with
 /// the last): a waiter that reads empties its inbox at each wait, so that
@@ -194,15 +207,7 @@ fn an_enqueuer_leaves_a_waiter_that_does_not_read() {
     let queue = env.queue.clone();
     learn_clock(&queue, &env);
     let short = Duration::from_millis(20);
-    let register = |worker: &str| {
-        let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
-        let woke = env
-            .rt
-            .block_on(queue.wait_for_work(&mut waiter, short, Some((worker, LEASE))))
-            .unwrap();
-        assert!(woke.jobs.is_empty() && waiter.registered());
-        waiter
-    };
+    let register = |worker: &str| registered_waiter(&env, &queue, worker);
     let old = register("w1");
     let enqueue = || env.enqueue("hello", "{}");
     let ids: Vec<String> = (0..3).map(|_| enqueue()).collect();
@@ -243,16 +248,7 @@ fn calls_sent_with_a_stale_flag_go_to_a_newer_waiter() {
     let env = Env::standalone("handover-stale-flag");
     let queue = env.queue.clone();
     learn_clock(&queue, &env);
-    let short = Duration::from_millis(20);
-    let register = |worker: &str| {
-        let mut waiter = env.rt.block_on(queue.wake_waiter()).unwrap();
-        let woke = env
-            .rt
-            .block_on(queue.wait_for_work(&mut waiter, short, Some((worker, LEASE))))
-            .unwrap();
-        assert!(woke.jobs.is_empty());
-        waiter
-    };
+    let register = |worker: &str| registered_waiter(&env, &queue, worker);
     let _old = register("w1");
     let first = env.enqueue("hello", "{}");
     let _new = register("w2");
