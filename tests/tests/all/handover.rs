@@ -267,6 +267,37 @@ fn calls_sent_with_a_stale_flag_go_to_a_newer_waiter() {
     assert_eq!(workers, [w("w1"), w("w1"), w("w2"), w("w2"), w("w2")]);
 }
 
+/// A delayed job starts when it is due while lone jobs of another tenant
+/// keep coming to the worker's inbox faster than its host timer's nudge
+/// (which ends a wait a few milliseconds past its time): after a reply of
+/// jobs only the worker waits again, but once its timer is due it claims,
+/// and the claim's pick brings the due job.
+#[test]
+fn a_delayed_job_starts_on_time_while_lone_jobs_keep_coming() {
+    let env = Env::standalone("handover-due");
+    let _worker = env.worker(&[("hello", "hello"), ("acme/hello", "hello")], |_| {});
+    // The worker is idle and registered: lone jobs of acme go to it.
+    env.wait(&env.enqueue("acme/hello", "{}"));
+    let mut delayed = env.job("hello", "{}");
+    delayed.delay = Duration::from_millis(300);
+    let id = env.enqueue_job(delayed);
+    let stream = std::time::Instant::now();
+    while stream.elapsed() < Duration::from_secs(2) {
+        env.rt
+            .block_on(env.queue.enqueue(&env.job("acme/hello", "{}")))
+            .unwrap();
+    }
+    let record = env.wait(&id);
+    let due = record.enqueued_us.unwrap() + 300_000;
+    let late = record.started_us.unwrap().saturating_sub(due);
+    // (A few milliseconds here; 0.19 to 1.7 s when a reply of jobs only
+    // sent the worker back to waiting past its timer.)
+    assert!(
+        late < 150_000,
+        "started {late} µs after it was due, with lone jobs coming for 2 s"
+    );
+}
+
 /// A waiter stays registered across the jobs handed to it: its next wait
 /// makes no new entry (its deadline stands) and is handed the next job;
 /// only once less than a second is left does a wait register it again.
