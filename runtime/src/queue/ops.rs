@@ -857,7 +857,8 @@ struct CallReply {
     read: u64,
     /// The jobs' ids.
     ids: Vec<Enqueued>,
-    /// For a job handed over, its waiter's flag ('' for the one sent).
+    /// For a job handed over, its waiter's flag ('' for the one sent,
+    /// '-' to forget it).
     handed: Option<String>,
 }
 
