@@ -293,13 +293,9 @@ local function hand_over(argv, idle, flag, now, now_s)
   if inbox:sub(#Q + 7, #Q + 8) ~= 'r:' then redis.call('PEXPIRE', inbox, '60000') end
   -- The flag of a standing entry found in `Q:idle`, for the caller's next
   -- hand-over; '' when the caller's own was taken (or the entry keeps no
-  -- flag); '-' when jobs wait unread in the inbox (FLAG_UNREAD or more
-  -- with this one): a waiter that reads its inbox empties it at each wait
-  -- (queue/wake.rs), so this one may be dead, full or cut off, and the
-  -- caller's next job looks in `Q:idle` again, where a newer waiter is
-  -- chosen before it. (Kept, the flag would send every lone job to a
-  -- dead waiter until the unread bound: sixteen jobs left to their
-  -- leases where a live waiter stood by.)
+  -- flag); '-' when jobs wait unread in the inbox or the job went to a
+  -- waiter without a flag (see the switch above): the caller's next job
+  -- looks in `Q:idle` again.
   if pushed >= FLAG_UNREAD or switched then return true, false, '-' end
   return true, false, (not chosen and style == 'p') and (on .. member) or ''
 end
