@@ -156,7 +156,7 @@ fn print_times(record: &JobRecord) {
     }
     if let Some(at) = record.finished_us {
         println!(
-            "finished   {} (ran {})",
+            "finished   {} (recorded {} after the start)",
             time(at),
             ms(record.started_us, record.finished_us)
         );
