@@ -50,6 +50,14 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "SPOOL_PREFETCH_HORIZON", default_value = "20ms", value_parser = parse_duration)]
     pub prefetch_horizon: Duration,
 
+    /// How long a lone success no client waits for may wait for the next
+    /// job's outcome, so that both go to Redis in one script call (fewer
+    /// commands per job at moderate rates). Only while outcomes come that
+    /// often; never for a job of a group or a tenant with a concurrency
+    /// cap. 0 sends each at once; at most 1s
+    #[arg(long, env = "SPOOL_ACK_LINGER", default_value = "10ms", value_parser = parse_ack_linger)]
+    pub ack_linger: Duration,
+
     /// Most bytes of job records one claim takes (a first job is taken
     /// whatever its size), and of payloads claimed ahead waiting for a job
     /// thread: jobs of megabytes are claimed a few at a time, not --batch
@@ -130,6 +138,20 @@ pub(crate) struct WorkerArgs {
     pub no_result_cache: bool,
 }
 
+/// `--ack-linger`: a duration from 0 (send each ack at once) to
+/// [`crate::worker::ACK_LINGER_MAX`]: a longer one would show every
+/// success a client does not wait for as running that much longer.
+pub(crate) fn parse_ack_linger(text: &str) -> Result<Duration, String> {
+    let linger = crate::config::parse_wait(text)?;
+    if linger > crate::worker::ACK_LINGER_MAX {
+        return Err(format!(
+            "invalid --ack-linger {text:?}: at most {:?}, expected e.g. 10ms (0 sends each ack at once)",
+            crate::worker::ACK_LINGER_MAX
+        ));
+    }
+    Ok(linger)
+}
+
 impl WorkerArgs {
     pub fn worker_config(&self) -> WorkerConfig {
         let mut config = WorkerConfig::new(self.redis.queue_config(), &self.plugins);
@@ -139,6 +161,7 @@ impl WorkerArgs {
         config.batch = self.batch.max(1);
         config.prefetch = self.prefetch;
         config.prefetch_horizon = self.prefetch_horizon;
+        config.ack_linger = self.ack_linger;
         config.claim_bytes = usize::try_from(self.claim_bytes).unwrap_or(usize::MAX);
         config.lease = self.lease.max(Duration::from_millis(300));
         config.backoff = self.backoff;
@@ -271,6 +294,24 @@ mod tests {
             Command::Worker(args) => Ok(args.worker_config()),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    /// `--ack-linger` takes 0 (off) to a second, 10 ms by default.
+    #[test]
+    fn the_ack_linger_is_off_to_a_second() {
+        assert_eq!(config(&[]).unwrap().ack_linger, crate::worker::ACK_LINGER);
+        assert_eq!(
+            config(&["--ack-linger=0"]).unwrap().ack_linger,
+            Duration::ZERO
+        );
+        assert_eq!(
+            config(&["--ack-linger=250ms"]).unwrap().ack_linger,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            config(&["--ack-linger=2s"]).unwrap_err(),
+            clap::error::ErrorKind::ValueValidation
+        );
     }
 
     #[test]

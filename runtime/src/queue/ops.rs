@@ -276,6 +276,18 @@ impl Queue {
             .is_some_and(|(at, l)| at.elapsed() < LIMITS_FRESH && l.get(Limit::Concurrency) == 0)
     }
 
+    /// Whether `outcome`'s ack may wait a few milliseconds for others to
+    /// share its script call (a worker's `--ack-linger`): a success no
+    /// client waits for, of a job outside any group, of a tenant known to
+    /// have no concurrency cap. Its ack then frees nothing another job
+    /// waits for: no done notice, no group slot, no slot under a cap.
+    pub fn ack_may_wait(&self, outcome: &Outcome) -> bool {
+        outcome.next == Next::Succeeded
+            && !outcome.wait
+            && outcome.seen.as_ref().is_some_and(|s| s.group.is_none())
+            && self.known_uncapped(&outcome.tenant)
+    }
+
     /// Per ack call (`order`: its tenant and outcomes), whether it asks
     /// the script to refresh the expiry of the tenant's kept list: the
     /// first call of a tenant this handle has not refreshed for

@@ -4,11 +4,12 @@
 //! renewing leases.
 
 use super::budget::{Budget, over_bytes, worth_claiming};
+use super::linger::Linger;
 use super::{Counters, InFlight};
 use crate::locks::lock;
 use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueError};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -622,9 +623,28 @@ pub(super) fn ack_batch(batch: usize) -> usize {
     batch.max(256)
 }
 
+/// How the acker sends: most outcomes per ack ([`ack_batch`]), how long
+/// a lone success may wait for company (`--ack-linger`, at most a third
+/// of the lease), and the worker's stop, after which none waits.
+pub(super) struct AckSettings {
+    pub batch: usize,
+    pub linger: Duration,
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl AckSettings {
+    pub(super) fn of(config: &super::WorkerConfig, stopping: &Arc<AtomicBool>) -> Self {
+        AckSettings {
+            batch: ack_batch(config.batch),
+            linger: config.ack_linger.min(config.lease / 3),
+            stopping: Arc::clone(stopping),
+        }
+    }
+}
+
 pub(super) async fn ack_loop(
     queue: Queue,
-    batch: usize,
+    settings: AckSettings,
     mut outcomes: mpsc::UnboundedReceiver<Outcome>,
     budget: Arc<Budget>,
     in_flight: InFlight,
@@ -632,6 +652,7 @@ pub(super) async fn ack_loop(
     metrics: Arc<crate::metrics::Metrics>,
 ) {
     let mut acking = tokio::task::JoinSet::new();
+    let (batch, mut linger) = (settings.batch, Linger::new(settings.linger));
     loop {
         while acking.len() >= ACKS_IN_FLIGHT {
             acking.join_next().await;
@@ -639,12 +660,22 @@ pub(super) async fn ack_loop(
         let Some(first) = outcomes.recv().await else {
             break;
         };
+        linger.came(&first.tenant, Instant::now());
         let mut pending = Vec::with_capacity(batch);
         pending.push(first);
-        while pending.len() < batch {
-            match outcomes.try_recv() {
-                Ok(o) => pending.push(o),
-                Err(_) => break,
+        take_ready(&mut outcomes, &mut pending, batch, &mut linger);
+        let mut closed = false;
+        if pending.len() == 1 && !settings.stopping.load(Ordering::Relaxed) {
+            // Room for the job in hand and one more beside this one.
+            let room = budget.limit() >= lock(&in_flight).len() + 2;
+            let may = queue.ack_may_wait(&pending[0]);
+            if let Some(wait) = linger.wait(&pending[0].tenant, may, room) {
+                let company = Company {
+                    queue: &queue,
+                    batch,
+                    wait,
+                };
+                closed = company.wait(&mut outcomes, &mut pending, &mut linger).await;
             }
         }
         let (queue, budget) = (queue.clone(), Arc::clone(&budget));
@@ -655,8 +686,67 @@ pub(super) async fn ack_loop(
             settle(pending, &applied, &in_flight, &counters);
             budget.freed.notify_one();
         });
+        if closed {
+            break;
+        }
     }
     while acking.join_next().await.is_some() {}
+}
+
+/// A lone success's wait for company (worker/linger.rs).
+struct Company<'q> {
+    queue: &'q Queue,
+    batch: usize,
+    wait: Duration,
+}
+
+impl Company<'_> {
+    /// Wait up to `self.wait` for an outcome of the lone one's tenant
+    /// (which shares its ack call) or one that may not wait (sent at
+    /// once, and this one with it), adding whatever comes to `pending`.
+    /// Whether the outcomes' channel closed (the worker stops).
+    async fn wait(
+        &self,
+        outcomes: &mut mpsc::UnboundedReceiver<Outcome>,
+        pending: &mut Vec<Outcome>,
+        linger: &mut Linger,
+    ) -> bool {
+        let until = tokio::time::Instant::now() + self.wait;
+        let tenant = pending[0].tenant.clone();
+        loop {
+            match tokio::time::timeout_at(until, outcomes.recv()).await {
+                Ok(Some(next)) => {
+                    linger.came(&next.tenant, Instant::now());
+                    let done = next.tenant == tenant || !self.queue.ack_may_wait(&next);
+                    pending.push(next);
+                    if done || pending.len() >= self.batch {
+                        take_ready(outcomes, pending, self.batch, linger);
+                        return false;
+                    }
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Add the outcomes that came meanwhile to `pending`, up to `batch`.
+fn take_ready(
+    outcomes: &mut mpsc::UnboundedReceiver<Outcome>,
+    pending: &mut Vec<Outcome>,
+    batch: usize,
+    linger: &mut Linger,
+) {
+    while pending.len() < batch {
+        match outcomes.try_recv() {
+            Ok(o) => {
+                linger.came(&o.tenant, Instant::now());
+                pending.push(o);
+            }
+            Err(_) => break,
+        }
+    }
 }
 
 /// Ack a batch, trying again while Redis is away: an outcome is only

@@ -20,6 +20,7 @@ mod budget;
 mod cached;
 mod execute;
 mod fleet;
+mod linger;
 mod loops;
 mod progress;
 mod shutdown;
@@ -31,6 +32,7 @@ mod watchdog;
 
 pub use crate::queue::DEFAULT_CLAIM_BYTES;
 pub use budget::{DEFAULT_BATCH, DEFAULT_PREFETCH, PREFETCH_HORIZON};
+pub use linger::{ACK_LINGER, ACK_LINGER_MAX};
 pub use sweeper::SWEEP_EVERY;
 
 use crate::cache::{CacheConfig, ResultCache};
@@ -71,6 +73,9 @@ pub struct WorkerConfig {
     /// How far ahead, in time, the job threads' work is claimed (at the
     /// recent job duration; [`PREFETCH_HORIZON`] by default).
     pub prefetch_horizon: Duration,
+    /// How long a lone success nobody waits for may wait for the next
+    /// outcome to share its ack ([`ACK_LINGER`] by default; zero: never).
+    pub ack_linger: Duration,
     /// The most bytes of job records one claim takes, and of payloads
     /// claimed ahead that wait for a job thread (0: no limit but `batch`
     /// and `prefetch`); [`DEFAULT_CLAIM_BYTES`] by default.
@@ -137,6 +142,7 @@ impl WorkerConfig {
             batch: DEFAULT_BATCH,
             prefetch: DEFAULT_PREFETCH,
             prefetch_horizon: PREFETCH_HORIZON,
+            ack_linger: ACK_LINGER,
             claim_bytes: DEFAULT_CLAIM_BYTES,
             lease: Duration::from_secs(10),
             backoff: Duration::from_secs(1),
@@ -380,7 +386,7 @@ pub async fn run_on(
         )),
         acker: tokio::spawn(ack_loop(
             queue.clone(),
-            loops::ack_batch(config.batch),
+            loops::AckSettings::of(&config, &shared.stopping),
             out_rx,
             Arc::clone(&shared.budget),
             Arc::clone(&shared.in_flight),

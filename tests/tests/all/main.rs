@@ -30,6 +30,7 @@ mod handover;
 mod hostile;
 mod http;
 mod limits;
+mod linger;
 mod loading;
 mod manifests;
 mod metrics;

@@ -60,6 +60,11 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = crate::worker::DEFAULT_PREFETCH)]
     prefetch: usize,
 
+    /// How long a lone success waits to share its ack (as `spool worker
+    /// --ack-linger`).
+    #[arg(long, default_value = "10ms", value_parser = crate::cli::worker::parse_ack_linger)]
+    ack_linger: std::time::Duration,
+
     /// Size of each job's JSON payload in bytes ({"name":"xxx…"}).
     #[arg(long, default_value_t = 32)]
     payload_bytes: usize,
@@ -216,6 +221,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
         concurrency: args.concurrency,
         batch: args.batch.max(1),
         prefetch: args.prefetch,
+        ack_linger: args.ack_linger,
     };
     let running = start_workers(args, &spec, &rt, (&url, registry))?;
     let instances_before = crate::sandbox::instances_created();
@@ -464,6 +470,7 @@ fn worker_config(args: &BenchArgs, queue: &QueueConfig) -> WorkerConfig {
     }
     config.batch = args.batch.max(1);
     config.prefetch = args.prefetch;
+    config.ack_linger = args.ack_linger;
     config.rescan = None;
     config.fleet = false;
     config.cache_memory = args.cache_memory;

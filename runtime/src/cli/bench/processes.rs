@@ -27,6 +27,7 @@ pub(super) struct Spec<'a> {
     pub concurrency: Option<usize>,
     pub batch: usize,
     pub prefetch: usize,
+    pub ack_linger: std::time::Duration,
 }
 
 /// Running worker processes; stopped (killed: every job has finished by
@@ -168,6 +169,8 @@ fn worker_command(exe: &Path, spec: &Spec<'_>, plugins: &Path, k: usize) -> Comm
         .arg(spec.batch.to_string())
         .arg("--prefetch")
         .arg(spec.prefetch.to_string())
+        .arg("--ack-linger")
+        .arg(format!("{}us", spec.ack_linger.as_micros()))
         .env("SPOOL_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
