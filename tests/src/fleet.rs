@@ -483,6 +483,20 @@ impl Env {
         panic!("timed out waiting for {what}");
     }
 
+    /// Poll (at most 60 s) until a worker waits for work in `Q:idle`, so
+    /// that a lone job enqueued now is handed to it (docs/queue.md,
+    /// "Hand-over at idle").
+    pub fn wait_for_a_waiter(&self) {
+        let idle = format!("{}:idle", self.queue.key_prefix());
+        self.wait_for("a worker to wait in Q:idle", || {
+            let n: u64 = redis::cmd("ZCARD")
+                .arg(&idle)
+                .query(&mut self.redis_conn())
+                .unwrap();
+            n > 0
+        });
+    }
+
     /// Wait (at most 60 s) until the queue's counters say `n` jobs have
     /// finished (succeeded or dead) in all.
     pub fn wait_finished(&self, n: u64) -> spool_runtime::queue::QueueStats {

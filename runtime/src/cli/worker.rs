@@ -54,7 +54,7 @@ pub(crate) struct WorkerArgs {
     /// job's outcome, so that both go to Redis in one script call (fewer
     /// commands per job at moderate rates). Only while outcomes come that
     /// often; never for a job of a group or a tenant with a concurrency
-    /// cap. 0 sends each at once; at most 1s
+    /// cap. 0 sends each at once; at most 1s, and a third of --lease
     #[arg(long, env = "SPOOL_ACK_LINGER", default_value = "10ms", value_parser = parse_ack_linger)]
     pub ack_linger: Duration,
 
@@ -142,7 +142,11 @@ pub(crate) struct WorkerArgs {
 /// [`crate::worker::ACK_LINGER_MAX`]: a longer one would show every
 /// success a client does not wait for as running that much longer.
 pub(crate) fn parse_ack_linger(text: &str) -> Result<Duration, String> {
-    let linger = crate::config::parse_wait(text)?;
+    let linger = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!(
+            "invalid --ack-linger {text:?}: {e}; expected e.g. 10ms, or 0 to send each ack at once"
+        )
+    })?;
     if linger > crate::worker::ACK_LINGER_MAX {
         return Err(format!(
             "invalid --ack-linger {text:?}: at most {:?}, expected e.g. 10ms (0 sends each ack at once)",

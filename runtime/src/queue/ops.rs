@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 /// again: a changed quota reaches a long-running enqueuer within a second.
 pub const LIMITS_FRESH: Duration = Duration::from_secs(1);
 
+/// How old a view of a tenant's limits may be for an ack to wait for
+/// company ([`Queue::ack_may_wait`]).
+const LINGER_LIMITS_FRESH: Duration = Duration::from_secs(10);
+
 /// How often a worker's acks refresh the expiry of a tenant's kept list
 /// (ack.lua's `KEPT_MARGIN_S`, thirty days, must stay above it).
 const KEPT_REFRESH: Duration = Duration::from_secs(60);
@@ -271,9 +275,15 @@ impl Queue {
     /// tenant waits at most claim.lua's `CAP_LOOK_US`. Not read lately:
     /// false, and the ack looks.
     fn known_uncapped(&self, tenant: &str) -> bool {
+        self.known_uncapped_within(tenant, LIMITS_FRESH)
+    }
+
+    /// Whether `tenant` had no concurrency cap when this handle last read
+    /// its limits, within `fresh`.
+    fn known_uncapped_within(&self, tenant: &str, fresh: Duration) -> bool {
         lock(&self.inner.limits)
             .get(tenant)
-            .is_some_and(|(at, l)| at.elapsed() < LIMITS_FRESH && l.get(Limit::Concurrency) == 0)
+            .is_some_and(|(at, l)| at.elapsed() < fresh && l.get(Limit::Concurrency) == 0)
     }
 
     /// Whether `outcome`'s ack may wait a few milliseconds for others to
@@ -281,11 +291,15 @@ impl Queue {
     /// client waits for, of a job outside any group, of a tenant known to
     /// have no concurrency cap. Its ack then frees nothing another job
     /// waits for: no done notice, no group slot, no slot under a cap.
+    /// (Known within [`LINGER_LIMITS_FRESH`]: acks read a tenant's limits
+    /// again once they are a second old, so a view is older only after a
+    /// quiet spell; a cap set within it costs the tenant's next job the
+    /// wait, a few milliseconds, at most.)
     pub fn ack_may_wait(&self, outcome: &Outcome) -> bool {
         outcome.next == Next::Succeeded
             && !outcome.wait
             && outcome.seen.as_ref().is_some_and(|s| s.group.is_none())
-            && self.known_uncapped(&outcome.tenant)
+            && self.known_uncapped_within(&outcome.tenant, LINGER_LIMITS_FRESH)
     }
 
     /// Per ack call (`order`: its tenant and outcomes), whether it asks

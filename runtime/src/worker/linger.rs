@@ -13,10 +13,10 @@
 //! (a worker that fills up leaves the idle workers, and the next job
 //! would go the longer way), never once the worker stops, and only while
 //! the tenant's outcomes come that often: where the wait would be longer
-//! than `--ack-linger` (by default below about 150 jobs a second), it
-//! would cost more latency than it saves. The run's own times are in the
-//! record (`run`); what the wait moves is when the outcome is recorded
-//! (`finished_us`), by that wait at most.
+//! than `--ack-linger` (by default below about 150 jobs a second of the
+//! tenant on this worker), it would cost more latency than it saves. The
+//! run's own times are in the record (`run`); what the wait moves is
+//! when the outcome is recorded (`finished_us`), by that wait at most.
 //!
 //! [`Queue::ack_may_wait`]: crate::queue::Queue::ack_may_wait
 

@@ -9,7 +9,7 @@ use super::{Counters, InFlight};
 use crate::locks::lock;
 use crate::queue::{ClaimedJob, Next, Outcome, Queue, QueueError};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -624,20 +624,26 @@ pub(super) fn ack_batch(batch: usize) -> usize {
 }
 
 /// How the acker sends: most outcomes per ack ([`ack_batch`]), how long
-/// a lone success may wait for company (`--ack-linger`, at most a third
-/// of the lease), and the worker's stop, after which none waits.
+/// a lone success may wait for company (`--ack-linger`, at most
+/// [`ACK_LINGER_MAX`] and a third of the lease), and the worker's stop,
+/// which ends a wait and after which none starts.
+///
+/// [`ACK_LINGER_MAX`]: super::ACK_LINGER_MAX
 pub(super) struct AckSettings {
     pub batch: usize,
     pub linger: Duration,
-    pub stopping: Arc<AtomicBool>,
+    pub stop: watch::Receiver<bool>,
 }
 
 impl AckSettings {
-    pub(super) fn of(config: &super::WorkerConfig, stopping: &Arc<AtomicBool>) -> Self {
+    pub(super) fn of(config: &super::WorkerConfig, stop: &watch::Receiver<bool>) -> Self {
         AckSettings {
             batch: ack_batch(config.batch),
-            linger: config.ack_linger.min(config.lease / 3),
-            stopping: Arc::clone(stopping),
+            linger: config
+                .ack_linger
+                .min(super::ACK_LINGER_MAX)
+                .min(config.lease / 3),
+            stop: stop.clone(),
         }
     }
 }
@@ -665,17 +671,19 @@ pub(super) async fn ack_loop(
         pending.push(first);
         take_ready(&mut outcomes, &mut pending, batch, &mut linger);
         let mut closed = false;
-        if pending.len() == 1 && !settings.stopping.load(Ordering::Relaxed) {
-            // Room for the job in hand and one more beside this one.
+        if pending.len() == 1 && !*settings.stop.borrow() {
+            // Two free places beside the held ones (this job among them).
             let room = budget.limit() >= lock(&in_flight).len() + 2;
             let may = queue.ack_may_wait(&pending[0]);
             if let Some(wait) = linger.wait(&pending[0].tenant, may, room) {
-                let company = Company {
+                let mut company = Company {
                     queue: &queue,
                     batch,
-                    wait,
+                    stop: settings.stop.clone(),
                 };
-                closed = company.wait(&mut outcomes, &mut pending, &mut linger).await;
+                closed = company
+                    .wait(wait, &mut outcomes, &mut pending, &mut linger)
+                    .await;
             }
         }
         let (queue, budget) = (queue.clone(), Arc::clone(&budget));
@@ -697,27 +705,39 @@ pub(super) async fn ack_loop(
 struct Company<'q> {
     queue: &'q Queue,
     batch: usize,
-    wait: Duration,
+    stop: watch::Receiver<bool>,
 }
 
 impl Company<'_> {
-    /// Wait up to `self.wait` for an outcome of the lone one's tenant
-    /// (which shares its ack call) or one that may not wait (sent at
-    /// once, and this one with it), adding whatever comes to `pending`.
-    /// Whether the outcomes' channel closed (the worker stops).
+    /// Wait up to `wait` for an outcome of the lone one's tenant (which
+    /// shares its ack call) or one that may not wait (sent at once, and
+    /// this one with it), adding whatever comes to `pending`. Another
+    /// tenant's outcome that may wait cuts the wait to its own (none, if
+    /// its tenant's pace says none): it goes with this one. The worker's
+    /// stop ends it. Whether the outcomes' channel closed.
     async fn wait(
-        &self,
+        &mut self,
+        wait: Duration,
         outcomes: &mut mpsc::UnboundedReceiver<Outcome>,
         pending: &mut Vec<Outcome>,
         linger: &mut Linger,
     ) -> bool {
-        let until = tokio::time::Instant::now() + self.wait;
+        let mut until = tokio::time::Instant::now() + wait;
         let tenant = pending[0].tenant.clone();
         loop {
-            match tokio::time::timeout_at(until, outcomes.recv()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout_at(until, outcomes.recv()) => next,
+                _ = self.stop.changed() => return false,
+            };
+            match next {
                 Ok(Some(next)) => {
                     linger.came(&next.tenant, Instant::now());
-                    let done = next.tenant == tenant || !self.queue.ack_may_wait(&next);
+                    let may = self.queue.ack_may_wait(&next);
+                    let done = next.tenant == tenant || !may;
+                    if !done {
+                        let own = linger.wait(&next.tenant, may, true).unwrap_or_default();
+                        until = until.min(tokio::time::Instant::now() + own);
+                    }
                     pending.push(next);
                     if done || pending.len() >= self.batch {
                         take_ready(outcomes, pending, self.batch, linger);

@@ -386,7 +386,7 @@ pub async fn run_on(
         )),
         acker: tokio::spawn(ack_loop(
             queue.clone(),
-            loops::AckSettings::of(&config, &shared.stopping),
+            loops::AckSettings::of(&config, &stop_rx),
             out_rx,
             Arc::clone(&shared.budget),
             Arc::clone(&shared.in_flight),

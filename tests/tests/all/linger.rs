@@ -14,14 +14,7 @@ use std::time::Duration;
 /// A worker of `env` serving `hello` with `linger`, waiting for work.
 fn idle_worker(env: &Env, linger: Duration) -> spool_tests::fleet::TestWorker {
     let worker = env.worker(&[("hello", "hello")], |c| c.ack_linger = linger);
-    let idle = format!("{}:idle", env.queue.key_prefix());
-    env.wait_for("the worker to wait in Q:idle", || {
-        let n: u64 = redis::cmd("ZCARD")
-            .arg(&idle)
-            .query(&mut env.redis_conn())
-            .unwrap();
-        n > 0
-    });
+    env.wait_for_a_waiter();
     worker
 }
 
@@ -110,7 +103,7 @@ fn an_ack_that_frees_a_group_or_a_capped_slot_is_not_held_back() {
     env.set_limit("capped", Limit::Concurrency, 5);
     let plugins = [("hello", "hello"), ("capped/hello", "hello")];
     let _worker = env.worker(&plugins, |c| c.ack_linger = Duration::from_secs(2));
-    std::thread::sleep(Duration::from_millis(300));
+    env.wait_for_a_waiter();
     // The capped tenant's outcomes 100 ms apart: none waits.
     let every = Duration::from_millis(100);
     for id in paced_of(&env, "capped/hello", every, &[false; 3]) {
@@ -131,5 +124,47 @@ fn an_ack_that_frees_a_group_or_a_capped_slot_is_not_held_back() {
     assert!(
         free >= 120_000,
         "a job freeing nothing took {free} µs: it did not wait for company"
+    );
+}
+
+/// Only a success waits: a failure at the same pace is recorded at once.
+/// And a lone success that waits goes at once with another tenant's
+/// success whose own pace asks for no wait (its last job came longer
+/// than the linger before): neither is held up by the other's wait.
+#[test]
+fn a_failure_and_another_tenants_outcome_are_not_held_back() {
+    let env = Env::standalone("linger-others");
+    let plugins = [
+        ("hello", "hello"),
+        ("introspect", "introspect"),
+        ("other/hello", "hello"),
+    ];
+    let linger = Duration::from_millis(500);
+    let _worker = env.worker(&plugins, |c| c.ack_linger = linger);
+    env.wait_for_a_waiter();
+    let every = Duration::from_millis(100);
+    // The other tenant's limits are read with its first ack.
+    for id in paced_of(&env, "other/hello", every, &[false; 2]) {
+        took(&env, &id);
+    }
+    let warm = paced(&env, every, &[false; 3]);
+    took(&env, &warm[2]);
+    std::thread::sleep(every);
+    let fatal = env.enqueue("introspect", r#"{"fail":"fatal"}"#);
+    let record = env.wait(&fatal);
+    assert_eq!(record.status, Some(Status::Dead), "{record:?}");
+    let failed = record.finished_us.unwrap() - record.enqueued_us.unwrap();
+    assert!(failed < 100_000, "the failure took {failed} µs");
+    // Tenant default's next success waits (about 190 ms); the other
+    // tenant's job, its first for well over the linger, 20 ms later.
+    let waiting = paced(&env, every, &[false]);
+    std::thread::sleep(Duration::from_millis(20));
+    let other = env.enqueue("other/hello", r#"{"name":"other"}"#);
+    let other = took(&env, &other);
+    assert!(other < 100_000, "the other tenant's job took {other} µs");
+    let waiting = took(&env, &waiting[0]);
+    assert!(
+        waiting < 120_000,
+        "the waiting success took {waiting} µs: it did not go with the other's"
     );
 }
