@@ -137,11 +137,8 @@ fn summarize(times: &[JobTimes], jobs: usize, enqueue_secs: f64) -> Report {
         .iter()
         .filter(|t| t.status == Some(Status::Succeeded))
         .count();
-    let first = times
-        .iter()
-        .filter_map(|t| t.enqueued_us)
-        .min()
-        .unwrap_or(0);
+    let first = times.iter().filter_map(|t| t.enqueued_us).min();
+    let first = first.unwrap_or(0);
     let last = times
         .iter()
         .filter_map(|t| t.finished_us)
@@ -161,6 +158,7 @@ fn summarize(times: &[JobTimes], jobs: usize, enqueue_secs: f64) -> Report {
         tenants: 1,
         jobs,
         concurrency: 0,
+        ack_linger_ms: 0.0,
         payload_bytes: 0,
         succeeded,
         failed: jobs - succeeded,

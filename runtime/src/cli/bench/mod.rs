@@ -239,6 +239,7 @@ fn bench(args: &BenchArgs, inputs: (Vec<Vec<u8>>, String)) -> Result<Report, Ben
         report.instances = crate::sandbox::instances_created() - instances_before;
     }
     report.concurrency = concurrency.or(args.concurrency).unwrap_or(0);
+    report.ack_linger_ms = args.ack_linger.as_secs_f64() * 1000.0;
     let trips = worker_round_trips + client.round_trips();
     per_job(
         &mut report,

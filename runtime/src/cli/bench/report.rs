@@ -18,8 +18,12 @@ pub(super) struct Report {
     pub enqueue_jobs_per_sec: f64,
     pub jobs_per_sec: f64,
     pub wall_seconds: f64,
+    /// Enqueue to the outcome's record: a success no client waits for
+    /// may be recorded up to `ack_linger_ms` after its run ended.
     pub latency_ms: Percentiles,
     pub pickup_ms: Percentiles,
+    /// The worker's `--ack-linger`, ms (worker/linger.rs).
+    pub ack_linger_ms: f64,
     pub redis_commands_per_job: f64,
     /// Redis' CPU time (user + system, `INFO cpu`) per job, µs: on a
     /// server of its own, what one job costs Redis.
@@ -101,8 +105,8 @@ pub(super) fn print(r: &Report, json: bool) {
     );
     let p = &r.latency_ms;
     println!(
-        "  enqueue→finished   p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
-        p.p50, p.p95, p.p99, p.max
+        "  enqueue→finished   p50 {} ms, p95 {} ms, p99 {} ms, max {} ms (a success may wait up to --ack-linger {} ms to share its ack)",
+        p.p50, p.p95, p.p99, p.max, r.ack_linger_ms
     );
     let p = &r.pickup_ms;
     println!(
