@@ -497,19 +497,12 @@ fn a_worker_hands_back_a_job_handed_over_in_a_reply_it_lost() {
     let metrics = metrics.unwrap();
     let warm = env.enqueue("hello", r#"{"name":"Warm"}"#);
     assert_eq!(env.wait(&warm).status, Some(Status::Succeeded));
-    let idle = format!("{}:idle", env.queue.key_prefix());
     // An enqueue in the moment between two of the worker's waits goes the
     // normal way (and its claim's reply is cut instead): then again.
     let mut handed = false;
     let mut ran = 1;
     for n in 0..5 {
-        env.wait_for("the worker to wait in Q:idle", || {
-            let n: u64 = redis::cmd("ZCARD")
-                .arg(&idle)
-                .query(&mut env.redis_conn())
-                .unwrap();
-            n > 0
-        });
+        env.wait_for_a_waiter();
         let before = handed_over(&metrics);
         let marker = format!("Lost-5e0{n}");
         proxy.lose_reply_with(&marker);
